@@ -1,0 +1,55 @@
+// `tandem`: the command-line face of the SDK. The table below is the list of subcommands.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+
+#include "commands.h"
+
+namespace tandem::cli {
+
+const std::string& flag_value(const Args& args, size_t& i) {
+    if (i + 1 >= args.size()) throw UsageError{"option " + args[i] + " needs a value"};
+    return args[++i];
+}
+
+struct Command {
+    const char* name;
+    int (*run)(const Args&);
+    const char* usage;
+};
+
+static const Command kCommands[] = {
+    {"info", cmd_info, "tandem info MODEL [--json]"},
+    {"tokenize", cmd_tokenize, "tandem tokenize -m MODEL (-p TEXT | -f FILE) [--ids] [--bos]"},
+};
+
+static void print_usage(FILE* out) {
+    std::fprintf(out, "usage:\n");
+    for (const Command& c : kCommands) std::fprintf(out, "  %s\n", c.usage);
+}
+
+}  // namespace tandem::cli
+
+int main(int argc, char** argv) {
+    using namespace tandem::cli;
+    if (argc < 2 || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help")) {
+        print_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (const Command& c : kCommands) {
+        if (std::strcmp(argv[1], c.name) != 0) continue;
+        Args args(argv + 2, argv + argc);
+        try {
+            return c.run(args);
+        } catch (const UsageError& e) {
+            std::fprintf(stderr, "tandem %s: %s\nusage: %s\n", c.name, e.message.c_str(), c.usage);
+            return 2;
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "tandem %s: error: %s\n", c.name, e.what());
+            return 1;
+        }
+    }
+    std::fprintf(stderr, "tandem: unknown command '%s'\n", argv[1]);
+    print_usage(stderr);
+    return 2;
+}
