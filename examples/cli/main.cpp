@@ -20,7 +20,6 @@ struct Command {
 
 static const Command kCommands[] = {
     {"info", cmd_info, "tandem info MODEL [--json]"},
-    {"tokenize", cmd_tokenize, "tandem tokenize -m MODEL (-p TEXT | -f FILE) [--ids] [--bos]"},
 };
 
 static void print_usage(FILE* out) {
