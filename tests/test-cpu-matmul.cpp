@@ -254,6 +254,7 @@ TEST_CASE("kernel paths: detection and forcing") {
                          << " avx512bw=" << f.avx512bw << " avx512vnni=" << f.avx512vnni
                          << " avx_vnni=" << f.avx_vnni << "; best path: " << std::string(cpu::kernel_path_name()));
     CHECK(cpu::kernel_path_supported("scalar"));
+    CHECK(cpu::kernel_path_supported("avx2") == (f.avx2 && f.fma && f.f16c));
     CHECK_FALSE(cpu::kernel_path_supported("sse9"));
     CHECK_THROWS_AS(cpu::force_kernel_path("sse9"), CpuKernelError);
     CHECK_THROWS_AS(cpu::force_kernel_path(nullptr), CpuKernelError);

@@ -67,6 +67,7 @@ struct Path {
 
 // Best first.
 static const Path kPaths[] = {
+    {"avx2", [] { const CpuFeatures& f = cpu_features(); return f.avx2 && f.fma && f.f16c; }, kernels_avx2},
     {"scalar", [] { return true; }, kernels_scalar},
 };
 

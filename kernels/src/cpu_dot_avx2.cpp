@@ -1,0 +1,341 @@
+// The "avx2" path: AVX2 + FMA + F16C kernels. Every function here carries the target attribute
+// (TGT) instead of the whole file being compiled with -mavx2, so that nothing in this file can
+// leak AVX2 instructions into code the rest of the library runs on older CPUs; only
+// kernels_avx2() is called from outside, and only after cpu_features() said yes.
+//
+// Shape of every kernel: one weight row against T <= 4 tokens at once. A weight block is
+// loaded and unpacked to u8 levels once and then multiplied with the T activation blocks
+// (vpmaddubsw u8 x i8 -> i16 pairs, vpmaddwd -> i32), so prefill reuses each unpacked block
+// T times; decode (T = 1) streams the row with two independent accumulators.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "cpu_kernels.h"
+
+#define TGT __attribute__((target("avx2,fma,f16c")))
+
+namespace tandem::cpu::detail {
+namespace {
+
+constexpr int kMaxT = 4;  // tokens per tile
+
+TGT inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+TGT inline float h2f(half_bits h) { return _cvtsh_ss(h); }
+
+// 16 bytes of packed nibbles -> 32 u8 levels: low nibbles (elements 0..15) then high (16..31).
+TGT inline __m256i nibbles32(const uint8_t* qs) {
+    const __m128i v = _mm_loadu_si128((const __m128i*)qs);
+    const __m256i both = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
+    return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+}
+
+// 32 bits -> 32 bytes, 0xFF where the bit is set (bit j -> byte j).
+TGT inline __m256i bits32(const uint8_t* p) {
+    uint32_t x;
+    std::memcpy(&x, p, 4);
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x), shuf);
+    b = _mm256_or_si256(b, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+    return _mm256_cmpeq_epi8(b, _mm256_set1_epi64x(-1));
+}
+
+// ---- float weights x f32 activations -------------------------------------------------------
+
+struct LoadF32 {
+    TGT static __m256 load8(const void* w, int64_t i) { return _mm256_loadu_ps((const float*)w + i); }
+    static float load1(const void* w, int64_t i) { return ((const float*)w)[i]; }
+};
+struct LoadF16 {
+    TGT static __m256 load8(const void* w, int64_t i) {
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)((const half_bits*)w + i)));
+    }
+    TGT static float load1(const void* w, int64_t i) { return h2f(((const half_bits*)w)[i]); }
+};
+struct LoadBF16 {
+    TGT static __m256 load8(const void* w, int64_t i) {
+        const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)((const uint16_t*)w + i)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+    }
+    static float load1(const void* w, int64_t i) { return bf16_to_fp32(((const uint16_t*)w)[i]); }
+};
+
+// out[t] = dot(w, x[t]) for n floats; U independent accumulator sets hide the FMA latency.
+template <class L, int T>
+TGT void dot_float(int64_t n, const void* w, const void* const* xv, float* out) {
+    constexpr int U = T == 1 ? 4 : 2;
+    const float* x[T];
+    for (int t = 0; t < T; t++) x[t] = (const float*)xv[t];
+    __m256 acc[U][T];
+    for (int u = 0; u < U; u++)
+        for (int t = 0; t < T; t++) acc[u][t] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 * U <= n; i += 8 * U)
+        for (int u = 0; u < U; u++) {
+            const __m256 wv = L::load8(w, i + 8 * u);
+            for (int t = 0; t < T; t++) acc[u][t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x[t] + i + 8 * u), acc[u][t]);
+        }
+    for (; i + 8 <= n; i += 8) {
+        const __m256 wv = L::load8(w, i);
+        for (int t = 0; t < T; t++) acc[0][t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x[t] + i), acc[0][t]);
+    }
+    for (int t = 0; t < T; t++) {
+        __m256 s = acc[0][t];
+        for (int u = 1; u < U; u++) s = _mm256_add_ps(s, acc[u][t]);
+        out[t] = hsum(s);
+    }
+    for (; i < n; i++) {
+        const float wv = L::load1(w, i);
+        for (int t = 0; t < T; t++) out[t] += wv * x[t][i];
+    }
+}
+
+// ---- 32-block weights x block_q8a ----------------------------------------------------------
+//
+// Each Unpack gives, per block: q = the 32 levels as u8, dw = the scale, cw = the offset
+// coefficient, so that  dot(block, y) = dw * dy * sum(q * qy) + cw * y.s.
+// Q8_0 levels are signed: it uses |q| and sign(qy, q) instead (Signed = true).
+
+struct UnpQ4_0 {
+    using Block = block_q4_0;
+    static constexpr bool Signed = false;
+    TGT static __m256i q(const Block& b) { return nibbles32(b.qs); }
+    TGT static void dc(const Block& b, float* d, float* c) { *d = h2f(b.d); *c = -8 * *d; }
+};
+struct UnpQ4_1 {
+    using Block = block_q4_1;
+    static constexpr bool Signed = false;
+    TGT static __m256i q(const Block& b) { return nibbles32(b.qs); }
+    TGT static void dc(const Block& b, float* d, float* c) { *d = h2f(b.d); *c = h2f(b.m); }
+};
+struct UnpQ5_0 {
+    using Block = block_q5_0;
+    static constexpr bool Signed = false;
+    TGT static __m256i q(const Block& b) {
+        return _mm256_or_si256(nibbles32(b.qs), _mm256_and_si256(bits32(b.qh), _mm256_set1_epi8(0x10)));
+    }
+    TGT static void dc(const Block& b, float* d, float* c) { *d = h2f(b.d); *c = -16 * *d; }
+};
+struct UnpQ5_1 {
+    using Block = block_q5_1;
+    static constexpr bool Signed = false;
+    TGT static __m256i q(const Block& b) {
+        return _mm256_or_si256(nibbles32(b.qs), _mm256_and_si256(bits32(b.qh), _mm256_set1_epi8(0x10)));
+    }
+    TGT static void dc(const Block& b, float* d, float* c) { *d = h2f(b.d); *c = h2f(b.m); }
+};
+struct UnpQ8_0 {
+    using Block = block_q8_0;
+    static constexpr bool Signed = true;
+    TGT static __m256i q(const Block& b) { return _mm256_loadu_si256((const __m256i*)b.qs); }
+    TGT static void dc(const Block& b, float* d, float* c) { *d = h2f(b.d); *c = 0; }
+};
+
+template <class U, int T>
+TGT inline void q32_step(const typename U::Block& b, const block_q8a* const* x, int64_t i, __m256 (&acc)[T],
+                         float (&off)[T]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i q = U::q(b);
+    float dw, cw;
+    U::dc(b, &dw, &cw);
+    const __m256i aq = U::Signed ? _mm256_sign_epi8(q, q) : q;
+    for (int t = 0; t < T; t++) {
+        const block_q8a& y = x[t][i];
+        __m256i qy = _mm256_loadu_si256((const __m256i*)y.qs);
+        if (U::Signed) qy = _mm256_sign_epi8(qy, q);
+        const __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, qy), ones);
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), _mm256_set1_ps(dw * y.d), acc[t]);
+        if (!U::Signed) off[t] += cw * y.s;
+    }
+}
+
+template <class U, int T>
+TGT void dot_q32(int64_t n, const void* w, const void* const* xv, float* out) {
+    const typename U::Block* b = (const typename U::Block*)w;
+    const block_q8a* x[T];
+    for (int t = 0; t < T; t++) x[t] = (const block_q8a*)xv[t];
+    const int64_t nb = n / 32;
+    __m256 acc0[T], acc1[T];
+    float off[T];
+    for (int t = 0; t < T; t++) { acc0[t] = acc1[t] = _mm256_setzero_ps(); off[t] = 0; }
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        q32_step<U, T>(b[i], x, i, acc0, off);
+        q32_step<U, T>(b[i + 1], x, i + 1, acc1, off);
+    }
+    if (i < nb) q32_step<U, T>(b[i], x, i, acc0, off);
+    for (int t = 0; t < T; t++) out[t] = hsum(_mm256_add_ps(acc0[t], acc1[t])) + off[t];
+}
+
+// ---- K-quant weights x block_q8k -----------------------------------------------------------
+//
+// A 256-block unpacks to 8 x 32 u8 levels, an i16 scale per 16 elements (sc[j] covers levels
+// q[j]), and for the offset term 16 i16 coefficients against the activation's bsums:
+//   dot(block, y) = d * dy * sum_j sum(q_j * qy_j * sc_j) + cmin * dy * sum_g mcoef_g * bsums_g
+
+struct KUnpacked {
+    __m256i q[8];
+    __m256i sc[8];
+    __m256i mcoef;
+    float d, cmin;
+};
+
+// The 6-bit scale/min pairs of Q4_K/Q5_K as i16 vectors.
+TGT inline void k4_scales(const uint8_t* scales, KUnpacked& u) {
+    uint8_t sc[8], mn[8];
+    unpack_scales_k4(scales, sc, mn);
+    alignas(32) int16_t m16[16];
+    for (int j = 0; j < 8; j++) {
+        u.sc[j] = _mm256_set1_epi16(sc[j]);
+        m16[2 * j] = m16[2 * j + 1] = mn[j];
+    }
+    u.mcoef = _mm256_load_si256((const __m256i*)m16);
+}
+
+struct UnpQ4_K {
+    using Block = block_q4_K;
+    TGT static void unpack(const Block& b, KUnpacked& u) {
+        const __m256i m4 = _mm256_set1_epi8(0x0F);
+        for (int c = 0; c < 4; c++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i*)(b.qs + 32 * c));
+            u.q[2 * c] = _mm256_and_si256(v, m4);
+            u.q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        }
+        k4_scales(b.scales, u);
+        u.d = h2f(b.d);
+        u.cmin = -h2f(b.dmin);
+    }
+};
+
+struct UnpQ5_K {
+    using Block = block_q5_K;
+    TGT static void unpack(const Block& b, KUnpacked& u) {
+        const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+        const __m256i h = _mm256_loadu_si256((const __m256i*)b.qh);
+        for (int c = 0; c < 4; c++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i*)(b.qs + 32 * c));
+            const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(h, 2 * c), one);
+            const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(h, 2 * c + 1), one);
+            u.q[2 * c] = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_slli_epi16(h0, 4));
+            u.q[2 * c + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_slli_epi16(h1, 4));
+        }
+        k4_scales(b.scales, u);
+        u.d = h2f(b.d);
+        u.cmin = -h2f(b.dmin);
+    }
+};
+
+struct UnpQ6_K {
+    using Block = block_q6_K;
+    TGT static void unpack(const Block& b, KUnpacked& u) {
+        const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+        for (int c = 0; c < 2; c++) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i*)(b.ql + 64 * c));
+            const __m256i l1 = _mm256_loadu_si256((const __m256i*)(b.ql + 64 * c + 32));
+            const __m256i h = _mm256_loadu_si256((const __m256i*)(b.qh + 32 * c));
+            u.q[4 * c + 0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
+            u.q[4 * c + 1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
+            u.q[4 * c + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m30));
+            u.q[4 * c + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                             _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+        }
+        const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)b.scales));
+        for (int j = 0; j < 8; j++) {
+            // lanes 0..7 (elements 0..15 of sub-block j) use scale 2j, lanes 8..15 scale 2j+1
+            const __m256i lo = _mm256_set1_epi16(b.scales[2 * j]), hi = _mm256_set1_epi16(b.scales[2 * j + 1]);
+            u.sc[j] = _mm256_blend_epi32(lo, hi, 0xF0);
+        }
+        u.mcoef = s16;
+        u.d = h2f(b.d);
+        u.cmin = -32 * u.d;
+    }
+};
+
+template <class U, int T>
+TGT void dot_qk(int64_t n, const void* w, const void* const* xv, float* out) {
+    const typename U::Block* b = (const typename U::Block*)w;
+    const block_q8k* x[T];
+    for (int t = 0; t < T; t++) x[t] = (const block_q8k*)xv[t];
+    __m256 acc[T];
+    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    KUnpacked u;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        U::unpack(b[i], u);
+        for (int t = 0; t < T; t++) {
+            const block_q8k& y = x[t][i];
+            __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+            for (int j = 0; j < 8; j += 2) {
+                const __m256i y0 = _mm256_loadu_si256((const __m256i*)(y.qs + 32 * j));
+                const __m256i y1 = _mm256_loadu_si256((const __m256i*)(y.qs + 32 * j + 32));
+                s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(u.q[j], y0), u.sc[j]));
+                s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_maddubs_epi16(u.q[j + 1], y1), u.sc[j + 1]));
+            }
+            const __m256i m = _mm256_madd_epi16(u.mcoef, _mm256_loadu_si256((const __m256i*)y.bsums));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), _mm256_set1_ps(u.d * y.d), acc[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), _mm256_set1_ps(u.cmin * y.d), acc[t]);
+        }
+    }
+    for (int t = 0; t < T; t++) out[t] = hsum(acc[t]);
+}
+
+// ---- the row x token-tile driver -----------------------------------------------------------
+
+// Kern<T>(n, w_row, x_rows[T], out[T]). Tokens go in tiles of kMaxT; within a tile every row of
+// W is visited, so the tile's activations stay in L1 while the rows stream past.
+template <template <int> class Kern>
+TGT void gemm(int64_t n, const void* W, size_t ldw, int64_t nr, const void* X, size_t ldx, int64_t nt, float* Y,
+              int64_t ldy) {
+    for (int64_t t0 = 0; t0 < nt; t0 += kMaxT) {
+        const int tt = (int)(nt - t0 < kMaxT ? nt - t0 : kMaxT);
+        const void* xs[kMaxT];
+        for (int k = 0; k < tt; k++) xs[k] = (const char*)X + (t0 + k) * ldx;
+        for (int64_t r = 0; r < nr; r++) {
+            const void* w = (const char*)W + r * ldw;
+            float out[kMaxT];
+            switch (tt) {
+                case 1: Kern<1>::run(n, w, xs, out); break;
+                case 2: Kern<2>::run(n, w, xs, out); break;
+                case 3: Kern<3>::run(n, w, xs, out); break;
+                default: Kern<4>::run(n, w, xs, out); break;
+            }
+            for (int k = 0; k < tt; k++) Y[(t0 + k) * ldy + r] = out[k];
+        }
+    }
+}
+
+template <class L> struct KFloat { template <int T> struct K { TGT static void run(int64_t n, const void* w, const void* const* x, float* o) { dot_float<L, T>(n, w, x, o); } }; };
+template <class U> struct KQ32 { template <int T> struct K { TGT static void run(int64_t n, const void* w, const void* const* x, float* o) { dot_q32<U, T>(n, w, x, o); } }; };
+template <class U> struct KQK { template <int T> struct K { TGT static void run(int64_t n, const void* w, const void* const* x, float* o) { dot_qk<U, T>(n, w, x, o); } }; };
+
+KernelSet make_avx2() {
+    KernelSet k;
+    k.name = "avx2";
+    auto set = [&](GgmlType t, gemm_fn f) { k.gemm[(uint32_t)t] = f; };
+    set(GgmlType::F32, gemm<KFloat<LoadF32>::K>);
+    set(GgmlType::F16, gemm<KFloat<LoadF16>::K>);
+    set(GgmlType::BF16, gemm<KFloat<LoadBF16>::K>);
+    set(GgmlType::Q4_0, gemm<KQ32<UnpQ4_0>::K>);
+    set(GgmlType::Q4_1, gemm<KQ32<UnpQ4_1>::K>);
+    set(GgmlType::Q5_0, gemm<KQ32<UnpQ5_0>::K>);
+    set(GgmlType::Q5_1, gemm<KQ32<UnpQ5_1>::K>);
+    set(GgmlType::Q8_0, gemm<KQ32<UnpQ8_0>::K>);
+    set(GgmlType::Q4_K, gemm<KQK<UnpQ4_K>::K>);
+    set(GgmlType::Q5_K, gemm<KQK<UnpQ5_K>::K>);
+    set(GgmlType::Q6_K, gemm<KQK<UnpQ6_K>::K>);
+    return k;
+}
+
+}  // namespace
+
+const KernelSet& kernels_avx2() {
+    static const KernelSet k = make_avx2();
+    return k;
+}
+
+}  // namespace tandem::cpu::detail
