@@ -31,7 +31,7 @@ static bool is_word_byte(unsigned char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80;
 }
 
-std::string fts5_match_query(std::string_view text, size_t max_terms) {
+std::vector<std::string> fts5_terms(std::string_view text, size_t max_terms) {
     static const std::unordered_set<std::string> stop(std::begin(kStopWords), std::end(kStopWords));
     // Split into lowercased words, in order.
     std::vector<std::string> words;
@@ -53,9 +53,12 @@ std::string fts5_match_query(std::string_view text, size_t max_terms) {
     for (size_t k = words.size(); k-- > 0 && picked.size() < max_terms;)
         if (seen.insert(words[k]).second) picked.push_back(words[k]);
     std::reverse(picked.begin(), picked.end());
+    return picked;
+}
 
+std::string fts5_match_query(std::string_view text, size_t max_terms) {
     std::string q;
-    for (const std::string& w : picked) {
+    for (const std::string& w : fts5_terms(text, max_terms)) {
         if (!q.empty()) q += " OR ";
         q += '"';
         q += w;  // no '"' can be inside: it is not a word byte

@@ -196,6 +196,8 @@ private:
 // joined by OR. Quotes, operators (AND/OR/NOT/NEAR), column filters, '*', '^', parentheses
 // never reach FTS5 as syntax. Returns "" when no word is usable.
 std::string fts5_match_query(std::string_view text, size_t max_terms = 24);
+// The terms fts5_match_query() would use, unquoted, in text order.
+std::vector<std::string> fts5_terms(std::string_view text, size_t max_terms = 24);
 
 // Current time in Unix milliseconds.
 int64_t unix_ms_now();
