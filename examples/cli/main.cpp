@@ -21,6 +21,7 @@ struct Command {
 static const Command kCommands[] = {
     {"info", cmd_info, "tandem info MODEL [--json]"},
     {"tokenize", cmd_tokenize, "tandem tokenize -m MODEL (-p TEXT | -f FILE) [--ids] [--bos]"},
+    {"router", cmd_router, "tandem router (train|calibrate|eval|decide|synth) ...   (tandem router --help)"},
 };
 
 static void print_usage(FILE* out) {
