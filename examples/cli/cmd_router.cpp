@@ -5,7 +5,7 @@
 //   tandem router calibrate --router ROUTER --data FILE (--cloud-fraction F | --max-drop D)
 //   tandem router eval --router ROUTER --data FILE --out DIR
 //   tandem router decide --router ROUTER [--private] [--offline] [--top K] QUERY...
-//   tandem router synth --out FILE [--rows N] [--seed S] [--gap G] [--noise X] [--signals]
+//   tandem router synth --out FILE [--rows N] [--seed S] [--gap G] [--offset O] [--noise X] [--hidden H] [--signals]
 //
 // Each prints one JSON object on its last line of stdout; errors go to stderr with exit 1
 // (2 for a bad command line).
@@ -30,7 +30,7 @@ static const char* kRouterUsage =
     "  tandem router calibrate --router ROUTER --data FILE (--cloud-fraction F | --max-drop D)\n"
     "  tandem router eval --router ROUTER --data FILE --out DIR\n"
     "  tandem router decide --router ROUTER [--private] [--offline] [--top K] QUERY...\n"
-    "  tandem router synth --out FILE [--rows N] [--seed S] [--gap G] [--noise X] [--signals]";
+    "  tandem router synth --out FILE [--rows N] [--seed S] [--gap G] [--offset O] [--noise X] [--hidden H] [--signals]";
 
 static double parse_double(const std::string& flag, const std::string& v) {
     try {
@@ -221,6 +221,8 @@ static int router_synth(const Args& args) {
         else if (a == "--seed") o.seed = (uint64_t)parse_int(a, flag_value(args, i));
         else if (a == "--gap") o.gap = parse_double(a, flag_value(args, i));
         else if (a == "--noise") o.noise = parse_double(a, flag_value(args, i));
+        else if (a == "--offset") o.offset = parse_double(a, flag_value(args, i));
+        else if (a == "--hidden") o.hidden = parse_double(a, flag_value(args, i));
         else if (a == "--signals") o.with_signals = true;
         else throw UsageError{"unknown option " + a};
     }

@@ -82,7 +82,7 @@ Dataset make_synthetic_routing_data(const SynthOptions& opt) {
         }
         r.query += rng.uniform() < 0.5 ? "?" : ".";
 
-        double mu_s = 0.80 - opt.gap * hardness, mu_l = 0.80;
+        double mu_s = 0.80 - opt.offset - opt.gap * hardness + opt.hidden * rng.normal(), mu_l = 0.80;
         for (int k = 0; k < opt.n_samples; ++k) {
             r.small_scores.push_back(std::clamp(mu_s + opt.noise * rng.normal(), 0.0, 1.0));
             r.large_scores.push_back(std::clamp(mu_l + opt.noise * rng.normal(), 0.0, 1.0));

@@ -23,7 +23,9 @@ struct SynthOptions {
     uint64_t seed = 1;
     int n_samples = 10;        // scores per model per query
     double gap = 0.3;          // quality lost by the small model per unit of hardness
+    double offset = 0.0;       // quality the small model loses on every query
     double noise = 0.1;        // per-sample score noise (std)
+    double hidden = 0.05;      // per-query small-model offset invisible to the features (std)
     bool with_signals = false;
 };
 
