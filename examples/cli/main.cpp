@@ -43,6 +43,7 @@ static const Command kCommands[] = {
      " [--seed S] [--threads T] [--ctx C] [--stop S] [--backend cpu|cuda|auto]"},
     {"perplexity", cmd_perplexity, "tandem perplexity -m MODEL -f FILE [--ctx C] [--threads T] [--max-chunks N]"},
     {"bench", cmd_bench, "tandem bench -m MODEL [--json] [--threads T] [--prompt-tokens N] [--decode-tokens N] [--runs R]"},
+    {"router", cmd_router, "tandem router (train|calibrate|eval|decide|synth) ...   (tandem router --help)"},
 };
 
 static void print_usage(FILE* out) {
