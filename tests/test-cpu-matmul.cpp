@@ -1,0 +1,326 @@
+// Tests for the CPU weight matmuls (tandem/cpu_matmul.h) and the thread pool (tandem/thread_pool.h).
+//
+// Reference: the weights are dequantized with the type table's to_float (the plain reference
+// in quant_types.cpp) and multiplied with the *unquantized* activations in double precision.
+// Every kernel path (scalar, avx2, avx512-vnni, whichever this CPU runs) is checked against it,
+// and the SIMD paths are also checked against the scalar path with a much tighter bound.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tandem/cpu_matmul.h"
+#include "tandem/thread_pool.h"
+
+using namespace tandem;
+
+// ---- error bounds ----------------------------------------------------------------------------
+//
+// For weight row w (dequantized) and activations x, the kernels compute w . x~ where x~ is x
+// quantized per block to 8 bits with scale amax/127 (round to nearest), so
+//     |x~_i - x_i| <= amax(block of i) / 254
+// and therefore the activation quantization alone adds at most
+//     kActHalfStep * sum_i |w_i| * amax(block of i),      kActHalfStep = 0.5 / 127.
+// On top of that comes float32 rounding in the accumulation (blocks of 32 or 256 in int32,
+// exact; the per-block scale products and the running sum in float). We bound it by
+// kFloatRelTol * sum_i |w_i x_i|: with n <= 4096 terms, sqrt(n) * 2^-24 ~ 4e-6 typically and
+// the tolerance leaves a margin of 25x over that.
+// Float weight types (F32/F16/BF16) keep x unquantized: only the float term applies.
+struct TypeCase {
+    GgmlType type;
+    double act_half_step;   // 0 for the float weight types
+    double float_rel_tol;
+};
+constexpr double kActHalfStep = 0.5 / 127;
+constexpr double kFloatRelTol = 1e-4;
+// A SIMD path does the same integer arithmetic as the scalar path on the same quantized x,
+// so the two differ only by float rounding order: bounded relative to sum |w_i x_i|.
+constexpr double kSimdVsScalarRelTol = 2e-5;
+
+static const TypeCase kTypes[] = {
+    {GgmlType::F32, 0, kFloatRelTol},          {GgmlType::F16, 0, kFloatRelTol},
+    {GgmlType::BF16, 0, kFloatRelTol},         {GgmlType::Q8_0, kActHalfStep, kFloatRelTol},
+    {GgmlType::Q4_0, kActHalfStep, kFloatRelTol}, {GgmlType::Q4_1, kActHalfStep, kFloatRelTol},
+    {GgmlType::Q5_0, kActHalfStep, kFloatRelTol}, {GgmlType::Q5_1, kActHalfStep, kFloatRelTol},
+    {GgmlType::Q4_K, kActHalfStep, kFloatRelTol}, {GgmlType::Q5_K, kActHalfStep, kFloatRelTol},
+    {GgmlType::Q6_K, kActHalfStep, kFloatRelTol},
+};
+
+static const char* kAllPaths[] = {"scalar", "avx2", "avx512-vnni"};
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+struct Weights {
+    std::vector<uint8_t> bytes;  // (rows, row_size) in the type's layout
+    std::vector<double> deq;     // (rows, cols) dequantized with to_float
+};
+
+// Random weights with a per-row scale and a few outliers, quantized with from_float_ref.
+static Weights make_weights(GgmlType t, int64_t rows, int64_t cols, uint32_t seed) {
+    const TypeTraits& tt = type_traits(t);
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> f((size_t)(rows * cols));
+    for (int64_t r = 0; r < rows; r++) {
+        const float scale = 0.02f * (1.0f + (float)(r % 5));
+        for (int64_t c = 0; c < cols; c++) f[(size_t)(r * cols + c)] = nd(rng) * scale * ((c % 97 == 3) ? 6.0f : 1.0f);
+    }
+    Weights w;
+    const size_t rs = row_size(t, cols);
+    w.bytes.resize((size_t)rows * rs);  // exact size: ASan catches any read past the end
+    std::vector<float> tmp((size_t)cols);
+    w.deq.resize((size_t)(rows * cols));
+    for (int64_t r = 0; r < rows; r++) {
+        tt.from_float_ref(&f[(size_t)(r * cols)], w.bytes.data() + r * rs, cols);
+        tt.to_float(w.bytes.data() + r * rs, tmp.data(), cols);
+        for (int64_t c = 0; c < cols; c++) w.deq[(size_t)(r * cols + c)] = tmp[(size_t)c];
+    }
+    return w;
+}
+
+static std::vector<float> make_x(int64_t n, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> x((size_t)n);
+    for (auto& v : x) v = nd(rng);
+    if (n > 5) x[5] = 0;  // an exact zero and a block that is all zero exercise d == 0
+    if (n >= 96) for (int j = 64; j < 96; j++) x[(size_t)j] = 0;
+    return x;
+}
+
+struct RefRow {
+    double y;      // float64 reference dot
+    double bound;  // allowed |error| against it
+    double absdot; // sum |w_i x_i|
+};
+
+static RefRow ref_row(const TypeCase& tc, const double* w, const float* x, int64_t cols) {
+    const int64_t act_block = type_traits(tc.type).block_size == QK_K ? QK_K : 32;
+    RefRow rr{0, 0, 0};
+    double quant_err = 0;
+    for (int64_t b = 0; b < cols; b += act_block) {
+        double amax = 0;
+        for (int64_t i = b; i < b + act_block && i < cols; i++) amax = std::max(amax, (double)std::fabs(x[i]));
+        for (int64_t i = b; i < b + act_block && i < cols; i++) {
+            rr.y += w[i] * x[i];
+            rr.absdot += std::fabs(w[i] * x[i]);
+            quant_err += std::fabs(w[i]) * amax;
+        }
+    }
+    rr.bound = tc.act_half_step * quant_err + tc.float_rel_tol * rr.absdot + 1e-30;
+    return rr;
+}
+
+// ---- kernel tests ----------------------------------------------------------------------------
+
+// Runs matvec and matmul for one type on the current path; checks against float64; returns
+// the outputs (matvec rows then matmul tokens x rows) for cross-path comparison.
+static std::vector<float> check_type(const TypeCase& tc, int64_t rows, int64_t cols, int64_t n_tokens,
+                                     ThreadPool* pool, std::vector<double>* absdots) {
+    CAPTURE(type_traits(tc.type).name);
+    CAPTURE(rows);
+    CAPTURE(cols);
+    CAPTURE(cpu::kernel_path_name());
+    const Weights w = make_weights(tc.type, rows, cols, (uint32_t)(rows * 131 + cols));
+    const std::vector<float> X = make_x(cols * n_tokens, (uint32_t)(cols + 7));
+    std::vector<float> out;
+    absdots->clear();
+
+    std::vector<float> y((size_t)rows, NAN);
+    cpu::matvec(tc.type, w.bytes.data(), rows, cols, X.data(), y.data(), pool);
+    for (int64_t r = 0; r < rows; r++) {
+        const RefRow rr = ref_row(tc, &w.deq[(size_t)(r * cols)], X.data(), cols);
+        CAPTURE(r);
+        CHECK(std::fabs(y[(size_t)r] - rr.y) <= rr.bound);
+        out.push_back(y[(size_t)r]);
+        absdots->push_back(rr.absdot);
+    }
+
+    std::vector<float> Y((size_t)(rows * n_tokens), NAN);
+    cpu::matmul(tc.type, w.bytes.data(), rows, cols, X.data(), n_tokens, Y.data(), pool);
+    for (int64_t t = 0; t < n_tokens; t++)
+        for (int64_t r = 0; r < rows; r++) {
+            const RefRow rr = ref_row(tc, &w.deq[(size_t)(r * cols)], &X[(size_t)(t * cols)], cols);
+            CAPTURE(t);
+            CAPTURE(r);
+            CHECK(std::fabs(Y[(size_t)(t * rows + r)] - rr.y) <= rr.bound);
+            out.push_back(Y[(size_t)(t * rows + r)]);
+            absdots->push_back(rr.absdot);
+        }
+    // Token 0 of matmul is the same computation as matvec.
+    for (int64_t r = 0; r < rows; r++)
+        CHECK(std::fabs(Y[(size_t)r] - y[(size_t)r]) <= kSimdVsScalarRelTol * (*absdots)[(size_t)r]);
+    return out;
+}
+
+struct PathGuard {
+    ~PathGuard() { cpu::force_kernel_path("best"); }
+};
+
+TEST_CASE("matvec and matmul match the float64 reference on every type and path") {
+    PathGuard guard;
+    ThreadPool pool(2);
+    struct Shape { int64_t rows, cols_blocks, n_tokens; };
+    const Shape shapes[] = {{1, 1, 1}, {7, 1, 3}, {33, 3, 5}, {67, 8, 9}, {16, 2, 4}};
+    for (const TypeCase& tc : kTypes) {
+        const int64_t bs = type_traits(tc.type).block_size == QK_K ? QK_K : 32;
+        for (const Shape& s : shapes) {
+            const int64_t cols = s.cols_blocks * bs;
+            cpu::force_kernel_path("scalar");
+            std::vector<double> absdots;
+            const std::vector<float> ref = check_type(tc, s.rows, cols, s.n_tokens, &pool, &absdots);
+            for (const char* path : kAllPaths) {
+                if (!cpu::kernel_path_supported(path) || std::strcmp(path, "scalar") == 0) continue;
+                cpu::force_kernel_path(path);
+                std::vector<double> ad;
+                const std::vector<float> got = check_type(tc, s.rows, cols, s.n_tokens, &pool, &ad);
+                REQUIRE(got.size() == ref.size());
+                for (size_t i = 0; i < got.size(); i++) {
+                    CAPTURE(path);
+                    CAPTURE(type_traits(tc.type).name);
+                    CAPTURE(i);
+                    CHECK(std::fabs(got[i] - ref[i]) <= kSimdVsScalarRelTol * absdots[i]);
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("results do not depend on the thread count") {
+    PathGuard guard;
+    for (const char* path : kAllPaths) {
+        if (!cpu::kernel_path_supported(path)) continue;
+        cpu::force_kernel_path(path);
+        for (GgmlType t : {GgmlType::F16, GgmlType::Q4_0, GgmlType::Q4_K}) {
+            const int64_t rows = 131, cols = 512, ntok = 11;
+            const Weights w = make_weights(t, rows, cols, 5);
+            const std::vector<float> X = make_x(cols * ntok, 9);
+            std::vector<float> y1((size_t)rows), Y1((size_t)(rows * ntok));
+            cpu::matvec(t, w.bytes.data(), rows, cols, X.data(), y1.data(), nullptr);
+            cpu::matmul(t, w.bytes.data(), rows, cols, X.data(), ntok, Y1.data(), nullptr);
+            for (int n : {1, 2, 3, 4}) {
+                ThreadPool pool(n);
+                std::vector<float> y((size_t)rows), Y((size_t)(rows * ntok));
+                cpu::matvec(t, w.bytes.data(), rows, cols, X.data(), y.data(), &pool);
+                cpu::matmul(t, w.bytes.data(), rows, cols, X.data(), ntok, Y.data(), &pool);
+                CAPTURE(path);
+                CAPTURE(n);
+                CHECK(std::memcmp(y.data(), y1.data(), y.size() * 4) == 0);
+                CHECK(std::memcmp(Y.data(), Y1.data(), Y.size() * 4) == 0);
+            }
+        }
+    }
+}
+
+TEST_CASE("bad arguments give CpuKernelError") {
+    std::vector<uint8_t> w(4096);
+    std::vector<float> x(1024), y(64);
+    // cols not a multiple of the block
+    CHECK_THROWS_AS(cpu::matvec(GgmlType::Q4_0, w.data(), 2, 48, x.data(), y.data(), nullptr), CpuKernelError);
+    CHECK_THROWS_AS(cpu::matvec(GgmlType::Q4_K, w.data(), 2, 128, x.data(), y.data(), nullptr), CpuKernelError);
+    CHECK_THROWS_AS(cpu::matmul(GgmlType::Q8_0, w.data(), 2, 33, x.data(), 2, y.data(), nullptr), CpuKernelError);
+    CHECK_THROWS_AS(cpu::matvec(GgmlType::F32, w.data(), 2, 0, x.data(), y.data(), nullptr), CpuKernelError);
+    CHECK_THROWS_AS(cpu::matvec(GgmlType::F32, w.data(), -1, 8, x.data(), y.data(), nullptr), CpuKernelError);
+    CHECK_THROWS_AS(cpu::matmul(GgmlType::F32, w.data(), 1, 8, x.data(), -2, y.data(), nullptr), CpuKernelError);
+    CHECK_THROWS_AS(cpu::matvec(GgmlType::F32, nullptr, 2, 8, x.data(), y.data(), nullptr), CpuKernelError);
+    // types without kernels
+    CHECK_THROWS_AS(cpu::matvec(GgmlType::Q2_K, w.data(), 1, 256, x.data(), y.data(), nullptr), CpuKernelError);
+    CHECK_THROWS_AS(cpu::matvec((GgmlType)999, w.data(), 1, 256, x.data(), y.data(), nullptr), CpuKernelError);
+    CHECK_FALSE(cpu::matmul_supports(GgmlType::Q3_K));
+    CHECK(cpu::matmul_supports(GgmlType::Q6_K));
+    try {
+        cpu::matvec(GgmlType::Q5_1, w.data(), 2, 40, x.data(), y.data(), nullptr);
+        FAIL("no throw");
+    } catch (const CpuKernelError& e) {
+        const std::string msg = e.what();
+        CHECK(msg.find("Q5_1") != std::string::npos);
+        CHECK(msg.find("40") != std::string::npos);
+    }
+    // zero rows / tokens: nothing to do, no error
+    CHECK_NOTHROW(cpu::matvec(GgmlType::Q4_0, nullptr, 0, 32, nullptr, nullptr, nullptr));
+    CHECK_NOTHROW(cpu::matmul(GgmlType::Q4_0, nullptr, 4, 32, nullptr, 0, nullptr, nullptr));
+}
+
+TEST_CASE("kernel paths: detection and forcing") {
+    PathGuard guard;
+    const cpu::CpuFeatures& f = cpu::cpu_features();
+    MESSAGE("cpu: avx2=" << f.avx2 << " fma=" << f.fma << " f16c=" << f.f16c << " avx512f=" << f.avx512f
+                         << " avx512bw=" << f.avx512bw << " avx512vnni=" << f.avx512vnni
+                         << " avx_vnni=" << f.avx_vnni << "; best path: " << std::string(cpu::kernel_path_name()));
+    CHECK(cpu::kernel_path_supported("scalar"));
+    CHECK_FALSE(cpu::kernel_path_supported("sse9"));
+    CHECK_THROWS_AS(cpu::force_kernel_path("sse9"), CpuKernelError);
+    CHECK_THROWS_AS(cpu::force_kernel_path(nullptr), CpuKernelError);
+    for (const char* p : kAllPaths) {
+        if (cpu::kernel_path_supported(p)) {
+            cpu::force_kernel_path(p);
+            CHECK(std::string(cpu::kernel_path_name()) == p);
+        } else {
+            CHECK_THROWS_AS(cpu::force_kernel_path(p), CpuKernelError);
+        }
+    }
+}
+
+// ---- thread pool -----------------------------------------------------------------------------
+
+TEST_CASE("ThreadPool covers every index exactly once") {
+    CHECK_THROWS_AS(ThreadPool(0), std::invalid_argument);
+    for (int n_threads : {1, 2, 3, 5}) {
+        ThreadPool pool(n_threads);
+        CHECK(pool.size() == n_threads);
+        for (int64_t n : {0, 1, 2, 7, 100, 1001}) {
+            for (int64_t grain : {0, 1, 3, 64}) {
+                std::vector<std::atomic<int>> hits((size_t)n);
+                pool.parallel_for(n, [&](int64_t b, int64_t e) {
+                    REQUIRE(0 <= b);
+                    REQUIRE(b < e);
+                    REQUIRE(e <= n);
+                    for (int64_t i = b; i < e; i++) hits[(size_t)i]++;
+                }, grain);
+                for (int64_t i = 0; i < n; i++) CHECK(hits[(size_t)i].load() == 1);
+            }
+        }
+        // many small jobs in a row (the decode pattern)
+        std::atomic<int64_t> total{0};
+        for (int rep = 0; rep < 2000; rep++)
+            pool.parallel_for(8, [&](int64_t b, int64_t e) { total += e - b; }, 1);
+        CHECK(total.load() == 16000);
+    }
+}
+
+TEST_CASE("ThreadPool: nested and concurrent calls run, exceptions propagate") {
+    ThreadPool pool(3);
+    // nested: the inner call runs serially on the calling thread
+    std::atomic<int64_t> inner{0};
+    pool.parallel_for(6, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; i++)
+            pool.parallel_for(10, [&](int64_t b2, int64_t e2) { inner += e2 - b2; });
+    }, 1);
+    CHECK(inner.load() == 60);
+
+    // an exception stops the job and reaches the caller; the pool keeps working afterwards
+    std::atomic<int> ran{0};
+    CHECK_THROWS_WITH_AS(pool.parallel_for(1000, [&](int64_t b, int64_t e) {
+        ran++;
+        if (b <= 500 && 500 < e) throw std::runtime_error("boom at 500");
+    }, 1), "boom at 500", std::runtime_error);
+    CHECK(ran.load() <= 1000);
+    std::atomic<int64_t> after{0};
+    pool.parallel_for(100, [&](int64_t b, int64_t e) { after += e - b; });
+    CHECK(after.load() == 100);
+
+    // two threads sharing one pool
+    std::atomic<int64_t> sum_a{0}, sum_b{0};
+    std::thread ta([&] { for (int k = 0; k < 300; k++) pool.parallel_for(50, [&](int64_t b, int64_t e) { sum_a += e - b; }); });
+    std::thread tb([&] { for (int k = 0; k < 300; k++) pool.parallel_for(70, [&](int64_t b, int64_t e) { sum_b += e - b; }); });
+    ta.join();
+    tb.join();
+    CHECK(sum_a.load() == 300 * 50);
+    CHECK(sum_b.load() == 300 * 70);
+}
