@@ -32,26 +32,6 @@ static const char* kRouterUsage =
     "  tandem router decide --router ROUTER [--private] [--offline] [--top K] QUERY...\n"
     "  tandem router synth --out FILE [--rows N] [--seed S] [--gap G] [--offset O] [--noise X] [--hidden H] [--signals]";
 
-static double parse_double(const std::string& flag, const std::string& v) {
-    try {
-        size_t used = 0;
-        double d = std::stod(v, &used);
-        if (used == v.size()) return d;
-    } catch (const std::exception&) {
-    }
-    throw UsageError{flag + " expects a number, got '" + v + "'"};
-}
-
-static long long parse_int(const std::string& flag, const std::string& v) {
-    try {
-        size_t used = 0;
-        long long x = std::stoll(v, &used);
-        if (used == v.size()) return x;
-    } catch (const std::exception&) {
-    }
-    throw UsageError{flag + " expects an integer, got '" + v + "'"};
-}
-
 static void need(const std::string& value, const char* flag) {
     if (value.empty()) throw UsageError{std::string("missing ") + flag};
 }
@@ -73,9 +53,9 @@ static int router_train(const Args& args) {
         else if (a == "--labels") labels = flag_value(args, i);
         else if (a == "--model") model = flag_value(args, i);
         else if (a == "--out") out = flag_value(args, i);
-        else if (a == "--hash-bits") opt.hash_bits = (int)parse_int(a, flag_value(args, i));
-        else if (a == "--l2") opt.l2 = parse_double(a, flag_value(args, i));
-        else if (a == "--threshold") opt.threshold = parse_double(a, flag_value(args, i));
+        else if (a == "--hash-bits") opt.hash_bits = (int)parse_int(flag_value(args, i), a);
+        else if (a == "--l2") opt.l2 = parse_double(flag_value(args, i), a);
+        else if (a == "--threshold") opt.threshold = parse_double(flag_value(args, i), a);
         else throw UsageError{"unknown option " + a};
     }
     need(data, "--data");
@@ -116,8 +96,8 @@ static int router_calibrate(const Args& args) {
         const std::string& a = args[i];
         if (a == "--router") router = flag_value(args, i);
         else if (a == "--data") data = flag_value(args, i);
-        else if (a == "--cloud-fraction") fraction = parse_double(a, flag_value(args, i)), have_fraction = true;
-        else if (a == "--max-drop") drop = parse_double(a, flag_value(args, i)), have_drop = true;
+        else if (a == "--cloud-fraction") fraction = parse_double(flag_value(args, i), a), have_fraction = true;
+        else if (a == "--max-drop") drop = parse_double(flag_value(args, i), a), have_drop = true;
         else throw UsageError{"unknown option " + a};
     }
     need(router, "--router");
@@ -192,7 +172,7 @@ static int router_decide(const Args& args) {
         if (a == "--router") router = flag_value(args, i);
         else if (a == "--private") p.private_query = true;
         else if (a == "--offline") p.offline = true;
-        else if (a == "--top") p.top_k = (size_t)std::max(0LL, parse_int(a, flag_value(args, i)));
+        else if (a == "--top") p.top_k = (size_t)std::max(0, parse_int(flag_value(args, i), a));
         else if (a.rfind("--", 0) == 0) throw UsageError{"unknown option " + a};
         else query += (query.empty() ? "" : " ") + a;
     }
@@ -217,12 +197,12 @@ static int router_synth(const Args& args) {
     for (size_t i = 1; i < args.size(); ++i) {
         const std::string& a = args[i];
         if (a == "--out") out = flag_value(args, i);
-        else if (a == "--rows") o.n_rows = (int)parse_int(a, flag_value(args, i));
-        else if (a == "--seed") o.seed = (uint64_t)parse_int(a, flag_value(args, i));
-        else if (a == "--gap") o.gap = parse_double(a, flag_value(args, i));
-        else if (a == "--noise") o.noise = parse_double(a, flag_value(args, i));
-        else if (a == "--offset") o.offset = parse_double(a, flag_value(args, i));
-        else if (a == "--hidden") o.hidden = parse_double(a, flag_value(args, i));
+        else if (a == "--rows") o.n_rows = (int)parse_int(flag_value(args, i), a);
+        else if (a == "--seed") o.seed = (uint64_t)parse_int(flag_value(args, i), a);
+        else if (a == "--gap") o.gap = parse_double(flag_value(args, i), a);
+        else if (a == "--noise") o.noise = parse_double(flag_value(args, i), a);
+        else if (a == "--offset") o.offset = parse_double(flag_value(args, i), a);
+        else if (a == "--hidden") o.hidden = parse_double(flag_value(args, i), a);
         else if (a == "--signals") o.with_signals = true;
         else throw UsageError{"unknown option " + a};
     }
