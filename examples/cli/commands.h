@@ -10,6 +10,7 @@ using Args = std::vector<std::string>;
 
 int cmd_info(const Args& args);
 int cmd_tokenize(const Args& args);
+int cmd_sync(const Args& args);
 
 // Thrown for bad command lines; main prints it with the usage line of the subcommand.
 struct UsageError {

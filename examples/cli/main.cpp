@@ -21,6 +21,7 @@ struct Command {
 static const Command kCommands[] = {
     {"info", cmd_info, "tandem info MODEL [--json]"},
     {"tokenize", cmd_tokenize, "tandem tokenize -m MODEL (-p TEXT | -f FILE) [--ids] [--bos]"},
+    {"sync", cmd_sync, "tandem sync --db PATH --url URL [--token T] [--once] [--wait S] [--max-items N] [--insecure] [--verbose]"},
 };
 
 static void print_usage(FILE* out) {
