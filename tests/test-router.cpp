@@ -153,6 +153,7 @@ TEST_CASE("bad training JSONL lines name the file, the line and the field") {
     CHECK(contains(err(ok + "{\"query\":\"q\",\"small_scores\":[1],\"large_scores\":[1],\"gen_entropy\":1}"),
                    "f.jsonl:2: field 'gen_entropy': present, but the first row"));
     CHECK(contains(err("[1,2]"), "f.jsonl:1: expected a JSON object"));
+    CHECK(contains(err(ok + "{\"query\":\"q\",\"small_scores\":[1],\"large_scores\":[1e400]}"), "f.jsonl:2: invalid JSON"));
     CHECK(contains(err("\n \n"), "f.jsonl: no rows"));
     CHECK(contains(error_of([] { load_routing_jsonl("/nonexistent/x.jsonl"); }), "/nonexistent/x.jsonl: cannot open"));
 }

@@ -4,7 +4,7 @@
 //                       [--hash-bits K] [--l2 L] [--threshold T]
 //   tandem router calibrate --router ROUTER --data FILE (--cloud-fraction F | --max-drop D)
 //   tandem router eval --router ROUTER --data FILE --out DIR
-//   tandem router decide --router ROUTER [--private] [--offline] [--top K] QUERY...
+//   tandem router decide --router ROUTER [--private] [--offline] [--signal NAME=VALUE]... [--top K] QUERY...
 //   tandem router synth --out FILE [--rows N] [--seed S] [--gap G] [--offset O] [--noise X] [--hidden H] [--signals]
 //
 // Each prints one JSON object on its last line of stdout; errors go to stderr with exit 1
@@ -29,7 +29,7 @@ static const char* kRouterUsage =
     "tandem router train --data FILE --labels det|prob|trans [--model M] --out ROUTER [--hash-bits K] [--l2 L] [--threshold T]\n"
     "  tandem router calibrate --router ROUTER --data FILE (--cloud-fraction F | --max-drop D)\n"
     "  tandem router eval --router ROUTER --data FILE --out DIR\n"
-    "  tandem router decide --router ROUTER [--private] [--offline] [--top K] QUERY...\n"
+    "  tandem router decide --router ROUTER [--private] [--offline] [--signal NAME=VALUE]... [--top K] QUERY...\n"
     "  tandem router synth --out FILE [--rows N] [--seed S] [--gap G] [--offset O] [--noise X] [--hidden H] [--signals]";
 
 static double parse_double(const std::string& flag, const std::string& v) {
@@ -187,19 +187,29 @@ static int router_eval(const Args& args) {
 static int router_decide(const Args& args) {
     std::string router, query;
     RoutePolicy p;
+    RouterSignals sig;
     for (size_t i = 1; i < args.size(); ++i) {
         const std::string& a = args[i];
         if (a == "--router") router = flag_value(args, i);
         else if (a == "--private") p.private_query = true;
         else if (a == "--offline") p.offline = true;
-        else if (a == "--top") p.top_k = (size_t)std::max(0LL, parse_int(a, flag_value(args, i)));
+        else if (a == "--signal") {
+            const std::string& kv = flag_value(args, i);
+            size_t eq = kv.find('=');
+            std::string name = kv.substr(0, eq);
+            double v = parse_double(a, eq == std::string::npos ? "" : kv.substr(eq + 1));
+            if (name == kSignalNames[0]) sig.query_logprob_mean = v;
+            else if (name == kSignalNames[1]) sig.gen_entropy = v;
+            else if (name == kSignalNames[2]) sig.memory_coverage = v;
+            else throw UsageError{"unknown signal '" + name + "' (query_logprob_mean, gen_entropy, memory_coverage)"};
+        } else if (a == "--top") p.top_k = (size_t)std::max(0LL, parse_int(a, flag_value(args, i)));
         else if (a.rfind("--", 0) == 0) throw UsageError{"unknown option " + a};
         else query += (query.empty() ? "" : " ") + a;
     }
     need(router, "--router");
     need(query, "QUERY");
     std::unique_ptr<Router> r = load_router(router);
-    Decision d = r->decide(query, {}, p);
+    Decision d = r->decide(query, sig, p);
     json top = json::array();
     for (const Contribution& c : d.top_features) top.push_back({{"feature", c.name}, {"contribution", c.value}});
     json j = {{"route", route_name(d.route)},           {"router_route", route_name(d.router_route)},
