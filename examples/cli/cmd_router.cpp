@@ -155,14 +155,16 @@ static int router_eval(const Args& args) {
     std::unique_ptr<Router> r = load_router(router);
     Dataset d = load_routing_jsonl(data);
     EvalReport rep = evaluate_router(*r, d);
-    std::filesystem::create_directories(out);
-    write_text(out + "/curve.csv", curve_csv(rep));
-    write_text(out + "/curve.svg", curve_svg(rep, r->kind() + " router on " + std::filesystem::path(data).filename().string()));
+    namespace fs = std::filesystem;
+    fs::create_directories(out);
+    const std::string csv_path = (fs::path(out) / "curve.csv").string(), svg_path = (fs::path(out) / "curve.svg").string();
+    write_text(csv_path, curve_csv(rep));
+    write_text(svg_path, curve_svg(rep, r->kind() + " router on " + fs::path(data).filename().string()));
     std::printf("%zu queries: all-local quality %.4f, all-cloud %.4f\n", rep.n, rep.q_local, rep.q_cloud);
     std::printf("at threshold %.4f: cloud fraction %.4f, quality %.4f (drop %.3f%% vs all-cloud)\n", rep.threshold,
                 rep.cloud_fraction, rep.quality, rep.quality_drop_pct);
     std::printf("APGR: router %.4f, random %.4f, oracle %.4f\n", rep.apgr, rep.apgr_random, rep.apgr_oracle);
-    std::printf("wrote %s/curve.csv and %s/curve.svg\n", out.c_str(), out.c_str());
+    std::printf("wrote %s and %s\n", csv_path.c_str(), svg_path.c_str());
     json drops = json::object(), rdrops = json::object();
     const char* keys[3] = {"0.1", "0.2", "0.4"};
     for (int i = 0; i < 3; ++i) drops[keys[i]] = rep.drop_at_local[i], rdrops[keys[i]] = rep.random_drop_at_local[i];
