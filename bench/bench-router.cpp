@@ -7,6 +7,7 @@
 //   bench-router [--calls N] [--train-rows N] [--test-rows N]
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -109,35 +110,54 @@ int main(int argc, char** argv) {
     const Pair pairs[] = {{"close (offset 0, gap 0.1)", 0.0, 0.1},
                           {"medium (offset 0.05, gap 0.2)", 0.05, 0.2},
                           {"wide (offset 0.15, gap 0.3)", 0.15, 0.3}};
+    const int kSeeds = 3;  // train seed s, test seed 100 + s, s = 1..kSeeds; means reported
     std::printf("## Table 1 analogue: quality drop (%%) vs all-cloud at a cost advantage (local share) of 10/20/40%%\n\n");
-    std::printf("Synthetic data (router_synth.h): train %d rows (seed 1), test %d rows (seed 3), 10 samples per model,\n"
-                "noise 0.1, hidden per-query difficulty 0.05. Lower is better; negative = better than all-cloud.\n\n",
-                train_rows, test_rows);
+    std::printf("Synthetic data (router_synth.h): train %d rows (seed s), test %d rows (seed 100 + s), mean over\n"
+                "s = 1..%d; 10 samples per model, noise 0.1, hidden per-query difficulty 0.05. Lower is better;\n"
+                "negative = better than all-cloud. APGR: mean +- std over the seeds.\n\n",
+                train_rows, test_rows, kSeeds);
     std::printf("| model pair | Q local | Q cloud | router | 10%% | 20%% | 40%% | APGR | t |\n");
     std::printf("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |\n");
-    for (const Pair& p : pairs) {
-        SynthOptions po;
-        po.gap = p.gap;
-        po.offset = p.offset;
-        po.n_rows = train_rows;
-        po.seed = 1;
-        Dataset tr = make_synthetic_routing_data(po);
-        po.n_rows = test_rows;
-        po.seed = 3;
-        Dataset te = make_synthetic_routing_data(po);
-        EvalReport rand_rep;
-        for (LabelMode m : {LabelMode::det, LabelMode::prob, LabelMode::trans}) {
-            TrainOptions o;
-            o.labels = m;
-            std::unique_ptr<LogisticRouter> r = train_logistic_router(tr, o);
-            EvalReport rep = evaluate_router(*r, te);
-            rand_rep = rep;
-            std::printf("| %s | %.4f | %.4f | r_%s | %.2f | %.2f | %.2f | %.3f | %.3f |\n", p.name, rep.q_local, rep.q_cloud,
-                        label_mode_name(m), rep.drop_at_local[0], rep.drop_at_local[1], rep.drop_at_local[2], rep.apgr,
-                        r->training().t);
+    struct Acc {
+        double drop[3] = {0, 0, 0}, apgr = 0, apgr2 = 0, t = 0;
+        void add(const double d[3], double a, double tt) {
+            for (int i = 0; i < 3; ++i) drop[i] += d[i] / kSeeds;
+            apgr += a / kSeeds, apgr2 += a * a / kSeeds, t += tt / kSeeds;
         }
-        std::printf("| %s | | | random (10 seeds) | %.2f | %.2f | %.2f | %.3f | |\n", p.name, rand_rep.random_drop_at_local[0],
-                    rand_rep.random_drop_at_local[1], rand_rep.random_drop_at_local[2], rand_rep.apgr_random);
+        double sd() const { return std::sqrt(std::max(0.0, apgr2 - apgr * apgr)); }
+    };
+    for (const Pair& p : pairs) {
+        Acc acc[4];  // det, prob, trans, random
+        double q_local = 0, q_cloud = 0;
+        for (int seed = 1; seed <= kSeeds; ++seed) {
+            SynthOptions po;
+            po.gap = p.gap;
+            po.offset = p.offset;
+            po.n_rows = train_rows;
+            po.seed = (uint64_t)seed;
+            Dataset tr = make_synthetic_routing_data(po);
+            po.n_rows = test_rows;
+            po.seed = 100 + (uint64_t)seed;
+            Dataset te = make_synthetic_routing_data(po);
+            for (LabelMode m : {LabelMode::det, LabelMode::prob, LabelMode::trans}) {
+                TrainOptions o;
+                o.labels = m;
+                std::unique_ptr<LogisticRouter> r = train_logistic_router(tr, o);
+                EvalReport rep = evaluate_router(*r, te);
+                acc[(int)m].add(rep.drop_at_local, rep.apgr, r->training().t);
+                if (m == LabelMode::trans) {
+                    acc[3].add(rep.random_drop_at_local, rep.apgr_random, 0);
+                    q_local += rep.q_local / kSeeds, q_cloud += rep.q_cloud / kSeeds;
+                }
+            }
+        }
+        const char* names[4] = {"r_det", "r_prob", "r_trans", "random (10 seeds)"};
+        for (int k = 0; k < 4; ++k) {
+            std::printf("| %s | %.4f | %.4f | %s | %.2f | %.2f | %.2f | %.3f +- %.3f | ", p.name, q_local, q_cloud, names[k],
+                        acc[k].drop[0], acc[k].drop[1], acc[k].drop[2], acc[k].apgr, acc[k].sd());
+            if (k < 3) std::printf("%.3f |\n", acc[k].t);
+            else std::printf(" |\n");
+        }
     }
     return g_sink == 12345.678 ? 1 : 0;
 }

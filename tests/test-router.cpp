@@ -2,8 +2,10 @@
 // structure, calibration on held-out data, router files, policies and the cloud budget.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "tandem/router.h"
 #include "tandem/router_eval.h"
@@ -153,6 +155,7 @@ TEST_CASE("bad training JSONL lines name the file, the line and the field") {
     CHECK(contains(err(ok + "{\"query\":\"q\",\"small_scores\":[1],\"large_scores\":[1],\"gen_entropy\":1}"),
                    "f.jsonl:2: field 'gen_entropy': present, but the first row"));
     CHECK(contains(err("[1,2]"), "f.jsonl:1: expected a JSON object"));
+    CHECK(contains(err(ok + "{\"query\":\"q\",\"small_scores\":[1],\"large_scores\":[1e400]}"), "f.jsonl:2: invalid JSON"));
     CHECK(contains(err("\n \n"), "f.jsonl: no rows"));
     CHECK(contains(error_of([] { load_routing_jsonl("/nonexistent/x.jsonl"); }), "/nonexistent/x.jsonl: cannot open"));
 }
@@ -467,4 +470,32 @@ TEST_CASE("cloud budget: calls per hour and tokens per day, with an injected clo
     CloudBudget unlimited({-1, -1}, [&] { return now; });
     for (int i = 0; i < 100; ++i) unlimited.record(1000000);
     CHECK(unlimited.check(1000000) == OverrideReason::none);
+}
+
+TEST_CASE("decide and set_threshold may run on different threads; the budget is shared safely") {
+    const LogisticRouter& r = *trained(LabelMode::det).router;
+    std::unique_ptr<Router> own = make_router("random");
+    own->set_threshold(0.75);
+    CloudBudget budget({1000000, -1});
+    std::atomic<int> bad{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&, t] {
+            RoutePolicy p;
+            p.budget = &budget;
+            p.top_k = 2;
+            for (int i = 0; i < 300; ++i) {
+                Decision d = r.decide(trained(LabelMode::det).test.rows[(size_t)(t * 300 + i)].query, {}, p);
+                if (!(d.score >= 0 && d.score <= 1)) ++bad;
+                Decision e = own->decide("q" + std::to_string(i), {}, p);
+                if (e.threshold != 0.25 && e.threshold != 0.75) ++bad;
+                if (e.route == Route::cloud) budget.record(10);
+            }
+        });
+    }
+    for (int i = 0; i < 2000; ++i) own->set_threshold(i % 2 ? 0.25 : 0.75);
+    for (std::thread& th : threads) th.join();
+    CHECK(bad == 0);
+    CHECK(budget.calls_last_hour() > 0);
+    CHECK(budget.tokens_last_day() == 10 * budget.calls_last_hour());
 }

@@ -4,7 +4,7 @@
 //                       [--hash-bits K] [--l2 L] [--threshold T]
 //   tandem router calibrate --router ROUTER --data FILE (--cloud-fraction F | --max-drop D)
 //   tandem router eval --router ROUTER --data FILE --out DIR
-//   tandem router decide --router ROUTER [--private] [--offline] [--top K] QUERY...
+//   tandem router decide --router ROUTER [--private] [--offline] [--signal NAME=VALUE]... [--top K] QUERY...
 //   tandem router synth --out FILE [--rows N] [--seed S] [--gap G] [--offset O] [--noise X] [--hidden H] [--signals]
 //
 // Each prints one JSON object on its last line of stdout; errors go to stderr with exit 1
@@ -29,7 +29,7 @@ static const char* kRouterUsage =
     "tandem router train --data FILE --labels det|prob|trans [--model M] --out ROUTER [--hash-bits K] [--l2 L] [--threshold T]\n"
     "  tandem router calibrate --router ROUTER --data FILE (--cloud-fraction F | --max-drop D)\n"
     "  tandem router eval --router ROUTER --data FILE --out DIR\n"
-    "  tandem router decide --router ROUTER [--private] [--offline] [--top K] QUERY...\n"
+    "  tandem router decide --router ROUTER [--private] [--offline] [--signal NAME=VALUE]... [--top K] QUERY...\n"
     "  tandem router synth --out FILE [--rows N] [--seed S] [--gap G] [--offset O] [--noise X] [--hidden H] [--signals]";
 
 static void need(const std::string& value, const char* flag) {
@@ -135,14 +135,16 @@ static int router_eval(const Args& args) {
     std::unique_ptr<Router> r = load_router(router);
     Dataset d = load_routing_jsonl(data);
     EvalReport rep = evaluate_router(*r, d);
-    std::filesystem::create_directories(out);
-    write_text(out + "/curve.csv", curve_csv(rep));
-    write_text(out + "/curve.svg", curve_svg(rep, r->kind() + " router on " + std::filesystem::path(data).filename().string()));
+    namespace fs = std::filesystem;
+    fs::create_directories(out);
+    const std::string csv_path = (fs::path(out) / "curve.csv").string(), svg_path = (fs::path(out) / "curve.svg").string();
+    write_text(csv_path, curve_csv(rep));
+    write_text(svg_path, curve_svg(rep, r->kind() + " router on " + fs::path(data).filename().string()));
     std::printf("%zu queries: all-local quality %.4f, all-cloud %.4f\n", rep.n, rep.q_local, rep.q_cloud);
     std::printf("at threshold %.4f: cloud fraction %.4f, quality %.4f (drop %.3f%% vs all-cloud)\n", rep.threshold,
                 rep.cloud_fraction, rep.quality, rep.quality_drop_pct);
     std::printf("APGR: router %.4f, random %.4f, oracle %.4f\n", rep.apgr, rep.apgr_random, rep.apgr_oracle);
-    std::printf("wrote %s/curve.csv and %s/curve.svg\n", out.c_str(), out.c_str());
+    std::printf("wrote %s and %s\n", csv_path.c_str(), svg_path.c_str());
     json drops = json::object(), rdrops = json::object();
     const char* keys[3] = {"0.1", "0.2", "0.4"};
     for (int i = 0; i < 3; ++i) drops[keys[i]] = rep.drop_at_local[i], rdrops[keys[i]] = rep.random_drop_at_local[i];
@@ -167,19 +169,29 @@ static int router_eval(const Args& args) {
 static int router_decide(const Args& args) {
     std::string router, query;
     RoutePolicy p;
+    RouterSignals sig;
     for (size_t i = 1; i < args.size(); ++i) {
         const std::string& a = args[i];
         if (a == "--router") router = flag_value(args, i);
         else if (a == "--private") p.private_query = true;
         else if (a == "--offline") p.offline = true;
-        else if (a == "--top") p.top_k = (size_t)std::max(0, parse_int(flag_value(args, i), a));
+        else if (a == "--signal") {
+            const std::string& kv = flag_value(args, i);
+            size_t eq = kv.find('=');
+            std::string name = kv.substr(0, eq);
+            double v = parse_double(eq == std::string::npos ? "" : kv.substr(eq + 1), a);
+            if (name == kSignalNames[0]) sig.query_logprob_mean = v;
+            else if (name == kSignalNames[1]) sig.gen_entropy = v;
+            else if (name == kSignalNames[2]) sig.memory_coverage = v;
+            else throw UsageError{"unknown signal '" + name + "' (query_logprob_mean, gen_entropy, memory_coverage)"};
+        } else if (a == "--top") p.top_k = (size_t)std::max(0, parse_int(flag_value(args, i), a));
         else if (a.rfind("--", 0) == 0) throw UsageError{"unknown option " + a};
         else query += (query.empty() ? "" : " ") + a;
     }
     need(router, "--router");
     need(query, "QUERY");
     std::unique_ptr<Router> r = load_router(router);
-    Decision d = r->decide(query, {}, p);
+    Decision d = r->decide(query, sig, p);
     json top = json::array();
     for (const Contribution& c : d.top_features) top.push_back({{"feature", c.name}, {"contribution", c.value}});
     json j = {{"route", route_name(d.route)},           {"router_route", route_name(d.router_route)},

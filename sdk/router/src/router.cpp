@@ -239,7 +239,7 @@ std::unique_ptr<Router> load_router(const std::string& path) {
     json j;
     try {
         j = json::parse(ss.str());
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
         throw RouterError(path + ": not valid JSON: " + e.what());
     }
     return router_from_json(j, path);

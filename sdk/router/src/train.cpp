@@ -52,7 +52,7 @@ Dataset parse_routing_jsonl(std::string_view text, const std::string& name) {
         json row;
         try {
             row = json::parse(l);
-        } catch (const json::parse_error& e) {
+        } catch (const json::exception& e) {
             throw RouterError(name + ":" + std::to_string(line) + ": invalid JSON: " + e.what());
         }
         if (!row.is_object()) throw RouterError(name + ":" + std::to_string(line) + ": expected a JSON object");
