@@ -115,7 +115,7 @@ TEST_CASE("turbo: compressed records expand bit-exactly by the documented layout
                     const int i = t * D + d;
                     const int kx = read_code(kq, i, bits) * rec[8 + d] + (int8_t)rec[8 + D + d];
                     const int g = t * ng + d / c.v_group;
-                    const int vx = read_code(vq, i, bits) * rec[8 + 2 * D + g] +
+                    const int vx = read_code(vq, d * T + t, bits) * rec[8 + 2 * D + g] +
                                    (int8_t)rec[8 + 2 * D + T * ng + g];
                     mismatches += (kx != ek[i]) + (vx != ev[i]);
                 }

@@ -136,8 +136,11 @@ TEST_CASE("cuda: turbo decode vs CPU twin and float64" * doctest::skip(kNoGpu)) 
         }
         std::printf("turbo decode D=%d Hkv=%d G=%d frac=%.2f: rel err vs CPU twin %.2e, vs float64 on the cache %.2e\n",
                     D, tc.Hkv, tc.G, tc.frac, worst_twin, worst_f64);
-        CHECK(worst_twin < 5e-3);  // split-local maxima move a few probabilities across the threshold
-        CHECK(worst_f64 < 1.5e-2); // SAS polynomial + threshold (CPU twin measures 1e-3..6e-3)
+        // The twin thresholds against the global max, the kernel against each tile's running
+        // max (it keeps more terms), so the kernel is nearer float64 than the twin is: the
+        // twin bound is the twin's own SAS error (<= 1e-2 in test-turbo-cpu) plus FP16 operands.
+        CHECK(worst_twin < 1.5e-2);
+        CHECK(worst_f64 < 5e-3);   // SAS polynomial + threshold + FP16 tensor-core operands
         for (void* ptr : {(void*)p.q, (void*)p.out, (void*)p.blocks, (void*)p.recent_k, (void*)p.recent_v,
                           (void*)p.recent_ks, (void*)p.recent_vs, (void*)p.seq_len, (void*)p.workspace})
             CK(cudaFree(ptr));
@@ -187,7 +190,7 @@ TEST_CASE("cuda: fp16 decode vs float64, any split count" * doctest::skip(kNoGpu
                     worst = std::max(worst, rel(o, e));
                 }
                 std::printf("fp16 decode D=%d G=%d splits=%d: rel err vs float64 %.2e\n", D, G, splits, worst);
-                CHECK(worst < 1e-4);  // float32 arithmetic on exact fp16 inputs
+                CHECK(worst < 1e-4);  // float32 arithmetic on exact fp16 inputs (scalar FP16 path)
                 CK(cudaFree(p.out));
                 CK(cudaFree(p.workspace));
             }

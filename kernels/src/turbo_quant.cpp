@@ -140,8 +140,11 @@ void turbo_compress_block(const TurboCacheLayout& L, int bits, const int8_t* k8t
         for (int g = 0; g < ng; ++g)
             turbo_quant_group(v8.data() + t * D + g * G, G, 1, bits, vc.data() + t * D + g * G,
                               &v_sc[t * ng + g], &v_zp[t * ng + g]);
+    std::vector<uint8_t> vct((size_t)T * D);  // values channel-major: (D, T)
+    for (int t = 0; t < T; ++t)
+        for (int d = 0; d < D; ++d) vct[(size_t)d * T + t] = vc[(size_t)t * D + d];
     pack_codes(kc.data(), T * D, bits, rec + L.meta_bytes);
-    pack_codes(vc.data(), T * D, bits, rec + L.meta_bytes + T * D * bits / 8);
+    pack_codes(vct.data(), T * D, bits, rec + L.meta_bytes + T * D * bits / 8);
 }
 
 void turbo_expand_block(const TurboCacheLayout& L, int bits, const uint8_t* rec, int8_t* k8,
@@ -159,7 +162,7 @@ void turbo_expand_block(const TurboCacheLayout& L, int bits, const uint8_t* rec,
         for (int d = 0; d < D; ++d) {
             const int i = t * D + d, g = t * ng + d / G;
             k8[i] = (int8_t)turbo_expand(code_at(kq, i, bits), k_sc[d], k_zp[d]);
-            v8[i] = (int8_t)turbo_expand(code_at(vq, i, bits), v_sc[g], v_zp[g]);
+            v8[i] = (int8_t)turbo_expand(code_at(vq, d * T + t, bits), v_sc[g], v_zp[g]);
         }
 }
 

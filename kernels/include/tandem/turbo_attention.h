@@ -16,12 +16,13 @@
 //     8+2D          T*D/Gv        u8  v_sc[T][D/Gv] values: per token and channel group
 //     8+2D+T*D/Gv   T*D/Gv        i8  v_zp[T][D/Gv]
 //     meta (16-aligned)  T*D*bits/8  k codes[T][D], token-major, little end first
-//     +T*D*bits/8        T*D*bits/8  v codes[T][D]
+//     +T*D*bits/8        T*D*bits/8  v codes[D][T], channel-major (tokens of a channel
+//                                  adjacent: the GPU's P.V tensor-core operand)
 //     record size rounded up to 16 bytes.
 //   Expansion back to INT8 is integer only: q8 = code * sc + zp, always in [-127, 127]
 //   (the quantizer caps codes so the product never leaves the INT8 range).
-//   Real value = scale * q8. Element d of a token row: 4-bit byte d/2 bits 4*(d%2);
-//   2-bit byte d/4 bits 2*(d%4).
+//   Real value = scale * q8. Element i of a code row: 4-bit byte i/2 bits 4*(i%2);
+//   2-bit byte i/4 bits 2*(i%4) (i = channel for keys, token for values).
 //
 // Sequence b's compressed records: blocks + b*seq_bytes + head_off[h] + j*rec_bytes[h].
 // A sequence of length L holds L / T compressed blocks and L % T recent tokens.
