@@ -42,12 +42,21 @@ __device__ __forceinline__ void mma16816(float (&c)[4], uint32_t a0, uint32_t a1
 
 __device__ __forceinline__ uint32_t h2u(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
 
-// Codes j and j + 16/BITS of a 32-bit word of BITS-bit codes, as an exact FP16 pair.
+// Codes j and j + 16/BITS of a 32-bit word of BITS-bit codes as an exact FP16 pair
+// (1024 + code built by bit operations, minus 1024). BITS = 8: signed bytes j and j + 2.
 template <int BITS>
 __device__ __forceinline__ uint32_t code_pair(uint32_t w, int j) {
-    constexpr uint32_t mask = BITS == 4 ? 0x000F000Fu : 0x00030003u;
-    uint32_t x = ((w >> (BITS * j)) & mask) | 0x64006400u;  // 1024 + code in each half
-    return h2u(__hsub2(*reinterpret_cast<__half2*>(&x), __float2half2_rn(1024.0f)));
+    uint32_t x;
+    float off;
+    if constexpr (BITS == 8) {
+        x = __byte_perm(w ^ 0x80808080u, 0x64646464u, j == 0 ? 0x4240 : 0x4341);
+        off = 1152.0f;  // 1024 + the 128 that made the bytes unsigned
+    } else {
+        constexpr uint32_t mask = BITS == 4 ? 0x000F000Fu : 0x00030003u;
+        x = ((w >> (BITS * j)) & mask) | 0x64006400u;
+        off = 1024.0f;
+    }
+    return h2u(__hsub2(*reinterpret_cast<__half2*>(&x), __float2half2_rn(off)));
 }
 
 struct __align__(16) WarpSmem {
@@ -91,20 +100,23 @@ __device__ __forceinline__ float pick(const float (&v)[8], int i) {
     return r;
 }
 
-// One compressed tile. acc[nb][0..1]: head gid, channels nb*8 + tig*2 + {0, 1}.
+// One tile of 64 tokens. BITS = 4 or 2: a compressed record; BITS = 8: the INT8 recent
+// buffer (per-token scales, no zero points, n_valid <= 64 tokens).
+// acc[nb][0..1]: head gid, channels nb*8 + tig*2 + {0, 1}.
 template <int D, int BITS>
-__device__ __forceinline__ void comp_tile(const uint8_t* rec, const float (*q)[D], WarpSmem& w,
-                                          WarpState& st, const DecodeArgs& a, int G,
-                                          float (&acc)[D / 8][2]) {
+__device__ __forceinline__ void tile(const uint8_t* kc, const uint8_t* vc, const uint8_t* rec,
+                                     const float* rks, const float* rvs, int n_valid,
+                                     const float (*q)[D], WarpSmem& w, WarpState& st,
+                                     const DecodeArgs& a, int G, float (&acc)[D / 8][2]) {
+    constexpr bool kInt8 = BITS == 8;
     constexpr int CPW = 32 / BITS;          // codes per 32-bit word
     constexpr int NCH = D / (4 * CPW);      // k-chunks: 4 lanes x one word each
     constexpr int MPC = CPW / 4;            // mma per chunk
     constexpr int ROW = D * BITS / 8;       // bytes of one token's key codes
     const int lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
-    const int ng = D / a.layout.v_group;
-    const float kscale = ((const float*)rec)[0], vscale = ((const float*)rec)[1];
-    const uint8_t* kc = rec + a.layout.meta_bytes;
-    const uint8_t* vc = kc + kTile * D * BITS / 8;
+    const int ng = kInt8 ? 1 : D / a.layout.v_group;
+    const float kscale = kInt8 ? 1.0f : ((const float*)rec)[0];
+    const float vscale = kInt8 ? 1.0f : ((const float*)rec)[1];
 
     // ---- key codes: all words of the tile first (loads in flight), then the q fragments
     uint32_t kw[4][NCH][2];
@@ -115,24 +127,49 @@ __device__ __forceinline__ void comp_tile(const uint8_t* rec, const float (*q)[D
 #pragma unroll
             for (int r = 0; r < 2; ++r)
                 kw[mb][c][r] = *(const uint32_t*)(kc + (mb * 16 + gid + 8 * r) * ROW + (c * 4 + tig) * 4);
+    if (kInt8) {
+        w.tks[lane] = lane < n_valid ? rks[lane] : 0.0f;
+        w.tks[lane + 32] = lane + 32 < n_valid ? rks[lane + 32] : 0.0f;
+        w.tvs[lane] = lane < n_valid ? rvs[lane] : 0.0f;
+        w.tvs[lane + 32] = lane + 32 < n_valid ? rvs[lane + 32] : 0.0f;
+    }
     uint32_t qb[NCH][CPW / 2];
     float kbias = 0.0f;
 #pragma unroll
     for (int c = 0; c < NCH; ++c) {
         const int base = c * 4 * CPW + tig * CPW;
+        float qv[CPW], sc[CPW], zp[CPW];
+#pragma unroll
+        for (int i = 0; i < CPW; i += 4) {
+            const float4 x = *(const float4*)&q[gid][base + i];
+            qv[i] = x.x, qv[i + 1] = x.y, qv[i + 2] = x.z, qv[i + 3] = x.w;
+        }
+#pragma unroll
+        for (int i = 0; i < CPW; ++i) sc[i] = 1.0f, zp[i] = 0.0f;
+        if constexpr (!kInt8) {
+#pragma unroll
+            for (int i = 0; i < CPW; i += 8) {
+                const uint2 s2 = *(const uint2*)(rec + 8 + base + i);
+                const uint2 z2 = *(const uint2*)(rec + 8 + D + base + i);
+#pragma unroll
+                for (int k = 0; k < 8; ++k) {
+                    sc[i + k] = (float)(((k < 4 ? s2.x : s2.y) >> (8 * (k % 4))) & 0xff);
+                    zp[i + k] = (float)(int8_t)((k < 4 ? z2.x : z2.y) >> (8 * (k % 4)));
+                }
+            }
+        }
 #pragma unroll
         for (int j = 0; j < CPW / 2; ++j) {
-            const int c0 = base + j, c1 = base + j + CPW / 2;
-            const float sc0 = rec[8 + c0], sc1 = rec[8 + c1];
-            const float zp0 = (int8_t)rec[8 + D + c0], zp1 = (int8_t)rec[8 + D + c1];
-            qb[c][j] = h2u(__floats2half2_rn(q[gid][c0] * sc0, q[gid][c1] * sc1));
-            kbias += q[gid][c0] * zp0 + q[gid][c1] * zp1;
+            const int j1 = j + CPW / 2;
+            qb[c][j] = h2u(__floats2half2_rn(qv[j] * sc[j], qv[j1] * sc[j1]));
+            kbias += qv[j] * zp[j] + qv[j1] * zp[j1];
         }
     }
     kbias += __shfl_xor_sync(0xffffffffu, kbias, 1);
     kbias += __shfl_xor_sync(0xffffffffu, kbias, 2);
     const float kb0 = __shfl_sync(0xffffffffu, kbias, (tig * 2) * 4);
     const float kb1 = __shfl_sync(0xffffffffu, kbias, (tig * 2 + 1) * 4);
+    __syncwarp();  // tks visible
 #pragma unroll
     for (int mb = 0; mb < 4; ++mb) {
         float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -144,10 +181,12 @@ __device__ __forceinline__ void comp_tile(const uint8_t* rec, const float (*q)[D
                          code_pair<BITS>(kw[mb][ch][0], 2 * m + 1), code_pair<BITS>(kw[mb][ch][1], 2 * m + 1),
                          qb[ch][2 * m], qb[ch][2 * m + 1]);
         const int t = mb * 16 + gid;
-        w.s[tig * 2][t] = (c[0] + kb0) * kscale;
-        w.s[tig * 2 + 1][t] = (c[1] + kb1) * kscale;
-        w.s[tig * 2][t + 8] = (c[2] + kb0) * kscale;
-        w.s[tig * 2 + 1][t + 8] = (c[3] + kb1) * kscale;
+        const float s0 = kInt8 ? w.tks[t] : kscale, s8 = kInt8 ? w.tks[t + 8] : kscale;
+        const bool v0 = t < n_valid, v8 = t + 8 < n_valid;
+        w.s[tig * 2][t] = v0 ? (c[0] + kb0) * s0 : -INFINITY;
+        w.s[tig * 2 + 1][t] = v0 ? (c[1] + kb1) * s0 : -INFINITY;
+        w.s[tig * 2][t + 8] = v8 ? (c[2] + kb0) * s8 : -INFINITY;
+        w.s[tig * 2 + 1][t + 8] = v8 ? (c[3] + kb1) * s8 : -INFINITY;
     }
     __syncwarp();
     if (!warp_softmax(w, st, a, G)) return;  // every p is 0: no V bytes read
@@ -156,24 +195,35 @@ __device__ __forceinline__ void comp_tile(const uint8_t* rec, const float (*q)[D
     float vbias[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int grp = 0; grp < ng; ++grp) {
         const int t0 = lane, t1 = lane + 32;
-        const float f0 = vscale * rec[8 + 2 * D + t0 * ng + grp];
-        const float f1 = vscale * rec[8 + 2 * D + t1 * ng + grp];
-        const float z0 = vscale * (int8_t)rec[8 + 2 * D + kTile * ng + t0 * ng + grp];
-        const float z1 = vscale * (int8_t)rec[8 + 2 * D + kTile * ng + t1 * ng + grp];
+        float f0, f1, z0 = 0.0f, z1 = 0.0f;
+        if (kInt8) {
+            f0 = w.tvs[t0];
+            f1 = w.tvs[t1];
+        } else {
+            f0 = vscale * rec[8 + 2 * D + t0 * ng + grp];
+            f1 = vscale * rec[8 + 2 * D + t1 * ng + grp];
+            z0 = vscale * (int8_t)rec[8 + 2 * D + kTile * ng + t0 * ng + grp];
+            z1 = vscale * (int8_t)rec[8 + 2 * D + kTile * ng + t1 * ng + grp];
+        }
 #pragma unroll
         for (int g = 0; g < 8; ++g) {
             if (g >= G) break;
             const float p0 = w.s[g][t0], p1 = w.s[g][t1];
             w.ph[grp][g][t0] = __float2half_rn(p0 * f0);
             w.ph[grp][g][t1] = __float2half_rn(p1 * f1);
-            const float bsum = warp_sum(p0 * z0 + p1 * z1);
-            if (g == gid) vbias[grp & 3] = bsum;
+            if (!kInt8) {
+                const float bsum = warp_sum(p0 * z0 + p1 * z1);
+                if (g == gid) vbias[grp & 3] = bsum;
+            }
         }
     }
     __syncwarp();
     const float alpha = pick(st.alpha, gid);
-    // ---- P.V on tensor cores
-    constexpr int VW = BITS == 4 ? 2 : 1;   // words per lane per channel row
+    // ---- P.V on tensor cores. A lane's words of a channel row and the 4 mma of 16 tokens:
+    //   4-bit: words k*4 + tig (k < 2) hold tokens k*32 + tig*8 + 0..7, 2 mma each
+    //   2-bit: word tig holds tokens tig*16 + 0..15, 4 mma
+    //   8-bit: words m*4 + tig (m < 4) hold tokens m*16 + tig*4 + 0..3, 1 mma each
+    constexpr int VW = BITS == 4 ? 2 : BITS == 2 ? 1 : 4;
     constexpr int VROW = kTile * BITS / 8;  // bytes of one channel's value codes
     int cur_grp = -1;
     uint32_t pa[4][2];
@@ -183,11 +233,11 @@ __device__ __forceinline__ void comp_tile(const uint8_t* rec, const float (*q)[D
         uint32_t vw[VW];
 #pragma unroll
         for (int k = 0; k < VW; ++k)
-            vw[k] = *(const uint32_t*)(vc + ch * VROW + (BITS == 4 ? (k * 4 + tig) : tig) * 4);
-        const int grp = nb * 8 / a.layout.v_group;
+            vw[k] = *(const uint32_t*)(vc + ch * VROW + (BITS == 2 ? tig : k * 4 + tig) * 4);
+        const int grp = kInt8 ? 0 : nb * 8 / a.layout.v_group;
         if (grp != cur_grp) {  // A fragments of P' for this group
             cur_grp = grp;
-            if (BITS == 4) {
+            if constexpr (BITS == 4) {
 #pragma unroll
                 for (int kb = 0; kb < 2; ++kb) {
                     const uint4 x = *(const uint4*)&w.ph[grp][gid][kb * 32 + tig * 8];
@@ -196,7 +246,7 @@ __device__ __forceinline__ void comp_tile(const uint8_t* rec, const float (*q)[D
                     pa[kb * 2 + 1][0] = __byte_perm(x.y, x.w, 0x5410);
                     pa[kb * 2 + 1][1] = __byte_perm(x.y, x.w, 0x7632);
                 }
-            } else {
+            } else if constexpr (BITS == 2) {
                 const uint4 x = *(const uint4*)&w.ph[grp][gid][tig * 16];
                 const uint4 y = *(const uint4*)&w.ph[grp][gid][tig * 16 + 8];
                 const uint32_t xs[4] = {x.x, x.y, x.z, x.w}, ys[4] = {y.x, y.y, y.z, y.w};
@@ -205,15 +255,20 @@ __device__ __forceinline__ void comp_tile(const uint8_t* rec, const float (*q)[D
                     pa[m][0] = __byte_perm(xs[m], ys[m], 0x5410);
                     pa[m][1] = __byte_perm(xs[m], ys[m], 0x7632);
                 }
+            } else {
+#pragma unroll
+                for (int m = 0; m < 4; ++m) {
+                    const uint2 x = *(const uint2*)&w.ph[0][gid][m * 16 + tig * 4];
+                    pa[m][0] = __byte_perm(x.x, x.y, 0x5410);
+                    pa[m][1] = __byte_perm(x.x, x.y, 0x7632);
+                }
             }
         }
         float c[4] = {acc[nb][0] * alpha, acc[nb][1] * alpha, 0.0f, 0.0f};
-        // 4 mma of 16 tokens: 4-bit word k holds tokens k*32 + tig*8 + 0..7 (2 mma each),
-        // 2-bit word holds tokens tig*16 + 0..15 (4 mma)
 #pragma unroll
         for (int m = 0; m < 4; ++m) {
-            const uint32_t word = vw[BITS == 4 ? m / 2 : 0];
-            const int j = BITS == 4 ? 2 * (m % 2) : 2 * m;
+            const uint32_t word = vw[BITS == 4 ? m / 2 : BITS == 2 ? 0 : m];
+            const int j = BITS == 4 ? 2 * (m % 2) : BITS == 2 ? 2 * m : 0;
             mma16816(c, pa[m][0], 0u, pa[m][1], 0u, code_pair<BITS>(word, j), code_pair<BITS>(word, j + 1));
         }
         float vb = 0.0f;
@@ -224,54 +279,15 @@ __device__ __forceinline__ void comp_tile(const uint8_t* rec, const float (*q)[D
     }
 }
 
-// The INT8 recent tile: plain FP32 dot products and FMAs.
-template <int D>
-__device__ void recent_tile(const int8_t* rk, const int8_t* rv, const float* rks, const float* rvs,
-                            int n_valid, const float (*q)[D], WarpSmem& w, WarpState& st,
-                            const DecodeArgs& a, int G, float (&acc)[D / 8][2]) {
-    const int lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
-    w.tks[lane] = lane < n_valid ? rks[lane] : 0.0f;
-    w.tks[lane + 32] = lane + 32 < n_valid ? rks[lane + 32] : 0.0f;
-    w.tvs[lane] = lane < n_valid ? rvs[lane] : 0.0f;
-    w.tvs[lane + 32] = lane + 32 < n_valid ? rvs[lane + 32] : 0.0f;
-    for (int r = 0; r < 2; ++r) {
-        const int t = lane + 32 * r;
-        float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        if (t < n_valid) {
-            for (int d = 0; d < D; d += 16) {
-                const uint4 x = *(const uint4*)(rk + (size_t)t * D + d);
-                const uint32_t xs[4] = {x.x, x.y, x.z, x.w};
-#pragma unroll
-                for (int i = 0; i < 16; ++i) {
-                    const float k = (float)(int8_t)(xs[i / 4] >> (8 * (i % 4)));
-#pragma unroll
-                    for (int g = 0; g < 8; ++g) s[g] = fmaf(q[g][d + i], k, s[g]);
-                }
-            }
-        }
-#pragma unroll
-        for (int g = 0; g < 8; ++g) w.s[g][t] = t < n_valid ? s[g] * w.tks[t] : -INFINITY;
-    }
-    __syncwarp();
-    if (!warp_softmax(w, st, a, G)) return;
-    const float alpha = pick(st.alpha, gid);
-#pragma unroll
-    for (int nb = 0; nb < D / 8; ++nb) acc[nb][0] *= alpha, acc[nb][1] *= alpha;
-    if (gid >= G) return;
-    for (int t = 0; t < n_valid; ++t) {
-        const float p = w.s[gid][t] * w.tvs[t];
-#pragma unroll
-        for (int nb = 0; nb < D / 8; ++nb) {
-            const uint32_t v = *(const uint16_t*)(rv + (size_t)t * D + nb * 8 + tig * 2);
-            acc[nb][0] = fmaf(p, (float)(int8_t)(v & 0xff), acc[nb][0]);
-            acc[nb][1] = fmaf(p, (float)(int8_t)(v >> 8), acc[nb][1]);
-        }
-    }
+// Prefetches a byte range into L2 (one 128-byte line per lane and step).
+__device__ __forceinline__ void prefetch_l2(const uint8_t* p, int bytes) {
+    for (int off = (threadIdx.x % 32) * 128; off < bytes; off += 32 * 128)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(p + off));
 }
 
 template <int D>
 __global__ void __launch_bounds__(kWarps * 32) turbo_split_kernel(const DecodeArgs a) {
-    __shared__ float q_s[8][D];
+    __shared__ __align__(16) float q_s[8][D];
     __shared__ WarpSmem ws_all[kWarps];
     const int h = blockIdx.y, b = blockIdx.z, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int gid = lane >> 2, tig = lane & 3;
@@ -300,11 +316,16 @@ __global__ void __launch_bounds__(kWarps * 32) turbo_split_kernel(const DecodeAr
     for (int j = j0; j < j1; ++j) {
         if (j < n_comp) {
             const uint8_t* rec = recs + (size_t)j * L.rec_bytes[h];
-            if (bits == 4) comp_tile<D, 4>(rec, q_s, w, st, a, G, acc);
-            else comp_tile<D, 2>(rec, q_s, w, st, a, G, acc);
+            const uint8_t* kc = rec + L.meta_bytes;
+            const uint8_t* vc = kc + kTile * D * bits / 8;
+            // the next tile's metadata and keys travel to L2 while this one computes
+            if (j + 1 < min(j1, n_comp)) prefetch_l2(rec + L.rec_bytes[h], L.meta_bytes + kTile * D * bits / 8);
+            if (bits == 4) tile<D, 4>(kc, vc, rec, nullptr, nullptr, kTile, q_s, w, st, a, G, acc);
+            else tile<D, 2>(kc, vc, rec, nullptr, nullptr, kTile, q_s, w, st, a, G, acc);
         } else {
             const size_t row = ((size_t)b * a.n_kv_heads + h) * kTile;
-            recent_tile<D>(a.rk + row * D, a.rv + row * D, a.rks + row, a.rvs + row, n_rec, q_s, w, st, a, G, acc);
+            tile<D, 8>((const uint8_t*)(a.rk + row * D), (const uint8_t*)(a.rv + row * D), nullptr,
+                       a.rks + row, a.rvs + row, n_rec, q_s, w, st, a, G, acc);
         }
         __syncwarp();
     }

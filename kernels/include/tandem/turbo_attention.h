@@ -4,7 +4,8 @@
 //
 // KV cache of one layer, per sequence b and KV head h (D = head_dim, T = block_tokens):
 //
-//   recent buffer   int8 k[T][D], v[T][D]; float k_scale[T], v_scale[T]
+//   recent buffer   int8 k[T][D] (token-major), v[D][T] (channel-major, as the compressed
+//                   value codes); float k_scale[T], v_scale[T]
 //                   symmetric INT8, one scale per token (a block of one token, so appending
 //                   never re-quantizes). When it holds T tokens it is compressed as a block.
 //   compressed      one record per block of T tokens, at bits[h] = 4 or 2:
@@ -48,7 +49,7 @@ struct TurboConfig {
     int v_group = 64;            // Gv: value channels sharing one integer scale/zero point
     float frac_2bit = 0.25f;     // lowest-priority fraction of KV heads stored at 2 bits
     int poly_degree = 3;         // SAS: degree of the 2^-f polynomial (2 or 3)
-    float threshold = -12.0f;    // SAS: probabilities 2^x with x < threshold (log2) are 0
+    float threshold = -16.0f;    // SAS: probabilities 2^x with x < threshold (log2) are 0
 };
 // Throws TurboError naming the field when a value is unsupported.
 void turbo_validate(const TurboConfig& c);
@@ -116,7 +117,7 @@ public:
     // Raw storage, in the documented layout, for upload:
     const std::vector<uint8_t>& blocks() const { return blocks_; }       // (seq, seq_bytes)
     const std::vector<int8_t>& recent_k() const { return rk_; }          // (seq, H, T, D)
-    const std::vector<int8_t>& recent_v() const { return rv_; }          // (seq, H, T, D)
+    const std::vector<int8_t>& recent_v() const { return rv_; }          // (seq, H, D, T)
     const std::vector<float>& recent_k_scale() const { return rks_; }    // (seq, H, T)
     const std::vector<float>& recent_v_scale() const { return rvs_; }    // (seq, H, T)
     // The values the kernels see, as floats: k, v (H, length, D).
@@ -152,14 +153,14 @@ struct TurboDecodeParams {
     float* out = nullptr;               // (batch, n_q_heads, D)
     const uint8_t* blocks = nullptr;    // (batch, seq_bytes) compressed records
     const int8_t* recent_k = nullptr;   // (batch, Hkv, T, D)
-    const int8_t* recent_v = nullptr;   // (batch, Hkv, T, D)
+    const int8_t* recent_v = nullptr;   // (batch, Hkv, D, T) channel-major
     const float* recent_ks = nullptr;   // (batch, Hkv, T)
     const float* recent_vs = nullptr;   // (batch, Hkv, T)
     const int* seq_len = nullptr;       // (batch)
     int batch = 0, n_q_heads = 0, max_len = 0;
     TurboCacheLayout layout;
     int poly_degree = 3;
-    float threshold = -12.0f;
+    float threshold = -16.0f;
     float* workspace = nullptr;         // turbo_decode_workspace_floats(...) floats
     int n_splits = 0;                   // 0: chosen by the launcher
 };
