@@ -164,6 +164,19 @@ struct TurboDecodeParams {
     float* workspace = nullptr;         // turbo_decode_workspace_floats(...) floats
     int n_splits = 0;                   // 0: chosen by the launcher
 };
+// Prefill (causal self-attention over one chunk starting at position 0): Q and K quantized
+// to blockwise INT8 (64 tokens x D per scale), S = Q K^T on INT8 tensor cores (INT32
+// accumulate), SAS softmax, P.V with FP16 P and V on FP16 tensor cores.
+struct TurboPrefillParams {
+    const uint16_t* q = nullptr;        // (batch, n_q_heads, len, D) IEEE half
+    const uint16_t* k = nullptr;        // (batch, n_kv_heads, len, D)
+    const uint16_t* v = nullptr;        // (batch, n_kv_heads, len, D)
+    float* out = nullptr;               // (batch, n_q_heads, len, D)
+    int batch = 0, n_q_heads = 0, n_kv_heads = 0, head_dim = 0, len = 0;  // len % 64 == 0
+    int poly_degree = 3;
+    float threshold = -16.0f;
+    void* workspace = nullptr;          // turbo_prefill_workspace_bytes(...) bytes
+};
 struct Fp16DecodeParams {
     const float* q = nullptr;           // (batch, n_q_heads, D)
     float* out = nullptr;               // (batch, n_q_heads, D)
