@@ -99,15 +99,15 @@ TGT void dot_q32(int64_t n, const void* w, const void* const* xv, float* out) {
     for (int t = 0; t < T; t++) x[t] = (const block_q8a*)xv[t];
     const int64_t nb = n / 32;
     __m256 acc0[T], acc1[T];
-    float off[T];
-    for (int t = 0; t < T; t++) { acc0[t] = acc1[t] = _mm256_setzero_ps(); off[t] = 0; }
+    float off0[T], off1[T];  // two chains each, so consecutive blocks do not wait on each other
+    for (int t = 0; t < T; t++) { acc0[t] = acc1[t] = _mm256_setzero_ps(); off0[t] = off1[t] = 0; }
     int64_t i = 0;
     for (; i + 2 <= nb; i += 2) {
-        q32_step<U, T>(b[i], x, i, acc0, off);
-        q32_step<U, T>(b[i + 1], x, i + 1, acc1, off);
+        q32_step<U, T>(b[i], x, i, acc0, off0);
+        q32_step<U, T>(b[i + 1], x, i + 1, acc1, off1);
     }
-    if (i < nb) q32_step<U, T>(b[i], x, i, acc0, off);
-    for (int t = 0; t < T; t++) out[t] = hsum(_mm256_add_ps(acc0[t], acc1[t])) + off[t];
+    if (i < nb) q32_step<U, T>(b[i], x, i, acc0, off0);
+    for (int t = 0; t < T; t++) out[t] = hsum(_mm256_add_ps(acc0[t], acc1[t])) + (off0[t] + off1[t]);
 }
 
 // ---- K-quant weights x block_q8k (unpackers in cpu_x86_unpack.h) -------------------------

@@ -122,16 +122,17 @@ TGT void dot_q32(int64_t n, const void* w, const void* const* xv, float* out) {
     for (int t = 0; t < T; t++) x[t] = (const block_q8a*)xv[t];
     const int64_t nb = n / 32;
     __m512 acc0[T], acc1[T];
-    float off[T];
-    for (int t = 0; t < T; t++) { acc0[t] = acc1[t] = _mm512_setzero_ps(); off[t] = 0; }
+    float off0[T], off1[T];  // two chains each, so consecutive pairs do not wait on each other
+    for (int t = 0; t < T; t++) { acc0[t] = acc1[t] = _mm512_setzero_ps(); off0[t] = off1[t] = 0; }
     int64_t i = 0;
     for (; i + 4 <= nb; i += 4) {
-        q32_pair<U, T>(b, x, i, true, acc0, off);
-        q32_pair<U, T>(b, x, i + 2, true, acc1, off);
+        q32_pair<U, T>(b, x, i, true, acc0, off0);
+        q32_pair<U, T>(b, x, i + 2, true, acc1, off1);
     }
-    for (; i + 2 <= nb; i += 2) q32_pair<U, T>(b, x, i, true, acc0, off);
-    if (i < nb) q32_pair<U, T>(b, x, i, false, acc1, off);
-    for (int t = 0; t < T; t++) out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[t], acc1[t])) + off[t];
+    for (; i + 2 <= nb; i += 2) q32_pair<U, T>(b, x, i, true, acc0, off0);
+    if (i < nb) q32_pair<U, T>(b, x, i, false, acc1, off1);
+    for (int t = 0; t < T; t++)
+        out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[t], acc1[t])) + (off0[t] + off1[t]);
 }
 
 // ---- K-quant weights x block_q8k -----------------------------------------------------------

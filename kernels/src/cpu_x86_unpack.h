@@ -96,16 +96,25 @@ struct KUnpacked {
     float d, cmin;
 };
 
-// The 6-bit scale/min pairs of Q4_K/Q5_K as i16 vectors.
+// The 6-bit scale/min pairs of Q4_K/Q5_K as i16 vectors, unpacked with 32-bit masks (the same
+// bit layout get_scale_min_k4 reads one pair at a time): ut[0..1] become the 8 scales, ut[2..3]
+// the 8 mins, one byte each.
 TGT inline void k4_scales(const uint8_t* scales, KUnpacked& u) {
-    uint8_t sc[8], mn[8];
-    unpack_scales_k4(scales, sc, mn);
-    alignas(32) int16_t m16[16];
-    for (int j = 0; j < 8; j++) {
-        u.sc[j] = _mm256_set1_epi16(sc[j]);
-        m16[2 * j] = m16[2 * j + 1] = mn[j];
-    }
-    u.mcoef = _mm256_load_si256((const __m256i*)m16);
+    uint32_t ut[4];
+    std::memcpy(ut, scales, 12);
+    const uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
+    ut[3] = ((ut[2] >> 4) & km2) | (((ut[1] >> 6) & km3) << 4);
+    const uint32_t mins_lo = ut[1] & km1;
+    ut[1] = (ut[2] & km2) | (((ut[0] >> 6) & km3) << 4);
+    ut[2] = mins_lo;
+    ut[0] &= km1;
+    const __m128i sm = _mm_set_epi32((int)ut[3], (int)ut[2], (int)ut[1], (int)ut[0]);
+    const __m128i sc16 = _mm_cvtepu8_epi16(sm);                    // scale j in i16 lane j
+    const __m128i mn16 = _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8));  // min j in i16 lane j
+    u.mcoef = _mm256_set_m128i(_mm_unpackhi_epi16(mn16, mn16), _mm_unpacklo_epi16(mn16, mn16));
+    const __m256i scb = _mm256_broadcastsi128_si256(sc16);
+    for (int j = 0; j < 8; j++)  // broadcast i16 lane j: bytes 2j, 2j+1 into every lane
+        u.sc[j] = _mm256_shuffle_epi8(scb, _mm256_set1_epi16((short)(0x0100 + 0x0202 * j)));
 }
 
 struct UnpQ4_K {
