@@ -1,6 +1,7 @@
 // `tandem`: the command-line face of the SDK. The table below is the list of subcommands.
 #include <cstdio>
 #include <cstring>
+#include <string>
 #include <exception>
 
 #include "commands.h"
@@ -12,6 +13,22 @@ const std::string& flag_value(const Args& args, size_t& i) {
     return args[++i];
 }
 
+int parse_int(const std::string& s, const std::string& option) {
+    size_t used = 0;
+    int v = 0;
+    try { v = std::stoi(s, &used); } catch (const std::exception&) { used = 0; }
+    if (used != s.size() || s.empty()) throw UsageError{"option " + option + " needs an integer, got '" + s + "'"};
+    return v;
+}
+
+double parse_double(const std::string& s, const std::string& option) {
+    size_t used = 0;
+    double v = 0;
+    try { v = std::stod(s, &used); } catch (const std::exception&) { used = 0; }
+    if (used != s.size() || s.empty()) throw UsageError{"option " + option + " needs a number, got '" + s + "'"};
+    return v;
+}
+
 struct Command {
     const char* name;
     int (*run)(const Args&);
@@ -21,6 +38,12 @@ struct Command {
 static const Command kCommands[] = {
     {"info", cmd_info, "tandem info MODEL [--json]"},
     {"tokenize", cmd_tokenize, "tandem tokenize -m MODEL (-p TEXT | -f FILE) [--ids] [--bos]"},
+    {"run", cmd_run,
+     "tandem run -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]"
+     " [--seed S] [--threads T] [--ctx C] [--stop S] [--backend cpu|cuda|auto]"},
+    {"perplexity", cmd_perplexity, "tandem perplexity -m MODEL -f FILE [--ctx C] [--threads T] [--max-chunks N]"},
+    {"bench", cmd_bench, "tandem bench -m MODEL [--json] [--threads T] [--prompt-tokens N] [--decode-tokens N] [--runs R]"},
+    {"router", cmd_router, "tandem router (train|calibrate|eval|decide|synth) ...   (tandem router --help)"},
 };
 
 static void print_usage(FILE* out) {

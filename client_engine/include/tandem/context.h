@@ -1,0 +1,71 @@
+// An inference context: a model plus its KV cache, scratch buffers and thread pool.
+// eval() runs the forward pass for a batch of tokens appended after what the cache holds.
+// All memory is allocated in the constructor; eval() allocates nothing.
+// A context is used by one thread at a time (the engine serializes calls).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "tandem/model.h"
+#include "tandem/quant_types.h"
+
+namespace tandem {
+
+class ThreadPool;
+
+struct ContextParams {
+    int64_t n_ctx = 0;       // KV capacity in tokens; 0: min(n_ctx_train, 4096)
+    int64_t n_batch = 256;   // tokens per forward pass during prefill (longer inputs are split)
+    int n_threads = 0;       // 0: all hardware threads
+    GgmlType kv_type = GgmlType::F16;  // F16 or F32
+};
+
+class InferenceContext {
+public:
+    InferenceContext(std::shared_ptr<const Model> model, const ContextParams& params);
+    ~InferenceContext();
+
+    // Evaluates tokens[0..n) at positions n_past() .. n_past()+n-1 and appends them to the KV
+    // cache. Afterwards logits() holds n_vocab floats for the last token, or n x n_vocab when
+    // all_logits. Throws ContextFull (cache unchanged) when n_past() + n > n_ctx(), and
+    // std::invalid_argument for token ids outside the vocabulary.
+    void eval(const int32_t* tokens, int64_t n, bool all_logits = false);
+    const float* logits() const { return logits_.data(); }
+
+    int64_t n_past() const { return n_past_; }
+    int64_t n_ctx() const { return n_ctx_; }
+    // Forgets every cached position >= n (prefix reuse keeps the first n tokens).
+    void truncate(int64_t n);
+
+    const Model& model() const { return *model_; }
+    ThreadPool& pool() { return *pool_; }
+
+private:
+    void forward_batch(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out);
+
+    std::shared_ptr<const Model> model_;
+    std::unique_ptr<ThreadPool> pool_;
+    int64_t n_ctx_ = 0, n_batch_ = 0, n_past_ = 0;
+    GgmlType kv_type_;
+    // KV cache: per layer (n_ctx, n_head_kv, head_dim) in kv_type_, for K and V.
+    std::vector<std::vector<uint8_t>> k_cache_, v_cache_;
+    // Scratch, sized for n_batch tokens:
+    std::vector<float> x_;      // (n_batch, n_embd) residual stream
+    std::vector<float> xn_;     // (n_batch, n_embd) normed input
+    std::vector<float> q_;      // (n_batch, n_embd)
+    std::vector<float> k_, v_;  // (n_batch, kv_dim)
+    std::vector<float> attn_;   // (n_batch, n_embd) attention output
+    std::vector<float> gate_, up_;  // (n_batch, n_ff)
+    std::vector<float> scores_;     // (n_threads, n_ctx) per-worker softmax scratch
+    std::vector<float> kv_row_;     // (n_threads, 2 * head_dim) per-worker K/V row conversion
+    std::vector<float> logits_;     // (n or 1, n_vocab)
+    std::vector<float> rope_inv_freq_;  // (n_rot / 2)
+};
+
+class ContextFull : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+}  // namespace tandem

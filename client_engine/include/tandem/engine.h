@@ -1,0 +1,96 @@
+// The local text generator: a model, its tokenizer and one inference context, with prefix
+// reuse, streaming, stop strings and cancellation.
+//
+// Thread safety: generate()/prefill() calls are serialized by an internal mutex; cancel() may
+// be called from any thread at any time and stops the generation in progress within one token.
+// Context overflow policy: a prompt longer than n_ctx throws ContextFull; generation that
+// fills the context stops with FinishReason::ContextFull (no sliding, no garbage).
+#pragma once
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tandem/context.h"
+#include "tandem/sampler.h"
+#include "tandem/tokenizer.h"
+
+namespace tandem {
+
+struct EngineParams {
+    ContextParams context;
+    // Called with a fraction in [0, 1] while the weights are paged in; may be empty.
+    std::function<void(double)> load_progress;
+};
+
+struct GenerateParams {
+    int max_tokens = 128;
+    SamplerParams sampling;
+    std::vector<std::string> stop;   // generation ends before the first occurrence of any
+    std::optional<bool> add_bos;     // default: the model's tokenizer.ggml.add_bos_token
+    bool stop_at_eos = true;
+};
+
+enum class FinishReason { Length, Stop, EndOfText, Cancelled, ContextFull };
+const char* finish_reason_name(FinishReason r);
+
+struct Usage {
+    int64_t prompt_tokens = 0;      // tokens in the prompt
+    int64_t reused_tokens = 0;      // of those, taken from the KV cache (prefix reuse)
+    int64_t completion_tokens = 0;  // tokens generated
+    double prompt_ms = 0;           // prefill time
+    double ttft_ms = 0;             // call start to the first generated token
+    double decode_ms = 0;           // after the first token to the end
+    double decode_tokens_per_s() const { return completion_tokens > 1 && decode_ms > 0 ? (completion_tokens - 1) * 1000.0 / decode_ms : 0; }
+};
+
+struct Generation {
+    std::string text;              // what was streamed (stop string excluded)
+    std::vector<int32_t> tokens;   // generated ids
+    FinishReason finish = FinishReason::Length;
+    Usage usage;
+};
+
+// Receives each new piece of text (always whole UTF-8 sequences). Return false to stop
+// (FinishReason::Cancelled).
+using PieceCallback = std::function<bool(std::string_view piece)>;
+
+class Engine {
+public:
+    // Loads the model and tokenizer and allocates the context. Throws GgufError, ModelError,
+    // TokenizerError or std::invalid_argument with the file and reason.
+    static std::unique_ptr<Engine> load(const std::string& model_path, const EngineParams& params = {});
+
+    // Tokenizes `prompt` (user text: control tokens are never parsed from it) and generates.
+    Generation generate(const std::string& prompt, const GenerateParams& params, const PieceCallback& on_piece = {});
+    Generation generate_tokens(const std::vector<int32_t>& prompt, const GenerateParams& params,
+                               const PieceCallback& on_piece = {});
+
+    // Makes the KV cache hold exactly `prompt`, evaluating only what differs from what it held
+    // (at least the last token, so that last_logits() is fresh). Returns the reused count.
+    int64_t prefill(const std::vector<int32_t>& prompt);
+    const float* last_logits() const { return ctx_->logits(); }
+
+    void cancel() { cancel_epoch_.fetch_add(1); }
+
+    const Tokenizer& tokenizer() const { return tokenizer_; }
+    const Model& model() const { return *model_; }
+    InferenceContext& context() { return *ctx_; }
+
+private:
+    Engine(std::shared_ptr<const Model> m, Tokenizer t, const ContextParams& cp);
+    int64_t prefill_locked(const std::vector<int32_t>& prompt);
+
+    std::shared_ptr<const Model> model_;
+    Tokenizer tokenizer_;
+    std::unique_ptr<InferenceContext> ctx_;
+    std::vector<int32_t> cached_;  // the tokens whose K/V the context holds, in order
+    std::mutex mu_;
+    std::atomic<uint64_t> cancel_epoch_{0};
+};
+
+}  // namespace tandem

@@ -1,0 +1,190 @@
+// The Llama-family forward pass on the CPU.
+//
+//   x = embed(tokens)                                   (n, n_embd)
+//   per layer:  h = rmsnorm(x) * attn_norm
+//               q, k, v = h Wq (+bq), h Wk (+bk), h Wv (+bv);  rope(q, k)
+//               cache[pos] = k, v;  a = softmax(q k^T / sqrt(hd)) v  (causal, GQA)
+//               x += a Wo
+//               h = rmsnorm(x) * ffn_norm;  x += (silu(h Wgate) * h Wup) Wdown
+//   logits = rmsnorm(x) * output_norm  Woutput
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <thread>
+
+#include "attention_cpu.h"
+#include "tandem/context.h"
+#include "tandem/cpu_matmul.h"
+#include "tandem/thread_pool.h"
+
+namespace tandem {
+
+InferenceContext::InferenceContext(std::shared_ptr<const Model> model, const ContextParams& p)
+    : model_(std::move(model)), kv_type_(p.kv_type) {
+    const ModelConfig& c = model_->config();
+    if (kv_type_ != GgmlType::F16 && kv_type_ != GgmlType::F32)
+        throw std::invalid_argument("KV cache type must be F16 or F32");
+    n_ctx_ = p.n_ctx > 0 ? p.n_ctx : std::min<int64_t>(c.n_ctx_train, 4096);
+    if (n_ctx_ > c.n_ctx_train)
+        throw std::invalid_argument("n_ctx " + std::to_string(n_ctx_) + " exceeds the model's training context " +
+                                    std::to_string(c.n_ctx_train));
+    n_batch_ = std::max<int64_t>(1, std::min(p.n_batch, n_ctx_));
+    const int n_threads = p.n_threads > 0 ? p.n_threads : (int)std::max(1u, std::thread::hardware_concurrency());
+    pool_ = std::make_unique<ThreadPool>(n_threads);
+
+    const int64_t d = c.n_embd, kvd = model_->kv_dim(), ff = c.n_ff;
+    const size_t kv_bytes = (size_t)(n_ctx_ * kvd) * (kv_type_ == GgmlType::F32 ? 4 : 2);
+    k_cache_.assign((size_t)c.n_layer, std::vector<uint8_t>(kv_bytes));
+    v_cache_.assign((size_t)c.n_layer, std::vector<uint8_t>(kv_bytes));
+    x_.resize((size_t)(n_batch_ * d));
+    xn_.resize(x_.size());
+    q_.resize(x_.size());
+    attn_.resize(x_.size());
+    k_.resize((size_t)(n_batch_ * kvd));
+    v_.resize(k_.size());
+    gate_.resize((size_t)(n_batch_ * ff));
+    up_.resize(gate_.size());
+    logits_.resize((size_t)c.n_vocab);
+
+    // inv_freq[i] = base^(-2i/n_rot) / factor_i (Llama 3 factors) / linear scale
+    const int64_t half = c.n_rot / 2;
+    rope_inv_freq_.resize((size_t)half);
+    const double linear = c.rope_scaling_type == "linear" && c.rope_scaling_factor > 0 ? c.rope_scaling_factor : 1.0;
+    for (int64_t i = 0; i < half; i++) {
+        double f = std::pow(c.rope_freq_base, -2.0 * (double)i / (double)c.n_rot) / linear;
+        if (!model_->rope_freq_factors.empty()) f /= model_->rope_freq_factors[(size_t)i];
+        rope_inv_freq_[(size_t)i] = (float)f;
+    }
+}
+
+InferenceContext::~InferenceContext() = default;
+
+void InferenceContext::truncate(int64_t n) { n_past_ = std::clamp<int64_t>(n, 0, n_past_); }
+
+void InferenceContext::eval(const int32_t* tokens, int64_t n, bool all_logits) {
+    if (n <= 0) throw std::invalid_argument("eval needs at least one token");
+    if (n_past_ + n > n_ctx_)
+        throw ContextFull("context full: " + std::to_string(n_past_) + " cached + " + std::to_string(n) +
+                          " new tokens exceed n_ctx " + std::to_string(n_ctx_));
+    const int64_t nv = model_->config().n_vocab;
+    for (int64_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= nv)
+            throw std::invalid_argument("token id " + std::to_string(tokens[i]) + " is outside the vocabulary (" +
+                                        std::to_string(nv) + ")");
+    if (all_logits) logits_.resize((size_t)(n * nv));
+    else logits_.resize((size_t)nv);
+    for (int64_t done = 0; done < n; done += n_batch_) {
+        const int64_t nb = std::min(n_batch_, n - done);
+        const bool last = done + nb == n;
+        float* out = all_logits ? logits_.data() + done * nv : (last ? logits_.data() : nullptr);
+        forward_batch(tokens + done, nb, all_logits, out);
+    }
+}
+
+// ---- the pieces of a layer ------------------------------------------------------------------
+
+static void rmsnorm(const float* x, const float* w, float* y, int64_t n, double eps) {
+    double ss = 0;
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const float s = (float)(1.0 / std::sqrt(ss / (double)n + eps));
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * s * w[i];
+}
+
+static void add_bias(float* y, const WeightView& b, int64_t n_tok, int64_t n) {
+    if (!b) return;
+    const float* bias = (const float*)b.data;
+    for (int64_t t = 0; t < n_tok; t++)
+        for (int64_t i = 0; i < n; i++) y[t * n + i] += bias[i];
+}
+
+// Rotates the first n_rot dims of each head of one token's q or k (n_heads x head_dim).
+static void rope(float* v, int64_t n_heads, int64_t hd, int64_t n_rot, int64_t pos, const float* inv_freq,
+                 RopeMode mode) {
+    const int64_t half = n_rot / 2;
+    for (int64_t i = 0; i < half; i++) {
+        const float theta = (float)pos * inv_freq[i];
+        const float c = std::cos(theta), s = std::sin(theta);
+        for (int64_t h = 0; h < n_heads; h++) {
+            float* p = v + h * hd;
+            const int64_t a = mode == RopeMode::Normal ? 2 * i : i;
+            const int64_t b = mode == RopeMode::Normal ? 2 * i + 1 : i + half;
+            const float x0 = p[a], x1 = p[b];
+            p[a] = x0 * c - x1 * s;
+            p[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+static void project(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool& pool) {
+    if (n == 1) cpu::matvec(w.type, w.data, w.rows, w.cols, x, y, &pool);
+    else cpu::matmul(w.type, w.data, w.rows, w.cols, x, n, y, &pool);
+}
+
+void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out) {
+    const Model& m = *model_;
+    const ModelConfig& c = m.config();
+    const int64_t d = c.n_embd, hd = m.head_dim(), kvd = m.kv_dim(), ff = c.n_ff;
+    const int64_t n_head = c.n_head, n_head_kv = c.n_head_kv, group = n_head / n_head_kv;
+    const size_t kv_elem = kv_type_ == GgmlType::F32 ? 4 : 2;
+    const float scale = 1.0f / std::sqrt((float)hd);
+    ThreadPool& pool = *pool_;
+
+    // embeddings: dequantize the token's row
+    const TypeTraits& et = type_traits(m.token_embd.type);
+    const size_t erow = row_size(m.token_embd.type, d);
+    for (int64_t t = 0; t < n; t++)
+        et.to_float((const uint8_t*)m.token_embd.data + (size_t)tokens[t] * erow, x_.data() + t * d, d);
+
+    for (size_t l = 0; l < m.layers.size(); l++) {
+        const LayerWeights& L = m.layers[l];
+        for (int64_t t = 0; t < n; t++)
+            rmsnorm(x_.data() + t * d, (const float*)L.attn_norm.data, xn_.data() + t * d, d, c.rms_eps);
+        project(L.wq, xn_.data(), n, q_.data(), pool);
+        project(L.wk, xn_.data(), n, k_.data(), pool);
+        project(L.wv, xn_.data(), n, v_.data(), pool);
+        add_bias(q_.data(), L.bq, n, d);
+        add_bias(k_.data(), L.bk, n, kvd);
+        add_bias(v_.data(), L.bv, n, kvd);
+        for (int64_t t = 0; t < n; t++) {
+            rope(q_.data() + t * d, n_head, hd, c.n_rot, n_past_ + t, rope_inv_freq_.data(), m.rope_mode());
+            rope(k_.data() + t * kvd, n_head_kv, hd, c.n_rot, n_past_ + t, rope_inv_freq_.data(), m.rope_mode());
+            cpu_attention::store_row(k_.data() + t * kvd, k_cache_[l].data() + (size_t)(n_past_ + t) * kvd * kv_elem,
+                                     (int)kvd, kv_type_);
+            cpu_attention::store_row(v_.data() + t * kvd, v_cache_[l].data() + (size_t)(n_past_ + t) * kvd * kv_elem,
+                                     (int)kvd, kv_type_);
+        }
+        // attention: one task per (token, head); token t sees positions [0, n_past + t]
+        const uint8_t* kc = k_cache_[l].data();
+        const uint8_t* vc = v_cache_[l].data();
+        pool.parallel_for(n * n_head, [&](int64_t begin, int64_t end) {
+            for (int64_t task = begin; task < end; task++) {
+                const int64_t t = task / n_head, h = task % n_head, kvh = h / group;
+                cpu_attention::attend(q_.data() + t * d + h * hd, kc + (size_t)(kvh * hd) * kv_elem,
+                                      vc + (size_t)(kvh * hd) * kv_elem, n_past_ + t + 1, kvd, (int)hd, scale,
+                                      kv_type_, attn_.data() + t * d + h * hd);
+            }
+        });
+        project(L.wo, attn_.data(), n, xn_.data(), pool);
+        for (int64_t i = 0; i < n * d; i++) x_[i] += xn_[i];
+
+        for (int64_t t = 0; t < n; t++)
+            rmsnorm(x_.data() + t * d, (const float*)L.ffn_norm.data, xn_.data() + t * d, d, c.rms_eps);
+        project(L.w_gate, xn_.data(), n, gate_.data(), pool);
+        project(L.w_up, xn_.data(), n, up_.data(), pool);
+        for (int64_t i = 0; i < n * ff; i++) {
+            const float g = gate_[i];
+            gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];
+        }
+        project(L.w_down, gate_.data(), n, xn_.data(), pool);
+        for (int64_t i = 0; i < n * d; i++) x_[i] += xn_[i];
+    }
+    n_past_ += n;
+
+    if (!logits_out) return;
+    const int64_t first = all_logits ? 0 : n - 1;
+    for (int64_t t = first; t < n; t++)
+        rmsnorm(x_.data() + t * d, (const float*)m.output_norm.data, xn_.data() + (t - first) * d, d, c.rms_eps);
+    project(m.output, xn_.data(), n - first, logits_out, pool);
+}
+
+}  // namespace tandem

@@ -1,0 +1,151 @@
+// Generation: prefix reuse, the sampling loop, streaming with stop strings, cancellation.
+#include "tandem/engine.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "tandem/gguf.h"
+
+namespace tandem {
+
+const char* finish_reason_name(FinishReason r) {
+    switch (r) {
+        case FinishReason::Length: return "length";
+        case FinishReason::Stop: return "stop";
+        case FinishReason::EndOfText: return "eos";
+        case FinishReason::Cancelled: return "cancelled";
+        case FinishReason::ContextFull: return "context_full";
+    }
+    return "?";
+}
+
+using Clock = std::chrono::steady_clock;
+static double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+// Reads one byte of every page of the weights so the first token does not pay for page
+// faults, reporting progress. The mapping stays read-only and shared with the page cache.
+static void page_in(const Model& m, const std::function<void(double)>& progress) {
+    const auto& ts = m.file().tensors();
+    uint64_t total = 0, done = 0;
+    for (const auto& t : ts) total += t.n_bytes;
+    volatile uint8_t sink = 0;
+    uint64_t next_report = 0;
+    for (const auto& t : ts) {
+        const uint8_t* p = m.file().tensor_data(t);
+        for (uint64_t off = 0; off < t.n_bytes; off += 4096) sink ^= p[off];
+        done += t.n_bytes;
+        if (progress && done >= next_report) {
+            progress(total ? (double)done / total : 1.0);
+            next_report = done + total / 100;
+        }
+    }
+    if (progress) progress(1.0);
+}
+
+Engine::Engine(std::shared_ptr<const Model> m, Tokenizer t, const ContextParams& cp)
+    : model_(std::move(m)), tokenizer_(std::move(t)), ctx_(std::make_unique<InferenceContext>(model_, cp)) {}
+
+std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineParams& params) {
+    auto model = Model::load(path);
+    Tokenizer tok = Tokenizer::from_gguf(model->file());
+    if ((int64_t)tok.n_tokens() != model->config().n_vocab)
+        throw ModelError(path + ": tokenizer has " + std::to_string(tok.n_tokens()) + " tokens but the model's vocabulary is " +
+                         std::to_string(model->config().n_vocab));
+    page_in(*model, params.load_progress);
+    return std::unique_ptr<Engine>(new Engine(std::move(model), std::move(tok), params.context));
+}
+
+int64_t Engine::prefill(const std::vector<int32_t>& prompt) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return prefill_locked(prompt);
+}
+
+int64_t Engine::prefill_locked(const std::vector<int32_t>& prompt) {
+    if (prompt.empty()) throw std::invalid_argument("prompt is empty (no tokens to evaluate)");
+    if ((int64_t)prompt.size() > ctx_->n_ctx())
+        throw ContextFull("prompt of " + std::to_string(prompt.size()) + " tokens does not fit the context of " +
+                          std::to_string(ctx_->n_ctx()) + " tokens");
+    size_t common = 0;
+    const size_t limit = std::min(cached_.size(), prompt.size() - 1);  // always evaluate the last token
+    while (common < limit && cached_[common] == prompt[common]) common++;
+    ctx_->truncate((int64_t)common);
+    cached_.resize(common);
+    ctx_->eval(prompt.data() + common, (int64_t)(prompt.size() - common));
+    cached_ = prompt;
+    return (int64_t)common;
+}
+
+Generation Engine::generate(const std::string& prompt, const GenerateParams& params, const PieceCallback& on_piece) {
+    const bool bos = params.add_bos.value_or(tokenizer_.add_bos());
+    return generate_tokens(tokenizer_.encode(prompt, bos), params, on_piece);
+}
+
+// Holds back streamed text that could still turn into a stop string.
+static size_t safe_prefix_len(const std::string& text, const std::vector<std::string>& stops) {
+    size_t hold = 0;
+    for (const auto& s : stops)
+        for (size_t k = std::min(s.size() - 1, text.size()); k > hold; k--)
+            if (text.compare(text.size() - k, k, s, 0, k) == 0) { hold = k; break; }
+    return text.size() - hold;
+}
+
+Generation Engine::generate_tokens(const std::vector<int32_t>& prompt, const GenerateParams& params,
+                                   const PieceCallback& on_piece) {
+    const uint64_t epoch = cancel_epoch_.load();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (params.max_tokens < 0) throw std::invalid_argument("max_tokens must be >= 0");
+    for (const auto& s : params.stop)
+        if (s.empty()) throw std::invalid_argument("stop strings must not be empty");
+    Sampler sampler(params.sampling, model_->config().n_vocab);
+    const auto t0 = Clock::now();
+    Generation g;
+    g.usage.prompt_tokens = (int64_t)prompt.size();
+    g.usage.reused_tokens = prefill_locked(prompt);
+    g.usage.prompt_ms = ms_since(t0);
+
+    StreamDecoder decoder(tokenizer_, /*render_special=*/false);
+    std::vector<int32_t> history = prompt;
+    std::string pending;  // decoded text not yet streamed (could be the start of a stop string)
+    Clock::time_point t_first;
+    auto emit = [&](size_t n) -> bool {
+        if (n == 0) return true;
+        g.text.append(pending, 0, n);
+        const bool go_on = !on_piece || on_piece(std::string_view(pending).substr(0, n));
+        pending.erase(0, n);
+        return go_on;
+    };
+    g.finish = FinishReason::Length;
+    for (int i = 0; i < params.max_tokens; i++) {
+        if (cancel_epoch_.load() != epoch) { g.finish = FinishReason::Cancelled; break; }
+        if (i > 0) {
+            if (ctx_->n_past() >= ctx_->n_ctx()) { g.finish = FinishReason::ContextFull; break; }
+            ctx_->eval(&g.tokens.back(), 1);
+            cached_.push_back(g.tokens.back());
+        }
+        const int32_t tok = sampler.sample(ctx_->logits(), history);
+        if (i == 0) t_first = Clock::now(), g.usage.ttft_ms = ms_since(t0);
+        if (params.stop_at_eos && tok == tokenizer_.eos()) { g.finish = FinishReason::EndOfText; break; }
+        g.tokens.push_back(tok);
+        history.push_back(tok);
+        decoder.push(tok, pending);
+        // a stop string anywhere in the unstreamed text ends generation before it
+        size_t cut = std::string::npos;
+        for (const auto& s : params.stop) cut = std::min(cut, pending.find(s));
+        if (cut != std::string::npos) {
+            pending.resize(cut);
+            emit(cut);
+            g.finish = FinishReason::Stop;
+            break;
+        }
+        if (!emit(safe_prefix_len(pending, params.stop))) { g.finish = FinishReason::Cancelled; break; }
+    }
+    g.usage.completion_tokens = (int64_t)g.tokens.size();
+    if (g.finish != FinishReason::Stop && g.finish != FinishReason::Cancelled) {
+        decoder.finish(pending);
+        emit(pending.size());
+    }
+    if (!g.tokens.empty()) g.usage.decode_ms = ms_since(t_first);
+    return g;
+}
+
+}  // namespace tandem

@@ -1,0 +1,236 @@
+// The two encode algorithms over an already-built vocabulary (tokenizer_impl.h).
+//
+// llama (SentencePiece BPE, llama.cpp's "SPM"): start from one symbol per UTF-8 character,
+// repeatedly merge the adjacent pair whose concatenation is a vocabulary piece with the highest
+// score (ties: leftmost), then emit each symbol's id, or its bytes as <0xXX> tokens when the
+// symbol is not a piece (byte fallback).
+//
+// gpt2 (byte-level BPE): pre-tokenize into chunks, and in each chunk start from one symbol per
+// byte (the token of the byte's GPT-2 code point), repeatedly apply the listed merge of lowest
+// rank among adjacent pairs (ties: leftmost).
+//
+// Both keep their working arrays in thread-local scratch so that a call allocates nothing once
+// warm (the composition assistant tokenizes on every keystroke).
+#include <algorithm>
+
+#include "tokenizer_impl.h"
+#include "unicode.h"
+
+namespace tandem {
+
+namespace {
+
+// ---- llama / SPM ----------------------------------------------------------------------------
+
+struct SpmSym {
+    uint32_t start;  // byte offset in the text
+    uint32_t n;      // bytes; 0 once merged into its left neighbour
+    int32_t prev, next;
+};
+
+struct SpmBigram {
+    float score;
+    int32_t left, right;
+    uint32_t size;  // bytes of the merged piece
+};
+
+// Max-heap order: highest score first, then leftmost.
+struct SpmLess {
+    bool operator()(const SpmBigram& l, const SpmBigram& r) const {
+        return l.score < r.score || (l.score == r.score && l.left > r.left);
+    }
+};
+
+struct SpmScratch {
+    std::vector<SpmSym> sym;
+    std::vector<SpmBigram> heap;
+};
+
+inline size_t utf8_len_of_lead(uint8_t b) { return b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4; }
+
+// ---- gpt2 / BPE -----------------------------------------------------------------------------
+
+struct BpeSym {
+    TokenId id;  // -1 when the byte has no token (never merges, dropped on output)
+    uint32_t n;  // bytes; 0 once merged into its left neighbour
+    int32_t prev, next;
+};
+
+struct BpeBigram {
+    int32_t rank;
+    int32_t left, right;
+    TokenId lid, rid;  // ids the pair had when queued (stale entries are skipped)
+    TokenId result;    // the merged token
+};
+
+// Min-heap order for std::push_heap: lowest rank first, then leftmost.
+struct BpeGreater {
+    bool operator()(const BpeBigram& l, const BpeBigram& r) const {
+        return l.rank > r.rank || (l.rank == r.rank && l.left > r.left);
+    }
+};
+
+struct BpeScratch {
+    std::vector<uint32_t> cpts, ends, split_scratch, offsets;
+    std::vector<uint8_t> flags;
+    std::vector<BpeSym> sym;
+    std::vector<BpeBigram> heap;
+    std::string mapped;
+};
+
+thread_local SpmScratch tl_spm;
+thread_local BpeScratch tl_bpe;
+
+}  // namespace
+
+void Tokenizer::Impl::encode_spm(std::string_view text, std::vector<TokenId>& out) const {
+    std::vector<SpmSym>& sym = tl_spm.sym;
+    std::vector<SpmBigram>& heap = tl_spm.heap;
+    sym.clear();
+    heap.clear();
+    if (text.empty()) return;
+    for (size_t offs = 0; offs < text.size();) {
+        const size_t n = std::min(utf8_len_of_lead((uint8_t)text[offs]), text.size() - offs);
+        const int32_t index = (int32_t)sym.size();
+        sym.push_back({(uint32_t)offs, (uint32_t)n, index - 1, offs + n == text.size() ? -1 : index + 1});
+        offs += n;
+    }
+
+    auto try_add = [&](int32_t left, int32_t right) {
+        if (left < 0 || right < 0) return;
+        const uint32_t size = sym[left].n + sym[right].n;
+        const TokenId id = pieces.find(text.substr(sym[left].start, size));
+        if (id < 0) return;
+        heap.push_back({score[id], left, right, size});
+        std::push_heap(heap.begin(), heap.end(), SpmLess{});
+    };
+
+    for (int32_t i = 1; i < (int32_t)sym.size(); ++i) try_add(i - 1, i);
+
+    while (!heap.empty()) {
+        std::pop_heap(heap.begin(), heap.end(), SpmLess{});
+        const SpmBigram b = heap.back();
+        heap.pop_back();
+        SpmSym& l = sym[b.left];
+        SpmSym& r = sym[b.right];
+        if (l.n == 0 || r.n == 0 || l.n + r.n != b.size) continue;  // stale: a side changed
+        l.n += r.n;
+        r.n = 0;
+        l.next = r.next;
+        if (r.next >= 0) sym[r.next].prev = b.left;
+        try_add(l.prev, b.left);
+        try_add(b.left, l.next);
+    }
+
+    for (int32_t i = 0; i != -1; i = sym[i].next) {
+        const std::string_view piece = text.substr(sym[i].start, sym[i].n);
+        const TokenId id = pieces.find(piece);
+        if (id >= 0) {
+            out.push_back(id);
+            continue;
+        }
+        bool all_bytes = true;
+        for (char c : piece) all_bytes &= byte_token[(uint8_t)c] >= 0;
+        if (all_bytes) {
+            for (char c : piece) out.push_back(byte_token[(uint8_t)c]);
+        } else if (unk >= 0) {
+            out.push_back(unk);  // no byte fallback for this character: one <unk>
+        }
+    }
+}
+
+void Tokenizer::Impl::encode_bpe(std::string_view text, std::vector<TokenId>& out) const {
+    BpeScratch& s = tl_bpe;
+    unicode::utf8_to_cpts(text, s.cpts);
+    const size_t n = s.cpts.size();
+    s.flags.resize(n);
+    s.offsets.resize(n + 1);
+    uint32_t off = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const uint32_t c = s.cpts[i];
+        s.flags[i] = unicode::cpt_flags(c);
+        s.offsets[i] = off;
+        off += c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
+    }
+    s.offsets[n] = off;
+    pretokenize(pre, s.cpts.data(), s.flags.data(), n, s.ends, s.split_scratch);
+
+    std::vector<BpeSym>& sym = s.sym;
+    std::vector<BpeBigram>& heap = s.heap;
+    auto try_add = [&](int32_t left, int32_t right) {
+        if (left < 0 || right < 0) return;
+        const TokenId lid = sym[left].id, rid = sym[right].id;
+        if (lid < 0 || rid < 0) return;
+        const MergeMap::Entry* e = merges.find(lid, rid);
+        if (!e) return;
+        heap.push_back({e->rank, left, right, lid, rid, e->result});
+        std::push_heap(heap.begin(), heap.end(), BpeGreater{});
+    };
+
+    uint32_t begin = 0;
+    for (uint32_t end : s.ends) {
+        const std::string_view word = text.substr(s.offsets[begin], s.offsets[end] - s.offsets[begin]);
+        begin = end;
+        if (word.size() == 1) {
+            if (byte_token[(uint8_t)word[0]] >= 0) out.push_back(byte_token[(uint8_t)word[0]]);
+            continue;
+        }
+        if (ignore_merges) {
+            s.mapped.clear();
+            for (char c : word) unicode::utf8_append(unicode::byte_to_cpt((uint8_t)c), s.mapped);
+            const TokenId id = pieces.find(s.mapped);
+            if (id >= 0) {
+                out.push_back(id);
+                continue;
+            }
+        }
+        sym.clear();
+        heap.clear();
+        for (size_t i = 0; i < word.size(); ++i) {
+            const int32_t idx = (int32_t)i;
+            sym.push_back({byte_token[(uint8_t)word[i]], 1, idx - 1, i + 1 == word.size() ? -1 : idx + 1});
+        }
+        for (int32_t i = 1; i < (int32_t)sym.size(); ++i) try_add(i - 1, i);
+        while (!heap.empty()) {
+            std::pop_heap(heap.begin(), heap.end(), BpeGreater{});
+            const BpeBigram b = heap.back();
+            heap.pop_back();
+            BpeSym& l = sym[b.left];
+            BpeSym& r = sym[b.right];
+            if (l.n == 0 || r.n == 0 || l.next != b.right || l.id != b.lid || r.id != b.rid) continue;
+            l.id = b.result;
+            l.n += r.n;
+            r.n = 0;
+            l.next = r.next;
+            if (r.next >= 0) sym[r.next].prev = b.left;
+            try_add(l.prev, b.left);
+            try_add(b.left, l.next);
+        }
+        for (int32_t i = 0; i != -1; i = sym[i].next)
+            if (sym[i].id >= 0) out.push_back(sym[i].id);
+    }
+}
+
+void Tokenizer::Impl::encode_text(std::string_view text, bool after_special, std::vector<TokenId>& out) const {
+    thread_local std::string clean, escaped;
+    if (!unicode::utf8_valid(text)) {
+        clean = unicode::utf8_sanitize(text);
+        text = clean;
+    }
+    if (text.empty()) return;
+    if (kind == TokenizerKind::Bpe) {
+        encode_bpe(text, out);
+        return;
+    }
+    // llama: optional leading space, then every ' ' becomes U+2581 (SentencePiece's escape).
+    escaped.clear();
+    escaped.reserve(text.size() + text.size() / 4 + 3);
+    if (add_space_prefix && after_special) escaped += "\xE2\x96\x81";
+    for (char c : text) {
+        if (c == ' ') escaped += "\xE2\x96\x81";
+        else escaped += c;
+    }
+    encode_spm(escaped, out);
+}
+
+}  // namespace tandem

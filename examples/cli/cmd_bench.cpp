@@ -1,0 +1,89 @@
+// `tandem bench -m MODEL [--json]`: prompt tokens/s at 512 tokens and decode tokens/s over 128
+// tokens, the median of 5 runs, with the weight bytes each decoded token reads and the GB/s
+// that makes. Token ids are fixed pseudo-random values (speed does not depend on them).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "tandem/context.h"
+#include "tandem/cpu_matmul.h"
+
+namespace tandem::cli {
+
+static double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+int cmd_bench(const Args& args) {
+    std::string model_path;
+    bool json = false;
+    int n_prompt = 512, n_decode = 128, runs = 5;
+    ContextParams cp;
+    for (size_t i = 0; i < args.size(); i++) {
+        const std::string& a = args[i];
+        if (a == "-m" || a == "--model") model_path = flag_value(args, i);
+        else if (a == "--json") json = true;
+        else if (a == "--threads") cp.n_threads = parse_int(flag_value(args, i), a);
+        else if (a == "--prompt-tokens") n_prompt = parse_int(flag_value(args, i), a);
+        else if (a == "--decode-tokens") n_decode = parse_int(flag_value(args, i), a);
+        else if (a == "--runs") runs = parse_int(flag_value(args, i), a);
+        else throw UsageError{"unknown option " + a};
+    }
+    if (model_path.empty()) throw UsageError{"-m MODEL is required"};
+    if (n_prompt < 1 || n_decode < 1 || runs < 1) throw UsageError{"token counts and runs must be positive"};
+    auto model = Model::load(model_path);
+    const ModelConfig& c = model->config();
+    cp.n_ctx = std::min<int64_t>(c.n_ctx_train, n_prompt + n_decode);
+    if (cp.n_ctx < n_prompt + n_decode)
+        throw std::runtime_error("the model's context (" + std::to_string(c.n_ctx_train) + ") is shorter than the bench");
+    cp.n_batch = n_prompt;
+    InferenceContext ctx(model, cp);
+    std::vector<int32_t> toks((size_t)n_prompt);
+    for (int i = 0; i < n_prompt; i++) toks[(size_t)i] = (int32_t)((i * 2654435761u) % (uint32_t)c.n_vocab);
+
+    using Clock = std::chrono::steady_clock;
+    std::vector<double> pp, tg;
+    ctx.eval(toks.data(), 8);  // warm-up: page in weights
+    for (int r = 0; r < runs; r++) {
+        ctx.truncate(0);
+        auto t0 = Clock::now();
+        ctx.eval(toks.data(), n_prompt);
+        pp.push_back(n_prompt / std::chrono::duration<double>(Clock::now() - t0).count());
+        ctx.truncate(0);
+        int32_t t = toks[0];
+        t0 = Clock::now();
+        for (int i = 0; i < n_decode; i++) {
+            ctx.eval(&t, 1);
+            t = (int32_t)((t * 31 + 7) % c.n_vocab);
+        }
+        tg.push_back(n_decode / std::chrono::duration<double>(Clock::now() - t0).count());
+    }
+    // bytes a decoded token reads: every matrix once (the embedding table only one row)
+    uint64_t per_token = 0;
+    for (const auto& t : model->file().tensors()) per_token += t.n_bytes;
+    const auto* emb = model->file().find_tensor("token_embd.weight");
+    if (model->file().find_tensor("output.weight")) per_token -= emb->n_bytes - emb->n_bytes / (uint64_t)c.n_vocab;
+    const double pp_med = median(pp), tg_med = median(tg), gbs = tg_med * (double)per_token / 1e9;
+    if (json) {
+        nlohmann::json j = {{"model", model_path},       {"threads", ctx.pool().size()},
+                            {"kernel_path", cpu::kernel_path_name()},
+                            {"prompt_tokens", n_prompt}, {"prompt_tokens_per_s", pp_med},
+                            {"decode_tokens", n_decode}, {"decode_tokens_per_s", tg_med},
+                            {"weight_bytes_per_token", per_token}, {"decode_weight_gb_per_s", gbs},
+                            {"runs", runs}};
+        std::printf("%s\n", j.dump(2).c_str());
+    } else {
+        std::printf("model: %s  threads: %d  kernels: %s  runs: %d (median)\n", model_path.c_str(), ctx.pool().size(),
+                    cpu::kernel_path_name(), runs);
+        std::printf("%-10s %8s %12s %16s\n", "test", "tokens", "tokens/s", "weights GB/s");
+        std::printf("%-10s %8d %12.1f %16s\n", "prompt", n_prompt, pp_med, "-");
+        std::printf("%-10s %8d %12.1f %16.2f\n", "decode", n_decode, tg_med, gbs);
+    }
+    return 0;
+}
+
+}  // namespace tandem::cli

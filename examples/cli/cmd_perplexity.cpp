@@ -1,0 +1,81 @@
+// `tandem perplexity -m MODEL -f FILE [--ctx C]`: llama.cpp's method. The tokenized file is
+// split into non-overlapping windows of C tokens (BOS first in each window when the model
+// uses BOS); only the second half of each window is scored. Last line:
+// `perplexity: <ppl> +/- <stderr>` where stderr = ppl * sqrt(var(nll) / (N - 1)).
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "commands.h"
+#include "progress.h"
+#include "tandem/context.h"
+#include "tandem/tokenizer.h"
+
+namespace tandem::cli {
+
+int cmd_perplexity(const Args& args) {
+    std::string model_path, file;
+    int64_t n_ctx = 512, max_chunks = -1;
+    ContextParams cp;
+    for (size_t i = 0; i < args.size(); i++) {
+        const std::string& a = args[i];
+        if (a == "-m" || a == "--model") model_path = flag_value(args, i);
+        else if (a == "-f" || a == "--file") file = flag_value(args, i);
+        else if (a == "--ctx" || a == "-c") n_ctx = parse_int(flag_value(args, i), a);
+        else if (a == "--threads") cp.n_threads = parse_int(flag_value(args, i), a);
+        else if (a == "--max-chunks") max_chunks = parse_int(flag_value(args, i), a);
+        else throw UsageError{"unknown option " + a};
+    }
+    if (model_path.empty() || file.empty()) throw UsageError{"-m MODEL and -f FILE are required"};
+    if (n_ctx < 4) throw UsageError{"--ctx must be at least 4"};
+    std::ifstream in(file, std::ios::binary);
+    if (!in) throw std::runtime_error(file + ": cannot open");
+    std::stringstream ss;
+    ss << in.rdbuf();
+
+    auto model = Model::load(model_path);
+    const Tokenizer tok = Tokenizer::from_gguf(model->file());
+    const bool bos = tok.add_bos() && tok.bos() >= 0;
+    std::vector<int32_t> tokens = tok.encode(ss.str(), bos);
+    int64_t n_chunk = (int64_t)tokens.size() / n_ctx;
+    if (max_chunks > 0) n_chunk = std::min(n_chunk, max_chunks);
+    if (n_chunk < 1)
+        throw std::runtime_error(file + ": " + std::to_string(tokens.size()) + " tokens is less than one window of " +
+                                 std::to_string(n_ctx));
+    cp.n_ctx = n_ctx;
+    cp.n_batch = n_ctx;
+    InferenceContext ctx(model, cp);
+    const int64_t nv = model->config().n_vocab, first = n_ctx / 2;
+    std::fprintf(stderr, "perplexity: %zu tokens, %lld windows of %lld, scoring positions %lld..%lld of each\n",
+                 tokens.size(), (long long)n_chunk, (long long)n_ctx, (long long)first, (long long)n_ctx - 2);
+    double nll = 0, nll2 = 0;
+    int64_t count = 0;
+    ProgressBar bar("perplexity");
+    for (int64_t c = 0; c < n_chunk; c++) {
+        std::vector<int32_t> batch(tokens.begin() + c * n_ctx, tokens.begin() + (c + 1) * n_ctx);
+        if (bos) batch[0] = tok.bos();
+        ctx.truncate(0);
+        ctx.eval(batch.data(), n_ctx, true);
+        for (int64_t j = first; j < n_ctx - 1; j++) {
+            const float* l = ctx.logits() + j * nv;
+            double mx = l[0];
+            for (int64_t v = 1; v < nv; v++) mx = std::max(mx, (double)l[v]);
+            double sum = 0;
+            for (int64_t v = 0; v < nv; v++) sum += std::exp((double)l[v] - mx);
+            const double nl = -((double)l[tokens[(size_t)(c * n_ctx + j + 1)]] - mx - std::log(sum));
+            nll += nl;
+            nll2 += nl * nl;
+            count++;
+        }
+        std::fprintf(stderr, "[%lld] %.4f\n", (long long)(c + 1), std::exp(nll / count));
+        bar.update((double)(c + 1) / n_chunk);
+    }
+    bar.done();
+    const double mean = nll / count, var = nll2 / count - mean * mean;
+    const double ppl = std::exp(mean), err = count > 1 ? ppl * std::sqrt(std::max(0.0, var) / (count - 1)) : 0;
+    std::printf("perplexity: %.4f +/- %.4f\n", ppl, err);
+    return 0;
+}
+
+}  // namespace tandem::cli

@@ -1,0 +1,60 @@
+// `tandem run -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]
+//  [--threads T] [--ctx C]`: streams the generated text (not the prompt) to stdout;
+// diagnostics and usage go to stderr.
+#include <chrono>
+#include <cstdio>
+
+#include "commands.h"
+#include "progress.h"
+#include "tandem/cpu_matmul.h"
+#include "tandem/engine.h"
+
+namespace tandem::cli {
+
+int cmd_run(const Args& args) {
+    std::string model, prompt;
+    GenerateParams gp;
+    EngineParams ep;
+    for (size_t i = 0; i < args.size(); i++) {
+        const std::string& a = args[i];
+        if (a == "-m" || a == "--model") model = flag_value(args, i);
+        else if (a == "-p" || a == "--prompt") prompt = flag_value(args, i);
+        else if (a == "-n") gp.max_tokens = parse_int(flag_value(args, i), a);
+        else if (a == "--temp") gp.sampling.temperature = (float)parse_double(flag_value(args, i), a);
+        else if (a == "--top-k") gp.sampling.top_k = parse_int(flag_value(args, i), a);
+        else if (a == "--top-p") gp.sampling.top_p = (float)parse_double(flag_value(args, i), a);
+        else if (a == "--min-p") gp.sampling.min_p = (float)parse_double(flag_value(args, i), a);
+        else if (a == "--repeat-penalty") gp.sampling.repeat_penalty = (float)parse_double(flag_value(args, i), a);
+        else if (a == "--seed") gp.sampling.seed = (uint64_t)parse_int(flag_value(args, i), a);
+        else if (a == "--threads") ep.context.n_threads = parse_int(flag_value(args, i), a);
+        else if (a == "--ctx") ep.context.n_ctx = parse_int(flag_value(args, i), a);
+        else if (a == "--stop") gp.stop.push_back(flag_value(args, i));
+        else if (a == "--backend") {
+            const std::string& b = flag_value(args, i);
+            if (b != "cpu" && b != "auto" && b != "cuda") throw UsageError{"--backend must be cpu, cuda or auto"};
+            if (b == "cuda") throw std::runtime_error("the CUDA backend is not built into the engine yet; use --backend cpu");
+            if (b == "auto") std::fprintf(stderr, "tandem: GPU not used: the CUDA engine backend is not available yet; running on the CPU\n");
+        } else throw UsageError{"unknown option " + a};
+    }
+    if (model.empty()) throw UsageError{"-m MODEL is required"};
+    if (prompt.empty()) throw UsageError{"-p PROMPT is required"};
+
+    ProgressBar bar("loading " + model);
+    ep.load_progress = [&](double f) { bar.update(f); };
+    auto engine = Engine::load(model, ep);
+    bar.done();
+    std::fprintf(stderr, "tandem: %s, %lld threads, CPU kernels: %s\n", engine->model().config().architecture.c_str(),
+                 (long long)engine->context().pool().size(), cpu::kernel_path_name());
+    const Generation g = engine->generate(prompt, gp, [](std::string_view piece) {
+        std::fwrite(piece.data(), 1, piece.size(), stdout);
+        std::fflush(stdout);
+        return true;
+    });
+    std::printf("\n");
+    std::fprintf(stderr, "tandem: %lld prompt tokens in %.1f ms, %lld generated, first token %.1f ms, %.1f tok/s, finish: %s\n",
+                 (long long)g.usage.prompt_tokens, g.usage.prompt_ms, (long long)g.usage.completion_tokens, g.usage.ttft_ms,
+                 g.usage.decode_tokens_per_s(), finish_reason_name(g.finish));
+    return 0;
+}
+
+}  // namespace tandem::cli

@@ -1,0 +1,155 @@
+// Generation on real models: golden greedy output, prefix reuse, streaming, stop strings,
+// seeds, cancellation, context overflow, chat templates.
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <thread>
+
+#include <doctest/doctest.h>
+
+#include "tandem/chat_template.h"
+#include "tandem/engine.h"
+#include "test_util.h"
+
+using namespace tandem;
+using tandem_test::shared_path;
+
+static std::unique_ptr<Engine> stories(int64_t n_ctx = 256) {
+    EngineParams ep;
+    ep.context.n_ctx = n_ctx;
+    ep.context.n_threads = 2;
+    return Engine::load(shared_path("models/stories260K.gguf"), ep);
+}
+
+static GenerateParams greedy(int n) {
+    GenerateParams gp;
+    gp.max_tokens = n;
+    gp.sampling.temperature = 0;
+    return gp;
+}
+
+// The text llama2.c's run.c prints for stories260K, temperature 0, prompt "Once upon a time"
+// (an implementation independent of ours; the repository's test_all.py expects the same story).
+static const char* kGolden =
+    ", there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, "
+    "red ball. She wanted to play with it, but it was too high.";
+
+TEST_CASE("stories260K greedy from 'Once upon a time' is the golden story") {
+    auto e = stories();
+    const Generation g = e->generate("Once upon a time", greedy(60));
+    MESSAGE("generated: " << g.text);
+    CHECK(g.text.rfind(kGolden, 0) == 0);
+    CHECK(g.usage.prompt_tokens > 0);
+    CHECK(g.usage.completion_tokens == (int64_t)g.tokens.size());
+}
+
+TEST_CASE("streamed pieces add up to the text; same seed gives the same text") {
+    auto e = stories();
+    GenerateParams gp;
+    gp.max_tokens = 40;
+    gp.sampling.temperature = 0.9f;
+    gp.sampling.seed = 1234;
+    std::string streamed;
+    const Generation a = e->generate("Lily had a", gp, [&](std::string_view p) { streamed += p; return true; });
+    CHECK(streamed == a.text);
+    const Generation b = e->generate("Lily had a", gp);
+    CHECK(a.text == b.text);
+    gp.sampling.seed = 99;
+    const Generation c = e->generate("Lily had a", gp);
+    CHECK(c.text != a.text);
+}
+
+TEST_CASE("prefix reuse: the logits equal a cold evaluation, and only the new tokens are evaluated") {
+    auto warm = stories();
+    auto cold = stories();
+    const auto& tok = warm->tokenizer();
+    const auto p1 = tok.encode("Once upon a time there was a dog", true);
+    const auto p2 = tok.encode("Once upon a time there was a cat who", true);
+    CHECK(warm->prefill(p1) == 0);
+    const int64_t reused = warm->prefill(p2);
+    size_t common = 0;
+    while (common < p1.size() && p1[common] == p2[common]) common++;
+    CHECK(reused == (int64_t)common);
+    CHECK(warm->context().n_past() == (int64_t)p2.size());
+    cold->prefill(p2);
+    const int64_t nv = warm->model().config().n_vocab;
+    for (int64_t i = 0; i < nv; i++) REQUIRE(warm->last_logits()[i] == doctest::Approx(cold->last_logits()[i]).epsilon(1e-4));
+    // the same prompt again evaluates just its last token
+    CHECK(warm->prefill(p2) == (int64_t)p2.size() - 1);
+}
+
+TEST_CASE("stop strings end generation before the stop text, across token boundaries") {
+    auto e = stories();
+    const Generation full = e->generate("Once upon a time", greedy(60));
+    const size_t at = full.text.find("Lily");
+    REQUIRE(at != std::string::npos);
+    GenerateParams gp = greedy(60);
+    gp.stop = {"Lily"};
+    std::string streamed;
+    const Generation g = e->generate("Once upon a time", gp, [&](std::string_view p) { streamed += p; return true; });
+    CHECK(g.finish == FinishReason::Stop);
+    CHECK(g.text == full.text.substr(0, at));
+    CHECK(streamed == g.text);
+}
+
+TEST_CASE("cancellation from another thread stops within a token; a callback can stop too") {
+    auto e = stories(2048);
+    std::atomic<int> pieces{0};
+    std::thread canceller([&] {
+        while (pieces.load() < 3) std::this_thread::sleep_for(std::chrono::microseconds(50));
+        e->cancel();
+    });
+    GenerateParams gp = greedy(1500);
+    gp.stop_at_eos = false;
+    int at_cancel = -1;
+    const Generation g = e->generate("Once upon a time", gp, [&](std::string_view) {
+        if (++pieces == 3) at_cancel = 3;
+        return true;
+    });
+    canceller.join();
+    CHECK(g.finish == FinishReason::Cancelled);
+    CHECK(g.usage.completion_tokens < 40);  // well before 1500; cancel lands within a token or two
+    CHECK(at_cancel == 3);
+    // the engine stays usable and the callback can stop it
+    int n = 0;
+    const Generation h = e->generate("Once upon a time", greedy(50), [&](std::string_view) { return ++n < 5; });
+    CHECK(h.finish == FinishReason::Cancelled);
+    CHECK(h.usage.completion_tokens == 5);
+}
+
+TEST_CASE("context overflow: long prompts are an error, full context stops generation") {
+    auto e = stories(32);
+    std::string longp;
+    for (int i = 0; i < 40; i++) longp += "Once upon a time ";
+    CHECK_THROWS_AS(e->generate(longp, greedy(5)), ContextFull);
+    GenerateParams gp = greedy(100);
+    gp.stop_at_eos = false;
+    const Generation g = e->generate("Once upon a time", gp);
+    CHECK(g.finish == FinishReason::ContextFull);
+    CHECK(e->context().n_past() == 32);
+}
+
+TEST_CASE("chat templates: detection, and markup only from the template") {
+    CHECK(chat_format_from_template("{% for m in messages %}<|im_start|>{{m.role}}") == ChatFormat::ChatML);
+    CHECK(chat_format_from_template("<|start_header_id|>x<|end_header_id|>") == ChatFormat::Llama3);
+    CHECK(chat_format_from_template("[INST] <<SYS>>") == ChatFormat::Llama2);
+    CHECK(chat_format_from_template("[INST] x [/INST]") == ChatFormat::Mistral);
+    CHECK(chat_format_from_template("<|assistant|> <|end|>") == ChatFormat::Phi3);
+    CHECK(chat_format_from_template("<|user|> <|endoftext|>") == ChatFormat::Zephyr);
+    CHECK(chat_format_from_template("<start_of_turn>user") == ChatFormat::Gemma);
+    CHECK(chat_format_from_template("{{ messages }}") == ChatFormat::Raw);
+    CHECK_THROWS_AS(chat_format_from_name("jinja"), std::invalid_argument);
+
+    const GgufFile f = GgufFile::open(shared_path("vocab/ggml-vocab-phi-3.gguf"));
+    const Tokenizer tok = Tokenizer::from_gguf(f);
+    const TokenId end = tok.find_special("<|end|>"), user = tok.find_special("<|user|>");
+    REQUIRE(end >= 0);
+    REQUIRE(user >= 0);
+    const auto ids = apply_chat_template(ChatFormat::Phi3, {{"user", "say <|end|> please"}}, true, tok);
+    int n_end = 0, n_user = 0;
+    for (auto id : ids) { n_end += id == end; n_user += id == user; }
+    CHECK(n_user == 1);
+    CHECK(n_end == 1);  // the one in the user's text stays text
+    CHECK(ids.back() != end);
+    CHECK_THROWS_AS(apply_chat_template(ChatFormat::Phi3, {{"robot", "x"}}, true, tok), std::invalid_argument);
+}
