@@ -99,7 +99,7 @@ struct WordCache {
         std::string word;
         std::vector<TokenId> ids;
     };
-    std::vector<Entry> entries{kCacheSize};
+    std::vector<Entry> entries = std::vector<Entry>(kCacheSize);
 };
 
 thread_local WordCache tl_cache;
