@@ -1,6 +1,8 @@
 // Tokenizers: the llama.cpp test vectors, round trips on every vocab in ../shared, control-token
 // safety, streaming decode, invalid UTF-8, and the algorithms on small in-memory vocabularies.
+#include <atomic>
 #include <map>
+#include <thread>
 #include <random>
 #include <sstream>
 
@@ -377,4 +379,35 @@ TEST_CASE("random bytes: encode never throws, decode round-trips sanitized text"
         CHECK(l.decode(l.encode(s)) == clean);
         CHECK(g.decode(g.encode(s)) == clean);
     }
+}
+
+TEST_CASE("inherited limits found by the fuzzer: U+2581 in SPM text, bytes a BPE vocab lacks") {
+    const Tokenizer l = load(vocab_path("llama-spm"));
+    CHECK(l.decode(l.encode(" Hello\xE2\x96\x81" "d")) == " Hello d");
+    const Tokenizer f = load(vocab_path("falcon"));
+    CHECK(f.encode("\v").empty());  // falcon has no token for byte 0x0B
+    CHECK(f.decode(f.encode("a\vb")) == "ab");
+    const Tokenizer g = load(vocab_path("gpt-2"));
+    CHECK(g.decode(g.encode("a\vb")) == "a\vb");
+}
+
+TEST_CASE("a tokenizer is safe to use from several threads (per-thread word caches)") {
+    const Tokenizer g = load(vocab_path("gpt-2"));
+    const Tokenizer l = load(vocab_path("llama-spm"));
+    const std::string text = read_file(shared_path("corpus/wikitext-2-test.raw")).substr(0, 20000);
+    const std::vector<TokenId> want_g = g.encode(text), want_l = l.encode(text);
+    std::vector<std::thread> threads;
+    std::atomic<int> bad{0};
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&] {
+            for (int r = 0; r < 3; ++r) {
+                if (g.encode(text) != want_g) ++bad;
+                if (l.encode(text) != want_l) ++bad;
+            }
+        });
+    }
+    for (auto& th : threads) th.join();
+    CHECK(bad == 0);
+    CHECK(g.decode(want_g) == text);
+    CHECK(l.decode(want_l) == text);
 }
