@@ -1,6 +1,9 @@
 // Tokenizer encoding throughput (MB/s) on 1 MB of English text (WikiText-2 test split), with a
 // 32k SentencePiece vocabulary (llama-spm) and the 50k GPT-2 byte-level BPE vocabulary.
 //
+// Also: the latency of re-tokenizing a 2 KB paragraph after a one-character edit (the
+// composition assistant's per-keystroke case; warm per-thread word cache).
+//
 // Baseline, measured in the same run: a plain reference twin of each algorithm written the way
 // llama.cpp's llm_tokenizer_spm/bpe sessions are (std::string-keyed std::unordered_map/std::map,
 // a std::string per bigram). The bench also checks that both produce identical ids.
@@ -182,7 +185,8 @@ int main(int argc, char** argv) {
         text.resize(std::min(cut, text.size()));
         const double mb = text.size() / 1e6;
         std::printf("text: %zu bytes of wikitext-2-test.raw, best of %d runs\n\n", text.size(), reps);
-        std::printf("%-10s %7s %9s %10s %10s %9s %s\n", "vocab", "n_vocab", "tokens", "MB/s", "ref MB/s", "speedup", "ids match");
+        std::printf("%-10s %7s %9s %10s %10s %9s %-9s %12s\n", "vocab", "n_vocab", "tokens", "MB/s", "ref MB/s", "speedup",
+                    "ids match", "us/2KB edit");
 
         for (const char* name : {"llama-spm", "gpt-2"}) {
             const GgufFile f = GgufFile::open(shared + "/vocab/ggml-vocab-" + name + ".gguf");
@@ -221,8 +225,23 @@ int main(int argc, char** argv) {
                 tr = best_seconds(std::max(1, reps / 2), [&] { ref_ids = ref.encode(text); });
             }
             const bool same = std::vector<int>(ids.begin(), ids.end()) == ref_ids;
-            std::printf("%-10s %7zu %9zu %10.2f %10.2f %8.2fx %s\n", name, tok.n_tokens(), ids.size(), mb / t, mb / tr,
-                        tr / t, same ? "yes" : "NO");
+            // Keystroke latency: a 2 KB paragraph re-tokenized after each one-character edit.
+            const std::string para = text.substr(0, 2048);
+            const int n_edits = 2000;
+            std::vector<std::string> edits;
+            for (int i = 0; i < n_edits; ++i) {
+                std::string e = para;
+                e.insert((size_t)(i * 37) % para.size(), 1, (char)('a' + i % 26));
+                edits.push_back(std::move(e));
+            }
+            const double tk = best_seconds(3, [&] {
+                for (const std::string& e : edits) {
+                    ids.clear();
+                    tok.encode(e, false, ids);
+                }
+            });
+            std::printf("%-10s %7zu %9zu %10.2f %10.2f %8.2fx %-9s %12.1f\n", name, tok.n_tokens(), ref_ids.size(), mb / t,
+                        mb / tr, tr / t, same ? "yes" : "NO", 1e6 * tk / n_edits);
             if (!same) return 1;
         }
     } catch (const std::exception& e) {

@@ -411,3 +411,19 @@ TEST_CASE("a tokenizer is safe to use from several threads (per-thread word cach
     CHECK(g.decode(want_g) == text);
     CHECK(l.decode(want_l) == text);
 }
+
+TEST_CASE("long degenerate inputs stay fast (no quadratic paths)") {
+    const Tokenizer l = load(vocab_path("llama-spm"));
+    const Tokenizer g = load(vocab_path("gpt-2"));
+    const Tokenizer d = load(vocab_path("deepseek-llm"));
+    const std::string big_spaces(200000, ' '), big_letters(200000, 'a'), big_newlines(200000, '\n');
+    std::string mixed;
+    for (int i = 0; i < 20000; ++i) mixed += "  \t\n x";
+    for (const std::string* s : std::vector<const std::string*>{&big_spaces, &big_letters, &big_newlines, &mixed}) {
+        for (const Tokenizer* t : std::vector<const Tokenizer*>{&l, &g, &d}) {
+            const std::vector<TokenId> ids = t->encode(*s);
+            CHECK(t->decode(ids) == *s);
+            CHECK(ids.size() <= s->size() + 1);  // e.g. gpt-2 has no multi-space tokens
+        }
+    }
+}
