@@ -254,6 +254,7 @@ TEST_CASE("kernel paths: detection and forcing") {
                          << " avx512bw=" << f.avx512bw << " avx512vnni=" << f.avx512vnni
                          << " avx_vnni=" << f.avx_vnni << "; best path: " << std::string(cpu::kernel_path_name()));
     CHECK(cpu::kernel_path_supported("scalar"));
+    CHECK(cpu::kernel_path_supported("avx2") == (f.avx2 && f.fma && f.f16c));
     CHECK_FALSE(cpu::kernel_path_supported("sse9"));
     CHECK_THROWS_AS(cpu::force_kernel_path("sse9"), CpuKernelError);
     CHECK_THROWS_AS(cpu::force_kernel_path(nullptr), CpuKernelError);
@@ -291,6 +292,26 @@ TEST_CASE("ThreadPool covers every index exactly once") {
         for (int rep = 0; rep < 2000; rep++)
             pool.parallel_for(8, [&](int64_t b, int64_t e) { total += e - b; }, 1);
         CHECK(total.load() == 16000);
+    }
+}
+
+// Back-to-back jobs of different sizes: a worker that wakes late for job k must not claim or
+// count items of job k+1 (this caught a real race in an earlier version).
+TEST_CASE("ThreadPool: back-to-back jobs of varying size stay exact") {
+    for (int n_threads : {2, 3, 4}) {
+        ThreadPool pool(n_threads);
+        std::vector<std::atomic<int>> hits(64);
+        for (int rep = 0; rep < 20000; rep++) {
+            const int64_t n = 1 + (rep * 7919) % 63;
+            for (int64_t i = 0; i < n; i++) hits[(size_t)i] = 0;
+            pool.parallel_for(n, [&](int64_t b, int64_t e) { for (int64_t i = b; i < e; i++) hits[(size_t)i]++; }, 1 + rep % 3);
+            bool ok = true;
+            for (int64_t i = 0; i < n; i++) ok = ok && hits[(size_t)i].load() == 1;
+            if (!ok) {
+                CAPTURE(rep);
+                FAIL("an index was run zero or two times");
+            }
+        }
     }
 }
 

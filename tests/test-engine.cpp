@@ -29,8 +29,10 @@ static GenerateParams greedy(int n) {
 }
 
 // The text llama2.c's run.c prints for stories260K, temperature 0, prompt "Once upon a time"
-// (its own independent implementation; see tests/README).
-static const char* kGolden = GOLDEN_PLACEHOLDER;
+// (an implementation independent of ours; the repository's test_all.py expects the same story).
+static const char* kGolden =
+    ", there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, "
+    "red ball. She wanted to play with it, but it was too high.";
 
 TEST_CASE("stories260K greedy from 'Once upon a time' is the golden story") {
     auto e = stories();

@@ -1,6 +1,7 @@
 // Sampling: each step checked on logits whose outcome is known.
 #include <cmath>
 #include <map>
+#include <stdexcept>
 
 #include <doctest/doctest.h>
 
@@ -70,7 +71,7 @@ TEST_CASE("top-k, top-p and min-p keep exactly the expected candidates") {
     CHECK(support(p) == std::vector<int32_t>{0, 1});
     p.top_k = 0; p.top_p = 0.7f;  // 0.5 then 0.75 >= 0.7: two tokens
     CHECK(support(p) == std::vector<int32_t>{0, 1});
-    p.top_p = 1; p.min_p = 0.25f;  // keeps p >= 0.25 * 0.5
+    p.top_p = 1; p.min_p = 0.2f;  // keeps p >= 0.2 * 0.5: 0.5, 0.25, 0.125
     CHECK(support(p) == std::vector<int32_t>{0, 1, 2});
 }
 

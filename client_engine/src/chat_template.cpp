@@ -64,7 +64,7 @@ static void check_role(const std::string& r) {
         throw std::invalid_argument("chat message role '" + r + "' is not system, user or assistant");
 }
 
-std::vector<int32_t> apply_chat_template(ChatFormat f, const std::vector<ChatMessage>& msgs, bool gen,
+std::vector<int32_t> apply_chat_template(ChatFormat f, const std::vector<ChatTurn>& msgs, bool gen,
                                          const Tokenizer& tok) {
     PromptBuilder b(tok);
     for (const auto& m : msgs) check_role(m.role);

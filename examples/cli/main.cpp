@@ -43,6 +43,8 @@ static const Command kCommands[] = {
      " [--seed S] [--threads T] [--ctx C] [--stop S] [--backend cpu|cuda|auto]"},
     {"perplexity", cmd_perplexity, "tandem perplexity -m MODEL -f FILE [--ctx C] [--threads T] [--max-chunks N]"},
     {"bench", cmd_bench, "tandem bench -m MODEL [--json] [--threads T] [--prompt-tokens N] [--decode-tokens N] [--runs R]"},
+    {"router", cmd_router, "tandem router (train|calibrate|eval|decide|synth) ...   (tandem router --help)"},
+    {"sync", cmd_sync, "tandem sync --db PATH --url URL [--token T] [--once] [--wait S] [--max-items N] [--insecure] [--verbose]"},
 };
 
 static void print_usage(FILE* out) {

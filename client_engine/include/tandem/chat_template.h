@@ -23,7 +23,7 @@ namespace tandem {
 
 enum class ChatFormat { Raw, ChatML, Llama3, Llama2, Mistral, Phi3, Zephyr, Gemma };
 
-struct ChatMessage {
+struct ChatTurn {
     std::string role;     // system, user or assistant
     std::string content;
 };
@@ -35,7 +35,7 @@ ChatFormat chat_format_from_name(const std::string& name);  // throws std::inval
 
 // Token ids for `messages` in format `f`, ending with the assistant's header when
 // add_generation_prompt. Throws std::invalid_argument for an unknown role.
-std::vector<int32_t> apply_chat_template(ChatFormat f, const std::vector<ChatMessage>& messages,
+std::vector<int32_t> apply_chat_template(ChatFormat f, const std::vector<ChatTurn>& messages,
                                          bool add_generation_prompt, const Tokenizer& tok);
 
 }  // namespace tandem

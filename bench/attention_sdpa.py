@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""PyTorch baseline for bench-attention: FP16 scaled_dot_product_attention decode with the
+flash and cuDNN backends (torch.nn.attention.sdpa_kernel) at the shapes bench-attention
+measured, in the same run on the same GPU. Merges both into JSON + a markdown table.
+
+usage: attention_sdpa.py OURS.json OUT.json OUT.md
+
+Each time is the median of 15 CUDA-graph replays of 10 calls (as bench-attention), so Python
+overhead is out of the numbers. GQA uses enable_gqa=True; where a backend refuses it, K/V are
+expanded to all query heads and the row says so (that reads 4x the bytes)."""
+import json
+import sys
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+
+def time_graph(fn):
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(s)
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for _ in range(10):
+            fn()
+    ts = []
+    for _ in range(15):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        g.replay()
+        b.record()
+        b.synchronize()
+        ts.append(a.elapsed_time(b) / 10)
+    ts.sort()
+    return ts[len(ts) // 2]
+
+
+def bench_backend(backend, q, k, v, group):
+    with sdpa_kernel([backend]):
+        try:
+            out = F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+            torch.cuda.synchronize()
+            return time_graph(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)), "gqa"
+        except Exception:
+            pass
+        try:
+            ke = k.repeat_interleave(group, dim=1)
+            ve = v.repeat_interleave(group, dim=1)
+            F.scaled_dot_product_attention(q, ke, ve)
+            torch.cuda.synchronize()
+            return time_graph(lambda: F.scaled_dot_product_attention(q, ke, ve)), "expanded KV"
+        except Exception as e:  # noqa: BLE001 - record why the backend could not run
+            return None, str(e).splitlines()[0][:80]
+
+
+def main():
+    ours = json.load(open(sys.argv[1]))
+    dev = torch.cuda.get_device_name(0)
+    rows = []
+    for r in ours["rows"]:
+        B, L, D, Hq, Hkv = r["batch"], r["kv_len"], r["D"], r["n_q_heads"], r["n_kv_heads"]
+        torch.manual_seed(B * 100003 + L + D)
+        q = torch.randn(B, Hq, 1, D, device="cuda", dtype=torch.float16)
+        k = torch.randn(B, Hkv, L, D, device="cuda", dtype=torch.float16)
+        v = torch.randn(B, Hkv, L, D, device="cuda", dtype=torch.float16)
+        res = dict(r)
+        for name, be in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):
+            ms, how = bench_backend(be, q, k, v, Hq // Hkv)
+            res[f"torch_{name}_ms"] = ms
+            res[f"torch_{name}_mode"] = how
+        cands = [(res[f"torch_{n}_ms"], n) for n in ("flash", "cudnn") if res[f"torch_{n}_ms"] is not None]
+        res["torch_best_ms"], res["torch_best"] = min(cands) if cands else (None, "none")
+        rows.append(res)
+        print(f"D={D:3d} B={B:2d} L={L:5d} flash {res['torch_flash_ms']} ({res['torch_flash_mode']}) "
+              f"cudnn {res['torch_cudnn_ms']} ({res['torch_cudnn_mode']})", flush=True)
+        del q, k, v
+        torch.cuda.empty_cache()
+    prefill = []
+    for r in ours.get("prefill", []):
+        B, L, D, Hq, Hkv = r["batch"], r["len"], r["D"], r["n_q_heads"], r["n_kv_heads"]
+        q = torch.randn(B, Hq, L, D, device="cuda", dtype=torch.float16)
+        k = torch.randn(B, Hkv, L, D, device="cuda", dtype=torch.float16)
+        v = torch.randn(B, Hkv, L, D, device="cuda", dtype=torch.float16)
+        res = dict(r)
+        for name, be in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):
+            with sdpa_kernel([be]):
+                try:
+                    fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+                    fn()
+                    torch.cuda.synchronize()
+                    res[f"torch_{name}_ms"] = time_graph(fn)
+                except Exception as e:  # noqa: BLE001
+                    res[f"torch_{name}_ms"] = None
+                    res[f"torch_{name}_error"] = str(e).splitlines()[0][:80]
+        cands = [(res[f"torch_{n}_ms"], n) for n in ("flash", "cudnn") if res[f"torch_{n}_ms"] is not None]
+        res["torch_best_ms"], res["torch_best"] = min(cands) if cands else (None, "none")
+        prefill.append(res)
+        print(f"prefill L={L} flash {res['torch_flash_ms']} cudnn {res['torch_cudnn_ms']}", flush=True)
+        del q, k, v
+        torch.cuda.empty_cache()
+    merged = {"device": ours["device"], "torch_device": dev, "torch": torch.__version__,
+              "copy_gbps": ours["copy_gbps"], "rows": rows, "prefill": prefill}
+    json.dump(merged, open(sys.argv[2], "w"), indent=1)
+    f = lambda x: "n/a" if x is None else f"{x:.4f}"
+    with open(sys.argv[3], "w") as md:
+        md.write(f"Device: {ours['device']} (torch sees {dev}), torch {torch.__version__}, "
+                 f"measured copy bandwidth {ours['copy_gbps']:.0f} GB/s (read+write).\n\n")
+        md.write("Decode, one query token, GQA 32:8, times in ms (median of CUDA-graph replays).\n\n")
+        md.write("| D | batch | KV len | FP16 roof | Turbo roof | torch best (backend) | ours FP16 | ours Turbo | Turbo vs torch |\n")
+        md.write("|---|---|---|---|---|---|---|---|---|\n")
+        for r in rows:
+            sp = "n/a" if r["torch_best_ms"] is None else f"{r['torch_best_ms'] / r['turbo_ms']:.2f}x"
+            md.write(f"| {r['D']} | {r['batch']} | {r['kv_len']} | {f(r['fp16_roof_ms'])} | {f(r['turbo_roof_ms'])} | "
+                     f"{f(r['torch_best_ms'])} ({r['torch_best']}, {r.get('torch_' + r['torch_best'] + '_mode', '')}) | "
+                     f"{f(r['fp16_ms'])} | {f(r['turbo_ms'])} | {sp} |\n")
+        if prefill:
+            md.write("\nPrefill, causal, batch 1, GQA 32:8, D=128; TFLOP/s counts the causal half.\n\n")
+            md.write("| len | torch best (backend) | TFLOP/s | ours Turbo | TFLOP/s | Turbo vs torch |\n|---|---|---|---|---|---|\n")
+            for r in prefill:
+                tf = lambda ms: "n/a" if ms is None else f"{r['flops'] / (ms * 1e-3) / 1e12:.0f}"
+                sp = "n/a" if r["torch_best_ms"] is None else f"{r['torch_best_ms'] / r['turbo_ms']:.2f}x"
+                md.write(f"| {r['len']} | {f(r['torch_best_ms'])} ({r['torch_best']}) | {tf(r['torch_best_ms'])} | "
+                         f"{f(r['turbo_ms'])} | {tf(r['turbo_ms'])} | {sp} |\n")
+    print(open(sys.argv[3]).read())
+
+
+if __name__ == "__main__":
+    main()

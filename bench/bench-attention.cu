@@ -1,0 +1,222 @@
+// Decode attention benchmark: TurboAttention (INT4/INT2 cache + INT8 recent buffer, SAS) and
+// our FP16 path, at KV length 1k/4k/16k/32k, batch 1/8/32, head dim 128 and 64, GQA 4:1
+// (32 query heads, 8 KV heads). Each time is the median over CUDA-graph replays (10 launches
+// per graph). Rooflines: bytes of KV read / measured device-to-device copy bandwidth.
+// Usage: bench-attention OUT.json   (bench/attention_sdpa.py adds PyTorch SDPA and the table)
+#include "fp16_decode.cuh"
+#include "turbo_prefill.cuh"
+#include "turbo_decode.cuh"
+#include "tandem/turbo_attention.h"
+#include "cuda_common.cuh"
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+using namespace tandem;
+
+// Fills n bytes with a hash of the index (not zeros: zeros can time faster than real data).
+static __global__ void fill_bytes(uint8_t* p, size_t n, uint32_t salt) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        uint32_t x = (uint32_t)i * 2654435761u ^ salt;
+        x ^= x >> 15; x *= 2246822519u; x ^= x >> 13;
+        p[i] = (uint8_t)x;
+    }
+}
+// Random halves in [-2, 2): sane FP16 values.
+static __global__ void fill_half(__half* p, size_t n, uint32_t salt) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        uint32_t x = (uint32_t)i * 2654435761u ^ salt;
+        x ^= x >> 15; x *= 2246822519u; x ^= x >> 13;
+        p[i] = __float2half((float)(x & 0xffff) / 16384.0f - 2.0f);
+    }
+}
+// Random floats in [-1, 1) (queries).
+static __global__ void fill_randf(float* p, size_t n, uint32_t salt) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        uint32_t x = (uint32_t)i * 2654435761u ^ salt;
+        x ^= x >> 15; x *= 2246822519u; x ^= x >> 13;
+        p[i] = (float)(x & 0xffff) / 32768.0f - 1.0f;
+    }
+}
+static __global__ void fill_float(float* p, size_t n, float v) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) p[i] = v;
+}
+// Sets the two float scales at the start of every record to sane values.
+static __global__ void fix_scales(uint8_t* blocks, TurboCacheLayout L, int batch) {
+    const int b = blockIdx.z, h = blockIdx.y;
+    for (int j = threadIdx.x + blockIdx.x * blockDim.x; j < L.max_blocks; j += blockDim.x * gridDim.x) {
+        float* r = (float*)(blocks + (size_t)b * L.seq_bytes + L.head_off[h] + (size_t)j * L.rec_bytes[h]);
+        r[0] = 0.02f;
+        r[1] = 0.02f;
+    }
+}
+
+template <class F>
+static float time_graph(F launch, cudaStream_t st) {
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    for (int i = 0; i < 3; ++i) launch(st);  // warm-up outside the graph
+    TANDEM_CHECK_CUDA(cudaStreamSynchronize(st));
+    TANDEM_CHECK_CUDA(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < 10; ++i) launch(st);
+    TANDEM_CHECK_CUDA(cudaStreamEndCapture(st, &g));
+    TANDEM_CHECK_CUDA(cudaGraphInstantiate(&ge, g, 0));
+    cudaEvent_t a, b;
+    TANDEM_CHECK_CUDA(cudaEventCreate(&a));
+    TANDEM_CHECK_CUDA(cudaEventCreate(&b));
+    std::vector<float> ms;
+    for (int r = 0; r < 15; ++r) {
+        TANDEM_CHECK_CUDA(cudaEventRecord(a, st));
+        TANDEM_CHECK_CUDA(cudaGraphLaunch(ge, st));
+        TANDEM_CHECK_CUDA(cudaEventRecord(b, st));
+        TANDEM_CHECK_CUDA(cudaEventSynchronize(b));
+        float t;
+        TANDEM_CHECK_CUDA(cudaEventElapsedTime(&t, a, b));
+        ms.push_back(t / 10.0f);
+    }
+    TANDEM_CHECK_CUDA(cudaGraphExecDestroy(ge));
+    TANDEM_CHECK_CUDA(cudaGraphDestroy(g));
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+}
+
+static double copy_bandwidth(cudaStream_t st) {
+    const size_t n = (size_t)1 << 30;
+    void *x, *y;
+    TANDEM_CHECK_CUDA(cudaMalloc(&x, n));
+    TANDEM_CHECK_CUDA(cudaMalloc(&y, n));
+    fill_bytes<<<1024, 256, 0, st>>>((uint8_t*)x, n, 7);
+    const float ms = time_graph([&](cudaStream_t s) { TANDEM_CHECK_CUDA(cudaMemcpyAsync(y, x, n, cudaMemcpyDeviceToDevice, s)); }, st);
+    cudaFree(x);
+    cudaFree(y);
+    return 2.0 * n / (ms * 1e-3);  // bytes read + written per second
+}
+
+int main(int argc, char** argv) {
+    if (argc < 2) {
+        std::fprintf(stderr, "usage: bench-attention OUT.json\n");
+        return 2;
+    }
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+        std::printf("skipped: no CUDA device\n");
+        return 0;
+    }
+    try {
+        cudaDeviceProp prop;
+        TANDEM_CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+        cudaStream_t st;
+        TANDEM_CHECK_CUDA(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+        const double bw = copy_bandwidth(st);
+        std::printf("device %s, copy bandwidth %.0f GB/s\n", prop.name, bw / 1e9);
+        FILE* f = std::fopen(argv[1], "w");
+        if (!f) throw std::runtime_error(std::string("cannot write ") + argv[1]);
+        std::fprintf(f, "{\"device\": \"%s\", \"copy_gbps\": %.1f, \"rows\": [\n", prop.name, bw / 1e9);
+        const int Hq = 32, Hkv = 8;
+        bool first = true;
+        for (int D : {128, 64})
+            for (int B : {1, 8, 32})
+                for (int L : {1024, 4096, 16384, 32768}) {
+                    TurboConfig c;
+                    c.head_dim = D;
+                    std::vector<double> pr(Hkv);
+                    for (int h = 0; h < Hkv; ++h) pr[h] = h;
+                    const int len = L - 5;  // a partly filled recent buffer, as in real decoding
+                    TurboCacheLayout lay = turbo_make_layout(c, Hkv, L, turbo_choose_bits(pr, c.frac_2bit));
+                    std::vector<int> lens(B, len);
+                    uint8_t* blocks; int8_t *rk, *rv; float *rks, *rvs, *q, *out, *ws; int* dl; __half *k16, *v16;
+                    const size_t rec_n = (size_t)B * Hkv * 64 * D, kv16 = (size_t)B * Hkv * L * D;
+                    TANDEM_CHECK_CUDA(cudaMalloc(&blocks, lay.seq_bytes * B));
+                    TANDEM_CHECK_CUDA(cudaMalloc(&rk, rec_n));
+                    TANDEM_CHECK_CUDA(cudaMalloc(&rv, rec_n));
+                    TANDEM_CHECK_CUDA(cudaMalloc(&rks, rec_n / D * 4));
+                    TANDEM_CHECK_CUDA(cudaMalloc(&rvs, rec_n / D * 4));
+                    TANDEM_CHECK_CUDA(cudaMalloc(&q, (size_t)B * Hq * D * 4));
+                    TANDEM_CHECK_CUDA(cudaMalloc(&out, (size_t)B * Hq * D * 4));
+                    TANDEM_CHECK_CUDA(cudaMalloc(&dl, B * 4));
+                    TANDEM_CHECK_CUDA(cudaMalloc(&k16, kv16 * 2));
+                    TANDEM_CHECK_CUDA(cudaMalloc(&v16, kv16 * 2));
+                    fill_bytes<<<1024, 256, 0, st>>>(blocks, lay.seq_bytes * B, 1);
+                    fix_scales<<<dim3(4, Hkv, B), 128, 0, st>>>(blocks, lay, B);
+                    fill_bytes<<<1024, 256, 0, st>>>((uint8_t*)rk, rec_n, 2);
+                    fill_bytes<<<1024, 256, 0, st>>>((uint8_t*)rv, rec_n, 3);
+                    fill_float<<<64, 256, 0, st>>>(rks, rec_n / D, 0.02f);
+                    fill_float<<<64, 256, 0, st>>>(rvs, rec_n / D, 0.02f);
+                    fill_half<<<1024, 256, 0, st>>>(k16, kv16, 4);
+                    fill_half<<<1024, 256, 0, st>>>(v16, kv16, 5);
+                    fill_randf<<<64, 256, 0, st>>>(q, (size_t)B * Hq * D, 6);
+                    TANDEM_CHECK_CUDA(cudaMemcpyAsync(dl, lens.data(), B * 4, cudaMemcpyHostToDevice, st));
+                    TurboDecodeParams tp;
+                    tp.q = q; tp.out = out; tp.blocks = blocks; tp.recent_k = rk; tp.recent_v = rv;
+                    tp.recent_ks = rks; tp.recent_vs = rvs; tp.seq_len = dl; tp.batch = B; tp.n_q_heads = Hq;
+                    tp.max_len = L; tp.layout = lay; tp.poly_degree = c.poly_degree; tp.threshold = c.threshold;
+                    Fp16DecodeParams fp;
+                    fp.q = q; fp.out = out; fp.k = (const uint16_t*)k16; fp.v = (const uint16_t*)v16; fp.seq_len = dl;
+                    fp.batch = B; fp.n_q_heads = Hq; fp.n_kv_heads = Hkv; fp.head_dim = D; fp.max_len = L;
+                    TANDEM_CHECK_CUDA(cudaMalloc(&ws, std::max(turbo_decode_workspace_floats(tp), fp16_decode_workspace_floats(fp)) * 4));
+                    tp.workspace = ws;
+                    fp.workspace = ws;
+                    const float t_turbo = time_graph([&](cudaStream_t s) { turbo_decode_cuda(tp, s); }, st);
+                    const float t_fp16 = time_graph([&](cudaStream_t s) { fp16_decode_cuda(fp, s); }, st);
+                    // bytes each path must read: the KV cache of `len` tokens
+                    double turbo_bytes = 0;
+                    for (int h = 0; h < Hkv; ++h)
+                        turbo_bytes += (double)(len / 64) * lay.rec_bytes[h] + (double)(len % 64) * 2 * (D + 4);
+                    turbo_bytes *= B;
+                    const double fp16_bytes = (double)B * Hkv * len * D * 2 * 2;
+                    std::printf("D=%3d B=%2d L=%5d  turbo %8.4f ms (roof %.4f)  fp16 %8.4f ms (roof %.4f)\n", D, B, L,
+                                t_turbo, turbo_bytes / bw * 1e3, t_fp16, fp16_bytes / bw * 1e3);
+                    std::fprintf(f, "%s{\"D\": %d, \"batch\": %d, \"kv_len\": %d, \"n_q_heads\": %d, \"n_kv_heads\": %d, "
+                                 "\"turbo_ms\": %.5f, \"fp16_ms\": %.5f, \"turbo_bytes\": %.0f, \"fp16_bytes\": %.0f, "
+                                 "\"turbo_roof_ms\": %.5f, \"fp16_roof_ms\": %.5f}",
+                                 first ? "" : ",\n", D, B, len, Hq, Hkv, t_turbo, t_fp16, turbo_bytes, fp16_bytes,
+                                 turbo_bytes / bw * 1e3, fp16_bytes / bw * 1e3);
+                    first = false;
+                    TANDEM_CHECK_CUDA(cudaStreamSynchronize(st));
+                    for (void* ptr : {(void*)blocks, (void*)rk, (void*)rv, (void*)rks, (void*)rvs, (void*)q, (void*)out,
+                                      (void*)dl, (void*)k16, (void*)v16, (void*)ws})
+                        TANDEM_CHECK_CUDA(cudaFree(ptr));
+                }
+        // ---- prefill (causal, one chunk): ours INT8 Q.K^T + FP16 P.V, timed with its
+        // quantize/transpose launches included
+        std::fprintf(f, "\n], \"prefill\": [\n");
+        first = true;
+        for (int L : {1024, 4096, 16384}) {
+            const int D = 128, B = 1;
+            const size_t nq = (size_t)B * Hq * L * D, nk = (size_t)B * Hkv * L * D;
+            __half *q, *k, *v;
+            float* out;
+            TANDEM_CHECK_CUDA(cudaMalloc(&q, nq * 2));
+            TANDEM_CHECK_CUDA(cudaMalloc(&k, nk * 2));
+            TANDEM_CHECK_CUDA(cudaMalloc(&v, nk * 2));
+            TANDEM_CHECK_CUDA(cudaMalloc(&out, nq * 4));
+            fill_half<<<1024, 256, 0, st>>>(q, nq, 11);
+            fill_half<<<1024, 256, 0, st>>>(k, nk, 12);
+            fill_half<<<1024, 256, 0, st>>>(v, nk, 13);
+            TurboPrefillParams pp;
+            pp.q = (const uint16_t*)q; pp.k = (const uint16_t*)k; pp.v = (const uint16_t*)v; pp.out = out;
+            pp.batch = B; pp.n_q_heads = Hq; pp.n_kv_heads = Hkv; pp.head_dim = D; pp.len = L;
+            void* ws;
+            TANDEM_CHECK_CUDA(cudaMalloc(&ws, turbo_prefill_workspace_bytes(pp)));
+            pp.workspace = ws;
+            const float t = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s); }, st);
+            const double flops = 4.0 * B * Hq * (double)L * L * D / 2;  // causal
+            std::printf("prefill D=%d B=%d L=%5d  turbo %8.4f ms  %.1f TFLOP/s\n", D, B, L, t, flops / (t * 1e-3) / 1e12);
+            std::fprintf(f, "%s{\"D\": %d, \"batch\": %d, \"len\": %d, \"n_q_heads\": %d, \"n_kv_heads\": %d, "
+                         "\"turbo_ms\": %.5f, \"flops\": %.0f}", first ? "" : ",\n", D, B, L, Hq, Hkv, t, flops);
+            first = false;
+            TANDEM_CHECK_CUDA(cudaStreamSynchronize(st));
+            for (void* ptr : {(void*)q, (void*)k, (void*)v, (void*)out, ws}) TANDEM_CHECK_CUDA(cudaFree(ptr));
+        }
+        std::fprintf(f, "\n]}\n");
+        std::fclose(f);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "bench-attention: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,38 @@
+// Shared CUDA helpers for the Tandem kernels: error checks and the SAS exp2.
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace tandem {
+
+struct CudaError : std::runtime_error {
+    explicit CudaError(const std::string& m) : std::runtime_error("cuda: " + m) {}
+};
+
+#define TANDEM_CHECK_CUDA(expr)                                                              \
+    do {                                                                                     \
+        cudaError_t e_ = (expr);                                                             \
+        if (e_ != cudaSuccess)                                                               \
+            throw ::tandem::CudaError(std::string(#expr) + " failed at " + __FILE__ + ":" +  \
+                                      std::to_string(__LINE__) + ": " + cudaGetErrorString(e_)); \
+    } while (0)
+
+// SAS: 2^x for x <= 0 as turbo_sas_exp2 (CPU twin): x = -(n + f), 2^-f by Horner in FP16
+// (one rounding per __hfma), 2^-n by subtracting n from the float exponent (exact: the
+// polynomial lies in [0.5, 1] and n <= 60). Zero below the threshold or for NaN.
+__device__ __forceinline__ float sas_exp2(float x, float threshold, int degree, __half c1,
+                                          __half c2, __half c3) {
+    if (!(x >= threshold)) return 0.0f;
+    const float y = -x;
+    const float n = floorf(y);
+    const __half f = __float2half_rn(y - n);
+    __half r = degree == 3 ? __hfma(c3, f, c2) : c2;
+    r = __hfma(r, f, c1);
+    r = __hfma(r, f, __float2half_rn(1.0f));
+    return __int_as_float(__float_as_int(__half2float(r)) - ((int)n << 23));
+}
+
+}  // namespace tandem

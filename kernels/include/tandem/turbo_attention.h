@@ -1,0 +1,191 @@
+// TurboAttention (FlashQ + SAS) for Tandem: the KV cache formats, their CPU twins, and the
+// plain parameter structs the CUDA kernels take. Design: shared/docs/turboattention.md;
+// choices and measurements: docs/turboattention-impl.md.
+//
+// KV cache of one layer, per sequence b and KV head h (D = head_dim, T = block_tokens):
+//
+//   recent buffer   int8 k[T][D] (token-major), v[D][T] (channel-major, as the compressed
+//                   value codes); float k_scale[T], v_scale[T]
+//                   symmetric INT8, one scale per token (a block of one token, so appending
+//                   never re-quantizes). When it holds T tokens it is compressed as a block.
+//   compressed      one record per block of T tokens, at bits[h] = 4 or 2:
+//     offset        size          field
+//     0             4             float k_scale    blockwise symmetric INT8 scale of K
+//     4             4             float v_scale    blockwise symmetric INT8 scale of V
+//     8             D             u8  k_sc[D]      keys: integer scale per channel
+//     8+D           D             i8  k_zp[D]      keys: integer zero point per channel
+//     8+2D          T*D/Gv        u8  v_sc[T][D/Gv] values: per token and channel group
+//     8+2D+T*D/Gv   T*D/Gv        i8  v_zp[T][D/Gv]
+//     meta (16-aligned)  T*D*bits/8  k codes[T][D], token-major, little end first
+//     +T*D*bits/8        T*D*bits/8  v codes[D][T], channel-major (tokens of a channel
+//                                  adjacent: the GPU's P.V tensor-core operand)
+//     record size rounded up to 16 bytes.
+//   Expansion back to INT8 is integer only: q8 = code * sc + zp, always in [-127, 127]
+//   (the quantizer caps codes so the product never leaves the INT8 range).
+//   Real value = scale * q8. Element i of a code row: 4-bit byte i/2 bits 4*(i%2);
+//   2-bit byte i/4 bits 2*(i%4) (i = channel for keys, token for values).
+//
+// Sequence b's compressed records: blocks + b*seq_bytes + head_off[h] + j*rec_bytes[h].
+// A sequence of length L holds L / T compressed blocks and L % T recent tokens.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace tandem {
+
+struct TurboError : std::runtime_error {
+    explicit TurboError(const std::string& m) : std::runtime_error("turbo: " + m) {}
+};
+
+constexpr int kTurboMaxKvHeads = 64;
+
+// Every parameter of the format and of SAS. Defaults: docs/turboattention-impl.md.
+struct TurboConfig {
+    int head_dim = 128;          // D: 64 or 128
+    int block_tokens = 64;       // T: tokens per compressed block = recent buffer size
+    int v_group = 64;            // Gv: value channels sharing one integer scale/zero point
+    float frac_2bit = 0.25f;     // lowest-priority fraction of KV heads stored at 2 bits
+    int poly_degree = 3;         // SAS: degree of the 2^-f polynomial (2 or 3)
+    float threshold = -16.0f;    // SAS: probabilities 2^x with x < threshold (log2) are 0
+};
+// Throws TurboError naming the field when a value is unsupported.
+void turbo_validate(const TurboConfig& c);
+
+// Byte layout of one layer's cache; identical on CPU and GPU (uploaded as-is).
+struct TurboCacheLayout {
+    int n_kv_heads = 0, head_dim = 0, block_tokens = 0, v_group = 0, max_blocks = 0;
+    uint8_t bits[kTurboMaxKvHeads] = {};        // 4 or 2 per KV head
+    uint32_t rec_bytes[kTurboMaxKvHeads] = {};  // bytes of one compressed record
+    uint64_t head_off[kTurboMaxKvHeads] = {};   // start of head h's records in a sequence
+    uint64_t seq_bytes = 0;                     // compressed bytes per sequence
+    uint32_t meta_bytes = 0;                    // offset of the k codes inside a record
+};
+TurboCacheLayout turbo_make_layout(const TurboConfig& c, int n_kv_heads, int max_tokens,
+                                   const std::vector<uint8_t>& head_bits);
+
+// ---- integer twins (bit-exact with the CUDA side) -----------------------------------------
+
+// Symmetric INT8 of n floats: returns the scale (amax/127, 0 for all-zero input).
+float turbo_quant_int8(const float* x, int n, int8_t* q);
+// Integer asymmetric quantization of n INT8 values read with a stride: writes codes of
+// `bits` bits (one per byte, unpacked) and returns sc (>= 1) and zp so that
+// code*sc + zp stays in [-127, 127]. Pure integer arithmetic.
+void turbo_quant_group(const int8_t* x, int n, int stride, int bits, uint8_t* codes,
+                       uint8_t* sc, int8_t* zp);
+inline int turbo_expand(int code, int sc, int zp) { return code * sc + zp; }
+
+// Compresses one head's full recent buffer (k8, v8: (T, D); ks, vs: (T)) into a record.
+void turbo_compress_block(const TurboCacheLayout& L, int bits, const int8_t* k8,
+                          const float* ks, const int8_t* v8, const float* vs, uint8_t* rec);
+// Integer-only expansion of a record back to INT8 (k8, v8: (T, D)) and its two scales.
+void turbo_expand_block(const TurboCacheLayout& L, int bits, const uint8_t* rec, int8_t* k8,
+                        int8_t* v8, float* k_scale, float* v_scale);
+
+// ---- SAS ------------------------------------------------------------------------------------
+
+// 2^x for x <= 0: x = -(n + f), 2^-n exact, 2^-f by a degree-2/3 polynomial evaluated in
+// FP16 (Horner, one rounding per fused step, as __hfma), 0 where x < threshold.
+float turbo_sas_exp2(float x, int degree, float threshold);
+// Coefficients c0..c3 of 2^-f ~ c0 + c1 f + c2 f^2 + c3 f^3 on [0, 1) (c3 = 0 at degree 2).
+void turbo_sas_coeffs(int degree, float c[4]);
+
+// ---- head-wise mixed precision -------------------------------------------------------------
+
+// Priority of one head from calibration samples (n values each of K and V):
+// range(K)*std(K) + range(V)*std(V). Larger = more sensitive = keep at 4 bits.
+double turbo_head_priority(const float* k, const float* v, size_t n);
+// Bits per head: the round(frac * H) lowest-priority heads get 2, the rest 4.
+std::vector<uint8_t> turbo_choose_bits(const std::vector<double>& priority, float frac_2bit);
+
+// ---- the cache (CPU owner of the bytes) ----------------------------------------------------
+
+class TurboKvCache {
+public:
+    // Throws TurboError on a bad config, head count or bits vector.
+    TurboKvCache(const TurboConfig& c, int n_seqs, int n_kv_heads, int max_tokens,
+                 const std::vector<uint8_t>& head_bits);
+    // Appends one token: k, v (n_kv_heads, D). Compresses the recent buffer when it fills.
+    // Throws TurboError when the sequence is full or seq is out of range.
+    void append(int seq, const float* k, const float* v);
+    int length(int seq) const { return len_.at((size_t)seq); }
+    const TurboCacheLayout& layout() const { return L_; }
+    const TurboConfig& config() const { return cfg_; }
+    int n_seqs() const { return n_seqs_; }
+    // Raw storage, in the documented layout, for upload:
+    const std::vector<uint8_t>& blocks() const { return blocks_; }       // (seq, seq_bytes)
+    const std::vector<int8_t>& recent_k() const { return rk_; }          // (seq, H, T, D)
+    const std::vector<int8_t>& recent_v() const { return rv_; }          // (seq, H, D, T)
+    const std::vector<float>& recent_k_scale() const { return rks_; }    // (seq, H, T)
+    const std::vector<float>& recent_v_scale() const { return rvs_; }    // (seq, H, T)
+    // The values the kernels see, as floats: k, v (H, length, D).
+    void dequantize(int seq, float* k, float* v) const;
+    // Bytes a sequence of n tokens occupies (records + a full recent buffer + scales).
+    size_t bytes_for(int n_tokens) const;
+
+private:
+    TurboConfig cfg_;
+    TurboCacheLayout L_;
+    int n_seqs_;
+    std::vector<int> len_;
+    std::vector<uint8_t> blocks_;
+    std::vector<int8_t> rk_, rv_;
+    std::vector<float> rks_, rvs_;
+};
+
+// ---- reference attention (decode: one query token per sequence) ----------------------------
+
+// TurboAttention decode on the cache, the twin of the CUDA kernel: scores in log2 units,
+// global max, SAS probabilities, float accumulation. q, out: (n_q_heads, D).
+void turbo_decode_ref(const TurboKvCache& cache, int seq, const float* q, int n_q_heads,
+                      float* out);
+// Exact softmax attention in float64. q: (Hq, D); k, v: (Hkv, len, D); out: (Hq, D).
+// Query head i reads KV head i / (Hq / Hkv).
+void attention_exact_f64(const float* q, const float* k, const float* v, int n_q_heads,
+                         int n_kv_heads, int len, int D, double* out);
+
+// ---- parameters of the CUDA kernels (device pointers) --------------------------------------
+
+struct TurboDecodeParams {
+    const float* q = nullptr;           // (batch, n_q_heads, D)
+    float* out = nullptr;               // (batch, n_q_heads, D)
+    const uint8_t* blocks = nullptr;    // (batch, seq_bytes) compressed records
+    const int8_t* recent_k = nullptr;   // (batch, Hkv, T, D)
+    const int8_t* recent_v = nullptr;   // (batch, Hkv, D, T) channel-major
+    const float* recent_ks = nullptr;   // (batch, Hkv, T)
+    const float* recent_vs = nullptr;   // (batch, Hkv, T)
+    const int* seq_len = nullptr;       // (batch)
+    int batch = 0, n_q_heads = 0, max_len = 0;
+    TurboCacheLayout layout;
+    int poly_degree = 3;
+    float threshold = -16.0f;
+    float* workspace = nullptr;         // turbo_decode_workspace_floats(...) floats
+    int n_splits = 0;                   // 0: chosen by the launcher
+};
+// Prefill (causal self-attention over one chunk starting at position 0): Q and K quantized
+// to blockwise INT8 (64 tokens x D per scale), S = Q K^T on INT8 tensor cores (INT32
+// accumulate), SAS softmax, P.V with FP16 P and V on FP16 tensor cores.
+struct TurboPrefillParams {
+    const uint16_t* q = nullptr;        // (batch, n_q_heads, len, D) IEEE half
+    const uint16_t* k = nullptr;        // (batch, n_kv_heads, len, D)
+    const uint16_t* v = nullptr;        // (batch, n_kv_heads, len, D)
+    float* out = nullptr;               // (batch, n_q_heads, len, D)
+    int batch = 0, n_q_heads = 0, n_kv_heads = 0, head_dim = 0, len = 0;  // len % 64 == 0
+    int poly_degree = 3;
+    float threshold = -16.0f;
+    void* workspace = nullptr;          // turbo_prefill_workspace_bytes(...) bytes
+};
+struct Fp16DecodeParams {
+    const float* q = nullptr;           // (batch, n_q_heads, D)
+    float* out = nullptr;               // (batch, n_q_heads, D)
+    const uint16_t* k = nullptr;        // (batch, Hkv, max_len, D) IEEE half
+    const uint16_t* v = nullptr;        // (batch, Hkv, max_len, D)
+    const int* seq_len = nullptr;       // (batch)
+    int batch = 0, n_q_heads = 0, n_kv_heads = 0, head_dim = 0, max_len = 0;
+    float* workspace = nullptr;
+    int n_splits = 0;
+};
+
+}  // namespace tandem

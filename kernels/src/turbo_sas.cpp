@@ -1,0 +1,81 @@
+// SAS (softmax approximation) and head-wise mixed precision: the CPU twins.
+#include "tandem/turbo_attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace tandem {
+
+// ---- FP16 arithmetic as the GPU does it ----------------------------------------------------
+
+// Rounds a double to the nearest binary16 (ties to even) in one step. The inputs here are
+// exact in double (products of halves plus a half), so this is one rounding, as __hfma.
+static float round_half(double x) {
+    if (x == 0.0 || !std::isfinite(x)) return (float)x;
+    int e;
+    (void)std::frexp(x, &e);                 // |x| = m * 2^e, m in [0.5, 1)
+    const int q = std::max(e - 11, -24);     // quantum: 11 significant bits, subnormals at 2^-24
+    const double r = std::nearbyint(std::ldexp(x, -q));  // default rounding mode: to even
+    return (float)std::ldexp(r, q);
+}
+
+// Polynomial fits of 2^-f on [0, 1] with p(0) = 1, p(1) = 1/2 (continuous across integers),
+// minimax relative error 2.7e-3 (degree 2) and 1.2e-4 (degree 3) before FP16 rounding.
+void turbo_sas_coeffs(int degree, float c[4]) {
+    if (degree == 2) {
+        c[0] = 1.0f; c[1] = -0.66988f; c[2] = 0.16988f; c[3] = 0.0f;
+    } else {
+        c[0] = 1.0f; c[1] = -0.69122f; c[2] = 0.22990f; c[3] = -0.03868f;
+    }
+    for (int i = 0; i < 4; ++i) c[i] = round_half(c[i]);  // what the kernel holds as __half
+}
+
+float turbo_sas_exp2(float x, int degree, float threshold) {
+    if (!(x >= threshold)) return 0.0f;      // below the threshold (or NaN): exactly zero
+    float c[4];
+    turbo_sas_coeffs(degree, c);
+    const float y = -x;                       // >= 0
+    const float n = std::floor(y);
+    const float f = round_half(y - n);        // the fraction, rounded to half like the GPU
+    double r = degree == 3 ? c[3] : c[2];
+    if (degree == 3) r = round_half(r * f + c[2]);
+    r = round_half(r * f + c[1]);
+    r = round_half(r * f + c[0]);
+    return std::ldexp((float)r, -(int)n);
+}
+
+// ---- head-wise mixed precision -------------------------------------------------------------
+
+static double range_times_std(const float* x, size_t n) {
+    if (n == 0) return 0.0;
+    double mn = x[0], mx = x[0], s = 0.0, s2 = 0.0;
+    for (size_t i = 0; i < n; ++i) {
+        mn = std::min(mn, (double)x[i]);
+        mx = std::max(mx, (double)x[i]);
+        s += x[i];
+        s2 += (double)x[i] * x[i];
+    }
+    const double mean = s / n, var = std::max(0.0, s2 / n - mean * mean);
+    return (mx - mn) * std::sqrt(var);
+}
+
+double turbo_head_priority(const float* k, const float* v, size_t n) {
+    return range_times_std(k, n) + range_times_std(v, n);
+}
+
+std::vector<uint8_t> turbo_choose_bits(const std::vector<double>& priority, float frac_2bit) {
+    if (!(frac_2bit >= 0.0f && frac_2bit <= 1.0f)) throw TurboError("frac_2bit must be in [0, 1]");
+    const size_t H = priority.size();
+    std::vector<size_t> order(H);
+    std::iota(order.begin(), order.end(), 0);
+    // ascending priority; ties broken by head index so the choice is deterministic
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return priority[a] < priority[b]; });
+    const size_t n2 = (size_t)std::lround(frac_2bit * (double)H);
+    std::vector<uint8_t> bits(H, 4);
+    for (size_t i = 0; i < n2; ++i) bits[order[i]] = 2;
+    return bits;
+}
+
+}  // namespace tandem

@@ -1,0 +1,131 @@
+// tandem::Assistant: what a writing app embeds. One object owns the local model, the memory
+// store, the cloud client, the router and the background memory sync.
+//
+//   suggest(window, cursor)  ghost-text continuation of the document at the cursor, streamed;
+//                            memory notes from SQLite in the prompt; KV prefix reuse; a newer
+//                            call (or cancel()) stops an older one at once. Never waits for
+//                            the cloud.
+//   ask(instruction, sel)    routed local or cloud (Hybrid LLM router + policies), streamed;
+//                            the result says which model answered and why.
+//   memory coordinator       when the text near the cursor has changed enough (word-level
+//                            edit distance since the last request), a memory request goes to
+//                            the SQLite outbox; the background sync sends it and pulls notes.
+//
+// Events (on_event) report: the model loaded and on which backend, the GPU not used and why,
+// online/offline, memory updated, memory unavailable (bad database: generation goes on without
+// memory), errors. They run on an internal thread or the caller's; keep them short.
+//
+// Thread safety: every method may be called from any thread. suggest() calls are serialized
+// (a new one cancels the running one first); ask() runs local generation under the same lock.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tandem {
+
+struct AssistantConfig {
+    std::string model_path;          // GGUF file of the local model (required)
+    std::string backend = "auto";    // auto | cpu | cuda
+    int n_threads = 0;               // 0: all cores
+    int64_t n_ctx = 2048;            // local context in tokens
+    std::string memory_db;           // SQLite file for memory notes; "" = no memory
+    std::string cloud_url;           // memory service and chat base URL; "" = no cloud
+    std::string cloud_chat_url;      // separate chat endpoint base URL; "" = cloud_url
+    std::string cloud_token;         // bearer token (never logged or stored)
+    std::string cloud_model = "tandem-cloud";  // "model" field of chat requests
+    bool verify_tls = true;
+    std::string router_path;         // router JSON; "" = the cloud answers every ask() it can
+    double router_threshold = -1;    // >= 0 overrides the file's threshold (the quality/cost knob)
+    bool privacy_mode = false;       // never contact the cloud
+    int64_t cloud_calls_per_hour = -1;   // router budget; < 0 unlimited
+    int64_t cloud_tokens_per_day = -1;
+    int suggestion_tokens = 24;      // tokens per suggestion
+    int memory_budget_tokens = 192;  // memory notes in the suggestion prompt
+    int memory_max_items = 4;
+    int memory_edit_threshold = 12;  // words changed in the window before a new memory request
+    int memory_window_words = 300;   // the window's tail that requests and edits are measured on
+
+    // Reads a JSON object with the same field names. Throws std::runtime_error naming the file
+    // and field for unknown fields or wrong types.
+    static AssistantConfig from_json_file(const std::string& path);
+};
+
+enum class EventKind { ModelLoaded, GpuNotUsed, Online, Offline, MemoryUpdated, MemoryUnavailable, MemoryRequested, Error };
+const char* event_kind_name(EventKind k);
+
+struct AssistantEvent {
+    EventKind kind;
+    std::string message;
+};
+using EventCallback = std::function<void(const AssistantEvent&)>;
+
+// Receives streamed text; return false to stop.
+using TextCallback = std::function<bool(std::string_view piece)>;
+
+struct MemoryNote {
+    std::string id, text, doc_id, title;
+};
+
+struct GenerationStats {
+    int64_t prompt_tokens = 0, reused_tokens = 0, completion_tokens = 0;
+    double ttft_ms = 0, tokens_per_s = 0;
+};
+
+struct SuggestResult {
+    std::string text;
+    bool cancelled = false;
+    std::vector<MemoryNote> memory;  // notes that were in the prompt
+    GenerationStats stats;
+};
+
+struct AskOptions {
+    bool private_query = false;  // never sent to the cloud
+    int max_tokens = 256;
+};
+
+struct AskResult {
+    std::string text;
+    std::string answered_by;     // "local" or "cloud"
+    std::string reason;          // why: router score vs threshold, or the policy that overrode it,
+                                 // or the cloud error that made the local model answer instead
+    double router_score = -1;    // -1: no router
+    double router_threshold = -1;
+    bool cancelled = false;
+    GenerationStats stats;
+};
+
+struct UsageTotals {
+    int64_t suggestions = 0, local_asks = 0, cloud_asks = 0;
+    int64_t prompt_tokens = 0, completion_tokens = 0, cloud_prompt_tokens = 0, cloud_completion_tokens = 0;
+    double last_ttft_ms = 0, last_tokens_per_s = 0;
+    int64_t memory_notes = 0;    // notes stored
+    bool online = false;
+    std::string backend;         // "cpu" or "cuda"
+};
+
+class Assistant {
+public:
+    // Loads everything; throws std::runtime_error (or a library error) with the file/field and
+    // reason. A broken memory database does not throw: an event says memory is unavailable.
+    static std::unique_ptr<Assistant> create(const AssistantConfig& config, EventCallback on_event = {});
+    virtual ~Assistant() = default;
+
+    // Continues `document` at byte offset `cursor` (text after the cursor is ignored).
+    virtual SuggestResult suggest(std::string_view document, size_t cursor, const TextCallback& on_piece = {}) = 0;
+    // Stops the running suggest() (if any) within one token.
+    virtual void cancel() = 0;
+    virtual AskResult ask(std::string_view instruction, std::string_view selection, const AskOptions& options = {},
+                          const TextCallback& on_piece = {}) = 0;
+
+    virtual void set_router_threshold(double t) = 0;  // the quality/cost knob, in [0, 1]
+    virtual double router_threshold() const = 0;
+    virtual void set_privacy_mode(bool on) = 0;
+    virtual std::vector<MemoryNote> memory_notes(size_t limit = 20) = 0;  // most relevant to the last window
+    virtual UsageTotals usage() const = 0;
+};
+
+}  // namespace tandem

@@ -1,0 +1,444 @@
+// tandem-cloud: the real binary (TANDEM_CLOUD_BIN) on a loopback port, spoken to over raw
+// sockets. Idempotent requests, the change feed, long poll, tombstones, auth, 400/404/413/501,
+// health, fault injection, the UNGD corpus and SIGTERM shutdown.
+#include <arpa/inet.h>
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <map>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include "test_util.h"
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using tandem_test::TempDir;
+
+// ---- the server process ----------------------------------------------------------------
+
+// Starts tandem-cloud with args, reads "listening on http://127.0.0.1:PORT" from its stdout.
+struct ServerProc {
+    pid_t pid = -1;
+    int port = 0;
+    int out_fd = -1;
+    std::string first_line;
+
+    explicit ServerProc(const std::vector<std::string>& args, bool expect_listen = true) {
+        int fds[2];
+        REQUIRE(pipe(fds) == 0);
+        pid = fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            dup2(fds[1], 1);
+            close(fds[0]);
+            close(fds[1]);
+            std::vector<char*> argv;
+            std::string bin = TANDEM_CLOUD_BIN;
+            argv.push_back(bin.data());
+            std::vector<std::string> copy = args;
+            for (std::string& a : copy) argv.push_back(a.data());
+            argv.push_back(nullptr);
+            execv(bin.c_str(), argv.data());
+            _exit(127);
+        }
+        close(fds[1]);
+        out_fd = fds[0];
+        if (!expect_listen) return;
+        first_line = read_line(60000);
+        std::smatch m;
+        INFO("first stdout line: " << first_line);
+        REQUIRE(std::regex_search(first_line, m, std::regex("^listening on http://127\\.0\\.0\\.1:([0-9]+)$")));
+        port = std::stoi(m[1]);
+        REQUIRE(port > 0);
+    }
+
+    std::string read_line(int timeout_ms) {
+        std::string line;
+        auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+        while (Clock::now() < deadline) {
+            pollfd p{out_fd, POLLIN, 0};
+            if (poll(&p, 1, 100) <= 0) continue;
+            char c;
+            if (read(out_fd, &c, 1) != 1) break;
+            if (c == '\n') return line;
+            line += c;
+        }
+        return line;
+    }
+
+    // Waits up to timeout_ms for the process to exit; returns its wait status or -1.
+    int wait_exit(int timeout_ms) {
+        auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+        while (Clock::now() < deadline) {
+            int status = 0;
+            if (waitpid(pid, &status, WNOHANG) == pid) {
+                pid = -1;
+                return status;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        return -1;
+    }
+
+    ~ServerProc() {
+        if (pid > 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, nullptr, 0);
+        }
+        if (out_fd >= 0) close(out_fd);
+    }
+};
+
+// ---- a raw HTTP/1.1 client -------------------------------------------------------------
+
+struct Resp {
+    int status = 0;  // 0: no status line received
+    std::map<std::string, std::string> headers;  // lowercased names
+    std::string body;
+    size_t content_length = 0;
+    double seconds = 0;
+    json j() const { return json::parse(body); }
+};
+
+static Resp http(int port, const std::string& method, const std::string& target, const std::string& body = "",
+                 const std::string& token = "", const std::string& extra_headers = "") {
+    auto t0 = Clock::now();
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    timeval tv{40, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(connect(fd, (sockaddr*)&a, sizeof a) == 0);
+    std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+    if (!token.empty()) req += "Authorization: Bearer " + token + "\r\n";
+    if (!body.empty() || method == "POST") req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+    req += extra_headers + "\r\n" + body;
+    size_t off = 0;
+    while (off < req.size()) {
+        ssize_t n = send(fd, req.data() + off, req.size() - off, MSG_NOSIGNAL);
+        if (n <= 0) break;  // the server may hang up early (413)
+        off += (size_t)n;
+    }
+    std::string raw;
+    char buf[65536];
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        raw.append(buf, (size_t)n);
+    }
+    close(fd);
+    Resp r;
+    r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    size_t hdr_end = raw.find("\r\n\r\n");
+    if (raw.rfind("HTTP/1.1 ", 0) != 0 || hdr_end == std::string::npos) return r;
+    r.status = std::stoi(raw.substr(9, 3));
+    size_t pos = raw.find("\r\n") + 2;
+    while (pos < hdr_end) {
+        size_t eol = raw.find("\r\n", pos);
+        std::string line = raw.substr(pos, eol - pos);
+        size_t colon = line.find(':');
+        std::string name = line.substr(0, colon);
+        for (char& c : name) c = (char)std::tolower((unsigned char)c);
+        std::string value = line.substr(colon + 1);
+        value.erase(0, value.find_first_not_of(' '));
+        r.headers[name] = value;
+        pos = eol + 2;
+    }
+    r.body = raw.substr(hdr_end + 4);
+    if (r.headers.count("content-length")) r.content_length = std::stoul(r.headers["content-length"]);
+    return r;
+}
+
+// ---- fixtures --------------------------------------------------------------------------
+
+static void write_corpus(const TempDir& tmp) {
+    std::string dir = tmp.file("corpus");
+    REQUIRE(mkdir(dir.c_str(), 0755) == 0);
+    tandem_test::write_file(dir + "/climate.txt",
+                            "Climate change is the defining challenge of our time.\n"
+                            "Rising sea levels threaten small island states in the Pacific. The Paris Agreement "
+                            "commits countries to limit warming well below two degrees.\n"
+                            "Adaptation finance for vulnerable island nations must double by the end of the decade.\n");
+    tandem_test::write_file(dir + "/nuclear.md",
+                            "# Disarmament\n"
+                            "The Treaty on the Non-Proliferation of Nuclear Weapons entered into force in 1970.\n"
+                            "Verification of nuclear arsenals requires trust and regular inspections.\n");
+    tandem_test::write_file(dir + "/ignored.csv", "sea,levels,island\n");
+}
+
+static std::vector<std::string> base_args(const TempDir& tmp) {
+    return {"--port", "0", "--corpus", tmp.file("corpus"), "--db", tmp.file("cloud.db")};
+}
+
+// Polls the request's state until done (or 10 s).
+static void wait_done(int port, const std::string& id, const std::string& token = "") {
+    auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (Clock::now() < deadline) {
+        Resp r = http(port, "GET", "/v1/memory/requests/" + id, "", token);
+        if (r.status == 200 && r.j()["state"] == "done") return;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    FAIL("request " << id << " not done in 10 s");
+}
+
+static json mem_request(const std::string& id, const std::string& context, int max_items = 3) {
+    return {{"request_id", id}, {"context", context}, {"max_items", max_items}};
+}
+
+// ---- tests -----------------------------------------------------------------------------
+
+TEST_CASE("tandem-cloud: health, idempotent memory requests and the change feed") {
+    TempDir tmp;
+    write_corpus(tmp);
+    ServerProc srv(base_args(tmp));
+    Resp h = http(srv.port, "GET", "/health");
+    REQUIRE(h.status == 200);
+    CHECK(h.j()["status"] == "ok");
+    CHECK(h.j()["docs"] == 2);  // the .csv is not part of the corpus
+
+    std::string body = mem_request("r1", "What about sea levels and small island states?").dump();
+    Resp a = http(srv.port, "POST", "/v1/memory/requests", body);
+    CHECK(a.status == 202);
+    CHECK(a.j()["status"] == "accepted");
+    Resp b = http(srv.port, "POST", "/v1/memory/requests", body);
+    CHECK(b.status == 202);
+    CHECK(b.j()["status"] == "duplicate");
+    wait_done(srv.port, "r1");
+
+    Resp f = http(srv.port, "GET", "/v1/memory/changes?since=0&limit=100");
+    REQUIRE(f.status == 200);
+    json page = f.j();
+    REQUIRE(page["items"].is_array());
+    REQUIRE(page["items"].size() >= 1);
+    CHECK(page["items"].size() <= 3);
+    std::set<std::string> ids;
+    for (const json& it : page["items"]) {
+        CHECK(it["request_id"] == "r1");
+        CHECK(it["method"] == "extractive");
+        CHECK(it["source"]["doc_id"] == "climate.txt");
+        CHECK(it["source"]["title"] == "climate");
+        CHECK(it["created_at"].get<int64_t>() > 1600000000000LL);
+        CHECK(ids.insert(it["id"].get<std::string>()).second);
+    }
+    CHECK(page["items"][0]["text"].get<std::string>().find("island") != std::string::npos);
+    std::string cursor = page["next_cursor"];
+
+    // Nothing new after the cursor; a duplicate POST created nothing.
+    Resp g = http(srv.port, "GET", "/v1/memory/changes?since=" + cursor);
+    CHECK(g.j()["items"].empty());
+    CHECK(g.j()["next_cursor"] == cursor);
+    // Paging: limit=1 walks the same items one by one.
+    std::string c = "0";
+    for (size_t i = 0; i < page["items"].size(); i++) {
+        json p = http(srv.port, "GET", "/v1/memory/changes?since=" + c + "&limit=1").j();
+        REQUIRE(p["items"].size() == 1);
+        CHECK(p["items"][0]["id"] == page["items"][i]["id"]);
+        c = p["next_cursor"];
+    }
+    CHECK(c == cursor);
+
+    // Same id, other context: a conflict, not a second request.
+    CHECK(http(srv.port, "POST", "/v1/memory/requests", mem_request("r1", "nuclear").dump()).status == 409);
+
+    // A tombstone retracts an item: exactly {id, deleted}.
+    std::string victim = page["items"][0]["id"];
+    Resp d = http(srv.port, "DELETE", "/v1/memory/items/" + victim);
+    CHECK(d.status == 200);
+    CHECK(http(srv.port, "DELETE", "/v1/memory/items/" + victim).status == 404);
+    json t = http(srv.port, "GET", "/v1/memory/changes?since=" + cursor).j();
+    REQUIRE(t["items"].size() == 1);
+    CHECK(t["items"][0] == json({{"id", victim}, {"deleted", true}}));
+
+    // The feed survives a restart, and the same request id is still a duplicate.
+    kill(srv.pid, SIGTERM);
+    REQUIRE(srv.wait_exit(5000) >= 0);
+    ServerProc again(base_args(tmp));
+    CHECK(http(again.port, "GET", "/v1/memory/changes?since=0").j()["items"].size() == page["items"].size() + 1);
+    CHECK(http(again.port, "POST", "/v1/memory/requests", body).j()["status"] == "duplicate");
+}
+
+TEST_CASE("tandem-cloud: long poll waits for new items, or for the timeout") {
+    TempDir tmp;
+    write_corpus(tmp);
+    ServerProc srv(base_args(tmp));
+    Resp idle = http(srv.port, "GET", "/v1/memory/changes?since=0&wait=1");
+    CHECK(idle.status == 200);
+    CHECK(idle.j()["items"].empty());
+    CHECK(idle.seconds >= 0.9);
+    CHECK(idle.seconds < 5);
+
+    auto poll = std::async(std::launch::async, [&] { return http(srv.port, "GET", "/v1/memory/changes?since=0&wait=20"); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    CHECK(http(srv.port, "POST", "/v1/memory/requests", mem_request("lp", "nuclear weapons treaty").dump()).status == 202);
+    Resp r = poll.get();
+    REQUIRE(r.status == 200);
+    CHECK(r.seconds < 10);
+    REQUIRE(r.j()["items"].size() >= 1);
+    CHECK(r.j()["items"][0]["source"]["doc_id"] == "nuclear.md");
+}
+
+TEST_CASE("tandem-cloud: bearer auth, bad requests, size limit, unknown routes, chat 501") {
+    TempDir tmp;
+    write_corpus(tmp);
+    std::vector<std::string> args = base_args(tmp);
+    args.insert(args.end(), {"--token", "s3cret", "--max-body", "4096"});
+    ServerProc srv(args);
+    CHECK(http(srv.port, "GET", "/health").status == 200);  // liveness needs no token
+    Resp no = http(srv.port, "GET", "/v1/memory/changes");
+    CHECK(no.status == 401);
+    CHECK(no.j()["error"]["type"] == "authentication_error");
+    CHECK(no.headers["www-authenticate"] == "Bearer");
+    CHECK(http(srv.port, "GET", "/v1/memory/changes", "", "wrong").status == 401);
+    CHECK(http(srv.port, "GET", "/v1/memory/changes", "", "s3cret").status == 200);
+
+    Resp bad = http(srv.port, "POST", "/v1/memory/requests", "{\"request_id\": ", "s3cret");
+    CHECK(bad.status == 400);
+    CHECK(bad.j()["error"]["message"].get<std::string>().find("malformed JSON") != std::string::npos);
+    CHECK(http(srv.port, "POST", "/v1/memory/requests", "[1,2]", "s3cret").status == 400);
+    CHECK(http(srv.port, "POST", "/v1/memory/requests", "{\"context\": \"x\"}", "s3cret").status == 400);
+    CHECK(http(srv.port, "POST", "/v1/memory/requests", mem_request("x", "y", 0).dump(), "s3cret").status == 400);
+    CHECK(http(srv.port, "GET", "/v1/memory/changes?since=abc", "", "s3cret").status == 400);
+    CHECK(http(srv.port, "GET", "/v1/memory/changes?limit=0", "", "s3cret").status == 400);
+    CHECK(http(srv.port, "GET", "/v1/memory/changes?wait=-1", "", "s3cret").status == 400);
+
+    Resp big = http(srv.port, "POST", "/v1/memory/requests", mem_request("big", std::string(10000, 'a')).dump(), "s3cret");
+    CHECK(big.status == 413);
+    CHECK(big.j()["error"]["message"].get<std::string>().find("4096") != std::string::npos);
+    Resp big100 = http(srv.port, "POST", "/v1/memory/requests", mem_request("big", std::string(10000, 'a')).dump(),
+                       "s3cret", "Expect: 100-continue\r\n");
+    CHECK(big100.status == 413);
+
+    CHECK(http(srv.port, "GET", "/nope", "", "s3cret").status == 404);
+    CHECK(http(srv.port, "GET", "/admin/faults", "", "s3cret").status == 404);  // no --enable-admin
+    CHECK(http(srv.port, "PUT", "/v1/memory/requests", "{}", "s3cret").status == 405);
+    Resp chat = http(srv.port, "POST", "/v1/chat/completions", "{\"messages\": []}", "s3cret");
+    CHECK(chat.status == 501);
+    CHECK(chat.j()["error"]["type"] == "not_implemented");
+    CHECK(http(srv.port, "GET", "/health").j()["status"] == "ok");  // still serving
+}
+
+TEST_CASE("tandem-cloud: injected faults, in queue order") {
+    TempDir tmp;
+    write_corpus(tmp);
+    std::vector<std::string> args = base_args(tmp);
+    args.insert(args.end(), {"--enable-admin", "--faults", "/v1/memory/requests=drop"});
+    ServerProc srv(args);
+    // drop on POST: the client sees a short body, but the request was processed.
+    std::string body = mem_request("f1", "island states").dump();
+    Resp dropped = http(srv.port, "POST", "/v1/memory/requests", body);
+    CHECK(dropped.status == 202);
+    CHECK(dropped.body.size() < dropped.content_length);
+    CHECK(http(srv.port, "POST", "/v1/memory/requests", body).j()["status"] == "duplicate");
+    wait_done(srv.port, "f1");
+
+    json spec = {{"path", "/v1/memory/changes"},
+                 {"faults", {"429:7", "503", "truncate", "badjson", "delay:400", "reset", "drop"}}};
+    Resp set = http(srv.port, "POST", "/admin/faults", spec.dump());
+    REQUIRE(set.status == 200);
+    CHECK(set.j()["faults"]["/v1/memory/changes"].size() == 7);
+    CHECK(http(srv.port, "POST", "/admin/faults", "{\"path\": \"/x\", \"faults\": [\"bogus\"]}").status == 400);
+
+    const std::string target = "/v1/memory/changes?since=0";
+    Resp r429 = http(srv.port, "GET", target);
+    CHECK(r429.status == 429);
+    CHECK(r429.headers["retry-after"] == "7");
+    CHECK(http(srv.port, "GET", target).status == 503);
+    Resp tr = http(srv.port, "GET", target);
+    CHECK(tr.status == 200);
+    CHECK(tr.body.size() == tr.content_length);
+    CHECK_THROWS(tr.j());
+    Resp bj = http(srv.port, "GET", target);
+    CHECK(bj.status == 200);
+    CHECK_THROWS(bj.j());
+    Resp slow = http(srv.port, "GET", target);
+    CHECK(slow.status == 200);
+    CHECK(slow.seconds >= 0.39);
+    CHECK(slow.j()["items"].size() >= 1);
+    Resp reset = http(srv.port, "GET", target);
+    CHECK(reset.status == 0);
+    CHECK(reset.body.empty());
+    Resp drop = http(srv.port, "GET", target);
+    CHECK(drop.status == 200);
+    CHECK(drop.body.size() < drop.content_length);
+    // The queue is empty again: normal service.
+    Resp ok = http(srv.port, "GET", target);
+    CHECK(ok.status == 200);
+    CHECK(ok.j()["items"].size() >= 1);
+    CHECK(http(srv.port, "GET", "/admin/faults").j()["faults"].empty());
+}
+
+TEST_CASE("tandem-cloud: SIGTERM answers a waiting long poll and exits 0") {
+    TempDir tmp;
+    write_corpus(tmp);
+    ServerProc srv(base_args(tmp));
+    auto poll = std::async(std::launch::async, [&] { return http(srv.port, "GET", "/v1/memory/changes?wait=25"); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    REQUIRE(kill(srv.pid, SIGTERM) == 0);
+    Resp r = poll.get();
+    CHECK(r.status == 200);
+    CHECK(r.seconds < 5);
+    int status = srv.wait_exit(5000);
+    REQUIRE(status >= 0);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("tandem-cloud: --model is refused clearly; bad corpus and bad flags fail") {
+    TempDir tmp;
+    write_corpus(tmp);
+    {
+        std::vector<std::string> args = base_args(tmp);
+        args.insert(args.end(), {"--model", "x.gguf"});
+        ServerProc p(args, false);
+        int st = p.wait_exit(10000);
+        REQUIRE(st >= 0);
+        CHECK(WEXITSTATUS(st) == 2);
+    }
+    {
+        ServerProc p({"--port", "0", "--corpus", tmp.file("missing"), "--db", tmp.file("x.db")}, false);
+        int st = p.wait_exit(10000);
+        REQUIRE(st >= 0);
+        CHECK(WEXITSTATUS(st) == 1);
+    }
+    {
+        ServerProc p({"--port", "0", "--corpus", tmp.file("corpus"), "--db", tmp.file("x.db"), "--faults", "/a=nope"}, false);
+        int st = p.wait_exit(10000);
+        REQUIRE(st >= 0);
+        CHECK(WEXITSTATUS(st) == 2);
+    }
+}
+
+TEST_CASE("tandem-cloud: the UNGD corpus (.jsonl.xz) with --max-year") {
+    std::string corpus = tandem_test::shared_path("corpus/ungd.jsonl.xz");
+    REQUIRE_MESSAGE(access(corpus.c_str(), R_OK) == 0, "missing test data " << corpus);
+    TempDir tmp;
+    ServerProc srv({"--port", "0", "--corpus", corpus, "--db", tmp.file("ungd.db"), "--max-year", "1947"});
+    json h = http(srv.port, "GET", "/health").j();
+    CHECK(h["docs"].get<int>() > 50);
+    CHECK(h["docs"].get<int>() < 200);
+    REQUIRE(http(srv.port, "POST", "/v1/memory/requests", mem_request("u1", "the control of atomic energy", 4).dump()).status == 202);
+    wait_done(srv.port, "u1");
+    json page = http(srv.port, "GET", "/v1/memory/changes").j();
+    REQUIRE(page["items"].size() >= 1);
+    for (const json& it : page["items"]) {
+        std::string title = it["source"]["title"];
+        INFO(title);
+        CHECK(std::regex_match(title, std::regex("[A-Z]{3} 194[67] \\(UNGA [12]\\)")));
+        CHECK(it["text"].get<std::string>().size() <= 280);
+    }
+}

@@ -1,0 +1,287 @@
+// GPU tests of the decode kernels against float64 references on fresh random inputs.
+// Outputs are poisoned (NaN) before each launch; every element must be written and finite.
+// Without a CUDA device every case is skipped (doctest skip), saying so.
+#include "fp16_decode.cuh"
+#include "turbo_prefill.cuh"
+#include "turbo_decode.cuh"
+#include "tandem/quant_types.h"
+#include "tandem/turbo_attention.h"
+
+#include <doctest/doctest.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+using namespace tandem;
+
+namespace {
+
+bool has_gpu() {
+    int n = 0;
+    return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+const bool kNoGpu = !has_gpu();
+
+#define CK(x) REQUIRE((x) == cudaSuccess)
+
+template <class T>
+T* upload(const std::vector<T>& v) {
+    T* d = nullptr;
+    CK(cudaMalloc(&d, v.size() * sizeof(T) + 16));
+    CK(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+    return d;
+}
+
+double rel(const std::vector<float>& a, const std::vector<double>& r) {
+    double n = 0, d = 0;
+    for (size_t i = 0; i < a.size(); ++i) n += (a[i] - r[i]) * (a[i] - r[i]), d += r[i] * r[i];
+    return std::sqrt(n / d);
+}
+
+bool all_finite(const std::vector<float>& a) {
+    for (float x : a)
+        if (!std::isfinite(x)) return false;
+    return true;
+}
+
+uint32_t fresh_seed() {
+    const uint32_t s = std::random_device{}();
+    std::printf("seed %u\n", s);
+    return s;
+}
+
+// Random K/V for one token: keys with outlier channels, as in the CPU test.
+void token_kv(std::mt19937& rng, int H, int D, float* k, float* v, float peak = 1.0f) {
+    std::normal_distribution<float> nd;
+    for (int i = 0; i < H * D; ++i) {
+        k[i] = nd(rng) * ((i % D) % 17 == 3 ? 6.0f : 1.0f) * peak;
+        v[i] = nd(rng);
+    }
+}
+
+// peak >= 0: token `peak` of every sequence gets keys = 4 x the group's summed queries, so
+// every other tile
+// falls under the SAS threshold and is skipped (V not read).
+struct TurboCase { int D, Hkv, G; std::vector<int> lens; float frac; int splits; int peak = -1; };
+
+}  // namespace
+
+TEST_CASE("cuda: device present" * doctest::skip(false)) {
+    if (kNoGpu) {
+        std::printf("skipped: no CUDA device\n");
+        MESSAGE("skipped: no CUDA device");
+    }
+}
+
+TEST_CASE("cuda: turbo decode vs CPU twin and float64" * doctest::skip(kNoGpu)) {
+    std::mt19937 rng(fresh_seed());
+    const TurboCase cases[] = {
+        {128, 2, 4, {1, 64, 1000, 2077}, 0.25f, 0},
+        {128, 2, 7, {130, 777}, 0.5f, 0},
+        {64, 4, 4, {63, 1500, 64 * 9}, 0.25f, 0},
+        {128, 1, 8, {3000}, 0.0f, 1},
+        {64, 2, 1, {333}, 1.0f, 0},
+        {128, 2, 4, {4000, 1999}, 0.25f, 0, 1500},
+    };
+    for (const auto& tc : cases) {
+        TurboConfig c;
+        c.head_dim = tc.D;
+        const int B = (int)tc.lens.size(), Hq = tc.Hkv * tc.G, D = tc.D;
+        int max_len = 0;
+        for (int l : tc.lens) max_len = std::max(max_len, l);
+        max_len = (max_len + 63) / 64 * 64;
+        std::vector<double> pr(tc.Hkv);
+        for (auto& x : pr) x = std::uniform_real_distribution<double>(0, 1)(rng);
+        TurboKvCache cache(c, B, tc.Hkv, max_len, turbo_choose_bits(pr, tc.frac));
+        std::vector<float> q((size_t)B * Hq * D), out(q.size(), NAN), ref(q.size());
+        std::normal_distribution<float> nd;
+        for (auto& x : q) x = nd(rng);
+        std::vector<float> k((size_t)tc.Hkv * D), v((size_t)tc.Hkv * D);
+        for (int b = 0; b < B; ++b)
+            for (int t = 0; t < tc.lens[b]; ++t) {
+                token_kv(rng, tc.Hkv, D, k.data(), v.data());
+                if (t == tc.peak)
+                    for (int h = 0; h < tc.Hkv; ++h)
+                        for (int d = 0; d < D; ++d) {  // 4 x the sum of the group's queries
+                            float sum = 0.0f;
+                            for (int g = 0; g < tc.G; ++g) sum += q[((size_t)b * Hq + h * tc.G + g) * D + d];
+                            k[h * D + d] = 4.0f * sum;
+                        }
+                cache.append(b, k.data(), v.data());
+            }
+        TurboDecodeParams p;
+        p.q = upload(q);
+        p.out = upload(out);  // poison
+        p.blocks = upload(cache.blocks());
+        p.recent_k = upload(cache.recent_k());
+        p.recent_v = upload(cache.recent_v());
+        p.recent_ks = upload(cache.recent_k_scale());
+        p.recent_vs = upload(cache.recent_v_scale());
+        p.seq_len = upload(tc.lens);
+        p.batch = B;
+        p.n_q_heads = Hq;
+        p.max_len = max_len;
+        p.layout = cache.layout();
+        p.poly_degree = c.poly_degree;
+        p.threshold = c.threshold;
+        p.n_splits = tc.splits;
+        std::vector<float> ws(turbo_decode_workspace_floats(p), NAN);
+        p.workspace = upload(ws);
+        turbo_decode_cuda(p, 0);
+        CK(cudaDeviceSynchronize());
+        CK(cudaMemcpy(out.data(), p.out, out.size() * 4, cudaMemcpyDeviceToHost));
+        CHECK(all_finite(out));
+        double worst_twin = 0, worst_f64 = 0;
+        for (int b = 0; b < B; ++b) {
+            const int L = tc.lens[b];
+            std::vector<float> o(out.begin() + (size_t)b * Hq * D, out.begin() + (size_t)(b + 1) * Hq * D);
+            std::vector<float> r((size_t)Hq * D), kd((size_t)tc.Hkv * L * D), vd(kd.size());
+            turbo_decode_ref(cache, b, q.data() + (size_t)b * Hq * D, Hq, r.data());
+            std::vector<double> rt(r.begin(), r.end()), e((size_t)Hq * D);
+            cache.dequantize(b, kd.data(), vd.data());
+            attention_exact_f64(q.data() + (size_t)b * Hq * D, kd.data(), vd.data(), Hq, tc.Hkv, L, D, e.data());
+            worst_twin = std::max(worst_twin, rel(o, rt));
+            worst_f64 = std::max(worst_f64, rel(o, e));
+        }
+        std::printf("turbo decode D=%d Hkv=%d G=%d frac=%.2f peak=%d: rel err vs CPU twin %.2e, vs float64 on the cache %.2e\n",
+                    D, tc.Hkv, tc.G, tc.frac, tc.peak, worst_twin, worst_f64);
+        // The twin thresholds against the global max, the kernel against its running max
+        // (keeping a few more terms); both use the same SAS polynomial. FP16 tensor-core
+        // operands (q * key scale, p * value scale) add ~1e-3.
+        CHECK(worst_twin < 1e-2);
+        CHECK(worst_f64 < 1e-2);
+        for (void* ptr : {(void*)p.q, (void*)p.out, (void*)p.blocks, (void*)p.recent_k, (void*)p.recent_v,
+                          (void*)p.recent_ks, (void*)p.recent_vs, (void*)p.seq_len, (void*)p.workspace})
+            CK(cudaFree(ptr));
+    }
+}
+
+TEST_CASE("cuda: fp16 decode vs float64, any split count" * doctest::skip(kNoGpu)) {
+    std::mt19937 rng(fresh_seed());
+    for (int D : {128, 64})
+        for (int G : {4, 8}) {
+            const int B = 3, Hkv = 2, Hq = Hkv * G, max_len = 2100;
+            const std::vector<int> lens = {2100, 1, 777};
+            std::vector<uint16_t> k16((size_t)B * Hkv * max_len * D), v16(k16.size());
+            std::normal_distribution<float> nd;
+            for (size_t i = 0; i < k16.size(); ++i) k16[i] = fp32_to_fp16(nd(rng)), v16[i] = fp32_to_fp16(nd(rng));
+            std::vector<float> q((size_t)B * Hq * D);
+            for (auto& x : q) x = nd(rng);
+            Fp16DecodeParams p;
+            p.q = upload(q);
+            p.k = upload(k16);
+            p.v = upload(v16);
+            p.seq_len = upload(lens);
+            p.batch = B, p.n_q_heads = Hq, p.n_kv_heads = Hkv, p.head_dim = D, p.max_len = max_len;
+            for (int splits : {0, 1, 7}) {
+                p.n_splits = splits;
+                std::vector<float> out((size_t)B * Hq * D, NAN), ws(fp16_decode_workspace_floats(p), NAN);
+                p.out = upload(out);
+                p.workspace = upload(ws);
+                fp16_decode_cuda(p, 0);
+                CK(cudaDeviceSynchronize());
+                CK(cudaMemcpy(out.data(), p.out, out.size() * 4, cudaMemcpyDeviceToHost));
+                CHECK(all_finite(out));
+                double worst = 0;
+                for (int b = 0; b < B; ++b) {
+                    const int L = lens[b];
+                    std::vector<float> kf((size_t)Hkv * L * D), vf(kf.size());
+                    for (int h = 0; h < Hkv; ++h)
+                        for (int t = 0; t < L; ++t)
+                            for (int d = 0; d < D; ++d) {
+                                const size_t src = (((size_t)b * Hkv + h) * max_len + t) * D + d;
+                                kf[((size_t)h * L + t) * D + d] = fp16_to_fp32(k16[src]);
+                                vf[((size_t)h * L + t) * D + d] = fp16_to_fp32(v16[src]);
+                            }
+                    std::vector<double> e((size_t)Hq * D);
+                    attention_exact_f64(q.data() + (size_t)b * Hq * D, kf.data(), vf.data(), Hq, Hkv, L, D, e.data());
+                    std::vector<float> o(out.begin() + (size_t)b * Hq * D, out.begin() + (size_t)(b + 1) * Hq * D);
+                    worst = std::max(worst, rel(o, e));
+                }
+                std::printf("fp16 decode D=%d G=%d splits=%d: rel err vs float64 %.2e\n", D, G, splits, worst);
+                CHECK(worst < 1e-4);  // float32 arithmetic on exact fp16 inputs (scalar FP16 path)
+                CK(cudaFree(p.out));
+                CK(cudaFree(p.workspace));
+            }
+            CK(cudaFree((void*)p.q)); CK(cudaFree((void*)p.k)); CK(cudaFree((void*)p.v)); CK(cudaFree((void*)p.seq_len));
+        }
+}
+
+TEST_CASE("cuda: turbo prefill (INT8 Q.K^T, SAS, causal) vs float64" * doctest::skip(kNoGpu)) {
+    std::mt19937 rng(fresh_seed());
+    for (int D : {128, 64}) {
+        const int B = 2, Hkv = 2, G = 4, Hq = Hkv * G, L = 256;
+        std::normal_distribution<float> nd;
+        std::vector<uint16_t> q16((size_t)B * Hq * L * D), k16((size_t)B * Hkv * L * D), v16(k16.size());
+        for (auto& x : q16) x = fp32_to_fp16(nd(rng));
+        for (auto& x : k16) x = fp32_to_fp16(nd(rng));
+        for (auto& x : v16) x = fp32_to_fp16(nd(rng));
+        std::vector<float> out(q16.size(), NAN);
+        TurboPrefillParams p;
+        p.q = upload(q16);
+        p.k = upload(k16);
+        p.v = upload(v16);
+        p.out = upload(out);
+        p.batch = B, p.n_q_heads = Hq, p.n_kv_heads = Hkv, p.head_dim = D, p.len = L;
+        void* ws = nullptr;
+        CK(cudaMalloc(&ws, turbo_prefill_workspace_bytes(p)));
+        p.workspace = ws;
+        turbo_prefill_cuda(p, 0);
+        CK(cudaDeviceSynchronize());
+        CK(cudaMemcpy(out.data(), p.out, out.size() * 4, cudaMemcpyDeviceToHost));
+        CHECK(all_finite(out));
+        // float64 causal reference
+        double num = 0, den = 0;
+        std::vector<double> sc(L);
+        for (int b = 0; b < B; ++b)
+            for (int h = 0; h < Hq; ++h)
+                for (int i = 0; i < L; ++i) {
+                    const uint16_t* qr = &q16[(((size_t)b * Hq + h) * L + i) * D];
+                    const size_t kvb = ((size_t)b * Hkv + h / G) * L;
+                    double m = -1e300, l = 0;
+                    for (int t = 0; t <= i; ++t) {
+                        double acc = 0;
+                        for (int d = 0; d < D; ++d) acc += (double)fp16_to_fp32(qr[d]) * fp16_to_fp32(k16[(kvb + t) * D + d]);
+                        sc[t] = acc / std::sqrt((double)D);
+                        m = std::max(m, sc[t]);
+                    }
+                    for (int d = 0; d < D; ++d) {
+                        double o = 0;
+                        if (d == 0) l = 0;
+                        for (int t = 0; t <= i; ++t) {
+                            const double w = std::exp(sc[t] - m);
+                            if (d == 0) l += w;
+                            o += w * fp16_to_fp32(v16[(kvb + t) * D + d]);
+                        }
+                        // l is complete after d == 0's pass
+                        const double ref = o / l;
+                        const double got = out[(((size_t)b * Hq + h) * L + i) * D + d];
+                        num += (got - ref) * (got - ref);
+                        den += ref * ref;
+                    }
+                }
+        const double err = std::sqrt(num / den);
+        std::printf("turbo prefill D=%d L=%d: rel err vs float64 %.2e\n", D, L, err);
+        CHECK(err < 2e-2);  // blockwise INT8 Q and K, FP16 P, SAS
+        CK(cudaFree((void*)p.q)); CK(cudaFree((void*)p.k)); CK(cudaFree((void*)p.v)); CK(cudaFree(p.out)); CK(cudaFree(ws));
+    }
+}
+
+TEST_CASE("cuda: bad parameters are refused with a message" * doctest::skip(kNoGpu)) {
+    TurboDecodeParams p;
+    CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("null"), TurboError);
+    Fp16DecodeParams f;
+    float* dummy = nullptr;
+    CK(cudaMalloc(&dummy, 1024));
+    f.q = f.out = f.workspace = dummy;
+    f.k = f.v = (const uint16_t*)dummy;
+    f.seq_len = (const int*)dummy;
+    f.batch = 1, f.n_q_heads = 18, f.n_kv_heads = 2, f.head_dim = 128, f.max_len = 10;
+    CHECK_THROWS_WITH_AS(fp16_decode_cuda(f, 0), doctest::Contains("n_q_heads"), TurboError);
+    f.n_q_heads = 8, f.head_dim = 96;
+    CHECK_THROWS_WITH_AS(fp16_decode_cuda(f, 0), doctest::Contains("head_dim"), TurboError);
+    CK(cudaFree(dummy));
+}
