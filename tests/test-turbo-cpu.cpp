@@ -290,3 +290,35 @@ TEST_CASE("turbo: bad configurations and overflow give clear errors") {
     CHECK_THROWS_WITH_AS(cache.append(0, k.data(), v.data()), doctest::Contains("full"), TurboError);
     CHECK_THROWS_AS(cache.append(3, k.data(), v.data()), TurboError);
 }
+
+TEST_CASE("turbo: prefill twin (blockwise INT8 Q.K, SAS, FP16 P) vs float64, causal") {
+    std::mt19937 rng(7);
+    std::normal_distribution<float> nd;
+    const int Hq = 4, Hkv = 2, L = 128, D = 64;
+    std::vector<float> q((size_t)Hq * L * D), k((size_t)Hkv * L * D), v(k.size()), out(q.size(), NAN);
+    for (auto& x : q) x = nd(rng);
+    for (auto& x : k) x = nd(rng);
+    for (auto& x : v) x = nd(rng);
+    turbo_prefill_ref(q.data(), k.data(), v.data(), Hq, Hkv, L, D, 3, -16.0f, out.data());
+    // float64 causal reference, row by row through attention_exact_f64 on the prefix
+    double num = 0, den = 0;
+    for (int h = 0; h < Hq; ++h)
+        for (int i = 0; i < L; ++i) {
+            std::vector<float> kp((size_t)(i + 1) * D), vp(kp.size());
+            const size_t kv = (size_t)(h / (Hq / Hkv)) * L * D;
+            std::copy(k.begin() + kv, k.begin() + kv + (size_t)(i + 1) * D, kp.begin());
+            std::copy(v.begin() + kv, v.begin() + kv + (size_t)(i + 1) * D, vp.begin());
+            std::vector<double> ref(D);
+            attention_exact_f64(&q[((size_t)h * L + i) * D], kp.data(), vp.data(), 1, 1, i + 1, D, ref.data());
+            for (int d = 0; d < D; ++d) {
+                const double g = out[((size_t)h * L + i) * D + d];
+                num += (g - ref[d]) * (g - ref[d]);
+                den += ref[d] * ref[d];
+            }
+        }
+    const double err = std::sqrt(num / den);
+    std::printf("prefill twin: rel err vs float64 %.2e\n", err);
+    CHECK(err < 2e-2);  // the CUDA prefill measured 1.0e-2 on the H100 (same rounding steps)
+    CHECK(err > 1e-4);  // INT8 Q/K really are quantized: the twin is not the exact path
+    CHECK_THROWS_AS(turbo_prefill_ref(q.data(), k.data(), v.data(), Hq, Hkv, 100, D, 3, -16.0f, out.data()), TurboError);
+}

@@ -25,16 +25,19 @@ constexpr int kMaxT = 4;  // tokens per tile
 // ---- float weights x f32 activations -------------------------------------------------------
 
 struct LoadF32 {
+    static constexpr int kBytes = 4;
     TGT static __m256 load8(const void* w, int64_t i) { return _mm256_loadu_ps((const float*)w + i); }
     static float load1(const void* w, int64_t i) { return ((const float*)w)[i]; }
 };
 struct LoadF16 {
+    static constexpr int kBytes = 2;
     TGT static __m256 load8(const void* w, int64_t i) {
         return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)((const half_bits*)w + i)));
     }
     TGT static float load1(const void* w, int64_t i) { return h2f(((const half_bits*)w)[i]); }
 };
 struct LoadBF16 {
+    static constexpr int kBytes = 2;
     TGT static __m256 load8(const void* w, int64_t i) {
         const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)((const uint16_t*)w + i)));
         return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
@@ -52,11 +55,13 @@ TGT void dot_float(int64_t n, const void* w, const void* const* xv, float* out) 
     for (int u = 0; u < U; u++)
         for (int t = 0; t < T; t++) acc[u][t] = _mm256_setzero_ps();
     int64_t i = 0;
-    for (; i + 8 * U <= n; i += 8 * U)
+    for (; i + 8 * U <= n; i += 8 * U) {
+        for (int off = 0; off < 8 * U * L::kBytes; off += 64) prefetch_ahead((const char*)w + i * L::kBytes + off);
         for (int u = 0; u < U; u++) {
             const __m256 wv = L::load8(w, i + 8 * u);
             for (int t = 0; t < T; t++) acc[u][t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x[t] + i + 8 * u), acc[u][t]);
         }
+    }
     for (; i + 8 <= n; i += 8) {
         const __m256 wv = L::load8(w, i);
         for (int t = 0; t < T; t++) acc[0][t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x[t] + i), acc[0][t]);
@@ -103,6 +108,7 @@ TGT void dot_q32(int64_t n, const void* w, const void* const* xv, float* out) {
     for (int t = 0; t < T; t++) { acc0[t] = acc1[t] = _mm256_setzero_ps(); off0[t] = off1[t] = 0; }
     int64_t i = 0;
     for (; i + 2 <= nb; i += 2) {
+        prefetch_ahead(b + i);
         q32_step<U, T>(b[i], x, i, acc0, off0);
         q32_step<U, T>(b[i + 1], x, i + 1, acc1, off1);
     }
@@ -121,6 +127,8 @@ TGT void dot_qk(int64_t n, const void* w, const void* const* xv, float* out) {
     for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
     KUnpacked u;
     for (int64_t i = 0; i < n / QK_K; i++) {
+        prefetch_ahead(b + i);
+        prefetch_ahead((const char*)(b + i) + 64);
         U::unpack(b[i], u);
         for (int t = 0; t < T; t++) {
             const block_q8k& y = x[t][i];

@@ -1,11 +1,11 @@
 // The "avx512-vnni" path: AVX-512 F/BW + VNNI kernels (Intel Ice Lake / Sapphire Rapids, AMD
 // Zen 4 and later). Same structure as cpu_dot_avx2.cpp (one weight row x T <= 4 tokens; see
 // there), twice the width:
-//   - 32-block types: two blocks per zmm; vpdpbusd multiplies the u8 weight levels with the
-//     i8 activations and sums groups of 4 straight into i32 (Q8_0 is made unsigned by q ^ 0x80
-//     and the +128 is taken back with the activation sums).
-//   - K-quants: vpmaddubsw then vpdpwssd with the i16 per-16 scales (madd + add in one).
+//   - Q8_0: two blocks per zmm; vpdpbusd multiplies the weights made unsigned (q ^ 0x80) with
+//     the i8 activations and sums groups of 4 straight into i32; the +128 is taken back with
+//     the activation sums. (The q32 kernel is generic over the 32-block unpackers.)
 //   - float types: 16 lanes, masked tail.
+//   - the 4/5-bit and K-quant types use the AVX2 kernels (see kUseAvx2 below for why).
 // Every function carries the target attribute; nothing runs unless cpu_features() said yes.
 #include <immintrin.h>
 
@@ -33,10 +33,12 @@ TGT inline __m512i combine(__m256i lo, __m256i hi) {
 // ---- float weights x f32 activations -------------------------------------------------------
 
 struct LoadF32 {
+    static constexpr int kBytes = 4;
     TGT static __m512 load16(const void* w, int64_t i) { return _mm512_loadu_ps((const float*)w + i); }
     TGT static __m512 loadm(const void* w, int64_t i, __mmask16 m) { return _mm512_maskz_loadu_ps(m, (const float*)w + i); }
 };
 struct LoadF16 {
+    static constexpr int kBytes = 2;
     TGT static __m512 load16(const void* w, int64_t i) {
         return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)((const half_bits*)w + i)));
     }
@@ -45,6 +47,7 @@ struct LoadF16 {
     }
 };
 struct LoadBF16 {
+    static constexpr int kBytes = 2;
     TGT static __m512 widen(__m256i v) {
         return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
     }
@@ -65,11 +68,13 @@ TGT void dot_float(int64_t n, const void* w, const void* const* xv, float* out) 
     for (int u = 0; u < U; u++)
         for (int t = 0; t < T; t++) acc[u][t] = _mm512_setzero_ps();
     int64_t i = 0;
-    for (; i + 16 * U <= n; i += 16 * U)
+    for (; i + 16 * U <= n; i += 16 * U) {
+        for (int off = 0; off < 16 * U * L::kBytes; off += 64) prefetch_ahead((const char*)w + i * L::kBytes + off);
         for (int u = 0; u < U; u++) {
             const __m512 wv = L::load16(w, i + 16 * u);
             for (int t = 0; t < T; t++) acc[u][t] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x[t] + i + 16 * u), acc[u][t]);
         }
+    }
     for (; i < n; i += 16) {
         const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
         const __m512 wv = L::loadm(w, i, m);
@@ -126,6 +131,8 @@ TGT void dot_q32(int64_t n, const void* w, const void* const* xv, float* out) {
     for (int t = 0; t < T; t++) { acc0[t] = acc1[t] = _mm512_setzero_ps(); off0[t] = off1[t] = 0; }
     int64_t i = 0;
     for (; i + 4 <= nb; i += 4) {
+        prefetch_ahead(b + i);
+        prefetch_ahead(b + i + 2);
         q32_pair<U, T>(b, x, i, true, acc0, off0);
         q32_pair<U, T>(b, x, i + 2, true, acc1, off1);
     }
@@ -133,43 +140,6 @@ TGT void dot_q32(int64_t n, const void* w, const void* const* xv, float* out) {
     if (i < nb) q32_pair<U, T>(b, x, i, false, acc1, off1);
     for (int t = 0; t < T; t++)
         out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[t], acc1[t])) + (off0[t] + off1[t]);
-}
-
-// ---- K-quant weights x block_q8k -----------------------------------------------------------
-
-template <class U, int T>
-TGT void dot_qk(int64_t n, const void* w, const void* const* xv, float* out) {
-    const typename U::Block* b = (const typename U::Block*)w;
-    const block_q8k* x[T];
-    for (int t = 0; t < T; t++) x[t] = (const block_q8k*)xv[t];
-    __m512 acc[T];
-    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
-    KUnpacked u;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        U::unpack(b[i], u);
-        __m512i q[4], sc[4];
-        for (int k = 0; k < 4; k++) {
-            q[k] = combine(u.q[2 * k], u.q[2 * k + 1]);
-            sc[k] = combine(u.sc[2 * k], u.sc[2 * k + 1]);
-        }
-        const __m512i mcoef = _mm512_zextsi256_si512(u.mcoef);
-        for (int t = 0; t < T; t++) {
-            const block_q8k& y = x[t][i];
-            __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
-            for (int k = 0; k < 4; k += 2) {
-                const __m512i y0 = _mm512_loadu_si512((const void*)(y.qs + 64 * k));
-                const __m512i y1 = _mm512_loadu_si512((const void*)(y.qs + 64 * k + 64));
-                s0 = _mm512_dpwssd_epi32(s0, _mm512_maddubs_epi16(q[k], y0), sc[k]);
-                s1 = _mm512_dpwssd_epi32(s1, _mm512_maddubs_epi16(q[k + 1], y1), sc[k + 1]);
-            }
-            // mins: 16 i16 coefficients x 16 bsums in the low half (upper halves zero)
-            const __m512i bs = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i*)y.bsums));
-            const __m512i m = _mm512_madd_epi16(mcoef, bs);
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_set1_ps(u.d * y.d), acc[t]);
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(m), _mm512_set1_ps(u.cmin * y.d), acc[t]);
-        }
-    }
-    for (int t = 0; t < T; t++) out[t] = _mm512_reduce_add_ps(acc[t]);
 }
 
 // ---- the row x token-tile driver (as in cpu_dot_avx2.cpp) ------------------------------------
@@ -197,7 +167,13 @@ TGT void gemm(int64_t n, const void* W, size_t ldw, int64_t nr, const void* X, s
 
 template <class L> struct KFloat { template <int T> struct K { TGT static void run(int64_t n, const void* w, const void* const* x, float* o) { dot_float<L, T>(n, w, x, o); } }; };
 template <class U> struct KQ32 { template <int T> struct K { TGT static void run(int64_t n, const void* w, const void* const* x, float* o) { dot_q32<U, T>(n, w, x, o); } }; };
-template <class U> struct KQK { template <int T> struct K { TGT static void run(int64_t n, const void* w, const void* const* x, float* o) { dot_qk<U, T>(n, w, x, o); } }; };
+
+// Types where the 512-bit kernels measured slower than the AVX2 ones for decode (T = 1) on a
+// Sapphire Rapids class Xeon (bench/results/cpu-matmul.md): unpacking two 18-22 byte blocks into
+// one zmm costs more shuffles than the wider dot saves, and the K-quants' work is dominated by
+// the 256-bit unpack either way. This path runs the AVX2 kernels for them (the CPU has AVX2).
+static const GgmlType kUseAvx2[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
+                                    GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
 
 KernelSet make_avx512() {
     KernelSet k;
@@ -206,14 +182,8 @@ KernelSet make_avx512() {
     set(GgmlType::F32, gemm<KFloat<LoadF32>::K>);
     set(GgmlType::F16, gemm<KFloat<LoadF16>::K>);
     set(GgmlType::BF16, gemm<KFloat<LoadBF16>::K>);
-    set(GgmlType::Q4_0, gemm<KQ32<UnpQ4_0>::K>);
-    set(GgmlType::Q4_1, gemm<KQ32<UnpQ4_1>::K>);
-    set(GgmlType::Q5_0, gemm<KQ32<UnpQ5_0>::K>);
-    set(GgmlType::Q5_1, gemm<KQ32<UnpQ5_1>::K>);
     set(GgmlType::Q8_0, gemm<KQ32<UnpQ8_0>::K>);
-    set(GgmlType::Q4_K, gemm<KQK<UnpQ4_K>::K>);
-    set(GgmlType::Q5_K, gemm<KQK<UnpQ5_K>::K>);
-    set(GgmlType::Q6_K, gemm<KQK<UnpQ6_K>::K>);
+    for (GgmlType t : kUseAvx2) set(t, kernels_avx2().gemm[(uint32_t)t]);
     return k;
 }
 

@@ -25,6 +25,19 @@ TGT inline float hsum(__m256 v) {
 
 TGT inline float h2f(half_bits h) { return _cvtsh_ss(h); }
 
+// Software prefetch of the weight stream kPrefetchBytes ahead of the block being read: decode
+// reads each weight byte once, and the hardware prefetcher alone leaves the row-switch and
+// page-crossing misses exposed. Reading a little past the end of W is harmless (a prefetch never
+// faults).
+constexpr int kPrefetchBytes = 1024;
+TGT inline void prefetch_ahead(const void* p) {
+#ifndef TANDEM_NO_PREFETCH
+    _mm_prefetch((const char*)p + kPrefetchBytes, _MM_HINT_T0);
+#else
+    (void)p;
+#endif
+}
+
 // 16 bytes of packed nibbles -> 32 u8 levels: low nibbles (elements 0..15) then high (16..31).
 TGT inline __m256i nibbles32(const uint8_t* qs) {
     const __m128i v = _mm_loadu_si128((const __m128i*)qs);

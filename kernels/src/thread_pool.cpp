@@ -3,6 +3,7 @@
 #include "tandem/thread_pool.h"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
@@ -16,8 +17,10 @@
 
 namespace tandem {
 
-// About 20-100 microseconds of polling before a worker (or the waiting caller) goes to sleep.
-static constexpr int kSpinIterations = 20000;
+// How long an idle worker (or the waiting caller) polls before it sleeps on the condition
+// variable. Long enough to bridge the gap between the matvecs of one decode step (a few
+// microseconds), short enough not to burn a core between tokens on a laptop.
+static constexpr std::chrono::microseconds kSpinTime{50};
 
 static inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -25,6 +28,17 @@ static inline void cpu_relax() {
 #else
     std::this_thread::yield();
 #endif
+}
+
+// Polls done() for up to kSpinTime; returns its last value.
+template <class Pred>
+static bool spin_until(Pred done) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 1;; i++) {
+        if (done()) return true;
+        cpu_relax();
+        if ((i & 63) == 0 && std::chrono::steady_clock::now() - t0 > kSpinTime) return done();
+    }
 }
 
 // The job word packs (generation << 32 | next index): a worker claims a range with a CAS that
@@ -97,11 +111,8 @@ struct ThreadPool::Impl {
     void worker_loop() {
         uint32_t seen = 0;
         for (;;) {
-            uint32_t g = gen_of(job.load(std::memory_order_acquire));
-            for (int i = 0; g == seen && i < kSpinIterations; i++) {
-                cpu_relax();
-                g = gen_of(job.load(std::memory_order_acquire));
-            }
+            uint32_t g = seen;
+            spin_until([&] { return (g = gen_of(job.load(std::memory_order_acquire))) != seen; });
             if (g == seen) {
                 std::unique_lock<std::mutex> lk(m);
                 cv.wait(lk, [&] { return stop || gen_of(job.load(std::memory_order_acquire)) != seen; });
@@ -131,8 +142,7 @@ struct ThreadPool::Impl {
         }
         cv.notify_all();
         run_ranges(gen);
-        for (int i = 0; done.load(std::memory_order_acquire) != n && i < kSpinIterations; i++) cpu_relax();
-        if (done.load(std::memory_order_acquire) != n) {
+        if (!spin_until([&] { return done.load(std::memory_order_acquire) == n; })) {
             std::unique_lock<std::mutex> lk(m);
             done_cv.wait(lk, [&] { return done.load(std::memory_order_acquire) == n; });
         }

@@ -141,6 +141,11 @@ private:
 // global max, SAS probabilities, float accumulation. q, out: (n_q_heads, D).
 void turbo_decode_ref(const TurboKvCache& cache, int seq, const float* q, int n_q_heads,
                       float* out);
+// TurboAttention prefill twin for one sequence (causal, len % 64 == 0): Q and K to INT8 per
+// (head, 64 tokens), integer dot products, SAS, P rounded to FP16, as the CUDA kernel.
+// q, out: (Hq, len, D); k, v: (Hkv, len, D). Throws TurboError on a bad len.
+void turbo_prefill_ref(const float* q, const float* k, const float* v, int n_q_heads,
+                       int n_kv_heads, int len, int D, int degree, float threshold, float* out);
 // Exact softmax attention in float64. q: (Hq, D); k, v: (Hkv, len, D); out: (Hq, D).
 // Query head i reads KV head i / (Hq / Hkv).
 void attention_exact_f64(const float* q, const float* k, const float* v, int n_q_heads,
