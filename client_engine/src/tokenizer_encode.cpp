@@ -135,8 +135,7 @@ void Tokenizer::Impl::encode_spm(std::string_view text, std::vector<TokenId>& ou
     // No piece joins a character to a following U+2581 (checked at load), so no merge can cross
     // such a point: encode the words between them separately, with small, cache-resident heaps.
     size_t start = 0;
-    for (size_t i = 1; i + 3 <= text.size(); ++i) {
-        if (text.compare(i, 3, kSpmSpace) != 0) continue;
+    for (size_t i = text.find(kSpmSpace, 1); i != std::string_view::npos; i = text.find(kSpmSpace, i + 3)) {
         if (i >= 3 && text.compare(i - 3, 3, kSpmSpace) == 0) continue;  // inside a run of spaces
         encode_cached(uid, text.substr(start, i - start), out, segment);
         start = i;
