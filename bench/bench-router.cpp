@@ -16,6 +16,7 @@
 
 #include "tandem/router.h"
 #include "tandem/router_eval.h"
+#include "tandem/router_mlp.h"
 #include "tandem/router_synth.h"
 #include "tandem/router_train.h"
 
@@ -85,6 +86,8 @@ int main(int argc, char** argv) {
     RoutePolicy pol;
     pol.top_k = 5;
     Percentiles decide = time_calls(calls, [&](int i) { return router->decide(test.rows[i % nq].query, {}, pol).score; });
+    std::unique_ptr<MlpRouter> mlp_router = train_mlp_router(train, opt);
+    Percentiles mlp = time_calls(calls, [&](int i) { return mlp_router->score(test.rows[i % nq].query, {}); });
     RandomRouter rnd(0);
     Percentiles random = time_calls(calls, [&](int i) { return rnd.score(test.rows[i % nq].query, {}); });
 
@@ -99,6 +102,7 @@ int main(int argc, char** argv) {
     line("extract_features (baseline)", feat);
     line("LogisticRouter::score", score);
     line("Router::decide, top 5 features", decide);
+    line("MlpRouter::score (8 hidden)", mlp);
     line("RandomRouter::score", random);
     std::printf("\ntraining (trans labels, %d rows, L-BFGS): %.2f s\n\n", train_rows, train_s);
 
@@ -127,7 +131,7 @@ int main(int argc, char** argv) {
         double sd() const { return std::sqrt(std::max(0.0, apgr2 - apgr * apgr)); }
     };
     for (const Pair& p : pairs) {
-        Acc acc[4];  // det, prob, trans, random
+        Acc acc[5];  // det, prob, trans, random, mlp (trans labels)
         double q_local = 0, q_cloud = 0;
         for (int seed = 1; seed <= kSeeds; ++seed) {
             SynthOptions po;
@@ -146,16 +150,19 @@ int main(int argc, char** argv) {
                 EvalReport rep = evaluate_router(*r, te);
                 acc[(int)m].add(rep.drop_at_local, rep.apgr, r->training().t);
                 if (m == LabelMode::trans) {
+                    std::unique_ptr<MlpRouter> mr = train_mlp_router(tr, o);
+                    EvalReport mrep = evaluate_router(*mr, te);
+                    acc[4].add(mrep.drop_at_local, mrep.apgr, mr->training().t);
                     acc[3].add(rep.random_drop_at_local, rep.apgr_random, 0);
                     q_local += rep.q_local / kSeeds, q_cloud += rep.q_cloud / kSeeds;
                 }
             }
         }
-        const char* names[4] = {"r_det", "r_prob", "r_trans", "random (10 seeds)"};
-        for (int k = 0; k < 4; ++k) {
+        const char* names[5] = {"r_det", "r_prob", "r_trans", "random (10 seeds)", "r_trans, MLP (8 hidden)"};
+        for (int k : {0, 1, 2, 4, 3}) {
             std::printf("| %s | %.4f | %.4f | %s | %.2f | %.2f | %.2f | %.3f +- %.3f | ", p.name, q_local, q_cloud, names[k],
                         acc[k].drop[0], acc[k].drop[1], acc[k].drop[2], acc[k].apgr, acc[k].sd());
-            if (k < 3) std::printf("%.3f |\n", acc[k].t);
+            if (k != 3) std::printf("%.3f |\n", acc[k].t);
             else std::printf(" |\n");
         }
     }

@@ -1,7 +1,7 @@
 // `tandem router ...`: train, calibrate, evaluate and try a Hybrid LLM router (docs/router.md).
 //
 //   tandem router train --data FILE --labels det|prob|trans [--model M] --out ROUTER
-//                       [--hash-bits K] [--l2 L] [--threshold T]
+//                       [--kind logistic|mlp] [--hidden H] [--steps N] [--hash-bits K] [--l2 L] [--threshold T]
 //   tandem router calibrate --router ROUTER --data FILE (--cloud-fraction F | --max-drop D)
 //   tandem router eval --router ROUTER --data FILE --out DIR
 //   tandem router decide --router ROUTER [--private] [--offline] [--signal NAME=VALUE]... [--top K] QUERY...
@@ -18,6 +18,7 @@
 #include "commands.h"
 #include "tandem/router.h"
 #include "tandem/router_eval.h"
+#include "tandem/router_mlp.h"
 #include "tandem/router_synth.h"
 #include "tandem/router_train.h"
 
@@ -26,7 +27,7 @@ namespace tandem::cli {
 using json = nlohmann::json;
 
 static const char* kRouterUsage =
-    "tandem router train --data FILE --labels det|prob|trans [--model M] --out ROUTER [--hash-bits K] [--l2 L] [--threshold T]\n"
+    "tandem router train --data FILE --labels det|prob|trans [--model M] --out ROUTER [--kind logistic|mlp] [--hidden H] [--steps N] [--hash-bits K] [--l2 L] [--threshold T]\n"
     "  tandem router calibrate --router ROUTER --data FILE (--cloud-fraction F | --max-drop D)\n"
     "  tandem router eval --router ROUTER --data FILE --out DIR\n"
     "  tandem router decide --router ROUTER [--private] [--offline] [--signal NAME=VALUE]... [--top K] QUERY...\n"
@@ -45,14 +46,18 @@ static void write_text(const std::string& path, const std::string& text) {
 // ---- train --------------------------------------------------------------------------------
 
 static int router_train(const Args& args) {
-    std::string data, labels, model, out;
+    std::string data, labels, model, out, kind = "logistic";
     TrainOptions opt;
+    MlpOptions mlp;
     for (size_t i = 1; i < args.size(); ++i) {
         const std::string& a = args[i];
         if (a == "--data") data = flag_value(args, i);
         else if (a == "--labels") labels = flag_value(args, i);
         else if (a == "--model") model = flag_value(args, i);
         else if (a == "--out") out = flag_value(args, i);
+        else if (a == "--kind") kind = flag_value(args, i);
+        else if (a == "--hidden") mlp.hidden = (int)parse_int(flag_value(args, i), a);
+        else if (a == "--steps") mlp.steps = (int)parse_int(flag_value(args, i), a);
         else if (a == "--hash-bits") opt.hash_bits = (int)parse_int(flag_value(args, i), a);
         else if (a == "--l2") opt.l2 = parse_double(flag_value(args, i), a);
         else if (a == "--threshold") opt.threshold = parse_double(flag_value(args, i), a);
@@ -61,6 +66,7 @@ static int router_train(const Args& args) {
     need(data, "--data");
     need(labels, "--labels");
     need(out, "--out");
+    if (kind != "logistic" && kind != "mlp") throw UsageError{"--kind must be logistic or mlp"};
     try {
         opt.labels = parse_label_mode(labels);
     } catch (const RouterError& e) {
@@ -74,13 +80,22 @@ static int router_train(const Args& args) {
         return 1;
     }
     Dataset d = load_routing_jsonl(data);
-    std::unique_ptr<LogisticRouter> r = train_logistic_router(d, opt);
+    std::unique_ptr<Router> r;
+    FeatureConfig cfg;
+    double t = 0;
+    if (kind == "mlp") {
+        std::unique_ptr<MlpRouter> m = train_mlp_router(d, opt, mlp);
+        cfg = m->config(), t = m->training().t, r = std::move(m);
+    } else {
+        std::unique_ptr<LogisticRouter> l = train_logistic_router(d, opt);
+        cfg = l->config(), t = l->training().t, r = std::move(l);
+    }
     r->save(out);
     json sig = json::array();
-    for (Signal s : r->config().signals) sig.push_back(kSignalNames[(int)s]);
-    std::printf("trained a logistic router on %zu rows of %s (labels %s, t %.4f), saved to %s\n", d.rows.size(),
-                data.c_str(), labels.c_str(), r->training().t, out.c_str());
-    json j = {{"rows", d.rows.size()}, {"labels", labels}, {"t", r->training().t}, {"signals", sig},
+    for (Signal s : cfg.signals) sig.push_back(kSignalNames[(int)s]);
+    std::printf("trained a %s router on %zu rows of %s (labels %s, t %.4f), saved to %s\n", kind.c_str(), d.rows.size(),
+                data.c_str(), labels.c_str(), t, out.c_str());
+    json j = {{"kind", kind}, {"rows", d.rows.size()}, {"labels", labels}, {"t", t}, {"signals", sig},
               {"threshold", r->threshold()}, {"out", out}};
     std::printf("%s\n", j.dump().c_str());
     return 0;
