@@ -16,6 +16,7 @@
 #include <stdexcept>
 
 #include "commands.h"
+#include "tandem/engine.h"
 #include "tandem/router.h"
 #include "tandem/router_eval.h"
 #include "tandem/router_mlp.h"
@@ -32,6 +33,28 @@ static const char* kRouterUsage =
     "  tandem router eval --router ROUTER --data FILE --out DIR\n"
     "  tandem router decide --router ROUTER [--private] [--offline] [--signal NAME=VALUE]... [--top K] QUERY...\n"
     "  tandem router synth --out FILE [--rows N] [--seed S] [--gap G] [--offset O] [--noise X] [--hidden H] [--signals]";
+
+// --model: the small model's own signals for every row (mean token log-probability of the
+// query, mean entropy of its first 4 greedy tokens), as the Assistant computes them at ask().
+static void add_model_signals(Dataset& d, const std::string& model_path) {
+    EngineParams ep;
+    ep.context.n_ctx = 512;
+    auto engine = Engine::load(model_path, ep);
+    const Tokenizer& tok = engine->tokenizer();
+    for (size_t i = 0; i < d.rows.size(); i++) {
+        std::vector<int32_t> ids = tok.encode(d.rows[i].query, tok.add_bos());
+        if (ids.size() > 500) ids.resize(500);
+        if (ids.empty()) throw RouterError(d.file + ":" + std::to_string(d.rows[i].line) + ": field 'query': empty");
+        const Engine::Signals s = engine->signals(ids, 4);
+        d.rows[i].signals.query_logprob_mean = s.logprob_mean;
+        d.rows[i].signals.gen_entropy = s.gen_entropy;
+        if ((i + 1) % 200 == 0) std::fprintf(stderr, "signals: %zu / %zu rows\n", i + 1, d.rows.size());
+    }
+    std::vector<Signal> sig = {Signal::query_logprob_mean, Signal::gen_entropy};
+    for (Signal s : d.signals)
+        if (s == Signal::memory_coverage) sig.push_back(s);
+    d.signals = sig;
+}
 
 static void need(const std::string& value, const char* flag) {
     if (value.empty()) throw UsageError{std::string("missing ") + flag};
@@ -72,14 +95,8 @@ static int router_train(const Args& args) {
     } catch (const RouterError& e) {
         throw UsageError{e.what()};
     }
-    if (!model.empty()) {
-        std::fprintf(stderr,
-                     "tandem router train: small-model signals not available yet (--model %s needs the client "
-                     "engine; train without --model, or put the signal fields in the data file)\n",
-                     model.c_str());
-        return 1;
-    }
     Dataset d = load_routing_jsonl(data);
+    if (!model.empty()) add_model_signals(d, model);
     std::unique_ptr<Router> r;
     FeatureConfig cfg;
     double t = 0;
