@@ -159,6 +159,19 @@ TEST_CASE("memory_store: applying a page twice is a no-op; tombstones delete") {
     CHECK(sql_exec(tmp.file("m.db"), "INSERT INTO memory_fts(memory_fts) VALUES('integrity-check')") == "");
 }
 
+TEST_CASE("memory_store: entries of one page apply in order") {
+    TempDir tmp;
+    MemoryStore s(params_for(tmp.file("m.db")));
+    s.apply_changes({item("x", "first text"), tombstone("x"), item("y", "kept"), tombstone("y"), item("y", "back again")}, "1");
+    CHECK_FALSE(s.get("x", nullptr));
+    MemoryItem y;
+    REQUIRE(s.get("y", &y));
+    CHECK(y.text == "back again");
+    CHECK(s.stats().n_items == 1);
+    CHECK_THROWS_AS(s.apply_changes({tombstone("")}, "2"), MemoryStoreError);
+    CHECK(s.cursor() == "1");
+}
+
 TEST_CASE("memory_store: a failing page leaves cursor and items unchanged") {
     TempDir tmp;
     MemoryStore s(params_for(tmp.file("m.db")));

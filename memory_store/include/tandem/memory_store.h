@@ -111,6 +111,7 @@ struct MemoryStoreParams {
     int64_t max_bytes = 32 << 20;         // cap on the sum of text bytes; > 0
     int busy_timeout_ms = 2000;           // wait for another writer's lock, then busy error
     // For tests and tools: open at this schema version instead of the newest (0 = newest).
+    // Methods that need newer tables then fail with an `internal` error.
     int target_version = 0;
 };
 
@@ -160,7 +161,8 @@ public:
     // The items that best match `window` (FTS5 bm25 over text and title, searching for the
     // window's rarest max_query_terms words that occur in the store; on equal scores the most
     // recently created first), fitted greedily in rank order into params.budget and at
-    // most params.max_items. Sets their last_used_at to now. Any text is safe: the MATCH
+    // most params.max_items. Records their use: last_used_at = now, seen at once by get() and
+    // eviction, written to the file in batches (never waiting for a sync writer's lock). Any text is safe: the MATCH
     // query is built by fts5_match_query(), never from raw user syntax. Empty window or no
     // usable words: an empty result.
     std::vector<MemoryItem> retrieve(std::string_view window, const RetrieveParams& params);
