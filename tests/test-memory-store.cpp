@@ -539,3 +539,23 @@ TEST_CASE("memory_store: SIGKILL at random moments never loses or duplicates an 
     MESSAGE("crash test reached cursor " << last_cursor << " over 50 kills");
     CHECK(last_cursor >= 50);
 }
+
+TEST_CASE("retrieval before any note arrived, then after: the query scratch tables survive") {
+    tandem_test::TempDir dir;
+    tandem::MemoryStoreParams p;
+    p.path = dir.file("m.db");
+    tandem::MemoryStore s(p);
+    tandem::RetrieveParams rp;
+    rp.max_items = 5;
+    CHECK(s.retrieve("the red dragon guards the castle", rp).empty());
+    tandem::MemoryChange c;
+    c.item.id = "a";
+    c.item.text = "The red dragon guards the golden castle.";
+    c.item.doc_id = "d";
+    s.apply_changes({c}, "1");
+    const auto got = s.retrieve("the red dragon guards the castle", rp);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].id == "a");
+    CHECK(s.coverage("red dragon") > 0);
+    CHECK(s.coverage("tomatoes") == 0);
+}

@@ -478,16 +478,21 @@ static size_t utf8_chars(std::string_view s) {
 // they match at most kMaxPostings rows. Returns the MATCH expression.
 static constexpr int64_t kMaxPostings = 1000;
 static constexpr size_t kDfCacheMax = 50000;
+// The temp tables select_query() uses. Created outside any transaction: made inside the read
+// transaction of the first retrieve(), they vanished with its rollback (an empty result) and the
+// next retrieve() failed with "no such table: temp.q_terms".
+static void ensure_query_scratch(MemoryStore::Impl& s) {
+    if (s.scratch_ready) return;
+    s.exec("CREATE VIRTUAL TABLE IF NOT EXISTS temp.q_terms USING fts5(t, tokenize='porter unicode61');"
+           "CREATE VIRTUAL TABLE IF NOT EXISTS temp.q_stems USING fts5vocab(temp, q_terms, instance);"
+           "CREATE VIRTUAL TABLE IF NOT EXISTS temp.memory_vocab USING fts5vocab(main, memory_fts, row);",
+           "create query scratch tables");
+    s.scratch_ready = true;
+}
+
 static std::string select_query(MemoryStore::Impl& s, std::string_view window, size_t max_terms) {
     std::vector<std::string> terms = fts5_terms(window, 20);
     if (terms.empty() || max_terms == 0) return "";
-    if (!s.scratch_ready) {
-        s.exec("CREATE VIRTUAL TABLE IF NOT EXISTS temp.q_terms USING fts5(t, tokenize='porter unicode61');"
-               "CREATE VIRTUAL TABLE IF NOT EXISTS temp.q_stems USING fts5vocab(temp, q_terms, instance);"
-               "CREATE VIRTUAL TABLE IF NOT EXISTS temp.memory_vocab USING fts5vocab(main, memory_fts, row);",
-               "create query scratch tables");
-        s.scratch_ready = true;
-    }
     s.exec("DELETE FROM temp.q_terms", "reset query scratch");
     {
         Stmt ins(s, "INSERT INTO temp.q_terms(rowid, t) VALUES (?1, ?2)", "stem query terms");
@@ -558,6 +563,7 @@ std::vector<MemoryItem> MemoryStore::retrieve(std::string_view window, const Ret
     Impl& s = *impl_;
     // One read transaction for the whole lookup: one snapshot, one set of locks (not one per
     // statement); the scratch writes go to the in-memory temp schema only.
+    ensure_query_scratch(s);
     ReadTransaction rtx(s);
     std::string q = select_query(s, window, params.max_query_terms);
     if (q.empty()) return out;
