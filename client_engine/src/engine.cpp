@@ -69,7 +69,7 @@ int64_t Engine::prefill_locked(const std::vector<int32_t>& prompt) {
     size_t common = 0;
     const size_t limit = std::min(cached_.size(), prompt.size() - 1);  // always evaluate the last token
     while (common < limit && cached_[common] == prompt[common]) common++;
-    ctx_->truncate((int64_t)common);
+    common = (size_t)ctx_->truncate((int64_t)common);  // the Turbo cache may keep fewer
     cached_.resize(common);
     ctx_->eval(prompt.data() + common, (int64_t)(prompt.size() - common));
     cached_ = prompt;
