@@ -21,24 +21,53 @@ struct ContextParams {
     GgmlType kv_type = GgmlType::F16;  // F16 or F32
 };
 
-class InferenceContext {
+// What the engine needs from a backend: the CPU InferenceContext below and the CUDA
+// GpuContext (tandem/gpu_context.h) implement it with the same contract.
+class ComputeContext {
+public:
+    virtual ~ComputeContext() = default;
+    // Evaluates tokens[0..n) at positions n_past() .. n_past()+n-1 and appends them to the KV
+    // cache. Afterwards logits() holds n_vocab floats for the last token, or n x n_vocab when
+    // all_logits. Throws ContextFull (cache unchanged) when n_past() + n > n_ctx(), and
+    // std::invalid_argument for token ids outside the vocabulary.
+    virtual void eval(const int32_t* tokens, int64_t n, bool all_logits = false) = 0;
+    // The logits of the last eval (owned by the context, valid until the next eval).
+    virtual const float* logits() const = 0;
+    // The lowest id of the largest logit of the last evaluated token (the last row after an
+    // all_logits eval), for greedy decoding. The GPU
+    // context computes it on the device and copies back only the id.
+    virtual int32_t argmax() const;
+    virtual int64_t n_past() const = 0;
+    virtual int64_t n_ctx() const = 0;
+    // Forgets every cached position >= n (prefix reuse keeps the first n tokens).
+    virtual void truncate(int64_t n) = 0;
+    virtual const Model& model() const = 0;
+    // "cpu" or "cuda" (static string).
+    virtual const char* backend_name() const = 0;
+
+protected:
+    int64_t logit_rows_ = 1;  // rows logits() holds after the last eval (n when all_logits)
+};
+
+class InferenceContext : public ComputeContext {
 public:
     InferenceContext(std::shared_ptr<const Model> model, const ContextParams& params);
-    ~InferenceContext();
+    ~InferenceContext() override;
 
     // Evaluates tokens[0..n) at positions n_past() .. n_past()+n-1 and appends them to the KV
     // cache. Afterwards logits() holds n_vocab floats for the last token, or n x n_vocab when
     // all_logits. Throws ContextFull (cache unchanged) when n_past() + n > n_ctx(), and
     // std::invalid_argument for token ids outside the vocabulary.
-    void eval(const int32_t* tokens, int64_t n, bool all_logits = false);
-    const float* logits() const { return logits_.data(); }
+    void eval(const int32_t* tokens, int64_t n, bool all_logits = false) override;
+    const float* logits() const override { return logits_.data(); }
 
-    int64_t n_past() const { return n_past_; }
-    int64_t n_ctx() const { return n_ctx_; }
+    int64_t n_past() const override { return n_past_; }
+    int64_t n_ctx() const override { return n_ctx_; }
     // Forgets every cached position >= n (prefix reuse keeps the first n tokens).
-    void truncate(int64_t n);
+    void truncate(int64_t n) override;
 
-    const Model& model() const { return *model_; }
+    const Model& model() const override { return *model_; }
+    const char* backend_name() const override { return "cpu"; }
     ThreadPool& pool() { return *pool_; }
 
 private:
