@@ -205,13 +205,28 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
     __shared__ float s_scale;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int64_t K = p.w.cols;
-    float scale = 1.0f;
-    if (p.norm) {
-        float ss = 0.0f;
+    // Stage x * norm in one pass with every load in flight at once (latency, not bandwidth,
+    // bounds this prologue); the rmsnorm scale is a scalar applied to the finished dot.
+    float ss = 0.0f;
+    if ((K & 3) == 0) {
+        const float4* x4 = (const float4*)p.x;
+        const float4* w4 = (const float4*)p.norm;
+#pragma unroll 4
+        for (int64_t i = tid; i < (K >> 2); i += kThreads) {
+            const float4 v = __ldg(x4 + i);
+            const float4 w = p.norm ? __ldg(w4 + i) : make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+            *(float4*)&xs[pad_idx(4 * i)] = make_float4(v.x * w.x, v.y * w.y, v.z * w.z, v.w * w.w);
+        }
+    } else {
         for (int64_t c = tid; c < K; c += kThreads) {
             const float v = p.x[c];
             ss += v * v;
+            xs[pad_idx(c)] = p.norm ? v * p.norm[c] : v;
         }
+    }
+    float scale = 1.0f;
+    if (p.norm) {
         ss = warp_sum32(ss);
         if (lane == 0) red[warp] = ss;
         __syncthreads();
@@ -220,15 +235,13 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
             v = warp_sum32(v);
             if (lane == 0) s_scale = rsqrtf(v / (float)K + p.eps);
         }
-        __syncthreads();
-        scale = s_scale;
     }
-    for (int64_t c = tid; c < K; c += kThreads) xs[pad_idx(c)] = p.norm ? p.x[c] * scale * p.norm[c] : p.x[c];
     __syncthreads();
+    if (p.norm) scale = s_scale;
     for (int64_t r = (int64_t)blockIdx.x * kWarps + warp; r < p.w.rows; r += (int64_t)gridDim.x * kWarps) {
-        float a = warp_sum32(row_dot<TY>(p.w, r, xs, lane));
+        const float a = warp_sum32(row_dot<TY>(p.w, r, xs, lane)) * scale;
         float b = 0.0f;
-        if constexpr (SWIGLU) b = warp_sum32(row_dot<TY>(p.w2, r, xs, lane));
+        if constexpr (SWIGLU) b = warp_sum32(row_dot<TY>(p.w2, r, xs, lane)) * scale;
         if (lane == 0) {
             float v = a + (p.bias ? p.bias[r] : 0.0f);
             if constexpr (SWIGLU) v = v / (1.0f + expf(-v)) * b;

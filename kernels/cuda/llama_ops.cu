@@ -57,32 +57,31 @@ __global__ void swiglu_kernel(float* g, const float* u, int64_t n) {
     }
 }
 
-__device__ void rope_heads(float* v, int n_heads, int hd, int n_rot, int pos, const float* inv_freq, bool neox) {
-    const int half = n_rot / 2;
-    for (int idx = threadIdx.x; idx < n_heads * half; idx += blockDim.x) {
-        const int h = idx / half, i = idx % half;
-        const float theta = (float)pos * inv_freq[i];
-        const float c = cosf(theta), s = sinf(theta);
-        float* p = v + h * hd;
-        const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
-        const float x0 = p[a], x1 = p[b];
-        p[a] = x0 * c - x1 * s;
-        p[b] = x0 * s + x1 * c;
-    }
-}
-
+// Grid (n tokens, n_head + n_head_kv): one block per head of one token, so that every loop
+// below runs once per thread (decode latency). Query heads are rotated in place; a KV head is
+// rotated, then its k and v rows are stored to the cache.
 __global__ void rope_store_kernel(const RopeStoreParams p) {
-    const int t = blockIdx.x, pos = *p.pos0 + t;
-    const int hd = p.head_dim, d = p.n_head * hd, kvd = p.n_head_kv * hd;
+    const int t = blockIdx.x, h = blockIdx.y, pos = *p.pos0 + t;
+    const int hd = p.head_dim, d = p.n_head * hd, kvd = p.n_head_kv * hd, half = p.n_rot / 2;
     float* row = p.qkv + (int64_t)t * (d + 2 * kvd);
-    rope_heads(row, p.n_head, hd, p.n_rot, pos, p.inv_freq, p.neox);
-    rope_heads(row + d, p.n_head_kv, hd, p.n_rot, pos, p.inv_freq, p.neox);
+    const bool is_q = h < p.n_head;
+    float* v = is_q ? row + h * hd : row + d + (h - p.n_head) * hd;
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        const float theta = (float)pos * p.inv_freq[i];
+        const float c = cosf(theta), s = sinf(theta);
+        const int a = p.neox ? i : 2 * i, b = p.neox ? i + half : 2 * i + 1;
+        const float x0 = v[a], x1 = v[b];
+        v[a] = x0 * c - x1 * s;
+        v[b] = x0 * s + x1 * c;
+    }
+    if (is_q) return;
     __syncthreads();
-    for (int idx = threadIdx.x; idx < kvd; idx += blockDim.x) {
-        const int h = idx / hd, e = idx % hd;
-        const int64_t at = ((int64_t)h * p.n_ctx + pos) * hd + e;
-        p.k_cache[at] = __float2half_rn(row[d + idx]);
-        p.v_cache[at] = __float2half_rn(row[d + kvd + idx]);
+    const int kh = h - p.n_head;
+    const float* vv = row + d + kvd + kh * hd;
+    for (int e = threadIdx.x; e < hd; e += blockDim.x) {
+        const int64_t at = ((int64_t)kh * p.n_ctx + pos) * hd + e;
+        p.k_cache[at] = __float2half_rn(v[e]);
+        p.v_cache[at] = __float2half_rn(vv[e]);
     }
 }
 
@@ -148,8 +147,24 @@ __global__ void argmax_kernel(const float* x, int64_t n, int32_t* out) {
     __shared__ int64_t ri[32];
     float bv = -INFINITY;
     int64_t bi = n;  // "none yet": loses every tie
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
-        if (x[i] > bv || (bi == n && !(x[i] < bv))) bv = x[i], bi = i;  // first index of the max
+    // Each thread sees its indices in increasing order, so strict > keeps the first maximum.
+    // float4 loads, 8 in flight per thread: one block reads 128K logits in a few latencies.
+    int64_t head = 0;
+    if (((uintptr_t)x & 15) == 0) {
+        const int64_t n4 = n / 4;
+        const float4* x4 = (const float4*)x;
+#pragma unroll 8
+        for (int64_t i = threadIdx.x; i < n4; i += blockDim.x) {
+            const float4 v = __ldg(x4 + i);
+            const float e[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+            for (int k = 0; k < 4; ++k)
+                if (e[k] > bv || (bi == n && !(e[k] < bv))) bv = e[k], bi = 4 * i + k;
+        }
+        head = n4 * 4;
+    }
+    for (int64_t i = head + threadIdx.x; i < n; i += blockDim.x)
+        if (x[i] > bv || (bi == n && !(x[i] < bv))) bv = x[i], bi = i;
     for (int o = 16; o > 0; o >>= 1) {
         const float v = __shfl_xor_sync(0xffffffffu, bv, o);
         const int64_t i = __shfl_xor_sync(0xffffffffu, bi, o);
@@ -193,7 +208,7 @@ void swiglu_cuda(float* g, const float* u, int64_t count, cudaStream_t stream) {
 
 void rope_store_cuda(const RopeStoreParams& p, cudaStream_t stream) {
     if (p.n_rot > p.head_dim || p.n_rot % 2 != 0) throw CudaError("rope_store: n_rot must be even and <= head_dim");
-    rope_store_kernel<<<(unsigned)p.n, 256, 0, stream>>>(p);
+    rope_store_kernel<<<dim3((unsigned)p.n, (unsigned)(p.n_head + p.n_head_kv)), 64, 0, stream>>>(p);
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 

@@ -96,12 +96,15 @@ Sizes sizes(const Model& m, const ContextParams& p) {
     s.deq = std::max(max_cols, std::min<int64_t>(max_elems, kDequantScratchFloats));
     s.kv_bytes = 2ull * (uint64_t)c.n_layer * (uint64_t)s.n_ctx * (uint64_t)s.kvd * 2;
     const int64_t floats = s.n_batch * (3 * s.d + s.qkv + 2 * s.ff + s.nv) + s.deq + 2 * s.d;
-    s.scratch_bytes = (uint64_t)floats * 4 + 4096;
+    s.scratch_bytes = (uint64_t)(floats + 16 * 64) * 4 + 4096;
     return s;
 }
 
 struct LayerDev {
     GpuMatrix wq, wk, wv, wo, gate, up, down;
+    GpuMatrix wqkv;                      // [Wq; Wk; Wv] as one matrix when their types match
+    const float* bqkv = nullptr;         // [bq; bk; bv] when fused and the model has biases
+    bool fused_qkv = false;
     const float *attn_norm = nullptr, *ffn_norm = nullptr, *bq = nullptr, *bk = nullptr, *bv = nullptr;
     __half *k = nullptr, *v = nullptr;  // (n_head_kv, n_ctx, hd)
 };
@@ -214,7 +217,15 @@ void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits) {
     cudaStream_t s = stream;
     gather_rows_cuda(tok_embd, d_tok, n, x, s);
     for (const LayerDev& L : layers) {
-        if (n == 1) {
+        if (L.fused_qkv && n == 1) {
+            GemvParams g;
+            g.x = x, g.norm = L.attn_norm, g.eps = eps, g.w = L.wqkv, g.bias = L.bqkv, g.y = qkv;
+            gemv_cuda(g, s);
+        } else if (L.fused_qkv) {
+            rmsnorm_rows_cuda(x, L.attn_norm, xn, n, d, eps, s);
+            gemm(L.wqkv, xn, n, qkv, qd, false);
+            if (L.bqkv) add_bias_rows_cuda(qkv, L.bqkv, n, qd, qd, s);
+        } else if (n == 1) {
             GemvParams g;
             g.x = x, g.norm = L.attn_norm, g.eps = eps;
             g.w = L.wq, g.bias = L.bq, g.y = qkv;
@@ -352,6 +363,7 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
     std::vector<uint8_t> staging;
     std::vector<float> tmp;
     std::vector<uint16_t> f16;
+    std::vector<uint8_t> qkv_host;
     auto upload_matrix = [&](const WeightView& w) -> GpuMatrix {
         const GgmlType dt = device_type(w.type);
         const void* src = w.data;
@@ -394,11 +406,33 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
     I.bytes_per_token = read_bytes(I.output);
     for (const auto& L : m.layers) {
         LayerDev D;
-        D.wq = upload_matrix(L.wq), D.wk = upload_matrix(L.wk), D.wv = upload_matrix(L.wv), D.wo = upload_matrix(L.wo);
+        D.fused_qkv = L.wq.type == L.wk.type && L.wq.type == L.wv.type && (bool)L.bq == (bool)L.bk && (bool)L.bq == (bool)L.bv;
+        if (D.fused_qkv) {  // one matrix of d + 2 kvd rows: the GGUF rows of Wq, Wk, Wv back to back
+            const size_t rs = row_size(L.wq.type, L.wq.cols);
+            qkv_host.resize(rs * (size_t)(L.wq.rows + L.wk.rows + L.wv.rows));
+            std::memcpy(qkv_host.data(), L.wq.data, rs * (size_t)L.wq.rows);
+            std::memcpy(qkv_host.data() + rs * (size_t)L.wq.rows, L.wk.data, rs * (size_t)L.wk.rows);
+            std::memcpy(qkv_host.data() + rs * (size_t)(L.wq.rows + L.wk.rows), L.wv.data, rs * (size_t)L.wv.rows);
+            WeightView cat = L.wq;
+            cat.data = qkv_host.data(), cat.rows = L.wq.rows + L.wk.rows + L.wv.rows;
+            D.wqkv = upload_matrix(cat);
+            if (L.bq) {
+                std::vector<float> b;
+                for (const WeightView* v : {&L.bq, &L.bk, &L.bv})
+                    b.insert(b.end(), (const float*)v->data, (const float*)v->data + v->rows * v->cols);
+                WeightView bv = L.bq;
+                bv.data = b.data(), bv.cols = (int64_t)b.size(), bv.rows = 1;
+                D.bqkv = upload_vector(bv);
+            }
+        } else {
+            D.wq = upload_matrix(L.wq), D.wk = upload_matrix(L.wk), D.wv = upload_matrix(L.wv);
+        }
+        D.wo = upload_matrix(L.wo);
         D.gate = upload_matrix(L.w_gate), D.up = upload_matrix(L.w_up), D.down = upload_matrix(L.w_down);
         D.attn_norm = upload_vector(L.attn_norm), D.ffn_norm = upload_vector(L.ffn_norm);
-        D.bq = upload_vector(L.bq), D.bk = upload_vector(L.bk), D.bv = upload_vector(L.bv);
-        for (const GpuMatrix* g : {&D.wq, &D.wk, &D.wv, &D.wo, &D.gate, &D.up, &D.down}) I.bytes_per_token += read_bytes(*g);
+        if (!D.fused_qkv) D.bq = upload_vector(L.bq), D.bk = upload_vector(L.bk), D.bv = upload_vector(L.bv);
+        for (const GpuMatrix* g : {&D.wqkv, &D.wq, &D.wk, &D.wv, &D.wo, &D.gate, &D.up, &D.down})
+            if (g->q) I.bytes_per_token += read_bytes(*g);
         I.layers.push_back(D);
     }
 
@@ -413,7 +447,7 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
     GPU_CHECK(cudaMalloc(&I.scratch, I.sz.scratch_bytes));
     float* f = I.scratch;
     const int64_t nb = n_batch_;
-    auto take = [&](int64_t n) { float* r = f; f += n; return r; };
+    auto take = [&](int64_t n) { float* r = f; f += (n + 63) / 64 * 64; return r; };  // 256-byte aligned
     I.x = take(nb * I.sz.d), I.xn = take(nb * I.sz.d), I.attn = take(nb * I.sz.d);
     I.qkv = take(nb * I.sz.qkv), I.gate = take(nb * I.sz.ff), I.up = take(nb * I.sz.ff);
     I.logits = take(nb * I.sz.nv), I.deq = take(I.sz.deq);
