@@ -10,7 +10,8 @@
 // (greedy: each step feeds back the argmax, as generation does). Time per token is the median
 // of host wall-clock times around eval() (which ends synchronized). GB/s = weight bytes read
 // per token (every layer matrix and the output matrix) / median time. The copy bandwidth is
-// a 1 GiB cudaMemcpy device-to-device, bytes read + written, median of 20.
+// a 1 GiB cudaMemcpy device-to-device, bytes read + written, median of 20. After the timed
+// steps, one more step runs with an event after every stage and prints where the time goes.
 //
 // Usage: bench-gpu-decode [--steps N] [--json FILE] [--only llama|qwen]
 #include <cuda_runtime.h>
@@ -72,11 +73,13 @@ double copy_bandwidth() {
 }
 
 struct Row {
+    std::vector<std::pair<std::string, double>> stages;  // one decode step, ms per stage
     std::string model, type;
     double weight_mib = 0, ms_graph = 0, ms_nograph = 0, gbs = 0, pct = 0;
 };
 
-double time_decode(const std::shared_ptr<const Model>& m, const GpuParams& gp, int steps, uint64_t* bytes_per_token) {
+double time_decode(const std::shared_ptr<const Model>& m, const GpuParams& gp, int steps, uint64_t* bytes_per_token,
+                   std::vector<std::pair<std::string, double>>* stages = nullptr) {
     ContextParams cp;
     cp.n_ctx = 512;
     cp.n_batch = 64;
@@ -94,6 +97,7 @@ double time_decode(const std::shared_ptr<const Model>& m, const GpuParams& gp, i
         const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         if (i >= 16) t.push_back(ms);
     }
+    if (stages) *stages = ctx.profile_decode_step(tok);
     return median(t);
 }
 
@@ -165,7 +169,7 @@ int main(int argc, char** argv) {
         r.model = j.name, r.type = type_traits(j.spec.weight_type).name;
         uint64_t bytes = 0;
         GpuParams g;
-        r.ms_graph = time_decode(m, g, steps, &bytes);
+        r.ms_graph = time_decode(m, g, steps, &bytes, &r.stages);
         g.use_graph = false;
         r.ms_nograph = time_decode(m, g, steps, &bytes);
         r.weight_mib = (double)bytes / (1 << 20);
@@ -173,6 +177,9 @@ int main(int argc, char** argv) {
         r.pct = 100.0 * r.gbs / copy_gbs;
         std::printf("%s %s: %.3f ms/token (graph), %.3f ms/token (no graph), %.0f GB/s\n", j.name, r.type.c_str(), r.ms_graph,
                     r.ms_nograph, r.gbs);
+        std::printf("  stages of one step (device ms, events between stages, no graph):");
+        for (const auto& st : r.stages) std::printf(" %s %.3f", st.first.c_str(), st.second);
+        std::printf("\n");
         std::remove(j.path.c_str());
         rows.push_back(r);
     }
@@ -190,7 +197,10 @@ int main(int argc, char** argv) {
                 "\", \"mib_per_token\": " + std::to_string(r.weight_mib) + ", \"ms_per_token\": " + std::to_string(r.ms_graph) +
                 ", \"tok_s\": " + std::to_string(1000.0 / r.ms_graph) + ", \"tok_s_no_graph\": " +
                 std::to_string(1000.0 / r.ms_nograph) + ", \"gbs\": " + std::to_string(r.gbs) +
-                ", \"pct_of_copy\": " + std::to_string(r.pct) + "}";
+                ", \"pct_of_copy\": " + std::to_string(r.pct) + ", \"stages_ms\": {";
+        for (size_t k = 0; k < r.stages.size(); k++)
+            json += std::string(k ? ", " : "") + "\"" + r.stages[k].first + "\": " + std::to_string(r.stages[k].second);
+        json += "}}";
     }
     json += "]}";
     std::printf("\n%s\n", json.c_str());

@@ -17,6 +17,8 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "tandem/context.h"
 
@@ -72,6 +74,11 @@ public:
     uint64_t weight_bytes_per_token() const;
     // Device bytes allocated by this context.
     uint64_t device_bytes() const;
+    // Runs one decode step of `token` (appended like eval(&token, 1), without the graph) with
+    // an event after every stage, and returns the device milliseconds per stage summed over
+    // the layers, in order (embed, qkv, rope+kv, attention, wo, gate/up, down, output,
+    // argmax). For benchmarks; throws like eval().
+    std::vector<std::pair<std::string, double>> profile_decode_step(int32_t token);
 
 private:
     struct Impl;

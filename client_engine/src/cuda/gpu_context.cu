@@ -175,6 +175,7 @@ struct GpuContext::Impl {
 
     ~Impl() {
         if (graph) cudaGraphExecDestroy(graph);
+        for (cudaEvent_t e : events) cudaEventDestroy(e);
         if (blas) cublasDestroy(blas);
         if (stream) cudaStreamDestroy(stream);
         for (void* p : {(void*)weights, (void*)kv, (void*)scratch, (void*)inv_freq, (void*)attn_ws, (void*)d_io})
@@ -183,6 +184,20 @@ struct GpuContext::Impl {
     }
 
     bool graph_failed = false;
+    // Stage profiling (profile_decode_step): an event recorded after each stage.
+    std::vector<cudaEvent_t> events;
+    std::vector<const char*> marks;
+    bool profiling = false;
+    void mark(const char* stage) {
+        if (!profiling) return;
+        if (marks.size() >= events.size()) {
+            cudaEvent_t e;
+            GPU_CHECK(cudaEventCreate(&e));
+            events.push_back(e);
+        }
+        GPU_CHECK(cudaEventRecord(events[marks.size()], stream));
+        marks.push_back(stage);
+    }
 
     void gemm(const GpuMatrix& w, const float* X, int64_t n, float* Y, int64_t ldy, bool acc);
     void capture(const Model& m);
@@ -215,7 +230,9 @@ void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits) {
     const int hd = (int)m.head_dim();
     const float eps = (float)c.rms_eps;
     cudaStream_t s = stream;
+    mark("start");
     gather_rows_cuda(tok_embd, d_tok, n, x, s);
+    mark("embed");
     for (const LayerDev& L : layers) {
         if (L.fused_qkv && n == 1) {
             GemvParams g;
@@ -243,12 +260,14 @@ void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits) {
             if (L.bk) add_bias_rows_cuda(qkv + d, L.bk, n, kvd, qd, s);
             if (L.bv) add_bias_rows_cuda(qkv + d + kvd, L.bv, n, kvd, qd, s);
         }
+        mark("qkv");
         RopeStoreParams rp;
         rp.qkv = qkv, rp.n = n, rp.pos0 = d_io;
         rp.n_head = (int)c.n_head, rp.n_head_kv = (int)c.n_head_kv, rp.head_dim = hd, rp.n_rot = (int)c.n_rot;
         rp.inv_freq = inv_freq, rp.neox = m.rope_mode() == RopeMode::Neox;
         rp.k_cache = L.k, rp.v_cache = L.v, rp.n_ctx = sz.n_ctx;
         rope_store_cuda(rp, s);
+        mark("rope+kv");
         if (n == 1 && fp16_attn) {
             Fp16DecodeParams fp;
             fp.q = qkv, fp.out = attn, fp.k = (const uint16_t*)L.k, fp.v = (const uint16_t*)L.v, fp.seq_len = d_io + 1;
@@ -262,10 +281,12 @@ void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits) {
             ap.scale = 1.0f / std::sqrt((float)hd), ap.out = attn, ap.out_stride = d;
             attention_cuda(ap, s);
         }
+        mark("attention");
         if (n == 1) {
             GemvParams g;
             g.w = L.wo, g.x = attn, g.y = x, g.accumulate = true;
             gemv_cuda(g, s);
+            mark("wo");
             GemvParams f;
             f.x = x, f.norm = L.ffn_norm, f.eps = eps;
             if (L.gate.type == L.up.type) {
@@ -278,9 +299,11 @@ void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits) {
                 gemv_cuda(f, s);
                 swiglu_cuda(gate, up, ff, s);
             }
+            mark("gate/up");
             GemvParams dn;
             dn.w = L.down, dn.x = gate, dn.y = x, dn.accumulate = true;
             gemv_cuda(dn, s);
+            mark("down");
         } else {
             gemm(L.wo, attn, n, x, d, true);
             rmsnorm_rows_cuda(x, L.ffn_norm, xn, n, d, eps, s);
@@ -298,8 +321,10 @@ void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits) {
         g.w = output, g.x = x + (n - 1) * d, g.norm = output_norm, g.eps = eps, g.y = logits;
         gemv_cuda(g, s);
     }
+    mark("output");
     const int64_t last = all_logits ? n - 1 : 0;
     argmax_cuda(logits + last * nv, nv, d_argmax, s);
+    mark("argmax");
     GPU_CHECK(cudaMemcpyAsync(h_argmax, d_argmax, sizeof(int32_t), cudaMemcpyDeviceToHost, s));
 }
 
@@ -524,6 +549,36 @@ void GpuContext::eval(const int32_t* tokens, int64_t n, bool all_logits) {
         n_past_ += nb;
     }
     I.host_valid = all_logits;
+}
+
+std::vector<std::pair<std::string, double>> GpuContext::profile_decode_step(int32_t token) {
+    if (n_past_ + 1 > n_ctx_) throw ContextFull("profile_decode_step: the context is full");
+    if (token < 0 || token >= model_->config().n_vocab) throw std::invalid_argument("profile_decode_step: bad token id");
+    Impl& I = *impl_;
+    I.h_io[0] = (int)n_past_, I.h_io[1] = (int)(n_past_ + 1), I.h_tok[0] = token;
+    I.marks.clear();
+    I.profiling = true;
+    try {
+        GPU_CHECK(cudaMemcpyAsync(I.d_io, I.h_io, 64 + 4, cudaMemcpyHostToDevice, I.stream));
+        I.forward(*model_, 1, false);
+    } catch (...) {
+        I.profiling = false;
+        throw;
+    }
+    I.profiling = false;
+    GPU_CHECK(cudaStreamSynchronize(I.stream));
+    n_past_ += 1;
+    logit_rows_ = 1;
+    I.host_valid = false;
+    std::vector<std::pair<std::string, double>> out;
+    for (size_t i = 1; i < I.marks.size(); i++) {
+        float ms = 0;
+        GPU_CHECK(cudaEventElapsedTime(&ms, I.events[i - 1], I.events[i]));
+        auto it = std::find_if(out.begin(), out.end(), [&](const auto& p) { return p.first == I.marks[i]; });
+        if (it == out.end()) out.emplace_back(I.marks[i], (double)ms);
+        else it->second += ms;
+    }
+    return out;
 }
 
 const float* GpuContext::logits() const {
