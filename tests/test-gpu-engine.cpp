@@ -12,6 +12,8 @@
 //                            multiplies by f32 activations; a wrong scale or nibble is O(1)
 //
 // The greedy story from "Once upon a time" on stories260K must be token-identical.
+// The GEMV and row-dequantization kernels alone are checked per type against float64 sums
+// over the CPU's dequantized weights (relative L2 <= 1e-4: f32 accumulation only).
 // Without a CUDA device every case prints "skipped: no CUDA device" and is skipped.
 #include <doctest/doctest.h>
 
@@ -21,6 +23,9 @@
 #include <string>
 #include <vector>
 
+#include <cuda_runtime.h>
+
+#include "gemv.cuh"
 #include "tandem/context.h"
 #include "tandem/engine.h"
 #include "tandem/gpu_context.h"
@@ -216,4 +221,121 @@ TEST_CASE("gpu engine: bad input and too little memory give clear errors" * doct
     std::vector<int32_t> nine(9, 1);
     CHECK_THROWS_AS(g.eval(nine.data(), 9), ContextFull);
     CHECK(g.n_past() == 0);
+}
+
+namespace {
+
+template <class T>
+T* to_device(const std::vector<T>& v) {
+    T* d = nullptr;
+    REQUIRE(cudaMalloc(&d, v.size() * sizeof(T) + 256) == cudaSuccess);
+    REQUIRE(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice) == cudaSuccess);
+    return d;
+}
+
+std::vector<float> from_device(const float* d, size_t n) {
+    std::vector<float> v(n);
+    REQUIRE(cudaMemcpy(v.data(), d, n * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
+    return v;
+}
+
+// A random (rows, cols) matrix of type t: its device copy and its dequantized floats.
+struct TestMatrix {
+    GpuMatrix m;
+    std::vector<float> deq;  // (rows, cols) what the CPU reads from the blocks
+    uint8_t* dev = nullptr;
+};
+TestMatrix make_matrix(GgmlType t, int64_t rows, int64_t cols, std::mt19937& rng) {
+    const TypeTraits& tt = type_traits(t);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> f((size_t)(rows * cols));
+    for (auto& x : f) x = nd(rng);
+    std::vector<uint8_t> blocks(row_size(t, cols) * (size_t)rows);
+    tt.from_float_ref(f.data(), blocks.data(), rows * cols);
+    TestMatrix tm;
+    tm.deq.resize(f.size());
+    tt.to_float(blocks.data(), tm.deq.data(), rows * cols);
+    const size_t bytes = gpu_matrix_bytes(t, rows, cols);
+    std::vector<uint8_t> host(bytes);
+    REQUIRE(cudaMalloc(&tm.dev, bytes) == cudaSuccess);
+    tm.m = gpu_matrix_repack(t, rows, cols, blocks.data(), host.data(), tm.dev);
+    REQUIRE(cudaMemcpy(tm.dev, host.data(), bytes, cudaMemcpyHostToDevice) == cudaSuccess);
+    return tm;
+}
+
+double rel_l2d(const std::vector<float>& a, const std::vector<double>& r) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); i++) {
+        if (!std::isfinite(a[i])) return INFINITY;
+        num += (a[i] - r[i]) * (a[i] - r[i]);
+        den += r[i] * r[i];
+    }
+    return std::sqrt(num / den);
+}
+
+}  // namespace
+
+TEST_CASE("gpu engine: GEMV (norm, bias, residual, SwiGLU) and dequantization per type vs float64" *
+          doctest::skip(no_gpu("gemv kernels"))) {
+    const uint32_t seed = std::random_device{}();
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    const float eps = 1e-5f;
+    for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
+        const bool plain = t == GgmlType::F32 || t == GgmlType::F16;
+        for (int64_t cols : {plain ? (int64_t)172 : (int64_t)512, (int64_t)4096}) {
+            const int64_t rows = 37;  // not a multiple of the 8 rows a block takes
+            CAPTURE(type_traits(t).name);
+            CAPTURE(cols);
+            TestMatrix a = make_matrix(t, rows, cols, rng), b = make_matrix(t, rows, cols, rng);
+            std::vector<float> x((size_t)cols), nw((size_t)cols), bias((size_t)rows), y0((size_t)rows);
+            for (auto& v : x) v = nd(rng);
+            for (auto& v : nw) v = 1.0f + 0.1f * nd(rng);
+            for (auto& v : bias) v = nd(rng);
+            for (auto& v : y0) v = nd(rng);
+            double ss = 0;
+            for (float v : x) ss += (double)v * v;
+            const double sc = 1.0 / std::sqrt(ss / (double)cols + eps);
+            std::vector<double> ref_acc((size_t)rows), ref_glu((size_t)rows);
+            for (int64_t r = 0; r < rows; r++) {
+                double da = 0, db = 0;
+                for (int64_t c = 0; c < cols; c++) {
+                    const double xn = x[(size_t)c] * sc * nw[(size_t)c];
+                    da += a.deq[(size_t)(r * cols + c)] * xn;
+                    db += b.deq[(size_t)(r * cols + c)] * xn;
+                }
+                ref_acc[(size_t)r] = y0[(size_t)r] + da + bias[(size_t)r];
+                ref_glu[(size_t)r] = da / (1.0 + std::exp(-da)) * db;
+            }
+            float* dx = to_device(x);
+            float* dnw = to_device(nw);
+            float* dbias = to_device(bias);
+            float* dy = to_device(y0);
+            GemvParams p;
+            p.w = a.m, p.x = dx, p.norm = dnw, p.eps = eps, p.bias = dbias, p.y = dy, p.accumulate = true;
+            gemv_cuda(p, nullptr);
+            REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+            const double e_acc = rel_l2d(from_device(dy, (size_t)rows), ref_acc);
+            REQUIRE(cudaMemset(dy, 0xff, (size_t)rows * 4) == cudaSuccess);  // NaN: every row must be written
+            GemvParams g;
+            g.w = a.m, g.w2 = b.m, g.x = dx, g.norm = dnw, g.eps = eps, g.y = dy;
+            gemv_cuda(g, nullptr);
+            REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+            const double e_glu = rel_l2d(from_device(dy, (size_t)rows), ref_glu);
+            // rows 3.. dequantized (the prefill path) must equal the CPU's floats
+            float* dq = nullptr;
+            REQUIRE(cudaMalloc(&dq, (size_t)(rows * cols) * 4) == cudaSuccess);
+            dequant_rows_cuda(a.m, 3, rows - 3, dq, nullptr);
+            REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+            const std::vector<float> got = from_device(dq, (size_t)((rows - 3) * cols));
+            std::vector<double> want(a.deq.begin() + 3 * cols, a.deq.end());
+            const double e_deq = rel_l2d(got, want);
+            std::printf("gemv %-5s cols %5lld: residual+bias rel %.2e, SwiGLU rel %.2e, dequant rel %.2e (seed %u)\n",
+                        type_traits(t).name, (long long)cols, e_acc, e_glu, e_deq, seed);
+            CHECK(e_acc < 1e-4);
+            CHECK(e_glu < 1e-4);
+            CHECK(e_deq < 1e-6);
+            for (void* d : {(void*)dx, (void*)dnw, (void*)dbias, (void*)dy, (void*)dq, (void*)a.dev, (void*)b.dev}) cudaFree(d);
+        }
+    }
 }
