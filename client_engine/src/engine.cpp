@@ -100,10 +100,10 @@ Generation Engine::generate_tokens(const std::vector<int32_t>& prompt, const Gen
     for (const auto& s : params.stop)
         if (s.empty()) throw std::invalid_argument("stop strings must not be empty");
     Sampler sampler(params.sampling, model_->config().n_vocab);
-    // Plain greedy needs only the argmax, which the context may compute where the logits are
-    // (the GPU copies back one id instead of n_vocab floats).
+    // Plain greedy needs only the argmax, which a GPU context computes where the logits are
+    // (one id copied back instead of n_vocab floats). The CPU keeps the sampler path.
     const SamplerParams& sp = params.sampling;
-    const bool plain_greedy = sp.temperature <= 0 && sp.repeat_penalty == 1.0f && sp.frequency_penalty == 0.0f &&
+    const bool plain_greedy = ctx_->prefers_argmax() && sp.temperature <= 0 && sp.repeat_penalty == 1.0f && sp.frequency_penalty == 0.0f &&
                               sp.presence_penalty == 0.0f && sp.logit_bias.empty();
     const auto t0 = Clock::now();
     Generation g;

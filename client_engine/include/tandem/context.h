@@ -37,6 +37,9 @@ public:
     // all_logits eval), for greedy decoding. The GPU
     // context computes it on the device and copies back only the id.
     virtual int32_t argmax() const;
+    // True when argmax() is cheaper than reading logits() (the GPU: one id instead of n_vocab
+    // floats over PCIe); the engine then uses it for plain greedy decoding.
+    virtual bool prefers_argmax() const { return false; }
     virtual int64_t n_past() const = 0;
     virtual int64_t n_ctx() const = 0;
     // Forgets every cached position >= n (prefix reuse keeps the first n tokens).

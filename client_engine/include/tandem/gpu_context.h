@@ -63,6 +63,7 @@ public:
     const float* logits() const override;
     // Computed on the device by eval; only the id is copied back.
     int32_t argmax() const override;
+    bool prefers_argmax() const override { return true; }
     int64_t n_past() const override { return n_past_; }
     int64_t n_ctx() const override { return n_ctx_; }
     void truncate(int64_t n) override;
