@@ -72,6 +72,13 @@ InferenceContext::InferenceContext(std::shared_ptr<const Model> model, const Con
 
 InferenceContext::~InferenceContext() = default;
 
+int32_t ComputeContext::argmax() const {
+    const int64_t nv = model().config().n_vocab;
+    const float* l = logits() + (logit_rows_ - 1) * nv;
+    return (int32_t)(std::max_element(l, l + nv) - l);
+}
+
+
 int64_t InferenceContext::truncate(int64_t n) {
     n = std::clamp<int64_t>(n, 0, n_past_);
     if (!turbo_.empty() && n < n_past_) {
@@ -112,6 +119,7 @@ void InferenceContext::eval(const int32_t* tokens, int64_t n, bool all_logits) {
         if (tokens[i] < 0 || tokens[i] >= nv)
             throw std::invalid_argument("token id " + std::to_string(tokens[i]) + " is outside the vocabulary (" +
                                         std::to_string(nv) + ")");
+    logit_rows_ = all_logits ? n : 1;
     if (all_logits) logits_.resize((size_t)(n * nv));
     else logits_.resize((size_t)nv);
     for (int64_t done = 0; done < n; done += n_batch_) {

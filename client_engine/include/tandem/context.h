@@ -28,31 +28,63 @@ struct ContextParams {
     std::vector<std::vector<uint8_t>> turbo_head_bits;
 };
 
-class InferenceContext {
+// What the engine needs from a backend: the CPU InferenceContext below and the CUDA
+// GpuContext (tandem/gpu_context.h) implement it with the same contract.
+class ComputeContext {
+public:
+    virtual ~ComputeContext() = default;
+    // Evaluates tokens[0..n) at positions n_past() .. n_past()+n-1 and appends them to the KV
+    // cache. Afterwards logits() holds n_vocab floats for the last token, or n x n_vocab when
+    // all_logits. Throws ContextFull (cache unchanged) when n_past() + n > n_ctx(), and
+    // std::invalid_argument for token ids outside the vocabulary.
+    virtual void eval(const int32_t* tokens, int64_t n, bool all_logits = false) = 0;
+    // The logits of the last eval (owned by the context, valid until the next eval).
+    virtual const float* logits() const = 0;
+    // The lowest id of the largest logit of the last evaluated token (the last row after an
+    // all_logits eval), for greedy decoding. The GPU
+    // context computes it on the device and copies back only the id.
+    virtual int32_t argmax() const;
+    // True when argmax() is cheaper than reading logits() (the GPU: one id instead of n_vocab
+    // floats over PCIe); the engine then uses it for plain greedy decoding.
+    virtual bool prefers_argmax() const { return false; }
+    virtual int64_t n_past() const = 0;
+    virtual int64_t n_ctx() const = 0;
+    // Forgets every cached position >= n (prefix reuse keeps the first n tokens).
+    virtual int64_t truncate(int64_t n) = 0;  // returns the positions kept
+    virtual const Model& model() const = 0;
+    // "cpu" or "cuda" (static string).
+    virtual const char* backend_name() const = 0;
+
+protected:
+    int64_t logit_rows_ = 1;  // rows logits() holds after the last eval (n when all_logits)
+};
+
+class InferenceContext : public ComputeContext {
 public:
     InferenceContext(std::shared_ptr<const Model> model, const ContextParams& params);
-    ~InferenceContext();
+    ~InferenceContext() override;
 
     // Evaluates tokens[0..n) at positions n_past() .. n_past()+n-1 and appends them to the KV
     // cache. Afterwards logits() holds n_vocab floats for the last token, or n x n_vocab when
     // all_logits. Throws ContextFull (cache unchanged) when n_past() + n > n_ctx(), and
     // std::invalid_argument for token ids outside the vocabulary.
-    void eval(const int32_t* tokens, int64_t n, bool all_logits = false);
-    const float* logits() const { return logits_.data(); }
+    void eval(const int32_t* tokens, int64_t n, bool all_logits = false) override;
+    const float* logits() const override { return logits_.data(); }
 
-    int64_t n_past() const { return n_past_; }
-    int64_t n_ctx() const { return n_ctx_; }
+    int64_t n_past() const override { return n_past_; }
+    int64_t n_ctx() const override { return n_ctx_; }
     // Forgets every cached position >= n (prefix reuse keeps the first n tokens). Returns how
     // many positions are kept: n (clamped to n_past()), except with the Turbo cache, whose
     // compressed blocks cannot be cut, where anything short of n_past() restarts from 0.
-    int64_t truncate(int64_t n);
+    int64_t truncate(int64_t n) override;
     // K and V of cached position pos of `layer` as floats, (n_head_kv * head_dim) each.
     // F16/F32 caches only (throws std::logic_error for the Turbo cache).
     void read_kv(int64_t layer, int64_t pos, float* k, float* v) const;
     // KV cache bytes per token (all layers; Turbo: compressed records, scales and zero points).
     double kv_bytes_per_token() const;
 
-    const Model& model() const { return *model_; }
+    const Model& model() const override { return *model_; }
+    const char* backend_name() const override { return "cpu"; }
     ThreadPool& pool() { return *pool_; }
 
 private:
