@@ -346,9 +346,9 @@ private:
             return bad_request("'since' must be a cursor returned by this server (a decimal number)");
         if (!q("limit").empty() && !parse_i64(q("limit"), 1, 1000, &limit_))
             return bad_request("'limit' must be an integer in [1, 1000]");
-        if (!q("wait").empty()) {
+        if (std::string w = q("wait"); !w.empty()) {
             char* end = nullptr;
-            wait_s = std::strtod(q("wait").c_str(), &end);
+            wait_s = std::strtod(w.c_str(), &end);
             if (*end != '\0' || !(wait_s >= 0)) return bad_request("'wait' must be a number of seconds >= 0");
             wait_s = std::min(wait_s, srv_.cfg.max_wait_s);
         }
