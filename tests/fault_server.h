@@ -55,14 +55,22 @@ struct FaultReply {
     bool keep_alive = true;  // false: "Connection: close" and close after the response
 };
 
+// A self-signed certificate for 127.0.0.1 (subjectAltName IP:127.0.0.1), made with OpenSSL at
+// run time, PEM encoded; cert_pem doubles as the CA file a client must trust.
+struct TlsIdentity {
+    std::string cert_pem, key_pem;
+    static TlsIdentity self_signed();
+};
+
 class FaultServer {
 public:
     using Handler = std::function<FaultReply(const FaultRequest&)>;
-    explicit FaultServer(Handler handler);  // listens at once; throws on failure
+    // Listens at once (TLS when `tls` is given); throws on failure.
+    explicit FaultServer(Handler handler, const TlsIdentity* tls = nullptr);
     ~FaultServer();                          // stop()
     void stop();                             // closes everything, joins all threads
 
-    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    std::string url() const { return (tls_ ? "https" : "http") + std::string("://127.0.0.1:") + std::to_string(port_); }
     int port() const { return port_; }
     int connections() const { return n_conn_.load(); }
     int requests() const { return n_req_.load(); }
@@ -71,11 +79,14 @@ public:
 private:
     struct Impl;
     void serve(int conn_id, std::shared_ptr<void> socket);
+    template <class Stream, class Buffer>
+    bool exchange(Stream& s, Buffer& buf, int conn_id);  // one request/response; false: close the connection
     bool nap(int ms);  // false when stopping
 
     Handler handler_;
     std::unique_ptr<Impl> impl_;
     int port_ = 0;
+    bool tls_ = false;
     std::atomic<int> n_conn_{0}, n_req_{0};
     std::atomic<bool> stopping_{false};
     mutable std::mutex mu_;

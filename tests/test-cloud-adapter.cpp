@@ -8,12 +8,14 @@
 #include <atomic>
 #include <chrono>
 #include <ctime>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <thread>
 
 #include "fault_server.h"
 #include "tandem/cloud_adapter.h"
+#include "test_util.h"
 
 using namespace tandem;
 using tandem_test::Fault;
@@ -788,4 +790,71 @@ TEST_CASE("cloud: large request bodies are sent whole") {
     CHECK(ms_since(t0) < 3000);
     REQUIRE(srv.log().size() == 1);
     CHECK(srv.log()[0].body.size() > ctx.size());
+}
+
+// ---- TLS ---------------------------------------------------------------------------------
+
+TEST_CASE("cloud: TLS verification is on by default; a trusted CA file or verify_tls=false connects") {
+    static const tandem_test::TlsIdentity id = tandem_test::TlsIdentity::self_signed();
+    FaultServer srv([](const FaultRequest&) { return FaultReply{200, "application/json", {}, chat_json("secure")}; }, &id);
+    REQUIRE(srv.url().rfind("https://", 0) == 0);
+    CHECK(CloudConfig{}.verify_tls);
+    {
+        CloudClient cli(fast_config(srv.url()));  // defaults: verify against the system CAs
+        auto o = await<ChatResult>([&](auto cb) { cli.chat(hello(), cb); });
+        CHECK_MESSAGE(o.ec == cloud_cond::tls, o.message);
+        CHECK(o.attempts == 1);  // a certificate problem is not retried
+        CHECK(srv.requests() == 0);  // nothing was sent over the untrusted connection
+    }
+    {
+        tandem_test::TempDir tmp;
+        tandem_test::write_file(tmp.file("ca.pem"), id.cert_pem);
+        CloudConfig cfg = fast_config(srv.url());
+        cfg.ca_file = tmp.file("ca.pem");
+        CloudClient cli(cfg);
+        for (int i = 0; i < 3; ++i) {
+            auto o = await<ChatResult>([&](auto cb) { cli.chat(hello(), cb); });
+            REQUIRE_MESSAGE(!o.ec, o.message);
+            CHECK(o.value.text == "secure");
+        }
+        CHECK(cli.stats().connections_opened == 1);  // TLS sessions are kept alive too
+    }
+    {
+        CloudConfig cfg = fast_config(srv.url());
+        cfg.verify_tls = false;
+        CloudClient cli(cfg);
+        CHECK(!await<ChatResult>([&](auto cb) { cli.chat(hello(), cb); }).ec);
+    }
+}
+
+// ---- one thread --------------------------------------------------------------------------
+
+namespace {
+int thread_count() {
+    int n = 0;
+    std::ifstream f("/proc/self/status");
+    std::string line;
+    while (std::getline(f, line))
+        if (line.rfind("Threads:", 0) == 0) n = std::stoi(line.substr(8));
+    return n;
+}
+}  // namespace
+
+TEST_CASE("cloud: requests in flight add no threads beyond the one loop thread") {
+    FaultServer srv([](const FaultRequest&) {
+        FaultReply r{200, "application/json", {}, chat_json("x")};
+        r.delay_ms = 400;
+        return r;
+    });
+    const int before = thread_count();
+    CloudClient cli(fast_config(srv.url()));
+    std::atomic<int> done{0};
+    for (int i = 0; i < 20; ++i) cli.chat(hello(), [&](Outcome<ChatResult>) { ++done; });
+    auto t0 = Clock::now();
+    while (srv.requests() < 20 && ms_since(t0) < 5000) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    REQUIRE(srv.requests() == 20);
+    // The server runs one thread per connection; the client only its loop thread.
+    CHECK(thread_count() - before == 1 + srv.connections());
+    while (done < 20 && ms_since(t0) < 5000) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    CHECK(done == 20);
 }

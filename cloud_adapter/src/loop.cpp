@@ -154,8 +154,10 @@ int Loop::on_curl_socket(CURL*, curl_socket_t s, int what, void* userp, void*) {
     return 0;
 }
 
-// Starts the waits curl wants that are not pending yet. Epoll in asio is edge-triggered, so
-// on_ready() checks the level with poll() before going back to waiting.
+// Starts the waits curl wants that are not pending yet. Epoll in asio is edge-triggered: a wait
+// started while bytes are already buffered gets no new edge. curl 7.88 reads/writes until the
+// socket would block (the tests pass without the check below), but libcurl does not promise
+// that, so on_ready() checks the level with a zero-timeout poll() before waiting again.
 void Loop::arm(const std::shared_ptr<Watch>& w, curl_socket_t s) {
     using wt = asio::posix::descriptor_base;
     if ((w->want & CURL_POLL_IN) && !w->reading) {
