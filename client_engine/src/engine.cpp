@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "tandem/gguf.h"
 
@@ -73,6 +74,52 @@ int64_t Engine::prefill_locked(const std::vector<int32_t>& prompt) {
     ctx_->eval(prompt.data() + common, (int64_t)(prompt.size() - common));
     cached_ = prompt;
     return (int64_t)common;
+}
+
+// log-softmax of one logits row at `target`, and the row's entropy, in double.
+static void row_stats(const float* l, int64_t nv, int32_t target, double* logprob, double* entropy) {
+    double mx = l[0];
+    for (int64_t v = 1; v < nv; v++) mx = std::max(mx, (double)l[v]);
+    double sum = 0, ex = 0;
+    for (int64_t v = 0; v < nv; v++) {
+        const double e = std::exp((double)l[v] - mx);
+        sum += e;
+        ex += e * ((double)l[v] - mx);
+    }
+    const double lse = std::log(sum);
+    if (logprob) *logprob = (double)l[target] - mx - lse;
+    if (entropy) *entropy = lse - ex / sum;
+}
+
+Engine::Signals Engine::signals(const std::vector<int32_t>& tokens, int k) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (tokens.empty()) throw std::invalid_argument("signals need at least one token");
+    if ((int64_t)tokens.size() + k > ctx_->n_ctx()) throw ContextFull("query too long for the context");
+    const int64_t nv = model_->config().n_vocab;
+    ctx_->truncate(0);
+    cached_.clear();
+    ctx_->eval(tokens.data(), (int64_t)tokens.size(), true);
+    Signals s;
+    for (size_t i = 1; i < tokens.size(); i++) {
+        double lp;
+        row_stats(ctx_->logits() + (i - 1) * nv, nv, tokens[i], &lp, nullptr);
+        s.logprob_mean += lp;
+    }
+    if (tokens.size() > 1) s.logprob_mean /= (double)(tokens.size() - 1);
+    std::vector<float> last(ctx_->logits() + (tokens.size() - 1) * nv, ctx_->logits() + tokens.size() * nv);
+    cached_ = tokens;
+    for (int i = 0; i < k; i++) {
+        double h;
+        row_stats(last.data(), nv, 0, nullptr, &h);
+        s.gen_entropy += h;
+        if (i + 1 == k) break;
+        const int32_t next = (int32_t)(std::max_element(last.begin(), last.end()) - last.begin());
+        ctx_->eval(&next, 1);
+        cached_.push_back(next);
+        last.assign(ctx_->logits(), ctx_->logits() + nv);
+    }
+    if (k > 0) s.gen_entropy /= k;
+    return s;
 }
 
 Generation Engine::generate(const std::string& prompt, const GenerateParams& params, const PieceCallback& on_piece) {

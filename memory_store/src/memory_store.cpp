@@ -182,6 +182,7 @@ public:
         sqlite3_clear_bindings(st_);
     }
     int64_t i64(int col) { return sqlite3_column_int64(st_, col); }
+    double f64(int col) { return sqlite3_column_double(st_, col); }
     std::string str(int col) {
         const unsigned char* p = sqlite3_column_text(st_, col);
         return p ? std::string((const char*)p, (size_t)sqlite3_column_bytes(st_, col)) : std::string();
@@ -372,6 +373,16 @@ static size_t utf8_chars(std::string_view s) {
     size_t n = 0;
     for (unsigned char c : s) n += (c & 0xC0) != 0x80;
     return n;
+}
+
+double MemoryStore::coverage(std::string_view text) {
+    const std::string q = fts5_match_query(text);
+    if (q.empty()) return 0.0;
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    Stmt st(*impl_, "SELECT -bm25(memory_fts, 1.0, 0.5) FROM memory_fts WHERE memory_fts MATCH ?1 "
+                    "ORDER BY bm25(memory_fts, 1.0, 0.5) LIMIT 1", "coverage");
+    st.bind(1, q);
+    return st.step() ? st.f64(0) : 0.0;
 }
 
 std::vector<MemoryItem> MemoryStore::retrieve(std::string_view window, const RetrieveParams& params) {

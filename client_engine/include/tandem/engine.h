@@ -77,6 +77,15 @@ public:
 
     void cancel() { cancel_epoch_.fetch_add(1); }
 
+    // The small model's own view of a query (router features): the mean log-probability of
+    // each token of `tokens` after its predecessors (tokens[0] is not scored), and the mean
+    // entropy (nats) of the next-token distribution over k greedy steps after them.
+    struct Signals {
+        double logprob_mean = 0;
+        double gen_entropy = 0;
+    };
+    Signals signals(const std::vector<int32_t>& tokens, int k);
+
     const Tokenizer& tokenizer() const { return tokenizer_; }
     const Model& model() const { return *model_; }
     InferenceContext& context() { return *ctx_; }

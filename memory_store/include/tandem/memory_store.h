@@ -162,6 +162,9 @@ public:
     // query is built by fts5_match_query(), never from raw user syntax. Empty window or no
     // usable words: an empty result.
     std::vector<MemoryItem> retrieve(std::string_view window, const RetrieveParams& params);
+    // How well stored memory covers `text`: the best bm25 match score, made positive (higher =
+    // better; 0 when nothing matches). The router's memory-coverage signal.
+    double coverage(std::string_view text);
     // The item with this id, if present (does not touch last_used_at).
     bool get(const std::string& id, MemoryItem* out);
 

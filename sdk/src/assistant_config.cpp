@@ -1,0 +1,55 @@
+// AssistantConfig from a JSON file: every field optional except model_path; unknown fields
+// and wrong types are errors that name the file and the field.
+#include <fstream>
+#include <functional>
+#include <map>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+#include "tandem/assistant.h"
+
+namespace tandem {
+
+AssistantConfig AssistantConfig::from_json_file(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) throw std::runtime_error(path + ": cannot open config file");
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(in);
+    } catch (const std::exception& e) {
+        throw std::runtime_error(path + ": not valid JSON: " + e.what());
+    }
+    if (!j.is_object()) throw std::runtime_error(path + ": the config must be a JSON object");
+    AssistantConfig c;
+    using Setter = std::function<void(const nlohmann::json&)>;
+    auto str = [](std::string& f) -> Setter { return [&f](const nlohmann::json& v) { f = v.get<std::string>(); }; };
+    auto i64 = [](int64_t& f) -> Setter { return [&f](const nlohmann::json& v) { f = v.get<int64_t>(); }; };
+    auto i32 = [](int& f) -> Setter { return [&f](const nlohmann::json& v) { f = v.get<int>(); }; };
+    auto dbl = [](double& f) -> Setter { return [&f](const nlohmann::json& v) { f = v.get<double>(); }; };
+    auto bln = [](bool& f) -> Setter { return [&f](const nlohmann::json& v) { f = v.get<bool>(); }; };
+    const std::map<std::string, Setter> fields = {
+        {"model_path", str(c.model_path)}, {"backend", str(c.backend)}, {"n_threads", i32(c.n_threads)},
+        {"n_ctx", i64(c.n_ctx)}, {"memory_db", str(c.memory_db)}, {"cloud_url", str(c.cloud_url)},
+        {"cloud_chat_url", str(c.cloud_chat_url)}, {"cloud_token", str(c.cloud_token)},
+        {"cloud_model", str(c.cloud_model)}, {"verify_tls", bln(c.verify_tls)}, {"router_path", str(c.router_path)},
+        {"router_threshold", dbl(c.router_threshold)}, {"privacy_mode", bln(c.privacy_mode)},
+        {"cloud_calls_per_hour", i64(c.cloud_calls_per_hour)}, {"cloud_tokens_per_day", i64(c.cloud_tokens_per_day)},
+        {"suggestion_tokens", i32(c.suggestion_tokens)}, {"memory_budget_tokens", i32(c.memory_budget_tokens)},
+        {"memory_max_items", i32(c.memory_max_items)}, {"memory_edit_threshold", i32(c.memory_edit_threshold)},
+        {"memory_window_words", i32(c.memory_window_words)},
+    };
+    for (const auto& [key, value] : j.items()) {
+        auto it = fields.find(key);
+        if (it == fields.end()) throw std::runtime_error(path + ": unknown field '" + key + "'");
+        try {
+            it->second(value);
+        } catch (const nlohmann::json::exception&) {
+            throw std::runtime_error(path + ": field '" + key + "' has the wrong type (" + value.type_name() + ")");
+        }
+    }
+    if (c.model_path.empty()) throw std::runtime_error(path + ": field 'model_path' is required");
+    return c;
+}
+
+}  // namespace tandem

@@ -1,0 +1,171 @@
+// tandem::Assistant end to end with real parts: the stories260K model, a SQLite memory store
+// in a temp dir, and the real tandem-cloud binary on a loopback port.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <fstream>
+#include <sys/stat.h>
+#include <mutex>
+#include <thread>
+
+#include <doctest/doctest.h>
+
+#include "server_process.h"
+#include "tandem/assistant.h"
+#include "test_util.h"
+
+using namespace tandem;
+using namespace std::chrono_literals;
+using tandem_test::shared_path;
+
+// Collects events and lets a test wait for one kind.
+struct Events {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<AssistantEvent> seen;
+    EventCallback callback() {
+        return [this](const AssistantEvent& e) {
+            std::lock_guard<std::mutex> lk(mu);
+            seen.push_back(e);
+            cv.notify_all();
+        };
+    }
+    bool wait_for(EventKind k, std::chrono::milliseconds timeout, size_t from = 0) {
+        std::unique_lock<std::mutex> lk(mu);
+        return cv.wait_for(lk, timeout, [&] {
+            for (size_t i = from; i < seen.size(); i++)
+                if (seen[i].kind == k) return true;
+            return false;
+        });
+    }
+    bool has(EventKind k) {
+        std::lock_guard<std::mutex> lk(mu);
+        for (auto& e : seen)
+            if (e.kind == k) return true;
+        return false;
+    }
+    size_t size() {
+        std::lock_guard<std::mutex> lk(mu);
+        return seen.size();
+    }
+};
+
+static AssistantConfig base_config() {
+    AssistantConfig c;
+    c.model_path = shared_path("models/stories260K.gguf");
+    c.n_ctx = 512;
+    c.n_threads = 2;
+    c.backend = "cpu";
+    c.suggestion_tokens = 12;
+    return c;
+}
+
+static const char* kDoc = "Once upon a time, there was a little girl named Lily. She loved to play outside";
+
+TEST_CASE("suggest streams a continuation and reuses the prompt prefix on the next keystroke") {
+    Events ev;
+    auto a = Assistant::create(base_config(), ev.callback());
+    CHECK(ev.has(EventKind::ModelLoaded));
+    std::string streamed;
+    const std::string doc = kDoc;
+    const SuggestResult r1 = a->suggest(doc, doc.size(), [&](std::string_view p) { streamed += p; return true; });
+    CHECK(!r1.text.empty());
+    CHECK(streamed == r1.text);
+    const std::string doc2 = doc + " in";
+    const SuggestResult r2 = a->suggest(doc2, doc2.size());
+    CHECK(r2.stats.reused_tokens > 10);  // only the new word is evaluated
+    CHECK(r2.stats.prompt_tokens - r2.stats.reused_tokens <= 3);
+    CHECK(a->usage().suggestions == 2);
+}
+
+TEST_CASE("a newer suggest or cancel() stops the running one") {
+    auto cfg = base_config();
+    cfg.suggestion_tokens = 400;
+    auto a = Assistant::create(cfg);
+    std::atomic<int> pieces{0};
+    SuggestResult first;
+    std::thread t([&] { first = a->suggest(kDoc, std::string(kDoc).size(), [&](std::string_view) { pieces++; return true; }); });
+    while (pieces < 2) std::this_thread::sleep_for(100us);
+    a->cancel();
+    t.join();
+    CHECK(first.cancelled);
+    CHECK(first.stats.completion_tokens < 100);
+}
+
+TEST_CASE("ask without a cloud answers locally and says why; private queries never leave") {
+    auto a = Assistant::create(base_config());
+    AskOptions o;
+    o.max_tokens = 8;
+    const AskResult r = a->ask("Tell me about Lily", "", o);
+    CHECK(r.answered_by == "local");
+    CHECK(r.reason == "no cloud configured");
+    o.private_query = true;
+    CHECK(a->ask("secret", "", o).reason.find("private") != std::string::npos);
+}
+
+TEST_CASE("a corrupt memory database: an event, and suggestions go on without memory") {
+    tandem_test::TempDir dir;
+    tandem_test::write_file(dir.file("bad.db"), std::string(8192, 'x'));
+    Events ev;
+    auto cfg = base_config();
+    cfg.memory_db = dir.file("bad.db");
+    auto a = Assistant::create(cfg, ev.callback());
+    CHECK(ev.has(EventKind::MemoryUnavailable));
+    CHECK(!a->suggest(kDoc, std::string(kDoc).size()).text.empty());
+}
+
+TEST_CASE("config files: fields, unknown fields and wrong types are errors naming the field") {
+    tandem_test::TempDir dir;
+    tandem_test::write_file(dir.file("ok.json"), R"({"model_path": "m.gguf", "n_ctx": 1024, "privacy_mode": true})");
+    const AssistantConfig c = AssistantConfig::from_json_file(dir.file("ok.json"));
+    CHECK(c.n_ctx == 1024);
+    CHECK(c.privacy_mode);
+    tandem_test::write_file(dir.file("bad.json"), R"({"model_path": "m.gguf", "nctx": 1})");
+    CHECK_THROWS_WITH(AssistantConfig::from_json_file(dir.file("bad.json")), doctest::Contains("unknown field 'nctx'"));
+    tandem_test::write_file(dir.file("type.json"), R"({"model_path": "m.gguf", "n_ctx": "big"})");
+    CHECK_THROWS_WITH(AssistantConfig::from_json_file(dir.file("type.json")), doctest::Contains("field 'n_ctx' has the wrong type"));
+    auto cfg = base_config();
+    cfg.backend = "tpu";
+    CHECK_THROWS_WITH(Assistant::create(cfg), doctest::Contains("backend must be auto, cpu or cuda"));
+}
+
+TEST_CASE("memory: typing asks the cloud, notes arrive in SQLite and reach the prompt; offline keeps working") {
+    tandem_test::TempDir dir;
+    // a small corpus whose sentences the extractive memory service can pick
+    REQUIRE(mkdir(dir.file("corpus").c_str(), 0700) == 0);
+    tandem_test::write_file(dir.file("corpus/dragons.txt"),
+                            "Dragons of the northern hills.\n\nThe red dragon guards the golden castle. "
+                            "Dragons breathe fire when the castle is in danger. The castle gate opens at dawn.\n");
+    tandem_test::write_file(dir.file("corpus/garden.txt"),
+                            "Gardening notes.\n\nTomatoes need sun and water every morning. The garden has a small pond.\n");
+    auto cloud = std::make_unique<tandem_test::ServerProcess>(
+        TANDEM_CLOUD_BIN, std::vector<std::string>{"--port", "0", "--corpus", dir.file("corpus"), "--db", dir.file("cloud.db")});
+    Events ev;
+    auto cfg = base_config();
+    cfg.memory_db = dir.file("memory.db");
+    cfg.cloud_url = cloud->url();
+    cfg.memory_edit_threshold = 4;
+    auto a = Assistant::create(cfg, ev.callback());
+    const std::string doc = "Lily walked to the castle where the red dragon lived. The dragon breathed fire at the castle gate";
+    a->suggest(doc, doc.size());
+    REQUIRE(ev.wait_for(EventKind::MemoryRequested, 5s));
+    REQUIRE(ev.wait_for(EventKind::MemoryUpdated, 20s));
+    const auto notes = a->memory_notes();
+    REQUIRE(!notes.empty());
+    CHECK(notes[0].text.find("ragon") != std::string::npos);
+    CHECK(a->usage().memory_notes > 0);
+    const std::string doc2 = doc + " and";
+    const SuggestResult r = a->suggest(doc2, doc2.size());
+    REQUIRE(!r.memory.empty());
+    CHECK(r.memory[0].doc_id.size() > 0);
+
+    // the cloud goes away: asks still get an answer (local, with the reason), suggestions go on
+    cloud->kill(SIGKILL);
+    AskOptions o;
+    o.max_tokens = 6;
+    const AskResult ask = a->ask("What does the dragon guard?", "", o);
+    CHECK(ask.answered_by == "local");
+    CHECK(ask.reason.find("cloud failed") != std::string::npos);
+    const std::string doc3 = doc2 + " the";
+    CHECK(!a->suggest(doc3, doc3.size()).text.empty());
+}
