@@ -263,14 +263,19 @@ void Server::run() {
         }
         std::lock_guard<std::mutex> lock(s.mu);
         s.n_sessions++;
-        std::thread([&s, sock = std::move(socket)]() mutable {
+        // The socket must be gone before n_sessions drops: run() may return (and the
+        // io_context it belongs to be destroyed) as soon as the count reaches zero.
+        auto owned = std::make_unique<tcp::socket>(std::move(socket));
+        std::thread([&s, owned = std::move(owned)]() mutable {
+            std::unique_ptr<tcp::socket> sock = std::move(owned);
             {
                 std::lock_guard<std::mutex> l(s.mu);
-                s.sockets.insert(&sock);
+                s.sockets.insert(sock.get());
             }
-            if (!s.stopping) s.serve(sock);
+            if (!s.stopping) s.serve(*sock);
             std::lock_guard<std::mutex> l(s.mu);
-            s.sockets.erase(&sock);
+            s.sockets.erase(sock.get());
+            sock.reset();
             if (--s.n_sessions == 0) s.sessions_done.notify_all();
         }).detach();
     }
