@@ -60,7 +60,11 @@ const fmt = (x, digits) => (typeof x === "number" ? x.toFixed(digits) : "-");
 
 function noteItem(n) {
   const li = document.createElement("li");
-  li.textContent = n.text;
+  const text = document.createElement("span");
+  text.className = "text";
+  text.textContent = n.text;
+  text.title = n.text;
+  li.appendChild(text);
   const src = document.createElement("span");
   src.className = "src";
   src.textContent = "source: " + (n.title || n.doc_id || "unknown");
@@ -69,6 +73,8 @@ function noteItem(n) {
 }
 
 function fillNotes(list, notes, emptyText) {
+  const seen = new Set();  // two requests can bring back the same passage: show it once
+  notes = notes.filter((n) => !seen.has(n.text) && seen.add(n.text));
   list.replaceChildren();
   if (!notes.length) {
     const li = document.createElement("li");
@@ -77,6 +83,7 @@ function fillNotes(list, notes, emptyText) {
     list.appendChild(li);
   }
   for (const n of notes) list.appendChild(noteItem(n));
+  return notes.length;
 }
 
 // ---- ghost text ----------------------------------------------------------------------
@@ -210,7 +217,7 @@ $("ask-form").addEventListener("submit", async (e) => {
           const by = document.createElement("span");
           by.className = "by " + data.answered_by;
           by.textContent = data.answered_by === "cloud" ? "answered by the cloud" : "answered locally";
-          who.append(by, " " + data.reason);
+          who.append(by, ": " + data.reason);
           if (data.score >= 0) who.append(` (router score ${fmt(data.score, 2)} vs threshold ${fmt(data.threshold, 2)})`);
           who.dataset.by = data.answered_by;
           refreshState();
@@ -239,21 +246,23 @@ knob.addEventListener("change", () => {
 });
 
 function fillUsage(u) {
-  const rows = [
-    ["suggestions", u.suggestions],
-    ["asks: local / cloud", `${u.local_asks} / ${u.cloud_asks}`],
-    ["local tokens: prompt / completion", `${u.prompt_tokens} / ${u.completion_tokens}`],
-    ["cloud tokens: prompt / completion", `${u.cloud_prompt_tokens} / ${u.cloud_completion_tokens}`],
-    ["last first-token latency", fmt(u.last_ttft_ms, 1) + " ms"],
-    ["last decode speed", fmt(u.last_tokens_per_s, 0) + " tok/s"],
-    ["memory notes stored", u.memory_notes],
+  const rows = [  // [id, label, value]
+    ["suggestions", "suggestions", u.suggestions],
+    ["asks", "asks: local / cloud", `${u.local_asks} / ${u.cloud_asks}`],
+    ["tokens", "local tokens: prompt / completion", `${u.prompt_tokens} / ${u.completion_tokens}`],
+    ["cloud-tokens", "cloud tokens: prompt / completion", `${u.cloud_prompt_tokens} / ${u.cloud_completion_tokens}`],
+    ["ttft", "last first-token latency", fmt(u.last_ttft_ms, 1) + " ms"],
+    ["speed", "last decode speed", fmt(u.last_tokens_per_s, 0) + " tok/s"],
+    ["notes-stored", "memory notes stored", u.memory_notes],
   ];
   const t = $("usage");
   t.replaceChildren();
-  for (const [k, v] of rows) {
+  for (const [id, k, v] of rows) {
     const tr = t.insertRow();
     tr.insertCell().textContent = k;
-    tr.insertCell().textContent = v;
+    const td = tr.insertCell();
+    td.id = "usage-" + id;
+    td.textContent = v;
   }
 }
 
@@ -263,8 +272,8 @@ async function refreshState() {
     setOnline(s.online);
     $("backend").textContent = "local model on " + (s.backend || "?") + (s.privacy ? " · private" : "");
     fillUsage(s.usage);
-    $("notes-count").textContent = s.memory.length;
-    fillNotes($("notes-all"), s.memory, "None yet: notes arrive from the cloud as you write.");
+    $("notes-count").textContent =
+      fillNotes($("notes-all"), s.memory, "None yet: notes arrive from the cloud as you write.");
     if (!knobTouched && s.threshold >= 0) {
       knob.value = s.threshold;
       $("knob-value").textContent = fmt(s.threshold, 2);
