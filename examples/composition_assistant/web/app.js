@@ -129,10 +129,12 @@ function scheduleSuggest() {
   ghost.timer = setTimeout(requestSuggestion, 150);
 }
 
+let askBusy = false;  // the local model answers one request at a time: no ghost text during an ask
+
 async function requestSuggestion() {
   clearGhost();
   const text = editor.value, pos = editor.selectionStart;
-  if (!text.trim() || !atLineEnd()) return;
+  if (askBusy || !text.trim() || !atLineEnd()) return;
   const ctrl = new AbortController();
   ghost.ctrl = ctrl;
   ghost.at = pos;
@@ -206,6 +208,9 @@ $("ask-form").addEventListener("submit", async (e) => {
   answer.textContent = "";
   who.textContent = "thinking…";
   delete who.dataset.by;
+  clearTimeout(ghost.timer);
+  clearGhost();
+  askBusy = true;
   try {
     await stream("/api/ask", { instruction, selection, private: $("ask-private").checked }, ctrl.signal,
       (name, data) => {
@@ -218,6 +223,7 @@ $("ask-form").addEventListener("submit", async (e) => {
           by.className = "by " + data.answered_by;
           by.textContent = data.answered_by === "cloud" ? "answered by the cloud" : "answered locally";
           who.append(by, ": " + data.reason);
+          if (data.cancelled) who.append(" (interrupted)");
           if (data.score >= 0) who.append(` (router score ${fmt(data.score, 2)} vs threshold ${fmt(data.threshold, 2)})`);
           who.dataset.by = data.answered_by;
           refreshState();
@@ -225,6 +231,11 @@ $("ask-form").addEventListener("submit", async (e) => {
       });
   } catch (err) {
     if (err.name !== "AbortError") who.textContent = "failed: " + err.message;
+  } finally {
+    if (askCtrl === ctrl) {
+      askBusy = false;
+      scheduleSuggest();
+    }
   }
 });
 
