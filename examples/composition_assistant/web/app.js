@@ -285,6 +285,8 @@ async function refreshState() {
     fillUsage(s.usage);
     $("notes-count").textContent =
       fillNotes($("notes-all"), s.memory, "None yet: notes arrive from the cloud as you write.");
+    knob.disabled = s.threshold < 0;  // no router: every ask goes to the cloud when it can
+    if (s.threshold < 0) $("knob-value").textContent = "no router (--router)";
     if (!knobTouched && s.threshold >= 0) {
       knob.value = s.threshold;
       $("knob-value").textContent = fmt(s.threshold, 2);
