@@ -229,10 +229,13 @@ try {
   await page.screenshot("03-ask");
 
   // 4. Stop the cloud: the page shows offline.
-  const notesBefore = +(await page.eval("document.getElementById('usage-notes-stored').textContent"));
   await stopProcess(cloud.child);
   log("cloud stopped");
   await page.waitFor("the offline indicator", "document.getElementById('online').textContent === 'offline'", 45_000);
+  // Read once offline (plus one state refresh): from here on, only the restarted cloud can add notes.
+  await new Promise((r) => setTimeout(r, 1500));
+  const notesBefore = +(await page.eval("document.getElementById('usage-notes-stored').textContent"));
+  log("notes stored before the restart:", notesBefore);
   // Writing goes on offline: suggestions still come (the local model never waits for the cloud).
   await page.eval("const e = document.getElementById('editor'); e.focus(); e.setSelectionRange(e.value.length, e.value.length)");
   await page.typeText("\n\nClimate change threatens the small island developing States, whose coasts and fisheries " +
@@ -246,7 +249,7 @@ try {
   cloud = await startProcess("tandem-cloud", args.cloud, cloudArgs(cloudPort), /listening on/, 60_000);
   log("cloud restarted");
   await page.waitFor("the online indicator after restart", "document.getElementById('online').textContent === 'online'", 45_000);
-  await page.waitFor(`new memory notes (more than the ${notesBefore} stored before the restart)`,
+  await page.waitFor(`new memory notes (more than the ${notesBefore} stored while offline)`,
     `+document.getElementById('usage-notes-stored').textContent > ${notesBefore} &&
      document.querySelector('#notes-all li .src') !== null`, 60_000);
   const notes = await page.eval("[...document.querySelectorAll('#notes-all li')].map(li => li.textContent).slice(0, 3)");
