@@ -45,10 +45,21 @@ struct UsageError {
 static double parse_number(const std::string& flag, const std::string& v, double lo, double hi) {
     char* end = nullptr;
     double x = std::strtod(v.c_str(), &end);
-    if (v.empty() || *end != '\0' || !(x >= lo && x <= hi))
-        throw UsageError{flag + " wants a number in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got '" +
-                         v + "'"};
+    if (v.empty() || *end != '\0' || !(x >= lo && x <= hi)) {
+        char range[64];
+        std::snprintf(range, sizeof range, "[%g, %g]", lo, hi);
+        throw UsageError{flag + " wants a number in " + range + ", got '" + v + "'"};
+    }
     return x;
+}
+
+static int parse_int(const std::string& flag, const std::string& v, long lo, long hi) {
+    char* end = nullptr;
+    long x = std::strtol(v.c_str(), &end, 10);
+    if (v.empty() || *end != '\0' || x < lo || x > hi)
+        throw UsageError{flag + " wants an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got '" +
+                         v + "'"};
+    return (int)x;
 }
 
 int main(int argc, char** argv) {
@@ -77,9 +88,9 @@ int main(int argc, char** argv) {
             else if (a == "--router") cfg.router_path = value();
             else if (a == "--threshold") cfg.router_threshold = parse_number(a, value(), 0, 1);
             else if (a == "--backend") cfg.backend = value();
-            else if (a == "--threads") cfg.n_threads = (int)parse_number(a, value(), 0, 1024);
+            else if (a == "--threads") cfg.n_threads = parse_int(a, value(), 0, 1024);
             else if (a == "--private") cfg.privacy_mode = true;
-            else if (a == "--port") port = (int)parse_number(a, value(), 0, 65535);
+            else if (a == "--port") port = parse_int(a, value(), 0, 65535);
             else if (a == "--tui") tui = true;
             else throw UsageError{"unknown option '" + a + "'"};
         }
