@@ -80,8 +80,31 @@ def main():
               f"cudnn {res['torch_cudnn_ms']} ({res['torch_cudnn_mode']})", flush=True)
         del q, k, v
         torch.cuda.empty_cache()
+    prefill = []
+    for r in ours.get("prefill", []):
+        B, L, D, Hq, Hkv = r["batch"], r["len"], r["D"], r["n_q_heads"], r["n_kv_heads"]
+        q = torch.randn(B, Hq, L, D, device="cuda", dtype=torch.float16)
+        k = torch.randn(B, Hkv, L, D, device="cuda", dtype=torch.float16)
+        v = torch.randn(B, Hkv, L, D, device="cuda", dtype=torch.float16)
+        res = dict(r)
+        for name, be in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):
+            with sdpa_kernel([be]):
+                try:
+                    fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+                    fn()
+                    torch.cuda.synchronize()
+                    res[f"torch_{name}_ms"] = time_graph(fn)
+                except Exception as e:  # noqa: BLE001
+                    res[f"torch_{name}_ms"] = None
+                    res[f"torch_{name}_error"] = str(e).splitlines()[0][:80]
+        cands = [(res[f"torch_{n}_ms"], n) for n in ("flash", "cudnn") if res[f"torch_{n}_ms"] is not None]
+        res["torch_best_ms"], res["torch_best"] = min(cands) if cands else (None, "none")
+        prefill.append(res)
+        print(f"prefill L={L} flash {res['torch_flash_ms']} cudnn {res['torch_cudnn_ms']}", flush=True)
+        del q, k, v
+        torch.cuda.empty_cache()
     merged = {"device": ours["device"], "torch_device": dev, "torch": torch.__version__,
-              "copy_gbps": ours["copy_gbps"], "rows": rows}
+              "copy_gbps": ours["copy_gbps"], "rows": rows, "prefill": prefill}
     json.dump(merged, open(sys.argv[2], "w"), indent=1)
     f = lambda x: "n/a" if x is None else f"{x:.4f}"
     with open(sys.argv[3], "w") as md:
@@ -95,6 +118,14 @@ def main():
             md.write(f"| {r['D']} | {r['batch']} | {r['kv_len']} | {f(r['fp16_roof_ms'])} | {f(r['turbo_roof_ms'])} | "
                      f"{f(r['torch_best_ms'])} ({r['torch_best']}, {r.get('torch_' + r['torch_best'] + '_mode', '')}) | "
                      f"{f(r['fp16_ms'])} | {f(r['turbo_ms'])} | {sp} |\n")
+        if prefill:
+            md.write("\nPrefill, causal, batch 1, GQA 32:8, D=128; TFLOP/s counts the causal half.\n\n")
+            md.write("| len | torch best (backend) | TFLOP/s | ours Turbo | TFLOP/s | Turbo vs torch |\n|---|---|---|---|---|---|\n")
+            for r in prefill:
+                tf = lambda ms: "n/a" if ms is None else f"{r['flops'] / (ms * 1e-3) / 1e12:.0f}"
+                sp = "n/a" if r["torch_best_ms"] is None else f"{r['torch_best_ms'] / r['turbo_ms']:.2f}x"
+                md.write(f"| {r['len']} | {f(r['torch_best_ms'])} ({r['torch_best']}) | {tf(r['torch_best_ms'])} | "
+                         f"{f(r['turbo_ms'])} | {tf(r['turbo_ms'])} | {sp} |\n")
     print(open(sys.argv[3]).read())
 
 

@@ -4,6 +4,7 @@
 // per graph). Rooflines: bytes of KV read / measured device-to-device copy bandwidth.
 // Usage: bench-attention OUT.json   (bench/attention_sdpa.py adds PyTorch SDPA and the table)
 #include "fp16_decode.cuh"
+#include "turbo_prefill.cuh"
 #include "turbo_decode.cuh"
 #include "tandem/turbo_attention.h"
 #include "cuda_common.cuh"
@@ -180,6 +181,37 @@ int main(int argc, char** argv) {
                                       (void*)dl, (void*)k16, (void*)v16, (void*)ws})
                         TANDEM_CHECK_CUDA(cudaFree(ptr));
                 }
+        // ---- prefill (causal, one chunk): ours INT8 Q.K^T + FP16 P.V, timed with its
+        // quantize/transpose launches included
+        std::fprintf(f, "\n], \"prefill\": [\n");
+        first = true;
+        for (int L : {1024, 4096, 16384}) {
+            const int D = 128, B = 1;
+            const size_t nq = (size_t)B * Hq * L * D, nk = (size_t)B * Hkv * L * D;
+            __half *q, *k, *v;
+            float* out;
+            TANDEM_CHECK_CUDA(cudaMalloc(&q, nq * 2));
+            TANDEM_CHECK_CUDA(cudaMalloc(&k, nk * 2));
+            TANDEM_CHECK_CUDA(cudaMalloc(&v, nk * 2));
+            TANDEM_CHECK_CUDA(cudaMalloc(&out, nq * 4));
+            fill_half<<<1024, 256, 0, st>>>(q, nq, 11);
+            fill_half<<<1024, 256, 0, st>>>(k, nk, 12);
+            fill_half<<<1024, 256, 0, st>>>(v, nk, 13);
+            TurboPrefillParams pp;
+            pp.q = (const uint16_t*)q; pp.k = (const uint16_t*)k; pp.v = (const uint16_t*)v; pp.out = out;
+            pp.batch = B; pp.n_q_heads = Hq; pp.n_kv_heads = Hkv; pp.head_dim = D; pp.len = L;
+            void* ws;
+            TANDEM_CHECK_CUDA(cudaMalloc(&ws, turbo_prefill_workspace_bytes(pp)));
+            pp.workspace = ws;
+            const float t = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s); }, st);
+            const double flops = 4.0 * B * Hq * (double)L * L * D / 2;  // causal
+            std::printf("prefill D=%d B=%d L=%5d  turbo %8.4f ms  %.1f TFLOP/s\n", D, B, L, t, flops / (t * 1e-3) / 1e12);
+            std::fprintf(f, "%s{\"D\": %d, \"batch\": %d, \"len\": %d, \"n_q_heads\": %d, \"n_kv_heads\": %d, "
+                         "\"turbo_ms\": %.5f, \"flops\": %.0f}", first ? "" : ",\n", D, B, L, Hq, Hkv, t, flops);
+            first = false;
+            TANDEM_CHECK_CUDA(cudaStreamSynchronize(st));
+            for (void* ptr : {(void*)q, (void*)k, (void*)v, (void*)out, ws}) TANDEM_CHECK_CUDA(cudaFree(ptr));
+        }
         std::fprintf(f, "\n]}\n");
         std::fclose(f);
     } catch (const std::exception& e) {

@@ -7,6 +7,7 @@
 //   bench-router [--calls N] [--train-rows N] [--test-rows N]
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -15,6 +16,7 @@
 
 #include "tandem/router.h"
 #include "tandem/router_eval.h"
+#include "tandem/router_mlp.h"
 #include "tandem/router_synth.h"
 #include "tandem/router_train.h"
 
@@ -84,6 +86,8 @@ int main(int argc, char** argv) {
     RoutePolicy pol;
     pol.top_k = 5;
     Percentiles decide = time_calls(calls, [&](int i) { return router->decide(test.rows[i % nq].query, {}, pol).score; });
+    std::unique_ptr<MlpRouter> mlp_router = train_mlp_router(train, opt);
+    Percentiles mlp = time_calls(calls, [&](int i) { return mlp_router->score(test.rows[i % nq].query, {}); });
     RandomRouter rnd(0);
     Percentiles random = time_calls(calls, [&](int i) { return rnd.score(test.rows[i % nq].query, {}); });
 
@@ -98,6 +102,7 @@ int main(int argc, char** argv) {
     line("extract_features (baseline)", feat);
     line("LogisticRouter::score", score);
     line("Router::decide, top 5 features", decide);
+    line("MlpRouter::score (8 hidden)", mlp);
     line("RandomRouter::score", random);
     std::printf("\ntraining (trans labels, %d rows, L-BFGS): %.2f s\n\n", train_rows, train_s);
 
@@ -109,35 +114,57 @@ int main(int argc, char** argv) {
     const Pair pairs[] = {{"close (offset 0, gap 0.1)", 0.0, 0.1},
                           {"medium (offset 0.05, gap 0.2)", 0.05, 0.2},
                           {"wide (offset 0.15, gap 0.3)", 0.15, 0.3}};
+    const int kSeeds = 3;  // train seed s, test seed 100 + s, s = 1..kSeeds; means reported
     std::printf("## Table 1 analogue: quality drop (%%) vs all-cloud at a cost advantage (local share) of 10/20/40%%\n\n");
-    std::printf("Synthetic data (router_synth.h): train %d rows (seed 1), test %d rows (seed 3), 10 samples per model,\n"
-                "noise 0.1, hidden per-query difficulty 0.05. Lower is better; negative = better than all-cloud.\n\n",
-                train_rows, test_rows);
+    std::printf("Synthetic data (router_synth.h): train %d rows (seed s), test %d rows (seed 100 + s), mean over\n"
+                "s = 1..%d; 10 samples per model, noise 0.1, hidden per-query difficulty 0.05. Lower is better;\n"
+                "negative = better than all-cloud. APGR: mean +- std over the seeds.\n\n",
+                train_rows, test_rows, kSeeds);
     std::printf("| model pair | Q local | Q cloud | router | 10%% | 20%% | 40%% | APGR | t |\n");
     std::printf("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |\n");
-    for (const Pair& p : pairs) {
-        SynthOptions po;
-        po.gap = p.gap;
-        po.offset = p.offset;
-        po.n_rows = train_rows;
-        po.seed = 1;
-        Dataset tr = make_synthetic_routing_data(po);
-        po.n_rows = test_rows;
-        po.seed = 3;
-        Dataset te = make_synthetic_routing_data(po);
-        EvalReport rand_rep;
-        for (LabelMode m : {LabelMode::det, LabelMode::prob, LabelMode::trans}) {
-            TrainOptions o;
-            o.labels = m;
-            std::unique_ptr<LogisticRouter> r = train_logistic_router(tr, o);
-            EvalReport rep = evaluate_router(*r, te);
-            rand_rep = rep;
-            std::printf("| %s | %.4f | %.4f | r_%s | %.2f | %.2f | %.2f | %.3f | %.3f |\n", p.name, rep.q_local, rep.q_cloud,
-                        label_mode_name(m), rep.drop_at_local[0], rep.drop_at_local[1], rep.drop_at_local[2], rep.apgr,
-                        r->training().t);
+    struct Acc {
+        double drop[3] = {0, 0, 0}, apgr = 0, apgr2 = 0, t = 0;
+        void add(const double d[3], double a, double tt) {
+            for (int i = 0; i < 3; ++i) drop[i] += d[i] / kSeeds;
+            apgr += a / kSeeds, apgr2 += a * a / kSeeds, t += tt / kSeeds;
         }
-        std::printf("| %s | | | random (10 seeds) | %.2f | %.2f | %.2f | %.3f | |\n", p.name, rand_rep.random_drop_at_local[0],
-                    rand_rep.random_drop_at_local[1], rand_rep.random_drop_at_local[2], rand_rep.apgr_random);
+        double sd() const { return std::sqrt(std::max(0.0, apgr2 - apgr * apgr)); }
+    };
+    for (const Pair& p : pairs) {
+        Acc acc[5];  // det, prob, trans, random, mlp (trans labels)
+        double q_local = 0, q_cloud = 0;
+        for (int seed = 1; seed <= kSeeds; ++seed) {
+            SynthOptions po;
+            po.gap = p.gap;
+            po.offset = p.offset;
+            po.n_rows = train_rows;
+            po.seed = (uint64_t)seed;
+            Dataset tr = make_synthetic_routing_data(po);
+            po.n_rows = test_rows;
+            po.seed = 100 + (uint64_t)seed;
+            Dataset te = make_synthetic_routing_data(po);
+            for (LabelMode m : {LabelMode::det, LabelMode::prob, LabelMode::trans}) {
+                TrainOptions o;
+                o.labels = m;
+                std::unique_ptr<LogisticRouter> r = train_logistic_router(tr, o);
+                EvalReport rep = evaluate_router(*r, te);
+                acc[(int)m].add(rep.drop_at_local, rep.apgr, r->training().t);
+                if (m == LabelMode::trans) {
+                    std::unique_ptr<MlpRouter> mr = train_mlp_router(tr, o);
+                    EvalReport mrep = evaluate_router(*mr, te);
+                    acc[4].add(mrep.drop_at_local, mrep.apgr, mr->training().t);
+                    acc[3].add(rep.random_drop_at_local, rep.apgr_random, 0);
+                    q_local += rep.q_local / kSeeds, q_cloud += rep.q_cloud / kSeeds;
+                }
+            }
+        }
+        const char* names[5] = {"r_det", "r_prob", "r_trans", "random (10 seeds)", "r_trans, MLP (8 hidden)"};
+        for (int k : {0, 1, 2, 4, 3}) {
+            std::printf("| %s | %.4f | %.4f | %s | %.2f | %.2f | %.2f | %.3f +- %.3f | ", p.name, q_local, q_cloud, names[k],
+                        acc[k].drop[0], acc[k].drop[1], acc[k].drop[2], acc[k].apgr, acc[k].sd());
+            if (k != 3) std::printf("%.3f |\n", acc[k].t);
+            else std::printf(" |\n");
+        }
     }
     return g_sink == 12345.678 ? 1 : 0;
 }

@@ -69,14 +69,14 @@ def main():
     r = runs()
     w("// (first, last, flags): code points with no flag (unassigned) are left out.\n")
     w("const CptRange kCptRanges[] = {\n")
-    for lo, hi, f in r:
-        w("    {0x%06X, 0x%06X, 0x%02X},\n" % (lo, hi, f))
+    for i in range(0, len(r), 4):
+        w("   " + "".join(" {0x%06X, 0x%06X, 0x%02X}," % x for x in r[i:i + 4]) + "\n")
     w("};\nconst size_t kCptRangesCount = %d;\n\n" % len(r))
     d = class_ranges(DEEPSEEK_LLM_LETTERS)
     w("// The letter class of the deepseek-llm pre-tokenizer regex, as (first, last) pairs.\n")
     w("const CptSpan kDeepseekLlmLetters[] = {\n")
-    for lo, hi in d:
-        w("    {0x%06X, 0x%06X},\n" % (lo, hi))
+    for i in range(0, len(d), 6):
+        w("   " + "".join(" {0x%06X, 0x%06X}," % x for x in d[i:i + 6]) + "\n")
     w("};\nconst size_t kDeepseekLlmLettersCount = %d;\n\n}  // namespace tandem::unicode\n" % len(d))
 
 

@@ -777,3 +777,15 @@ TEST_CASE("cloud: under random faults every call ends exactly once and none is l
     }
     for (int i = 0; i < n; ++i) CHECK(seen[i] >= 1);
 }
+
+TEST_CASE("cloud: large request bodies are sent whole") {
+    FaultServer srv([](const FaultRequest&) { return FaultReply{202, "application/json", {}, "{}"}; });
+    CloudClient cli(fast_config(srv.url()));
+    std::string ctx(4 << 20, 'c');
+    auto t0 = Clock::now();
+    auto o = await<Nothing>([&](auto cb) { cli.post_memory_request({"big", ctx, 3}, cb); });
+    REQUIRE_MESSAGE(!o.ec, o.message);
+    CHECK(ms_since(t0) < 3000);
+    REQUIRE(srv.log().size() == 1);
+    CHECK(srv.log()[0].body.size() > ctx.size());
+}

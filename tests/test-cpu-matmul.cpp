@@ -163,6 +163,28 @@ struct PathGuard {
     ~PathGuard() { cpu::force_kernel_path("best"); }
 };
 
+// One shape on the scalar path, then on every SIMD path this CPU runs, each against float64,
+// and each SIMD result against the scalar one.
+static void check_all_paths(const TypeCase& tc, int64_t rows, int64_t cols, int64_t n_tokens, ThreadPool* pool) {
+    cpu::force_kernel_path("scalar");
+    std::vector<double> absdots;
+    const std::vector<float> ref = check_type(tc, rows, cols, n_tokens, pool, &absdots);
+    for (const char* path : kAllPaths) {
+        if (!cpu::kernel_path_supported(path) || std::strcmp(path, "scalar") == 0) continue;
+        cpu::force_kernel_path(path);
+        std::vector<double> ad;
+        const std::vector<float> got = check_type(tc, rows, cols, n_tokens, pool, &ad);
+        REQUIRE(got.size() == ref.size());
+        for (size_t i = 0; i < got.size(); i++) {
+            CAPTURE(path);
+            CAPTURE(type_traits(tc.type).name);
+            CAPTURE(cols);
+            CAPTURE(i);
+            CHECK(std::fabs(got[i] - ref[i]) <= kSimdVsScalarRelTol * absdots[i]);
+        }
+    }
+}
+
 TEST_CASE("matvec and matmul match the float64 reference on every type and path") {
     PathGuard guard;
     ThreadPool pool(2);
@@ -170,25 +192,18 @@ TEST_CASE("matvec and matmul match the float64 reference on every type and path"
     const Shape shapes[] = {{1, 1, 1}, {7, 1, 3}, {33, 3, 5}, {67, 8, 9}, {16, 2, 4}};
     for (const TypeCase& tc : kTypes) {
         const int64_t bs = type_traits(tc.type).block_size == QK_K ? QK_K : 32;
-        for (const Shape& s : shapes) {
-            const int64_t cols = s.cols_blocks * bs;
-            cpu::force_kernel_path("scalar");
-            std::vector<double> absdots;
-            const std::vector<float> ref = check_type(tc, s.rows, cols, s.n_tokens, &pool, &absdots);
-            for (const char* path : kAllPaths) {
-                if (!cpu::kernel_path_supported(path) || std::strcmp(path, "scalar") == 0) continue;
-                cpu::force_kernel_path(path);
-                std::vector<double> ad;
-                const std::vector<float> got = check_type(tc, s.rows, cols, s.n_tokens, &pool, &ad);
-                REQUIRE(got.size() == ref.size());
-                for (size_t i = 0; i < got.size(); i++) {
-                    CAPTURE(path);
-                    CAPTURE(type_traits(tc.type).name);
-                    CAPTURE(i);
-                    CHECK(std::fabs(got[i] - ref[i]) <= kSimdVsScalarRelTol * absdots[i]);
-                }
-            }
-        }
+        for (const Shape& s : shapes) check_all_paths(tc, s.rows, s.cols_blocks * bs, s.n_tokens, &pool);
+    }
+}
+
+// The float types have no block: any cols, so the SIMD tails (scalar in avx2, masked in
+// avx512) and the unrolled main loops are all exercised.
+TEST_CASE("float weight types with cols that are not a multiple of the SIMD width") {
+    PathGuard guard;
+    ThreadPool pool(2);
+    for (const TypeCase& tc : kTypes) {
+        if (type_traits(tc.type).is_quantized) continue;
+        for (int64_t cols : {1, 7, 13, 37, 100, 129}) check_all_paths(tc, 5, cols, 6, &pool);
     }
 }
 
@@ -292,6 +307,26 @@ TEST_CASE("ThreadPool covers every index exactly once") {
         for (int rep = 0; rep < 2000; rep++)
             pool.parallel_for(8, [&](int64_t b, int64_t e) { total += e - b; }, 1);
         CHECK(total.load() == 16000);
+    }
+}
+
+// Back-to-back jobs of different sizes: a worker that wakes late for job k must not claim or
+// count items of job k+1 (this caught a real race in an earlier version).
+TEST_CASE("ThreadPool: back-to-back jobs of varying size stay exact") {
+    for (int n_threads : {2, 3, 4}) {
+        ThreadPool pool(n_threads);
+        std::vector<std::atomic<int>> hits(64);
+        for (int rep = 0; rep < 20000; rep++) {
+            const int64_t n = 1 + (rep * 7919) % 63;
+            for (int64_t i = 0; i < n; i++) hits[(size_t)i] = 0;
+            pool.parallel_for(n, [&](int64_t b, int64_t e) { for (int64_t i = b; i < e; i++) hits[(size_t)i]++; }, 1 + rep % 3);
+            bool ok = true;
+            for (int64_t i = 0; i < n; i++) ok = ok && hits[(size_t)i].load() == 1;
+            if (!ok) {
+                CAPTURE(rep);
+                FAIL("an index was run zero or two times");
+            }
+        }
     }
 }
 

@@ -2,11 +2,14 @@
 // structure, calibration on held-out data, router files, policies and the cloud budget.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "tandem/router.h"
 #include "tandem/router_eval.h"
+#include "tandem/router_mlp.h"
 #include "tandem/router_synth.h"
 #include "tandem/router_train.h"
 #include "test_util.h"
@@ -153,6 +156,7 @@ TEST_CASE("bad training JSONL lines name the file, the line and the field") {
     CHECK(contains(err(ok + "{\"query\":\"q\",\"small_scores\":[1],\"large_scores\":[1],\"gen_entropy\":1}"),
                    "f.jsonl:2: field 'gen_entropy': present, but the first row"));
     CHECK(contains(err("[1,2]"), "f.jsonl:1: expected a JSON object"));
+    CHECK(contains(err(ok + "{\"query\":\"q\",\"small_scores\":[1],\"large_scores\":[1e400]}"), "f.jsonl:2: invalid JSON"));
     CHECK(contains(err("\n \n"), "f.jsonl: no rows"));
     CHECK(contains(error_of([] { load_routing_jsonl("/nonexistent/x.jsonl"); }), "/nonexistent/x.jsonl: cannot open"));
 }
@@ -372,7 +376,7 @@ TEST_CASE("routers are registered by name; baselines") {
     CHECK(s < 1.0);
     CHECK(rnd->score("q1", {}) == s);
     CHECK(RandomRouter(1).score("q1", {}) != s);
-    CHECK(contains(error_of([] { make_router("nope"); }), "logistic, always-local, always-cloud, random"));
+    CHECK(contains(error_of([] { make_router("nope"); }), "logistic, mlp, always-local, always-cloud, random"));
     CHECK(contains(error_of([] { make_router("logistic"); }), "must be trained"));
     TempDir dir;
     RandomRouter r7(7);
@@ -467,4 +471,78 @@ TEST_CASE("cloud budget: calls per hour and tokens per day, with an injected clo
     CloudBudget unlimited({-1, -1}, [&] { return now; });
     for (int i = 0; i < 100; ++i) unlimited.record(1000000);
     CHECK(unlimited.check(1000000) == OverrideReason::none);
+}
+
+TEST_CASE("decide and set_threshold may run on different threads; the budget is shared safely") {
+    const LogisticRouter& r = *trained(LabelMode::det).router;
+    std::unique_ptr<Router> own = make_router("random");
+    own->set_threshold(0.75);
+    CloudBudget budget({1000000, -1});
+    std::atomic<int> bad{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&, t] {
+            RoutePolicy p;
+            p.budget = &budget;
+            p.top_k = 2;
+            for (int i = 0; i < 300; ++i) {
+                Decision d = r.decide(trained(LabelMode::det).test.rows[(size_t)(t * 300 + i)].query, {}, p);
+                if (!(d.score >= 0 && d.score <= 1)) ++bad;
+                Decision e = own->decide("q" + std::to_string(i), {}, p);
+                if (e.threshold != 0.25 && e.threshold != 0.75) ++bad;
+                if (e.route == Route::cloud) budget.record(10);
+            }
+        });
+    }
+    for (int i = 0; i < 2000; ++i) own->set_threshold(i % 2 ? 0.25 : 0.75);
+    for (std::thread& th : threads) th.join();
+    CHECK(bad == 0);
+    CHECK(budget.calls_last_hour() > 0);
+    CHECK(budget.tokens_last_day() == 10 * budget.calls_last_hour());
+}
+
+// ---- the small MLP router -----------------------------------------------------------------
+
+TEST_CASE("the MLP router learns the structure, round-trips through its file and explains by occlusion") {
+    const Trained& t = trained(LabelMode::trans);
+    TrainOptions opt;
+    opt.labels = LabelMode::trans;
+    opt.hash_bits = 14;
+    MlpOptions mo;
+    mo.steps = 200;
+    std::unique_ptr<MlpRouter> r = train_mlp_router(t.train, opt, mo);
+    CHECK(r->training().t == t.router->training().t);
+    EvalReport rep = evaluate_router(*r, t.test);
+    CHECK(rep.apgr > rep.apgr_random + 0.2);
+    // Deterministic.
+    std::unique_ptr<MlpRouter> again = train_mlp_router(t.train, opt, mo);
+    CHECK(again->score("prove the theorem", {}) == r->score("prove the theorem", {}));
+    // Hard words lower the score; the explanation names them with negative contributions.
+    CHECK(r->score("please prove this theorem", {}) < r->score("please write this note", {}));
+    RoutePolicy p;
+    p.top_k = 4;
+    Decision d = r->decide("please prove this theorem", {}, p);
+    REQUIRE(!d.top_features.empty());
+    bool saw_prove = false;
+    for (const Contribution& c : d.top_features)
+        if (c.name == "uni:prove") {
+            saw_prove = true;
+            CHECK(c.value < 0);
+        }
+    CHECK(saw_prove);
+    // File round trip, and field errors.
+    TempDir dir;
+    r->set_threshold(0.42);
+    r->save(dir.file("m.json"));
+    std::unique_ptr<Router> back = load_router(dir.file("m.json"));
+    REQUIRE(back->kind() == "mlp");
+    CHECK(back->threshold() == 0.42);
+    for (size_t i = 0; i < 200; ++i) REQUIRE(back->score(t.test.rows[i].query, {}) == r->score(t.test.rows[i].query, {}));
+    nlohmann::json j = nlohmann::json::parse(tandem_test::read_file(dir.file("m.json")));
+    j["model"]["bucket_weights"][0][1] = {1.0, 2.0};
+    tandem_test::write_file(dir.file("bad.json"), j.dump());
+    CHECK(contains(error_of([&] { load_router(dir.file("bad.json")); }), "bad.json: field 'model.bucket_weights'"));
+    j["model"]["hidden"] = 0;
+    tandem_test::write_file(dir.file("bad.json"), j.dump());
+    CHECK(contains(error_of([&] { load_router(dir.file("bad.json")); }), "field 'model.hidden'"));
 }

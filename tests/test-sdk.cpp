@@ -12,6 +12,7 @@
 
 #include "server_process.h"
 #include "tandem/assistant.h"
+#include "tandem/router.h"
 #include "test_util.h"
 
 using namespace tandem;
@@ -168,4 +169,24 @@ TEST_CASE("memory: typing asks the cloud, notes arrive in SQLite and reach the p
     CHECK(ask.reason.find("cloud failed") != std::string::npos);
     const std::string doc3 = doc2 + " the";
     CHECK(!a->suggest(doc3, doc3.size()).text.empty());
+}
+
+TEST_CASE("ask with a router: the decision, its score and threshold are reported; the knob moves it") {
+    tandem_test::TempDir dir;
+    auto local = make_router("always-local");
+    local->save(dir.file("local.json"));
+    auto cfg = base_config();
+    cfg.router_path = dir.file("local.json");
+    cfg.cloud_url = "http://127.0.0.1:9";  // nothing listens: the router must keep the ask local
+    auto a = Assistant::create(cfg);
+    AskOptions o;
+    o.max_tokens = 4;
+    const AskResult r = a->ask("Tell me a story", "", o);
+    CHECK(r.answered_by == "local");
+    CHECK(r.router_score == 1.0);
+    CHECK(r.router_threshold == doctest::Approx(0.5));
+    CHECK(r.reason.find("router score") != std::string::npos);
+    a->set_router_threshold(0.25);
+    CHECK(a->router_threshold() == doctest::Approx(0.25));
+    CHECK_THROWS_AS(a->set_router_threshold(1.5), std::invalid_argument);
 }

@@ -1,6 +1,8 @@
 // Tokenizers: the llama.cpp test vectors, round trips on every vocab in ../shared, control-token
 // safety, streaming decode, invalid UTF-8, and the algorithms on small in-memory vocabularies.
+#include <atomic>
 #include <map>
+#include <thread>
 #include <random>
 #include <sstream>
 
@@ -11,6 +13,7 @@
 #include "tandem/gguf.h"
 #include "tandem/tokenizer.h"
 #include "test_util.h"
+#include "tokenizer_ref.h"
 
 using namespace tandem;
 using tandem_test::read_file;
@@ -376,5 +379,108 @@ TEST_CASE("random bytes: encode never throws, decode round-trips sanitized text"
         const std::string clean = unicode::utf8_sanitize(s);
         CHECK(l.decode(l.encode(s)) == clean);
         CHECK(g.decode(g.encode(s)) == clean);
+    }
+}
+
+TEST_CASE("inherited limits found by the fuzzer: U+2581 in SPM text, bytes a BPE vocab lacks") {
+    const Tokenizer l = load(vocab_path("llama-spm"));
+    CHECK(l.decode(l.encode(" Hello\xE2\x96\x81" "d")) == " Hello d");
+    const Tokenizer f = load(vocab_path("falcon"));
+    CHECK(f.encode("\v").empty());  // falcon has no token for byte 0x0B
+    CHECK(f.decode(f.encode("a\vb")) == "ab");
+    const Tokenizer g = load(vocab_path("gpt-2"));
+    CHECK(g.decode(g.encode("a\vb")) == "a\vb");
+}
+
+TEST_CASE("a tokenizer is safe to use from several threads (per-thread word caches)") {
+    const Tokenizer g = load(vocab_path("gpt-2"));
+    const Tokenizer l = load(vocab_path("llama-spm"));
+    const std::string text = read_file(shared_path("corpus/wikitext-2-test.raw")).substr(0, 20000);
+    const std::vector<TokenId> want_g = g.encode(text), want_l = l.encode(text);
+    std::vector<std::thread> threads;
+    std::atomic<int> bad{0};
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&] {
+            for (int r = 0; r < 3; ++r) {
+                if (g.encode(text) != want_g) ++bad;
+                if (l.encode(text) != want_l) ++bad;
+            }
+        });
+    }
+    for (auto& th : threads) th.join();
+    CHECK(bad == 0);
+    CHECK(g.decode(want_g) == text);
+    CHECK(l.decode(want_l) == text);
+}
+
+TEST_CASE("long degenerate inputs stay fast (no quadratic paths)") {
+    const Tokenizer l = load(vocab_path("llama-spm"));
+    const Tokenizer g = load(vocab_path("gpt-2"));
+    const Tokenizer d = load(vocab_path("deepseek-llm"));
+    const std::string big_spaces(200000, ' '), big_letters(200000, 'a'), big_newlines(200000, '\n');
+    std::string mixed;
+    for (int i = 0; i < 20000; ++i) mixed += "  \t\n x";
+    for (const std::string* s : std::vector<const std::string*>{&big_spaces, &big_letters, &big_newlines, &mixed}) {
+        for (const Tokenizer* t : std::vector<const Tokenizer*>{&l, &g, &d}) {
+            const std::vector<TokenId> ids = t->encode(*s);
+            CHECK(t->decode(ids) == *s);
+            CHECK(ids.size() <= s->size() + 1);  // e.g. gpt-2 has no multi-space tokens
+        }
+    }
+}
+
+// The optimized tokenizer (flat maps, word splitting, word cache) against the plain reference
+// twins in tokenizer_ref.h, on prose, the varied texts, and random text.
+TEST_CASE("optimized encode == reference twin (llama-spm, gpt-2 under every pre-tokenizer, real files)") {
+    std::vector<std::string> texts(std::begin(kRoundTripTexts), std::end(kRoundTripTexts));
+    const std::string prose = read_file(shared_path("corpus/wikitext-2-test.raw"));
+    for (size_t at = 0; at < 60000; at += 3000) texts.push_back(prose.substr(at, 3000));
+    std::mt19937 rng(7);
+    const char* alphabet[] = {"a", "Z", " ", "  ", "\n", "\t", "1", "23", "'s", "'LL", ".", "!?", "中", "文", "é",
+                              "\xCC\x81", "🦙", "\xE2\x96\x81", "$", "<", "|", "`", "\r\n", "\xE3\x80\x80", "Ω"};
+    for (int i = 0; i < 200; ++i) {
+        std::string t;
+        for (int k = rng() % 30; k > 0; --k) t += alphabet[rng() % (sizeof alphabet / sizeof *alphabet)];
+        texts.push_back(t);
+    }
+
+    {
+        const GgufFile f = GgufFile::open(vocab_path("llama-spm"));
+        const Tokenizer tok = Tokenizer::from_gguf(f);
+        const tandem_ref::RefSpm ref = tandem_ref::load_ref_spm(f);
+        for (const std::string& t : texts) {
+            INFO("llama-spm: '" << t << "'");
+            const std::vector<TokenId> got = tok.encode(t);
+            CHECK(std::vector<int>(got.begin(), got.end()) == (t.empty() ? std::vector<int>{} : ref.encode(t)));
+        }
+    }
+    const GgufFile g = GgufFile::open(vocab_path("gpt-2"));
+    for (PreType pre : {PreType::Gpt2, PreType::Default, PreType::Llama3, PreType::Qwen2, PreType::Falcon,
+                        PreType::Starcoder, PreType::DeepseekLlm, PreType::DeepseekCoder}) {
+        VocabSpec spec;
+        spec.model = "gpt2";
+        spec.pre = pre_type_name(pre);
+        spec.tokens = g.find("tokenizer.ggml.tokens")->strs;
+        spec.merges = g.find("tokenizer.ggml.merges")->strs;
+        for (int64_t x : g.find("tokenizer.ggml.token_type")->as_i64_array()) spec.types.push_back((int32_t)x);
+        const Tokenizer tok = Tokenizer::from_spec(spec);
+        const tandem_ref::RefBpe ref = tandem_ref::load_ref_bpe(g, pre);
+        for (const std::string& t : texts) {
+            INFO("gpt-2 vocab, pre " << pre_type_name(pre) << ": '" << t << "'");
+            const std::vector<TokenId> got = tok.encode(t);
+            CHECK(std::vector<int>(got.begin(), got.end()) == ref.encode(t));
+        }
+    }
+    for (const char* v : {"deepseek-llm", "falcon", "starcoder"}) {
+        const GgufFile f = GgufFile::open(vocab_path(v));
+        const Tokenizer tok = Tokenizer::from_gguf(f);
+        PreType pre;
+        REQUIRE(pre_type_from_name(f.get_string("tokenizer.ggml.pre"), pre));
+        const tandem_ref::RefBpe ref = tandem_ref::load_ref_bpe(f, pre);
+        for (const std::string& t : texts) {
+            INFO(v << ": '" << t << "'");
+            const std::vector<TokenId> got = tok.encode(t);
+            CHECK(std::vector<int>(got.begin(), got.end()) == ref.encode(t));
+        }
     }
 }

@@ -115,7 +115,7 @@ TEST_CASE("turbo: compressed records expand bit-exactly by the documented layout
                     const int i = t * D + d;
                     const int kx = read_code(kq, i, bits) * rec[8 + d] + (int8_t)rec[8 + D + d];
                     const int g = t * ng + d / c.v_group;
-                    const int vx = read_code(vq, i, bits) * rec[8 + 2 * D + g] +
+                    const int vx = read_code(vq, d * T + t, bits) * rec[8 + 2 * D + g] +
                                    (int8_t)rec[8 + 2 * D + T * ng + g];
                     mismatches += (kx != ek[i]) + (vx != ev[i]);
                 }
@@ -178,13 +178,13 @@ TEST_CASE("turbo: KV bytes per token vs FP16 at the default mix") {
 
 TEST_CASE("turbo: reference decode vs float64 attention, per 2-bit fraction") {
     std::mt19937 rng(5);
-    const int H = 4, G = 4, Hq = H * G, len = 64 * 5 + 23;  // 5 blocks + 23 recent tokens
+    const int H = 4, G = 4, Hq = H * G, len = 64 * 32 + 23;  // 32 blocks + 23 recent tokens
     for (int D : {64, 128})
         for (float frac : {0.0f, 0.25f, 0.5f}) {
             TurboConfig c;
             c.head_dim = D;
             auto bits = turbo_choose_bits(std::vector<double>{4, 3, 2, 1}, frac);
-            TurboKvCache cache(c, 2, H, 1024, bits);
+            TurboKvCache cache(c, 2, H, 4096, bits);
             std::vector<float> kall((size_t)H * len * D), vall((size_t)H * len * D), k(H * D), v(H * D);
             for (int t = 0; t < len; ++t) {
                 random_kv(rng, H, D, k.data(), v.data());
@@ -215,11 +215,13 @@ TEST_CASE("turbo: reference decode vs float64 attention, per 2-bit fraction") {
                 kd2 += kall[i] * kall[i] + vall[i] * vall[i];
             }
             std::printf("   K/V element error %.3f\n", std::sqrt(kn / kd2));
-            // measured (random Gaussian data, the hard case): SAS 1e-3..6e-3 at threshold
-            // -12; INT4 min-max on Gaussian data costs ~0.11 per element by itself
-            CHECK(e_sas < 1e-2);
+            // INT4 min-max on Gaussian data costs ~0.1 per element by itself
+            CHECK(e_sas < 2e-3);  // measured 2.5e-4..6e-4 at the default threshold -16
             CHECK(std::sqrt(kn / kd2) < (frac == 0.0f ? 0.15 : 0.4));
-            CHECK(e_all < (frac == 0.0f ? 0.25 : 1.0));
+            // the output of random Gaussian attention is an average of random values, so its
+            // relative error vs float K/V is large (0.2 at INT4, ~0.8 with 2-bit heads) and
+            // only the all-4-bit case gets a bound; the element error above bounds the rest
+            if (frac == 0.0f) CHECK(e_all < 0.3);
         }
 }
 
@@ -239,7 +241,7 @@ TEST_CASE("turbo: SAS threshold drops only what it promises") {
     std::vector<float> q(D), a(D), b(D);
     std::normal_distribution<float> nd;
     for (auto& e : q) e = nd(rng);
-    for (float thr : {-8.0f, -10.0f, -12.0f}) {
+    for (float thr : {-8.0f, -10.0f, -12.0f, -16.0f}) {
         std::vector<float> kd((size_t)len * D), vd((size_t)len * D);
         cache.dequantize(0, kd.data(), vd.data());
         // reference with threshold in double: drop exactly the terms the rule drops
@@ -287,4 +289,36 @@ TEST_CASE("turbo: bad configurations and overflow give clear errors") {
     for (int i = 0; i < 64; ++i) cache.append(0, k.data(), v.data());
     CHECK_THROWS_WITH_AS(cache.append(0, k.data(), v.data()), doctest::Contains("full"), TurboError);
     CHECK_THROWS_AS(cache.append(3, k.data(), v.data()), TurboError);
+}
+
+TEST_CASE("turbo: prefill twin (blockwise INT8 Q.K, SAS, FP16 P) vs float64, causal") {
+    std::mt19937 rng(7);
+    std::normal_distribution<float> nd;
+    const int Hq = 4, Hkv = 2, L = 128, D = 64;
+    std::vector<float> q((size_t)Hq * L * D), k((size_t)Hkv * L * D), v(k.size()), out(q.size(), NAN);
+    for (auto& x : q) x = nd(rng);
+    for (auto& x : k) x = nd(rng);
+    for (auto& x : v) x = nd(rng);
+    turbo_prefill_ref(q.data(), k.data(), v.data(), Hq, Hkv, L, D, 3, -16.0f, out.data());
+    // float64 causal reference, row by row through attention_exact_f64 on the prefix
+    double num = 0, den = 0;
+    for (int h = 0; h < Hq; ++h)
+        for (int i = 0; i < L; ++i) {
+            std::vector<float> kp((size_t)(i + 1) * D), vp(kp.size());
+            const size_t kv = (size_t)(h / (Hq / Hkv)) * L * D;
+            std::copy(k.begin() + kv, k.begin() + kv + (size_t)(i + 1) * D, kp.begin());
+            std::copy(v.begin() + kv, v.begin() + kv + (size_t)(i + 1) * D, vp.begin());
+            std::vector<double> ref(D);
+            attention_exact_f64(&q[((size_t)h * L + i) * D], kp.data(), vp.data(), 1, 1, i + 1, D, ref.data());
+            for (int d = 0; d < D; ++d) {
+                const double g = out[((size_t)h * L + i) * D + d];
+                num += (g - ref[d]) * (g - ref[d]);
+                den += ref[d] * ref[d];
+            }
+        }
+    const double err = std::sqrt(num / den);
+    std::printf("prefill twin: rel err vs float64 %.2e\n", err);
+    CHECK(err < 2e-2);  // the CUDA prefill measured 1.0e-2 on the H100 (same rounding steps)
+    CHECK(err > 1e-4);  // INT8 Q/K really are quantized: the twin is not the exact path
+    CHECK_THROWS_AS(turbo_prefill_ref(q.data(), k.data(), v.data(), Hq, Hkv, 100, D, 3, -16.0f, out.data()), TurboError);
 }

@@ -2,6 +2,7 @@
 // Outputs are poisoned (NaN) before each launch; every element must be written and finite.
 // Without a CUDA device every case is skipped (doctest skip), saying so.
 #include "fp16_decode.cuh"
+#include "turbo_prefill.cuh"
 #include "turbo_decode.cuh"
 #include "tandem/quant_types.h"
 #include "tandem/turbo_attention.h"
@@ -61,7 +62,10 @@ void token_kv(std::mt19937& rng, int H, int D, float* k, float* v, float peak = 
     }
 }
 
-struct TurboCase { int D, Hkv, G; std::vector<int> lens; float frac; int splits; };
+// peak >= 0: token `peak` of every sequence gets keys = 4 x the group's summed queries, so
+// every other tile
+// falls under the SAS threshold and is skipped (V not read).
+struct TurboCase { int D, Hkv, G; std::vector<int> lens; float frac; int splits; int peak = -1; };
 
 }  // namespace
 
@@ -80,6 +84,7 @@ TEST_CASE("cuda: turbo decode vs CPU twin and float64" * doctest::skip(kNoGpu)) 
         {64, 4, 4, {63, 1500, 64 * 9}, 0.25f, 0},
         {128, 1, 8, {3000}, 0.0f, 1},
         {64, 2, 1, {333}, 1.0f, 0},
+        {128, 2, 4, {4000, 1999}, 0.25f, 0, 1500},
     };
     for (const auto& tc : cases) {
         TurboConfig c;
@@ -91,15 +96,22 @@ TEST_CASE("cuda: turbo decode vs CPU twin and float64" * doctest::skip(kNoGpu)) 
         std::vector<double> pr(tc.Hkv);
         for (auto& x : pr) x = std::uniform_real_distribution<double>(0, 1)(rng);
         TurboKvCache cache(c, B, tc.Hkv, max_len, turbo_choose_bits(pr, tc.frac));
+        std::vector<float> q((size_t)B * Hq * D), out(q.size(), NAN), ref(q.size());
+        std::normal_distribution<float> nd;
+        for (auto& x : q) x = nd(rng);
         std::vector<float> k((size_t)tc.Hkv * D), v((size_t)tc.Hkv * D);
         for (int b = 0; b < B; ++b)
             for (int t = 0; t < tc.lens[b]; ++t) {
                 token_kv(rng, tc.Hkv, D, k.data(), v.data());
+                if (t == tc.peak)
+                    for (int h = 0; h < tc.Hkv; ++h)
+                        for (int d = 0; d < D; ++d) {  // 4 x the sum of the group's queries
+                            float sum = 0.0f;
+                            for (int g = 0; g < tc.G; ++g) sum += q[((size_t)b * Hq + h * tc.G + g) * D + d];
+                            k[h * D + d] = 4.0f * sum;
+                        }
                 cache.append(b, k.data(), v.data());
             }
-        std::vector<float> q((size_t)B * Hq * D), out(q.size(), NAN), ref(q.size());
-        std::normal_distribution<float> nd;
-        for (auto& x : q) x = nd(rng);
         TurboDecodeParams p;
         p.q = upload(q);
         p.out = upload(out);  // poison
@@ -134,10 +146,13 @@ TEST_CASE("cuda: turbo decode vs CPU twin and float64" * doctest::skip(kNoGpu)) 
             worst_twin = std::max(worst_twin, rel(o, rt));
             worst_f64 = std::max(worst_f64, rel(o, e));
         }
-        std::printf("turbo decode D=%d Hkv=%d G=%d frac=%.2f: rel err vs CPU twin %.2e, vs float64 on the cache %.2e\n",
-                    D, tc.Hkv, tc.G, tc.frac, worst_twin, worst_f64);
-        CHECK(worst_twin < 5e-3);  // split-local maxima move a few probabilities across the threshold
-        CHECK(worst_f64 < 1.5e-2); // SAS polynomial + threshold (CPU twin measures 1e-3..6e-3)
+        std::printf("turbo decode D=%d Hkv=%d G=%d frac=%.2f peak=%d: rel err vs CPU twin %.2e, vs float64 on the cache %.2e\n",
+                    D, tc.Hkv, tc.G, tc.frac, tc.peak, worst_twin, worst_f64);
+        // The twin thresholds against the global max, the kernel against its running max
+        // (keeping a few more terms); both use the same SAS polynomial. FP16 tensor-core
+        // operands (q * key scale, p * value scale) add ~1e-3.
+        CHECK(worst_twin < 1e-2);
+        CHECK(worst_f64 < 1e-2);
         for (void* ptr : {(void*)p.q, (void*)p.out, (void*)p.blocks, (void*)p.recent_k, (void*)p.recent_v,
                           (void*)p.recent_ks, (void*)p.recent_vs, (void*)p.seq_len, (void*)p.workspace})
             CK(cudaFree(ptr));
@@ -187,12 +202,72 @@ TEST_CASE("cuda: fp16 decode vs float64, any split count" * doctest::skip(kNoGpu
                     worst = std::max(worst, rel(o, e));
                 }
                 std::printf("fp16 decode D=%d G=%d splits=%d: rel err vs float64 %.2e\n", D, G, splits, worst);
-                CHECK(worst < 1e-4);  // float32 arithmetic on exact fp16 inputs
+                CHECK(worst < 1e-4);  // float32 arithmetic on exact fp16 inputs (scalar FP16 path)
                 CK(cudaFree(p.out));
                 CK(cudaFree(p.workspace));
             }
             CK(cudaFree((void*)p.q)); CK(cudaFree((void*)p.k)); CK(cudaFree((void*)p.v)); CK(cudaFree((void*)p.seq_len));
         }
+}
+
+TEST_CASE("cuda: turbo prefill (INT8 Q.K^T, SAS, causal) vs float64" * doctest::skip(kNoGpu)) {
+    std::mt19937 rng(fresh_seed());
+    for (int D : {128, 64}) {
+        const int B = 2, Hkv = 2, G = 4, Hq = Hkv * G, L = 256;
+        std::normal_distribution<float> nd;
+        std::vector<uint16_t> q16((size_t)B * Hq * L * D), k16((size_t)B * Hkv * L * D), v16(k16.size());
+        for (auto& x : q16) x = fp32_to_fp16(nd(rng));
+        for (auto& x : k16) x = fp32_to_fp16(nd(rng));
+        for (auto& x : v16) x = fp32_to_fp16(nd(rng));
+        std::vector<float> out(q16.size(), NAN);
+        TurboPrefillParams p;
+        p.q = upload(q16);
+        p.k = upload(k16);
+        p.v = upload(v16);
+        p.out = upload(out);
+        p.batch = B, p.n_q_heads = Hq, p.n_kv_heads = Hkv, p.head_dim = D, p.len = L;
+        void* ws = nullptr;
+        CK(cudaMalloc(&ws, turbo_prefill_workspace_bytes(p)));
+        p.workspace = ws;
+        turbo_prefill_cuda(p, 0);
+        CK(cudaDeviceSynchronize());
+        CK(cudaMemcpy(out.data(), p.out, out.size() * 4, cudaMemcpyDeviceToHost));
+        CHECK(all_finite(out));
+        // float64 causal reference
+        double num = 0, den = 0;
+        std::vector<double> sc(L);
+        for (int b = 0; b < B; ++b)
+            for (int h = 0; h < Hq; ++h)
+                for (int i = 0; i < L; ++i) {
+                    const uint16_t* qr = &q16[(((size_t)b * Hq + h) * L + i) * D];
+                    const size_t kvb = ((size_t)b * Hkv + h / G) * L;
+                    double m = -1e300, l = 0;
+                    for (int t = 0; t <= i; ++t) {
+                        double acc = 0;
+                        for (int d = 0; d < D; ++d) acc += (double)fp16_to_fp32(qr[d]) * fp16_to_fp32(k16[(kvb + t) * D + d]);
+                        sc[t] = acc / std::sqrt((double)D);
+                        m = std::max(m, sc[t]);
+                    }
+                    for (int d = 0; d < D; ++d) {
+                        double o = 0;
+                        if (d == 0) l = 0;
+                        for (int t = 0; t <= i; ++t) {
+                            const double w = std::exp(sc[t] - m);
+                            if (d == 0) l += w;
+                            o += w * fp16_to_fp32(v16[(kvb + t) * D + d]);
+                        }
+                        // l is complete after d == 0's pass
+                        const double ref = o / l;
+                        const double got = out[(((size_t)b * Hq + h) * L + i) * D + d];
+                        num += (got - ref) * (got - ref);
+                        den += ref * ref;
+                    }
+                }
+        const double err = std::sqrt(num / den);
+        std::printf("turbo prefill D=%d L=%d: rel err vs float64 %.2e\n", D, L, err);
+        CHECK(err < 2e-2);  // blockwise INT8 Q and K, FP16 P, SAS
+        CK(cudaFree((void*)p.q)); CK(cudaFree((void*)p.k)); CK(cudaFree((void*)p.v)); CK(cudaFree(p.out)); CK(cudaFree(ws));
+    }
 }
 
 TEST_CASE("cuda: bad parameters are refused with a message" * doctest::skip(kNoGpu)) {

@@ -2,6 +2,8 @@
 // path, and a double-precision reference twin.
 #include "attention_cpu.h"
 
+#include "tandem/cpu_matmul.h"
+
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -101,8 +103,8 @@ __attribute__((target("avx2,fma,f16c"))) static void attend_avx2(const float* q,
 }
 
 static bool have_avx2_f16c() {
-    static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                           __builtin_cpu_supports("f16c");
+    // kernels' cpuid/xgetbv detection (clang 14 has no __builtin_cpu_supports("f16c"))
+    static const bool ok = cpu::cpu_features().avx2 && cpu::cpu_features().fma && cpu::cpu_features().f16c;
     return ok;
 }
 #endif

@@ -33,9 +33,22 @@ InferenceContext::InferenceContext(std::shared_ptr<const Model> model, const Con
     pool_ = std::make_unique<ThreadPool>(n_threads);
 
     const int64_t d = c.n_embd, kvd = model_->kv_dim(), ff = c.n_ff;
-    const size_t kv_bytes = (size_t)(n_ctx_ * kvd) * (kv_type_ == GgmlType::F32 ? 4 : 2);
-    k_cache_.assign((size_t)c.n_layer, std::vector<uint8_t>(kv_bytes));
-    v_cache_.assign((size_t)c.n_layer, std::vector<uint8_t>(kv_bytes));
+    params_ = p;
+    if (p.turbo_kv) {
+        params_.turbo.head_dim = (int)model_->head_dim();
+        turbo_validate(params_.turbo);
+        if (!p.turbo_head_bits.empty() && (int64_t)p.turbo_head_bits.size() != c.n_layer)
+            throw std::invalid_argument("turbo_head_bits needs one entry per layer (" + std::to_string(c.n_layer) + ")");
+        for (int64_t l = 0; l < c.n_layer; l++) {
+            const std::vector<uint8_t> bits = p.turbo_head_bits.empty() ? std::vector<uint8_t>((size_t)c.n_head_kv, 4)
+                                                                        : p.turbo_head_bits[(size_t)l];
+            turbo_.push_back(std::make_unique<TurboKvCache>(params_.turbo, 1, (int)c.n_head_kv, (int)n_ctx_, bits));
+        }
+    } else {
+        const size_t kv_bytes = (size_t)(n_ctx_ * kvd) * (kv_type_ == GgmlType::F32 ? 4 : 2);
+        k_cache_.assign((size_t)c.n_layer, std::vector<uint8_t>(kv_bytes));
+        v_cache_.assign((size_t)c.n_layer, std::vector<uint8_t>(kv_bytes));
+    }
     x_.resize((size_t)(n_batch_ * d));
     xn_.resize(x_.size());
     q_.resize(x_.size());
@@ -59,7 +72,42 @@ InferenceContext::InferenceContext(std::shared_ptr<const Model> model, const Con
 
 InferenceContext::~InferenceContext() = default;
 
-void InferenceContext::truncate(int64_t n) { n_past_ = std::clamp<int64_t>(n, 0, n_past_); }
+int32_t ComputeContext::argmax() const {
+    const int64_t nv = model().config().n_vocab;
+    const float* l = logits() + (logit_rows_ - 1) * nv;
+    return (int32_t)(std::max_element(l, l + nv) - l);
+}
+
+
+int64_t InferenceContext::truncate(int64_t n) {
+    n = std::clamp<int64_t>(n, 0, n_past_);
+    if (!turbo_.empty() && n < n_past_) {
+        for (auto& t : turbo_)
+            t = std::make_unique<TurboKvCache>(t->config(), 1, t->layout().n_kv_heads, (int)n_ctx_,
+                                               std::vector<uint8_t>(t->layout().bits, t->layout().bits + t->layout().n_kv_heads));
+        n = 0;
+    }
+    n_past_ = n;
+    return n;
+}
+
+void InferenceContext::read_kv(int64_t layer, int64_t pos, float* k, float* v) const {
+    if (!turbo_.empty()) throw std::logic_error("read_kv: the Turbo cache holds no float K/V");
+    const int64_t kvd = model_->kv_dim();
+    const size_t es = kv_type_ == GgmlType::F32 ? 4 : 2;
+    const TypeTraits& tt = type_traits(kv_type_);
+    tt.to_float(k_cache_[(size_t)layer].data() + (size_t)(pos * kvd) * es, k, kvd);
+    tt.to_float(v_cache_[(size_t)layer].data() + (size_t)(pos * kvd) * es, v, kvd);
+}
+
+double InferenceContext::kv_bytes_per_token() const {
+    const ModelConfig& c = model_->config();
+    if (turbo_.empty()) return 2.0 * (double)(c.n_layer * model_->kv_dim()) * (kv_type_ == GgmlType::F32 ? 4 : 2);
+    // a long sequence's cost per token: the compressed records (the recent buffer amortized away)
+    double b = 0;
+    for (const auto& t : turbo_) b += (double)t->layout().seq_bytes / (double)(t->layout().max_blocks * t->layout().block_tokens);
+    return b;
+}
 
 void InferenceContext::eval(const int32_t* tokens, int64_t n, bool all_logits) {
     if (n <= 0) throw std::invalid_argument("eval needs at least one token");
@@ -71,6 +119,7 @@ void InferenceContext::eval(const int32_t* tokens, int64_t n, bool all_logits) {
         if (tokens[i] < 0 || tokens[i] >= nv)
             throw std::invalid_argument("token id " + std::to_string(tokens[i]) + " is outside the vocabulary (" +
                                         std::to_string(nv) + ")");
+    logit_rows_ = all_logits ? n : 1;
     if (all_logits) logits_.resize((size_t)(n * nv));
     else logits_.resize((size_t)nv);
     for (int64_t done = 0; done < n; done += n_batch_) {
@@ -148,22 +197,34 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, bool all_
         for (int64_t t = 0; t < n; t++) {
             rope(q_.data() + t * d, n_head, hd, c.n_rot, n_past_ + t, rope_inv_freq_.data(), m.rope_mode());
             rope(k_.data() + t * kvd, n_head_kv, hd, c.n_rot, n_past_ + t, rope_inv_freq_.data(), m.rope_mode());
-            cpu_attention::store_row(k_.data() + t * kvd, k_cache_[l].data() + (size_t)(n_past_ + t) * kvd * kv_elem,
-                                     (int)kvd, kv_type_);
-            cpu_attention::store_row(v_.data() + t * kvd, v_cache_[l].data() + (size_t)(n_past_ + t) * kvd * kv_elem,
-                                     (int)kvd, kv_type_);
         }
-        // attention: one task per (token, head); token t sees positions [0, n_past + t]
-        const uint8_t* kc = k_cache_[l].data();
-        const uint8_t* vc = v_cache_[l].data();
-        pool.parallel_for(n * n_head, [&](int64_t begin, int64_t end) {
-            for (int64_t task = begin; task < end; task++) {
-                const int64_t t = task / n_head, h = task % n_head, kvh = h / group;
-                cpu_attention::attend(q_.data() + t * d + h * hd, kc + (size_t)(kvh * hd) * kv_elem,
-                                      vc + (size_t)(kvh * hd) * kv_elem, n_past_ + t + 1, kvd, (int)hd, scale,
-                                      kv_type_, attn_.data() + t * d + h * hd);
+        if (!turbo_.empty()) {
+            // TurboAttention twin: each token joins the compressed cache, then attends to it
+            // (causal by construction); heads are handled inside the reference decode.
+            TurboKvCache& tc = *turbo_[l];
+            for (int64_t t = 0; t < n; t++) {
+                tc.append(0, k_.data() + t * kvd, v_.data() + t * kvd);
+                turbo_decode_ref(tc, 0, q_.data() + t * d, (int)n_head, attn_.data() + t * d);
             }
-        });
+        } else {
+            for (int64_t t = 0; t < n; t++) {
+                cpu_attention::store_row(k_.data() + t * kvd, k_cache_[l].data() + (size_t)(n_past_ + t) * kvd * kv_elem,
+                                         (int)kvd, kv_type_);
+                cpu_attention::store_row(v_.data() + t * kvd, v_cache_[l].data() + (size_t)(n_past_ + t) * kvd * kv_elem,
+                                         (int)kvd, kv_type_);
+            }
+            // attention: one task per (token, head); token t sees positions [0, n_past + t]
+            const uint8_t* kc = k_cache_[l].data();
+            const uint8_t* vc = v_cache_[l].data();
+            pool.parallel_for(n * n_head, [&](int64_t begin, int64_t end) {
+                for (int64_t task = begin; task < end; task++) {
+                    const int64_t t = task / n_head, h = task % n_head, kvh = h / group;
+                    cpu_attention::attend(q_.data() + t * d + h * hd, kc + (size_t)(kvh * hd) * kv_elem,
+                                          vc + (size_t)(kvh * hd) * kv_elem, n_past_ + t + 1, kvd, (int)hd, scale,
+                                          kv_type_, attn_.data() + t * d + h * hd);
+                }
+            });
+        }
         project(L.wo, attn_.data(), n, xn_.data(), pool);
         for (int64_t i = 0; i < n * d; i++) x_[i] += xn_[i];
 
@@ -185,6 +246,39 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, bool all_
     for (int64_t t = first; t < n; t++)
         rmsnorm(x_.data() + t * d, (const float*)m.output_norm.data, xn_.data() + (t - first) * d, d, c.rms_eps);
     project(m.output, xn_.data(), n - first, logits_out, pool);
+}
+
+}  // namespace tandem
+
+namespace tandem {
+
+std::vector<std::vector<uint8_t>> calibrate_turbo_head_bits(std::shared_ptr<const Model> model,
+                                                            const std::vector<int32_t>& tokens, float frac_2bit) {
+    const ModelConfig& c = model->config();
+    const int64_t n = std::min<int64_t>((int64_t)tokens.size(), std::min<int64_t>(c.n_ctx_train, 1024));
+    if (n < 16) throw std::invalid_argument("head calibration needs at least 16 tokens of text");
+    ContextParams cp;
+    cp.n_ctx = n;
+    cp.n_batch = n;
+    cp.kv_type = GgmlType::F32;
+    InferenceContext ctx(model, cp);
+    ctx.eval(tokens.data(), n);
+    const int64_t hd = model->head_dim(), kvd = model->kv_dim();
+    std::vector<std::vector<uint8_t>> out;
+    std::vector<float> k((size_t)kvd), v((size_t)kvd), kh((size_t)(n * hd)), vh((size_t)(n * hd));
+    for (int64_t l = 0; l < c.n_layer; l++) {
+        std::vector<double> prio;
+        for (int64_t h = 0; h < c.n_head_kv; h++) {
+            for (int64_t p = 0; p < n; p++) {
+                ctx.read_kv(l, p, k.data(), v.data());
+                std::copy(k.begin() + h * hd, k.begin() + (h + 1) * hd, kh.begin() + p * hd);
+                std::copy(v.begin() + h * hd, v.begin() + (h + 1) * hd, vh.begin() + p * hd);
+            }
+            prio.push_back(turbo_head_priority(kh.data(), vh.data(), kh.size()));
+        }
+        out.push_back(turbo_choose_bits(prio, frac_2bit));
+    }
+    return out;
 }
 
 }  // namespace tandem

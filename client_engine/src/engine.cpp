@@ -43,8 +43,8 @@ static void page_in(const Model& m, const std::function<void(double)>& progress)
     if (progress) progress(1.0);
 }
 
-Engine::Engine(std::shared_ptr<const Model> m, Tokenizer t, const ContextParams& cp)
-    : model_(std::move(m)), tokenizer_(std::move(t)), ctx_(std::make_unique<InferenceContext>(model_, cp)) {}
+Engine::Engine(std::shared_ptr<const Model> m, Tokenizer t, std::unique_ptr<ComputeContext> ctx)
+    : model_(std::move(m)), tokenizer_(std::move(t)), ctx_(std::move(ctx)) {}
 
 std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineParams& params) {
     auto model = Model::load(path);
@@ -53,7 +53,10 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineParams
         throw ModelError(path + ": tokenizer has " + std::to_string(tok.n_tokens()) + " tokens but the model's vocabulary is " +
                          std::to_string(model->config().n_vocab));
     page_in(*model, params.load_progress);
-    return std::unique_ptr<Engine>(new Engine(std::move(model), std::move(tok), params.context));
+    std::unique_ptr<ComputeContext> ctx = params.make_context ? params.make_context(model, params.context)
+                                                              : std::make_unique<InferenceContext>(model, params.context);
+    if (!ctx) throw std::invalid_argument(path + ": the context factory made no context");
+    return std::unique_ptr<Engine>(new Engine(std::move(model), std::move(tok), std::move(ctx)));
 }
 
 int64_t Engine::prefill(const std::vector<int32_t>& prompt) {
@@ -69,7 +72,7 @@ int64_t Engine::prefill_locked(const std::vector<int32_t>& prompt) {
     size_t common = 0;
     const size_t limit = std::min(cached_.size(), prompt.size() - 1);  // always evaluate the last token
     while (common < limit && cached_[common] == prompt[common]) common++;
-    ctx_->truncate((int64_t)common);
+    common = (size_t)ctx_->truncate((int64_t)common);  // the Turbo cache may keep fewer
     cached_.resize(common);
     ctx_->eval(prompt.data() + common, (int64_t)(prompt.size() - common));
     cached_ = prompt;
@@ -144,6 +147,11 @@ Generation Engine::generate_tokens(const std::vector<int32_t>& prompt, const Gen
     for (const auto& s : params.stop)
         if (s.empty()) throw std::invalid_argument("stop strings must not be empty");
     Sampler sampler(params.sampling, model_->config().n_vocab);
+    // Plain greedy needs only the argmax, which a GPU context computes where the logits are
+    // (one id copied back instead of n_vocab floats). The CPU keeps the sampler path.
+    const SamplerParams& sp = params.sampling;
+    const bool plain_greedy = ctx_->prefers_argmax() && sp.temperature <= 0 && sp.repeat_penalty == 1.0f && sp.frequency_penalty == 0.0f &&
+                              sp.presence_penalty == 0.0f && sp.logit_bias.empty();
     const auto t0 = Clock::now();
     Generation g;
     g.usage.prompt_tokens = (int64_t)prompt.size();
@@ -169,7 +177,7 @@ Generation Engine::generate_tokens(const std::vector<int32_t>& prompt, const Gen
             ctx_->eval(&g.tokens.back(), 1);
             cached_.push_back(g.tokens.back());
         }
-        const int32_t tok = sampler.sample(ctx_->logits(), history);
+        const int32_t tok = plain_greedy ? ctx_->argmax() : sampler.sample(ctx_->logits(), history);
         if (i == 0) t_first = Clock::now(), g.usage.ttft_ms = ms_since(t0);
         if (params.stop_at_eos && tok == tokenizer_.eos()) { g.finish = FinishReason::EndOfText; break; }
         g.tokens.push_back(tok);

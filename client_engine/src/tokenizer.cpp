@@ -2,6 +2,7 @@
 // encode API. The algorithms are in tokenizer_encode.cpp, decoding in tokenizer_decode.cpp.
 #include "tandem/tokenizer.h"
 
+#include <atomic>
 #include <cstdio>
 
 #include "tandem/gguf.h"
@@ -59,6 +60,11 @@ void MergeMap::insert(TokenId left, TokenId right, int32_t rank, TokenId result)
 }
 
 // ---- construction ---------------------------------------------------------------------------
+
+uint64_t Tokenizer::Impl::next_uid() {
+    static std::atomic<uint64_t> counter{0};
+    return ++counter;
+}
 
 namespace {
 
@@ -162,6 +168,19 @@ Tokenizer Tokenizer::from_spec(VocabSpec spec, const WarningFn& warn_fn, const s
     if (t.kind == TokenizerKind::Spm) {
         t.add_space_prefix = spec.add_space_prefix.value_or(true);
         t.add_bos = spec.add_bos.value_or(true);
+        // Can encode_spm split the text before each word's U+2581? Only when no piece it may
+        // produce has U+2581 right after another character (true for llama's vocabulary).
+        t.spm_split_words = true;
+        for (size_t i = 0; i < n && t.spm_split_words; ++i) {
+            if (t.type[i] != TokenType::Normal) continue;
+            const std::string& s = t.token_texts[i];
+            for (size_t j = s.find(kSpaceEscape, 1); j != std::string::npos; j = s.find(kSpaceEscape, j + 1)) {
+                if (j < 3 || s.compare(j - 3, 3, kSpaceEscape) != 0) {
+                    t.spm_split_words = false;
+                    break;
+                }
+            }
+        }
         for (size_t i = 0; i < n; ++i) {
             const int b = parse_byte_piece(t.token_texts[i]);
             if (b >= 0 && (t.type[i] == TokenType::Byte || t.byte_token[b] < 0)) t.byte_token[b] = (TokenId)i;

@@ -46,6 +46,8 @@ struct SpmScratch {
     std::vector<SpmBigram> heap;
 };
 
+constexpr std::string_view kSpmSpace = "\xE2\x96\x81";  // U+2581
+
 inline size_t utf8_len_of_lead(uint8_t b) { return b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4; }
 
 // ---- gpt2 / BPE -----------------------------------------------------------------------------
@@ -81,9 +83,67 @@ struct BpeScratch {
 thread_local SpmScratch tl_spm;
 thread_local BpeScratch tl_bpe;
 
+// ---- word cache -----------------------------------------------------------------------------
+// Both algorithms work word by word (llama: the text between word-initial U+2581; gpt2: the
+// pre-tokenizer's chunks) and prose repeats words, so each thread keeps a direct-mapped cache
+// word -> ids. Entries are tagged with the tokenizer's unique id (never its address, which a
+// later tokenizer could reuse).
+
+constexpr size_t kCacheSize = 8192;    // entries per thread (power of two; about 0.8 MB)
+constexpr size_t kMaxCachedWord = 48;  // longer words are rare: not cached
+
+struct WordCache {
+    struct Entry {
+        uint64_t owner = 0;  // Impl::uid; 0 = empty
+        uint64_t hash = 0;
+        std::string word;
+        std::vector<TokenId> ids;
+    };
+    std::vector<Entry> entries = std::vector<Entry>(kCacheSize);
+};
+
+thread_local WordCache tl_cache;
+
+template <class Compute>
+void encode_cached(uint64_t owner, std::string_view word, std::vector<TokenId>& out, Compute&& compute) {
+    if (word.size() > kMaxCachedWord) {
+        compute(word, out);
+        return;
+    }
+    const uint64_t h = hash_bytes(word.data(), word.size());
+    WordCache::Entry& e = tl_cache.entries[h & (kCacheSize - 1)];
+    if (e.owner == owner && e.hash == h && e.word == word) {
+        out.insert(out.end(), e.ids.begin(), e.ids.end());
+        return;
+    }
+    const size_t before = out.size();
+    compute(word, out);
+    e.owner = owner;
+    e.hash = h;
+    e.word.assign(word);
+    e.ids.assign(out.begin() + (std::ptrdiff_t)before, out.end());
+}
+
 }  // namespace
 
 void Tokenizer::Impl::encode_spm(std::string_view text, std::vector<TokenId>& out) const {
+    if (!spm_split_words) {
+        encode_spm_segment(text, out);
+        return;
+    }
+    auto segment = [&](std::string_view word, std::vector<TokenId>& o) { encode_spm_segment(word, o); };
+    // No piece joins a character to a following U+2581 (checked at load), so no merge can cross
+    // such a point: encode the words between them separately, with small, cache-resident heaps.
+    size_t start = 0;
+    for (size_t i = text.find(kSpmSpace, 1); i != std::string_view::npos; i = text.find(kSpmSpace, i + 3)) {
+        if (i >= 3 && text.compare(i - 3, 3, kSpmSpace) == 0) continue;  // inside a run of spaces
+        encode_cached(uid, text.substr(start, i - start), out, segment);
+        start = i;
+    }
+    encode_cached(uid, text.substr(start), out, segment);
+}
+
+void Tokenizer::Impl::encode_spm_segment(std::string_view text, std::vector<TokenId>& out) const {
     std::vector<SpmSym>& sym = tl_spm.sym;
     std::vector<SpmBigram>& heap = tl_spm.heap;
     sym.clear();
@@ -155,6 +215,30 @@ void Tokenizer::Impl::encode_bpe(std::string_view text, std::vector<TokenId>& ou
     s.offsets[n] = off;
     pretokenize(pre, s.cpts.data(), s.flags.data(), n, s.ends, s.split_scratch);
 
+    uint32_t begin = 0;
+    auto word_fn = [&](std::string_view w, std::vector<TokenId>& o) { encode_bpe_word(w, o); };
+    for (uint32_t end : s.ends) {
+        const std::string_view word = text.substr(s.offsets[begin], s.offsets[end] - s.offsets[begin]);
+        begin = end;
+        if (word.size() == 1) {
+            if (byte_token[(uint8_t)word[0]] >= 0) out.push_back(byte_token[(uint8_t)word[0]]);
+            continue;
+        }
+        encode_cached(uid, word, out, word_fn);
+    }
+}
+
+void Tokenizer::Impl::encode_bpe_word(std::string_view word, std::vector<TokenId>& out) const {
+    BpeScratch& s = tl_bpe;
+    if (ignore_merges) {
+        s.mapped.clear();
+        for (char c : word) unicode::utf8_append(unicode::byte_to_cpt((uint8_t)c), s.mapped);
+        const TokenId id = pieces.find(s.mapped);
+        if (id >= 0) {
+            out.push_back(id);
+            return;
+        }
+    }
     std::vector<BpeSym>& sym = s.sym;
     std::vector<BpeBigram>& heap = s.heap;
     auto try_add = [&](int32_t left, int32_t right) {
@@ -166,49 +250,30 @@ void Tokenizer::Impl::encode_bpe(std::string_view text, std::vector<TokenId>& ou
         heap.push_back({e->rank, left, right, lid, rid, e->result});
         std::push_heap(heap.begin(), heap.end(), BpeGreater{});
     };
-
-    uint32_t begin = 0;
-    for (uint32_t end : s.ends) {
-        const std::string_view word = text.substr(s.offsets[begin], s.offsets[end] - s.offsets[begin]);
-        begin = end;
-        if (word.size() == 1) {
-            if (byte_token[(uint8_t)word[0]] >= 0) out.push_back(byte_token[(uint8_t)word[0]]);
-            continue;
-        }
-        if (ignore_merges) {
-            s.mapped.clear();
-            for (char c : word) unicode::utf8_append(unicode::byte_to_cpt((uint8_t)c), s.mapped);
-            const TokenId id = pieces.find(s.mapped);
-            if (id >= 0) {
-                out.push_back(id);
-                continue;
-            }
-        }
-        sym.clear();
-        heap.clear();
-        for (size_t i = 0; i < word.size(); ++i) {
-            const int32_t idx = (int32_t)i;
-            sym.push_back({byte_token[(uint8_t)word[i]], 1, idx - 1, i + 1 == word.size() ? -1 : idx + 1});
-        }
-        for (int32_t i = 1; i < (int32_t)sym.size(); ++i) try_add(i - 1, i);
-        while (!heap.empty()) {
-            std::pop_heap(heap.begin(), heap.end(), BpeGreater{});
-            const BpeBigram b = heap.back();
-            heap.pop_back();
-            BpeSym& l = sym[b.left];
-            BpeSym& r = sym[b.right];
-            if (l.n == 0 || r.n == 0 || l.next != b.right || l.id != b.lid || r.id != b.rid) continue;
-            l.id = b.result;
-            l.n += r.n;
-            r.n = 0;
-            l.next = r.next;
-            if (r.next >= 0) sym[r.next].prev = b.left;
-            try_add(l.prev, b.left);
-            try_add(b.left, l.next);
-        }
-        for (int32_t i = 0; i != -1; i = sym[i].next)
-            if (sym[i].id >= 0) out.push_back(sym[i].id);
+    sym.clear();
+    heap.clear();
+    for (size_t i = 0; i < word.size(); ++i) {
+        const int32_t idx = (int32_t)i;
+        sym.push_back({byte_token[(uint8_t)word[i]], 1, idx - 1, i + 1 == word.size() ? -1 : idx + 1});
     }
+    for (int32_t i = 1; i < (int32_t)sym.size(); ++i) try_add(i - 1, i);
+    while (!heap.empty()) {
+        std::pop_heap(heap.begin(), heap.end(), BpeGreater{});
+        const BpeBigram b = heap.back();
+        heap.pop_back();
+        BpeSym& l = sym[b.left];
+        BpeSym& r = sym[b.right];
+        if (l.n == 0 || r.n == 0 || l.next != b.right || l.id != b.lid || r.id != b.rid) continue;
+        l.id = b.result;
+        l.n += r.n;
+        r.n = 0;
+        l.next = r.next;
+        if (r.next >= 0) sym[r.next].prev = b.left;
+        try_add(l.prev, b.left);
+        try_add(b.left, l.next);
+    }
+    for (int32_t i = 0; i != -1; i = sym[i].next)
+        if (sym[i].id >= 0) out.push_back(sym[i].id);
 }
 
 void Tokenizer::Impl::encode_text(std::string_view text, bool after_special, std::vector<TokenId>& out) const {

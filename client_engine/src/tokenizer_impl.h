@@ -84,6 +84,8 @@ private:
 };
 
 struct Tokenizer::Impl {
+    static uint64_t next_uid();    // process-wide counter, never 0
+    uint64_t uid = next_uid();     // tags this vocabulary's entries in the word caches
     std::string source;  // file or spec name, for messages
     TokenizerKind kind = TokenizerKind::Spm;
     PreType pre = PreType::Gpt2;
@@ -98,6 +100,7 @@ struct Tokenizer::Impl {
     bool add_bos = false;
     bool add_space_prefix = false;  // llama only
     bool ignore_merges = false;     // gpt2 + llama-bpe: a chunk that is a whole token is kept
+    bool spm_split_words = false;   // llama: no piece has U+2581 right after another character
 
     PieceMap pieces;     // text -> id of tokens encode() may produce from text
     PieceMap specials;   // text -> id of control and user-defined tokens
@@ -106,7 +109,9 @@ struct Tokenizer::Impl {
 
     // Appends the tokens of `text` (valid UTF-8; for llama already prefixed/escaped).
     void encode_spm(std::string_view text, std::vector<TokenId>& out) const;
+    void encode_spm_segment(std::string_view text, std::vector<TokenId>& out) const;
     void encode_bpe(std::string_view text, std::vector<TokenId>& out) const;
+    void encode_bpe_word(std::string_view word, std::vector<TokenId>& out) const;  // one chunk
     // encode() of one text segment (any bytes); `after_special` drives llama's space prefix.
     void encode_text(std::string_view text, bool after_special, std::vector<TokenId>& out) const;
 

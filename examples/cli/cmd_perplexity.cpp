@@ -17,6 +17,7 @@ namespace tandem::cli {
 int cmd_perplexity(const Args& args) {
     std::string model_path, file;
     int64_t n_ctx = 512, max_chunks = -1;
+    float turbo_frac = 0.0f;  // fraction of KV heads at 2 bits, chosen by calibration
     ContextParams cp;
     for (size_t i = 0; i < args.size(); i++) {
         const std::string& a = args[i];
@@ -25,6 +26,13 @@ int cmd_perplexity(const Args& args) {
         else if (a == "--ctx" || a == "-c") n_ctx = parse_int(flag_value(args, i), a);
         else if (a == "--threads") cp.n_threads = parse_int(flag_value(args, i), a);
         else if (a == "--max-chunks") max_chunks = parse_int(flag_value(args, i), a);
+        else if (a == "--kv") {
+            const std::string& k = flag_value(args, i);
+            if (k == "f16") cp.kv_type = GgmlType::F16;
+            else if (k == "f32") cp.kv_type = GgmlType::F32;
+            else if (k == "turbo") cp.turbo_kv = true;
+            else throw UsageError{"--kv must be f16, f32 or turbo"};
+        } else if (a == "--turbo-2bit") turbo_frac = (float)parse_double(flag_value(args, i), a);
         else throw UsageError{"unknown option " + a};
     }
     if (model_path.empty() || file.empty()) throw UsageError{"-m MODEL and -f FILE are required"};
@@ -45,7 +53,17 @@ int cmd_perplexity(const Args& args) {
                                  std::to_string(n_ctx));
     cp.n_ctx = n_ctx;
     cp.n_batch = n_ctx;
+    if (cp.turbo_kv && turbo_frac > 0) {
+        // head-wise mixed precision: calibrate on the text's first window (as `tandem
+        // calibrate-heads` would on calibration text)
+        std::vector<int32_t> calib(tokens.begin(), tokens.begin() + std::min<int64_t>((int64_t)tokens.size(), n_ctx));
+        cp.turbo_head_bits = calibrate_turbo_head_bits(model, calib, turbo_frac);
+    }
     InferenceContext ctx(model, cp);
+    std::fprintf(stderr, "perplexity: KV cache %s, %.0f bytes per token\n",
+                 cp.turbo_kv ? ("turbo (" + std::to_string((int)(turbo_frac * 100)) + "% of heads at 2 bits)").c_str()
+                             : type_traits(cp.kv_type).name,
+                 ctx.kv_bytes_per_token());
     const int64_t nv = model->config().n_vocab, first = n_ctx / 2;
     std::fprintf(stderr, "perplexity: %zu tokens, %lld windows of %lld, scoring positions %lld..%lld of each\n",
                  tokens.size(), (long long)n_chunk, (long long)n_ctx, (long long)first, (long long)n_ctx - 2);

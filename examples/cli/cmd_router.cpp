@@ -1,10 +1,10 @@
 // `tandem router ...`: train, calibrate, evaluate and try a Hybrid LLM router (docs/router.md).
 //
 //   tandem router train --data FILE --labels det|prob|trans [--model M] --out ROUTER
-//                       [--hash-bits K] [--l2 L] [--threshold T]
+//                       [--kind logistic|mlp] [--hidden H] [--steps N] [--hash-bits K] [--l2 L] [--threshold T]
 //   tandem router calibrate --router ROUTER --data FILE (--cloud-fraction F | --max-drop D)
 //   tandem router eval --router ROUTER --data FILE --out DIR
-//   tandem router decide --router ROUTER [--private] [--offline] [--top K] QUERY...
+//   tandem router decide --router ROUTER [--private] [--offline] [--signal NAME=VALUE]... [--top K] QUERY...
 //   tandem router synth --out FILE [--rows N] [--seed S] [--gap G] [--offset O] [--noise X] [--hidden H] [--signals]
 //
 // Each prints one JSON object on its last line of stdout; errors go to stderr with exit 1
@@ -16,8 +16,10 @@
 #include <stdexcept>
 
 #include "commands.h"
+#include "tandem/engine.h"
 #include "tandem/router.h"
 #include "tandem/router_eval.h"
+#include "tandem/router_mlp.h"
 #include "tandem/router_synth.h"
 #include "tandem/router_train.h"
 
@@ -26,11 +28,33 @@ namespace tandem::cli {
 using json = nlohmann::json;
 
 static const char* kRouterUsage =
-    "tandem router train --data FILE --labels det|prob|trans [--model M] --out ROUTER [--hash-bits K] [--l2 L] [--threshold T]\n"
+    "tandem router train --data FILE --labels det|prob|trans [--model M] --out ROUTER [--kind logistic|mlp] [--hidden H] [--steps N] [--hash-bits K] [--l2 L] [--threshold T]\n"
     "  tandem router calibrate --router ROUTER --data FILE (--cloud-fraction F | --max-drop D)\n"
     "  tandem router eval --router ROUTER --data FILE --out DIR\n"
-    "  tandem router decide --router ROUTER [--private] [--offline] [--top K] QUERY...\n"
+    "  tandem router decide --router ROUTER [--private] [--offline] [--signal NAME=VALUE]... [--top K] QUERY...\n"
     "  tandem router synth --out FILE [--rows N] [--seed S] [--gap G] [--offset O] [--noise X] [--hidden H] [--signals]";
+
+// --model: the small model's own signals for every row (mean token log-probability of the
+// query, mean entropy of its first 4 greedy tokens), as the Assistant computes them at ask().
+static void add_model_signals(Dataset& d, const std::string& model_path) {
+    EngineParams ep;
+    ep.context.n_ctx = 512;
+    auto engine = Engine::load(model_path, ep);
+    const Tokenizer& tok = engine->tokenizer();
+    for (size_t i = 0; i < d.rows.size(); i++) {
+        std::vector<int32_t> ids = tok.encode(d.rows[i].query, tok.add_bos());
+        if (ids.size() > 500) ids.resize(500);
+        if (ids.empty()) throw RouterError(d.file + ":" + std::to_string(d.rows[i].line) + ": field 'query': empty");
+        const Engine::Signals s = engine->signals(ids, 4);
+        d.rows[i].signals.query_logprob_mean = s.logprob_mean;
+        d.rows[i].signals.gen_entropy = s.gen_entropy;
+        if ((i + 1) % 200 == 0) std::fprintf(stderr, "signals: %zu / %zu rows\n", i + 1, d.rows.size());
+    }
+    std::vector<Signal> sig = {Signal::query_logprob_mean, Signal::gen_entropy};
+    for (Signal s : d.signals)
+        if (s == Signal::memory_coverage) sig.push_back(s);
+    d.signals = sig;
+}
 
 static void need(const std::string& value, const char* flag) {
     if (value.empty()) throw UsageError{std::string("missing ") + flag};
@@ -45,14 +69,18 @@ static void write_text(const std::string& path, const std::string& text) {
 // ---- train --------------------------------------------------------------------------------
 
 static int router_train(const Args& args) {
-    std::string data, labels, model, out;
+    std::string data, labels, model, out, kind = "logistic";
     TrainOptions opt;
+    MlpOptions mlp;
     for (size_t i = 1; i < args.size(); ++i) {
         const std::string& a = args[i];
         if (a == "--data") data = flag_value(args, i);
         else if (a == "--labels") labels = flag_value(args, i);
         else if (a == "--model") model = flag_value(args, i);
         else if (a == "--out") out = flag_value(args, i);
+        else if (a == "--kind") kind = flag_value(args, i);
+        else if (a == "--hidden") mlp.hidden = (int)parse_int(flag_value(args, i), a);
+        else if (a == "--steps") mlp.steps = (int)parse_int(flag_value(args, i), a);
         else if (a == "--hash-bits") opt.hash_bits = (int)parse_int(flag_value(args, i), a);
         else if (a == "--l2") opt.l2 = parse_double(flag_value(args, i), a);
         else if (a == "--threshold") opt.threshold = parse_double(flag_value(args, i), a);
@@ -61,26 +89,30 @@ static int router_train(const Args& args) {
     need(data, "--data");
     need(labels, "--labels");
     need(out, "--out");
+    if (kind != "logistic" && kind != "mlp") throw UsageError{"--kind must be logistic or mlp"};
     try {
         opt.labels = parse_label_mode(labels);
     } catch (const RouterError& e) {
         throw UsageError{e.what()};
     }
-    if (!model.empty()) {
-        std::fprintf(stderr,
-                     "tandem router train: small-model signals not available yet (--model %s needs the client "
-                     "engine; train without --model, or put the signal fields in the data file)\n",
-                     model.c_str());
-        return 1;
-    }
     Dataset d = load_routing_jsonl(data);
-    std::unique_ptr<LogisticRouter> r = train_logistic_router(d, opt);
+    if (!model.empty()) add_model_signals(d, model);
+    std::unique_ptr<Router> r;
+    FeatureConfig cfg;
+    double t = 0;
+    if (kind == "mlp") {
+        std::unique_ptr<MlpRouter> m = train_mlp_router(d, opt, mlp);
+        cfg = m->config(), t = m->training().t, r = std::move(m);
+    } else {
+        std::unique_ptr<LogisticRouter> l = train_logistic_router(d, opt);
+        cfg = l->config(), t = l->training().t, r = std::move(l);
+    }
     r->save(out);
     json sig = json::array();
-    for (Signal s : r->config().signals) sig.push_back(kSignalNames[(int)s]);
-    std::printf("trained a logistic router on %zu rows of %s (labels %s, t %.4f), saved to %s\n", d.rows.size(),
-                data.c_str(), labels.c_str(), r->training().t, out.c_str());
-    json j = {{"rows", d.rows.size()}, {"labels", labels}, {"t", r->training().t}, {"signals", sig},
+    for (Signal s : cfg.signals) sig.push_back(kSignalNames[(int)s]);
+    std::printf("trained a %s router on %zu rows of %s (labels %s, t %.4f), saved to %s\n", kind.c_str(), d.rows.size(),
+                data.c_str(), labels.c_str(), t, out.c_str());
+    json j = {{"kind", kind}, {"rows", d.rows.size()}, {"labels", labels}, {"t", t}, {"signals", sig},
               {"threshold", r->threshold()}, {"out", out}};
     std::printf("%s\n", j.dump().c_str());
     return 0;
@@ -135,14 +167,16 @@ static int router_eval(const Args& args) {
     std::unique_ptr<Router> r = load_router(router);
     Dataset d = load_routing_jsonl(data);
     EvalReport rep = evaluate_router(*r, d);
-    std::filesystem::create_directories(out);
-    write_text(out + "/curve.csv", curve_csv(rep));
-    write_text(out + "/curve.svg", curve_svg(rep, r->kind() + " router on " + std::filesystem::path(data).filename().string()));
+    namespace fs = std::filesystem;
+    fs::create_directories(out);
+    const std::string csv_path = (fs::path(out) / "curve.csv").string(), svg_path = (fs::path(out) / "curve.svg").string();
+    write_text(csv_path, curve_csv(rep));
+    write_text(svg_path, curve_svg(rep, r->kind() + " router on " + fs::path(data).filename().string()));
     std::printf("%zu queries: all-local quality %.4f, all-cloud %.4f\n", rep.n, rep.q_local, rep.q_cloud);
     std::printf("at threshold %.4f: cloud fraction %.4f, quality %.4f (drop %.3f%% vs all-cloud)\n", rep.threshold,
                 rep.cloud_fraction, rep.quality, rep.quality_drop_pct);
     std::printf("APGR: router %.4f, random %.4f, oracle %.4f\n", rep.apgr, rep.apgr_random, rep.apgr_oracle);
-    std::printf("wrote %s/curve.csv and %s/curve.svg\n", out.c_str(), out.c_str());
+    std::printf("wrote %s and %s\n", csv_path.c_str(), svg_path.c_str());
     json drops = json::object(), rdrops = json::object();
     const char* keys[3] = {"0.1", "0.2", "0.4"};
     for (int i = 0; i < 3; ++i) drops[keys[i]] = rep.drop_at_local[i], rdrops[keys[i]] = rep.random_drop_at_local[i];
@@ -167,19 +201,29 @@ static int router_eval(const Args& args) {
 static int router_decide(const Args& args) {
     std::string router, query;
     RoutePolicy p;
+    RouterSignals sig;
     for (size_t i = 1; i < args.size(); ++i) {
         const std::string& a = args[i];
         if (a == "--router") router = flag_value(args, i);
         else if (a == "--private") p.private_query = true;
         else if (a == "--offline") p.offline = true;
-        else if (a == "--top") p.top_k = (size_t)std::max(0, parse_int(flag_value(args, i), a));
+        else if (a == "--signal") {
+            const std::string& kv = flag_value(args, i);
+            size_t eq = kv.find('=');
+            std::string name = kv.substr(0, eq);
+            double v = parse_double(eq == std::string::npos ? "" : kv.substr(eq + 1), a);
+            if (name == kSignalNames[0]) sig.query_logprob_mean = v;
+            else if (name == kSignalNames[1]) sig.gen_entropy = v;
+            else if (name == kSignalNames[2]) sig.memory_coverage = v;
+            else throw UsageError{"unknown signal '" + name + "' (query_logprob_mean, gen_entropy, memory_coverage)"};
+        } else if (a == "--top") p.top_k = (size_t)std::max(0, parse_int(flag_value(args, i), a));
         else if (a.rfind("--", 0) == 0) throw UsageError{"unknown option " + a};
         else query += (query.empty() ? "" : " ") + a;
     }
     need(router, "--router");
     need(query, "QUERY");
     std::unique_ptr<Router> r = load_router(router);
-    Decision d = r->decide(query, {}, p);
+    Decision d = r->decide(query, sig, p);
     json top = json::array();
     for (const Contribution& c : d.top_features) top.push_back({{"feature", c.name}, {"contribution", c.value}});
     json j = {{"route", route_name(d.route)},           {"router_route", route_name(d.router_route)},

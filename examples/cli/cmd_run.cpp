@@ -1,6 +1,10 @@
 // `tandem run -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]
-//  [--threads T] [--ctx C]`: streams the generated text (not the prompt) to stdout;
-// diagnostics and usage go to stderr.
+//  [--threads T] [--ctx C] [--backend cpu|cuda|auto]`: streams the generated text (not the
+// prompt) to stdout; diagnostics and usage go to stderr.
+//
+// --backend (default cpu): cuda runs on the GPU or fails with the reason (no device, too
+// little memory, not built with CUDA); auto uses the GPU when there is a device and the model
+// fits, else the CPU with a warning on stderr saying why. Never a silent fallback.
 #include <chrono>
 #include <cstdio>
 
@@ -8,13 +12,45 @@
 #include "progress.h"
 #include "tandem/cpu_matmul.h"
 #include "tandem/engine.h"
+#ifdef TANDEM_HAVE_CUDA_ENGINE
+#include "tandem/gpu_context.h"
+#endif
 
 namespace tandem::cli {
+
+// The context factory for --backend (see the top of this file).
+static ContextFactory backend_factory(const std::string& backend) {
+    if (backend == "cpu") return {};
+#ifdef TANDEM_HAVE_CUDA_ENGINE
+    return [backend](std::shared_ptr<const Model> m, const ContextParams& cp) -> std::unique_ptr<ComputeContext> {
+        if (backend == "cuda") return std::make_unique<GpuContext>(std::move(m), cp);
+        const GpuDeviceInfo info = gpu_device_info();
+        std::string why;
+        if (!info.present) {
+            why = info.reason;
+        } else {
+            const uint64_t need = gpu_context_bytes_needed(*m, cp);
+            if (need > info.free_bytes)
+                why = "the model needs " + std::to_string(need >> 20) + " MiB, " + std::to_string(info.free_bytes >> 20) +
+                      " MiB free on " + info.name;
+        }
+        if (why.empty()) return std::make_unique<GpuContext>(std::move(m), cp);
+        std::fprintf(stderr, "tandem: warning: GPU not used: %s; running on the CPU\n", why.c_str());
+        return std::make_unique<InferenceContext>(std::move(m), cp);
+    };
+#else
+    if (backend == "cuda")
+        throw std::runtime_error("--backend cuda: this tandem was built without CUDA (configure with -DTANDEM_CUDA=ON)");
+    std::fprintf(stderr, "tandem: warning: GPU not used: this tandem was built without CUDA; running on the CPU\n");
+    return {};
+#endif
+}
 
 int cmd_run(const Args& args) {
     std::string model, prompt;
     GenerateParams gp;
     EngineParams ep;
+    std::string backend = "cpu";
     for (size_t i = 0; i < args.size(); i++) {
         const std::string& a = args[i];
         if (a == "-m" || a == "--model") model = flag_value(args, i);
@@ -30,21 +66,27 @@ int cmd_run(const Args& args) {
         else if (a == "--ctx") ep.context.n_ctx = parse_int(flag_value(args, i), a);
         else if (a == "--stop") gp.stop.push_back(flag_value(args, i));
         else if (a == "--backend") {
-            const std::string& b = flag_value(args, i);
-            if (b != "cpu" && b != "auto" && b != "cuda") throw UsageError{"--backend must be cpu, cuda or auto"};
-            if (b == "cuda") throw std::runtime_error("the CUDA backend is not built into the engine yet; use --backend cpu");
-            if (b == "auto") std::fprintf(stderr, "tandem: GPU not used: the CUDA engine backend is not available yet; running on the CPU\n");
+            backend = flag_value(args, i);
+            if (backend != "cpu" && backend != "auto" && backend != "cuda") throw UsageError{"--backend must be cpu, cuda or auto"};
         } else throw UsageError{"unknown option " + a};
     }
     if (model.empty()) throw UsageError{"-m MODEL is required"};
     if (prompt.empty()) throw UsageError{"-p PROMPT is required"};
 
+    ep.make_context = backend_factory(backend);
     ProgressBar bar("loading " + model);
     ep.load_progress = [&](double f) { bar.update(f); };
     auto engine = Engine::load(model, ep);
     bar.done();
-    std::fprintf(stderr, "tandem: %s, %lld threads, CPU kernels: %s\n", engine->model().config().architecture.c_str(),
-                 (long long)engine->context().pool().size(), cpu::kernel_path_name());
+    ComputeContext& ctx = engine->context();
+    if (auto* cpu_ctx = dynamic_cast<InferenceContext*>(&ctx))
+        std::fprintf(stderr, "tandem: %s, %lld threads, CPU kernels: %s\n", engine->model().config().architecture.c_str(),
+                     (long long)cpu_ctx->pool().size(), cpu::kernel_path_name());
+#ifdef TANDEM_HAVE_CUDA_ENGINE
+    if (auto* gpu_ctx = dynamic_cast<GpuContext*>(&ctx))
+        std::fprintf(stderr, "tandem: %s on %s (CUDA), %.1f MiB on the device\n", engine->model().config().architecture.c_str(),
+                     gpu_ctx->device_name().c_str(), (double)gpu_ctx->device_bytes() / (1 << 20));
+#endif
     const Generation g = engine->generate(prompt, gp, [](std::string_view piece) {
         std::fwrite(piece.data(), 1, piece.size(), stdout);
         std::fflush(stdout);

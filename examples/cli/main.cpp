@@ -41,9 +41,10 @@ static const Command kCommands[] = {
     {"run", cmd_run,
      "tandem run -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]"
      " [--seed S] [--threads T] [--ctx C] [--stop S] [--backend cpu|cuda|auto]"},
-    {"perplexity", cmd_perplexity, "tandem perplexity -m MODEL -f FILE [--ctx C] [--threads T] [--max-chunks N]"},
+    {"perplexity", cmd_perplexity, "tandem perplexity -m MODEL -f FILE [--ctx C] [--threads T] [--max-chunks N] [--kv f16|f32|turbo] [--turbo-2bit FRAC]"},
     {"bench", cmd_bench, "tandem bench -m MODEL [--json] [--threads T] [--prompt-tokens N] [--decode-tokens N] [--runs R]"},
     {"router", cmd_router, "tandem router (train|calibrate|eval|decide|synth) ...   (tandem router --help)"},
+    {"sync", cmd_sync, "tandem sync --db PATH --url URL [--token T] [--once] [--wait S] [--max-items N] [--insecure] [--verbose]"},
 };
 
 static void print_usage(FILE* out) {

@@ -3,7 +3,9 @@
 
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
+#include <atomic>
 #include <chrono>
+#include <deque>
 #include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "server_db.h"
+#include "llm.h"
 #include "worker.h"
 
 namespace tandem::cloud {
@@ -97,6 +100,8 @@ struct CloudServer::Impl {
     net::steady_timer stop_timer{ioc};
     std::unique_ptr<ServerDb> db;  // the I/O thread's connection
     std::unique_ptr<MemoryWorker> worker;
+    std::shared_ptr<ChatWorker> chat;  // null without --model: chat answers 501
+    uint64_t chat_seq = 0;
     FaultQueues faults;
     // Long polls waiting for new feed entries (touched on the I/O thread only).
     std::vector<std::weak_ptr<net::steady_timer>> waiters;
@@ -261,9 +266,8 @@ private:
                 return delete_item(path_.substr(17));
             }
             if (path_ == "/v1/chat/completions") {
-                return send(make_error(version_, http::status::not_implemented, "not_implemented",
-                                       "chat completions are not served by this build of tandem-cloud: "
-                                       "it has no LLM engine yet"));
+                if (method != http::verb::post) return method_not_allowed();
+                return chat_completions(req.body());
             }
             if (path_ == "/admin/faults" && srv_.cfg.enable_admin) return admin_faults(method, req.body());
             return send(make_error(version_, http::status::not_found, "not_found", "no route for " + path_));
@@ -346,9 +350,9 @@ private:
             return bad_request("'since' must be a cursor returned by this server (a decimal number)");
         if (!q("limit").empty() && !parse_i64(q("limit"), 1, 1000, &limit_))
             return bad_request("'limit' must be an integer in [1, 1000]");
-        if (!q("wait").empty()) {
+        if (std::string w = q("wait"); !w.empty()) {
             char* end = nullptr;
-            wait_s = std::strtod(q("wait").c_str(), &end);
+            wait_s = std::strtod(w.c_str(), &end);
             if (*end != '\0' || !(wait_s >= 0)) return bad_request("'wait' must be a number of seconds >= 0");
             wait_s = std::min(wait_s, srv_.cfg.max_wait_s);
         }
@@ -400,6 +404,121 @@ private:
             return method_not_allowed();
         }
         send(make_json(version_, http::status::ok, {{"faults", srv_.faults.list()}}));
+    }
+
+    // -- chat completions (OpenAI-compatible; needs --model) --
+    void chat_completions(const std::string& body) {
+        if (!srv_.chat)
+            return send(make_error(version_, http::status::not_implemented, "not_implemented",
+                                   "chat completions need a model: start tandem-cloud with --model"));
+        json j;
+        if (!parse_body(body, j)) return;
+        ChatJob job;
+        bool stream = false;
+        try {
+            const json& msgs = j.at("messages");
+            if (!msgs.is_array() || msgs.empty()) return bad_request("'messages' must be a non-empty array");
+            for (const json& m : msgs) {
+                const std::string role = m.at("role").get<std::string>();
+                if (role != "system" && role != "user" && role != "assistant")
+                    return bad_request("message role '" + role + "' is not system, user or assistant");
+                job.messages.emplace_back(role, m.at("content").get<std::string>());
+            }
+            job.max_tokens = j.value("max_tokens", 256);
+            job.temperature = j.value("temperature", 0.7);
+            stream = j.value("stream", false);
+        } catch (const json::exception& e) {
+            return bad_request(std::string("bad chat request: ") + e.what());
+        }
+        if (job.max_tokens < 1 || job.max_tokens > 4096) return bad_request("'max_tokens' must be in [1, 4096]");
+        if (!(job.temperature >= 0 && job.temperature <= 2)) return bad_request("'temperature' must be in [0, 2]");
+        const std::string id = "chatcmpl-" + std::to_string(++srv_.chat_seq);
+        const std::string model = srv_.chat->model_name();
+        auto self = shared_from_this();
+        auto exec = stream_.get_executor();
+        if (!stream) {
+            job.on_piece = [](const std::string&) { return true; };
+            job.on_done = [self, exec, id, model](const std::string& text, const std::string& finish, int64_t pt, int64_t ct,
+                                                  const std::string& err) {
+                net::post(exec, [=] {
+                    if (finish == "error")
+                        return self->send(make_error(self->version_, http::status::internal_server_error, "server_error", err));
+                    self->send(make_json(self->version_, http::status::ok,
+                                         {{"id", id}, {"object", "chat.completion"}, {"model", model},
+                                          {"choices", {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", text}}},
+                                                        {"finish_reason", finish}}}},
+                                          {"usage", {{"prompt_tokens", pt}, {"completion_tokens", ct}, {"total_tokens", pt + ct}}}}));
+                });
+            };
+            srv_.chat->submit(std::move(job));
+            return;
+        }
+        // Streaming: headers now, then one SSE event per piece as a chunk, then [DONE].
+        auto gone = client_gone_;
+        stream_write("HTTP/1.1 200 OK\r\nServer: tandem-cloud\r\nContent-Type: text/event-stream\r\n"
+                     "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n");
+        auto event = [id, model](const json& delta, const json& finish) {
+            json e = {{"id", id}, {"object", "chat.completion.chunk"}, {"model", model},
+                      {"choices", {{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}}}};
+            return "data: " + e.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+        };
+        job.on_piece = [self, exec, gone, event](const std::string& piece) {
+            if (*gone) return false;  // the client hung up: stop generating
+            net::post(exec, [self, data = event({{"content", piece}}, nullptr)] { self->stream_chunk(data); });
+            return true;
+        };
+        job.on_done = [self, exec, event](const std::string&, const std::string& finish, int64_t, int64_t, const std::string& err) {
+            net::post(exec, [=] {
+                if (finish == "error")
+                    self->stream_chunk("data: " + json{{"error", {{"message", err}, {"type", "server_error"}}}}.dump() + "\n\n");
+                else
+                    self->stream_chunk(event(json::object(), finish == "cancelled" ? "stop" : finish));
+                self->stream_chunk("data: [DONE]\n\n");
+                self->stream_write("0\r\n\r\n");
+                self->stream_done_ = true;
+            });
+        };
+        srv_.chat->submit(std::move(job));
+    }
+
+    void stream_chunk(const std::string& data) {
+        char head[32];
+        std::snprintf(head, sizeof head, "%zx\r\n", data.size());
+        stream_write(head + data + "\r\n");
+    }
+
+    // Queues raw bytes; writes go out one at a time in order.
+    void stream_write(std::string bytes) {
+        out_q_.push_back(std::make_shared<std::string>(std::move(bytes)));
+        if (!writing_) write_next();
+    }
+
+    void write_next() {
+        if (out_q_.empty()) {
+            writing_ = false;
+            if (stream_done_) {  // the last chunk is out: next request on this connection
+                stream_done_ = false;
+                srv_.in_flight--;
+                if (!keep_alive_ || srv_.stopping) return close();
+                query_.clear();
+                read_header();
+            }
+            return;
+        }
+        writing_ = true;
+        auto buf = out_q_.front();
+        out_q_.pop_front();
+        stream_.expires_after(std::chrono::seconds(60));
+        net::async_write(stream_, net::buffer(*buf), [self = shared_from_this(), buf](beast::error_code ec, size_t) {
+            if (ec) {
+                *self->client_gone_ = true;
+                self->out_q_.clear();
+                if (self->stream_done_) self->srv_.in_flight--;
+                self->stream_done_ = false;
+                return self->close();
+            }
+            self->write_next();
+        });
     }
 
     // -- writing --
@@ -461,6 +580,10 @@ private:
     std::map<std::string, std::string> query_;
     int64_t since_ = 0, limit_ = 100;
     std::chrono::steady_clock::time_point deadline_;
+    // streaming chat: raw bytes queued for the socket, and whether the client went away
+    std::deque<std::shared_ptr<std::string>> out_q_;
+    bool writing_ = false, stream_done_ = false;
+    std::shared_ptr<std::atomic<bool>> client_gone_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 // ---- accept loop and shutdown ----------------------------------------------------------
@@ -498,7 +621,9 @@ void CloudServer::Impl::begin_shutdown() {
     Poll::arm(this, deadline);
 }
 
-CloudServer::CloudServer(ServerConfig cfg, std::unique_ptr<MemoryGenerator> gen) : impl_(new Impl) {
+CloudServer::CloudServer(ServerConfig cfg, std::unique_ptr<MemoryGenerator> gen, std::shared_ptr<ChatWorker> chat)
+    : impl_(new Impl) {
+    impl_->chat = std::move(chat);
     impl_->cfg = std::move(cfg);
     impl_->db = std::make_unique<ServerDb>(impl_->cfg.db_path);
     if (!impl_->cfg.faults.empty()) impl_->faults.push_spec(impl_->cfg.faults);

@@ -14,7 +14,8 @@
 //                                             {id, deleted: true}; C and next_cursor are
 //                                             decimal strings (feed sequence numbers)
 //   DELETE /v1/memory/items/ID                200 {id, deleted: true, seq}: appends a tombstone
-//   POST   /v1/chat/completions               501 (no engine in this build)
+//   POST   /v1/chat/completions               OpenAI-compatible, plain or SSE (stream: true);
+//                                             501 when started without --model
 //   GET|POST|DELETE /admin/faults             only with --enable-admin (faults.h)
 //
 // Errors are {"error": {"message", "type", "code"}} with 400, 401, 404, 405, 409, 413, 500.
@@ -27,6 +28,8 @@
 #include "generator.h"
 
 namespace tandem::cloud {
+
+class ChatWorker;
 
 struct ServerConfig {
     std::string host = "127.0.0.1";
@@ -41,7 +44,8 @@ struct ServerConfig {
 
 class CloudServer {
 public:
-    CloudServer(ServerConfig cfg, std::unique_ptr<MemoryGenerator> gen);
+    // chat: the model behind /v1/chat/completions (nullptr: 501).
+    CloudServer(ServerConfig cfg, std::unique_ptr<MemoryGenerator> gen, std::shared_ptr<ChatWorker> chat = nullptr);
     ~CloudServer();
     // Binds and listens; returns the bound port. Throws std::runtime_error on failure.
     uint16_t listen();

@@ -13,6 +13,7 @@
 
 #include "corpus.h"
 #include "http_server.h"
+#include "llm.h"
 #include "server_db.h"
 
 using namespace tandem::cloud;
@@ -77,14 +78,6 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "tandem-cloud: --faults: %s\n", e.what());
         return 2;
     }
-    if (!model.empty()) {
-        std::fprintf(stderr,
-                     "tandem-cloud: --model %s: model-backed memory not available yet (the engine is not "
-                     "built); run without --model for extractive memory\n",
-                     model.c_str());
-        return 2;
-    }
-
     try {
         {
             ServerDb db(cfg.db_path);
@@ -97,7 +90,19 @@ int main(int argc, char** argv) {
             std::fprintf(stderr, "tandem-cloud: corpus: %lld documents, %lld passages\n",
                          (long long)db.count_docs(), (long long)db.count_passages());
         }
-        CloudServer server(cfg, std::make_unique<ExtractiveGenerator>());
+        // With --model: one engine for LLM-written memory notes and for chat completions.
+        std::unique_ptr<MemoryGenerator> gen = std::make_unique<ExtractiveGenerator>();
+        std::shared_ptr<ChatWorker> chat;
+        if (!model.empty()) {
+            tandem::EngineParams ep;
+            ep.context.n_ctx = 1024;
+            std::shared_ptr<tandem::Engine> engine = tandem::Engine::load(model, ep);
+            std::fprintf(stderr, "tandem-cloud: model %s (%s, %.1fM parameters) on the CPU\n", model.c_str(),
+                         engine->model().config().architecture.c_str(), engine->model().config().n_params / 1e6);
+            gen = std::make_unique<LlmGenerator>(engine);
+            chat = std::make_shared<ChatWorker>(engine);
+        }
+        CloudServer server(cfg, std::move(gen), chat);
         uint16_t port = server.listen();
         std::printf("listening on http://%s:%u\n", cfg.host.c_str(), (unsigned)port);
         std::fflush(stdout);

@@ -34,15 +34,12 @@ void fp16_decode_cuda(const Fp16DecodeParams& p, cudaStream_t stream) {
     a.n_kv_heads = p.n_kv_heads;
     a.max_len = p.max_len;
     a.n_splits = decode_pick_splits(p.n_splits, p.batch, p.n_kv_heads, p.max_len, sm_count());
-    a.threshold = -1e30f;  // no sparsity
-    a.degree = 0;          // exact exp2 (see tile_softmax)
-    a.layout.v_group = 8;
     const int G = p.n_q_heads / p.n_kv_heads, D = p.head_dim;
     const dim3 grid(a.n_splits, a.n_kv_heads, p.batch);
-    if (D == 128 && G <= 4) decode_split_kernel<128, 4, false><<<grid, kDecodeThreads, 0, stream>>>(a);
-    else if (D == 128) decode_split_kernel<128, 8, false><<<grid, kDecodeThreads, 0, stream>>>(a);
-    else if (G <= 4) decode_split_kernel<64, 4, false><<<grid, kDecodeThreads, 0, stream>>>(a);
-    else decode_split_kernel<64, 8, false><<<grid, kDecodeThreads, 0, stream>>>(a);
+    if (D == 128 && G <= 4) fp16_split_kernel<128, 4><<<grid, kDecodeThreads, 0, stream>>>(a);
+    else if (D == 128) fp16_split_kernel<128, 8><<<grid, kDecodeThreads, 0, stream>>>(a);
+    else if (G <= 4) fp16_split_kernel<64, 4><<<grid, kDecodeThreads, 0, stream>>>(a);
+    else fp16_split_kernel<64, 8><<<grid, kDecodeThreads, 0, stream>>>(a);
     TANDEM_CHECK_CUDA(cudaGetLastError());
     if (D == 128) decode_combine_kernel<128><<<dim3(p.n_q_heads, p.batch), 128, 0, stream>>>(a.ws, p.out, p.n_q_heads, a.n_splits);
     else decode_combine_kernel<64><<<dim3(p.n_q_heads, p.batch), 64, 0, stream>>>(a.ws, p.out, p.n_q_heads, a.n_splits);

@@ -1,33 +1,388 @@
-// TurboAttention decode launcher: checks the parameters, picks splits and instantiation.
+// TurboAttention decode: split-KV flash-decoding on the INT4/INT2 cache with the INT8 recent
+// buffer, SAS softmax and skipping of tiles under the threshold. Tensor cores do both matmuls.
+//
+// Grid (n_ctas, n_kv_heads, batch), 4 warps; every warp is an independent split: it walks a
+// contiguous range of 64-token tiles of one (sequence, KV head) for all G <= 8 query heads
+// sharing it (each K/V byte is read once for the whole GQA group) and writes its (m, l, o)
+// to the workspace, merged by decode_combine_kernel. No block-wide barrier in the loop.
+//
+// Per compressed tile (bits = 4 or 2):
+//   scores  S (64 tokens x 8 heads) = codes (tokens x D) . qk (D x 8 heads), mma m16n8k16:
+//           A = key codes expanded to FP16 by a LOP3 into 0x6400|code minus 1024 (exact),
+//           B = q * key channel scale (FP16, per tile), + sum_d q*zero point, x block scale.
+//           The channel order inside a k-step is permuted to match what one 32-bit word of
+//           codes gives (pairs (j, j + 32/bits/2)); B uses the same permutation.
+//   softmax per head over the tile with SAS (FP16 polynomial); p < 2^threshold is 0, and a
+//           tile with no p > 0 skips its V bytes.
+//   P.V     O (8 heads x D) += P' (heads x 64 tokens) . Vcodes (tokens x D), mma m16n8k16:
+//           P' = p * value block scale * the token's group scale (FP16, one per value group),
+//           B = value codes, channel-major so one word holds consecutive tokens of a channel;
+//           the zero points add sum_t p * scale * zp per (head, group).
+// The INT8 recent tile (at most one per sequence) takes a plain FP32 path.
 #include "turbo_decode.cuh"
 
 #include "decode_common.cuh"
 
+#include <algorithm>
+
 namespace tandem {
 
-static int sm_count() {
+namespace {
+
+constexpr int kWarps = 4;
+
+__device__ __forceinline__ void mma16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                         uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t h2u(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
+
+// Codes j and j + 16/BITS of a 32-bit word of BITS-bit codes as an exact FP16 pair
+// (1024 + code built by bit operations, minus 1024). BITS = 8: signed bytes j and j + 2.
+template <int BITS>
+__device__ __forceinline__ uint32_t code_pair(uint32_t w, int j) {
+    uint32_t x;
+    float off;
+    if constexpr (BITS == 8) {
+        x = __byte_perm(w ^ 0x80808080u, 0x64646464u, j == 0 ? 0x4240 : 0x4341);
+        off = 1152.0f;  // 1024 + the 128 that made the bytes unsigned
+    } else {
+        constexpr uint32_t mask = BITS == 4 ? 0x000F000Fu : 0x00030003u;
+        x = ((w >> (BITS * j)) & mask) | 0x64006400u;
+        off = 1024.0f;
+    }
+    return h2u(__hsub2(*reinterpret_cast<__half2*>(&x), __float2half2_rn(off)));
+}
+
+struct __align__(16) WarpSmem {
+    float s[8][kTile];        // scores, then probabilities (float)
+    __half ph[4][8][kTile];   // P' per value group (ng <= 4)
+    float tks[kTile], tvs[kTile];
+};
+
+struct WarpState {
+    float m[8], l[8], alpha[8];
+};
+
+// Online softmax over the warp's tile for heads g < G; returns whether any p > 0.
+__device__ __forceinline__ bool warp_softmax(WarpSmem& w, WarpState& st, const DecodeArgs& a, int G) {
+    const int lane = threadIdx.x % 32;
+    const __half c1 = __float2half_rn(a.c1), c2 = __float2half_rn(a.c2), c3 = __float2half_rn(a.c3);
+    bool any = false;
+#pragma unroll
+    for (int g = 0; g < 8; ++g) {
+        if (g >= G) break;
+        const float s0 = w.s[g][lane], s1 = w.s[g][lane + 32];
+        const float m_new = fmaxf(st.m[g], warp_max(fmaxf(s0, s1)));
+        const float p0 = sas_exp2(s0 - m_new, a.threshold, a.degree, c1, c2, c3);
+        const float p1 = sas_exp2(s1 - m_new, a.threshold, a.degree, c1, c2, c3);
+        any |= __any_sync(0xffffffffu, p0 > 0.0f || p1 > 0.0f);
+        const float alpha = st.m[g] == -INFINITY ? 0.0f : exp2f(st.m[g] - m_new);
+        st.l[g] = st.l[g] * alpha + warp_sum(p0 + p1);
+        st.m[g] = m_new;
+        st.alpha[g] = alpha;
+        w.s[g][lane] = p0;
+        w.s[g][lane + 32] = p1;
+    }
+    __syncwarp();
+    return any;
+}
+
+__device__ __forceinline__ float pick(const float (&v)[8], int i) {
+    float r = 0.0f;
+#pragma unroll
+    for (int g = 0; g < 8; ++g) r = g == i ? v[g] : r;
+    return r;
+}
+
+// One tile of 64 tokens. BITS = 4 or 2: a compressed record; BITS = 8: the INT8 recent
+// buffer (per-token scales, no zero points, n_valid <= 64 tokens).
+// acc[nb][0..1]: head gid, channels nb*8 + tig*2 + {0, 1}.
+template <int D, int BITS>
+__device__ __forceinline__ void tile(const uint8_t* kc, const uint8_t* vc, const uint8_t* rec,
+                                     const float* rks, const float* rvs, int n_valid,
+                                     const float (*q)[D], WarpSmem& w, WarpState& st,
+                                     const DecodeArgs& a, int G, float (&acc)[D / 8][2]) {
+    constexpr bool kInt8 = BITS == 8;
+    constexpr int CPW = 32 / BITS;          // codes per 32-bit word
+    constexpr int NCH = D / (4 * CPW);      // k-chunks: 4 lanes x one word each
+    constexpr int MPC = CPW / 4;            // mma per chunk
+    constexpr int ROW = D * BITS / 8;       // bytes of one token's key codes
+    const int lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
+    const int ng = kInt8 ? 1 : D / a.layout.v_group;
+    const float kscale = kInt8 ? 1.0f : ((const float*)rec)[0];
+    const float vscale = kInt8 ? 1.0f : ((const float*)rec)[1];
+
+    // ---- key codes: all words of the tile first (loads in flight), then the q fragments
+    uint32_t kw[4][NCH][2];
+#pragma unroll
+    for (int mb = 0; mb < 4; ++mb)
+#pragma unroll
+        for (int c = 0; c < NCH; ++c)
+#pragma unroll
+            for (int r = 0; r < 2; ++r)
+                kw[mb][c][r] = *(const uint32_t*)(kc + (mb * 16 + gid + 8 * r) * ROW + (c * 4 + tig) * 4);
+    if (kInt8) {
+        w.tks[lane] = lane < n_valid ? rks[lane] : 0.0f;
+        w.tks[lane + 32] = lane + 32 < n_valid ? rks[lane + 32] : 0.0f;
+        w.tvs[lane] = lane < n_valid ? rvs[lane] : 0.0f;
+        w.tvs[lane + 32] = lane + 32 < n_valid ? rvs[lane + 32] : 0.0f;
+    }
+    uint32_t qb[NCH][CPW / 2];
+    float kbias = 0.0f;
+#pragma unroll
+    for (int c = 0; c < NCH; ++c) {
+        const int base = c * 4 * CPW + tig * CPW;
+        float qv[CPW], sc[CPW], zp[CPW];
+#pragma unroll
+        for (int i = 0; i < CPW; i += 4) {
+            const float4 x = *(const float4*)&q[gid][base + i];
+            qv[i] = x.x, qv[i + 1] = x.y, qv[i + 2] = x.z, qv[i + 3] = x.w;
+        }
+#pragma unroll
+        for (int i = 0; i < CPW; ++i) sc[i] = 1.0f, zp[i] = 0.0f;
+        if constexpr (!kInt8) {
+#pragma unroll
+            for (int i = 0; i < CPW; i += 8) {
+                const uint2 s2 = *(const uint2*)(rec + 8 + base + i);
+                const uint2 z2 = *(const uint2*)(rec + 8 + D + base + i);
+#pragma unroll
+                for (int k = 0; k < 8; ++k) {
+                    sc[i + k] = (float)(((k < 4 ? s2.x : s2.y) >> (8 * (k % 4))) & 0xff);
+                    zp[i + k] = (float)(int8_t)((k < 4 ? z2.x : z2.y) >> (8 * (k % 4)));
+                }
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < CPW / 2; ++j) {
+            const int j1 = j + CPW / 2;
+            qb[c][j] = h2u(__floats2half2_rn(qv[j] * sc[j], qv[j1] * sc[j1]));
+            kbias += qv[j] * zp[j] + qv[j1] * zp[j1];
+        }
+    }
+    kbias += __shfl_xor_sync(0xffffffffu, kbias, 1);
+    kbias += __shfl_xor_sync(0xffffffffu, kbias, 2);
+    const float kb0 = __shfl_sync(0xffffffffu, kbias, (tig * 2) * 4);
+    const float kb1 = __shfl_sync(0xffffffffu, kbias, (tig * 2 + 1) * 4);
+    __syncwarp();  // tks visible
+#pragma unroll
+    for (int mb = 0; mb < 4; ++mb) {
+        float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int ch = 0; ch < NCH; ++ch)
+#pragma unroll
+            for (int m = 0; m < MPC; ++m)
+                mma16816(c, code_pair<BITS>(kw[mb][ch][0], 2 * m), code_pair<BITS>(kw[mb][ch][1], 2 * m),
+                         code_pair<BITS>(kw[mb][ch][0], 2 * m + 1), code_pair<BITS>(kw[mb][ch][1], 2 * m + 1),
+                         qb[ch][2 * m], qb[ch][2 * m + 1]);
+        const int t = mb * 16 + gid;
+        const float s0 = kInt8 ? w.tks[t] : kscale, s8 = kInt8 ? w.tks[t + 8] : kscale;
+        const bool v0 = t < n_valid, v8 = t + 8 < n_valid;
+        w.s[tig * 2][t] = v0 ? (c[0] + kb0) * s0 : -INFINITY;
+        w.s[tig * 2 + 1][t] = v0 ? (c[1] + kb1) * s0 : -INFINITY;
+        w.s[tig * 2][t + 8] = v8 ? (c[2] + kb0) * s8 : -INFINITY;
+        w.s[tig * 2 + 1][t + 8] = v8 ? (c[3] + kb1) * s8 : -INFINITY;
+    }
+    __syncwarp();
+    if (!warp_softmax(w, st, a, G)) return;  // every p is 0: no V bytes read
+
+    // ---- P' per value group and the zero-point bias of each (head, group)
+    float vbias[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int grp = 0; grp < ng; ++grp) {
+        const int t0 = lane, t1 = lane + 32;
+        float f0, f1, z0 = 0.0f, z1 = 0.0f;
+        if (kInt8) {
+            f0 = w.tvs[t0];
+            f1 = w.tvs[t1];
+        } else {
+            f0 = vscale * rec[8 + 2 * D + t0 * ng + grp];
+            f1 = vscale * rec[8 + 2 * D + t1 * ng + grp];
+            z0 = vscale * (int8_t)rec[8 + 2 * D + kTile * ng + t0 * ng + grp];
+            z1 = vscale * (int8_t)rec[8 + 2 * D + kTile * ng + t1 * ng + grp];
+        }
+#pragma unroll
+        for (int g = 0; g < 8; ++g) {
+            if (g >= G) break;
+            const float p0 = w.s[g][t0], p1 = w.s[g][t1];
+            w.ph[grp][g][t0] = __float2half_rn(p0 * f0);
+            w.ph[grp][g][t1] = __float2half_rn(p1 * f1);
+            if (!kInt8) {
+                const float bsum = warp_sum(p0 * z0 + p1 * z1);
+                if (g == gid) vbias[grp & 3] = bsum;
+            }
+        }
+    }
+    __syncwarp();
+    const float alpha = pick(st.alpha, gid);
+    // ---- P.V on tensor cores. A lane's words of a channel row and the 4 mma of 16 tokens:
+    //   4-bit: words k*4 + tig (k < 2) hold tokens k*32 + tig*8 + 0..7, 2 mma each
+    //   2-bit: word tig holds tokens tig*16 + 0..15, 4 mma
+    //   8-bit: words m*4 + tig (m < 4) hold tokens m*16 + tig*4 + 0..3, 1 mma each
+    constexpr int VW = BITS == 4 ? 2 : BITS == 2 ? 1 : 4;
+    constexpr int VROW = kTile * BITS / 8;  // bytes of one channel's value codes
+    int cur_grp = -1;
+    uint32_t pa[4][2];
+#pragma unroll
+    for (int nb = 0; nb < D / 8; ++nb) {
+        const int ch = nb * 8 + gid;
+        uint32_t vw[VW];
+#pragma unroll
+        for (int k = 0; k < VW; ++k)
+            vw[k] = *(const uint32_t*)(vc + ch * VROW + (BITS == 2 ? tig : k * 4 + tig) * 4);
+        const int grp = kInt8 ? 0 : nb * 8 / a.layout.v_group;
+        if (grp != cur_grp) {  // A fragments of P' for this group
+            cur_grp = grp;
+            if constexpr (BITS == 4) {
+#pragma unroll
+                for (int kb = 0; kb < 2; ++kb) {
+                    const uint4 x = *(const uint4*)&w.ph[grp][gid][kb * 32 + tig * 8];
+                    pa[kb * 2 + 0][0] = __byte_perm(x.x, x.z, 0x5410);
+                    pa[kb * 2 + 0][1] = __byte_perm(x.x, x.z, 0x7632);
+                    pa[kb * 2 + 1][0] = __byte_perm(x.y, x.w, 0x5410);
+                    pa[kb * 2 + 1][1] = __byte_perm(x.y, x.w, 0x7632);
+                }
+            } else if constexpr (BITS == 2) {
+                const uint4 x = *(const uint4*)&w.ph[grp][gid][tig * 16];
+                const uint4 y = *(const uint4*)&w.ph[grp][gid][tig * 16 + 8];
+                const uint32_t xs[4] = {x.x, x.y, x.z, x.w}, ys[4] = {y.x, y.y, y.z, y.w};
+#pragma unroll
+                for (int m = 0; m < 4; ++m) {
+                    pa[m][0] = __byte_perm(xs[m], ys[m], 0x5410);
+                    pa[m][1] = __byte_perm(xs[m], ys[m], 0x7632);
+                }
+            } else {
+#pragma unroll
+                for (int m = 0; m < 4; ++m) {
+                    const uint2 x = *(const uint2*)&w.ph[0][gid][m * 16 + tig * 4];
+                    pa[m][0] = __byte_perm(x.x, x.y, 0x5410);
+                    pa[m][1] = __byte_perm(x.x, x.y, 0x7632);
+                }
+            }
+        }
+        float c[4] = {acc[nb][0] * alpha, acc[nb][1] * alpha, 0.0f, 0.0f};
+#pragma unroll
+        for (int m = 0; m < 4; ++m) {
+            const uint32_t word = vw[BITS == 4 ? m / 2 : BITS == 2 ? 0 : m];
+            const int j = BITS == 4 ? 2 * (m % 2) : BITS == 2 ? 2 * m : 0;
+            mma16816(c, pa[m][0], 0u, pa[m][1], 0u, code_pair<BITS>(word, j), code_pair<BITS>(word, j + 1));
+        }
+        float vb = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) vb = i == grp ? vbias[i] : vb;
+        acc[nb][0] = c[0] + vb;
+        acc[nb][1] = c[1] + vb;
+    }
+}
+
+// Prefetches a byte range into L2 (one 128-byte line per lane and step).
+__device__ __forceinline__ void prefetch_l2(const uint8_t* p, int bytes) {
+    for (int off = (threadIdx.x % 32) * 128; off < bytes; off += 32 * 128)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(p + off));
+}
+
+template <int D>
+__global__ void __launch_bounds__(kWarps * 32) turbo_split_kernel(const DecodeArgs a) {
+    __shared__ __align__(16) float q_s[8][D];
+    __shared__ WarpSmem ws_all[kWarps];
+    const int h = blockIdx.y, b = blockIdx.z, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int gid = lane >> 2, tig = lane & 3;
+    const int G = a.n_q_heads / a.n_kv_heads;
+    const int len = a.seq_len[b];
+    const int n_comp = len / kTile, n_rec = len % kTile, n_tiles = n_comp + (n_rec > 0);
+    const int split = blockIdx.x * kWarps + warp;
+    const int per = (n_tiles + a.n_splits - 1) / a.n_splits;
+    const int j0 = min(n_tiles, split * per), j1 = min(n_tiles, j0 + per);
+    const TurboCacheLayout& L = a.layout;
+    const float qscale = kLog2eF * rsqrtf((float)D);
+    for (int i = threadIdx.x; i < 8 * D; i += kWarps * 32) {
+        const int g = i / D, d = i % D;
+        q_s[g][d] = g < G ? a.q[((size_t)b * a.n_q_heads + h * G + g) * D + d] * qscale : 0.0f;
+    }
+    __syncthreads();
+    WarpSmem& w = ws_all[warp];
+    WarpState st;
+#pragma unroll
+    for (int g = 0; g < 8; ++g) st.m[g] = -INFINITY, st.l[g] = 0.0f, st.alpha[g] = 1.0f;
+    float acc[D / 8][2];
+#pragma unroll
+    for (int nb = 0; nb < D / 8; ++nb) acc[nb][0] = acc[nb][1] = 0.0f;
+    const uint8_t* recs = a.blocks + (size_t)b * L.seq_bytes + L.head_off[h];
+    const int bits = L.bits[h];
+    for (int j = j0; j < j1; ++j) {
+        if (j < n_comp) {
+            const uint8_t* rec = recs + (size_t)j * L.rec_bytes[h];
+            const uint8_t* kc = rec + L.meta_bytes;
+            const uint8_t* vc = kc + kTile * D * bits / 8;
+            // the next tile's metadata and keys travel to L2 while this one computes
+            if (j + 1 < min(j1, n_comp)) prefetch_l2(rec + L.rec_bytes[h], L.meta_bytes + kTile * D * bits / 8);
+            if (bits == 4) tile<D, 4>(kc, vc, rec, nullptr, nullptr, kTile, q_s, w, st, a, G, acc);
+            else tile<D, 2>(kc, vc, rec, nullptr, nullptr, kTile, q_s, w, st, a, G, acc);
+        } else {
+            const size_t row = ((size_t)b * a.n_kv_heads + h) * kTile;
+            tile<D, 8>((const uint8_t*)(a.rk + row * D), (const uint8_t*)(a.rv + row * D), nullptr,
+                       a.rks + row, a.rvs + row, n_rec, q_s, w, st, a, G, acc);
+        }
+        __syncwarp();
+    }
+    if (gid < G) {
+        float* o = a.ws + (((size_t)b * a.n_q_heads + h * G + gid) * a.n_splits + split) * (D + 2);
+#pragma unroll
+        for (int nb = 0; nb < D / 8; ++nb) {
+            o[nb * 8 + tig * 2] = acc[nb][0];
+            o[nb * 8 + tig * 2 + 1] = acc[nb][1];
+        }
+        if (tig == 0) {
+            o[D] = pick(st.m, gid);
+            o[D + 1] = pick(st.l, gid);
+        }
+    }
+}
+
+int sm_count() {
     int dev = 0, n = 0;
     TANDEM_CHECK_CUDA(cudaGetDevice(&dev));
     TANDEM_CHECK_CUDA(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
     return n;
 }
 
-static void check(const TurboDecodeParams& p) {
+// Warp-splits per (sequence, KV head), a multiple of 4: about 16 warps per SM in all, and
+// at least 2 tiles per warp.
+int pick_splits(int requested, int batch, int n_kv_heads, int max_len) {
+    int s = requested;
+    if (s <= 0) {
+        const int tiles = max_len / kTile + 1;
+        s = (16 * sm_count() + batch * n_kv_heads - 1) / (batch * n_kv_heads);
+        s = std::min(s, (tiles + 1) / 2);
+    }
+    s = std::max(s, 1);
+    return (s + kWarps - 1) / kWarps * kWarps;
+}
+
+void check(const TurboDecodeParams& p) {
     const TurboCacheLayout& L = p.layout;
     if (!p.q || !p.out || !p.blocks || !p.recent_k || !p.recent_v || !p.recent_ks ||
         !p.recent_vs || !p.seq_len || !p.workspace)
         throw TurboError("turbo_decode: a pointer is null");
     if (L.head_dim != 64 && L.head_dim != 128) throw TurboError("turbo_decode: head_dim must be 64 or 128");
     if (L.block_tokens != kTile) throw TurboError("turbo_decode: block_tokens must be 64 on the GPU");
-    if (L.v_group < 8 || L.head_dim / L.v_group > 16) throw TurboError("turbo_decode: v_group must be >= 8 and >= head_dim/16");
+    if (L.v_group < 32 || L.head_dim % L.v_group != 0)
+        throw TurboError("turbo_decode: v_group must be >= 32 on the GPU (at most 4 value groups)");
     if (L.n_kv_heads < 1 || p.n_q_heads % L.n_kv_heads != 0 || p.n_q_heads / L.n_kv_heads > 8)
         throw TurboError("turbo_decode: n_q_heads must be 1..8 times n_kv_heads");
     if (p.batch < 1 || p.max_len < 1) throw TurboError("turbo_decode: batch and max_len must be >= 1");
     if (p.poly_degree != 2 && p.poly_degree != 3) throw TurboError("turbo_decode: poly_degree must be 2 or 3");
+    if (!(p.threshold <= -1.0f && p.threshold >= -60.0f)) throw TurboError("turbo_decode: threshold must be in [-60, -1]");
 }
 
+}  // namespace
+
 size_t turbo_decode_workspace_floats(const TurboDecodeParams& p) {
-    const int s = decode_pick_splits(p.n_splits, p.batch, p.layout.n_kv_heads, p.max_len, sm_count());
+    const int s = pick_splits(p.n_splits, p.batch, p.layout.n_kv_heads, p.max_len);
     return (size_t)p.batch * p.n_q_heads * s * (p.layout.head_dim + 2);
 }
 
@@ -45,7 +400,7 @@ void turbo_decode_cuda(const TurboDecodeParams& p, cudaStream_t stream) {
     a.n_q_heads = p.n_q_heads;
     a.n_kv_heads = p.layout.n_kv_heads;
     a.max_len = p.max_len;
-    a.n_splits = decode_pick_splits(p.n_splits, p.batch, a.n_kv_heads, p.max_len, sm_count());
+    a.n_splits = pick_splits(p.n_splits, p.batch, a.n_kv_heads, p.max_len);
     a.threshold = p.threshold;
     a.degree = p.poly_degree;
     float c[4];
@@ -54,15 +409,16 @@ void turbo_decode_cuda(const TurboDecodeParams& p, cudaStream_t stream) {
     a.c2 = c[2];
     a.c3 = c[3];
     a.layout = p.layout;
-    const int G = p.n_q_heads / a.n_kv_heads, D = p.layout.head_dim;
-    const dim3 grid(a.n_splits, a.n_kv_heads, p.batch);
-    if (D == 128 && G <= 4) decode_split_kernel<128, 4, true><<<grid, kDecodeThreads, 0, stream>>>(a);
-    else if (D == 128) decode_split_kernel<128, 8, true><<<grid, kDecodeThreads, 0, stream>>>(a);
-    else if (G <= 4) decode_split_kernel<64, 4, true><<<grid, kDecodeThreads, 0, stream>>>(a);
-    else decode_split_kernel<64, 8, true><<<grid, kDecodeThreads, 0, stream>>>(a);
-    TANDEM_CHECK_CUDA(cudaGetLastError());
-    if (D == 128) decode_combine_kernel<128><<<dim3(p.n_q_heads, p.batch), 128, 0, stream>>>(a.ws, p.out, p.n_q_heads, a.n_splits);
-    else decode_combine_kernel<64><<<dim3(p.n_q_heads, p.batch), 64, 0, stream>>>(a.ws, p.out, p.n_q_heads, a.n_splits);
+    const dim3 grid(a.n_splits / kWarps, a.n_kv_heads, p.batch);
+    if (p.layout.head_dim == 128) {
+        turbo_split_kernel<128><<<grid, kWarps * 32, 0, stream>>>(a);
+        TANDEM_CHECK_CUDA(cudaGetLastError());
+        decode_combine_kernel<128><<<dim3(p.n_q_heads, p.batch), 128, 0, stream>>>(a.ws, p.out, p.n_q_heads, a.n_splits);
+    } else {
+        turbo_split_kernel<64><<<grid, kWarps * 32, 0, stream>>>(a);
+        TANDEM_CHECK_CUDA(cudaGetLastError());
+        decode_combine_kernel<64><<<dim3(p.n_q_heads, p.batch), 64, 0, stream>>>(a.ws, p.out, p.n_q_heads, a.n_splits);
+    }
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 

@@ -14,51 +14,30 @@
 #include "cpu_kernels.h"
 
 #define TGT __attribute__((target("avx2,fma,f16c")))
+#include "cpu_x86_unpack.h"
 
 namespace tandem::cpu::detail {
 namespace {
 
 constexpr int kMaxT = 4;  // tokens per tile
 
-TGT inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-TGT inline float h2f(half_bits h) { return _cvtsh_ss(h); }
-
-// 16 bytes of packed nibbles -> 32 u8 levels: low nibbles (elements 0..15) then high (16..31).
-TGT inline __m256i nibbles32(const uint8_t* qs) {
-    const __m128i v = _mm_loadu_si128((const __m128i*)qs);
-    const __m256i both = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
-    return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
-}
-
-// 32 bits -> 32 bytes, 0xFF where the bit is set (bit j -> byte j).
-TGT inline __m256i bits32(const uint8_t* p) {
-    uint32_t x;
-    std::memcpy(&x, p, 4);
-    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
-    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x), shuf);
-    b = _mm256_or_si256(b, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
-    return _mm256_cmpeq_epi8(b, _mm256_set1_epi64x(-1));
-}
 
 // ---- float weights x f32 activations -------------------------------------------------------
 
 struct LoadF32 {
+    static constexpr int kBytes = 4;
     TGT static __m256 load8(const void* w, int64_t i) { return _mm256_loadu_ps((const float*)w + i); }
     static float load1(const void* w, int64_t i) { return ((const float*)w)[i]; }
 };
 struct LoadF16 {
+    static constexpr int kBytes = 2;
     TGT static __m256 load8(const void* w, int64_t i) {
         return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)((const half_bits*)w + i)));
     }
     TGT static float load1(const void* w, int64_t i) { return h2f(((const half_bits*)w)[i]); }
 };
 struct LoadBF16 {
+    static constexpr int kBytes = 2;
     TGT static __m256 load8(const void* w, int64_t i) {
         const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)((const uint16_t*)w + i)));
         return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
@@ -76,11 +55,13 @@ TGT void dot_float(int64_t n, const void* w, const void* const* xv, float* out) 
     for (int u = 0; u < U; u++)
         for (int t = 0; t < T; t++) acc[u][t] = _mm256_setzero_ps();
     int64_t i = 0;
-    for (; i + 8 * U <= n; i += 8 * U)
+    for (; i + 8 * U <= n; i += 8 * U) {
+        for (int off = 0; off < 8 * U * L::kBytes; off += 64) prefetch_ahead((const char*)w + i * L::kBytes + off);
         for (int u = 0; u < U; u++) {
             const __m256 wv = L::load8(w, i + 8 * u);
             for (int t = 0; t < T; t++) acc[u][t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x[t] + i + 8 * u), acc[u][t]);
         }
+    }
     for (; i + 8 <= n; i += 8) {
         const __m256 wv = L::load8(w, i);
         for (int t = 0; t < T; t++) acc[0][t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x[t] + i), acc[0][t]);
@@ -96,46 +77,7 @@ TGT void dot_float(int64_t n, const void* w, const void* const* xv, float* out) 
     }
 }
 
-// ---- 32-block weights x block_q8a ----------------------------------------------------------
-//
-// Each Unpack gives, per block: q = the 32 levels as u8, dw = the scale, cw = the offset
-// coefficient, so that  dot(block, y) = dw * dy * sum(q * qy) + cw * y.s.
-// Q8_0 levels are signed: it uses |q| and sign(qy, q) instead (Signed = true).
-
-struct UnpQ4_0 {
-    using Block = block_q4_0;
-    static constexpr bool Signed = false;
-    TGT static __m256i q(const Block& b) { return nibbles32(b.qs); }
-    TGT static void dc(const Block& b, float* d, float* c) { *d = h2f(b.d); *c = -8 * *d; }
-};
-struct UnpQ4_1 {
-    using Block = block_q4_1;
-    static constexpr bool Signed = false;
-    TGT static __m256i q(const Block& b) { return nibbles32(b.qs); }
-    TGT static void dc(const Block& b, float* d, float* c) { *d = h2f(b.d); *c = h2f(b.m); }
-};
-struct UnpQ5_0 {
-    using Block = block_q5_0;
-    static constexpr bool Signed = false;
-    TGT static __m256i q(const Block& b) {
-        return _mm256_or_si256(nibbles32(b.qs), _mm256_and_si256(bits32(b.qh), _mm256_set1_epi8(0x10)));
-    }
-    TGT static void dc(const Block& b, float* d, float* c) { *d = h2f(b.d); *c = -16 * *d; }
-};
-struct UnpQ5_1 {
-    using Block = block_q5_1;
-    static constexpr bool Signed = false;
-    TGT static __m256i q(const Block& b) {
-        return _mm256_or_si256(nibbles32(b.qs), _mm256_and_si256(bits32(b.qh), _mm256_set1_epi8(0x10)));
-    }
-    TGT static void dc(const Block& b, float* d, float* c) { *d = h2f(b.d); *c = h2f(b.m); }
-};
-struct UnpQ8_0 {
-    using Block = block_q8_0;
-    static constexpr bool Signed = true;
-    TGT static __m256i q(const Block& b) { return _mm256_loadu_si256((const __m256i*)b.qs); }
-    TGT static void dc(const Block& b, float* d, float* c) { *d = h2f(b.d); *c = 0; }
-};
+// ---- 32-block weights x block_q8a (unpackers in cpu_x86_unpack.h) -----------------------
 
 template <class U, int T>
 TGT inline void q32_step(const typename U::Block& b, const block_q8a* const* x, int64_t i, __m256 (&acc)[T],
@@ -162,100 +104,19 @@ TGT void dot_q32(int64_t n, const void* w, const void* const* xv, float* out) {
     for (int t = 0; t < T; t++) x[t] = (const block_q8a*)xv[t];
     const int64_t nb = n / 32;
     __m256 acc0[T], acc1[T];
-    float off[T];
-    for (int t = 0; t < T; t++) { acc0[t] = acc1[t] = _mm256_setzero_ps(); off[t] = 0; }
+    float off0[T], off1[T];  // two chains each, so consecutive blocks do not wait on each other
+    for (int t = 0; t < T; t++) { acc0[t] = acc1[t] = _mm256_setzero_ps(); off0[t] = off1[t] = 0; }
     int64_t i = 0;
     for (; i + 2 <= nb; i += 2) {
-        q32_step<U, T>(b[i], x, i, acc0, off);
-        q32_step<U, T>(b[i + 1], x, i + 1, acc1, off);
+        prefetch_ahead(b + i);
+        q32_step<U, T>(b[i], x, i, acc0, off0);
+        q32_step<U, T>(b[i + 1], x, i + 1, acc1, off1);
     }
-    if (i < nb) q32_step<U, T>(b[i], x, i, acc0, off);
-    for (int t = 0; t < T; t++) out[t] = hsum(_mm256_add_ps(acc0[t], acc1[t])) + off[t];
+    if (i < nb) q32_step<U, T>(b[i], x, i, acc0, off0);
+    for (int t = 0; t < T; t++) out[t] = hsum(_mm256_add_ps(acc0[t], acc1[t])) + (off0[t] + off1[t]);
 }
 
-// ---- K-quant weights x block_q8k -----------------------------------------------------------
-//
-// A 256-block unpacks to 8 x 32 u8 levels, an i16 scale per 16 elements (sc[j] covers levels
-// q[j]), and for the offset term 16 i16 coefficients against the activation's bsums:
-//   dot(block, y) = d * dy * sum_j sum(q_j * qy_j * sc_j) + cmin * dy * sum_g mcoef_g * bsums_g
-
-struct KUnpacked {
-    __m256i q[8];
-    __m256i sc[8];
-    __m256i mcoef;
-    float d, cmin;
-};
-
-// The 6-bit scale/min pairs of Q4_K/Q5_K as i16 vectors.
-TGT inline void k4_scales(const uint8_t* scales, KUnpacked& u) {
-    uint8_t sc[8], mn[8];
-    unpack_scales_k4(scales, sc, mn);
-    alignas(32) int16_t m16[16];
-    for (int j = 0; j < 8; j++) {
-        u.sc[j] = _mm256_set1_epi16(sc[j]);
-        m16[2 * j] = m16[2 * j + 1] = mn[j];
-    }
-    u.mcoef = _mm256_load_si256((const __m256i*)m16);
-}
-
-struct UnpQ4_K {
-    using Block = block_q4_K;
-    TGT static void unpack(const Block& b, KUnpacked& u) {
-        const __m256i m4 = _mm256_set1_epi8(0x0F);
-        for (int c = 0; c < 4; c++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i*)(b.qs + 32 * c));
-            u.q[2 * c] = _mm256_and_si256(v, m4);
-            u.q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-        }
-        k4_scales(b.scales, u);
-        u.d = h2f(b.d);
-        u.cmin = -h2f(b.dmin);
-    }
-};
-
-struct UnpQ5_K {
-    using Block = block_q5_K;
-    TGT static void unpack(const Block& b, KUnpacked& u) {
-        const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-        const __m256i h = _mm256_loadu_si256((const __m256i*)b.qh);
-        for (int c = 0; c < 4; c++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i*)(b.qs + 32 * c));
-            const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(h, 2 * c), one);
-            const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(h, 2 * c + 1), one);
-            u.q[2 * c] = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_slli_epi16(h0, 4));
-            u.q[2 * c + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_slli_epi16(h1, 4));
-        }
-        k4_scales(b.scales, u);
-        u.d = h2f(b.d);
-        u.cmin = -h2f(b.dmin);
-    }
-};
-
-struct UnpQ6_K {
-    using Block = block_q6_K;
-    TGT static void unpack(const Block& b, KUnpacked& u) {
-        const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-        for (int c = 0; c < 2; c++) {
-            const __m256i l0 = _mm256_loadu_si256((const __m256i*)(b.ql + 64 * c));
-            const __m256i l1 = _mm256_loadu_si256((const __m256i*)(b.ql + 64 * c + 32));
-            const __m256i h = _mm256_loadu_si256((const __m256i*)(b.qh + 32 * c));
-            u.q[4 * c + 0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
-            u.q[4 * c + 1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
-            u.q[4 * c + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m30));
-            u.q[4 * c + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                             _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
-        }
-        const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)b.scales));
-        for (int j = 0; j < 8; j++) {
-            // lanes 0..7 (elements 0..15 of sub-block j) use scale 2j, lanes 8..15 scale 2j+1
-            const __m256i lo = _mm256_set1_epi16(b.scales[2 * j]), hi = _mm256_set1_epi16(b.scales[2 * j + 1]);
-            u.sc[j] = _mm256_blend_epi32(lo, hi, 0xF0);
-        }
-        u.mcoef = s16;
-        u.d = h2f(b.d);
-        u.cmin = -32 * u.d;
-    }
-};
+// ---- K-quant weights x block_q8k (unpackers in cpu_x86_unpack.h) -------------------------
 
 template <class U, int T>
 TGT void dot_qk(int64_t n, const void* w, const void* const* xv, float* out) {
@@ -266,6 +127,8 @@ TGT void dot_qk(int64_t n, const void* w, const void* const* xv, float* out) {
     for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
     KUnpacked u;
     for (int64_t i = 0; i < n / QK_K; i++) {
+        prefetch_ahead(b + i);
+        prefetch_ahead((const char*)(b + i) + 64);
         U::unpack(b[i], u);
         for (int t = 0; t < T; t++) {
             const block_q8k& y = x[t][i];

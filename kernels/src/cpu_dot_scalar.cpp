@@ -12,16 +12,35 @@ namespace tandem::cpu::detail {
 static float h2f(half_bits h) { return fp16_to_fp32(h); }
 
 // ---- activation quantizers -----------------------------------------------------------------
+//
+// These run once per matvec over the whole activation vector on one thread, so they must not
+// cost more than a small fraction of the matvec: no libm calls in the loops. round_i8 is
+// round-to-nearest-even (as lrintf in the default mode) for |v| <= 127.5: adding 1.5 * 2^23
+// puts the rounded integer in the low mantissa bits.
+
+static inline int8_t round_i8(float v) {
+    float f = v + 12582912.0f;
+    int32_t i;
+    std::memcpy(&i, &f, 4);
+    return (int8_t)((i & 0x007fffff) - 0x00400000);
+}
+
+static inline float abs_max(const float* x, int n) {
+    float amax = 0;
+    for (int j = 0; j < n; j++) {
+        const float a = std::fabs(x[j]);
+        amax = a > amax ? a : amax;
+    }
+    return amax;
+}
 
 static void quantize_q8a(const float* x, block_q8a* y, int64_t n) {
     for (int64_t i = 0; i < n / 32; i++, x += 32) {
-        float amax = 0;
-        for (int j = 0; j < 32; j++) amax = std::fmax(amax, std::fabs(x[j]));
-        const float d = amax / 127;
+        const float d = abs_max(x, 32) / 127;
         const float id = d ? 1.0f / d : 0.0f;
         int sum = 0;
         for (int j = 0; j < 32; j++) {
-            y[i].qs[j] = (int8_t)std::lrintf(x[j] * id);
+            y[i].qs[j] = round_i8(x[j] * id);
             sum += y[i].qs[j];
         }
         y[i].d = d;
@@ -31,11 +50,9 @@ static void quantize_q8a(const float* x, block_q8a* y, int64_t n) {
 
 static void quantize_q8k(const float* x, block_q8k* y, int64_t n) {
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
-        float amax = 0;
-        for (int j = 0; j < QK_K; j++) amax = std::fmax(amax, std::fabs(x[j]));
-        const float d = amax / 127;
+        const float d = abs_max(x, QK_K) / 127;
         const float id = d ? 1.0f / d : 0.0f;
-        for (int j = 0; j < QK_K; j++) y[i].qs[j] = (int8_t)std::lrintf(x[j] * id);
+        for (int j = 0; j < QK_K; j++) y[i].qs[j] = round_i8(x[j] * id);
         for (int g = 0; g < QK_K / 16; g++) {
             int sum = 0;
             for (int l = 0; l < 16; l++) sum += y[i].qs[16 * g + l];

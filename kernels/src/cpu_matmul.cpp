@@ -67,6 +67,12 @@ struct Path {
 
 // Best first.
 static const Path kPaths[] = {
+    {"avx512-vnni",
+     [] {
+         const CpuFeatures& f = cpu_features();
+         return f.avx512f && f.avx512bw && f.avx512vnni && f.avx2 && f.fma && f.f16c;
+     },
+     kernels_avx512},
     {"avx2", [] { const CpuFeatures& f = cpu_features(); return f.avx2 && f.fma && f.f16c; }, kernels_avx2},
     {"scalar", [] { return true; }, kernels_scalar},
 };

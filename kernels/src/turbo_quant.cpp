@@ -140,8 +140,11 @@ void turbo_compress_block(const TurboCacheLayout& L, int bits, const int8_t* k8t
         for (int g = 0; g < ng; ++g)
             turbo_quant_group(v8.data() + t * D + g * G, G, 1, bits, vc.data() + t * D + g * G,
                               &v_sc[t * ng + g], &v_zp[t * ng + g]);
+    std::vector<uint8_t> vct((size_t)T * D);  // values channel-major: (D, T)
+    for (int t = 0; t < T; ++t)
+        for (int d = 0; d < D; ++d) vct[(size_t)d * T + t] = vc[(size_t)t * D + d];
     pack_codes(kc.data(), T * D, bits, rec + L.meta_bytes);
-    pack_codes(vc.data(), T * D, bits, rec + L.meta_bytes + T * D * bits / 8);
+    pack_codes(vct.data(), T * D, bits, rec + L.meta_bytes + T * D * bits / 8);
 }
 
 void turbo_expand_block(const TurboCacheLayout& L, int bits, const uint8_t* rec, int8_t* k8,
@@ -159,7 +162,7 @@ void turbo_expand_block(const TurboCacheLayout& L, int bits, const uint8_t* rec,
         for (int d = 0; d < D; ++d) {
             const int i = t * D + d, g = t * ng + d / G;
             k8[i] = (int8_t)turbo_expand(code_at(kq, i, bits), k_sc[d], k_zp[d]);
-            v8[i] = (int8_t)turbo_expand(code_at(vq, i, bits), v_sc[g], v_zp[g]);
+            v8[i] = (int8_t)turbo_expand(code_at(vq, d * T + t, bits), v_sc[g], v_zp[g]);
         }
 }
 
@@ -188,12 +191,16 @@ void TurboKvCache::append(int seq, const float* k, const float* v) {
     for (int h = 0; h < H; ++h) {
         const size_t row = ((size_t)seq * H + h) * T;
         rks_[row + slot] = turbo_quant_int8(k + (size_t)h * D, D, &rk_[(row + slot) * D]);
-        rvs_[row + slot] = turbo_quant_int8(v + (size_t)h * D, D, &rv_[(row + slot) * D]);
+        int8_t vq[128];
+        rvs_[row + slot] = turbo_quant_int8(v + (size_t)h * D, D, vq);
+        for (int d = 0; d < D; ++d) rv_[row * D + (size_t)d * T + slot] = vq[d];  // column `slot`
         if (slot == T - 1) {
             uint8_t* rec = blocks_.data() + (size_t)seq * L_.seq_bytes + L_.head_off[h] +
                            (size_t)blk * L_.rec_bytes[h];
-            turbo_compress_block(L_, L_.bits[h], &rk_[row * D], &rks_[row], &rv_[row * D],
-                                 &rvs_[row], rec);
+            std::vector<int8_t> v8((size_t)T * D);  // back to token-major for the compressor
+            for (int t = 0; t < T; ++t)
+                for (int d = 0; d < D; ++d) v8[(size_t)t * D + d] = rv_[row * D + (size_t)d * T + t];
+            turbo_compress_block(L_, L_.bits[h], &rk_[row * D], &rks_[row], v8.data(), &rvs_[row], rec);
         }
     }
     ++len;
@@ -220,7 +227,7 @@ void TurboKvCache::dequantize(int seq, float* k, float* v) const {
             const int s = t % T;
             for (int d = 0; d < D; ++d) {
                 kh[(size_t)t * D + d] = rks_[row + s] * rk_[(row + s) * D + d];
-                vh[(size_t)t * D + d] = rvs_[row + s] * rv_[(row + s) * D + d];
+                vh[(size_t)t * D + d] = rvs_[row + s] * rv_[row * D + (size_t)d * T + s];
             }
         }
     }

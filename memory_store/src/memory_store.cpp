@@ -4,7 +4,10 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <mutex>
+#include <unordered_map>
+#include <set>
 
 namespace tandem {
 
@@ -133,6 +136,23 @@ struct MemoryStore::Impl {
     sqlite3* db = nullptr;
     std::mutex mu;
     int64_t n_evicted = 0;
+    bool scratch_ready = false;  // temp tables of select_query()
+    // Prepared statements, keyed by their SQL literal; finalized by close().
+    std::unordered_map<const char*, sqlite3_stmt*> stmts;
+    // LRU touches of retrieve() not yet written: item_rowid -> last_used_at. Written by
+    // apply_changes (before eviction, same transaction), or in a batch once there are
+    // kTouchBatch of them or kTouchFlushMs passed, so retrieval rarely writes.
+    std::unordered_map<int64_t, int64_t> pending_touch;
+    int64_t last_touch_flush_ms = 0;
+    // Document frequency of index terms (stems), for select_query(); cleared by apply_changes.
+    std::unordered_map<std::string, int64_t> df_cache;
+
+    void close() {
+        for (auto& [sql, st] : stmts) sqlite3_finalize(st);
+        stmts.clear();
+        sqlite3_close(db);
+        db = nullptr;
+    }
 
     [[noreturn]] void fail(int rc, const std::string& op) const {
         std::string reason = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
@@ -150,14 +170,24 @@ struct MemoryStore::Impl {
     }
 };
 
-// A prepared statement bound to one call; finalized on scope exit.
+// A cached prepared statement used by one call; reset on scope exit (which also ends the
+// read it may hold open). sql must be a string literal: it is the cache key.
 class Stmt {
 public:
     Stmt(MemoryStore::Impl& s, const char* sql, const char* op) : s_(s), op_(op) {
-        int rc = sqlite3_prepare_v2(s.db, sql, -1, &st_, nullptr);
+        auto it = s.stmts.find(sql);
+        if (it != s.stmts.end()) {
+            st_ = it->second;
+            return;
+        }
+        int rc = sqlite3_prepare_v3(s.db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st_, nullptr);
         if (rc != SQLITE_OK) s.fail(rc, op);
+        s.stmts[sql] = st_;
     }
-    ~Stmt() { sqlite3_finalize(st_); }
+    ~Stmt() {
+        sqlite3_reset(st_);
+        sqlite3_clear_bindings(st_);
+    }
     Stmt& bind(int i, const std::string& v) {
         check(sqlite3_bind_text(st_, i, v.data(), (int)v.size(), SQLITE_TRANSIENT));
         return *this;
@@ -217,6 +247,59 @@ private:
     bool done_ = false;
 };
 
+// ---- LRU touches -----------------------------------------------------------------------
+
+static constexpr size_t kTouchBatch = 256;
+static constexpr int64_t kTouchFlushMs = 5000;
+
+// Writes the pending touches inside the caller's transaction (the caller clears them after
+// its commit).
+static void write_touches(MemoryStore::Impl& s) {
+    Stmt up(s, "UPDATE memory_items SET last_used_at = max(last_used_at, ?1) WHERE item_rowid = ?2",
+            "touch item");
+    for (const auto& [rowid, t] : s.pending_touch) {
+        up.bind(1, t).bind(2, rowid).run();
+        up.reset();
+    }
+}
+
+// Writes the pending touches in their own transaction. Without wait, a writer holding the
+// lock makes this a no-op (the touches stay pending): retrieval must not block on sync.
+static void flush_touches(MemoryStore::Impl& s, bool wait) {
+    if (s.pending_touch.empty()) return;
+    if (!wait) sqlite3_busy_timeout(s.db, 0);
+    try {
+        Transaction tx(s, "write LRU touches");
+        write_touches(s);
+        tx.commit();
+    } catch (const MemoryStoreError& e) {
+        sqlite3_busy_timeout(s.db, s.params.busy_timeout_ms);
+        if (!wait && e.code() == MemoryStoreErrc::busy) return;
+        throw;
+    }
+    sqlite3_busy_timeout(s.db, s.params.busy_timeout_ms);
+    s.pending_touch.clear();
+    s.last_touch_flush_ms = unix_ms_now();
+}
+
+// BEGIN (deferred) ... COMMIT for reads.
+class ReadTransaction {
+public:
+    explicit ReadTransaction(MemoryStore::Impl& s) : s_(s) { s.exec("BEGIN", "begin read"); }
+    void end() {
+        if (done_) return;
+        done_ = true;
+        s_.exec("COMMIT", "end read");
+    }
+    ~ReadTransaction() {
+        if (!done_) sqlite3_exec(s_.db, "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+
+private:
+    MemoryStore::Impl& s_;
+    bool done_ = false;
+};
+
 static int read_user_version(MemoryStore::Impl& s) {
     Stmt st(s, "PRAGMA user_version", "read schema version");
     return st.step() ? (int)st.i64(0) : 0;
@@ -253,8 +336,7 @@ MemoryStore::MemoryStore(const MemoryStoreParams& params) : impl_(new Impl) {
                              nullptr);
     if (rc != SQLITE_OK) {
         std::string reason = s.db ? sqlite3_errmsg(s.db) : sqlite3_errstr(rc);
-        sqlite3_close(s.db);
-        s.db = nullptr;
+        s.close();
         throw MemoryStoreError(errc_from_sqlite(rc), params.path,
                                "memory store " + params.path + ": open: " + reason);
     }
@@ -277,16 +359,25 @@ MemoryStore::MemoryStore(const MemoryStoreParams& params) : impl_(new Impl) {
         // WAL + NORMAL: a commit survives the process being killed; only an OS crash can
         // lose the last transactions (never corrupt the file).
         s.exec("PRAGMA synchronous = NORMAL", "set synchronous");
+        // A 32 MiB page cache holds the FTS index of ~100k notes, so retrieval does not go
+        // through read() for every page. (No mmap: an I/O error there is a SIGBUS, not an error.)
+        s.exec("PRAGMA cache_size = -32768", "set cache size");
+        s.exec("PRAGMA temp_store = MEMORY", "set temp store");  // retrieval's scratch tables
         migrate(s, target);
     } catch (...) {
-        sqlite3_close(s.db);
-        s.db = nullptr;
+        s.close();
         throw;
     }
 }
 
 MemoryStore::~MemoryStore() {
-    if (impl_ && impl_->db) sqlite3_close(impl_->db);
+    if (!impl_ || !impl_->db) return;
+    try {
+        flush_touches(*impl_, /*wait=*/false);
+    } catch (const MemoryStoreError&) {
+        // best effort: a lost LRU touch only changes which item is evicted first
+    }
+    impl_->close();
 }
 
 const std::string& MemoryStore::path() const { return impl_->params.path; }
@@ -363,8 +454,12 @@ void MemoryStore::apply_changes(const std::vector<MemoryChange>& page, const std
     }
     Stmt cur(s, "UPDATE sync_state SET cursor = ?1, updated_at = ?2 WHERE one = 1", "advance cursor");
     cur.bind(1, next_cursor).bind(2, now).run();
+    write_touches(s);  // so eviction sees the latest uses
     evict(s);
     tx.commit();
+    s.pending_touch.clear();
+    s.last_touch_flush_ms = now;
+    s.df_cache.clear();
 }
 
 // ---- retrieval -------------------------------------------------------------------------
@@ -373,6 +468,82 @@ static size_t utf8_chars(std::string_view s) {
     size_t n = 0;
     for (unsigned char c : s) n += (c & 0xC0) != 0x80;
     return n;
+}
+
+// Picks the query terms worth searching for. bm25 scores every row that matches any term, so
+// one common word ("nations" in 30% of the notes) costs far more than it adds to the ranking.
+// The window's words are stemmed by the index's own tokenizer (a scratch FTS5 table in the
+// temp schema, porter unicode61 like memory_fts), their document frequencies read from the
+// index (fts5vocab), and the rarest max_terms that occur at all are kept, as long as together
+// they match at most kMaxPostings rows. Returns the MATCH expression.
+static constexpr int64_t kMaxPostings = 1000;
+static constexpr size_t kDfCacheMax = 50000;
+// The temp tables select_query() uses. Created outside any transaction: made inside the read
+// transaction of the first retrieve(), they vanished with its rollback (an empty result) and the
+// next retrieve() failed with "no such table: temp.q_terms".
+static void ensure_query_scratch(MemoryStore::Impl& s) {
+    if (s.scratch_ready) return;
+    s.exec("CREATE VIRTUAL TABLE IF NOT EXISTS temp.q_terms USING fts5(t, tokenize='porter unicode61');"
+           "CREATE VIRTUAL TABLE IF NOT EXISTS temp.q_stems USING fts5vocab(temp, q_terms, instance);"
+           "CREATE VIRTUAL TABLE IF NOT EXISTS temp.memory_vocab USING fts5vocab(main, memory_fts, row);",
+           "create query scratch tables");
+    s.scratch_ready = true;
+}
+
+static std::string select_query(MemoryStore::Impl& s, std::string_view window, size_t max_terms) {
+    std::vector<std::string> terms = fts5_terms(window, 20);
+    if (terms.empty() || max_terms == 0) return "";
+    s.exec("DELETE FROM temp.q_terms", "reset query scratch");
+    {
+        Stmt ins(s, "INSERT INTO temp.q_terms(rowid, t) VALUES (?1, ?2)", "stem query terms");
+        for (size_t i = 0; i < terms.size(); i++) {
+            ins.bind(1, (int64_t)i).bind(2, terms[i]).run();
+            ins.reset();
+        }
+    }
+    struct Term {
+        size_t index;  // into terms
+        std::string stem;
+        int64_t df = 0;
+    };
+    std::vector<Term> cand;
+    {
+        Stmt st(s, "SELECT doc, term FROM temp.q_stems WHERE \"offset\" = 0 ORDER BY doc", "read stems");
+        while (st.step()) cand.push_back({(size_t)st.i64(0), st.str(1), 0});
+    }
+    // fts5vocab counts a term's documents by walking its postings (O(df)), so frequencies are
+    // cached until the next apply_changes.
+    Stmt df(s, "SELECT doc FROM temp.memory_vocab WHERE term = ?1", "read term frequency");
+    if (s.df_cache.size() > kDfCacheMax) s.df_cache.clear();
+    std::vector<Term> kept;
+    std::set<std::string> seen;
+    for (Term& t : cand) {
+        if (!seen.insert(t.stem).second) continue;
+        auto hit = s.df_cache.find(t.stem);
+        if (hit != s.df_cache.end()) {
+            t.df = hit->second;
+        } else {
+            df.bind(1, t.stem);
+            t.df = df.step() ? df.i64(0) : 0;
+            df.reset();
+            s.df_cache.emplace(t.stem, t.df);
+        }
+        if (t.df > 0) kept.push_back(t);
+    }
+    std::stable_sort(kept.begin(), kept.end(), [](const Term& a, const Term& b) { return a.df < b.df; });
+    // Rarest first, while the matched rows (sum of df) stay within kMaxPostings; the rarest
+    // term is always kept.
+    std::string q;
+    int64_t postings = 0;
+    size_t n = 0;
+    for (const Term& t : kept) {
+        if (n == max_terms || (n > 0 && postings + t.df > kMaxPostings)) break;
+        postings += t.df;
+        n++;
+        if (!q.empty()) q += " OR ";
+        q += '"' + terms[t.index] + '"';  // words hold no '"' (fts5_terms)
+    }
+    return q;
 }
 
 double MemoryStore::coverage(std::string_view text) {
@@ -387,76 +558,97 @@ double MemoryStore::coverage(std::string_view text) {
 
 std::vector<MemoryItem> MemoryStore::retrieve(std::string_view window, const RetrieveParams& params) {
     std::vector<MemoryItem> out;
-    std::string q = fts5_match_query(window);
-    if (q.empty() || params.max_items == 0 || params.budget == 0) return out;
+    if (params.max_items == 0 || params.budget == 0) return out;
     std::lock_guard<std::mutex> lock(impl_->mu);
     Impl& s = *impl_;
-    std::vector<int64_t> rowids;
+    // One read transaction for the whole lookup: one snapshot, one set of locks (not one per
+    // statement); the scratch writes go to the in-memory temp schema only.
+    ensure_query_scratch(s);
+    ReadTransaction rtx(s);
+    std::string q = select_query(s, window, params.max_query_terms);
+    if (q.empty()) return out;
+    // Stage 1: rank in the index alone (bm25, then newest row), candidates beyond max_items so
+    // the budget can skip an oversized note for smaller ones. Stage 2: fetch those rows only.
+    struct Cand {
+        int64_t rowid;
+        double score;
+        MemoryItem item;
+    };
+    std::vector<Cand> cands;
     {
-        // Candidates beyond max_items let the budget skip an oversized note for smaller ones.
         Stmt st(s,
-                "SELECT m.item_rowid, m.id, m.request_id, m.text, m.doc_id, m.title, m.created_at, "
-                "m.last_used_at FROM memory_fts f JOIN memory_items m ON m.item_rowid = f.rowid "
-                "WHERE memory_fts MATCH ?1 "
-                "ORDER BY bm25(memory_fts, 1.0, 0.5), m.created_at DESC, m.item_rowid DESC LIMIT ?2",
+                "SELECT rowid, bm25(memory_fts, 1.0, 0.5) AS score FROM memory_fts WHERE memory_fts MATCH ?1 "
+                "ORDER BY score, rowid DESC LIMIT ?2",
                 "retrieve");
         st.bind(1, q).bind(2, (int64_t)(params.max_items * 4));
-        size_t left = params.budget;
-        while (out.size() < params.max_items && st.step()) {
-            MemoryItem it;
-            it.id = st.str(1);
-            it.request_id = st.str(2);
-            it.text = st.str(3);
-            it.doc_id = st.str(4);
-            it.title = st.str(5);
-            it.created_at = st.i64(6);
-            it.last_used_at = st.i64(7);
-            size_t cost = params.cost ? params.cost(it.text) : utf8_chars(it.text);
-            if (cost > left) continue;
-            left -= cost;
-            rowids.push_back(st.i64(0));
-            out.push_back(std::move(it));
+        while (st.step()) cands.push_back({st.i64(0), st.f64(1), {}});
+    }
+    {
+        Stmt st(s,
+                "SELECT id, request_id, text, doc_id, title, created_at, last_used_at FROM memory_items "
+                "WHERE item_rowid = ?1",
+                "retrieve item");
+        for (Cand& c : cands) {
+            st.bind(1, c.rowid);
+            if (st.step()) {
+                c.item.id = st.str(0);
+                c.item.request_id = st.str(1);
+                c.item.text = st.str(2);
+                c.item.doc_id = st.str(3);
+                c.item.title = st.str(4);
+                c.item.created_at = st.i64(5);
+                c.item.last_used_at = st.i64(6);
+            }
+            st.reset();
         }
+    }
+    // Ties in score: the most recently created first.
+    std::stable_sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) {
+        if (a.score != b.score) return a.score < b.score;
+        return a.item.created_at > b.item.created_at;
+    });
+    std::vector<int64_t> rowids;
+    size_t left = params.budget;
+    for (Cand& c : cands) {
+        if (out.size() >= params.max_items) break;
+        if (c.item.id.empty()) continue;  // index row without its item: cannot happen in one transaction
+        size_t cost = params.cost ? params.cost(c.item.text) : utf8_chars(c.item.text);
+        if (cost > left) continue;
+        left -= cost;
+        rowids.push_back(c.rowid);
+        out.push_back(std::move(c.item));
     }
     if (rowids.empty()) return out;
-    // Touch for LRU, best effort and without waiting: retrieval sits on the generation path,
-    // so if the sync writer holds the lock we skip the touch rather than block.
-    sqlite3_busy_timeout(s.db, 0);
-    try {
-        Transaction tx(s, "touch retrieved items");
-        Stmt up(s, "UPDATE memory_items SET last_used_at = ?1 WHERE item_rowid = ?2", "touch item");
-        int64_t now = unix_ms_now();
-        for (size_t i = 0; i < rowids.size(); i++) {
-            up.bind(1, now).bind(2, rowids[i]).run();
-            up.reset();
-            out[i].last_used_at = now;
-        }
-        tx.commit();
-    } catch (const MemoryStoreError& e) {
-        sqlite3_busy_timeout(s.db, s.params.busy_timeout_ms);
-        if (e.code() != MemoryStoreErrc::busy) throw;
-        return out;
+    rtx.end();
+    // LRU touch: remembered now, written in a batch (see pending_touch).
+    int64_t now = unix_ms_now();
+    for (size_t i = 0; i < rowids.size(); i++) {
+        int64_t& t = s.pending_touch[rowids[i]];
+        t = std::max(t, now);
+        out[i].last_used_at = now;
     }
-    sqlite3_busy_timeout(s.db, s.params.busy_timeout_ms);
+    if (s.pending_touch.size() >= kTouchBatch || now - s.last_touch_flush_ms >= kTouchFlushMs)
+        flush_touches(s, /*wait=*/false);
     return out;
 }
 
 bool MemoryStore::get(const std::string& id, MemoryItem* out) {
     std::lock_guard<std::mutex> lock(impl_->mu);
     Stmt st(*impl_,
-            "SELECT id, request_id, text, doc_id, title, created_at, last_used_at FROM memory_items "
-            "WHERE id = ?1",
+            "SELECT id, request_id, text, doc_id, title, created_at, last_used_at, item_rowid "
+            "FROM memory_items WHERE id = ?1",
             "get item");
     st.bind(1, id);
     if (!st.step()) return false;
     if (out) {
+        auto touched = impl_->pending_touch.find(st.i64(7));
         out->id = st.str(0);
         out->request_id = st.str(1);
         out->text = st.str(2);
         out->doc_id = st.str(3);
         out->title = st.str(4);
         out->created_at = st.i64(5);
-        out->last_used_at = st.i64(6);
+        out->last_used_at = touched != impl_->pending_touch.end() ? std::max(touched->second, st.i64(6)) : st.i64(6);
     }
     return true;
 }
@@ -524,6 +716,15 @@ bool MemoryStore::outbox_get(const std::string& request_id, OutboxRequest* out) 
     if (!st.step()) return false;
     if (out) *out = read_outbox_row(st);
     return true;
+}
+
+void MemoryStore::optimize() {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    Impl& s = *impl_;
+    flush_touches(s, /*wait=*/true);
+    Transaction tx(s, "optimize index");
+    s.exec("INSERT INTO memory_fts(memory_fts) VALUES ('optimize')", "optimize index");
+    tx.commit();
 }
 
 MemoryStoreStats MemoryStore::stats() {

@@ -9,6 +9,7 @@
 
 #include "tandem/model.h"
 #include "tandem/quant_types.h"
+#include "tandem/turbo_attention.h"
 
 namespace tandem {
 
@@ -18,27 +19,72 @@ struct ContextParams {
     int64_t n_ctx = 0;       // KV capacity in tokens; 0: min(n_ctx_train, 4096)
     int64_t n_batch = 256;   // tokens per forward pass during prefill (longer inputs are split)
     int n_threads = 0;       // 0: all hardware threads
-    GgmlType kv_type = GgmlType::F16;  // F16 or F32
+    GgmlType kv_type = GgmlType::F16;  // F16 or F32 (ignored when turbo_kv)
+    // TurboAttention KV cache (INT8 recent buffer, INT4/INT2 blocks, SAS softmax; the CPU twin
+    // of the CUDA format). Needs head_dim 64 or 128. turbo_head_bits: per layer, 4 or 2 per KV
+    // head (calibrate_turbo_head_bits); empty = every head at 4 bits.
+    bool turbo_kv = false;
+    TurboConfig turbo;
+    std::vector<std::vector<uint8_t>> turbo_head_bits;
 };
 
-class InferenceContext {
+// What the engine needs from a backend: the CPU InferenceContext below and the CUDA
+// GpuContext (tandem/gpu_context.h) implement it with the same contract.
+class ComputeContext {
+public:
+    virtual ~ComputeContext() = default;
+    // Evaluates tokens[0..n) at positions n_past() .. n_past()+n-1 and appends them to the KV
+    // cache. Afterwards logits() holds n_vocab floats for the last token, or n x n_vocab when
+    // all_logits. Throws ContextFull (cache unchanged) when n_past() + n > n_ctx(), and
+    // std::invalid_argument for token ids outside the vocabulary.
+    virtual void eval(const int32_t* tokens, int64_t n, bool all_logits = false) = 0;
+    // The logits of the last eval (owned by the context, valid until the next eval).
+    virtual const float* logits() const = 0;
+    // The lowest id of the largest logit of the last evaluated token (the last row after an
+    // all_logits eval), for greedy decoding. The GPU
+    // context computes it on the device and copies back only the id.
+    virtual int32_t argmax() const;
+    // True when argmax() is cheaper than reading logits() (the GPU: one id instead of n_vocab
+    // floats over PCIe); the engine then uses it for plain greedy decoding.
+    virtual bool prefers_argmax() const { return false; }
+    virtual int64_t n_past() const = 0;
+    virtual int64_t n_ctx() const = 0;
+    // Forgets every cached position >= n (prefix reuse keeps the first n tokens).
+    virtual int64_t truncate(int64_t n) = 0;  // returns the positions kept
+    virtual const Model& model() const = 0;
+    // "cpu" or "cuda" (static string).
+    virtual const char* backend_name() const = 0;
+
+protected:
+    int64_t logit_rows_ = 1;  // rows logits() holds after the last eval (n when all_logits)
+};
+
+class InferenceContext : public ComputeContext {
 public:
     InferenceContext(std::shared_ptr<const Model> model, const ContextParams& params);
-    ~InferenceContext();
+    ~InferenceContext() override;
 
     // Evaluates tokens[0..n) at positions n_past() .. n_past()+n-1 and appends them to the KV
     // cache. Afterwards logits() holds n_vocab floats for the last token, or n x n_vocab when
     // all_logits. Throws ContextFull (cache unchanged) when n_past() + n > n_ctx(), and
     // std::invalid_argument for token ids outside the vocabulary.
-    void eval(const int32_t* tokens, int64_t n, bool all_logits = false);
-    const float* logits() const { return logits_.data(); }
+    void eval(const int32_t* tokens, int64_t n, bool all_logits = false) override;
+    const float* logits() const override { return logits_.data(); }
 
-    int64_t n_past() const { return n_past_; }
-    int64_t n_ctx() const { return n_ctx_; }
-    // Forgets every cached position >= n (prefix reuse keeps the first n tokens).
-    void truncate(int64_t n);
+    int64_t n_past() const override { return n_past_; }
+    int64_t n_ctx() const override { return n_ctx_; }
+    // Forgets every cached position >= n (prefix reuse keeps the first n tokens). Returns how
+    // many positions are kept: n (clamped to n_past()), except with the Turbo cache, whose
+    // compressed blocks cannot be cut, where anything short of n_past() restarts from 0.
+    int64_t truncate(int64_t n) override;
+    // K and V of cached position pos of `layer` as floats, (n_head_kv * head_dim) each.
+    // F16/F32 caches only (throws std::logic_error for the Turbo cache).
+    void read_kv(int64_t layer, int64_t pos, float* k, float* v) const;
+    // KV cache bytes per token (all layers; Turbo: compressed records, scales and zero points).
+    double kv_bytes_per_token() const;
 
-    const Model& model() const { return *model_; }
+    const Model& model() const override { return *model_; }
+    const char* backend_name() const override { return "cpu"; }
     ThreadPool& pool() { return *pool_; }
 
 private:
@@ -50,6 +96,8 @@ private:
     GgmlType kv_type_;
     // KV cache: per layer (n_ctx, n_head_kv, head_dim) in kv_type_, for K and V.
     std::vector<std::vector<uint8_t>> k_cache_, v_cache_;
+    std::vector<std::unique_ptr<TurboKvCache>> turbo_;  // per layer, when turbo_kv
+    ContextParams params_;
     // Scratch, sized for n_batch tokens:
     std::vector<float> x_;      // (n_batch, n_embd) residual stream
     std::vector<float> xn_;     // (n_batch, n_embd) normed input
@@ -62,6 +110,12 @@ private:
     std::vector<float> logits_;     // (n or 1, n_vocab)
     std::vector<float> rope_inv_freq_;  // (n_rot / 2)
 };
+
+// Per layer, the bits (4 or 2) of each KV head: the frac_2bit lowest-priority heads of each
+// layer at 2 bits, priority = range x std of the head's K and V (turbo_head_priority) over
+// `tokens` evaluated with an FP32 cache. `tokens` should be ordinary text for the model.
+std::vector<std::vector<uint8_t>> calibrate_turbo_head_bits(std::shared_ptr<const Model> model,
+                                                            const std::vector<int32_t>& tokens, float frac_2bit);
 
 class ContextFull : public std::runtime_error {
 public:

@@ -21,8 +21,14 @@
 
 namespace tandem {
 
+// Makes the compute context for a loaded model (the backend choice). Empty: the CPU
+// InferenceContext. tandem run uses it to pick the CUDA GpuContext.
+using ContextFactory =
+    std::function<std::unique_ptr<ComputeContext>(std::shared_ptr<const Model>, const ContextParams&)>;
+
 struct EngineParams {
     ContextParams context;
+    ContextFactory make_context;
     // Called with a fraction in [0, 1] while the weights are paged in; may be empty.
     std::function<void(double)> load_progress;
 };
@@ -88,15 +94,15 @@ public:
 
     const Tokenizer& tokenizer() const { return tokenizer_; }
     const Model& model() const { return *model_; }
-    InferenceContext& context() { return *ctx_; }
+    ComputeContext& context() { return *ctx_; }
 
 private:
-    Engine(std::shared_ptr<const Model> m, Tokenizer t, const ContextParams& cp);
+    Engine(std::shared_ptr<const Model> m, Tokenizer t, std::unique_ptr<ComputeContext> ctx);
     int64_t prefill_locked(const std::vector<int32_t>& prompt);
 
     std::shared_ptr<const Model> model_;
     Tokenizer tokenizer_;
-    std::unique_ptr<InferenceContext> ctx_;
+    std::unique_ptr<ComputeContext> ctx_;
     std::vector<int32_t> cached_;  // the tokens whose K/V the context holds, in order
     std::mutex mu_;
     std::atomic<uint64_t> cancel_epoch_{0};

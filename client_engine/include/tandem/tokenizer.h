@@ -19,7 +19,10 @@
 // encode_segments() with a segment marked `special` yields a control token.
 //
 // Invalid UTF-8 in encode() input is replaced by U+FFFD (one per maximal invalid subsequence)
-// before tokenization; encode() never throws for any input bytes.
+// before tokenization; encode() never throws for any input bytes. decode(encode(text)) == text
+// for valid UTF-8, with two exceptions inherited from the formats (llama.cpp and the reference
+// tokenizers do the same): `llama` decodes a literal U+2581 in the text as a space, and `gpt2`
+// drops bytes its vocabulary has no token for (falcon has none for \v and a few other controls).
 //
 // A Tokenizer is immutable after construction; all const methods are thread-safe. Copies share
 // the (read-only) vocabulary.

@@ -5,8 +5,9 @@
 // counter (dynamic scheduling), and the calling thread works too, so ThreadPool(1) runs
 // everything on the caller with no synchronisation at all.
 //
-// Idle workers spin briefly (a few tens of microseconds) after each job so that the next small
-// job of a decode step starts without a futex wake-up, then sleep on a condition variable.
+// Idle workers poll for about 50 microseconds after each job so that the next small job of a
+// decode step starts without a futex wake-up, then sleep on a condition variable; the caller
+// waits for stragglers the same way.
 #pragma once
 #include <cstdint>
 #include <functional>

@@ -4,7 +4,8 @@
 //
 // KV cache of one layer, per sequence b and KV head h (D = head_dim, T = block_tokens):
 //
-//   recent buffer   int8 k[T][D], v[T][D]; float k_scale[T], v_scale[T]
+//   recent buffer   int8 k[T][D] (token-major), v[D][T] (channel-major, as the compressed
+//                   value codes); float k_scale[T], v_scale[T]
 //                   symmetric INT8, one scale per token (a block of one token, so appending
 //                   never re-quantizes). When it holds T tokens it is compressed as a block.
 //   compressed      one record per block of T tokens, at bits[h] = 4 or 2:
@@ -16,12 +17,13 @@
 //     8+2D          T*D/Gv        u8  v_sc[T][D/Gv] values: per token and channel group
 //     8+2D+T*D/Gv   T*D/Gv        i8  v_zp[T][D/Gv]
 //     meta (16-aligned)  T*D*bits/8  k codes[T][D], token-major, little end first
-//     +T*D*bits/8        T*D*bits/8  v codes[T][D]
+//     +T*D*bits/8        T*D*bits/8  v codes[D][T], channel-major (tokens of a channel
+//                                  adjacent: the GPU's P.V tensor-core operand)
 //     record size rounded up to 16 bytes.
 //   Expansion back to INT8 is integer only: q8 = code * sc + zp, always in [-127, 127]
 //   (the quantizer caps codes so the product never leaves the INT8 range).
-//   Real value = scale * q8. Element d of a token row: 4-bit byte d/2 bits 4*(d%2);
-//   2-bit byte d/4 bits 2*(d%4).
+//   Real value = scale * q8. Element i of a code row: 4-bit byte i/2 bits 4*(i%2);
+//   2-bit byte i/4 bits 2*(i%4) (i = channel for keys, token for values).
 //
 // Sequence b's compressed records: blocks + b*seq_bytes + head_off[h] + j*rec_bytes[h].
 // A sequence of length L holds L / T compressed blocks and L % T recent tokens.
@@ -47,7 +49,7 @@ struct TurboConfig {
     int v_group = 64;            // Gv: value channels sharing one integer scale/zero point
     float frac_2bit = 0.25f;     // lowest-priority fraction of KV heads stored at 2 bits
     int poly_degree = 3;         // SAS: degree of the 2^-f polynomial (2 or 3)
-    float threshold = -12.0f;    // SAS: probabilities 2^x with x < threshold (log2) are 0
+    float threshold = -16.0f;    // SAS: probabilities 2^x with x < threshold (log2) are 0
 };
 // Throws TurboError naming the field when a value is unsupported.
 void turbo_validate(const TurboConfig& c);
@@ -115,7 +117,7 @@ public:
     // Raw storage, in the documented layout, for upload:
     const std::vector<uint8_t>& blocks() const { return blocks_; }       // (seq, seq_bytes)
     const std::vector<int8_t>& recent_k() const { return rk_; }          // (seq, H, T, D)
-    const std::vector<int8_t>& recent_v() const { return rv_; }          // (seq, H, T, D)
+    const std::vector<int8_t>& recent_v() const { return rv_; }          // (seq, H, D, T)
     const std::vector<float>& recent_k_scale() const { return rks_; }    // (seq, H, T)
     const std::vector<float>& recent_v_scale() const { return rvs_; }    // (seq, H, T)
     // The values the kernels see, as floats: k, v (H, length, D).
@@ -139,6 +141,11 @@ private:
 // global max, SAS probabilities, float accumulation. q, out: (n_q_heads, D).
 void turbo_decode_ref(const TurboKvCache& cache, int seq, const float* q, int n_q_heads,
                       float* out);
+// TurboAttention prefill twin for one sequence (causal, len % 64 == 0): Q and K to INT8 per
+// (head, 64 tokens), integer dot products, SAS, P rounded to FP16, as the CUDA kernel.
+// q, out: (Hq, len, D); k, v: (Hkv, len, D). Throws TurboError on a bad len.
+void turbo_prefill_ref(const float* q, const float* k, const float* v, int n_q_heads,
+                       int n_kv_heads, int len, int D, int degree, float threshold, float* out);
 // Exact softmax attention in float64. q: (Hq, D); k, v: (Hkv, len, D); out: (Hq, D).
 // Query head i reads KV head i / (Hq / Hkv).
 void attention_exact_f64(const float* q, const float* k, const float* v, int n_q_heads,
@@ -151,16 +158,29 @@ struct TurboDecodeParams {
     float* out = nullptr;               // (batch, n_q_heads, D)
     const uint8_t* blocks = nullptr;    // (batch, seq_bytes) compressed records
     const int8_t* recent_k = nullptr;   // (batch, Hkv, T, D)
-    const int8_t* recent_v = nullptr;   // (batch, Hkv, T, D)
+    const int8_t* recent_v = nullptr;   // (batch, Hkv, D, T) channel-major
     const float* recent_ks = nullptr;   // (batch, Hkv, T)
     const float* recent_vs = nullptr;   // (batch, Hkv, T)
     const int* seq_len = nullptr;       // (batch)
     int batch = 0, n_q_heads = 0, max_len = 0;
     TurboCacheLayout layout;
     int poly_degree = 3;
-    float threshold = -12.0f;
+    float threshold = -16.0f;
     float* workspace = nullptr;         // turbo_decode_workspace_floats(...) floats
     int n_splits = 0;                   // 0: chosen by the launcher
+};
+// Prefill (causal self-attention over one chunk starting at position 0): Q and K quantized
+// to blockwise INT8 (64 tokens x D per scale), S = Q K^T on INT8 tensor cores (INT32
+// accumulate), SAS softmax, P.V with FP16 P and V on FP16 tensor cores.
+struct TurboPrefillParams {
+    const uint16_t* q = nullptr;        // (batch, n_q_heads, len, D) IEEE half
+    const uint16_t* k = nullptr;        // (batch, n_kv_heads, len, D)
+    const uint16_t* v = nullptr;        // (batch, n_kv_heads, len, D)
+    float* out = nullptr;               // (batch, n_q_heads, len, D)
+    int batch = 0, n_q_heads = 0, n_kv_heads = 0, head_dim = 0, len = 0;  // len % 64 == 0
+    int poly_degree = 3;
+    float threshold = -16.0f;
+    void* workspace = nullptr;          // turbo_prefill_workspace_bytes(...) bytes
 };
 struct Fp16DecodeParams {
     const float* q = nullptr;           // (batch, n_q_heads, D)

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "tandem/router_features.h"
 
@@ -54,6 +55,23 @@ inline std::string get_string(const json& j, const char* key, const std::string&
     const json& v = require(j, key, file, prefix);
     if (!v.is_string()) field_error(file, prefix.empty() ? key : prefix + "." + key, "expected a string");
     return v.get<std::string>();
+}
+
+// `a` (named `field` in errors) as an array of exactly n finite numbers.
+inline std::vector<double> number_array_of(const json& a, const std::string& file, const std::string& field, size_t n) {
+    if (!a.is_array() || a.size() != n) field_error(file, field, "expected an array of " + std::to_string(n) + " numbers");
+    std::vector<double> v;
+    for (const json& x : a) {
+        if (!x.is_number() || !std::isfinite(x.get<double>())) field_error(file, field, "expected finite numbers");
+        v.push_back(x.get<double>());
+    }
+    return v;
+}
+
+// j[key] as an array of exactly n finite numbers.
+inline std::vector<double> number_array(const json& j, const char* key, const std::string& file,
+                                        const std::string& prefix, size_t n) {
+    return number_array_of(require(j, key, file, prefix), file, prefix.empty() ? key : prefix + "." + key, n);
 }
 
 }  // namespace tandem::detail

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "json_fields.h"
+#include "router_file.h"
 #include "tandem/router.h"
 
 namespace tandem {
@@ -65,44 +66,32 @@ double LogisticRouter::ngram_weight(std::string_view ngram) const {
 
 // ---- router file --------------------------------------------------------------------------
 
-void LogisticRouter::to_json(json& out) const {
-    out["label_mode"] = label_mode_name(training_.labels);
-    out["t"] = training_.t;
-    out["training"] = {{"l2", training_.l2}, {"n_rows", training_.n_rows}};
+void detail::trained_to_json(const FeatureConfig& cfg, const TrainingInfo& training, json& out) {
+    out["label_mode"] = label_mode_name(training.labels);
+    out["t"] = training.t;
+    out["training"] = {{"l2", training.l2}, {"n_rows", training.n_rows}};
     json signals = json::array(), dense = json::array();
-    for (Signal s : cfg_.signals) signals.push_back(kSignalNames[(int)s]);
-    for (int i = 0; i < cfg_.n_dense(); ++i) dense.push_back(cfg_.dense_name(i));
+    for (Signal s : cfg.signals) signals.push_back(kSignalNames[(int)s]);
+    for (int i = 0; i < cfg.n_dense(); ++i) dense.push_back(cfg.dense_name(i));
     out["features"] = {{"tokenizer", kTokenizerId},
                        {"hash", "fnv1a32"},
-                       {"hash_bits", cfg_.hash_bits},
-                       {"ngrams", cfg_.bigrams ? json::array({1, 2}) : json::array({1})},
+                       {"hash_bits", cfg.hash_bits},
+                       {"ngrams", cfg.bigrams ? json::array({1, 2}) : json::array({1})},
                        {"signals", signals},
                        {"dense", dense},
-                       {"dense_mean", cfg_.dense_mean},
-                       {"dense_std", cfg_.dense_std}};
+                       {"dense_mean", cfg.dense_mean},
+                       {"dense_std", cfg.dense_std}};
+}
+
+void LogisticRouter::to_json(json& out) const {
+    detail::trained_to_json(cfg_, training_, out);
     json buckets = json::array();
     for (size_t b = 0; b < bucket_w_.size(); ++b)
         if (bucket_w_[b] != 0.0) buckets.push_back(json::array({b, bucket_w_[b]}));
     out["model"] = {{"bias", bias_}, {"dense_weights", dense_w_}, {"bucket_weights", buckets}};
 }
 
-static std::vector<double> number_array(const json& j, const char* key, const std::string& file,
-                                        const std::string& prefix, size_t n) {
-    const json& a = detail::require(j, key, file, prefix);
-    std::string field = prefix + "." + key;
-    if (!a.is_array() || a.size() != n)
-        detail::field_error(file, field, "expected an array of " + std::to_string(n) + " numbers");
-    std::vector<double> v;
-    for (const json& x : a) {
-        if (!x.is_number() || !std::isfinite(x.get<double>()))
-            detail::field_error(file, field, "expected finite numbers");
-        v.push_back(x.get<double>());
-    }
-    return v;
-}
-
-std::unique_ptr<Router> LogisticRouter::from_json(const json& j, const std::string& file) {
-    Training tr;
+void detail::trained_from_json(const json& j, const std::string& file, FeatureConfig& cfg, TrainingInfo& tr) {
     std::string mode = detail::get_string(j, "label_mode", file, "");
     try {
         tr.labels = parse_label_mode(mode);
@@ -115,7 +104,7 @@ std::unique_ptr<Router> LogisticRouter::from_json(const json& j, const std::stri
     tr.n_rows = detail::get_int(jt, "n_rows", file, "training", 0, INT64_MAX);
 
     const json& jf = detail::require(j, "features", file, "");
-    FeatureConfig cfg;
+    cfg = FeatureConfig();
     std::string tok = detail::get_string(jf, "tokenizer", file, "features");
     if (tok != kTokenizerId)
         detail::field_error(file, "features.tokenizer", "unsupported word rules '" + tok + "' (this build: " + kTokenizerId + ")");
@@ -141,14 +130,20 @@ std::unique_ptr<Router> LogisticRouter::from_json(const json& j, const std::stri
     json expect = json::array();
     for (int i = 0; i < cfg.n_dense(); ++i) expect.push_back(cfg.dense_name(i));
     if (dense != expect) detail::field_error(file, "features.dense", "expected " + expect.dump());
-    cfg.dense_mean = number_array(jf, "dense_mean", file, "features", cfg.n_dense());
-    cfg.dense_std = number_array(jf, "dense_std", file, "features", cfg.n_dense());
+    cfg.dense_mean = detail::number_array(jf, "dense_mean", file, "features", cfg.n_dense());
+    cfg.dense_std = detail::number_array(jf, "dense_std", file, "features", cfg.n_dense());
     for (double s : cfg.dense_std)
         if (!(s > 0)) detail::field_error(file, "features.dense_std", "must be > 0");
+}
+
+std::unique_ptr<Router> LogisticRouter::from_json(const json& j, const std::string& file) {
+    FeatureConfig cfg;
+    Training tr;
+    detail::trained_from_json(j, file, cfg, tr);
 
     const json& jm = detail::require(j, "model", file, "");
     double bias = detail::get_number(jm, "bias", file, "model");
-    std::vector<double> dense_w = number_array(jm, "dense_weights", file, "model", cfg.n_dense());
+    std::vector<double> dense_w = detail::number_array(jm, "dense_weights", file, "model", cfg.n_dense());
     std::vector<double> bucket_w(cfg.n_buckets(), 0.0);
     std::vector<char> seen(cfg.n_buckets(), 0);
     const json& bw = detail::require(jm, "bucket_weights", file, "model");

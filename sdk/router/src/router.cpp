@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "json_fields.h"
+#include "tandem/router_mlp.h"
 
 namespace tandem {
 
@@ -180,6 +181,7 @@ void RandomRouter::to_json(json& out) const { out["seed"] = seed_; }
 static const std::vector<RouterKind> kKinds = {
     {"logistic", "logistic regression on hashed n-grams, length and signals (trained)", nullptr,
      &LogisticRouter::from_json},
+    {"mlp", "one-hidden-layer tanh MLP on the same features (trained)", nullptr, &MlpRouter::from_json},
     {"always-local", "baseline: every query local", [] { return std::unique_ptr<Router>(new AlwaysLocalRouter); },
      [](const json&, const std::string&) { return std::unique_ptr<Router>(new AlwaysLocalRouter); }},
     {"always-cloud", "baseline: every query to the cloud",
@@ -239,7 +241,7 @@ std::unique_ptr<Router> load_router(const std::string& path) {
     json j;
     try {
         j = json::parse(ss.str());
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
         throw RouterError(path + ": not valid JSON: " + e.what());
     }
     return router_from_json(j, path);

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "train_common.h"
+
 namespace tandem {
 
 using json = nlohmann::json;
@@ -52,7 +54,7 @@ Dataset parse_routing_jsonl(std::string_view text, const std::string& name) {
         json row;
         try {
             row = json::parse(l);
-        } catch (const json::parse_error& e) {
+        } catch (const json::exception& e) {
             throw RouterError(name + ":" + std::to_string(line) + ": invalid JSON: " + e.what());
         }
         if (!row.is_object()) throw RouterError(name + ":" + std::to_string(line) + ": expected a JSON object");
@@ -291,21 +293,17 @@ std::vector<double> lbfgs(const Problem& p, int max_iters, double grad_tol) {
 
 }  // namespace
 
-std::unique_ptr<LogisticRouter> train_logistic_router(const Dataset& data, const TrainOptions& opt) {
+detail::PreparedData detail::prepare_training(const Dataset& data, const TrainOptions& opt) {
     if (data.rows.empty()) throw RouterError(data.file + ": no training rows");
     if (opt.hash_bits < 8 || opt.hash_bits > 20) throw RouterError("hash_bits must be in [8, 20]");
     if (!(opt.l2 >= 0) || opt.max_iters < 0) throw RouterError("l2 must be >= 0 and max_iters >= 0");
-    FeatureConfig cfg;
+    PreparedData pd;
+    FeatureConfig& cfg = pd.cfg;
     cfg.hash_bits = opt.hash_bits;
     cfg.bigrams = opt.bigrams;
     cfg.signals = data.signals;
-
-    Problem p;
-    p.B = (size_t)cfg.n_buckets();
-    p.D = (size_t)cfg.n_dense();
-    p.l2 = opt.l2;
-    const size_t N = data.rows.size();
-    std::vector<double> raw(N * p.D);
+    const size_t N = data.rows.size(), D = (size_t)cfg.n_dense();
+    std::vector<double> raw(N * D);
     for (size_t i = 0; i < N; ++i) {
         const TrainingRow& r = data.rows[i];
         FeatureVector f;
@@ -314,32 +312,45 @@ std::unique_ptr<LogisticRouter> train_logistic_router(const Dataset& data, const
         } catch (const RouterError& e) {
             throw RouterError(data.file + ":" + std::to_string(r.line) + ": " + e.what());
         }
-        p.buckets.push_back(std::move(f.buckets));
-        std::copy(f.dense.begin(), f.dense.end(), raw.begin() + i * p.D);
+        pd.buckets.push_back(std::move(f.buckets));
+        std::copy(f.dense.begin(), f.dense.end(), raw.begin() + i * D);
     }
-    cfg.dense_mean.assign(p.D, 0.0);
-    cfg.dense_std.assign(p.D, 0.0);
-    for (size_t k = 0; k < p.D; ++k) {
-        for (size_t i = 0; i < N; ++i) cfg.dense_mean[k] += raw[i * p.D + k];
+    cfg.dense_mean.assign(D, 0.0);
+    cfg.dense_std.assign(D, 0.0);
+    for (size_t k = 0; k < D; ++k) {
+        for (size_t i = 0; i < N; ++i) cfg.dense_mean[k] += raw[i * D + k];
         cfg.dense_mean[k] /= (double)N;
-        for (size_t i = 0; i < N; ++i) cfg.dense_std[k] += std::pow(raw[i * p.D + k] - cfg.dense_mean[k], 2);
+        for (size_t i = 0; i < N; ++i) cfg.dense_std[k] += std::pow(raw[i * D + k] - cfg.dense_mean[k], 2);
         cfg.dense_std[k] = std::sqrt(cfg.dense_std[k] / (double)N);
         if (!(cfg.dense_std[k] > 1e-12)) cfg.dense_std[k] = 1.0;
     }
-    p.z.resize(N * p.D);
+    pd.z.resize(N * D);
     for (size_t i = 0; i < N; ++i)
-        for (size_t k = 0; k < p.D; ++k) p.z[i * p.D + k] = (raw[i * p.D + k] - cfg.dense_mean[k]) / cfg.dense_std[k];
+        for (size_t k = 0; k < D; ++k) pd.z[i * D + k] = (raw[i * D + k] - cfg.dense_mean[k]) / cfg.dense_std[k];
+    pd.y = make_labels(data.rows, opt.labels, &pd.t);
+    return pd;
+}
+
+std::unique_ptr<LogisticRouter> train_logistic_router(const Dataset& data, const TrainOptions& opt) {
+    detail::PreparedData pd = detail::prepare_training(data, opt);
+    Problem p;
+    p.B = (size_t)pd.cfg.n_buckets();
+    p.D = (size_t)pd.cfg.n_dense();
+    p.l2 = opt.l2;
+    p.buckets = std::move(pd.buckets);
+    p.z = std::move(pd.z);
+    p.y = std::move(pd.y);
 
     LogisticRouter::Training tr;
     tr.labels = opt.labels;
+    tr.t = pd.t;
     tr.l2 = opt.l2;
-    tr.n_rows = (int64_t)N;
-    p.y = make_labels(data.rows, opt.labels, &tr.t);
+    tr.n_rows = (int64_t)data.rows.size();
 
     std::vector<double> th = lbfgs(p, opt.max_iters, opt.grad_tol);
     std::vector<double> bucket_w(th.begin(), th.begin() + p.B);
     std::vector<double> dense_w(th.begin() + p.B, th.begin() + p.B + p.D);
-    auto r = std::make_unique<LogisticRouter>(std::move(cfg), std::move(bucket_w), std::move(dense_w), th[p.B + p.D], tr);
+    auto r = std::make_unique<LogisticRouter>(std::move(pd.cfg), std::move(bucket_w), std::move(dense_w), th[p.B + p.D], tr);
     r->set_threshold(opt.threshold);
     return r;
 }

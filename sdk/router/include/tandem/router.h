@@ -6,11 +6,12 @@
 // base class applies the threshold (local iff score >= threshold), which is a run-time knob,
 // and the policies (offline, private, cloud budget) that force local whatever the score.
 // Router kinds are registered by name (router_kinds()); the baselines "always-local",
-// "always-cloud" and "random" ship beside the trained "logistic" router.
+// "always-cloud" and "random" ship beside the trained "logistic" and "mlp" routers.
 //
 // Router files are JSON (docs/router.md has the full schema):
 //   {"format": "tandem-router", "version": 1, "kind": "logistic", "threshold": 0.5, ...}
 // Training, labels and evaluation: tandem/router_train.h. Features: tandem/router_features.h.
+// The small MLP router: tandem/router_mlp.h.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -187,16 +188,19 @@ private:
     uint64_t seed_;
 };
 
+// How a trained router was trained; saved in its file.
+struct TrainingInfo {
+    LabelMode labels = LabelMode::det;
+    double t = 0.0;      // the trans label's relaxation (0 for det and prob)
+    double l2 = 0.0;     // L2 strength used
+    int64_t n_rows = 0;  // training rows
+};
+
 // Logistic regression over FeatureConfig's features: score = sigmoid(bias + sum_b w_b [b hit]
 // + sum_i v_i z_i). Trained by train_logistic_router() (router_train.h).
 class LogisticRouter : public Router {
 public:
-    struct Training {
-        LabelMode labels = LabelMode::det;
-        double t = 0.0;      // the trans label's relaxation (0 for det and prob)
-        double l2 = 0.0;     // L2 strength used
-        int64_t n_rows = 0;  // training rows
-    };
+    using Training = TrainingInfo;
     // bucket_w: (cfg.n_buckets()); dense_w: (cfg.n_dense()). Throws RouterError on size mismatch.
     LogisticRouter(FeatureConfig cfg, std::vector<double> bucket_w, std::vector<double> dense_w,
                    double bias, Training training);

@@ -1,0 +1,209 @@
+// End-to-end decode on the GPU (GpuContext) at batch 1: tokens/s and achieved weight
+// bandwidth against the card's device-to-device copy bandwidth, measured in the same run.
+//
+// Models: random weights written by write_synthetic_model to $TMPDIR (default /tmp) in this
+// run, shaped like Llama-3.2-1B (16 layers, 2048, 32/8 heads, ff 8192, vocab 128256, tied,
+// Llama 3 rope) and Qwen2.5-0.5B (24 layers, 896, 14/2 heads, ff 4864, vocab 151936, qwen2,
+// tied), each in Q4_0 and Q8_0.
+//
+// The four files are written in parallel first. Per model: a 32-token prompt, 16 warm-up decode steps, then `steps` timed decode steps
+// (greedy: each step feeds back the argmax, as generation does). Time per token is the median
+// of host wall-clock times around eval() (which ends synchronized). GB/s = weight bytes read
+// per token (every layer matrix and the output matrix) / median time. The copy bandwidth is
+// a 1 GiB cudaMemcpy device-to-device, bytes read + written, median of 20. After the timed
+// steps, one more step runs with an event after every stage and prints where the time goes.
+//
+// Usage: bench-gpu-decode [--steps N] [--json FILE] [--only llama|qwen]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tandem/gpu_context.h"
+#include "tandem/synthetic_model.h"
+
+using namespace tandem;
+
+namespace {
+
+#define CK(x)                                                                              \
+    do {                                                                                   \
+        cudaError_t e_ = (x);                                                              \
+        if (e_ != cudaSuccess) {                                                           \
+            std::fprintf(stderr, "%s failed: %s\n", #x, cudaGetErrorString(e_));           \
+            std::exit(1);                                                                  \
+        }                                                                                  \
+    } while (0)
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+// Device-to-device copy bandwidth in GB/s (bytes read + bytes written).
+double copy_bandwidth() {
+    const size_t bytes = 1ull << 30;
+    void *a = nullptr, *b = nullptr;
+    CK(cudaMalloc(&a, bytes));
+    CK(cudaMalloc(&b, bytes));
+    CK(cudaMemset(a, 1, bytes));
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    std::vector<double> t;
+    for (int i = 0; i < 23; i++) {
+        CK(cudaEventRecord(e0));
+        CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
+        CK(cudaEventRecord(e1));
+        CK(cudaEventSynchronize(e1));
+        float ms = 0;
+        CK(cudaEventElapsedTime(&ms, e0, e1));
+        if (i >= 3) t.push_back(ms);
+    }
+    CK(cudaFree(a));
+    CK(cudaFree(b));
+    return 2.0 * (double)bytes / (median(t) * 1e-3) / 1e9;
+}
+
+struct Row {
+    std::vector<std::pair<std::string, double>> stages;  // one decode step, ms per stage
+    std::string model, type;
+    double weight_mib = 0, ms_graph = 0, ms_nograph = 0, gbs = 0, pct = 0;
+};
+
+double time_decode(const std::shared_ptr<const Model>& m, const GpuParams& gp, int steps, uint64_t* bytes_per_token,
+                   std::vector<std::pair<std::string, double>>* stages = nullptr) {
+    ContextParams cp;
+    cp.n_ctx = 512;
+    cp.n_batch = 64;
+    GpuContext ctx(m, cp, gp);
+    *bytes_per_token = ctx.weight_bytes_per_token();
+    std::vector<int32_t> prompt(32);
+    for (size_t i = 0; i < prompt.size(); i++) prompt[i] = (int32_t)((i * 7919 + 13) % (size_t)m->config().n_vocab);
+    ctx.eval(prompt.data(), (int64_t)prompt.size());
+    int32_t tok = ctx.argmax();
+    std::vector<double> t;
+    for (int i = 0; i < 16 + steps; i++) {
+        const auto t0 = std::chrono::steady_clock::now();
+        ctx.eval(&tok, 1);
+        tok = ctx.argmax();
+        const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        if (i >= 16) t.push_back(ms);
+    }
+    if (stages) *stages = ctx.profile_decode_step(tok);
+    return median(t);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    int steps = 128;
+    std::string json_path, only;
+    for (int i = 1; i < argc; i++) {
+        const std::string a = argv[i];
+        if (a == "--steps" && i + 1 < argc) steps = std::atoi(argv[++i]);
+        else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
+        else if (a == "--only" && i + 1 < argc) only = argv[++i];
+        else {
+            std::fprintf(stderr, "usage: bench-gpu-decode [--steps N] [--json FILE] [--only llama|qwen]\n");
+            return 2;
+        }
+    }
+    const GpuDeviceInfo info = gpu_device_info();
+    if (!info.present) {
+        std::printf("skipped: %s\n", info.reason.c_str());
+        return 0;
+    }
+    const double copy_gbs = copy_bandwidth();
+    std::printf("device: %s, device-to-device copy %.0f GB/s (read + write)\n", info.name.c_str(), copy_gbs);
+
+    struct Shape {
+        const char* name;
+        SyntheticModelSpec s;
+    };
+    std::vector<Shape> shapes;
+    {
+        SyntheticModelSpec s;
+        s.architecture = "llama";
+        s.n_layer = 16, s.n_embd = 2048, s.n_head = 32, s.n_head_kv = 8, s.n_ff = 8192, s.n_vocab = 128256, s.n_ctx = 4096;
+        s.tied_embeddings = true, s.llama3_rope = true, s.rope_freq_base = 500000.0f;
+        if (only.empty() || only == "llama") shapes.push_back({"Llama-3.2-1B-shaped", s});
+        s.architecture = "qwen2";
+        s.n_layer = 24, s.n_embd = 896, s.n_head = 14, s.n_head_kv = 2, s.n_ff = 4864, s.n_vocab = 151936;
+        s.llama3_rope = false, s.rope_freq_base = 1000000.0f;
+        if (only.empty() || only == "qwen") shapes.push_back({"Qwen2.5-0.5B-shaped", s});
+    }
+    const char* tmp = std::getenv("TMPDIR");
+    const std::string dir = tmp ? tmp : "/tmp";
+    // Write every model first, in parallel (the writer is single-threaded and dominates).
+    struct Job {
+        const char* name;
+        SyntheticModelSpec spec;
+        std::string path;
+    };
+    std::vector<Job> jobs;
+    for (const Shape& sh : shapes)
+        for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0}) {
+            SyntheticModelSpec s = sh.s;
+            s.weight_type = t, s.embd_type = t;
+            jobs.push_back({sh.name, s, dir + "/bench-gpu-decode-" + sh.name + "-" + type_traits(t).name + ".gguf"});
+        }
+    const auto w0 = std::chrono::steady_clock::now();
+    {
+        std::vector<std::thread> writers;
+        for (const Job& j : jobs) writers.emplace_back([&j] { write_synthetic_model(j.spec, j.path); });
+        for (auto& w : writers) w.join();
+    }
+    std::printf("models written in %.1f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count());
+    std::vector<Row> rows;
+    for (const Job& j : jobs) {
+        auto m = Model::load(j.path);
+        Row r;
+        r.model = j.name, r.type = type_traits(j.spec.weight_type).name;
+        uint64_t bytes = 0;
+        GpuParams g;
+        r.ms_graph = time_decode(m, g, steps, &bytes, &r.stages);
+        g.use_graph = false;
+        r.ms_nograph = time_decode(m, g, steps, &bytes);
+        r.weight_mib = (double)bytes / (1 << 20);
+        r.gbs = (double)bytes / (r.ms_graph * 1e-3) / 1e9;
+        r.pct = 100.0 * r.gbs / copy_gbs;
+        std::printf("%s %s: %.3f ms/token (graph), %.3f ms/token (no graph), %.0f GB/s\n", j.name, r.type.c_str(), r.ms_graph,
+                    r.ms_nograph, r.gbs);
+        std::printf("  stages of one step (device ms, events between stages, no graph):");
+        for (const auto& st : r.stages) std::printf(" %s %.3f", st.first.c_str(), st.second);
+        std::printf("\n");
+        std::remove(j.path.c_str());
+        rows.push_back(r);
+    }
+
+    std::printf("\n| model | weights | MiB read/token | tok/s (graph) | ms/token | tok/s (no graph) | GB/s | %% of copy BW |\n");
+    std::printf("|---|---|---:|---:|---:|---:|---:|---:|\n");
+    for (const Row& r : rows)
+        std::printf("| %s | %s | %.1f | %.1f | %.3f | %.1f | %.0f | %.1f%% |\n", r.model.c_str(), r.type.c_str(), r.weight_mib,
+                    1000.0 / r.ms_graph, r.ms_graph, 1000.0 / r.ms_nograph, r.gbs, r.pct);
+    std::string json = "{\"device\": \"" + info.name + "\", \"copy_gbs\": " + std::to_string(copy_gbs) +
+                       ", \"steps\": " + std::to_string(steps) + ", \"rows\": [";
+    for (size_t i = 0; i < rows.size(); i++) {
+        const Row& r = rows[i];
+        json += std::string(i ? ", " : "") + "{\"model\": \"" + r.model + "\", \"type\": \"" + r.type +
+                "\", \"mib_per_token\": " + std::to_string(r.weight_mib) + ", \"ms_per_token\": " + std::to_string(r.ms_graph) +
+                ", \"tok_s\": " + std::to_string(1000.0 / r.ms_graph) + ", \"tok_s_no_graph\": " +
+                std::to_string(1000.0 / r.ms_nograph) + ", \"gbs\": " + std::to_string(r.gbs) +
+                ", \"pct_of_copy\": " + std::to_string(r.pct) + ", \"stages_ms\": {";
+        for (size_t k = 0; k < r.stages.size(); k++)
+            json += std::string(k ? ", " : "") + "\"" + r.stages[k].first + "\": " + std::to_string(r.stages[k].second);
+        json += "}}";
+    }
+    json += "]}";
+    std::printf("\n%s\n", json.c_str());
+    if (!json_path.empty()) std::ofstream(json_path) << json << "\n";
+    return 0;
+}

@@ -1,0 +1,91 @@
+// GpuContext: the CUDA twin of InferenceContext (same eval/logits/n_past/truncate contract).
+// Built only when the CUDA backend is (library tandem_engine_cuda; TANDEM_HAVE_CUDA_ENGINE is
+// defined for its users). The header itself needs no CUDA headers.
+//
+// On the device (all allocated in the constructor, eval() allocates nothing):
+//   weights      every matrix in its GGUF type, regrouped for aligned loads (kernels/cuda/
+//                gemv.cuh); F32, F16, Q8_0, Q4_0, Q4_K, Q6_K are native, other types are
+//                dequantized to F16 at load. Norms and biases F32.
+//   KV cache     per layer K and V (n_head_kv, n_ctx, head_dim) FP16
+//   scratch      (n_batch, ...) activations, (n_batch, n_vocab) logits
+// Decode (one token): one GEMV per weight matrix with RMSNorm, bias, SwiGLU and the residual
+// add fused in, RoPE fused with the KV store, FP16 split-KV attention (head_dim 64/128) or a
+// plain kernel, argmax on the device; the whole step is a CUDA graph replayed each token.
+// Prefill: weights dequantized to F32 tiles + cuBLAS SGEMM.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tandem/context.h"
+
+namespace tandem {
+
+// No device, too little memory, or a CUDA failure. The message names the numbers involved.
+class GpuError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+struct GpuDeviceInfo {
+    bool present = false;
+    std::string reason;  // why not present ("no CUDA device: ...")
+    std::string name;    // e.g. "NVIDIA H100 80GB HBM3"
+    uint64_t free_bytes = 0, total_bytes = 0;
+};
+// Looks at CUDA device 0. Never throws.
+GpuDeviceInfo gpu_device_info();
+
+// Device bytes a GpuContext for `m` and `p` allocates (weights, KV cache, scratch) plus a
+// fixed reserve for cuBLAS and the graph.
+uint64_t gpu_context_bytes_needed(const Model& m, const ContextParams& p);
+
+struct GpuParams {
+    bool use_graph = true;          // replay decode steps from a captured CUDA graph
+    bool fp16_decode_kernel = true;  // split-KV FP16 attention for decode when head_dim is 64/128
+};
+
+class GpuContext : public ComputeContext {
+public:
+    // Uploads the model to CUDA device 0. Throws GpuError when there is no device or when
+    // gpu_context_bytes_needed exceeds the free memory ("needs X MiB, Y MiB free"),
+    // std::invalid_argument for bad params, ModelError for a weight type that cannot be read.
+    GpuContext(std::shared_ptr<const Model> model, const ContextParams& params, const GpuParams& gp = {});
+    ~GpuContext() override;
+    GpuContext(const GpuContext&) = delete;
+    GpuContext& operator=(const GpuContext&) = delete;
+
+    void eval(const int32_t* tokens, int64_t n, bool all_logits = false) override;
+    // Copies the logits from the device on first use after an eval.
+    const float* logits() const override;
+    // Computed on the device by eval; only the id is copied back.
+    int32_t argmax() const override;
+    bool prefers_argmax() const override { return true; }
+    int64_t n_past() const override { return n_past_; }
+    int64_t n_ctx() const override { return n_ctx_; }
+    int64_t truncate(int64_t n) override;
+    const Model& model() const override { return *model_; }
+    const char* backend_name() const override { return "cuda"; }
+
+    const std::string& device_name() const;
+    // Bytes of weights one decode step reads (every layer matrix and the output matrix).
+    uint64_t weight_bytes_per_token() const;
+    // Device bytes allocated by this context.
+    uint64_t device_bytes() const;
+    // Runs one decode step of `token` (appended like eval(&token, 1), without the graph) with
+    // an event after every stage, and returns the device milliseconds per stage summed over
+    // the layers, in order (embed, qkv, rope+kv, attention, wo, gate/up, down, output,
+    // argmax). For benchmarks; throws like eval().
+    std::vector<std::pair<std::string, double>> profile_decode_step(int32_t token);
+
+private:
+    struct Impl;
+    std::shared_ptr<const Model> model_;
+    std::unique_ptr<Impl> impl_;
+    int64_t n_ctx_ = 0, n_batch_ = 0, n_past_ = 0;
+};
+
+}  // namespace tandem

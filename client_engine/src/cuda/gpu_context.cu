@@ -1,0 +1,597 @@
+// GpuContext: the Llama-family forward pass on CUDA (see tandem/gpu_context.h), computing
+// what InferenceContext::forward_batch computes (client_engine/src/context.cpp).
+//
+//   x = embed(tokens)                                          gather_rows
+//   per layer:  qkv = rmsnorm(x) [Wq|Wk|Wv] (+b)               gemv (norm, bias fused) | rmsnorm + SGEMM
+//               rope(q, k); cache[pos] = k, v                   rope_store
+//               a = attention(q, cache)                         fp16_decode | attention
+//               x += a Wo                                       gemv (residual fused) | SGEMM beta=1
+//               g = silu(rmsnorm(x) Wg) * (rmsnorm(x) Wu)       gemv (norm, SwiGLU fused) | SGEMMs + swiglu
+//               x += g Wd                                       gemv | SGEMM
+//   logits = rmsnorm(x) Wout;  argmax on the device
+#include "tandem/gpu_context.h"
+
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "cuda_common.cuh"
+#include "fp16_decode.cuh"
+#include "gemv.cuh"
+#include "llama_ops.cuh"
+#include "tandem/model.h"
+
+namespace tandem {
+
+namespace {
+
+#define GPU_CHECK(expr)                                                                                     \
+    do {                                                                                                    \
+        cudaError_t e_ = (expr);                                                                            \
+        if (e_ != cudaSuccess)                                                                              \
+            throw GpuError(std::string("cuda: ") + #expr + " failed: " + cudaGetErrorString(e_));         \
+    } while (0)
+#define BLAS_CHECK(expr)                                                                                    \
+    do {                                                                                                    \
+        cublasStatus_t s_ = (expr);                                                                         \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                                    \
+            throw GpuError(std::string("cublas: ") + #expr + " failed with status " + std::to_string((int)s_)); \
+    } while (0)
+
+constexpr uint64_t kReserveBytes = 96ull << 20;   // cuBLAS workspace, graph, CUDA context growth
+constexpr int64_t kDequantScratchFloats = 8 << 20;  // 32 MiB of F32 tiles for prefill GEMMs
+
+uint64_t mib(uint64_t b) { return (b + (1 << 20) - 1) >> 20; }
+size_t r256(size_t b) { return (b + 255) & ~size_t(255); }
+
+// The device type a weight is stored in.
+GgmlType device_type(GgmlType t) { return gpu_matrix_native(t) ? t : GgmlType::F16; }
+
+// Matrices of one layer, in upload order.
+std::vector<const WeightView*> layer_matrices(const LayerWeights& L) {
+    return {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down};
+}
+std::vector<const WeightView*> layer_vectors(const LayerWeights& L) {
+    return {&L.attn_norm, &L.ffn_norm, &L.bq, &L.bk, &L.bv};
+}
+
+bool tied(const Model& m) { return m.output.data == m.token_embd.data; }
+
+uint64_t weights_bytes(const Model& m) {
+    uint64_t b = 0;
+    auto mat = [&](const WeightView& w) { b += gpu_matrix_bytes(device_type(w.type), w.rows, w.cols); };
+    auto vec = [&](const WeightView& w) { if (w) b += r256((size_t)(w.rows * w.cols) * 4); };
+    mat(m.token_embd);
+    if (!tied(m)) mat(m.output);
+    vec(m.output_norm);
+    for (const auto& L : m.layers) {
+        for (auto* w : layer_matrices(L)) mat(*w);
+        for (auto* w : layer_vectors(L)) vec(*w);
+    }
+    return b + 256;
+}
+
+struct Sizes {
+    int64_t n_ctx, n_batch, d, kvd, qkv, ff, nv, deq;
+    uint64_t kv_bytes, scratch_bytes;
+};
+
+Sizes sizes(const Model& m, const ContextParams& p) {
+    const ModelConfig& c = m.config();
+    Sizes s{};
+    s.n_ctx = p.n_ctx > 0 ? p.n_ctx : std::min<int64_t>(c.n_ctx_train, 4096);
+    s.n_batch = std::max<int64_t>(1, std::min(p.n_batch, s.n_ctx));
+    s.d = c.n_embd, s.kvd = m.kv_dim(), s.qkv = s.d + 2 * s.kvd, s.ff = c.n_ff, s.nv = c.n_vocab;
+    int64_t max_elems = 0, max_cols = 0;
+    auto see = [&](const WeightView& w) { max_elems = std::max(max_elems, w.rows * w.cols), max_cols = std::max(max_cols, w.cols); };
+    see(m.output);
+    for (const auto& L : m.layers)
+        for (auto* w : layer_matrices(L)) see(*w);
+    s.deq = std::max(max_cols, std::min<int64_t>(max_elems, kDequantScratchFloats));
+    s.kv_bytes = 2ull * (uint64_t)c.n_layer * (uint64_t)s.n_ctx * (uint64_t)s.kvd * 2;
+    const int64_t floats = s.n_batch * (3 * s.d + s.qkv + 2 * s.ff + s.nv) + s.deq + 2 * s.d;
+    s.scratch_bytes = (uint64_t)(floats + 16 * 64) * 4 + 4096;
+    return s;
+}
+
+struct LayerDev {
+    GpuMatrix wq, wk, wv, wo, gate, up, down;
+    GpuMatrix wqkv;                      // [Wq; Wk; Wv] as one matrix when their types match
+    const float* bqkv = nullptr;         // [bq; bk; bv] when fused and the model has biases
+    bool fused_qkv = false;
+    const float *attn_norm = nullptr, *ffn_norm = nullptr, *bq = nullptr, *bk = nullptr, *bv = nullptr;
+    __half *k = nullptr, *v = nullptr;  // (n_head_kv, n_ctx, hd)
+};
+
+}  // namespace
+
+// ---- device information ----------------------------------------------------------------------
+
+GpuDeviceInfo gpu_device_info() {
+    GpuDeviceInfo info;
+    int n = 0;
+    const cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        info.reason = std::string("no CUDA device") + (e != cudaSuccess ? std::string(" (") + cudaGetErrorString(e) + ")" : "");
+        cudaGetLastError();
+        return info;
+    }
+    cudaDeviceProp prop{};
+    size_t free_b = 0, total_b = 0;
+    if (cudaSetDevice(0) != cudaSuccess || cudaGetDeviceProperties(&prop, 0) != cudaSuccess ||
+        cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
+        info.reason = std::string("CUDA device 0 is not usable (") + cudaGetErrorString(cudaGetLastError()) + ")";
+        return info;
+    }
+    info.present = true;
+    info.name = prop.name;
+    info.free_bytes = free_b;
+    info.total_bytes = total_b;
+    return info;
+}
+
+uint64_t gpu_context_bytes_needed(const Model& m, const ContextParams& p) {
+    const Sizes s = sizes(m, p);
+    return weights_bytes(m) + s.kv_bytes + s.scratch_bytes + kReserveBytes;
+}
+
+// ---- the context -------------------------------------------------------------------------------
+
+struct GpuContext::Impl {
+    GpuParams gp;
+    Sizes sz{};
+    std::string device_name;
+    cudaStream_t stream = nullptr;
+    cublasHandle_t blas = nullptr;
+    uint8_t* weights = nullptr;     // one allocation for every weight
+    uint8_t* kv = nullptr;          // one allocation for every layer's K and V
+    float* scratch = nullptr;       // one allocation for the activations below
+    uint64_t weight_bytes = 0, bytes_per_token = 0;
+    GpuMatrix tok_embd, output;
+    const float* output_norm = nullptr;
+    std::vector<LayerDev> layers;
+    float* inv_freq = nullptr;      // (n_rot / 2)
+    float *x = nullptr, *xn = nullptr, *qkv = nullptr, *attn = nullptr, *gate = nullptr, *up = nullptr;
+    float* logits = nullptr;        // (n_batch, n_vocab)
+    float* deq = nullptr;           // (sz.deq) F32 tiles
+    float* attn_ws = nullptr;       // fp16_decode workspace
+    int* d_io = nullptr;            // [pos0, seq_len]
+    int32_t* d_tok = nullptr;       // (n_batch)
+    int32_t* d_argmax = nullptr;
+    int* h_io = nullptr;            // pinned mirrors
+    int32_t* h_tok = nullptr;
+    int32_t* h_argmax = nullptr;
+    bool fp16_attn = false;
+    cudaGraphExec_t graph = nullptr;
+    int decode_steps = 0;           // graph captured on the second decode step
+    mutable std::vector<float> host_logits;
+    mutable bool host_valid = false;
+
+    ~Impl() {
+        if (graph) cudaGraphExecDestroy(graph);
+        for (cudaEvent_t e : events) cudaEventDestroy(e);
+        if (blas) cublasDestroy(blas);
+        if (stream) cudaStreamDestroy(stream);
+        for (void* p : {(void*)weights, (void*)kv, (void*)scratch, (void*)inv_freq, (void*)attn_ws, (void*)d_io})
+            if (p) cudaFree(p);
+        for (void* p : {(void*)h_io}) if (p) cudaFreeHost(p);
+    }
+
+    bool graph_failed = false;
+    // Stage profiling (profile_decode_step): an event recorded after each stage.
+    std::vector<cudaEvent_t> events;
+    std::vector<const char*> marks;
+    bool profiling = false;
+    void mark(const char* stage) {
+        if (!profiling) return;
+        if (marks.size() >= events.size()) {
+            cudaEvent_t e;
+            GPU_CHECK(cudaEventCreate(&e));
+            events.push_back(e);
+        }
+        GPU_CHECK(cudaEventRecord(events[marks.size()], stream));
+        marks.push_back(stage);
+    }
+
+    void gemm(const GpuMatrix& w, const float* X, int64_t n, float* Y, int64_t ldy, bool acc);
+    void capture(const Model& m);
+    void forward(const Model& m, int64_t n, bool all_logits);
+};
+
+void GpuContext::Impl::gemm(const GpuMatrix& w, const float* X, int64_t n, float* Y, int64_t ldy, bool acc) {
+    const float one = 1.0f, beta = acc ? 1.0f : 0.0f;
+    const int K = (int)w.cols;
+    if (w.type == GgmlType::F32) {
+        BLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w.rows, (int)n, K, &one, (const float*)w.q, K, X, K,
+                               &beta, Y, (int)ldy));
+        return;
+    }
+    const int64_t chunk = std::max<int64_t>(1, sz.deq / w.cols);
+    for (int64_t r0 = 0; r0 < w.rows; r0 += chunk) {
+        const int64_t rc = std::min(chunk, w.rows - r0);
+        dequant_rows_cuda(w, r0, rc, deq, stream);
+        BLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rc, (int)n, K, &one, deq, K, X, K, &beta, Y + r0,
+                               (int)ldy));
+    }
+}
+
+// Runs the forward pass for n tokens whose ids are in d_tok, at positions d_io[0] + t.
+// Leaves the logits in `logits` (n rows when all_logits, else the last token's) and their
+// last row's argmax in *h_argmax once the stream is done.
+void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits) {
+    const ModelConfig& c = m.config();
+    const int64_t d = sz.d, kvd = sz.kvd, qd = sz.qkv, ff = sz.ff, nv = sz.nv;
+    const int hd = (int)m.head_dim();
+    const float eps = (float)c.rms_eps;
+    cudaStream_t s = stream;
+    mark("start");
+    gather_rows_cuda(tok_embd, d_tok, n, x, s);
+    mark("embed");
+    for (const LayerDev& L : layers) {
+        if (L.fused_qkv && n == 1) {
+            GemvParams g;
+            g.x = x, g.norm = L.attn_norm, g.eps = eps, g.w = L.wqkv, g.bias = L.bqkv, g.y = qkv;
+            gemv_cuda(g, s);
+        } else if (L.fused_qkv) {
+            rmsnorm_rows_cuda(x, L.attn_norm, xn, n, d, eps, s);
+            gemm(L.wqkv, xn, n, qkv, qd, false);
+            if (L.bqkv) add_bias_rows_cuda(qkv, L.bqkv, n, qd, qd, s);
+        } else if (n == 1) {
+            GemvParams g;
+            g.x = x, g.norm = L.attn_norm, g.eps = eps;
+            g.w = L.wq, g.bias = L.bq, g.y = qkv;
+            gemv_cuda(g, s);
+            g.w = L.wk, g.bias = L.bk, g.y = qkv + d;
+            gemv_cuda(g, s);
+            g.w = L.wv, g.bias = L.bv, g.y = qkv + d + kvd;
+            gemv_cuda(g, s);
+        } else {
+            rmsnorm_rows_cuda(x, L.attn_norm, xn, n, d, eps, s);
+            gemm(L.wq, xn, n, qkv, qd, false);
+            gemm(L.wk, xn, n, qkv + d, qd, false);
+            gemm(L.wv, xn, n, qkv + d + kvd, qd, false);
+            if (L.bq) add_bias_rows_cuda(qkv, L.bq, n, d, qd, s);
+            if (L.bk) add_bias_rows_cuda(qkv + d, L.bk, n, kvd, qd, s);
+            if (L.bv) add_bias_rows_cuda(qkv + d + kvd, L.bv, n, kvd, qd, s);
+        }
+        mark("qkv");
+        RopeStoreParams rp;
+        rp.qkv = qkv, rp.n = n, rp.pos0 = d_io;
+        rp.n_head = (int)c.n_head, rp.n_head_kv = (int)c.n_head_kv, rp.head_dim = hd, rp.n_rot = (int)c.n_rot;
+        rp.inv_freq = inv_freq, rp.neox = m.rope_mode() == RopeMode::Neox;
+        rp.k_cache = L.k, rp.v_cache = L.v, rp.n_ctx = sz.n_ctx;
+        rope_store_cuda(rp, s);
+        mark("rope+kv");
+        if (n == 1 && fp16_attn) {
+            Fp16DecodeParams fp;
+            fp.q = qkv, fp.out = attn, fp.k = (const uint16_t*)L.k, fp.v = (const uint16_t*)L.v, fp.seq_len = d_io + 1;
+            fp.batch = 1, fp.n_q_heads = (int)c.n_head, fp.n_kv_heads = (int)c.n_head_kv, fp.head_dim = hd;
+            fp.max_len = (int)sz.n_ctx, fp.workspace = attn_ws;
+            fp16_decode_cuda(fp, s);
+        } else {
+            AttentionParams ap;
+            ap.q = qkv, ap.q_stride = qd, ap.k_cache = L.k, ap.v_cache = L.v, ap.n_ctx = sz.n_ctx, ap.pos0 = d_io;
+            ap.n = n, ap.n_head = (int)c.n_head, ap.n_head_kv = (int)c.n_head_kv, ap.head_dim = hd;
+            ap.scale = 1.0f / std::sqrt((float)hd), ap.out = attn, ap.out_stride = d;
+            attention_cuda(ap, s);
+        }
+        mark("attention");
+        if (n == 1) {
+            GemvParams g;
+            g.w = L.wo, g.x = attn, g.y = x, g.accumulate = true;
+            gemv_cuda(g, s);
+            mark("wo");
+            GemvParams f;
+            f.x = x, f.norm = L.ffn_norm, f.eps = eps;
+            if (L.gate.type == L.up.type) {
+                f.w = L.gate, f.w2 = L.up, f.y = gate;
+                gemv_cuda(f, s);
+            } else {
+                f.w = L.gate, f.y = gate;
+                gemv_cuda(f, s);
+                f.w = L.up, f.y = up;
+                gemv_cuda(f, s);
+                swiglu_cuda(gate, up, ff, s);
+            }
+            mark("gate/up");
+            GemvParams dn;
+            dn.w = L.down, dn.x = gate, dn.y = x, dn.accumulate = true;
+            gemv_cuda(dn, s);
+            mark("down");
+        } else {
+            gemm(L.wo, attn, n, x, d, true);
+            rmsnorm_rows_cuda(x, L.ffn_norm, xn, n, d, eps, s);
+            gemm(L.gate, xn, n, gate, ff, false);
+            gemm(L.up, xn, n, up, ff, false);
+            swiglu_cuda(gate, up, n * ff, s);
+            gemm(L.down, gate, n, x, d, true);
+        }
+    }
+    if (all_logits && n > 1) {
+        rmsnorm_rows_cuda(x, output_norm, xn, n, d, eps, s);
+        gemm(output, xn, n, logits, nv, false);
+    } else {
+        GemvParams g;
+        g.w = output, g.x = x + (n - 1) * d, g.norm = output_norm, g.eps = eps, g.y = logits;
+        gemv_cuda(g, s);
+    }
+    mark("output");
+    const int64_t last = all_logits ? n - 1 : 0;
+    argmax_cuda(logits + last * nv, nv, d_argmax, s);
+    mark("argmax");
+    GPU_CHECK(cudaMemcpyAsync(h_argmax, d_argmax, sizeof(int32_t), cudaMemcpyDeviceToHost, s));
+}
+
+// Captures one decode step (token and position read from d_io, copied from the pinned h_io
+// inside the graph). A failed capture is reported on stderr once and decode then runs the
+// same kernels without a graph.
+void GpuContext::Impl::capture(const Model& m) {
+    cudaGraph_t g = nullptr;
+    std::string err;
+    GPU_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    try {
+        GPU_CHECK(cudaMemcpyAsync(d_io, h_io, 64 + 4, cudaMemcpyHostToDevice, stream));
+        forward(m, 1, false);
+    } catch (const std::exception& e) {
+        err = e.what();
+    }
+    const cudaError_t end = cudaStreamEndCapture(stream, &g);
+    if (err.empty() && end != cudaSuccess) err = std::string("cudaStreamEndCapture: ") + cudaGetErrorString(end);
+    if (err.empty()) {
+        const cudaError_t e = cudaGraphInstantiate(&graph, g, 0);
+        if (e != cudaSuccess) err = std::string("cudaGraphInstantiate: ") + cudaGetErrorString(e), graph = nullptr;
+    }
+    if (g) cudaGraphDestroy(g);
+    if (!err.empty()) {
+        cudaGetLastError();
+        graph_failed = true;
+        std::fprintf(stderr, "tandem: warning: CUDA graph capture failed (%s); decoding without a graph\n", err.c_str());
+    }
+}
+
+GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& p, const GpuParams& gp)
+    : model_(std::move(model)), impl_(std::make_unique<Impl>()) {
+    const Model& m = *model_;
+    const ModelConfig& c = m.config();
+    Impl& I = *impl_;
+    I.gp = gp;
+    if (p.kv_type != GgmlType::F16) throw std::invalid_argument("the CUDA backend keeps the KV cache in F16 only");
+    I.sz = sizes(m, p);
+    n_ctx_ = I.sz.n_ctx, n_batch_ = I.sz.n_batch;
+    if (n_ctx_ > c.n_ctx_train)
+        throw std::invalid_argument("n_ctx " + std::to_string(n_ctx_) + " exceeds the model's training context " +
+                                    std::to_string(c.n_ctx_train));
+    if (c.n_head % c.n_head_kv != 0) throw ModelError(m.path() + ": n_head is not a multiple of n_head_kv");
+
+    const GpuDeviceInfo info = gpu_device_info();
+    if (!info.present) throw GpuError("GPU not usable: " + info.reason);
+    I.device_name = info.name;
+    const uint64_t need = gpu_context_bytes_needed(m, p);
+    if (need > info.free_bytes)
+        throw GpuError(m.path() + ": the CUDA backend needs " + std::to_string(mib(need)) + " MiB of GPU memory, " +
+                       std::to_string(info.free_bytes >> 20) + " MiB free on " + info.name);
+
+    GPU_CHECK(cudaStreamCreateWithFlags(&I.stream, cudaStreamNonBlocking));
+    BLAS_CHECK(cublasCreate(&I.blas));
+    BLAS_CHECK(cublasSetStream(I.blas, I.stream));
+
+    // ---- weights: repack on the host, one copy per tensor into one allocation
+    I.weight_bytes = weights_bytes(m);
+    GPU_CHECK(cudaMalloc(&I.weights, I.weight_bytes));
+    size_t off = 0;
+    std::vector<uint8_t> staging;
+    std::vector<float> tmp;
+    std::vector<uint16_t> f16;
+    std::vector<uint8_t> qkv_host;
+    auto upload_matrix = [&](const WeightView& w) -> GpuMatrix {
+        const GgmlType dt = device_type(w.type);
+        const void* src = w.data;
+        if (dt != w.type) {  // dequantize to F16 on the host
+            const TypeTraits& tt = type_traits(w.type);
+            if (!tt.to_float)
+                throw ModelError(m.path() + ": weight type " + std::string(tt.name ? tt.name : "?") + " cannot be read");
+            const size_t n = (size_t)(w.rows * w.cols);
+            tmp.resize(n);
+            f16.resize(n);
+            tt.to_float(w.data, tmp.data(), (int64_t)n);
+            for (size_t i = 0; i < n; i++) f16[i] = fp32_to_fp16(tmp[i]);
+            src = f16.data();
+        }
+        const size_t bytes = gpu_matrix_bytes(dt, w.rows, w.cols);
+        staging.resize(bytes);
+        GpuMatrix gm;
+        try {
+            gm = gpu_matrix_repack(dt, w.rows, w.cols, src, staging.data(), I.weights + off);
+        } catch (const std::invalid_argument& e) {
+            throw ModelError(m.path() + ": " + e.what());
+        }
+        GPU_CHECK(cudaMemcpy(I.weights + off, staging.data(), bytes, cudaMemcpyHostToDevice));
+        off += bytes;
+        return gm;
+    };
+    auto upload_vector = [&](const WeightView& w) -> const float* {
+        if (!w) return nullptr;
+        if (w.type != GgmlType::F32) throw ModelError(m.path() + ": norm and bias vectors must be F32");
+        const size_t bytes = (size_t)(w.rows * w.cols) * 4;
+        GPU_CHECK(cudaMemcpy(I.weights + off, w.data, bytes, cudaMemcpyHostToDevice));
+        const float* dptr = (const float*)(I.weights + off);
+        off += r256(bytes);
+        return dptr;
+    };
+    auto read_bytes = [](const GpuMatrix& g) { return (uint64_t)row_size(g.type, g.cols) * (uint64_t)g.rows; };
+    I.tok_embd = upload_matrix(m.token_embd);
+    I.output = tied(m) ? I.tok_embd : upload_matrix(m.output);
+    I.output_norm = upload_vector(m.output_norm);
+    I.bytes_per_token = read_bytes(I.output);
+    for (const auto& L : m.layers) {
+        LayerDev D;
+        D.fused_qkv = L.wq.type == L.wk.type && L.wq.type == L.wv.type && (bool)L.bq == (bool)L.bk && (bool)L.bq == (bool)L.bv;
+        if (D.fused_qkv) {  // one matrix of d + 2 kvd rows: the GGUF rows of Wq, Wk, Wv back to back
+            const size_t rs = row_size(L.wq.type, L.wq.cols);
+            qkv_host.resize(rs * (size_t)(L.wq.rows + L.wk.rows + L.wv.rows));
+            std::memcpy(qkv_host.data(), L.wq.data, rs * (size_t)L.wq.rows);
+            std::memcpy(qkv_host.data() + rs * (size_t)L.wq.rows, L.wk.data, rs * (size_t)L.wk.rows);
+            std::memcpy(qkv_host.data() + rs * (size_t)(L.wq.rows + L.wk.rows), L.wv.data, rs * (size_t)L.wv.rows);
+            WeightView cat = L.wq;
+            cat.data = qkv_host.data(), cat.rows = L.wq.rows + L.wk.rows + L.wv.rows;
+            D.wqkv = upload_matrix(cat);
+            if (L.bq) {
+                std::vector<float> b;
+                for (const WeightView* v : {&L.bq, &L.bk, &L.bv})
+                    b.insert(b.end(), (const float*)v->data, (const float*)v->data + v->rows * v->cols);
+                WeightView bv = L.bq;
+                bv.data = b.data(), bv.cols = (int64_t)b.size(), bv.rows = 1;
+                D.bqkv = upload_vector(bv);
+            }
+        } else {
+            D.wq = upload_matrix(L.wq), D.wk = upload_matrix(L.wk), D.wv = upload_matrix(L.wv);
+        }
+        D.wo = upload_matrix(L.wo);
+        D.gate = upload_matrix(L.w_gate), D.up = upload_matrix(L.w_up), D.down = upload_matrix(L.w_down);
+        D.attn_norm = upload_vector(L.attn_norm), D.ffn_norm = upload_vector(L.ffn_norm);
+        if (!D.fused_qkv) D.bq = upload_vector(L.bq), D.bk = upload_vector(L.bk), D.bv = upload_vector(L.bv);
+        for (const GpuMatrix* g : {&D.wqkv, &D.wq, &D.wk, &D.wv, &D.wo, &D.gate, &D.up, &D.down})
+            if (g->q) I.bytes_per_token += read_bytes(*g);
+        I.layers.push_back(D);
+    }
+
+    // ---- KV cache and scratch
+    const uint64_t per = (uint64_t)n_ctx_ * (uint64_t)I.sz.kvd;  // halves per layer, K or V
+    GPU_CHECK(cudaMalloc(&I.kv, I.sz.kv_bytes));
+    GPU_CHECK(cudaMemset(I.kv, 0, I.sz.kv_bytes));
+    for (size_t l = 0; l < I.layers.size(); l++) {
+        I.layers[l].k = (__half*)I.kv + (2 * l) * per;
+        I.layers[l].v = (__half*)I.kv + (2 * l + 1) * per;
+    }
+    GPU_CHECK(cudaMalloc(&I.scratch, I.sz.scratch_bytes));
+    float* f = I.scratch;
+    const int64_t nb = n_batch_;
+    auto take = [&](int64_t n) { float* r = f; f += (n + 63) / 64 * 64; return r; };  // 256-byte aligned
+    I.x = take(nb * I.sz.d), I.xn = take(nb * I.sz.d), I.attn = take(nb * I.sz.d);
+    I.qkv = take(nb * I.sz.qkv), I.gate = take(nb * I.sz.ff), I.up = take(nb * I.sz.ff);
+    I.logits = take(nb * I.sz.nv), I.deq = take(I.sz.deq);
+    GPU_CHECK(cudaMalloc(&I.d_io, 64 + (size_t)nb * 4));
+    I.d_argmax = (int32_t*)(I.d_io + 4);
+    I.d_tok = (int32_t*)(I.d_io + 16);
+    GPU_CHECK(cudaMallocHost(&I.h_io, 64 + (size_t)nb * 4));
+    I.h_argmax = (int32_t*)(I.h_io + 4);
+    I.h_tok = (int32_t*)(I.h_io + 16);
+
+    // RoPE frequencies exactly as the CPU context computes them
+    const int64_t half = c.n_rot / 2;
+    std::vector<float> inv((size_t)std::max<int64_t>(half, 1));
+    const double linear = c.rope_scaling_type == "linear" && c.rope_scaling_factor > 0 ? c.rope_scaling_factor : 1.0;
+    for (int64_t i = 0; i < half; i++) {
+        double fr = std::pow(c.rope_freq_base, -2.0 * (double)i / (double)c.n_rot) / linear;
+        if (!m.rope_freq_factors.empty()) fr /= m.rope_freq_factors[(size_t)i];
+        inv[(size_t)i] = (float)fr;
+    }
+    GPU_CHECK(cudaMalloc(&I.inv_freq, inv.size() * 4));
+    GPU_CHECK(cudaMemcpy(I.inv_freq, inv.data(), inv.size() * 4, cudaMemcpyHostToDevice));
+
+    const int hd = (int)m.head_dim(), group = (int)(c.n_head / c.n_head_kv);
+    I.fp16_attn = gp.fp16_decode_kernel && (hd == 64 || hd == 128) && group <= 8;
+    if (I.fp16_attn) {
+        Fp16DecodeParams fp;
+        fp.batch = 1, fp.n_q_heads = (int)c.n_head, fp.n_kv_heads = (int)c.n_head_kv, fp.head_dim = hd;
+        fp.max_len = (int)n_ctx_;
+        GPU_CHECK(cudaMalloc(&I.attn_ws, fp16_decode_workspace_floats(fp) * sizeof(float)));
+    }
+    GPU_CHECK(cudaDeviceSynchronize());
+}
+
+GpuContext::~GpuContext() = default;
+
+const std::string& GpuContext::device_name() const { return impl_->device_name; }
+uint64_t GpuContext::weight_bytes_per_token() const { return impl_->bytes_per_token; }
+uint64_t GpuContext::device_bytes() const {
+    return impl_->weight_bytes + impl_->sz.kv_bytes + impl_->sz.scratch_bytes;
+}
+
+int64_t GpuContext::truncate(int64_t n) { return n_past_ = std::clamp<int64_t>(n, 0, n_past_); }
+
+void GpuContext::eval(const int32_t* tokens, int64_t n, bool all_logits) {
+    if (n <= 0) throw std::invalid_argument("eval needs at least one token");
+    if (n_past_ + n > n_ctx_)
+        throw ContextFull("context full: " + std::to_string(n_past_) + " cached + " + std::to_string(n) +
+                          " new tokens exceed n_ctx " + std::to_string(n_ctx_));
+    const int64_t nv = model_->config().n_vocab;
+    for (int64_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= nv)
+            throw std::invalid_argument("token id " + std::to_string(tokens[i]) + " is outside the vocabulary (" +
+                                        std::to_string(nv) + ")");
+    Impl& I = *impl_;
+    logit_rows_ = all_logits ? n : 1;
+    I.host_valid = false;
+    if (all_logits) I.host_logits.resize((size_t)(n * nv));
+    for (int64_t done = 0; done < n; done += n_batch_) {
+        const int64_t nb = std::min(n_batch_, n - done);
+        I.h_io[0] = (int)(n_past_), I.h_io[1] = (int)(n_past_ + nb);
+        std::memcpy(I.h_tok, tokens + done, (size_t)nb * 4);
+        if (nb == 1 && I.gp.use_graph && !I.graph_failed && I.decode_steps >= 1 && !I.graph) I.capture(*model_);
+        if (nb == 1 && I.graph) {
+            GPU_CHECK(cudaGraphLaunch(I.graph, I.stream));
+        } else {
+            GPU_CHECK(cudaMemcpyAsync(I.d_io, I.h_io, 64 + (size_t)nb * 4, cudaMemcpyHostToDevice, I.stream));
+            I.forward(*model_, nb, all_logits);
+            if (nb == 1) I.decode_steps++;
+        }
+        if (all_logits)
+            GPU_CHECK(cudaMemcpyAsync(I.host_logits.data() + done * nv, I.logits, (size_t)(nb * nv) * 4,
+                                      cudaMemcpyDeviceToHost, I.stream));
+        GPU_CHECK(cudaStreamSynchronize(I.stream));
+        n_past_ += nb;
+    }
+    I.host_valid = all_logits;
+}
+
+std::vector<std::pair<std::string, double>> GpuContext::profile_decode_step(int32_t token) {
+    if (n_past_ + 1 > n_ctx_) throw ContextFull("profile_decode_step: the context is full");
+    if (token < 0 || token >= model_->config().n_vocab) throw std::invalid_argument("profile_decode_step: bad token id");
+    Impl& I = *impl_;
+    I.h_io[0] = (int)n_past_, I.h_io[1] = (int)(n_past_ + 1), I.h_tok[0] = token;
+    I.marks.clear();
+    I.profiling = true;
+    try {
+        GPU_CHECK(cudaMemcpyAsync(I.d_io, I.h_io, 64 + 4, cudaMemcpyHostToDevice, I.stream));
+        I.forward(*model_, 1, false);
+    } catch (...) {
+        I.profiling = false;
+        throw;
+    }
+    I.profiling = false;
+    GPU_CHECK(cudaStreamSynchronize(I.stream));
+    n_past_ += 1;
+    logit_rows_ = 1;
+    I.host_valid = false;
+    std::vector<std::pair<std::string, double>> out;
+    for (size_t i = 1; i < I.marks.size(); i++) {
+        float ms = 0;
+        GPU_CHECK(cudaEventElapsedTime(&ms, I.events[i - 1], I.events[i]));
+        auto it = std::find_if(out.begin(), out.end(), [&](const auto& p) { return p.first == I.marks[i]; });
+        if (it == out.end()) out.emplace_back(I.marks[i], (double)ms);
+        else it->second += ms;
+    }
+    return out;
+}
+
+const float* GpuContext::logits() const {
+    Impl& I = *impl_;
+    if (!I.host_valid) {
+        const int64_t nv = model_->config().n_vocab;
+        I.host_logits.resize((size_t)nv);
+        GPU_CHECK(cudaMemcpy(I.host_logits.data(), I.logits, (size_t)nv * 4, cudaMemcpyDeviceToHost));
+        I.host_valid = true;
+    }
+    return I.host_logits.data();
+}
+
+int32_t GpuContext::argmax() const { return *impl_->h_argmax; }
+
+}  // namespace tandem

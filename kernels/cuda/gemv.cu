@@ -1,0 +1,422 @@
+// Weight GEMV (decode) and row dequantization on the GPU; the layout is in gemv.cuh.
+//
+// gemv_kernel: 256 threads = 8 warps, a grid-stride loop over groups of 8 rows (one warp per
+// row). Each block first stages x in shared memory (rmsnorm-ed and scaled by the norm weight
+// when asked) with 4 floats of padding after every 32, so that lanes reading different
+// 32-blocks hit different banks. Per lane, per type:
+//   F32/F16  4 or 8 consecutive values per 16-byte load, lanes contiguous
+//   Q8_0     one 32-block: two 16-byte loads of quants + its half scale
+//   Q4_0     one 32-block: one 16-byte load (element j < 16 low nibble of byte j, j+16 high)
+//   Q4_K     a quarter of a 256-block (64 elements: 32 bytes of nibbles + 2 scale/min pairs)
+//   Q6_K     a quarter of a 256-block (2 x 16 bytes of low bits, 16 bytes of high bits)
+// Accumulation is in f32; the warp reduces with shuffles and lane 0 applies bias, SwiGLU and
+// the residual add.
+#include "gemv.cuh"
+
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "cuda_common.cuh"
+
+namespace tandem {
+
+namespace {
+
+constexpr int kWarps = 8, kThreads = 32 * kWarps;
+
+__host__ __device__ inline int64_t pad_idx(int64_t c) { return c + (c >> 5) * 4; }
+size_t round256(size_t b) { return (b + 255) & ~size_t(255); }
+
+struct Regions {
+    size_t q = 0, s = 0, d = 0;
+};
+Regions regions(GgmlType t, int64_t rows, int64_t cols) {
+    const size_t n = (size_t)rows * (size_t)cols;
+    switch (t) {
+        case GgmlType::F32: return {n * 4, 0, 0};
+        case GgmlType::F16: return {n * 2, 0, 0};
+        case GgmlType::Q8_0: return {n, n / 32 * 2, 0};
+        case GgmlType::Q4_0: return {n / 2, n / 32 * 2, 0};
+        case GgmlType::Q4_K: return {n / 256 * 128, n / 256 * 16, 0};
+        case GgmlType::Q6_K: return {n / 256 * 192, n / 256 * 16, n / 256 * 2};
+        default: throw std::invalid_argument(std::string("gpu matrix: type ") + type_traits(t).name + " is not native on the GPU");
+    }
+}
+
+int sm_count() {
+    static int n = [] {
+        int dev = 0, v = 0;
+        TANDEM_CHECK_CUDA(cudaGetDevice(&dev));
+        TANDEM_CHECK_CUDA(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
+        return v;
+    }();
+    return n;
+}
+
+__device__ __forceinline__ float warp_sum32(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float h2f(const void* p, int64_t i) { return __half2float(((const __half*)p)[i]); }
+
+// ---- per-type partial dot of row r with the staged x (one lane's share) ----------------------
+
+template <GgmlType TY>
+__device__ __forceinline__ float row_dot(const GpuMatrix& w, int64_t r, const float* __restrict__ xs, int lane) {
+    const int64_t K = w.cols;
+    float acc = 0.0f;
+    if constexpr (TY == GgmlType::F32) {
+        const float* row = (const float*)w.q + r * K;
+        if ((K & 3) == 0) {
+#pragma unroll 4
+            for (int64_t c = lane * 4; c < K; c += 128) {
+                const float4 a = __ldg((const float4*)(row + c));
+                const float4 b = *(const float4*)&xs[pad_idx(c)];
+                acc += a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+            }
+        } else {
+            for (int64_t c = lane; c < K; c += 32) acc += __ldg(row + c) * xs[pad_idx(c)];
+        }
+    } else if constexpr (TY == GgmlType::F16) {
+        const __half* row = (const __half*)w.q + r * K;
+        if ((K & 7) == 0) {
+#pragma unroll 4
+            for (int64_t c = lane * 8; c < K; c += 256) {
+                const uint4 a = __ldg((const uint4*)(row + c));
+                const __half2* h = (const __half2*)&a;
+                const float* xb = &xs[pad_idx(c)];
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    const float2 f = __half22float2(h[i]);
+                    acc += f.x * xb[2 * i] + f.y * xb[2 * i + 1];
+                }
+            }
+        } else {
+            for (int64_t c = lane; c < K; c += 32) acc += __half2float(row[c]) * xs[pad_idx(c)];
+        }
+    } else if constexpr (TY == GgmlType::Q8_0) {
+        const int64_t nb = K / 32;
+        const int8_t* q = (const int8_t*)w.q + r * K;
+#pragma unroll 2
+        for (int64_t b = lane; b < nb; b += 32) {
+            const uint4 v0 = __ldg((const uint4*)(q + b * 32));
+            const uint4 v1 = __ldg((const uint4*)(q + b * 32 + 16));
+            const float d = h2f(w.s, r * nb + b);
+            const int8_t* a0 = (const int8_t*)&v0;
+            const int8_t* a1 = (const int8_t*)&v1;
+            const float* xb = &xs[pad_idx(b * 32)];
+            float s = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 16; ++i) s += (float)a0[i] * xb[i] + (float)a1[i] * xb[16 + i];
+            acc += d * s;
+        }
+    } else if constexpr (TY == GgmlType::Q4_0) {
+        const int64_t nb = K / 32;
+        const uint8_t* q = (const uint8_t*)w.q + r * nb * 16;
+#pragma unroll 2
+        for (int64_t b = lane; b < nb; b += 32) {
+            const uint4 v = __ldg((const uint4*)(q + b * 16));
+            const float d = h2f(w.s, r * nb + b);
+            const uint8_t* a = (const uint8_t*)&v;
+            const float* xb = &xs[pad_idx(b * 32)];
+            float s = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 16; ++i)
+                s += (float)((int)(a[i] & 15) - 8) * xb[i] + (float)((int)(a[i] >> 4) - 8) * xb[16 + i];
+            acc += d * s;
+        }
+    } else if constexpr (TY == GgmlType::Q4_K) {
+        const int64_t nsb = K / 256, units = nsb * 4;
+        for (int64_t u = lane; u < units; u += 32) {
+            const int64_t sb = u >> 2, gsb = r * nsb + sb;
+            const int c = (int)(u & 3);
+            const uint8_t* qp = (const uint8_t*)w.q + gsb * 128 + c * 32;
+            const uint4 v0 = __ldg((const uint4*)qp);
+            const uint4 v1 = __ldg((const uint4*)(qp + 16));
+            const uint8_t* meta = (const uint8_t*)w.s + gsb * 16;
+            const float d = h2f(meta, 0), dmin = h2f(meta, 1);
+            const uint8_t* sc = meta + 4;
+            int s1, m1, s2, m2;
+            const int j = 2 * c;  // sub-blocks j (low nibbles) and j + 1 (high nibbles)
+            if (j < 4) {
+                s1 = __ldg(sc + j) & 63, m1 = __ldg(sc + j + 4) & 63;
+                s2 = __ldg(sc + j + 1) & 63, m2 = __ldg(sc + j + 5) & 63;
+            } else {
+                s1 = (__ldg(sc + j + 4) & 0xF) | ((__ldg(sc + j - 4) >> 6) << 4);
+                m1 = (__ldg(sc + j + 4) >> 4) | ((__ldg(sc + j) >> 6) << 4);
+                s2 = (__ldg(sc + j + 5) & 0xF) | ((__ldg(sc + j - 3) >> 6) << 4);
+                m2 = (__ldg(sc + j + 5) >> 4) | ((__ldg(sc + j + 1) >> 6) << 4);
+            }
+            const uint8_t* a0 = (const uint8_t*)&v0;
+            const uint8_t* a1 = (const uint8_t*)&v1;
+            const float* xl = &xs[pad_idx(sb * 256 + c * 64)];
+            const float* xh = &xs[pad_idx(sb * 256 + c * 64 + 32)];
+            float sl = 0, sh = 0, xsl = 0, xsh = 0;
+#pragma unroll
+            for (int i = 0; i < 16; ++i) {
+                sl += (float)(a0[i] & 15) * xl[i] + (float)(a1[i] & 15) * xl[16 + i];
+                sh += (float)(a0[i] >> 4) * xh[i] + (float)(a1[i] >> 4) * xh[16 + i];
+                xsl += xl[i] + xl[16 + i];
+                xsh += xh[i] + xh[16 + i];
+            }
+            acc += d * ((float)s1 * sl + (float)s2 * sh) - dmin * ((float)m1 * xsl + (float)m2 * xsh);
+        }
+    } else if constexpr (TY == GgmlType::Q6_K) {
+        const int64_t nsb = K / 256, units = nsb * 4;
+        for (int64_t u = lane; u < units; u += 32) {
+            const int64_t sb = u >> 2, gsb = r * nsb + sb;
+            const int n = (int)((u >> 1) & 1), l0 = (int)(u & 1) * 16;
+            const uint8_t* base = (const uint8_t*)w.q + gsb * 192;
+            const uint4 vl = __ldg((const uint4*)(base + 64 * n + l0));
+            const uint4 vl2 = __ldg((const uint4*)(base + 64 * n + 32 + l0));
+            const uint4 vh = __ldg((const uint4*)(base + 128 + 32 * n + l0));
+            const int8_t* sc = (const int8_t*)w.s + gsb * 16 + 8 * n + l0 / 16;
+            const float d = h2f(w.d, gsb);
+            const uint8_t* ql = (const uint8_t*)&vl;
+            const uint8_t* ql2 = (const uint8_t*)&vl2;
+            const uint8_t* qh = (const uint8_t*)&vh;
+            const float* xb = &xs[pad_idx(sb * 256 + 128 * n + l0)];
+            float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#pragma unroll
+            for (int i = 0; i < 16; ++i) {
+                const int h = qh[i];
+                s0 += (float)((int)((ql[i] & 15) | ((h & 3) << 4)) - 32) * xb[i];
+                s1 += (float)((int)((ql2[i] & 15) | (((h >> 2) & 3) << 4)) - 32) * xb[36 + i];
+                s2 += (float)((int)((ql[i] >> 4) | (((h >> 4) & 3) << 4)) - 32) * xb[72 + i];
+                s3 += (float)((int)((ql2[i] >> 4) | (((h >> 6) & 3) << 4)) - 32) * xb[108 + i];
+            }
+            acc += d * ((float)__ldg(sc) * s0 + (float)__ldg(sc + 2) * s1 + (float)__ldg(sc + 4) * s2 +
+                        (float)__ldg(sc + 6) * s3);
+        }
+    }
+    return acc;
+}
+
+template <GgmlType TY, bool SWIGLU>
+__global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
+    extern __shared__ float xs[];  // pad_idx(cols)
+    __shared__ float red[kWarps];
+    __shared__ float s_scale;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int64_t K = p.w.cols;
+    // Stage x * norm in one pass with every load in flight at once (latency, not bandwidth,
+    // bounds this prologue); the rmsnorm scale is a scalar applied to the finished dot.
+    float ss = 0.0f;
+    if ((K & 3) == 0) {
+        const float4* x4 = (const float4*)p.x;
+        const float4* w4 = (const float4*)p.norm;
+#pragma unroll 4
+        for (int64_t i = tid; i < (K >> 2); i += kThreads) {
+            const float4 v = __ldg(x4 + i);
+            const float4 w = p.norm ? __ldg(w4 + i) : make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+            *(float4*)&xs[pad_idx(4 * i)] = make_float4(v.x * w.x, v.y * w.y, v.z * w.z, v.w * w.w);
+        }
+    } else {
+        for (int64_t c = tid; c < K; c += kThreads) {
+            const float v = p.x[c];
+            ss += v * v;
+            xs[pad_idx(c)] = p.norm ? v * p.norm[c] : v;
+        }
+    }
+    float scale = 1.0f;
+    if (p.norm) {
+        ss = warp_sum32(ss);
+        if (lane == 0) red[warp] = ss;
+        __syncthreads();
+        if (warp == 0) {
+            float v = lane < kWarps ? red[lane] : 0.0f;
+            v = warp_sum32(v);
+            if (lane == 0) s_scale = rsqrtf(v / (float)K + p.eps);
+        }
+    }
+    __syncthreads();
+    if (p.norm) scale = s_scale;
+    for (int64_t r = (int64_t)blockIdx.x * kWarps + warp; r < p.w.rows; r += (int64_t)gridDim.x * kWarps) {
+        const float a = warp_sum32(row_dot<TY>(p.w, r, xs, lane)) * scale;
+        float b = 0.0f;
+        if constexpr (SWIGLU) b = warp_sum32(row_dot<TY>(p.w2, r, xs, lane)) * scale;
+        if (lane == 0) {
+            float v = a + (p.bias ? p.bias[r] : 0.0f);
+            if constexpr (SWIGLU) v = v / (1.0f + expf(-v)) * b;
+            p.y[r] = p.accumulate ? p.y[r] + v : v;
+        }
+    }
+}
+
+template <GgmlType TY>
+void launch_gemv(const GemvParams& p, cudaStream_t stream) {
+    const size_t smem = (size_t)pad_idx(p.w.cols + 31) * sizeof(float);
+    const int64_t groups = (p.w.rows + kWarps - 1) / kWarps;
+    const int grid = (int)std::min<int64_t>(groups, (int64_t)sm_count() * 8);
+    if (p.w2.q) {
+        if (smem > 48 * 1024)
+            TANDEM_CHECK_CUDA(cudaFuncSetAttribute(gemv_kernel<TY, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        gemv_kernel<TY, true><<<grid, kThreads, smem, stream>>>(p);
+    } else {
+        if (smem > 48 * 1024)
+            TANDEM_CHECK_CUDA(cudaFuncSetAttribute(gemv_kernel<TY, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        gemv_kernel<TY, false><<<grid, kThreads, smem, stream>>>(p);
+    }
+    TANDEM_CHECK_CUDA(cudaGetLastError());
+}
+
+// ---- element dequantization (prefill and embeddings: simple, one element per thread) -------
+
+__device__ float dequant_at(const GpuMatrix& w, int64_t r, int64_t c) {
+    const int64_t K = w.cols;
+    switch (w.type) {
+        case GgmlType::F32: return ((const float*)w.q)[r * K + c];
+        case GgmlType::F16: return h2f(w.q, r * K + c);
+        case GgmlType::Q8_0: return (float)((const int8_t*)w.q)[r * K + c] * h2f(w.s, (r * K + c) / 32);
+        case GgmlType::Q4_0: {
+            const int64_t b = (r * K + c) / 32;
+            const int j = (int)(c & 31);
+            const uint8_t byte = ((const uint8_t*)w.q)[b * 16 + (j & 15)];
+            return (float)((int)(j < 16 ? byte & 15 : byte >> 4) - 8) * h2f(w.s, b);
+        }
+        case GgmlType::Q4_K: {
+            const int64_t gsb = (r * K + c) / 256;
+            const int j = (int)(c & 255), chunk = j / 64, l = j % 64;
+            const uint8_t byte = ((const uint8_t*)w.q)[gsb * 128 + chunk * 32 + (l & 31)];
+            const uint8_t* meta = (const uint8_t*)w.s + gsb * 16;
+            const uint8_t* sc = meta + 4;
+            const int is = 2 * chunk + (l >= 32);
+            int s, m;
+            if (is < 4) s = sc[is] & 63, m = sc[is + 4] & 63;
+            else s = (sc[is + 4] & 0xF) | ((sc[is - 4] >> 6) << 4), m = (sc[is + 4] >> 4) | ((sc[is] >> 6) << 4);
+            const int q = l < 32 ? byte & 15 : byte >> 4;
+            return h2f(meta, 0) * (float)s * (float)q - h2f(meta, 1) * (float)m;
+        }
+        case GgmlType::Q6_K: {
+            const int64_t gsb = (r * K + c) / 256;
+            const int j = (int)(c & 255), n = j / 128, quad = (j % 128) / 32, l = j % 32;
+            const uint8_t* base = (const uint8_t*)w.q + gsb * 192;
+            const uint8_t lb = base[64 * n + (quad & 1) * 32 + l];
+            const int lo = quad < 2 ? lb & 15 : lb >> 4;
+            const int hi = (base[128 + 32 * n + l] >> (2 * quad)) & 3;
+            const int8_t sc = ((const int8_t*)w.s)[gsb * 16 + 8 * n + l / 16 + 2 * quad];
+            return h2f(w.d, gsb) * (float)sc * (float)((lo | (hi << 4)) - 32);
+        }
+        default: return __int_as_float(0x7fc00000);  // unreachable: launchers check the type
+    }
+}
+
+__global__ void dequant_rows_kernel(const GpuMatrix w, int64_t row0, int64_t n_rows, float* out) {
+    const int64_t n = n_rows * w.cols;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = dequant_at(w, row0 + i / w.cols, i % w.cols);
+}
+
+__global__ void gather_rows_kernel(const GpuMatrix w, const int32_t* ids, int64_t n_rows, float* out) {
+    const int64_t n = n_rows * w.cols;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = dequant_at(w, ids[i / w.cols], i % w.cols);
+}
+
+int grid_for(int64_t n) { return (int)std::max<int64_t>(1, std::min<int64_t>((n + 255) / 256, (int64_t)sm_count() * 16)); }
+
+}  // namespace
+
+bool gpu_matrix_native(GgmlType t) {
+    return t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::Q8_0 || t == GgmlType::Q4_0 ||
+           t == GgmlType::Q4_K || t == GgmlType::Q6_K;
+}
+
+size_t gpu_matrix_bytes(GgmlType type, int64_t rows, int64_t cols) {
+    const Regions g = regions(type, rows, cols);
+    return round256(g.q) + round256(g.s) + round256(g.d);
+}
+
+GpuMatrix gpu_matrix_repack(GgmlType type, int64_t rows, int64_t cols, const void* src, uint8_t* dst,
+                            const uint8_t* dst_device) {
+    if (!gpu_matrix_native(type))
+        throw std::invalid_argument(std::string("gpu matrix: type ") + type_traits(type).name + " is not native on the GPU");
+    const int64_t bs = type_traits(type).block_size;
+    if (cols % bs != 0)
+        throw std::invalid_argument("gpu matrix: " + std::to_string(cols) + " columns are not a multiple of the " +
+                                    type_traits(type).name + " block size " + std::to_string(bs));
+    const Regions g = regions(type, rows, cols);
+    uint8_t* q = dst;
+    uint8_t* s = dst + round256(g.q);
+    uint8_t* d = s + round256(g.s);
+    const size_t n_blocks = (size_t)rows * (size_t)(cols / bs);
+    const uint8_t* in = (const uint8_t*)src;
+    switch (type) {
+        case GgmlType::F32:
+        case GgmlType::F16: std::memcpy(q, src, g.q); break;
+        case GgmlType::Q8_0:
+            for (size_t i = 0; i < n_blocks; i++) {
+                const block_q8_0& b = ((const block_q8_0*)in)[i];
+                std::memcpy(q + i * 32, b.qs, 32);
+                std::memcpy(s + i * 2, &b.d, 2);
+            }
+            break;
+        case GgmlType::Q4_0:
+            for (size_t i = 0; i < n_blocks; i++) {
+                const block_q4_0& b = ((const block_q4_0*)in)[i];
+                std::memcpy(q + i * 16, b.qs, 16);
+                std::memcpy(s + i * 2, &b.d, 2);
+            }
+            break;
+        case GgmlType::Q4_K:  // d, dmin, scales[12] are the block's first 16 bytes
+            for (size_t i = 0; i < n_blocks; i++) {
+                const block_q4_K& b = ((const block_q4_K*)in)[i];
+                std::memcpy(s + i * 16, &b, 16);
+                std::memcpy(q + i * 128, b.qs, 128);
+            }
+            break;
+        case GgmlType::Q6_K:  // ql[128] then qh[64] are the block's first 192 bytes
+            for (size_t i = 0; i < n_blocks; i++) {
+                const block_q6_K& b = ((const block_q6_K*)in)[i];
+                std::memcpy(q + i * 192, &b, 192);
+                std::memcpy(s + i * 16, b.scales, 16);
+                std::memcpy(d + i * 2, &b.d, 2);
+            }
+            break;
+        default: break;
+    }
+    GpuMatrix m;
+    m.type = type;
+    m.rows = rows;
+    m.cols = cols;
+    m.q = dst_device;
+    m.s = dst_device + (s - dst);
+    m.d = dst_device + (d - dst);
+    return m;
+}
+
+void gemv_cuda(const GemvParams& p, cudaStream_t stream) {
+    if (!p.x || !p.y || !p.w.q) throw CudaError("gemv: a pointer is null");
+    if (p.w2.q && (p.w2.type != p.w.type || p.w2.rows != p.w.rows || p.w2.cols != p.w.cols))
+        throw CudaError("gemv: the SwiGLU pair must have one type and shape");
+    switch (p.w.type) {
+        case GgmlType::F32: return launch_gemv<GgmlType::F32>(p, stream);
+        case GgmlType::F16: return launch_gemv<GgmlType::F16>(p, stream);
+        case GgmlType::Q8_0: return launch_gemv<GgmlType::Q8_0>(p, stream);
+        case GgmlType::Q4_0: return launch_gemv<GgmlType::Q4_0>(p, stream);
+        case GgmlType::Q4_K: return launch_gemv<GgmlType::Q4_K>(p, stream);
+        case GgmlType::Q6_K: return launch_gemv<GgmlType::Q6_K>(p, stream);
+        default: throw CudaError(std::string("gemv: type ") + type_traits(p.w.type).name + " is not native on the GPU");
+    }
+}
+
+void dequant_rows_cuda(const GpuMatrix& w, int64_t row0, int64_t n_rows, float* out, cudaStream_t stream) {
+    if (!gpu_matrix_native(w.type)) throw CudaError("dequant_rows: type is not native on the GPU");
+    dequant_rows_kernel<<<grid_for(n_rows * w.cols), 256, 0, stream>>>(w, row0, n_rows, out);
+    TANDEM_CHECK_CUDA(cudaGetLastError());
+}
+
+void gather_rows_cuda(const GpuMatrix& w, const int32_t* ids, int64_t n, float* out, cudaStream_t stream) {
+    if (!gpu_matrix_native(w.type)) throw CudaError("gather_rows: type is not native on the GPU");
+    gather_rows_kernel<<<grid_for(n * w.cols), 256, 0, stream>>>(w, ids, n, out);
+    TANDEM_CHECK_CUDA(cudaGetLastError());
+}
+
+}  // namespace tandem

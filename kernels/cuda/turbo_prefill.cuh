@@ -1,0 +1,16 @@
+// TurboAttention prefill: blockwise INT8 Q/K, INT8 tensor-core Q.K^T, SAS, FP16 P.V (causal).
+#pragma once
+#include "tandem/turbo_attention.h"
+
+#include <cuda_runtime.h>
+
+namespace tandem {
+
+// Bytes of workspace for p: INT8 Q and K, their block scales, V transposed to (D, len).
+size_t turbo_prefill_workspace_bytes(const TurboPrefillParams& p);
+// out = causal softmax(q k^T / sqrt(D)) v for every sequence and query head. Three launches
+// on `stream` (quantize Q, quantize K + transpose V, attention). Throws TurboError on bad
+// parameters (names the field); checks each launch.
+void turbo_prefill_cuda(const TurboPrefillParams& p, cudaStream_t stream);
+
+}  // namespace tandem

@@ -1,0 +1,122 @@
+/* tandem.h: the C ABI of the Tandem SDK, for Electron/N-API, Swift, C#, Qt and plain C.
+ *
+ * Conventions (as llama.h and sqlite3.h):
+ *   - Opaque handles with explicit create/free; tandem_assistant_free(NULL) is a no-op.
+ *   - Parameters come in a struct filled by tandem_assistant_default_params().
+ *   - Every call that can fail returns a tandem_status; the message of the last failure on a
+ *     handle is tandem_errmsg(handle) (owned by the handle, valid until its next call).
+ *     Constructors return NULL on failure and write the reason to `error` (a buffer the caller
+ *     owns) when it is not NULL.
+ *   - Strings are UTF-8, NUL-terminated; returned strings belong to the library.
+ *   - Callbacks get the caller's user_data back; they run on the calling thread (streamed
+ *     text), or on an internal thread (events, and streamed text of cloud answers); keep them short
+ *     and do not call tandem_assistant_free from them.
+ *
+ * Thread safety: one handle may be used from several threads. tandem_assistant_suggest calls
+ * are serialized; tandem_assistant_cancel may be called from any thread at any time.
+ */
+#ifndef TANDEM_H
+#define TANDEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define TANDEM_API __declspec(dllexport)
+#else
+#define TANDEM_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum tandem_status {
+    TANDEM_STATUS_OK = 0,
+    TANDEM_STATUS_INVALID_ARGUMENT = 1, /* a NULL handle or pointer, a value out of range */
+    TANDEM_STATUS_CANCELLED = 2,        /* stopped by tandem_assistant_cancel or the callback */
+    TANDEM_STATUS_FAILED = 3,           /* anything else; see tandem_errmsg */
+} tandem_status;
+
+typedef struct tandem_assistant tandem_assistant; /* opaque */
+
+typedef enum tandem_event_kind {
+    TANDEM_EVENT_MODEL_LOADED = 0,
+    TANDEM_EVENT_GPU_NOT_USED = 1,
+    TANDEM_EVENT_ONLINE = 2,
+    TANDEM_EVENT_OFFLINE = 3,
+    TANDEM_EVENT_MEMORY_UPDATED = 4,
+    TANDEM_EVENT_MEMORY_UNAVAILABLE = 5,
+    TANDEM_EVENT_MEMORY_REQUESTED = 6,
+    TANDEM_EVENT_ERROR = 7,
+} tandem_event_kind;
+
+/* Receives streamed text (not NUL-terminated: `len` bytes, whole UTF-8 sequences).
+ * Return 0 to stop the generation, non-zero to go on. */
+typedef int (*tandem_text_cb)(const char* text, size_t len, void* user_data);
+typedef void (*tandem_event_cb)(tandem_event_kind kind, const char* message, void* user_data);
+
+typedef struct tandem_assistant_params {
+    const char* model_path;      /* GGUF file (required) */
+    const char* backend;         /* "auto" (default), "cpu" or "cuda" */
+    int32_t n_threads;           /* 0: all cores */
+    int32_t n_ctx;               /* default 2048 */
+    const char* memory_db;       /* NULL: no memory */
+    const char* cloud_url;       /* NULL: no cloud */
+    const char* cloud_token;     /* NULL: none; never logged or stored */
+    const char* router_path;     /* NULL: no router */
+    double router_threshold;     /* < 0: the router file's */
+    int32_t privacy_mode;        /* non-zero: never contact the cloud */
+    int32_t suggestion_tokens;   /* default 24 */
+    tandem_event_cb on_event;    /* may be NULL */
+    void* event_user_data;
+} tandem_assistant_params;
+
+/* Defaults for every field. */
+TANDEM_API tandem_assistant_params tandem_assistant_default_params(void);
+
+/* CONSTRUCTOR. Returns NULL on failure; then, when error != NULL, the reason is written to
+ * error (at most error_size bytes, NUL-terminated). */
+TANDEM_API tandem_assistant* tandem_assistant_init(const tandem_assistant_params* params, char* error, size_t error_size);
+/* CONSTRUCTOR from a JSON config file (the fields of tandem::AssistantConfig). */
+TANDEM_API tandem_assistant* tandem_assistant_init_from_file(const char* config_path, tandem_event_cb on_event,
+                                                             void* event_user_data, char* error, size_t error_size);
+/* DESTRUCTOR. NULL is a harmless no-op. */
+TANDEM_API void tandem_assistant_free(tandem_assistant* a);
+
+/* METHOD. Continues `document` (doc_len bytes) at byte offset `cursor`, streaming the text to
+ * on_text. TANDEM_STATUS_CANCELLED when a newer call or tandem_assistant_cancel stopped it. */
+TANDEM_API tandem_status tandem_assistant_suggest(tandem_assistant* a, const char* document, size_t doc_len, size_t cursor,
+                                                  tandem_text_cb on_text, void* user_data);
+/* METHOD. Stops the running suggestion within one token. Any thread. */
+TANDEM_API void tandem_assistant_cancel(tandem_assistant* a);
+
+/* METHOD. Answers an instruction about a selection, routed to the local model or the cloud.
+ * OUT: answered_by receives "local" or "cloud" (a static string) when not NULL. The reason is
+ * then available from tandem_assistant_last_reason. */
+TANDEM_API tandem_status tandem_assistant_ask(tandem_assistant* a, const char* instruction, const char* selection,
+                                              int32_t private_query, int32_t max_tokens, tandem_text_cb on_text,
+                                              void* user_data, const char** answered_by);
+/* Why the last ask went where it did (owned by the handle). */
+TANDEM_API const char* tandem_assistant_last_reason(tandem_assistant* a);
+
+/* METHOD. The quality/cost knob in [0, 1]. */
+TANDEM_API tandem_status tandem_assistant_set_router_threshold(tandem_assistant* a, double threshold);
+TANDEM_API tandem_status tandem_assistant_set_privacy_mode(tandem_assistant* a, int32_t on);
+
+/* Writes a JSON object with the usage totals into buf (at most buf_size bytes, NUL-terminated).
+ * Returns the length of the JSON text, or the negative of the size needed when buf is too small
+ * (call with NULL, 0 first). */
+TANDEM_API int64_t tandem_assistant_usage_json(tandem_assistant* a, char* buf, size_t buf_size);
+
+/* The message of the last failure on `a` ("" if none; "invalid handle" for NULL). */
+TANDEM_API const char* tandem_errmsg(const tandem_assistant* a);
+
+/* The library version, e.g. "0.1.0". */
+TANDEM_API const char* tandem_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TANDEM_H */
