@@ -2,8 +2,8 @@
 //
 //   node compose.mjs --compose BIN --cloud BIN --shared DIR --out DIR [--chromium PATH]
 //
-// Starts tandem-cloud (UNGD speeches up to 1970) and tandem-compose (the demo client model),
-// opens the page and: types text and waits for a ghost suggestion, accepts it with Tab, asks a
+// Starts tandem-cloud (UNGD speeches up to 1970, the demo cloud model) and tandem-compose (the
+// demo client model), opens the page and: types text and waits for a ghost suggestion, accepts it with Tab, asks a
 // question and reads who answered, stops the cloud and waits for "offline", types on, starts the
 // cloud again on the same port and waits for "online" and for memory notes to arrive.
 // Screenshots go to --out. Exit 0: passed; 1: a step failed (the message names it).
@@ -170,11 +170,12 @@ class Page {
 
 const corpus = path.join(args.shared, "corpus", "ungd.jsonl.xz");
 const clientModel = path.join(args.shared, "models", "tandem-demo-client-q8_0.gguf");
-for (const f of [corpus, clientModel]) if (!fs.existsSync(f)) fail(`missing test data ${f}`);
+const cloudModel = path.join(args.shared, "models", "tandem-demo-cloud-q8_0.gguf");
+for (const f of [corpus, clientModel, cloudModel]) if (!fs.existsSync(f)) fail(`missing test data ${f}`);
 // The speeches up to 1970 (about 1,600; the demo uses all up to 2020) keep the first run's corpus
 // load short; the cloud's database lives in --out so later runs skip it.
 const cloudArgs = (port) => ["--port", String(port), "--corpus", corpus, "--max-year", "1970",
-  "--db", path.join(args.out, "cloud.db")];
+  "--db", path.join(args.out, "cloud.db"), "--model", cloudModel];
 
 try {
   log("starting tandem-cloud");
