@@ -173,11 +173,22 @@ const clientModel = path.join(args.shared, "models", "tandem-demo-client-q8_0.gg
 const cloudModel = path.join(args.shared, "models", "tandem-demo-cloud-q8_0.gguf");
 for (const f of [corpus, clientModel, cloudModel]) if (!fs.existsSync(f)) fail(`missing test data ${f}`);
 // The speeches up to 1970 (about 1,600; the demo uses all up to 2020) keep the first run's corpus
-// load short; the cloud's database lives in --out so later runs skip it.
-const cloudArgs = (port) => ["--port", String(port), "--corpus", corpus, "--max-year", "1970",
-  "--db", path.join(args.out, "cloud.db"), "--model", cloudModel];
+// load short. The loaded corpus is kept in --out (cloud-corpus.db, made once) and each run's
+// cloud starts from a copy of it: an empty memory feed, and no corpus load after the first run.
+const corpusDb = path.join(args.out, "cloud-corpus.db"), cloudDb = path.join(workDir, "cloud.db");
+const cloudArgs = (port, db = cloudDb) => ["--port", String(port), "--corpus", corpus, "--max-year", "1970",
+  "--db", db, "--model", cloudModel];
 
 try {
+  if (!fs.existsSync(corpusDb)) {
+    log("loading the corpus into", corpusDb, "(first run only)");
+    const tmp = corpusDb + ".tmp";
+    fs.rmSync(tmp, { force: true });
+    const loader = await startProcess("tandem-cloud", args.cloud, cloudArgs(0, tmp), /listening on/, 150_000);
+    await stopProcess(loader.child);
+    fs.renameSync(tmp, corpusDb);
+  }
+  fs.copyFileSync(corpusDb, cloudDb);
   log("starting tandem-cloud");
   let cloud = await startProcess("tandem-cloud", args.cloud, cloudArgs(0), /listening on (http:\/\/[\d.]+:(\d+))/, 150_000);
   const cloudUrl = cloud.match[1], cloudPort = +cloud.match[2];
