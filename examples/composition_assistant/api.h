@@ -1,0 +1,86 @@
+// The composition assistant's API over tandem::Assistant (served by server.h). Bodies are JSON;
+// streams are server-sent events (event: NAME / data: JSON).
+//
+//   GET  /                the page (HTML with its CSS and JS inlined; web/)
+//   POST /api/suggest     {document, cursor}            cursor: byte offset into document (UTF-8)
+//                         SSE: piece {text}* then done {text, cancelled, memory: [note], stats}
+//                         A newer suggest (or /api/cancel) cancels the running one: its stream
+//                         ends with done {cancelled: true}.
+//   POST /api/cancel      {}                            200 {cancelled: true}
+//   POST /api/ask         {instruction, selection?, private?}
+//                         SSE: piece {text}* then done {text, answered_by, reason, score,
+//                         threshold, cancelled, stats}
+//   GET  /api/state       200 {online, backend, threshold, privacy, usage {...},
+//                              memory: [note], events: [event]}   (the last 20 events)
+//   POST /api/knob        {threshold?: 0..1, privacy?: bool}   200 {threshold, privacy}
+//   GET  /api/events      SSE: event {seq, kind, message} for each Assistant event (the last
+//                         20 first), a ": keepalive" comment every 10 s
+//
+//   note  = {id, text, doc_id, title}
+//   stats = {prompt_tokens, reused_tokens, completion_tokens, ttft_ms, tokens_per_s}
+//
+// Errors: 400 (bad JSON, missing or mistyped field: the message names it), 404, 405, 413,
+// 500 {"error": {"message", "code"}}; an error inside a stream is an `error {message}` event.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "server.h"
+#include "tandem/assistant.h"
+
+namespace tandem::compose {
+
+// Keeps the last Assistant events and wakes /api/events streams. Thread-safe.
+class EventHub {
+public:
+    void push(const AssistantEvent& e);       // from the Assistant's callback thread
+    nlohmann::json recent(size_t n) const;    // the last n, oldest first
+    // Waits up to `timeout_ms` for events after `after_seq`; returns them (maybe none).
+    std::vector<nlohmann::json> wait_after(int64_t after_seq, int timeout_ms);
+    void stop();                              // wakes every waiter; wait_after returns at once
+
+private:
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<nlohmann::json> events_;       // {seq, kind, message}, at most 100
+    int64_t seq_ = 0;
+    bool stopped_ = false;
+};
+
+class Api : public Handler {
+public:
+    // `assistant` and `events` must outlive the Api. The Assistant's event callback should
+    // call events.push(). `privacy` is the mode the Assistant was created with.
+    Api(Assistant& assistant, EventHub& events, bool privacy = false)
+        : a_(assistant), events_(events), privacy_(privacy) {}
+    void handle(const Request& req, Reply& reply) override;
+    void on_stop() override;
+
+private:
+    void suggest(const nlohmann::json& body, Reply& reply);
+    void cancel(Reply& reply);
+    void ask(const nlohmann::json& body, Reply& reply);
+    void state(Reply& reply);
+    void knob(const nlohmann::json& body, Reply& reply);
+    void stream_events(Reply& reply);
+
+    Assistant& a_;
+    EventHub& events_;
+    std::atomic<uint64_t> suggest_gen_{0};  // the newest suggest; older ones stop streaming
+    std::atomic<bool> stopping_{false};
+    std::atomic<bool> privacy_;
+};
+
+// The page with its CSS and JS inlined (from the embedded web/ files).
+const std::string& page_html();
+
+// JSON helpers shared with the line mode.
+nlohmann::json note_json(const MemoryNote& n);
+nlohmann::json stats_json(const GenerationStats& s);
+nlohmann::json usage_json(const UsageTotals& u);
+
+}  // namespace tandem::compose
