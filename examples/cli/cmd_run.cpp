@@ -11,40 +11,13 @@
 #include "commands.h"
 #include "progress.h"
 #include "tandem/cpu_matmul.h"
+#include "tandem/backend.h"
 #include "tandem/engine.h"
 #ifdef TANDEM_HAVE_CUDA_ENGINE
 #include "tandem/gpu_context.h"
 #endif
 
 namespace tandem::cli {
-
-// The context factory for --backend (see the top of this file).
-static ContextFactory backend_factory(const std::string& backend) {
-    if (backend == "cpu") return {};
-#ifdef TANDEM_HAVE_CUDA_ENGINE
-    return [backend](std::shared_ptr<const Model> m, const ContextParams& cp) -> std::unique_ptr<ComputeContext> {
-        if (backend == "cuda") return std::make_unique<GpuContext>(std::move(m), cp);
-        const GpuDeviceInfo info = gpu_device_info();
-        std::string why;
-        if (!info.present) {
-            why = info.reason;
-        } else {
-            const uint64_t need = gpu_context_bytes_needed(*m, cp);
-            if (need > info.free_bytes)
-                why = "the model needs " + std::to_string(need >> 20) + " MiB, " + std::to_string(info.free_bytes >> 20) +
-                      " MiB free on " + info.name;
-        }
-        if (why.empty()) return std::make_unique<GpuContext>(std::move(m), cp);
-        std::fprintf(stderr, "tandem: warning: GPU not used: %s; running on the CPU\n", why.c_str());
-        return std::make_unique<InferenceContext>(std::move(m), cp);
-    };
-#else
-    if (backend == "cuda")
-        throw std::runtime_error("--backend cuda: this tandem was built without CUDA (configure with -DTANDEM_CUDA=ON)");
-    std::fprintf(stderr, "tandem: warning: GPU not used: this tandem was built without CUDA; running on the CPU\n");
-    return {};
-#endif
-}
 
 int cmd_run(const Args& args) {
     std::string model, prompt;
@@ -73,7 +46,8 @@ int cmd_run(const Args& args) {
     if (model.empty()) throw UsageError{"-m MODEL is required"};
     if (prompt.empty()) throw UsageError{"-p PROMPT is required"};
 
-    ep.make_context = backend_factory(backend);
+    ep.make_context = make_backend_factory(
+        backend, [](const std::string& why) { std::fprintf(stderr, "tandem: warning: %s\n", why.c_str()); });
     ProgressBar bar("loading " + model);
     ep.load_progress = [&](double f) { bar.update(f); };
     auto engine = Engine::load(model, ep);

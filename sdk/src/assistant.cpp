@@ -7,6 +7,7 @@
 
 #include "memory_coordinator.h"
 #include "memory_sync.h"
+#include "tandem/backend.h"
 #include "tandem/chat_template.h"
 #include "tandem/cloud_adapter.h"
 #include "tandem/engine.h"
@@ -50,16 +51,17 @@ public:
         if (cfg.model_path.empty()) throw std::invalid_argument("AssistantConfig.model_path is required");
         if (cfg.backend != "auto" && cfg.backend != "cpu" && cfg.backend != "cuda")
             throw std::invalid_argument("AssistantConfig.backend must be auto, cpu or cuda, not '" + cfg.backend + "'");
-        if (cfg.backend == "cuda")
-            throw std::runtime_error("backend 'cuda' requested, but this build's engine has no CUDA backend yet");
         privacy_ = cfg.privacy_mode;
         EngineParams ep;
         ep.context.n_ctx = cfg.n_ctx;
         ep.context.n_threads = cfg.n_threads;
+        std::string gpu_not_used;
+        ep.make_context = make_backend_factory(cfg.backend, [&](const std::string& why) { gpu_not_used = why; });
         engine_ = Engine::load(cfg.model_path, ep);
+        backend_ = engine_->context().backend_name();
         format_ = detect_chat_format(engine_->model().file());
-        emit(EventKind::ModelLoaded, engine_->model().config().architecture + " model " + cfg.model_path + " on the CPU");
-        if (cfg.backend == "auto") emit(EventKind::GpuNotUsed, "GPU not used: the engine's CUDA backend is not in this build; running on the CPU");
+        emit(EventKind::ModelLoaded, engine_->model().config().architecture + " model " + cfg.model_path + " on the " + backend_);
+        if (!gpu_not_used.empty()) emit(EventKind::GpuNotUsed, gpu_not_used);
 
         if (!cfg.memory_db.empty()) open_store();
         if (!cfg.cloud_url.empty()) {
@@ -198,7 +200,7 @@ public:
         std::lock_guard<std::mutex> u(usage_mu_);
         UsageTotals t = usage_;
         t.online = cloud_ && cloud_->connectivity() != Connectivity::offline;
-        t.backend = "cpu";
+        t.backend = backend_;
         t.memory_notes = memory_count_.load();
         return t;
     }
@@ -369,6 +371,7 @@ private:
     EventCallback on_event_;
     std::unique_ptr<Engine> engine_;
     ChatFormat format_ = ChatFormat::Raw;
+    std::string backend_;  // "cpu" or "cuda", as the engine reports
     std::mutex store_mu_;                 // guards store_, notes_, last_window_, coordinator_
     std::unique_ptr<MemoryStore> store_;
     std::unique_ptr<CloudClient> cloud_, chat_;
