@@ -18,6 +18,7 @@
 
 #include "tandem/context.h"
 #include "tandem/cpu_matmul.h"
+#include "tandem/speed.h"
 #include "tandem/synthetic_model.h"
 #include "tandem/thread_pool.h"
 
@@ -99,33 +100,9 @@ static Row bench_model(const std::string& name, const std::string& path, int thr
     cp.n_batch = n_prompt;
     cp.n_threads = threads;
     InferenceContext ctx(model, cp);
-    std::vector<int32_t> toks(n_prompt);
-    for (int i = 0; i < n_prompt; i++) toks[(size_t)i] = (int32_t)((i * 2654435761u) % (uint32_t)c.n_vocab);
-    ctx.eval(toks.data(), 16);  // warm-up
-    std::vector<double> pp, tg;
-    for (int r = 0; r < runs; r++) {
-        ctx.truncate(0);
-        auto t0 = Clock::now();
-        ctx.eval(toks.data(), n_prompt);
-        pp.push_back(n_prompt / seconds_since(t0));
-        ctx.truncate(0);
-        int32_t t = toks[0];
-        t0 = Clock::now();
-        for (int i = 0; i < n_decode; i++) {
-            ctx.eval(&t, 1);
-            t = (int32_t)((t * 31 + 7) % c.n_vocab);
-        }
-        tg.push_back(n_decode / seconds_since(t0));
-    }
-    std::sort(pp.begin(), pp.end());
-    std::sort(tg.begin(), tg.end());
-    // weight bytes one decoded token reads: all matrices; of the embedding table, one row
-    uint64_t bytes = 0;
-    for (const auto& t : model->file().tensors()) bytes += t.n_bytes;
-    const auto* emb = model->file().find_tensor("token_embd.weight");
-    if (model->file().find_tensor("output.weight")) bytes -= emb->n_bytes - emb->n_bytes / (uint64_t)c.n_vocab;
-    const double tps = tg[tg.size() / 2];
-    return {name, c.n_params / 1e6, bytes / 1048576.0, pp[pp.size() / 2], tps, tps * bytes / 1e9, rss_mib()};
+    const SpeedResult sr = measure_speed(ctx, n_prompt, n_decode, runs);
+    return {name, c.n_params / 1e6, sr.weight_bytes_per_token / 1048576.0, sr.prompt_tokens_per_s, sr.decode_tokens_per_s,
+            sr.decode_weight_gbs(), rss_mib()};
 }
 
 int main(int argc, char** argv) {

@@ -10,13 +10,9 @@
 #include "commands.h"
 #include "tandem/context.h"
 #include "tandem/cpu_matmul.h"
+#include "tandem/speed.h"
 
 namespace tandem::cli {
-
-static double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-}
 
 int cmd_bench(const Args& args) {
     std::string model_path;
@@ -42,32 +38,9 @@ int cmd_bench(const Args& args) {
         throw std::runtime_error("the model's context (" + std::to_string(c.n_ctx_train) + ") is shorter than the bench");
     cp.n_batch = n_prompt;
     InferenceContext ctx(model, cp);
-    std::vector<int32_t> toks((size_t)n_prompt);
-    for (int i = 0; i < n_prompt; i++) toks[(size_t)i] = (int32_t)((i * 2654435761u) % (uint32_t)c.n_vocab);
-
-    using Clock = std::chrono::steady_clock;
-    std::vector<double> pp, tg;
-    ctx.eval(toks.data(), 8);  // warm-up: page in weights
-    for (int r = 0; r < runs; r++) {
-        ctx.truncate(0);
-        auto t0 = Clock::now();
-        ctx.eval(toks.data(), n_prompt);
-        pp.push_back(n_prompt / std::chrono::duration<double>(Clock::now() - t0).count());
-        ctx.truncate(0);
-        int32_t t = toks[0];
-        t0 = Clock::now();
-        for (int i = 0; i < n_decode; i++) {
-            ctx.eval(&t, 1);
-            t = (int32_t)((t * 31 + 7) % c.n_vocab);
-        }
-        tg.push_back(n_decode / std::chrono::duration<double>(Clock::now() - t0).count());
-    }
-    // bytes a decoded token reads: every matrix once (the embedding table only one row)
-    uint64_t per_token = 0;
-    for (const auto& t : model->file().tensors()) per_token += t.n_bytes;
-    const auto* emb = model->file().find_tensor("token_embd.weight");
-    if (model->file().find_tensor("output.weight")) per_token -= emb->n_bytes - emb->n_bytes / (uint64_t)c.n_vocab;
-    const double pp_med = median(pp), tg_med = median(tg), gbs = tg_med * (double)per_token / 1e9;
+    const SpeedResult sr = measure_speed(ctx, n_prompt, n_decode, runs);
+    const double pp_med = sr.prompt_tokens_per_s, tg_med = sr.decode_tokens_per_s, gbs = sr.decode_weight_gbs();
+    const uint64_t per_token = sr.weight_bytes_per_token;
     if (json) {
         nlohmann::json j = {{"model", model_path},       {"threads", ctx.pool().size()},
                             {"kernel_path", cpu::kernel_path_name()},
