@@ -261,11 +261,16 @@ private:
     }
 
     // The notes for this window: re-retrieved only when memory changed or the coordinator saw
-    // the text move on, so that the prompt prefix (and its KV cache) stays stable between keys.
+    // the text move on, and then only at a sentence or paragraph end (or before the first
+    // notes): new notes change the prompt's prefix, so the whole window is evaluated again
+    // (about a second for 1k tokens on 2 CPU cores); mid-sentence keystrokes keep the old notes
+    // and their KV cache.
     std::vector<MemoryItem> notes_for(std::string_view before) {
         std::lock_guard<std::mutex> lk(store_mu_);
         if (!store_) return {};
-        if (notes_stale_.exchange(false)) {
+        const char last = before.empty() ? '\n' : before.back();
+        const bool at_boundary = notes_.empty() || last == '\n' || last == '.' || last == '!' || last == '?';
+        if (at_boundary && notes_stale_.exchange(false)) {
             try {
                 RetrieveParams rp;
                 rp.max_items = (size_t)cfg_.memory_max_items;
