@@ -2,7 +2,6 @@
 #include "llm.h"
 
 #include <cstdio>
-#include <cstdlib>
 
 #include "tandem/chat_template.h"
 

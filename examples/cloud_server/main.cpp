@@ -23,6 +23,8 @@ static const char* kUsage =
     "                    [--max-year Y] [--max-body BYTES] [--enable-admin] [--faults SPEC]\n"
     "  --corpus     a directory of .txt/.md files, one such file, or a UNGD .jsonl[.xz] file\n"
     "  --port 0     picks a free port (printed on stdout)\n"
+    "  --model      a GGUF model: memory notes written by it (key takeaways), and /v1/chat/completions;\n"
+    "               without it notes are extracted sentences and chat answers 501\n"
     "  --faults     PATH=TOKEN[,TOKEN...][;...], tokens: reset drop truncate badjson delay:MS 429:S CODE\n";
 
 struct UsageError {
