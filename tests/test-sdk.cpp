@@ -190,3 +190,4 @@ TEST_CASE("ask with a router: the decision, its score and threshold are reported
     CHECK(a->router_threshold() == doctest::Approx(0.25));
     CHECK_THROWS_AS(a->set_router_threshold(1.5), std::invalid_argument);
 }
+

@@ -178,13 +178,13 @@ public:
 
     void set_privacy_mode(bool on) override {
         privacy_ = on;
-        if (sync_) sync_->set_paused(on);
+        if (sync_) sync_->set_paused(on || memory_disabled_);
     }
 
     std::vector<MemoryNote> memory_notes(size_t limit) override {
         std::vector<MemoryNote> out;
         std::lock_guard<std::mutex> lk(store_mu_);
-        if (!store_) return out;
+        if (!memory_usable()) return out;
         try {
             RetrieveParams rp;
             rp.max_items = limit;
@@ -222,12 +222,15 @@ private:
         }
     }
 
-    // Called with store_mu_ held: drop the store, say so, keep generating.
+    // Called with store_mu_ held: stop using the store, say so, keep generating. The store
+    // object stays alive (the sync thread holds a reference to it) and the sync is paused.
     void memory_failed(const std::string& why) {
+        if (memory_disabled_) return;
         emit(EventKind::MemoryUnavailable, "memory store failed, suggestions go on without memory: " + why);
-        sync_abandoned_ = true;
-        store_.reset();
+        memory_disabled_ = true;
+        if (sync_) sync_->set_paused(true);
     }
+    bool memory_usable() const { return store_ && !memory_disabled_; }
 
     void start_sync() {
         MemorySync::Hooks h;
@@ -235,7 +238,11 @@ private:
             notes_stale_ = true;
             {
                 std::lock_guard<std::mutex> lk(store_mu_);
-                if (store_) memory_count_ = store_->stats().n_items;
+                try {
+                    if (memory_usable()) memory_count_ = store_->stats().n_items;
+                } catch (const std::exception& e) {
+                    memory_failed(e.what());
+                }
             }
             emit(EventKind::MemoryUpdated, std::to_string(added) + " memory notes arrived, " + std::to_string(deleted) + " retracted");
         };
@@ -247,7 +254,7 @@ private:
     void maybe_request_memory(std::string_view before) {
         std::lock_guard<std::mutex> lk(store_mu_);
         last_window_.assign(before.substr(before.size() > 4000 ? before.size() - 4000 : 0));
-        if (!store_ || !coordinator_.should_request(before)) return;
+        if (!memory_usable() || !coordinator_.should_request(before)) return;
         const std::string id = "req-" + std::to_string(unix_ms_now()) + "-" + std::to_string(++request_seq_);
         try {
             store_->outbox_enqueue(id, coordinator_.context_of(before));
@@ -267,7 +274,7 @@ private:
     // and their KV cache.
     std::vector<MemoryItem> notes_for(std::string_view before) {
         std::lock_guard<std::mutex> lk(store_mu_);
-        if (!store_) return {};
+        if (!memory_usable()) return {};
         const char last = before.empty() ? '\n' : before.back();
         const bool at_boundary = notes_.empty() || last == '\n' || last == '.' || last == '!' || last == '?';
         if (at_boundary && notes_stale_.exchange(false)) {
@@ -320,8 +327,12 @@ private:
         s.query_logprob_mean = es.logprob_mean;
         s.gen_entropy = es.gen_entropy;
         std::lock_guard<std::mutex> st(store_mu_);
-        if (store_) s.memory_coverage = store_->coverage(query);
-        else s.memory_coverage = 0.0;
+        s.memory_coverage = 0.0;
+        try {
+            if (memory_usable()) s.memory_coverage = store_->coverage(query);
+        } catch (const std::exception& e) {
+            memory_failed(e.what());
+        }
         return s;
     }
 
@@ -388,7 +399,7 @@ private:
     std::atomic<bool> notes_stale_{true};
     std::string last_window_;
     uint64_t request_seq_ = 0;
-    bool sync_abandoned_ = false;
+    std::atomic<bool> memory_disabled_{false};  // the store failed: no memory from now on
     std::atomic<bool> privacy_{false};
     std::atomic<int64_t> memory_count_{0};
     std::mutex suggest_mu_;
