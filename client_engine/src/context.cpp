@@ -109,16 +109,21 @@ double InferenceContext::kv_bytes_per_token() const {
     return b;
 }
 
-void InferenceContext::eval(const int32_t* tokens, int64_t n, bool all_logits) {
+void ComputeContext::check_eval_args(const int32_t* tokens, int64_t n) const {
     if (n <= 0) throw std::invalid_argument("eval needs at least one token");
-    if (n_past_ + n > n_ctx_)
-        throw ContextFull("context full: " + std::to_string(n_past_) + " cached + " + std::to_string(n) +
-                          " new tokens exceed n_ctx " + std::to_string(n_ctx_));
-    const int64_t nv = model_->config().n_vocab;
+    if (n_past() + n > n_ctx())
+        throw ContextFull("context full: " + std::to_string(n_past()) + " cached + " + std::to_string(n) +
+                          " new tokens exceed n_ctx " + std::to_string(n_ctx()));
+    const int64_t nv = model().config().n_vocab;
     for (int64_t i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= nv)
             throw std::invalid_argument("token id " + std::to_string(tokens[i]) + " is outside the vocabulary (" +
                                         std::to_string(nv) + ")");
+}
+
+void InferenceContext::eval(const int32_t* tokens, int64_t n, bool all_logits) {
+    check_eval_args(tokens, n);
+    const int64_t nv = model_->config().n_vocab;
     logit_rows_ = all_logits ? n : 1;
     if (all_logits) logits_.resize((size_t)(n * nv));
     else logits_.resize((size_t)nv);

@@ -56,6 +56,9 @@ public:
     virtual const char* backend_name() const = 0;
 
 protected:
+    // The checks every eval() starts with: n >= 1 (std::invalid_argument), the tokens fit the
+    // context (ContextFull, nothing changed), every id inside the vocabulary (invalid_argument).
+    void check_eval_args(const int32_t* tokens, int64_t n) const;
     int64_t logit_rows_ = 1;  // rows logits() holds after the last eval (n when all_logits)
 };
 

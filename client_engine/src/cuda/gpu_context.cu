@@ -517,15 +517,8 @@ uint64_t GpuContext::device_bytes() const {
 int64_t GpuContext::truncate(int64_t n) { return n_past_ = std::clamp<int64_t>(n, 0, n_past_); }
 
 void GpuContext::eval(const int32_t* tokens, int64_t n, bool all_logits) {
-    if (n <= 0) throw std::invalid_argument("eval needs at least one token");
-    if (n_past_ + n > n_ctx_)
-        throw ContextFull("context full: " + std::to_string(n_past_) + " cached + " + std::to_string(n) +
-                          " new tokens exceed n_ctx " + std::to_string(n_ctx_));
+    check_eval_args(tokens, n);
     const int64_t nv = model_->config().n_vocab;
-    for (int64_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= nv)
-            throw std::invalid_argument("token id " + std::to_string(tokens[i]) + " is outside the vocabulary (" +
-                                        std::to_string(nv) + ")");
     Impl& I = *impl_;
     logit_rows_ = all_logits ? n : 1;
     I.host_valid = false;
