@@ -1,5 +1,6 @@
 // CloudServer: Beast sessions on one I/O thread; the memory worker on another.
 #include "http_server.h"
+#include "../common/http_target.h"
 
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
@@ -26,37 +27,6 @@ using json = nlohmann::json;
 using Response = http::response<http::string_body>;
 
 // ---- small helpers ---------------------------------------------------------------------
-
-static std::string url_decode(std::string_view s) {
-    std::string out;
-    for (size_t i = 0; i < s.size(); i++) {
-        if (s[i] == '+') {
-            out += ' ';
-        } else if (s[i] == '%' && i + 2 < s.size() && std::isxdigit((unsigned char)s[i + 1]) &&
-                   std::isxdigit((unsigned char)s[i + 2])) {
-            out += (char)std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16);
-            i += 2;
-        } else {
-            out += s[i];
-        }
-    }
-    return out;
-}
-
-static void split_target(std::string_view target, std::string& path, std::map<std::string, std::string>& query) {
-    size_t q = target.find('?');
-    path = url_decode(target.substr(0, q));
-    if (q == std::string_view::npos) return;
-    std::string_view rest = target.substr(q + 1);
-    while (!rest.empty()) {
-        size_t amp = rest.find('&');
-        std::string_view kv = rest.substr(0, amp);
-        size_t eq = kv.find('=');
-        query[url_decode(kv.substr(0, eq))] = eq == std::string_view::npos ? "" : url_decode(kv.substr(eq + 1));
-        if (amp == std::string_view::npos) break;
-        rest = rest.substr(amp + 1);
-    }
-}
 
 static bool parse_i64(const std::string& s, int64_t lo, int64_t hi, int64_t* out) {
     if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string::npos) return false;
@@ -191,7 +161,7 @@ private:
         const auto& req = parser_->get();
         version_ = req.version();
         keep_alive_ = req.keep_alive();
-        split_target(std::string_view(req.target().data(), req.target().size()), path_, query_);
+        examples::split_target(std::string_view(req.target().data(), req.target().size()), path_, query_);
         bool is_admin = path_.rfind("/admin/", 0) == 0;
         if (path_ != "/health" && !srv_.cfg.token.empty()) {
             std::string want = "Bearer " + srv_.cfg.token;

@@ -1,5 +1,6 @@
 // Server: acceptor thread + one synchronous Beast session per connection (see server.h).
 #include "server.h"
+#include "../common/http_target.h"
 
 #include <sys/socket.h>
 
@@ -22,37 +23,6 @@ using tcp = net::ip::tcp;
 using json = nlohmann::json;
 
 // ---- small helpers ---------------------------------------------------------------------
-
-static std::string url_decode(std::string_view s) {
-    std::string out;
-    for (size_t i = 0; i < s.size(); i++) {
-        if (s[i] == '+') {
-            out += ' ';
-        } else if (s[i] == '%' && i + 2 < s.size() && std::isxdigit((unsigned char)s[i + 1]) &&
-                   std::isxdigit((unsigned char)s[i + 2])) {
-            out += (char)std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16);
-            i += 2;
-        } else {
-            out += s[i];
-        }
-    }
-    return out;
-}
-
-static void split_target(std::string_view target, Request& req) {
-    size_t q = target.find('?');
-    req.path = url_decode(target.substr(0, q));
-    if (q == std::string_view::npos) return;
-    std::string_view rest = target.substr(q + 1);
-    while (!rest.empty()) {
-        size_t amp = rest.find('&');
-        std::string_view kv = rest.substr(0, amp);
-        size_t eq = kv.find('=');
-        req.query[url_decode(kv.substr(0, eq))] = eq == std::string_view::npos ? "" : url_decode(kv.substr(eq + 1));
-        if (amp == std::string_view::npos) break;
-        rest = rest.substr(amp + 1);
-    }
-}
 
 // Compares in time independent of where the strings differ.
 static bool same_secret(std::string_view a, std::string_view b) {
@@ -196,7 +166,7 @@ void Server::Impl::serve(tcp::socket& socket) {
         SessionReply reply(socket, *this, msg.version(), msg.keep_alive());
         Request req;
         req.method = std::string(msg.method_string());
-        split_target(std::string_view(msg.target().data(), msg.target().size()), req);
+        examples::split_target(std::string_view(msg.target().data(), msg.target().size()), req.path, req.query);
         req.body = msg.body();
 
         auto host = msg[http::field::host];
