@@ -19,9 +19,6 @@
 namespace tandem::cpu::detail {
 namespace {
 
-constexpr int kMaxT = 4;  // tokens per tile
-
-
 // ---- float weights x f32 activations -------------------------------------------------------
 
 struct LoadF32 {
@@ -145,31 +142,6 @@ TGT void dot_qk(int64_t n, const void* w, const void* const* xv, float* out) {
         }
     }
     for (int t = 0; t < T; t++) out[t] = hsum(acc[t]);
-}
-
-// ---- the row x token-tile driver -----------------------------------------------------------
-
-// Kern<T>(n, w_row, x_rows[T], out[T]). Tokens go in tiles of kMaxT; within a tile every row of
-// W is visited, so the tile's activations stay in L1 while the rows stream past.
-template <template <int> class Kern>
-TGT void gemm(int64_t n, const void* W, size_t ldw, int64_t nr, const void* X, size_t ldx, int64_t nt, float* Y,
-              int64_t ldy) {
-    for (int64_t t0 = 0; t0 < nt; t0 += kMaxT) {
-        const int tt = (int)(nt - t0 < kMaxT ? nt - t0 : kMaxT);
-        const void* xs[kMaxT];
-        for (int k = 0; k < tt; k++) xs[k] = (const char*)X + (t0 + k) * ldx;
-        for (int64_t r = 0; r < nr; r++) {
-            const void* w = (const char*)W + r * ldw;
-            float out[kMaxT];
-            switch (tt) {
-                case 1: Kern<1>::run(n, w, xs, out); break;
-                case 2: Kern<2>::run(n, w, xs, out); break;
-                case 3: Kern<3>::run(n, w, xs, out); break;
-                default: Kern<4>::run(n, w, xs, out); break;
-            }
-            for (int k = 0; k < tt; k++) Y[(t0 + k) * ldy + r] = out[k];
-        }
-    }
 }
 
 template <class L> struct KFloat { template <int T> struct K { TGT static void run(int64_t n, const void* w, const void* const* x, float* o) { dot_float<L, T>(n, w, x, o); } }; };

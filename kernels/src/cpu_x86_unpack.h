@@ -1,7 +1,8 @@
-// Internal to the x86 SIMD paths: 256-bit unpackers from the weight block formats to u8 levels,
-// shared by cpu_dot_avx2.cpp and cpu_dot_avx512.cpp. The including file defines TGT (its target
-// attribute) first; everything here is in an anonymous namespace, so each path gets its own
-// copy compiled for its own target and no out-of-line copy is shared between them.
+// Internal to the x86 SIMD paths: 256-bit unpackers from the weight block formats to u8 levels
+// and the row x token-tile driver, shared by cpu_dot_avx2.cpp and cpu_dot_avx512.cpp. The
+// including file defines TGT (its target attribute) first; everything here is in an anonymous
+// namespace, so each path gets its own copy compiled for its own target and no out-of-line
+// copy is shared between them.
 #pragma once
 #include <immintrin.h>
 
@@ -188,6 +189,33 @@ struct UnpQ6_K {
         u.cmin = -32 * u.d;
     }
 };
+
+// ---- the row x token-tile driver (both paths) ----------------------------------------------
+
+constexpr int kMaxT = 4;  // tokens per tile
+
+// Kern<T>(n, w_row, x_rows[T], out[T]). Tokens go in tiles of kMaxT; within a tile every row of
+// W is visited, so the tile's activations stay in L1 while the rows stream past.
+template <template <int> class Kern>
+TGT void gemm(int64_t n, const void* W, size_t ldw, int64_t nr, const void* X, size_t ldx, int64_t nt, float* Y,
+              int64_t ldy) {
+    for (int64_t t0 = 0; t0 < nt; t0 += kMaxT) {
+        const int tt = (int)(nt - t0 < kMaxT ? nt - t0 : kMaxT);
+        const void* xs[kMaxT];
+        for (int k = 0; k < tt; k++) xs[k] = (const char*)X + (t0 + k) * ldx;
+        for (int64_t r = 0; r < nr; r++) {
+            const void* w = (const char*)W + r * ldw;
+            float out[kMaxT];
+            switch (tt) {
+                case 1: Kern<1>::run(n, w, xs, out); break;
+                case 2: Kern<2>::run(n, w, xs, out); break;
+                case 3: Kern<3>::run(n, w, xs, out); break;
+                default: Kern<4>::run(n, w, xs, out); break;
+            }
+            for (int k = 0; k < tt; k++) Y[(t0 + k) * ldy + r] = out[k];
+        }
+    }
+}
 
 }  // namespace
 }  // namespace tandem::cpu::detail
