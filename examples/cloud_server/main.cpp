@@ -11,12 +11,14 @@
 #include <string>
 #include <vector>
 
+#include "../common/option_values.h"
 #include "corpus.h"
 #include "http_server.h"
 #include "llm.h"
 #include "server_db.h"
 
 using namespace tandem::cloud;
+using namespace tandem::examples;
 
 static const char* kUsage =
     "usage: tandem-cloud --port P --corpus DIR_OR_FILE --db PATH [--host H] [--token T] [--model M]\n"
@@ -26,18 +28,6 @@ static const char* kUsage =
     "  --model      a GGUF model: memory notes written by it (key takeaways), and /v1/chat/completions;\n"
     "               without it notes are extracted sentences and chat answers 501\n"
     "  --faults     PATH=TOKEN[,TOKEN...][;...], tokens: reset drop truncate badjson delay:MS 429:S CODE\n";
-
-struct UsageError {
-    std::string message;
-};
-
-static int parse_int(const std::string& flag, const std::string& v, long lo, long hi) {
-    char* end = nullptr;
-    long x = std::strtol(v.c_str(), &end, 10);
-    if (v.empty() || *end != '\0' || x < lo || x > hi)
-        throw UsageError{flag + " wants an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got '" + v + "'"};
-    return (int)x;
-}
 
 int main(int argc, char** argv) {
     ServerConfig cfg;

@@ -18,12 +18,14 @@
 #include <thread>
 #include <vector>
 
+#include "../common/option_values.h"
 #include "api.h"
 #include "server.h"
 #include "tui.h"
 
 using namespace tandem;
 using namespace tandem::compose;
+using namespace tandem::examples;
 
 static const char* kUsage =
     "usage: tandem-compose --model M [--cloud URL] [--token T] [--db PATH] [--router R] [--threshold X]\n"
@@ -37,30 +39,6 @@ static const char* kUsage =
     "  --private    never contact the cloud\n"
     "  --port       web app port on 127.0.0.1 (default: a free port)\n"
     "  --tui        line mode on the terminal instead of the web app\n";
-
-struct UsageError {
-    std::string message;
-};
-
-static double parse_number(const std::string& flag, const std::string& v, double lo, double hi) {
-    char* end = nullptr;
-    double x = std::strtod(v.c_str(), &end);
-    if (v.empty() || *end != '\0' || !(x >= lo && x <= hi)) {
-        char range[64];
-        std::snprintf(range, sizeof range, "[%g, %g]", lo, hi);
-        throw UsageError{flag + " wants a number in " + range + ", got '" + v + "'"};
-    }
-    return x;
-}
-
-static int parse_int(const std::string& flag, const std::string& v, long lo, long hi) {
-    char* end = nullptr;
-    long x = std::strtol(v.c_str(), &end, 10);
-    if (v.empty() || *end != '\0' || x < lo || x > hi)
-        throw UsageError{flag + " wants an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got '" +
-                         v + "'"};
-    return (int)x;
-}
 
 int main(int argc, char** argv) {
     AssistantConfig cfg;
