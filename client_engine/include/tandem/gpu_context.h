@@ -50,6 +50,18 @@ GpuDeviceInfo gpu_device_info();
 // fixed reserve for cuBLAS and the graph.
 uint64_t gpu_context_bytes_needed(const Model& m, const ContextParams& p);
 
+// The positions a Turbo cache (block_tokens T) holding n_past keeps when truncated to
+// n <= n_past: the records of whole blocks below n are exact, and the INT8 recent buffer still
+// holds positions [n - n % T, n) when the last cached token sat in the same block (its slots
+// were not reused; compressing that block does not change them). Otherwise the partial block
+// is dropped: n rounds down to a multiple of T. (The CPU twin restarts from 0 instead; both
+// leave the cache a fresh eval of the prefix would.)
+inline int64_t turbo_truncate_keep(int64_t n, int64_t n_past, int64_t block_tokens) {
+    if (n >= n_past) return n_past;
+    if (n <= 0) return 0;
+    return (n_past - 1) / block_tokens == n / block_tokens ? n : n - n % block_tokens;
+}
+
 struct GpuParams {
     bool use_graph = true;          // replay decode steps from a captured CUDA graph
     bool fp16_decode_kernel = true;  // split-KV FP16 attention for decode when head_dim is 64/128
@@ -75,7 +87,7 @@ public:
     bool prefers_argmax() const override { return true; }
     int64_t n_past() const override { return n_past_; }
     int64_t n_ctx() const override { return n_ctx_; }
-    // Turbo cache: may keep fewer than n (down to a multiple of 64), see gpu_context.cu.
+    // Turbo cache: keeps turbo_truncate_keep(n, n_past(), 64) positions.
     int64_t truncate(int64_t n) override;
     const Model& model() const override { return *model_; }
     const char* backend_name() const override { return "cuda"; }

@@ -660,18 +660,9 @@ uint64_t GpuContext::device_bytes() const {
     return impl_->weight_bytes + impl_->sz.kv_bytes + impl_->sz.scratch_bytes;
 }
 
-// FP16 cache: keeps n. Turbo cache: the records of whole blocks below n are exact, and the
-// recent buffer still holds positions [n - n % T, n) when the last cached token sat in the
-// same block (its slots were not reused, a compression of that block does not change them);
-// otherwise the partial block is dropped and n rounds down to a multiple of T. (The CPU
-// twin restarts from 0 instead; both give the cache a fresh eval of the prefix would.)
 int64_t GpuContext::truncate(int64_t n) {
     n = std::clamp<int64_t>(n, 0, n_past_);
-    const Impl& I = *impl_;
-    if (I.sz.turbo && n < n_past_) {
-        const int64_t T = I.sz.tcfg.block_tokens;
-        if ((n_past_ - 1) / T != n / T) n -= n % T;
-    }
+    if (impl_->sz.turbo) n = turbo_truncate_keep(n, n_past_, impl_->sz.tcfg.block_tokens);
     return n_past_ = n;
 }
 
