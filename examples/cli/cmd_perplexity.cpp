@@ -72,8 +72,9 @@ int cmd_perplexity(const Args& args) {
     ComputeContext& ctx = *owned;
     if (auto* cpu_ctx = dynamic_cast<InferenceContext*>(&ctx))
         std::fprintf(stderr, "perplexity: KV cache %s, %.0f bytes per token\n",
-                     cp.turbo_kv ? ("turbo (" + std::to_string((int)(turbo_frac * 100)) + "% of heads at 2 bits by --turbo-2bit)").c_str()
-                                 : type_traits(cp.kv_type).name,
+                     !cp.turbo_kv ? type_traits(cp.kv_type).name
+                     : turbo_frac > 0 ? ("turbo (" + std::to_string((int)(turbo_frac * 100)) + "% of heads at 2 bits by --turbo-2bit)").c_str()
+                                      : "turbo",
                      cpu_ctx->kv_bytes_per_token());
     std::fprintf(stderr, "perplexity: backend %s\n", ctx.backend_name());
     const int64_t nv = model->config().n_vocab, first = n_ctx / 2;
