@@ -353,19 +353,20 @@ TEST_CASE("gpu engine: GEMV (norm, bias, residual, SwiGLU) and dequantization pe
 // on the attention output (per-split running max and FP16 P on tensor cores vs the twin's
 // global max and float P; test-turbo-cuda). Bounds per row of logits (relative L2):
 //
-//   weights        bound   why
-//   F32, F16       2e-2    the attention kernel's 1e-2 carried through the layers (x2)
-//   Q8_0 (demo)    6e-2    the quantized-weight bound above (5e-2) plus the attention's 1e-2
+//   weights        bound   why                                                      measured (H100, 2026-11-27)
+//   F32, F16       3e-2    the attention kernel's 1e-2 carried through the layers   3.8e-3 .. 1.4e-2 (all-2-bit qwen2 F16 worst)
+//   Q8_0 (demo)    6e-2    the quantized-weight bound above (5e-2) + attention 1e-2 3.8e-2
 //
 // A wrong record, a missed compression or a stale recent slot gives O(1) errors.
-// truncate + re-eval vs a fresh eval of the same tokens on the GPU: kTolTruncate (only the
-// prefill vs decode matmul rounding differs; a wrong kept state reads another position's K/V).
+// truncate + re-eval vs the first pass on the GPU: kTolTruncate = 5e-3 (measured 7e-5 .. 1.4e-3):
+// only the prefill (SGEMM) vs decode (GEMV) rounding of K/V differs, flipping an INT8 or
+// INT4 rounding now and then; a wrongly kept state reads another position's K/V.
 
 namespace {
 
-constexpr double kTolTurboFloat = 2e-2;
+constexpr double kTolTurboFloat = 3e-2;
 constexpr double kTolTurboQuant = 6e-2;
-constexpr double kTolTruncate = 2e-3;
+constexpr double kTolTruncate = 5e-3;
 
 template <class T>
 std::vector<T> to_host(const T* d, size_t n) {
@@ -570,14 +571,14 @@ TEST_CASE("gpu turbo: head_dim 8 (stories260K) is refused as on the CPU" * docte
     cp.turbo_head_bits.assign(1, {4});  // one layer, stories has 5
     auto s = Model::load(tandem_test::shared_path("models/tandem-demo-client-q8_0.gguf"));
     CHECK_THROWS_AS(GpuContext(s, cp), std::invalid_argument);
-    // the device bytes: the Turbo cache is about 3.6x smaller than FP16 at 4k tokens
+    // the device bytes: the Turbo cache is smaller than FP16 at 2048 tokens
     ContextParams f16, tb;
-    f16.n_ctx = tb.n_ctx = 4096;
+    f16.n_ctx = tb.n_ctx = 2048;
     tb.turbo_kv = true;
     const double a = (double)gpu_context_bytes_needed(*s, f16), b = (double)gpu_context_bytes_needed(*s, tb);
     GpuContext g(s, tb);
     CHECK(g.device_bytes() <= gpu_context_bytes_needed(*s, tb));
-    std::printf("demo client at 4096 tokens: GPU bytes needed FP16 %.1f MiB, Turbo %.1f MiB\n", a / (1 << 20), b / (1 << 20));
+    std::printf("demo client at 2048 tokens: GPU bytes needed FP16 %.1f MiB, Turbo %.1f MiB\n", a / (1 << 20), b / (1 << 20));
     CHECK(b < a);
 }
 
@@ -602,7 +603,7 @@ TEST_CASE("gpu turbo: greedy tokens equal the CPU twin's on the demo client mode
     while (same < a.tokens.size() && same < b.tokens.size() && a.tokens[same] == b.tokens[same]) same++;
     std::printf("turbo greedy (demo client): %zu of %zu tokens equal; GPU text: %s\n", same, a.tokens.size(), b.text.c_str());
     CHECK(a.tokens.size() == 48);
-    CHECK(same >= 32);  // stated: the first 32 greedy tokens are identical
+    CHECK(same >= 32);  // stated: the first 32 greedy tokens are identical (48 of 48 measured on the H100)
 }
 
 TEST_CASE("gpu turbo: perplexity with Turbo within 1% of FP16 attention at all-4-bit" * doctest::skip(no_gpu("turbo perplexity"))) {
