@@ -351,22 +351,25 @@ TEST_CASE("gpu engine: GEMV (norm, bias, residual, SwiGLU) and dequantization pe
 // agree except where a K/V float differs in its last bits across a rounding edge (matmul
 // order, cosf vs std::cos), and the decode kernel differs from its twin by up to 1e-2 relative
 // on the attention output (per-split running max and FP16 P on tensor cores vs the twin's
-// global max and float P; test-turbo-cuda). Bounds per row of logits (relative L2):
-//
-//   weights        bound   why                                                      measured (H100, 2026-11-27)
-//   F32, F16       3e-2    the attention kernel's 1e-2 carried through the layers   3.8e-3 .. 1.4e-2 (all-2-bit qwen2 F16 worst)
-//   Q8_0 (demo)    6e-2    the quantized-weight bound above (5e-2) + attention 1e-2 3.8e-2
-//
+// global max and float P; test-turbo-cuda). Per row of logits (relative L2), measured over
+// two H100 runs (2026-11-27): F32/F16 3.8e-3 .. 2.3e-2 (the worst with a 2-bit
+// head: one 2-bit step is a third of its group's range, so a rare rounding flip there moves a
+// value a lot), the demo Q8_0 3.8e-2 .. 5.3e-2 (its K/V already differ by the CPU's 8-bit
+// activations, so many cache integers differ, not a few). Bounds: 5e-2 float, 1e-1 quantized.
 // A wrong record, a missed compression or a stale recent slot gives O(1) errors.
-// truncate + re-eval vs the first pass on the GPU: kTolTruncate = 5e-3 (measured 7e-5 .. 1.4e-3):
-// only the prefill (SGEMM) vs decode (GEMV) rounding of K/V differs, flipping an INT8 or
-// INT4 rounding now and then; a wrongly kept state reads another position's K/V.
+//
+// truncate + re-eval vs the first pass on the GPU: only the prefill (SGEMM) vs decode (GEMV)
+// rounding of K/V differs, flipping an INT8/INT4 rounding now and then. Measured: float
+// models 3.8e-5 .. 9.5e-4, the demo Q8_0 1.4e-3 .. 4.8e-3 (a trained model's outlier
+// channels: one flip moves a whole key group's scale). Bounds 3e-3 float, 2e-2 quantized. A
+// wrongly kept state reads 8+ positions of another block's K/V (5% of a 170-token context).
 
 namespace {
 
-constexpr double kTolTurboFloat = 3e-2;
-constexpr double kTolTurboQuant = 6e-2;
-constexpr double kTolTruncate = 5e-3;
+constexpr double kTolTurboFloat = 5e-2;
+constexpr double kTolTurboQuant = 1e-1;
+constexpr double kTolTruncFloat = 3e-3;
+constexpr double kTolTruncQuant = 2e-2;
 
 template <class T>
 std::vector<T> to_host(const T* d, size_t n) {
@@ -387,7 +390,7 @@ std::vector<std::vector<uint8_t>> bits_pattern(int64_t n_layer, int64_t H, int n
 // boundaries at 64 and 128), 50 decode steps (the graph crosses the boundary at 192), then
 // truncations to 195 (same block: kept), 192, 170 (rounded down to 128) and 10 (to 0), each
 // re-evaluated up to 200 and compared with the first pass (GPU) and with the CPU twin.
-double compare_turbo(const std::string& path, double tol, const std::vector<std::vector<uint8_t>>& bits = {},
+double compare_turbo(const std::string& path, double tol, double tol_trunc, const std::vector<std::vector<uint8_t>>& bits = {},
                      const GpuParams& gp = {}) {
     auto m = Model::load(path);
     const int64_t nv = m->config().n_vocab;
@@ -429,7 +432,7 @@ double compare_turbo(const std::string& path, double tol, const std::vector<std:
         CHECK(gpu.n_past() == kept);
         gpu.eval(seq.data() + kept, 200 - kept, true);
         worst_trunc = std::max(worst_trunc, check_rows(gpu.logits(), first.data() + kept * nv, 200 - kept,
-                                                       "truncate + re-eval vs the first pass", kTolTruncate));
+                                                       "truncate + re-eval vs the first pass", tol_trunc));
         CHECK(cpu.truncate(n) == 0);  // the CPU twin restarts
         cpu.eval(seq.data(), 200, true);
         worst = std::max(worst, check_rows(gpu.logits() + (200 - kept - 1) * nv, cpu.logits() + 199 * nv, 1,
@@ -538,26 +541,26 @@ TEST_CASE("gpu turbo: logits match the CPU Turbo twin; truncate + re-eval matche
           doctest::skip(no_gpu("turbo logits"))) {
     tandem_test::TempDir dir;
     SUBCASE("llama F32, head_dim 64, GQA 2:1, all 4-bit") {
-        CHECK(compare_turbo(synth(dir, spec(GgmlType::F32), "turbo-f32"), kTolTurboFloat) < kTolTurboFloat);
+        CHECK(compare_turbo(synth(dir, spec(GgmlType::F32), "turbo-f32"), kTolTurboFloat, kTolTruncFloat) < kTolTurboFloat);
     }
     SUBCASE("llama F32, head_dim 64, GQA 2:1, one of two heads at 2 bits, no graph") {
         GpuParams gp;
         gp.use_graph = false;
-        CHECK(compare_turbo(synth(dir, spec(GgmlType::F32), "turbo-f32-mix"), kTolTurboFloat, bits_pattern(2, 2, 1), gp) <
+        CHECK(compare_turbo(synth(dir, spec(GgmlType::F32), "turbo-f32-mix"), kTolTurboFloat, kTolTruncFloat, bits_pattern(2, 2, 1), gp) <
               kTolTurboFloat);
     }
     SUBCASE("qwen2 F16 (NEOX RoPE, QKV bias), head_dim 128, GQA 4:1, every head at 2 bits") {
         SyntheticModelSpec s = spec(GgmlType::F16, "qwen2");
         s.n_embd = 512, s.n_head = 4, s.n_head_kv = 1;
-        CHECK(compare_turbo(synth(dir, s, "turbo-qwen-f16"), kTolTurboFloat, bits_pattern(2, 1, 1)) < kTolTurboFloat);
+        CHECK(compare_turbo(synth(dir, s, "turbo-qwen-f16"), kTolTurboFloat, kTolTruncFloat, bits_pattern(2, 1, 1)) < kTolTurboFloat);
     }
     SUBCASE("llama F32, GQA 8:1, 4 KV heads, 2 at 2 bits") {
         SyntheticModelSpec s = spec(GgmlType::F32);
         s.n_embd = 2048, s.n_head = 32, s.n_head_kv = 4, s.n_ff = 256;
-        CHECK(compare_turbo(synth(dir, s, "turbo-gqa8"), kTolTurboFloat, bits_pattern(2, 4, 2)) < kTolTurboFloat);
+        CHECK(compare_turbo(synth(dir, s, "turbo-gqa8"), kTolTurboFloat, kTolTruncFloat, bits_pattern(2, 4, 2)) < kTolTurboFloat);
     }
     SUBCASE("the demo client model (Q8_0, head_dim 64, GQA 3:1)") {
-        CHECK(compare_turbo(tandem_test::shared_path("models/tandem-demo-client-q8_0.gguf"), kTolTurboQuant) < kTolTurboQuant);
+        CHECK(compare_turbo(tandem_test::shared_path("models/tandem-demo-client-q8_0.gguf"), kTolTurboQuant, kTolTruncQuant) < kTolTurboQuant);
     }
 }
 
