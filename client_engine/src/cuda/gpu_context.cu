@@ -3,8 +3,8 @@
 //
 //   x = embed(tokens)                                          gather_rows
 //   per layer:  qkv = rmsnorm(x) [Wq|Wk|Wv] (+b)               gemv (norm, bias fused) | rmsnorm + SGEMM
-//               rope(q, k); cache[pos] = k, v                   rope_store
-//               a = attention(q, cache)                         fp16_decode | attention
+//               rope(q, k); cache[pos] = k, v                   rope_store | Turbo: turbo_rope_store + turbo_compress
+//               a = attention(q, cache)                         fp16_decode | attention | Turbo: turbo_decode
 //               x += a Wo                                       gemv (residual fused) | SGEMM beta=1
 //               g = silu(rmsnorm(x) Wg) * (rmsnorm(x) Wu)       gemv (norm, SwiGLU fused) | SGEMMs + swiglu
 //               x += g Wd                                       gemv | SGEMM
