@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cuda_common.cuh"
+#include "llama_ops.cuh"
 
 namespace tandem {
 
@@ -41,18 +42,11 @@ __device__ float quant_row(float x, bool mine, float* red, int8_t* q) {
 __global__ void __launch_bounds__(kStoreThreads) turbo_rope_store_kernel(const TurboStoreParams p) {
     __shared__ float red[kStoreThreads / 32];
     const int t = blockIdx.x, h = blockIdx.y, pos = *p.pos0 + p.offset + t;
-    const int hd = p.head_dim, d = p.n_head * hd, kvd = p.n_head_kv * hd, half = p.n_rot / 2;
+    const int hd = p.head_dim, d = p.n_head * hd, kvd = p.n_head_kv * hd;
     float* row = p.qkv + (int64_t)t * (d + 2 * kvd);
     const bool is_q = h < p.n_head;
     float* x = is_q ? row + h * hd : row + d + (h - p.n_head) * hd;
-    for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        const float theta = (float)pos * p.inv_freq[i];
-        const float c = cosf(theta), s = sinf(theta);
-        const int a = p.neox ? i : 2 * i, b = p.neox ? i + half : 2 * i + 1;
-        const float x0 = x[a], x1 = x[b];
-        x[a] = x0 * c - x1 * s;
-        x[b] = x0 * s + x1 * c;
-    }
+    rope_head(x, pos, p.inv_freq, p.n_rot, p.neox);
     __syncthreads();
     const int e = threadIdx.x;
     const bool mine = e < hd;
