@@ -148,7 +148,8 @@ Sizes sizes(const Model& m, const ContextParams& p) {
         s.ws_floats = turbo_ws_floats(s.layouts[0], (int)c.n_head, (int)s.n_ctx);
         s.kv_bytes += kTurboFan * s.recent_bytes + r256(kTurboFan * 4) + r256(s.ws_floats * 4);
     }
-    const int64_t floats = s.n_batch * (4 * s.d + s.qkv + 2 * s.ff + s.nv) + s.deq + 2 * s.d;
+    const int64_t acts = s.turbo ? 4 : 3;  // x, xn, attn (+ Turbo's packed queries)
+    const int64_t floats = s.n_batch * (acts * s.d + s.qkv + 2 * s.ff + s.nv) + s.deq + 2 * s.d;
     s.scratch_bytes = (uint64_t)(floats + 16 * 64) * 4 + 4096;
     return s;
 }
@@ -621,7 +622,7 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
     I.x = take(nb * I.sz.d), I.xn = take(nb * I.sz.d), I.attn = take(nb * I.sz.d);
     I.qkv = take(nb * I.sz.qkv), I.gate = take(nb * I.sz.ff), I.up = take(nb * I.sz.ff);
     I.logits = take(nb * I.sz.nv), I.deq = take(I.sz.deq);
-    I.qc = take(nb * I.sz.d);
+    if (I.sz.turbo) I.qc = take(nb * I.sz.d);
     GPU_CHECK(cudaMalloc(&I.d_io, 64 + (size_t)nb * 4));
     I.d_argmax = (int32_t*)(I.d_io + 4);
     I.d_tok = (int32_t*)(I.d_io + 16);
