@@ -13,7 +13,14 @@
 // a 1 GiB cudaMemcpy device-to-device, bytes read + written, median of 20. After the timed
 // steps, one more step runs with an event after every stage and prints where the time goes.
 //
-// Usage: bench-gpu-decode [--steps N] [--json FILE] [--only llama|qwen]
+// Long context, FP16 vs Turbo KV cache (the Llama-3.2-1B shape, Q4_0, batch 1): for each
+// length in --long-ctx (default 4096,16384) the cache is filled by one prefill of that many
+// tokens (n_batch 512, timed once), then 16 warm-up and `steps` timed decode steps as above,
+// with the CUDA graph; --kv picks fp16, turbo (all heads 4-bit and 2 of 8 KV heads per layer
+// at 2 bits) or both (default). The attention stage's device ms comes from one profiled step.
+//
+// Usage: bench-gpu-decode [--steps N] [--json FILE] [--only llama|qwen] [--kv fp16|turbo|both]
+//                         [--long-ctx N,N,... | --long-ctx 0] [--no-short]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -78,16 +85,21 @@ struct Row {
     double weight_mib = 0, ms_graph = 0, ms_nograph = 0, gbs = 0, pct = 0;
 };
 
+// Decode timing after a prompt of n_prompt tokens (ContextParams from `base`, n_ctx sized to fit).
 double time_decode(const std::shared_ptr<const Model>& m, const GpuParams& gp, int steps, uint64_t* bytes_per_token,
-                   std::vector<std::pair<std::string, double>>* stages = nullptr) {
-    ContextParams cp;
-    cp.n_ctx = 512;
-    cp.n_batch = 64;
+                   std::vector<std::pair<std::string, double>>* stages = nullptr, const ContextParams& base = {},
+                   int64_t n_prompt = 32, double* prefill_ms = nullptr, uint64_t* device_bytes = nullptr) {
+    ContextParams cp = base;
+    cp.n_ctx = std::max<int64_t>(512, n_prompt + 16 + steps + 64);
+    cp.n_batch = n_prompt > 64 ? 512 : 64;
     GpuContext ctx(m, cp, gp);
     *bytes_per_token = ctx.weight_bytes_per_token();
-    std::vector<int32_t> prompt(32);
+    if (device_bytes) *device_bytes = ctx.device_bytes();
+    std::vector<int32_t> prompt((size_t)n_prompt);
     for (size_t i = 0; i < prompt.size(); i++) prompt[i] = (int32_t)((i * 7919 + 13) % (size_t)m->config().n_vocab);
+    const auto p0 = std::chrono::steady_clock::now();
     ctx.eval(prompt.data(), (int64_t)prompt.size());
+    if (prefill_ms) *prefill_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - p0).count();
     int32_t tok = ctx.argmax();
     std::vector<double> t;
     for (int i = 0; i < 16 + steps; i++) {
@@ -101,20 +113,103 @@ double time_decode(const std::shared_ptr<const Model>& m, const GpuParams& gp, i
     return median(t);
 }
 
+// ---- long context: FP16 vs Turbo KV ------------------------------------------------------------
+
+struct LongRow {
+    std::string model, kv;
+    long ctx = 0;
+    double ms = 0, attn_ms = 0, prefill_ms = 0, kv_mib = 0;
+};
+
+void run_long(const std::shared_ptr<const Model>& m, const char* name, const SyntheticModelSpec& spec,
+              const std::vector<long>& lens, const std::string& kv, int steps, std::vector<LongRow>& out) {
+    struct Mode {
+        const char* name;
+        bool turbo;
+        int n2;  // KV heads per layer at 2 bits
+    };
+    std::vector<Mode> modes;
+    if (kv != "turbo") modes.push_back({"fp16", false, 0});
+    if (kv != "fp16") modes.push_back({"turbo 4-bit", true, 0}), modes.push_back({"turbo 2/8 heads 2-bit", true, 2});
+    for (long len : lens)
+        for (const Mode& mode : modes) {
+            ContextParams cp;
+            cp.turbo_kv = mode.turbo;
+            if (mode.n2 > 0) {
+                cp.turbo_head_bits.assign((size_t)spec.n_layer, std::vector<uint8_t>((size_t)spec.n_head_kv, 4));
+                for (auto& l : cp.turbo_head_bits)
+                    for (int i = 0; i < mode.n2; i++) l[(size_t)i] = 2;
+            }
+            LongRow r;
+            r.model = std::string(name) + " " + type_traits(spec.weight_type).name, r.kv = mode.name, r.ctx = len;
+            uint64_t bytes = 0, dev = 0;
+            std::vector<std::pair<std::string, double>> stages;
+            r.ms = time_decode(m, GpuParams{}, steps, &bytes, &stages, cp, len, &r.prefill_ms, &dev);
+            for (const auto& st : stages)
+                if (st.first == "attention" || st.first == "rope+kv") r.attn_ms += st.second;
+            const int64_t n_ctx = std::max<int64_t>(512, len + 16 + steps + 64);
+            ContextParams sized = cp;
+            sized.n_ctx = n_ctx;
+            sized.n_batch = 512;
+            ContextParams f16 = sized;
+            f16.turbo_kv = false;
+            // KV bytes: Turbo records + recent buffers (+ prefill copies and workspace) or FP16 K/V
+            const double fp16_kv = 2.0 * (double)spec.n_layer * (double)n_ctx * (double)(spec.n_head_kv * (spec.n_embd / spec.n_head)) * 2;
+            r.kv_mib = (mode.turbo ? fp16_kv - ((double)gpu_context_bytes_needed(*m, f16) - (double)gpu_context_bytes_needed(*m, sized))
+                                   : fp16_kv) / (1 << 20);
+            std::printf("long ctx %ld %s %s: prefill %.0f ms, decode %.3f ms/token (%.1f tok/s), attention+store %.3f ms/token, KV %.1f MiB\n",
+                        len, r.model.c_str(), r.kv.c_str(), r.prefill_ms, r.ms, 1000.0 / r.ms, r.attn_ms, r.kv_mib);
+            out.push_back(r);
+        }
+}
+
+void print_long(const std::vector<LongRow>& rows) {
+    if (rows.empty()) return;
+    std::printf("\n| model | KV cache | tokens in cache | tok/s | ms/token | vs FP16 | attention+KV store ms/token (profiled step) | KV MiB (device) | prefill ms |\n");
+    std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (const LongRow& r : rows) {
+        double base = 0;
+        for (const LongRow& b : rows)
+            if (b.ctx == r.ctx && b.kv == "fp16" && b.model == r.model) base = b.ms;
+        char vs[32] = "-";
+        if (base > 0) std::snprintf(vs, sizeof vs, "%.2fx", base / r.ms);
+        std::printf("| %s | %s | %ld | %.1f | %.3f | %s | %.3f | %.1f | %.0f |\n", r.model.c_str(), r.kv.c_str(), r.ctx, 1000.0 / r.ms,
+                    r.ms, vs, r.attn_ms, r.kv_mib, r.prefill_ms);
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     int steps = 128;
-    std::string json_path, only;
+    std::string json_path, only, kv = "both";
+    std::vector<long> long_ctx = {4096, 16384};
+    bool short_rows = true;
     for (int i = 1; i < argc; i++) {
         const std::string a = argv[i];
         if (a == "--steps" && i + 1 < argc) steps = std::atoi(argv[++i]);
         else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
         else if (a == "--only" && i + 1 < argc) only = argv[++i];
-        else {
-            std::fprintf(stderr, "usage: bench-gpu-decode [--steps N] [--json FILE] [--only llama|qwen]\n");
+        else if (a == "--kv" && i + 1 < argc) kv = argv[++i];
+        else if (a == "--no-short") short_rows = false;
+        else if (a == "--long-ctx" && i + 1 < argc) {
+            long_ctx.clear();
+            for (const char* p = argv[++i]; *p;) {
+                char* e = nullptr;
+                const long v = std::strtol(p, &e, 10);
+                if (e == p) break;
+                if (v > 0) long_ctx.push_back(v);
+                p = *e == ',' ? e + 1 : e;
+            }
+        } else {
+            std::fprintf(stderr, "usage: bench-gpu-decode [--steps N] [--json FILE] [--only llama|qwen] [--kv fp16|turbo|both]"
+                                 " [--long-ctx N,N,...] [--no-short]\n");
             return 2;
         }
+    }
+    if (kv != "fp16" && kv != "turbo" && kv != "both") {
+        std::fprintf(stderr, "--kv must be fp16, turbo or both\n");
+        return 2;
     }
     const GpuDeviceInfo info = gpu_device_info();
     if (!info.present) {
@@ -134,6 +229,7 @@ int main(int argc, char** argv) {
         s.architecture = "llama";
         s.n_layer = 16, s.n_embd = 2048, s.n_head = 32, s.n_head_kv = 8, s.n_ff = 8192, s.n_vocab = 128256, s.n_ctx = 4096;
         s.tied_embeddings = true, s.llama3_rope = true, s.rope_freq_base = 500000.0f;
+        for (long n : long_ctx) s.n_ctx = std::max<int64_t>(s.n_ctx, n + 1024);
         if (only.empty() || only == "llama") shapes.push_back({"Llama-3.2-1B-shaped", s});
         s.architecture = "qwen2";
         s.n_layer = 24, s.n_embd = 896, s.n_head = 14, s.n_head_kv = 2, s.n_ff = 4864, s.n_vocab = 151936;
@@ -163,8 +259,15 @@ int main(int argc, char** argv) {
     }
     std::printf("models written in %.1f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count());
     std::vector<Row> rows;
+    std::vector<LongRow> long_rows;
     for (const Job& j : jobs) {
         auto m = Model::load(j.path);
+        if (!long_ctx.empty() && j.spec.architecture == "llama" && j.spec.weight_type == GgmlType::Q4_0)
+            run_long(m, j.name, j.spec, long_ctx, kv, steps, long_rows);
+        if (!short_rows) {
+            std::remove(j.path.c_str());
+            continue;
+        }
         Row r;
         r.model = j.name, r.type = type_traits(j.spec.weight_type).name;
         uint64_t bytes = 0;
@@ -189,6 +292,7 @@ int main(int argc, char** argv) {
     for (const Row& r : rows)
         std::printf("| %s | %s | %.1f | %.1f | %.3f | %.1f | %.0f | %.1f%% |\n", r.model.c_str(), r.type.c_str(), r.weight_mib,
                     1000.0 / r.ms_graph, r.ms_graph, 1000.0 / r.ms_nograph, r.gbs, r.pct);
+    print_long(long_rows);
     std::string json = "{\"device\": \"" + info.name + "\", \"copy_gbs\": " + std::to_string(copy_gbs) +
                        ", \"steps\": " + std::to_string(steps) + ", \"rows\": [";
     for (size_t i = 0; i < rows.size(); i++) {
@@ -201,6 +305,14 @@ int main(int argc, char** argv) {
         for (size_t k = 0; k < r.stages.size(); k++)
             json += std::string(k ? ", " : "") + "\"" + r.stages[k].first + "\": " + std::to_string(r.stages[k].second);
         json += "}}";
+    }
+    json += "], \"long\": [";
+    for (size_t i = 0; i < long_rows.size(); i++) {
+        const LongRow& r = long_rows[i];
+        json += std::string(i ? ", " : "") + "{\"model\": \"" + r.model + "\", \"kv\": \"" + r.kv +
+                "\", \"ctx\": " + std::to_string(r.ctx) + ", \"ms_per_token\": " + std::to_string(r.ms) +
+                ", \"tok_s\": " + std::to_string(1000.0 / r.ms) + ", \"attention_ms\": " + std::to_string(r.attn_ms) +
+                ", \"prefill_ms\": " + std::to_string(r.prefill_ms) + ", \"kv_mib\": " + std::to_string(r.kv_mib) + "}";
     }
     json += "]}";
     std::printf("\n%s\n", json.c_str());

@@ -258,7 +258,8 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, bool all_
 namespace tandem {
 
 std::vector<std::vector<uint8_t>> calibrate_turbo_head_bits(std::shared_ptr<const Model> model,
-                                                            const std::vector<int32_t>& tokens, float frac_2bit) {
+                                                            const std::vector<int32_t>& tokens, float frac_2bit,
+                                                            std::vector<std::vector<double>>* scores) {
     const ModelConfig& c = model->config();
     const int64_t n = std::min<int64_t>((int64_t)tokens.size(), std::min<int64_t>(c.n_ctx_train, 1024));
     if (n < 16) throw std::invalid_argument("head calibration needs at least 16 tokens of text");
@@ -270,6 +271,7 @@ std::vector<std::vector<uint8_t>> calibrate_turbo_head_bits(std::shared_ptr<cons
     ctx.eval(tokens.data(), n);
     const int64_t hd = model->head_dim(), kvd = model->kv_dim();
     std::vector<std::vector<uint8_t>> out;
+    if (scores) scores->clear();
     std::vector<float> k((size_t)kvd), v((size_t)kvd), kh((size_t)(n * hd)), vh((size_t)(n * hd));
     for (int64_t l = 0; l < c.n_layer; l++) {
         std::vector<double> prio;
@@ -282,6 +284,7 @@ std::vector<std::vector<uint8_t>> calibrate_turbo_head_bits(std::shared_ptr<cons
             prio.push_back(turbo_head_priority(kh.data(), vh.data(), kh.size()));
         }
         out.push_back(turbo_choose_bits(prio, frac_2bit));
+        if (scores) scores->push_back(prio);
     }
     return out;
 }

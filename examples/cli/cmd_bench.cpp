@@ -1,6 +1,7 @@
 // `tandem bench -m MODEL [--json]`: prompt tokens/s at 512 tokens and decode tokens/s over 128
 // tokens, the median of 5 runs, with the weight bytes each decoded token reads and the GB/s
 // that makes. Token ids are fixed pseudo-random values (speed does not depend on them).
+// --kv turbo: the Turbo KV cache (MODEL.heads.json used when present).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include "tandem/context.h"
 #include "tandem/cpu_matmul.h"
 #include "tandem/speed.h"
+#include "tandem/turbo_heads.h"
 
 namespace tandem::cli {
 
@@ -27,7 +29,11 @@ int cmd_bench(const Args& args) {
         else if (a == "--prompt-tokens") n_prompt = parse_int(flag_value(args, i), a);
         else if (a == "--decode-tokens") n_decode = parse_int(flag_value(args, i), a);
         else if (a == "--runs") runs = parse_int(flag_value(args, i), a);
-        else throw UsageError{"unknown option " + a};
+        else if (a == "--kv") {
+            const std::string& k = flag_value(args, i);
+            if (k == "turbo") cp.turbo_kv = true;
+            else if (k != "f16") throw UsageError{"--kv must be f16 or turbo"};
+        } else throw UsageError{"unknown option " + a};
     }
     if (model_path.empty()) throw UsageError{"-m MODEL is required"};
     if (n_prompt < 1 || n_decode < 1 || runs < 1) throw UsageError{"token counts and runs must be positive"};
@@ -37,6 +43,8 @@ int cmd_bench(const Args& args) {
     if (cp.n_ctx < n_prompt + n_decode)
         throw std::runtime_error("the model's context (" + std::to_string(c.n_ctx_train) + ") is shorter than the bench");
     cp.n_batch = n_prompt;
+    const std::string heads = apply_turbo_heads_file(*model, cp);
+    if (!heads.empty()) std::fprintf(stderr, "bench: turbo KV head bits from %s\n", heads.c_str());
     InferenceContext ctx(model, cp);
     const SpeedResult sr = measure_speed(ctx, n_prompt, n_decode, runs);
     const double pp_med = sr.prompt_tokens_per_s, tg_med = sr.decode_tokens_per_s, gbs = sr.decode_weight_gbs();
@@ -47,7 +55,7 @@ int cmd_bench(const Args& args) {
                             {"prompt_tokens", n_prompt}, {"prompt_tokens_per_s", pp_med},
                             {"decode_tokens", n_decode}, {"decode_tokens_per_s", tg_med},
                             {"weight_bytes_per_token", per_token}, {"decode_weight_gb_per_s", gbs},
-                            {"runs", runs}};
+                            {"runs", runs}, {"kv", cp.turbo_kv ? "turbo" : "f16"}};
         std::printf("%s\n", j.dump(2).c_str());
     } else {
         std::printf("model: %s  threads: %d  kernels: %s  runs: %d (median)\n", model_path.c_str(), ctx.pool().size(),

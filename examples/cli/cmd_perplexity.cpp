@@ -2,6 +2,9 @@
 // split into non-overlapping windows of C tokens (BOS first in each window when the model
 // uses BOS); only the second half of each window is scored. Last line:
 // `perplexity: <ppl> +/- <stderr>` where stderr = ppl * sqrt(var(nll) / (N - 1)).
+// --kv turbo: the Turbo KV cache; head bits from --turbo-2bit FRAC (calibrated on the first
+// window) or else from MODEL.heads.json when present (tandem calibrate-heads), else all 4-bit.
+// --backend cpu|cuda|auto (default cpu) as in `tandem run`.
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -9,6 +12,7 @@
 
 #include "commands.h"
 #include "progress.h"
+#include "tandem/backend.h"
 #include "tandem/context.h"
 #include "tandem/tokenizer.h"
 
@@ -19,6 +23,7 @@ int cmd_perplexity(const Args& args) {
     int64_t n_ctx = 512, max_chunks = -1;
     float turbo_frac = 0.0f;  // fraction of KV heads at 2 bits, chosen by calibration
     ContextParams cp;
+    std::string backend = "cpu";
     for (size_t i = 0; i < args.size(); i++) {
         const std::string& a = args[i];
         if (a == "-m" || a == "--model") model_path = flag_value(args, i);
@@ -33,6 +38,7 @@ int cmd_perplexity(const Args& args) {
             else if (k == "turbo") cp.turbo_kv = true;
             else throw UsageError{"--kv must be f16, f32 or turbo"};
         } else if (a == "--turbo-2bit") turbo_frac = (float)parse_double(flag_value(args, i), a);
+        else if (a == "--backend") backend = flag_value(args, i);
         else throw UsageError{"unknown option " + a};
     }
     if (model_path.empty() || file.empty()) throw UsageError{"-m MODEL and -f FILE are required"};
@@ -59,11 +65,18 @@ int cmd_perplexity(const Args& args) {
         std::vector<int32_t> calib(tokens.begin(), tokens.begin() + std::min<int64_t>((int64_t)tokens.size(), n_ctx));
         cp.turbo_head_bits = calibrate_turbo_head_bits(model, calib, turbo_frac);
     }
-    InferenceContext ctx(model, cp);
-    std::fprintf(stderr, "perplexity: KV cache %s, %.0f bytes per token\n",
-                 cp.turbo_kv ? ("turbo (" + std::to_string((int)(turbo_frac * 100)) + "% of heads at 2 bits)").c_str()
-                             : type_traits(cp.kv_type).name,
-                 ctx.kv_bytes_per_token());
+    auto factory = make_backend_factory(
+        backend, [](const std::string& why) { std::fprintf(stderr, "tandem: warning: %s\n", why.c_str()); },
+        [](const std::string& note) { std::fprintf(stderr, "perplexity: %s\n", note.c_str()); });
+    std::unique_ptr<ComputeContext> owned = factory ? factory(model, cp) : std::make_unique<InferenceContext>(model, cp);
+    ComputeContext& ctx = *owned;
+    if (auto* cpu_ctx = dynamic_cast<InferenceContext*>(&ctx))
+        std::fprintf(stderr, "perplexity: KV cache %s, %.0f bytes per token\n",
+                     !cp.turbo_kv ? type_traits(cp.kv_type).name
+                     : turbo_frac > 0 ? ("turbo (" + std::to_string((int)(turbo_frac * 100)) + "% of heads at 2 bits by --turbo-2bit)").c_str()
+                                      : "turbo",
+                     cpu_ctx->kv_bytes_per_token());
+    std::fprintf(stderr, "perplexity: backend %s\n", ctx.backend_name());
     const int64_t nv = model->config().n_vocab, first = n_ctx / 2;
     std::fprintf(stderr, "perplexity: %zu tokens, %lld windows of %lld, scoring positions %lld..%lld of each\n",
                  tokens.size(), (long long)n_chunk, (long long)n_ctx, (long long)first, (long long)n_ctx - 2);

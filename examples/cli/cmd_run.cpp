@@ -1,6 +1,9 @@
 // `tandem run -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]
-//  [--threads T] [--ctx C] [--backend cpu|cuda|auto]`: streams the generated text (not the
-// prompt) to stdout; diagnostics and usage go to stderr.
+//  [--threads T] [--ctx C] [--backend cpu|cuda|auto] [--kv f16|turbo]`: streams the generated
+// text (not the prompt) to stdout; diagnostics and usage go to stderr.
+//
+// --kv turbo: the TurboAttention KV cache (INT4/INT2 + INT8 recent buffer, head_dim 64/128);
+// MODEL.heads.json (tandem calibrate-heads) is used when present, said on stderr.
 //
 // --backend (default cpu): cuda runs on the GPU or fails with the reason (no device, too
 // little memory, not built with CUDA); auto uses the GPU when there is a device and the model
@@ -41,13 +44,18 @@ int cmd_run(const Args& args) {
         else if (a == "--backend") {
             backend = flag_value(args, i);
             if (backend != "cpu" && backend != "auto" && backend != "cuda") throw UsageError{"--backend must be cpu, cuda or auto"};
+        } else if (a == "--kv") {
+            const std::string& k = flag_value(args, i);
+            if (k == "turbo") ep.context.turbo_kv = true;
+            else if (k != "f16") throw UsageError{"--kv must be f16 or turbo"};
         } else throw UsageError{"unknown option " + a};
     }
     if (model.empty()) throw UsageError{"-m MODEL is required"};
     if (prompt.empty()) throw UsageError{"-p PROMPT is required"};
 
     ep.make_context = make_backend_factory(
-        backend, [](const std::string& why) { std::fprintf(stderr, "tandem: warning: %s\n", why.c_str()); });
+        backend, [](const std::string& why) { std::fprintf(stderr, "tandem: warning: %s\n", why.c_str()); },
+        [](const std::string& note) { std::fprintf(stderr, "tandem: %s\n", note.c_str()); });
     ProgressBar bar("loading " + model);
     ep.load_progress = [&](double f) { bar.update(f); };
     auto engine = Engine::load(model, ep);

@@ -62,18 +62,11 @@ __global__ void swiglu_kernel(float* g, const float* u, int64_t n) {
 // rotated, then its k and v rows are stored to the cache.
 __global__ void rope_store_kernel(const RopeStoreParams p) {
     const int t = blockIdx.x, h = blockIdx.y, pos = *p.pos0 + t;
-    const int hd = p.head_dim, d = p.n_head * hd, kvd = p.n_head_kv * hd, half = p.n_rot / 2;
+    const int hd = p.head_dim, d = p.n_head * hd, kvd = p.n_head_kv * hd;
     float* row = p.qkv + (int64_t)t * (d + 2 * kvd);
     const bool is_q = h < p.n_head;
     float* v = is_q ? row + h * hd : row + d + (h - p.n_head) * hd;
-    for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        const float theta = (float)pos * p.inv_freq[i];
-        const float c = cosf(theta), s = sinf(theta);
-        const int a = p.neox ? i : 2 * i, b = p.neox ? i + half : 2 * i + 1;
-        const float x0 = v[a], x1 = v[b];
-        v[a] = x0 * c - x1 * s;
-        v[b] = x0 * s + x1 * c;
-    }
+    rope_head(v, pos, p.inv_freq, p.n_rot, p.neox);
     if (is_q) return;
     __syncthreads();
     const int kh = h - p.n_head;

@@ -31,6 +31,23 @@ struct RopeStoreParams {
 // Rotates q and k in place and stores k, v (as FP16) at positions pos0 .. pos0 + n - 1.
 void rope_store_cuda(const RopeStoreParams& p, cudaStream_t stream);
 
+#ifdef __CUDACC__
+// RoPE on one head x[0..head_dim) of the token at `pos`, in place, the block's threads
+// striding over the n_rot / 2 pairs (the caller syncs before reading x). The CPU twin is
+// rope() in client_engine/src/context.cpp. Used by rope_store and turbo_rope_store.
+__device__ __forceinline__ void rope_head(float* x, int pos, const float* inv_freq, int n_rot, bool neox) {
+    const int half = n_rot / 2;
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        const float theta = (float)pos * inv_freq[i];
+        const float c = cosf(theta), s = sinf(theta);
+        const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+        const float x0 = x[a], x1 = x[b];
+        x[a] = x0 * c - x1 * s;
+        x[b] = x0 * s + x1 * c;
+    }
+}
+#endif
+
 struct AttentionParams {
     const float* q = nullptr;      // token t's heads at q + t * q_stride: (n_head, hd)
     int64_t q_stride = 0;

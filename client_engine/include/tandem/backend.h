@@ -17,7 +17,11 @@ namespace tandem {
 
 // Throws std::invalid_argument for an unknown name, std::runtime_error for "cuda" in a build
 // without CUDA. The factory itself throws when "cuda" cannot run (no device, no memory).
-ContextFactory make_backend_factory(const std::string& backend, std::function<void(const std::string&)> gpu_not_used);
+// With ContextParams.turbo_kv and no turbo_head_bits, the factory loads MODEL.heads.json when
+// it exists (tandem/turbo_heads.h; TurboHeadsError when malformed or for another model) and
+// tells `note` ("turbo KV: head bits from PATH (25% of heads at 2 bits)").
+ContextFactory make_backend_factory(const std::string& backend, std::function<void(const std::string&)> gpu_not_used,
+                                    std::function<void(const std::string&)> note = {});
 
 // Whether this build has the CUDA engine.
 bool cuda_engine_built();

@@ -117,8 +117,10 @@ private:
 // Per layer, the bits (4 or 2) of each KV head: the frac_2bit lowest-priority heads of each
 // layer at 2 bits, priority = range x std of the head's K and V (turbo_head_priority) over
 // `tokens` evaluated with an FP32 cache. `tokens` should be ordinary text for the model.
+// scores (optional): the priorities, (n_layer, n_head_kv). tandem/turbo_heads.h stores both.
 std::vector<std::vector<uint8_t>> calibrate_turbo_head_bits(std::shared_ptr<const Model> model,
-                                                            const std::vector<int32_t>& tokens, float frac_2bit);
+                                                            const std::vector<int32_t>& tokens, float frac_2bit,
+                                                            std::vector<std::vector<double>>* scores = nullptr);
 
 class ContextFull : public std::runtime_error {
 public:

@@ -6,12 +6,19 @@
 //   weights      every matrix in its GGUF type, regrouped for aligned loads (kernels/cuda/
 //                gemv.cuh); F32, F16, Q8_0, Q4_0, Q4_K, Q6_K are native, other types are
 //                dequantized to F16 at load. Norms and biases F32.
-//   KV cache     per layer K and V (n_head_kv, n_ctx, head_dim) FP16
+//   KV cache     per layer K and V (n_head_kv, n_ctx, head_dim) FP16, or with
+//                ContextParams.turbo_kv the Turbo cache of tandem/turbo_attention.h (per layer
+//                one sequence: INT4/INT2 records + INT8 recent buffer, same bytes as the CPU
+//                twin), plus (64, ...) copies of a recent buffer for prefill and the decode
+//                workspace (kernels/cuda/turbo_cache.cuh)
 //   scratch      (n_batch, ...) activations, (n_batch, n_vocab) logits
 // Decode (one token): one GEMV per weight matrix with RMSNorm, bias, SwiGLU and the residual
 // add fused in, RoPE fused with the KV store, FP16 split-KV attention (head_dim 64/128) or a
 // plain kernel, argmax on the device; the whole step is a CUDA graph replayed each token.
 // Prefill: weights dequantized to F32 tiles + cuBLAS SGEMM.
+// Turbo: RoPE fused with the INT8 store, a full recent buffer compressed on the device, decode
+// by turbo_decode_cuda (the graph reads the lengths from device memory: never re-captured);
+// prefill attends per recent-buffer segment with the same decode kernel (batch = tokens).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -43,6 +50,18 @@ GpuDeviceInfo gpu_device_info();
 // fixed reserve for cuBLAS and the graph.
 uint64_t gpu_context_bytes_needed(const Model& m, const ContextParams& p);
 
+// The positions a Turbo cache (block_tokens T) holding n_past keeps when truncated to
+// n <= n_past: the records of whole blocks below n are exact, and the INT8 recent buffer still
+// holds positions [n - n % T, n) when the last cached token sat in the same block (its slots
+// were not reused; compressing that block does not change them). Otherwise the partial block
+// is dropped: n rounds down to a multiple of T. (The CPU twin restarts from 0 instead; both
+// leave the cache a fresh eval of the prefix would.)
+inline int64_t turbo_truncate_keep(int64_t n, int64_t n_past, int64_t block_tokens) {
+    if (n >= n_past) return n_past;
+    if (n <= 0) return 0;
+    return (n_past - 1) / block_tokens == n / block_tokens ? n : n - n % block_tokens;
+}
+
 struct GpuParams {
     bool use_graph = true;          // replay decode steps from a captured CUDA graph
     bool fp16_decode_kernel = true;  // split-KV FP16 attention for decode when head_dim is 64/128
@@ -52,7 +71,9 @@ class GpuContext : public ComputeContext {
 public:
     // Uploads the model to CUDA device 0. Throws GpuError when there is no device or when
     // gpu_context_bytes_needed exceeds the free memory ("needs X MiB, Y MiB free"),
-    // std::invalid_argument for bad params, ModelError for a weight type that cannot be read.
+    // std::invalid_argument for bad params (Turbo: block_tokens must be 64, v_group >= 32, at
+    // most 8 query heads per KV head), TurboError for a bad TurboConfig, ModelError for a
+    // weight type that cannot be read.
     GpuContext(std::shared_ptr<const Model> model, const ContextParams& params, const GpuParams& gp = {});
     ~GpuContext() override;
     GpuContext(const GpuContext&) = delete;
@@ -66,6 +87,7 @@ public:
     bool prefers_argmax() const override { return true; }
     int64_t n_past() const override { return n_past_; }
     int64_t n_ctx() const override { return n_ctx_; }
+    // Turbo cache: keeps turbo_truncate_keep(n, n_past(), 64) positions.
     int64_t truncate(int64_t n) override;
     const Model& model() const override { return *model_; }
     const char* backend_name() const override { return "cuda"; }

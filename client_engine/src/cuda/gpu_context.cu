@@ -3,8 +3,8 @@
 //
 //   x = embed(tokens)                                          gather_rows
 //   per layer:  qkv = rmsnorm(x) [Wq|Wk|Wv] (+b)               gemv (norm, bias fused) | rmsnorm + SGEMM
-//               rope(q, k); cache[pos] = k, v                   rope_store
-//               a = attention(q, cache)                         fp16_decode | attention
+//               rope(q, k); cache[pos] = k, v                   rope_store | Turbo: turbo_rope_store + turbo_compress
+//               a = attention(q, cache)                         fp16_decode | attention | Turbo: turbo_decode
 //               x += a Wo                                       gemv (residual fused) | SGEMM beta=1
 //               g = silu(rmsnorm(x) Wg) * (rmsnorm(x) Wu)       gemv (norm, SwiGLU fused) | SGEMMs + swiglu
 //               x += g Wd                                       gemv | SGEMM
@@ -26,6 +26,8 @@
 #include "gemv.cuh"
 #include "llama_ops.cuh"
 #include "tandem/model.h"
+#include "turbo_cache.cuh"
+#include "turbo_decode.cuh"
 
 namespace tandem {
 
@@ -80,7 +82,41 @@ uint64_t weights_bytes(const Model& m) {
 struct Sizes {
     int64_t n_ctx, n_batch, d, kvd, qkv, ff, nv, deq;
     uint64_t kv_bytes, scratch_bytes;
+    // Turbo KV cache (turbo_kv): per layer one sequence's records and recent buffer, then the
+    // fan-out copies (kTurboFan sequences) and the decode workspace, all inside kv_bytes.
+    bool turbo = false;
+    TurboConfig tcfg;
+    std::vector<TurboCacheLayout> layouts;  // (n_layer)
+    uint64_t recent_bytes = 0;              // one recent buffer: k, v (H, T, D) int8 + scales
+    uint64_t ws_floats = 0;
 };
+
+// Query tokens one prefill decode launch serves at most (one block of the recent buffer).
+constexpr int kTurboFan = 64;
+
+// Bits per KV head of layer l: p.turbo_head_bits[l], or 4 for every head.
+std::vector<uint8_t> head_bits(const Model& m, const ContextParams& p, size_t l) {
+    if (p.turbo_head_bits.empty()) return std::vector<uint8_t>((size_t)m.config().n_head_kv, 4);
+    return p.turbo_head_bits[l];
+}
+
+// Floats of turbo_decode workspace for every batch 1..kTurboFan at max_len: the launcher's
+// own formula where a device is present; without one, its split cap ((tiles + 1) / 2).
+uint64_t turbo_ws_floats(const TurboCacheLayout& L, int n_q_heads, int max_len) {
+    uint64_t best = 0;
+    for (int b = 1; b <= kTurboFan; b++) {
+        TurboDecodeParams dp;
+        dp.batch = b, dp.n_q_heads = n_q_heads, dp.max_len = max_len, dp.layout = L;
+        try {
+            best = std::max<uint64_t>(best, turbo_decode_workspace_floats(dp));
+        } catch (const std::exception&) {
+            cudaGetLastError();
+            const uint64_t splits = ((uint64_t)(max_len / L.block_tokens + 2) / 2 + 3) / 4 * 4;
+            best = std::max<uint64_t>(best, (uint64_t)b * n_q_heads * splits * (L.head_dim + 2));
+        }
+    }
+    return best;
+}
 
 Sizes sizes(const Model& m, const ContextParams& p) {
     const ModelConfig& c = m.config();
@@ -95,7 +131,25 @@ Sizes sizes(const Model& m, const ContextParams& p) {
         for (auto* w : layer_matrices(L)) see(*w);
     s.deq = std::max(max_cols, std::min<int64_t>(max_elems, kDequantScratchFloats));
     s.kv_bytes = 2ull * (uint64_t)c.n_layer * (uint64_t)s.n_ctx * (uint64_t)s.kvd * 2;
-    const int64_t floats = s.n_batch * (3 * s.d + s.qkv + 2 * s.ff + s.nv) + s.deq + 2 * s.d;
+    if (p.turbo_kv) {
+        s.turbo = true;
+        s.tcfg = p.turbo;
+        s.tcfg.head_dim = (int)m.head_dim();
+        turbo_validate(s.tcfg);
+        if (!p.turbo_head_bits.empty() && (int64_t)p.turbo_head_bits.size() != c.n_layer)
+            throw std::invalid_argument("turbo_head_bits needs one entry per layer (" + std::to_string(c.n_layer) + ")");
+        const uint64_t T = (uint64_t)s.tcfg.block_tokens, D = (uint64_t)s.tcfg.head_dim, H = (uint64_t)c.n_head_kv;
+        s.recent_bytes = r256(2 * H * T * D) + r256(2 * H * T * 4);
+        s.kv_bytes = 0;
+        for (size_t l = 0; l < (size_t)c.n_layer; l++) {
+            s.layouts.push_back(turbo_make_layout(s.tcfg, (int)H, (int)s.n_ctx, head_bits(m, p, l)));
+            s.kv_bytes += r256(s.layouts.back().seq_bytes) + s.recent_bytes;
+        }
+        s.ws_floats = turbo_ws_floats(s.layouts[0], (int)c.n_head, (int)s.n_ctx);
+        s.kv_bytes += kTurboFan * s.recent_bytes + r256(kTurboFan * 4) + r256(s.ws_floats * 4);
+    }
+    const int64_t acts = s.turbo ? 4 : 3;  // x, xn, attn (+ Turbo's packed queries)
+    const int64_t floats = s.n_batch * (acts * s.d + s.qkv + 2 * s.ff + s.nv) + s.deq + 2 * s.d;
     s.scratch_bytes = (uint64_t)(floats + 16 * 64) * 4 + 4096;
     return s;
 }
@@ -107,6 +161,8 @@ struct LayerDev {
     bool fused_qkv = false;
     const float *attn_norm = nullptr, *ffn_norm = nullptr, *bq = nullptr, *bk = nullptr, *bv = nullptr;
     __half *k = nullptr, *v = nullptr;  // (n_head_kv, n_ctx, hd)
+    uint8_t* blocks = nullptr;          // Turbo: (layout.seq_bytes) compressed records
+    TurboRecentDev recent;              // Turbo: the INT8 recent buffer
 };
 
 }  // namespace
@@ -201,8 +257,63 @@ struct GpuContext::Impl {
 
     void gemm(const GpuMatrix& w, const float* X, int64_t n, float* Y, int64_t ldy, bool acc);
     void capture(const Model& m);
-    void forward(const Model& m, int64_t n, bool all_logits);
+    void forward(const Model& m, int64_t n, bool all_logits, int64_t pos0_host);
+    void turbo_attention(const Model& m, const LayerDev& L, int64_t n, int64_t pos0_host);
+
+    // Turbo KV cache (sz.turbo): fan-out copies of the recent buffer and their lengths for
+    // prefill, the decode workspace, the packed rotated queries.
+    TurboRecentDev fan;             // (kTurboFan, ...) copies of one layer's recent buffer
+    int* fan_len = nullptr;         // (kTurboFan)
+    float* turbo_ws = nullptr;      // (sz.ws_floats)
+    float* qc = nullptr;            // (n_batch, n_embd) rotated queries, packed
 };
+
+// Attention of n tokens at positions pos0 .. pos0+n-1 on the Turbo cache of layer L, as the
+// CPU twin orders it: each token joins the cache (a full recent buffer is compressed at
+// once), then attends to the cache as it stands, itself included. n == 1 (decode, maybe in
+// the graph) reads the position from d_io only; the compression kernel decides on the
+// device whether a block is full, so the captured graph stays valid at every length.
+// n > 1 (prefill, pos0_host known) runs per segment of the recent buffer: store the
+// segment, compress if it completes a block, then one decode launch whose batch is the
+// segment's tokens, each reading a copy of the recent buffer and the shared records
+// (layout.seq_bytes = 0) up to its own causal length.
+void GpuContext::Impl::turbo_attention(const Model& m, const LayerDev& L, int64_t n, int64_t pos0_host) {
+    const ModelConfig& c = m.config();
+    const int hd = (int)m.head_dim(), T = sz.tcfg.block_tokens, H = (int)c.n_head_kv;
+    const int64_t d = sz.d, qd = sz.qkv;
+    const TurboCacheLayout& lay = sz.layouts[(size_t)(&L - layers.data())];
+    for (int64_t o = 0; o < n;) {
+        const int64_t seg = n == 1 ? 1 : std::min<int64_t>(n - o, T - (pos0_host + o) % T);
+        TurboStoreParams sp;
+        sp.qkv = qkv + o * qd, sp.q_out = qc + o * d, sp.n = seg, sp.pos0 = d_io, sp.offset = (int)o;
+        sp.n_head = (int)c.n_head, sp.n_head_kv = H, sp.head_dim = hd, sp.n_rot = (int)c.n_rot;
+        sp.inv_freq = inv_freq, sp.neox = m.rope_mode() == RopeMode::Neox, sp.block_tokens = T;
+        sp.recent = L.recent;
+        turbo_rope_store_cuda(sp, stream);
+        TurboCompressParams cp;
+        cp.pos0 = d_io, cp.end_offset = (int)(o + seg), cp.layout = lay, cp.recent = L.recent, cp.blocks = L.blocks;
+        turbo_compress_cuda(cp, stream);
+        mark("rope+kv");
+        TurboDecodeParams dp;
+        dp.q = qc + o * d, dp.out = attn + o * d, dp.blocks = L.blocks;
+        dp.n_q_heads = (int)c.n_head, dp.max_len = (int)sz.n_ctx, dp.layout = lay;
+        dp.poly_degree = sz.tcfg.poly_degree, dp.threshold = sz.tcfg.threshold, dp.workspace = turbo_ws;
+        if (n == 1) {
+            dp.recent_k = L.recent.k, dp.recent_v = L.recent.v, dp.recent_ks = L.recent.ks, dp.recent_vs = L.recent.vs;
+            dp.seq_len = d_io + 1, dp.batch = 1;
+        } else {
+            TurboFanoutParams fp;
+            fp.src = L.recent, fp.dst = fan, fp.seq_len = fan_len, fp.pos0 = d_io, fp.offset = (int)o, fp.n = (int)seg;
+            fp.n_kv_heads = H, fp.block_tokens = T, fp.head_dim = hd;
+            turbo_fanout_cuda(fp, stream);
+            dp.recent_k = fan.k, dp.recent_v = fan.v, dp.recent_ks = fan.ks, dp.recent_vs = fan.vs;
+            dp.seq_len = fan_len, dp.batch = (int)seg;
+            dp.layout.seq_bytes = 0;  // every query token reads the one sequence's records
+        }
+        turbo_decode_cuda(dp, stream);
+        o += seg;
+    }
+}
 
 void GpuContext::Impl::gemm(const GpuMatrix& w, const float* X, int64_t n, float* Y, int64_t ldy, bool acc) {
     const float one = 1.0f, beta = acc ? 1.0f : 0.0f;
@@ -221,10 +332,11 @@ void GpuContext::Impl::gemm(const GpuMatrix& w, const float* X, int64_t n, float
     }
 }
 
-// Runs the forward pass for n tokens whose ids are in d_tok, at positions d_io[0] + t.
+// Runs the forward pass for n tokens whose ids are in d_tok, at positions d_io[0] + t
+// (pos0_host == d_io[0]: the Turbo prefill splits at block boundaries; unused for n == 1).
 // Leaves the logits in `logits` (n rows when all_logits, else the last token's) and their
 // last row's argmax in *h_argmax once the stream is done.
-void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits) {
+void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits, int64_t pos0_host) {
     const ModelConfig& c = m.config();
     const int64_t d = sz.d, kvd = sz.kvd, qd = sz.qkv, ff = sz.ff, nv = sz.nv;
     const int hd = (int)m.head_dim();
@@ -261,25 +373,29 @@ void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits) {
             if (L.bv) add_bias_rows_cuda(qkv + d + kvd, L.bv, n, kvd, qd, s);
         }
         mark("qkv");
-        RopeStoreParams rp;
-        rp.qkv = qkv, rp.n = n, rp.pos0 = d_io;
-        rp.n_head = (int)c.n_head, rp.n_head_kv = (int)c.n_head_kv, rp.head_dim = hd, rp.n_rot = (int)c.n_rot;
-        rp.inv_freq = inv_freq, rp.neox = m.rope_mode() == RopeMode::Neox;
-        rp.k_cache = L.k, rp.v_cache = L.v, rp.n_ctx = sz.n_ctx;
-        rope_store_cuda(rp, s);
-        mark("rope+kv");
-        if (n == 1 && fp16_attn) {
-            Fp16DecodeParams fp;
-            fp.q = qkv, fp.out = attn, fp.k = (const uint16_t*)L.k, fp.v = (const uint16_t*)L.v, fp.seq_len = d_io + 1;
-            fp.batch = 1, fp.n_q_heads = (int)c.n_head, fp.n_kv_heads = (int)c.n_head_kv, fp.head_dim = hd;
-            fp.max_len = (int)sz.n_ctx, fp.workspace = attn_ws;
-            fp16_decode_cuda(fp, s);
+        if (sz.turbo) {
+            turbo_attention(m, L, n, pos0_host);
         } else {
-            AttentionParams ap;
-            ap.q = qkv, ap.q_stride = qd, ap.k_cache = L.k, ap.v_cache = L.v, ap.n_ctx = sz.n_ctx, ap.pos0 = d_io;
-            ap.n = n, ap.n_head = (int)c.n_head, ap.n_head_kv = (int)c.n_head_kv, ap.head_dim = hd;
-            ap.scale = 1.0f / std::sqrt((float)hd), ap.out = attn, ap.out_stride = d;
-            attention_cuda(ap, s);
+            RopeStoreParams rp;
+            rp.qkv = qkv, rp.n = n, rp.pos0 = d_io;
+            rp.n_head = (int)c.n_head, rp.n_head_kv = (int)c.n_head_kv, rp.head_dim = hd, rp.n_rot = (int)c.n_rot;
+            rp.inv_freq = inv_freq, rp.neox = m.rope_mode() == RopeMode::Neox;
+            rp.k_cache = L.k, rp.v_cache = L.v, rp.n_ctx = sz.n_ctx;
+            rope_store_cuda(rp, s);
+            mark("rope+kv");
+            if (n == 1 && fp16_attn) {
+                Fp16DecodeParams fp;
+                fp.q = qkv, fp.out = attn, fp.k = (const uint16_t*)L.k, fp.v = (const uint16_t*)L.v, fp.seq_len = d_io + 1;
+                fp.batch = 1, fp.n_q_heads = (int)c.n_head, fp.n_kv_heads = (int)c.n_head_kv, fp.head_dim = hd;
+                fp.max_len = (int)sz.n_ctx, fp.workspace = attn_ws;
+                fp16_decode_cuda(fp, s);
+            } else {
+                AttentionParams ap;
+                ap.q = qkv, ap.q_stride = qd, ap.k_cache = L.k, ap.v_cache = L.v, ap.n_ctx = sz.n_ctx, ap.pos0 = d_io;
+                ap.n = n, ap.n_head = (int)c.n_head, ap.n_head_kv = (int)c.n_head_kv, ap.head_dim = hd;
+                ap.scale = 1.0f / std::sqrt((float)hd), ap.out = attn, ap.out_stride = d;
+                attention_cuda(ap, s);
+            }
         }
         mark("attention");
         if (n == 1) {
@@ -337,7 +453,7 @@ void GpuContext::Impl::capture(const Model& m) {
     GPU_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
     try {
         GPU_CHECK(cudaMemcpyAsync(d_io, h_io, 64 + 4, cudaMemcpyHostToDevice, stream));
-        forward(m, 1, false);
+        forward(m, 1, false, -1);
     } catch (const std::exception& e) {
         err = e.what();
     }
@@ -361,8 +477,15 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
     const ModelConfig& c = m.config();
     Impl& I = *impl_;
     I.gp = gp;
-    if (p.kv_type != GgmlType::F16) throw std::invalid_argument("the CUDA backend keeps the KV cache in F16 only");
+    if (!p.turbo_kv && p.kv_type != GgmlType::F16)
+        throw std::invalid_argument("the CUDA backend keeps the KV cache in F16 (or the Turbo cache: turbo_kv)");
     I.sz = sizes(m, p);
+    if (I.sz.turbo) {  // what turbo_decode_cuda supports (the CPU twin allows more)
+        if (I.sz.tcfg.block_tokens != 64) throw std::invalid_argument("turbo.block_tokens must be 64 on the CUDA backend");
+        if (I.sz.tcfg.v_group < 32) throw std::invalid_argument("turbo.v_group must be >= 32 on the CUDA backend");
+        if (c.n_head / c.n_head_kv > 8)
+            throw std::invalid_argument("the Turbo cache on the CUDA backend needs at most 8 query heads per KV head");
+    }
     n_ctx_ = I.sz.n_ctx, n_batch_ = I.sz.n_batch;
     if (n_ctx_ > c.n_ctx_train)
         throw std::invalid_argument("n_ctx " + std::to_string(n_ctx_) + " exceeds the model's training context " +
@@ -462,12 +585,35 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
     }
 
     // ---- KV cache and scratch
-    const uint64_t per = (uint64_t)n_ctx_ * (uint64_t)I.sz.kvd;  // halves per layer, K or V
     GPU_CHECK(cudaMalloc(&I.kv, I.sz.kv_bytes));
     GPU_CHECK(cudaMemset(I.kv, 0, I.sz.kv_bytes));
-    for (size_t l = 0; l < I.layers.size(); l++) {
-        I.layers[l].k = (__half*)I.kv + (2 * l) * per;
-        I.layers[l].v = (__half*)I.kv + (2 * l + 1) * per;
+    if (I.sz.turbo) {  // per layer: records, recent buffer; then the fan-out and the workspace
+        const size_t T = (size_t)I.sz.tcfg.block_tokens, D = (size_t)m.head_dim(), H = (size_t)c.n_head_kv;
+        uint8_t* b = I.kv;
+        auto recent_at = [&](uint8_t*& at, size_t copies) {
+            TurboRecentDev r;
+            r.k = (int8_t*)at, r.v = r.k + copies * H * T * D;
+            r.ks = (float*)(at + r256(2 * copies * H * T * D)), r.vs = r.ks + copies * H * T;
+            at += r256(2 * copies * H * T * D) + r256(2 * copies * H * T * 4);
+            return r;
+        };
+        for (size_t l = 0; l < I.layers.size(); l++) {
+            I.layers[l].blocks = b;
+            b += r256(I.sz.layouts[l].seq_bytes);
+            I.layers[l].recent = recent_at(b, 1);
+        }
+        I.fan = recent_at(b, kTurboFan);
+        I.fan_len = (int*)b;
+        b += r256(kTurboFan * 4);
+        I.turbo_ws = (float*)b;
+        b += r256(I.sz.ws_floats * 4);
+        if ((uint64_t)(b - I.kv) > I.sz.kv_bytes) throw GpuError("internal: the Turbo cache outgrew its allocation");
+    } else {
+        const uint64_t per = (uint64_t)n_ctx_ * (uint64_t)I.sz.kvd;  // halves per layer, K or V
+        for (size_t l = 0; l < I.layers.size(); l++) {
+            I.layers[l].k = (__half*)I.kv + (2 * l) * per;
+            I.layers[l].v = (__half*)I.kv + (2 * l + 1) * per;
+        }
     }
     GPU_CHECK(cudaMalloc(&I.scratch, I.sz.scratch_bytes));
     float* f = I.scratch;
@@ -476,6 +622,7 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
     I.x = take(nb * I.sz.d), I.xn = take(nb * I.sz.d), I.attn = take(nb * I.sz.d);
     I.qkv = take(nb * I.sz.qkv), I.gate = take(nb * I.sz.ff), I.up = take(nb * I.sz.ff);
     I.logits = take(nb * I.sz.nv), I.deq = take(I.sz.deq);
+    if (I.sz.turbo) I.qc = take(nb * I.sz.d);
     GPU_CHECK(cudaMalloc(&I.d_io, 64 + (size_t)nb * 4));
     I.d_argmax = (int32_t*)(I.d_io + 4);
     I.d_tok = (int32_t*)(I.d_io + 16);
@@ -496,7 +643,7 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
     GPU_CHECK(cudaMemcpy(I.inv_freq, inv.data(), inv.size() * 4, cudaMemcpyHostToDevice));
 
     const int hd = (int)m.head_dim(), group = (int)(c.n_head / c.n_head_kv);
-    I.fp16_attn = gp.fp16_decode_kernel && (hd == 64 || hd == 128) && group <= 8;
+    I.fp16_attn = !I.sz.turbo && gp.fp16_decode_kernel && (hd == 64 || hd == 128) && group <= 8;
     if (I.fp16_attn) {
         Fp16DecodeParams fp;
         fp.batch = 1, fp.n_q_heads = (int)c.n_head, fp.n_kv_heads = (int)c.n_head_kv, fp.head_dim = hd;
@@ -514,7 +661,11 @@ uint64_t GpuContext::device_bytes() const {
     return impl_->weight_bytes + impl_->sz.kv_bytes + impl_->sz.scratch_bytes;
 }
 
-int64_t GpuContext::truncate(int64_t n) { return n_past_ = std::clamp<int64_t>(n, 0, n_past_); }
+int64_t GpuContext::truncate(int64_t n) {
+    n = std::clamp<int64_t>(n, 0, n_past_);
+    if (impl_->sz.turbo) n = turbo_truncate_keep(n, n_past_, impl_->sz.tcfg.block_tokens);
+    return n_past_ = n;
+}
 
 void GpuContext::eval(const int32_t* tokens, int64_t n, bool all_logits) {
     check_eval_args(tokens, n);
@@ -532,7 +683,7 @@ void GpuContext::eval(const int32_t* tokens, int64_t n, bool all_logits) {
             GPU_CHECK(cudaGraphLaunch(I.graph, I.stream));
         } else {
             GPU_CHECK(cudaMemcpyAsync(I.d_io, I.h_io, 64 + (size_t)nb * 4, cudaMemcpyHostToDevice, I.stream));
-            I.forward(*model_, nb, all_logits);
+            I.forward(*model_, nb, all_logits, n_past_);
             if (nb == 1) I.decode_steps++;
         }
         if (all_logits)
@@ -553,7 +704,7 @@ std::vector<std::pair<std::string, double>> GpuContext::profile_decode_step(int3
     I.profiling = true;
     try {
         GPU_CHECK(cudaMemcpyAsync(I.d_io, I.h_io, 64 + 4, cudaMemcpyHostToDevice, I.stream));
-        I.forward(*model_, 1, false);
+        I.forward(*model_, 1, false, n_past_);
     } catch (...) {
         I.profiling = false;
         throw;
