@@ -492,14 +492,9 @@ Plan make_plan(const TurboDecodeParams& p) {
     return pl;
 }
 
-void check(const TurboDecodeParams& p) {
+// The parameters the plan depends on (not the pointers: the workspace size is asked first).
+void check_config(const TurboDecodeParams& p) {
     const TurboCacheLayout& L = p.layout;
-    if (!p.q || !p.out || !p.blocks || !p.recent_k || !p.recent_v || !p.recent_ks ||
-        !p.recent_vs || !p.seq_len || !p.workspace)
-        throw TurboError("turbo_decode: a pointer is null");
-    if ((reinterpret_cast<uintptr_t>(p.blocks) | reinterpret_cast<uintptr_t>(p.recent_k) |
-         reinterpret_cast<uintptr_t>(p.recent_v)) % 16 != 0)
-        throw TurboError("turbo_decode: blocks, recent_k and recent_v must be 16-byte aligned");
     if (L.head_dim != 64 && L.head_dim != 128) throw TurboError("turbo_decode: head_dim must be 64 or 128");
     if (L.block_tokens != kTile) throw TurboError("turbo_decode: block_tokens must be 64 on the GPU");
     if (L.v_group < 32 || L.head_dim % L.v_group != 0)
@@ -514,16 +509,26 @@ void check(const TurboDecodeParams& p) {
     if (p.n_splits < 0 || p.n_splits > (1 << 20)) throw TurboError("turbo_decode: n_splits must be in [0, 2^20]");
 }
 
+void check(const TurboDecodeParams& p) {
+    if (!p.q || !p.out || !p.blocks || !p.recent_k || !p.recent_v || !p.recent_ks ||
+        !p.recent_vs || !p.seq_len || !p.workspace)
+        throw TurboError("turbo_decode: a pointer is null");
+    if ((reinterpret_cast<uintptr_t>(p.blocks) | reinterpret_cast<uintptr_t>(p.recent_k) |
+         reinterpret_cast<uintptr_t>(p.recent_v)) % 16 != 0)
+        throw TurboError("turbo_decode: blocks, recent_k and recent_v must be 16-byte aligned");
+    check_config(p);
+}
+
 }  // namespace
 
 size_t turbo_decode_workspace_floats(const TurboDecodeParams& p) {
-    check(p);
+    check_config(p);
     const Plan pl = make_plan(p);
     return (size_t)p.batch * p.n_q_heads * pl.splits * (p.layout.head_dim + 2);
 }
 
 int turbo_decode_stages(const TurboDecodeParams& p) {
-    check(p);
+    check_config(p);
     return make_plan(p).stages;
 }
 
