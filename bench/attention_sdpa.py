@@ -120,8 +120,9 @@ def main():
                      f"{f(r['fp16_ms'])} | {f(r['turbo_ms'])} | {sp} |\n")
         if any("variants" in r for r in rows):
             names = list(rows[0].get("variants", {}).keys())
-            md.write("\nTurbo decode A/B, same run (ms): ring depth `stages` (s0 = operands straight from global "
-                     "memory, s0pf = + L2 prefetch of the next record's keys); default = the launcher's choice.\n\n")
+            md.write("\nTurbo decode A/B, same run (ms). a = tokens on the mma M rows (`heads_on_m = 0`), "
+                     "b = query heads on M; the digit is the ring depth `stages` (0 = operands straight from global "
+                     "memory), pf = + L2 prefetch of the next record's keys; default = the launcher's choice.\n\n")
             md.write("| D | batch | KV len | default (stages, splits) | " + " | ".join(names) + " | torch best |\n")
             md.write("|---|---|---|---|" + "---|" * len(names) + "---|\n")
             for r in rows:

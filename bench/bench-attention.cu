@@ -2,8 +2,9 @@
 // our FP16 path, at KV length 1k/4k/16k/32k, batch 1/8/32, head dim 128 and 64, GQA 4:1
 // (32 query heads, 8 KV heads). Each time is the median over CUDA-graph replays (10 launches
 // per graph). Rooflines: bytes of KV read / measured device-to-device copy bandwidth.
-// Every decode shape also times the Turbo kernel's ring depths (TurboDecodeParams::stages
-// 0 / 0 + L2 prefetch / 2 / 3 / 4) in the same run, as A/B against the default.
+// Every decode shape also times the Turbo kernel's variants in the same run, as A/B against
+// the default: a* = tokens on the mma M rows (heads_on_m 0), b* = query heads on M; the digit
+// is the ring depth (stages; 0 = straight from global memory), pf = + L2 prefetch.
 // Usage: bench-attention OUT.json   (bench/attention_sdpa.py adds PyTorch SDPA and the table)
 #include "fp16_decode.cuh"
 #include "turbo_prefill.cuh"
@@ -162,13 +163,14 @@ int main(int argc, char** argv) {
                     // A/B variants of the Turbo kernel (same inputs, same run): the ring depth
                     // (0 = operands straight from global memory, +pf = with the L2 prefetch of
                     // the next record's keys, as run 3) against the default.
-                    struct Variant { const char* name; int stages; bool prefetch; };
-                    const Variant variants[] = {{"s0", 0, false}, {"s0pf", 0, true}, {"s2", 2, false},
-                                                {"s3", 3, false}, {"s4", 4, false}};
+                    struct Variant { const char* name; int hm, stages; bool prefetch; };
+                    const Variant variants[] = {{"a0", 0, 0, false}, {"a0pf", 0, 0, true}, {"a2", 0, 2, false},
+                                                {"b0", 1, 0, false}, {"b2", 1, 2, false}, {"b3", 1, 3, false}};
                     size_t ws_floats = std::max(turbo_decode_workspace_floats(tp), fp16_decode_workspace_floats(fp));
                     for (const Variant& v : variants) {
                         TurboDecodeParams vp = tp;
                         vp.stages = v.stages;
+                        vp.heads_on_m = v.hm;
                         vp.prefetch_l2 = v.prefetch;
                         ws_floats = std::max(ws_floats, turbo_decode_workspace_floats(vp));
                     }
@@ -183,6 +185,7 @@ int main(int argc, char** argv) {
                     for (const Variant& v : variants) {
                         TurboDecodeParams vp = tp;
                         vp.stages = v.stages;
+                        vp.heads_on_m = v.hm;
                         vp.prefetch_l2 = v.prefetch;
                         const float t = time_graph([&](cudaStream_t s) { turbo_decode_cuda(vp, s); }, st);
                         std::printf(" %s %.4f", v.name, t);

@@ -139,15 +139,16 @@ TEST_CASE("cuda: turbo decode vs CPU twin and float64" * doctest::skip(kNoGpu)) 
         p.threshold = c.threshold;
         // every ring depth (0 = straight from global, with and without the L2 prefetch), the
         // case's split count and an odd one larger than most sequences' tile count (empty splits)
-        struct Variant { int stages; bool prefetch; int splits; };
-        const Variant variants[] = {{-1, false, tc.splits}, {0, false, tc.splits}, {0, true, tc.splits},
-                                    {2, false, tc.splits}, {3, false, tc.splits}, {4, false, tc.splits},
-                                    {2, false, 37}, {0, false, 37}};
+        struct Variant { int hm, stages; bool prefetch; int splits; };
+        const Variant variants[] = {{-1, -1, false, tc.splits}, {0, 0, false, tc.splits}, {0, 0, true, tc.splits},
+                                    {0, 2, false, tc.splits},   {1, 0, false, tc.splits}, {1, 2, false, tc.splits},
+                                    {1, 3, false, tc.splits},   {1, 2, false, 37},        {0, 0, false, 37}};
         // a stream of its own: the combine then uses programmatic dependent launch (sm_90)
         cudaStream_t stream;
         CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
         for (const Variant& var : variants) {
             p.stages = var.stages;
+            p.heads_on_m = var.hm;
             p.prefetch_l2 = var.prefetch;
             p.n_splits = var.splits;
             std::fill(out.begin(), out.end(), NAN);
@@ -165,9 +166,9 @@ TEST_CASE("cuda: turbo decode vs CPU twin and float64" * doctest::skip(kNoGpu)) 
                 worst_twin = std::max(worst_twin, rel(o, twin[b]));
                 worst_f64 = std::max(worst_f64, rel(o, f64[b]));
             }
-            std::printf("turbo decode D=%d Hkv=%d G=%d frac=%.2f peak=%d stages=%d(%d)%s splits=%d: rel err vs CPU twin "
-                        "%.2e, vs float64 on the cache %.2e\n",
-                        D, tc.Hkv, tc.G, tc.frac, tc.peak, var.stages, turbo_decode_stages(p),
+            std::printf("turbo decode D=%d Hkv=%d G=%d frac=%.2f peak=%d heads_on_m=%d stages=%d%s splits=%d: rel err "
+                        "vs CPU twin %.2e, vs float64 on the cache %.2e\n",
+                        D, tc.Hkv, tc.G, tc.frac, tc.peak, turbo_decode_heads_on_m(p), turbo_decode_stages(p),
                         var.prefetch ? "+prefetch" : "", var.splits, worst_twin, worst_f64);
             // The twin thresholds against the global max, the kernel against its running max
             // (keeping a few more terms); both use the same SAS polynomial. FP16 tensor-core
@@ -310,8 +311,14 @@ TEST_CASE("cuda: bad parameters are refused with a message" * doctest::skip(kNoG
     p.stages = 1;
     CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("stages"), TurboError);
     CHECK_THROWS_WITH_AS(turbo_decode_workspace_floats(p), doctest::Contains("stages"), TurboError);
-    p.stages = 5;
+    p.stages = 4;
     CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("stages"), TurboError);
+    p.stages = 3;
+    p.heads_on_m = 0;  // the tokens-on-M tile has no 3-deep ring
+    CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("stages"), TurboError);
+    p.heads_on_m = 2;
+    CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("heads_on_m"), TurboError);
+    p.heads_on_m = -1;
     p.stages = -1;
     p.blocks = (const uint8_t*)dummy + 4;
     CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("aligned"), TurboError);

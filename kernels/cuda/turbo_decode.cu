@@ -35,6 +35,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 namespace tandem {
@@ -42,7 +43,7 @@ namespace tandem {
 namespace {
 
 constexpr int kWarps = 4;      // warps (independent splits) per CTA
-constexpr int kMaxStages = 4;  // deepest record ring
+constexpr int kMaxStages = 3;  // deepest record ring
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
     const uint32_t d = (uint32_t)__cvta_generic_to_shared(smem);
@@ -329,17 +330,233 @@ __device__ __forceinline__ void tile(const uint8_t* kc, const uint8_t* vc, const
     }
 }
 
+// ---- heads on the mma M rows (HM): S^T = (q x key scale) . codes^T, then O += P' . V ----------
+// The score accumulator (rows = heads, columns = tokens) is already the A fragment of the
+// P.V mma (the FlashAttention-2 register trick), so probabilities never go through shared
+// memory and the softmax needs only the 4 lanes of a head (2 shuffles), not a whole warp.
+// Rows 8..15 of M are unused (G <= 8): twice the Q.K^T mma of the tokens-on-M tile, which
+// the tensor cores have to spare; the per-lane math has 16 independent tokens of ILP.
+//
+// Column n = 2t + e of score n-block nb (8 tokens) is token tok_of(nb, t, e), chosen so
+// that a lane's two tokens (t = tig, e = 0/1) are the pair code_pair<BITS> extracts from one
+// word of a channel-major value row: word vword(nb, tig), pair index vj(nb, tig).
+template <int BITS>
+__device__ __forceinline__ int tok_of(int nb, int t, int e) {
+    if constexpr (BITS == 4) return 8 * nb + t + 4 * e;
+    else if constexpr (BITS == 2) return 16 * (nb / 2) + 4 * (nb % 2) + t + 8 * e;
+    else return 8 * nb + 4 * (t / 2) + (t % 2) + 2 * e;
+}
+template <int BITS>
+__device__ __forceinline__ int vword(int nb, int t) {
+    return BITS == 4 ? nb : BITS == 2 ? nb / 2 : 2 * nb + t / 2;
+}
+template <int BITS>
+__device__ __forceinline__ int vj(int nb, int t) {
+    return BITS == 4 ? t : BITS == 2 ? 4 * (nb % 2) + t : t % 2;
+}
+
+// One warp's scratch for the HM tile (the record ring follows all kWarps of these).
+template <int D>
+struct __align__(16) HmSmem {
+    float q[8][D];  // query x log2(e)/sqrt(D); heads >= G are zero
+    float tks[kTile], tvs[kTile];
+};
+
+struct HeadState {
+    float m, l;  // running max (log2 units) of head gid; this lane's part of the sum
+};
+
+// One tile of 64 tokens for head gid (rows gid < G matter; the others compute on zeros).
+// acc[nb][0..1]: head gid, channels nb*8 + tig*2 + {0, 1} (the same layout as tile()).
+template <int D, int BITS, class W>
+__device__ __forceinline__ void tile_hm(const uint8_t* kc, const uint8_t* vc, const uint8_t* rec,
+                                        const float* rks, const float* rvs, int n_valid,
+                                        W& w, HeadState& st, const DecodeArgs& a, int G,
+                                        float (&acc)[D / 8][2]) {
+    constexpr bool kInt8 = BITS == 8;
+    constexpr int CPW = 32 / BITS;          // codes per 32-bit word
+    constexpr int NCH = D / (4 * CPW);      // words of a key row per lane
+    constexpr int MPC = CPW / 4;            // mma per word
+    constexpr int ROW = D * BITS / 8;       // bytes of one token's key codes
+    constexpr int VROW = kTile * BITS / 8;  // bytes of one channel's value codes
+    const int lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
+    const int ng = kInt8 ? 1 : D / a.layout.v_group;
+    const float kscale = kInt8 ? 1.0f : ((const float*)rec)[0];
+    const float vscale = kInt8 ? 1.0f : ((const float*)rec)[1];
+
+    // ---- key words: n-block nb, this lane's token row tok_of(nb, gid / 2, gid % 2)
+    uint32_t kw[8][NCH];
+#pragma unroll
+    for (int nb = 0; nb < 8; ++nb)
+        load_words<NCH>(kc + tok_of<BITS>(nb, gid >> 1, gid & 1) * ROW + tig * NCH * 4, kw[nb]);
+    if (kInt8) {
+        w.tks[lane] = lane < n_valid ? rks[lane] : 0.0f;
+        w.tks[lane + 32] = lane + 32 < n_valid ? rks[lane + 32] : 0.0f;
+        w.tvs[lane] = lane < n_valid ? rvs[lane] : 0.0f;
+        w.tvs[lane + 32] = lane + 32 < n_valid ? rvs[lane + 32] : 0.0f;
+    }
+    // ---- A fragments: q x key channel scale of head gid (FP16), + the zero-point bias
+    uint32_t qa[NCH][CPW / 2];
+    float kbias = 0.0f;
+#pragma unroll
+    for (int c = 0; c < NCH; ++c) {
+        const int base = (tig * NCH + c) * CPW;
+        float qv[CPW], sc[CPW], zp[CPW];
+#pragma unroll
+        for (int i = 0; i < CPW; i += 4) {
+            const float4 x = *(const float4*)&w.q[gid][base + i];
+            qv[i] = x.x, qv[i + 1] = x.y, qv[i + 2] = x.z, qv[i + 3] = x.w;
+        }
+#pragma unroll
+        for (int i = 0; i < CPW; ++i) sc[i] = 1.0f, zp[i] = 0.0f;
+        if constexpr (!kInt8) {
+#pragma unroll
+            for (int i = 0; i < CPW; i += 8) {
+                const uint2 s2 = *(const uint2*)(rec + 8 + base + i);
+                const uint2 z2 = *(const uint2*)(rec + 8 + D + base + i);
+#pragma unroll
+                for (int k = 0; k < 8; ++k) {
+                    sc[i + k] = (float)(((k < 4 ? s2.x : s2.y) >> (8 * (k % 4))) & 0xff);
+                    zp[i + k] = (float)(int8_t)((k < 4 ? z2.x : z2.y) >> (8 * (k % 4)));
+                }
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < CPW / 2; ++j) {
+            const int j1 = j + CPW / 2;
+            qa[c][j] = h2u(__floats2half2_rn(qv[j] * sc[j], qv[j1] * sc[j1]));
+            kbias += qv[j] * zp[j] + qv[j1] * zp[j1];
+        }
+    }
+    kbias += __shfl_xor_sync(0xffffffffu, kbias, 1);
+    kbias += __shfl_xor_sync(0xffffffffu, kbias, 2);
+    if (kInt8) __syncwarp();  // tks, tvs visible
+    // ---- scores of head gid: p[nb][e] = token tok_of(nb, tig, e)
+    float p[8][2];
+#pragma unroll
+    for (int nb = 0; nb < 8; ++nb) {
+        float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int ch = 0; ch < NCH; ++ch)
+#pragma unroll
+            for (int m = 0; m < MPC; ++m)
+                mma16816(c, qa[ch][2 * m], 0u, qa[ch][2 * m + 1], 0u, code_pair<BITS>(kw[nb][ch], 2 * m),
+                         code_pair<BITS>(kw[nb][ch], 2 * m + 1));
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+            const int t = tok_of<BITS>(nb, tig, e);
+            p[nb][e] = t < n_valid ? (c[e] + kbias) * (kInt8 ? w.tks[t] : kscale) : -INFINITY;
+        }
+    }
+    // ---- online softmax of head gid over its 4 lanes
+    float mx = -INFINITY;
+#pragma unroll
+    for (int nb = 0; nb < 8; ++nb) mx = fmaxf(mx, fmaxf(p[nb][0], p[nb][1]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_new = fmaxf(st.m, mx);
+    const __half c1 = __float2half_rn(a.c1), c2 = __float2half_rn(a.c2), c3 = __float2half_rn(a.c3);
+    float ls = 0.0f;
+    bool any = false;
+#pragma unroll
+    for (int nb = 0; nb < 8; ++nb)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+            const float pe = sas_exp2(p[nb][e] - m_new, a.threshold, a.degree, c1, c2, c3);
+            any |= pe > 0.0f;
+            ls += pe;
+            p[nb][e] = pe;
+        }
+    // every p of every real head is 0: m did not move (alpha = 1), no V bytes are needed
+    if (!__any_sync(0xffffffffu, any && gid < G)) return;
+    const float alpha = st.m == -INFINITY ? 0.0f : exp2f(st.m - m_new);
+    st.l = st.l * alpha + ls;
+    st.m = m_new;
+
+    // ---- P.V: per value group, A = P' = p x value block scale x the token's group scale
+    // (FP16) and the zero-point bias sum_t P' zp of head gid; B = value codes of channel
+    // nb2*8 + gid, the same word/pair order as the scores.
+    int cur_grp = -1;
+    uint32_t pa[4][2];
+    float vb = 0.0f;
+#pragma unroll
+    for (int nb2 = 0; nb2 < D / 8; ++nb2) {
+        const int ch = nb2 * 8 + gid;
+        uint32_t vw[8];
+        if constexpr (kInt8) {
+#pragma unroll
+            for (int nb = 0; nb < 8; ++nb) vw[nb] = *(const uint32_t*)(vc + ch * VROW + vword<8>(nb, tig) * 4);
+        } else if constexpr (VROW / 4 == 8) {
+            load_words<8>(vc + ch * VROW, vw);
+        } else {
+            uint32_t v4[4];
+            load_words<4>(vc + ch * VROW, v4);
+#pragma unroll
+            for (int i = 0; i < 4; ++i) vw[i] = v4[i];
+        }
+        const int grp = kInt8 ? 0 : nb2 * 8 / a.layout.v_group;
+        if (grp != cur_grp) {
+            cur_grp = grp;
+            float bsum = 0.0f;
+#pragma unroll
+            for (int nb = 0; nb < 8; ++nb) {
+                const int t0 = tok_of<BITS>(nb, tig, 0), t1 = tok_of<BITS>(nb, tig, 1);
+                float f0, f1;
+                if (kInt8) {
+                    f0 = w.tvs[t0];
+                    f1 = w.tvs[t1];
+                } else {
+                    f0 = vscale * rec[8 + 2 * D + t0 * ng + grp];
+                    f1 = vscale * rec[8 + 2 * D + t1 * ng + grp];
+                    bsum += p[nb][0] * (vscale * (int8_t)rec[8 + 2 * D + kTile * ng + t0 * ng + grp]) +
+                            p[nb][1] * (vscale * (int8_t)rec[8 + 2 * D + kTile * ng + t1 * ng + grp]);
+                }
+                pa[nb / 2][nb % 2] = h2u(__floats2half2_rn(p[nb][0] * f0, p[nb][1] * f1));
+            }
+            bsum += __shfl_xor_sync(0xffffffffu, bsum, 1);
+            bsum += __shfl_xor_sync(0xffffffffu, bsum, 2);
+            vb = bsum;
+        }
+        float c[4] = {acc[nb2][0] * alpha, acc[nb2][1] * alpha, 0.0f, 0.0f};
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+            const int n0 = 2 * kk, n1 = 2 * kk + 1;
+            const uint32_t w0 = kInt8 ? vw[n0] : vw[vword<BITS>(n0, 0)];
+            const uint32_t w1 = kInt8 ? vw[n1] : vw[vword<BITS>(n1, 0)];
+            mma16816(c, pa[kk][0], 0u, pa[kk][1], 0u, code_pair<BITS>(w0, vj<BITS>(n0, tig)),
+                     code_pair<BITS>(w1, vj<BITS>(n1, tig)));
+        }
+        acc[nb2][0] = c[0] + vb;
+        acc[nb2][1] = c[1] + vb;
+    }
+}
+
 // Prefetches a byte range into L2 (one 128-byte line per lane and step).
 __device__ __forceinline__ void prefetch_l2(const uint8_t* p, int bytes) {
     for (int off = (threadIdx.x % 32) * 128; off < bytes; off += 32 * 128)
         asm volatile("prefetch.global.L2 [%0];" ::"l"(p + off));
 }
 
+// One compressed record (bits 4 or 2) through the tile variant HM selects.
+template <int D, bool HM, class W, class S>
+__device__ __forceinline__ void run_tile(int bits, const uint8_t* kc, const uint8_t* vc, const uint8_t* rec, W& w,
+                                         S& st, const DecodeArgs& a, int G, float (&acc)[D / 8][2]) {
+    if constexpr (HM) {
+        if (bits == 4) tile_hm<D, 4>(kc, vc, rec, nullptr, nullptr, kTile, w, st, a, G, acc);
+        else tile_hm<D, 2>(kc, vc, rec, nullptr, nullptr, kTile, w, st, a, G, acc);
+    } else {
+        if (bits == 4) tile<D, 4>(kc, vc, rec, nullptr, nullptr, kTile, w, st, a, G, acc);
+        else tile<D, 2>(kc, vc, rec, nullptr, nullptr, kTile, w, st, a, G, acc);
+    }
+}
+
 // Grid: ceil(batch * n_kv_heads * n_splits / kWarps) CTAs of kWarps warps; warp wi is split
 // wi % n_splits of pair wi / n_splits = (sequence, KV head). Dynamic shared memory:
 // WarpSmem<D>[kWarps], then per warp STAGES record buffers of ring_stride bytes.
-template <int D, int STAGES, bool PREFETCH>
+template <int D, int STAGES, bool PREFETCH, bool HM>
 __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 2 : 3) turbo_split_kernel(const DecodeArgs a) {
+    using Smem = std::conditional_t<HM, HmSmem<D>, WarpSmem<D>>;
+    using State = std::conditional_t<HM, HeadState, WarpState>;
     extern __shared__ __align__(16) uint8_t smem[];
     griddep_launch_dependents();  // the combine may be scheduled now; it waits for our results
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
@@ -356,8 +573,8 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 2 : 3) turbo_split_ker
     const TurboCacheLayout& L = a.layout;
     const uint8_t* recs = a.blocks + (size_t)b * L.seq_bytes + L.head_off[h];
     const int rb = (int)L.rec_bytes[h], bits = L.bits[h];
-    WarpSmem<D>& w = ((WarpSmem<D>*)smem)[warp];
-    uint8_t* ring = smem + kWarps * sizeof(WarpSmem<D>) + (size_t)warp * STAGES * a.ring_stride;
+    Smem& w = ((Smem*)smem)[warp];
+    uint8_t* ring = smem + kWarps * sizeof(Smem) + (size_t)warp * STAGES * a.ring_stride;
     if constexpr (STAGES > 0) {  // the first STAGES - 1 records start moving before anything else
 #pragma unroll
         for (int s = 0; s < STAGES - 1; ++s) {
@@ -370,9 +587,14 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 2 : 3) turbo_split_ker
         const int g = i / D, d = i % D;
         w.q[g][d] = g < G ? a.q[((size_t)b * a.n_q_heads + h * G + g) * D + d] * qscale : 0.0f;
     }
-    WarpState st;
+    State st;
+    if constexpr (HM) {
+        st.m = -INFINITY;
+        st.l = 0.0f;
+    } else {
 #pragma unroll
-    for (int g = 0; g < 8; ++g) st.m[g] = -INFINITY, st.l[g] = 0.0f, st.alpha[g] = 1.0f;
+        for (int g = 0; g < 8; ++g) st.m[g] = -INFINITY, st.l[g] = 0.0f, st.alpha[g] = 1.0f;
+    }
     float acc[D / 8][2];
 #pragma unroll
     for (int nb = 0; nb < D / 8; ++nb) acc[nb][0] = acc[nb][1] = 0.0f;
@@ -391,8 +613,7 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 2 : 3) turbo_split_ker
             const uint8_t* rec = ring + slot * a.ring_stride;
             const uint8_t* kc = rec + L.meta_bytes;
             const uint8_t* vc = kc + kTile * D * bits / 8;
-            if (bits == 4) tile<D, 4>(kc, vc, rec, nullptr, nullptr, kTile, w, st, a, G, acc);
-            else tile<D, 2>(kc, vc, rec, nullptr, nullptr, kTile, w, st, a, G, acc);
+            run_tile<D, HM>(bits, kc, vc, rec, w, st, a, G, acc);
             __syncwarp();  // every lane is done with the slot before it is refilled
             slot = slot + 1 == STAGES ? 0 : slot + 1;
         }
@@ -402,43 +623,73 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 2 : 3) turbo_split_ker
             const uint8_t* kc = rec + L.meta_bytes;
             const uint8_t* vc = kc + kTile * D * bits / 8;
             if (PREFETCH && j + 1 < jc1) prefetch_l2(rec + rb, L.meta_bytes + kTile * D * bits / 8);
-            if (bits == 4) tile<D, 4>(kc, vc, rec, nullptr, nullptr, kTile, w, st, a, G, acc);
-            else tile<D, 2>(kc, vc, rec, nullptr, nullptr, kTile, w, st, a, G, acc);
+            run_tile<D, HM>(bits, kc, vc, rec, w, st, a, G, acc);
             __syncwarp();
         }
     }
     if (j0 <= n_comp && n_comp < j1) {  // the INT8 recent tile (n_rec > 0 tokens)
         const size_t row = ((size_t)b * a.n_kv_heads + h) * kTile;
-        tile<D, 8>((const uint8_t*)(a.rk + row * D), (const uint8_t*)(a.rv + row * D), nullptr, a.rks + row,
-                   a.rvs + row, n_rec, w, st, a, G, acc);
+        if constexpr (HM)
+            tile_hm<D, 8>((const uint8_t*)(a.rk + row * D), (const uint8_t*)(a.rv + row * D), nullptr, a.rks + row,
+                          a.rvs + row, n_rec, w, st, a, G, acc);
+        else
+            tile<D, 8>((const uint8_t*)(a.rk + row * D), (const uint8_t*)(a.rv + row * D), nullptr, a.rks + row,
+                       a.rvs + row, n_rec, w, st, a, G, acc);
+    }
+    float m_out, l_out;
+    if constexpr (HM) {
+        m_out = st.m;
+        l_out = st.l + __shfl_xor_sync(0xffffffffu, st.l, 1);
+        l_out += __shfl_xor_sync(0xffffffffu, l_out, 2);
+    } else {
+        m_out = pick(st.m, gid);
+        l_out = pick(st.l, gid);
     }
     if (gid < G) {
         float* o = a.ws + (((size_t)b * a.n_q_heads + h * G + gid) * a.n_splits + split) * (D + 2);
 #pragma unroll
         for (int nb = 0; nb < D / 8; ++nb) *(float2*)&o[nb * 8 + tig * 2] = make_float2(acc[nb][0], acc[nb][1]);
         if (tig == 0) {
-            o[D] = pick(st.m, gid);
-            o[D + 1] = pick(st.l, gid);
+            o[D] = m_out;
+            o[D + 1] = l_out;
         }
     }
 }
 
 using SplitKernel = void (*)(DecodeArgs);
 
+// The instantiated variants: tokens-on-M tile (HM = 0) at ring depth 0 (+ L2 prefetch) or
+// 2; heads-on-M tile (HM = 1) at depth 0, 2 or 3. check() refuses the other combinations.
 template <int D>
-SplitKernel split_kernel(int stages, bool prefetch) {
-    switch (stages) {
-    case 2: return turbo_split_kernel<D, 2, false>;
-    case 3: return turbo_split_kernel<D, 3, false>;
-    case 4: return turbo_split_kernel<D, 4, false>;
-    default: return prefetch ? turbo_split_kernel<D, 0, true> : turbo_split_kernel<D, 0, false>;
+SplitKernel split_kernel(int stages, bool prefetch, bool hm) {
+    if (hm) {
+        switch (stages) {
+        case 2: return turbo_split_kernel<D, 2, false, true>;
+        case 3: return turbo_split_kernel<D, 3, false, true>;
+        default: return turbo_split_kernel<D, 0, false, true>;
+        }
     }
+    if (stages == 2) return turbo_split_kernel<D, 2, false, false>;
+    return prefetch ? turbo_split_kernel<D, 0, true, false> : turbo_split_kernel<D, 0, false, false>;
 }
 
-// Default ring depth: 2 (one record in flight per warp while one computes) keeps 8 warps per
-// SM at D = 128 (24 KB of shared memory each): 8 x 8.7 KB in flight per SM, well over the
-// ~16 KB that HBM3 needs; deeper rings cost warps (bench-attention times 2, 3 and 4).
+template <int D>
+size_t warp_smem_bytes(bool hm) {
+    return hm ? sizeof(HmSmem<D>) : sizeof(WarpSmem<D>);
+}
+
+// Defaults (bench/results/attention-h100.md, run 5): the heads-on-M tile with a ring of 2
+// records per warp (one lands while one computes).
 constexpr int kDefaultStages = 2;
+constexpr int kDefaultHeadsOnM = 1;
+
+// Everything the launch and the workspace size depend on, decided once per call.
+struct Plan {
+    SplitKernel fn;
+    int stages, splits;
+    bool hm;
+    size_t smem;
+};
 
 // Raises fn's dynamic shared memory limit to smem and returns how many of its CTAs fit on
 // one SM. Cached per (kernel, bytes, device): the decode runs per layer per token.
@@ -456,13 +707,6 @@ int resident_ctas(SplitKernel fn, size_t smem, int dev) {
     return per_sm;
 }
 
-// Everything the launch and the workspace size depend on, decided once per call.
-struct Plan {
-    SplitKernel fn;
-    int stages, splits;
-    size_t smem;
-};
-
 Plan make_plan(const TurboDecodeParams& p) {
     const TurboCacheLayout& L = p.layout;
     const int D = L.head_dim;
@@ -472,14 +716,16 @@ Plan make_plan(const TurboDecodeParams& p) {
     TANDEM_CHECK_CUDA(cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
     uint32_t stride = 0;
     for (int h = 0; h < L.n_kv_heads; ++h) stride = std::max(stride, L.rec_bytes[h]);
-    const size_t warp_bytes = D == 128 ? sizeof(WarpSmem<128>) : sizeof(WarpSmem<64>);
     Plan pl;
+    pl.hm = (p.heads_on_m < 0 ? kDefaultHeadsOnM : p.heads_on_m) != 0;
+    const size_t warp_bytes = D == 128 ? warp_smem_bytes<128>(pl.hm) : warp_smem_bytes<64>(pl.hm);
     pl.stages = p.stages < 0 ? kDefaultStages : p.stages;
     // a ring that does not fit this device's shared memory gets shallower (0 always fits)
     while (pl.stages > 0 && kWarps * (warp_bytes + (size_t)pl.stages * stride) > (size_t)smem_max)
         pl.stages = pl.stages > 2 ? pl.stages - 1 : 0;
     pl.smem = kWarps * (warp_bytes + (size_t)pl.stages * stride);
-    pl.fn = D == 128 ? split_kernel<128>(pl.stages, p.prefetch_l2) : split_kernel<64>(pl.stages, p.prefetch_l2);
+    pl.fn = D == 128 ? split_kernel<128>(pl.stages, p.prefetch_l2, pl.hm)
+                     : split_kernel<64>(pl.stages, p.prefetch_l2, pl.hm);
     const int per_sm = resident_ctas(pl.fn, pl.smem, dev);
     // Splits per (sequence, KV head): one wave of warps over the whole GPU (every warp
     // resident, none waiting for a slot), at least 2 tiles per warp.
@@ -504,8 +750,11 @@ void check_config(const TurboDecodeParams& p) {
     if (p.batch < 1 || p.max_len < 1) throw TurboError("turbo_decode: batch and max_len must be >= 1");
     if (p.poly_degree != 2 && p.poly_degree != 3) throw TurboError("turbo_decode: poly_degree must be 2 or 3");
     if (!(p.threshold <= -1.0f && p.threshold >= -60.0f)) throw TurboError("turbo_decode: threshold must be in [-60, -1]");
-    if (p.stages != -1 && p.stages != 0 && (p.stages < 2 || p.stages > kMaxStages))
-        throw TurboError("turbo_decode: stages must be -1 (automatic), 0 or 2..4");
+    if (p.heads_on_m < -1 || p.heads_on_m > 1) throw TurboError("turbo_decode: heads_on_m must be -1, 0 or 1");
+    const bool hm = (p.heads_on_m < 0 ? kDefaultHeadsOnM : p.heads_on_m) != 0;
+    if (p.stages != -1 && p.stages != 0 && (p.stages < 2 || p.stages > (hm ? kMaxStages : 2)))
+        throw TurboError(hm ? "turbo_decode: stages must be -1 (automatic), 0, 2 or 3"
+                            : "turbo_decode: stages must be -1 (automatic), 0 or 2 with heads_on_m = 0");
     if (p.n_splits < 0 || p.n_splits > (1 << 20)) throw TurboError("turbo_decode: n_splits must be in [0, 2^20]");
 }
 
@@ -525,6 +774,11 @@ size_t turbo_decode_workspace_floats(const TurboDecodeParams& p) {
     check_config(p);
     const Plan pl = make_plan(p);
     return (size_t)p.batch * p.n_q_heads * pl.splits * (p.layout.head_dim + 2);
+}
+
+int turbo_decode_heads_on_m(const TurboDecodeParams& p) {
+    check_config(p);
+    return make_plan(p).hm ? 1 : 0;
 }
 
 int turbo_decode_stages(const TurboDecodeParams& p) {
