@@ -122,7 +122,8 @@ def main():
             names = list(rows[0].get("variants", {}).keys())
             md.write("\nTurbo decode A/B, same run (ms). a = tokens on the mma M rows (`heads_on_m = 0`), "
                      "b = query heads on M; the digit is the ring depth `stages` (0 = operands straight from global "
-                     "memory), pf = + L2 prefetch of the next record's keys; default = the launcher's choice.\n\n")
+                     "memory), pf = + L2 prefetch of the next record's keys, rN = registers for N CTAs (4N warps) per SM "
+                     "(`min_ctas_per_sm`); default = the launcher's choice.\n\n")
             md.write("| D | batch | KV len | default (stages, splits) | " + " | ".join(names) + " | torch best |\n")
             md.write("|---|---|---|---|" + "---|" * len(names) + "---|\n")
             for r in rows:

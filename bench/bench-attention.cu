@@ -4,8 +4,10 @@
 // per graph). Rooflines: bytes of KV read / measured device-to-device copy bandwidth.
 // Every decode shape also times the Turbo kernel's variants in the same run, as A/B against
 // the default: a* = tokens on the mma M rows (heads_on_m 0), b* = query heads on M; the digit
-// is the ring depth (stages; 0 = straight from global memory), pf = + L2 prefetch.
-// Usage: bench-attention OUT.json   (bench/attention_sdpa.py adds PyTorch SDPA and the table)
+// is the ring depth (stages; 0 = straight from global memory), pf = + L2 prefetch, rN = the
+// register budget for N CTAs of 4 warps per SM (min_ctas_per_sm).
+// Usage: bench-attention OUT.json [D BATCH KVLEN]   (bench/attention_sdpa.py adds PyTorch SDPA
+// and the table; with D BATCH KVLEN only that decode shape runs, no prefill: for a profiler)
 #include "fp16_decode.cuh"
 #include "turbo_prefill.cuh"
 #include "turbo_decode.cuh"
@@ -14,6 +16,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -121,9 +124,13 @@ int main(int argc, char** argv) {
         std::fprintf(f, "{\"device\": \"%s\", \"copy_gbps\": %.1f, \"rows\": [\n", prop.name, bw / 1e9);
         const int Hq = 32, Hkv = 8;
         bool first = true;
+        const bool one = argc >= 5;
+        const int only_D = one ? std::atoi(argv[2]) : 0, only_B = one ? std::atoi(argv[3]) : 0,
+                  only_L = one ? std::atoi(argv[4]) : 0;
         for (int D : {128, 64})
             for (int B : {1, 8, 32})
                 for (int L : {1024, 4096, 16384, 32768}) {
+                    if (one && (D != only_D || B != only_B || L != only_L)) continue;
                     TurboConfig c;
                     c.head_dim = D;
                     std::vector<double> pr(Hkv);
@@ -163,14 +170,17 @@ int main(int argc, char** argv) {
                     // A/B variants of the Turbo kernel (same inputs, same run): the ring depth
                     // (0 = operands straight from global memory, +pf = with the L2 prefetch of
                     // the next record's keys, as run 3) against the default.
-                    struct Variant { const char* name; int hm, stages; bool prefetch; };
-                    const Variant variants[] = {{"a0", 0, 0, false}, {"a0pf", 0, 0, true}, {"a2", 0, 2, false},
-                                                {"b0", 1, 0, false}, {"b2", 1, 2, false}, {"b3", 1, 3, false}};
+                    struct Variant { const char* name; int hm, stages; bool prefetch; int min_ctas; };
+                    const Variant variants[] = {{"a0", 0, 0, false, 0},   {"a0pf", 0, 0, true, 0}, {"a2", 0, 2, false, 0},
+                                                {"a0r3", 0, 0, false, 3}, {"a0r4", 0, 0, false, 4},
+                                                {"b0", 1, 0, false, 0},   {"b2", 1, 2, false, 0},
+                                                {"b0r3", 1, 0, false, 3}, {"b0r4", 1, 0, false, 4}};
                     size_t ws_floats = std::max(turbo_decode_workspace_floats(tp), fp16_decode_workspace_floats(fp));
                     for (const Variant& v : variants) {
                         TurboDecodeParams vp = tp;
                         vp.stages = v.stages;
                         vp.heads_on_m = v.hm;
+                        vp.min_ctas_per_sm = v.min_ctas;
                         vp.prefetch_l2 = v.prefetch;
                         ws_floats = std::max(ws_floats, turbo_decode_workspace_floats(vp));
                     }
@@ -186,6 +196,7 @@ int main(int argc, char** argv) {
                         TurboDecodeParams vp = tp;
                         vp.stages = v.stages;
                         vp.heads_on_m = v.hm;
+                        vp.min_ctas_per_sm = v.min_ctas;
                         vp.prefetch_l2 = v.prefetch;
                         const float t = time_graph([&](cudaStream_t s) { turbo_decode_cuda(vp, s); }, st);
                         std::printf(" %s %.4f", v.name, t);
@@ -220,6 +231,7 @@ int main(int argc, char** argv) {
         std::fprintf(f, "\n], \"prefill\": [\n");
         first = true;
         for (int L : {1024, 4096, 16384}) {
+            if (one) break;
             const int D = 128, B = 1;
             const size_t nq = (size_t)B * Hq * L * D, nk = (size_t)B * Hkv * L * D;
             __half *q, *k, *v;

@@ -139,16 +139,18 @@ TEST_CASE("cuda: turbo decode vs CPU twin and float64" * doctest::skip(kNoGpu)) 
         p.threshold = c.threshold;
         // every ring depth (0 = straight from global, with and without the L2 prefetch), the
         // case's split count and an odd one larger than most sequences' tile count (empty splits)
-        struct Variant { int hm, stages; bool prefetch; int splits; };
-        const Variant variants[] = {{-1, -1, false, tc.splits}, {0, 0, false, tc.splits}, {0, 0, true, tc.splits},
-                                    {0, 2, false, tc.splits},   {1, 0, false, tc.splits}, {1, 2, false, tc.splits},
-                                    {1, 3, false, tc.splits},   {1, 2, false, 37},        {0, 0, false, 37}};
+        struct Variant { int hm, stages; bool prefetch; int splits, min_ctas; };
+        const Variant variants[] = {{-1, -1, false, tc.splits, 0}, {0, 0, false, tc.splits, 0}, {0, 0, true, tc.splits, 0},
+                                    {0, 2, false, tc.splits, 0},   {1, 0, false, tc.splits, 0}, {1, 2, false, tc.splits, 0},
+                                    {1, 0, false, tc.splits, 3},   {1, 0, false, tc.splits, 4}, {0, 0, false, tc.splits, 4},
+                                    {1, 2, false, 37, 0},          {0, 0, false, 37, 3}};
         // a stream of its own: the combine then uses programmatic dependent launch (sm_90)
         cudaStream_t stream;
         CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
         for (const Variant& var : variants) {
             p.stages = var.stages;
             p.heads_on_m = var.hm;
+            p.min_ctas_per_sm = var.min_ctas;
             p.prefetch_l2 = var.prefetch;
             p.n_splits = var.splits;
             std::fill(out.begin(), out.end(), NAN);
@@ -166,10 +168,10 @@ TEST_CASE("cuda: turbo decode vs CPU twin and float64" * doctest::skip(kNoGpu)) 
                 worst_twin = std::max(worst_twin, rel(o, twin[b]));
                 worst_f64 = std::max(worst_f64, rel(o, f64[b]));
             }
-            std::printf("turbo decode D=%d Hkv=%d G=%d frac=%.2f peak=%d heads_on_m=%d stages=%d%s splits=%d: rel err "
+            std::printf("turbo decode D=%d Hkv=%d G=%d frac=%.2f peak=%d heads_on_m=%d stages=%d%s min_ctas=%d splits=%d: rel err "
                         "vs CPU twin %.2e, vs float64 on the cache %.2e\n",
                         D, tc.Hkv, tc.G, tc.frac, tc.peak, turbo_decode_heads_on_m(p), turbo_decode_stages(p),
-                        var.prefetch ? "+prefetch" : "", var.splits, worst_twin, worst_f64);
+                        var.prefetch ? "+prefetch" : "", var.min_ctas, var.splits, worst_twin, worst_f64);
             // The twin thresholds against the global max, the kernel against its running max
             // (keeping a few more terms); both use the same SAS polynomial. FP16 tensor-core
             // operands (q * key scale, p * value scale) add ~1e-3.
@@ -311,14 +313,20 @@ TEST_CASE("cuda: bad parameters are refused with a message" * doctest::skip(kNoG
     p.stages = 1;
     CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("stages"), TurboError);
     CHECK_THROWS_WITH_AS(turbo_decode_workspace_floats(p), doctest::Contains("stages"), TurboError);
-    p.stages = 4;
-    CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("stages"), TurboError);
     p.stages = 3;
-    p.heads_on_m = 0;  // the tokens-on-M tile has no 3-deep ring
     CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("stages"), TurboError);
+    p.stages = -1;
     p.heads_on_m = 2;
     CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("heads_on_m"), TurboError);
     p.heads_on_m = -1;
+    p.stages = 0;
+    p.min_ctas_per_sm = 5;
+    CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("min_ctas_per_sm"), TurboError);
+    p.stages = 2;
+    p.min_ctas_per_sm = 3;  // the register budget is a knob of the unstaged kernel only
+    CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("min_ctas_per_sm"), TurboError);
+    p.stages = -1;
+    p.min_ctas_per_sm = 0;
     p.stages = -1;
     p.blocks = (const uint8_t*)dummy + 4;
     CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("aligned"), TurboError);

@@ -43,7 +43,6 @@ namespace tandem {
 namespace {
 
 constexpr int kWarps = 4;      // warps (independent splits) per CTA
-constexpr int kMaxStages = 3;  // deepest record ring
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
     const uint32_t d = (uint32_t)__cvta_generic_to_shared(smem);
@@ -553,8 +552,10 @@ __device__ __forceinline__ void run_tile(int bits, const uint8_t* kc, const uint
 // Grid: ceil(batch * n_kv_heads * n_splits / kWarps) CTAs of kWarps warps; warp wi is split
 // wi % n_splits of pair wi / n_splits = (sequence, KV head). Dynamic shared memory:
 // WarpSmem<D>[kWarps], then per warp STAGES record buffers of ring_stride bytes.
-template <int D, int STAGES, bool PREFETCH, bool HM>
-__global__ void __launch_bounds__(kWarps * 32, D == 128 ? 2 : 3) turbo_split_kernel(const DecodeArgs a) {
+// MINB: CTAs per SM the register budget is sized for (65536 / (MINB * 128) registers per
+// thread at most): 2 -> 255, 3 -> 168 (12 warps per SM), 4 -> 128 (16 warps).
+template <int D, int STAGES, bool PREFETCH, bool HM, int MINB>
+__global__ void __launch_bounds__(kWarps * 32, MINB) turbo_split_kernel(const DecodeArgs a) {
     using Smem = std::conditional_t<HM, HmSmem<D>, WarpSmem<D>>;
     using State = std::conditional_t<HM, HeadState, WarpState>;
     extern __shared__ __align__(16) uint8_t smem[];
@@ -581,6 +582,13 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 2 : 3) turbo_split_ker
             if (j0 + s < jc1) stage_record(ring + s * a.ring_stride, recs + (size_t)(j0 + s) * rb, rb);
             cp_async_commit();
         }
+    }
+    if (j0 <= n_comp && n_comp < j1) {  // the INT8 recent tile comes last: start it towards L2 now
+        const size_t row = ((size_t)b * a.n_kv_heads + h) * kTile;
+        prefetch_l2((const uint8_t*)(a.rk + row * D), kTile * D);
+        prefetch_l2((const uint8_t*)(a.rv + row * D), kTile * D);
+        prefetch_l2((const uint8_t*)(a.rks + row), kTile * 4);
+        prefetch_l2((const uint8_t*)(a.rvs + row), kTile * 4);
     }
     const float qscale = kLog2eF * rsqrtf((float)D);
     for (int i = lane; i < 8 * D; i += 32) {
@@ -658,19 +666,23 @@ __global__ void __launch_bounds__(kWarps * 32, D == 128 ? 2 : 3) turbo_split_ker
 
 using SplitKernel = void (*)(DecodeArgs);
 
-// The instantiated variants: tokens-on-M tile (HM = 0) at ring depth 0 (+ L2 prefetch) or
-// 2; heads-on-M tile (HM = 1) at depth 0, 2 or 3. check() refuses the other combinations.
+// Default register budget (CTAs per SM): 2 at D = 128 (~190 registers), 3 at D = 64.
 template <int D>
-SplitKernel split_kernel(int stages, bool prefetch, bool hm) {
-    if (hm) {
-        switch (stages) {
-        case 2: return turbo_split_kernel<D, 2, false, true>;
-        case 3: return turbo_split_kernel<D, 3, false, true>;
-        default: return turbo_split_kernel<D, 0, false, true>;
-        }
+constexpr int default_min_ctas() { return D == 128 ? 2 : 3; }
+
+// The instantiated variants: tokens-on-M (hm = 0) or heads-on-M (hm = 1) tile; ring depth 0
+// at register budgets for 2, 3 or 4 CTAs per SM (tokens-on-M also with the L2 prefetch), or
+// depth 2 at the default budget. check() refuses the other combinations.
+template <int D>
+SplitKernel split_kernel(int stages, bool prefetch, bool hm, int min_ctas) {
+    constexpr int M = default_min_ctas<D>();
+    if (stages == 2) return hm ? turbo_split_kernel<D, 2, false, true, M> : turbo_split_kernel<D, 2, false, false, M>;
+    if (prefetch && !hm) return turbo_split_kernel<D, 0, true, false, M>;
+    switch (min_ctas <= 0 ? M : min_ctas) {
+    case 2: return hm ? turbo_split_kernel<D, 0, false, true, 2> : turbo_split_kernel<D, 0, false, false, 2>;
+    case 3: return hm ? turbo_split_kernel<D, 0, false, true, 3> : turbo_split_kernel<D, 0, false, false, 3>;
+    default: return hm ? turbo_split_kernel<D, 0, false, true, 4> : turbo_split_kernel<D, 0, false, false, 4>;
     }
-    if (stages == 2) return turbo_split_kernel<D, 2, false, false>;
-    return prefetch ? turbo_split_kernel<D, 0, true, false> : turbo_split_kernel<D, 0, false, false>;
 }
 
 template <int D>
@@ -724,8 +736,8 @@ Plan make_plan(const TurboDecodeParams& p) {
     while (pl.stages > 0 && kWarps * (warp_bytes + (size_t)pl.stages * stride) > (size_t)smem_max)
         pl.stages = pl.stages > 2 ? pl.stages - 1 : 0;
     pl.smem = kWarps * (warp_bytes + (size_t)pl.stages * stride);
-    pl.fn = D == 128 ? split_kernel<128>(pl.stages, p.prefetch_l2, pl.hm)
-                     : split_kernel<64>(pl.stages, p.prefetch_l2, pl.hm);
+    pl.fn = D == 128 ? split_kernel<128>(pl.stages, p.prefetch_l2, pl.hm, p.min_ctas_per_sm)
+                     : split_kernel<64>(pl.stages, p.prefetch_l2, pl.hm, p.min_ctas_per_sm);
     const int per_sm = resident_ctas(pl.fn, pl.smem, dev);
     // Splits per (sequence, KV head): one wave of warps over the whole GPU (every warp
     // resident, none waiting for a slot), at least 2 tiles per warp.
@@ -752,9 +764,13 @@ void check_config(const TurboDecodeParams& p) {
     if (!(p.threshold <= -1.0f && p.threshold >= -60.0f)) throw TurboError("turbo_decode: threshold must be in [-60, -1]");
     if (p.heads_on_m < -1 || p.heads_on_m > 1) throw TurboError("turbo_decode: heads_on_m must be -1, 0 or 1");
     const bool hm = (p.heads_on_m < 0 ? kDefaultHeadsOnM : p.heads_on_m) != 0;
-    if (p.stages != -1 && p.stages != 0 && (p.stages < 2 || p.stages > (hm ? kMaxStages : 2)))
-        throw TurboError(hm ? "turbo_decode: stages must be -1 (automatic), 0, 2 or 3"
-                            : "turbo_decode: stages must be -1 (automatic), 0 or 2 with heads_on_m = 0");
+    (void)hm;
+    if (p.stages != -1 && p.stages != 0 && p.stages != 2)
+        throw TurboError("turbo_decode: stages must be -1 (automatic), 0 or 2");
+    if (p.min_ctas_per_sm != 0 && (p.min_ctas_per_sm < 2 || p.min_ctas_per_sm > 4))
+        throw TurboError("turbo_decode: min_ctas_per_sm must be 0 (automatic) or 2..4");
+    if (p.min_ctas_per_sm != 0 && (p.stages < 0 ? kDefaultStages : p.stages) != 0)
+        throw TurboError("turbo_decode: min_ctas_per_sm needs stages = 0");
     if (p.n_splits < 0 || p.n_splits > (1 << 20)) throw TurboError("turbo_decode: n_splits must be in [0, 2^20]");
 }
 

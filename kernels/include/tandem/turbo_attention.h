@@ -168,9 +168,10 @@ struct TurboDecodeParams {
     float threshold = -16.0f;
     float* workspace = nullptr;         // turbo_decode_workspace_floats(...) floats
     int n_splits = 0;                   // warp-splits per (sequence, KV head); 0: chosen by the launcher
-    int stages = -1;                    // records staged in shared memory by cp.async, 2 or 3 deep
-                                        // (3: heads_on_m only); 0: none (loads straight from global);
-                                        // -1: chosen by the launcher
+    int stages = -1;                    // records staged in shared memory by cp.async, 2 deep;
+                                        // 0: none (loads straight from global); -1: chosen by the launcher
+    int min_ctas_per_sm = 0;            // stages = 0 only: register budget for 2, 3 or 4 CTAs of 4 warps
+                                        // per SM (8, 12, 16 warps); 0: chosen by the launcher
     int heads_on_m = -1;                // tile variant: 1 = query heads on the mma M rows (probabilities
                                         // stay in registers), 0 = tokens on M (through shared memory),
                                         // -1: chosen by the launcher
