@@ -8,13 +8,15 @@
 // kWarps such warps, which need not share a (sequence, head): the grid is flat over
 // (sequence, KV head, split), so any split count fills the GPU. No block barrier at all.
 //
-// Records are staged in shared memory: each warp keeps a ring of STAGES record buffers and
-// copies record j + STAGES - 1 with cp.async (16 B per lane, L2 only) while it computes
-// record j, so about (STAGES - 1) records per warp are always in flight (Little's law: the
-// H100 wants ~2 MB in flight, ~16 KB per SM, to reach its bandwidth). STAGES = 0 is the
-// older path that reads the operands straight from global memory (optionally prefetching
-// the next record's keys into L2), kept as the A/B baseline.
+// Operands (knob stages): 0 reads each record straight from global memory (the tokens-on-M
+// tile may prefetch the next record's keys into L2); 2 stages records in shared memory,
+// each warp copying record j + 1 with cp.async (16 B per lane, L2 only) while it computes
+// record j. Register budget (knob min_ctas_per_sm, unstaged kernel): __launch_bounds__ for
+// 2, 3 or 4 CTAs of 4 warps per SM. Decode here is latency-bound: warps per SM matter more
+// than bytes in flight (docs/turboattention-impl.md, run 6).
 //
+// Two tiles (knob heads_on_m): tile() below puts the 64 tokens on the mma M rows; tile_hm()
+// puts the query heads on M, so the score accumulator is the P.V A fragment. tile():
 // Per compressed tile (bits = 4 or 2):
 //   scores  S (64 tokens x 8 heads) = codes (tokens x D) . qk (D x 8 heads), mma m16n8k16:
 //           A = key codes expanded to FP16 by a LOP3 into 0x6400|code minus 1024 (exact),
@@ -666,19 +668,21 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) turbo_split_kernel(const De
 
 using SplitKernel = void (*)(DecodeArgs);
 
-// Default register budget (CTAs per SM): 2 at D = 128 (~190 registers), 3 at D = 64.
+// Register budget (CTAs per SM) of the ring kernels: 2 at D = 128 (~185 registers; shared
+// memory allows no more), 3 at D = 64. The unstaged kernel's default is kDefaultMinCtas.
 template <int D>
-constexpr int default_min_ctas() { return D == 128 ? 2 : 3; }
+constexpr int ring_min_ctas() { return D == 128 ? 2 : 3; }
+constexpr int kDefaultMinCtas = 3;
 
 // The instantiated variants: tokens-on-M (hm = 0) or heads-on-M (hm = 1) tile; ring depth 0
 // at register budgets for 2, 3 or 4 CTAs per SM (tokens-on-M also with the L2 prefetch), or
 // depth 2 at the default budget. check() refuses the other combinations.
 template <int D>
 SplitKernel split_kernel(int stages, bool prefetch, bool hm, int min_ctas) {
-    constexpr int M = default_min_ctas<D>();
+    constexpr int M = ring_min_ctas<D>();
     if (stages == 2) return hm ? turbo_split_kernel<D, 2, false, true, M> : turbo_split_kernel<D, 2, false, false, M>;
     if (prefetch && !hm) return turbo_split_kernel<D, 0, true, false, M>;
-    switch (min_ctas <= 0 ? M : min_ctas) {
+    switch (min_ctas <= 0 ? kDefaultMinCtas : min_ctas) {
     case 2: return hm ? turbo_split_kernel<D, 0, false, true, 2> : turbo_split_kernel<D, 0, false, false, 2>;
     case 3: return hm ? turbo_split_kernel<D, 0, false, true, 3> : turbo_split_kernel<D, 0, false, false, 3>;
     default: return hm ? turbo_split_kernel<D, 0, false, true, 4> : turbo_split_kernel<D, 0, false, false, 4>;
@@ -690,10 +694,12 @@ size_t warp_smem_bytes(bool hm) {
     return hm ? sizeof(HmSmem<D>) : sizeof(WarpSmem<D>);
 }
 
-// Defaults (bench/results/attention-h100.md, run 5): the heads-on-M tile with a ring of 2
-// records per warp (one lands while one computes).
-constexpr int kDefaultStages = 2;
-constexpr int kDefaultHeadsOnM = 1;
+// Defaults, chosen from the A/B columns of run 6 (bench/results/attention-h100.md):
+// D = 128: tokens-on-M tile, no ring, registers for 12 warps per SM (occupancy is what moves
+// it: 8 -> 12 warps gave 1.19x at batch 32 x 16k; the ring and the heads-on-M tile, both at
+// 8 warps, did not); D = 64: heads-on-M tile with a ring of 2 records per warp.
+int default_heads_on_m(int D) { return D == 64 ? 1 : 0; }
+int default_stages(int D) { return D == 64 ? 2 : 0; }
 
 // Everything the launch and the workspace size depend on, decided once per call.
 struct Plan {
@@ -729,9 +735,9 @@ Plan make_plan(const TurboDecodeParams& p) {
     uint32_t stride = 0;
     for (int h = 0; h < L.n_kv_heads; ++h) stride = std::max(stride, L.rec_bytes[h]);
     Plan pl;
-    pl.hm = (p.heads_on_m < 0 ? kDefaultHeadsOnM : p.heads_on_m) != 0;
+    pl.hm = (p.heads_on_m < 0 ? default_heads_on_m(D) : p.heads_on_m) != 0;
     const size_t warp_bytes = D == 128 ? warp_smem_bytes<128>(pl.hm) : warp_smem_bytes<64>(pl.hm);
-    pl.stages = p.stages < 0 ? kDefaultStages : p.stages;
+    pl.stages = p.stages < 0 ? default_stages(D) : p.stages;
     // a ring that does not fit this device's shared memory gets shallower (0 always fits)
     while (pl.stages > 0 && kWarps * (warp_bytes + (size_t)pl.stages * stride) > (size_t)smem_max)
         pl.stages = pl.stages > 2 ? pl.stages - 1 : 0;
@@ -763,13 +769,11 @@ void check_config(const TurboDecodeParams& p) {
     if (p.poly_degree != 2 && p.poly_degree != 3) throw TurboError("turbo_decode: poly_degree must be 2 or 3");
     if (!(p.threshold <= -1.0f && p.threshold >= -60.0f)) throw TurboError("turbo_decode: threshold must be in [-60, -1]");
     if (p.heads_on_m < -1 || p.heads_on_m > 1) throw TurboError("turbo_decode: heads_on_m must be -1, 0 or 1");
-    const bool hm = (p.heads_on_m < 0 ? kDefaultHeadsOnM : p.heads_on_m) != 0;
-    (void)hm;
     if (p.stages != -1 && p.stages != 0 && p.stages != 2)
         throw TurboError("turbo_decode: stages must be -1 (automatic), 0 or 2");
     if (p.min_ctas_per_sm != 0 && (p.min_ctas_per_sm < 2 || p.min_ctas_per_sm > 4))
         throw TurboError("turbo_decode: min_ctas_per_sm must be 0 (automatic) or 2..4");
-    if (p.min_ctas_per_sm != 0 && (p.stages < 0 ? kDefaultStages : p.stages) != 0)
+    if (p.min_ctas_per_sm != 0 && (p.stages < 0 ? default_stages(L.head_dim) : p.stages) != 0)
         throw TurboError("turbo_decode: min_ctas_per_sm needs stages = 0");
     if (p.n_splits < 0 || p.n_splits > (1 << 20)) throw TurboError("turbo_decode: n_splits must be in [0, 2^20]");
 }
