@@ -118,6 +118,18 @@ def main():
             md.write(f"| {r['D']} | {r['batch']} | {r['kv_len']} | {f(r['fp16_roof_ms'])} | {f(r['turbo_roof_ms'])} | "
                      f"{f(r['torch_best_ms'])} ({r['torch_best']}, {r.get('torch_' + r['torch_best'] + '_mode', '')}) | "
                      f"{f(r['fp16_ms'])} | {f(r['turbo_ms'])} | {sp} |\n")
+        if any("variants" in r for r in rows):
+            names = list(rows[0].get("variants", {}).keys())
+            md.write("\nTurbo decode A/B, same run (ms). a = tokens on the mma M rows (`heads_on_m = 0`), "
+                     "b = query heads on M; the digit is the ring depth `stages` (0 = operands straight from global "
+                     "memory), pf = + L2 prefetch of the next record's keys, rN = registers for N CTAs (4N warps) per SM "
+                     "(`min_ctas_per_sm`); default = the launcher's choice.\n\n")
+            md.write("| D | batch | KV len | default (stages, splits) | " + " | ".join(names) + " | torch best |\n")
+            md.write("|---|---|---|---|" + "---|" * len(names) + "---|\n")
+            for r in rows:
+                v = r.get("variants", {})
+                md.write(f"| {r['D']} | {r['batch']} | {r['kv_len']} | {f(r['turbo_ms'])} ({r.get('stages')}, {r.get('splits')}) | "
+                         + " | ".join(f(v.get(n)) for n in names) + f" | {f(r['torch_best_ms'])} |\n")
         if prefill:
             md.write("\nPrefill, causal, batch 1, GQA 32:8, D=128; TFLOP/s counts the causal half.\n\n")
             md.write("| len | torch best (backend) | TFLOP/s | ours Turbo | TFLOP/s | Turbo vs torch |\n|---|---|---|---|---|---|\n")

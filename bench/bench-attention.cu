@@ -2,7 +2,12 @@
 // our FP16 path, at KV length 1k/4k/16k/32k, batch 1/8/32, head dim 128 and 64, GQA 4:1
 // (32 query heads, 8 KV heads). Each time is the median over CUDA-graph replays (10 launches
 // per graph). Rooflines: bytes of KV read / measured device-to-device copy bandwidth.
-// Usage: bench-attention OUT.json   (bench/attention_sdpa.py adds PyTorch SDPA and the table)
+// Every decode shape also times the Turbo kernel's variants in the same run, as A/B against
+// the default: a* = tokens on the mma M rows (heads_on_m 0), b* = query heads on M; the digit
+// is the ring depth (stages; 0 = straight from global memory), pf = + L2 prefetch, rN = the
+// register budget for N CTAs of 4 warps per SM (min_ctas_per_sm).
+// Usage: bench-attention OUT.json [D BATCH KVLEN]   (bench/attention_sdpa.py adds PyTorch SDPA
+// and the table; with D BATCH KVLEN only that decode shape runs, no prefill: for a profiler)
 #include "fp16_decode.cuh"
 #include "turbo_prefill.cuh"
 #include "turbo_decode.cuh"
@@ -11,6 +16,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -118,9 +124,13 @@ int main(int argc, char** argv) {
         std::fprintf(f, "{\"device\": \"%s\", \"copy_gbps\": %.1f, \"rows\": [\n", prop.name, bw / 1e9);
         const int Hq = 32, Hkv = 8;
         bool first = true;
+        const bool one = argc >= 5;
+        const int only_D = one ? std::atoi(argv[2]) : 0, only_B = one ? std::atoi(argv[3]) : 0,
+                  only_L = one ? std::atoi(argv[4]) : 0;
         for (int D : {128, 64})
             for (int B : {1, 8, 32})
                 for (int L : {1024, 4096, 16384, 32768}) {
+                    if (one && (D != only_D || B != only_B || L != only_L)) continue;
                     TurboConfig c;
                     c.head_dim = D;
                     std::vector<double> pr(Hkv);
@@ -157,10 +167,44 @@ int main(int argc, char** argv) {
                     Fp16DecodeParams fp;
                     fp.q = q; fp.out = out; fp.k = (const uint16_t*)k16; fp.v = (const uint16_t*)v16; fp.seq_len = dl;
                     fp.batch = B; fp.n_q_heads = Hq; fp.n_kv_heads = Hkv; fp.head_dim = D; fp.max_len = L;
-                    TANDEM_CHECK_CUDA(cudaMalloc(&ws, std::max(turbo_decode_workspace_floats(tp), fp16_decode_workspace_floats(fp)) * 4));
+                    // A/B variants of the Turbo kernel (same inputs, same run): the ring depth
+                    // (0 = operands straight from global memory, +pf = with the L2 prefetch of
+                    // the next record's keys, as run 3) against the default.
+                    struct Variant { const char* name; int hm, stages; bool prefetch; int min_ctas; };
+                    const Variant variants[] = {{"a0", 0, 0, false, 0},   {"a0pf", 0, 0, true, 0}, {"a2", 0, 2, false, 0},
+                                                {"a0r3", 0, 0, false, 3}, {"a0r4", 0, 0, false, 4},
+                                                {"b0", 1, 0, false, 0},   {"b2", 1, 2, false, 0},
+                                                {"b0r3", 1, 0, false, 3}, {"b0r4", 1, 0, false, 4}};
+                    size_t ws_floats = std::max(turbo_decode_workspace_floats(tp), fp16_decode_workspace_floats(fp));
+                    for (const Variant& v : variants) {
+                        TurboDecodeParams vp = tp;
+                        vp.stages = v.stages;
+                        vp.heads_on_m = v.hm;
+                        vp.min_ctas_per_sm = v.min_ctas;
+                        vp.prefetch_l2 = v.prefetch;
+                        ws_floats = std::max(ws_floats, turbo_decode_workspace_floats(vp));
+                    }
+                    TANDEM_CHECK_CUDA(cudaMalloc(&ws, ws_floats * 4));
                     tp.workspace = ws;
                     fp.workspace = ws;
+                    const int stages = turbo_decode_stages(tp);
+                    const int splits = (int)(turbo_decode_workspace_floats(tp) / ((size_t)B * Hq * (D + 2)));
                     const float t_turbo = time_graph([&](cudaStream_t s) { turbo_decode_cuda(tp, s); }, st);
+                    std::string var_json;
+                    std::printf("D=%3d B=%2d L=%5d  variants:", D, B, L);
+                    for (const Variant& v : variants) {
+                        TurboDecodeParams vp = tp;
+                        vp.stages = v.stages;
+                        vp.heads_on_m = v.hm;
+                        vp.min_ctas_per_sm = v.min_ctas;
+                        vp.prefetch_l2 = v.prefetch;
+                        const float t = time_graph([&](cudaStream_t s) { turbo_decode_cuda(vp, s); }, st);
+                        std::printf(" %s %.4f", v.name, t);
+                        char buf[64];
+                        std::snprintf(buf, sizeof buf, "%s\"%s\": %.5f", var_json.empty() ? "" : ", ", v.name, t);
+                        var_json += buf;
+                    }
+                    std::printf("\n");
                     const float t_fp16 = time_graph([&](cudaStream_t s) { fp16_decode_cuda(fp, s); }, st);
                     // bytes each path must read: the KV cache of `len` tokens
                     double turbo_bytes = 0;
@@ -168,13 +212,14 @@ int main(int argc, char** argv) {
                         turbo_bytes += (double)(len / 64) * lay.rec_bytes[h] + (double)(len % 64) * 2 * (D + 4);
                     turbo_bytes *= B;
                     const double fp16_bytes = (double)B * Hkv * len * D * 2 * 2;
-                    std::printf("D=%3d B=%2d L=%5d  turbo %8.4f ms (roof %.4f)  fp16 %8.4f ms (roof %.4f)\n", D, B, L,
-                                t_turbo, turbo_bytes / bw * 1e3, t_fp16, fp16_bytes / bw * 1e3);
+                    std::printf("D=%3d B=%2d L=%5d  turbo %8.4f ms (roof %.4f, stages %d, splits %d)  fp16 %8.4f ms (roof %.4f)\n",
+                                D, B, L, t_turbo, turbo_bytes / bw * 1e3, stages, splits, t_fp16, fp16_bytes / bw * 1e3);
                     std::fprintf(f, "%s{\"D\": %d, \"batch\": %d, \"kv_len\": %d, \"n_q_heads\": %d, \"n_kv_heads\": %d, "
                                  "\"turbo_ms\": %.5f, \"fp16_ms\": %.5f, \"turbo_bytes\": %.0f, \"fp16_bytes\": %.0f, "
-                                 "\"turbo_roof_ms\": %.5f, \"fp16_roof_ms\": %.5f}",
+                                 "\"turbo_roof_ms\": %.5f, \"fp16_roof_ms\": %.5f, \"stages\": %d, \"splits\": %d, "
+                                 "\"variants\": {%s}}",
                                  first ? "" : ",\n", D, B, len, Hq, Hkv, t_turbo, t_fp16, turbo_bytes, fp16_bytes,
-                                 turbo_bytes / bw * 1e3, fp16_bytes / bw * 1e3);
+                                 turbo_bytes / bw * 1e3, fp16_bytes / bw * 1e3, stages, splits, var_json.c_str());
                     first = false;
                     TANDEM_CHECK_CUDA(cudaStreamSynchronize(st));
                     for (void* ptr : {(void*)blocks, (void*)rk, (void*)rv, (void*)rks, (void*)rvs, (void*)q, (void*)out,
@@ -186,6 +231,7 @@ int main(int argc, char** argv) {
         std::fprintf(f, "\n], \"prefill\": [\n");
         first = true;
         for (int L : {1024, 4096, 16384}) {
+            if (one) break;
             const int D = 128, B = 1;
             const size_t nq = (size_t)B * Hq * L * D, nk = (size_t)B * Hkv * L * D;
             __half *q, *k, *v;

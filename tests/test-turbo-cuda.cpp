@@ -96,7 +96,7 @@ TEST_CASE("cuda: turbo decode vs CPU twin and float64" * doctest::skip(kNoGpu)) 
         std::vector<double> pr(tc.Hkv);
         for (auto& x : pr) x = std::uniform_real_distribution<double>(0, 1)(rng);
         TurboKvCache cache(c, B, tc.Hkv, max_len, turbo_choose_bits(pr, tc.frac));
-        std::vector<float> q((size_t)B * Hq * D), out(q.size(), NAN), ref(q.size());
+        std::vector<float> q((size_t)B * Hq * D), out(q.size(), NAN);
         std::normal_distribution<float> nd;
         for (auto& x : q) x = nd(rng);
         std::vector<float> k((size_t)tc.Hkv * D), v((size_t)tc.Hkv * D);
@@ -112,9 +112,19 @@ TEST_CASE("cuda: turbo decode vs CPU twin and float64" * doctest::skip(kNoGpu)) 
                         }
                 cache.append(b, k.data(), v.data());
             }
+        // references once per case: the CPU twin and float64 on the dequantized cache
+        std::vector<std::vector<double>> twin(B), f64(B);
+        for (int b = 0; b < B; ++b) {
+            const int L = tc.lens[b];
+            std::vector<float> r((size_t)Hq * D), kd((size_t)tc.Hkv * L * D), vd(kd.size());
+            turbo_decode_ref(cache, b, q.data() + (size_t)b * Hq * D, Hq, r.data());
+            twin[b].assign(r.begin(), r.end());
+            f64[b].resize((size_t)Hq * D);
+            cache.dequantize(b, kd.data(), vd.data());
+            attention_exact_f64(q.data() + (size_t)b * Hq * D, kd.data(), vd.data(), Hq, tc.Hkv, L, D, f64[b].data());
+        }
         TurboDecodeParams p;
         p.q = upload(q);
-        p.out = upload(out);  // poison
         p.blocks = upload(cache.blocks());
         p.recent_k = upload(cache.recent_k());
         p.recent_v = upload(cache.recent_v());
@@ -127,34 +137,52 @@ TEST_CASE("cuda: turbo decode vs CPU twin and float64" * doctest::skip(kNoGpu)) 
         p.layout = cache.layout();
         p.poly_degree = c.poly_degree;
         p.threshold = c.threshold;
-        p.n_splits = tc.splits;
-        std::vector<float> ws(turbo_decode_workspace_floats(p), NAN);
-        p.workspace = upload(ws);
-        turbo_decode_cuda(p, 0);
-        CK(cudaDeviceSynchronize());
-        CK(cudaMemcpy(out.data(), p.out, out.size() * 4, cudaMemcpyDeviceToHost));
-        CHECK(all_finite(out));
-        double worst_twin = 0, worst_f64 = 0;
-        for (int b = 0; b < B; ++b) {
-            const int L = tc.lens[b];
-            std::vector<float> o(out.begin() + (size_t)b * Hq * D, out.begin() + (size_t)(b + 1) * Hq * D);
-            std::vector<float> r((size_t)Hq * D), kd((size_t)tc.Hkv * L * D), vd(kd.size());
-            turbo_decode_ref(cache, b, q.data() + (size_t)b * Hq * D, Hq, r.data());
-            std::vector<double> rt(r.begin(), r.end()), e((size_t)Hq * D);
-            cache.dequantize(b, kd.data(), vd.data());
-            attention_exact_f64(q.data() + (size_t)b * Hq * D, kd.data(), vd.data(), Hq, tc.Hkv, L, D, e.data());
-            worst_twin = std::max(worst_twin, rel(o, rt));
-            worst_f64 = std::max(worst_f64, rel(o, e));
+        // every ring depth (0 = straight from global, with and without the L2 prefetch), the
+        // case's split count and an odd one larger than most sequences' tile count (empty splits)
+        struct Variant { int hm, stages; bool prefetch; int splits, min_ctas; };
+        const Variant variants[] = {{-1, -1, false, tc.splits, 0}, {0, 0, false, tc.splits, 0}, {0, 0, true, tc.splits, 0},
+                                    {0, 2, false, tc.splits, 0},   {1, 0, false, tc.splits, 0}, {1, 2, false, tc.splits, 0},
+                                    {1, 0, false, tc.splits, 3},   {1, 0, false, tc.splits, 4}, {0, 0, false, tc.splits, 4},
+                                    {1, 2, false, 37, 0},          {0, 0, false, 37, 3}};
+        // a stream of its own: the combine then uses programmatic dependent launch (sm_90)
+        cudaStream_t stream;
+        CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+        for (const Variant& var : variants) {
+            p.stages = var.stages;
+            p.heads_on_m = var.hm;
+            p.min_ctas_per_sm = var.min_ctas;
+            p.prefetch_l2 = var.prefetch;
+            p.n_splits = var.splits;
+            std::fill(out.begin(), out.end(), NAN);
+            p.out = upload(out);  // poison
+            std::vector<float> ws(turbo_decode_workspace_floats(p), NAN);
+            p.workspace = upload(ws);
+            CK(cudaDeviceSynchronize());  // the uploads (legacy stream) are done
+            turbo_decode_cuda(p, stream);
+            CK(cudaStreamSynchronize(stream));
+            CK(cudaMemcpy(out.data(), p.out, out.size() * 4, cudaMemcpyDeviceToHost));
+            CHECK(all_finite(out));
+            double worst_twin = 0, worst_f64 = 0;
+            for (int b = 0; b < B; ++b) {
+                std::vector<float> o(out.begin() + (size_t)b * Hq * D, out.begin() + (size_t)(b + 1) * Hq * D);
+                worst_twin = std::max(worst_twin, rel(o, twin[b]));
+                worst_f64 = std::max(worst_f64, rel(o, f64[b]));
+            }
+            std::printf("turbo decode D=%d Hkv=%d G=%d frac=%.2f peak=%d heads_on_m=%d stages=%d%s min_ctas=%d splits=%d: rel err "
+                        "vs CPU twin %.2e, vs float64 on the cache %.2e\n",
+                        D, tc.Hkv, tc.G, tc.frac, tc.peak, turbo_decode_heads_on_m(p), turbo_decode_stages(p),
+                        var.prefetch ? "+prefetch" : "", var.min_ctas, var.splits, worst_twin, worst_f64);
+            // The twin thresholds against the global max, the kernel against its running max
+            // (keeping a few more terms); both use the same SAS polynomial. FP16 tensor-core
+            // operands (q * key scale, p * value scale) add ~1e-3.
+            CHECK(worst_twin < 1e-2);
+            CHECK(worst_f64 < 1e-2);
+            CK(cudaFree(p.out));
+            CK(cudaFree(p.workspace));
         }
-        std::printf("turbo decode D=%d Hkv=%d G=%d frac=%.2f peak=%d: rel err vs CPU twin %.2e, vs float64 on the cache %.2e\n",
-                    D, tc.Hkv, tc.G, tc.frac, tc.peak, worst_twin, worst_f64);
-        // The twin thresholds against the global max, the kernel against its running max
-        // (keeping a few more terms); both use the same SAS polynomial. FP16 tensor-core
-        // operands (q * key scale, p * value scale) add ~1e-3.
-        CHECK(worst_twin < 1e-2);
-        CHECK(worst_f64 < 1e-2);
-        for (void* ptr : {(void*)p.q, (void*)p.out, (void*)p.blocks, (void*)p.recent_k, (void*)p.recent_v,
-                          (void*)p.recent_ks, (void*)p.recent_vs, (void*)p.seq_len, (void*)p.workspace})
+        CK(cudaStreamDestroy(stream));
+        for (void* ptr : {(void*)p.q, (void*)p.blocks, (void*)p.recent_k, (void*)p.recent_v,
+                          (void*)p.recent_ks, (void*)p.recent_vs, (void*)p.seq_len})
             CK(cudaFree(ptr));
     }
 }
@@ -273,9 +301,36 @@ TEST_CASE("cuda: turbo prefill (INT8 Q.K^T, SAS, causal) vs float64" * doctest::
 TEST_CASE("cuda: bad parameters are refused with a message" * doctest::skip(kNoGpu)) {
     TurboDecodeParams p;
     CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("null"), TurboError);
-    Fp16DecodeParams f;
     float* dummy = nullptr;
     CK(cudaMalloc(&dummy, 1024));
+    p.q = p.out = p.workspace = dummy;
+    p.recent_ks = p.recent_vs = dummy;
+    p.blocks = (const uint8_t*)dummy;
+    p.recent_k = p.recent_v = (const int8_t*)dummy;
+    p.seq_len = (const int*)dummy;
+    p.batch = 1, p.n_q_heads = 8, p.max_len = 128;
+    p.layout = turbo_make_layout(TurboConfig{}, 2, 128, {4, 4});
+    p.stages = 1;
+    CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("stages"), TurboError);
+    CHECK_THROWS_WITH_AS(turbo_decode_workspace_floats(p), doctest::Contains("stages"), TurboError);
+    p.stages = 3;
+    CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("stages"), TurboError);
+    p.stages = -1;
+    p.heads_on_m = 2;
+    CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("heads_on_m"), TurboError);
+    p.heads_on_m = -1;
+    p.stages = 0;
+    p.min_ctas_per_sm = 5;
+    CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("min_ctas_per_sm"), TurboError);
+    p.stages = 2;
+    p.min_ctas_per_sm = 3;  // the register budget is a knob of the unstaged kernel only
+    CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("min_ctas_per_sm"), TurboError);
+    p.stages = -1;
+    p.min_ctas_per_sm = 0;
+    p.stages = -1;
+    p.blocks = (const uint8_t*)dummy + 4;
+    CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("aligned"), TurboError);
+    Fp16DecodeParams f;
     f.q = f.out = f.workspace = dummy;
     f.k = f.v = (const uint16_t*)dummy;
     f.seq_len = (const int*)dummy;

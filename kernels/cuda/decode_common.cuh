@@ -34,7 +34,8 @@ struct DecodeArgs {
     const int8_t* rv = nullptr;
     const float* rks = nullptr;
     const float* rvs = nullptr;
-    int n_q_heads = 0, n_kv_heads = 0, max_len = 0, n_splits = 1;
+    int batch = 0, n_q_heads = 0, n_kv_heads = 0, max_len = 0, n_splits = 1;
+    int ring_stride = 0;             // Turbo path: bytes of one staged record (max rec_bytes)
     float threshold = -60.0f;        // Turbo path: SAS parameters
     int degree = 3;
     float c1 = 0, c2 = 0, c3 = 0;    // SAS coefficients (exact halves)
@@ -219,23 +220,92 @@ __global__ void __launch_bounds__(kDecodeThreads) fp16_split_kernel(const Decode
     }
 }
 
-// Combine: grid (n_q_heads, batch), D threads. ws: (batch, Hq, splits, D + 2): o..., m, l.
+// ---- programmatic dependent launch (sm_90): the combine starts while the split kernel
+// drains and waits for its results in griddep_wait(); both are no-ops before sm_90.
+__device__ __forceinline__ void griddep_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void griddep_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Combine: grid (n_q_heads, batch), D * NG threads (NG = blockDim.x / D groups of D).
+// ws: (batch, Hq, n_splits, D + 2): o..., m, l of each split (m = -inf: an empty split).
+// Pass 1: M = max m, L = sum 2^(m - M) l over the splits (all threads, block reductions).
+// Pass 2: thread (g, d) sums 2^(m_s - M) o_s[d] over splits s = g mod NG, loads unrolled so
+// many are in flight (at batch 1 there are ~130 splits and only Hq CTAs); groups are summed
+// through shared memory. out (batch, Hq, D) = o / L.
 template <int D>
-__global__ void decode_combine_kernel(const float* __restrict__ ws, float* __restrict__ out,
-                                      int n_q_heads, int n_splits) {
-    const int hq = blockIdx.x, b = blockIdx.y, d = threadIdx.x;
+__global__ void __launch_bounds__(1024) decode_combine_kernel(const float* __restrict__ ws, float* __restrict__ out,
+                                                              int n_q_heads, int n_splits) {
+    __shared__ float red[32];
+    __shared__ float part[1024];
+    griddep_wait();
+    const int hq = blockIdx.x, b = blockIdx.y, tid = threadIdx.x, nt = blockDim.x;
+    const int warp = tid / 32, lane = tid % 32, n_warps = nt / 32;
     const float* base = ws + ((size_t)b * n_q_heads + hq) * n_splits * (D + 2);
+    float m = -INFINITY;
+    for (int s = tid; s < n_splits; s += nt) m = fmaxf(m, base[s * (D + 2) + D]);
+    m = warp_max(m);
+    if (lane == 0) red[warp] = m;
+    __syncthreads();
     float M = -INFINITY;
-    for (int s = 0; s < n_splits; ++s) M = fmaxf(M, base[s * (D + 2) + D]);
-    float L = 0.0f, o = 0.0f;
-    for (int s = 0; s < n_splits; ++s) {
-        const float m = base[s * (D + 2) + D];
-        if (m == -INFINITY) continue;  // an empty split
-        const float w = exp2f(m - M);
-        L += w * base[s * (D + 2) + D + 1];
-        o += w * base[s * (D + 2) + d];
+    for (int i = 0; i < n_warps; ++i) M = fmaxf(M, red[i]);
+    __syncthreads();
+    float l = 0.0f;
+    for (int s = tid; s < n_splits; s += nt) {
+        const float ms = base[s * (D + 2) + D];
+        if (ms != -INFINITY) l += exp2f(ms - M) * base[s * (D + 2) + D + 1];
     }
-    out[((size_t)b * n_q_heads + hq) * D + d] = o / L;
+    l = warp_sum(l);
+    if (lane == 0) red[warp] = l;
+    const int ng = nt / D, g = tid / D, d = tid % D;
+    float o = 0.0f;
+#pragma unroll 4
+    for (int s = g; s < n_splits; s += ng) {
+        const float ms = base[s * (D + 2) + D], os = base[s * (D + 2) + d];
+        o += ms == -INFINITY ? 0.0f : exp2f(ms - M) * os;
+    }
+    part[tid] = o;
+    __syncthreads();
+    if (tid < D) {
+        float L = 0.0f;
+        for (int i = 0; i < n_warps; ++i) L += red[i];
+        float sum = 0.0f;
+        for (int i = 0; i < ng; ++i) sum += part[i * D + tid];
+        out[((size_t)b * n_q_heads + hq) * D + tid] = sum / L;
+    }
+}
+
+// Launches the combine on `stream` with programmatic dependent launch where the device has
+// it (sm_90+) and the stream is not the legacy default stream, so its launch overlaps the split kernel's tail. Threads: D per group of
+// splits, enough groups that each thread sums at most ~16 splits (at most 1024 threads).
+inline void launch_decode_combine(const float* ws, float* out, int batch, int n_q_heads, int n_splits, int D,
+                                  cudaStream_t stream) {
+    static const int cc_major = [] {
+        int dev = 0, v = 0;
+        TANDEM_CHECK_CUDA(cudaGetDevice(&dev));
+        TANDEM_CHECK_CUDA(cudaDeviceGetAttribute(&v, cudaDevAttrComputeCapabilityMajor, dev));
+        return v;
+    }();
+    int ng = 1;
+    while (ng * 16 < n_splits && ng * 2 * D <= 1024) ng *= 2;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(n_q_heads, batch);
+    cfg.blockDim = dim3(D * ng);
+    cfg.dynamicSmemBytes = 0;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = cc_major >= 9 && stream != nullptr ? 1 : 0;  // not on the legacy default stream
+    if (D == 128) TANDEM_CHECK_CUDA(cudaLaunchKernelEx(&cfg, decode_combine_kernel<128>, ws, out, n_q_heads, n_splits));
+    else TANDEM_CHECK_CUDA(cudaLaunchKernelEx(&cfg, decode_combine_kernel<64>, ws, out, n_q_heads, n_splits));
 }
 
 // Splits per (sequence, KV head): enough CTAs to fill the GPU a few times over.

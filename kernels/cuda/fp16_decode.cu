@@ -41,9 +41,7 @@ void fp16_decode_cuda(const Fp16DecodeParams& p, cudaStream_t stream) {
     else if (G <= 4) fp16_split_kernel<64, 4><<<grid, kDecodeThreads, 0, stream>>>(a);
     else fp16_split_kernel<64, 8><<<grid, kDecodeThreads, 0, stream>>>(a);
     TANDEM_CHECK_CUDA(cudaGetLastError());
-    if (D == 128) decode_combine_kernel<128><<<dim3(p.n_q_heads, p.batch), 128, 0, stream>>>(a.ws, p.out, p.n_q_heads, a.n_splits);
-    else decode_combine_kernel<64><<<dim3(p.n_q_heads, p.batch), 64, 0, stream>>>(a.ws, p.out, p.n_q_heads, a.n_splits);
-    TANDEM_CHECK_CUDA(cudaGetLastError());
+    launch_decode_combine(a.ws, p.out, p.batch, p.n_q_heads, a.n_splits, D, stream);
 }
 
 }  // namespace tandem

@@ -1,11 +1,22 @@
 // TurboAttention decode: split-KV flash-decoding on the INT4/INT2 cache with the INT8 recent
 // buffer, SAS softmax and skipping of tiles under the threshold. Tensor cores do both matmuls.
 //
-// Grid (n_ctas, n_kv_heads, batch), 4 warps; every warp is an independent split: it walks a
-// contiguous range of 64-token tiles of one (sequence, KV head) for all G <= 8 query heads
-// sharing it (each K/V byte is read once for the whole GQA group) and writes its (m, l, o)
-// to the workspace, merged by decode_combine_kernel. No block-wide barrier in the loop.
+// Every warp is an independent split: it walks a contiguous range of 64-token tiles of one
+// (sequence, KV head) for all G <= 8 query heads sharing it (each K/V byte is read once for
+// the whole GQA group) and writes its (m, l, o) to the workspace, merged by
+// decode_combine_kernel (launched with programmatic dependent launch on sm_90). A CTA holds
+// kWarps such warps, which need not share a (sequence, head): the grid is flat over
+// (sequence, KV head, split), so any split count fills the GPU. No block barrier at all.
 //
+// Operands (knob stages): 0 reads each record straight from global memory (the tokens-on-M
+// tile may prefetch the next record's keys into L2); 2 stages records in shared memory,
+// each warp copying record j + 1 with cp.async (16 B per lane, L2 only) while it computes
+// record j. Register budget (knob min_ctas_per_sm, unstaged kernel): __launch_bounds__ for
+// 2, 3 or 4 CTAs of 4 warps per SM. Decode here is latency-bound: warps per SM matter more
+// than bytes in flight (docs/turboattention-impl.md, run 6).
+//
+// Two tiles (knob heads_on_m): tile() below puts the 64 tokens on the mma M rows; tile_hm()
+// puts the query heads on M, so the score accumulator is the P.V A fragment. tile():
 // Per compressed tile (bits = 4 or 2):
 //   scores  S (64 tokens x 8 heads) = codes (tokens x D) . qk (D x 8 heads), mma m16n8k16:
 //           A = key codes expanded to FP16 by a LOP3 into 0x6400|code minus 1024 (exact),
@@ -18,18 +29,52 @@
 //           P' = p * value block scale * the token's group scale (FP16, one per value group),
 //           B = value codes, channel-major so one word holds consecutive tokens of a channel;
 //           the zero points add sum_t p * scale * zp per (head, group).
-// The INT8 recent tile (at most one per sequence) takes a plain FP32 path.
+// The INT8 recent tile (at most one per sequence) goes through the same code with 8-bit
+// "codes" and per-token scales, read straight from global memory.
 #include "turbo_decode.cuh"
 
 #include "decode_common.cuh"
 
 #include <algorithm>
+#include <mutex>
+#include <type_traits>
+#include <vector>
 
 namespace tandem {
 
 namespace {
 
-constexpr int kWarps = 4;
+constexpr int kWarps = 4;      // warps (independent splits) per CTA
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+    const uint32_t d = (uint32_t)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
+
+// Copies one record (bytes % 16 == 0, both ends 16-aligned) to shared memory, 16 B a lane.
+__device__ __forceinline__ void stage_record(uint8_t* dst, const uint8_t* src, int bytes) {
+    for (int off = (threadIdx.x % 32) * 16; off < bytes; off += 32 * 16) cp_async16(dst + off, src + off);
+}
+
+// N consecutive 32-bit words from p (16-byte aligned when N % 4 == 0, 8 when N == 2).
+template <int N>
+__device__ __forceinline__ void load_words(const uint8_t* p, uint32_t (&w)[N]) {
+    if constexpr (N % 4 == 0) {
+#pragma unroll
+        for (int i = 0; i < N / 4; ++i) {
+            const uint4 x = ((const uint4*)p)[i];
+            w[4 * i] = x.x, w[4 * i + 1] = x.y, w[4 * i + 2] = x.z, w[4 * i + 3] = x.w;
+        }
+    } else if constexpr (N == 2) {
+        const uint2 x = *(const uint2*)p;
+        w[0] = x.x, w[1] = x.y;
+    } else {
+        w[0] = *(const uint32_t*)p;
+    }
+}
 
 __device__ __forceinline__ void mma16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
                                          uint32_t a3, uint32_t b0, uint32_t b1) {
@@ -59,9 +104,12 @@ __device__ __forceinline__ uint32_t code_pair(uint32_t w, int j) {
     return h2u(__hsub2(*reinterpret_cast<__half2*>(&x), __float2half2_rn(off)));
 }
 
+// One warp's scratch (the record ring follows all kWarps of these in dynamic shared memory).
+template <int D>
 struct __align__(16) WarpSmem {
-    float s[8][kTile];        // scores, then probabilities (float)
-    __half ph[4][8][kTile];   // P' per value group (ng <= 4)
+    float q[8][D];               // query x log2(e)/sqrt(D); heads >= G are zero
+    float s[8][kTile + 4];       // scores, then probabilities (+4: score stores hit 32 banks)
+    __half ph[D / 32][8][kTile]; // P' per value group (v_group >= 32)
     float tks[kTile], tvs[kTile];
 };
 
@@ -70,7 +118,8 @@ struct WarpState {
 };
 
 // Online softmax over the warp's tile for heads g < G; returns whether any p > 0.
-__device__ __forceinline__ bool warp_softmax(WarpSmem& w, WarpState& st, const DecodeArgs& a, int G) {
+template <class W>
+__device__ __forceinline__ bool warp_softmax(W& w, WarpState& st, const DecodeArgs& a, int G) {
     const int lane = threadIdx.x % 32;
     const __half c1 = __float2half_rn(a.c1), c2 = __float2half_rn(a.c2), c3 = __float2half_rn(a.c3);
     bool any = false;
@@ -106,7 +155,7 @@ __device__ __forceinline__ float pick(const float (&v)[8], int i) {
 template <int D, int BITS>
 __device__ __forceinline__ void tile(const uint8_t* kc, const uint8_t* vc, const uint8_t* rec,
                                      const float* rks, const float* rvs, int n_valid,
-                                     const float (*q)[D], WarpSmem& w, WarpState& st,
+                                     WarpSmem<D>& w, WarpState& st,
                                      const DecodeArgs& a, int G, float (&acc)[D / 8][2]) {
     constexpr bool kInt8 = BITS == 8;
     constexpr int CPW = 32 / BITS;          // codes per 32-bit word
@@ -118,15 +167,14 @@ __device__ __forceinline__ void tile(const uint8_t* kc, const uint8_t* vc, const
     const float kscale = kInt8 ? 1.0f : ((const float*)rec)[0];
     const float vscale = kInt8 ? 1.0f : ((const float*)rec)[1];
 
-    // ---- key codes: all words of the tile first (loads in flight), then the q fragments
-    uint32_t kw[4][NCH][2];
+    // ---- key codes: all words of the tile first (loads in flight), then the q fragments.
+    // Lane (gid, tig) holds words tig*NCH .. tig*NCH + NCH - 1 of rows gid (+8, +16, ...):
+    // one vector load per row; k-chunk c takes word tig*NCH + c (B uses the same order).
+    uint32_t kw[4][2][NCH];
 #pragma unroll
     for (int mb = 0; mb < 4; ++mb)
 #pragma unroll
-        for (int c = 0; c < NCH; ++c)
-#pragma unroll
-            for (int r = 0; r < 2; ++r)
-                kw[mb][c][r] = *(const uint32_t*)(kc + (mb * 16 + gid + 8 * r) * ROW + (c * 4 + tig) * 4);
+        for (int r = 0; r < 2; ++r) load_words<NCH>(kc + (mb * 16 + gid + 8 * r) * ROW + tig * NCH * 4, kw[mb][r]);
     if (kInt8) {
         w.tks[lane] = lane < n_valid ? rks[lane] : 0.0f;
         w.tks[lane + 32] = lane + 32 < n_valid ? rks[lane + 32] : 0.0f;
@@ -137,11 +185,11 @@ __device__ __forceinline__ void tile(const uint8_t* kc, const uint8_t* vc, const
     float kbias = 0.0f;
 #pragma unroll
     for (int c = 0; c < NCH; ++c) {
-        const int base = c * 4 * CPW + tig * CPW;
+        const int base = (tig * NCH + c) * CPW;
         float qv[CPW], sc[CPW], zp[CPW];
 #pragma unroll
         for (int i = 0; i < CPW; i += 4) {
-            const float4 x = *(const float4*)&q[gid][base + i];
+            const float4 x = *(const float4*)&w.q[gid][base + i];
             qv[i] = x.x, qv[i + 1] = x.y, qv[i + 2] = x.z, qv[i + 3] = x.w;
         }
 #pragma unroll
@@ -177,8 +225,8 @@ __device__ __forceinline__ void tile(const uint8_t* kc, const uint8_t* vc, const
         for (int ch = 0; ch < NCH; ++ch)
 #pragma unroll
             for (int m = 0; m < MPC; ++m)
-                mma16816(c, code_pair<BITS>(kw[mb][ch][0], 2 * m), code_pair<BITS>(kw[mb][ch][1], 2 * m),
-                         code_pair<BITS>(kw[mb][ch][0], 2 * m + 1), code_pair<BITS>(kw[mb][ch][1], 2 * m + 1),
+                mma16816(c, code_pair<BITS>(kw[mb][0][ch], 2 * m), code_pair<BITS>(kw[mb][1][ch], 2 * m),
+                         code_pair<BITS>(kw[mb][0][ch], 2 * m + 1), code_pair<BITS>(kw[mb][1][ch], 2 * m + 1),
                          qb[ch][2 * m], qb[ch][2 * m + 1]);
         const int t = mb * 16 + gid;
         const float s0 = kInt8 ? w.tks[t] : kscale, s8 = kInt8 ? w.tks[t + 8] : kscale;
@@ -192,8 +240,12 @@ __device__ __forceinline__ void tile(const uint8_t* kc, const uint8_t* vc, const
     if (!warp_softmax(w, st, a, G)) return;  // every p is 0: no V bytes read
 
     // ---- P' per value group and the zero-point bias of each (head, group)
-    float vbias[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int grp = 0; grp < ng; ++grp) {
+    float vbias[D / 32];
+#pragma unroll
+    for (int i = 0; i < D / 32; ++i) vbias[i] = 0.0f;
+#pragma unroll
+    for (int grp = 0; grp < D / 32; ++grp) {
+        if (grp >= ng) break;
         const int t0 = lane, t1 = lane + 32;
         float f0, f1, z0 = 0.0f, z1 = 0.0f;
         if (kInt8) {
@@ -213,7 +265,7 @@ __device__ __forceinline__ void tile(const uint8_t* kc, const uint8_t* vc, const
             w.ph[grp][g][t1] = __float2half_rn(p1 * f1);
             if (!kInt8) {
                 const float bsum = warp_sum(p0 * z0 + p1 * z1);
-                if (g == gid) vbias[grp & 3] = bsum;
+                if (g == gid) vbias[grp] = bsum;
             }
         }
     }
@@ -273,9 +325,210 @@ __device__ __forceinline__ void tile(const uint8_t* kc, const uint8_t* vc, const
         }
         float vb = 0.0f;
 #pragma unroll
-        for (int i = 0; i < 4; ++i) vb = i == grp ? vbias[i] : vb;
+        for (int i = 0; i < D / 32; ++i) vb = i == grp ? vbias[i] : vb;
         acc[nb][0] = c[0] + vb;
         acc[nb][1] = c[1] + vb;
+    }
+}
+
+// ---- heads on the mma M rows (HM): S^T = (q x key scale) . codes^T, then O += P' . V ----------
+// The score accumulator (rows = heads, columns = tokens) is already the A fragment of the
+// P.V mma (the FlashAttention-2 register trick), so probabilities never go through shared
+// memory and the softmax needs only the 4 lanes of a head (2 shuffles), not a whole warp.
+// Rows 8..15 of M are unused (G <= 8): twice the Q.K^T mma of the tokens-on-M tile, which
+// the tensor cores have to spare; the per-lane math has 16 independent tokens of ILP.
+//
+// Column n = 2t + e of score n-block nb (8 tokens) is token tok_of(nb, t, e), chosen so
+// that a lane's two tokens (t = tig, e = 0/1) are the pair code_pair<BITS> extracts from one
+// word of a channel-major value row: word vword(nb, tig), pair index vj(nb, tig).
+template <int BITS>
+__device__ __forceinline__ int tok_of(int nb, int t, int e) {
+    if constexpr (BITS == 4) return 8 * nb + t + 4 * e;
+    else if constexpr (BITS == 2) return 16 * (nb / 2) + 4 * (nb % 2) + t + 8 * e;
+    else return 8 * nb + 4 * (t / 2) + (t % 2) + 2 * e;
+}
+template <int BITS>
+__device__ __forceinline__ int vword(int nb, int t) {
+    return BITS == 4 ? nb : BITS == 2 ? nb / 2 : 2 * nb + t / 2;
+}
+template <int BITS>
+__device__ __forceinline__ int vj(int nb, int t) {
+    return BITS == 4 ? t : BITS == 2 ? 4 * (nb % 2) + t : t % 2;
+}
+
+// One warp's scratch for the HM tile (the record ring follows all kWarps of these).
+template <int D>
+struct __align__(16) HmSmem {
+    float q[8][D];  // query x log2(e)/sqrt(D); heads >= G are zero
+    float tks[kTile], tvs[kTile];
+};
+
+struct HeadState {
+    float m, l;  // running max (log2 units) of head gid; this lane's part of the sum
+};
+
+// One tile of 64 tokens for head gid (rows gid < G matter; the others compute on zeros).
+// acc[nb][0..1]: head gid, channels nb*8 + tig*2 + {0, 1} (the same layout as tile()).
+template <int D, int BITS, class W>
+__device__ __forceinline__ void tile_hm(const uint8_t* kc, const uint8_t* vc, const uint8_t* rec,
+                                        const float* rks, const float* rvs, int n_valid,
+                                        W& w, HeadState& st, const DecodeArgs& a, int G,
+                                        float (&acc)[D / 8][2]) {
+    constexpr bool kInt8 = BITS == 8;
+    constexpr int CPW = 32 / BITS;          // codes per 32-bit word
+    constexpr int NCH = D / (4 * CPW);      // words of a key row per lane
+    constexpr int MPC = CPW / 4;            // mma per word
+    constexpr int ROW = D * BITS / 8;       // bytes of one token's key codes
+    constexpr int VROW = kTile * BITS / 8;  // bytes of one channel's value codes
+    const int lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
+    const int ng = kInt8 ? 1 : D / a.layout.v_group;
+    const float kscale = kInt8 ? 1.0f : ((const float*)rec)[0];
+    const float vscale = kInt8 ? 1.0f : ((const float*)rec)[1];
+
+    // ---- key words: n-block nb, this lane's token row tok_of(nb, gid / 2, gid % 2)
+    uint32_t kw[8][NCH];
+#pragma unroll
+    for (int nb = 0; nb < 8; ++nb)
+        load_words<NCH>(kc + tok_of<BITS>(nb, gid >> 1, gid & 1) * ROW + tig * NCH * 4, kw[nb]);
+    if (kInt8) {
+        w.tks[lane] = lane < n_valid ? rks[lane] : 0.0f;
+        w.tks[lane + 32] = lane + 32 < n_valid ? rks[lane + 32] : 0.0f;
+        w.tvs[lane] = lane < n_valid ? rvs[lane] : 0.0f;
+        w.tvs[lane + 32] = lane + 32 < n_valid ? rvs[lane + 32] : 0.0f;
+    }
+    // ---- A fragments: q x key channel scale of head gid (FP16), + the zero-point bias
+    uint32_t qa[NCH][CPW / 2];
+    float kbias = 0.0f;
+#pragma unroll
+    for (int c = 0; c < NCH; ++c) {
+        const int base = (tig * NCH + c) * CPW;
+        float qv[CPW], sc[CPW], zp[CPW];
+#pragma unroll
+        for (int i = 0; i < CPW; i += 4) {
+            const float4 x = *(const float4*)&w.q[gid][base + i];
+            qv[i] = x.x, qv[i + 1] = x.y, qv[i + 2] = x.z, qv[i + 3] = x.w;
+        }
+#pragma unroll
+        for (int i = 0; i < CPW; ++i) sc[i] = 1.0f, zp[i] = 0.0f;
+        if constexpr (!kInt8) {
+#pragma unroll
+            for (int i = 0; i < CPW; i += 8) {
+                const uint2 s2 = *(const uint2*)(rec + 8 + base + i);
+                const uint2 z2 = *(const uint2*)(rec + 8 + D + base + i);
+#pragma unroll
+                for (int k = 0; k < 8; ++k) {
+                    sc[i + k] = (float)(((k < 4 ? s2.x : s2.y) >> (8 * (k % 4))) & 0xff);
+                    zp[i + k] = (float)(int8_t)((k < 4 ? z2.x : z2.y) >> (8 * (k % 4)));
+                }
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < CPW / 2; ++j) {
+            const int j1 = j + CPW / 2;
+            qa[c][j] = h2u(__floats2half2_rn(qv[j] * sc[j], qv[j1] * sc[j1]));
+            kbias += qv[j] * zp[j] + qv[j1] * zp[j1];
+        }
+    }
+    kbias += __shfl_xor_sync(0xffffffffu, kbias, 1);
+    kbias += __shfl_xor_sync(0xffffffffu, kbias, 2);
+    if (kInt8) __syncwarp();  // tks, tvs visible
+    // ---- scores of head gid: p[nb][e] = token tok_of(nb, tig, e)
+    float p[8][2];
+#pragma unroll
+    for (int nb = 0; nb < 8; ++nb) {
+        float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int ch = 0; ch < NCH; ++ch)
+#pragma unroll
+            for (int m = 0; m < MPC; ++m)
+                mma16816(c, qa[ch][2 * m], 0u, qa[ch][2 * m + 1], 0u, code_pair<BITS>(kw[nb][ch], 2 * m),
+                         code_pair<BITS>(kw[nb][ch], 2 * m + 1));
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+            const int t = tok_of<BITS>(nb, tig, e);
+            p[nb][e] = t < n_valid ? (c[e] + kbias) * (kInt8 ? w.tks[t] : kscale) : -INFINITY;
+        }
+    }
+    // ---- online softmax of head gid over its 4 lanes
+    float mx = -INFINITY;
+#pragma unroll
+    for (int nb = 0; nb < 8; ++nb) mx = fmaxf(mx, fmaxf(p[nb][0], p[nb][1]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_new = fmaxf(st.m, mx);
+    const __half c1 = __float2half_rn(a.c1), c2 = __float2half_rn(a.c2), c3 = __float2half_rn(a.c3);
+    float ls = 0.0f;
+    bool any = false;
+#pragma unroll
+    for (int nb = 0; nb < 8; ++nb)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+            const float pe = sas_exp2(p[nb][e] - m_new, a.threshold, a.degree, c1, c2, c3);
+            any |= pe > 0.0f;
+            ls += pe;
+            p[nb][e] = pe;
+        }
+    // every p of every real head is 0: m did not move (alpha = 1), no V bytes are needed
+    if (!__any_sync(0xffffffffu, any && gid < G)) return;
+    const float alpha = st.m == -INFINITY ? 0.0f : exp2f(st.m - m_new);
+    st.l = st.l * alpha + ls;
+    st.m = m_new;
+
+    // ---- P.V: per value group, A = P' = p x value block scale x the token's group scale
+    // (FP16) and the zero-point bias sum_t P' zp of head gid; B = value codes of channel
+    // nb2*8 + gid, the same word/pair order as the scores.
+    int cur_grp = -1;
+    uint32_t pa[4][2];
+    float vb = 0.0f;
+#pragma unroll
+    for (int nb2 = 0; nb2 < D / 8; ++nb2) {
+        const int ch = nb2 * 8 + gid;
+        uint32_t vw[8];
+        if constexpr (kInt8) {
+#pragma unroll
+            for (int nb = 0; nb < 8; ++nb) vw[nb] = *(const uint32_t*)(vc + ch * VROW + vword<8>(nb, tig) * 4);
+        } else if constexpr (VROW / 4 == 8) {
+            load_words<8>(vc + ch * VROW, vw);
+        } else {
+            uint32_t v4[4];
+            load_words<4>(vc + ch * VROW, v4);
+#pragma unroll
+            for (int i = 0; i < 4; ++i) vw[i] = v4[i];
+        }
+        const int grp = kInt8 ? 0 : nb2 * 8 / a.layout.v_group;
+        if (grp != cur_grp) {
+            cur_grp = grp;
+            float bsum = 0.0f;
+#pragma unroll
+            for (int nb = 0; nb < 8; ++nb) {
+                const int t0 = tok_of<BITS>(nb, tig, 0), t1 = tok_of<BITS>(nb, tig, 1);
+                float f0, f1;
+                if (kInt8) {
+                    f0 = w.tvs[t0];
+                    f1 = w.tvs[t1];
+                } else {
+                    f0 = vscale * rec[8 + 2 * D + t0 * ng + grp];
+                    f1 = vscale * rec[8 + 2 * D + t1 * ng + grp];
+                    bsum += p[nb][0] * (vscale * (int8_t)rec[8 + 2 * D + kTile * ng + t0 * ng + grp]) +
+                            p[nb][1] * (vscale * (int8_t)rec[8 + 2 * D + kTile * ng + t1 * ng + grp]);
+                }
+                pa[nb / 2][nb % 2] = h2u(__floats2half2_rn(p[nb][0] * f0, p[nb][1] * f1));
+            }
+            bsum += __shfl_xor_sync(0xffffffffu, bsum, 1);
+            bsum += __shfl_xor_sync(0xffffffffu, bsum, 2);
+            vb = bsum;
+        }
+        float c[4] = {acc[nb2][0] * alpha, acc[nb2][1] * alpha, 0.0f, 0.0f};
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+            const int n0 = 2 * kk, n1 = 2 * kk + 1;
+            const uint32_t w0 = kInt8 ? vw[n0] : vw[vword<BITS>(n0, 0)];
+            const uint32_t w1 = kInt8 ? vw[n1] : vw[vword<BITS>(n1, 0)];
+            mma16816(c, pa[kk][0], 0u, pa[kk][1], 0u, code_pair<BITS>(w0, vj<BITS>(n0, tig)),
+                     code_pair<BITS>(w1, vj<BITS>(n1, tig)));
+        }
+        acc[nb2][0] = c[0] + vb;
+        acc[nb2][1] = c[1] + vb;
     }
 }
 
@@ -285,89 +538,227 @@ __device__ __forceinline__ void prefetch_l2(const uint8_t* p, int bytes) {
         asm volatile("prefetch.global.L2 [%0];" ::"l"(p + off));
 }
 
-template <int D>
-__global__ void __launch_bounds__(kWarps * 32) turbo_split_kernel(const DecodeArgs a) {
-    __shared__ __align__(16) float q_s[8][D];
-    __shared__ WarpSmem ws_all[kWarps];
-    const int h = blockIdx.y, b = blockIdx.z, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int gid = lane >> 2, tig = lane & 3;
+// One compressed record (bits 4 or 2) through the tile variant HM selects.
+template <int D, bool HM, class W, class S>
+__device__ __forceinline__ void run_tile(int bits, const uint8_t* kc, const uint8_t* vc, const uint8_t* rec, W& w,
+                                         S& st, const DecodeArgs& a, int G, float (&acc)[D / 8][2]) {
+    if constexpr (HM) {
+        if (bits == 4) tile_hm<D, 4>(kc, vc, rec, nullptr, nullptr, kTile, w, st, a, G, acc);
+        else tile_hm<D, 2>(kc, vc, rec, nullptr, nullptr, kTile, w, st, a, G, acc);
+    } else {
+        if (bits == 4) tile<D, 4>(kc, vc, rec, nullptr, nullptr, kTile, w, st, a, G, acc);
+        else tile<D, 2>(kc, vc, rec, nullptr, nullptr, kTile, w, st, a, G, acc);
+    }
+}
+
+// Grid: ceil(batch * n_kv_heads * n_splits / kWarps) CTAs of kWarps warps; warp wi is split
+// wi % n_splits of pair wi / n_splits = (sequence, KV head). Dynamic shared memory:
+// WarpSmem<D>[kWarps], then per warp STAGES record buffers of ring_stride bytes.
+// MINB: CTAs per SM the register budget is sized for (65536 / (MINB * 128) registers per
+// thread at most): 2 -> 255, 3 -> 168 (12 warps per SM), 4 -> 128 (16 warps).
+template <int D, int STAGES, bool PREFETCH, bool HM, int MINB>
+__global__ void __launch_bounds__(kWarps * 32, MINB) turbo_split_kernel(const DecodeArgs a) {
+    using Smem = std::conditional_t<HM, HmSmem<D>, WarpSmem<D>>;
+    using State = std::conditional_t<HM, HeadState, WarpState>;
+    extern __shared__ __align__(16) uint8_t smem[];
+    griddep_launch_dependents();  // the combine may be scheduled now; it waits for our results
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
+    const int wi = blockIdx.x * kWarps + warp;
+    const int pair = wi / a.n_splits, split = wi % a.n_splits;
+    if (pair >= a.batch * a.n_kv_heads) return;
+    const int b = pair / a.n_kv_heads, h = pair % a.n_kv_heads;
     const int G = a.n_q_heads / a.n_kv_heads;
     const int len = a.seq_len[b];
     const int n_comp = len / kTile, n_rec = len % kTile, n_tiles = n_comp + (n_rec > 0);
-    const int split = blockIdx.x * kWarps + warp;
-    const int per = (n_tiles + a.n_splits - 1) / a.n_splits;
-    const int j0 = min(n_tiles, split * per), j1 = min(n_tiles, j0 + per);
+    const int j0 = (int)((long long)split * n_tiles / a.n_splits);
+    const int j1 = (int)((long long)(split + 1) * n_tiles / a.n_splits);
+    const int jc1 = min(j1, n_comp);  // compressed tiles [j0, jc1); the recent one is n_comp
     const TurboCacheLayout& L = a.layout;
-    const float qscale = kLog2eF * rsqrtf((float)D);
-    for (int i = threadIdx.x; i < 8 * D; i += kWarps * 32) {
-        const int g = i / D, d = i % D;
-        q_s[g][d] = g < G ? a.q[((size_t)b * a.n_q_heads + h * G + g) * D + d] * qscale : 0.0f;
-    }
-    __syncthreads();
-    WarpSmem& w = ws_all[warp];
-    WarpState st;
+    const uint8_t* recs = a.blocks + (size_t)b * L.seq_bytes + L.head_off[h];
+    const int rb = (int)L.rec_bytes[h], bits = L.bits[h];
+    Smem& w = ((Smem*)smem)[warp];
+    uint8_t* ring = smem + kWarps * sizeof(Smem) + (size_t)warp * STAGES * a.ring_stride;
+    if constexpr (STAGES > 0) {  // the first STAGES - 1 records start moving before anything else
 #pragma unroll
-    for (int g = 0; g < 8; ++g) st.m[g] = -INFINITY, st.l[g] = 0.0f, st.alpha[g] = 1.0f;
+        for (int s = 0; s < STAGES - 1; ++s) {
+            if (j0 + s < jc1) stage_record(ring + s * a.ring_stride, recs + (size_t)(j0 + s) * rb, rb);
+            cp_async_commit();
+        }
+    }
+    if (j0 <= n_comp && n_comp < j1) {  // the INT8 recent tile comes last: start it towards L2 now
+        const size_t row = ((size_t)b * a.n_kv_heads + h) * kTile;
+        prefetch_l2((const uint8_t*)(a.rk + row * D), kTile * D);
+        prefetch_l2((const uint8_t*)(a.rv + row * D), kTile * D);
+        prefetch_l2((const uint8_t*)(a.rks + row), kTile * 4);
+        prefetch_l2((const uint8_t*)(a.rvs + row), kTile * 4);
+    }
+    const float qscale = kLog2eF * rsqrtf((float)D);
+    for (int i = lane; i < 8 * D; i += 32) {
+        const int g = i / D, d = i % D;
+        w.q[g][d] = g < G ? a.q[((size_t)b * a.n_q_heads + h * G + g) * D + d] * qscale : 0.0f;
+    }
+    State st;
+    if constexpr (HM) {
+        st.m = -INFINITY;
+        st.l = 0.0f;
+    } else {
+#pragma unroll
+        for (int g = 0; g < 8; ++g) st.m[g] = -INFINITY, st.l[g] = 0.0f, st.alpha[g] = 1.0f;
+    }
     float acc[D / 8][2];
 #pragma unroll
     for (int nb = 0; nb < D / 8; ++nb) acc[nb][0] = acc[nb][1] = 0.0f;
-    const uint8_t* recs = a.blocks + (size_t)b * L.seq_bytes + L.head_off[h];
-    const int bits = L.bits[h];
-    for (int j = j0; j < j1; ++j) {
-        if (j < n_comp) {
-            const uint8_t* rec = recs + (size_t)j * L.rec_bytes[h];
+    __syncwarp();
+    if constexpr (STAGES > 0) {
+        int slot = 0;  // ring slot of record j
+        for (int j = j0; j < jc1; ++j) {
+            const int jn = j + STAGES - 1;
+            if (jn < jc1) {
+                const int sn = slot + STAGES - 1 < STAGES ? slot + STAGES - 1 : slot - 1;
+                stage_record(ring + sn * a.ring_stride, recs + (size_t)jn * rb, rb);
+            }
+            cp_async_commit();
+            cp_async_wait<STAGES - 1>();  // record j has landed (this lane's part)
+            __syncwarp();                 // ... and every lane's
+            const uint8_t* rec = ring + slot * a.ring_stride;
             const uint8_t* kc = rec + L.meta_bytes;
             const uint8_t* vc = kc + kTile * D * bits / 8;
-            // the next tile's metadata and keys travel to L2 while this one computes
-            if (j + 1 < min(j1, n_comp)) prefetch_l2(rec + L.rec_bytes[h], L.meta_bytes + kTile * D * bits / 8);
-            if (bits == 4) tile<D, 4>(kc, vc, rec, nullptr, nullptr, kTile, q_s, w, st, a, G, acc);
-            else tile<D, 2>(kc, vc, rec, nullptr, nullptr, kTile, q_s, w, st, a, G, acc);
-        } else {
-            const size_t row = ((size_t)b * a.n_kv_heads + h) * kTile;
-            tile<D, 8>((const uint8_t*)(a.rk + row * D), (const uint8_t*)(a.rv + row * D), nullptr,
-                       a.rks + row, a.rvs + row, n_rec, q_s, w, st, a, G, acc);
+            run_tile<D, HM>(bits, kc, vc, rec, w, st, a, G, acc);
+            __syncwarp();  // every lane is done with the slot before it is refilled
+            slot = slot + 1 == STAGES ? 0 : slot + 1;
         }
-        __syncwarp();
+    } else {
+        for (int j = j0; j < jc1; ++j) {
+            const uint8_t* rec = recs + (size_t)j * rb;
+            const uint8_t* kc = rec + L.meta_bytes;
+            const uint8_t* vc = kc + kTile * D * bits / 8;
+            if (PREFETCH && j + 1 < jc1) prefetch_l2(rec + rb, L.meta_bytes + kTile * D * bits / 8);
+            run_tile<D, HM>(bits, kc, vc, rec, w, st, a, G, acc);
+            __syncwarp();
+        }
+    }
+    if (j0 <= n_comp && n_comp < j1) {  // the INT8 recent tile (n_rec > 0 tokens)
+        const size_t row = ((size_t)b * a.n_kv_heads + h) * kTile;
+        if constexpr (HM)
+            tile_hm<D, 8>((const uint8_t*)(a.rk + row * D), (const uint8_t*)(a.rv + row * D), nullptr, a.rks + row,
+                          a.rvs + row, n_rec, w, st, a, G, acc);
+        else
+            tile<D, 8>((const uint8_t*)(a.rk + row * D), (const uint8_t*)(a.rv + row * D), nullptr, a.rks + row,
+                       a.rvs + row, n_rec, w, st, a, G, acc);
+    }
+    float m_out, l_out;
+    if constexpr (HM) {
+        m_out = st.m;
+        l_out = st.l + __shfl_xor_sync(0xffffffffu, st.l, 1);
+        l_out += __shfl_xor_sync(0xffffffffu, l_out, 2);
+    } else {
+        m_out = pick(st.m, gid);
+        l_out = pick(st.l, gid);
     }
     if (gid < G) {
         float* o = a.ws + (((size_t)b * a.n_q_heads + h * G + gid) * a.n_splits + split) * (D + 2);
 #pragma unroll
-        for (int nb = 0; nb < D / 8; ++nb) {
-            o[nb * 8 + tig * 2] = acc[nb][0];
-            o[nb * 8 + tig * 2 + 1] = acc[nb][1];
-        }
+        for (int nb = 0; nb < D / 8; ++nb) *(float2*)&o[nb * 8 + tig * 2] = make_float2(acc[nb][0], acc[nb][1]);
         if (tig == 0) {
-            o[D] = pick(st.m, gid);
-            o[D + 1] = pick(st.l, gid);
+            o[D] = m_out;
+            o[D + 1] = l_out;
         }
     }
 }
 
-int sm_count() {
-    int dev = 0, n = 0;
-    TANDEM_CHECK_CUDA(cudaGetDevice(&dev));
-    TANDEM_CHECK_CUDA(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
-    return n;
-}
+using SplitKernel = void (*)(DecodeArgs);
 
-// Warp-splits per (sequence, KV head), a multiple of 4: about 16 warps per SM in all, and
-// at least 2 tiles per warp.
-int pick_splits(int requested, int batch, int n_kv_heads, int max_len) {
-    int s = requested;
-    if (s <= 0) {
-        const int tiles = max_len / kTile + 1;
-        s = (16 * sm_count() + batch * n_kv_heads - 1) / (batch * n_kv_heads);
-        s = std::min(s, (tiles + 1) / 2);
+// Register budget (CTAs per SM) of the ring kernels: 2 at D = 128 (~185 registers; shared
+// memory allows no more), 3 at D = 64. The unstaged kernel's default is kDefaultMinCtas.
+template <int D>
+constexpr int ring_min_ctas() { return D == 128 ? 2 : 3; }
+constexpr int kDefaultMinCtas = 3;
+
+// The instantiated variants: tokens-on-M (hm = 0) or heads-on-M (hm = 1) tile; ring depth 0
+// at register budgets for 2, 3 or 4 CTAs per SM (tokens-on-M also with the L2 prefetch), or
+// depth 2 at the default budget. check() refuses the other combinations.
+template <int D>
+SplitKernel split_kernel(int stages, bool prefetch, bool hm, int min_ctas) {
+    constexpr int M = ring_min_ctas<D>();
+    if (stages == 2) return hm ? turbo_split_kernel<D, 2, false, true, M> : turbo_split_kernel<D, 2, false, false, M>;
+    if (prefetch && !hm) return turbo_split_kernel<D, 0, true, false, M>;
+    switch (min_ctas <= 0 ? kDefaultMinCtas : min_ctas) {
+    case 2: return hm ? turbo_split_kernel<D, 0, false, true, 2> : turbo_split_kernel<D, 0, false, false, 2>;
+    case 3: return hm ? turbo_split_kernel<D, 0, false, true, 3> : turbo_split_kernel<D, 0, false, false, 3>;
+    default: return hm ? turbo_split_kernel<D, 0, false, true, 4> : turbo_split_kernel<D, 0, false, false, 4>;
     }
-    s = std::max(s, 1);
-    return (s + kWarps - 1) / kWarps * kWarps;
 }
 
-void check(const TurboDecodeParams& p) {
+template <int D>
+size_t warp_smem_bytes(bool hm) {
+    return hm ? sizeof(HmSmem<D>) : sizeof(WarpSmem<D>);
+}
+
+// Defaults, chosen from the A/B columns of run 6 (bench/results/attention-h100.md):
+// D = 128: tokens-on-M tile, no ring, registers for 12 warps per SM (occupancy is what moves
+// it: 8 -> 12 warps gave 1.19x at batch 32 x 16k; the ring and the heads-on-M tile, both at
+// 8 warps, did not); D = 64: heads-on-M tile with a ring of 2 records per warp.
+int default_heads_on_m(int D) { return D == 64 ? 1 : 0; }
+int default_stages(int D) { return D == 64 ? 2 : 0; }
+
+// Everything the launch and the workspace size depend on, decided once per call.
+struct Plan {
+    SplitKernel fn;
+    int stages, splits;
+    bool hm;
+    size_t smem;
+};
+
+// Raises fn's dynamic shared memory limit to smem and returns how many of its CTAs fit on
+// one SM. Cached per (kernel, bytes, device): the decode runs per layer per token.
+int resident_ctas(SplitKernel fn, size_t smem, int dev) {
+    struct Entry { SplitKernel fn; size_t smem; int dev, per_sm; };
+    static std::mutex mu;
+    static std::vector<Entry> cache;
+    std::lock_guard<std::mutex> lock(mu);
+    for (const Entry& e : cache)
+        if (e.fn == fn && e.smem == smem && e.dev == dev) return e.per_sm;
+    TANDEM_CHECK_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    int per_sm = 0;
+    TANDEM_CHECK_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, kWarps * 32, smem));
+    cache.push_back({fn, smem, dev, per_sm});
+    return per_sm;
+}
+
+Plan make_plan(const TurboDecodeParams& p) {
     const TurboCacheLayout& L = p.layout;
-    if (!p.q || !p.out || !p.blocks || !p.recent_k || !p.recent_v || !p.recent_ks ||
-        !p.recent_vs || !p.seq_len || !p.workspace)
-        throw TurboError("turbo_decode: a pointer is null");
+    const int D = L.head_dim;
+    int dev = 0, n_sm = 0, smem_max = 0;
+    TANDEM_CHECK_CUDA(cudaGetDevice(&dev));
+    TANDEM_CHECK_CUDA(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
+    TANDEM_CHECK_CUDA(cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    uint32_t stride = 0;
+    for (int h = 0; h < L.n_kv_heads; ++h) stride = std::max(stride, L.rec_bytes[h]);
+    Plan pl;
+    pl.hm = (p.heads_on_m < 0 ? default_heads_on_m(D) : p.heads_on_m) != 0;
+    const size_t warp_bytes = D == 128 ? warp_smem_bytes<128>(pl.hm) : warp_smem_bytes<64>(pl.hm);
+    pl.stages = p.stages < 0 ? default_stages(D) : p.stages;
+    // a ring that does not fit this device's shared memory gets shallower (0 always fits)
+    while (pl.stages > 0 && kWarps * (warp_bytes + (size_t)pl.stages * stride) > (size_t)smem_max)
+        pl.stages = pl.stages > 2 ? pl.stages - 1 : 0;
+    pl.smem = kWarps * (warp_bytes + (size_t)pl.stages * stride);
+    pl.fn = D == 128 ? split_kernel<128>(pl.stages, p.prefetch_l2, pl.hm, p.min_ctas_per_sm)
+                     : split_kernel<64>(pl.stages, p.prefetch_l2, pl.hm, p.min_ctas_per_sm);
+    const int per_sm = resident_ctas(pl.fn, pl.smem, dev);
+    // Splits per (sequence, KV head): one wave of warps over the whole GPU (every warp
+    // resident, none waiting for a slot), at least 2 tiles per warp.
+    const int pairs = p.batch * L.n_kv_heads, tiles = p.max_len / kTile + 1;
+    pl.splits = p.n_splits;
+    if (pl.splits <= 0) {
+        pl.splits = std::max(1, n_sm * std::max(per_sm, 1) * kWarps / pairs);
+        pl.splits = std::min(pl.splits, (tiles + 1) / 2);
+    }
+    return pl;
+}
+
+// The parameters the plan depends on (not the pointers: the workspace size is asked first).
+void check_config(const TurboDecodeParams& p) {
+    const TurboCacheLayout& L = p.layout;
     if (L.head_dim != 64 && L.head_dim != 128) throw TurboError("turbo_decode: head_dim must be 64 or 128");
     if (L.block_tokens != kTile) throw TurboError("turbo_decode: block_tokens must be 64 on the GPU");
     if (L.v_group < 32 || L.head_dim % L.v_group != 0)
@@ -377,17 +768,47 @@ void check(const TurboDecodeParams& p) {
     if (p.batch < 1 || p.max_len < 1) throw TurboError("turbo_decode: batch and max_len must be >= 1");
     if (p.poly_degree != 2 && p.poly_degree != 3) throw TurboError("turbo_decode: poly_degree must be 2 or 3");
     if (!(p.threshold <= -1.0f && p.threshold >= -60.0f)) throw TurboError("turbo_decode: threshold must be in [-60, -1]");
+    if (p.heads_on_m < -1 || p.heads_on_m > 1) throw TurboError("turbo_decode: heads_on_m must be -1, 0 or 1");
+    if (p.stages != -1 && p.stages != 0 && p.stages != 2)
+        throw TurboError("turbo_decode: stages must be -1 (automatic), 0 or 2");
+    if (p.min_ctas_per_sm != 0 && (p.min_ctas_per_sm < 2 || p.min_ctas_per_sm > 4))
+        throw TurboError("turbo_decode: min_ctas_per_sm must be 0 (automatic) or 2..4");
+    if (p.min_ctas_per_sm != 0 && (p.stages < 0 ? default_stages(L.head_dim) : p.stages) != 0)
+        throw TurboError("turbo_decode: min_ctas_per_sm needs stages = 0");
+    if (p.n_splits < 0 || p.n_splits > (1 << 20)) throw TurboError("turbo_decode: n_splits must be in [0, 2^20]");
+}
+
+void check(const TurboDecodeParams& p) {
+    if (!p.q || !p.out || !p.blocks || !p.recent_k || !p.recent_v || !p.recent_ks ||
+        !p.recent_vs || !p.seq_len || !p.workspace)
+        throw TurboError("turbo_decode: a pointer is null");
+    if ((reinterpret_cast<uintptr_t>(p.blocks) | reinterpret_cast<uintptr_t>(p.recent_k) |
+         reinterpret_cast<uintptr_t>(p.recent_v)) % 16 != 0)
+        throw TurboError("turbo_decode: blocks, recent_k and recent_v must be 16-byte aligned");
+    check_config(p);
 }
 
 }  // namespace
 
 size_t turbo_decode_workspace_floats(const TurboDecodeParams& p) {
-    const int s = pick_splits(p.n_splits, p.batch, p.layout.n_kv_heads, p.max_len);
-    return (size_t)p.batch * p.n_q_heads * s * (p.layout.head_dim + 2);
+    check_config(p);
+    const Plan pl = make_plan(p);
+    return (size_t)p.batch * p.n_q_heads * pl.splits * (p.layout.head_dim + 2);
+}
+
+int turbo_decode_heads_on_m(const TurboDecodeParams& p) {
+    check_config(p);
+    return make_plan(p).hm ? 1 : 0;
+}
+
+int turbo_decode_stages(const TurboDecodeParams& p) {
+    check_config(p);
+    return make_plan(p).stages;
 }
 
 void turbo_decode_cuda(const TurboDecodeParams& p, cudaStream_t stream) {
     check(p);
+    const Plan pl = make_plan(p);
     DecodeArgs a;
     a.q = p.q;
     a.ws = p.workspace;
@@ -397,10 +818,11 @@ void turbo_decode_cuda(const TurboDecodeParams& p, cudaStream_t stream) {
     a.rv = p.recent_v;
     a.rks = p.recent_ks;
     a.rvs = p.recent_vs;
+    a.batch = p.batch;
     a.n_q_heads = p.n_q_heads;
     a.n_kv_heads = p.layout.n_kv_heads;
     a.max_len = p.max_len;
-    a.n_splits = pick_splits(p.n_splits, p.batch, a.n_kv_heads, p.max_len);
+    a.n_splits = pl.splits;
     a.threshold = p.threshold;
     a.degree = p.poly_degree;
     float c[4];
@@ -409,17 +831,13 @@ void turbo_decode_cuda(const TurboDecodeParams& p, cudaStream_t stream) {
     a.c2 = c[2];
     a.c3 = c[3];
     a.layout = p.layout;
-    const dim3 grid(a.n_splits / kWarps, a.n_kv_heads, p.batch);
-    if (p.layout.head_dim == 128) {
-        turbo_split_kernel<128><<<grid, kWarps * 32, 0, stream>>>(a);
-        TANDEM_CHECK_CUDA(cudaGetLastError());
-        decode_combine_kernel<128><<<dim3(p.n_q_heads, p.batch), 128, 0, stream>>>(a.ws, p.out, p.n_q_heads, a.n_splits);
-    } else {
-        turbo_split_kernel<64><<<grid, kWarps * 32, 0, stream>>>(a);
-        TANDEM_CHECK_CUDA(cudaGetLastError());
-        decode_combine_kernel<64><<<dim3(p.n_q_heads, p.batch), 64, 0, stream>>>(a.ws, p.out, p.n_q_heads, a.n_splits);
-    }
+    uint32_t stride = 0;
+    for (int h = 0; h < a.n_kv_heads; ++h) stride = std::max(stride, p.layout.rec_bytes[h]);
+    a.ring_stride = (int)stride;
+    const long long warps = (long long)p.batch * a.n_kv_heads * pl.splits;
+    pl.fn<<<(unsigned)((warps + kWarps - 1) / kWarps), kWarps * 32, pl.smem, stream>>>(a);
     TANDEM_CHECK_CUDA(cudaGetLastError());
+    launch_decode_combine(a.ws, p.out, p.batch, p.n_q_heads, a.n_splits, p.layout.head_dim, stream);
 }
 
 }  // namespace tandem
