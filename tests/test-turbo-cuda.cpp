@@ -85,6 +85,9 @@ TEST_CASE("cuda: turbo decode vs CPU twin and float64" * doctest::skip(kNoGpu)) 
         {128, 1, 8, {3000}, 0.0f, 1},
         {64, 2, 1, {333}, 1.0f, 0},
         {128, 2, 4, {4000, 1999}, 0.25f, 0, 1500},
+        // after the all-2-bit D=64 case above: a wider ring for the same kernels (the shared
+        // memory limit is one attribute per kernel and must never be lowered under a launch)
+        {64, 4, 4, {700, 64}, 0.0f, 0},
     };
     for (const auto& tc : cases) {
         TurboConfig c;

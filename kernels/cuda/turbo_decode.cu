@@ -709,16 +709,28 @@ struct Plan {
     size_t smem;
 };
 
-// Raises fn's dynamic shared memory limit to smem and returns how many of its CTAs fit on
-// one SM. Cached per (kernel, bytes, device): the decode runs per layer per token.
+// Raises fn's dynamic shared memory limit to at least smem and returns how many of its CTAs
+// fit on one SM. Cached per (kernel, bytes, device): the decode runs per layer per token. The
+// limit is one attribute per kernel, so it only ever goes up: lowering it for a smaller ring
+// (a model whose widest head has fewer bits) would make a later launch of the same kernel
+// with a cached larger ring fail with "invalid argument".
 int resident_ctas(SplitKernel fn, size_t smem, int dev) {
     struct Entry { SplitKernel fn; size_t smem; int dev, per_sm; };
+    struct Limit { SplitKernel fn; int dev; size_t smem; };
     static std::mutex mu;
     static std::vector<Entry> cache;
+    static std::vector<Limit> limits;
     std::lock_guard<std::mutex> lock(mu);
     for (const Entry& e : cache)
         if (e.fn == fn && e.smem == smem && e.dev == dev) return e.per_sm;
-    TANDEM_CHECK_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    Limit* lim = nullptr;
+    for (Limit& l : limits)
+        if (l.fn == fn && l.dev == dev) lim = &l;
+    if (!lim || lim->smem < smem) {
+        TANDEM_CHECK_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        if (lim) lim->smem = smem;
+        else limits.push_back({fn, dev, smem});
+    }
     int per_sm = 0;
     TANDEM_CHECK_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, kWarps * 32, smem));
     cache.push_back({fn, smem, dev, per_sm});
