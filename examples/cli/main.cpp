@@ -45,6 +45,7 @@ static const Command kCommands[] = {
     {"bench", cmd_bench, "tandem bench -m MODEL [--json] [--threads T] [--prompt-tokens N] [--decode-tokens N] [--runs R]"},
     {"router", cmd_router, "tandem router (train|calibrate|eval|decide|synth) ...   (tandem router --help)"},
     {"sync", cmd_sync, "tandem sync --db PATH --url URL [--token T] [--once] [--wait S] [--max-items N] [--insecure] [--verbose]"},
+    {"pull", cmd_pull, "tandem pull URL --sha256 HEX [--out PATH] [--retries N] [--insecure] [--quiet]"},
 };
 
 static void print_usage(FILE* out) {
