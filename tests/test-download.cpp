@@ -449,4 +449,29 @@ TEST_CASE("tandem pull: SIGINT stops it with status 130 and a .part that the sam
     CHECK(tandem_test::read_file(log).find("resumed at " + std::to_string(kept) + " bytes") != std::string::npos);
     CHECK(tandem_test::read_file(out) == f.body);
 }
+
+TEST_CASE("scripts/demo without ../shared: says which tandem pull commands to run, or pulls from TANDEM_*_URL") {
+    Fixture f;
+    const std::string log = f.dir.file("log"), data = f.dir.file("data");
+    const std::string env = "TANDEM_SHARED_DIR=" + f.dir.file("none") + " TANDEM_DATA_DIR=" + data + " TANDEM_BIN=" + TANDEM_BIN;
+    const std::string demo = std::string(TANDEM_SOURCE_DIR) + "/scripts/demo";
+    CHECK(sh(env + " " + demo + " --fetch-only", log) == 1);
+    std::string text = tandem_test::read_file(log);
+    CHECK(text.find(std::string(TANDEM_BIN) + " pull URL/tandem-demo-client-q8_0.gguf --sha256 "
+                    "44288074b38ce79e1618d350a82624561a8e8dde6650bbe3d935f20810ab25bf --out " + data +
+                    "/models/tandem-demo-client-q8_0.gguf") != std::string::npos);
+    CHECK(text.find("TANDEM_CORPUS_URL=URL/ungd.jsonl.xz") != std::string::npos);
+    // the loopback server plays the file host (one body for every name, so its digest overrides)
+    std::string vars;
+    for (std::string v : {"TANDEM_MODEL", "TANDEM_CLOUD_MODEL", "TANDEM_CORPUS"})
+        vars += " " + v + "_URL=" + f.server.url("/" + v) + " " + v + "_SHA256=" + f.sha;
+    CHECK(sh(env + vars + " " + demo + " --fetch-only", log) == 0);
+    text = tandem_test::read_file(log);
+    CHECK(text.find("demo: data ready") != std::string::npos);
+    CHECK(tandem_test::read_file(data + "/models/tandem-demo-client-q8_0.gguf") == f.body);
+    CHECK(tandem_test::read_file(data + "/corpus/ungd.jsonl.xz") == f.body);
+    CHECK(f.server.requests == 3);
+    CHECK(sh(env + " " + demo + " --fetch-only", log) == 0);  // found in the data dir now: nothing pulled
+    CHECK(f.server.requests == 3);
+}
 #endif
