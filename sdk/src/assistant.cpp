@@ -9,7 +9,7 @@
 #include <thread>
 
 #include "memory_coordinator.h"
-#include "memory_sync.h"
+#include "tandem/memory_sync.h"
 #include "tandem/backend.h"
 #include "tandem/chat_template.h"
 #include "tandem/cloud_adapter.h"
