@@ -152,6 +152,7 @@ int main(int argc, char** argv) {
             if (i + 1 >= argc) { std::fprintf(stderr, "%s needs a value\n%s", a.c_str(), usage); std::exit(2); }
             return argv[++i];
         };
+        if (a == "--help" || a == "-h") { std::printf("%s", usage); return 0; }
         if (a == "--model") o.model = val();
         else if (a == "--synthetic") o.synthetic = val();
         else if (a == "--weights") o.weights = val();
