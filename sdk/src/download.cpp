@@ -235,7 +235,14 @@ DownloadResult download_file(const DownloadParams& p) {
     DownloadResult r;
     std::string expected = p.sha256;
     std::transform(expected.begin(), expected.end(), expected.begin(), [](unsigned char c) { return (char)std::tolower(c); });
-    if (file_size(p.out_path) >= 0 && sha256_file(p.out_path) == expected) {
+    auto digest_or_empty = [](const std::string& path) {
+        try {
+            return file_size(path) >= 0 ? sha256_file(path) : std::string();
+        } catch (const std::exception&) {
+            return std::string();  // unreadable: downloaded again, and the rename will say why if it fails
+        }
+    };
+    if (digest_or_empty(p.out_path) == expected) {
         r.already_present = true;
         r.bytes = file_size(p.out_path);
         r.sha256 = expected;
@@ -303,8 +310,7 @@ DownloadResult download_file(const DownloadParams& p) {
         if (rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_URL_MALFORMAT)
             throw DownloadError(Kind::BadArgument, "bad URL " + p.url + ": " + why);
         bool again = false;
-        if (t.range_mismatch || (rc == CURLE_OK && t.status == 416 && file_size(part) > 0 &&
-                                 sha256_file(part) != expected)) {
+        if (t.range_mismatch || (rc == CURLE_OK && t.status == 416 && file_size(part) > 0 && digest_or_empty(part) != expected)) {
             // the server's idea of the file differs from the .part: start over
             if (::truncate(part.c_str(), 0) != 0)
                 throw DownloadError(Kind::Disk, "cannot truncate " + part + ": " + errno_text(errno));
