@@ -9,6 +9,8 @@
 
 #include "reference_llama.h"
 #include "tandem/context.h"
+#include "tandem/engine.h"
+#include "tandem/gguf.h"
 #include "tandem/synthetic_model.h"
 #include "test_util.h"
 
@@ -129,4 +131,30 @@ TEST_CASE("errors: context full, bad token ids, unsupported architecture, missin
     w.write(dir.file("missing.gguf"));
     CHECK_THROWS_WITH_AS(Model::load(dir.file("missing.gguf")), doctest::Contains("missing tensor 'blk.3.ffn_up.weight'"),
                          ModelError);
+}
+
+TEST_CASE("synthetic models: tokenizer_from copies a real vocabulary (padded to n_vocab) so the Engine loads them") {
+    tandem_test::TempDir dir;
+    const std::string demo = shared_path("models/tandem-demo-client-q8_0.gguf");
+    const auto real = Engine::load(demo);
+    SyntheticModelSpec s;
+    s.n_vocab = 8192;
+    s.tokenizer_from = demo;
+    write_synthetic_model(s, dir.file("same.gguf"));
+    const auto e = Engine::load(dir.file("same.gguf"));
+    const std::string text = "The General Assembly meets in New York.";
+    CHECK(e->tokenizer().encode(text, true) == real->tokenizer().encode(text, true));
+    CHECK(e->tokenizer().bos() == real->tokenizer().bos());
+    CHECK(e->generate(text, GenerateParams{}).usage.completion_tokens > 0);
+
+    s.n_vocab = 8192 + 40;  // padded: the extra ids decode to visible text, no text encodes to them
+    write_synthetic_model(s, dir.file("padded.gguf"));
+    const auto p = Engine::load(dir.file("padded.gguf"));
+    CHECK(p->model().config().n_vocab == 8232);
+    CHECK(p->tokenizer().decode({8192, 8231}) == "<|reserved_0|><|reserved_39|>");
+    for (int32_t id : p->tokenizer().encode("<|reserved_0|> and more text", false)) CHECK(id < 8192);
+
+    s.n_vocab = 100;  // fewer ids than the vocabulary: refused with the file named
+    CHECK_THROWS_WITH_AS(write_synthetic_model(s, dir.file("small.gguf")), doctest::Contains("more than the synthetic model's n_vocab 100"),
+                         GgufError);
 }

@@ -155,9 +155,12 @@ TEST_CASE("memory: typing asks the cloud, notes arrive in SQLite and reach the p
     REQUIRE(!notes.empty());
     CHECK(notes[0].text.find("ragon") != std::string::npos);
     CHECK(a->usage().memory_notes > 0);
+    // the new notes are evaluated in the background once the writer is idle, then swapped in
+    REQUIRE(ev.wait_for(EventKind::MemoryApplied, 20s));
     const std::string doc2 = doc + " and";
     const SuggestResult r = a->suggest(doc2, doc2.size());
     REQUIRE(!r.memory.empty());
+    CHECK(r.stats.prompt_tokens - r.stats.reused_tokens <= 3);  // the background did the rest
     CHECK(r.memory[0].doc_id.size() > 0);
 
     // the cloud goes away: asks still get an answer (local, with the reason), suggestions go on
@@ -191,3 +194,79 @@ TEST_CASE("ask with a router: the decision, its score and threshold are reported
     CHECK_THROWS_AS(a->set_router_threshold(1.5), std::invalid_argument);
 }
 
+
+// Background re-evaluation with a real document (~1.3k tokens of WikiText-2) on the demo
+// client model: new notes are evaluated while the writer is idle, a keystroke stops that at
+// once (and does not wait for it), and the keystroke after the swap reuses the whole prefix.
+TEST_CASE("memory: new notes are evaluated in the background, a keystroke cancels that, the next suggest reuses it") {
+    tandem_test::TempDir dir;
+    const std::string wiki = tandem_test::read_file(shared_path("corpus/wikitext-2-test.raw"));
+    std::string doc = wiki.substr(0, 5000);
+    doc = doc.substr(0, doc.rfind(' '));
+    REQUIRE(mkdir(dir.file("corpus").c_str(), 0700) == 0);
+    tandem_test::write_file(dir.file("corpus/wiki.txt"), wiki.substr(0, 60000));  // notes that match the document
+    tandem_test::ServerProcess cloud(TANDEM_CLOUD_BIN, {"--port", "0", "--corpus", dir.file("corpus"), "--db", dir.file("cloud.db")});
+    Events ev;
+    AssistantConfig cfg;
+    cfg.model_path = shared_path("models/tandem-demo-client-q8_0.gguf");
+    cfg.backend = "cpu";
+    cfg.n_ctx = 2048;
+    cfg.suggestion_tokens = 2;
+    cfg.memory_db = dir.file("memory.db");
+    cfg.cloud_url = cloud.url();
+    cfg.background_idle_ms = 250;
+    auto a = Assistant::create(cfg, ev.callback());
+    auto timed = [&](size_t cursor, SuggestResult* out = nullptr) {
+        const auto t0 = std::chrono::steady_clock::now();
+        SuggestResult r = a->suggest(doc, cursor);
+        if (out) *out = r;
+        return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    };
+    size_t cursor = 3000;
+    const double cold_ms = timed(cursor);  // the whole window: what one re-evaluation costs
+    MESSAGE("first suggestion (whole window): " << cold_ms << " ms");
+    REQUIRE(ev.wait_for(EventKind::MemoryUpdated, 30s));
+    // typing faster than the idle time: the background never gets to run (waiting for the
+    // notes above was idle time, so a run may have started then; the first keystroke stopped it)
+    timed(++cursor);
+    std::this_thread::sleep_for(100ms);
+    const int64_t cancels = a->usage().background_cancels;
+    for (int i = 0; i < 5; i++) {
+        timed(++cursor);
+        std::this_thread::sleep_for(100ms);
+    }
+    CHECK(a->usage().background_runs == 0);
+    CHECK(a->usage().background_cancels == cancels);
+    // a pause: the background starts after 250 ms; a keystroke 350 ms later stops it
+    std::this_thread::sleep_for(600ms);
+    SuggestResult r;
+    const double cut_ms = timed(++cursor, &r);
+    for (int i = 0; i < 200 && a->usage().background_cancels == cancels; i++) std::this_thread::sleep_for(10ms);
+    CHECK(a->usage().background_cancels == cancels + 1);
+    CHECK(a->usage().background_runs == 0);
+    CHECK(r.memory.empty());  // still the old (no) notes: nothing was swapped in half-done
+    CHECK(cut_ms < cold_ms / 3);
+    // idle: the background resumes and finishes; the next keystroke swaps and reuses it all
+    REQUIRE(ev.wait_for(EventKind::MemoryApplied, 60s));
+    CHECK(a->usage().background_runs == 1);
+    CHECK(a->usage().background_tokens > 100);
+    const double swap_ms = timed(++cursor, &r);
+    CHECK(!r.memory.empty());
+    CHECK(r.stats.prompt_tokens > 800);
+    CHECK(r.stats.prompt_tokens - r.stats.reused_tokens <= 4);
+    CHECK(swap_ms < cold_ms / 3);
+    MESSAGE("keystroke that stopped the background: " << cut_ms << " ms; keystroke with the new notes: " << swap_ms << " ms ("
+                                                      << r.stats.reused_tokens << "/" << r.stats.prompt_tokens << " tokens reused)");
+}
+
+TEST_CASE("memory: without background_reeval no shadow context runs (the old sentence-end swap)") {
+    tandem_test::TempDir dir;
+    auto cfg = base_config();
+    cfg.memory_db = dir.file("memory.db");
+    cfg.background_reeval = false;
+    auto a = Assistant::create(cfg);
+    a->suggest(kDoc, std::string(kDoc).size());
+    std::this_thread::sleep_for(300ms);
+    CHECK(a->usage().background_runs == 0);
+    CHECK(a->usage().background_cancels == 0);
+}

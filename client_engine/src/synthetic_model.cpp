@@ -9,6 +9,37 @@
 
 namespace tandem {
 
+// Copies every tokenizer.* key of `from` into `w`, padding the per-token arrays to n_vocab.
+static void copy_tokenizer(const std::string& from, int64_t n_vocab, GgufWriter& w) {
+    const GgufFile src = GgufFile::open(from);
+    const GgufValue* tokens = src.find("tokenizer.ggml.tokens");
+    if (!tokens || tokens->type != GgufType::ARRAY || tokens->elem_type != GgufType::STRING)
+        throw GgufError(from + ": no tokenizer.ggml.tokens to copy into a synthetic model");
+    const int64_t n_src = (int64_t)tokens->strs.size();
+    if (n_src > n_vocab)
+        throw GgufError(from + ": its tokenizer has " + std::to_string(n_src) + " tokens, more than the synthetic model's n_vocab " +
+                        std::to_string(n_vocab));
+    for (const GgufKv& kv : src.metadata()) {
+        if (kv.key.rfind("tokenizer.", 0) != 0) continue;
+        GgufValue v = kv.value;
+        if (v.type == GgufType::ARRAY && (int64_t)v.n_elems == n_src && n_src < n_vocab) {
+            if (kv.key == "tokenizer.ggml.tokens") {
+                for (int64_t i = n_src; i < n_vocab; i++) v.strs.push_back("<|reserved_" + std::to_string(i - n_src) + "|>");
+            } else if (kv.key == "tokenizer.ggml.token_type" && v.elem_type == GgufType::INT32) {
+                const int32_t normal = 1;
+                for (int64_t i = n_src; i < n_vocab; i++)
+                    v.elems.insert(v.elems.end(), (const uint8_t*)&normal, (const uint8_t*)&normal + 4);
+            } else if (kv.key == "tokenizer.ggml.scores" && v.elem_type == GgufType::FLOAT32) {
+                v.elems.resize((size_t)n_vocab * 4, 0);  // 0.0f
+            } else {
+                throw GgufError(from + ": cannot pad per-token array " + kv.key + " to n_vocab " + std::to_string(n_vocab));
+            }
+            v.n_elems = (uint64_t)n_vocab;
+        }
+        w.set(kv.key, std::move(v));
+    }
+}
+
 void write_synthetic_model(const SyntheticModelSpec& s, const std::string& path) {
     std::mt19937 rng(s.seed);
     GgufWriter w;
@@ -24,6 +55,7 @@ void write_synthetic_model(const SyntheticModelSpec& s, const std::string& path)
     w.set(a + ".vocab_size", GgufValue::of_u32((uint32_t)s.n_vocab));
     w.set(a + ".rope.freq_base", GgufValue::of_f32(s.rope_freq_base));
     w.set(a + ".attention.layer_norm_rms_epsilon", GgufValue::of_f32(1e-5f));
+    if (!s.tokenizer_from.empty()) copy_tokenizer(s.tokenizer_from, s.n_vocab, w);
 
     auto matrix = [&](const std::string& name, GgmlType type, int64_t cols, int64_t rows) {
         std::normal_distribution<float> nd(0.0f, 1.0f / std::sqrt((float)cols));

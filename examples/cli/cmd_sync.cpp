@@ -3,12 +3,13 @@
 //   tandem sync --db PATH --url URL [--token T] [--once] [--wait S] [--max-items N]
 //               [--insecure] [--verbose]
 //
-// One pass = (1) send every due request of the store's outbox (POST /v1/memory/requests; 202 ->
-// 'sent'; a retryable failure -> due again later with backoff; a 4xx -> 'dead'), then (2) pull
-// the change feed from the stored cursor until it is drained, applying each page together with
-// its next_cursor in one transaction (MemoryStore::apply_changes), so a crash can neither lose
-// nor duplicate an item. When the pass sent requests, the first pull long-polls up to --wait
-// seconds so their notes usually arrive in the same pass.
+// One pass is the SDK's MemorySync::run_once (tandem/memory_sync.h), the same code the
+// Assistant's background sync runs: (1) send every due request of the store's outbox (POST
+// /v1/memory/requests; 202 -> 'sent'; a retryable failure -> due again later with backoff; a
+// 4xx -> 'dead'), then (2) pull the change feed from the stored cursor until it is drained,
+// applying each page together with its next_cursor in one transaction, so a crash can neither
+// lose nor duplicate an item. With --once, the first pull long-polls up to --wait seconds
+// only when the pass sent requests, so that their notes usually arrive in the same pass.
 //
 // --once: one pass, then exit (0 if the pull worked and nothing was left unsent, else 1).
 // Otherwise: passes forever, each pull a long poll of --wait seconds, backing off while the
@@ -19,13 +20,13 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <future>
 #include <mutex>
 #include <thread>
 
 #include "commands.h"
 #include "tandem/cloud_adapter.h"
 #include "tandem/memory_store.h"
+#include "tandem/memory_sync.h"
 
 namespace tandem::cli {
 
@@ -77,102 +78,6 @@ SyncOptions parse(const Args& args) {
     return o;
 }
 
-// Runs one call and waits for it; a signal cancels it (the outcome is then `cancelled`).
-template <class T, class Start>
-Outcome<T> call(Start&& start) {
-    auto p = std::make_shared<std::promise<Outcome<T>>>();
-    auto f = p->get_future();
-    RequestHandle h = start([p](Outcome<T> o) { p->set_value(std::move(o)); });
-    while (f.wait_for(std::chrono::milliseconds(100)) != std::future_status::ready)
-        if (g_stop) h.cancel();
-    return f.get();
-}
-
-int64_t now_ms() { return unix_ms_now(); }
-
-// Retry schedule of an unsent outbox request: 2 s after the first failure, doubling, at most 5 min.
-int64_t retry_delay_ms(int attempts) {
-    int64_t d = 2000ll << std::min(attempts, 8);
-    return std::min<int64_t>(d, 300000);
-}
-
-struct PassResult {
-    int sent = 0, unsent = 0, dead = 0;
-    int pages = 0, items = 0, tombstones = 0;
-    bool pull_ok = true;
-};
-
-// ---- (1) the outbox ----------------------------------------------------------------------
-
-void drain_outbox(MemoryStore& store, CloudClient& cli, const SyncOptions& o, PassResult& r) {
-    auto due = store.outbox_due(now_ms(), 1000);
-    if (due.empty() && o.verbose) say("outbox: nothing due");
-    for (const OutboxRequest& q : due) {
-        if (g_stop) return;
-        auto res = call<Nothing>([&](auto cb) {
-            return cli.post_memory_request({q.request_id, q.context, o.max_items}, cb);
-        });
-        if (!res.ec) {
-            store.outbox_mark_sent(q.request_id);
-            ++r.sent;
-            say("sent request " + q.request_id + " (HTTP " + std::to_string(res.http_status) + ", " +
-                std::to_string(res.attempts) + " attempt(s))");
-        } else if (res.ec == cloud_cond::cancelled) {
-            return;  // stopping: the request stays pending as it was
-        } else if (res.ec == cloud_cond::retryable) {
-            int64_t delay = retry_delay_ms(q.attempts);
-            store.outbox_mark_failed(q.request_id, now_ms() + delay);
-            ++r.unsent;
-            say("request " + q.request_id + " not sent: " + res.message + "; next try in " +
-                std::to_string(delay / 1000) + " s");
-        } else {  // 4xx, bad response...: sending it again will not help
-            store.outbox_mark_failed(q.request_id, now_ms(), /*give_up=*/true);
-            ++r.dead;
-            say("request " + q.request_id + " rejected: " + res.message + "; marked dead");
-        }
-    }
-}
-
-// ---- (2) the change feed -----------------------------------------------------------------
-
-void pull(MemoryStore& store, CloudClient& cli, int first_wait_s, PassResult& r) {
-    std::string cursor = store.cursor();
-    int wait_s = first_wait_s;
-    while (!g_stop) {
-        auto res = call<FeedPage>([&](auto cb) { return cli.get_changes(cursor, 100, wait_s, cb); });
-        if (res.ec) {
-            if (res.ec != cloud_cond::cancelled) say("pull failed: " + res.message);
-            r.pull_ok = false;
-            return;
-        }
-        std::vector<MemoryChange> page;
-        int items = 0, tombstones = 0;
-        for (const FeedItem& f : res.value.items) {
-            MemoryChange c;
-            c.deleted = f.deleted;
-            c.item.id = f.id;
-            c.item.request_id = f.request_id;
-            c.item.text = f.text;
-            c.item.doc_id = f.doc_id;
-            c.item.title = f.title;
-            c.item.created_at = f.created_at;
-            (f.deleted ? tombstones : items)++;
-            page.push_back(std::move(c));
-        }
-        const std::string& next = res.value.next_cursor;
-        if (page.empty() && next == cursor) return;  // drained
-        store.apply_changes(page, next);  // items + cursor: one transaction
-        ++r.pages;
-        r.items += items;
-        r.tombstones += tombstones;
-        say("applied " + std::to_string(items) + " item(s), " + std::to_string(tombstones) +
-            " tombstone(s); cursor '" + cursor + "' -> '" + next + "'");
-        if (page.empty()) return;
-        cursor = next;
-        wait_s = 0;  // the rest of a backlog comes at once
-    }
-}
-
 }  // namespace
 
 // ---- the command -------------------------------------------------------------------------
@@ -197,12 +102,34 @@ int cmd_sync(const Args& args) {
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
 
-    PassResult total;
+    std::mutex store_mu;  // the pass runs on this thread; MemorySync still takes it around the store
+    MemorySync::Hooks hooks;
+    hooks.on_log = say;
+    MemorySync::Options so;
+    so.long_poll_s = o.wait_s;
+    so.max_items = o.max_items;
+    so.page_size = 100;
+    so.background = false;
+    MemorySync sync(cli, store, store_mu, hooks, so);
+    // a signal cannot call into the sync: this thread turns the flag into stop() (cancels the call)
+    std::atomic<bool> done{false};
+    std::thread watcher([&] {
+        while (!done && !g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        if (g_stop) sync.stop();
+    });
+
+    MemorySync::PassStats total;
     int backoff_s = 1;
     for (int pass = 1; !g_stop; ++pass) {
-        PassResult r;
-        drain_outbox(store, cli, o, r);
-        pull(store, cli, o.once ? (r.sent > 0 ? o.wait_s : 0) : o.wait_s, r);
+        if (o.verbose) say("pass " + std::to_string(pass));
+        MemorySync::PassStats r;
+        try {
+            r = sync.run_once(o.wait_s, /*wait_only_after_send=*/o.once);
+        } catch (...) {
+            done = true;
+            watcher.join();
+            throw;
+        }
         total.sent += r.sent;
         total.unsent += r.unsent;
         total.dead += r.dead;
@@ -219,6 +146,8 @@ int cmd_sync(const Args& args) {
             backoff_s = 1;
         }
     }
+    done = true;
+    watcher.join();
     auto st = store.stats();
     say("sync done: sent " + std::to_string(total.sent) + ", unsent " + std::to_string(total.unsent) + ", dead " +
         std::to_string(total.dead) + "; applied " + std::to_string(total.items) + " item(s), " +

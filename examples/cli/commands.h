@@ -16,6 +16,7 @@ int cmd_bench(const Args& args);
 int cmd_router(const Args& args);
 int cmd_sync(const Args& args);
 int cmd_calibrate_heads(const Args& args);
+int cmd_pull(const Args& args);
 
 // Thrown for bad command lines; main prints it with the usage line of the subcommand.
 struct UsageError {

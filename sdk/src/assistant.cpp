@@ -2,11 +2,14 @@
 #include "tandem/assistant.h"
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <stdexcept>
+#include <thread>
 
 #include "memory_coordinator.h"
-#include "memory_sync.h"
+#include "tandem/memory_sync.h"
 #include "tandem/backend.h"
 #include "tandem/chat_template.h"
 #include "tandem/cloud_adapter.h"
@@ -26,6 +29,7 @@ const char* event_kind_name(EventKind k) {
         case EventKind::MemoryUnavailable: return "memory_unavailable";
         case EventKind::MemoryRequested: return "memory_requested";
         case EventKind::Error: return "error";
+        case EventKind::MemoryApplied: return "memory_applied";
     }
     return "?";
 }
@@ -39,10 +43,27 @@ GenerationStats stats_of(const Usage& u) {
     s.completion_tokens = u.completion_tokens;
     s.ttft_ms = u.ttft_ms;
     s.tokens_per_s = u.decode_tokens_per_s();
+    s.decode_ms = u.decode_ms;
     return s;
 }
 
 MemoryNote note_of(const MemoryItem& m) { return {m.id, m.text, m.doc_id, m.title}; }
+
+bool same_notes(const std::vector<MemoryItem>& a, const std::vector<MemoryItem>& b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); i++)
+        if (a[i].id != b[i].id || a[i].text != b[i].text) return false;
+    return true;
+}
+
+size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+    size_t n = 0;
+    while (n < a.size() && n < b.size() && a[n] == b[n]) n++;
+    return n;
+}
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
 class AssistantImpl final : public Assistant {
 public:
@@ -57,13 +78,18 @@ public:
         ep.context.n_threads = cfg.n_threads;
         std::string gpu_not_used;
         ep.make_context = make_backend_factory(cfg.backend, [&](const std::string& why) { gpu_not_used = why; });
-        engine_ = Engine::load(cfg.model_path, ep);
-        backend_ = engine_->context().backend_name();
-        format_ = detect_chat_format(engine_->model().file());
-        emit(EventKind::ModelLoaded, engine_->model().config().architecture + " model " + cfg.model_path + " on the " + backend_);
+        engines_[0] = Engine::load(cfg.model_path, ep);
+        backend_ = engine().context().backend_name();
+        format_ = detect_chat_format(engine().model().file());
+        emit(EventKind::ModelLoaded, engine().model().config().architecture + " model " + cfg.model_path + " on the " + backend_);
         if (!gpu_not_used.empty()) emit(EventKind::GpuNotUsed, gpu_not_used);
 
         if (!cfg.memory_db.empty()) open_store();
+        if (store_ && cfg.background_reeval) {
+            // the shadow context for background re-evaluation (same file: the CPU maps it once)
+            engines_[1] = Engine::load(cfg.model_path, ep);
+            bg_thread_ = std::thread([this] { reeval_loop(); });
+        }
         if (!cfg.cloud_url.empty()) {
             CloudConfig cc;
             cc.base_url = cfg.cloud_url;
@@ -93,6 +119,13 @@ public:
     }
 
     ~AssistantImpl() override {
+        {
+            std::lock_guard<std::mutex> lk(bg_mu_);
+            bg_stop_ = true;
+        }
+        activity_gen_++;
+        bg_cv_.notify_all();
+        if (bg_thread_.joinable()) bg_thread_.join();
         sync_.reset();   // joins the sync thread before the store and client go
         cloud_.reset();
         chat_.reset();
@@ -101,25 +134,32 @@ public:
     // ---- suggest ------------------------------------------------------------------------
 
     SuggestResult suggest(std::string_view document, size_t cursor, const TextCallback& on_piece) override {
-        engine_->cancel();  // a newer keystroke wins
+        interrupt();  // a newer keystroke wins, over the older one and the background work
         std::lock_guard<std::mutex> lk(suggest_mu_);
+        touch();
         cursor = std::min(cursor, document.size());
         const std::string_view before = document.substr(0, cursor);
         maybe_request_memory(before);
+        if (engines_[1]) {
+            last_before_.assign(before);
+            take_background_result();
+        }
 
         SuggestResult r;
         const std::vector<MemoryItem> notes = notes_for(before);
         for (const auto& n : notes) r.memory.push_back(note_of(n));
-        const std::vector<int32_t> prompt = build_prompt(notes, before);
+        const std::vector<int32_t> prompt = build_prompt(engine().tokenizer(), notes, before, window_start_);
+        active_prompt_ = prompt;
 
         GenerateParams gp;
         gp.max_tokens = cfg_.suggestion_tokens;
         gp.sampling.temperature = 0;  // ghost text: the most likely continuation, stable across keystrokes
         gp.stop = {"\n\n"};
-        const Generation g = engine_->generate_tokens(prompt, gp, [&](std::string_view p) { return !on_piece || on_piece(p); });
+        const Generation g = engine().generate_tokens(prompt, gp, [&](std::string_view p) { return !on_piece || on_piece(p); });
         r.text = g.text;
         r.cancelled = g.finish == FinishReason::Cancelled;
         r.stats = stats_of(g.usage);
+        touch();
         std::lock_guard<std::mutex> u(usage_mu_);
         usage_.suggestions++;
         usage_.prompt_tokens += g.usage.prompt_tokens - g.usage.reused_tokens;
@@ -129,7 +169,7 @@ public:
         return r;
     }
 
-    void cancel() override { engine_->cancel(); }
+    void cancel() override { interrupt(); }
 
     // ---- ask ----------------------------------------------------------------------------
 
@@ -206,6 +246,25 @@ public:
     }
 
 private:
+    Engine& engine() { return *engines_[active_]; }
+
+    // Stops the running generation and any background evaluation (both check within a token
+    // or a chunk). Never waits.
+    void interrupt() {
+        activity_gen_++;
+        for (auto& e : engines_)
+            if (e) e->cancel();
+    }
+
+    // The writer is active now: the background waits for background_idle_ms from here.
+    void touch() {
+        {
+            std::lock_guard<std::mutex> lk(bg_mu_);
+            last_activity_ = Clock::now();
+        }
+        bg_cv_.notify_all();
+    }
+
     void emit(EventKind k, const std::string& msg) {
         if (on_event_) on_event_({k, msg});
     }
@@ -235,7 +294,7 @@ private:
     void start_sync() {
         MemorySync::Hooks h;
         h.on_changes = [this](int64_t added, int64_t deleted) {
-            notes_stale_ = true;
+            mark_notes_stale();
             {
                 std::lock_guard<std::mutex> lk(store_mu_);
                 try {
@@ -262,7 +321,7 @@ private:
             memory_failed(e.what());
             return;
         }
-        notes_stale_ = true;
+        mark_notes_stale();
         emit(EventKind::MemoryRequested, "memory request " + id + " queued (" + std::to_string(coordinator_.last_distance()) + " words changed)");
         if (sync_) sync_->wake();
     }
@@ -272,32 +331,174 @@ private:
     // notes): new notes change the prompt's prefix, so the whole window is evaluated again
     // (about a second for 1k tokens on 2 CPU cores); mid-sentence keystrokes keep the old notes
     // and their KV cache.
+    // With background re-evaluation, only the first suggestion retrieves here (its whole
+    // prompt is evaluated anyway); later notes come from take_background_result().
     std::vector<MemoryItem> notes_for(std::string_view before) {
         std::lock_guard<std::mutex> lk(store_mu_);
         if (!memory_usable()) return {};
         const char last = before.empty() ? '\n' : before.back();
-        const bool at_boundary = notes_.empty() || last == '\n' || last == '.' || last == '!' || last == '?';
+        const bool at_boundary = engines_[1] ? !notes_retrieved_
+                                             : notes_.empty() || last == '\n' || last == '.' || last == '!' || last == '?';
         if (at_boundary && notes_stale_.exchange(false)) {
-            try {
-                RetrieveParams rp;
-                rp.max_items = (size_t)cfg_.memory_max_items;
-                rp.budget = (size_t)cfg_.memory_budget_tokens;
-                const Tokenizer& tok = engine_->tokenizer();
-                rp.cost = [&tok](std::string_view t) { return tok.encode(t, false).size() + 1; };
-                notes_ = store_->retrieve(before.substr(before.size() > 2000 ? before.size() - 2000 : 0), rp);
-            } catch (const std::exception& e) {
-                memory_failed(e.what());
-                notes_.clear();
-            }
+            notes_ = retrieve_locked(engine().tokenizer(), before);
+            notes_retrieved_ = true;
         }
         return notes_;
+    }
+
+    // The notes for the window `before`, with store_mu_ held. A failing store disables memory.
+    std::vector<MemoryItem> retrieve_locked(const Tokenizer& tok, std::string_view before) {
+        try {
+            RetrieveParams rp;
+            rp.max_items = (size_t)cfg_.memory_max_items;
+            rp.budget = (size_t)cfg_.memory_budget_tokens;
+            rp.cost = [&tok](std::string_view t) { return tok.encode(t, false).size() + 1; };
+            return store_->retrieve(before.substr(before.size() > 2000 ? before.size() - 2000 : 0), rp);
+        } catch (const std::exception& e) {
+            memory_failed(e.what());
+            return {};
+        }
+    }
+
+    void mark_notes_stale() {
+        notes_stale_ = true;
+        if (!engines_[1]) return;
+        {
+            std::lock_guard<std::mutex> lk(bg_mu_);
+            bg_pending_ = true;
+        }
+        bg_cv_.notify_all();
+    }
+
+    // ---- background re-evaluation ---------------------------------------------------------
+    //
+    // engines_[active_] serves suggest()/ask(); engines_[1 - active_] (the shadow) belongs to
+    // the background thread, which fills its KV cache with the prompt that new notes make.
+    // When that is complete, the next suggest() swaps the two (under suggest_mu_ and
+    // shadow_mu_), so its own prompt differs only in the keystrokes typed since.
+
+    void reeval_loop() {
+        std::unique_lock<std::mutex> lk(bg_mu_);
+        const auto idle = std::chrono::milliseconds(std::max(0, cfg_.background_idle_ms));
+        while (!bg_stop_) {
+            if (!bg_pending_) {
+                bg_cv_.wait(lk);
+                continue;
+            }
+            const auto quiet = Clock::now() - last_activity_;
+            if (quiet < idle) {
+                bg_cv_.wait_for(lk, idle - quiet);
+                continue;
+            }
+            lk.unlock();
+            const bool finished = reeval_once();
+            lk.lock();
+            if (finished && !notes_stale_) bg_pending_ = false;
+            else if (!finished) last_activity_ = Clock::now();  // interrupted: wait for the next quiet moment
+        }
+    }
+
+    // One attempt: retrieve the notes for the last window; if they differ from those in use,
+    // evaluate the new prompt on the shadow in chunks. Returns false when a keystroke (or
+    // ask, or shutdown) interrupted it; the shadow keeps what it evaluated for the next try.
+    bool reeval_once() {
+        const uint64_t gen = activity_gen_.load();
+        std::string before;
+        size_t wstart;
+        {
+            std::lock_guard<std::mutex> lk(suggest_mu_);
+            if (activity_gen_ != gen) return false;
+            if (last_before_.empty()) return true;  // no document yet: the first suggest() retrieves
+            before = last_before_;
+            wstart = window_start_;
+        }
+        std::unique_lock<std::mutex> sl(shadow_mu_);  // after suggest_mu_, never while holding it
+        Engine& shadow = *engines_[1 - active_];
+        notes_stale_ = false;
+        std::vector<MemoryItem> notes;
+        {
+            std::lock_guard<std::mutex> lk(store_mu_);
+            if (!memory_usable()) return true;
+            notes = retrieve_locked(shadow.tokenizer(), before);
+            if (same_notes(notes, notes_)) {  // nothing new (or back to the notes in use)
+                ready_ = false;
+                return true;
+            }
+        }
+        if (ready_ && same_notes(notes, ready_notes_)) return true;
+        ready_ = false;
+        std::vector<int32_t> prompt;
+        try {
+            prompt = build_prompt(shadow.tokenizer(), notes, before, wstart);
+        } catch (const std::exception& e) {
+            emit(EventKind::Error, std::string("background re-evaluation: ") + e.what());
+            return true;
+        }
+        // Chunks of ~15 ms, so that a keystroke shares the cores with at most one of them.
+        size_t done = common_prefix(shadow_cached_, prompt);
+        if (done == prompt.size()) done--;  // prefill evaluates at least the last token
+        shadow_cached_.resize(done);
+        const auto t0 = Clock::now();
+        double eval_ms = 0;
+        int64_t chunk = 8, evaluated = 0;
+        while (done < prompt.size()) {
+            if (activity_gen_ != gen) {
+                std::lock_guard<std::mutex> u(usage_mu_);
+                usage_.background_cancels++;
+                return false;
+            }
+            const size_t next = std::min(prompt.size(), done + (size_t)chunk);
+            const auto c0 = Clock::now();
+            try {
+                shadow.prefill(std::vector<int32_t>(prompt.begin(), prompt.begin() + (long)next));
+            } catch (const std::exception& e) {
+                shadow_cached_.clear();
+                emit(EventKind::Error, std::string("background re-evaluation: ") + e.what());
+                return true;
+            }
+            const double ms = ms_since(c0);
+            eval_ms += ms;
+            evaluated += (int64_t)(next - done);
+            shadow_cached_.assign(prompt.begin(), prompt.begin() + (long)next);
+            const double per_token = ms / (double)(next - done);
+            chunk = std::clamp<int64_t>((int64_t)(15.0 / std::max(per_token, 1e-3)), 4, 128);
+            done = next;
+        }
+        const size_t n_notes = notes.size();
+        ready_notes_ = std::move(notes);
+        ready_ = true;
+        sl.unlock();  // the next suggest() may swap from here on
+        {
+            std::lock_guard<std::mutex> u(usage_mu_);
+            usage_.background_runs++;
+            usage_.background_tokens += evaluated;
+            usage_.last_background_ms = eval_ms;
+        }
+        emit(EventKind::MemoryApplied, std::to_string(n_notes) + " memory notes evaluated in the background (" +
+                                           std::to_string(evaluated) + " tokens in " + std::to_string((int)eval_ms) + " ms of " +
+                                           std::to_string((int)ms_since(t0)) + " ms); the next suggestion uses them");
+        return true;
+    }
+
+    // Called by suggest() with suggest_mu_ held: a completed background evaluation becomes the
+    // active context. Never waits (the background holds shadow_mu_ only while evaluating).
+    void take_background_result() {
+        if (!ready_) return;
+        std::unique_lock<std::mutex> sl(shadow_mu_, std::try_to_lock);
+        if (!sl.owns_lock() || !ready_) return;
+        active_ = 1 - active_;
+        shadow_cached_ = active_prompt_;  // what the old active context holds (at least)
+        std::lock_guard<std::mutex> lk(store_mu_);
+        notes_ = std::move(ready_notes_);
+        ready_notes_.clear();
+        ready_ = false;
     }
 
     // [BOS] notes (one per line) blank line, then the document window. The window starts at a
     // remembered offset that moves only when the window outgrows its budget, so consecutive
     // keystrokes share their whole prompt prefix.
-    std::vector<int32_t> build_prompt(const std::vector<MemoryItem>& notes, std::string_view before) {
-        const Tokenizer& tok = engine_->tokenizer();
+    std::vector<int32_t> build_prompt(const Tokenizer& tok, const std::vector<MemoryItem>& notes, std::string_view before,
+                                      size_t& window_start) const {
         std::string block;
         for (const auto& n : notes) block += n.text + "\n";
         if (!block.empty()) block += "\n";
@@ -307,12 +508,12 @@ private:
         const int64_t budget = cfg_.n_ctx - (int64_t)ids.size() - cfg_.suggestion_tokens - 8;
         if (budget < 16) throw std::runtime_error("n_ctx is too small for the memory budget and suggestion length");
         const size_t budget_chars = (size_t)budget * 3;
-        if (window_start_ > before.size() || before.size() - window_start_ > budget_chars) {
+        if (window_start > before.size() || before.size() - window_start > budget_chars) {
             size_t s = before.size() > budget_chars / 2 ? before.size() - budget_chars / 2 : 0;
             while (s > 0 && s < before.size() && before[s - 1] != ' ' && before[s - 1] != '\n') s++;
-            window_start_ = s;
+            window_start = s;
         }
-        std::vector<int32_t> win = tok.encode(before.substr(window_start_), false);
+        std::vector<int32_t> win = tok.encode(before.substr(window_start), false);
         if ((int64_t)win.size() > budget) win.erase(win.begin(), win.end() - budget);
         ids.insert(ids.end(), win.begin(), win.end());
         return ids;
@@ -322,8 +523,11 @@ private:
         RouterSignals s;
         const auto* logistic = dynamic_cast<const LogisticRouter*>(router_.get());
         if (!logistic || logistic->config().signals.empty()) return s;  // text-only router: no model work
+        interrupt();
         std::lock_guard<std::mutex> lk(suggest_mu_);
-        const Engine::Signals es = engine_->signals(engine_->tokenizer().encode(query, engine_->tokenizer().add_bos()), 4);
+        touch();
+        active_prompt_.clear();
+        const Engine::Signals es = engine().signals(engine().tokenizer().encode(query, engine().tokenizer().add_bos()), 4);
         s.query_logprob_mean = es.logprob_mean;
         s.gen_entropy = es.gen_entropy;
         std::lock_guard<std::mutex> st(store_mu_);
@@ -364,15 +568,18 @@ private:
 
     void ask_local(const std::string& query, std::string_view selection, const AskOptions& opt, const TextCallback& on_piece,
                    AskResult& r) {
-        engine_->cancel();
+        interrupt();
         std::lock_guard<std::mutex> lk(suggest_mu_);
+        touch();
         std::vector<ChatTurn> turns;
         turns.push_back({"user", selection.empty() ? query : query + "\n\n" + std::string(selection)});
-        const std::vector<int32_t> prompt = apply_chat_template(format_, turns, true, engine_->tokenizer());
+        const std::vector<int32_t> prompt = apply_chat_template(format_, turns, true, engine().tokenizer());
+        active_prompt_ = prompt;
         GenerateParams gp;
         gp.max_tokens = opt.max_tokens;
         gp.sampling.temperature = 0.7f;
-        const Generation g = engine_->generate_tokens(prompt, gp, [&](std::string_view p) { return !on_piece || on_piece(p); });
+        const Generation g = engine().generate_tokens(prompt, gp, [&](std::string_view p) { return !on_piece || on_piece(p); });
+        touch();
         r.text = g.text;
         r.answered_by = "local";
         r.cancelled = g.finish == FinishReason::Cancelled;
@@ -385,7 +592,8 @@ private:
 
     AssistantConfig cfg_;
     EventCallback on_event_;
-    std::unique_ptr<Engine> engine_;
+    std::unique_ptr<Engine> engines_[2];  // [active_] serves calls; the other is the background's shadow
+    int active_ = 0;                      // changes under suggest_mu_ + shadow_mu_
     ChatFormat format_ = ChatFormat::Raw;
     std::string backend_;  // "cpu" or "cuda", as the engine reports
     std::mutex store_mu_;                 // guards store_, notes_, last_window_, coordinator_
@@ -402,8 +610,22 @@ private:
     std::atomic<bool> memory_disabled_{false};  // the store failed: no memory from now on
     std::atomic<bool> privacy_{false};
     std::atomic<int64_t> memory_count_{0};
-    std::mutex suggest_mu_;
+    std::mutex suggest_mu_;               // guards window_start_, last_before_, active_prompt_
     size_t window_start_ = 0;
+    std::string last_before_;             // the last suggest()'s text before the cursor
+    std::vector<int32_t> active_prompt_;  // the last prompt given to the active engine
+    bool notes_retrieved_ = false;
+    // background re-evaluation
+    std::thread bg_thread_;
+    std::mutex bg_mu_;                    // guards bg_pending_, bg_stop_, last_activity_
+    std::condition_variable bg_cv_;
+    bool bg_pending_ = false, bg_stop_ = false;
+    Clock::time_point last_activity_ = Clock::now();
+    std::atomic<uint64_t> activity_gen_{0};  // bumped by every suggest/ask/cancel: stops the background
+    std::mutex shadow_mu_;                // held by the background while it uses the shadow
+    std::vector<int32_t> shadow_cached_;  // a prefix of what the shadow's KV cache holds
+    std::atomic<bool> ready_{false};      // the shadow holds the prompt for ready_notes_
+    std::vector<MemoryItem> ready_notes_;
     mutable std::mutex usage_mu_;
     UsageTotals usage_;
 };

@@ -37,7 +37,8 @@ AssistantConfig AssistantConfig::from_json_file(const std::string& path) {
         {"cloud_calls_per_hour", i64(c.cloud_calls_per_hour)}, {"cloud_tokens_per_day", i64(c.cloud_tokens_per_day)},
         {"suggestion_tokens", i32(c.suggestion_tokens)}, {"memory_budget_tokens", i32(c.memory_budget_tokens)},
         {"memory_max_items", i32(c.memory_max_items)}, {"memory_edit_threshold", i32(c.memory_edit_threshold)},
-        {"memory_window_words", i32(c.memory_window_words)},
+        {"memory_window_words", i32(c.memory_window_words)}, {"background_reeval", bln(c.background_reeval)},
+        {"background_idle_ms", i32(c.background_idle_ms)},
     };
     for (const auto& [key, value] : j.items()) {
         auto it = fields.find(key);

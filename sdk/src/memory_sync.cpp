@@ -1,24 +1,28 @@
 // Background memory sync (see memory_sync.h).
-#include "memory_sync.h"
+#include "tandem/memory_sync.h"
 
 #include <chrono>
 #include <future>
 
 namespace tandem {
 
-MemorySync::MemorySync(CloudClient& client, MemoryStore& store, std::mutex& store_mu, Hooks hooks, int long_poll_s)
-    : client_(client), store_(store), store_mu_(store_mu), hooks_(std::move(hooks)), long_poll_s_(long_poll_s) {
-    thread_ = std::thread([this] { loop(); });
+MemorySync::MemorySync(CloudClient& client, MemoryStore& store, std::mutex& store_mu, Hooks hooks, Options options)
+    : client_(client), store_(store), store_mu_(store_mu), hooks_(std::move(hooks)), opt_(options) {
+    if (opt_.background) thread_ = std::thread([this] { loop(); });
 }
 
 MemorySync::~MemorySync() {
+    stop();
+    if (thread_.joinable()) thread_.join();
+}
+
+void MemorySync::stop() {
     {
         std::lock_guard<std::mutex> lk(mu_);
         stop_ = true;
         in_flight_.cancel();
     }
     cv_.notify_all();
-    thread_.join();
 }
 
 void MemorySync::wake() {
@@ -52,35 +56,50 @@ Outcome<T> MemorySync::call(Start&& start) {
     return f.get();
 }
 
-bool MemorySync::send_due() {
+// Sends the due requests. With stop_at_retryable (the background loop), the first retryable
+// failure ends the round: the cloud is not answering, no point trying the others now.
+void MemorySync::send_due(PassStats& st, bool stop_at_retryable) {
     std::vector<OutboxRequest> due;
     {
         std::lock_guard<std::mutex> lk(store_mu_);
         due = store_.outbox_due(unix_ms_now());
     }
-    bool ok = true;
     for (const auto& r : due) {
         MemoryRequestBody body;
         body.request_id = r.request_id;
         body.context = r.context;
+        body.max_items = opt_.max_items;
         auto o = call<Nothing>([&](auto cb) { return client_.post_memory_request(body, cb); });
         std::lock_guard<std::mutex> lk(store_mu_);
         if (!o.ec) {
             store_.outbox_mark_sent(r.request_id);
+            st.sent++;
+            log("sent request " + r.request_id + " (HTTP " + std::to_string(o.http_status) + ", " + std::to_string(o.attempts) +
+                " attempt(s))");
             continue;
         }
-        ok = false;
-        if (o.ec == cloud_cond::cancelled) return false;  // stop/wake/pause: try again later
+        if (o.ec == cloud_cond::cancelled) {  // stop/wake/pause: it stays due as it was
+            st.unsent++;
+            return;
+        }
         const bool give_up = !(o.ec == cloud_cond::retryable);
-        const int64_t backoff_ms = std::min<int64_t>(60000, 1000LL << std::min(r.attempts, 6));
+        const int64_t backoff_ms = std::min<int64_t>(60000, 2000LL << std::min(r.attempts, 5));
         store_.outbox_mark_failed(r.request_id, unix_ms_now() + backoff_ms, give_up);
-        if (give_up && hooks_.on_error) hooks_.on_error("memory request " + r.request_id + " rejected: " + o.message);
-        if (!give_up) return false;  // the cloud is not answering: no point trying the others now
+        if (give_up) {
+            st.dead++;
+            log("request " + r.request_id + " rejected: " + o.message + "; marked dead");
+            if (hooks_.on_error) hooks_.on_error("memory request " + r.request_id + " rejected: " + o.message);
+        } else {
+            st.unsent++;
+            log("request " + r.request_id + " not sent: " + o.message + "; next try in " + std::to_string(backoff_ms / 1000) + " s");
+            if (stop_at_retryable) return;
+        }
     }
-    return ok;
 }
 
-bool MemorySync::pull(int wait_s, bool* got_changes) {
+// Pulls pages until the feed is drained (at most 100 pages a pass). A failed call sets
+// st.pull_ok = false (a cancelled long poll does not).
+void MemorySync::pull(int wait_s, PassStats& st, bool* got_changes) {
     *got_changes = false;
     for (int pages = 0; pages < 100; pages++) {
         std::string cursor;
@@ -88,8 +107,14 @@ bool MemorySync::pull(int wait_s, bool* got_changes) {
             std::lock_guard<std::mutex> lk(store_mu_);
             cursor = store_.cursor();
         }
-        auto o = call<FeedPage>([&](auto cb) { return client_.get_changes(cursor, 50, pages == 0 ? wait_s : 0, cb); });
-        if (o.ec) return o.ec == cloud_cond::cancelled;  // a cancelled long poll is not a failure
+        auto o = call<FeedPage>(
+            [&](auto cb) { return client_.get_changes(cursor, opt_.page_size, pages == 0 ? wait_s : 0, cb); });
+        if (o.ec) {
+            if (o.ec == cloud_cond::cancelled) return;  // a cancelled long poll is not a failure
+            st.pull_ok = false;
+            log("pull failed: " + o.message);
+            return;
+        }
         std::vector<MemoryChange> page;
         int64_t n_items = 0, n_deleted = 0;
         for (const auto& it : o.value.items) {
@@ -104,28 +129,30 @@ bool MemorySync::pull(int wait_s, bool* got_changes) {
             (it.deleted ? n_deleted : n_items)++;
             page.push_back(std::move(c));
         }
-        if (page.empty() && o.value.next_cursor == cursor) return true;  // drained
-        try {
+        if (page.empty() && o.value.next_cursor == cursor) return;  // drained
+        {
             std::lock_guard<std::mutex> lk(store_mu_);
-            store_.apply_changes(page, o.value.next_cursor);
-        } catch (const std::exception& e) {
-            if (hooks_.on_error) hooks_.on_error(std::string("memory store: ") + e.what());
-            return false;
+            store_.apply_changes(page, o.value.next_cursor);  // items + cursor: one transaction
         }
+        st.pages++;
+        st.items += (int)n_items;
+        st.tombstones += (int)n_deleted;
+        log("applied " + std::to_string(n_items) + " item(s), " + std::to_string(n_deleted) + " tombstone(s); cursor '" + cursor +
+            "' -> '" + o.value.next_cursor + "'");
         if (!page.empty()) {
             *got_changes = true;
             if (hooks_.on_changes) hooks_.on_changes(n_items, n_deleted);
         }
-        if (page.size() < 50) return true;
+        if ((int)page.size() < opt_.page_size) return;
     }
-    return true;
 }
 
-bool MemorySync::run_once(int wait_s) {
-    const bool sent = send_due();
+MemorySync::PassStats MemorySync::run_once(int wait_s, bool wait_only_after_send) {
+    PassStats st;
+    send_due(st, false);
     bool changes = false;
-    const bool pulled = pull(wait_s, &changes);
-    return sent && pulled;
+    pull(wait_only_after_send && st.sent == 0 ? 0 : wait_s, st, &changes);
+    return st;
 }
 
 void MemorySync::loop() {
@@ -140,8 +167,10 @@ void MemorySync::loop() {
         bool ok = true, changes = false;
         const auto started = std::chrono::steady_clock::now();
         try {
-            ok = send_due();
-            ok = pull(long_poll_s_, &changes) && ok;
+            PassStats st;
+            send_due(st, true);
+            pull(opt_.long_poll_s, st, &changes);
+            ok = st.pull_ok && st.unsent == 0 && st.dead == 0;
         } catch (const std::exception& e) {
             ok = false;
             if (hooks_.on_error) hooks_.on_error(std::string("memory sync: ") + e.what());

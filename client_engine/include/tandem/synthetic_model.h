@@ -18,10 +18,16 @@ struct SyntheticModelSpec {
     bool llama3_rope = false;              // adds rope_freqs.weight (frequency factors)
     float rope_freq_base = 10000.0f;
     uint32_t seed = 1;
+    // A GGUF whose tokenizer.* metadata is copied (e.g. the demo client's 8k BPE vocabulary),
+    // so that the file loads as an Engine and tokenizes text; "" writes no tokenizer. n_vocab
+    // must be at least its token count; ids past it are padded with Normal tokens
+    // "<|reserved_N|>" that no text encodes to (a 1B shape keeps its 128k output matrix).
+    std::string tokenizer_from;
 };
 
 // Writes the model to `path`. Weights ~ N(0, 1/sqrt(fan_in)) so activations stay O(1).
-// Throws GgufError on I/O failure or a shape the weight type cannot hold.
+// Throws GgufError on I/O failure, a shape the weight type cannot hold, or a tokenizer_from
+// file without tokenizer.ggml.tokens or with more tokens than n_vocab.
 void write_synthetic_model(const SyntheticModelSpec& spec, const std::string& path);
 
 }  // namespace tandem

@@ -13,7 +13,8 @@
 //
 // Events (on_event) report: the model loaded and on which backend, the GPU not used and why,
 // online/offline, memory updated, memory unavailable (bad database: generation goes on without
-// memory), errors. They run on an internal thread or the caller's; keep them short.
+// memory), errors, memory applied (new notes evaluated in the background: the next suggestion
+// uses them). They run on an internal thread or the caller's; keep them short.
 //
 // Thread safety: every method may be called from any thread. suggest() calls are serialized
 // (a new one cancels the running one first); ask() runs local generation under the same lock.
@@ -48,13 +49,22 @@ struct AssistantConfig {
     int memory_max_items = 4;
     int memory_edit_threshold = 12;  // words changed in the window before a new memory request
     int memory_window_words = 300;   // the window's tail that requests and edits are measured on
+    // New memory notes change the prompt's head, so the window must be evaluated again. With
+    // background_reeval a second inference context (same weights: mapped once on the CPU, a
+    // second copy on the GPU; its own KV cache) evaluates the new prompt while the writer is
+    // idle (no suggest/ask for background_idle_ms), in small chunks that the next suggest()
+    // or ask() stops at once and a later idle moment resumes. When it is done the contexts
+    // swap: the next keystroke gets the new notes with its prefix reused. Without it, notes
+    // are swapped in at sentence ends at the cost of one full re-evaluation inside suggest().
+    bool background_reeval = true;
+    int background_idle_ms = 250;
 
     // Reads a JSON object with the same field names. Throws std::runtime_error naming the file
     // and field for unknown fields or wrong types.
     static AssistantConfig from_json_file(const std::string& path);
 };
 
-enum class EventKind { ModelLoaded, GpuNotUsed, Online, Offline, MemoryUpdated, MemoryUnavailable, MemoryRequested, Error };
+enum class EventKind { ModelLoaded, GpuNotUsed, Online, Offline, MemoryUpdated, MemoryUnavailable, MemoryRequested, Error, MemoryApplied };
 const char* event_kind_name(EventKind k);
 
 struct AssistantEvent {
@@ -73,6 +83,7 @@ struct MemoryNote {
 struct GenerationStats {
     int64_t prompt_tokens = 0, reused_tokens = 0, completion_tokens = 0;
     double ttft_ms = 0, tokens_per_s = 0;
+    double decode_ms = 0;  // from the first generated token to the end
 };
 
 struct SuggestResult {
@@ -105,6 +116,11 @@ struct UsageTotals {
     int64_t memory_notes = 0;    // notes stored
     bool online = false;
     std::string backend;         // "cpu" or "cuda"
+    // Background re-evaluation (AssistantConfig::background_reeval): runs completed, runs
+    // stopped by a keystroke (resumed later), tokens evaluated, and the last completed run's
+    // evaluation time (its chunks only, not the idle gaps between them).
+    int64_t background_runs = 0, background_cancels = 0, background_tokens = 0;
+    double last_background_ms = 0;
 };
 
 class Assistant {

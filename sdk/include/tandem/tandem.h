@@ -49,6 +49,7 @@ typedef enum tandem_event_kind {
     TANDEM_EVENT_MEMORY_UNAVAILABLE = 5,
     TANDEM_EVENT_MEMORY_REQUESTED = 6,
     TANDEM_EVENT_ERROR = 7,
+    TANDEM_EVENT_MEMORY_APPLIED = 8,  /* new notes evaluated in the background; the next suggestion uses them */
 } tandem_event_kind;
 
 /* Receives streamed text (not NUL-terminated: `len` bytes, whole UTF-8 sequences).
