@@ -30,6 +30,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -654,7 +655,10 @@ int main(int argc, char** argv) {
         rep.phases["latency"] = ms_since(t) / 1000;
         rep.phases["total"] = ms_since(t_start) / 1000;
 
-        rep.settings = {{"command", opt.command}, {"machine", machine()}, {"drafts", n}, {"seed", opt.seed},
+        char date[32];
+        const std::time_t now = std::time(nullptr);
+        std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
+        rep.settings = {{"command", opt.command}, {"machine", machine()}, {"date", date}, {"drafts", n}, {"seed", opt.seed},
                         {"n_ctx", su.n_ctx}, {"reserve_tokens", su.reserve}, {"generated_tokens", su.gen_tokens},
                         {"note_items", su.note_items}, {"note_budget_tokens", su.note_budget},
                         {"request_max_items", su.request_items}, {"window_words", su.window_words},
