@@ -150,13 +150,17 @@ static void read_xz_lines(const std::string& path, const std::function<void(std:
     std::fclose(f);
 }
 
-static void add_ungd_line(const std::string& path, size_t line_no, std::string& line, int max_year,
-                          std::vector<CorpusDoc>& docs) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) return;
-    if (max_year > 0) {
-        // Skip later speeches without parsing 20 KB of JSON each: read "year" directly.
+// Parses one line into *out; false when the line is blank or outside [min_year, max_year].
+static bool parse_ungd_line(const std::string& path, size_t line_no, const std::string& line, int min_year,
+                            int max_year, UngdSpeech* out) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) return false;
+    {
+        // Skip other years without parsing 20 KB of JSON each: read "year" directly.
         size_t k = line.find("\"year\":");
-        if (k != std::string::npos && std::strtol(line.c_str() + k + 7, nullptr, 10) > max_year) return;
+        if (k != std::string::npos) {
+            const long y = std::strtol(line.c_str() + k + 7, nullptr, 10);
+            if ((max_year > 0 && y > max_year) || (min_year > 0 && y < min_year)) return false;
+        }
     }
     nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     std::string where = "corpus " + path + ": line " + std::to_string(line_no) + ": ";
@@ -165,19 +169,22 @@ static void add_ungd_line(const std::string& path, size_t line_no, std::string& 
         if (!j.contains(k) || !j[k].is_string()) throw CorpusError(where + "missing string field '" + k + "'");
     for (const char* k : {"year", "session"})
         if (!j.contains(k) || !j[k].is_number_integer()) throw CorpusError(where + "missing integer field '" + k + "'");
-    int year = j["year"].get<int>();
-    if (max_year > 0 && year > max_year) return;
-    CorpusDoc d;
-    d.doc_id = j["id"].get<std::string>();
-    d.title = j["country"].get<std::string>() + " " + std::to_string(year) + " (UNGA " +
-              std::to_string(j["session"].get<int>()) + ")";
-    d.passages = split_passages(j["text"].get<std::string>());
-    if (!d.passages.empty()) docs.push_back(std::move(d));
+    out->year = j["year"].get<int>();
+    if ((max_year > 0 && out->year > max_year) || (min_year > 0 && out->year < min_year)) return false;
+    out->id = j["id"].get<std::string>();
+    out->country = j["country"].get<std::string>();
+    out->session = j["session"].get<int>();
+    out->text = j["text"].get<std::string>();
+    return true;
 }
 
-static void load_jsonl(const std::string& path, int max_year, std::vector<CorpusDoc>& docs) {
+void for_each_ungd_speech(const std::string& path, int min_year, int max_year,
+                          const std::function<void(UngdSpeech&&)>& on_speech) {
     size_t line_no = 0;
-    auto on_line = [&](std::string& line) { add_ungd_line(path, ++line_no, line, max_year, docs); };
+    auto on_line = [&](std::string& line) {
+        UngdSpeech s;
+        if (parse_ungd_line(path, ++line_no, line, min_year, max_year, &s)) on_speech(std::move(s));
+    };
     if (ends_with(path, ".xz")) {
         read_xz_lines(path, on_line);
         return;
@@ -186,6 +193,16 @@ static void load_jsonl(const std::string& path, int max_year, std::vector<Corpus
     if (!f) throw CorpusError("corpus " + path + ": cannot open");
     std::string line;
     while (std::getline(f, line)) on_line(line);
+}
+
+static void load_jsonl(const std::string& path, int max_year, std::vector<CorpusDoc>& docs) {
+    for_each_ungd_speech(path, 0, max_year, [&](UngdSpeech&& s) {
+        CorpusDoc d;
+        d.doc_id = std::move(s.id);
+        d.title = s.country + " " + std::to_string(s.year) + " (UNGA " + std::to_string(s.session) + ")";
+        d.passages = split_passages(s.text);
+        if (!d.passages.empty()) docs.push_back(std::move(d));
+    });
 }
 
 static bool is_text_file(const fs::path& p) { return p.extension() == ".txt" || p.extension() == ".md"; }

@@ -8,6 +8,7 @@
 //                   session, text; doc_id = id, title like "USA 2019 (UNGA 74)"; lines with
 //                   year > max_year are skipped
 #pragma once
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -26,6 +27,21 @@ public:
 // naming the file (and line) on a missing path, an unreadable or malformed file, or an empty
 // corpus.
 std::vector<CorpusDoc> load_corpus(const std::string& path, int max_year);
+
+// One speech of a UNGD .jsonl[.xz] file (the fields every line must have).
+struct UngdSpeech {
+    std::string id, country;
+    int year = 0, session = 0;
+    std::string text;
+};
+
+// Calls on_speech for each speech of the UNGD file at path (.jsonl or .jsonl.xz) with
+// min_year <= year <= max_year (a bound <= 0: no bound), in file order; blank lines are
+// skipped. Throws CorpusError naming the file and line on a missing file, bad xz data, a line
+// that is not a JSON object or a missing/ill-typed field. Used by load_corpus and by the
+// evaluation's draft maker (bench/hybrid_eval).
+void for_each_ungd_speech(const std::string& path, int min_year, int max_year,
+                          const std::function<void(UngdSpeech&&)>& on_speech);
 
 // A string that changes when the corpus on disk (or the filter) changes: path, sizes, mtimes.
 std::string corpus_signature(const std::string& path, int max_year);
