@@ -10,7 +10,7 @@ add_library(tandem_hybrid_routing STATIC
 )
 target_include_directories(tandem_hybrid_routing PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_link_libraries(tandem_hybrid_routing PUBLIC tandem_hybrid_eval tandem_router tandem_client_engine
-  nlohmann_json::nlohmann_json PRIVATE tandem_warnings)
+  nlohmann_json::nlohmann_json Threads::Threads PRIVATE tandem_warnings)
 get_filename_component(TANDEM_ROUTING_SHARED_DIR "${PROJECT_SOURCE_DIR}/../shared" ABSOLUTE)
 add_executable(hybrid-routing routing_main.cpp)
 target_link_libraries(hybrid-routing PRIVATE tandem_hybrid_routing tandem_warnings)

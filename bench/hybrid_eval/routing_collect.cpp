@@ -2,6 +2,10 @@
 #include "routing_collect.h"
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <chrono>
 #include <fstream>
 #include <numeric>
@@ -74,19 +78,42 @@ RoutingRecord collect_record(Engine& small, Engine& large, const Draft& d, const
     return r;
 }
 
-std::vector<RoutingRecord> collect_split(Engine& small, Engine& large, const std::vector<Draft>& drafts,
+std::vector<RoutingRecord> collect_split(const std::vector<EnginePair>& workers, const std::vector<Draft>& drafts,
                                          const CollectOptions& opt, const std::string& jsonl_path,
                                          const std::function<void(size_t, size_t)>& progress) {
+    if (workers.empty()) throw std::invalid_argument("collect_split needs at least one worker");
+    for (const EnginePair& w : workers)
+        if (!w.small || !w.large) throw std::invalid_argument("collect_split: a worker has no engine");
     std::ofstream f(jsonl_path, std::ios::trunc);
     if (!f) throw RoutingDataError(jsonl_path + ": cannot open for writing");
-    std::vector<RoutingRecord> out;
-    for (size_t i = 0; i < drafts.size(); i++) {
-        out.push_back(collect_record(small, large, drafts[i], opt));
-        f << record_to_jsonl(out.back()) << '\n';
-        f.flush();
-        if (!f) throw RoutingDataError(jsonl_path + ": write failed");
-        if (progress) progress(i + 1, drafts.size());
-    }
+    std::vector<RoutingRecord> out(drafts.size());
+    std::atomic<size_t> next{0};
+    std::atomic<bool> failed{false};
+    std::mutex mu;
+    size_t done = 0;
+    std::exception_ptr error;
+    auto work = [&](const EnginePair& w) {
+        for (size_t i; !failed && (i = next.fetch_add(1)) < drafts.size();) {
+            try {
+                out[i] = collect_record(*w.small, *w.large, drafts[i], opt);
+            } catch (...) {
+                std::lock_guard<std::mutex> lk(mu);
+                if (!error) error = std::current_exception();
+                failed = true;
+                return;
+            }
+            std::lock_guard<std::mutex> lk(mu);
+            if (progress) progress(++done, drafts.size());
+        }
+    };
+    std::vector<std::thread> threads;
+    for (size_t t = 1; t < workers.size(); t++) threads.emplace_back(work, workers[t]);
+    work(workers[0]);
+    for (std::thread& t : threads) t.join();
+    if (error) std::rethrow_exception(error);
+    for (const RoutingRecord& r : out) f << record_to_jsonl(r) << '\n';
+    f.flush();
+    if (!f) throw RoutingDataError(jsonl_path + ": write failed");
     return out;
 }
 

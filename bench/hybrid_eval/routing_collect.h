@@ -41,9 +41,18 @@ struct CollectOptions {
 // otherwise, and whatever the engine throws (ContextFull for a prefix that does not fit).
 RoutingRecord collect_record(Engine& small, Engine& large, const Draft& d, const CollectOptions& opt);
 
-// collect_record for every draft, each line appended to `jsonl_path` (truncated first) and
-// flushed as it is made; `progress(done, total)` after each. Returns the records.
-std::vector<RoutingRecord> collect_split(Engine& small, Engine& large, const std::vector<Draft>& drafts,
+// One worker's models: the small and the large engine (each used by that worker only).
+struct EnginePair {
+    Engine* small = nullptr;
+    Engine* large = nullptr;
+};
+
+// collect_record for every draft, on workers.size() threads (draft i on a worker that takes it
+// from a shared counter; each worker uses only its own engines). The records come back, and are
+// written to `jsonl_path` (truncated), in draft order; the results do not depend on the worker
+// count. `progress(done, total)` is called under a lock after each record. The first exception
+// of any worker stops the others and is rethrown.
+std::vector<RoutingRecord> collect_split(const std::vector<EnginePair>& workers, const std::vector<Draft>& drafts,
                                          const CollectOptions& opt, const std::string& jsonl_path,
                                          const std::function<void(size_t, size_t)>& progress = {});
 

@@ -1,14 +1,18 @@
 // hybrid-routing: issue 8's routing half (Hybrid LLM with the demo model pair).
 //
 //   hybrid-routing data   --out DIR [--quick] [--train N] [--calib N] [--test N] [--samples K]
-//                         [--max-tokens T] [--threads T] [--seed S] [--corpus F] [--small M] [--large M]
+//                         [--max-tokens T] [--workers W] [--threads T] [--seed S] [--corpus F]
+//                         [--small M] [--large M]
+//
+// Defaults: 160 train, 60 calibration and 100 test queries, 4 samples per model of at most 32
+// tokens, 2 workers of 1 thread. --quick: 16/8/12 queries, 2 samples.
 //   hybrid-routing report --data DIR --out DIR [--resamples R] [--title T]
 //
 // `data` writes DIR/routing-{train,calib,test}.jsonl (routing_data.h's format; `tandem router
 // train --data` reads them as they are) and DIR/routing-data.json (options, sizes, times).
 // `report` trains the det/prob/trans routers on train, calibrates on calib, evaluates on test,
-// and writes DIR/routing.md (tables), DIR/routing-report.json, DIR/routing-curve-<judge>.svg
-// (all three routers) and DIR/routers/<judge>-<labels>.json. The last stdout line of each is a
+// and writes DIR/routing-tables.md, DIR/routing-report.json, DIR/routing-curve-<judge>.svg
+// (all three routers) and DIR/routing-routers/<judge>-<labels>.json. The last stdout line of each is a
 // JSON object.
 #include <chrono>
 #include <cstdio>
@@ -36,7 +40,8 @@ struct UsageError {
 
 static const char* kUsage =
     "usage: hybrid-routing data --out DIR [--quick] [--train N] [--calib N] [--test N] [--samples K]\n"
-    "                           [--max-tokens T] [--threads T] [--seed S] [--corpus F] [--small M] [--large M]\n"
+    "                           [--max-tokens T] [--workers W] [--threads T] [--seed S] [--corpus F]\n"
+    "                           [--small M] [--large M]\n"
     "       hybrid-routing report --data DIR --out DIR [--resamples R]\n";
 
 // ---- arguments -----------------------------------------------------------------------------------
@@ -77,7 +82,7 @@ static int cmd_data(Args& a) {
     std::string small_path = TANDEM_SHARED_DIR "/models/tandem-demo-client-q8_0.gguf";
     std::string large_path = TANDEM_SHARED_DIR "/models/tandem-demo-cloud-q8_0.gguf";
     // Full run: about 25 minutes on the 2-core development VM (docs/evaluation-routing.md).
-    int n_train = 240, n_calib = 100, n_test = 200, threads = 2;
+    int n_train = 160, n_calib = 60, n_test = 100, workers = 2, threads = 1;
     CollectOptions co;
     co.sample.samples = 4;
     co.sample.max_tokens = 32;
@@ -91,6 +96,7 @@ static int cmd_data(Args& a) {
         else if (f == "--test") n_test = (int)to_int(f, a.next(f), 1, 100000);
         else if (f == "--samples") co.sample.samples = (int)to_int(f, a.next(f), 1, 64);
         else if (f == "--max-tokens") co.sample.max_tokens = (int)to_int(f, a.next(f), 1, 512);
+        else if (f == "--workers") workers = (int)to_int(f, a.next(f), 1, 64);
         else if (f == "--threads") threads = (int)to_int(f, a.next(f), 1, 256);
         else if (f == "--seed") co.seed = (uint64_t)to_int(f, a.next(f), 0, 1L << 62);
         else if (f == "--corpus") corpus = a.next(f);
@@ -99,7 +105,7 @@ static int cmd_data(Args& a) {
         else throw UsageError{"unknown option '" + f + "'"};
     }
     if (out.empty()) throw UsageError{"data needs --out DIR"};
-    if (quick) n_train = std::min(n_train, 40), n_calib = std::min(n_calib, 20), n_test = std::min(n_test, 30), co.sample.samples = std::min(co.sample.samples, 2);
+    if (quick) n_train = std::min(n_train, 16), n_calib = std::min(n_calib, 8), n_test = std::min(n_test, 12), co.sample.samples = std::min(co.sample.samples, 2);
     make_dir(out);
 
     const auto t_all = Clock::now();
@@ -109,21 +115,28 @@ static int cmd_data(Args& a) {
     EngineParams ep;
     ep.context.n_ctx = 1024;  // prefix (<= 1500 chars, ~350 tokens) + truth or 32 generated tokens
     ep.context.n_threads = threads;
-    auto small = Engine::load(small_path, ep);
-    auto large = Engine::load(large_path, ep);
+    // One pair of engines per worker, each single-threaded by default: on a busy 2-core machine
+    // two independent workers lose less to descheduled threads than one 2-thread thread pool.
+    std::vector<std::unique_ptr<Engine>> engines;
+    std::vector<EnginePair> pairs;
+    for (int w = 0; w < workers; w++) {
+        engines.push_back(Engine::load(small_path, ep));
+        engines.push_back(Engine::load(large_path, ep));
+        pairs.push_back({engines[engines.size() - 2].get(), engines.back().get()});
+    }
     DraftOptions dopt;          // drafts.h defaults: >= 6 sentences before the cut, 1500-char prefix
     dopt.min_truth_chars = 20;  // not a closing "Thank you."
     std::fprintf(stderr, "hybrid-routing: %zu speeches 2019-2022 loaded in %.1f s; %d samples/model, %d tokens max\n",
                  speeches.size(), load_s, co.sample.samples, co.sample.max_tokens);
 
     nlohmann::json summary = {{"corpus", corpus}, {"small", small_path}, {"large", large_path}, {"samples", co.sample.samples},
-                              {"max_tokens", co.sample.max_tokens}, {"threads", threads}, {"seed", co.seed},
+                              {"max_tokens", co.sample.max_tokens}, {"workers", workers}, {"threads", threads}, {"seed", co.seed},
                               {"quick", quick}, {"load_s", load_s}};
     for (const SplitSpec& spec : default_splits(n_train, n_calib, n_test)) {
         const std::vector<Draft> drafts = split_drafts(speeches, spec, dopt, co.seed);
         const std::string path = out + "/routing-" + spec.name + ".jsonl";
         t0 = Clock::now();
-        std::vector<RoutingRecord> recs = collect_split(*small, *large, drafts, co, path, [&](size_t done, size_t total) {
+        std::vector<RoutingRecord> recs = collect_split(pairs, drafts, co, path, [&](size_t done, size_t total) {
             if (done % 10 == 0 || done == total) {
                 const double s = seconds_since(t0);
                 std::fprintf(stderr, "  %s: %zu/%zu queries, %.0f s, eta %.0f s\n", spec.name.c_str(), done, total, s,
@@ -158,7 +171,7 @@ static int cmd_report(Args& a) {
     }
     if (data.empty() || out.empty()) throw UsageError{"report needs --data DIR and --out DIR"};
     make_dir(out);
-    make_dir(out + "/routers");
+    make_dir(out + "/routing-routers");
     const auto t0 = Clock::now();
     const auto train = load_records(data + "/routing-train.jsonl");
     const auto calib = load_records(data + "/routing-calib.jsonl");
@@ -168,7 +181,7 @@ static int cmd_report(Args& a) {
         reports.push_back(make_judge_report(train, calib, test, j, ro));
         const JudgeReport& r = reports.back();
         for (const RouterResult& x : r.routers)
-            x.router->save(out + "/routers/" + judge_name(j) + "-" + label_mode_name(x.labels) + ".json");
+            x.router->save(out + "/routing-routers/" + judge_name(j) + "-" + label_mode_name(x.labels) + ".json");
         write_text(out + "/routing-curve-" + judge_name(j) + ".svg",
                    combined_curve_svg(r, std::string("Routing on 2022 drafts (") + std::to_string(r.n_test) +
                                              " queries), judge " + judge_name(j)));
