@@ -263,3 +263,25 @@ TEST_CASE("continuation_logprob_mean: teacher forcing, equal to a direct all-log
     CHECK_THROWS_AS(continuation_logprob_mean(*e, p.prompt, {}), std::invalid_argument);
     CHECK_THROWS_AS(continuation_logprob_mean(*e, p.prompt, {1 << 20}), std::invalid_argument);
 }
+
+TEST_CASE("pearson and gap_split_half_r: is the per-query gap signal or sampling noise") {
+    CHECK(pearson({1, 2, 3}, {2, 4, 6}) == doctest::Approx(1.0));
+    CHECK(pearson({1, 2, 3}, {3, 2, 1}) == doctest::Approx(-1.0));
+    CHECK(std::isnan(pearson({1, 1, 1}, {1, 2, 3})));
+    CHECK_THROWS_AS(pearson({1}, {1}), std::invalid_argument);
+    // gaps that repeat across the two halves of the samples: r = 1
+    std::vector<RoutingRecord> recs;
+    for (int i = 0; i < 5; i++) {
+        RoutingRecord r = sample_record();
+        r.small_chrf = {10.0, 20.0, 10.0, 20.0};
+        r.large_chrf = {10.0 + i, 20.0 + 2 * i, 10.0 + 2 * i, 20.0 + i};  // gap i*1.5 in both halves
+        recs.push_back(r);
+    }
+    CHECK(gap_split_half_r(recs, Judge::chrf) == doctest::Approx(1.0));
+    // the second half's gap reversed: r = -1
+    for (int i = 0; i < 5; i++) recs[i].large_chrf = {10.0 + i, 20.0 + 2 * i, 10.0 - 2 * i, 20.0 - i};
+    CHECK(gap_split_half_r(recs, Judge::chrf) == doctest::Approx(-1.0));
+    CHECK(std::isnan(gap_split_half_r(recs, Judge::likelihood)));
+    recs[0].small_chrf = {10.0};
+    CHECK(std::isnan(gap_split_half_r(recs, Judge::chrf)));
+}

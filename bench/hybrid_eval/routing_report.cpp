@@ -94,6 +94,33 @@ Interval bootstrap_apgr(const std::vector<double>& scores_a, const std::vector<d
     return out;
 }
 
+double pearson(const std::vector<double>& a, const std::vector<double>& b) {
+    if (a.size() != b.size() || a.size() < 2) throw std::invalid_argument("pearson needs two vectors of one length >= 2");
+    const double ma = std::accumulate(a.begin(), a.end(), 0.0) / (double)a.size();
+    const double mb = std::accumulate(b.begin(), b.end(), 0.0) / (double)b.size();
+    double sab = 0, saa = 0, sbb = 0;
+    for (size_t i = 0; i < a.size(); i++) sab += (a[i] - ma) * (b[i] - mb), saa += (a[i] - ma) * (a[i] - ma), sbb += (b[i] - mb) * (b[i] - mb);
+    return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : NAN;
+}
+
+static double mean_range(const std::vector<double>& v, size_t b, size_t e) {
+    return std::accumulate(v.begin() + (ptrdiff_t)b, v.begin() + (ptrdiff_t)e, 0.0) / (double)(e - b);
+}
+
+double gap_split_half_r(const std::vector<RoutingRecord>& records, Judge judge) {
+    if (judge == Judge::likelihood || records.size() < 2) return NAN;
+    std::vector<double> g1, g2;
+    for (const RoutingRecord& r : records) {
+        const std::vector<double>& s = judge == Judge::chrf ? r.small_chrf : r.small_rouge;
+        const std::vector<double>& l = judge == Judge::chrf ? r.large_chrf : r.large_rouge;
+        if (s.size() < 2 || l.size() < 2) return NAN;
+        const size_t hs = s.size() / 2, hl = l.size() / 2;
+        g1.push_back(mean_range(l, 0, hl) - mean_range(s, 0, hs));
+        g2.push_back(mean_range(l, hl, l.size()) - mean_range(s, hs, s.size()));
+    }
+    return pearson(g1, g2);
+}
+
 // ---- the report ----------------------------------------------------------------------------------
 
 static std::vector<double> mean_scores(const Dataset& d, bool small) {
@@ -126,6 +153,19 @@ JudgeReport make_judge_report(const std::vector<RoutingRecord>& train, const std
     for (size_t i = 0; i < qs.size(); i++) rep.small_wins += qs[i] >= ql[i];
     rep.small_wins /= (double)qs.size();
     const size_t n = qs.size();
+    std::vector<RoutingRecord> all = train;
+    all.insert(all.end(), calib.begin(), calib.end());
+    all.insert(all.end(), test.begin(), test.end());
+    rep.split_half_r = gap_split_half_r(all, judge);
+    {
+        std::vector<double> gap, lp, ent;
+        for (const TrainingRow& r : dtrain.rows) {
+            gap.push_back(mean_quality(r.large_scores) - mean_quality(r.small_scores));
+            lp.push_back(*r.signals.query_logprob_mean);
+            ent.push_back(*r.signals.gen_entropy);
+        }
+        if (gap.size() >= 2) rep.r_logprob = pearson(lp, gap), rep.r_entropy = pearson(ent, gap);
+    }
 
     for (LabelMode mode : {LabelMode::det, LabelMode::prob, LabelMode::trans}) {
         RouterResult res;
@@ -234,6 +274,12 @@ std::string report_markdown(const std::vector<JudgeReport>& reports) {
              fmt("%.2f", drop_pct(r.q_cloud, r.q_local)) + "% of all-cloud); the small model is at least as good on " +
              fmt("%.1f", 100 * r.small_wins) + "% of the queries. Mean training label: det " + fmt("%.3f", r.label_mean[0]) +
              ", prob " + fmt("%.3f", r.label_mean[1]) + ", trans " + fmt("%.3f", r.label_mean[2]) + ".\n\n";
+        s += "Is the per-query gap (large - small) predictable at all? Split-half reliability of the gap (Pearson r "
+             "between the gap on the first and on the second half of the samples, all " +
+             std::to_string(r.n_train + r.n_calib + r.n_test) + " queries): " +
+             (std::isnan(r.split_half_r) ? std::string("n/a (one score per model)") : fmt("%.3f", r.split_half_r)) +
+             ". Pearson r of the gap with the router's signals on train: query_logprob_mean " + fmt("%.3f", r.r_logprob) +
+             ", gen_entropy " + fmt("%.3f", r.r_entropy) + ".\n\n";
         s += "Quality drop (%) vs all-cloud at a cost advantage (share of queries kept local) of 10/20/40%, "
              "on the 2022 curve; [95% paired bootstrap interval]; lower is better, negative = better than all-cloud.\n\n";
         s += "| router | L2 | t | 10% | 20% | 40% | APGR |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";
@@ -271,7 +317,8 @@ std::string report_json(const std::vector<JudgeReport>& reports) {
                             {"n_test", r.n_test}, {"q_local", r.q_local}, {"q_cloud", r.q_cloud},
                             {"small_wins", r.small_wins}, {"apgr_random", r.apgr_random}, {"apgr_oracle", r.apgr_oracle},
                             {"random_drop", r.random_drop}, {"oracle_drop", r.oracle_drop},
-                            {"label_mean", r.label_mean}};
+                            {"label_mean", r.label_mean}, {"split_half_r", r.split_half_r},
+                            {"r_logprob_gap", r.r_logprob}, {"r_entropy_gap", r.r_entropy}};
         for (const RouterResult& x : r.routers) {
             nlohmann::json rj = {{"labels", label_mode_name(x.labels)}, {"l2", x.l2}, {"t", x.t},
                                  {"calib_apgr", x.calib_apgr}, {"apgr", iv(x.apgr_ci)},

@@ -36,6 +36,16 @@ Interval bootstrap_apgr(const std::vector<double>& scores_a, const std::vector<d
                         const std::vector<double>& q_small, const std::vector<double>& q_large, int resamples,
                         uint64_t seed);
 
+// Pearson correlation of a and b (same length >= 2); NaN when either is constant.
+double pearson(const std::vector<double>& a, const std::vector<double>& b);
+
+// How much of a query's quality gap (mean large score - mean small score) is signal rather than
+// sampling noise: the Pearson r, over the records, between the gap measured on the first half of
+// each model's samples and the gap measured on the second half. Near 0: the per-query gap is
+// noise, and no router can predict it. NaN when a record has fewer than 2 samples of a model.
+// Judge::likelihood has one score per model: NaN.
+double gap_split_half_r(const std::vector<RoutingRecord>& records, Judge judge);
+
 // ---- the report ----------------------------------------------------------------------------------
 
 struct ReportOptions {
@@ -77,6 +87,8 @@ struct JudgeReport {
     double small_wins = 0;                     // share of test queries with q_small >= q_large
     double label_mean[3] = {0, 0, 0};          // mean det/prob/trans label on train
     double apgr_random = 0, apgr_oracle = 0;
+    double split_half_r = 0;                   // gap_split_half_r over train + calib + test
+    double r_logprob = 0, r_entropy = 0;       // Pearson r of each signal with the gap, on train
     double random_drop[3] = {0, 0, 0}, oracle_drop[3] = {0, 0, 0};  // at local 0.1/0.2/0.4
     std::vector<RouterResult> routers;         // det, prob, trans
     std::vector<Comparison> comparisons;
