@@ -216,6 +216,9 @@ JudgeReport make_judge_report(const std::vector<RoutingRecord>& train, const std
 
     // Comparisons: APGR between label modes; quality at 20% and 40% local between label modes
     // and against random routing (its expected per-query quality x q_small + (1-x) q_large).
+    // Is the cloud model better at all on these queries?
+    rep.comparisons.push_back({"all-cloud - all-local: quality (per query, q_large - q_small)",
+                               paired_bootstrap(ql, qs, opt.resamples, opt.seed)});
     const char* names[3] = {"det", "prob", "trans"};
     const int pairs[3][2] = {{2, 0}, {1, 0}, {2, 1}};
     uint64_t seed = opt.seed;
