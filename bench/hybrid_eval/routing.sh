@@ -4,25 +4,34 @@
 # models on 2019-2022 drafts), trains/calibrates/evaluates the det, prob and trans routers,
 # and cross-checks the JSONL with the product CLI (`tandem router train/calibrate/eval`).
 #
-#   bench/hybrid_eval/routing.sh [--quick] [--build DIR] [--out DIR] [-- DATA_OPTIONS...]
+#   bench/hybrid_eval/routing.sh [--quick] [--build DIR] [OUT] [-- DATA_OPTIONS...]
 #
-# --quick: 40/20/30 queries, 2 samples per model (1-2 minutes), to a separate default out dir.
-# Defaults: --build build, --out bench/results/hybrid (quick: build/hybrid-routing-quick).
+# OUT: the results directory (default bench/results/hybrid; with --quick build/hybrid-routing-quick).
+# --quick: 16/8/12 queries, 2 samples per model, 200 bootstrap resamples (about 1 minute of CPU;
+# 1-4 minutes of wall time on the shared 2-core VM).
+# --build: the CMake build directory (default build). bench/hybrid-eval calls `routing.sh OUT`
+# with TANDEM_EVAL_BUILD_DIR (the build directory) and TANDEM_EVAL_QUICK=1 for --quick.
+# DATA_OPTIONS go to `hybrid-routing data` (e.g. --train 100 --samples 2).
 # Writes OUT/routing-data/*.jsonl + routing-data.json, OUT/routing-tables.md,
 # OUT/routing-report.json, OUT/routing-curve-<judge>.svg, OUT/routing-routers/,
 # OUT/routing-cli/ and OUT/routing-run.log (machine, date, commit, commands, times).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-build=build out="" quick=() extra=()
+build=${TANDEM_EVAL_BUILD_DIR:-build} out="" quick=() extra=()
+[ "${TANDEM_EVAL_QUICK:-0}" = 1 ] && quick=(--quick)
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=(--quick); shift ;;
     --build) build="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --) shift; extra=("$@"); break ;;
-    *) echo "routing.sh: unknown option '$1'" >&2; exit 2 ;;
+    -*) echo "routing.sh: unknown option '$1'" >&2; exit 2 ;;
+    *) out="$1"; shift ;;
   esac
 done
+# OUT and --build are relative to the caller's directory; the defaults to the repository root.
+if [ -n "$out" ]; then mkdir -p "$out" && out=$(cd "$out" && pwd); fi
+[ -n "${TANDEM_EVAL_BUILD_DIR:-}" ] || [ "$build" != build ] && { mkdir -p "$build" && build=$(cd "$build" && pwd); }
+cd "$(dirname "$0")/../.."
 if [ -z "$out" ]; then
   if [ ${#quick[@]} -gt 0 ]; then out="$build/hybrid-routing-quick"; else out=bench/results/hybrid; fi
 fi
@@ -44,7 +53,9 @@ tandem="$build/examples/cli/tandem"
 t0=$(date +%s)
 run "$hr" data --out "$out/routing-data" "${quick[@]}" "${extra[@]}" | tail -1 >> "$log"
 t1=$(date +%s)
-run "$hr" report --data "$out/routing-data" --out "$out" | tail -1 >> "$log"
+resamples=2000
+[ ${#quick[@]} -gt 0 ] && resamples=200
+run "$hr" report --data "$out/routing-data" --out "$out" --resamples $resamples | tail -1 >> "$log"
 t2=$(date +%s)
 
 # The product CLI on the same files (logistic router, its default L2 1e-3, trans labels,

@@ -21,14 +21,16 @@ std::vector<SplitSpec> default_splits(int n_train, int n_calib, int n_test) {
 }
 
 std::vector<Draft> split_drafts(const std::vector<Speech>& all_speeches, const SplitSpec& spec,
-                                const DraftOptions& draft_options, uint64_t seed) {
+                                const DraftOptions& draft_options, size_t max_truth_chars, uint64_t seed) {
     if (spec.queries < 0) throw std::invalid_argument("split '" + spec.name + "': queries must be >= 0");
     std::vector<Speech> speeches;
     for (const Speech& s : all_speeches)
         if (s.year >= spec.min_year && s.year <= spec.max_year) speeches.push_back(s);
     DraftOptions o = draft_options;
     o.drafts_per_speech = 1;
-    std::vector<Draft> drafts = make_drafts(speeches, o, seed);
+    std::vector<Draft> drafts;
+    for (Draft& d : make_drafts(speeches, o, seed))
+        if (max_truth_chars == 0 || d.truth.size() <= max_truth_chars) drafts.push_back(std::move(d));
     std::vector<uint64_t> key(drafts.size());
     for (size_t i = 0; i < drafts.size(); i++) key[i] = mix64(seed ^ mix64(i + 1));
     std::vector<size_t> order(drafts.size());

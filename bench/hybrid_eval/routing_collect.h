@@ -24,10 +24,11 @@ struct SplitSpec {
 // The evaluation's three splits (issue 8): 2019-2020 train, 2021 calibration, 2022 test.
 std::vector<SplitSpec> default_splits(int n_train, int n_calib, int n_test);
 
-// The drafts of one split: make_drafts over the split's speeches (one per speech), then the
-// first spec.queries of a seeded shuffle (mix64(seed ^ index) order). Deterministic.
+// The drafts of one split: make_drafts over the split's speeches (one per speech), those whose
+// truth has at most max_truth_chars bytes (0: any), then the first spec.queries of a seeded
+// shuffle (mix64(seed ^ mix64(index + 1)) order). Deterministic.
 std::vector<Draft> split_drafts(const std::vector<Speech>& all_speeches, const SplitSpec& spec,
-                                const DraftOptions& draft_options, uint64_t seed);
+                                const DraftOptions& draft_options, size_t max_truth_chars, uint64_t seed);
 
 struct CollectOptions {
     SampleOptions sample;      // samples per model, tokens, sampler

@@ -4,7 +4,7 @@
 //                         [--max-tokens T] [--workers W] [--threads T] [--seed S] [--corpus F]
 //                         [--small M] [--large M]
 //
-// Defaults: 160 train, 60 calibration and 100 test queries, 4 samples per model of at most 32
+// Defaults: 200 train, 80 calibration and 120 test queries, 4 samples per model of at most 32
 // tokens, 2 workers of 1 thread. --quick: 16/8/12 queries, 2 samples.
 //   hybrid-routing report --data DIR --out DIR [--resamples R] [--title T]
 //
@@ -81,8 +81,8 @@ static int cmd_data(Args& a) {
     std::string out, corpus = TANDEM_SHARED_DIR "/corpus/ungd.jsonl.xz";
     std::string small_path = TANDEM_SHARED_DIR "/models/tandem-demo-client-q8_0.gguf";
     std::string large_path = TANDEM_SHARED_DIR "/models/tandem-demo-cloud-q8_0.gguf";
-    // Full run: about 25 minutes on the 2-core development VM (docs/evaluation-routing.md).
-    int n_train = 160, n_calib = 60, n_test = 100, workers = 2, threads = 1;
+    // Full run: about 20 minutes on the shared 2-core development VM (docs/evaluation-routing.md).
+    int n_train = 200, n_calib = 80, n_test = 120, workers = 2, threads = 1;
     CollectOptions co;
     co.sample.samples = 4;
     co.sample.max_tokens = 32;
@@ -113,7 +113,7 @@ static int cmd_data(Args& a) {
     const std::vector<Speech> speeches = load_speeches(corpus, 2019, 2022);
     const double load_s = seconds_since(t0);
     EngineParams ep;
-    ep.context.n_ctx = 1024;  // prefix (<= 1500 chars, ~350 tokens) + truth or 32 generated tokens
+    ep.context.n_ctx = 2048;  // the models' training context: a prefix is one long sentence at worst
     ep.context.n_threads = threads;
     // One pair of engines per worker, each single-threaded by default: on a busy 2-core machine
     // two independent workers lose less to descheduled threads than one 2-thread thread pool.
@@ -124,16 +124,21 @@ static int cmd_data(Args& a) {
         engines.push_back(Engine::load(large_path, ep));
         pairs.push_back({engines[engines.size() - 2].get(), engines.back().get()});
     }
-    DraftOptions dopt;          // drafts.h defaults: >= 6 sentences before the cut, 1500-char prefix
-    dopt.min_truth_chars = 20;  // not a closing "Thank you."
+    // The memory half's drafts (bench-hybrid-memory): >= 6 sentences before the cut, the last
+    // <= 700 characters as the prefix, a truth of 30..280 characters (not "Thank you.").
+    DraftOptions dopt;
+    dopt.max_prefix_chars = 700;
+    dopt.min_truth_chars = 30;
+    constexpr size_t kMaxTruthChars = 280;
     std::fprintf(stderr, "hybrid-routing: %zu speeches 2019-2022 loaded in %.1f s; %d samples/model, %d tokens max\n",
                  speeches.size(), load_s, co.sample.samples, co.sample.max_tokens);
 
     nlohmann::json summary = {{"corpus", corpus}, {"small", small_path}, {"large", large_path}, {"samples", co.sample.samples},
                               {"max_tokens", co.sample.max_tokens}, {"workers", workers}, {"threads", threads}, {"seed", co.seed},
-                              {"quick", quick}, {"load_s", load_s}};
+                              {"quick", quick}, {"load_s", load_s}, {"max_prefix_chars", dopt.max_prefix_chars},
+                              {"min_truth_chars", dopt.min_truth_chars}, {"max_truth_chars", kMaxTruthChars}};
     for (const SplitSpec& spec : default_splits(n_train, n_calib, n_test)) {
-        const std::vector<Draft> drafts = split_drafts(speeches, spec, dopt, co.seed);
+        const std::vector<Draft> drafts = split_drafts(speeches, spec, dopt, kMaxTruthChars, co.seed);
         const std::string path = out + "/routing-" + spec.name + ".jsonl";
         t0 = Clock::now();
         std::vector<RoutingRecord> recs = collect_split(pairs, drafts, co, path, [&](size_t done, size_t total) {
