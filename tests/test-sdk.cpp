@@ -13,6 +13,9 @@
 #include "server_process.h"
 #include "tandem/assistant.h"
 #include "tandem/router.h"
+#include "tandem/gguf.h"
+#include "tandem/suggest_prompt.h"
+#include "tandem/tokenizer.h"
 #include "test_util.h"
 
 using namespace tandem;
@@ -191,3 +194,41 @@ TEST_CASE("ask with a router: the decision, its score and threshold are reported
     CHECK_THROWS_AS(a->set_router_threshold(1.5), std::invalid_argument);
 }
 
+
+TEST_CASE("suggest prompt: [BOS] notes, blank line, window; the window moves only when over budget") {
+    const Tokenizer tok = Tokenizer::from_gguf(GgufFile::open(tandem_test::shared_path("models/tandem-demo-client-q8_0.gguf")));
+    auto enc = [&](const std::string& t) { return tok.encode(t, false); };
+    const std::string doc = "The General Assembly meets at a difficult time. We must act together.";
+    size_t ws = 0;
+    std::vector<int32_t> want = {tok.bos()};
+    for (int32_t t : enc("Note one.\nNote two.\n\n")) want.push_back(t);
+    for (int32_t t : enc(doc)) want.push_back(t);
+    CHECK(build_suggest_prompt(tok, {"Note one.", "Note two."}, doc, 512, 32, &ws) == want);
+    CHECK(ws == 0);
+    std::vector<int32_t> bare = {tok.bos()};
+    for (int32_t t : enc(doc)) bare.push_back(t);
+    CHECK(build_suggest_prompt(tok, {}, doc, 512, 32, &ws) == bare);  // no notes: no block
+
+    // 100 tokens of context: budget = 100 - 1 - 32 - 8 = 59 tokens = 177 chars; a longer text
+    // moves the window to its last 88 chars (at a word start), and the next keystroke keeps it.
+    std::string long_doc;
+    while (long_doc.size() < 400) long_doc += "Peace and security for all nations. ";
+    const auto p = build_suggest_prompt(tok, {}, long_doc, 100, 32, &ws);
+    CHECK(ws > 0);
+    CHECK(long_doc.size() - ws <= 88);
+    CHECK((ws == 0 || long_doc[ws - 1] == ' '));
+    CHECK(p.size() <= 60);
+    const size_t kept = ws;
+    build_suggest_prompt(tok, {}, long_doc + "W", 100, 32, &ws);
+    CHECK(ws == kept);
+    CHECK_THROWS_AS(build_suggest_prompt(tok, {}, doc, 40, 32, &ws), std::runtime_error);
+
+    // the notes' retrieval: the last 2000 bytes, and a token cost with the line break
+    const std::string big(2500, 'a');
+    CHECK(suggest_retrieval_window(big).size() == 2000);
+    CHECK(suggest_retrieval_window(doc) == doc);
+    const RetrieveParams rp = suggest_retrieve_params(4, 192, tok);
+    CHECK(rp.max_items == 4);
+    CHECK(rp.budget == 192);
+    CHECK(rp.cost("Note one.") == enc("Note one.").size() + 1);
+}

@@ -13,6 +13,7 @@
 #include "tandem/engine.h"
 #include "tandem/memory_store.h"
 #include "tandem/router.h"
+#include "tandem/suggest_prompt.h"
 
 namespace tandem {
 
@@ -279,12 +280,9 @@ private:
         const bool at_boundary = notes_.empty() || last == '\n' || last == '.' || last == '!' || last == '?';
         if (at_boundary && notes_stale_.exchange(false)) {
             try {
-                RetrieveParams rp;
-                rp.max_items = (size_t)cfg_.memory_max_items;
-                rp.budget = (size_t)cfg_.memory_budget_tokens;
-                const Tokenizer& tok = engine_->tokenizer();
-                rp.cost = [&tok](std::string_view t) { return tok.encode(t, false).size() + 1; };
-                notes_ = store_->retrieve(before.substr(before.size() > 2000 ? before.size() - 2000 : 0), rp);
+                const RetrieveParams rp = suggest_retrieve_params((size_t)cfg_.memory_max_items,
+                                                                  (size_t)cfg_.memory_budget_tokens, engine_->tokenizer());
+                notes_ = store_->retrieve(suggest_retrieval_window(before), rp);
             } catch (const std::exception& e) {
                 memory_failed(e.what());
                 notes_.clear();
@@ -293,29 +291,11 @@ private:
         return notes_;
     }
 
-    // [BOS] notes (one per line) blank line, then the document window. The window starts at a
-    // remembered offset that moves only when the window outgrows its budget, so consecutive
-    // keystrokes share their whole prompt prefix.
+    // [BOS] notes (one per line) blank line, then the document window (tandem/suggest_prompt.h).
     std::vector<int32_t> build_prompt(const std::vector<MemoryItem>& notes, std::string_view before) {
-        const Tokenizer& tok = engine_->tokenizer();
-        std::string block;
-        for (const auto& n : notes) block += n.text + "\n";
-        if (!block.empty()) block += "\n";
-        std::vector<int32_t> ids;
-        if (tok.add_bos() && tok.bos() >= 0) ids.push_back(tok.bos());
-        if (!block.empty()) tok.encode(block, false, ids);
-        const int64_t budget = cfg_.n_ctx - (int64_t)ids.size() - cfg_.suggestion_tokens - 8;
-        if (budget < 16) throw std::runtime_error("n_ctx is too small for the memory budget and suggestion length");
-        const size_t budget_chars = (size_t)budget * 3;
-        if (window_start_ > before.size() || before.size() - window_start_ > budget_chars) {
-            size_t s = before.size() > budget_chars / 2 ? before.size() - budget_chars / 2 : 0;
-            while (s > 0 && s < before.size() && before[s - 1] != ' ' && before[s - 1] != '\n') s++;
-            window_start_ = s;
-        }
-        std::vector<int32_t> win = tok.encode(before.substr(window_start_), false);
-        if ((int64_t)win.size() > budget) win.erase(win.begin(), win.end() - budget);
-        ids.insert(ids.end(), win.begin(), win.end());
-        return ids;
+        std::vector<std::string> texts;
+        for (const auto& n : notes) texts.push_back(n.text);
+        return build_suggest_prompt(engine_->tokenizer(), texts, before, cfg_.n_ctx, cfg_.suggestion_tokens, &window_start_);
     }
 
     RouterSignals signals_for(const std::string& query) {
