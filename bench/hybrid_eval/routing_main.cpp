@@ -6,7 +6,8 @@
 //
 // Defaults: 200 train, 80 calibration and 120 test queries, 4 samples per model of at most 32
 // tokens, 2 workers of 1 thread. --quick: 16/8/12 queries, 2 samples.
-//   hybrid-routing report --data DIR --out DIR [--resamples R] [--title T]
+//   hybrid-routing report --data DIR --out DIR [--resamples R]
+//   hybrid-routing drafts [--corpus F]     (speeches and usable drafts per split, as JSON)
 //
 // `data` writes DIR/routing-{train,calib,test}.jsonl (routing_data.h's format; `tandem router
 // train --data` reads them as they are) and DIR/routing-data.json (options, sizes, times).
@@ -42,7 +43,8 @@ static const char* kUsage =
     "usage: hybrid-routing data --out DIR [--quick] [--train N] [--calib N] [--test N] [--samples K]\n"
     "                           [--max-tokens T] [--workers W] [--threads T] [--seed S] [--corpus F]\n"
     "                           [--small M] [--large M]\n"
-    "       hybrid-routing report --data DIR --out DIR [--resamples R]\n";
+    "       hybrid-routing report --data DIR --out DIR [--resamples R]\n"
+    "       hybrid-routing drafts [--corpus F]\n";
 
 // ---- arguments -----------------------------------------------------------------------------------
 
@@ -73,6 +75,38 @@ static void write_text(const std::string& path, const std::string& text) {
     std::ofstream f(path, std::ios::binary | std::ios::trunc);
     f << text;
     if (!f) throw std::runtime_error(path + ": cannot write");
+}
+
+// The memory half's drafts (bench-hybrid-memory): >= 6 sentences before the cut, the last
+// <= 700 characters as the prefix, a truth of 30..280 characters (not "Thank you.").
+static DraftOptions routing_draft_options() {
+    DraftOptions d;
+    d.max_prefix_chars = 700;
+    d.min_truth_chars = 30;
+    return d;
+}
+constexpr size_t kMaxTruthChars = 280;
+constexpr uint64_t kDefaultSeed = 8;
+
+// ---- drafts (how many there are) ---------------------------------------------------------------------
+
+static int cmd_drafts(Args& a) {
+    std::string corpus = TANDEM_SHARED_DIR "/corpus/ungd.jsonl.xz";
+    while (a.more()) {
+        const std::string f = a.next("");
+        if (f == "--corpus") corpus = a.next(f);
+        else throw UsageError{"unknown option '" + f + "'"};
+    }
+    const std::vector<Speech> speeches = load_speeches(corpus, 2019, 2022);
+    nlohmann::json out;
+    for (const SplitSpec& spec : default_splits(1 << 30, 1 << 30, 1 << 30)) {
+        int n_speeches = 0;
+        for (const Speech& s : speeches) n_speeches += s.year >= spec.min_year && s.year <= spec.max_year;
+        out[spec.name] = {{"years", {spec.min_year, spec.max_year}}, {"speeches", n_speeches},
+                          {"usable_drafts", split_drafts(speeches, spec, routing_draft_options(), kMaxTruthChars, kDefaultSeed).size()}};
+    }
+    std::printf("%s\n", out.dump().c_str());
+    return 0;
 }
 
 // ---- data ------------------------------------------------------------------------------------------
@@ -124,12 +158,7 @@ static int cmd_data(Args& a) {
         engines.push_back(Engine::load(large_path, ep));
         pairs.push_back({engines[engines.size() - 2].get(), engines.back().get()});
     }
-    // The memory half's drafts (bench-hybrid-memory): >= 6 sentences before the cut, the last
-    // <= 700 characters as the prefix, a truth of 30..280 characters (not "Thank you.").
-    DraftOptions dopt;
-    dopt.max_prefix_chars = 700;
-    dopt.min_truth_chars = 30;
-    constexpr size_t kMaxTruthChars = 280;
+    const DraftOptions dopt = routing_draft_options();
     std::fprintf(stderr, "hybrid-routing: %zu speeches 2019-2022 loaded in %.1f s; %d samples/model, %d tokens max\n",
                  speeches.size(), load_s, co.sample.samples, co.sample.max_tokens);
 
@@ -209,11 +238,12 @@ int main(int argc, char** argv) {
     Args a;
     for (int i = 1; i < argc; i++) a.v.push_back(argv[i]);
     try {
-        if (!a.more()) throw UsageError{"missing subcommand (data, report)"};
+        if (!a.more()) throw UsageError{"missing subcommand (data, report, drafts)"};
         const std::string sub = a.next("");
         if (sub == "data") return cmd_data(a);
+        if (sub == "drafts") return cmd_drafts(a);
         if (sub == "report") return cmd_report(a);
-        throw UsageError{"unknown subcommand '" + sub + "' (data, report)"};
+        throw UsageError{"unknown subcommand '" + sub + "' (data, report, drafts)"};
     } catch (const UsageError& e) {
         std::fprintf(stderr, "hybrid-routing: %s\n%s", e.what.c_str(), kUsage);
         return 2;
