@@ -7,8 +7,8 @@
 #   bench/hybrid_eval/routing.sh [--quick] [--build DIR] [OUT] [-- DATA_OPTIONS...]
 #
 # OUT: the results directory (default bench/results/hybrid; with --quick build/hybrid-routing-quick).
-# --quick: 16/8/12 queries, 2 samples per model, 200 bootstrap resamples (about 1 minute of CPU;
-# 1-4 minutes of wall time on the shared 2-core VM).
+# --quick: 16/8/12 queries, 2 samples per model, 200 bootstrap resamples (about 1 minute on the
+# shared 2-core VM).
 # --build: the CMake build directory (default build). bench/hybrid-eval calls `routing.sh OUT`
 # with TANDEM_EVAL_BUILD_DIR (the build directory) and TANDEM_EVAL_QUICK=1 for --quick.
 # DATA_OPTIONS go to `hybrid-routing data` (e.g. --train 100 --samples 2).
