@@ -9,8 +9,9 @@
 # OUT: the results directory (default bench/results/hybrid; with --quick build/hybrid-routing-quick).
 # --quick: 16/8/12 queries, 2 samples per model, 200 bootstrap resamples (about 1 minute on the
 # shared 2-core VM).
-# --build: the CMake build directory (default build). bench/hybrid-eval calls `routing.sh OUT`
-# with TANDEM_EVAL_BUILD_DIR (the build directory) and TANDEM_EVAL_QUICK=1 for --quick.
+# --build: the CMake build directory, relative to the repository root (default build).
+# bench/hybrid-eval calls `routing.sh OUT` with TANDEM_EVAL_BUILD_DIR (the build directory) and
+# TANDEM_EVAL_QUICK=1 for --quick.
 # DATA_OPTIONS go to `hybrid-routing data` (e.g. --train 100 --samples 2).
 # Writes OUT/routing-data/*.jsonl + routing-data.json, OUT/routing-tables.md,
 # OUT/routing-report.json, OUT/routing-curve-<judge>.svg, OUT/routing-routers/,
@@ -28,9 +29,9 @@ while [ $# -gt 0 ]; do
     *) out="$1"; shift ;;
   esac
 done
-# OUT and --build are relative to the caller's directory; the defaults to the repository root.
+# OUT is relative to the caller's directory; the build directory, like bench/hybrid-eval's, to
+# the repository root.
 if [ -n "$out" ]; then mkdir -p "$out" && out=$(cd "$out" && pwd); fi
-[ -n "${TANDEM_EVAL_BUILD_DIR:-}" ] || [ "$build" != build ] && { mkdir -p "$build" && build=$(cd "$build" && pwd); }
 cd "$(dirname "$0")/../.."
 if [ -z "$out" ]; then
   if [ ${#quick[@]} -gt 0 ]; then out="$build/hybrid-routing-quick"; else out=bench/results/hybrid; fi
