@@ -30,6 +30,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -64,7 +65,7 @@ static double ms_since(Clock::time_point t0) { return std::chrono::duration<doub
 struct Options {
     std::string shared = TANDEM_SHARED_DIR, out = "bench/results/hybrid", cache = "build/hybrid-eval-cache";
     std::string cloud_bin = TANDEM_CLOUD_BIN;
-    int drafts = 100;      // ~15 minutes on the 2-core VM when it is quiet (see docs/evaluation.md)
+    int drafts = 60;  // ~2 cloud requests of ~5-11 s each per draft on 2 shared cores: ~25 minutes
     int latency_drafts = 6;
     int keystrokes = 5;   // async keystrokes timed per latency draft
     uint64_t seed = 2022;
@@ -269,6 +270,18 @@ static DraftScore score(Engine& e, const std::vector<std::string>& notes, const 
 
 // ---- phase A: memory notes from tandem-cloud over HTTP --------------------------------------
 
+// The request id is a hash of what is asked: the cloud's database (--cache) keeps the notes of
+// earlier runs, and the same request again is a duplicate that the cloud answers from its feed
+// (the notes are made at temperature 0, so they would be the same). Delete the cache for a run
+// that makes every note afresh.
+static std::string note_request_id(const std::string& context, int max_items) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (unsigned char c : context) h = (h ^ c) * 0x100000001b3ULL;
+    char b[40];
+    std::snprintf(b, sizeof b, "n%d-%016llx", max_items, (unsigned long long)mix64(h));
+    return b;
+}
+
 struct NoteRequest {
     std::string id, context;
 };
@@ -276,8 +289,12 @@ struct NoteRequest {
 // Posts every request (cloud_adapter), waits until the cloud's worker has handled each (it
 // takes them oldest first), then reads the whole feed.
 static std::map<std::string, std::vector<FeedItem>> fetch_notes(CloudClient& cloud, const std::string& url,
-                                                                const std::vector<NoteRequest>& reqs, int max_items) {
+                                                                const std::vector<NoteRequest>& reqs, int max_items,
+                                                                int* already_made) {
+    *already_made = 0;
     for (const auto& r : reqs) {
+        std::string body;
+        if (http_call("GET", url + "/v1/memory/requests/" + r.id, "", &body) == 200) ++*already_made;
         MemoryRequestBody b;
         b.request_id = r.id;
         b.context = r.context;
@@ -439,7 +456,7 @@ static LatencySeries cloud_latency(const std::vector<Draft>& drafts, CloudClient
 static const char* kUsage =
     "usage: bench-hybrid-memory [--drafts N] [--quick] [--out DIR] [--cache DIR] [--shared DIR]\n"
     "                           [--seed S] [--latency-drafts N] [--threads N] [--cloud-bin PATH]\n"
-    "  --drafts N   held-out 2022 drafts scored (default 100); --quick: 4 drafts, 1 for latency\n"
+    "  --drafts N   held-out 2022 drafts scored (default 60); --quick: 4 drafts, 1 for latency\n"
     "  --out DIR    memory.json, memory.md, memory-gain.svg (default bench/results/hybrid)\n"
     "  --cache DIR  the cloud's database (the corpus index is built once, ~minutes) and scratch stores\n";
 
@@ -552,11 +569,16 @@ int main(int argc, char** argv) {
         MemoryCoordinator coord(AssistantConfig{}.memory_edit_threshold, su.window_words);
         std::vector<NoteRequest> reqs;
         for (size_t i = 0; i < n; i++) {
-            reqs.push_back({run + "-" + std::to_string(i) + "-now", coord.context_of(drafts[i].prefix)});
-            reqs.push_back({run + "-" + std::to_string(i) + "-stale", coord.context_of(drafts[i].stale_prefix)});
+            for (const std::string* text : {&drafts[i].prefix, &drafts[i].stale_prefix}) {
+                const std::string ctx = coord.context_of(*text);
+                reqs.push_back({note_request_id(ctx, su.request_items), ctx});
+            }
         }
-        const auto feed = fetch_notes(cloud, server.url(), reqs, su.request_items);
+        int already_made = 0;
+        const auto feed = fetch_notes(cloud, server.url(), reqs, su.request_items, &already_made);
         rep.phases["cloud_notes"] = ms_since(t) / 1000;
+        rep.phases["cloud_notes_requests"] = reqs.size();
+        rep.phases["cloud_notes_from_cache"] = already_made;  // made by an earlier run (same cloud database)
         auto items_of = [&](const std::string& id) {
             auto it = feed.find(id);
             return it == feed.end() ? std::vector<FeedItem>{} : it->second;
@@ -633,7 +655,10 @@ int main(int argc, char** argv) {
         rep.phases["latency"] = ms_since(t) / 1000;
         rep.phases["total"] = ms_since(t_start) / 1000;
 
-        rep.settings = {{"command", opt.command}, {"machine", machine()}, {"drafts", n}, {"seed", opt.seed},
+        char date[32];
+        const std::time_t now = std::time(nullptr);
+        std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
+        rep.settings = {{"command", opt.command}, {"machine", machine()}, {"date", date}, {"drafts", n}, {"seed", opt.seed},
                         {"n_ctx", su.n_ctx}, {"reserve_tokens", su.reserve}, {"generated_tokens", su.gen_tokens},
                         {"note_items", su.note_items}, {"note_budget_tokens", su.note_budget},
                         {"request_max_items", su.request_items}, {"window_words", su.window_words},

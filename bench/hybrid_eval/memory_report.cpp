@@ -105,7 +105,9 @@ static std::string interval_cell(const Interval& i, bool lower_is_better, const 
 }
 
 std::string memory_markdown(const MemoryReport& r) {
-    std::string md;
+    std::string md = "# Memory (HybridRAG): bench-hybrid-memory\n\n";
+    auto setting = [&](const char* k) { return r.settings.contains(k) ? r.settings[k].get<std::string>() : std::string("?"); };
+    md += "Command: `" + setting("command") + "`  \nMachine: " + setting("machine") + "  \nDate: " + setting("date") + "\n\n";
     const size_t n = r.conditions.empty() ? 0 : r.conditions[0].scores.size();
     md += "Quality of the next sentence, " + std::to_string(n) + " held-out 2022 drafts (means; perplexity is token-weighted):\n\n";
     md += "| condition | model | memory tokens | prompt tokens | perplexity | ROUGE-L F1 | chrF | what is in the prompt |\n";
