@@ -149,40 +149,28 @@ __device__ __forceinline__ float pick(const float (&v)[8], int i) {
     return r;
 }
 
-// One tile of 64 tokens. BITS = 4 or 2: a compressed record; BITS = 8: the INT8 recent
-// buffer (per-token scales, no zero points, n_valid <= 64 tokens).
-// acc[nb][0..1]: head gid, channels nb*8 + tig*2 + {0, 1}.
-template <int D, int BITS>
-__device__ __forceinline__ void tile(const uint8_t* kc, const uint8_t* vc, const uint8_t* rec,
-                                     const float* rks, const float* rvs, int n_valid,
-                                     WarpSmem<D>& w, WarpState& st,
-                                     const DecodeArgs& a, int G, float (&acc)[D / 8][2]) {
-    constexpr bool kInt8 = BITS == 8;
-    constexpr int CPW = 32 / BITS;          // codes per 32-bit word
-    constexpr int NCH = D / (4 * CPW);      // k-chunks: 4 lanes x one word each
-    constexpr int MPC = CPW / 4;            // mma per chunk
-    constexpr int ROW = D * BITS / 8;       // bytes of one token's key codes
-    const int lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
-    const int ng = kInt8 ? 1 : D / a.layout.v_group;
-    const float kscale = kInt8 ? 1.0f : ((const float*)rec)[0];
-    const float vscale = kInt8 ? 1.0f : ((const float*)rec)[1];
+// The INT8 recent tile's per-token key and value scales into the warp's scratch (zero past
+// n_valid, so padded tokens contribute nothing).
+template <class W>
+__device__ __forceinline__ void stage_recent_scales(W& w, const float* rks, const float* rvs, int n_valid, int lane) {
+    w.tks[lane] = lane < n_valid ? rks[lane] : 0.0f;
+    w.tks[lane + 32] = lane + 32 < n_valid ? rks[lane + 32] : 0.0f;
+    w.tvs[lane] = lane < n_valid ? rvs[lane] : 0.0f;
+    w.tvs[lane + 32] = lane + 32 < n_valid ? rvs[lane + 32] : 0.0f;
+}
 
-    // ---- key codes: all words of the tile first (loads in flight), then the q fragments.
-    // Lane (gid, tig) holds words tig*NCH .. tig*NCH + NCH - 1 of rows gid (+8, +16, ...):
-    // one vector load per row; k-chunk c takes word tig*NCH + c (B uses the same order).
-    uint32_t kw[4][2][NCH];
-#pragma unroll
-    for (int mb = 0; mb < 4; ++mb)
-#pragma unroll
-        for (int r = 0; r < 2; ++r) load_words<NCH>(kc + (mb * 16 + gid + 8 * r) * ROW + tig * NCH * 4, kw[mb][r]);
-    if (kInt8) {
-        w.tks[lane] = lane < n_valid ? rks[lane] : 0.0f;
-        w.tks[lane + 32] = lane + 32 < n_valid ? rks[lane + 32] : 0.0f;
-        w.tvs[lane] = lane < n_valid ? rvs[lane] : 0.0f;
-        w.tvs[lane + 32] = lane + 32 < n_valid ? rvs[lane + 32] : 0.0f;
-    }
-    uint32_t qb[NCH][CPW / 2];
-    float kbias = 0.0f;
+// Query fragments of head gid for the key codes of one record: for each of this lane's NCH
+// code words, the FP16 pairs q_d x (key channel scale)_d in the permuted channel order of the
+// code word (CPW codes per word), and kbias = sum over this lane's channels of q_d x zp_d
+// (the key zero points; the caller reduces it over the 4 lanes of a row). INT8 recent tiles
+// (BITS = 8) have no channel scales or zero points.
+template <int D, int BITS, class W>
+__device__ __forceinline__ void query_fragments(const W& w, const uint8_t* rec, int gid, int tig,
+                                                uint32_t (&frag)[D * BITS / 128][16 / BITS], float& kbias) {
+    constexpr bool kInt8 = BITS == 8;
+    constexpr int CPW = 32 / BITS;
+    constexpr int NCH = D / (4 * CPW);
+    kbias = 0.0f;
 #pragma unroll
     for (int c = 0; c < NCH; ++c) {
         const int base = (tig * NCH + c) * CPW;
@@ -209,10 +197,42 @@ __device__ __forceinline__ void tile(const uint8_t* kc, const uint8_t* vc, const
 #pragma unroll
         for (int j = 0; j < CPW / 2; ++j) {
             const int j1 = j + CPW / 2;
-            qb[c][j] = h2u(__floats2half2_rn(qv[j] * sc[j], qv[j1] * sc[j1]));
+            frag[c][j] = h2u(__floats2half2_rn(qv[j] * sc[j], qv[j1] * sc[j1]));
             kbias += qv[j] * zp[j] + qv[j1] * zp[j1];
         }
     }
+}
+
+// One tile of 64 tokens. BITS = 4 or 2: a compressed record; BITS = 8: the INT8 recent
+// buffer (per-token scales, no zero points, n_valid <= 64 tokens).
+// acc[nb][0..1]: head gid, channels nb*8 + tig*2 + {0, 1}.
+template <int D, int BITS>
+__device__ __forceinline__ void tile(const uint8_t* kc, const uint8_t* vc, const uint8_t* rec,
+                                     const float* rks, const float* rvs, int n_valid,
+                                     WarpSmem<D>& w, WarpState& st,
+                                     const DecodeArgs& a, int G, float (&acc)[D / 8][2]) {
+    constexpr bool kInt8 = BITS == 8;
+    constexpr int CPW = 32 / BITS;          // codes per 32-bit word
+    constexpr int NCH = D / (4 * CPW);      // k-chunks: 4 lanes x one word each
+    constexpr int MPC = CPW / 4;            // mma per chunk
+    constexpr int ROW = D * BITS / 8;       // bytes of one token's key codes
+    const int lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
+    const int ng = kInt8 ? 1 : D / a.layout.v_group;
+    const float kscale = kInt8 ? 1.0f : ((const float*)rec)[0];
+    const float vscale = kInt8 ? 1.0f : ((const float*)rec)[1];
+
+    // ---- key codes: all words of the tile first (loads in flight), then the q fragments.
+    // Lane (gid, tig) holds words tig*NCH .. tig*NCH + NCH - 1 of rows gid (+8, +16, ...):
+    // one vector load per row; k-chunk c takes word tig*NCH + c (B uses the same order).
+    uint32_t kw[4][2][NCH];
+#pragma unroll
+    for (int mb = 0; mb < 4; ++mb)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) load_words<NCH>(kc + (mb * 16 + gid + 8 * r) * ROW + tig * NCH * 4, kw[mb][r]);
+    if (kInt8) stage_recent_scales(w, rks, rvs, n_valid, lane);
+    uint32_t qb[NCH][CPW / 2];
+    float kbias;
+    query_fragments<D, BITS>(w, rec, gid, tig, qb, kbias);
     kbias += __shfl_xor_sync(0xffffffffu, kbias, 1);
     kbias += __shfl_xor_sync(0xffffffffu, kbias, 2);
     const float kb0 = __shfl_sync(0xffffffffu, kbias, (tig * 2) * 4);
@@ -390,45 +410,11 @@ __device__ __forceinline__ void tile_hm(const uint8_t* kc, const uint8_t* vc, co
 #pragma unroll
     for (int nb = 0; nb < 8; ++nb)
         load_words<NCH>(kc + tok_of<BITS>(nb, gid >> 1, gid & 1) * ROW + tig * NCH * 4, kw[nb]);
-    if (kInt8) {
-        w.tks[lane] = lane < n_valid ? rks[lane] : 0.0f;
-        w.tks[lane + 32] = lane + 32 < n_valid ? rks[lane + 32] : 0.0f;
-        w.tvs[lane] = lane < n_valid ? rvs[lane] : 0.0f;
-        w.tvs[lane + 32] = lane + 32 < n_valid ? rvs[lane + 32] : 0.0f;
-    }
+    if (kInt8) stage_recent_scales(w, rks, rvs, n_valid, lane);
     // ---- A fragments: q x key channel scale of head gid (FP16), + the zero-point bias
     uint32_t qa[NCH][CPW / 2];
-    float kbias = 0.0f;
-#pragma unroll
-    for (int c = 0; c < NCH; ++c) {
-        const int base = (tig * NCH + c) * CPW;
-        float qv[CPW], sc[CPW], zp[CPW];
-#pragma unroll
-        for (int i = 0; i < CPW; i += 4) {
-            const float4 x = *(const float4*)&w.q[gid][base + i];
-            qv[i] = x.x, qv[i + 1] = x.y, qv[i + 2] = x.z, qv[i + 3] = x.w;
-        }
-#pragma unroll
-        for (int i = 0; i < CPW; ++i) sc[i] = 1.0f, zp[i] = 0.0f;
-        if constexpr (!kInt8) {
-#pragma unroll
-            for (int i = 0; i < CPW; i += 8) {
-                const uint2 s2 = *(const uint2*)(rec + 8 + base + i);
-                const uint2 z2 = *(const uint2*)(rec + 8 + D + base + i);
-#pragma unroll
-                for (int k = 0; k < 8; ++k) {
-                    sc[i + k] = (float)(((k < 4 ? s2.x : s2.y) >> (8 * (k % 4))) & 0xff);
-                    zp[i + k] = (float)(int8_t)((k < 4 ? z2.x : z2.y) >> (8 * (k % 4)));
-                }
-            }
-        }
-#pragma unroll
-        for (int j = 0; j < CPW / 2; ++j) {
-            const int j1 = j + CPW / 2;
-            qa[c][j] = h2u(__floats2half2_rn(qv[j] * sc[j], qv[j1] * sc[j1]));
-            kbias += qv[j] * zp[j] + qv[j1] * zp[j1];
-        }
-    }
+    float kbias;
+    query_fragments<D, BITS>(w, rec, gid, tig, qa, kbias);
     kbias += __shfl_xor_sync(0xffffffffu, kbias, 1);
     kbias += __shfl_xor_sync(0xffffffffu, kbias, 2);
     if (kInt8) __syncwarp();  // tks, tvs visible
