@@ -87,9 +87,19 @@ public:
 
         if (!cfg.memory_db.empty()) open_store();
         if (store_ && cfg.background_reeval) {
-            // the shadow context for background re-evaluation (same file: the CPU maps it once)
-            engines_[1] = Engine::load(cfg.model_path, ep);
-            bg_thread_ = std::thread([this] { reeval_loop(); });
+            // The shadow context for background re-evaluation (same file: the CPU maps it once),
+            // always on the active context's backend: a swap must never move suggestions to
+            // another device. When a second context does not fit there (e.g. too little VRAM
+            // for a second copy of the weights), background re-evaluation is off and an Error
+            // event says why; the Assistant works as with background_reeval = false.
+            auto shadow_params = ep;
+            shadow_params.make_context = make_backend_factory(backend_, [](const std::string&) {});
+            try {
+                engines_[1] = Engine::load(cfg.model_path, shadow_params);
+            } catch (const std::exception& e) {
+                emit(EventKind::Error, "background re-evaluation off: no second " + backend_ + " context (" + e.what() + ")");
+            }
+            if (engines_[1]) bg_thread_ = std::thread([this] { reeval_loop(); });
         }
         if (!cfg.cloud_url.empty()) {
             CloudConfig cc;

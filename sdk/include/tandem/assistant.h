@@ -56,6 +56,8 @@ struct AssistantConfig {
     // or ask() stops at once and a later idle moment resumes. When it is done the contexts
     // swap: the next keystroke gets the new notes with its prefix reused. Without it, notes
     // are swapped in at sentence ends at the cost of one full re-evaluation inside suggest().
+    // The second context is made on the active backend only; when it does not fit there, an
+    // Error event says so and the Assistant runs as with background_reeval = false.
     bool background_reeval = true;
     int background_idle_ms = 250;
 
