@@ -50,6 +50,7 @@
 #include "tandem/cloud_adapter.h"
 #include "tandem/engine.h"
 #include "tandem/memory_store.h"
+#include "tandem/memory_sync.h"
 #include "tandem/suggest_prompt.h"
 #include "text_metrics.h"
 
@@ -184,16 +185,7 @@ static std::vector<std::string> notes_via_store(const std::vector<FeedItem>& ite
     mp.path = db;
     MemoryStore store(mp);
     std::vector<MemoryChange> page;
-    for (const auto& it : items) {
-        MemoryChange c;
-        c.item.id = it.id;
-        c.item.request_id = it.request_id;
-        c.item.text = it.text;
-        c.item.doc_id = it.doc_id;
-        c.item.title = it.title;
-        c.item.created_at = it.created_at;
-        page.push_back(c);
-    }
+    for (const auto& it : items) page.push_back(memory_change_from(it));
     store.apply_changes(page, "1");
     for (const auto& m : store.retrieve(suggest_retrieval_window(before), suggest_retrieve_params(su.note_items, su.note_budget, tok)))
         out.push_back(m.text);

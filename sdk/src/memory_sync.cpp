@@ -6,6 +6,18 @@
 
 namespace tandem {
 
+MemoryChange memory_change_from(const FeedItem& it) {
+    MemoryChange c;
+    c.deleted = it.deleted;
+    c.item.id = it.id;
+    c.item.request_id = it.request_id;
+    c.item.text = it.text;
+    c.item.doc_id = it.doc_id;
+    c.item.title = it.title;
+    c.item.created_at = it.created_at;
+    return c;
+}
+
 MemorySync::MemorySync(CloudClient& client, MemoryStore& store, std::mutex& store_mu, Hooks hooks, Options options)
     : client_(client), store_(store), store_mu_(store_mu), hooks_(std::move(hooks)), opt_(options) {
     if (opt_.background) thread_ = std::thread([this] { loop(); });
@@ -118,16 +130,8 @@ void MemorySync::pull(int wait_s, PassStats& st, bool* got_changes) {
         std::vector<MemoryChange> page;
         int64_t n_items = 0, n_deleted = 0;
         for (const auto& it : o.value.items) {
-            MemoryChange c;
-            c.deleted = it.deleted;
-            c.item.id = it.id;
-            c.item.request_id = it.request_id;
-            c.item.text = it.text;
-            c.item.doc_id = it.doc_id;
-            c.item.title = it.title;
-            c.item.created_at = it.created_at;
             (it.deleted ? n_deleted : n_items)++;
-            page.push_back(std::move(c));
+            page.push_back(memory_change_from(it));
         }
         if (page.empty() && o.value.next_cursor == cursor) return;  // drained
         {

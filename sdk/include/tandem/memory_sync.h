@@ -25,6 +25,9 @@
 
 namespace tandem {
 
+// The store's form of one change-feed entry (an item, or a tombstone when it.deleted).
+MemoryChange memory_change_from(const FeedItem& it);
+
 class MemorySync {
 public:
     struct Hooks {
