@@ -24,18 +24,7 @@ json stats_json(const GenerationStats& s) {
 }
 
 json usage_json(const UsageTotals& u) {
-    return {{"suggestions", u.suggestions},
-            {"local_asks", u.local_asks},
-            {"cloud_asks", u.cloud_asks},
-            {"prompt_tokens", u.prompt_tokens},
-            {"completion_tokens", u.completion_tokens},
-            {"cloud_prompt_tokens", u.cloud_prompt_tokens},
-            {"cloud_completion_tokens", u.cloud_completion_tokens},
-            {"last_ttft_ms", u.last_ttft_ms},
-            {"last_tokens_per_s", u.last_tokens_per_s},
-            {"memory_notes", u.memory_notes},
-            {"online", u.online},
-            {"backend", u.backend}};
+    return json::parse(u.to_json());
 }
 
 static json notes_json(const std::vector<MemoryNote>& notes) {

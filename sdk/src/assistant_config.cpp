@@ -1,5 +1,5 @@
-// AssistantConfig from a JSON file: every field optional except model_path; unknown fields
-// and wrong types are errors that name the file and the field.
+// AssistantConfig from a JSON file (every field optional except model_path; unknown fields
+// and wrong types are errors that name the file and the field), and UsageTotals as JSON.
 #include <fstream>
 #include <functional>
 #include <map>
@@ -51,6 +51,26 @@ AssistantConfig AssistantConfig::from_json_file(const std::string& path) {
     }
     if (c.model_path.empty()) throw std::runtime_error(path + ": field 'model_path' is required");
     return c;
+}
+
+std::string UsageTotals::to_json() const {
+    return nlohmann::json{{"suggestions", suggestions},
+                          {"local_asks", local_asks},
+                          {"cloud_asks", cloud_asks},
+                          {"prompt_tokens", prompt_tokens},
+                          {"completion_tokens", completion_tokens},
+                          {"cloud_prompt_tokens", cloud_prompt_tokens},
+                          {"cloud_completion_tokens", cloud_completion_tokens},
+                          {"last_ttft_ms", last_ttft_ms},
+                          {"last_tokens_per_s", last_tokens_per_s},
+                          {"memory_notes", memory_notes},
+                          {"online", online},
+                          {"backend", backend},
+                          {"background_runs", background_runs},
+                          {"background_cancels", background_cancels},
+                          {"background_tokens", background_tokens},
+                          {"last_background_ms", last_background_ms}}
+        .dump();
 }
 
 }  // namespace tandem

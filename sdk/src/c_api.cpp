@@ -6,8 +6,6 @@
 #include <mutex>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
 #include "tandem/assistant.h"
 
 struct tandem_assistant {
@@ -178,19 +176,7 @@ int64_t tandem_assistant_usage_json(tandem_assistant* a, char* buf, size_t size)
     if (!a) return 0;
     try {
         const tandem::UsageTotals u = a->impl->usage();
-        const std::string s = nlohmann::json{{"suggestions", u.suggestions},
-                                             {"local_asks", u.local_asks},
-                                             {"cloud_asks", u.cloud_asks},
-                                             {"prompt_tokens", u.prompt_tokens},
-                                             {"completion_tokens", u.completion_tokens},
-                                             {"cloud_prompt_tokens", u.cloud_prompt_tokens},
-                                             {"cloud_completion_tokens", u.cloud_completion_tokens},
-                                             {"last_ttft_ms", u.last_ttft_ms},
-                                             {"last_tokens_per_s", u.last_tokens_per_s},
-                                             {"memory_notes", u.memory_notes},
-                                             {"online", u.online},
-                                             {"backend", u.backend}}
-                                  .dump();
+        const std::string s = u.to_json();
         if (!buf || size < s.size() + 1) return -(int64_t)(s.size() + 1);
         std::memcpy(buf, s.c_str(), s.size() + 1);
         return (int64_t)s.size();

@@ -123,6 +123,10 @@ struct UsageTotals {
     // evaluation time (its chunks only, not the idle gaps between them).
     int64_t background_runs = 0, background_cancels = 0, background_tokens = 0;
     double last_background_ms = 0;
+
+    // One JSON object with every field above under its own name (the C ABI and the web app
+    // report usage in this form).
+    std::string to_json() const;
 };
 
 class Assistant {
