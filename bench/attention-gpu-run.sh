@@ -36,7 +36,7 @@ for r in d["rows"]:
 PY
 ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
 if [[ -n "$ncu" ]]; then
-    timeout 120 "$ncu" --kernel-name regex:turbo_split --launch-skip 2 --launch-count 1 --section SpeedOfLight \
+    timeout 120 "$ncu" --kernel-name "${NCU_KERNEL:-regex:turbo_split}" --launch-skip 2 --launch-count 1 --section SpeedOfLight \
         --section Occupancy --section WarpStateStats --section LaunchStats --section InstructionStats \
         $B/bench/bench-attention /tmp/one.json 128 32 16384 > "$out/ncu.txt" 2>&1
     grep -E "Duration|Memory Throughput|Achieved Occupancy|Registers Per|Warp Cycles Per Issued|Issued Ipc|No Eligible|Stall|stall" "$out/ncu.txt" | head -24

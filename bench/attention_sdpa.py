@@ -121,7 +121,7 @@ def main():
         if any("variants" in r for r in rows):
             names = list(rows[0].get("variants", {}).keys())
             md.write("\nTurbo decode A/B, same run (ms). a = tokens on the mma M rows (`heads_on_m = 0`), "
-                     "b = query heads on M; the digit is the ring depth `stages` (0 = operands straight from global "
+                     "b = query heads on M, l = the lean heads-on-M tile (`heads_on_m = 2`); the digit is the ring depth `stages` (0 = operands straight from global "
                      "memory), pf = + L2 prefetch of the next record's keys, rN = registers for N CTAs (4N warps) per SM "
                      "(`min_ctas_per_sm`); default = the launcher's choice.\n\n")
             md.write("| D | batch | KV len | default (stages, splits) | " + " | ".join(names) + " | torch best |\n")

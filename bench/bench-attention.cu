@@ -3,9 +3,11 @@
 // (32 query heads, 8 KV heads). Each time is the median over CUDA-graph replays (10 launches
 // per graph). Rooflines: bytes of KV read / measured device-to-device copy bandwidth.
 // Every decode shape also times the Turbo kernel's variants in the same run, as A/B against
-// the default: a* = tokens on the mma M rows (heads_on_m 0), b* = query heads on M; the digit
+// the default: a* = tokens on the mma M rows (heads_on_m 0), b* = query heads on M, l* = the
+// lean heads-on-M tile (heads_on_m 2, kernels/cuda/turbo_decode_lean.cuh); the digit
 // is the ring depth (stages; 0 = straight from global memory), pf = + L2 prefetch, rN = the
-// register budget for N CTAs of 4 warps per SM (min_ctas_per_sm).
+// register budget for N CTAs of 4 warps per SM (min_ctas_per_sm); l1t = the lean tile with one
+// tile per warp (n_splits = tiles; the launcher's rule is at least 2).
 // Usage: bench-attention OUT.json [D BATCH KVLEN]   (bench/attention_sdpa.py adds PyTorch SDPA
 // and the table; with D BATCH KVLEN only that decode shape runs, no prefill: for a profiler)
 #include "fp16_decode.cuh"
@@ -170,11 +172,10 @@ int main(int argc, char** argv) {
                     // A/B variants of the Turbo kernel (same inputs, same run): the ring depth
                     // (0 = operands straight from global memory, +pf = with the L2 prefetch of
                     // the next record's keys, as run 3) against the default.
-                    struct Variant { const char* name; int hm, stages; bool prefetch; int min_ctas; };
-                    const Variant variants[] = {{"a0", 0, 0, false, 0},   {"a0pf", 0, 0, true, 0}, {"a2", 0, 2, false, 0},
-                                                {"a0r3", 0, 0, false, 3}, {"a0r4", 0, 0, false, 4},
-                                                {"b0", 1, 0, false, 0},   {"b2", 1, 2, false, 0},
-                                                {"b0r3", 1, 0, false, 3}, {"b0r4", 1, 0, false, 4}};
+                    struct Variant { const char* name; int hm, stages; bool prefetch; int min_ctas, splits = 0; };
+                    const Variant variants[] = {{"a0r3", 0, 0, false, 3}, {"b2", 1, 2, false, 0},
+                                                {"l0r2", 2, 0, false, 2}, {"l0r3", 2, 0, false, 3},
+                                                {"l0r4", 2, 0, false, 4}, {"l1t", 2, 0, false, 0, L / 64 + 1}};
                     size_t ws_floats = std::max(turbo_decode_workspace_floats(tp), fp16_decode_workspace_floats(fp));
                     for (const Variant& v : variants) {
                         TurboDecodeParams vp = tp;
@@ -182,6 +183,7 @@ int main(int argc, char** argv) {
                         vp.heads_on_m = v.hm;
                         vp.min_ctas_per_sm = v.min_ctas;
                         vp.prefetch_l2 = v.prefetch;
+                        vp.n_splits = v.splits;
                         ws_floats = std::max(ws_floats, turbo_decode_workspace_floats(vp));
                     }
                     TANDEM_CHECK_CUDA(cudaMalloc(&ws, ws_floats * 4));
@@ -198,6 +200,7 @@ int main(int argc, char** argv) {
                         vp.heads_on_m = v.hm;
                         vp.min_ctas_per_sm = v.min_ctas;
                         vp.prefetch_l2 = v.prefetch;
+                        vp.n_splits = v.splits;
                         const float t = time_graph([&](cudaStream_t s) { turbo_decode_cuda(vp, s); }, st);
                         std::printf(" %s %.4f", v.name, t);
                         char buf[64];

@@ -146,7 +146,9 @@ TEST_CASE("cuda: turbo decode vs CPU twin and float64" * doctest::skip(kNoGpu)) 
         const Variant variants[] = {{-1, -1, false, tc.splits, 0}, {0, 0, false, tc.splits, 0}, {0, 0, true, tc.splits, 0},
                                     {0, 2, false, tc.splits, 0},   {1, 0, false, tc.splits, 0}, {1, 2, false, tc.splits, 0},
                                     {1, 0, false, tc.splits, 3},   {1, 0, false, tc.splits, 4}, {0, 0, false, tc.splits, 4},
-                                    {1, 2, false, 37, 0},          {0, 0, false, 37, 3}};
+                                    {1, 2, false, 37, 0},          {0, 0, false, 37, 3},
+                                    {2, 0, false, tc.splits, 0},   {2, 0, false, tc.splits, 2},
+                                    {2, 0, false, tc.splits, 4},   {2, 0, false, 37, 0}};
         // a stream of its own: the combine then uses programmatic dependent launch (sm_90)
         cudaStream_t stream;
         CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
@@ -319,8 +321,12 @@ TEST_CASE("cuda: bad parameters are refused with a message" * doctest::skip(kNoG
     p.stages = 3;
     CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("stages"), TurboError);
     p.stages = -1;
-    p.heads_on_m = 2;
+    p.heads_on_m = 3;
     CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("heads_on_m"), TurboError);
+    p.heads_on_m = 2;
+    p.stages = 2;  // the lean tile has no ring
+    CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("lean"), TurboError);
+    p.stages = -1;
     p.heads_on_m = -1;
     p.stages = 0;
     p.min_ctas_per_sm = 5;

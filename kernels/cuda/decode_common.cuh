@@ -40,6 +40,7 @@ struct DecodeArgs {
     int degree = 3;
     float c1 = 0, c2 = 0, c3 = 0;    // SAS coefficients (exact halves)
     TurboCacheLayout layout;
+    uint8_t head_order[kTurboMaxKvHeads] = {};  // Turbo lean kernel: KV heads, 4-bit ones first
 };
 
 __device__ __forceinline__ float warp_max(float v) {

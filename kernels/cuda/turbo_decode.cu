@@ -652,6 +652,95 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) turbo_split_kernel(const De
     }
 }
 
+}  // namespace
+}  // namespace tandem
+
+#include "turbo_decode_lean.cuh"
+
+namespace tandem {
+namespace {
+
+// The lean kernel (heads_on_m = 2): the heads-on-M layout with lean::tile for the compressed
+// records (NG value groups), tile_hm<D, 8> for the INT8 recent tile, no ring. Warps are
+// dealt to (KV head, sequence) pairs head-major in a.head_order (4-bit heads first), so an
+// SM's warps mostly run the same tile code.
+template <int D, int NG, int MINB>
+__global__ void __launch_bounds__(kWarps * 32, MINB) turbo_lean_kernel(const DecodeArgs a) {
+    extern __shared__ __align__(16) uint8_t smem[];
+    griddep_launch_dependents();  // the combine may be scheduled now; it waits for our results
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
+    const int wi = blockIdx.x * kWarps + warp;
+    const int pair = wi / a.n_splits, split = wi % a.n_splits;
+    if (pair >= a.batch * a.n_kv_heads) return;
+    const int b = pair % a.batch, h = a.head_order[pair / a.batch];
+    const int G = a.n_q_heads / a.n_kv_heads;
+    const int len = a.seq_len[b];
+    const int n_comp = len / kTile, n_rec = len % kTile, n_tiles = n_comp + (n_rec > 0);
+    const int j0 = (int)((long long)split * n_tiles / a.n_splits);
+    const int j1 = (int)((long long)(split + 1) * n_tiles / a.n_splits);
+    const int jc1 = min(j1, n_comp);
+    const TurboCacheLayout& L = a.layout;
+    const uint8_t* recs = a.blocks + (size_t)b * L.seq_bytes + L.head_off[h];
+    const int rb = (int)L.rec_bytes[h], bits = L.bits[h];
+    lean::Smem<D>& w = ((lean::Smem<D>*)smem)[warp];
+    const bool has_recent = j0 <= n_comp && n_comp < j1;
+    const size_t rrow = ((size_t)b * a.n_kv_heads + h) * kTile;
+    if (has_recent) {  // the INT8 recent tile comes last: start it towards L2 now
+        prefetch_l2((const uint8_t*)(a.rk + rrow * D), kTile * D);
+        prefetch_l2((const uint8_t*)(a.rv + rrow * D), kTile * D);
+    }
+    const float qscale = kLog2eF * rsqrtf((float)D);
+    for (int i = lane; i < 8 * D; i += 32) {
+        const int g = i / D, d = i % D;
+        w.q[g][d] = g < G ? a.q[((size_t)b * a.n_q_heads + h * G + g) * D + d] * qscale : 0.0f;
+    }
+    __syncwarp();
+    lean::State<NG> st;
+    st.hs.m = -INFINITY;
+    st.hs.l = 0.0f;
+#pragma unroll
+    for (int g = 0; g < NG; ++g) st.vb[g] = 0.0f;
+    float acc[D / 8][2];
+#pragma unroll
+    for (int nb = 0; nb < D / 8; ++nb) acc[nb][0] = acc[nb][1] = 0.0f;
+    // a short range (batch 1: 2 records a warp) goes to L2 at once, so its later records do
+    // not wait for a DRAM round trip each; a long one would only evict other warps' lines
+    if (jc1 - j0 <= 4) prefetch_l2(recs + (size_t)j0 * rb, (jc1 - j0) * rb);
+    if (j0 < jc1) {
+        const uint32_t code_bytes = kTile * D * bits / 8;
+        if (bits == 4) {
+            lean::prepare_query<D, 4>(w, st);
+            __syncwarp();
+            for (int j = j0; j < jc1; ++j) {
+                const uint8_t* rec = recs + (size_t)j * rb;
+                lean::tile<D, 4, NG>(rec, rec + L.meta_bytes, rec + L.meta_bytes + code_bytes, w, st, a, G, acc);
+            }
+        } else {
+            lean::prepare_query<D, 2>(w, st);
+            __syncwarp();
+            for (int j = j0; j < jc1; ++j) {
+                const uint8_t* rec = recs + (size_t)j * rb;
+                lean::tile<D, 2, NG>(rec, rec + L.meta_bytes, rec + L.meta_bytes + code_bytes, w, st, a, G, acc);
+            }
+        }
+        lean::flush<D>(st, acc);
+    }
+    if (has_recent)  // the INT8 recent tile (n_rec > 0 tokens)
+        tile_hm<D, 8>((const uint8_t*)(a.rk + rrow * D), (const uint8_t*)(a.rv + rrow * D), nullptr, a.rks + rrow,
+                      a.rvs + rrow, n_rec, w, st.hs, a, G, acc);
+    float l_out = st.hs.l + __shfl_xor_sync(0xffffffffu, st.hs.l, 1);
+    l_out += __shfl_xor_sync(0xffffffffu, l_out, 2);
+    if (gid < G) {
+        float* o = a.ws + (((size_t)b * a.n_q_heads + h * G + gid) * a.n_splits + split) * (D + 2);
+#pragma unroll
+        for (int nb = 0; nb < D / 8; ++nb) *(float2*)&o[nb * 8 + tig * 2] = make_float2(acc[nb][0], acc[nb][1]);
+        if (tig == 0) {
+            o[D] = st.hs.m;
+            o[D + 1] = l_out;
+        }
+    }
+}
+
 using SplitKernel = void (*)(DecodeArgs);
 
 // Register budget (CTAs per SM) of the ring kernels: 2 at D = 128 (~185 registers; shared
@@ -675,23 +764,39 @@ SplitKernel split_kernel(int stages, bool prefetch, bool hm, int min_ctas) {
     }
 }
 
+// The lean kernel at a register budget for min_ctas (2..4) CTAs per SM.
+// Instantiated for value groups of 64 channels (the default v_group) only.
 template <int D>
-size_t warp_smem_bytes(bool hm) {
-    return hm ? sizeof(HmSmem<D>) : sizeof(WarpSmem<D>);
+SplitKernel lean_kernel(int min_ctas) {
+    constexpr int NG = D / 64;
+    return min_ctas == 2 ? turbo_lean_kernel<D, NG, 2> : min_ctas == 3 ? turbo_lean_kernel<D, NG, 3> : turbo_lean_kernel<D, NG, 4>;
+}
+
+template <int D>
+size_t warp_smem_bytes(int tile) {
+    return tile == 2 ? sizeof(lean::Smem<D>) : tile == 1 ? sizeof(HmSmem<D>) : sizeof(WarpSmem<D>);
 }
 
 // Defaults, chosen from the A/B columns of run 6 (bench/results/attention-h100.md):
 // D = 128: tokens-on-M tile, no ring, registers for 12 warps per SM (occupancy is what moves
 // it: 8 -> 12 warps gave 1.19x at batch 32 x 16k; the ring and the heads-on-M tile, both at
 // 8 warps, did not); D = 64: heads-on-M tile with a ring of 2 records per warp.
-int default_heads_on_m(int D) { return D == 64 ? 1 : 0; }
 int default_stages(int D) { return D == 64 ? 2 : 0; }
+// The tile a launch uses: p.heads_on_m, or the lean one (run 7: 1.6-1.8x faster than the
+// others at 16k) unless the layout or an explicit ring / L2 prefetch asks for an older one.
+int chosen_tile(const TurboDecodeParams& p) {
+    if (p.heads_on_m >= 0) return p.heads_on_m;
+    if (p.layout.v_group == 64 && p.stages <= 0 && !p.prefetch_l2) return 2;
+    return p.layout.head_dim == 64 ? 1 : 0;
+}
+// Register budget of the lean kernel: 12 warps per SM at D = 128, 16 at D = 64 (run 7).
+int default_lean_min_ctas(int D) { return D == 128 ? 3 : 4; }
 
 // Everything the launch and the workspace size depend on, decided once per call.
 struct Plan {
     SplitKernel fn;
     int stages, splits;
-    bool hm;
+    int tile;  // heads_on_m: 0 tokens on M, 1 heads on M, 2 lean
     size_t smem;
 };
 
@@ -733,15 +838,20 @@ Plan make_plan(const TurboDecodeParams& p) {
     uint32_t stride = 0;
     for (int h = 0; h < L.n_kv_heads; ++h) stride = std::max(stride, L.rec_bytes[h]);
     Plan pl;
-    pl.hm = (p.heads_on_m < 0 ? default_heads_on_m(D) : p.heads_on_m) != 0;
-    const size_t warp_bytes = D == 128 ? warp_smem_bytes<128>(pl.hm) : warp_smem_bytes<64>(pl.hm);
-    pl.stages = p.stages < 0 ? default_stages(D) : p.stages;
+    pl.tile = chosen_tile(p);
+    const size_t warp_bytes = D == 128 ? warp_smem_bytes<128>(pl.tile) : warp_smem_bytes<64>(pl.tile);
+    pl.stages = pl.tile == 2 ? 0 : p.stages < 0 ? default_stages(D) : p.stages;
     // a ring that does not fit this device's shared memory gets shallower (0 always fits)
     while (pl.stages > 0 && kWarps * (warp_bytes + (size_t)pl.stages * stride) > (size_t)smem_max)
         pl.stages = pl.stages > 2 ? pl.stages - 1 : 0;
     pl.smem = kWarps * (warp_bytes + (size_t)pl.stages * stride);
-    pl.fn = D == 128 ? split_kernel<128>(pl.stages, p.prefetch_l2, pl.hm, p.min_ctas_per_sm)
-                     : split_kernel<64>(pl.stages, p.prefetch_l2, pl.hm, p.min_ctas_per_sm);
+    if (pl.tile == 2) {
+        const int m = p.min_ctas_per_sm > 0 ? p.min_ctas_per_sm : default_lean_min_ctas(D);
+        pl.fn = D == 128 ? lean_kernel<128>(m) : lean_kernel<64>(m);
+    } else {
+        pl.fn = D == 128 ? split_kernel<128>(pl.stages, p.prefetch_l2, pl.tile == 1, p.min_ctas_per_sm)
+                         : split_kernel<64>(pl.stages, p.prefetch_l2, pl.tile == 1, p.min_ctas_per_sm);
+    }
     const int per_sm = resident_ctas(pl.fn, pl.smem, dev);
     // Splits per (sequence, KV head): one wave of warps over the whole GPU (every warp
     // resident, none waiting for a slot), at least 2 tiles per warp.
@@ -766,12 +876,16 @@ void check_config(const TurboDecodeParams& p) {
     if (p.batch < 1 || p.max_len < 1) throw TurboError("turbo_decode: batch and max_len must be >= 1");
     if (p.poly_degree != 2 && p.poly_degree != 3) throw TurboError("turbo_decode: poly_degree must be 2 or 3");
     if (!(p.threshold <= -1.0f && p.threshold >= -60.0f)) throw TurboError("turbo_decode: threshold must be in [-60, -1]");
-    if (p.heads_on_m < -1 || p.heads_on_m > 1) throw TurboError("turbo_decode: heads_on_m must be -1, 0 or 1");
+    if (p.heads_on_m < -1 || p.heads_on_m > 2) throw TurboError("turbo_decode: heads_on_m must be -1, 0, 1 or 2");
+    if (p.heads_on_m == 2 && L.v_group != 64)
+        throw TurboError("turbo_decode: heads_on_m = 2 (lean) needs v_group = 64");
+    if (p.heads_on_m == 2 && (p.stages > 0 || p.prefetch_l2))
+        throw TurboError("turbo_decode: heads_on_m = 2 (lean) has no ring and no L2 prefetch (stages 0, prefetch_l2 off)");
     if (p.stages != -1 && p.stages != 0 && p.stages != 2)
         throw TurboError("turbo_decode: stages must be -1 (automatic), 0 or 2");
     if (p.min_ctas_per_sm != 0 && (p.min_ctas_per_sm < 2 || p.min_ctas_per_sm > 4))
         throw TurboError("turbo_decode: min_ctas_per_sm must be 0 (automatic) or 2..4");
-    if (p.min_ctas_per_sm != 0 && (p.stages < 0 ? default_stages(L.head_dim) : p.stages) != 0)
+    if (p.min_ctas_per_sm != 0 && chosen_tile(p) != 2 && (p.stages < 0 ? default_stages(L.head_dim) : p.stages) != 0)
         throw TurboError("turbo_decode: min_ctas_per_sm needs stages = 0");
     if (p.n_splits < 0 || p.n_splits > (1 << 20)) throw TurboError("turbo_decode: n_splits must be in [0, 2^20]");
 }
@@ -796,7 +910,7 @@ size_t turbo_decode_workspace_floats(const TurboDecodeParams& p) {
 
 int turbo_decode_heads_on_m(const TurboDecodeParams& p) {
     check_config(p);
-    return make_plan(p).hm ? 1 : 0;
+    return make_plan(p).tile;
 }
 
 int turbo_decode_stages(const TurboDecodeParams& p) {
@@ -829,6 +943,10 @@ void turbo_decode_cuda(const TurboDecodeParams& p, cudaStream_t stream) {
     a.c2 = c[2];
     a.c3 = c[3];
     a.layout = p.layout;
+    int n_order = 0;  // 4-bit heads first (lean kernel): neighbouring warps run the same tile code
+    for (int bits : {4, 2})
+        for (int h = 0; h < a.n_kv_heads; ++h)
+            if (p.layout.bits[h] == bits) a.head_order[n_order++] = (uint8_t)h;
     uint32_t stride = 0;
     for (int h = 0; h < a.n_kv_heads; ++h) stride = std::max(stride, p.layout.rec_bytes[h]);
     a.ring_stride = (int)stride;

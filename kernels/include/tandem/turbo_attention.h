@@ -174,6 +174,7 @@ struct TurboDecodeParams {
                                         // per SM (8, 12, 16 warps); 0: chosen by the launcher
     int heads_on_m = -1;                // tile variant: 1 = query heads on the mma M rows (probabilities
                                         // stay in registers), 0 = tokens on M (through shared memory),
+                                        // 2 = heads on M, lean (no ring; v_group 64),
                                         // -1: chosen by the launcher
     bool prefetch_l2 = false;           // heads_on_m = 0, stages = 0 only: prefetch the next record's
                                         // keys into L2
