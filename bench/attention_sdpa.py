@@ -120,15 +120,13 @@ def main():
                      f"{f(r['fp16_ms'])} | {f(r['turbo_ms'])} | {sp} |\n")
         if any("variants" in r for r in rows):
             names = list(rows[0].get("variants", {}).keys())
-            md.write("\nTurbo decode A/B, same run (ms). a = tokens on the mma M rows (`heads_on_m = 0`), "
-                     "b = query heads on M, l = the lean heads-on-M tile (`heads_on_m = 2`); the digit is the ring depth `stages` (0 = operands straight from global "
-                     "memory), pf = + L2 prefetch of the next record's keys, rN = registers for N CTAs (4N warps) per SM "
-                     "(`min_ctas_per_sm`); default = the launcher's choice.\n\n")
-            md.write("| D | batch | KV len | default (stages, splits) | " + " | ".join(names) + " | torch best |\n")
+            md.write("\nTurbo decode at other split counts, same run (ms): t1 = one 64-token record per "
+                     "warp, t2 = two; default = the launcher's choice (splits in brackets).\n\n")
+            md.write("| D | batch | KV len | default (splits) | " + " | ".join(names) + " | torch best |\n")
             md.write("|---|---|---|---|" + "---|" * len(names) + "---|\n")
             for r in rows:
                 v = r.get("variants", {})
-                md.write(f"| {r['D']} | {r['batch']} | {r['kv_len']} | {f(r['turbo_ms'])} ({r.get('stages')}, {r.get('splits')}) | "
+                md.write(f"| {r['D']} | {r['batch']} | {r['kv_len']} | {f(r['turbo_ms'])} ({r.get('splits')}) | "
                          + " | ".join(f(v.get(n)) for n in names) + f" | {f(r['torch_best_ms'])} |\n")
         if prefill:
             md.write("\nPrefill, causal, batch 1, GQA 32:8, D=128; TFLOP/s counts the causal half.\n\n")

@@ -2,12 +2,9 @@
 // our FP16 path, at KV length 1k/4k/16k/32k, batch 1/8/32, head dim 128 and 64, GQA 4:1
 // (32 query heads, 8 KV heads). Each time is the median over CUDA-graph replays (10 launches
 // per graph). Rooflines: bytes of KV read / measured device-to-device copy bandwidth.
-// Every decode shape also times the Turbo kernel's variants in the same run, as A/B against
-// the default: a* = tokens on the mma M rows (heads_on_m 0), b* = query heads on M, l* = the
-// lean heads-on-M tile (heads_on_m 2, kernels/cuda/turbo_decode_lean.cuh); the digit
-// is the ring depth (stages; 0 = straight from global memory), pf = + L2 prefetch, rN = the
-// register budget for N CTAs of 4 warps per SM (min_ctas_per_sm); l1t = the lean tile with one
-// tile per warp (n_splits = tiles; the launcher's rule is at least 2).
+// Every decode shape also times the Turbo kernel at other split counts in the same run, as
+// A/B against the launcher's choice: t1 = one 64-token record per warp, t2 = two (the rule
+// before run 9).
 // Usage: bench-attention OUT.json [D BATCH KVLEN]   (bench/attention_sdpa.py adds PyTorch SDPA
 // and the table; with D BATCH KVLEN only that decode shape runs, no prefill: for a profiler)
 #include "fp16_decode.cuh"
@@ -169,37 +166,25 @@ int main(int argc, char** argv) {
                     Fp16DecodeParams fp;
                     fp.q = q; fp.out = out; fp.k = (const uint16_t*)k16; fp.v = (const uint16_t*)v16; fp.seq_len = dl;
                     fp.batch = B; fp.n_q_heads = Hq; fp.n_kv_heads = Hkv; fp.head_dim = D; fp.max_len = L;
-                    // A/B variants of the Turbo kernel (same inputs, same run): the ring depth
-                    // (0 = operands straight from global memory, +pf = with the L2 prefetch of
-                    // the next record's keys, as run 3) against the default.
-                    struct Variant { const char* name; int hm, stages; bool prefetch; int min_ctas, splits = 0; };
-                    const Variant variants[] = {{"a0r3", 0, 0, false, 3}, {"b2", 1, 2, false, 0},
-                                                {"l0r2", 2, 0, false, 2}, {"l0r3", 2, 0, false, 3},
-                                                {"l0r4", 2, 0, false, 4}, {"l1t", 2, 0, false, 0, L / 64 + 1}};
+                    // A/B split counts of the Turbo kernel (same inputs, same run)
+                    const int tiles = L / 64 + 1;
+                    struct Variant { const char* name; int splits; };
+                    const Variant variants[] = {{"t1", tiles}, {"t2", (tiles + 1) / 2}};
                     size_t ws_floats = std::max(turbo_decode_workspace_floats(tp), fp16_decode_workspace_floats(fp));
                     for (const Variant& v : variants) {
                         TurboDecodeParams vp = tp;
-                        vp.stages = v.stages;
-                        vp.heads_on_m = v.hm;
-                        vp.min_ctas_per_sm = v.min_ctas;
-                        vp.prefetch_l2 = v.prefetch;
                         vp.n_splits = v.splits;
                         ws_floats = std::max(ws_floats, turbo_decode_workspace_floats(vp));
                     }
                     TANDEM_CHECK_CUDA(cudaMalloc(&ws, ws_floats * 4));
                     tp.workspace = ws;
                     fp.workspace = ws;
-                    const int stages = turbo_decode_stages(tp);
                     const int splits = (int)(turbo_decode_workspace_floats(tp) / ((size_t)B * Hq * (D + 2)));
                     const float t_turbo = time_graph([&](cudaStream_t s) { turbo_decode_cuda(tp, s); }, st);
                     std::string var_json;
                     std::printf("D=%3d B=%2d L=%5d  variants:", D, B, L);
                     for (const Variant& v : variants) {
                         TurboDecodeParams vp = tp;
-                        vp.stages = v.stages;
-                        vp.heads_on_m = v.hm;
-                        vp.min_ctas_per_sm = v.min_ctas;
-                        vp.prefetch_l2 = v.prefetch;
                         vp.n_splits = v.splits;
                         const float t = time_graph([&](cudaStream_t s) { turbo_decode_cuda(vp, s); }, st);
                         std::printf(" %s %.4f", v.name, t);
@@ -215,14 +200,14 @@ int main(int argc, char** argv) {
                         turbo_bytes += (double)(len / 64) * lay.rec_bytes[h] + (double)(len % 64) * 2 * (D + 4);
                     turbo_bytes *= B;
                     const double fp16_bytes = (double)B * Hkv * len * D * 2 * 2;
-                    std::printf("D=%3d B=%2d L=%5d  turbo %8.4f ms (roof %.4f, stages %d, splits %d)  fp16 %8.4f ms (roof %.4f)\n",
-                                D, B, L, t_turbo, turbo_bytes / bw * 1e3, stages, splits, t_fp16, fp16_bytes / bw * 1e3);
+                    std::printf("D=%3d B=%2d L=%5d  turbo %8.4f ms (roof %.4f, splits %d)  fp16 %8.4f ms (roof %.4f)\n",
+                                D, B, L, t_turbo, turbo_bytes / bw * 1e3, splits, t_fp16, fp16_bytes / bw * 1e3);
                     std::fprintf(f, "%s{\"D\": %d, \"batch\": %d, \"kv_len\": %d, \"n_q_heads\": %d, \"n_kv_heads\": %d, "
                                  "\"turbo_ms\": %.5f, \"fp16_ms\": %.5f, \"turbo_bytes\": %.0f, \"fp16_bytes\": %.0f, "
-                                 "\"turbo_roof_ms\": %.5f, \"fp16_roof_ms\": %.5f, \"stages\": %d, \"splits\": %d, "
+                                 "\"turbo_roof_ms\": %.5f, \"fp16_roof_ms\": %.5f, \"splits\": %d, "
                                  "\"variants\": {%s}}",
                                  first ? "" : ",\n", D, B, len, Hq, Hkv, t_turbo, t_fp16, turbo_bytes, fp16_bytes,
-                                 turbo_bytes / bw * 1e3, fp16_bytes / bw * 1e3, stages, splits, var_json.c_str());
+                                 turbo_bytes / bw * 1e3, fp16_bytes / bw * 1e3, splits, var_json.c_str());
                     first = false;
                     TANDEM_CHECK_CUDA(cudaStreamSynchronize(st));
                     for (void* ptr : {(void*)blocks, (void*)rk, (void*)rv, (void*)rks, (void*)rvs, (void*)q, (void*)out,

@@ -65,7 +65,7 @@ void token_kv(std::mt19937& rng, int H, int D, float* k, float* v, float peak = 
 // peak >= 0: token `peak` of every sequence gets keys = 4 x the group's summed queries, so
 // every other tile
 // falls under the SAS threshold and is skipped (V not read).
-struct TurboCase { int D, Hkv, G; std::vector<int> lens; float frac; int splits; int peak = -1; };
+struct TurboCase { int D, Hkv, G; std::vector<int> lens; float frac; int splits; int peak = -1; int v_group = 64; };
 
 }  // namespace
 
@@ -85,13 +85,16 @@ TEST_CASE("cuda: turbo decode vs CPU twin and float64" * doctest::skip(kNoGpu)) 
         {128, 1, 8, {3000}, 0.0f, 1},
         {64, 2, 1, {333}, 1.0f, 0},
         {128, 2, 4, {4000, 1999}, 0.25f, 0, 1500},
-        // after the all-2-bit D=64 case above: a wider ring for the same kernels (the shared
-        // memory limit is one attribute per kernel and must never be lowered under a launch)
         {64, 4, 4, {700, 64}, 0.0f, 0},
+        // every kernel instance: 1, 2 or 4 value groups
+        {128, 2, 4, {1000, 77}, 0.25f, 0, -1, 32},
+        {128, 2, 4, {1000, 77}, 0.25f, 0, -1, 128},
+        {64, 2, 4, {900, 130}, 0.5f, 0, -1, 32},
     };
     for (const auto& tc : cases) {
         TurboConfig c;
         c.head_dim = tc.D;
+        c.v_group = tc.v_group;
         const int B = (int)tc.lens.size(), Hq = tc.Hkv * tc.G, D = tc.D;
         int max_len = 0;
         for (int l : tc.lens) max_len = std::max(max_len, l);
@@ -140,24 +143,14 @@ TEST_CASE("cuda: turbo decode vs CPU twin and float64" * doctest::skip(kNoGpu)) 
         p.layout = cache.layout();
         p.poly_degree = c.poly_degree;
         p.threshold = c.threshold;
-        // every ring depth (0 = straight from global, with and without the L2 prefetch), the
-        // case's split count and an odd one larger than most sequences' tile count (empty splits)
-        struct Variant { int hm, stages; bool prefetch; int splits, min_ctas; };
-        const Variant variants[] = {{-1, -1, false, tc.splits, 0}, {0, 0, false, tc.splits, 0}, {0, 0, true, tc.splits, 0},
-                                    {0, 2, false, tc.splits, 0},   {1, 0, false, tc.splits, 0}, {1, 2, false, tc.splits, 0},
-                                    {1, 0, false, tc.splits, 3},   {1, 0, false, tc.splits, 4}, {0, 0, false, tc.splits, 4},
-                                    {1, 2, false, 37, 0},          {0, 0, false, 37, 3},
-                                    {2, 0, false, tc.splits, 0},   {2, 0, false, tc.splits, 2},
-                                    {2, 0, false, tc.splits, 4},   {2, 0, false, 37, 0}};
+        // the case's split count (0: the launcher's) and an odd one larger than most
+        // sequences' tile count (empty splits)
+        const int split_counts[] = {tc.splits, 37};
         // a stream of its own: the combine then uses programmatic dependent launch (sm_90)
         cudaStream_t stream;
         CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-        for (const Variant& var : variants) {
-            p.stages = var.stages;
-            p.heads_on_m = var.hm;
-            p.min_ctas_per_sm = var.min_ctas;
-            p.prefetch_l2 = var.prefetch;
-            p.n_splits = var.splits;
+        for (int splits : split_counts) {
+            p.n_splits = splits;
             std::fill(out.begin(), out.end(), NAN);
             p.out = upload(out);  // poison
             std::vector<float> ws(turbo_decode_workspace_floats(p), NAN);
@@ -173,13 +166,12 @@ TEST_CASE("cuda: turbo decode vs CPU twin and float64" * doctest::skip(kNoGpu)) 
                 worst_twin = std::max(worst_twin, rel(o, twin[b]));
                 worst_f64 = std::max(worst_f64, rel(o, f64[b]));
             }
-            std::printf("turbo decode D=%d Hkv=%d G=%d frac=%.2f peak=%d heads_on_m=%d stages=%d%s min_ctas=%d splits=%d: rel err "
+            std::printf("turbo decode D=%d Hkv=%d G=%d frac=%.2f peak=%d v_group=%d splits=%d: rel err "
                         "vs CPU twin %.2e, vs float64 on the cache %.2e\n",
-                        D, tc.Hkv, tc.G, tc.frac, tc.peak, turbo_decode_heads_on_m(p), turbo_decode_stages(p),
-                        var.prefetch ? "+prefetch" : "", var.min_ctas, var.splits, worst_twin, worst_f64);
+                        D, tc.Hkv, tc.G, tc.frac, tc.peak, tc.v_group, splits, worst_twin, worst_f64);
             // The twin thresholds against the global max, the kernel against its running max
             // (keeping a few more terms); both use the same SAS polynomial. FP16 tensor-core
-            // operands (q * key scale, p * value scale) add ~1e-3.
+            // operands (q x key scale, p x value scale, each rounded twice) add ~2e-3.
             CHECK(worst_twin < 1e-2);
             CHECK(worst_f64 < 1e-2);
             CK(cudaFree(p.out));
@@ -315,28 +307,16 @@ TEST_CASE("cuda: bad parameters are refused with a message" * doctest::skip(kNoG
     p.seq_len = (const int*)dummy;
     p.batch = 1, p.n_q_heads = 8, p.max_len = 128;
     p.layout = turbo_make_layout(TurboConfig{}, 2, 128, {4, 4});
-    p.stages = 1;
-    CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("stages"), TurboError);
-    CHECK_THROWS_WITH_AS(turbo_decode_workspace_floats(p), doctest::Contains("stages"), TurboError);
-    p.stages = 3;
-    CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("stages"), TurboError);
-    p.stages = -1;
-    p.heads_on_m = 3;
-    CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("heads_on_m"), TurboError);
-    p.heads_on_m = 2;
-    p.stages = 2;  // the lean tile has no ring
-    CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("lean"), TurboError);
-    p.stages = -1;
-    p.heads_on_m = -1;
-    p.stages = 0;
-    p.min_ctas_per_sm = 5;
-    CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("min_ctas_per_sm"), TurboError);
-    p.stages = 2;
-    p.min_ctas_per_sm = 3;  // the register budget is a knob of the unstaged kernel only
-    CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("min_ctas_per_sm"), TurboError);
-    p.stages = -1;
-    p.min_ctas_per_sm = 0;
-    p.stages = -1;
+    p.n_splits = -1;
+    CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("n_splits"), TurboError);
+    CHECK_THROWS_WITH_AS(turbo_decode_workspace_floats(p), doctest::Contains("n_splits"), TurboError);
+    p.n_splits = 0;
+    p.layout.v_group = 16;
+    CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("v_group"), TurboError);
+    p.layout = turbo_make_layout(TurboConfig{}, 2, 128, {4, 4});
+    p.n_q_heads = 18;
+    CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("n_q_heads"), TurboError);
+    p.n_q_heads = 8;
     p.blocks = (const uint8_t*)dummy + 4;
     CHECK_THROWS_WITH_AS(turbo_decode_cuda(p, 0), doctest::Contains("aligned"), TurboError);
     Fp16DecodeParams f;

@@ -35,7 +35,6 @@ struct DecodeArgs {
     const float* rks = nullptr;
     const float* rvs = nullptr;
     int batch = 0, n_q_heads = 0, n_kv_heads = 0, max_len = 0, n_splits = 1;
-    int ring_stride = 0;             // Turbo path: bytes of one staged record (max rec_bytes)
     float threshold = -60.0f;        // Turbo path: SAS parameters
     int degree = 3;
     float c1 = 0, c2 = 0, c3 = 0;    // SAS coefficients (exact halves)
@@ -245,6 +244,7 @@ __global__ void __launch_bounds__(1024) decode_combine_kernel(const float* __res
                                                               int n_q_heads, int n_splits) {
     __shared__ float red[32];
     __shared__ float part[1024];
+    griddep_launch_dependents();  // a PDL-launched next decode may be scheduled; it waits for us
     griddep_wait();
     const int hq = blockIdx.x, b = blockIdx.y, tid = threadIdx.x, nt = blockDim.x;
     const int warp = tid / 32, lane = tid % 32, n_warps = nt / 32;
@@ -282,31 +282,39 @@ __global__ void __launch_bounds__(1024) decode_combine_kernel(const float* __res
     }
 }
 
-// Launches the combine on `stream` with programmatic dependent launch where the device has
-// it (sm_90+) and the stream is not the legacy default stream, so its launch overlaps the split kernel's tail. Threads: D per group of
-// splits, enough groups that each thread sums at most ~16 splits (at most 1024 threads).
-inline void launch_decode_combine(const float* ws, float* out, int batch, int n_q_heads, int n_splits, int D,
-                                  cudaStream_t stream) {
+// Launches kernel<<<grid, block, smem, stream>>>(args...) with programmatic dependent launch
+// where the device has it (sm_90+) and the stream is not the legacy default stream: the
+// launch then overlaps the previous kernel's tail, and the kernel must griddep_wait() before
+// it reads what that kernel wrote.
+template <class... Args>
+void launch_maybe_pdl(void (*kernel)(Args...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args... args) {
     static const int cc_major = [] {
         int dev = 0, v = 0;
         TANDEM_CHECK_CUDA(cudaGetDevice(&dev));
         TANDEM_CHECK_CUDA(cudaDeviceGetAttribute(&v, cudaDevAttrComputeCapabilityMajor, dev));
         return v;
     }();
-    int ng = 1;
-    while (ng * 16 < n_splits && ng * 2 * D <= 1024) ng *= 2;
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(n_q_heads, batch);
-    cfg.blockDim = dim3(D * ng);
-    cfg.dynamicSmemBytes = 0;
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
     cfg.stream = stream;
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
-    cfg.numAttrs = cc_major >= 9 && stream != nullptr ? 1 : 0;  // not on the legacy default stream
-    if (D == 128) TANDEM_CHECK_CUDA(cudaLaunchKernelEx(&cfg, decode_combine_kernel<128>, ws, out, n_q_heads, n_splits));
-    else TANDEM_CHECK_CUDA(cudaLaunchKernelEx(&cfg, decode_combine_kernel<64>, ws, out, n_q_heads, n_splits));
+    cfg.numAttrs = cc_major >= 9 && stream != nullptr ? 1 : 0;
+    TANDEM_CHECK_CUDA(cudaLaunchKernelEx(&cfg, kernel, args...));
+}
+
+// Launches the combine (programmatic dependent launch, see launch_maybe_pdl). Threads: D per
+// group of splits, enough groups that each thread sums at most ~16 splits (at most 1024).
+inline void launch_decode_combine(const float* ws, float* out, int batch, int n_q_heads, int n_splits, int D,
+                                  cudaStream_t stream) {
+    int ng = 1;
+    while (ng * 16 < n_splits && ng * 2 * D <= 1024) ng *= 2;
+    if (D == 128) launch_maybe_pdl(decode_combine_kernel<128>, dim3(n_q_heads, batch), dim3(D * ng), 0, stream, ws, out, n_q_heads, n_splits);
+    else launch_maybe_pdl(decode_combine_kernel<64>, dim3(n_q_heads, batch), dim3(D * ng), 0, stream, ws, out, n_q_heads, n_splits);
 }
 
 // Splits per (sequence, KV head): enough CTAs to fill the GPU a few times over.

@@ -6,14 +6,9 @@
 
 namespace tandem {
 
-// Floats of workspace the launch needs for p (with p.n_splits, 0 = automatic, and p.stages).
-// Throws TurboError on bad parameters.
+// Floats of workspace the launch needs for p (with p.n_splits, 0 = automatic). Throws
+// TurboError on bad parameters.
 size_t turbo_decode_workspace_floats(const TurboDecodeParams& p);
-// Ring depth the launch will use for p (p.stages, or the default, made shallower where the
-// device's shared memory is too small). Throws TurboError on bad parameters.
-int turbo_decode_stages(const TurboDecodeParams& p);
-// Tile variant the launch will use for p: 1 = query heads on the mma M rows, 0 = tokens.
-int turbo_decode_heads_on_m(const TurboDecodeParams& p);
 // Runs decode for every sequence: out (batch, Hq, D) = softmax(q K^T / sqrt(D)) V on the
 // cache, SAS exponentials, tiles under the threshold skipped. Asserts the parameters
 // (throws TurboError naming the field), launches on `stream`, checks the launch. Every

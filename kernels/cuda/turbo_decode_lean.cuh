@@ -1,6 +1,7 @@
-// The lean Turbo decode tile (heads_on_m = 2): query heads on the mma M rows, as tile_hm()
-// in turbo_decode.cu, with about half the instructions per 64-token record. Included by
-// turbo_decode.cu only (it uses that file's mma16816, h2u and load_words).
+// The Turbo decode tile of one compressed 64-token record, query heads on the mma M rows
+// (turbo_decode.cu), in about half the instructions of the first heads-on-M tile (run 7 in
+// bench/results/attention-h100.md: 1.6-1.8x faster). Included by turbo_decode.cu only (it
+// uses that file's mma16816, h2u, load_words and HeadState).
 //
 // Why it is leaner (docs/turboattention-impl.md, "Decode kernel"):
 //  - Codes become FP16 by one LOP3 each pair, no subtraction: a code at bits 4j..4j+3 of a
@@ -66,7 +67,7 @@ __device__ __forceinline__ void load_words8(const uint8_t* p, uint32_t (&w)[N]) 
     }
 }
 
-// One warp's scratch: q for the INT8 recent tile (tile_hm<D, 8>), its scales, and the lane's
+// One warp's scratch: q for the INT8 recent tile (recent_tile), its scales, and the lane's
 // query pairs: qh[P / 4][lane] component P % 4 = (q[c0], q[c1]) of head gid, in the channel
 // order of this warp's bit width (pair_channel).
 template <int D>
@@ -78,7 +79,7 @@ struct __align__(16) Smem {
 
 template <int NG>
 struct State {
-    HeadState hs;     // running max and this lane's part of the denominator (as tile_hm)
+    HeadState hs;     // running max and this lane's part of the denominator
     float vb[NG];     // this lane's part of the value zero-point term per group
     float q1152;      // 1152 x the sum of head gid's query halves (the zero-point pairs' base)
 };
@@ -109,7 +110,7 @@ __device__ __forceinline__ void prepare_query(Smem<D>& w, State<NG>& st) {
 }
 
 // One compressed record (BITS = 4 or 2, NG value groups) for head gid.
-// acc[nb][0..1]: head gid, channels nb*8 + tig*2 + {0, 1} (the layout of tile_hm).
+// acc[nb][0..1]: head gid, channels nb*8 + tig*2 + {0, 1} (the P.V accumulator layout).
 template <int D, int BITS, int NG>
 __device__ __forceinline__ void tile(const uint8_t* rec, const uint8_t* kc, const uint8_t* vc, const Smem<D>& w,
                                      State<NG>& st, const DecodeArgs& a, int G, float (&acc)[D / 8][2]) {
@@ -208,7 +209,7 @@ __device__ __forceinline__ void tile(const uint8_t* rec, const uint8_t* kc, cons
     load_words8<4 * NG>(rec + 8 + 2 * D + 16 * tig * NG, vsw);
     load_words8<4 * NG>(rec + 8 + 2 * D + kTile * NG + 16 * tig * NG, vzw);
     // p as FP16 pairs in the A fragment order: ph[kk][o] (the block scale goes with the
-    // token scales below, so P' has the magnitude it had in tile_hm: no extra subnormals)
+    // token scales below: p x block scale alone would be FP16 subnormal for small p)
     uint32_t ph[4][2];
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)

@@ -168,16 +168,6 @@ struct TurboDecodeParams {
     float threshold = -16.0f;
     float* workspace = nullptr;         // turbo_decode_workspace_floats(...) floats
     int n_splits = 0;                   // warp-splits per (sequence, KV head); 0: chosen by the launcher
-    int stages = -1;                    // records staged in shared memory by cp.async, 2 deep;
-                                        // 0: none (loads straight from global); -1: chosen by the launcher
-    int min_ctas_per_sm = 0;            // stages = 0 only: register budget for 2, 3 or 4 CTAs of 4 warps
-                                        // per SM (8, 12, 16 warps); 0: chosen by the launcher
-    int heads_on_m = -1;                // tile variant: 1 = query heads on the mma M rows (probabilities
-                                        // stay in registers), 0 = tokens on M (through shared memory),
-                                        // 2 = heads on M, lean (no ring; v_group 64),
-                                        // -1: chosen by the launcher
-    bool prefetch_l2 = false;           // heads_on_m = 0, stages = 0 only: prefetch the next record's
-                                        // keys into L2
 };
 // Prefill (causal self-attention over one chunk starting at position 0): Q and K quantized
 // to blockwise INT8 (64 tokens x D per scale), S = Q K^T on INT8 tensor cores (INT32
