@@ -244,7 +244,6 @@ __global__ void __launch_bounds__(1024) decode_combine_kernel(const float* __res
                                                               int n_q_heads, int n_splits) {
     __shared__ float red[32];
     __shared__ float part[1024];
-    griddep_launch_dependents();  // a PDL-launched next decode may be scheduled; it waits for us
     griddep_wait();
     const int hq = blockIdx.x, b = blockIdx.y, tid = threadIdx.x, nt = blockDim.x;
     const int warp = tid / 32, lane = tid % 32, n_warps = nt / 32;

@@ -6,9 +6,9 @@
 // the whole GQA group) and writes its (m, l, o) to the workspace, merged by
 // decode_combine_kernel. A CTA holds kWarps such warps, which need not share a (sequence,
 // head): the grid is flat over (KV head, sequence, split), so any split count fills the GPU.
-// No block barrier at all. Both kernels are launched with programmatic dependent launch on
-// sm_90: each one's launch overlaps the previous kernel's tail, and each waits
-// (griddepcontrol.wait) before it reads anything.
+// No block barrier at all. The combine is launched with programmatic dependent launch on
+// sm_90: its launch overlaps this kernel's tail, and it waits (griddepcontrol.wait) for our
+// results.
 //
 // Query heads sit on the M rows of mma.m16n8k16 (rows G..15 compute on zeros): S^T = q' .
 // codes^T, and the score accumulator is the A fragment of P.V (FlashAttention-2's register
@@ -91,10 +91,6 @@ __device__ __forceinline__ void recent_tile(const int8_t* rk, const int8_t* rv, 
     const int lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
     const uint8_t* kc = (const uint8_t*)rk;
     const uint8_t* vc = (const uint8_t*)rv;
-    // key words: n-block nb, this lane's token row recent_tok(nb, gid / 2, gid % 2)
-    uint32_t kw[8][NCH];
-#pragma unroll
-    for (int nb = 0; nb < 8; ++nb) load_words<NCH>(kc + recent_tok(nb, gid >> 1, gid & 1) * D + tig * NCH * 4, kw[nb]);
     w.tks[lane] = lane < n_valid ? rks[lane] : 0.0f;  // zero past n_valid: padded tokens add nothing
     w.tks[lane + 32] = lane + 32 < n_valid ? rks[lane + 32] : 0.0f;
     w.tvs[lane] = lane < n_valid ? rvs[lane] : 0.0f;
@@ -108,17 +104,27 @@ __device__ __forceinline__ void recent_tile(const int8_t* rk, const int8_t* rv, 
         qa[c][1] = h2u(__floats2half2_rn(x.y, x.w));
     }
     __syncwarp();  // tks, tvs visible
+    // scores in two halves of 4 n-blocks (half the key words live at a time: no spills);
+    // key words of n-block nb: this lane's token row recent_tok(nb, gid / 2, gid % 2)
     float p[8][2];
 #pragma unroll
-    for (int nb = 0; nb < 8; ++nb) {
-        float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int half = 0; half < 2; ++half) {
+        uint32_t kw[4][NCH];
 #pragma unroll
-        for (int ch = 0; ch < NCH; ++ch)
-            mma16816(c, qa[ch][0], 0u, qa[ch][1], 0u, int8_pair(kw[nb][ch], 0), int8_pair(kw[nb][ch], 1));
+        for (int i = 0; i < 4; ++i)
+            load_words<NCH>(kc + recent_tok(4 * half + i, gid >> 1, gid & 1) * D + tig * NCH * 4, kw[i]);
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-            const int t = recent_tok(nb, tig, e);
-            p[nb][e] = t < n_valid ? c[e] * w.tks[t] : -INFINITY;
+        for (int i = 0; i < 4; ++i) {
+            const int nb = 4 * half + i;
+            float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+            for (int ch = 0; ch < NCH; ++ch)
+                mma16816(c, qa[ch][0], 0u, qa[ch][1], 0u, int8_pair(kw[i][ch], 0), int8_pair(kw[i][ch], 1));
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const int t = recent_tok(nb, tig, e);
+                p[nb][e] = t < n_valid ? c[e] * w.tks[t] : -INFINITY;
+            }
         }
     }
     // online softmax of head gid over its 4 lanes
@@ -179,7 +185,6 @@ template <int D, int NG, int MINB>
 __global__ void __launch_bounds__(kWarps * 32, MINB) turbo_decode_kernel(const DecodeArgs a) {
     extern __shared__ __align__(16) uint8_t smem[];
     griddep_launch_dependents();  // the combine may be scheduled now; it waits for our results
-    griddep_wait();               // the kernel before us (which wrote q, the cache) is done
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
     const int wi = blockIdx.x * kWarps + warp;
     const int pair = wi / a.n_splits, split = wi % a.n_splits;
@@ -308,12 +313,14 @@ Plan make_plan(const TurboDecodeParams& p) {
     const int per_sm = resident_ctas(pl.fn, pl.smem, dev);
     // Splits per (sequence, KV head): as many as one wave of resident warps allows (batch 1:
     // one record a warp where they fit), the records dealt evenly: k = ceil(tiles / wave)
-    // records a warp, ceil(tiles / k) splits.
+    // records a warp, ceil(tiles / k) splits. Past 128 records at least 2 a warp: at batch 1
+    // x 16k one a warp was 1.2x slower (the combine of 257 splits; run 11), at <= 4k 1.2-1.3x
+    // faster than two.
     const int pairs = p.batch * L.n_kv_heads, tiles = p.max_len / kTile + 1;
     pl.splits = p.n_splits;
     if (pl.splits <= 0) {
         const int wave = std::max(1, n_sm * std::max(per_sm, 1) * kWarps / pairs);
-        const int k = (tiles + wave - 1) / wave;
+        const int k = std::max((tiles + wave - 1) / wave, tiles > 128 ? 2 : 1);
         pl.splits = (tiles + k - 1) / k;
     }
     return pl;
@@ -382,7 +389,10 @@ void turbo_decode_cuda(const TurboDecodeParams& p, cudaStream_t stream) {
         for (int h = 0; h < a.n_kv_heads; ++h)
             if (p.layout.bits[h] == bits) a.head_order[n_order++] = (uint8_t)h;
     const long long warps = (long long)p.batch * a.n_kv_heads * pl.splits;
-    launch_maybe_pdl(pl.fn, dim3((unsigned)((warps + kWarps - 1) / kWarps)), dim3(kWarps * 32), pl.smem, stream, a);
+    // a plain launch: programmatic dependent launch of this kernel too measured 0-15% slower at
+    // batch 1-8 and 1-3% faster at batch 32 (run 10, bench/results/attention-h100.md)
+    pl.fn<<<(unsigned)((warps + kWarps - 1) / kWarps), kWarps * 32, pl.smem, stream>>>(a);
+    TANDEM_CHECK_CUDA(cudaGetLastError());
     launch_decode_combine(a.ws, p.out, p.batch, p.n_q_heads, a.n_splits, p.layout.head_dim, stream);
 }
 
