@@ -36,10 +36,10 @@ void fp16_decode_cuda(const Fp16DecodeParams& p, cudaStream_t stream) {
     a.n_splits = decode_pick_splits(p.n_splits, p.batch, p.n_kv_heads, p.max_len, sm_count());
     const int G = p.n_q_heads / p.n_kv_heads, D = p.head_dim;
     const dim3 grid(a.n_splits, a.n_kv_heads, p.batch);
-    if (D == 128 && G <= 4) launch_kernel(fp16_split_kernel<128, 4>, grid, dim3(kDecodeThreads), 0, stream, a);
-    else if (D == 128) launch_kernel(fp16_split_kernel<128, 8>, grid, dim3(kDecodeThreads), 0, stream, a);
-    else if (G <= 4) launch_kernel(fp16_split_kernel<64, 4>, grid, dim3(kDecodeThreads), 0, stream, a);
-    else launch_kernel(fp16_split_kernel<64, 8>, grid, dim3(kDecodeThreads), 0, stream, a);
+    if (D == 128 && G <= 4) fp16_split_kernel<128, 4><<<grid, kDecodeThreads, 0, stream>>>(a);
+    else if (D == 128) fp16_split_kernel<128, 8><<<grid, kDecodeThreads, 0, stream>>>(a);
+    else if (G <= 4) fp16_split_kernel<64, 4><<<grid, kDecodeThreads, 0, stream>>>(a);
+    else fp16_split_kernel<64, 8><<<grid, kDecodeThreads, 0, stream>>>(a);
     TANDEM_CHECK_CUDA(cudaGetLastError());
     launch_decode_combine(a.ws, p.out, p.batch, p.n_q_heads, a.n_splits, D, stream);
 }

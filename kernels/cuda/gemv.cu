@@ -203,7 +203,6 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const GemvParams p) {
     extern __shared__ float xs[];  // pad_idx(cols)
     __shared__ float red[kWarps];
     __shared__ float s_scale;
-    griddep_enter();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int64_t K = p.w.cols;
     // Stage x * norm in one pass with every load in flight at once (latency, not bandwidth,
@@ -259,11 +258,11 @@ void launch_gemv(const GemvParams& p, cudaStream_t stream) {
     if (p.w2.q) {
         if (smem > 48 * 1024)
             TANDEM_CHECK_CUDA(cudaFuncSetAttribute(gemv_kernel<TY, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        launch_kernel(gemv_kernel<TY, true>, dim3(grid), dim3(kThreads), smem, stream, p);
+        gemv_kernel<TY, true><<<grid, kThreads, smem, stream>>>(p);
     } else {
         if (smem > 48 * 1024)
             TANDEM_CHECK_CUDA(cudaFuncSetAttribute(gemv_kernel<TY, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        launch_kernel(gemv_kernel<TY, false>, dim3(grid), dim3(kThreads), smem, stream, p);
+        gemv_kernel<TY, false><<<grid, kThreads, smem, stream>>>(p);
     }
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
@@ -310,14 +309,12 @@ __device__ float dequant_at(const GpuMatrix& w, int64_t r, int64_t c) {
 }
 
 __global__ void dequant_rows_kernel(const GpuMatrix w, int64_t row0, int64_t n_rows, float* out) {
-    griddep_enter();
     const int64_t n = n_rows * w.cols;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         out[i] = dequant_at(w, row0 + i / w.cols, i % w.cols);
 }
 
 __global__ void gather_rows_kernel(const GpuMatrix w, const int32_t* ids, int64_t n_rows, float* out) {
-    griddep_enter();
     const int64_t n = n_rows * w.cols;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         out[i] = dequant_at(w, ids[i / w.cols], i % w.cols);
@@ -412,13 +409,13 @@ void gemv_cuda(const GemvParams& p, cudaStream_t stream) {
 
 void dequant_rows_cuda(const GpuMatrix& w, int64_t row0, int64_t n_rows, float* out, cudaStream_t stream) {
     if (!gpu_matrix_native(w.type)) throw CudaError("dequant_rows: type is not native on the GPU");
-    launch_kernel(dequant_rows_kernel, dim3(grid_for(n_rows * w.cols)), dim3(256), 0, stream, w, row0, n_rows, out);
+    dequant_rows_kernel<<<grid_for(n_rows * w.cols), 256, 0, stream>>>(w, row0, n_rows, out);
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 
 void gather_rows_cuda(const GpuMatrix& w, const int32_t* ids, int64_t n, float* out, cudaStream_t stream) {
     if (!gpu_matrix_native(w.type)) throw CudaError("gather_rows: type is not native on the GPU");
-    launch_kernel(gather_rows_kernel, dim3(grid_for(n * w.cols)), dim3(256), 0, stream, w, ids, n, out);
+    gather_rows_kernel<<<grid_for(n * w.cols), 256, 0, stream>>>(w, ids, n, out);
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 

@@ -36,7 +36,6 @@ __device__ float block_reduce(float v, float* red) {
 
 __global__ void rmsnorm_kernel(const float* x, const float* w, float* y, int64_t d, float eps) {
     __shared__ float red[32];
-    griddep_enter();
     const float* xr = x + blockIdx.x * d;
     float* yr = y + blockIdx.x * d;
     float ss = 0.0f;
@@ -47,13 +46,11 @@ __global__ void rmsnorm_kernel(const float* x, const float* w, float* y, int64_t
 }
 
 __global__ void add_bias_kernel(float* y, const float* b, int64_t n, int64_t d, int64_t stride) {
-    griddep_enter();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n * d; i += (int64_t)gridDim.x * blockDim.x)
         y[(i / d) * stride + i % d] += b[i % d];
 }
 
 __global__ void swiglu_kernel(float* g, const float* u, int64_t n) {
-    griddep_enter();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         const float v = g[i];
         g[i] = v / (1.0f + expf(-v)) * u[i];
@@ -64,7 +61,6 @@ __global__ void swiglu_kernel(float* g, const float* u, int64_t n) {
 // below runs once per thread (decode latency). Query heads are rotated in place; a KV head is
 // rotated, then its k and v rows are stored to the cache.
 __global__ void rope_store_kernel(const RopeStoreParams p) {
-    griddep_enter();
     const int t = blockIdx.x, h = blockIdx.y, pos = *p.pos0 + t;
     const int hd = p.head_dim, d = p.n_head * hd, kvd = p.n_head_kv * hd;
     float* row = p.qkv + (int64_t)t * (d + 2 * kvd);
@@ -88,7 +84,6 @@ __global__ void __launch_bounds__(kAttnThreads) attention_kernel(const Attention
     extern __shared__ float sm[];  // q[hd], scores[n_ctx]
     __shared__ float red[32];
     __shared__ float part[kAttnThreads];
-    griddep_enter();
     const int h = blockIdx.x, t = blockIdx.y, hd = p.head_dim;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nw = kAttnThreads / 32;
     const int kvh = h / (p.n_head / p.n_head_kv);
@@ -143,7 +138,6 @@ __global__ void __launch_bounds__(kAttnThreads) attention_kernel(const Attention
 __global__ void argmax_kernel(const float* x, int64_t n, int32_t* out) {
     __shared__ float rv[32];
     __shared__ int64_t ri[32];
-    griddep_enter();
     float bv = -INFINITY;
     int64_t bi = n;  // "none yet": loses every tie
     // Each thread sees its indices in increasing order, so strict > keeps the first maximum.
@@ -191,23 +185,23 @@ int grid_for(int64_t n) { return (int)std::max<int64_t>(1, std::min<int64_t>((n 
 
 void rmsnorm_rows_cuda(const float* x, const float* w, float* y, int64_t n, int64_t d, float eps, cudaStream_t stream) {
     if (n <= 0) return;
-    launch_kernel(rmsnorm_kernel, dim3((unsigned)n), dim3(256), 0, stream, x, w, y, d, eps);
+    rmsnorm_kernel<<<(unsigned)n, 256, 0, stream>>>(x, w, y, d, eps);
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 
 void add_bias_rows_cuda(float* y, const float* bias, int64_t n, int64_t d, int64_t stride, cudaStream_t stream) {
-    launch_kernel(add_bias_kernel, dim3(grid_for(n * d)), dim3(256), 0, stream, y, bias, n, d, stride);
+    add_bias_kernel<<<grid_for(n * d), 256, 0, stream>>>(y, bias, n, d, stride);
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 
 void swiglu_cuda(float* g, const float* u, int64_t count, cudaStream_t stream) {
-    launch_kernel(swiglu_kernel, dim3(grid_for(count)), dim3(256), 0, stream, g, u, count);
+    swiglu_kernel<<<grid_for(count), 256, 0, stream>>>(g, u, count);
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 
 void rope_store_cuda(const RopeStoreParams& p, cudaStream_t stream) {
     if (p.n_rot > p.head_dim || p.n_rot % 2 != 0) throw CudaError("rope_store: n_rot must be even and <= head_dim");
-    launch_kernel(rope_store_kernel, dim3((unsigned)p.n, (unsigned)(p.n_head + p.n_head_kv)), dim3(64), 0, stream, p);
+    rope_store_kernel<<<dim3((unsigned)p.n, (unsigned)(p.n_head + p.n_head_kv)), 64, 0, stream>>>(p);
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 
@@ -223,12 +217,12 @@ void attention_cuda(const AttentionParams& p, cudaStream_t stream) {
                             " bytes of shared memory; the device allows " + std::to_string(max_optin));
         TANDEM_CHECK_CUDA(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     }
-    launch_kernel(attention_kernel, dim3((unsigned)p.n_head, (unsigned)p.n), dim3(kAttnThreads), smem, stream, p);
+    attention_kernel<<<dim3((unsigned)p.n_head, (unsigned)p.n), kAttnThreads, smem, stream>>>(p);
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 
 void argmax_cuda(const float* x, int64_t n, int32_t* out, cudaStream_t stream) {
-    launch_kernel(argmax_kernel, dim3(1), dim3(1024), 0, stream, x, n, out);
+    argmax_kernel<<<1, 1024, 0, stream>>>(x, n, out);
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 

@@ -41,7 +41,6 @@ __device__ float quant_row(float x, bool mine, float* red, int8_t* q) {
 // Grid (n tokens, n_head + n_head_kv), kStoreThreads threads: one block per head of a token.
 __global__ void __launch_bounds__(kStoreThreads) turbo_rope_store_kernel(const TurboStoreParams p) {
     __shared__ float red[kStoreThreads / 32];
-    griddep_enter();
     const int t = blockIdx.x, h = blockIdx.y, pos = *p.pos0 + p.offset + t;
     const int hd = p.head_dim, d = p.n_head * hd, kvd = p.n_head_kv * hd;
     float* row = p.qkv + (int64_t)t * (d + 2 * kvd);
@@ -84,7 +83,6 @@ __device__ void quant_group(const int8_t* x, int n, int stride, int bits, uint8_
 
 // One block per KV head. Shared: k8 (T, D), v8 (D, T), codes likewise.
 __global__ void __launch_bounds__(256) turbo_compress_kernel(const TurboCompressParams p) {
-    griddep_enter();
     const TurboCacheLayout& L = p.layout;
     const int T = L.block_tokens, D = L.head_dim, G = L.v_group, ng = D / G;
     const int end = *p.pos0 + p.end_offset;
@@ -135,7 +133,6 @@ __global__ void __launch_bounds__(256) turbo_compress_kernel(const TurboCompress
 
 // Grid (n): block i writes copy i.
 __global__ void turbo_fanout_kernel(const TurboFanoutParams p) {
-    griddep_enter();
     const int i = blockIdx.x;
     const size_t words = (size_t)p.n_kv_heads * p.block_tokens * p.head_dim / 16, nsc = (size_t)p.n_kv_heads * p.block_tokens;
     const uint4* sk = (const uint4*)p.src.k;
@@ -156,7 +153,7 @@ void turbo_rope_store_cuda(const TurboStoreParams& p, cudaStream_t stream) {
     if (p.n < 1 || p.n > p.block_tokens) throw CudaError("turbo_rope_store: n must be in [1, block_tokens]");
     if (!p.qkv || !p.q_out || !p.pos0 || !p.inv_freq || !p.recent.k || !p.recent.v || !p.recent.ks || !p.recent.vs)
         throw CudaError("turbo_rope_store: a pointer is null");
-    launch_kernel(turbo_rope_store_kernel, dim3((unsigned)p.n, (unsigned)(p.n_head + p.n_head_kv)), dim3(kStoreThreads), 0, stream, p);
+    turbo_rope_store_kernel<<<dim3((unsigned)p.n, (unsigned)(p.n_head + p.n_head_kv)), kStoreThreads, 0, stream>>>(p);
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 
@@ -166,14 +163,14 @@ void turbo_compress_cuda(const TurboCompressParams& p, cudaStream_t stream) {
         throw CudaError("turbo_compress: block_tokens must be <= 64 and head_dim <= 128");
     if (!p.pos0 || !p.blocks || !p.recent.k || !p.recent.v || !p.recent.ks || !p.recent.vs)
         throw CudaError("turbo_compress: a pointer is null");
-    launch_kernel(turbo_compress_kernel, dim3((unsigned)L.n_kv_heads), dim3(256), 0, stream, p);
+    turbo_compress_kernel<<<(unsigned)L.n_kv_heads, 256, 0, stream>>>(p);
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 
 void turbo_fanout_cuda(const TurboFanoutParams& p, cudaStream_t stream) {
     if (p.n < 1 || (p.n_kv_heads * p.block_tokens * p.head_dim) % 16 != 0)
         throw CudaError("turbo_fanout: n must be >= 1 and the buffer a multiple of 16 bytes");
-    launch_kernel(turbo_fanout_kernel, dim3((unsigned)p.n), dim3(256), 0, stream, p);
+    turbo_fanout_kernel<<<(unsigned)p.n, 256, 0, stream>>>(p);
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 
