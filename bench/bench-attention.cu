@@ -4,7 +4,7 @@
 // per graph). Rooflines: bytes of KV read / measured device-to-device copy bandwidth.
 // Every decode shape also times the Turbo kernel at other split counts in the same run, as
 // A/B against the launcher's choice: t1 = one 64-token record per warp, t2 = two (the rule
-// before run 9); comb = the splits merged by the separate combine kernel (no counters).
+// before run 9).
 // Usage: bench-attention OUT.json [D BATCH KVLEN]   (bench/attention_sdpa.py adds PyTorch SDPA
 // and the table; with D BATCH KVLEN only that decode shape runs, no prefill: for a profiler)
 #include "fp16_decode.cuh"
@@ -163,22 +163,17 @@ int main(int argc, char** argv) {
                     tp.q = q; tp.out = out; tp.blocks = blocks; tp.recent_k = rk; tp.recent_v = rv;
                     tp.recent_ks = rks; tp.recent_vs = rvs; tp.seq_len = dl; tp.batch = B; tp.n_q_heads = Hq;
                     tp.max_len = L; tp.layout = lay; tp.poly_degree = c.poly_degree; tp.threshold = c.threshold;
-                    int* counters;  // the splits merged in the decode kernel (the default here, as in the engine)
-                    TANDEM_CHECK_CUDA(cudaMalloc(&counters, (size_t)B * Hkv * sizeof(int)));
-                    TANDEM_CHECK_CUDA(cudaMemsetAsync(counters, 0, (size_t)B * Hkv * sizeof(int), st));
-                    tp.counters = counters;
                     Fp16DecodeParams fp;
                     fp.q = q; fp.out = out; fp.k = (const uint16_t*)k16; fp.v = (const uint16_t*)v16; fp.seq_len = dl;
                     fp.batch = B; fp.n_q_heads = Hq; fp.n_kv_heads = Hkv; fp.head_dim = D; fp.max_len = L;
                     // A/B split counts of the Turbo kernel (same inputs, same run)
                     const int tiles = L / 64 + 1;
-                    struct Variant { const char* name; int splits; bool counters = true; };
-                    const Variant variants[] = {{"t1", tiles}, {"t2", (tiles + 1) / 2}, {"comb", 0, false}};
+                    struct Variant { const char* name; int splits; };
+                    const Variant variants[] = {{"t1", tiles}, {"t2", (tiles + 1) / 2}};
                     size_t ws_floats = std::max(turbo_decode_workspace_floats(tp), fp16_decode_workspace_floats(fp));
                     for (const Variant& v : variants) {
                         TurboDecodeParams vp = tp;
                         vp.n_splits = v.splits;
-                        vp.counters = v.counters ? tp.counters : nullptr;
                         ws_floats = std::max(ws_floats, turbo_decode_workspace_floats(vp));
                     }
                     TANDEM_CHECK_CUDA(cudaMalloc(&ws, ws_floats * 4));
@@ -191,7 +186,6 @@ int main(int argc, char** argv) {
                     for (const Variant& v : variants) {
                         TurboDecodeParams vp = tp;
                         vp.n_splits = v.splits;
-                        vp.counters = v.counters ? tp.counters : nullptr;
                         const float t = time_graph([&](cudaStream_t s) { turbo_decode_cuda(vp, s); }, st);
                         std::printf(" %s %.4f", v.name, t);
                         char buf[64];
@@ -217,7 +211,7 @@ int main(int argc, char** argv) {
                     first = false;
                     TANDEM_CHECK_CUDA(cudaStreamSynchronize(st));
                     for (void* ptr : {(void*)blocks, (void*)rk, (void*)rv, (void*)rks, (void*)rvs, (void*)q, (void*)out,
-                                      (void*)dl, (void*)k16, (void*)v16, (void*)ws, (void*)counters})
+                                      (void*)dl, (void*)k16, (void*)v16, (void*)ws})
                         TANDEM_CHECK_CUDA(cudaFree(ptr));
                 }
         // ---- prefill (causal, one chunk): ours INT8 Q.K^T + FP16 P.V, timed with its

@@ -146,51 +146,37 @@ TEST_CASE("cuda: turbo decode vs CPU twin and float64" * doctest::skip(kNoGpu)) 
         // the case's split count (0: the launcher's) and an odd one larger than most
         // sequences' tile count (empty splits)
         const int split_counts[] = {tc.splits, 37};
-        // a stream of its own (not the legacy default stream)
+        // a stream of its own: the combine then uses programmatic dependent launch (sm_90)
         cudaStream_t stream;
         CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-        // counters: the splits merged in the decode kernel (where >= 8 splits), called twice
-        // (the counters must be back at zero for the second call)
-        int* counters = nullptr;
-        CK(cudaMalloc(&counters, (size_t)B * tc.Hkv * sizeof(int)));
-        CK(cudaMemset(counters, 0, (size_t)B * tc.Hkv * sizeof(int)));
-        for (int splits : split_counts)
-            for (bool merge_in_kernel : {false, true}) {
-                p.n_splits = splits;
-                p.counters = merge_in_kernel ? counters : nullptr;
-                std::vector<float> ws(turbo_decode_workspace_floats(p), NAN);
-                p.workspace = upload(ws);
-                std::vector<float> first;
-                for (int call = 0; call < (merge_in_kernel ? 2 : 1); ++call) {
-                    std::fill(out.begin(), out.end(), NAN);
-                    p.out = upload(out);  // poison
-                    CK(cudaDeviceSynchronize());  // the uploads (legacy stream) are done
-                    turbo_decode_cuda(p, stream);
-                    CK(cudaStreamSynchronize(stream));
-                    CK(cudaMemcpy(out.data(), p.out, out.size() * 4, cudaMemcpyDeviceToHost));
-                    CK(cudaFree(p.out));
-                    CHECK(all_finite(out));
-                    if (call == 0) first = out;
-                    else CHECK(out == first);  // a counter left non-zero would merge early or never
-                }
-                double worst_twin = 0, worst_f64 = 0;
-                for (int b = 0; b < B; ++b) {
-                    std::vector<float> o(out.begin() + (size_t)b * Hq * D, out.begin() + (size_t)(b + 1) * Hq * D);
-                    worst_twin = std::max(worst_twin, rel(o, twin[b]));
-                    worst_f64 = std::max(worst_f64, rel(o, f64[b]));
-                }
-                std::printf("turbo decode D=%d Hkv=%d G=%d frac=%.2f peak=%d v_group=%d splits=%d counters=%d: rel err "
-                            "vs CPU twin %.2e, vs float64 on the cache %.2e\n",
-                            D, tc.Hkv, tc.G, tc.frac, tc.peak, tc.v_group, splits, (int)merge_in_kernel, worst_twin,
-                            worst_f64);
-                // The twin thresholds against the global max, the kernel against its running max
-                // (keeping a few more terms); both use the same SAS polynomial. FP16 tensor-core
-                // operands (q x key scale, p x value scale, each rounded twice) add ~2e-3.
-                CHECK(worst_twin < 1e-2);
-                CHECK(worst_f64 < 1e-2);
-                CK(cudaFree(p.workspace));
+        for (int splits : split_counts) {
+            p.n_splits = splits;
+            std::fill(out.begin(), out.end(), NAN);
+            p.out = upload(out);  // poison
+            std::vector<float> ws(turbo_decode_workspace_floats(p), NAN);
+            p.workspace = upload(ws);
+            CK(cudaDeviceSynchronize());  // the uploads (legacy stream) are done
+            turbo_decode_cuda(p, stream);
+            CK(cudaStreamSynchronize(stream));
+            CK(cudaMemcpy(out.data(), p.out, out.size() * 4, cudaMemcpyDeviceToHost));
+            CHECK(all_finite(out));
+            double worst_twin = 0, worst_f64 = 0;
+            for (int b = 0; b < B; ++b) {
+                std::vector<float> o(out.begin() + (size_t)b * Hq * D, out.begin() + (size_t)(b + 1) * Hq * D);
+                worst_twin = std::max(worst_twin, rel(o, twin[b]));
+                worst_f64 = std::max(worst_f64, rel(o, f64[b]));
             }
-        CK(cudaFree(counters));
+            std::printf("turbo decode D=%d Hkv=%d G=%d frac=%.2f peak=%d v_group=%d splits=%d: rel err "
+                        "vs CPU twin %.2e, vs float64 on the cache %.2e\n",
+                        D, tc.Hkv, tc.G, tc.frac, tc.peak, tc.v_group, splits, worst_twin, worst_f64);
+            // The twin thresholds against the global max, the kernel against its running max
+            // (keeping a few more terms); both use the same SAS polynomial. FP16 tensor-core
+            // operands (q x key scale, p x value scale, each rounded twice) add ~2e-3.
+            CHECK(worst_twin < 1e-2);
+            CHECK(worst_f64 < 1e-2);
+            CK(cudaFree(p.out));
+            CK(cudaFree(p.workspace));
+        }
         CK(cudaStreamDestroy(stream));
         for (void* ptr : {(void*)p.q, (void*)p.blocks, (void*)p.recent_k, (void*)p.recent_v,
                           (void*)p.recent_ks, (void*)p.recent_vs, (void*)p.seq_len})

@@ -6,7 +6,9 @@
 // the whole GQA group) and writes its (m, l, o) to the workspace, merged by
 // decode_combine_kernel. A CTA holds kWarps such warps, which need not share a (sequence,
 // head): the grid is flat over (KV head, sequence, split), so any split count fills the GPU.
-// No block barrier at all.
+// No block barrier at all. The combine is launched with programmatic dependent launch on
+// sm_90: its launch overlaps this kernel's tail, and it waits (griddepcontrol.wait) for our
+// results.
 //
 // Query heads sit on the M rows of mma.m16n8k16 (rows G..15 compute on zeros): S^T = q' .
 // codes^T, and the score accumulator is the A fragment of P.V (FlashAttention-2's register
@@ -174,71 +176,15 @@ __device__ __forceinline__ void recent_tile(const int8_t* rk, const int8_t* rv, 
 namespace tandem {
 namespace {
 
-// MERGE (n_splits % kWarps == 0, a CTA's warps are consecutive splits of one pair): the
-// splits are merged here, not by decode_combine_kernel. The CTA merges its warps' partials in
-// shared memory; with one CTA per pair that is the output, otherwise each CTA writes one
-// partial, and the last CTA of the pair to arrive (a.counters) merges them and resets the
-// counter. Saves the combine's launch and its three dependent passes (batch 1: run 13).
-template <int D>
-__device__ __forceinline__ void merge_splits(const DecodeArgs& a, lean::Smem<D>* warps, int pair, int b, int h, int G,
-                                             int split) {
-    const int cpp = a.n_splits / kWarps, c = split / kWarps, row = G * (D + 2);
-    float* const outp = a.out + ((size_t)b * a.n_q_heads + h * G) * D;
-    float* const parts = a.ws + (size_t)pair * cpp * row;  // cpp partials: G x (o[D], m, l)
-    for (int e = threadIdx.x; e < G * D; e += kWarps * 32) {
-        const int g = e / D, d = e % D;
-        float M = -INFINITY, Ls = 0.0f, O = 0.0f;
-#pragma unroll
-        for (int x = 0; x < kWarps; ++x) M = fmaxf(M, warps[x].tks[g]);
-#pragma unroll
-        for (int x = 0; x < kWarps; ++x) {
-            const float m = warps[x].tks[g];
-            if (m == -INFINITY) continue;  // an empty split
-            const float sc = exp2f(m - M);
-            Ls += sc * warps[x].tvs[g];
-            O += sc * warps[x].q[g][d];
-        }
-        if (cpp == 1) {
-            outp[g * D + d] = O / Ls;
-        } else {
-            float* pr = parts + (size_t)c * row + g * (D + 2);
-            pr[d] = O;
-            if (d == 0) pr[D] = M, pr[D + 1] = Ls;
-        }
-    }
-    if (cpp == 1) return;
-    __shared__ int last;
-    __threadfence();  // this CTA's partial is visible before its arrival is counted
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(&a.counters[pair], 1) == cpp - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    for (int e = threadIdx.x; e < G * D; e += kWarps * 32) {
-        const int g = e / D, d = e % D;
-        const float* pr = parts + g * (D + 2);
-        float M = -INFINITY, Ls = 0.0f, O = 0.0f;
-        for (int x = 0; x < cpp; ++x) M = fmaxf(M, __ldcg(pr + (size_t)x * row + D));
-        for (int x = 0; x < cpp; ++x) {
-            const float m = __ldcg(pr + (size_t)x * row + D);
-            if (m == -INFINITY) continue;
-            const float sc = exp2f(m - M);
-            Ls += sc * __ldcg(pr + (size_t)x * row + D + 1);
-            O += sc * __ldcg(pr + (size_t)x * row + d);
-        }
-        outp[g * D + d] = O / Ls;
-    }
-    if (threadIdx.x == 0) a.counters[pair] = 0;  // ready for the next call
-}
-
 // Grid: ceil(n_kv_heads * batch * n_splits / kWarps) CTAs of kWarps warps; warp wi is split
 // wi % n_splits of pair wi / n_splits, pairs dealt head-major in a.head_order (4-bit heads
 // first, so an SM's warps mostly run the same tile code). Dynamic shared memory:
 // lean::Smem<D>[kWarps]. NG = D / v_group value groups. MINB: CTAs per SM the register
-// budget is sized for (3: 168 registers, 12 warps; 4: 128, 16 warps). MERGE: merge_splits.
-template <int D, int NG, int MINB, bool MERGE>
+// budget is sized for (3: 168 registers, 12 warps; 4: 128, 16 warps).
+template <int D, int NG, int MINB>
 __global__ void __launch_bounds__(kWarps * 32, MINB) turbo_decode_kernel(const DecodeArgs a) {
     extern __shared__ __align__(16) uint8_t smem[];
+    griddep_launch_dependents();  // the combine may be scheduled now; it waits for our results
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
     const int wi = blockIdx.x * kWarps + warp;
     const int pair = wi / a.n_splits, split = wi % a.n_splits;
@@ -274,11 +220,9 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) turbo_decode_kernel(const D
     float acc[D / 8][2];
 #pragma unroll
     for (int nb = 0; nb < D / 8; ++nb) acc[nb][0] = acc[nb][1] = 0.0f;
-    // a short range (batch 1: 2 records a warp): its keys go to L2 at once, so its later
-    // records do not wait for a DRAM round trip each (values only once a record's scores
-    // say they are needed); a long range would only evict other warps' lines
-    if (jc1 - j0 <= 4)
-        for (int j = j0; j < jc1; ++j) prefetch_l2(recs + (size_t)j * rb, L.meta_bytes + kTile * D * bits / 8);
+    // a short range (batch 1: 2 records a warp) goes to L2 at once, so its later records do
+    // not wait for a DRAM round trip each; a long one would only evict other warps' lines
+    if (jc1 - j0 <= 4) prefetch_l2(recs + (size_t)j0 * rb, (jc1 - j0) * rb);
     if (j0 < jc1) {
         const uint32_t code_bytes = kTile * D * bits / 8;
         if (bits == 4) {
@@ -302,17 +246,6 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) turbo_decode_kernel(const D
         recent_tile<D>(a.rk + rrow * D, a.rv + rrow * D, a.rks + rrow, a.rvs + rrow, n_rec, w, st.hs, a, G, acc);
     float l_out = st.hs.l + __shfl_xor_sync(0xffffffffu, st.hs.l, 1);
     l_out += __shfl_xor_sync(0xffffffffu, l_out, 2);
-    if constexpr (MERGE) {  // the warp's partial into its scratch: o in q, m and l in tks, tvs
-        __syncwarp();       // (recent_tile is done with them)
-        if (gid < G) {
-#pragma unroll
-            for (int nb = 0; nb < D / 8; ++nb) *(float2*)&w.q[gid][nb * 8 + tig * 2] = make_float2(acc[nb][0], acc[nb][1]);
-            if (tig == 0) w.tks[gid] = st.hs.m, w.tvs[gid] = l_out;
-        }
-        __syncthreads();
-        merge_splits<D>(a, (lean::Smem<D>*)smem, pair, b, h, G, split);
-        return;
-    }
     if (gid < G) {
         float* o = a.ws + (((size_t)b * a.n_q_heads + h * G + gid) * a.n_splits + split) * (D + 2);
 #pragma unroll
@@ -329,14 +262,13 @@ using DecodeKernel = void (*)(DecodeArgs);
 // Register budget (run 8, bench/results/attention-h100.md): 12 warps per SM at D = 128 (16
 // spill 800 bytes there), 16 at D = 64.
 template <int D, int NG>
-DecodeKernel decode_kernel(bool merge) {
-    return merge ? turbo_decode_kernel<D, NG, D == 128 ? 3 : 4, true> : turbo_decode_kernel<D, NG, D == 128 ? 3 : 4, false>;
+DecodeKernel decode_kernel() {
+    return turbo_decode_kernel<D, NG, D == 128 ? 3 : 4>;
 }
 
 struct Plan {
     DecodeKernel fn;
     int splits;
-    bool merge;  // splits merged in the kernel (merge_splits), no combine launch
     size_t smem;
 };
 
@@ -375,36 +307,21 @@ Plan make_plan(const TurboDecodeParams& p) {
     TANDEM_CHECK_CUDA(cudaGetDevice(&dev));
     TANDEM_CHECK_CUDA(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
     Plan pl;
-    auto kernel = [&](bool merge) {
-        if (D == 128) return ng == 1 ? decode_kernel<128, 1>(merge) : ng == 2 ? decode_kernel<128, 2>(merge) : decode_kernel<128, 4>(merge);
-        return ng == 1 ? decode_kernel<64, 1>(merge) : decode_kernel<64, 2>(merge);
-    };
-    pl.fn = kernel(false);
+    if (D == 128) pl.fn = ng == 1 ? decode_kernel<128, 1>() : ng == 2 ? decode_kernel<128, 2>() : decode_kernel<128, 4>();
+    else pl.fn = ng == 1 ? decode_kernel<64, 1>() : decode_kernel<64, 2>();
     pl.smem = kWarps * (D == 128 ? sizeof(lean::Smem<128>) : sizeof(lean::Smem<64>));
-    const int per_sm = resident_ctas(pl.fn, pl.smem, dev);  // the same for both (same bounds and smem)
+    const int per_sm = resident_ctas(pl.fn, pl.smem, dev);
     // Splits per (sequence, KV head): as many as one wave of resident warps allows (batch 1:
     // one record a warp where they fit), the records dealt evenly: k = ceil(tiles / wave)
     // records a warp, ceil(tiles / k) splits. Past 128 records at least 2 a warp: at batch 1
     // x 16k one a warp was 1.2x slower (the combine of 257 splits; run 11), at <= 4k 1.2-1.3x
     // faster than two.
     const int pairs = p.batch * L.n_kv_heads, tiles = p.max_len / kTile + 1;
-    const int wave = std::max(1, n_sm * std::max(per_sm, 1) * kWarps / pairs);
     pl.splits = p.n_splits;
     if (pl.splits <= 0) {
+        const int wave = std::max(1, n_sm * std::max(per_sm, 1) * kWarps / pairs);
         const int k = std::max((tiles + wave - 1) / wave, tiles > 128 ? 2 : 1);
         pl.splits = (tiles + k - 1) / k;
-    }
-    // Merged in the kernel where the caller gave counters and there are >= 8 splits (with
-    // fewer, the combine is short anyway and the rounding below would cost warps): splits
-    // rounded to a multiple of 4 (up, or down where up would leave one wave).
-    pl.merge = false;
-    if (p.counters && pl.splits >= 8) {
-        int s4 = (pl.splits + kWarps - 1) / kWarps * kWarps;
-        if (p.n_splits <= 0 && s4 > wave) s4 = pl.splits / kWarps * kWarps;
-        pl.splits = s4;
-        pl.merge = true;
-        pl.fn = kernel(true);
-        resident_ctas(pl.fn, pl.smem, dev);  // sets its shared memory limit
     }
     return pl;
 }
@@ -439,7 +356,7 @@ void check(const TurboDecodeParams& p) {
 size_t turbo_decode_workspace_floats(const TurboDecodeParams& p) {
     check_config(p);
     const Plan pl = make_plan(p);
-    return (size_t)p.batch * p.n_q_heads * (pl.merge ? pl.splits / kWarps : pl.splits) * (p.layout.head_dim + 2);
+    return (size_t)p.batch * p.n_q_heads * pl.splits * (p.layout.head_dim + 2);
 }
 
 void turbo_decode_cuda(const TurboDecodeParams& p, cudaStream_t stream) {
@@ -448,8 +365,6 @@ void turbo_decode_cuda(const TurboDecodeParams& p, cudaStream_t stream) {
     DecodeArgs a;
     a.q = p.q;
     a.ws = p.workspace;
-    a.out = p.out;
-    a.counters = p.counters;
     a.seq_len = p.seq_len;
     a.blocks = p.blocks;
     a.rk = p.recent_k;
@@ -474,9 +389,11 @@ void turbo_decode_cuda(const TurboDecodeParams& p, cudaStream_t stream) {
         for (int h = 0; h < a.n_kv_heads; ++h)
             if (p.layout.bits[h] == bits) a.head_order[n_order++] = (uint8_t)h;
     const long long warps = (long long)p.batch * a.n_kv_heads * pl.splits;
+    // a plain launch: programmatic dependent launch of this kernel too measured 0-15% slower at
+    // batch 1-8 and 1-3% faster at batch 32 (run 10, bench/results/attention-h100.md)
     pl.fn<<<(unsigned)((warps + kWarps - 1) / kWarps), kWarps * 32, pl.smem, stream>>>(a);
     TANDEM_CHECK_CUDA(cudaGetLastError());
-    if (!pl.merge) launch_decode_combine(a.ws, p.out, p.batch, p.n_q_heads, a.n_splits, p.layout.head_dim, stream);
+    launch_decode_combine(a.ws, p.out, p.batch, p.n_q_heads, a.n_splits, p.layout.head_dim, stream);
 }
 
 }  // namespace tandem

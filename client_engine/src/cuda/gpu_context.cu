@@ -146,8 +146,7 @@ Sizes sizes(const Model& m, const ContextParams& p) {
             s.kv_bytes += r256(s.layouts.back().seq_bytes) + s.recent_bytes;
         }
         s.ws_floats = turbo_ws_floats(s.layouts[0], (int)c.n_head, (int)s.n_ctx);
-        s.kv_bytes += kTurboFan * s.recent_bytes + r256(kTurboFan * 4) + r256(s.ws_floats * 4) +
-                      r256((uint64_t)kTurboFan * c.n_head_kv * 4);
+        s.kv_bytes += kTurboFan * s.recent_bytes + r256(kTurboFan * 4) + r256(s.ws_floats * 4);
     }
     const int64_t acts = s.turbo ? 4 : 3;  // x, xn, attn (+ Turbo's packed queries)
     const int64_t floats = s.n_batch * (acts * s.d + s.qkv + 2 * s.ff + s.nv) + s.deq + 2 * s.d;
@@ -266,7 +265,6 @@ struct GpuContext::Impl {
     TurboRecentDev fan;             // (kTurboFan, ...) copies of one layer's recent buffer
     int* fan_len = nullptr;         // (kTurboFan)
     float* turbo_ws = nullptr;      // (sz.ws_floats)
-    int* turbo_cnt = nullptr;       // (kTurboFan, n_head_kv) split-merge counters, zeroed with the cache
     float* qc = nullptr;            // (n_batch, n_embd) rotated queries, packed
 };
 
@@ -300,7 +298,6 @@ void GpuContext::Impl::turbo_attention(const Model& m, const LayerDev& L, int64_
         dp.q = qc + o * d, dp.out = attn + o * d, dp.blocks = L.blocks;
         dp.n_q_heads = (int)c.n_head, dp.max_len = (int)sz.n_ctx, dp.layout = lay;
         dp.poly_degree = sz.tcfg.poly_degree, dp.threshold = sz.tcfg.threshold, dp.workspace = turbo_ws;
-        dp.counters = turbo_cnt;
         if (n == 1) {
             dp.recent_k = L.recent.k, dp.recent_v = L.recent.v, dp.recent_ks = L.recent.ks, dp.recent_vs = L.recent.vs;
             dp.seq_len = d_io + 1, dp.batch = 1;
@@ -610,8 +607,6 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
         b += r256(kTurboFan * 4);
         I.turbo_ws = (float*)b;
         b += r256(I.sz.ws_floats * 4);
-        I.turbo_cnt = (int*)b;
-        b += r256((size_t)kTurboFan * H * 4);
         if ((uint64_t)(b - I.kv) > I.sz.kv_bytes) throw GpuError("internal: the Turbo cache outgrew its allocation");
     } else {
         const uint64_t per = (uint64_t)n_ctx_ * (uint64_t)I.sz.kvd;  // halves per layer, K or V

@@ -168,10 +168,6 @@ struct TurboDecodeParams {
     float threshold = -16.0f;
     float* workspace = nullptr;         // turbo_decode_workspace_floats(...) floats
     int n_splits = 0;                   // warp-splits per (sequence, KV head); 0: chosen by the launcher
-    int* counters = nullptr;            // optional, batch x n_kv_heads ints, zero before the first call
-                                        // (calls leave them at zero): lets the kernel merge the splits
-                                        // itself (no second launch) where that pays; not shared by
-                                        // concurrent calls
 };
 // Prefill (causal self-attention over one chunk starting at position 0): Q and K quantized
 // to blockwise INT8 (64 tokens x D per scale), S = Q K^T on INT8 tensor cores (INT32
