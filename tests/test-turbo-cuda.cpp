@@ -146,7 +146,7 @@ TEST_CASE("cuda: turbo decode vs CPU twin and float64" * doctest::skip(kNoGpu)) 
         // the case's split count (0: the launcher's) and an odd one larger than most
         // sequences' tile count (empty splits)
         const int split_counts[] = {tc.splits, 37};
-        // a stream of its own: the combine then uses programmatic dependent launch (sm_90)
+        // a stream of its own (not the legacy default stream)
         cudaStream_t stream;
         CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
         for (int splits : split_counts) {

@@ -220,19 +220,6 @@ __global__ void __launch_bounds__(kDecodeThreads) fp16_split_kernel(const Decode
     }
 }
 
-// ---- programmatic dependent launch (sm_90): the combine starts while the split kernel
-// drains and waits for its results in griddep_wait(); both are no-ops before sm_90.
-__device__ __forceinline__ void griddep_launch_dependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void griddep_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-
 // Combine: grid (n_q_heads, batch), D * NG threads (NG = blockDim.x / D groups of D).
 // ws: (batch, Hq, n_splits, D + 2): o..., m, l of each split (m = -inf: an empty split).
 // Pass 1: M = max m, L = sum 2^(m - M) l over the splits (all threads, block reductions).
@@ -244,7 +231,6 @@ __global__ void __launch_bounds__(1024) decode_combine_kernel(const float* __res
                                                               int n_q_heads, int n_splits) {
     __shared__ float red[32];
     __shared__ float part[1024];
-    griddep_wait();
     const int hq = blockIdx.x, b = blockIdx.y, tid = threadIdx.x, nt = blockDim.x;
     const int warp = tid / 32, lane = tid % 32, n_warps = nt / 32;
     const float* base = ws + ((size_t)b * n_q_heads + hq) * n_splits * (D + 2);
@@ -281,39 +267,17 @@ __global__ void __launch_bounds__(1024) decode_combine_kernel(const float* __res
     }
 }
 
-// Launches kernel<<<grid, block, smem, stream>>>(args...) with programmatic dependent launch
-// where the device has it (sm_90+) and the stream is not the legacy default stream: the
-// launch then overlaps the previous kernel's tail, and the kernel must griddep_wait() before
-// it reads what that kernel wrote.
-template <class... Args>
-void launch_maybe_pdl(void (*kernel)(Args...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args... args) {
-    static const int cc_major = [] {
-        int dev = 0, v = 0;
-        TANDEM_CHECK_CUDA(cudaGetDevice(&dev));
-        TANDEM_CHECK_CUDA(cudaDeviceGetAttribute(&v, cudaDevAttrComputeCapabilityMajor, dev));
-        return v;
-    }();
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid;
-    cfg.blockDim = block;
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = cc_major >= 9 && stream != nullptr ? 1 : 0;
-    TANDEM_CHECK_CUDA(cudaLaunchKernelEx(&cfg, kernel, args...));
-}
-
-// Launches the combine (programmatic dependent launch, see launch_maybe_pdl). Threads: D per
-// group of splits, enough groups that each thread sums at most ~16 splits (at most 1024).
+// Launches the combine. Threads: D per group of splits, enough groups that each thread sums
+// at most ~16 splits (at most 1024). A plain launch: programmatic dependent launch of the
+// attention and engine kernels measured up to 14% slower at batch 1 x 16k and 1-3% slower end
+// to end (run 12, bench/results/attention-h100.md).
 inline void launch_decode_combine(const float* ws, float* out, int batch, int n_q_heads, int n_splits, int D,
                                   cudaStream_t stream) {
     int ng = 1;
     while (ng * 16 < n_splits && ng * 2 * D <= 1024) ng *= 2;
-    if (D == 128) launch_maybe_pdl(decode_combine_kernel<128>, dim3(n_q_heads, batch), dim3(D * ng), 0, stream, ws, out, n_q_heads, n_splits);
-    else launch_maybe_pdl(decode_combine_kernel<64>, dim3(n_q_heads, batch), dim3(D * ng), 0, stream, ws, out, n_q_heads, n_splits);
+    if (D == 128) decode_combine_kernel<128><<<dim3(n_q_heads, batch), D * ng, 0, stream>>>(ws, out, n_q_heads, n_splits);
+    else decode_combine_kernel<64><<<dim3(n_q_heads, batch), D * ng, 0, stream>>>(ws, out, n_q_heads, n_splits);
+    TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 
 // Splits per (sequence, KV head): enough CTAs to fill the GPU a few times over.

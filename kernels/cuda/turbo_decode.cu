@@ -6,9 +6,7 @@
 // the whole GQA group) and writes its (m, l, o) to the workspace, merged by
 // decode_combine_kernel. A CTA holds kWarps such warps, which need not share a (sequence,
 // head): the grid is flat over (KV head, sequence, split), so any split count fills the GPU.
-// No block barrier at all. The combine is launched with programmatic dependent launch on
-// sm_90: its launch overlaps this kernel's tail, and it waits (griddepcontrol.wait) for our
-// results.
+// No block barrier at all.
 //
 // Query heads sit on the M rows of mma.m16n8k16 (rows G..15 compute on zeros): S^T = q' .
 // codes^T, and the score accumulator is the A fragment of P.V (FlashAttention-2's register
@@ -184,7 +182,6 @@ namespace {
 template <int D, int NG, int MINB>
 __global__ void __launch_bounds__(kWarps * 32, MINB) turbo_decode_kernel(const DecodeArgs a) {
     extern __shared__ __align__(16) uint8_t smem[];
-    griddep_launch_dependents();  // the combine may be scheduled now; it waits for our results
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
     const int wi = blockIdx.x * kWarps + warp;
     const int pair = wi / a.n_splits, split = wi % a.n_splits;
@@ -389,8 +386,6 @@ void turbo_decode_cuda(const TurboDecodeParams& p, cudaStream_t stream) {
         for (int h = 0; h < a.n_kv_heads; ++h)
             if (p.layout.bits[h] == bits) a.head_order[n_order++] = (uint8_t)h;
     const long long warps = (long long)p.batch * a.n_kv_heads * pl.splits;
-    // a plain launch: programmatic dependent launch of this kernel too measured 0-15% slower at
-    // batch 1-8 and 1-3% faster at batch 32 (run 10, bench/results/attention-h100.md)
     pl.fn<<<(unsigned)((warps + kWarps - 1) / kWarps), kWarps * 32, pl.smem, stream>>>(a);
     TANDEM_CHECK_CUDA(cudaGetLastError());
     launch_decode_combine(a.ws, p.out, p.batch, p.n_q_heads, a.n_splits, p.layout.head_dim, stream);
