@@ -222,48 +222,43 @@ __global__ void __launch_bounds__(kDecodeThreads) fp16_split_kernel(const Decode
 
 // Combine: grid (n_q_heads, batch), D * NG threads (NG = blockDim.x / D groups of D).
 // ws: (batch, Hq, n_splits, D + 2): o..., m, l of each split (m = -inf: an empty split).
-// Pass 1: M = max m, L = sum 2^(m - M) l over the splits (all threads, block reductions).
-// Pass 2: thread (g, d) sums 2^(m_s - M) o_s[d] over splits s = g mod NG, loads unrolled so
-// many are in flight (at batch 1 there are ~130 splits and only Hq CTAs); groups are summed
-// through shared memory. out (batch, Hq, D) = o / L.
+// One pass: thread (g, d) merges splits s = g mod NG online (running max M, sum L, output O,
+// rescaled when M grows; loads unrolled so several splits are in flight, ~130 splits at batch
+// 1 and only Hq CTAs); then thread d merges the NG groups through shared memory.
+// out (batch, Hq, D) = O / L.
 template <int D>
 __global__ void __launch_bounds__(1024) decode_combine_kernel(const float* __restrict__ ws, float* __restrict__ out,
                                                               int n_q_heads, int n_splits) {
-    __shared__ float red[32];
+    __shared__ float gm[1024 / D], gl[1024 / D];
     __shared__ float part[1024];
-    const int hq = blockIdx.x, b = blockIdx.y, tid = threadIdx.x, nt = blockDim.x;
-    const int warp = tid / 32, lane = tid % 32, n_warps = nt / 32;
+    const int hq = blockIdx.x, b = blockIdx.y, tid = threadIdx.x;
+    const int ng = blockDim.x / D, g = tid / D, d = tid % D;
     const float* base = ws + ((size_t)b * n_q_heads + hq) * n_splits * (D + 2);
-    float m = -INFINITY;
-    for (int s = tid; s < n_splits; s += nt) m = fmaxf(m, base[s * (D + 2) + D]);
-    m = warp_max(m);
-    if (lane == 0) red[warp] = m;
-    __syncthreads();
-    float M = -INFINITY;
-    for (int i = 0; i < n_warps; ++i) M = fmaxf(M, red[i]);
-    __syncthreads();
-    float l = 0.0f;
-    for (int s = tid; s < n_splits; s += nt) {
-        const float ms = base[s * (D + 2) + D];
-        if (ms != -INFINITY) l += exp2f(ms - M) * base[s * (D + 2) + D + 1];
-    }
-    l = warp_sum(l);
-    if (lane == 0) red[warp] = l;
-    const int ng = nt / D, g = tid / D, d = tid % D;
-    float o = 0.0f;
-#pragma unroll 4
+    float M = -INFINITY, L = 0.0f, O = 0.0f;
+#pragma unroll 8
     for (int s = g; s < n_splits; s += ng) {
-        const float ms = base[s * (D + 2) + D], os = base[s * (D + 2) + d];
-        o += ms == -INFINITY ? 0.0f : exp2f(ms - M) * os;
+        const float* p = base + (size_t)s * (D + 2);
+        const float ms = p[D], ls = p[D + 1], os = p[d];
+        if (ms == -INFINITY) continue;
+        const float mn = fmaxf(M, ms), old = exp2f(M - mn), cur = exp2f(ms - mn);  // M = -inf: old = 0
+        L = L * old + ls * cur;
+        O = O * old + os * cur;
+        M = mn;
     }
-    part[tid] = o;
+    part[tid] = O;
+    if (d == 0) gm[g] = M, gl[g] = L;
     __syncthreads();
     if (tid < D) {
-        float L = 0.0f;
-        for (int i = 0; i < n_warps; ++i) L += red[i];
-        float sum = 0.0f;
-        for (int i = 0; i < ng; ++i) sum += part[i * D + tid];
-        out[((size_t)b * n_q_heads + hq) * D + tid] = sum / L;
+        float Mx = -INFINITY;
+        for (int i = 0; i < ng; ++i) Mx = fmaxf(Mx, gm[i]);
+        float Ls = 0.0f, sum = 0.0f;
+        for (int i = 0; i < ng; ++i) {
+            if (gm[i] == -INFINITY) continue;
+            const float c = exp2f(gm[i] - Mx);
+            Ls += gl[i] * c;
+            sum += part[i * D + tid] * c;
+        }
+        out[((size_t)b * n_q_heads + hq) * D + tid] = sum / Ls;
     }
 }
 

@@ -203,10 +203,18 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) turbo_decode_kernel(const D
         prefetch_l2((const uint8_t*)(a.rk + rrow * D), kTile * D);
         prefetch_l2((const uint8_t*)(a.rv + rrow * D), kTile * D);
     }
+    // a short range (batch 1: 1-2 records a warp): its keys go to L2 at once, before the query
+    // loads, so no record waits for a DRAM round trip of its own (values only once a record's
+    // scores say they are needed); a long range would only evict other warps' lines
+    if (jc1 - j0 <= 4)
+        for (int j = j0; j < jc1; ++j) prefetch_l2(recs + (size_t)j * rb, L.meta_bytes + kTile * D * bits / 8);
     const float qscale = kLog2eF * rsqrtf((float)D);
-    for (int i = lane; i < 8 * D; i += 32) {
-        const int g = i / D, d = i % D;
-        w.q[g][d] = g < G ? a.q[((size_t)b * a.n_q_heads + h * G + g) * D + d] * qscale : 0.0f;
+    const float4* qg = (const float4*)(a.q + ((size_t)b * a.n_q_heads + h * G) * D);
+    for (int i = lane; i < 8 * D / 4; i += 32) {  // 16-byte loads, all in flight at once
+        const int g = i / (D / 4), c4 = i % (D / 4);
+        float4 v = g < G ? qg[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        v.x *= qscale, v.y *= qscale, v.z *= qscale, v.w *= qscale;
+        *(float4*)&w.q[g][c4 * 4] = v;
     }
     __syncwarp();
     lean::State<NG> st;
@@ -217,9 +225,6 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) turbo_decode_kernel(const D
     float acc[D / 8][2];
 #pragma unroll
     for (int nb = 0; nb < D / 8; ++nb) acc[nb][0] = acc[nb][1] = 0.0f;
-    // a short range (batch 1: 2 records a warp) goes to L2 at once, so its later records do
-    // not wait for a DRAM round trip each; a long one would only evict other warps' lines
-    if (jc1 - j0 <= 4) prefetch_l2(recs + (size_t)j0 * rb, (jc1 - j0) * rb);
     if (j0 < jc1) {
         const uint32_t code_bytes = kTile * D * bits / 8;
         if (bits == 4) {
@@ -343,8 +348,8 @@ void check(const TurboDecodeParams& p) {
         !p.recent_vs || !p.seq_len || !p.workspace)
         throw TurboError("turbo_decode: a pointer is null");
     if ((reinterpret_cast<uintptr_t>(p.blocks) | reinterpret_cast<uintptr_t>(p.recent_k) |
-         reinterpret_cast<uintptr_t>(p.recent_v)) % 16 != 0)
-        throw TurboError("turbo_decode: blocks, recent_k and recent_v must be 16-byte aligned");
+         reinterpret_cast<uintptr_t>(p.recent_v) | reinterpret_cast<uintptr_t>(p.q)) % 16 != 0)
+        throw TurboError("turbo_decode: q, blocks, recent_k and recent_v must be 16-byte aligned");
     check_config(p);
 }
 
