@@ -4,7 +4,7 @@
 // per graph). Rooflines: bytes of KV read / measured device-to-device copy bandwidth.
 // Every decode shape also times the Turbo kernel at other split counts in the same run, as
 // A/B against the launcher's choice: t1 = one 64-token record per warp, t2 = two (the rule
-// before run 9); nopv = without the L2 prefetch of the values (prefetch_values off).
+// before run 9).
 // Usage: bench-attention OUT.json [D BATCH KVLEN]   (bench/attention_sdpa.py adds PyTorch SDPA
 // and the table; with D BATCH KVLEN only that decode shape runs, no prefill: for a profiler)
 #include "fp16_decode.cuh"
@@ -168,13 +168,12 @@ int main(int argc, char** argv) {
                     fp.batch = B; fp.n_q_heads = Hq; fp.n_kv_heads = Hkv; fp.head_dim = D; fp.max_len = L;
                     // A/B split counts of the Turbo kernel (same inputs, same run)
                     const int tiles = L / 64 + 1;
-                    struct Variant { const char* name; int splits; bool prefetch_values = true; };
-                    const Variant variants[] = {{"t1", tiles}, {"t2", (tiles + 1) / 2}, {"nopv", 0, false}};
+                    struct Variant { const char* name; int splits; };
+                    const Variant variants[] = {{"t1", tiles}, {"t2", (tiles + 1) / 2}};
                     size_t ws_floats = std::max(turbo_decode_workspace_floats(tp), fp16_decode_workspace_floats(fp));
                     for (const Variant& v : variants) {
                         TurboDecodeParams vp = tp;
                         vp.n_splits = v.splits;
-                        vp.prefetch_values = v.prefetch_values;
                         ws_floats = std::max(ws_floats, turbo_decode_workspace_floats(vp));
                     }
                     TANDEM_CHECK_CUDA(cudaMalloc(&ws, ws_floats * 4));
@@ -187,7 +186,6 @@ int main(int argc, char** argv) {
                     for (const Variant& v : variants) {
                         TurboDecodeParams vp = tp;
                         vp.n_splits = v.splits;
-                        vp.prefetch_values = v.prefetch_values;
                         const float t = time_graph([&](cudaStream_t s) { turbo_decode_cuda(vp, s); }, st);
                         std::printf(" %s %.4f", v.name, t);
                         char buf[64];

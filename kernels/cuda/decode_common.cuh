@@ -37,7 +37,6 @@ struct DecodeArgs {
     int batch = 0, n_q_heads = 0, n_kv_heads = 0, max_len = 0, n_splits = 1;
     float threshold = -60.0f;        // Turbo path: SAS parameters
     int degree = 3;
-    bool prefetch_values = true;     // Turbo path: TurboDecodeParams::prefetch_values
     float c1 = 0, c2 = 0, c3 = 0;    // SAS coefficients (exact halves)
     TurboCacheLayout layout;
     uint8_t head_order[kTurboMaxKvHeads] = {};  // Turbo lean kernel: KV heads, 4-bit ones first

@@ -203,14 +203,11 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) turbo_decode_kernel(const D
         prefetch_l2((const uint8_t*)(a.rk + rrow * D), kTile * D);
         prefetch_l2((const uint8_t*)(a.rv + rrow * D), kTile * D);
     }
-    // a short range (batch 1: 1-2 records a warp) goes to L2 at once, before the query loads,
-    // so no record waits for a DRAM round trip of its own: the keys, and with
-    // a.prefetch_values the values too (then a tile the threshold skips has had its values
-    // read into L2, though never into the SM); a long range would only evict other warps' lines
-    if (jc1 - j0 <= 4) {
-        const int bytes = L.meta_bytes + kTile * D * bits / 8 * (a.prefetch_values ? 2 : 1);
-        for (int j = j0; j < jc1; ++j) prefetch_l2(recs + (size_t)j * rb, bytes);
-    }
+    // a short range (batch 1: 1-2 records a warp): its keys go to L2 at once, before the query
+    // loads, so no record waits for a DRAM round trip of its own (values only once a record's
+    // scores say they are needed); a long range would only evict other warps' lines
+    if (jc1 - j0 <= 4)
+        for (int j = j0; j < jc1; ++j) prefetch_l2(recs + (size_t)j * rb, L.meta_bytes + kTile * D * bits / 8);
     const float qscale = kLog2eF * rsqrtf((float)D);
     const float4* qg = (const float4*)(a.q + ((size_t)b * a.n_q_heads + h * G) * D);
     for (int i = lane; i < 8 * D / 4; i += 32) {  // 16-byte loads, all in flight at once
@@ -382,7 +379,6 @@ void turbo_decode_cuda(const TurboDecodeParams& p, cudaStream_t stream) {
     a.max_len = p.max_len;
     a.n_splits = pl.splits;
     a.threshold = p.threshold;
-    a.prefetch_values = p.prefetch_values;
     a.degree = p.poly_degree;
     float c[4];
     turbo_sas_coeffs(p.poly_degree, c);

@@ -168,9 +168,6 @@ struct TurboDecodeParams {
     float threshold = -16.0f;
     float* workspace = nullptr;         // turbo_decode_workspace_floats(...) floats
     int n_splits = 0;                   // warp-splits per (sequence, KV head); 0: chosen by the launcher
-    bool prefetch_values = true;        // where a warp has <= 4 records (batch 1): bring their values to
-                                        // L2 with their keys (lower latency; the values of tiles the
-                                        // threshold skips are then read into L2, never into the SM)
 };
 // Prefill (causal self-attention over one chunk starting at position 0): Q and K quantized
 // to blockwise INT8 (64 tokens x D per scale), S = Q K^T on INT8 tensor cores (INT32
