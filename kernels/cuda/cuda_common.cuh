@@ -35,4 +35,20 @@ __device__ __forceinline__ float sas_exp2(float x, float threshold, int degree, 
     return __int_as_float(__float_as_int(__half2float(r)) - ((int)n << 23));
 }
 
+// sas_exp2 of two values at once: the same bits as two sas_exp2 calls (HFMA2 rounds each
+// half as HFMA does), in fewer instructions (one pack, Horner on the pair).
+__device__ __forceinline__ float2 sas_exp2_pair(float x0, float x1, float threshold, int degree, __half2 c1,
+                                                __half2 c2, __half2 c3) {
+    const float y0 = -x0, y1 = -x1;
+    const float n0 = floorf(y0), n1 = floorf(y1);
+    const __half2 f = __floats2half2_rn(y0 - n0, y1 - n1);
+    __half2 r = degree == 3 ? __hfma2(c3, f, c2) : c2;
+    r = __hfma2(r, f, c1);
+    r = __hfma2(r, f, __float2half2_rn(1.0f));
+    const float2 rf = __half22float2(r);
+    const float p0 = __int_as_float(__float_as_int(rf.x) - ((int)n0 << 23));
+    const float p1 = __int_as_float(__float_as_int(rf.y) - ((int)n1 << 23));
+    return make_float2(x0 >= threshold ? p0 : 0.0f, x1 >= threshold ? p1 : 0.0f);  // NaN: 0
+}
+
 }  // namespace tandem

@@ -11,9 +11,9 @@
 //    by one extra mma against the bases and subtracted once, not per element.
 //  - A lane reads only its own value words (8 bytes of a channel, not all 32), and the
 //    per-record scales become FP16 pairs by PRMT/LOP3 and one HSUB2/HMUL2, not I2F each.
-//  - The key zero-point term sum_c q_c zp_c is one more mma per k-step (q against the zero
-//    points as FP16); the value zero-point term is accumulated per lane across records
-//    (rescaled like the output) and added to the output once, at the end.
+//  - The zero-point terms are mma too: keys, sum_c q_c zp_c (q against the zero points as
+//    FP16); values, sum_t p_t zp_t per record, accumulated across records (rescaled like the
+//    output) and added to the output once, at the end.
 //  - Score n-block nb = 2kk + o holds, in a lane's column 2t + e, token 16t + lean_tok(kk,
 //    o, e): chosen so that a lane's probabilities are exactly the A fragment of P.V k-step kk
 //    (FlashAttention-2's register trick) and the value pair one LOP3 yields from the lane's
@@ -80,7 +80,7 @@ struct __align__(16) Smem {
 template <int NG>
 struct State {
     HeadState hs;     // running max and this lane's part of the denominator
-    float vb[NG];     // this lane's part of the value zero-point term per group
+    float vb[NG];     // the head's value zero-point term per group (the same on its 4 lanes)
     float q1152;      // 1152 x the sum of head gid's query halves (the zero-point pairs' base)
 };
 
@@ -176,18 +176,16 @@ __device__ __forceinline__ void tile(const uint8_t* rec, const uint8_t* kc, cons
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
     const float m_new = fmaxf(st.hs.m, mx);
-    const __half c1 = __float2half_rn(a.c1), c2 = __float2half_rn(a.c2), c3 = __float2half_rn(a.c3);
+    const __half2 c1 = __float2half2_rn(a.c1), c2 = __float2half2_rn(a.c2), c3 = __float2half2_rn(a.c3);
     float ls = 0.0f;
     bool any = false;
 #pragma unroll
-    for (int nb = 0; nb < 8; ++nb)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-            const float pe = sas_exp2(p[nb][e] - m_new, a.threshold, a.degree, c1, c2, c3);
-            any |= pe > 0.0f;
-            ls += pe;
-            p[nb][e] = pe;
-        }
+    for (int nb = 0; nb < 8; ++nb) {
+        const float2 pe = sas_exp2_pair(p[nb][0] - m_new, p[nb][1] - m_new, a.threshold, a.degree, c1, c2, c3);
+        any |= pe.x > 0.0f || pe.y > 0.0f;
+        ls += pe.x + pe.y;
+        p[nb][0] = pe.x, p[nb][1] = pe.y;
+    }
     // every p of every real head is 0: m did not move, no value bytes are read
     if (!__any_sync(0xffffffffu, any && gid < G)) return;
     const float alpha = st.hs.m == -INFINITY ? 0.0f : exp2f(st.hs.m - m_new);
@@ -208,6 +206,8 @@ __device__ __forceinline__ void tile(const uint8_t* rec, const uint8_t* kc, cons
     uint32_t vsw[4 * NG], vzw[4 * NG];
     load_words8<4 * NG>(rec + 8 + 2 * D + 16 * tig * NG, vsw);
     load_words8<4 * NG>(rec + 8 + 2 * D + kTile * NG + 16 * tig * NG, vzw);
+#pragma unroll
+    for (int i = 0; i < 4 * NG; ++i) vzw[i] ^= 0x80808080u;  // signed -> 128 + zp
     // p as FP16 pairs in the A fragment order: ph[kk][o] (the block scale goes with the
     // token scales below: p x block scale alone would be FP16 subnormal for small p)
     uint32_t ph[4][2];
@@ -220,26 +220,27 @@ __device__ __forceinline__ void tile(const uint8_t* rec, const uint8_t* kc, cons
     // ---- P.V per value group: A = P' = p x vscale x the token's group scale, B = base + code
 #pragma unroll
     for (int g = 0; g < NG; ++g) {
+        // pa = P'; zb: B of the zero-point mma, (1152 + zp) pairs in the even columns and
+        // ones in the odd ones, so that cz[0] = sum p (1152 + zp) and cz[1] = sum p per head
         uint32_t pa[4][2];
-        float zs = 0.0f;
+        float cv[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // P' . base: the bases' share of this group
+        float cz[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk)
+        for (int kk = 0; kk < 4; ++kk) {
+            uint32_t zb[2];
 #pragma unroll
             for (int o = 0; o < 2; ++o) {
                 const int b0 = tok<BITS>(kk, o, 0) * NG + g, b1 = tok<BITS>(kk, o, 1) * NG + g;
                 const __half2 sv = __hmul2(__hsub2(u2h(byte_pair(vsw, b0, b1)), __float2half2_rn(1024.0f)), vs2);
                 pa[kk][o] = h2u(__hmul2(sv, u2h(ph[kk][o])));
-                zs += p[2 * kk + o][0] * (float)(int8_t)(vzw[b0 / 4] >> (8 * (b0 % 4))) +
-                      p[2 * kk + o][1] * (float)(int8_t)(vzw[b1 / 4] >> (8 * (b1 % 4)));
+                zb[o] = gid & 1 ? 0x3C003C00u : byte_pair(vzw, b0, b1);
             }
-        float cv[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // P' . base: the bases' share of this group
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
             const uint32_t base0 = BITS == 4 ? pair_base<4>(kk) : pair_base<2>(2 * kk);
             const uint32_t base1 = BITS == 4 ? pair_base<4>(kk) : pair_base<2>(2 * kk + 1);
             mma16816(cv, pa[kk][0], 0u, pa[kk][1], 0u, base0, base1);
+            mma16816(cz, ph[kk][0], 0u, ph[kk][1], 0u, zb[0], zb[1]);
         }
-        st.vb[g] += vscale * zs;  // this lane's tokens; flush() sums the row's 4 lanes
+        st.vb[g] += vscale * (cz[0] - 1152.0f * cz[1]);  // the head's sum_t p_t zp_t x vscale
         constexpr int CB = D / 8 / NG;            // channel blocks of one group
 #pragma unroll
         for (int cbk = g * CB; cbk < (g + 1) * CB; ++cbk) {
@@ -265,14 +266,12 @@ __device__ __forceinline__ void tile(const uint8_t* rec, const uint8_t* kc, cons
     }
 }
 
-// Adds the value zero-point terms (summed over the row's 4 lanes) to the output, clears them.
+// Adds the value zero-point terms to the output and clears them.
 template <int D, int NG>
 __device__ __forceinline__ void flush(State<NG>& st, float (&acc)[D / 8][2]) {
 #pragma unroll
     for (int g = 0; g < NG; ++g) {
-        float v = st.vb[g];
-        v += __shfl_xor_sync(0xffffffffu, v, 1);
-        v += __shfl_xor_sync(0xffffffffu, v, 2);
+        const float v = st.vb[g];
 #pragma unroll
         for (int nb = g * (D / 8 / NG); nb < (g + 1) * (D / 8 / NG); ++nb) acc[nb][0] += v, acc[nb][1] += v;
         st.vb[g] = 0.0f;
