@@ -1,6 +1,6 @@
 // The Turbo decode tile of one compressed 64-token record, query heads on the mma M rows
-// (turbo_decode.cu), in about half the instructions of the first heads-on-M tile (run 7 in
-// bench/results/attention-h100.md: 1.6-1.8x faster). Included by turbo_decode.cu only (it
+// (turbo_decode.cu), in about half the instructions of the first heads-on-M tile (runs 7-8
+// in bench/results/attention-h100.md: 1.6-1.8x faster). Included by turbo_decode.cu only (it
 // uses that file's mma16816, h2u, load_words and HeadState).
 //
 // Why it is leaner (docs/turboattention-impl.md, "Decode kernel"):
@@ -14,8 +14,9 @@
 //  - The zero-point terms are mma too: keys, sum_c q_c zp_c (q against the zero points as
 //    FP16); values, sum_t p_t zp_t per record, accumulated across records (rescaled like the
 //    output) and added to the output once, at the end.
-//  - Score n-block nb = 2kk + o holds, in a lane's column 2t + e, token 16t + lean_tok(kk,
-//    o, e): chosen so that a lane's probabilities are exactly the A fragment of P.V k-step kk
+//  - SAS on FP16 pairs (sas_exp2_pair: the bits of two sas_exp2 calls).
+//  - Score n-block nb = 2kk + o holds, in a lane's column 2t + e, token 16t + tok(kk, o, e):
+//    chosen so that a lane's probabilities are exactly the A fragment of P.V k-step kk
 //    (FlashAttention-2's register trick) and the value pair one LOP3 yields from the lane's
 //    own value words; a lane's 16 tokens are contiguous (its value scales are 2 loads).
 #pragma once
