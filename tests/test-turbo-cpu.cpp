@@ -274,6 +274,44 @@ TEST_CASE("turbo: SAS threshold drops only what it promises") {
     }
 }
 
+TEST_CASE("turbo: truncate keeps what a fresh cache of the kept prefix holds") {
+    std::mt19937 rng(11);
+    TurboConfig c;
+    c.head_dim = 64;
+    const int H = 2, D = 64, N = 200;
+    std::vector<float> k((size_t)N * H * D), v(k.size());
+    for (int t = 0; t < N; ++t) random_kv(rng, H, D, &k[(size_t)t * H * D], &v[(size_t)t * H * D]);
+    const std::vector<uint8_t> bits = {4, 2};
+    auto filled = [&](int n) {
+        TurboKvCache cache(c, 1, H, 256, bits);
+        for (int t = 0; t < n; ++t) cache.append(0, &k[(size_t)t * H * D], &v[(size_t)t * H * D]);
+        return cache;
+    };
+    auto contents = [&](const TurboKvCache& cache) {
+        const int len = cache.length(0);
+        std::vector<float> kd((size_t)H * len * D), vd(kd.size());
+        cache.dequantize(0, kd.data(), vd.data());
+        kd.insert(kd.end(), vd.begin(), vd.end());
+        return kd;
+    };
+    // (n, n_past) -> kept: inside the last block (its INT8 slots intact), a block boundary,
+    // the partial block of an earlier block (rounded down), 0, past the end
+    const int cases[][3] = {{195, 200, 195}, {192, 200, 192}, {170, 200, 128}, {10, 200, 0},
+                            {10, 64, 10},    {64, 64, 64},    {0, 200, 0},     {250, 200, 200}};
+    for (const auto& cs : cases) {
+        TurboKvCache a = filled(cs[1]);
+        CHECK(a.truncate(0, cs[0]) == cs[2]);
+        CHECK(a.length(0) == cs[2]);
+        CHECK(contents(a) == contents(filled(cs[2])));  // bit-exact: the kept state is a fresh prefix's
+        for (int t = cs[2]; t < N; ++t) a.append(0, &k[(size_t)t * H * D], &v[(size_t)t * H * D]);
+        const TurboKvCache b = filled(N);
+        CHECK(contents(a) == contents(b));  // appending the rest again gives the full cache
+        CHECK(a.blocks() == b.blocks());
+    }
+    TurboKvCache a = filled(10);
+    CHECK_THROWS_WITH_AS(a.truncate(1, 0), doctest::Contains("seq 1 out of range"), TurboError);
+}
+
 TEST_CASE("turbo: bad configurations and overflow give clear errors") {
     TurboConfig c;
     c.head_dim = 96;

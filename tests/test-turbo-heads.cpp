@@ -176,7 +176,7 @@ TEST_CASE("turbo heads: malformed files give an error naming the file and the fi
     expect_error([&] { read_turbo_heads(file); }, {file, "bits[0][0]", "4 or 2"});
 }
 
-TEST_CASE("turbo cache truncation rule (GPU): whole blocks stay, the recent buffer only while intact") {
+TEST_CASE("turbo cache truncation rule: whole blocks stay, the recent buffer only while intact") {
     // T = 64. n_past in the same block as n: keep n.
     CHECK(turbo_truncate_keep(70, 100, 64) == 70);
     CHECK(turbo_truncate_keep(64, 100, 64) == 64);
@@ -188,4 +188,25 @@ TEST_CASE("turbo cache truncation rule (GPU): whole blocks stay, the recent buff
     CHECK(turbo_truncate_keep(200, 200, 64) == 200);
     CHECK(turbo_truncate_keep(300, 200, 64) == 200);
     CHECK(turbo_truncate_keep(0, 200, 64) == 0);
+}
+
+TEST_CASE("CPU Turbo context: truncate keeps whole blocks, and re-evaluating the rest gives the first pass") {
+    tandem_test::TempDir dir;
+    auto m = Model::load(model_file(dir, "m", 3));
+    ContextParams cp;
+    cp.n_ctx = 256, cp.turbo_kv = true, cp.n_threads = 2;
+    InferenceContext ctx(m, cp);
+    const auto seq = tokens(200, 9);
+    const int64_t nv = m->config().n_vocab;
+    ctx.eval(seq.data(), 200, true);
+    const std::vector<float> first(ctx.logits(), ctx.logits() + 200 * nv);
+    for (int64_t n : {195, 192, 170, 10}) {
+        const int64_t kept = ctx.truncate(n);
+        CHECK(kept == turbo_truncate_keep(n, 200, 64));  // 195, 192, 128, 0
+        CHECK(ctx.n_past() == kept);
+        ctx.eval(seq.data() + kept, 200 - kept, true);
+        for (int64_t r = 0; r < 200 - kept; r++)
+            for (int64_t i = 0; i < nv; i++)
+                REQUIRE(ctx.logits()[r * nv + i] == doctest::Approx(first[(kept + r) * nv + i]).epsilon(1e-4));
+    }
 }

@@ -81,12 +81,7 @@ int32_t ComputeContext::argmax() const {
 
 int64_t InferenceContext::truncate(int64_t n) {
     n = std::clamp<int64_t>(n, 0, n_past_);
-    if (!turbo_.empty() && n < n_past_) {
-        for (auto& t : turbo_)
-            t = std::make_unique<TurboKvCache>(t->config(), 1, t->layout().n_kv_heads, (int)n_ctx_,
-                                               std::vector<uint8_t>(t->layout().bits, t->layout().bits + t->layout().n_kv_heads));
-        n = 0;
-    }
+    for (auto& t : turbo_) n = t->truncate(0, (int)n);  // block-exact (turbo_truncate_keep), the same per layer
     n_past_ = n;
     return n;
 }

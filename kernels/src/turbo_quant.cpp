@@ -206,6 +206,13 @@ void TurboKvCache::append(int seq, const float* k, const float* v) {
     ++len;
 }
 
+int TurboKvCache::truncate(int seq, int n) {
+    if (seq < 0 || seq >= n_seqs_) throw TurboError("truncate: seq " + std::to_string(seq) + " out of range");
+    int& len = len_[(size_t)seq];
+    len = (int)turbo_truncate_keep(n, len, L_.block_tokens);  // the kept slots and records stay as they are
+    return len;
+}
+
 void TurboKvCache::dequantize(int seq, float* k, float* v) const {
     const int T = L_.block_tokens, D = L_.head_dim, H = L_.n_kv_heads, len = length(seq);
     std::vector<int8_t> k8((size_t)T * D), v8((size_t)T * D);

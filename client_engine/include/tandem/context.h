@@ -77,8 +77,8 @@ public:
     int64_t n_past() const override { return n_past_; }
     int64_t n_ctx() const override { return n_ctx_; }
     // Forgets every cached position >= n (prefix reuse keeps the first n tokens). Returns how
-    // many positions are kept: n (clamped to n_past()), except with the Turbo cache, whose
-    // compressed blocks cannot be cut, where anything short of n_past() restarts from 0.
+    // many positions are kept: n (clamped to n_past()); with the Turbo cache, whose compressed
+    // blocks cannot be cut, turbo_truncate_keep(n, n_past(), block_tokens) (as the GPU).
     int64_t truncate(int64_t n) override;
     // K and V of cached position pos of `layer` as floats, (n_head_kv * head_dim) each.
     // F16/F32 caches only (throws std::logic_error for the Turbo cache).

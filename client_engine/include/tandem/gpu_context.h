@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "tandem/context.h"
+#include "tandem/turbo_attention.h"  // turbo_truncate_keep
 
 namespace tandem {
 
@@ -49,18 +50,6 @@ GpuDeviceInfo gpu_device_info();
 // Device bytes a GpuContext for `m` and `p` allocates (weights, KV cache, scratch) plus a
 // fixed reserve for cuBLAS and the graph.
 uint64_t gpu_context_bytes_needed(const Model& m, const ContextParams& p);
-
-// The positions a Turbo cache (block_tokens T) holding n_past keeps when truncated to
-// n <= n_past: the records of whole blocks below n are exact, and the INT8 recent buffer still
-// holds positions [n - n % T, n) when the last cached token sat in the same block (its slots
-// were not reused; compressing that block does not change them). Otherwise the partial block
-// is dropped: n rounds down to a multiple of T. (The CPU twin restarts from 0 instead; both
-// leave the cache a fresh eval of the prefix would.)
-inline int64_t turbo_truncate_keep(int64_t n, int64_t n_past, int64_t block_tokens) {
-    if (n >= n_past) return n_past;
-    if (n <= 0) return 0;
-    return (n_past - 1) / block_tokens == n / block_tokens ? n : n - n % block_tokens;
-}
 
 struct GpuParams {
     bool use_graph = true;          // replay decode steps from a captured CUDA graph

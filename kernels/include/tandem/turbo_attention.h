@@ -102,6 +102,18 @@ std::vector<uint8_t> turbo_choose_bits(const std::vector<double>& priority, floa
 
 // ---- the cache (CPU owner of the bytes) ----------------------------------------------------
 
+// Positions a Turbo cache (block_tokens T) holding n_past keeps when truncated to n <= n_past:
+// the records of whole blocks below n are exact, and the INT8 recent buffer still holds
+// positions [n - n % T, n) when the last cached token sat in the same block (its slots were not
+// reused; compressing that block does not change them). Otherwise the partial block is dropped:
+// n rounds down to a multiple of T. Either way the cache is what a fresh append of the kept
+// prefix would leave. The CPU and GPU caches both follow it.
+inline int64_t turbo_truncate_keep(int64_t n, int64_t n_past, int64_t block_tokens) {
+    if (n >= n_past) return n_past;
+    if (n <= 0) return 0;
+    return (n_past - 1) / block_tokens == n / block_tokens ? n : n - n % block_tokens;
+}
+
 class TurboKvCache {
 public:
     // Throws TurboError on a bad config, head count or bits vector.
@@ -111,6 +123,9 @@ public:
     // Throws TurboError when the sequence is full or seq is out of range.
     void append(int seq, const float* k, const float* v);
     int length(int seq) const { return len_.at((size_t)seq); }
+    // Forgets positions >= n of one sequence, keeping turbo_truncate_keep(n, length(seq), T);
+    // returns the positions kept. Throws TurboError when seq is out of range.
+    int truncate(int seq, int n);
     const TurboCacheLayout& layout() const { return L_; }
     const TurboConfig& config() const { return cfg_; }
     int n_seqs() const { return n_seqs_; }
