@@ -17,6 +17,8 @@
 #include "turbo_decode.cuh"
 
 #include "decode_common.cuh"
+#include "mma_fragments.cuh"
+#include "turbo_decode_lean.cuh"
 
 #include <algorithm>
 #include <mutex>
@@ -28,44 +30,12 @@ namespace {
 
 constexpr int kWarps = 4;  // warps (independent splits) per CTA
 
-// N consecutive 32-bit words from p (16-byte aligned when N % 4 == 0, 8 when N == 2).
-template <int N>
-__device__ __forceinline__ void load_words(const uint8_t* p, uint32_t (&w)[N]) {
-    if constexpr (N % 4 == 0) {
-#pragma unroll
-        for (int i = 0; i < N / 4; ++i) {
-            const uint4 x = ((const uint4*)p)[i];
-            w[4 * i] = x.x, w[4 * i + 1] = x.y, w[4 * i + 2] = x.z, w[4 * i + 3] = x.w;
-        }
-    } else if constexpr (N == 2) {
-        const uint2 x = *(const uint2*)p;
-        w[0] = x.x, w[1] = x.y;
-    } else {
-        w[0] = *(const uint32_t*)p;
-    }
-}
-
-__device__ __forceinline__ void mma16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
-                                         uint32_t a3, uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ uint32_t h2u(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
-
 // Signed bytes j and j + 2 of a word as an exact FP16 pair (1152 + byte built by PRMT,
 // minus 1152).
 __device__ __forceinline__ uint32_t int8_pair(uint32_t w, int j) {
     const uint32_t x = __byte_perm(w ^ 0x80808080u, 0x64646464u, j == 0 ? 0x4240 : 0x4341);
     return h2u(__hsub2(*reinterpret_cast<const __half2*>(&x), __float2half2_rn(1152.0f)));
 }
-
-struct HeadState {
-    float m, l;  // running max (log2 units) of head gid; this lane's part of the sum
-};
 
 // Prefetches a byte range into L2 (one 128-byte line per lane and step).
 __device__ __forceinline__ void prefetch_l2(const uint8_t* p, int bytes) {
@@ -165,14 +135,6 @@ __device__ __forceinline__ void recent_tile(const int8_t* rk, const int8_t* rv, 
         acc[nb2][1] = c[1];
     }
 }
-
-}  // namespace
-}  // namespace tandem
-
-#include "turbo_decode_lean.cuh"
-
-namespace tandem {
-namespace {
 
 // Grid: ceil(n_kv_heads * batch * n_splits / kWarps) CTAs of kWarps warps; warp wi is split
 // wi % n_splits of pair wi / n_splits, pairs dealt head-major in a.head_order (4-bit heads

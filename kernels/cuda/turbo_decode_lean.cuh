@@ -1,7 +1,6 @@
 // The Turbo decode tile of one compressed 64-token record, query heads on the mma M rows
 // (turbo_decode.cu), in about half the instructions of the first heads-on-M tile (runs 7-8
-// in bench/results/attention-h100.md: 1.6-1.8x faster). Included by turbo_decode.cu only (it
-// uses that file's mma16816, h2u, load_words and HeadState).
+// in bench/results/attention-h100.md: 1.6-1.8x faster). Included by turbo_decode.cu only.
 //
 // Why it is leaner (docs/turboattention-impl.md, "Decode kernel"):
 //  - Codes become FP16 by one LOP3 each pair, no subtraction: a code at bits 4j..4j+3 of a
@@ -20,8 +19,17 @@
 //    (FlashAttention-2's register trick) and the value pair one LOP3 yields from the lane's
 //    own value words; a lane's 16 tokens are contiguous (its value scales are 2 loads).
 #pragma once
+#include "cuda_common.cuh"
+#include "decode_common.cuh"
+#include "mma_fragments.cuh"
 
 namespace tandem {
+
+// One head's online-softmax state in a decode warp (lean::tile and recent_tile).
+struct HeadState {
+    float m, l;  // running max (log2 units) of head gid; this lane's part of the sum
+};
+
 namespace lean {
 
 __device__ __forceinline__ __half2 u2h(uint32_t x) { return *reinterpret_cast<__half2*>(&x); }

@@ -12,6 +12,7 @@
 #include "turbo_prefill.cuh"
 
 #include "decode_common.cuh"
+#include "mma_fragments.cuh"
 
 namespace tandem {
 
@@ -52,28 +53,7 @@ __global__ void transpose_kernel(const __half* __restrict__ v, __half* __restric
     }
 }
 
-__device__ __forceinline__ void mma_s8(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                       uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ void mma_f16(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                        uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ uint32_t pack_h2(float lo, float hi) {
-    __half2 h = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&h);
-}
+__device__ __forceinline__ uint32_t pack_h2(float lo, float hi) { return h2u(__floats2half2_rn(lo, hi)); }
 
 struct PrefillArgs {
     const int8_t* q8;
@@ -175,7 +155,7 @@ __global__ void __launch_bounds__(128) prefill_kernel(const PrefillArgs a) {
             const __half* vrow = vt + (size_t)(nd * 8 + gid) * a.len + (size_t)j * kBlk + tig * 2;
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk)
-                mma_f16(o[nd], pa[kk][0], pa[kk][1], pa[kk][2], pa[kk][3], *(const uint32_t*)(vrow + kk * 16),
+                mma16816(o[nd], pa[kk][0], pa[kk][1], pa[kk][2], pa[kk][3], *(const uint32_t*)(vrow + kk * 16),
                         *(const uint32_t*)(vrow + kk * 16 + 8));
         }
     }
