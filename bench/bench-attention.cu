@@ -4,7 +4,8 @@
 // per graph). Rooflines: bytes of KV read / measured device-to-device copy bandwidth.
 // Every decode shape also times the Turbo kernel at other split counts in the same run, as
 // A/B against the launcher's choice: t1 = one 64-token record per warp, t2 = two (the rule
-// before run 9).
+// before run 9), t4 = four; "combine" = the split combine alone at the launcher's split count
+// (its share of the Turbo time).
 // Usage: bench-attention OUT.json [D BATCH KVLEN]   (bench/attention_sdpa.py adds PyTorch SDPA
 // and the table; with D BATCH KVLEN only that decode shape runs, no prefill: for a profiler)
 #include "fp16_decode.cuh"
@@ -12,6 +13,7 @@
 #include "turbo_decode.cuh"
 #include "tandem/turbo_attention.h"
 #include "cuda_common.cuh"
+#include "decode_common.cuh"
 
 #include <algorithm>
 #include <cstdio>
@@ -169,7 +171,7 @@ int main(int argc, char** argv) {
                     // A/B split counts of the Turbo kernel (same inputs, same run)
                     const int tiles = L / 64 + 1;
                     struct Variant { const char* name; int splits; };
-                    const Variant variants[] = {{"t1", tiles}, {"t2", (tiles + 1) / 2}};
+                    const Variant variants[] = {{"t1", tiles}, {"t2", (tiles + 1) / 2}, {"t4", (tiles + 3) / 4}};
                     size_t ws_floats = std::max(turbo_decode_workspace_floats(tp), fp16_decode_workspace_floats(fp));
                     for (const Variant& v : variants) {
                         TurboDecodeParams vp = tp;
@@ -190,6 +192,13 @@ int main(int argc, char** argv) {
                         std::printf(" %s %.4f", v.name, t);
                         char buf[64];
                         std::snprintf(buf, sizeof buf, "%s\"%s\": %.5f", var_json.empty() ? "" : ", ", v.name, t);
+                        var_json += buf;
+                    }
+                    {
+                        const float t = time_graph([&](cudaStream_t s) { launch_decode_combine(ws, out, B, Hq, splits, D, s); }, st);
+                        std::printf(" combine %.4f", t);
+                        char buf[64];
+                        std::snprintf(buf, sizeof buf, ", \"combine\": %.5f", t);
                         var_json += buf;
                     }
                     std::printf("\n");

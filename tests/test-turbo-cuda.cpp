@@ -143,9 +143,10 @@ TEST_CASE("cuda: turbo decode vs CPU twin and float64" * doctest::skip(kNoGpu)) 
         p.layout = cache.layout();
         p.poly_degree = c.poly_degree;
         p.threshold = c.threshold;
-        // the case's split count (0: the launcher's) and an odd one larger than most
-        // sequences' tile count (empty splits)
-        const int split_counts[] = {tc.splits, 37};
+        // the case's split count (0: the launcher's), an odd one larger than most sequences'
+        // tile count (empty splits), and one past a combine chunk at either head size (the
+        // combine's several rounds, some all empty)
+        const int split_counts[] = {tc.splits, 37, 300};
         // a stream of its own (not the legacy default stream)
         cudaStream_t stream;
         CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));

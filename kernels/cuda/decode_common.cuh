@@ -222,10 +222,13 @@ __global__ void __launch_bounds__(kDecodeThreads) fp16_split_kernel(const Decode
 
 // Combine: grid (n_q_heads, batch), D * NG threads (NG = blockDim.x / D groups of D).
 // ws: (batch, Hq, n_splits, D + 2): o..., m, l of each split (m = -inf: an empty split).
-// One pass: thread (g, d) merges splits s = g mod NG online (running max M, sum L, output O,
-// rescaled when M grows; loads unrolled so several splits are in flight, ~130 splits at batch
-// 1 and only Hq CTAs); then thread d merges the NG groups through shared memory.
-// out (batch, Hq, D) = O / L.
+// Thread (g, d) merges splits s = g mod NG, then thread d merges the NG groups through shared
+// memory; out (batch, Hq, D) = O / L. Latency decides (batch 1: only Hq CTAs, ~130 splits):
+// the thread loads kCombineChunk splits' (m, l, o) at once, all in flight, and only then
+// merges them, one round trip per chunk. (The loop before, one split per step, waited on a
+// load per split: 5.1 of the 14.4 us of a batch-1 x 16k decode at D = 64; run 19.)
+constexpr int kCombineChunk = 8;
+
 template <int D>
 __global__ void __launch_bounds__(1024) decode_combine_kernel(const float* __restrict__ ws, float* __restrict__ out,
                                                               int n_q_heads, int n_splits) {
@@ -235,14 +238,30 @@ __global__ void __launch_bounds__(1024) decode_combine_kernel(const float* __res
     const int ng = blockDim.x / D, g = tid / D, d = tid % D;
     const float* base = ws + ((size_t)b * n_q_heads + hq) * n_splits * (D + 2);
     float M = -INFINITY, L = 0.0f, O = 0.0f;
-#pragma unroll 8
-    for (int s = g; s < n_splits; s += ng) {
-        const float* p = base + (size_t)s * (D + 2);
-        const float ms = p[D], ls = p[D + 1], os = p[d];
-        if (ms == -INFINITY) continue;
-        const float mn = fmaxf(M, ms), old = exp2f(M - mn), cur = exp2f(ms - mn);  // M = -inf: old = 0
-        L = L * old + ls * cur;
-        O = O * old + os * cur;
+    for (int s0 = g; s0 < n_splits; s0 += ng * kCombineChunk) {
+        float ms[kCombineChunk], ls[kCombineChunk], os[kCombineChunk];
+#pragma unroll
+        for (int i = 0; i < kCombineChunk; ++i) {
+            const int s = s0 + i * ng;
+            const float* p = base + (size_t)min(s, n_splits - 1) * (D + 2);
+            ms[i] = s < n_splits ? p[D] : -INFINITY;
+            ls[i] = p[D + 1];
+            os[i] = p[d];
+        }
+        float mn = M;
+#pragma unroll
+        for (int i = 0; i < kCombineChunk; ++i) mn = fmaxf(mn, ms[i]);
+        if (mn == -INFINITY) continue;  // only empty splits so far
+        const float old = exp2f(M - mn);  // M = -inf: 0
+        L *= old;
+        O *= old;
+#pragma unroll
+        for (int i = 0; i < kCombineChunk; ++i) {
+            const bool real = ms[i] != -INFINITY;  // an empty split adds nothing, whatever it holds
+            const float c = exp2f(ms[i] - mn);
+            L += real ? ls[i] * c : 0.0f;
+            O += real ? os[i] * c : 0.0f;
+        }
         M = mn;
     }
     part[tid] = O;
@@ -262,14 +281,14 @@ __global__ void __launch_bounds__(1024) decode_combine_kernel(const float* __res
     }
 }
 
-// Launches the combine. Threads: D per group of splits, enough groups that each thread sums
-// at most ~16 splits (at most 1024). A plain launch: programmatic dependent launch of the
+// Launches the combine. Threads: D per group of splits, enough groups that one chunk covers
+// every split where 1024 threads allow. A plain launch: programmatic dependent launch of the
 // attention and engine kernels measured up to 14% slower at batch 1 x 16k and 1-3% slower end
 // to end (run 12, bench/results/attention-h100.md).
 inline void launch_decode_combine(const float* ws, float* out, int batch, int n_q_heads, int n_splits, int D,
                                   cudaStream_t stream) {
     int ng = 1;
-    while (ng * 16 < n_splits && ng * 2 * D <= 1024) ng *= 2;
+    while (ng * kCombineChunk < n_splits && ng * 2 * D <= 1024) ng *= 2;
     if (D == 128) decode_combine_kernel<128><<<dim3(n_q_heads, batch), D * ng, 0, stream>>>(ws, out, n_q_heads, n_splits);
     else decode_combine_kernel<64><<<dim3(n_q_heads, batch), D * ng, 0, stream>>>(ws, out, n_q_heads, n_splits);
     TANDEM_CHECK_CUDA(cudaGetLastError());

@@ -150,6 +150,16 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) turbo_decode_kernel(const D
     if (pair >= a.batch * a.n_kv_heads) return;
     const int b = pair % a.batch, h = a.head_order[pair / a.batch];
     const int G = a.n_q_heads / a.n_kv_heads;
+    // the query's loads go out first: they need only h, not the sequence length, so their
+    // round trip overlaps the length's and the key prefetch below
+    constexpr int QV = 8 * D / 4 / 32;  // 16-byte query loads per lane (rows >= G are zero)
+    const float4* qg = (const float4*)(a.q + ((size_t)b * a.n_q_heads + h * G) * D);
+    float4 qv[QV];
+#pragma unroll
+    for (int k = 0; k < QV; ++k) {
+        const int i = lane + 32 * k;
+        qv[k] = i / (D / 4) < G ? qg[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
     const int len = a.seq_len[b];
     const int n_comp = len / kTile, n_rec = len % kTile, n_tiles = n_comp + (n_rec > 0);
     const int j0 = (int)((long long)split * n_tiles / a.n_splits);
@@ -165,18 +175,18 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) turbo_decode_kernel(const D
         prefetch_l2((const uint8_t*)(a.rk + rrow * D), kTile * D);
         prefetch_l2((const uint8_t*)(a.rv + rrow * D), kTile * D);
     }
-    // a short range (batch 1: 1-2 records a warp): its keys go to L2 at once, before the query
-    // loads, so no record waits for a DRAM round trip of its own (values only once a record's
-    // scores say they are needed); a long range would only evict other warps' lines
+    // a short range (batch 1: 1-2 records a warp): its keys go to L2 at once, so no record
+    // waits for a DRAM round trip of its own (values only once a record's scores say they are
+    // needed); a long range would only evict other warps' lines
     if (jc1 - j0 <= 4)
         for (int j = j0; j < jc1; ++j) prefetch_l2(recs + (size_t)j * rb, L.meta_bytes + kTile * D * bits / 8);
     const float qscale = kLog2eF * rsqrtf((float)D);
-    const float4* qg = (const float4*)(a.q + ((size_t)b * a.n_q_heads + h * G) * D);
-    for (int i = lane; i < 8 * D / 4; i += 32) {  // 16-byte loads, all in flight at once
-        const int g = i / (D / 4), c4 = i % (D / 4);
-        float4 v = g < G ? qg[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+    for (int k = 0; k < QV; ++k) {
+        const int i = lane + 32 * k;
+        float4 v = qv[k];
         v.x *= qscale, v.y *= qscale, v.z *= qscale, v.w *= qscale;
-        *(float4*)&w.q[g][c4 * 4] = v;
+        *(float4*)&w.q[i / (D / 4)][(i % (D / 4)) * 4] = v;
     }
     __syncwarp();
     lean::State<NG> st;
