@@ -144,9 +144,10 @@ TEST_CASE("cuda: turbo decode vs CPU twin and float64" * doctest::skip(kNoGpu)) 
         p.poly_degree = c.poly_degree;
         p.threshold = c.threshold;
         // the case's split count (0: the launcher's), an odd one larger than most sequences'
-        // tile count (empty splits), and one past a combine chunk at either head size (the
+        // tile count (empty splits), 20 (a multiple of 4 warps: the CTA merges its warps'
+        // splits), and 300 (merged too, past a combine chunk at either head size: the
         // combine's several rounds, some all empty)
-        const int split_counts[] = {tc.splits, 37, 300};
+        const int split_counts[] = {tc.splits, 37, 20, 300};
         // a stream of its own (not the legacy default stream)
         cudaStream_t stream;
         CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));

@@ -136,12 +136,39 @@ __device__ __forceinline__ void recent_tile(const int8_t* rk, const int8_t* rv, 
     }
 }
 
+// MERGE (n_splits a multiple of kWarps, so a CTA's warps are consecutive splits of one
+// pair): the CTA merges its warps' partials, left in their scratch (o in q, m in tks, l in
+// tvs), into partial `part` of n_splits / kWarps, and the combine reads a quarter as many
+// (batch 1: ~130 splits a head; runs 21-22).
+template <int D>
+__device__ __forceinline__ void merge_warps(const lean::Smem<D>* w, const DecodeArgs& a, int b, int h, int G, int part) {
+    const int n_parts = a.n_splits / kWarps;
+    for (int e = threadIdx.x; e < G * D; e += kWarps * 32) {
+        const int g = e / D, d = e % D;
+        float M = -INFINITY;
+#pragma unroll
+        for (int x = 0; x < kWarps; ++x) M = fmaxf(M, w[x].tks[g]);
+        float Ls = 0.0f, O = 0.0f;
+#pragma unroll
+        for (int x = 0; x < kWarps; ++x) {
+            const float m = w[x].tks[g];
+            const float c = m == -INFINITY ? 0.0f : exp2f(m - M);  // an empty split adds nothing
+            Ls += c * w[x].tvs[g];
+            O += c * w[x].q[g][d];
+        }
+        float* o = a.ws + (((size_t)b * a.n_q_heads + h * G + g) * n_parts + part) * (D + 2);
+        o[d] = O;
+        if (d == 0) o[D] = M, o[D + 1] = Ls;
+    }
+}
+
 // Grid: ceil(n_kv_heads * batch * n_splits / kWarps) CTAs of kWarps warps; warp wi is split
 // wi % n_splits of pair wi / n_splits, pairs dealt head-major in a.head_order (4-bit heads
 // first, so an SM's warps mostly run the same tile code). Dynamic shared memory:
 // lean::Smem<D>[kWarps]. NG = D / v_group value groups. MINB: CTAs per SM the register
-// budget is sized for (3: 168 registers, 12 warps; 4: 128, 16 warps).
-template <int D, int NG, int MINB>
+// budget is sized for (3: 168 registers, 12 warps; 4: 128, 16 warps). MERGE: merge_warps
+// (a separate instance: as a branch it cost the other kernels 5-10% at batch 8-32, run 21).
+template <int D, int NG, int MINB, bool MERGE>
 __global__ void __launch_bounds__(kWarps * 32, MINB) turbo_decode_kernel(const DecodeArgs a) {
     extern __shared__ __align__(16) uint8_t smem[];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
@@ -220,7 +247,16 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) turbo_decode_kernel(const D
         recent_tile<D>(a.rk + rrow * D, a.rv + rrow * D, a.rks + rrow, a.rvs + rrow, n_rec, w, st.hs, a, G, acc);
     float l_out = st.hs.l + __shfl_xor_sync(0xffffffffu, st.hs.l, 1);
     l_out += __shfl_xor_sync(0xffffffffu, l_out, 2);
-    if (gid < G) {
+    if constexpr (MERGE) {  // the warp's partial into its scratch (recent_tile is done with it)
+        __syncwarp();
+        if (gid < G) {
+#pragma unroll
+            for (int nb = 0; nb < D / 8; ++nb) *(float2*)&w.q[gid][nb * 8 + tig * 2] = make_float2(acc[nb][0], acc[nb][1]);
+            if (tig == 0) w.tks[gid] = st.hs.m, w.tvs[gid] = l_out;
+        }
+        __syncthreads();
+        merge_warps<D>((const lean::Smem<D>*)smem, a, b, h, G, split / kWarps);
+    } else if (gid < G) {
         float* o = a.ws + (((size_t)b * a.n_q_heads + h * G + gid) * a.n_splits + split) * (D + 2);
 #pragma unroll
         for (int nb = 0; nb < D / 8; ++nb) *(float2*)&o[nb * 8 + tig * 2] = make_float2(acc[nb][0], acc[nb][1]);
@@ -236,14 +272,16 @@ using DecodeKernel = void (*)(DecodeArgs);
 // Register budget (run 8, bench/results/attention-h100.md): 12 warps per SM at D = 128 (16
 // spill 800 bytes there), 16 at D = 64.
 template <int D, int NG>
-DecodeKernel decode_kernel() {
-    return turbo_decode_kernel<D, NG, D == 128 ? 3 : 4>;
+DecodeKernel decode_kernel(bool merge) {
+    return merge ? turbo_decode_kernel<D, NG, D == 128 ? 3 : 4, true> : turbo_decode_kernel<D, NG, D == 128 ? 3 : 4, false>;
 }
 
 struct Plan {
     DecodeKernel fn;
     int splits;
+    bool merge;  // merge_warps: the combine gets splits / kWarps partials
     size_t smem;
+    int parts() const { return merge ? splits / kWarps : splits; }
 };
 
 // Raises fn's dynamic shared memory limit to at least smem and returns how many of its CTAs
@@ -280,22 +318,37 @@ Plan make_plan(const TurboDecodeParams& p) {
     int dev = 0, n_sm = 0;
     TANDEM_CHECK_CUDA(cudaGetDevice(&dev));
     TANDEM_CHECK_CUDA(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
+    auto kernel = [&](bool merge) {
+        if (D == 128) return ng == 1 ? decode_kernel<128, 1>(merge) : ng == 2 ? decode_kernel<128, 2>(merge) : decode_kernel<128, 4>(merge);
+        return ng == 1 ? decode_kernel<64, 1>(merge) : decode_kernel<64, 2>(merge);
+    };
     Plan pl;
-    if (D == 128) pl.fn = ng == 1 ? decode_kernel<128, 1>() : ng == 2 ? decode_kernel<128, 2>() : decode_kernel<128, 4>();
-    else pl.fn = ng == 1 ? decode_kernel<64, 1>() : decode_kernel<64, 2>();
+    pl.fn = kernel(false);
     pl.smem = kWarps * (D == 128 ? sizeof(lean::Smem<128>) : sizeof(lean::Smem<64>));
-    const int per_sm = resident_ctas(pl.fn, pl.smem, dev);
+    const int per_sm = resident_ctas(pl.fn, pl.smem, dev);  // the merging instance: the same bounds
     // Splits per (sequence, KV head): as many as one wave of resident warps allows (batch 1:
     // one record a warp where they fit), the records dealt evenly: k = ceil(tiles / wave)
     // records a warp, ceil(tiles / k) splits. Past 128 records at least 2 a warp: at batch 1
     // x 16k one a warp was 1.2x slower (the combine of 257 splits; run 11), at <= 4k 1.2-1.3x
     // faster than two.
     const int pairs = p.batch * L.n_kv_heads, tiles = p.max_len / kTile + 1;
+    const int wave = std::max(1, n_sm * std::max(per_sm, 1) * kWarps / pairs);
     pl.splits = p.n_splits;
     if (pl.splits <= 0) {
-        const int wave = std::max(1, n_sm * std::max(per_sm, 1) * kWarps / pairs);
         const int k = std::max((tiles + wave - 1) / wave, tiles > 128 ? 2 : 1);
         pl.splits = (tiles + k - 1) / k;
+    }
+    // Many splits (batch 1-2): a CTA merges its warps' splits (merge_warps) where rounding the
+    // count up to a multiple of kWarps keeps one wave and puts no SM more CTAs than before
+    // (batch 1 x 4k at D = 128: 130 -> 136 CTAs doubled 4 SMs' load and cost 7%, run 22);
+    // with fewer than 16 the combine is short anyway.
+    const int s4 = (pl.splits + kWarps - 1) / kWarps * kWarps;
+    auto ctas_per_sm = [&](int splits) { return (((long long)pairs * splits + kWarps - 1) / kWarps + n_sm - 1) / n_sm; };
+    pl.merge = pl.splits >= 16 && (p.n_splits > 0 ? s4 == pl.splits : s4 <= wave && ctas_per_sm(s4) == ctas_per_sm(pl.splits));
+    if (pl.merge) {
+        pl.splits = s4;
+        pl.fn = kernel(true);
+        resident_ctas(pl.fn, pl.smem, dev);  // its shared memory limit
     }
     return pl;
 }
@@ -330,7 +383,7 @@ void check(const TurboDecodeParams& p) {
 size_t turbo_decode_workspace_floats(const TurboDecodeParams& p) {
     check_config(p);
     const Plan pl = make_plan(p);
-    return (size_t)p.batch * p.n_q_heads * pl.splits * (p.layout.head_dim + 2);
+    return (size_t)p.batch * p.n_q_heads * pl.parts() * (p.layout.head_dim + 2);
 }
 
 void turbo_decode_cuda(const TurboDecodeParams& p, cudaStream_t stream) {
@@ -365,7 +418,7 @@ void turbo_decode_cuda(const TurboDecodeParams& p, cudaStream_t stream) {
     const long long warps = (long long)p.batch * a.n_kv_heads * pl.splits;
     pl.fn<<<(unsigned)((warps + kWarps - 1) / kWarps), kWarps * 32, pl.smem, stream>>>(a);
     TANDEM_CHECK_CUDA(cudaGetLastError());
-    launch_decode_combine(a.ws, p.out, p.batch, p.n_q_heads, a.n_splits, p.layout.head_dim, stream);
+    launch_decode_combine(a.ws, p.out, p.batch, p.n_q_heads, pl.parts(), p.layout.head_dim, stream);
 }
 
 }  // namespace tandem
