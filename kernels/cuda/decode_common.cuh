@@ -1,26 +1,19 @@
-// Split-KV flash-decoding on an FP16 KV cache (the FP16 attention path), and the split
-// combine shared with the TurboAttention decode (turbo_decode.cu).
-//
-// Grid (n_splits, n_kv_heads, batch), 128 threads. One CTA walks a contiguous range of
-// 64-token tiles of one sequence and one KV head, for all GMAX >= G query heads that share
-// that head (GQA: each K/V byte is read once per CTA, not once per query head). Per tile:
-//   B  scores: 2 threads per token, 64 channels each, reduced by one shuffle
-//   C  online softmax per query head, exact exp2
-//   D  P.V: each thread owns 8 channels and strides over tokens; accumulators stay in
-//      registers for the whole split
-// The split's (m, l, unnormalized o) go to the workspace; decode_combine merges splits.
+// What the two split-KV decode kernels share (turbo_decode.cu on the Turbo cache,
+// fp16_decode.cu on the FP16 cache): their arguments, the split count rule, and the combine
+// that merges the splits' (m, l, unnormalized o) from the workspace.
 #pragma once
 #include "cuda_common.cuh"
 #include "tandem/turbo_attention.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <mutex>
+#include <vector>
 
 namespace tandem {
 
-constexpr int kDecodeThreads = 128;
 constexpr int kTile = 64;  // tokens per tile (= TurboConfig::block_tokens on the GPU)
 constexpr float kLog2eF = 1.4426950408889634f;
-
 
 // Everything both paths pass to the kernel (the launchers fill the part they use).
 struct DecodeArgs {
@@ -49,175 +42,6 @@ __device__ __forceinline__ float warp_max(float v) {
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
-}
-
-// 32 key channels (FP16) of a token row, from channel c, as floats.
-__device__ __forceinline__ void load32(const void* row, int c, float* f) {
-    {
-        const uint4* p = (const uint4*)((const __half*)row + c);
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-            const uint4 w = p[k];
-            const __half2* h = (const __half2*)&w;
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                const float2 x = __half22float2(h[i]);
-                f[k * 8 + 2 * i] = x.x;
-                f[k * 8 + 2 * i + 1] = x.y;
-            }
-        }
-    }
-}
-
-// 8 value channels (FP16) of a token row, from channel c, as floats.
-__device__ __forceinline__ void load8(const void* row, int c, float* f) {
-    {
-        const uint4 w = *(const uint4*)((const __half*)row + c);
-        const __half2* h = (const __half2*)&w;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const float2 x = __half22float2(h[i]);
-            f[2 * i] = x.x;
-            f[2 * i + 1] = x.y;
-        }
-    }
-}
-
-template <int D, int GMAX>
-struct DecodeSmem {
-    float q[GMAX][D + 4];        // query x log2(e)/sqrt(D); +4: the two halves on other banks
-    float p[GMAX][kTile];        // scores, then probabilities
-    float m[GMAX], l[GMAX], alpha[GMAX];
-    float red[GMAX][D];
-};
-
-__device__ __forceinline__ int qpad(int d, int D) { return d + (d >= D / 2 ? 4 : 0); }
-
-// B: scores of the tile's tokens (2 threads per token), -inf past n_valid.
-template <int D, int GMAX>
-__device__ __forceinline__ void tile_scores(DecodeSmem<D, GMAX>& sm, const __half* kbase, int n_valid) {
-    const int tid = threadIdx.x, t = tid >> 1, half = tid & 1;
-    float acc[GMAX];
-#pragma unroll
-    for (int g = 0; g < GMAX; ++g) acc[g] = 0.0f;
-    if (t < n_valid) {
-        const __half* row = kbase + (size_t)t * D;
-#pragma unroll
-        for (int k = 0; k < D / 64; ++k) {
-            const int c = half * (D / 2) + k * 32;
-            float f[32];
-            load32(row, c, f);
-#pragma unroll
-            for (int g = 0; g < GMAX; ++g)
-#pragma unroll
-                for (int i = 0; i < 32; i += 4) {
-                    const float4 qv = *(const float4*)&sm.q[g][qpad(c + i, D)];
-                    acc[g] += qv.x * f[i] + qv.y * f[i + 1] + qv.z * f[i + 2] + qv.w * f[i + 3];
-                }
-        }
-    }
-#pragma unroll
-    for (int g = 0; g < GMAX; ++g) acc[g] += __shfl_xor_sync(0xffffffffu, acc[g], 1);
-    if (half == 0)
-#pragma unroll
-        for (int g = 0; g < GMAX; ++g) sm.p[g][t] = t < n_valid ? acc[g] : -INFINITY;
-}
-
-// C: online softmax per query head (exact exp2), the rescale factor in alpha.
-template <int D, int GMAX>
-__device__ __forceinline__ void tile_softmax(DecodeSmem<D, GMAX>& sm, int G) {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    for (int g = warp; g < G; g += kDecodeThreads / 32) {
-        const float s0 = sm.p[g][lane], s1 = sm.p[g][lane + 32];
-        const float m_old = sm.m[g];
-        const float m_new = fmaxf(m_old, warp_max(fmaxf(s0, s1)));
-        const float p0 = exp2f(s0 - m_new), p1 = exp2f(s1 - m_new);
-        const float sum = warp_sum(p0 + p1);
-        sm.p[g][lane] = p0;
-        sm.p[g][lane + 32] = p1;
-        if (lane == 0) {
-            const float alpha = m_old == -INFINITY ? 0.0f : exp2f(m_old - m_new);
-            sm.l[g] = sm.l[g] * alpha + sum;
-            sm.m[g] = m_new;
-            sm.alpha[g] = alpha;
-        }
-    }
-}
-
-// D: o[g][0..7] (this thread's 8 channels) = o * alpha + sum_t p v.
-template <int D, int GMAX>
-__device__ __forceinline__ void tile_pv(DecodeSmem<D, GMAX>& sm, const __half* vbase, int n_valid,
-                                        float (&o)[GMAX][8]) {
-    constexpr int kLanes = kDecodeThreads / (D / 8);
-    const int tid = threadIdx.x, c8 = (tid % (D / 8)) * 8, tl = tid / (D / 8);
-#pragma unroll
-    for (int g = 0; g < GMAX; ++g) {
-        const float a = sm.alpha[g];
-#pragma unroll
-        for (int i = 0; i < 8; ++i) o[g][i] *= a;
-    }
-    for (int t = tl; t < n_valid; t += kLanes) {
-        float f[8];
-        load8(vbase + (size_t)t * D, c8, f);
-#pragma unroll
-        for (int g = 0; g < GMAX; ++g) {
-            const float p = sm.p[g][t];
-#pragma unroll
-            for (int i = 0; i < 8; ++i) o[g][i] = fmaf(p, f[i], o[g][i]);
-        }
-    }
-}
-
-// The FP16 split kernel over the (batch, Hkv, max_len, D) cache.
-template <int D, int GMAX>
-__global__ void __launch_bounds__(kDecodeThreads) fp16_split_kernel(const DecodeArgs a) {
-    __shared__ __align__(16) DecodeSmem<D, GMAX> sm;
-    const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x;
-    const int G = a.n_q_heads / a.n_kv_heads;
-    const int len = a.seq_len[b];
-    const int n_tiles = (len + kTile - 1) / kTile;
-    const int per = (n_tiles + a.n_splits - 1) / a.n_splits;
-    const int j0 = split * per, j1 = min(n_tiles, j0 + per);
-    const float qscale = kLog2eF * rsqrtf((float)D);
-    for (int i = tid; i < GMAX * D; i += kDecodeThreads) {
-        const int g = i / D, d = i % D;
-        sm.q[g][qpad(d, D)] = g < G ? a.q[((size_t)b * a.n_q_heads + h * G + g) * D + d] * qscale : 0.0f;
-        sm.red[g][d] = 0.0f;
-    }
-    if (tid < GMAX) {
-        sm.m[tid] = -INFINITY;
-        sm.l[tid] = 0.0f;
-        sm.alpha[tid] = 1.0f;
-    }
-    float o[GMAX][8];
-#pragma unroll
-    for (int g = 0; g < GMAX; ++g)
-#pragma unroll
-        for (int i = 0; i < 8; ++i) o[g][i] = 0.0f;
-    __syncthreads();
-    for (int j = j0; j < j1; ++j) {
-        const size_t row = ((size_t)b * a.n_kv_heads + h) * a.max_len + (size_t)j * kTile;
-        const int n_valid = min(kTile, len - j * kTile);
-        tile_scores<D, GMAX>(sm, a.k16 + row * D, n_valid);
-        __syncthreads();
-        tile_softmax<D, GMAX>(sm, G);
-        __syncthreads();
-        tile_pv<D, GMAX>(sm, a.v16 + row * D, n_valid, o);
-        __syncthreads();
-    }
-    // reduce the token lanes and write (m, l, o) of this split
-    const int c8 = (tid % (D / 8)) * 8;
-#pragma unroll
-    for (int g = 0; g < GMAX; ++g)
-        if (g < G)
-#pragma unroll
-            for (int i = 0; i < 8; ++i) atomicAdd(&sm.red[g][c8 + i], o[g][i]);
-    __syncthreads();
-    for (int i = tid; i < G * (D + 2); i += kDecodeThreads) {
-        const int g = i / (D + 2), d = i % (D + 2);
-        const float v = d < D ? sm.red[g][d] : d == D ? sm.m[g] : sm.l[g];
-        a.ws[(((size_t)b * a.n_q_heads + h * G + g) * a.n_splits + split) * (D + 2) + d] = v;
-    }
 }
 
 // Combine: grid (n_q_heads, batch), D * NG threads (NG = blockDim.x / D groups of D).
@@ -294,12 +118,44 @@ inline void launch_decode_combine(const float* ws, float* out, int batch, int n_
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 
-// Splits per (sequence, KV head): enough CTAs to fill the GPU a few times over.
-inline int decode_pick_splits(int requested, int batch, int n_kv_heads, int max_len, int n_sm) {
-    const int tiles = (max_len + kTile - 1) / kTile + 1;
-    if (requested > 0) return requested < tiles ? requested : tiles;
-    const int want = (4 * n_sm + batch * n_kv_heads - 1) / (batch * n_kv_heads);
-    return want < 1 ? 1 : (want < tiles ? want : tiles);
+using DecodeKernel = void (*)(DecodeArgs);
+
+// Raises fn's dynamic shared memory limit to at least smem and returns how many of its CTAs
+// fit on one SM (CTAs of `threads`). Cached per (kernel, bytes, device): the decode runs per
+// layer per token. The limit is one attribute per kernel, so it only ever goes up: lowering
+// it for a smaller scratch would make a later launch of the same kernel with a cached larger
+// one fail with "invalid argument".
+inline int resident_ctas(DecodeKernel fn, size_t smem, int dev, int threads) {
+    struct Entry { DecodeKernel fn; size_t smem; int dev, per_sm; };
+    struct Limit { DecodeKernel fn; int dev; size_t smem; };
+    static std::mutex mu;
+    static std::vector<Entry> cache;
+    static std::vector<Limit> limits;
+    std::lock_guard<std::mutex> lock(mu);
+    for (const Entry& e : cache)
+        if (e.fn == fn && e.smem == smem && e.dev == dev) return e.per_sm;
+    Limit* lim = nullptr;
+    for (Limit& l : limits)
+        if (l.fn == fn && l.dev == dev) lim = &l;
+    if (!lim || lim->smem < smem) {
+        TANDEM_CHECK_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        if (lim) lim->smem = smem;
+        else limits.push_back({fn, dev, smem});
+    }
+    int per_sm = 0;
+    TANDEM_CHECK_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, threads, smem));
+    cache.push_back({fn, smem, dev, per_sm});
+    return per_sm;
+}
+
+// Splits per (sequence, KV head) of the warp-per-split decode kernels (turbo_decode.cu,
+// fp16_decode.cu): as many as one wave of resident warps allows (batch 1: one 64-token tile
+// a warp where they fit), the tiles dealt evenly: k = ceil(tiles / wave) tiles a warp,
+// ceil(tiles / k) splits. Past 128 tiles at least 2 a warp: at batch 1 x 16k one a warp was
+// 1.2x slower (the combine of 257 splits; run 11), at <= 4k 1.2-1.3x faster than two.
+inline int decode_warp_splits(int tiles, int wave) {
+    const int per_warp = std::max((tiles + wave - 1) / wave, tiles > 128 ? 2 : 1);
+    return (tiles + per_warp - 1) / per_warp;
 }
 
 }  // namespace tandem

@@ -21,8 +21,6 @@
 #include "turbo_decode_lean.cuh"
 
 #include <algorithm>
-#include <mutex>
-#include <vector>
 
 namespace tandem {
 
@@ -267,8 +265,6 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) turbo_decode_kernel(const D
     }
 }
 
-using DecodeKernel = void (*)(DecodeArgs);
-
 // Register budget (run 8, bench/results/attention-h100.md): 12 warps per SM at D = 128 (16
 // spill 800 bytes there), 16 at D = 64.
 template <int D, int NG>
@@ -284,34 +280,6 @@ struct Plan {
     int parts() const { return merge ? splits / kWarps : splits; }
 };
 
-// Raises fn's dynamic shared memory limit to at least smem and returns how many of its CTAs
-// fit on one SM. Cached per (kernel, bytes, device): the decode runs per layer per token. The
-// limit is one attribute per kernel, so it only ever goes up: lowering it for a smaller ring
-// (a model whose widest head has fewer bits) would make a later launch of the same kernel
-// with a cached larger ring fail with "invalid argument".
-int resident_ctas(DecodeKernel fn, size_t smem, int dev) {
-    struct Entry { DecodeKernel fn; size_t smem; int dev, per_sm; };
-    struct Limit { DecodeKernel fn; int dev; size_t smem; };
-    static std::mutex mu;
-    static std::vector<Entry> cache;
-    static std::vector<Limit> limits;
-    std::lock_guard<std::mutex> lock(mu);
-    for (const Entry& e : cache)
-        if (e.fn == fn && e.smem == smem && e.dev == dev) return e.per_sm;
-    Limit* lim = nullptr;
-    for (Limit& l : limits)
-        if (l.fn == fn && l.dev == dev) lim = &l;
-    if (!lim || lim->smem < smem) {
-        TANDEM_CHECK_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        if (lim) lim->smem = smem;
-        else limits.push_back({fn, dev, smem});
-    }
-    int per_sm = 0;
-    TANDEM_CHECK_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, kWarps * 32, smem));
-    cache.push_back({fn, smem, dev, per_sm});
-    return per_sm;
-}
-
 Plan make_plan(const TurboDecodeParams& p) {
     const TurboCacheLayout& L = p.layout;
     const int D = L.head_dim, ng = D / L.v_group;
@@ -325,19 +293,12 @@ Plan make_plan(const TurboDecodeParams& p) {
     Plan pl;
     pl.fn = kernel(false);
     pl.smem = kWarps * (D == 128 ? sizeof(lean::Smem<128>) : sizeof(lean::Smem<64>));
-    const int per_sm = resident_ctas(pl.fn, pl.smem, dev);  // the merging instance: the same bounds
-    // Splits per (sequence, KV head): as many as one wave of resident warps allows (batch 1:
-    // one record a warp where they fit), the records dealt evenly: k = ceil(tiles / wave)
-    // records a warp, ceil(tiles / k) splits. Past 128 records at least 2 a warp: at batch 1
-    // x 16k one a warp was 1.2x slower (the combine of 257 splits; run 11), at <= 4k 1.2-1.3x
-    // faster than two.
+    const int per_sm = resident_ctas(pl.fn, pl.smem, dev, kWarps * 32);  // the merging instance: the same bounds
+    // Splits per (sequence, KV head): decode_warp_splits over one wave of resident warps (the
+    // records and the recent tile).
     const int pairs = p.batch * L.n_kv_heads, tiles = p.max_len / kTile + 1;
     const int wave = std::max(1, n_sm * std::max(per_sm, 1) * kWarps / pairs);
-    pl.splits = p.n_splits;
-    if (pl.splits <= 0) {
-        const int k = std::max((tiles + wave - 1) / wave, tiles > 128 ? 2 : 1);
-        pl.splits = (tiles + k - 1) / k;
-    }
+    pl.splits = p.n_splits > 0 ? p.n_splits : decode_warp_splits(tiles, wave);
     // Many splits (batch 1-2): a CTA merges its warps' splits (merge_warps) where rounding the
     // count up to a multiple of kWarps keeps one wave and puts no SM more CTAs than before
     // (batch 1 x 4k at D = 128: 130 -> 136 CTAs doubled 4 SMs' load and cost 7%, run 22);
@@ -348,7 +309,7 @@ Plan make_plan(const TurboDecodeParams& p) {
     if (pl.merge) {
         pl.splits = s4;
         pl.fn = kernel(true);
-        resident_ctas(pl.fn, pl.smem, dev);  // its shared memory limit
+        resident_ctas(pl.fn, pl.smem, dev, kWarps * 32);  // its shared memory limit
     }
     return pl;
 }
