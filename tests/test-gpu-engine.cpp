@@ -74,7 +74,7 @@ double compare(const std::string& path, const GpuParams& gp = {}, int n_prompt =
     cp.n_threads = 2;
     InferenceContext cpu(m, cp);
     GpuContext gpu(m, cp, gp);
-    const uint32_t seed = std::random_device{}();
+    const uint32_t seed = tandem_test::test_seed();
     std::mt19937 rng(seed);
     std::uniform_int_distribution<int32_t> tok(0, (int32_t)nv - 1);
     std::vector<int32_t> prompt((size_t)n_prompt);
@@ -279,7 +279,7 @@ double rel_l2d(const std::vector<float>& a, const std::vector<double>& r) {
 
 TEST_CASE("gpu engine: GEMV (norm, bias, residual, SwiGLU) and dequantization per type vs float64" *
           doctest::skip(no_gpu("gemv kernels"))) {
-    const uint32_t seed = std::random_device{}();
+    const uint32_t seed = tandem_test::test_seed();
     std::mt19937 rng(seed);
     std::normal_distribution<float> nd(0.0f, 1.0f);
     const float eps = 1e-5f;
@@ -361,14 +361,16 @@ TEST_CASE("gpu engine: GEMV (norm, bias, residual, SwiGLU) and dequantization pe
 // truncate + re-eval vs the first pass on the GPU: only the prefill (SGEMM) vs decode (GEMV)
 // rounding of K/V differs, flipping an INT8/INT4 rounding now and then. Measured: float
 // models 3.8e-5 .. 9.5e-4, the demo Q8_0 1.4e-3 .. 4.8e-3 (a trained model's outlier
-// channels: one flip moves a whole key group's scale). Bounds 3e-3 float, 2e-2 quantized. A
-// wrongly kept state reads 8+ positions of another block's K/V (5% of a 170-token context).
+// channels: one flip moves a whole key group's scale), and once 5.0e-3 on the float qwen2
+// model whose one KV head is 2-bit (TANDEM_TEST_SEED=3118750155; the same with the kernels of
+// before session 4, so a flip, not a change). Bounds 1e-2 float, 2e-2 quantized. A wrongly
+// kept state reads 8+ positions of another block's K/V (5% of a 170-token context).
 
 namespace {
 
 constexpr double kTolTurboFloat = 5e-2;
 constexpr double kTolTurboQuant = 1e-1;
-constexpr double kTolTruncFloat = 3e-3;
+constexpr double kTolTruncFloat = 1e-2;
 constexpr double kTolTruncQuant = 2e-2;
 
 template <class T>
@@ -398,7 +400,7 @@ double compare_turbo(const std::string& path, double tol, double tol_trunc, cons
     cp.n_ctx = 256, cp.n_batch = 48, cp.n_threads = 2, cp.turbo_kv = true, cp.turbo_head_bits = bits;
     InferenceContext cpu(m, cp);
     GpuContext gpu(m, cp, gp);
-    const uint32_t seed = std::random_device{}();
+    const uint32_t seed = tandem_test::test_seed();
     std::mt19937 rng(seed);
     std::uniform_int_distribution<int32_t> tok(0, (int32_t)nv - 1);
     std::vector<int32_t> seq(150);
@@ -466,7 +468,7 @@ double perplexity(ComputeContext& ctx, const std::vector<int32_t>& tokens, int64
 }  // namespace
 
 TEST_CASE("gpu turbo: store and compression kernels write the CPU twin's bytes" * doctest::skip(no_gpu("turbo cache kernels"))) {
-    const uint32_t seed = std::random_device{}();
+    const uint32_t seed = tandem_test::test_seed();
     std::mt19937 rng(seed);
     std::normal_distribution<float> nd(0.0f, 1.0f);
     for (int D : {64, 128}) {

@@ -2,13 +2,22 @@
 #pragma once
 #include <cstdio>
 #include <cstdlib>
+#include <cstdint>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <unistd.h>
 
 namespace tandem_test {
+
+// A seed for a randomized test: TANDEM_TEST_SEED when set (to replay a failure with the seed
+// it printed), otherwise a fresh one.
+inline uint32_t test_seed() {
+    if (const char* s = std::getenv("TANDEM_TEST_SEED")) return (uint32_t)std::strtoul(s, nullptr, 10);
+    return std::random_device{}();
+}
 
 // Absolute path of a file under ../shared (the project's test data).
 inline std::string shared_path(const std::string& rel) { return std::string(TANDEM_SHARED_DIR) + "/" + rel; }
