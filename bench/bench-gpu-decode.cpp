@@ -88,13 +88,15 @@ struct Row {
 // Decode timing after a prompt of n_prompt tokens (ContextParams from `base`, n_ctx sized to fit).
 double time_decode(const std::shared_ptr<const Model>& m, const GpuParams& gp, int steps, uint64_t* bytes_per_token,
                    std::vector<std::pair<std::string, double>>* stages = nullptr, const ContextParams& base = {},
-                   int64_t n_prompt = 32, double* prefill_ms = nullptr, uint64_t* device_bytes = nullptr) {
+                   int64_t n_prompt = 32, double* prefill_ms = nullptr, uint64_t* device_bytes = nullptr,
+                   uint64_t* kv_bytes = nullptr) {
     ContextParams cp = base;
     cp.n_ctx = std::max<int64_t>(512, n_prompt + 16 + steps + 64);
     cp.n_batch = n_prompt > 64 ? 512 : 64;
     GpuContext ctx(m, cp, gp);
     *bytes_per_token = ctx.weight_bytes_per_token();
     if (device_bytes) *device_bytes = ctx.device_bytes();
+    if (kv_bytes) *kv_bytes = ctx.kv_bytes();
     std::vector<int32_t> prompt((size_t)n_prompt);
     for (size_t i = 0; i < prompt.size(); i++) prompt[i] = (int32_t)((i * 7919 + 13) % (size_t)m->config().n_vocab);
     const auto p0 = std::chrono::steady_clock::now();
@@ -142,21 +144,14 @@ void run_long(const std::shared_ptr<const Model>& m, const char* name, const Syn
             }
             LongRow r;
             r.model = std::string(name) + " " + type_traits(spec.weight_type).name, r.kv = mode.name, r.ctx = len;
-            uint64_t bytes = 0, dev = 0;
+            uint64_t bytes = 0, dev = 0, kv_bytes = 0;
             std::vector<std::pair<std::string, double>> stages;
-            r.ms = time_decode(m, GpuParams{}, steps, &bytes, &stages, cp, len, &r.prefill_ms, &dev);
+            r.ms = time_decode(m, GpuParams{}, steps, &bytes, &stages, cp, len, &r.prefill_ms, &dev, &kv_bytes);
             for (const auto& st : stages)
                 if (st.first == "attention" || st.first == "rope+kv") r.attn_ms += st.second;
-            const int64_t n_ctx = std::max<int64_t>(512, len + 16 + steps + 64);
-            ContextParams sized = cp;
-            sized.n_ctx = n_ctx;
-            sized.n_batch = 512;
-            ContextParams f16 = sized;
-            f16.turbo_kv = false;
-            // KV bytes: Turbo records + recent buffers (+ prefill copies and workspace) or FP16 K/V
-            const double fp16_kv = 2.0 * (double)spec.n_layer * (double)n_ctx * (double)(spec.n_head_kv * (spec.n_embd / spec.n_head)) * 2;
-            r.kv_mib = (mode.turbo ? fp16_kv - ((double)gpu_context_bytes_needed(*m, f16) - (double)gpu_context_bytes_needed(*m, sized))
-                                   : fp16_kv) / (1 << 20);
+            // KV bytes on the device: Turbo records + recent buffers (+ prefill copies and
+            // workspace) or FP16 K/V
+            r.kv_mib = (double)kv_bytes / (1 << 20);
             std::printf("long ctx %ld %s %s: prefill %.0f ms, decode %.3f ms/token (%.1f tok/s), attention+store %.3f ms/token, KV %.1f MiB\n",
                         len, r.model.c_str(), r.kv.c_str(), r.prefill_ms, r.ms, 1000.0 / r.ms, r.attn_ms, r.kv_mib);
             out.push_back(r);

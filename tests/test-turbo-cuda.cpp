@@ -234,6 +234,48 @@ TEST_CASE("cuda: fp16 decode vs float64, any split count" * doctest::skip(kNoGpu
                 CK(cudaFree(p.out));
                 CK(cudaFree(p.workspace));
             }
+            // causal (a prefill chunk): the last 40 tokens of sequence 0's first 777 as the
+            // batch, q rows 8 floats apart beyond their Hq x D (as in the engine's QKV rows)
+            const int NQ = 40, last = 777, qs = Hq * D + 8;
+            std::vector<float> qc((size_t)NQ * qs, NAN);
+            for (int b = 0; b < NQ; ++b)
+                for (int i = 0; i < Hq * D; ++i) qc[(size_t)b * qs + i] = nd(rng);
+            const std::vector<int> last_len = {last};
+            Fp16DecodeParams c = p;
+            c.q = upload(qc);
+            c.seq_len = upload(last_len);
+            c.batch = NQ, c.causal = true, c.q_stride = qs;
+            for (int splits : {0, 3}) {
+                c.n_splits = splits;
+                std::vector<float> out((size_t)NQ * Hq * D, NAN), ws(fp16_decode_workspace_floats(c), NAN);
+                c.out = upload(out);
+                c.workspace = upload(ws);
+                fp16_decode_cuda(c, 0);
+                CK(cudaDeviceSynchronize());
+                CK(cudaMemcpy(out.data(), c.out, out.size() * 4, cudaMemcpyDeviceToHost));
+                CHECK(all_finite(out));
+                double worst = 0;
+                for (int b = 0; b < NQ; ++b) {
+                    const int L = last - NQ + 1 + b;
+                    std::vector<float> kf((size_t)Hkv * L * D), vf(kf.size());
+                    for (int h = 0; h < Hkv; ++h)
+                        for (int t = 0; t < L; ++t)
+                            for (int d = 0; d < D; ++d) {
+                                const size_t src = ((size_t)h * max_len + t) * D + d;  // sequence 0
+                                kf[((size_t)h * L + t) * D + d] = fp16_to_fp32(k16[src]);
+                                vf[((size_t)h * L + t) * D + d] = fp16_to_fp32(v16[src]);
+                            }
+                    std::vector<double> e((size_t)Hq * D);
+                    attention_exact_f64(qc.data() + (size_t)b * qs, kf.data(), vf.data(), Hq, Hkv, L, D, e.data());
+                    std::vector<float> o(out.begin() + (size_t)b * Hq * D, out.begin() + (size_t)(b + 1) * Hq * D);
+                    worst = std::max(worst, rel(o, e));
+                }
+                std::printf("fp16 causal D=%d G=%d splits=%d: rel err vs float64 %.2e\n", D, G, splits, worst);
+                CHECK(worst < 1e-4);
+                CK(cudaFree(c.out));
+                CK(cudaFree(c.workspace));
+            }
+            CK(cudaFree((void*)c.q)); CK(cudaFree((void*)c.seq_len));
             CK(cudaFree((void*)p.q)); CK(cudaFree((void*)p.k)); CK(cudaFree((void*)p.v)); CK(cudaFree((void*)p.seq_len));
         }
 }
@@ -330,5 +372,9 @@ TEST_CASE("cuda: bad parameters are refused with a message" * doctest::skip(kNoG
     CHECK_THROWS_WITH_AS(fp16_decode_cuda(f, 0), doctest::Contains("n_q_heads"), TurboError);
     f.n_q_heads = 8, f.head_dim = 96;
     CHECK_THROWS_WITH_AS(fp16_decode_cuda(f, 0), doctest::Contains("head_dim"), TurboError);
+    f.head_dim = 128, f.q_stride = 8 * 128 - 4;  // shorter than a token's heads
+    CHECK_THROWS_WITH_AS(fp16_decode_cuda(f, 0), doctest::Contains("q_stride"), TurboError);
+    f.q_stride = 8 * 128 + 2;  // rows would lose 16-byte alignment
+    CHECK_THROWS_WITH_AS(fp16_decode_cuda(f, 0), doctest::Contains("q_stride"), TurboError);
     CK(cudaFree(dummy));
 }

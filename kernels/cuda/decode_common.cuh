@@ -28,6 +28,8 @@ struct DecodeArgs {
     const float* rks = nullptr;
     const float* rvs = nullptr;
     int batch = 0, n_q_heads = 0, n_kv_heads = 0, max_len = 0, n_splits = 1;
+    bool causal = false;             // FP16 path: Fp16DecodeParams::causal
+    int64_t q_stride = 0;            // FP16 path: floats between batch elements' q
     float threshold = -60.0f;        // Turbo path: SAS parameters
     int degree = 3;
     float c1 = 0, c2 = 0, c3 = 0;    // SAS coefficients (exact halves)

@@ -1,5 +1,7 @@
 // FP16 attention decode on tensor cores: split-KV flash-decoding over the (batch, Hkv,
-// max_len, D) FP16 cache, exact exp2 softmax. The GPU engine's default attention path.
+// max_len, D) FP16 cache, exact exp2 softmax. The GPU engine's default attention path, for
+// decode and for prefill chunks (causal: a chunk's query tokens are the batch, each reading
+// the one sequence's cache up to its own position).
 //
 // The layout of turbo_decode.cu without the compression: every warp is one split, a
 // contiguous range of 64-token tiles of one (sequence, KV head) for all G <= 8 query heads
@@ -11,8 +13,8 @@
 //
 // Exactness: the cache holds FP16 values, exact as mma operands, but q and p are float. Each
 // is split into two FP16 halves, x = hi + lo with lo = x - hi, and multiplied twice (float
-// accumulate), so a product keeps ~22 bits: the result is as close to float64 as the scalar
-// float kernel this replaces (test-turbo-cuda bounds it at 1e-4).
+// accumulate), so a product keeps ~22 bits: ~6e-6 relative to float64 (test-turbo-cuda bounds
+// it at 1e-4).
 //
 // Operand layout (lane = 4 gid + tig):
 //  - scores: n-block nb of a tile is tokens 8 nb .. 8 nb + 7; lane gid loads token 8 nb + gid,
@@ -60,7 +62,8 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) fp16_decode_kernel(const De
     if (pair >= a.batch * a.n_kv_heads) return;
     const int b = pair % a.batch, h = pair / a.batch;
     const int G = a.n_q_heads / a.n_kv_heads;
-    const int len = a.seq_len[b];
+    const int len = a.causal ? a.seq_len[0] - a.batch + 1 + b : a.seq_len[b];
+    const int bkv = a.causal ? 0 : b;  // the sequence whose cache it reads
     const int n_tiles = (len + kTile - 1) / kTile;
     const int j0 = (int)((long long)split * n_tiles / a.n_splits);
     const int j1 = (int)((long long)(split + 1) * n_tiles / a.n_splits);
@@ -69,7 +72,7 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) fp16_decode_kernel(const De
     uint32_t qhi[KS][2], qlo[KS][2];
     {
         const float qscale = kLog2eF * rsqrtf((float)D);
-        const float* qrow = a.q + ((size_t)b * a.n_q_heads + h * G + gid) * D + tig * (D / 4);
+        const float* qrow = a.q + (size_t)b * a.q_stride + (size_t)(h * G + gid) * D + tig * (D / 4);
 #pragma unroll
         for (int s = 0; s < KS; ++s) {
             float4 x = gid < G ? *(const float4*)&qrow[4 * s] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -77,8 +80,8 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) fp16_decode_kernel(const De
             split_pair(x.z * qscale, x.w * qscale, qhi[s][1], qlo[s][1]);
         }
     }
-    const __half* kbase = a.k16 + ((size_t)b * a.n_kv_heads + h) * a.max_len * D;
-    const __half* vbase = a.v16 + ((size_t)b * a.n_kv_heads + h) * a.max_len * D;
+    const __half* kbase = a.k16 + ((size_t)bkv * a.n_kv_heads + h) * a.max_len * D;
+    const __half* vbase = a.v16 + ((size_t)bkv * a.n_kv_heads + h) * a.max_len * D;
     float m = -INFINITY, l = 0.0f;  // head gid's running max (log2 units) and this lane's sum
     float acc[VN][2];
 #pragma unroll
@@ -191,6 +194,8 @@ void check_config(const Fp16DecodeParams& p) {
         throw TurboError("fp16_decode: n_q_heads must be 1..8 times n_kv_heads");
     if (p.batch < 1 || p.max_len < 1) throw TurboError("fp16_decode: batch and max_len must be >= 1");
     if (p.n_splits < 0 || p.n_splits > (1 << 20)) throw TurboError("fp16_decode: n_splits must be in [0, 2^20]");
+    if (p.q_stride != 0 && (p.q_stride < (int64_t)p.n_q_heads * p.head_dim || p.q_stride % 4 != 0))
+        throw TurboError("fp16_decode: q_stride must be 0 or a multiple of 4 of at least n_q_heads * head_dim");
 }
 
 }  // namespace
@@ -216,6 +221,8 @@ void fp16_decode_cuda(const Fp16DecodeParams& p, cudaStream_t stream) {
     a.n_q_heads = p.n_q_heads;
     a.n_kv_heads = p.n_kv_heads;
     a.max_len = p.max_len;
+    a.causal = p.causal;
+    a.q_stride = p.q_stride ? p.q_stride : (int64_t)p.n_q_heads * p.head_dim;
     a.n_splits = plan_splits(p);
     const long long warps = (long long)p.batch * p.n_kv_heads * a.n_splits;
     pick_kernel(p.head_dim)<<<(unsigned)((warps + kWarps - 1) / kWarps), kWarps * 32, 0, stream>>>(a);

@@ -53,7 +53,7 @@ uint64_t gpu_context_bytes_needed(const Model& m, const ContextParams& p);
 
 struct GpuParams {
     bool use_graph = true;          // replay decode steps from a captured CUDA graph
-    bool fp16_decode_kernel = true;  // split-KV FP16 attention for decode when head_dim is 64/128
+    bool fp16_decode_kernel = true;  // tensor-core split-KV FP16 attention (decode and prefill) when head_dim is 64/128
 };
 
 class GpuContext : public ComputeContext {
@@ -86,6 +86,9 @@ public:
     uint64_t weight_bytes_per_token() const;
     // Device bytes allocated by this context.
     uint64_t device_bytes() const;
+    // Device bytes of the KV cache: FP16 K/V, or Turbo's records, recent buffers, prefill
+    // copies and decode workspace.
+    uint64_t kv_bytes() const;
     // Runs one decode step of `token` (appended like eval(&token, 1), without the graph) with
     // an event after every stage, and returns the device milliseconds per stage summed over
     // the layers, in order (embed, qkv, rope+kv, attention, wo, gate/up, down, output,

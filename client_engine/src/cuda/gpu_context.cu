@@ -89,6 +89,7 @@ struct Sizes {
     std::vector<TurboCacheLayout> layouts;  // (n_layer)
     uint64_t recent_bytes = 0;              // one recent buffer: k, v (H, T, D) int8 + scales
     uint64_t ws_floats = 0;
+    uint64_t attn_ws_floats = 0;            // FP16 KV: the fp16_decode workspace (in scratch_bytes)
 };
 
 // Query tokens one prefill decode launch serves at most (one block of the recent buffer).
@@ -114,6 +115,22 @@ uint64_t turbo_ws_floats(const TurboCacheLayout& L, int n_q_heads, int max_len) 
             const uint64_t splits = ((uint64_t)(max_len / L.block_tokens + 2) / 2 + 3) / 4 * 4;
             best = std::max<uint64_t>(best, (uint64_t)b * n_q_heads * splits * (L.head_dim + 2));
         }
+    }
+    return best;
+}
+
+// Floats of fp16_decode workspace for every batch 1..n_batch (decode and causal prefill
+// chunks): the launcher's own formula where a device is present; without one, a bound
+// (batch x splits <= batch + the resident warps a KV head gets, ~2112 / n_kv_heads on an H100).
+uint64_t fp16_ws_floats(int n_q_heads, int n_kv_heads, int head_dim, int max_len, int64_t n_batch) {
+    Fp16DecodeParams fp;
+    fp.n_q_heads = n_q_heads, fp.n_kv_heads = n_kv_heads, fp.head_dim = head_dim, fp.max_len = max_len;
+    uint64_t best = 0;
+    try {
+        for (fp.batch = 1; fp.batch <= n_batch; fp.batch++) best = std::max<uint64_t>(best, fp16_decode_workspace_floats(fp));
+    } catch (const std::exception&) {
+        cudaGetLastError();
+        best = (uint64_t)(n_batch + 4096 / n_kv_heads) * n_q_heads * (head_dim + 2);
     }
     return best;
 }
@@ -151,6 +168,11 @@ Sizes sizes(const Model& m, const ContextParams& p) {
     const int64_t acts = s.turbo ? 4 : 3;  // x, xn, attn (+ Turbo's packed queries)
     const int64_t floats = s.n_batch * (acts * s.d + s.qkv + 2 * s.ff + s.nv) + s.deq + 2 * s.d;
     s.scratch_bytes = (uint64_t)(floats + 16 * 64) * 4 + 4096;
+    const int hd = (int)m.head_dim();
+    if (!s.turbo && (hd == 64 || hd == 128) && c.n_head / c.n_head_kv <= 8) {
+        s.attn_ws_floats = fp16_ws_floats((int)c.n_head, (int)c.n_head_kv, hd, (int)s.n_ctx, s.n_batch);
+        s.scratch_bytes += r256(s.attn_ws_floats * 4);
+    }
     return s;
 }
 
@@ -383,10 +405,11 @@ void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits, int64
             rp.k_cache = L.k, rp.v_cache = L.v, rp.n_ctx = sz.n_ctx;
             rope_store_cuda(rp, s);
             mark("rope+kv");
-            if (n == 1 && fp16_attn) {
+            if (fp16_attn) {  // decode, or a prefill chunk as a causal batch of its tokens
                 Fp16DecodeParams fp;
                 fp.q = qkv, fp.out = attn, fp.k = (const uint16_t*)L.k, fp.v = (const uint16_t*)L.v, fp.seq_len = d_io + 1;
-                fp.batch = 1, fp.n_q_heads = (int)c.n_head, fp.n_kv_heads = (int)c.n_head_kv, fp.head_dim = hd;
+                fp.batch = (int)n, fp.causal = n > 1, fp.q_stride = qd;
+                fp.n_q_heads = (int)c.n_head, fp.n_kv_heads = (int)c.n_head_kv, fp.head_dim = hd;
                 fp.max_len = (int)sz.n_ctx, fp.workspace = attn_ws;
                 fp16_decode_cuda(fp, s);
             } else {
@@ -644,12 +667,8 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
 
     const int hd = (int)m.head_dim(), group = (int)(c.n_head / c.n_head_kv);
     I.fp16_attn = !I.sz.turbo && gp.fp16_decode_kernel && (hd == 64 || hd == 128) && group <= 8;
-    if (I.fp16_attn) {
-        Fp16DecodeParams fp;
-        fp.batch = 1, fp.n_q_heads = (int)c.n_head, fp.n_kv_heads = (int)c.n_head_kv, fp.head_dim = hd;
-        fp.max_len = (int)n_ctx_;
-        GPU_CHECK(cudaMalloc(&I.attn_ws, fp16_decode_workspace_floats(fp) * sizeof(float)));
-    }
+    if (I.fp16_attn)  // counted in scratch_bytes; exact here (a device is present)
+        GPU_CHECK(cudaMalloc(&I.attn_ws, I.sz.attn_ws_floats * sizeof(float)));
     GPU_CHECK(cudaDeviceSynchronize());
 }
 
@@ -660,6 +679,7 @@ uint64_t GpuContext::weight_bytes_per_token() const { return impl_->bytes_per_to
 uint64_t GpuContext::device_bytes() const {
     return impl_->weight_bytes + impl_->sz.kv_bytes + impl_->sz.scratch_bytes;
 }
+uint64_t GpuContext::kv_bytes() const { return impl_->sz.kv_bytes; }
 
 int64_t GpuContext::truncate(int64_t n) {
     n = std::clamp<int64_t>(n, 0, n_past_);

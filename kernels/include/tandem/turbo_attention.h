@@ -206,6 +206,11 @@ struct Fp16DecodeParams {
     int batch = 0, n_q_heads = 0, n_kv_heads = 0, head_dim = 0, max_len = 0;
     float* workspace = nullptr;
     int n_splits = 0;
+    // causal: the batch is the last `batch` query tokens of ONE sequence (a prefill chunk):
+    // element b reads sequence 0's cache up to seq_len[0] - batch + 1 + b tokens (seq_len[0]
+    // >= batch: the last query's length), its q at q + b * q_stride (0: n_q_heads * D).
+    bool causal = false;
+    int64_t q_stride = 0;
 };
 
 }  // namespace tandem
