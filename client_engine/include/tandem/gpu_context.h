@@ -11,11 +11,14 @@
 //                one sequence: INT4/INT2 records + INT8 recent buffer, same bytes as the CPU
 //                twin), plus (64, ...) copies of a recent buffer for prefill and the decode
 //                workspace (kernels/cuda/turbo_cache.cuh)
-//   scratch      (n_batch, ...) activations, (n_batch, n_vocab) logits
+//   scratch      (n_batch, ...) activations, (n_batch, n_vocab) logits, the FP16 attention
+//                workspace
 // Decode (one token): one GEMV per weight matrix with RMSNorm, bias, SwiGLU and the residual
-// add fused in, RoPE fused with the KV store, FP16 split-KV attention (head_dim 64/128) or a
-// plain kernel, argmax on the device; the whole step is a CUDA graph replayed each token.
-// Prefill: weights dequantized to F32 tiles + cuBLAS SGEMM.
+// add fused in, RoPE fused with the KV store, FP16 split-KV attention on tensor cores
+// (head_dim 64/128; kernels/cuda/fp16_decode.cu) or a plain kernel, argmax on the device; the
+// whole step is a CUDA graph replayed each token.
+// Prefill: weights dequantized to F32 tiles + cuBLAS SGEMM; attention by the same FP16 kernel,
+// the chunk's tokens as a causal batch (the plain kernel for other head sizes).
 // Turbo: RoPE fused with the INT8 store, a full recent buffer compressed on the device, decode
 // by turbo_decode_cuda (the graph reads the lengths from device memory: never re-captured);
 // prefill attends per recent-buffer segment with the same decode kernel (batch = tokens).
