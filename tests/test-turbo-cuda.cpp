@@ -204,36 +204,45 @@ TEST_CASE("cuda: fp16 decode vs float64, any split count" * doctest::skip(kNoGpu
             p.v = upload(v16);
             p.seq_len = upload(lens);
             p.batch = B, p.n_q_heads = Hq, p.n_kv_heads = Hkv, p.head_dim = D, p.max_len = max_len;
-            for (int splits : {0, 1, 7, 100}) {  // 100: empty splits, several combine rounds
-                p.n_splits = splits;
-                std::vector<float> out((size_t)B * Hq * D, NAN), ws(fp16_decode_workspace_floats(p), NAN);
-                p.out = upload(out);
-                p.workspace = upload(ws);
-                fp16_decode_cuda(p, 0);
-                CK(cudaDeviceSynchronize());
-                CK(cudaMemcpy(out.data(), p.out, out.size() * 4, cudaMemcpyDeviceToHost));
-                CHECK(all_finite(out));
-                double worst = 0;
-                for (int b = 0; b < B; ++b) {
-                    const int L = lens[b];
-                    std::vector<float> kf((size_t)Hkv * L * D), vf(kf.size());
-                    for (int h = 0; h < Hkv; ++h)
-                        for (int t = 0; t < L; ++t)
-                            for (int d = 0; d < D; ++d) {
-                                const size_t src = (((size_t)b * Hkv + h) * max_len + t) * D + d;
-                                kf[((size_t)h * L + t) * D + d] = fp16_to_fp32(k16[src]);
-                                vf[((size_t)h * L + t) * D + d] = fp16_to_fp32(v16[src]);
-                            }
-                    std::vector<double> e((size_t)Hq * D);
-                    attention_exact_f64(q.data() + (size_t)b * Hq * D, kf.data(), vf.data(), Hq, Hkv, L, D, e.data());
-                    std::vector<float> o(out.begin() + (size_t)b * Hq * D, out.begin() + (size_t)(b + 1) * Hq * D);
-                    worst = std::max(worst, rel(o, e));
+            // Runs x at each split count (outputs and workspace poisoned) and checks each of its n
+            // batch elements b against float64 attention of its q (qh + b * qs) over the first
+            // len(b) tokens of sequence kv_seq(b)'s cache.
+            auto check = [&](Fp16DecodeParams x, const float* qh, size_t qs, int n, auto len, auto kv_seq,
+                             std::initializer_list<int> split_counts, const char* what) {
+                for (int splits : split_counts) {
+                    x.n_splits = splits;
+                    std::vector<float> out((size_t)n * Hq * D, NAN), ws(fp16_decode_workspace_floats(x), NAN);
+                    x.out = upload(out);
+                    x.workspace = upload(ws);
+                    fp16_decode_cuda(x, 0);
+                    CK(cudaDeviceSynchronize());
+                    CK(cudaMemcpy(out.data(), x.out, out.size() * 4, cudaMemcpyDeviceToHost));
+                    CHECK(all_finite(out));
+                    double worst = 0;
+                    for (int b = 0; b < n; ++b) {
+                        const int L = len(b), sb = kv_seq(b);
+                        std::vector<float> kf((size_t)Hkv * L * D), vf(kf.size());
+                        for (int h = 0; h < Hkv; ++h)
+                            for (int t = 0; t < L; ++t)
+                                for (int d = 0; d < D; ++d) {
+                                    const size_t src = (((size_t)sb * Hkv + h) * max_len + t) * D + d;
+                                    kf[((size_t)h * L + t) * D + d] = fp16_to_fp32(k16[src]);
+                                    vf[((size_t)h * L + t) * D + d] = fp16_to_fp32(v16[src]);
+                                }
+                        std::vector<double> e((size_t)Hq * D);
+                        attention_exact_f64(qh + (size_t)b * qs, kf.data(), vf.data(), Hq, Hkv, L, D, e.data());
+                        std::vector<float> o(out.begin() + (size_t)b * Hq * D, out.begin() + (size_t)(b + 1) * Hq * D);
+                        worst = std::max(worst, rel(o, e));
+                    }
+                    std::printf("fp16 %s D=%d G=%d splits=%d: rel err vs float64 %.2e\n", what, D, G, splits, worst);
+                    CHECK(worst < 1e-4);  // exact FP16 K/V, q and p as hi + lo halves, float accumulation
+                    CK(cudaFree(x.out));
+                    CK(cudaFree(x.workspace));
                 }
-                std::printf("fp16 decode D=%d G=%d splits=%d: rel err vs float64 %.2e\n", D, G, splits, worst);
-                CHECK(worst < 1e-4);  // exact FP16 K/V, q and p as hi + lo halves, float accumulation
-                CK(cudaFree(p.out));
-                CK(cudaFree(p.workspace));
-            }
+            };
+            // 100 splits: empty ones, several combine rounds
+            check(p, q.data(), (size_t)Hq * D, B, [&](int b) { return lens[b]; }, [](int b) { return b; }, {0, 1, 7, 100},
+                  "decode");
             // causal (a prefill chunk): the last 40 tokens of sequence 0's first 777 as the
             // batch, q rows 8 floats apart beyond their Hq x D (as in the engine's QKV rows)
             const int NQ = 40, last = 777, qs = Hq * D + 8;
@@ -245,36 +254,8 @@ TEST_CASE("cuda: fp16 decode vs float64, any split count" * doctest::skip(kNoGpu
             c.q = upload(qc);
             c.seq_len = upload(last_len);
             c.batch = NQ, c.causal = true, c.q_stride = qs;
-            for (int splits : {0, 3}) {
-                c.n_splits = splits;
-                std::vector<float> out((size_t)NQ * Hq * D, NAN), ws(fp16_decode_workspace_floats(c), NAN);
-                c.out = upload(out);
-                c.workspace = upload(ws);
-                fp16_decode_cuda(c, 0);
-                CK(cudaDeviceSynchronize());
-                CK(cudaMemcpy(out.data(), c.out, out.size() * 4, cudaMemcpyDeviceToHost));
-                CHECK(all_finite(out));
-                double worst = 0;
-                for (int b = 0; b < NQ; ++b) {
-                    const int L = last - NQ + 1 + b;
-                    std::vector<float> kf((size_t)Hkv * L * D), vf(kf.size());
-                    for (int h = 0; h < Hkv; ++h)
-                        for (int t = 0; t < L; ++t)
-                            for (int d = 0; d < D; ++d) {
-                                const size_t src = ((size_t)h * max_len + t) * D + d;  // sequence 0
-                                kf[((size_t)h * L + t) * D + d] = fp16_to_fp32(k16[src]);
-                                vf[((size_t)h * L + t) * D + d] = fp16_to_fp32(v16[src]);
-                            }
-                    std::vector<double> e((size_t)Hq * D);
-                    attention_exact_f64(qc.data() + (size_t)b * qs, kf.data(), vf.data(), Hq, Hkv, L, D, e.data());
-                    std::vector<float> o(out.begin() + (size_t)b * Hq * D, out.begin() + (size_t)(b + 1) * Hq * D);
-                    worst = std::max(worst, rel(o, e));
-                }
-                std::printf("fp16 causal D=%d G=%d splits=%d: rel err vs float64 %.2e\n", D, G, splits, worst);
-                CHECK(worst < 1e-4);
-                CK(cudaFree(c.out));
-                CK(cudaFree(c.workspace));
-            }
+            check(c, qc.data(), (size_t)qs, NQ, [&](int b) { return last - NQ + 1 + b; }, [](int) { return 0; }, {0, 3},
+                  "causal");
             CK(cudaFree((void*)c.q)); CK(cudaFree((void*)c.seq_len));
             CK(cudaFree((void*)p.q)); CK(cudaFree((void*)p.k)); CK(cudaFree((void*)p.v)); CK(cudaFree((void*)p.seq_len));
         }
