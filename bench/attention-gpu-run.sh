@@ -36,7 +36,7 @@ for r in d["rows"]:
 PY
 ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
 if [[ -n "$ncu" ]]; then
-    timeout 120 "$ncu" --kernel-name "${NCU_KERNEL:-regex:turbo_split}" --launch-skip 2 --launch-count 1 --section SpeedOfLight \
+    timeout 120 "$ncu" --kernel-name "${NCU_KERNEL:-regex:turbo_decode_kernel}" --launch-skip 2 --launch-count 1 --section SpeedOfLight \
         --section Occupancy --section WarpStateStats --section LaunchStats --section InstructionStats \
         $B/bench/bench-attention /tmp/one.json 128 32 16384 > "$out/ncu.txt" 2>&1
     grep -E "Duration|Memory Throughput|Achieved Occupancy|Registers Per|Warp Cycles Per Issued|Issued Ipc|No Eligible|Stall|stall" "$out/ncu.txt" | head -24
@@ -45,4 +45,4 @@ obj=$(find $B -name 'turbo_decode.cu.o' | head -1)
 co=$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump)
 "$co" -sass "$obj" > "$out/sass.txt" 2>&1
 awk '/Function :/{if(n)print n, c; n=$3; c=0} /^ +\/\*[0-9a-f]+\*\//{c++} END{print n, c}' "$out/sass.txt" |
-    sed 's/_ZN6tandem.*turbo_split_kernelIL/K</' | cut -c1-70
+    sed 's/_ZN6tandem.*turbo_decode_kernelIL/K</' | cut -c1-70

@@ -121,7 +121,8 @@ def main():
         if any("variants" in r for r in rows):
             names = list(rows[0].get("variants", {}).keys())
             md.write("\nTurbo decode at other split counts, same run (ms): t1 = one 64-token record per "
-                     "warp, t2 = two; default = the launcher's choice (splits in brackets).\n\n")
+                     "warp, t2 = two, t4 = four; combine = the split combine alone at the default's count; "
+                     "default = the launcher's choice (the combine's partials in brackets).\n\n")
             md.write("| D | batch | KV len | default (splits) | " + " | ".join(names) + " | torch best |\n")
             md.write("|---|---|---|---|" + "---|" * len(names) + "---|\n")
             for r in rows:

@@ -184,23 +184,19 @@ int main(int argc, char** argv) {
                     const int splits = (int)(turbo_decode_workspace_floats(tp) / ((size_t)B * Hq * (D + 2)));
                     const float t_turbo = time_graph([&](cudaStream_t s) { turbo_decode_cuda(tp, s); }, st);
                     std::string var_json;
+                    auto report = [&](const char* name, float t) {  // to stdout and the row's "variants"
+                        std::printf(" %s %.4f", name, t);
+                        char buf[64];
+                        std::snprintf(buf, sizeof buf, "%s\"%s\": %.5f", var_json.empty() ? "" : ", ", name, t);
+                        var_json += buf;
+                    };
                     std::printf("D=%3d B=%2d L=%5d  variants:", D, B, L);
                     for (const Variant& v : variants) {
                         TurboDecodeParams vp = tp;
                         vp.n_splits = v.splits;
-                        const float t = time_graph([&](cudaStream_t s) { turbo_decode_cuda(vp, s); }, st);
-                        std::printf(" %s %.4f", v.name, t);
-                        char buf[64];
-                        std::snprintf(buf, sizeof buf, "%s\"%s\": %.5f", var_json.empty() ? "" : ", ", v.name, t);
-                        var_json += buf;
+                        report(v.name, time_graph([&](cudaStream_t s) { turbo_decode_cuda(vp, s); }, st));
                     }
-                    {
-                        const float t = time_graph([&](cudaStream_t s) { launch_decode_combine(ws, out, B, Hq, splits, D, s); }, st);
-                        std::printf(" combine %.4f", t);
-                        char buf[64];
-                        std::snprintf(buf, sizeof buf, ", \"combine\": %.5f", t);
-                        var_json += buf;
-                    }
+                    report("combine", time_graph([&](cudaStream_t s) { launch_decode_combine(ws, out, B, Hq, splits, D, s); }, st));
                     std::printf("\n");
                     const float t_fp16 = time_graph([&](cudaStream_t s) { fp16_decode_cuda(fp, s); }, st);
                     // bytes each path must read: the KV cache of `len` tokens
