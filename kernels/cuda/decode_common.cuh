@@ -45,6 +45,12 @@ __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
+// Max over the 4 lanes of a quad: one query head's lanes in the heads-on-M mma layout of the
+// decode kernels (a head's row max of a tile).
+__device__ __forceinline__ float quad_max(float v) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
 
 // Combine: grid (n_q_heads, batch), D * NG threads (NG = blockDim.x / D groups of D).
 // ws: (batch, Hq, n_splits, D + 2): o..., m, l of each split (m = -inf: an empty split).

@@ -116,8 +116,7 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) fp16_decode_kernel(const De
         float mx = -INFINITY;
 #pragma unroll
         for (int nb = 0; nb < 8; ++nb) mx = fmaxf(mx, fmaxf(sc[nb][0], sc[nb][1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        mx = quad_max(mx);
         const float m_new = fmaxf(m, mx);  // finite: token t0 < len
         const float alpha = exp2f(m - m_new);  // m = -inf: 0
         float ls = 0.0f;

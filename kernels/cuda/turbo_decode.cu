@@ -97,8 +97,7 @@ __device__ __forceinline__ void recent_tile(const int8_t* rk, const int8_t* rv, 
     float mx = -INFINITY;
 #pragma unroll
     for (int nb = 0; nb < 8; ++nb) mx = fmaxf(mx, fmaxf(p[nb][0], p[nb][1]));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    mx = quad_max(mx);
     const float m_new = fmaxf(st.m, mx);
     const __half c1 = __float2half_rn(a.c1), c2 = __float2half_rn(a.c2), c3 = __float2half_rn(a.c3);
     float ls = 0.0f;
