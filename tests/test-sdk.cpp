@@ -13,6 +13,8 @@
 #include "server_process.h"
 #include "tandem/assistant.h"
 #include "tandem/router.h"
+#include "tandem/router_synth.h"
+#include "tandem/router_train.h"
 #include "tandem/gguf.h"
 #include "tandem/suggest_prompt.h"
 #include "tandem/tokenizer.h"
@@ -195,6 +197,40 @@ TEST_CASE("ask with a router: the decision, its score and threshold are reported
     a->set_router_threshold(0.25);
     CHECK(a->router_threshold() == doctest::Approx(0.25));
     CHECK_THROWS_AS(a->set_router_threshold(1.5), std::invalid_argument);
+}
+
+// ask() runs its local work (the router's model signals, the local answer) on the spare
+// context, so the keystroke after an ask still reuses the suggestion's cached prefix.
+static void check_prefix_survives_ask(const AssistantConfig& cfg) {
+    auto a = Assistant::create(cfg);
+    const std::string doc = kDoc;
+    a->suggest(doc, doc.size());
+    AskOptions o;
+    o.max_tokens = 6;
+    const AskResult ask = a->ask("Who is Lily and where does she play?", "", o);
+    CHECK(ask.answered_by == "local");
+    const std::string doc2 = doc + " in";
+    const SuggestResult r = a->suggest(doc2, doc2.size());
+    MESSAGE("suggestion after an ask: " << r.stats.reused_tokens << " of " << r.stats.prompt_tokens << " tokens reused");
+    CHECK(r.stats.prompt_tokens > 15);
+    CHECK(r.stats.prompt_tokens - r.stats.reused_tokens <= 3);
+}
+
+TEST_CASE("ask keeps the suggestion's cached prefix: a local answer") { check_prefix_survives_ask(base_config()); }
+
+TEST_CASE("ask keeps the suggestion's cached prefix: a router that reads the model's signals") {
+    tandem_test::TempDir dir;
+    SynthOptions so;
+    so.n_rows = 300;
+    so.with_signals = true;
+    TrainOptions to;
+    to.labels = LabelMode::prob;
+    to.threshold = 1.0;  // every score is below: the router says cloud, which fails, so the local model answers
+    train_logistic_router(make_synthetic_routing_data(so), to)->save(dir.file("signals.json"));
+    auto cfg = base_config();
+    cfg.router_path = dir.file("signals.json");
+    cfg.cloud_url = "http://127.0.0.1:9";  // nothing listens
+    check_prefix_survives_ask(cfg);
 }
 
 
