@@ -15,6 +15,7 @@
 #include "tandem/router.h"
 #include "tandem/router_synth.h"
 #include "tandem/router_train.h"
+#include "tandem/document_window.h"
 #include "tandem/gguf.h"
 #include "tandem/suggest_prompt.h"
 #include "tandem/tokenizer.h"
@@ -346,4 +347,41 @@ TEST_CASE("suggest prompt: [BOS] notes, blank line, window; the window moves onl
     CHECK(rp.max_items == 4);
     CHECK(rp.budget == 192);
     CHECK(rp.cost("Note one.") == enc("Note one.").size() + 1);
+}
+
+TEST_CASE("document window: every cut is a named limit") {
+    const DocumentWindowLimits lim;
+    CHECK(lim.retrieval_bytes == 2000);
+    CHECK(lim.listing_bytes == 4000);
+    CHECK(lim.request_words == AssistantConfig{}.memory_window_words);
+    std::string doc;
+    for (int i = 0; doc.size() < 5000; i++) doc += "word" + std::to_string(i) + (i % 10 == 9 ? "\n" : " ");
+    const DocumentWindow w(doc);
+    CHECK(w.retrieval_text() == std::string_view(doc).substr(doc.size() - 2000));
+    CHECK(w.listing_text() == std::string_view(doc).substr(doc.size() - 4000));
+    CHECK(DocumentWindow("short text").retrieval_text() == "short text");
+
+    // the request: the last request_words words, joined by single spaces
+    DocumentWindowLimits three;
+    three.request_words = 3;
+    CHECK(DocumentWindow("one two\nthree  four\tfive ", three).request_context() == "three four five");
+    CHECK(DocumentWindow(doc).request_words().size() == 300);
+    CHECK(DocumentWindow::tail_words("  a b  ", 5) == std::vector<std::string>{"a", "b"});
+
+    // the prompt text: kept from its start while it fits budget x 3 bytes, else moved to leave
+    // half of that, at a word start
+    size_t start = 0;
+    CHECK(DocumentWindow("a short draft").prompt_text(100, &start) == "a short draft");
+    CHECK(start == 0);
+    const std::string_view moved = w.prompt_text(100, &start);  // 300 bytes: keep ~150
+    CHECK(start > 0);
+    CHECK(moved.size() <= 150);
+    CHECK((doc[start - 1] == ' ' || doc[start - 1] == '\n'));
+    const size_t kept = start;
+    CHECK(DocumentWindow(doc + "more").prompt_text(100, &start).size() == doc.size() + 4 - kept);
+    CHECK(start == kept);
+    CHECK(DocumentWindow("x").prompt_text(100, &start) == "x");  // the text got shorter than the start
+    CHECK(start == 0);
+
+    CHECK(estimate_tokens(400) == 100);  // 4 bytes a token where no tokenizer runs
 }

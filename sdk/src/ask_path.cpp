@@ -3,6 +3,8 @@
 
 #include <stdexcept>
 
+#include "tandem/document_window.h"
+
 namespace tandem {
 
 AskPath::AskPath(const AssistantConfig& cfg, CloudClient* cloud, CloudClient* chat, ChatFormat format, MemoryNotes& memory,
@@ -41,7 +43,7 @@ AskResult AskPath::ask(std::string_view instruction, std::string_view selection,
         RoutePolicy policy;
         policy.offline = cloud_->connectivity() == Connectivity::offline;
         policy.budget = budget_.get();
-        policy.expected_tokens = opt.max_tokens + (int64_t)(instruction.size() + selection.size()) / 4;
+        policy.expected_tokens = opt.max_tokens + estimate_tokens(instruction.size() + selection.size());
         const Decision d = router_->decide(query, signals_for(query), policy);
         r.router_score = d.score;
         r.router_threshold = d.threshold;
@@ -98,8 +100,8 @@ bool AskPath::ask_cloud(const std::string& query, std::string_view selection, co
     }
     r.text = o.value.text;
     r.answered_by = "cloud";
-    const int64_t prompt_tokens = (int64_t)(query.size() + selection.size()) / 4;  // estimates: the server does not report usage
-    const int64_t completion_tokens = (int64_t)r.text.size() / 4;
+    const int64_t prompt_tokens = estimate_tokens(query.size() + selection.size());  // the server does not report usage
+    const int64_t completion_tokens = estimate_tokens(r.text.size());
     budget_->record(prompt_tokens + completion_tokens);
     usage_.add_cloud_ask(prompt_tokens, completion_tokens);
     return true;

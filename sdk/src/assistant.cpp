@@ -89,7 +89,8 @@ public:
         touch();
         cursor = std::min(cursor, document.size());
         const std::string_view before = document.substr(0, cursor);
-        memory_.note_keystroke(before);
+        const DocumentWindow window = planner_.window(before);
+        memory_.note_keystroke(window);
         if (background_) {
             background_->set_document(before);
             background_->take_result();
@@ -97,8 +98,8 @@ public:
 
         Engine& engine = engines_.active();
         SuggestResult r;
-        const std::vector<MemoryItem> notes = memory_.notes_for_suggestion(
-            before, background_ != nullptr, planner_.retrieval_window(before), planner_.retrieve_params(engine.tokenizer()));
+        const std::vector<MemoryItem> notes =
+            memory_.notes_for_suggestion(window, background_ != nullptr, planner_.retrieve_params(engine.tokenizer()));
         for (const auto& n : notes) r.memory.push_back(note_of(n));
         const std::vector<int32_t> prompt = planner_.plan(engine.tokenizer(), notes, before);
 

@@ -106,7 +106,7 @@ bool BackgroundReeval::evaluate_once() {
     memory_.take_stale();
     if (!memory_.usable()) return true;
     std::vector<MemoryItem> notes =
-        memory_.retrieve(planner_.retrieval_window(before), planner_.retrieve_params(spare.tokenizer()));
+        memory_.retrieve(planner_.window(before).retrieval_text(), planner_.retrieve_params(spare.tokenizer()));
     if (memory_.in_use(notes)) {  // nothing new (or back to the notes in use)
         ready_ = false;
         return true;

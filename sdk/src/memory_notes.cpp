@@ -13,7 +13,7 @@ bool same_notes(const std::vector<MemoryItem>& a, const std::vector<MemoryItem>&
 }
 
 MemoryNotes::MemoryNotes(const AssistantConfig& cfg, Emit emit, std::function<void()> on_stale)
-    : emit_(std::move(emit)), on_stale_(std::move(on_stale)), coordinator_(cfg.memory_edit_threshold, cfg.memory_window_words) {
+    : emit_(std::move(emit)), on_stale_(std::move(on_stale)), coordinator_(cfg.memory_edit_threshold) {
     privacy_ = cfg.privacy_mode;
     if (cfg.memory_db.empty()) return;
     try {
@@ -66,15 +66,15 @@ void MemoryNotes::mark_stale() {
     if (on_stale_) on_stale_();
 }
 
-void MemoryNotes::note_keystroke(std::string_view before) {
+void MemoryNotes::note_keystroke(const DocumentWindow& window) {
     std::string id, context;
     int distance = 0;
     {
         std::lock_guard<std::mutex> lk(mu_);
-        last_window_.assign(before.substr(before.size() > 4000 ? before.size() - 4000 : 0));
-        if (!usable() || !coordinator_.should_request(before)) return;
+        last_listing_.assign(window.listing_text());
+        if (!usable() || !coordinator_.should_request(window)) return;
         id = "req-" + std::to_string(unix_ms_now()) + "-" + std::to_string(++request_seq_);
-        context = coordinator_.context_of(before);
+        context = window.request_context();
         distance = coordinator_.last_distance();
     }
     try {
@@ -88,15 +88,16 @@ void MemoryNotes::note_keystroke(std::string_view before) {
     if (sync_) sync_->wake();
 }
 
-std::vector<MemoryItem> MemoryNotes::notes_for_suggestion(std::string_view before, bool background, std::string_view window,
+std::vector<MemoryItem> MemoryNotes::notes_for_suggestion(const DocumentWindow& window, bool background,
                                                           const RetrieveParams& limits) {
     if (!usable()) return {};
     std::lock_guard<std::mutex> lk(mu_);
+    const std::string_view before = window.before();
     const char last = before.empty() ? '\n' : before.back();
     const bool may_change =
         background ? !retrieved_ : in_use_.empty() || last == '\n' || last == '.' || last == '!' || last == '?';
     if (may_change && stale_.exchange(false)) {
-        in_use_ = retrieve(window, limits);
+        in_use_ = retrieve(window.retrieval_text(), limits);
         retrieved_ = true;
     }
     return in_use_;
@@ -128,7 +129,7 @@ std::vector<MemoryNote> MemoryNotes::memory_notes(size_t limit) {
     std::string window;
     {
         std::lock_guard<std::mutex> lk(mu_);
-        window = last_window_;
+        window = last_listing_;
     }
     RetrieveParams rp;
     rp.max_items = limit;

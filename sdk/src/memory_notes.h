@@ -49,17 +49,17 @@ public:
     // Privacy mode: no memory traffic while on.
     void set_privacy(bool on);
 
-    // A keystroke: remembers the window for memory_notes() and queues a memory request when
-    // the coordinator says the text moved on far enough (MemoryRequested event, notes stale).
-    void note_keystroke(std::string_view before);
+    // A keystroke: remembers the window's listing text for memory_notes() and queues a memory
+    // request when the coordinator says the text moved on far enough (MemoryRequested event,
+    // notes stale).
+    void note_keystroke(const DocumentWindow& window);
 
-    // The notes for the suggestion's prompt. Stale notes are re-retrieved (for `window`, with
-    // `limits`) only at a sentence or paragraph end of `before`, or before the first notes:
+    // The notes for the suggestion's prompt. Stale notes are re-retrieved (for the window's
+    // retrieval text, with `limits`) only at a sentence or paragraph end, or before the first notes:
     // new notes change the prompt's head, so the whole window is evaluated again, while
     // mid-sentence keystrokes keep the old notes and their KV cache. With `background` (the
     // background re-evaluation brings later notes), only the first call retrieves.
-    std::vector<MemoryItem> notes_for_suggestion(std::string_view before, bool background, std::string_view window,
-                                                 const RetrieveParams& limits);
+    std::vector<MemoryItem> notes_for_suggestion(const DocumentWindow& window, bool background, const RetrieveParams& limits);
 
     // For the background re-evaluation: clears the stale flag and returns whether it was set.
     bool take_stale() { return stale_.exchange(false); }
@@ -92,7 +92,7 @@ private:
     std::atomic<int64_t> count_{0};
     std::mutex mu_;  // guards the members below
     MemoryCoordinator coordinator_;
-    std::string last_window_;
+    std::string last_listing_;  // the last keystroke's DocumentWindow::listing_text()
     std::vector<MemoryItem> in_use_;
     bool retrieved_ = false;
     uint64_t request_seq_ = 0;

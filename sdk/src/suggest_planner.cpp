@@ -9,7 +9,9 @@ SuggestPlanner::SuggestPlanner(const AssistantConfig& cfg)
     : n_ctx_(cfg.n_ctx),
       suggestion_tokens_(cfg.suggestion_tokens),
       memory_max_items_(cfg.memory_max_items),
-      memory_budget_tokens_(cfg.memory_budget_tokens) {}
+      memory_budget_tokens_(cfg.memory_budget_tokens) {
+    limits_.request_words = cfg.memory_window_words;
+}
 
 std::vector<int32_t> SuggestPlanner::plan(const Tokenizer& tok, const std::vector<MemoryItem>& notes, std::string_view before) {
     size_t start = window_start_.load();
@@ -33,7 +35,5 @@ std::vector<int32_t> SuggestPlanner::build(const Tokenizer& tok, const std::vect
 RetrieveParams SuggestPlanner::retrieve_params(const Tokenizer& tok) const {
     return suggest_retrieve_params((size_t)memory_max_items_, (size_t)memory_budget_tokens_, tok);
 }
-
-std::string_view SuggestPlanner::retrieval_window(std::string_view before) const { return suggest_retrieval_window(before); }
 
 }  // namespace tandem

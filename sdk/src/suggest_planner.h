@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "tandem/assistant.h"
+#include "tandem/document_window.h"
 #include "tandem/memory_store.h"
 #include "tandem/tokenizer.h"
 
@@ -22,6 +23,10 @@ namespace tandem {
 class SuggestPlanner {
 public:
     explicit SuggestPlanner(const AssistantConfig& cfg);
+
+    // The text before the cursor with the Assistant's limits (request_words from
+    // AssistantConfig::memory_window_words, the others the defaults).
+    DocumentWindow window(std::string_view before) const { return DocumentWindow(before, limits_); }
 
     // The prompt for `before` (the text before the cursor) with `notes`, best first. Moves the
     // window start when the window is over budget. Throws std::runtime_error when n_ctx is too
@@ -33,14 +38,15 @@ public:
                                  size_t window_start) const;
     size_t window_start() const { return window_start_.load(); }
 
-    // Which notes the prompt takes: retrieved for retrieval_window(before), within these limits.
+    // Which notes the prompt takes: retrieved for window(before).retrieval_text(), within these
+    // limits.
     RetrieveParams retrieve_params(const Tokenizer& tok) const;
-    std::string_view retrieval_window(std::string_view before) const;
 
 private:
     std::vector<int32_t> build(const Tokenizer& tok, const std::vector<MemoryItem>& notes, std::string_view before,
                                size_t* window_start) const;
 
+    DocumentWindowLimits limits_;
     int64_t n_ctx_;
     int suggestion_tokens_, memory_max_items_, memory_budget_tokens_;
     std::atomic<size_t> window_start_{0};  // offset of the window in the text before the cursor
