@@ -13,6 +13,7 @@
 #include "server_process.h"
 #include "tandem/assistant.h"
 #include "tandem/router.h"
+#include "tandem/router_mlp.h"
 #include "tandem/router_synth.h"
 #include "tandem/router_train.h"
 #include "tandem/document_window.h"
@@ -232,6 +233,33 @@ TEST_CASE("ask keeps the suggestion's cached prefix: a router that reads the mod
     cfg.router_path = dir.file("signals.json");
     cfg.cloud_url = "http://127.0.0.1:9";  // nothing listens
     check_prefix_survives_ask(cfg);
+}
+
+// Which signals a router reads is its own virtual (Router::signals), not a cast to
+// LogisticRouter: an MLP router trained with signals used to get none and make ask() throw.
+TEST_CASE("ask with an MLP router trained with signals: the router gets them") {
+    tandem_test::TempDir dir;
+    SynthOptions so;
+    so.n_rows = 300;
+    so.with_signals = true;
+    TrainOptions to;
+    to.labels = LabelMode::prob;
+    MlpOptions mo;
+    mo.steps = 50;
+    const auto mlp = train_mlp_router(make_synthetic_routing_data(so), to, mo);
+    REQUIRE(mlp->signals() == std::vector<Signal>{Signal::gen_entropy, Signal::memory_coverage});
+    mlp->save(dir.file("mlp.json"));
+    auto cfg = base_config();
+    cfg.router_path = dir.file("mlp.json");
+    cfg.cloud_url = "http://127.0.0.1:9";  // nothing listens: a cloud route falls back to the local model
+    auto a = Assistant::create(cfg);
+    AskOptions o;
+    o.max_tokens = 4;
+    AskResult r;
+    CHECK_NOTHROW(r = a->ask("Tell me about the edge case", "", o));
+    CHECK(r.answered_by == "local");
+    CHECK(r.router_score >= 0);
+    CHECK(r.router_score <= 1);
 }
 
 

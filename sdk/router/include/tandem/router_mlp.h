@@ -38,6 +38,7 @@ public:
 
     std::string kind() const override { return "mlp"; }
     double score(std::string_view query, const RouterSignals& signals) const override;
+    std::vector<Signal> signals() const override { return cfg_.signals; }
     std::vector<Contribution> explain(std::string_view query, const RouterSignals& signals,
                                       size_t top_k) const override;
     void to_json(nlohmann::json& out) const override;
