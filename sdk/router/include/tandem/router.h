@@ -10,7 +10,8 @@
 //
 // Router files are JSON (docs/router.md has the full schema):
 //   {"format": "tandem-router", "version": 1, "kind": "logistic", "threshold": 0.5, ...}
-// Training, labels and evaluation: tandem/router_train.h. Features: tandem/router_features.h.
+// Training, labels and evaluation: tandem/router_train.h and tandem/router_eval.h in the tools
+// library (sdk/router/tools, not in libtandem). Features: tandem/router_features.h.
 // The small MLP router: tandem/router_mlp.h.
 #pragma once
 #include <atomic>
