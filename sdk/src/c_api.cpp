@@ -50,36 +50,24 @@ void copy_error(const std::string& msg, char* buf, size_t size) {
     buf[n] = '\0';
 }
 
+template <class... E>
+bool is_any(const std::exception& e) {
+    return ((dynamic_cast<const E*>(&e) != nullptr) || ...);
+}
+
 // The status and message of the exception being handled (call inside a catch block).
 tandem_status status_of_current(std::string* msg) {
     try {
         throw;
-    } catch (const tandem::CloudConfigError& e) {
-        *msg = e.what();
-        return TANDEM_STATUS_CLOUD_ERROR;
-    } catch (const std::invalid_argument& e) {
-        *msg = e.what();
-        return TANDEM_STATUS_INVALID_ARGUMENT;
-    } catch (const tandem::GgufError& e) {
-        *msg = e.what();
-        return TANDEM_STATUS_INVALID_FILE;
-    } catch (const tandem::ModelError& e) {
-        *msg = e.what();
-        return TANDEM_STATUS_INVALID_FILE;
-    } catch (const tandem::TokenizerError& e) {
-        *msg = e.what();
-        return TANDEM_STATUS_INVALID_FILE;
-    } catch (const tandem::RouterError& e) {
-        *msg = e.what();
-        return TANDEM_STATUS_INVALID_FILE;
-    } catch (const tandem::TurboHeadsError& e) {
-        *msg = e.what();
-        return TANDEM_STATUS_INVALID_FILE;
     } catch (const std::bad_alloc&) {
         *msg = "out of memory";
         return TANDEM_STATUS_FAILED;
     } catch (const std::exception& e) {
         *msg = e.what();
+        if (is_any<tandem::CloudConfigError>(e)) return TANDEM_STATUS_CLOUD_ERROR;
+        if (is_any<std::invalid_argument>(e)) return TANDEM_STATUS_INVALID_ARGUMENT;
+        if (is_any<tandem::GgufError, tandem::ModelError, tandem::TokenizerError, tandem::RouterError, tandem::TurboHeadsError>(e))
+            return TANDEM_STATUS_INVALID_FILE;
         return TANDEM_STATUS_FAILED;
     } catch (...) {
         *msg = "unknown error";
