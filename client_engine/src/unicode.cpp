@@ -1,5 +1,5 @@
 // Unicode helpers: strict UTF-8, O(1) property lookup, the GPT-2 byte map. See unicode.h.
-#include "unicode.h"
+#include "tandem/unicode.h"
 
 #include <array>
 #include <memory>

@@ -1,5 +1,5 @@
 // ServerDb: the reference cloud's SQLite file. Schema in server_db.h.
-#include "server_db.h"
+#include "tandem/cloud/server_db.h"
 
 #include <sqlite3.h>
 
