@@ -46,7 +46,7 @@ static const Command kCommands[] = {
     {"router", cmd_router, "tandem router (train|calibrate|eval|decide|synth) ...   (tandem router --help)"},
     {"calibrate-heads", cmd_calibrate_heads, "tandem calibrate-heads MODEL --text FILE [--frac-2bit F] [--out PATH]"},
     {"sync", cmd_sync, "tandem sync --db PATH --url URL [--token T] [--once] [--wait S] [--max-items N] [--insecure] [--verbose]"},
-    {"pull", cmd_pull, "tandem pull URL --sha256 HEX [--out PATH] [--retries N] [--insecure] [--quiet]"},
+    {"pull", cmd_pull, "tandem pull URL --sha256 HEX [--out PATH] [--max-bytes N] [--retries N] [--insecure] [--quiet]"},
 };
 
 static void print_usage(FILE* out) {
