@@ -5,6 +5,7 @@
 #include <exception>
 
 #include "commands.h"
+#include "tandem/mapping_faults.h"
 
 namespace tandem::cli {
 
@@ -58,6 +59,7 @@ static void print_usage(FILE* out) {
 
 int main(int argc, char** argv) {
     using namespace tandem::cli;
+    tandem::report_mapping_faults();  // a model file truncated while mapped: an error, not a silent SIGBUS
     if (argc < 2 || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help")) {
         print_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

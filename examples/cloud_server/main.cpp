@@ -17,6 +17,7 @@
 #include "http_server.h"
 #include "llm.h"
 #include "server_db.h"
+#include "tandem/mapping_faults.h"
 
 using namespace tandem::cloud;
 using namespace tandem::examples;
@@ -34,6 +35,7 @@ static const char* kUsage =
     "  --faults     PATH=TOKEN[,TOKEN...][;...], tokens: reset drop truncate badjson delay:MS 429:S CODE\n";
 
 int main(int argc, char** argv) {
+    tandem::report_mapping_faults();  // the --model file truncated while mapped: an error, not a silent SIGBUS
     ServerConfig cfg;
     std::string corpus, model;
     int max_year = 0;

@@ -22,6 +22,7 @@
 #include "../common/option_values.h"
 #include "api.h"
 #include "server.h"
+#include "tandem/mapping_faults.h"
 #include "tui.h"
 
 using namespace tandem;
@@ -42,6 +43,7 @@ static const char* kUsage =
     "  --tui        line mode on the terminal instead of the web app\n";
 
 int main(int argc, char** argv) {
+    report_mapping_faults();  // the local model truncated while mapped: an error, not a silent SIGBUS
     AssistantConfig cfg;
     bool tui = false;
     int port = 0;
