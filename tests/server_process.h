@@ -27,6 +27,7 @@ public:
         std::string ready = "listening on http://127\\.0\\.0\\.1:([0-9]+)";
         std::vector<std::pair<int, rlim_t>> rlimits;  // e.g. {RLIMIT_NOFILE, 64}: soft and hard
         std::string stderr_path;                      // "" = the test's stderr
+        uid_t as_user = 0;  // nonzero: run as this user and group id (only when the test runs as root)
         int timeout_ms = 60000;
     };
     ServerProcess(const std::string& bin, const std::vector<std::string>& args, int timeout_ms = 60000)
@@ -48,6 +49,7 @@ public:
                 rlimit rl{value, value};
                 if (setrlimit(resource, &rl) != 0) _exit(126);
             }
+            if (opt.as_user != 0 && geteuid() == 0 && (setgid(opt.as_user) != 0 || setuid(opt.as_user) != 0)) _exit(126);
             std::vector<std::string> copy = args;
             std::vector<char*> argv;
             std::string b = bin;

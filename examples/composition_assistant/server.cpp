@@ -361,7 +361,10 @@ Server::Server(ServerOptions opt, Handler& handler) : impl_(std::make_unique<Imp
     if (impl_->opt.workers < 1) throw std::runtime_error("server: workers must be >= 1");
 }
 
-Server::~Server() { stop(); }
+Server::~Server() {
+    stop();
+    for (auto& t : impl_->workers) t.join();  // when run() was never called
+}
 
 uint16_t Server::listen() {
     auto& a = impl_->acceptor;
@@ -376,12 +379,13 @@ uint16_t Server::listen() {
     if (!ec) a.listen(net::socket_base::max_listen_connections, ec);
     if (ec) throw std::runtime_error("server: cannot listen on " + where + ": " + ec.message());
     impl_->port = a.local_endpoint().port();
+    start_workers();
     return impl_->port;
 }
 
-void Server::run() {
+// Every thread the server uses is started here, before it serves anything.
+void Server::start_workers() {
     Impl& s = *impl_;
-    if (s.stopping) return;
     s.work.emplace(net::make_work_guard(s.ioc));
     try {
         for (int i = 0; i < s.opt.workers; i++) {
@@ -403,6 +407,11 @@ void Server::run() {
         s.workers.clear();
         throw std::runtime_error("server: cannot start " + std::to_string(s.opt.workers) + " worker threads: " + e.what());
     }
+}
+
+void Server::run() {
+    Impl& s = *impl_;
+    if (s.stopping || s.workers.empty()) return;
     s.accept_loop = examples::AcceptLoop::create(
         s.acceptor, {s.opt.max_connections, 32}, "tandem-compose",
         [&s](tcp::socket socket, std::shared_ptr<examples::AcceptLoop::Slot> slot) {

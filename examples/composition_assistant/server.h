@@ -6,8 +6,8 @@
 // runs the handlers. A suggestion or an answer is a blocking model call that streams pieces
 // from the calling thread: each SSE event is handed to the I/O thread and the worker waits
 // until it is written (or the write times out). So an idle or slow connection holds no
-// thread, the thread count never grows with connections, and no thread is started after run()
-// began (a process short of threads or memory cannot fail mid-way).
+// thread, the thread count never grows with connections, and no thread is started after
+// listen() (a process short of threads fails there, with a message, not later mid-way).
 //
 // Limits: at most max_connections are open (examples/common/accept_loop.h: the idle longest
 // is closed to make room, accept errors back off). A kept-alive connection waiting for its next
@@ -81,16 +81,17 @@ class Server {
 public:
     Server(ServerOptions opt, Handler& handler);
     ~Server();  // stops and joins
-    // Binds and listens; returns the port. Throws std::runtime_error naming the address.
+    // Binds, listens and starts the worker threads; returns the port. Throws std::runtime_error
+    // naming the address, or saying that the workers cannot be started.
     uint16_t listen();
-    // Starts the workers, then accepts and serves until stop(); returns after every worker has
-    // ended. Throws std::runtime_error when the workers cannot be started.
+    // Accepts and serves until stop(); returns after every worker has ended. Starts no thread.
     void run();
     void stop();  // thread-safe, idempotent
 
     struct Impl;
 
 private:
+    void start_workers();
     std::unique_ptr<Impl> impl_;
 };
 
