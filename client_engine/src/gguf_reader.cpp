@@ -12,6 +12,7 @@
 #include <unordered_set>
 
 #include "tandem/gguf.h"
+#include "tandem/mapping_faults.h"
 
 namespace tandem {
 
@@ -278,6 +279,7 @@ GgufFile GgufFile::open(const std::string& path) {
         if (m == MAP_FAILED) throw GgufError(path + ": cannot mmap: " + std::strerror(e));
         f.mapping_ = m;
         f.base_ = (const uint8_t*)m;
+        register_mapping(m, (size_t)f.size_, path);
     } else {
         ::close(fd);
     }
@@ -298,7 +300,7 @@ GgufFile::GgufFile(GgufFile&& o) noexcept { *this = std::move(o); }
 
 GgufFile& GgufFile::operator=(GgufFile&& o) noexcept {
     if (this != &o) {
-        if (mapping_) munmap(mapping_, (size_t)size_);
+        if (mapping_) unregister_mapping(mapping_), munmap(mapping_, (size_t)size_);
         path_ = std::move(o.path_);
         base_ = o.base_;
         size_ = o.size_;
@@ -316,7 +318,7 @@ GgufFile& GgufFile::operator=(GgufFile&& o) noexcept {
 }
 
 GgufFile::~GgufFile() {
-    if (mapping_) munmap(mapping_, (size_t)size_);
+    if (mapping_) unregister_mapping(mapping_), munmap(mapping_, (size_t)size_);
 }
 
 void GgufFile::parse() {

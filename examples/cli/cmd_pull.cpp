@@ -1,5 +1,7 @@
-// `tandem pull URL --sha256 HEX [--out PATH]`: downloads a model with resume, SHA-256
-// verification and a progress bar (the work is tandem::download_file, sdk/src/download.cpp).
+// `tandem pull URL --sha256 HEX [--out PATH] [--max-bytes N]`: downloads a model with resume,
+// SHA-256 verification and a progress bar (the work is tandem::download_file,
+// sdk/src/download.cpp). --max-bytes refuses a file bigger than N bytes; without it the size
+// the server announces is the limit.
 //
 // Progress goes to stderr: a redrawn bar when stderr is a terminal, otherwise one plain line
 // every 5 seconds. Ctrl-C (or SIGTERM) stops the transfer and keeps PATH.part; running the
@@ -9,8 +11,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "commands.h"
@@ -55,6 +59,14 @@ std::string progress_text(const DownloadProgress& p) {
     return s;
 }
 
+int64_t parse_bytes(const std::string& s, const std::string& option) {
+    char* end = nullptr;
+    errno = 0;
+    const long long v = std::strtoll(s.c_str(), &end, 10);
+    if (s.empty() || *end || errno || v < 1) throw UsageError{option + " must be a number of bytes >= 1, got '" + s + "'"};
+    return v;
+}
+
 std::string default_out(const std::string& url) {
     std::string path = url.substr(0, url.find_first_of("?#"));
     const size_t scheme = path.find("://");
@@ -73,6 +85,7 @@ int cmd_pull(const Args& args) {
         if (a == "--sha256") p.sha256 = flag_value(args, i);
         else if (a == "--out" || a == "-o") p.out_path = flag_value(args, i);
         else if (a == "--retries") p.retries = parse_int(flag_value(args, i), a);
+        else if (a == "--max-bytes") p.max_bytes = parse_bytes(flag_value(args, i), a);
         else if (a == "--insecure") p.verify_tls = false;
         else if (a == "--quiet" || a == "-q") quiet = true;
         else if (!a.empty() && a[0] == '-') throw UsageError{"unknown option " + a};

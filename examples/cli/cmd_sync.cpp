@@ -13,7 +13,9 @@
 //
 // --once: one pass, then exit (0 if the pull worked and nothing was left unsent, else 1).
 // Otherwise: passes forever, each pull a long poll of --wait seconds, backing off while the
-// cloud is offline, until SIGINT/SIGTERM (exit 0). The token may also come from the
+// cloud is offline or the store cannot be written (disk full, I/O error, locked: the pass's
+// transaction was rolled back, so the same page is applied again later), until SIGINT/SIGTERM
+// (exit 0). Other store errors (corrupt, read-only) end it with exit 1. The token may also come from the
 // TANDEM_CLOUD_TOKEN environment variable (keeps it out of `ps`); it is never printed.
 #include <atomic>
 #include <chrono>
@@ -101,6 +103,7 @@ int cmd_sync(const Args& args) {
     g_stop = false;
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
+    std::signal(SIGXFSZ, SIG_IGN);  // a file size limit becomes a store error (retried), not a kill
 
     MemorySync::Hooks hooks;
     hooks.on_log = say;
@@ -122,8 +125,18 @@ int cmd_sync(const Args& args) {
     for (int pass = 1; !g_stop; ++pass) {
         if (o.verbose) say("pass " + std::to_string(pass));
         MemorySync::PassStats r;
+        bool store_failed = false;
         try {
             r = sync.run_once(o.wait_s, /*wait_only_after_send=*/o.once);
+        } catch (const MemoryStoreError& e) {
+            const bool transient = e.code() == MemoryStoreErrc::io || e.code() == MemoryStoreErrc::busy;
+            if (o.once || !transient) {
+                done = true;
+                watcher.join();
+                throw;
+            }
+            say(std::string("store error: ") + e.what());
+            store_failed = true;
         } catch (...) {
             done = true;
             watcher.join();
@@ -137,7 +150,7 @@ int cmd_sync(const Args& args) {
         total.tombstones += r.tombstones;
         total.pull_ok = r.pull_ok;
         if (o.once) break;
-        if (!r.pull_ok && !g_stop) {  // offline or failing: wait, doubling up to 30 s
+        if ((store_failed || !r.pull_ok) && !g_stop) {  // offline, failing or disk full: wait, doubling up to 30 s
             say("retrying in " + std::to_string(backoff_s) + " s");
             for (int i = 0; i < backoff_s * 10 && !g_stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
             backoff_s = std::min(backoff_s * 2, 30);

@@ -5,6 +5,7 @@
 #include <exception>
 
 #include "commands.h"
+#include "tandem/mapping_faults.h"
 
 namespace tandem::cli {
 
@@ -46,7 +47,7 @@ static const Command kCommands[] = {
     {"router", cmd_router, "tandem router (train|calibrate|eval|decide|synth) ...   (tandem router --help)"},
     {"calibrate-heads", cmd_calibrate_heads, "tandem calibrate-heads MODEL --text FILE [--frac-2bit F] [--out PATH]"},
     {"sync", cmd_sync, "tandem sync --db PATH --url URL [--token T] [--once] [--wait S] [--max-items N] [--insecure] [--verbose]"},
-    {"pull", cmd_pull, "tandem pull URL --sha256 HEX [--out PATH] [--retries N] [--insecure] [--quiet]"},
+    {"pull", cmd_pull, "tandem pull URL --sha256 HEX [--out PATH] [--max-bytes N] [--retries N] [--insecure] [--quiet]"},
 };
 
 static void print_usage(FILE* out) {
@@ -58,6 +59,7 @@ static void print_usage(FILE* out) {
 
 int main(int argc, char** argv) {
     using namespace tandem::cli;
+    tandem::report_mapping_faults();  // a model file truncated while mapped: an error, not a silent SIGBUS
     if (argc < 2 || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help")) {
         print_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

@@ -1,5 +1,7 @@
 // CloudServer: Beast sessions on one I/O thread; the memory worker on another.
 #include "http_server.h"
+#include "../common/accept_loop.h"
+#include "../common/drain.h"
 #include "../common/http_target.h"
 
 #include <boost/asio.hpp>
@@ -64,6 +66,9 @@ static json entry_json(const FeedEntry& e) {
 
 struct CloudServer::Impl {
     ServerConfig cfg;
+    // Body bytes reserved by requests being read or handled (max_body_total). Declared before
+    // the io_context: a Session destroyed with its pending handlers still finds it.
+    std::atomic<size_t> body_bytes{0};
     net::io_context ioc{1};
     tcp::acceptor acceptor{ioc};
     net::signal_set signals{ioc, SIGINT, SIGTERM};
@@ -73,14 +78,17 @@ struct CloudServer::Impl {
     std::shared_ptr<ChatWorker> chat;  // null without --model: chat answers 501
     uint64_t chat_seq = 0;
     FaultQueues faults;
-    // Long polls waiting for new feed entries (touched on the I/O thread only).
-    std::vector<std::weak_ptr<net::steady_timer>> waiters;
+    std::shared_ptr<examples::AcceptLoop> accept_loop;
+    // Long polls waiting for new feed entries, by id; each removes itself when its wait ends
+    // (touched on the I/O thread only).
+    std::map<uint64_t, std::weak_ptr<net::steady_timer>> waiters;
+    uint64_t last_waiter_id = 0;
     bool stopping = false;
     int in_flight = 0;  // requests read and not yet answered
 
     void wake_waiters() {
         for (auto& w : waiters)
-            if (auto t = w.lock()) t->cancel();
+            if (auto t = w.second.lock()) t->cancel();
         waiters.clear();
     }
     void accept();
@@ -91,22 +99,47 @@ struct CloudServer::Impl {
 
 class Session : public std::enable_shared_from_this<Session> {
 public:
-    Session(tcp::socket&& socket, CloudServer::Impl& srv) : stream_(std::move(socket)), srv_(srv) {}
-    void start() { read_header(); }
+    Session(tcp::socket&& socket, CloudServer::Impl& srv, std::shared_ptr<examples::AcceptLoop::Slot> slot)
+        : stream_(std::move(socket)), srv_(srv), slot_(std::move(slot)) {}
+    ~Session() { release_body(); }
+    void start() { read_request(); }
 
 private:
     using Self = std::shared_ptr<Session>;
 
     // -- reading --
+    // Waits for the next request's first bytes; meanwhile the connection is idle and may be
+    // closed to make room for a new client (accept_loop.h).
+    void read_request() {
+        release_body();
+        if (buffer_.size() > 0) return read_header();  // the client sent it already (pipelining)
+        idle_ = true;
+        std::weak_ptr<Session> weak = weak_from_this();
+        slot_->set_idle([weak, exec = stream_.get_executor()] {
+            net::post(exec, [weak] {
+                if (auto s = weak.lock(); s && s->idle_) s->close();
+            });
+        });
+        stream_.expires_after(std::chrono::seconds(srv_.cfg.idle_timeout_s));
+        stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
+            self->idle_ = false;
+            self->slot_->set_busy();
+            if (ec) return self->close();
+            self->buffer_.commit(n);
+            self->read_header();
+        });
+    }
+
     void read_header() {
         parser_.emplace();
         parser_->header_limit(16 * 1024);
         parser_->body_limit(srv_.cfg.max_body);
-        stream_.expires_after(std::chrono::seconds(60));
+        stream_.expires_after(std::chrono::seconds(srv_.cfg.header_timeout_s));
         http::async_read_header(stream_, buffer_, *parser_,
                                 [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
     }
 
+    // The head is in: size limit, token and body budget are checked before any body byte is read.
     void on_header(beast::error_code ec) {
         // Beast checks Content-Length against body_limit while parsing the header.
         if (ec == http::error::body_limit) return reject_too_large();
@@ -114,6 +147,10 @@ private:
         const auto& req = parser_->get();
         auto len = parser_->content_length();
         if (len && *len > srv_.cfg.max_body) return reject_too_large();
+        version_ = req.version();
+        examples::split_target(std::string_view(req.target().data(), req.target().size()), path_, query_);
+        if (!authorized()) return;
+        if (!reserve_body(len)) return;
         if (beast::iequals(req[http::field::expect], "100-continue")) {
             auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, req.version());
             http::async_write(stream_, *cont, [self = shared_from_this(), cont](beast::error_code ec2, size_t) {
@@ -127,7 +164,7 @@ private:
 
     void read_body() {
         if (parser_->is_done()) return handle();
-        stream_.expires_after(std::chrono::seconds(60));
+        stream_.expires_after(std::chrono::seconds(srv_.cfg.body_timeout_s));
         http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
             if (ec == http::error::body_limit) return self->reject_too_large();
             if (ec) return self->close();
@@ -135,44 +172,64 @@ private:
         });
     }
 
-    // 413, then drain what the client still sends (so it reads the answer, not a reset).
-    void reject_too_large() {
+    // An answer before the body is read (413, 401, 503), then a lingering close (drain.h).
+    void reject(Response res) {
         srv_.in_flight++;
         close_after_ = true;
         drain_after_ = true;
-        send(make_error(11, http::status::payload_too_large, "invalid_request_error",
-                        "request body larger than " + std::to_string(srv_.cfg.max_body) + " bytes"));
+        send(std::move(res));
     }
 
-    void drain() {
-        beast::error_code ec;
-        stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-        stream_.expires_after(std::chrono::seconds(2));
-        auto buf = std::make_shared<std::vector<char>>(64 * 1024);
-        stream_.async_read_some(net::buffer(*buf), [self = shared_from_this(), buf](beast::error_code e, size_t) {
-            if (e) return self->close();
-            self->drain();
-        });
+    void reject_too_large() {
+        reject(make_error(11, http::status::payload_too_large, "invalid_request_error",
+                          "request body larger than " + std::to_string(srv_.cfg.max_body) + " bytes"));
+    }
+
+    // The bearer token, checked on the head (an unauthenticated client cannot make the server
+    // buffer a body). /health needs none. Answers 401 and returns false when it is wrong.
+    bool authorized() {
+        if (path_ == "/health" || srv_.cfg.token.empty()) return true;
+        const auto& req = parser_->get();
+        std::string want = "Bearer " + srv_.cfg.token;
+        auto got = req[http::field::authorization];
+        if (got.size() == want.size() && std::equal(want.begin(), want.end(), got.begin())) return true;
+        Response res = make_error(version_, http::status::unauthorized, "authentication_error",
+                                  got.empty() ? "missing bearer token" : "invalid bearer token");
+        res.set(http::field::www_authenticate, "Bearer");
+        reject(std::move(res));
+        return false;
+    }
+
+    // Reserves the body's bytes from max_body_total until the response is sent; answers 503
+    // and returns false when that would pass the total.
+    bool reserve_body(boost::optional<uint64_t> len) {
+        if (parser_->is_done()) return true;  // no body
+        const size_t need = len ? (size_t)*len : srv_.cfg.max_body;
+        const size_t used = srv_.body_bytes.fetch_add(need);
+        if (used + need > srv_.cfg.max_body_total) {
+            srv_.body_bytes -= need;
+            Response res = make_error(version_, http::status::service_unavailable, "overloaded_error",
+                                      "too many request bodies in progress (" + std::to_string(used) +
+                                          " bytes); retry later");
+            res.set(http::field::retry_after, "1");
+            reject(std::move(res));
+            return false;
+        }
+        body_reserved_ = need;
+        return true;
+    }
+
+    void release_body() {
+        if (body_reserved_ > 0) srv_.body_bytes -= body_reserved_;
+        body_reserved_ = 0;
     }
 
     // -- dispatch --
     void handle() {
         srv_.in_flight++;
         const auto& req = parser_->get();
-        version_ = req.version();
         keep_alive_ = req.keep_alive();
-        examples::split_target(std::string_view(req.target().data(), req.target().size()), path_, query_);
         bool is_admin = path_.rfind("/admin/", 0) == 0;
-        if (path_ != "/health" && !srv_.cfg.token.empty()) {
-            std::string want = "Bearer " + srv_.cfg.token;
-            auto got = req[http::field::authorization];
-            if (got.size() != want.size() || !std::equal(want.begin(), want.end(), got.begin())) {
-                Response res = make_error(version_, http::status::unauthorized, "authentication_error",
-                                          got.empty() ? "missing bearer token" : "invalid bearer token");
-                res.set(http::field::www_authenticate, "Bearer");
-                return send(std::move(res));
-            }
-        }
         if (!is_admin) {
             if (auto f = srv_.faults.pop(path_)) return apply_fault(*f);
         }
@@ -335,8 +392,10 @@ private:
         std::vector<FeedEntry> entries = srv_.db->changes(since_, (size_t)limit_);
         if (entries.empty() && !srv_.stopping && std::chrono::steady_clock::now() < deadline_) {
             timer_ = std::make_shared<net::steady_timer>(srv_.ioc, deadline_);
-            srv_.waiters.push_back(timer_);
-            timer_->async_wait([self = shared_from_this()](beast::error_code) {
+            const uint64_t id = ++srv_.last_waiter_id;
+            srv_.waiters.emplace(id, timer_);
+            timer_->async_wait([self = shared_from_this(), id](beast::error_code) {
+                self->srv_.waiters.erase(id);  // timed out or woken: no longer waiting
                 try {
                     self->poll_changes();
                 } catch (const std::exception& e) {
@@ -471,7 +530,7 @@ private:
                 srv_.in_flight--;
                 if (!keep_alive_ || srv_.stopping) return close();
                 query_.clear();
-                read_header();
+                read_request();
             }
             return;
         }
@@ -521,12 +580,12 @@ private:
         http::async_write(stream_, *sp, [self = shared_from_this(), sp, close](beast::error_code ec, size_t) {
             self->srv_.in_flight--;
             if (ec) return self->close();
-            if (self->drain_after_) return self->drain();
+            if (self->drain_after_) return examples::drain_then_close(self->stream_, self);
             if (close) return self->close();
             self->mangle_.reset();
             self->timer_.reset();
             self->query_.clear();
-            self->read_header();
+            self->read_request();
         });
     }
 
@@ -538,6 +597,9 @@ private:
 
     beast::tcp_stream stream_;
     CloudServer::Impl& srv_;
+    std::shared_ptr<examples::AcceptLoop::Slot> slot_;
+    bool idle_ = false;        // waiting for a request's first byte
+    size_t body_reserved_ = 0;  // of srv_.body_bytes
     beast::flat_buffer buffer_;
     std::optional<http::request_parser<http::string_body>> parser_;
     unsigned version_ = 11;
@@ -559,21 +621,19 @@ private:
 // ---- accept loop and shutdown ----------------------------------------------------------
 
 void CloudServer::Impl::accept() {
-    acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
-        if (ec) {
-            if (ec != net::error::operation_aborted) std::fprintf(stderr, "tandem-cloud: accept: %s\n", ec.message().c_str());
-            if (!stopping && ec != net::error::operation_aborted) accept();
-            return;
-        }
-        std::make_shared<Session>(std::move(socket), *this)->start();
-        if (!stopping) accept();
-    });
+    accept_loop = examples::AcceptLoop::create(
+        acceptor, {cfg.max_connections, 32}, "tandem-cloud",
+        [this](tcp::socket socket, std::shared_ptr<examples::AcceptLoop::Slot> slot) {
+            std::make_shared<Session>(std::move(socket), *this, std::move(slot))->start();
+        });
+    accept_loop->start();
 }
 
 void CloudServer::Impl::begin_shutdown() {
     if (stopping) return;
     stopping = true;
     std::fprintf(stderr, "tandem-cloud: shutting down\n");
+    if (accept_loop) accept_loop->stop();
     beast::error_code ec;
     acceptor.close(ec);
     wake_waiters();

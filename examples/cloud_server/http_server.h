@@ -18,7 +18,17 @@
 //                                             501 when started without --model
 //   GET|POST|DELETE /admin/faults             only with --enable-admin (faults.h)
 //
-// Errors are {"error": {"message", "type", "code"}} with 400, 401, 404, 405, 409, 413, 500.
+// Errors are {"error": {"message", "type", "code"}} with 400, 401, 404, 405, 409, 413, 500,
+// 503.
+//
+// Connections (examples/common/accept_loop.h): at most max_connections open, below the
+// open-file limit; at the cap the connection idle longest is closed for a new client; accept
+// errors (EMFILE, ...) back off and are logged once per 10 s. A kept-alive connection waits
+// idle_timeout_s for its next request, a request head must arrive header_timeout_s after its
+// first byte. The bearer token is checked on the request head, before any body byte is read
+// (401, then the connection closes). A body reserves its Content-Length (max_body when chunked)
+// from max_body_total until its response is sent; a request that would pass that total gets
+// 503 with Retry-After: 1. A long poll that times out leaves nothing behind.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -37,6 +47,12 @@ struct ServerConfig {
     std::string db_path;
     std::string token;               // "" = no auth
     size_t max_body = 1 << 20;       // request body limit (413 beyond)
+    // Connection limits (see "Connections" above):
+    size_t max_connections = 4096;   // also kept below the open-file limit
+    size_t max_body_total = 64 << 20;  // request bodies being read or held, all connections (503 beyond)
+    int idle_timeout_s = 60;         // a kept-alive connection waiting for its next request
+    int header_timeout_s = 10;       // a request head, from its first byte
+    int body_timeout_s = 60;         // a request body
     double max_wait_s = 30;          // cap on ?wait=
     bool enable_admin = false;       // /admin/faults
     std::string faults;              // --faults spec queued at start

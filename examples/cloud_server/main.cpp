@@ -1,7 +1,8 @@
 // tandem-cloud: the reference cloud for Tandem's memory protocol (docs/protocol.md).
 //
 //   tandem-cloud --port P --corpus DIR_OR_FILE --db PATH [--host H] [--token T] [--model M]
-//                [--max-year Y] [--max-body BYTES] [--enable-admin] [--faults SPEC]
+//                [--max-year Y] [--max-body BYTES] [--max-body-total BYTES] [--max-connections N]
+//                [--enable-admin] [--faults SPEC]
 //
 // Loads the corpus into --db (skipped when the corpus is unchanged since the last start),
 // prints "listening on http://HOST:PORT" on stdout and serves until SIGINT/SIGTERM.
@@ -16,20 +17,25 @@
 #include "http_server.h"
 #include "tandem/cloud/llm.h"
 #include "tandem/cloud/server_db.h"
+#include "tandem/mapping_faults.h"
 
 using namespace tandem::cloud;
 using namespace tandem::examples;
 
 static const char* kUsage =
     "usage: tandem-cloud --port P --corpus DIR_OR_FILE --db PATH [--host H] [--token T] [--model M]\n"
-    "                    [--max-year Y] [--max-body BYTES] [--enable-admin] [--faults SPEC]\n"
+    "                    [--max-year Y] [--max-body BYTES] [--max-body-total BYTES] [--max-connections N]\n"
+    "                    [--enable-admin] [--faults SPEC]\n"
     "  --corpus     a directory of .txt/.md files, one such file, or a UNGD .jsonl[.xz] file\n"
     "  --port 0     picks a free port (printed on stdout)\n"
     "  --model      a GGUF model: memory notes written by it (key takeaways), and /v1/chat/completions;\n"
     "               without it notes are extracted sentences and chat answers 501\n"
+    "  --max-body-total  request bodies in progress, all connections together (default 64 MiB; 503 beyond)\n"
+    "  --max-connections open connections (default 4096, and always below the open-file limit)\n"
     "  --faults     PATH=TOKEN[,TOKEN...][;...], tokens: reset drop truncate badjson delay:MS 429:S CODE\n";
 
 int main(int argc, char** argv) {
+    tandem::report_mapping_faults();  // the --model file truncated while mapped: an error, not a silent SIGBUS
     ServerConfig cfg;
     std::string corpus, model;
     int max_year = 0;
@@ -55,6 +61,8 @@ int main(int argc, char** argv) {
             else if (a == "--model") model = value();
             else if (a == "--max-year") max_year = parse_int(a, value(), 1, 9999);
             else if (a == "--max-body") cfg.max_body = (size_t)parse_int(a, value(), 1024, 1 << 30);
+            else if (a == "--max-body-total") cfg.max_body_total = (size_t)parse_int(a, value(), 1024, 1 << 30);
+            else if (a == "--max-connections") cfg.max_connections = (size_t)parse_int(a, value(), 1, 1 << 20);
             else if (a == "--enable-admin") cfg.enable_admin = true;
             else if (a == "--faults") cfg.faults = value();
             else throw UsageError{"unknown option '" + a + "'"};
@@ -62,6 +70,9 @@ int main(int argc, char** argv) {
         if (!have_port) throw UsageError{"--port is required (0 picks a free port)"};
         if (corpus.empty()) throw UsageError{"--corpus is required"};
         if (cfg.db_path.empty()) throw UsageError{"--db is required"};
+        if (cfg.max_body_total < cfg.max_body)
+            throw UsageError{"--max-body-total (" + std::to_string(cfg.max_body_total) + ") must be >= --max-body (" +
+                             std::to_string(cfg.max_body) + ")"};
         if (!cfg.faults.empty()) FaultQueues().push_spec(cfg.faults);  // validate now
     } catch (const UsageError& e) {
         std::fprintf(stderr, "tandem-cloud: %s\n%s", e.message.c_str(), kUsage);
