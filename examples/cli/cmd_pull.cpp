@@ -77,6 +77,22 @@ std::string default_out(const std::string& url) {
 
 }  // namespace
 
+std::string help_pull() {
+    char buf[1024];
+    std::snprintf(buf, sizeof buf,
+                  "usage: tandem pull URL --sha256 HEX [options]\n"
+                  "Downloads URL with resume and SHA-256 verification (a model, the corpus). Ctrl-C keeps\n"
+                  "PATH.part; the same command again resumes it.\n\n"
+                  "      --sha256 HEX     the digest the file must have (required)\n"
+                  "  -o, --out PATH       where to write (default: the last part of the URL's path)\n"
+                  "      --retries N      extra attempts after a cut transfer, each resuming (default: %d)\n"
+                  "      --insecure       do not verify the server's TLS certificate (default: verify)\n"
+                  "  -q, --quiet          no progress on stderr (default: progress)\n"
+                  "  -h, --help           this text\n",
+                  DownloadParams{}.retries);
+    return buf;
+}
+
 int cmd_pull(const Args& args) {
     DownloadParams p;
     bool quiet = false;
@@ -88,7 +104,7 @@ int cmd_pull(const Args& args) {
         else if (a == "--max-bytes") p.max_bytes = parse_bytes(flag_value(args, i), a);
         else if (a == "--insecure") p.verify_tls = false;
         else if (a == "--quiet" || a == "-q") quiet = true;
-        else if (!a.empty() && a[0] == '-') throw UsageError{"unknown option " + a};
+        else if (!a.empty() && a[0] == '-') unknown_argument(a);
         else if (p.url.empty()) p.url = a;
         else throw UsageError{"one URL only, got '" + p.url + "' and '" + a + "'"};
     }

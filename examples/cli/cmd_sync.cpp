@@ -71,7 +71,7 @@ SyncOptions parse(const Args& args) {
         else if (a == "--max-items") o.max_items = to_int(a, flag_value(args, i), 1, 50);
         else if (a == "--insecure") o.insecure = true;
         else if (a == "--verbose") o.verbose = true;
-        else throw UsageError{"unknown option '" + a + "'"};
+        else unknown_argument(a);
     }
     if (o.db.empty()) throw UsageError{"--db is required"};
     if (o.url.empty()) throw UsageError{"--url is required"};
@@ -83,6 +83,25 @@ SyncOptions parse(const Args& args) {
 }  // namespace
 
 // ---- the command -------------------------------------------------------------------------
+
+std::string help_sync() {
+    const SyncOptions o;
+    char buf[1280];
+    std::snprintf(buf, sizeof buf,
+                  "usage: tandem sync --db PATH --url URL [options]\n"
+                  "Sends the store's due memory requests to the cloud and pulls the memory change feed into it.\n\n"
+                  "      --db PATH        the local memory store (SQLite; required)\n"
+                  "      --url URL        the cloud, e.g. http://127.0.0.1:8080 (required)\n"
+                  "      --token T        bearer token (default: $TANDEM_CLOUD_TOKEN, else none)\n"
+                  "      --once           one pass, then exit 0 if it all worked, else 1 (default: run until Ctrl-C)\n"
+                  "      --wait S         long-poll seconds per pull, 0..30 (default: %d)\n"
+                  "      --max-items N    items per feed page, 1..50 (default: %d)\n"
+                  "      --insecure       do not verify the server's TLS certificate (default: verify)\n"
+                  "      --verbose        the cloud adapter's debug log, token redacted (default: off)\n"
+                  "  -h, --help           this text\n",
+                  o.wait_s, o.max_items);
+    return buf;
+}
 
 int cmd_sync(const Args& args) {
     SyncOptions o = parse(args);
