@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "server_db.h"
+#include "tandem/cloud/server_db.h"
 
 namespace tandem::cloud {
 
