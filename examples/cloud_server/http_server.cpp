@@ -70,7 +70,7 @@ struct CloudServer::Impl {
     net::steady_timer stop_timer{ioc};
     std::unique_ptr<ServerDb> db;  // the I/O thread's connection
     std::unique_ptr<MemoryWorker> worker;
-    std::shared_ptr<ChatWorker> chat;  // null without --model: chat answers 501
+    std::shared_ptr<ChatBackend> chat;  // null without --model or --llm-url: chat answers 501
     uint64_t chat_seq = 0;
     FaultQueues faults;
     // Long polls waiting for new feed entries (touched on the I/O thread only).
@@ -380,7 +380,7 @@ private:
     void chat_completions(const std::string& body) {
         if (!srv_.chat)
             return send(make_error(version_, http::status::not_implemented, "not_implemented",
-                                   "chat completions need a model: start tandem-cloud with --model"));
+                                   "chat completions need a model: start tandem-cloud with --model or --llm-url"));
         json j;
         if (!parse_body(body, j)) return;
         ChatJob job;
@@ -413,6 +413,8 @@ private:
                 net::post(exec, [=] {
                     if (finish == "error")
                         return self->send(make_error(self->version_, http::status::internal_server_error, "server_error", err));
+                    if (finish == "upstream_error")
+                        return self->send(make_error(self->version_, http::status::bad_gateway, "upstream_error", err));
                     self->send(make_json(self->version_, http::status::ok,
                                          {{"id", id}, {"object", "chat.completion"}, {"model", model},
                                           {"choices", {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", text}}},
@@ -439,8 +441,8 @@ private:
         };
         job.on_done = [self, exec, event](const std::string&, const std::string& finish, int64_t, int64_t, const std::string& err) {
             net::post(exec, [=] {
-                if (finish == "error")
-                    self->stream_chunk("data: " + json{{"error", {{"message", err}, {"type", "server_error"}}}}.dump() + "\n\n");
+                if (finish == "error" || finish == "upstream_error")
+                    self->stream_chunk("data: " + json{{"error", {{"message", err}, {"type", finish == "error" ? "server_error" : "upstream_error"}}}}.dump() + "\n\n");
                 else
                     self->stream_chunk(event(json::object(), finish == "cancelled" ? "stop" : finish));
                 self->stream_chunk("data: [DONE]\n\n");
@@ -591,7 +593,7 @@ void CloudServer::Impl::begin_shutdown() {
     Poll::arm(this, deadline);
 }
 
-CloudServer::CloudServer(ServerConfig cfg, std::unique_ptr<MemoryGenerator> gen, std::shared_ptr<ChatWorker> chat)
+CloudServer::CloudServer(ServerConfig cfg, std::unique_ptr<MemoryGenerator> gen, std::shared_ptr<ChatBackend> chat)
     : impl_(new Impl) {
     impl_->chat = std::move(chat);
     impl_->cfg = std::move(cfg);

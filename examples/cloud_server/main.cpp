@@ -1,6 +1,7 @@
 // tandem-cloud: the reference cloud for Tandem's memory protocol (docs/protocol.md).
 //
-//   tandem-cloud --port P --corpus DIR_OR_FILE --db PATH [--host H] [--token T] [--model M]
+//   tandem-cloud --port P --corpus DIR_OR_FILE --db PATH [--host H] [--token T]
+//                [--model M | --llm-url URL [--llm-token T] [--llm-model NAME] [--llm-timeout S]]
 //                [--max-year Y] [--max-body BYTES] [--enable-admin] [--faults SPEC]
 //
 // Loads the corpus into --db (skipped when the corpus is unchanged since the last start),
@@ -16,22 +17,29 @@
 #include "http_server.h"
 #include "llm.h"
 #include "server_db.h"
+#include "upstream_llm.h"
 
 using namespace tandem::cloud;
 using namespace tandem::examples;
 
 static const char* kUsage =
-    "usage: tandem-cloud --port P --corpus DIR_OR_FILE --db PATH [--host H] [--token T] [--model M]\n"
+    "usage: tandem-cloud --port P --corpus DIR_OR_FILE --db PATH [--host H] [--token T]\n"
+    "                    [--model M | --llm-url URL [--llm-token T] [--llm-model NAME] [--llm-timeout S]]\n"
     "                    [--max-year Y] [--max-body BYTES] [--enable-admin] [--faults SPEC]\n"
     "  --corpus     a directory of .txt/.md files, one such file, or a UNGD .jsonl[.xz] file\n"
     "  --port 0     picks a free port (printed on stdout)\n"
     "  --model      a GGUF model: memory notes written by it (key takeaways), and /v1/chat/completions;\n"
-    "               without it notes are extracted sentences and chat answers 501\n"
+    "               without it (or --llm-url) notes are extracted sentences and chat answers 501\n"
+    "  --llm-url    an OpenAI-compatible server (vLLM, SGLang, llama.cpp, a hosted API) that writes the\n"
+    "               notes and answers /v1/chat/completions instead of a built-in model; --llm-token is\n"
+    "               its bearer token, --llm-model the model to ask for, --llm-timeout (default 60) the\n"
+    "               connect timeout and longest silence in seconds before a retry\n"
     "  --faults     PATH=TOKEN[,TOKEN...][;...], tokens: reset drop truncate badjson delay:MS 429:S CODE\n";
 
 int main(int argc, char** argv) {
     ServerConfig cfg;
     std::string corpus, model;
+    UpstreamConfig upstream;
     int max_year = 0;
     bool have_port = false;
     try {
@@ -53,6 +61,10 @@ int main(int argc, char** argv) {
             else if (a == "--db") cfg.db_path = value();
             else if (a == "--token") cfg.token = value();
             else if (a == "--model") model = value();
+            else if (a == "--llm-url") upstream.url = value();
+            else if (a == "--llm-token") upstream.token = value();
+            else if (a == "--llm-model") upstream.model = value();
+            else if (a == "--llm-timeout") upstream.timeout_s = parse_number(a, value(), 0.1, 3600);
             else if (a == "--max-year") max_year = parse_int(a, value(), 1, 9999);
             else if (a == "--max-body") cfg.max_body = (size_t)parse_int(a, value(), 1024, 1 << 30);
             else if (a == "--enable-admin") cfg.enable_admin = true;
@@ -62,6 +74,11 @@ int main(int argc, char** argv) {
         if (!have_port) throw UsageError{"--port is required (0 picks a free port)"};
         if (corpus.empty()) throw UsageError{"--corpus is required"};
         if (cfg.db_path.empty()) throw UsageError{"--db is required"};
+        if (!model.empty() && !upstream.url.empty()) throw UsageError{"--model and --llm-url exclude each other"};
+        if (upstream.url.empty() && (!upstream.token.empty() || !upstream.model.empty()))
+            throw UsageError{"--llm-token and --llm-model need --llm-url"};
+        if (!upstream.url.empty() && upstream.url.rfind("http://", 0) != 0 && upstream.url.rfind("https://", 0) != 0)
+            throw UsageError{"--llm-url must start with http:// or https://, got '" + upstream.url + "'"};
         if (!cfg.faults.empty()) FaultQueues().push_spec(cfg.faults);  // validate now
     } catch (const UsageError& e) {
         std::fprintf(stderr, "tandem-cloud: %s\n%s", e.message.c_str(), kUsage);
@@ -82,9 +99,10 @@ int main(int argc, char** argv) {
             std::fprintf(stderr, "tandem-cloud: corpus: %lld documents, %lld passages\n",
                          (long long)db.count_docs(), (long long)db.count_passages());
         }
-        // With --model: one engine for LLM-written memory notes and for chat completions.
+        // With --model: one engine for LLM-written memory notes and for chat completions; with
+        // --llm-url: the upstream server for both.
         std::unique_ptr<MemoryGenerator> gen = std::make_unique<ExtractiveGenerator>();
-        std::shared_ptr<ChatWorker> chat;
+        std::shared_ptr<ChatBackend> chat;
         if (!model.empty()) {
             tandem::EngineParams ep;
             ep.context.n_ctx = 1024;
@@ -93,6 +111,12 @@ int main(int argc, char** argv) {
                          engine->model().config().architecture.c_str(), engine->model().config().n_params / 1e6);
             gen = std::make_unique<LlmGenerator>(engine);
             chat = std::make_shared<ChatWorker>(engine);
+        } else if (!upstream.url.empty()) {
+            auto up = std::make_shared<Upstream>(upstream);
+            std::fprintf(stderr, "tandem-cloud: LLM server %s%s%s\n", up->config().url.c_str(),
+                         upstream.model.empty() ? "" : ", model ", upstream.model.c_str());
+            gen = std::make_unique<UpstreamGenerator>(up);
+            chat = std::make_shared<UpstreamChat>(up);
         }
         CloudServer server(cfg, std::move(gen), chat);
         uint16_t port = server.listen();
