@@ -37,8 +37,23 @@ Upstream::Upstream(UpstreamConfig cfg) : cfg_(std::move(cfg)) {
 
 Upstream::~Upstream() = default;
 
-static std::string describe(const Upstream& up, const Outcome<ChatResult>& o) {
+// What went wrong, for the operator's log (the URL and the transport's own words) and for the
+// client (no URL or address of the operator's network: the kind of failure only).
+static std::string log_line(const Upstream& up, const Outcome<ChatResult>& o) {
     return "LLM server " + up.config().url + ": " + o.message + " (" + std::to_string(o.attempts) + " attempt" +
+           (o.attempts == 1 ? "" : "s") + ")";
+}
+
+static std::string client_message(const Outcome<ChatResult>& o) {
+    std::string why;
+    if (o.ec == cloud_errc::unauthorized) why = "it refused tandem-cloud's credentials (HTTP " + std::to_string(o.http_status) + ")";
+    else if (o.ec == cloud_errc::rate_limited) why = "it kept answering 429 (rate limited)";
+    else if (o.ec == cloud_errc::server_error) why = "it kept answering HTTP " + std::to_string(o.http_status);
+    else if (o.ec == cloud_cond::timeout) why = "it did not answer in time";
+    else if (o.ec == cloud_cond::connection) why = "tandem-cloud could not connect to it";
+    else if (o.ec == cloud_errc::http_error || o.ec == cloud_errc::stream_error) why = "it refused the request: " + o.message;
+    else why = "its answer was not a chat completion (" + o.ec.message() + ")";
+    return "the upstream LLM server failed: " + why + " (" + std::to_string(o.attempts) + " attempt" +
            (o.attempts == 1 ? "" : "s") + ")";
 }
 
@@ -82,7 +97,8 @@ void UpstreamChat::submit(ChatJob job) {
             const int64_t pt = std::max<int64_t>(0, r.prompt_tokens), ct = std::max<int64_t>(0, r.completion_tokens);
             if (!o.ec) return call->job.on_done(r.text, r.finish_reason.empty() ? "stop" : r.finish_reason, pt, ct, "");
             if (o.ec == cloud_errc::cancelled) return call->job.on_done(r.text, "cancelled", pt, ct, "");
-            call->job.on_done(r.text, "upstream_error", pt, ct, describe(*up, o));
+            std::fprintf(stderr, "tandem-cloud: chat: %s\n", log_line(*up, o).c_str());
+            call->job.on_done(r.text, "upstream_error", pt, ct, client_message(o));
         });
     std::lock_guard<std::mutex> lk(call->mu);
     call->handle = h;
@@ -102,10 +118,13 @@ std::vector<NewNote> UpstreamGenerator::generate(const std::string& context, con
         Outcome<ChatResult> o = wait_for<ChatResult>([&](auto cb) { return up_->client().chat(req, cb); });
         if (o.ec == cloud_errc::http_error) {
             // The upstream refused this passage (too long for its context, ...): skip it.
-            std::fprintf(stderr, "tandem-cloud: memory note for %s skipped: %s\n", p.doc_id.c_str(), describe(*up_, o).c_str());
+            std::fprintf(stderr, "tandem-cloud: memory note for %s skipped: %s\n", p.doc_id.c_str(), log_line(*up_, o).c_str());
             continue;
         }
-        if (o.ec) throw UpstreamError(describe(*up_, o));
+        if (o.ec) {
+            std::fprintf(stderr, "tandem-cloud: memory notes: %s\n", log_line(*up_, o).c_str());
+            throw UpstreamError(client_message(o));
+        }
         std::string note = key_takeaway_note(o.value.text);
         if (!note.empty()) out.push_back({note, p.doc_id, p.title, method()});
     }

@@ -9,8 +9,11 @@
 //   - a connect timeout and an idle timeout (no byte for timeout_s ends the attempt), so a hung
 //     upstream costs at most max_attempts * timeout_s plus the backoff;
 //   - streamed answers are retried only while no text has reached the client (never repeated).
-// When every attempt failed, the error names the upstream URL and the cause ("LLM server
-// http://h:8000: POST /v1/chat/completions (stream): Couldn't connect to server ...").
+// When every attempt failed, the server's log names the upstream URL and the transport's cause
+// ("LLM server http://h:8000: POST /v1/chat/completions (stream): ... Couldn't connect to
+// server (4 attempts)"); the client is told the kind of failure without any address of the
+// operator's network ("the upstream LLM server failed: tandem-cloud could not connect to it
+// (4 attempts)").
 //
 // Sent upstream: POST <url>/v1/chat/completions {model?, messages, max_tokens, temperature,
 // stop?, stream, stream_options: {include_usage: true}}, with "Authorization: Bearer <token>"
@@ -38,7 +41,7 @@ struct UpstreamConfig {
 };
 
 // The upstream could not produce an answer (unreachable, timed out, refused the token, or kept
-// answering 429/5xx): what() names the URL and the last cause.
+// answering 429/5xx): what() is the message for the client (the log has the URL).
 class UpstreamError : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
