@@ -328,7 +328,7 @@ static LatencySeries async_latency(const std::vector<Draft>& drafts, const std::
             if (it == notes.end()) continue;
             for (const auto& f : it->second) {
                 MemoryChange c;
-                c.item = {f.id, f.request_id, f.text, f.doc_id, f.title, f.created_at, 0};
+                c.item = {f.id, f.request_id, f.text, f.doc_id, f.title, f.created_at, 0, f.document};
                 page.push_back(c);
             }
         }
@@ -424,7 +424,7 @@ static LatencySeries cloud_latency(const std::vector<Draft>& drafts, CloudClient
     for (const Draft& d : drafts) {
         const std::string before = d.prefix + d.gap + d.truth.substr(0, 1);
         const auto t0 = Clock::now();
-        const auto passages = db.search(fts5_match_query(coord.context_of(before), 32), (size_t)su.request_items * 3);
+        const auto passages = db.search(coord.context_of(before), (size_t)su.request_items * 3);
         std::string content;
         for (const auto& r : raw_within_budget(passages, tok, su.note_budget)) content += r + "\n";
         content += "\n" + before;
@@ -584,7 +584,7 @@ int main(int argc, char** argv) {
         auto client = Engine::load(opt.shared + "/models/tandem-demo-client-q8_0.gguf", ep);
         auto big = Engine::load(opt.shared + "/models/tandem-demo-cloud-q8_0.gguf", ep);
         const Tokenizer& tok = client->tokenizer();
-        cloud::ServerDb db(cloud_db);
+        const std::unique_ptr<cloud::ServerDb> db = cloud::open_server_db(cloud_db);
         rep.conditions = {
             {"none", "client", "the draft only", {}},
             {"notes", "client", "cloud LLM notes for the draft (MemoryStore::retrieve, <= 4 notes, <= 192 tokens)", {}},
@@ -603,7 +603,7 @@ int main(int argc, char** argv) {
             const std::vector<std::string> stale = notes_via_store(items_of(reqs[2 * i + 1].id), d.prefix, tok, su, scratch);
             const std::vector<std::string> other =
                 notes_via_store(items_of(reqs[2 * ((i + n / 2) % n)].id), d.prefix, tok, su, scratch);
-            const auto passages = db.search(fts5_match_query(reqs[2 * i].context, 32), (size_t)su.request_items * 3);
+            const auto passages = db->search(reqs[2 * i].context, (size_t)su.request_items * 3);
             const std::vector<std::string> raw = raw_within_budget(passages, tok, su.note_budget);
             const std::vector<std::pair<Engine*, const std::vector<std::string>*>> runs = {
                 {client.get(), nullptr}, {client.get(), &notes}, {client.get(), &raw}, {client.get(), &other},
@@ -639,7 +639,7 @@ int main(int argc, char** argv) {
                 rep.latency.push_back(async_latency(ld, feed, ld_ids, opt, su, server.url(), delay));
                 wait_cloud_idle(server.url());  // the Assistant's own background requests
                 rep.latency.push_back(sync_latency(ld, *client, cloud, opt, su, server.url(), delay, run));
-                rep.latency.push_back(cloud_latency(ld, cloud, db, tok, su, delay));
+                rep.latency.push_back(cloud_latency(ld, cloud, *db, tok, su, delay));
                 std::fprintf(stderr, "latency with +%d ms done, %.0f s\n", delay, ms_since(t) / 1000);
             }
             set_cloud_delay(server.url(), 0);

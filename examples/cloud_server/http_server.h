@@ -1,24 +1,30 @@
-// tandem-cloud's HTTP side (Boost.Beast, one I/O thread): routing, bearer auth, body limits,
-// the change feed with long poll, fault injection and graceful shutdown. The wire format is
-// docs/protocol.md; in short:
+// tandem-cloud's HTTP side (Boost.Beast, one I/O thread): routing, bearer auth (a token names
+// a tenant, tenants.h), body limits, the change feed with long poll, fault injection and
+// graceful shutdown. The wire format is docs/protocol.md; in short:
 //
-//   GET    /health                            200 {status, docs, passages, feed_head, pending}
+//   GET    /health                            200 {status, docs, passages}; with a valid token
+//                                             also the caller's {tenant, epoch, feed_head, pending}
 //   POST   /v1/memory/requests                202 {request_id, status: accepted|duplicate}
-//                                             body {request_id, context, max_items?}; 409 when
-//                                             the request_id was used with another context
-//   GET    /v1/memory/requests/ID             200 {request_id, state, error}
+//                                             body {request_id, context, max_items?, document?};
+//                                             409 when the request_id was used with another
+//                                             context; 429 when too many are pending
+//   GET    /v1/memory/requests/ID             200 {request_id, document, state, error}
 //   GET    /v1/memory/changes?since=C&limit=N&wait=S
-//                                             200 {items, next_cursor}; items are
-//                                             {id, request_id, text, source{doc_id,title},
-//                                              created_at, method} or tombstones
-//                                             {id, deleted: true}; C and next_cursor are
-//                                             decimal strings (feed sequence numbers)
-//   DELETE /v1/memory/items/ID                200 {id, deleted: true, seq}: appends a tombstone
-//   POST   /v1/chat/completions               OpenAI-compatible, plain or SSE (stream: true);
+//                                             200 {items, next_cursor, epoch, reset}; items are
+//                                             {id, request_id, document, text, source{doc_id,
+//                                              title}, created_at, method} or tombstones
+//                                             {id, deleted: true}; cursors are opaque
+//                                             (feed_cursor.h); reset: C was from another epoch
+//   DELETE /v1/memory/items/ID                200 {id, deleted: true}: appends a tombstone
+//   DELETE /v1/memory/documents/DOC           200 {scope, document, deleted: n}: a document's notes
+//   DELETE /v1/memory/items                   200 {scope, deleted: n}: all the tenant's notes
+//   POST   /v1/chat/completions               OpenAI-compatible (openai_api.h), plain or SSE;
 //                                             501 when started without --model
+//   GET    /v1/models[/ID]                    the served model (none without --model)
 //   GET|POST|DELETE /admin/faults             only with --enable-admin (faults.h)
 //
-// Errors are {"error": {"message", "type", "code"}} with 400, 401, 404, 405, 409, 413, 500.
+// Every memory route acts on the caller's tenant only. Errors are OpenAI's shape:
+// {"error": {"message", "type", "param", "code"}} with 400, 401, 404, 405, 409, 413, 429, 500.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -26,6 +32,7 @@
 
 #include "faults.h"
 #include "generator.h"
+#include "tenants.h"
 
 namespace tandem::cloud {
 
@@ -35,7 +42,8 @@ struct ServerConfig {
     std::string host = "127.0.0.1";
     uint16_t port = 0;               // 0: any free port
     std::string db_path;
-    std::string token;               // "" = no auth
+    TenantDirectory tenants = TenantDirectory::open();  // token -> tenant; open() = no auth
+    int64_t max_pending = 100;       // memory requests pending per tenant (429 beyond)
     size_t max_body = 1 << 20;       // request body limit (413 beyond)
     double max_wait_s = 30;          // cap on ?wait=
     bool enable_admin = false;       // /admin/faults

@@ -4,6 +4,7 @@
 #include <strings.h>
 
 #include <cstdio>
+#include <random>
 
 #include "tandem/chat_template.h"
 
@@ -95,17 +96,29 @@ void ChatWorker::loop() {
             queue_.pop_front();
         }
         try {
+            const ChatParams& p = job.params;
             std::vector<ChatTurn> turns;
-            for (auto& [role, content] : job.messages) turns.push_back({role, content});
+            for (auto& [role, content] : p.messages) turns.push_back({role, content});
             const ChatFormat fmt = detect_chat_format(engine_->model().file());
             const std::vector<int32_t> prompt = apply_chat_template(fmt, turns, true, engine_->tokenizer());
             GenerateParams gp;
-            gp.max_tokens = job.max_tokens;
-            gp.sampling.temperature = (float)job.temperature;
-            if (fmt == ChatFormat::Raw) gp.stop = {"\n\n"};  // a base model: one paragraph
-            const Generation g = engine_->generate_tokens(prompt, gp, [&](std::string_view p) { return job.on_piece(std::string(p)); });
-            const char* finish = g.finish == FinishReason::Length ? "length"
-                                 : g.finish == FinishReason::Cancelled ? "cancelled" : "stop";
+            gp.max_tokens = p.max_tokens;
+            gp.sampling.temperature = (float)p.temperature;
+            gp.sampling.top_p = (float)p.top_p;
+            gp.sampling.frequency_penalty = (float)p.frequency_penalty;
+            gp.sampling.presence_penalty = (float)p.presence_penalty;
+            if (p.seed) {
+                gp.sampling.seed = *p.seed;
+            } else {
+                std::random_device rd;
+                gp.sampling.seed = (uint64_t)rd() << 32 | rd();
+            }
+            gp.stop = p.stop;
+            if (fmt == ChatFormat::Raw) gp.stop.push_back("\n\n");  // a base model: one paragraph
+            const Generation g = engine_->generate_tokens(prompt, gp, [&](std::string_view piece) { return job.on_piece(std::string(piece)); });
+            const char* finish = g.finish == FinishReason::Length || g.finish == FinishReason::ContextFull ? "length"
+                                 : g.finish == FinishReason::Cancelled                                   ? "cancelled"
+                                                                                                         : "stop";
             job.on_done(g.text, finish, g.usage.prompt_tokens, g.usage.completion_tokens, "");
         } catch (const std::exception& e) {
             job.on_done("", "error", 0, 0, e.what());

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -43,10 +44,19 @@ private:
     int max_tokens_;
 };
 
-struct ChatJob {
-    std::vector<std::pair<std::string, std::string>> messages;  // (role, content)
+// One chat generation as the OpenAI API describes it (openai_api.h parses requests into it).
+struct ChatParams {
+    std::vector<std::pair<std::string, std::string>> messages;  // (role, content); role system|user|assistant
     int max_tokens = 256;
-    double temperature = 0.7;
+    double temperature = 1.0;       // 0: greedy
+    double top_p = 1.0;             // nucleus sampling; 1: off
+    double frequency_penalty = 0, presence_penalty = 0;
+    std::optional<uint64_t> seed;   // the same seed (and request) gives the same text; none: random
+    std::vector<std::string> stop;  // generation ends before the first of these; not in the text
+};
+
+struct ChatJob {
+    ChatParams params;
     std::function<bool(const std::string& piece)> on_piece;
     // text, finish_reason ("stop" | "length" | "cancelled" | "error" | "upstream_error": the
     // upstream LLM server failed, answered 502), prompt and completion token counts, and an

@@ -1,12 +1,18 @@
 // tandem-cloud: the reference cloud for Tandem's memory protocol (docs/protocol.md).
 //
-//   tandem-cloud --port P --corpus DIR_OR_FILE --db PATH [--host H] [--token T]
-//                [--model M | --llm-url URL [--llm-token T] [--llm-model NAME] [--llm-timeout S]]
-//                [--max-year Y] [--max-body BYTES] [--enable-admin] [--faults SPEC]
+//   tandem-cloud --port P --corpus DIR_OR_FILE --db PATH [--host H] [--tokens FILE | --token T]
+//                [--insecure-no-auth] [--model M | --llm-url URL [--llm-token T] [--llm-model NAME]
+//                [--llm-timeout S]] [--max-year Y] [--max-body BYTES] [--max-pending N]
+//                [--enable-admin] [--faults SPEC]
+//
+// Tenants (tenants.h): --tokens FILE gives each token its tenant; --token T is one tenant;
+// without either every caller is one local tenant, which tandem-cloud allows only on a
+// loopback address (127.0.0.0/8, ::1) unless --insecure-no-auth says otherwise.
 //
 // Loads the corpus into --db (skipped when the corpus is unchanged since the last start),
 // prints "listening on http://HOST:PORT" on stdout and serves until SIGINT/SIGTERM.
 // Exit codes: 0 after a clean shutdown, 1 on a runtime error, 2 on a bad command line.
+#include <boost/asio/ip/address.hpp>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -23,11 +29,18 @@ using namespace tandem::cloud;
 using namespace tandem::examples;
 
 static const char* kUsage =
-    "usage: tandem-cloud --port P --corpus DIR_OR_FILE --db PATH [--host H] [--token T]\n"
-    "                    [--model M | --llm-url URL [--llm-token T] [--llm-model NAME] [--llm-timeout S]]\n"
-    "                    [--max-year Y] [--max-body BYTES] [--enable-admin] [--faults SPEC]\n"
+    "usage: tandem-cloud --port P --corpus DIR_OR_FILE --db PATH [--host H] [--tokens FILE | --token T]\n"
+    "                    [--insecure-no-auth] [--model M | --llm-url URL [--llm-token T] [--llm-model NAME]\n"
+    "                    [--llm-timeout S]] [--max-year Y] [--max-body BYTES] [--max-pending N]\n"
+    "                    [--enable-admin] [--faults SPEC]\n"
     "  --corpus     a directory of .txt/.md files, one such file, or a UNGD .jsonl[.xz] file\n"
     "  --port 0     picks a free port (printed on stdout)\n"
+    "  --tokens     a file of 'TENANT TOKEN' lines: each token names its tenant, whose memory\n"
+    "               requests, notes and deletions no other tenant sees\n"
+    "  --token      one tenant ('default') with this token\n"
+    "  --insecure-no-auth  allow no token on an address other than loopback (anyone who can\n"
+    "               connect reads and deletes the notes)\n"
+    "  --max-pending  memory requests pending per tenant before 429 (default 100)\n"
     "  --model      a GGUF model: memory notes written by it (key takeaways), and /v1/chat/completions;\n"
     "               without it (or --llm-url) notes are extracted sentences and chat answers 501\n"
     "  --llm-url    an OpenAI-compatible server (vLLM, SGLang, llama.cpp, a hosted API) that writes the\n"
@@ -36,12 +49,22 @@ static const char* kUsage =
     "               connect timeout and longest silence in seconds before a retry\n"
     "  --faults     PATH=TOKEN[,TOKEN...][;...], tokens: reset drop truncate badjson delay:MS 429:S CODE\n";
 
+// 127.0.0.0/8 and ::1 (and ::ffff:127.x): only this machine can connect.
+static bool is_loopback(const std::string& host) {
+    boost::system::error_code ec;
+    const auto addr = boost::asio::ip::make_address(host, ec);
+    if (ec) return false;  // listen() reports the bad address
+    if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+        return addr.to_v6().to_v4().is_loopback();
+    return addr.is_loopback();
+}
+
 int main(int argc, char** argv) {
     ServerConfig cfg;
-    std::string corpus, model;
+    std::string corpus, model, token, tokens_file;
     UpstreamConfig upstream;
     int max_year = 0;
-    bool have_port = false;
+    bool have_port = false, insecure_no_auth = false;
     try {
         std::vector<std::string> args(argv + 1, argv + argc);
         for (size_t i = 0; i < args.size(); i++) {
@@ -59,7 +82,10 @@ int main(int argc, char** argv) {
             } else if (a == "--host") cfg.host = value();
             else if (a == "--corpus") corpus = value();
             else if (a == "--db") cfg.db_path = value();
-            else if (a == "--token") cfg.token = value();
+            else if (a == "--token") token = value();
+            else if (a == "--tokens") tokens_file = value();
+            else if (a == "--insecure-no-auth") insecure_no_auth = true;
+            else if (a == "--max-pending") cfg.max_pending = parse_int(a, value(), 1, 100000);
             else if (a == "--model") model = value();
             else if (a == "--llm-url") upstream.url = value();
             else if (a == "--llm-token") upstream.token = value();
@@ -80,6 +106,21 @@ int main(int argc, char** argv) {
         if (!upstream.url.empty() && upstream.url.rfind("http://", 0) != 0 && upstream.url.rfind("https://", 0) != 0)
             throw UsageError{"--llm-url must start with http:// or https://, got '" + upstream.url + "'"};
         if (!cfg.faults.empty()) FaultQueues().push_spec(cfg.faults);  // validate now
+        if (!token.empty() && !tokens_file.empty()) throw UsageError{"give --token or --tokens, not both"};
+        if (!tokens_file.empty()) {
+            cfg.tenants = TenantDirectory::from_file(tokens_file, [](const std::string& w) {
+                std::fprintf(stderr, "tandem-cloud: warning: %s\n", w.c_str());
+            });
+        } else if (!token.empty()) {
+            cfg.tenants = TenantDirectory::single(token);
+        } else if (!is_loopback(cfg.host) && !insecure_no_auth) {
+            throw UsageError{"refusing to serve " + cfg.host +
+                             " without authentication: anyone who can connect could read and delete the notes. "
+                             "Give --tokens FILE (or --token T), bind to 127.0.0.1, or pass --insecure-no-auth"};
+        }
+    } catch (const TenantsError& e) {
+        std::fprintf(stderr, "tandem-cloud: %s\n", e.what());
+        return 2;
     } catch (const UsageError& e) {
         std::fprintf(stderr, "tandem-cloud: %s\n%s", e.message.c_str(), kUsage);
         return 2;
@@ -89,15 +130,15 @@ int main(int argc, char** argv) {
     }
     try {
         {
-            ServerDb db(cfg.db_path);
+            std::unique_ptr<ServerDb> db = open_server_db(cfg.db_path);
             std::string sig = corpus_signature(corpus, max_year);
-            if (db.meta("corpus_signature") != sig) {
+            if (db->corpus_signature() != sig) {
                 std::fprintf(stderr, "tandem-cloud: loading corpus %s ...\n", corpus.c_str());
                 std::vector<CorpusDoc> docs = load_corpus(corpus, max_year);
-                db.replace_corpus(docs, sig);
+                db->replace_corpus(docs, sig);
             }
-            std::fprintf(stderr, "tandem-cloud: corpus: %lld documents, %lld passages\n",
-                         (long long)db.count_docs(), (long long)db.count_passages());
+            std::fprintf(stderr, "tandem-cloud: corpus: %lld documents, %lld passages; feed epoch %s\n",
+                         (long long)db->count_docs(), (long long)db->count_passages(), db->epoch().c_str());
         }
         // With --model: one engine for LLM-written memory notes and for chat completions; with
         // --llm-url: the upstream server for both.
@@ -118,6 +159,11 @@ int main(int argc, char** argv) {
             gen = std::make_unique<UpstreamGenerator>(up);
             chat = std::make_shared<UpstreamChat>(up);
         }
+        if (!cfg.tenants.requires_token())
+            std::fprintf(stderr, "tandem-cloud: no authentication: every caller is tenant '%s'%s\n", kDefaultTenant,
+                         is_loopback(cfg.host) ? "" : " (--insecure-no-auth)");
+        else
+            std::fprintf(stderr, "tandem-cloud: %zu tenant(s), %zu token(s)\n", cfg.tenants.n_tenants(), cfg.tenants.n_tokens());
         CloudServer server(cfg, std::move(gen), chat);
         uint16_t port = server.listen();
         std::printf("listening on http://%s:%u\n", cfg.host.c_str(), (unsigned)port);

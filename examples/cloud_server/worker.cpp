@@ -5,7 +5,6 @@
 #include <cstdio>
 
 #include "server_db.h"
-#include "tandem/memory_store.h"  // fts5_match_query
 
 namespace tandem::cloud {
 
@@ -31,28 +30,29 @@ void MemoryWorker::stop() {
 
 void MemoryWorker::run() {
     std::unique_ptr<ServerDb> db;
+    std::string last_tenant;  // round robin: the next request comes from the next tenant
     while (!stop_) {
+        MemoryRequest req;
         try {
-            if (!db) db = std::make_unique<ServerDb>(db_path_);
-            MemoryRequest req;
-            if (db->next_pending(&req)) {
+            if (!db) db = open_server_db(db_path_);
+            if (db->next_pending(last_tenant, &req)) {
+                last_tenant = req.tenant;
                 // Three passages per wanted note: some passages yield no usable sentence.
-                std::vector<Passage> passages =
-                    db->search(fts5_match_query(req.context, 32), (size_t)req.max_items * 3);
+                std::vector<Passage> passages = db->search(req.context, (size_t)req.max_items * 3);
                 std::vector<NewNote> notes = gen_->generate(req.context, passages, (size_t)req.max_items);
-                db->complete_request(req.request_id, notes);
-                std::fprintf(stderr, "tandem-cloud: request %s: %zu notes from %zu passages\n",
-                             req.request_id.c_str(), notes.size(), passages.size());
-                if (on_notes_) on_notes_();
+                if (db->complete_request(req.tenant, req.request_id, notes)) {
+                    std::fprintf(stderr, "tandem-cloud: request %s of tenant %s: %zu notes from %zu passages\n", req.request_id.c_str(),
+                                 req.tenant.c_str(), notes.size(), passages.size());
+                    if (on_notes_) on_notes_();
+                }
                 continue;
             }
         } catch (const std::exception& e) {
             // A database error: report it, mark the request failed when we know which one
             // (a retry would fail the same way), and keep serving.
             std::fprintf(stderr, "tandem-cloud: worker: %s\n", e.what());
-            MemoryRequest req;
             try {
-                if (db && db->next_pending(&req)) db->fail_request(req.request_id, e.what());
+                if (db && !req.request_id.empty()) db->fail_request(req.tenant, req.request_id, "the server failed to process it");
             } catch (const std::exception&) {
                 db.reset();  // reopen on the next round
             }

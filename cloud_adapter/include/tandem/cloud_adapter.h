@@ -12,10 +12,14 @@
 //   POST /v1/chat/completions         {model?,messages,max_tokens,      200 {choices[0].message.content,
 //                                      temperature,stop?,stream,            finish_reason},usage?} or SSE
 //                                      stream_options?}
-//   POST /v1/memory/requests          {request_id,context,max_items}    202 (body ignored)
-//   GET  /v1/memory/changes?since=C&limit=N[&wait=S]                    200 {items,next_cursor}
-//   change item: {id, request_id, text, source{doc_id,title}, created_at(Unix ms)}
+//   POST /v1/memory/requests          {request_id,context,max_items,    202 (body ignored)
+//                                      document?}
+//   GET  /v1/memory/changes?since=C&limit=N[&wait=S]                    200 {items,next_cursor,
+//                                                                            epoch?,reset?}
+//   change item: {id, request_id, document?, text, source{doc_id,title}, created_at(Unix ms)}
 //   tombstone:   {id, deleted:true}
+//   DELETE /v1/memory/items/ID | /v1/memory/documents/DOC | /v1/memory/items (all)
+//                                                                       200 {deleted?}
 //   every call: "Authorization: Bearer <token>" when a token is configured.
 //
 // Errors: every callback gets an Outcome whose ec is empty on success, else one of
@@ -143,11 +147,13 @@ struct MemoryRequestBody {
     std::string request_id;  // idempotency key: sending it twice creates one request
     std::string context;     // the text window the notes should be about
     int max_items = 8;
+    std::string document;    // the app's id of the document it is for ("" = not sent)
 };
 struct FeedItem {
     std::string id;
     bool deleted = false;  // tombstone: only id is meaningful
     std::string request_id;
+    std::string document;    // the document of the request that made it ("" = none)
     std::string text;
     std::string doc_id;
     std::string title;
@@ -156,7 +162,12 @@ struct FeedItem {
 struct FeedPage {
     std::vector<FeedItem> items;
     std::string next_cursor;  // opaque; numbers on the wire become their decimal text
+    std::string epoch;        // the feed's epoch ("" when the server sends none)
+    bool reset = false;       // `since` was from another epoch: items start from the beginning
 };
+
+// What DELETE forgets: one note (by id), a document's notes (by document id), or all notes.
+enum class ForgetScope { item, document, all };
 
 // Online/offline as seen from real outcomes (see CloudConfig::offline_after_failures).
 enum class Connectivity { unknown, online, offline };
@@ -224,6 +235,11 @@ public:
     // (the attempt deadline grows by wait_s). limit >= 1. Retried.
     RequestHandle get_changes(const std::string& since, int limit, int wait_s,
                               std::function<void(Outcome<FeedPage>)> done);
+    // DELETE /v1/memory/items/ID, /v1/memory/documents/ID or /v1/memory/items (scope all; id
+    // ignored): the tenant's notes in scope are retracted, and the tombstones reach every
+    // client through the feed. value: the number of notes retracted (a 404 for an unknown
+    // item is http_error). Retried (deleting again retracts nothing more).
+    RequestHandle forget_memory(ForgetScope scope, const std::string& id, std::function<void(Outcome<int64_t>)> done);
 
     // The callback gets every state change (loop thread). Replaces any previous callback.
     void set_connectivity_callback(std::function<void(const ConnectivityEvent&)> cb);
