@@ -56,8 +56,23 @@ std::string url_escape(const std::string& s) {
 json chat_body(const ChatRequest& req, bool stream) {
     json msgs = json::array();
     for (const auto& m : req.messages) msgs.push_back({{"role", m.role}, {"content", m.content}});
-    return {{"model", req.model}, {"messages", msgs}, {"max_tokens", req.max_tokens},
-            {"temperature", req.temperature}, {"stream", stream}};
+    json body = {{"messages", msgs}, {"max_tokens", req.max_tokens}, {"temperature", req.temperature}, {"stream", stream}};
+    if (!req.model.empty()) body["model"] = req.model;
+    if (!req.stop.empty()) body["stop"] = req.stop;
+    if (stream) body["stream_options"] = {{"include_usage", true}};
+    return body;
+}
+
+// Reads an OpenAI "usage" object ({prompt_tokens, completion_tokens}) when j has one.
+void read_usage(const json& j, ChatResult& out) {
+    auto u = j.find("usage");
+    if (u == j.end() || !u->is_object()) return;
+    auto count = [&](const char* k) {
+        auto it = u->find(k);
+        return it != u->end() && it->is_number_integer() ? it->get<int64_t>() : int64_t(-1);
+    };
+    out.prompt_tokens = count("prompt_tokens");
+    out.completion_tokens = count("completion_tokens");
 }
 
 std::string str_field(const json& o, const char* key) {
@@ -91,6 +106,7 @@ std::error_code parse_chat(const std::string& body, ChatResult& out, std::string
     out.text = content != m->end() && content->is_string() ? content->get<std::string>() : "";
     out.finish_reason = str_field(c0, "finish_reason");
     out.model = str_field(j, "model");
+    read_usage(j, out);
     return {};
 }
 
@@ -186,6 +202,7 @@ struct StreamState {
             return;
         }
         if (result.model.empty()) result.model = str_field(j, "model");
+        read_usage(j, result);
         if (!j.contains("choices") || !j["choices"].is_array() || j["choices"].empty()) return;  // e.g. usage
         const json& c0 = j["choices"][0];
         if (!c0.is_object()) return;

@@ -88,7 +88,7 @@ struct CloudServer::Impl {
     net::steady_timer stop_timer{ioc};
     std::unique_ptr<ServerDb> db;  // the I/O thread's connection
     std::unique_ptr<MemoryWorker> worker;
-    std::shared_ptr<ChatWorker> chat;  // null without --model: chat answers 501
+    std::shared_ptr<ChatBackend> chat;  // null without --model or --llm-url: chat answers 501
     int64_t started_at = unix_seconds();  // "created" of the served model
     FaultQueues faults;
     std::shared_ptr<examples::AcceptLoop> accept_loop;
@@ -534,7 +534,8 @@ private:
     void chat_completions(const std::string& body) {
         if (!srv_.chat)
             return send(make_error(version_, http::status::not_implemented, "not_implemented",
-                                   "chat completions need a model: start tandem-cloud with --model", "no_model"));
+                                   "chat completions need a model: start tandem-cloud with --model or --llm-url",
+                                   "no_model"));
         ChatRequest req = parse_chat_request(body);  // throws ApiError: a 400 naming the field
         ChatJob job;
         job.params = std::move(req.params);
@@ -553,6 +554,8 @@ private:
                         return self->send(make_error(self->version_, http::status::internal_server_error, "server_error",
                                                      "the model failed to answer: " + err));
                     }
+                    if (finish == "upstream_error")
+                        return self->send(make_error(self->version_, http::status::bad_gateway, "upstream_error", err));
                     self->send(make_json(self->version_, http::status::ok,
                                          completion_json(id, created, model, text, finish == "cancelled" ? "stop" : finish, pt, ct)));
                 });
@@ -582,6 +585,8 @@ private:
                 if (finish == "error") {
                     std::fprintf(stderr, "tandem-cloud: chat completion %s: %s\n", id.c_str(), err.c_str());
                     self->stream_chunk(event(error_body(ApiError{500, "server_error", "the model failed to answer: " + err, "", ""})));
+                } else if (finish == "upstream_error") {
+                    self->stream_chunk(event(error_body(ApiError{502, "upstream_error", err, "", ""})));
                 } else {
                     self->stream_chunk(chunk(json::object(), finish == "cancelled" ? "stop" : finish));
                     if (usage) self->stream_chunk(event(usage_chunk_json(id, created, model, pt, ct)));
@@ -738,7 +743,7 @@ void CloudServer::Impl::begin_shutdown() {
     Poll::arm(this, deadline);
 }
 
-CloudServer::CloudServer(ServerConfig cfg, std::unique_ptr<MemoryGenerator> gen, std::shared_ptr<ChatWorker> chat)
+CloudServer::CloudServer(ServerConfig cfg, std::unique_ptr<MemoryGenerator> gen, std::shared_ptr<ChatBackend> chat)
     : impl_(new Impl) {
     impl_->chat = std::move(chat);
     impl_->cfg = std::move(cfg);

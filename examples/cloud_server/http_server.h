@@ -45,7 +45,7 @@
 
 namespace tandem::cloud {
 
-class ChatWorker;
+class ChatBackend;
 
 struct ServerConfig {
     std::string host = "127.0.0.1";
@@ -68,7 +68,7 @@ struct ServerConfig {
 class CloudServer {
 public:
     // chat: the model behind /v1/chat/completions (nullptr: 501).
-    CloudServer(ServerConfig cfg, std::unique_ptr<MemoryGenerator> gen, std::shared_ptr<ChatWorker> chat = nullptr);
+    CloudServer(ServerConfig cfg, std::unique_ptr<MemoryGenerator> gen, std::shared_ptr<ChatBackend> chat = nullptr);
     ~CloudServer();
     // Binds and listens; returns the bound port. Throws std::runtime_error on failure.
     uint16_t listen();

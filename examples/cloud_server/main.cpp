@@ -1,8 +1,9 @@
 // tandem-cloud: the reference cloud for Tandem's memory protocol (docs/protocol.md).
 //
 //   tandem-cloud --port P --corpus DIR_OR_FILE --db PATH [--host H] [--tokens FILE | --token T]
-//                [--insecure-no-auth] [--model M] [--max-year Y] [--max-body BYTES]
-//                [--max-pending N] [--max-body-total BYTES] [--max-connections N]
+//                [--insecure-no-auth] [--model M | --llm-url URL [--llm-token T] [--llm-model NAME]
+//                [--llm-timeout S]] [--max-year Y] [--max-body BYTES] [--max-pending N]
+//                [--max-body-total BYTES] [--max-connections N]
 //                [--enable-admin] [--faults SPEC]
 //
 // Tenants (tenants.h): --tokens FILE gives each token its tenant; --token T is one tenant;
@@ -24,14 +25,16 @@
 #include "tandem/cloud/llm.h"
 #include "tandem/cloud/server_db.h"
 #include "tandem/mapping_faults.h"
+#include "upstream_llm.h"
 
 using namespace tandem::cloud;
 using namespace tandem::examples;
 
 static const char* kUsage =
     "usage: tandem-cloud --port P --corpus DIR_OR_FILE --db PATH [--host H] [--tokens FILE | --token T]\n"
-    "                    [--insecure-no-auth] [--model M] [--max-year Y] [--max-body BYTES]\n"
-    "                    [--max-pending N] [--max-body-total BYTES] [--max-connections N]\n"
+    "                    [--insecure-no-auth] [--model M | --llm-url URL [--llm-token T] [--llm-model NAME]\n"
+    "                    [--llm-timeout S]] [--max-year Y] [--max-body BYTES] [--max-pending N]\n"
+    "                    [--max-body-total BYTES] [--max-connections N]\n"
     "                    [--enable-admin] [--faults SPEC]\n"
     "  --corpus     a directory of .txt/.md files, one such file, or a UNGD .jsonl[.xz] file\n"
     "  --port 0     picks a free port (printed on stdout)\n"
@@ -42,7 +45,11 @@ static const char* kUsage =
     "               connect reads and deletes the notes)\n"
     "  --max-pending  memory requests pending per tenant before 429 (default 100)\n"
     "  --model      a GGUF model: memory notes written by it (key takeaways), and /v1/chat/completions;\n"
-    "               without it notes are extracted sentences and chat answers 501\n"
+    "               without it (or --llm-url) notes are extracted sentences and chat answers 501\n"
+    "  --llm-url    an OpenAI-compatible server (vLLM, SGLang, llama.cpp, a hosted API) that writes the\n"
+    "               notes and answers /v1/chat/completions instead of a built-in model; --llm-token is\n"
+    "               its bearer token, --llm-model the model to ask for, --llm-timeout (default 60) the\n"
+    "               connect timeout and longest silence in seconds before a retry\n"
     "  --max-body-total  request bodies in progress, all connections together (default 64 MiB; 503 beyond)\n"
     "  --max-connections open connections (default 4096, and always below the open-file limit)\n"
     "  --faults     PATH=TOKEN[,TOKEN...][;...], tokens: reset drop truncate badjson delay:MS 429:S CODE\n";
@@ -61,6 +68,7 @@ int main(int argc, char** argv) {
     tandem::report_mapping_faults();  // the --model file truncated while mapped: an error, not a silent SIGBUS
     ServerConfig cfg;
     std::string corpus, model, token, tokens_file;
+    UpstreamConfig upstream;
     int max_year = 0;
     bool have_port = false, insecure_no_auth = false;
     try {
@@ -85,6 +93,10 @@ int main(int argc, char** argv) {
             else if (a == "--insecure-no-auth") insecure_no_auth = true;
             else if (a == "--max-pending") cfg.max_pending = parse_int(a, value(), 1, 100000);
             else if (a == "--model") model = value();
+            else if (a == "--llm-url") upstream.url = value();
+            else if (a == "--llm-token") upstream.token = value();
+            else if (a == "--llm-model") upstream.model = value();
+            else if (a == "--llm-timeout") upstream.timeout_s = parse_number(a, value(), 0.1, 3600);
             else if (a == "--max-year") max_year = parse_int(a, value(), 1, 9999);
             else if (a == "--max-body") cfg.max_body = (size_t)parse_int(a, value(), 1024, 1 << 30);
             else if (a == "--max-body-total") cfg.max_body_total = (size_t)parse_int(a, value(), 1024, 1 << 30);
@@ -99,6 +111,11 @@ int main(int argc, char** argv) {
         if (cfg.max_body_total < cfg.max_body)
             throw UsageError{"--max-body-total (" + std::to_string(cfg.max_body_total) + ") must be >= --max-body (" +
                              std::to_string(cfg.max_body) + ")"};
+        if (!model.empty() && !upstream.url.empty()) throw UsageError{"--model and --llm-url exclude each other"};
+        if (upstream.url.empty() && (!upstream.token.empty() || !upstream.model.empty()))
+            throw UsageError{"--llm-token and --llm-model need --llm-url"};
+        if (!upstream.url.empty() && upstream.url.rfind("http://", 0) != 0 && upstream.url.rfind("https://", 0) != 0)
+            throw UsageError{"--llm-url must start with http:// or https://, got '" + upstream.url + "'"};
         if (!cfg.faults.empty()) FaultQueues().push_spec(cfg.faults);  // validate now
         if (!token.empty() && !tokens_file.empty()) throw UsageError{"give --token or --tokens, not both"};
         if (!tokens_file.empty()) {
@@ -134,9 +151,10 @@ int main(int argc, char** argv) {
             std::fprintf(stderr, "tandem-cloud: corpus: %lld documents, %lld passages; feed epoch %s\n",
                          (long long)db->count_docs(), (long long)db->count_passages(), db->epoch().c_str());
         }
-        // With --model: one engine for LLM-written memory notes and for chat completions.
+        // With --model: one engine for LLM-written memory notes and for chat completions; with
+        // --llm-url: the upstream server for both.
         std::unique_ptr<MemoryGenerator> gen = std::make_unique<ExtractiveGenerator>();
-        std::shared_ptr<ChatWorker> chat;
+        std::shared_ptr<ChatBackend> chat;
         if (!model.empty()) {
             tandem::EngineParams ep;
             ep.context.n_ctx = 1024;
@@ -145,6 +163,12 @@ int main(int argc, char** argv) {
                          engine->model().config().architecture.c_str(), engine->model().config().n_params / 1e6);
             gen = std::make_unique<LlmGenerator>(engine);
             chat = std::make_shared<ChatWorker>(engine);
+        } else if (!upstream.url.empty()) {
+            auto up = std::make_shared<Upstream>(upstream);
+            std::fprintf(stderr, "tandem-cloud: LLM server %s%s%s\n", up->config().url.c_str(),
+                         upstream.model.empty() ? "" : ", model ", upstream.model.c_str());
+            gen = std::make_unique<UpstreamGenerator>(up);
+            chat = std::make_shared<UpstreamChat>(up);
         }
         if (!cfg.tenants.requires_token())
             std::fprintf(stderr, "tandem-cloud: no authentication: every caller is tenant '%s'%s\n", kDefaultTenant,

@@ -9,8 +9,9 @@
 //
 // Wire format used here:
 //   endpoint                          request body                      success
-//   POST /v1/chat/completions         {model,messages,max_tokens,       200 {choices[0].message.content,
-//                                      temperature,stream}                   finish_reason} or SSE
+//   POST /v1/chat/completions         {model?,messages,max_tokens,      200 {choices[0].message.content,
+//                                      temperature,stop?,stream,            finish_reason},usage?} or SSE
+//                                      stream_options?}
 //   POST /v1/memory/requests          {request_id,context,max_items,    202 (body ignored)
 //                                      document?}
 //   GET  /v1/memory/changes?since=C&limit=N[&wait=S]                    200 {items,next_cursor,
@@ -127,15 +128,19 @@ struct ChatMessage {
     std::string content;
 };
 struct ChatRequest {
-    std::string model;
+    std::string model;  // "" = not sent (the server picks its default model)
     std::vector<ChatMessage> messages;
     int max_tokens = 256;
     double temperature = 0.7;
+    std::vector<std::string> stop;  // sent when non-empty
 };
 struct ChatResult {
     std::string text;           // the whole answer (streaming: all deltas joined)
     std::string finish_reason;  // "stop", "length", ... ("" when the server sent none)
     std::string model;          // as reported by the server
+    // The server's "usage" counts; -1 when it sent none (streams ask for them with
+    // stream_options.include_usage, which servers may ignore).
+    int64_t prompt_tokens = -1, completion_tokens = -1;
 };
 
 struct MemoryRequestBody {
