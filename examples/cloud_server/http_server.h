@@ -14,6 +14,8 @@
 //                                             {id, deleted: true}; C and next_cursor are
 //                                             decimal strings (feed sequence numbers)
 //   DELETE /v1/memory/items/ID                200 {id, deleted: true, seq}: appends a tombstone
+//   GET    /v1/sources/DOC_ID?note=TEXT        200 {doc_id, title, passage, index, count}: the
+//                                             corpus passage a note came from; 404 unknown doc
 //   POST   /v1/chat/completions               OpenAI-compatible, plain or SSE (stream: true);
 //                                             501 when started without --model
 //   GET|POST|DELETE /admin/faults             only with --enable-admin (faults.h)

@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS passages(pid INTEGER PRIMARY KEY, doc_id TEXT NOT NUL
   ord INTEGER NOT NULL, text TEXT NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS passages_fts USING fts5(text, content='passages',
   content_rowid='pid', tokenize='porter unicode61');
+CREATE INDEX IF NOT EXISTS idx_passages_doc ON passages(doc_id, ord);
 CREATE TABLE IF NOT EXISTS requests(request_id TEXT PRIMARY KEY, context TEXT NOT NULL,
   max_items INTEGER NOT NULL, state TEXT NOT NULL, error TEXT NOT NULL DEFAULT '',
   created_at INTEGER NOT NULL);
@@ -174,6 +175,19 @@ std::vector<Passage> ServerDb::search(const std::string& match_query, size_t lim
     st.bind(1, match_query).bind(2, (int64_t)limit);
     while (st.step()) out.push_back({st.str(0), st.str(1), st.str(2), st.f64(3)});
     return out;
+}
+
+bool ServerDb::get_document(const std::string& doc_id, CorpusDoc* out) {
+    DbStmt doc(*this, "SELECT title FROM docs WHERE doc_id = ?1", "read document");
+    doc.bind(1, doc_id);
+    if (!doc.step()) return false;
+    out->doc_id = doc_id;
+    out->title = doc.str(0);
+    out->passages.clear();
+    DbStmt st(*this, "SELECT text FROM passages WHERE doc_id = ?1 ORDER BY ord", "read passages");
+    st.bind(1, doc_id);
+    while (st.step()) out->passages.push_back(st.str(0));
+    return true;
 }
 
 // ---- requests --------------------------------------------------------------------------

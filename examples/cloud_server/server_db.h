@@ -4,7 +4,8 @@
 //   table          columns                                              notes
 //   meta           key TEXT PK, value TEXT                              corpus_signature
 //   docs           doc_id TEXT PK, title TEXT
-//   passages       pid INTEGER PK, doc_id, ord, text                    ~700-char passages
+//   passages       pid INTEGER PK, doc_id, ord, text                    ~700-char passages;
+//                                                                       index (doc_id, ord)
 //   passages_fts   FTS5(text), external content = passages              porter unicode61
 //   requests       request_id TEXT PK, context, max_items, state,       state: pending|done|failed
 //                  error, created_at
@@ -72,6 +73,8 @@ public:
     int64_t count_passages();
     // Top passages for an FTS5 MATCH expression (build it with fts5_match_query); "" -> none.
     std::vector<Passage> search(const std::string& match_query, size_t limit);
+    // The document's title and passages in order; false when doc_id is not in the corpus.
+    bool get_document(const std::string& doc_id, CorpusDoc* out);
 
     // -- requests --
     enum class AddResult { created, duplicate, conflict };

@@ -82,6 +82,8 @@ public:
         engines_[0] = Engine::load(cfg.model_path, ep);
         backend_ = engine().context().backend_name();
         format_ = detect_chat_format(engine().model().file());
+        model_name_ = engine().model().config().name;
+        if (model_name_.empty()) model_name_ = cfg.model_path.substr(cfg.model_path.find_last_of('/') + 1);
         emit(EventKind::ModelLoaded, engine().model().config().architecture + " model " + cfg.model_path + " on the " + backend_);
         if (!gpu_not_used.empty()) emit(EventKind::GpuNotUsed, gpu_not_used);
 
@@ -247,11 +249,21 @@ public:
         return out;
     }
 
+    NoteSource note_source(const MemoryNote& note) override {
+        if (!cloud_) throw std::runtime_error("no cloud configured: sources are kept by the cloud");
+        if (privacy_) throw std::runtime_error("privacy mode: the cloud is never contacted");
+        auto o = wait_for<SourcePassage>([&](auto cb) { return cloud_->get_source(note.doc_id, note.text, cb); });
+        if (o.ec) throw std::runtime_error(o.message.empty() ? o.ec.message() : o.message);
+        return {o.value.doc_id, o.value.title, o.value.passage, o.value.index, o.value.count};
+    }
+
     UsageTotals usage() const override {
         std::lock_guard<std::mutex> u(usage_mu_);
         UsageTotals t = usage_;
         t.online = cloud_ && cloud_->connectivity() != Connectivity::offline;
         t.backend = backend_;
+        t.model = model_name_;
+        t.model_is_chat = format_ != ChatFormat::Raw;
         t.memory_notes = memory_count_.load();
         return t;
     }
@@ -550,6 +562,7 @@ private:
         }
         r.text = o.value.text;
         r.answered_by = "cloud";
+        r.model = o.value.model.empty() ? cfg_.cloud_model : o.value.model;
         budget_->record((int64_t)(query.size() + selection.size()) / 4 + (int64_t)r.text.size() / 4);
         std::lock_guard<std::mutex> u(usage_mu_);
         usage_.cloud_asks++;
@@ -574,6 +587,7 @@ private:
         touch();
         r.text = g.text;
         r.answered_by = "local";
+        r.model = model_name_;
         r.cancelled = g.finish == FinishReason::Cancelled;
         r.stats = stats_of(g.usage);
         std::lock_guard<std::mutex> u(usage_mu_);
@@ -588,6 +602,7 @@ private:
     int active_ = 0;                      // changes under suggest_mu_ + shadow_mu_
     ChatFormat format_ = ChatFormat::Raw;
     std::string backend_;  // "cpu" or "cuda", as the engine reports
+    std::string model_name_;  // GGUF general.name, else the file name
     std::mutex store_mu_;                 // guards store_, notes_, last_window_, coordinator_
     std::unique_ptr<MemoryStore> store_;
     std::unique_ptr<CloudClient> cloud_, chat_;

@@ -13,6 +13,8 @@
 //                                      temperature,stream}                   finish_reason} or SSE
 //   POST /v1/memory/requests          {request_id,context,max_items}    202 (body ignored)
 //   GET  /v1/memory/changes?since=C&limit=N[&wait=S]                    200 {items,next_cursor}
+//   GET  /v1/sources/DOC_ID?note=TEXT                                   200 {doc_id,title,passage,
+//                                                                           index,count}
 //   change item: {id, request_id, text, source{doc_id,title}, created_at(Unix ms)}
 //   tombstone:   {id, deleted:true}
 //   every call: "Authorization: Bearer <token>" when a token is configured.
@@ -148,6 +150,11 @@ struct FeedItem {
     std::string title;
     int64_t created_at = 0;  // Unix ms (cloud clock)
 };
+struct SourcePassage {
+    std::string doc_id, title;
+    std::string passage;       // the corpus passage a note came from (one sentence a line)
+    int64_t index = 0, count = 0;  // its place among the document's passages
+};
 struct FeedPage {
     std::vector<FeedItem> items;
     std::string next_cursor;  // opaque; numbers on the wire become their decimal text
@@ -219,6 +226,12 @@ public:
     // (the attempt deadline grows by wait_s). limit >= 1. Retried.
     RequestHandle get_changes(const std::string& since, int limit, int wait_s,
                               std::function<void(Outcome<FeedPage>)> done);
+
+    // GET /v1/sources/<doc_id>?note=<text>: the passage of a source document that a note came
+    // from (docs/protocol.md). doc_id non-empty. Retried. A service without the document (or
+    // without this endpoint) answers 404: cloud_errc::http_error.
+    RequestHandle get_source(const std::string& doc_id, const std::string& note,
+                             std::function<void(Outcome<SourcePassage>)> done);
 
     // The callback gets every state change (loop thread). Replaces any previous callback.
     void set_connectivity_callback(std::function<void(const ConnectivityEvent&)> cb);
