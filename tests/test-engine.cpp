@@ -110,7 +110,8 @@ TEST_CASE("a logit filter sees each step's generated tokens and can ban the gree
     REQUIRE(plain.tokens.size() == 4);
     GenerateParams gp = greedy(4);
     std::vector<size_t> seen;
-    gp.logit_filter = [&](float* logits, const std::vector<int32_t>& generated) {
+    gp.logit_filter = [&](float* logits, int64_t n_vocab, const std::vector<int32_t>& generated) {
+        CHECK(n_vocab == e->model().config().n_vocab);
         seen.push_back(generated.size());
         if (generated.empty()) logits[plain.tokens[0]] = -INFINITY;  // not the greedy first token
     };

@@ -185,7 +185,7 @@ Generation Engine::generate_tokens(const std::vector<int32_t>& prompt, const Gen
         const float* logits = plain_greedy ? nullptr : ctx_->logits();
         if (params.logit_filter) {
             filtered.assign(logits, logits + model_->config().n_vocab);
-            params.logit_filter(filtered.data(), g.tokens);
+            params.logit_filter(filtered.data(), (int64_t)filtered.size(), g.tokens);
             logits = filtered.data();
         }
         const int32_t tok = plain_greedy ? ctx_->argmax() : sampler.sample(logits, history);

@@ -37,7 +37,7 @@ struct EngineParams {
 // callback may change: -INFINITY bans a token) and the tokens generated so far. Runs on the
 // generating thread; with it, a GPU context copies the logits back instead of taking its
 // on-device argmax.
-using LogitFilter = std::function<void(float* logits, const std::vector<int32_t>& generated)>;
+using LogitFilter = std::function<void(float* logits, int64_t n_vocab, const std::vector<int32_t>& generated)>;
 
 struct GenerateParams {
     int max_tokens = 128;
