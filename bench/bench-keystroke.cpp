@@ -2,11 +2,14 @@
 // sync running against the real tandem-cloud: with the cloud answering at once, with 500 ms
 // added to every memory call (suggestion latency must not depend on the cloud's), and with
 // background re-evaluation off (new notes then cost a full re-evaluation inside suggest()).
+// With --ask-every K, every K-th keystroke is followed by an ask() answered by the local model
+// (a private query, 8 tokens), and the keystroke after each ask is reported on its own: the
+// ask must not cost the suggestion its cached prefix.
 //
 // usage: bench-keystroke [--model GGUF | --synthetic 100m|llama-1b [--weights q8_0|q4_0]
 //                        [--tokenizer GGUF]] [--keys N] [--interval-ms T] [--pause-ms P]
 //                        [--doc-chars C] [--backend auto|cpu|cuda] [--shared DIR]
-//                        [--cloud-bin PATH] [--conditions LIST]
+//                        [--cloud-bin PATH] [--conditions LIST] [--ask-every K]
 //
 // The document: the first --doc-chars characters of WikiText-2 (4,000: about 1k tokens), then
 // N typed characters from the text that follows, one suggest() every T ms (a typist at ~80
@@ -41,13 +44,15 @@ using Clock = std::chrono::steady_clock;
 struct Options {
     std::string shared = "../shared", model, synthetic, weights = "q8_0", tokenizer, backend = "auto";
     std::string cloud_bin = TANDEM_CLOUD_BIN, conditions = "0,500,off";
-    int keys = 150, interval_ms = 120, pause_ms = 2000;
+    int keys = 150, interval_ms = 120, pause_ms = 2000, ask_every = 0;
     size_t doc_chars = 4000;
 };
 
 struct Result {
     std::vector<double> ms;        // keystroke -> first token, every keystroke
     std::vector<double> swap_ms;   // keystrokes that were the first to use new notes
+    std::vector<double> after_ask_ms;  // keystrokes right after an ask() (--ask-every)
+    double after_ask_reused = 0, after_ask_prompt = 0;
     double cold_ms = 0, mean_reused = 0, mean_prompt = 0;
     int memory_events = 0;
     UsageTotals usage;
@@ -95,11 +100,25 @@ static Result run(const Options& o, const std::string& model, const std::string&
     res.cold_ms = timed(cursor, r);  // the first suggestion evaluates the whole document
     std::string notes = ids_of(r);
     double reused = 0, prompt = 0;
+    bool asked = false;
     for (int k = 0; k < o.keys && cursor < text.size(); k++) {
         cursor++;
         const auto t0 = Clock::now();
         const double ms = timed(cursor, r);
         res.ms.push_back(ms);
+        if (asked) {
+            res.after_ask_ms.push_back(ms);
+            res.after_ask_reused += (double)r.stats.reused_tokens;
+            res.after_ask_prompt += (double)r.stats.prompt_tokens;
+            asked = false;
+        }
+        if (o.ask_every > 0 && k % o.ask_every == o.ask_every - 1) {
+            AskOptions ao;
+            ao.private_query = true;  // the local model answers
+            ao.max_tokens = 8;
+            a->ask("Summarize the text in one sentence.", "", ao);
+            asked = true;
+        }
         if (ids_of(r) != notes) res.swap_ms.push_back(ms), notes = ids_of(r);
         reused += (double)r.stats.reused_tokens;
         prompt += (double)r.stats.prompt_tokens;
@@ -109,6 +128,10 @@ static Result run(const Options& o, const std::string& model, const std::string&
     }
     res.mean_reused = reused / (double)res.ms.size();
     res.mean_prompt = prompt / (double)res.ms.size();
+    if (!res.after_ask_ms.empty()) {
+        res.after_ask_reused /= (double)res.after_ask_ms.size();
+        res.after_ask_prompt /= (double)res.after_ask_ms.size();
+    }
     res.usage = a->usage();
     return res;
 }
@@ -145,7 +168,7 @@ int main(int argc, char** argv) {
     const char* usage =
         "usage: bench-keystroke [--model GGUF | --synthetic 100m|llama-1b [--weights q8_0|q4_0] [--tokenizer GGUF]]\n"
         "       [--keys N] [--interval-ms T] [--pause-ms P] [--doc-chars C] [--backend auto|cpu|cuda] [--shared DIR]\n"
-        "       [--cloud-bin PATH] [--conditions 0,500,off]\n";
+        "       [--cloud-bin PATH] [--conditions 0,500,off] [--ask-every K]\n";
     for (int i = 1; i < argc; i++) {
         const std::string a = argv[i];
         auto val = [&]() -> std::string {
@@ -165,6 +188,7 @@ int main(int argc, char** argv) {
         else if (a == "--shared") o.shared = val();
         else if (a == "--cloud-bin") o.cloud_bin = val();
         else if (a == "--conditions") o.conditions = val();
+        else if (a == "--ask-every") o.ask_every = std::atoi(val().c_str());
         else { std::fprintf(stderr, "%s", usage); return 2; }
     }
     std::ifstream in(o.shared + "/corpus/wikitext-2-test.raw");
@@ -203,6 +227,10 @@ int main(int argc, char** argv) {
                         delay ? "+500 ms per memory call" : "answers at once", background ? "on" : "off", pct(r.ms, 0.5),
                         pct(r.ms, 0.95), pct(r.ms, 1.0), r.swap_ms.size(), pct(r.swap_ms, 1.0), r.mean_prompt, r.mean_reused,
                         (long long)r.usage.background_runs, (long long)r.usage.background_cancels, r.cold_ms);
+            if (!r.after_ask_ms.empty())
+                std::printf("|   | after an ask (%zu asks) | %.1f | %.1f | %.1f | | %.0f | %.0f | | |\n", r.after_ask_ms.size(),
+                            pct(r.after_ask_ms, 0.5), pct(r.after_ask_ms, 0.95), pct(r.after_ask_ms, 1.0), r.after_ask_prompt,
+                            r.after_ask_reused);
             std::fflush(stdout);
         }
     } catch (const std::exception& e) {

@@ -13,6 +13,9 @@
 #include "server_process.h"
 #include "tandem/assistant.h"
 #include "tandem/router.h"
+#include "tandem/router_synth.h"
+#include "tandem/router_train.h"
+#include "tandem/document_window.h"
 #include "tandem/gguf.h"
 #include "tandem/suggest_prompt.h"
 #include "tandem/tokenizer.h"
@@ -207,6 +210,40 @@ TEST_CASE("ask with a router: the decision, its score and threshold are reported
     CHECK_THROWS_AS(a->set_router_threshold(1.5), std::invalid_argument);
 }
 
+// ask() runs its local work (the router's model signals, the local answer) on the spare
+// context, so the keystroke after an ask still reuses the suggestion's cached prefix.
+static void check_prefix_survives_ask(const AssistantConfig& cfg) {
+    auto a = Assistant::create(cfg);
+    const std::string doc = kDoc;
+    a->suggest(doc, doc.size());
+    AskOptions o;
+    o.max_tokens = 6;
+    const AskResult ask = a->ask("Who is Lily and where does she play?", "", o);
+    CHECK(ask.answered_by == "local");
+    const std::string doc2 = doc + " in";
+    const SuggestResult r = a->suggest(doc2, doc2.size());
+    MESSAGE("suggestion after an ask: " << r.stats.reused_tokens << " of " << r.stats.prompt_tokens << " tokens reused");
+    CHECK(r.stats.prompt_tokens > 15);
+    CHECK(r.stats.prompt_tokens - r.stats.reused_tokens <= 3);
+}
+
+TEST_CASE("ask keeps the suggestion's cached prefix: a local answer") { check_prefix_survives_ask(base_config()); }
+
+TEST_CASE("ask keeps the suggestion's cached prefix: a router that reads the model's signals") {
+    tandem_test::TempDir dir;
+    SynthOptions so;
+    so.n_rows = 300;
+    so.with_signals = true;
+    TrainOptions to;
+    to.labels = LabelMode::prob;
+    to.threshold = 1.0;  // every score is below: the router says cloud, which fails, so the local model answers
+    train_logistic_router(make_synthetic_routing_data(so), to)->save(dir.file("signals.json"));
+    auto cfg = base_config();
+    cfg.router_path = dir.file("signals.json");
+    cfg.cloud_url = "http://127.0.0.1:9";  // nothing listens
+    check_prefix_survives_ask(cfg);
+}
+
 
 // Background re-evaluation with a real document (~1.3k tokens of WikiText-2) on the demo
 // client model: new notes are evaluated while the writer is idle, a keystroke stops that at
@@ -320,4 +357,41 @@ TEST_CASE("suggest prompt: [BOS] notes, blank line, window; the window moves onl
     CHECK(rp.max_items == 4);
     CHECK(rp.budget == 192);
     CHECK(rp.cost("Note one.") == enc("Note one.").size() + 1);
+}
+
+TEST_CASE("document window: every cut is a named limit") {
+    const DocumentWindowLimits lim;
+    CHECK(lim.retrieval_bytes == 2000);
+    CHECK(lim.listing_bytes == 4000);
+    CHECK(lim.request_words == AssistantConfig{}.memory_window_words);
+    std::string doc;
+    for (int i = 0; doc.size() < 5000; i++) doc += "word" + std::to_string(i) + (i % 10 == 9 ? "\n" : " ");
+    const DocumentWindow w(doc);
+    CHECK(w.retrieval_text() == std::string_view(doc).substr(doc.size() - 2000));
+    CHECK(w.listing_text() == std::string_view(doc).substr(doc.size() - 4000));
+    CHECK(DocumentWindow("short text").retrieval_text() == "short text");
+
+    // the request: the last request_words words, joined by single spaces
+    DocumentWindowLimits three;
+    three.request_words = 3;
+    CHECK(DocumentWindow("one two\nthree  four\tfive ", three).request_context() == "three four five");
+    CHECK(DocumentWindow(doc).request_words().size() == 300);
+    CHECK(DocumentWindow::tail_words("  a b  ", 5) == std::vector<std::string>{"a", "b"});
+
+    // the prompt text: kept from its start while it fits budget x 3 bytes, else moved to leave
+    // half of that, at a word start
+    size_t start = 0;
+    CHECK(DocumentWindow("a short draft").prompt_text(100, &start) == "a short draft");
+    CHECK(start == 0);
+    const std::string_view moved = w.prompt_text(100, &start);  // 300 bytes: keep ~150
+    CHECK(start > 0);
+    CHECK(moved.size() <= 150);
+    CHECK((doc[start - 1] == ' ' || doc[start - 1] == '\n'));
+    const size_t kept = start;
+    CHECK(DocumentWindow(doc + "more").prompt_text(100, &start).size() == doc.size() + 4 - kept);
+    CHECK(start == kept);
+    CHECK(DocumentWindow("x").prompt_text(100, &start) == "x");  // the text got shorter than the start
+    CHECK(start == 0);
+
+    CHECK(estimate_tokens(400) == 100);  // 4 bytes a token where no tokenizer runs
 }

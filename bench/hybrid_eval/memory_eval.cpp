@@ -43,11 +43,11 @@
 #include "../../tests/server_process.h"
 #include "corpus.h"     // examples/cloud_server: split_sentences
 #include "drafts.h"
-#include "memory_coordinator.h"  // sdk/src: the context a memory request carries
 #include "memory_report.h"
 #include "server_db.h"  // examples/cloud_server: the cloud's passage search
 #include "tandem/assistant.h"
 #include "tandem/cloud_adapter.h"
+#include "tandem/document_window.h"
 #include "tandem/engine.h"
 #include "tandem/memory_store.h"
 #include "tandem/memory_sync.h"
@@ -82,12 +82,13 @@ struct Setup {
     int gen_tokens = 32;
     size_t note_items = (size_t)AssistantConfig{}.memory_max_items;        // 4
     size_t note_budget = (size_t)AssistantConfig{}.memory_budget_tokens;   // 192
-    int window_words = AssistantConfig{}.memory_window_words;             // 300
+    DocumentWindowLimits window;  // request_words: AssistantConfig::memory_window_words (300)
     // Notes per request: 4, the most a suggestion uses (MemorySync asks for 8; each note costs
     // the cloud model ~0.3-1 s of CPU here, and the run must fit ~25 minutes on 2 cores).
     int request_items = 4;
     DraftOptions draft;
     Setup() {
+        window.request_words = AssistantConfig{}.memory_window_words;
         draft.min_prefix_sentences = 6;
         draft.truth_sentences = 1;
         draft.max_prefix_chars = 700;  // fits next to a full memory block in 512 tokens (not cut)
@@ -368,7 +369,6 @@ static LatencySeries sync_latency(const std::vector<Draft>& drafts, Engine& clie
                                   const Setup& su, const std::string& url, int delay_ms, const std::string& run) {
     LatencySeries out{"sync (wait for notes)", delay_ms, {},
                       "keystroke -> request notes, wait for them, SDK prompt, first token"};
-    MemoryCoordinator coord(AssistantConfig{}.memory_edit_threshold, su.window_words);
     std::string cursor;  // start from the feed's head: page through once
     for (;;) {
         auto o = wait_for<FeedPage>([&](auto cb) { return cloud.get_changes(cursor, 1000, 0, cb); });
@@ -383,7 +383,7 @@ static LatencySeries sync_latency(const std::vector<Draft>& drafts, Engine& clie
         const auto t0 = Clock::now();
         MemoryRequestBody b;
         b.request_id = id;
-        b.context = coord.context_of(before);
+        b.context = DocumentWindow(before, su.window).request_context();
         b.max_items = su.request_items;
         auto p = wait_for<Nothing>([&](auto cb) { return cloud.post_memory_request(b, cb); });
         if (p.ec) throw std::runtime_error("POST /v1/memory/requests: " + p.message);
@@ -420,11 +420,11 @@ static LatencySeries cloud_latency(const std::vector<Draft>& drafts, CloudClient
                                    const Tokenizer& tok, const Setup& su, int delay_ms) {
     LatencySeries out{"cloud-only RAG (chat stream)", delay_ms, {},
                       "keystroke -> passages + draft to the cloud model, first streamed piece"};
-    MemoryCoordinator coord(AssistantConfig{}.memory_edit_threshold, su.window_words);
     for (const Draft& d : drafts) {
         const std::string before = d.prefix + d.gap + d.truth.substr(0, 1);
         const auto t0 = Clock::now();
-        const auto passages = db.search(fts5_match_query(coord.context_of(before), 32), (size_t)su.request_items * 3);
+        const std::string context = DocumentWindow(before, su.window).request_context();
+        const auto passages = db.search(fts5_match_query(context, 32), (size_t)su.request_items * 3);
         std::string content;
         for (const auto& r : raw_within_budget(passages, tok, su.note_budget)) content += r + "\n";
         content += "\n" + before;
@@ -558,11 +558,10 @@ int main(int argc, char** argv) {
 
         // Phase A: notes for each draft's prefix and for its stale prefix.
         t = Clock::now();
-        MemoryCoordinator coord(AssistantConfig{}.memory_edit_threshold, su.window_words);
         std::vector<NoteRequest> reqs;
         for (size_t i = 0; i < n; i++) {
             for (const std::string* text : {&drafts[i].prefix, &drafts[i].stale_prefix}) {
-                const std::string ctx = coord.context_of(*text);
+                const std::string ctx = DocumentWindow(*text, su.window).request_context();
                 reqs.push_back({note_request_id(ctx, su.request_items), ctx});
             }
         }
@@ -653,7 +652,7 @@ int main(int argc, char** argv) {
         rep.settings = {{"command", opt.command}, {"machine", machine()}, {"date", date}, {"drafts", n}, {"seed", opt.seed},
                         {"n_ctx", su.n_ctx}, {"reserve_tokens", su.reserve}, {"generated_tokens", su.gen_tokens},
                         {"note_items", su.note_items}, {"note_budget_tokens", su.note_budget},
-                        {"request_max_items", su.request_items}, {"window_words", su.window_words},
+                        {"request_max_items", su.request_items}, {"window_words", su.window.request_words},
                         {"max_prefix_chars", su.draft.max_prefix_chars}, {"stale_sentences", su.draft.stale_sentences},
                         {"min_prefix_sentences", su.draft.min_prefix_sentences}, {"truth_chars", {su.draft.min_truth_chars, kMaxTruthChars}},
                         {"latency_drafts", nl}, {"keystrokes_per_draft", opt.keystrokes}, {"threads", opt.threads},

@@ -64,6 +64,13 @@ int64_t Engine::prefill(const std::vector<int32_t>& prompt) {
     return prefill_locked(prompt);
 }
 
+size_t Engine::cached_prefix(const std::vector<int32_t>& prompt) {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t n = 0;
+    while (n < cached_.size() && n < prompt.size() && cached_[n] == prompt[n]) n++;
+    return n;
+}
+
 int64_t Engine::prefill_locked(const std::vector<int32_t>& prompt) {
     if (prompt.empty()) throw std::invalid_argument("prompt is empty (no tokens to evaluate)");
     if ((int64_t)prompt.size() > ctx_->n_ctx())

@@ -102,7 +102,6 @@ int cmd_sync(const Args& args) {
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
 
-    std::mutex store_mu;  // the pass runs on this thread; MemorySync still takes it around the store
     MemorySync::Hooks hooks;
     hooks.on_log = say;
     MemorySync::Options so;
@@ -110,7 +109,7 @@ int cmd_sync(const Args& args) {
     so.max_items = o.max_items;
     so.page_size = 100;
     so.background = false;
-    MemorySync sync(cli, store, store_mu, hooks, so);
+    MemorySync sync(cli, store, hooks, so);
     // a signal cannot call into the sync: this thread turns the flag into stop() (cancels the call)
     std::atomic<bool> done{false};
     std::thread watcher([&] {

@@ -1,29 +1,28 @@
 // Decides when the text near the cursor has changed enough to ask the cloud for new memory
-// (internal to the SDK). Distance = word-level Levenshtein distance between the last
-// `window_words` words now and at the last request; a request is due when it reaches
-// `threshold` (or on the first window with enough words).
+// (internal to the SDK). Distance = word-level Levenshtein distance between the window's
+// request words (tandem/document_window.h) now and at the last request; a request is due when
+// it reaches `threshold` (or on the first window with enough words).
 #pragma once
 #include <string>
-#include <string_view>
 #include <vector>
+
+#include "tandem/document_window.h"
 
 namespace tandem {
 
 class MemoryCoordinator {
 public:
-    MemoryCoordinator(int threshold, int window_words) : threshold_(threshold), window_words_(window_words) {}
+    explicit MemoryCoordinator(int threshold) : threshold_(threshold) {}
 
-    // Returns true (and remembers this window) when a memory request should go out now.
-    bool should_request(std::string_view window);
-    // The context to send: the tail of the window the distance is measured on.
-    std::string context_of(std::string_view window) const;
+    // Returns true (and remembers this window's words) when a memory request should go out
+    // now; its context is window.request_context().
+    bool should_request(const DocumentWindow& window);
     int last_distance() const { return last_distance_; }
 
-    static std::vector<std::string> words(std::string_view text, size_t max_words);
     static int edit_distance(const std::vector<std::string>& a, const std::vector<std::string>& b);
 
 private:
-    int threshold_, window_words_;
+    int threshold_;
     bool have_last_ = false;
     std::vector<std::string> last_;
     int last_distance_ = 0;

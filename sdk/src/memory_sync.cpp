@@ -18,8 +18,8 @@ MemoryChange memory_change_from(const FeedItem& it) {
     return c;
 }
 
-MemorySync::MemorySync(CloudClient& client, MemoryStore& store, std::mutex& store_mu, Hooks hooks, Options options)
-    : client_(client), store_(store), store_mu_(store_mu), hooks_(std::move(hooks)), opt_(options) {
+MemorySync::MemorySync(CloudClient& client, MemoryStore& store, Hooks hooks, Options options)
+    : client_(client), store_(store), hooks_(std::move(hooks)), opt_(options) {
     if (opt_.background) thread_ = std::thread([this] { loop(); });
 }
 
@@ -71,18 +71,13 @@ Outcome<T> MemorySync::call(Start&& start) {
 // Sends the due requests. With stop_at_retryable (the background loop), the first retryable
 // failure ends the round: the cloud is not answering, no point trying the others now.
 void MemorySync::send_due(PassStats& st, bool stop_at_retryable) {
-    std::vector<OutboxRequest> due;
-    {
-        std::lock_guard<std::mutex> lk(store_mu_);
-        due = store_.outbox_due(unix_ms_now());
-    }
+    const std::vector<OutboxRequest> due = store_.outbox_due(unix_ms_now());
     for (const auto& r : due) {
         MemoryRequestBody body;
         body.request_id = r.request_id;
         body.context = r.context;
         body.max_items = opt_.max_items;
         auto o = call<Nothing>([&](auto cb) { return client_.post_memory_request(body, cb); });
-        std::lock_guard<std::mutex> lk(store_mu_);
         if (!o.ec) {
             store_.outbox_mark_sent(r.request_id);
             st.sent++;
@@ -114,11 +109,7 @@ void MemorySync::send_due(PassStats& st, bool stop_at_retryable) {
 void MemorySync::pull(int wait_s, PassStats& st, bool* got_changes) {
     *got_changes = false;
     for (int pages = 0; pages < 100; pages++) {
-        std::string cursor;
-        {
-            std::lock_guard<std::mutex> lk(store_mu_);
-            cursor = store_.cursor();
-        }
+        const std::string cursor = store_.cursor();
         auto o = call<FeedPage>(
             [&](auto cb) { return client_.get_changes(cursor, opt_.page_size, pages == 0 ? wait_s : 0, cb); });
         if (o.ec) {
@@ -134,10 +125,7 @@ void MemorySync::pull(int wait_s, PassStats& st, bool* got_changes) {
             page.push_back(memory_change_from(it));
         }
         if (page.empty() && o.value.next_cursor == cursor) return;  // drained
-        {
-            std::lock_guard<std::mutex> lk(store_mu_);
-            store_.apply_changes(page, o.value.next_cursor);  // items + cursor: one transaction
-        }
+        store_.apply_changes(page, o.value.next_cursor);  // items + cursor: one transaction
         st.pages++;
         st.items += (int)n_items;
         st.tombstones += (int)n_deleted;

@@ -3,6 +3,8 @@
 
 #include <stdexcept>
 
+#include "tandem/document_window.h"
+
 namespace tandem {
 
 RetrieveParams suggest_retrieve_params(size_t max_items, size_t budget_tokens, const Tokenizer& tok) {
@@ -13,9 +15,7 @@ RetrieveParams suggest_retrieve_params(size_t max_items, size_t budget_tokens, c
     return rp;
 }
 
-std::string_view suggest_retrieval_window(std::string_view before) {
-    return before.substr(before.size() > 2000 ? before.size() - 2000 : 0);
-}
+std::string_view suggest_retrieval_window(std::string_view before) { return DocumentWindow(before).retrieval_text(); }
 
 std::vector<int32_t> build_suggest_prompt(const Tokenizer& tok, const std::vector<std::string>& notes,
                                           std::string_view before, int64_t n_ctx, int reserve_tokens,
@@ -28,14 +28,7 @@ std::vector<int32_t> build_suggest_prompt(const Tokenizer& tok, const std::vecto
     if (!block.empty()) tok.encode(block, false, ids);
     const int64_t budget = n_ctx - (int64_t)ids.size() - reserve_tokens - 8;
     if (budget < 16) throw std::runtime_error("n_ctx is too small for the memory budget and suggestion length");
-    const size_t budget_chars = (size_t)budget * 3;
-    size_t& start = *window_start;
-    if (start > before.size() || before.size() - start > budget_chars) {
-        size_t s = before.size() > budget_chars / 2 ? before.size() - budget_chars / 2 : 0;
-        while (s > 0 && s < before.size() && before[s - 1] != ' ' && before[s - 1] != '\n') s++;
-        start = s;
-    }
-    std::vector<int32_t> win = tok.encode(before.substr(start), false);
+    std::vector<int32_t> win = tok.encode(DocumentWindow(before).prompt_text(budget, window_start), false);
     if ((int64_t)win.size() > budget) win.erase(win.begin(), win.end() - budget);
     ids.insert(ids.end(), win.begin(), win.end());
     return ids;

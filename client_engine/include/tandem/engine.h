@@ -86,13 +86,18 @@ public:
     // Makes the KV cache hold exactly `prompt`, evaluating only what differs from what it held
     // (at least the last token, so that last_logits() is fresh). Returns the reused count.
     int64_t prefill(const std::vector<int32_t>& prompt);
+    // How many leading tokens of `prompt` the KV cache holds now: what prefill() or
+    // generate_tokens() would reuse (they evaluate at least the last token even when all are
+    // cached). Waits for a running generation.
+    size_t cached_prefix(const std::vector<int32_t>& prompt);
     const float* last_logits() const { return ctx_->logits(); }
 
     void cancel() { cancel_epoch_.fetch_add(1); }
 
     // The small model's own view of a query (router features): the mean log-probability of
     // each token of `tokens` after its predecessors (tokens[0] is not scored), and the mean
-    // entropy (nats) of the next-token distribution over k greedy steps after them.
+    // entropy (nats) of the next-token distribution over k greedy steps after them. Evaluates
+    // from position 0: the KV cache then holds `tokens` and k - 1 greedy tokens.
     struct Signals {
         double logprob_mean = 0;
         double gen_entropy = 0;

@@ -17,7 +17,8 @@
 // uses them). They run on an internal thread or the caller's; keep them short.
 //
 // Thread safety: every method may be called from any thread. suggest() calls are serialized
-// (a new one cancels the running one first); ask() runs local generation under the same lock.
+// (a new one cancels the running one first); ask() runs its local work under the same lock,
+// on the second context when there is one (background_reeval).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -56,8 +57,12 @@ struct AssistantConfig {
     // or ask() stops at once and a later idle moment resumes. When it is done the contexts
     // swap: the next keystroke gets the new notes with its prefix reused. Without it, notes
     // are swapped in at sentence ends at the cost of one full re-evaluation inside suggest().
-    // The second context is made on the active backend only; when it does not fit there, an
-    // Error event says so and the Assistant runs as with background_reeval = false.
+    // The second context also serves ask()'s local work (the router's model signals, local
+    // answers), so an ask never costs the next suggestion its cached prefix; it is made
+    // whenever background_reeval is on, with or without a memory store. It is made on the
+    // active backend only; when it does not fit there, an Error event says so and the
+    // Assistant runs as with background_reeval = false (ask() then shares the suggestions'
+    // context, and the keystroke after an ask evaluates its whole prompt again).
     bool background_reeval = true;
     int background_idle_ms = 250;
 

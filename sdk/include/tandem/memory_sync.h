@@ -47,11 +47,11 @@ public:
         int pages = 0, items = 0, tombstones = 0;
         bool pull_ok = true;                    // the feed was read to its end
     };
-    // `store_mu` guards `store` (shared with the caller's retrieval). Starts the thread when
-    // options.background.
-    MemorySync(CloudClient& client, MemoryStore& store, std::mutex& store_mu, Hooks hooks, Options options);
-    MemorySync(CloudClient& client, MemoryStore& store, std::mutex& store_mu, Hooks hooks)
-        : MemorySync(client, store, store_mu, std::move(hooks), Options{}) {}
+    // `client` and `store` must outlive the sync; the store may be used by other threads
+    // meanwhile (it serializes its calls). Starts the thread when options.background.
+    MemorySync(CloudClient& client, MemoryStore& store, Hooks hooks, Options options);
+    MemorySync(CloudClient& client, MemoryStore& store, Hooks hooks)
+        : MemorySync(client, store, std::move(hooks), Options{}) {}
     ~MemorySync();  // stops and joins (cancels an in-flight call)
 
     void wake();                      // new outbox work: send it now
@@ -73,7 +73,6 @@ private:
 
     CloudClient& client_;
     MemoryStore& store_;
-    std::mutex& store_mu_;
     Hooks hooks_;
     Options opt_;
     std::mutex mu_;

@@ -6,7 +6,8 @@
 //
 // The window is the end of the text before the cursor; it starts at a remembered offset
 // (*window_start) that moves only when the window outgrows its budget, so that consecutive
-// keystrokes share their whole prompt prefix (KV reuse).
+// keystrokes share their whole prompt prefix (KV reuse). Every cut of the text is a named
+// limit of tandem/document_window.h.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -23,14 +24,17 @@ namespace tandem {
 // cost function refers to `tok`, which must outlive it.
 RetrieveParams suggest_retrieve_params(size_t max_items, size_t budget_tokens, const Tokenizer& tok);
 
-// The text memory is retrieved for: the last 2000 bytes before the cursor (a view into it).
+// The text memory is retrieved for: DocumentWindow(before).retrieval_text(), the last
+// 2000 bytes before the cursor (a view into it).
 std::string_view suggest_retrieval_window(std::string_view before);
 
 // The prompt for `before` (the text before the cursor) with `notes` (best first, one a line).
-// reserve_tokens: tokens kept free after the prompt (the suggestion's length). The window is cut
-// to n_ctx - prompt head - reserve_tokens - 8 tokens. *window_start: in/out, the window's start
-// offset in `before` (0 for a fresh document); it moves forward to half the budget (at a word
-// start) when the window is over budget, and back to 0 when `before` got shorter than it.
+// reserve_tokens: tokens kept free after the prompt (the suggestion's length). The window's
+// budget is n_ctx - prompt head - reserve_tokens - 8 tokens: its text is
+// DocumentWindow::prompt_text(budget, window_start) (the start moves forward to half the
+// budget, at a word start, when the window is over budget, and back to 0 when `before` got
+// shorter than it), then cut to its last `budget` tokens. *window_start: in/out, the window's
+// start offset in `before` (0 for a fresh document).
 // Throws std::runtime_error when n_ctx leaves fewer than 16 tokens for the window.
 std::vector<int32_t> build_suggest_prompt(const Tokenizer& tok, const std::vector<std::string>& notes,
                                           std::string_view before, int64_t n_ctx, int reserve_tokens,
