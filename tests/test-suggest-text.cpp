@@ -100,8 +100,15 @@ TEST_CASE("token healing: the partial word's tokens are respelled, the ghost tex
     CHECK(s.push(s.respell().substr(1) + "ions", out));
     CHECK(out == "ions");
 
-    // No partial word (a space, punctuation) or the rule off: the prompt as it was.
-    for (const std::string b : {"We the peoples ", "We the peoples,"}) {
+    // A trailing space is respelled too: the model's words carry their space.
+    const std::string spaced = "We the peoples of the ";
+    SuggestionShaper sp(tok, prompt_for(tok, spaced), spaced, SuggestRules{});
+    CHECK(sp.respell() == " ");
+    out.clear();
+    CHECK(sp.push(" United", out));
+    CHECK(out == "United");
+    // No partial word (punctuation, a line break) or the rule off: the prompt as it was.
+    for (const std::string b : {"We the peoples,", "We the peoples.\n"}) {
         SuggestionShaper t(tok, prompt_for(tok, b), b, SuggestRules{});
         CHECK(t.respell().empty());
         CHECK(t.prompt() == prompt_for(tok, b));

@@ -103,11 +103,14 @@ SuggestionShaper::SuggestionShaper(const Tokenizer& tok, std::vector<int32_t> pr
         window_from_--;
     }
 
-    // Token healing: drop the tokens that spell the partial word at the cursor (at most 8 and
-    // 48 bytes), keeping at least one text token so that the stream continues text.
-    if (!rules_.complete_words || before.empty() || !is_word_byte((unsigned char)before.back())) return;
+    // Token healing: drop the tokens that spell the partial word (or the spaces) at the cursor
+    // (at most 8 tokens and 48 bytes), keeping at least one text token so that the stream
+    // continues text.
+    if (!rules_.complete_words || before.empty()) return;
+    const bool in_word = is_word_byte((unsigned char)before.back());
+    if (!in_word && before.back() != ' ') return;
     size_t w = before.size();
-    while (w > 0 && is_word_byte((unsigned char)before[w - 1])) w--;
+    while (w > 0 && (in_word ? is_word_byte((unsigned char)before[w - 1]) : before[w - 1] == ' ')) w--;
     const size_t partial = before.size() - w;
     if (partial > 48) return;
     std::string r;
@@ -126,14 +129,17 @@ SuggestionShaper::SuggestionShaper(const Tokenizer& tok, std::vector<int32_t> pr
     prompt_.resize(k);
     window_from_ = std::min(window_from_, k);
     respell_ = std::move(r);
+    in_word_ = in_word;
     to_skip_ = respell_.size();
 }
 
-bool SuggestionShaper::allowed_while_respelling(int32_t id, const std::string& generated_bytes) const {
+// How token `id` fits the rest of the respelling: 2 it covers all of it (and, after spaces,
+// goes on), 1 it spells a proper prefix of it, 0 neither.
+int SuggestionShaper::respell_fit(int32_t id, std::string_view rest) const {
     const std::string& b = tok_.token_bytes(id);
-    if (b.empty()) return false;
-    const std::string_view rest = std::string_view(respell_).substr(generated_bytes.size());
-    return b.compare(0, rest.size(), rest) == 0 || rest.compare(0, b.size(), b) == 0;
+    if (b.empty()) return 0;
+    if (b.compare(0, rest.size(), rest) == 0) return in_word_ || b.size() > rest.size() ? 2 : 0;
+    return b.size() < rest.size() && rest.compare(0, b.size(), b) == 0 ? 1 : 0;
 }
 
 void SuggestionShaper::filter(float* logits, int64_t n_logits, const std::vector<int32_t>& generated) const {
@@ -142,21 +148,29 @@ void SuggestionShaper::filter(float* logits, int64_t n_logits, const std::vector
     for (int32_t id : generated) bytes += tok_.token_bytes(id);
 
     if (bytes.size() < respell_.size()) {
-        // Still spelling the partial word: only tokens that agree with the rest of it.
-        std::vector<char> ok((size_t)n_vocab);
-        bool any = false;
-        for (int32_t id = 0; id < n_vocab; id++) any |= (ok[(size_t)id] = allowed_while_respelling(id, bytes)) != 0;
-        if (!any) return;
+        // Still spelling the partial word: a token that covers the rest of it (the model then
+        // finishes the word in one piece: " internat" -> " international"), or, when none
+        // does, one that spells a prefix of the rest.
+        const std::string_view rest = std::string_view(respell_).substr(bytes.size());
+        std::vector<char> fit((size_t)n_vocab);
+        int best = 0;
+        for (int32_t id = 0; id < n_vocab; id++) best = std::max(best, (int)(fit[(size_t)id] = (char)respell_fit(id, rest)));
+        if (best == 0) return;
         for (int32_t id = 0; id < n_vocab; id++)
-            if (!ok[(size_t)id]) logits[id] = -INFINITY;
+            if (fit[(size_t)id] != best) logits[id] = -INFINITY;
         return;
     }
-    // The first token that shows: never a line break (after a finished sentence: the next one).
-    if (bytes.size() == respell_.size() && rules_.end != SuggestEnd::paragraph)
+    if (bytes.size() == respell_.size()) {  // the first token that shows
+        const bool word_done = in_word_ && !respell_.empty();  // the respelling ended with the word
         for (int32_t id = 0; id < n_vocab; id++) {
             const std::string& b = tok_.token_bytes(id);
-            if (!b.empty() && (b[0] == '\n' || b[0] == '\r')) logits[id] = -INFINITY;
+            if (b.empty()) continue;
+            // Never a line break first (after a finished sentence: the next one).
+            if (rules_.end != SuggestEnd::paragraph && (b[0] == '\n' || b[0] == '\r')) logits[id] = -INFINITY;
+            // A word the model spelled to its end is complete: no letters glued onto it.
+            if (word_done && is_word_byte((unsigned char)b[0])) logits[id] = -INFINITY;
         }
+    }
     // No repeated n-gram: the tokens that would complete one already in the window.
     const size_t n = rules_.no_repeat_ngram > 1 ? (size_t)rules_.no_repeat_ngram : 0;
     if (n == 0) return;

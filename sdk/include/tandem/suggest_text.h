@@ -12,10 +12,16 @@
 //   the word at the      when the text before the cursor ends inside a word (a letter, digit or
 //   cursor               non-ASCII byte last), the prompt leaves out the tokens that spell that
 //                        partial word and the first generated tokens must spell it again
-//                        ("token healing"). The ghost text is what follows: the rest of the word,
-//                        or, the word being complete, a space and the next word. Without it the
+//                        ("token healing"), preferring a token that covers all of it (the model
+//                        finishes the word in one piece: "internat" -> "international"). The
+//                        ghost text is what follows: the rest of the word, or, when the model
+//                        spells the word to its end, a space or punctuation and what comes next
+//                        (never more letters glued onto it). Without it the
 //                        model sees an odd tokenization of a half word and often starts a new
-//                        word glued to it ("peac" + " and").
+//                        word glued to it ("peac" + " and"). Trailing spaces are healed the same
+//                        way: after "on " the model writes " combating" (its words carry their
+//                        space) and the ghost shows "combating", where a prompt ending in a bare
+//                        space token gets odd continuations.
 //   no line break first  (sentence and line ends) the suggestion never starts with a line break:
 //                        after a finished sentence it offers the next sentence.
 //   no repeats           no run of no_repeat_ngram tokens that occurs in the current sentence,
@@ -45,7 +51,7 @@ SuggestEnd suggest_end_from_name(const std::string& name);
 struct SuggestRules {
     SuggestEnd end = SuggestEnd::sentence;
     bool complete_words = true;  // token healing of the word at the cursor
-    int no_repeat_ngram = 6;     // tokens; 0: off
+    int no_repeat_ngram = 5;     // tokens; 0: off (5: bench/results/suggestions.md)
 };
 
 // The byte offset in `text` where the sentence that contains its end begins (0 when none
@@ -77,12 +83,13 @@ public:
     bool ended() const { return ended_; }
 
 private:
-    bool allowed_while_respelling(int32_t id, const std::string& generated_bytes) const;
+    int respell_fit(int32_t id, std::string_view rest) const;
 
     const Tokenizer& tok_;
     SuggestRules rules_;
     std::vector<int32_t> prompt_;
     std::string respell_;
+    bool in_word_ = false;       // respell_ is a partial word (else spaces)
     size_t window_from_ = 0;     // prompt_[window_from_..] is the no-repeat window's prompt part
     std::string context_;        // the end of `before` (abbreviation checks look back into it)
     size_t to_skip_ = 0;         // respelled bytes still to drop from the stream
