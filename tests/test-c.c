@@ -1,8 +1,11 @@
 /* Drives the C ABI from C: create, suggest with a callback, cancel from the callback, ask,
- * usage JSON with the size-query convention, errors, free(NULL). Exit code 0 = pass. */
+ * usage JSON with the size-query convention, errors and their status codes, the error message
+ * a thread read staying its own, free(NULL), the version. Exit code 0 = pass. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tandem/tandem.h"
 
@@ -41,29 +44,83 @@ static void on_event(tandem_event_kind kind, const char* message, void* ud) {
     events++;
 }
 
+/* A failing call on another thread (no router loaded: writes the handle's error). */
+static void* fail_on_thread(void* a) {
+    tandem_assistant_set_router_threshold((tandem_assistant*)a, 0.5);
+    return NULL;
+}
+
+/* The status of a constructor that must fail; err gets its message. */
+static tandem_status init_status(const tandem_assistant_params* p, char* err, size_t n) {
+    tandem_status st = TANDEM_STATUS_OK;
+    tandem_assistant* a = tandem_assistant_init(p, &st, err, n);
+    CHECK(a == NULL);
+    tandem_assistant_free(a);
+    return st;
+}
+
+static tandem_status init_file_status(const char* json, char* err, size_t n) {
+    char path[] = "/tmp/tandem-test-c-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    CHECK(write(fd, json, strlen(json)) == (ssize_t)strlen(json));
+    close(fd);
+    tandem_status st = TANDEM_STATUS_OK;
+    CHECK(tandem_assistant_init_from_file(path, NULL, NULL, &st, err, n) == NULL);
+    unlink(path);
+    return st;
+}
+
 int main(void) {
     char err[512] = "";
     tandem_assistant_params p = tandem_assistant_default_params();
-    CHECK(p.n_ctx == 2048);
-    CHECK(tandem_assistant_init(&p, err, sizeof err) == NULL); /* no model */
+    CHECK(p.n_ctx == 2048); /* tandem::AssistantConfig's defaults */
+    CHECK(p.suggestion_tokens == 24);
+    CHECK(p.router_threshold == -1);
+    CHECK(strcmp(p.backend, "auto") == 0);
+
+    /* status codes: a bad argument, a missing file, a file that is not valid, the cloud's settings */
+    CHECK(init_status(NULL, err, sizeof err) == TANDEM_STATUS_INVALID_ARGUMENT);
+    CHECK(init_status(&p, err, sizeof err) == TANDEM_STATUS_INVALID_ARGUMENT); /* no model */
     CHECK(strstr(err, "model_path") != NULL);
-
     p.model_path = "/nonexistent/model.gguf";
-    CHECK(tandem_assistant_init(&p, err, sizeof err) == NULL);
+    CHECK(init_status(&p, err, sizeof err) == TANDEM_STATUS_FILE_NOT_FOUND);
     CHECK(strstr(err, "/nonexistent/model.gguf") != NULL);
-
+    p.model_path = TANDEM_SHARED_DIR "/corpus/wikitext-2-test.raw";
+    CHECK(init_status(&p, err, sizeof err) == TANDEM_STATUS_INVALID_FILE);
+    CHECK(strstr(err, "wikitext-2-test.raw") != NULL);
     p.model_path = TANDEM_SHARED_DIR "/models/stories260K.gguf";
+    p.backend = "tpu";
+    CHECK(init_status(&p, err, sizeof err) == TANDEM_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(err, "backend") != NULL);
     p.backend = "cpu";
+    p.router_path = "/nonexistent/router.json";
+    CHECK(init_status(&p, err, sizeof err) == TANDEM_STATUS_FILE_NOT_FOUND);
+    p.router_path = NULL;
+    p.cloud_url = "ftp://example.com";
+    CHECK(init_status(&p, err, sizeof err) == TANDEM_STATUS_CLOUD_ERROR);
+    CHECK(strstr(err, "base_url") != NULL);
+    p.cloud_url = NULL;
+    tandem_status st = TANDEM_STATUS_OK;
+    CHECK(tandem_assistant_init_from_file("/nonexistent/config.json", NULL, NULL, &st, err, sizeof err) == NULL);
+    CHECK(st == TANDEM_STATUS_FILE_NOT_FOUND);
+    CHECK(init_file_status("{\"model_path\": 1", err, sizeof err) == TANDEM_STATUS_INVALID_FILE);
+    CHECK(init_file_status("{\"model_path\": \"m.gguf\", \"nctx\": 1}", err, sizeof err) == TANDEM_STATUS_INVALID_FILE);
+    CHECK(strstr(err, "nctx") != NULL);
+    CHECK(init_file_status("{\"model_path\": \"/nonexistent/m.gguf\"}", err, sizeof err) == TANDEM_STATUS_FILE_NOT_FOUND);
+
     p.n_ctx = 512;
     p.n_threads = 2;
     p.suggestion_tokens = 10;
     p.on_event = on_event;
-    tandem_assistant* a = tandem_assistant_init(&p, err, sizeof err);
+    st = TANDEM_STATUS_FAILED;
+    tandem_assistant* a = tandem_assistant_init(&p, &st, err, sizeof err);
     if (!a) {
         fprintf(stderr, "init failed: %s\n", err);
         return 1;
     }
     CHECK(events >= 1);
+    CHECK(st == TANDEM_STATUS_OK);
 
     const char* doc = "Once upon a time, there was a little girl";
     struct sink s;
@@ -77,7 +134,14 @@ int main(void) {
     CHECK(s.calls == 2);
 
     CHECK(tandem_assistant_suggest(a, doc, strlen(doc), strlen(doc) + 5, NULL, NULL) == TANDEM_STATUS_INVALID_ARGUMENT);
-    CHECK(strstr(tandem_errmsg(a), "cursor") != NULL);
+    const char* msg = tandem_errmsg(a);
+    CHECK(strstr(msg, "cursor") != NULL);
+    /* another thread's failure does not change the string this thread read */
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, fail_on_thread, a) == 0);
+    pthread_join(t, NULL);
+    CHECK(strstr(msg, "cursor") != NULL);
+    CHECK(strstr(tandem_errmsg(a), "router") != NULL);
 
     const char* who = NULL;
     memset(&s, 0, sizeof s);
@@ -98,7 +162,7 @@ int main(void) {
     tandem_assistant_free(a);
     tandem_assistant_free(NULL);
     CHECK(strcmp(tandem_errmsg(NULL), "invalid handle") == 0);
-    CHECK(strlen(tandem_version()) > 0);
+    CHECK(strcmp(tandem_version(), TANDEM_EXPECTED_VERSION) == 0); /* CMake's project version */
     printf("test-c: %s\n", failures ? "FAILED" : "ok");
     return failures ? 1 : 0;
 }

@@ -13,6 +13,7 @@
 #include "server_process.h"
 #include "tandem/assistant.h"
 #include "tandem/router.h"
+#include "tandem/router_mlp.h"
 #include "tandem/router_synth.h"
 #include "tandem/router_train.h"
 #include "tandem/document_window.h"
@@ -229,19 +230,53 @@ static void check_prefix_survives_ask(const AssistantConfig& cfg) {
 
 TEST_CASE("ask keeps the suggestion's cached prefix: a local answer") { check_prefix_survives_ask(base_config()); }
 
-TEST_CASE("ask keeps the suggestion's cached prefix: a router that reads the model's signals") {
-    tandem_test::TempDir dir;
+// Synthetic routing rows with the gen_entropy and memory_coverage signals, and soft labels.
+static Dataset rows_with_signals() {
     SynthOptions so;
     so.n_rows = 300;
     so.with_signals = true;
+    return make_synthetic_routing_data(so);
+}
+static TrainOptions prob_labels(double threshold = 0.5) {
     TrainOptions to;
     to.labels = LabelMode::prob;
-    to.threshold = 1.0;  // every score is below: the router says cloud, which fails, so the local model answers
-    train_logistic_router(make_synthetic_routing_data(so), to)->save(dir.file("signals.json"));
+    to.threshold = threshold;
+    return to;
+}
+
+// base_config() with the router file `path` and a cloud where nothing listens: a cloud route
+// falls back to the local model.
+static AssistantConfig with_router(const std::string& path) {
     auto cfg = base_config();
-    cfg.router_path = dir.file("signals.json");
-    cfg.cloud_url = "http://127.0.0.1:9";  // nothing listens
-    check_prefix_survives_ask(cfg);
+    cfg.router_path = path;
+    cfg.cloud_url = "http://127.0.0.1:9";
+    return cfg;
+}
+
+TEST_CASE("ask keeps the suggestion's cached prefix: a router that reads the model's signals") {
+    tandem_test::TempDir dir;
+    // threshold 1: every score is below, so the router says cloud, which fails, and the local model answers
+    train_logistic_router(rows_with_signals(), prob_labels(1.0))->save(dir.file("signals.json"));
+    check_prefix_survives_ask(with_router(dir.file("signals.json")));
+}
+
+// Which signals a router reads is its own virtual (Router::signals), not a cast to
+// LogisticRouter: an MLP router trained with signals used to get none and make ask() throw.
+TEST_CASE("ask with an MLP router trained with signals: the router gets them") {
+    tandem_test::TempDir dir;
+    MlpOptions mo;
+    mo.steps = 50;
+    const auto mlp = train_mlp_router(rows_with_signals(), prob_labels(), mo);
+    REQUIRE(mlp->signals() == std::vector<Signal>{Signal::gen_entropy, Signal::memory_coverage});
+    mlp->save(dir.file("mlp.json"));
+    auto a = Assistant::create(with_router(dir.file("mlp.json")));
+    AskOptions o;
+    o.max_tokens = 4;
+    AskResult r;
+    CHECK_NOTHROW(r = a->ask("Tell me about the edge case", "", o));
+    CHECK(r.answered_by == "local");
+    CHECK(r.router_score >= 0);
+    CHECK(r.router_score <= 1);
 }
 
 

@@ -9,7 +9,7 @@ add_library(tandem_hybrid_routing STATIC
   routing_report.cpp
 )
 target_include_directories(tandem_hybrid_routing PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
-target_link_libraries(tandem_hybrid_routing PUBLIC tandem_hybrid_eval tandem_router tandem_client_engine
+target_link_libraries(tandem_hybrid_routing PUBLIC tandem_hybrid_eval tandem_router_tools tandem_client_engine
   nlohmann_json::nlohmann_json Threads::Threads PRIVATE tandem_warnings)
 get_filename_component(TANDEM_ROUTING_SHARED_DIR "${PROJECT_SOURCE_DIR}/../shared" ABSOLUTE)
 add_executable(hybrid-routing routing_main.cpp)

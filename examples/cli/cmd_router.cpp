@@ -98,18 +98,17 @@ static int router_train(const Args& args) {
     Dataset d = load_routing_jsonl(data);
     if (!model.empty()) add_model_signals(d, model);
     std::unique_ptr<Router> r;
-    FeatureConfig cfg;
     double t = 0;
     if (kind == "mlp") {
         std::unique_ptr<MlpRouter> m = train_mlp_router(d, opt, mlp);
-        cfg = m->config(), t = m->training().t, r = std::move(m);
+        t = m->training().t, r = std::move(m);
     } else {
         std::unique_ptr<LogisticRouter> l = train_logistic_router(d, opt);
-        cfg = l->config(), t = l->training().t, r = std::move(l);
+        t = l->training().t, r = std::move(l);
     }
     r->save(out);
     json sig = json::array();
-    for (Signal s : cfg.signals) sig.push_back(kSignalNames[(int)s]);
+    for (Signal s : r->signals()) sig.push_back(kSignalNames[(int)s]);
     std::printf("trained a %s router on %zu rows of %s (labels %s, t %.4f), saved to %s\n", kind.c_str(), d.rows.size(),
                 data.c_str(), labels.c_str(), t, out.c_str());
     json j = {{"kind", kind}, {"rows", d.rows.size()}, {"labels", labels}, {"t", t}, {"signals", sig},

@@ -1,6 +1,7 @@
 // The ask() path (see ask_path.h).
 #include "ask_path.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "tandem/document_window.h"
@@ -70,16 +71,19 @@ void AskPath::set_router_threshold(double t) {
     router_->set_threshold(t);
 }
 
+// The signals the router reads, and only those: a text-only router costs no model work.
 RouterSignals AskPath::signals_for(const std::string& query) {
     RouterSignals s;
-    const auto* logistic = dynamic_cast<const LogisticRouter*>(router_.get());
-    if (!logistic || logistic->config().signals.empty()) return s;  // text-only router: no model work
-    local_([&](Engine& engine) {
-        const Engine::Signals es = engine.signals(engine.tokenizer().encode(query, engine.tokenizer().add_bos()), 4);
-        s.query_logprob_mean = es.logprob_mean;
-        s.gen_entropy = es.gen_entropy;
-    });
-    s.memory_coverage = memory_.coverage(query);
+    const std::vector<Signal> needed = router_->signals();
+    auto needs = [&](Signal x) { return std::find(needed.begin(), needed.end(), x) != needed.end(); };
+    if (needs(Signal::query_logprob_mean) || needs(Signal::gen_entropy)) {
+        local_([&](Engine& engine) {
+            const Engine::Signals es = engine.signals(engine.tokenizer().encode(query, engine.tokenizer().add_bos()), 4);
+            s.query_logprob_mean = es.logprob_mean;
+            s.gen_entropy = es.gen_entropy;
+        });
+    }
+    if (needs(Signal::memory_coverage)) s.memory_coverage = memory_.coverage(query);
     return s;
 }
 

@@ -60,7 +60,7 @@ public:
             cc.token = cfg.cloud_token;
             cc.verify_tls = cfg.verify_tls;
             cc.request_timeout = Millis(30000);
-            cloud_ = std::make_unique<CloudClient>(cc);
+            cloud_ = make_cloud_client(cc);
             cloud_->set_connectivity_callback([this](const ConnectivityEvent& e) {
                 if (e.state == Connectivity::online) emit_(EventKind::Online, "cloud reachable");
                 if (e.state == Connectivity::offline) emit_(EventKind::Offline, "cloud unreachable: " + e.reason);
@@ -68,7 +68,7 @@ public:
             if (!cfg.cloud_chat_url.empty() && cfg.cloud_chat_url != cfg.cloud_url) {
                 CloudConfig chat = cc;
                 chat.base_url = cfg.cloud_chat_url;
-                chat_ = std::make_unique<CloudClient>(chat);
+                chat_ = make_cloud_client(chat);
             }
         }
         ask_ = std::make_unique<AskPath>(cfg, cloud_.get(), chat_.get(), engines_.chat_format(), engines_.model_name(), memory_, usage_, emit_,
@@ -152,6 +152,14 @@ public:
     }
 
 private:
+    static std::unique_ptr<CloudClient> make_cloud_client(const CloudConfig& cc) {
+        try {
+            return std::make_unique<CloudClient>(cc);
+        } catch (const std::invalid_argument& e) {
+            throw CloudConfigError(e.what());
+        }
+    }
+
     // Stops the running generation and any background evaluation (both check within a token
     // or a chunk). Never waits.
     void interrupt() {

@@ -6,7 +6,10 @@ int main(void) {
     char err[256] = "";
     tandem_assistant_params p = tandem_assistant_default_params();
     p.model_path = "/nonexistent.gguf";
-    if (tandem_assistant_init(&p, err, sizeof err) != NULL || strstr(err, "nonexistent") == NULL) return 1;
+    tandem_status st = TANDEM_STATUS_OK;
+    if (tandem_assistant_init(&p, &st, err, sizeof err) != NULL || st != TANDEM_STATUS_FILE_NOT_FOUND ||
+        strstr(err, "nonexistent") == NULL)
+        return 1;
     printf("tandem %s: ok\n", tandem_version());
     return 0;
 }

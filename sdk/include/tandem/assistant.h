@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -69,6 +70,13 @@ struct AssistantConfig {
     // Reads a JSON object with the same field names. Throws std::runtime_error naming the file
     // and field for unknown fields or wrong types.
     static AssistantConfig from_json_file(const std::string& path);
+};
+
+// The cloud client rejected the cloud settings (cloud_url, cloud_chat_url: http:// or https://
+// without spaces or control characters; cloud_token: printable ASCII without spaces).
+class CloudConfigError : public std::invalid_argument {
+public:
+    using std::invalid_argument::invalid_argument;
 };
 
 enum class EventKind { ModelLoaded, GpuNotUsed, Online, Offline, MemoryUpdated, MemoryUnavailable, MemoryRequested, Error, MemoryApplied };
@@ -148,8 +156,10 @@ struct UsageTotals {
 
 class Assistant {
 public:
-    // Loads everything; throws std::runtime_error (or a library error) with the file/field and
-    // reason. A broken memory database does not throw: an event says memory is unavailable.
+    // Loads everything; throws std::runtime_error (or a library error: GgufError, ModelError,
+    // TokenizerError, RouterError, GpuError) with the file/field and reason,
+    // std::invalid_argument for a bad setting (CloudConfigError for the cloud's). A broken
+    // memory database does not throw: an event says memory is unavailable.
     static std::unique_ptr<Assistant> create(const AssistantConfig& config, EventCallback on_event = {});
     virtual ~Assistant() = default;
 

@@ -4,9 +4,10 @@
  *   - Opaque handles with explicit create/free; tandem_assistant_free(NULL) is a no-op.
  *   - Parameters come in a struct filled by tandem_assistant_default_params().
  *   - Every call that can fail returns a tandem_status; the message of the last failure on a
- *     handle is tandem_errmsg(handle) (owned by the handle, valid until its next call).
- *     Constructors return NULL on failure and write the reason to `error` (a buffer the caller
- *     owns) when it is not NULL.
+ *     handle is tandem_errmsg(handle). Constructors return NULL on failure, write the status
+ *     to `status` and the reason to `error` (a buffer the caller owns) when those are not NULL.
+ *   - No call lets a C++ exception out: every entry point catches everything and reports it
+ *     as a status (TANDEM_STATUS_FAILED with "unknown error" for what it cannot name).
  *   - Strings are UTF-8, NUL-terminated; returned strings belong to the library.
  *   - Callbacks get the caller's user_data back; they run on the calling thread (streamed
  *     text), or on an internal thread (events, and streamed text of cloud answers); keep them short
@@ -21,10 +22,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#if defined(_WIN32)
-#define TANDEM_API __declspec(dllexport)
+/* TANDEM_API marks the entry points. TANDEM_SHARED: libtandem is a shared library (CMake's
+ * Tandem::tandem and pkg-config's Cflags define it for its users); TANDEM_BUILD: this is
+ * libtandem itself being built. Without TANDEM_SHARED (a static build), nothing is marked. */
+#ifdef TANDEM_SHARED
+#    if defined(_WIN32) && !defined(__MINGW32__)
+#        ifdef TANDEM_BUILD
+#            define TANDEM_API __declspec(dllexport)
+#        else
+#            define TANDEM_API __declspec(dllimport)
+#        endif
+#    else
+#        define TANDEM_API __attribute__((visibility("default")))
+#    endif
 #else
-#define TANDEM_API __attribute__((visibility("default")))
+#    define TANDEM_API
 #endif
 
 #ifdef __cplusplus
@@ -33,9 +45,17 @@ extern "C" {
 
 typedef enum tandem_status {
     TANDEM_STATUS_OK = 0,
-    TANDEM_STATUS_INVALID_ARGUMENT = 1, /* a NULL handle or pointer, a value out of range */
+    TANDEM_STATUS_INVALID_ARGUMENT = 1, /* a NULL handle or pointer, a value out of range, an
+                                           unknown backend name */
     TANDEM_STATUS_CANCELLED = 2,        /* stopped by tandem_assistant_cancel or the callback */
-    TANDEM_STATUS_FAILED = 3,           /* anything else; see tandem_errmsg */
+    TANDEM_STATUS_FAILED = 3,           /* anything else (no GPU memory, out of memory, ...);
+                                           see tandem_errmsg */
+    TANDEM_STATUS_FILE_NOT_FOUND = 4,   /* a file the caller named (model, router, config)
+                                           does not exist */
+    TANDEM_STATUS_INVALID_FILE = 5,     /* such a file exists but cannot be read or is not
+                                           valid (GGUF, tokenizer, router or config JSON) */
+    TANDEM_STATUS_CLOUD_ERROR = 6,      /* the cloud settings were rejected (cloud_url not
+                                           http:// or https://, cloud_token not printable) */
 } tandem_status;
 
 typedef struct tandem_assistant tandem_assistant; /* opaque */
@@ -73,15 +93,19 @@ typedef struct tandem_assistant_params {
     void* event_user_data;
 } tandem_assistant_params;
 
-/* Defaults for every field. */
+/* Defaults for every field (those of tandem::AssistantConfig). */
 TANDEM_API tandem_assistant_params tandem_assistant_default_params(void);
 
-/* CONSTRUCTOR. Returns NULL on failure; then, when error != NULL, the reason is written to
- * error (at most error_size bytes, NUL-terminated). */
-TANDEM_API tandem_assistant* tandem_assistant_init(const tandem_assistant_params* params, char* error, size_t error_size);
-/* CONSTRUCTOR from a JSON config file (the fields of tandem::AssistantConfig). */
+/* CONSTRUCTOR. Returns NULL on failure; then the status is written to *status and the reason
+ * to error (at most error_size bytes, NUL-terminated), each when not NULL. On success *status
+ * is TANDEM_STATUS_OK. */
+TANDEM_API tandem_assistant* tandem_assistant_init(const tandem_assistant_params* params, tandem_status* status, char* error,
+                                                   size_t error_size);
+/* CONSTRUCTOR from a JSON config file (the fields of tandem::AssistantConfig). A missing config
+ * file is TANDEM_STATUS_FILE_NOT_FOUND, bad JSON or an unknown field TANDEM_STATUS_INVALID_FILE. */
 TANDEM_API tandem_assistant* tandem_assistant_init_from_file(const char* config_path, tandem_event_cb on_event,
-                                                             void* event_user_data, char* error, size_t error_size);
+                                                             void* event_user_data, tandem_status* status, char* error,
+                                                             size_t error_size);
 /* DESTRUCTOR. NULL is a harmless no-op. */
 TANDEM_API void tandem_assistant_free(tandem_assistant* a);
 
@@ -98,7 +122,8 @@ TANDEM_API void tandem_assistant_cancel(tandem_assistant* a);
 TANDEM_API tandem_status tandem_assistant_ask(tandem_assistant* a, const char* instruction, const char* selection,
                                               int32_t private_query, int32_t max_tokens, tandem_text_cb on_text,
                                               void* user_data, const char** answered_by);
-/* Why the last ask went where it did (owned by the handle). */
+/* Why the last ask went where it did: a copy made for the calling thread, valid until this
+ * thread's next call of this function ("" for NULL). */
 TANDEM_API const char* tandem_assistant_last_reason(tandem_assistant* a);
 
 /* METHOD. The quality/cost knob in [0, 1]. */
@@ -107,13 +132,16 @@ TANDEM_API tandem_status tandem_assistant_set_privacy_mode(tandem_assistant* a, 
 
 /* Writes a JSON object with the usage totals into buf (at most buf_size bytes, NUL-terminated).
  * Returns the length of the JSON text, or the negative of the size needed when buf is too small
- * (call with NULL, 0 first). */
+ * (call with NULL, 0 first); 0 for a NULL handle or a failure (then see tandem_errmsg). */
 TANDEM_API int64_t tandem_assistant_usage_json(tandem_assistant* a, char* buf, size_t buf_size);
 
-/* The message of the last failure on `a` ("" if none; "invalid handle" for NULL). */
+/* The message of the last failure on `a` ("" if none; "invalid handle" for NULL). The string
+ * is a copy taken under the lock the failing calls write it with, made for the calling
+ * thread: it stays valid and unchanged until this thread's next tandem_errmsg call, whatever
+ * other threads do meanwhile. */
 TANDEM_API const char* tandem_errmsg(const tandem_assistant* a);
 
-/* The library version, e.g. "0.1.0". */
+/* The library version: CMake's project version, e.g. "0.1.0" (a static string). */
 TANDEM_API const char* tandem_version(void);
 
 #ifdef __cplusplus

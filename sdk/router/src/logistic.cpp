@@ -4,6 +4,7 @@
 
 #include "json_fields.h"
 #include "router_file.h"
+#include "tandem/router_math.h"
 #include "tandem/router.h"
 
 namespace tandem {
@@ -14,11 +15,6 @@ using detail::json;
 // rules must bump it so old routers are refused instead of silently mis-scored.
 constexpr const char* kTokenizerId = "tandem-words-v1";
 
-static double sigmoid(double z) {
-    if (z >= 0) return 1.0 / (1.0 + std::exp(-z));
-    double e = std::exp(z);
-    return e / (1.0 + e);
-}
 
 LogisticRouter::LogisticRouter(FeatureConfig cfg, std::vector<double> bucket_w, std::vector<double> dense_w,
                                double bias, Training training)

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "json_fields.h"
+#include "tandem/router_math.h"
 #include "tandem/router_mlp.h"
 
 namespace tandem {
@@ -161,13 +162,6 @@ void Router::save(const std::string& path) const {
 
 void AlwaysLocalRouter::to_json(json&) const {}
 void AlwaysCloudRouter::to_json(json&) const {}
-
-static uint64_t splitmix64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
 
 double RandomRouter::score(std::string_view query, const RouterSignals&) const {
     uint64_t x = splitmix64(seed_ ^ splitmix64(fnv1a32(query)));

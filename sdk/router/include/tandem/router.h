@@ -10,7 +10,8 @@
 //
 // Router files are JSON (docs/router.md has the full schema):
 //   {"format": "tandem-router", "version": 1, "kind": "logistic", "threshold": 0.5, ...}
-// Training, labels and evaluation: tandem/router_train.h. Features: tandem/router_features.h.
+// Training, labels and evaluation: tandem/router_train.h and tandem/router_eval.h in the tools
+// library (sdk/router/tools, not in libtandem). Features: tandem/router_features.h.
 // The small MLP router: tandem/router_mlp.h.
 #pragma once
 #include <atomic>
@@ -112,6 +113,9 @@ public:
     // Chance in [0,1] that the small model's answer is as good as the cloud's. Throws
     // RouterError when a signal the router needs is missing. Thread-safe.
     virtual double score(std::string_view query, const RouterSignals& signals) const = 0;
+    // The signals score() reads (in kSignalNames order): the caller computes these, and only
+    // these, before scoring. Baselines and text-only routers read none.
+    virtual std::vector<Signal> signals() const { return {}; }
     // The top_k features by |contribution| to this query's score; baselines return none.
     virtual std::vector<Contribution> explain(std::string_view query, const RouterSignals& signals,
                                               size_t top_k) const;
@@ -207,6 +211,7 @@ public:
 
     std::string kind() const override { return "logistic"; }
     double score(std::string_view query, const RouterSignals& signals) const override;
+    std::vector<Signal> signals() const override { return cfg_.signals; }
     std::vector<Contribution> explain(std::string_view query, const RouterSignals& signals,
                                       size_t top_k) const override;
     void to_json(nlohmann::json& out) const override;

@@ -4,7 +4,8 @@
 //   h   = tanh(pre)                                    b1, v: (H)
 //   score = sigmoid(b2 + v . h)
 //
-// Trained by full-batch Adam on the same soft labels and loss as the logistic router (mean
+// Trained (train_mlp_router in tandem/router_train.h, the tools library) by full-batch Adam on
+// the same soft labels and loss as the logistic router (mean
 // cross-entropy + l2/2 |W, U, v|^2), a fixed number of steps from a fixed initialisation
 // (W = 0, b1 = 0, U and v from splitmix64(seed) via Box-Muller): deterministic. Buckets no
 // training row hits stay exactly 0 and are not written to the file.
@@ -18,19 +19,13 @@
 #pragma once
 #include <memory>
 
-#include "tandem/router_train.h"
+#include "tandem/router.h"
 
 namespace tandem {
 
-struct MlpOptions {
-    int hidden = 8;        // H, 1..64
-    int steps = 300;       // Adam steps (full batch)
-    double lr = 0.02;      // Adam learning rate (beta1 0.9, beta2 0.999, eps 1e-8)
-    uint64_t seed = 1;     // initialisation
-};
-
 class MlpRouter : public Router {
 public:
+    static constexpr int kMaxHidden = 64;
     // w: (n_buckets * H) row-major by bucket; u: (n_dense * H); b1, v: (H). Throws RouterError on
     // size mismatch or H outside 1..64.
     MlpRouter(FeatureConfig cfg, int hidden, std::vector<double> w, std::vector<double> u, std::vector<double> b1,
@@ -38,6 +33,7 @@ public:
 
     std::string kind() const override { return "mlp"; }
     double score(std::string_view query, const RouterSignals& signals) const override;
+    std::vector<Signal> signals() const override { return cfg_.signals; }
     std::vector<Contribution> explain(std::string_view query, const RouterSignals& signals,
                                       size_t top_k) const override;
     void to_json(nlohmann::json& out) const override;
@@ -56,9 +52,5 @@ private:
     double b2_;
     TrainingInfo training_;
 };
-
-// Trains the MLP router (opt: labels, hash_bits, bigrams, l2, threshold; max_iters and
-// grad_tol are not used). Throws RouterError like train_logistic_router.
-std::unique_ptr<MlpRouter> train_mlp_router(const Dataset& data, const TrainOptions& opt, const MlpOptions& mlp = {});
 
 }  // namespace tandem

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "tandem/router_math.h"
 #include "train_common.h"
 
 namespace tandem {
@@ -208,8 +209,7 @@ struct Problem {
             for (size_t k = 0; k < D; ++k) a += th[B + k] * z[i * D + k];
             double softplus = a > 0 ? a + std::log1p(std::exp(-a)) : std::log1p(std::exp(a));
             loss += softplus - y[i] * a;
-            double p = a >= 0 ? 1.0 / (1.0 + std::exp(-a)) : std::exp(a) / (1.0 + std::exp(a));
-            double r = (p - y[i]) / (double)N;
+            double r = (sigmoid(a) - y[i]) / (double)N;
             for (uint32_t b : buckets[i]) grad[b] += r;
             for (size_t k = 0; k < D; ++k) grad[B + k] += r * z[i * D + k];
             grad[B + D] += r;

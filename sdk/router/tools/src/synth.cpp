@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "tandem/router_math.h"
+
 namespace tandem {
 
 const std::vector<std::string> kSynthHardWords = {"prove", "theorem", "integral", "derive",
@@ -26,14 +28,8 @@ constexpr size_t kFillerCount = sizeof(kFiller) / sizeof(kFiller[0]);
 namespace {
 
 struct Rng {
-    uint64_t s;
-    uint64_t next() {  // splitmix64
-        uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        return z ^ (z >> 31);
-    }
-    double uniform() { return (double)(next() >> 11) * (1.0 / 9007199254740992.0); }
+    SplitMix64 s;
+    double uniform() { return (double)(s.next() >> 11) * (1.0 / 9007199254740992.0); }
     size_t below(size_t n) { return (size_t)(uniform() * (double)n); }
     double normal() {  // Box-Muller
         double u1 = uniform(), u2 = uniform();
@@ -46,7 +42,7 @@ struct Rng {
 
 Dataset make_synthetic_routing_data(const SynthOptions& opt) {
     if (opt.n_rows < 1 || opt.n_samples < 1) throw RouterError("synthetic data needs n_rows >= 1 and n_samples >= 1");
-    Rng rng{opt.seed * 0x2545F4914F6CDD1Dull + 12345};
+    Rng rng{{opt.seed * 0x2545F4914F6CDD1Dull + 12345}};
     Dataset d;
     d.file = "synthetic";
     if (opt.with_signals) d.signals = {Signal::gen_entropy, Signal::memory_coverage};

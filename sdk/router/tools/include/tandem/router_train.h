@@ -1,4 +1,5 @@
-// Training data, Hybrid LLM labels and the logistic router's trainer.
+// Training data, Hybrid LLM labels and the trainers of the logistic and MLP routers (the
+// router tools library, tandem_router_tools: the CLI and bench link it, apps do not).
 //
 // Training data is JSONL, one object a line (blank lines skipped):
 //
@@ -28,6 +29,7 @@
 #include <vector>
 
 #include "tandem/router.h"
+#include "tandem/router_mlp.h"
 
 namespace tandem {
 
@@ -82,5 +84,17 @@ struct TrainOptions {
 // full batch, from zero weights: deterministic (same data and options -> same weights).
 // Uses the dataset's signals. Throws RouterError on an empty dataset or bad options.
 std::unique_ptr<LogisticRouter> train_logistic_router(const Dataset& data, const TrainOptions& opt);
+
+// The MLP router's own options (tandem/router_mlp.h describes the model).
+struct MlpOptions {
+    int hidden = 8;        // H, 1..MlpRouter::kMaxHidden
+    int steps = 300;       // Adam steps (full batch)
+    double lr = 0.02;      // Adam learning rate (beta1 0.9, beta2 0.999, eps 1e-8)
+    uint64_t seed = 1;     // initialisation
+};
+
+// Trains the MLP router (opt: labels, hash_bits, bigrams, l2, threshold; max_iters and
+// grad_tol are not used). Throws RouterError like train_logistic_router.
+std::unique_ptr<MlpRouter> train_mlp_router(const Dataset& data, const TrainOptions& opt, const MlpOptions& mlp = {});
 
 }  // namespace tandem
