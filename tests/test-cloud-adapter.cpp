@@ -655,6 +655,33 @@ TEST_CASE("cloud: the change feed parses items, tombstones and cursors; the quer
     CHECK(srv.log()[1].target == "/v1/memory/changes?since=7&limit=50");
 }
 
+TEST_CASE("cloud: get_source escapes the doc id and the note, parses the passage; 404 is http_error") {
+    FaultServer srv([](const FaultRequest& r) {
+        if (r.target.rfind("/v1/sources/missing", 0) == 0)
+            return FaultReply{404, "application/json", {}, R"({"error":{"message":"no source document","code":404}})"};
+        if (r.target.rfind("/v1/sources/bad", 0) == 0) return FaultReply{200, "application/json", {}, R"({"title":"x"})"};
+        return FaultReply{200, "application/json", {},
+                          R"({"doc_id":"a b/c","title":"Rome","passage":"Aqueducts used gravity.\nThey ran for miles.",
+                             "index":2,"count":5})"};
+    });
+    CloudClient cli(fast_config(srv.url()));
+    auto s = await<SourcePassage>([&](auto cb) { cli.get_source("a b/c", "gravity & water", cb); });
+    REQUIRE_MESSAGE(!s.ec, s.message);
+    CHECK(s.value.doc_id == "a b/c");
+    CHECK(s.value.title == "Rome");
+    CHECK(s.value.passage == "Aqueducts used gravity.\nThey ran for miles.");
+    CHECK(s.value.index == 2);
+    CHECK(s.value.count == 5);
+    CHECK(srv.log()[0].target == "/v1/sources/a%20b%2Fc?note=gravity%20%26%20water");
+    auto m = await<SourcePassage>([&](auto cb) { cli.get_source("missing", "", cb); });
+    CHECK(m.ec == cloud_errc::http_error);
+    CHECK(m.http_status == 404);
+    auto b = await<SourcePassage>([&](auto cb) { cli.get_source("bad", "", cb); });
+    CHECK(b.ec == cloud_errc::bad_response);
+    auto e = await<SourcePassage>([&](auto cb) { cli.get_source("", "x", cb); });
+    CHECK(e.ec == cloud_errc::invalid_argument);
+}
+
 TEST_CASE("cloud: a long poll gets wait seconds added to its deadline") {
     FaultServer srv([](const FaultRequest&) {
         FaultReply r{200, "application/json", {}, R"({"items":[],"next_cursor":"0"})"};

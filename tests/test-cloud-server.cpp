@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <future>
 #include <nlohmann/json.hpp>
@@ -232,6 +233,55 @@ TEST_CASE("tandem-cloud: health, idempotent memory requests and the change feed"
     CHECK(http(again.port, "POST", "/v1/memory/requests", body).j()["status"] == "duplicate");
 }
 
+// Percent-encodes everything but unreserved characters (RFC 3986), for paths and queries.
+static std::string pct(const std::string& s) {
+    static const char* hex = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : s) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out += (char)c;
+        else out += {'%', hex[c >> 4], hex[c & 15]};
+    }
+    return out;
+}
+
+TEST_CASE("tandem-cloud: /v1/sources gives the passage a note came from") {
+    TempDir tmp;
+    std::string dir = tmp.file("corpus");
+    REQUIRE(mkdir(dir.c_str(), 0755) == 0);
+    // Two paragraphs of ~500 characters: two passages (a line break ends a half-full passage).
+    std::string farms, seas;
+    for (int i = 0; i < 6; i++)
+        farms += "Farmers in the highlands harvest wheat and barley on terraces built by hand, season " +
+                 std::to_string(i) + ". ";
+    for (int i = 0; i < 6; i++)
+        seas += "Coral reefs bleach as the warming ocean turns acidic and fisheries collapse, year " +
+                std::to_string(i) + ". ";
+    tandem_test::write_file(dir + "/farm and sea.txt", farms + "\n" + seas + "\n");
+    ServerProc srv({"--port", "0", "--corpus", dir, "--db", tmp.file("cloud.db")});
+    const std::string base = "/v1/sources/" + pct("farm and sea.txt");
+
+    // An extractive note: the passage holding its sentence (a shortened note's "..." ignored).
+    Resp a = http(srv.port, "GET", base + "?note=" + pct("Coral reefs bleach as the warming ocean turns..."));
+    REQUIRE(a.status == 200);
+    CHECK(a.j()["doc_id"] == "farm and sea.txt");
+    CHECK(a.j()["title"] == "farm and sea");
+    CHECK(a.j()["count"] == 2);
+    CHECK(a.j()["index"] == 1);
+    CHECK(a.j()["passage"].get<std::string>().find("Coral reefs bleach") == 0);
+    // A note in other words: the passage sharing the most word stems.
+    Resp b = http(srv.port, "GET", base + "?note=" + pct("The key point is that warmer oceans bleach reefs and end fisheries."));
+    REQUIRE(b.status == 200);
+    CHECK(b.j()["index"] == 1);
+    CHECK(http(srv.port, "GET", base + "?note=" + pct("Terraces built by farmers feed the highlands.")).j()["index"] == 0);
+    // No note: the first passage. Unknown document: 404. Wrong method: 405.
+    CHECK(http(srv.port, "GET", base).j()["index"] == 0);
+    Resp c = http(srv.port, "GET", "/v1/sources/nope.txt?note=x");
+    CHECK(c.status == 404);
+    CHECK(c.j()["error"]["message"].get<std::string>().find("nope.txt") != std::string::npos);
+    CHECK(http(srv.port, "GET", "/v1/sources/").status == 404);
+    CHECK(http(srv.port, "POST", base, "{}").status == 405);
+}
+
 TEST_CASE("tandem-cloud: long poll waits for new items, or for the timeout") {
     TempDir tmp;
     write_corpus(tmp);
@@ -399,7 +449,14 @@ TEST_CASE("tandem-cloud: the UNGD corpus (.jsonl.xz) with --max-year") {
         std::string title = it["source"]["title"];
         INFO(title);
         CHECK(std::regex_match(title, std::regex("[A-Z]{3} 194[67] \\(UNGA [12]\\)")));
-        CHECK(it["text"].get<std::string>().size() <= 280);
+        std::string text = it["text"];
+        CHECK(text.size() <= 280);
+        // Its source passage holds the (extractive) note's sentence.
+        Resp src = http(srv.port, "GET", "/v1/sources/" + pct(it["source"]["doc_id"]) + "?note=" + pct(text));
+        REQUIRE(src.status == 200);
+        CHECK(src.j()["title"] == title);
+        if (text.size() > 3 && text.substr(text.size() - 3) == "...") text.resize(text.size() - 3);
+        CHECK(src.j()["passage"].get<std::string>().find(text) != std::string::npos);
     }
 }
 

@@ -33,7 +33,7 @@ public:
     std::atomic<bool> cancel_flag{false};
     double threshold = 0.5;
     bool privacy = false;
-    std::string last_document, last_instruction, last_selection;
+    std::string last_document, last_instruction, last_selection, last_source_note;
     size_t last_cursor = 0;
     bool last_private = false;
 
@@ -76,6 +76,7 @@ public:
         r.text = "Peace is the first condition.";
         if (on_piece) on_piece(r.text);
         r.answered_by = options.private_query ? "local" : "cloud";
+        r.model = options.private_query ? "tandem-demo-client" : "tandem-demo-cloud";
         r.reason = options.private_query ? "private query" : "router score 0.71 >= threshold 0.50";
         r.router_score = 0.71;
         r.router_threshold = threshold;
@@ -86,6 +87,11 @@ public:
     void set_privacy_mode(bool on) override { privacy = on; }
     std::vector<MemoryNote> memory_notes(size_t) override {
         return {{"n1", "The Charter binds members to settle disputes peacefully.", "1970_FRA", "France, 1970"}};
+    }
+    NoteSource note_source(const MemoryNote& note) override {
+        last_source_note = note.text;
+        if (note.doc_id != "1970_FRA") throw std::runtime_error("GET /v1/sources: HTTP 404: no source document '" + note.doc_id + "'");
+        return {"1970_FRA", "France, 1970", "The Charter binds members to settle disputes peacefully.\nIt was signed in 1945.", 3, 12};
     }
     UsageTotals usage() const override {
         UsageTotals u;
@@ -285,6 +291,7 @@ TEST_CASE("compose server: ask streams and says who answered and why") {
     CHECK(ev[0].second["text"] == "Peace is the first condition.");
     CHECK(ev[1].first == "done");
     CHECK(ev[1].second["answered_by"] == "cloud");
+    CHECK(ev[1].second["model"] == "tandem-demo-cloud");
     CHECK(ev[1].second["reason"] == "router score 0.71 >= threshold 0.50");
     CHECK(ev[1].second["score"] == doctest::Approx(0.71));
     CHECK(ev[1].second["threshold"] == doctest::Approx(0.5));
@@ -292,6 +299,26 @@ TEST_CASE("compose server: ask streams and says who answered and why") {
     a = call(r.port, http::verb::post, "/api/ask", R"({"instruction": "Summarize", "private": true})", kToken);
     CHECK(sse_events(a.body).back().second["answered_by"] == "local");
     CHECK(r.fake.last_private);
+}
+
+TEST_CASE("compose server: a note's source passage") {
+    Running r;
+    Answer a = call(r.port, http::verb::get, "/api/source?doc_id=1970_FRA&note=The%20Charter%20binds", "", kToken);
+    REQUIRE(a.status == 200);
+    json s = json::parse(a.body);
+    CHECK(s["title"] == "France, 1970");
+    CHECK(s["passage"] == "The Charter binds members to settle disputes peacefully.\nIt was signed in 1945.");
+    CHECK(s["index"] == 3);
+    CHECK(s["count"] == 12);
+    CHECK(r.fake.last_source_note == "The Charter binds");
+    // The cloud cannot give it: 503 with the reason; no doc_id: 400; POST: 405.
+    a = call(r.port, http::verb::get, "/api/source?doc_id=nope", "", kToken);
+    CHECK(a.status == 503);
+    CHECK(a.body.find("no source document 'nope'") != std::string::npos);
+    a = call(r.port, http::verb::get, "/api/source?note=x", "", kToken);
+    CHECK(a.status == 400);
+    CHECK(a.body.find("'doc_id'") != std::string::npos);
+    CHECK(call(r.port, http::verb::post, "/api/source", "{}", kToken).status == 405);
 }
 
 TEST_CASE("compose server: state, the knob and the event stream") {

@@ -92,6 +92,35 @@ TEST_CASE("stop strings end generation before the stop text, across token bounda
     CHECK(streamed == g.text);
 }
 
+TEST_CASE("a continuation keeps its leading space (SPM); text from BOS alone does not start with one") {
+    auto e = stories();
+    // stories260K is an SPM model: " girl" is one piece with its space.
+    const Generation g = e->generate("Once upon a time, there was a little", greedy(3));
+    CHECK(g.text.rfind(" girl", 0) == 0);
+    const std::vector<int32_t> bos_only = {e->tokenizer().bos()};
+    const Generation b = e->generate_tokens(bos_only, greedy(4));
+    REQUIRE(!b.text.empty());
+    CHECK(b.text[0] != ' ');
+    CHECK(b.text == e->tokenizer().decode(b.tokens));
+}
+
+TEST_CASE("a logit filter sees each step's generated tokens and can ban the greedy choice") {
+    auto e = stories();
+    const Generation plain = e->generate("Once upon a time", greedy(4));
+    REQUIRE(plain.tokens.size() == 4);
+    GenerateParams gp = greedy(4);
+    std::vector<size_t> seen;
+    gp.logit_filter = [&](float* logits, int64_t n_vocab, const std::vector<int32_t>& generated) {
+        CHECK(n_vocab == e->model().config().n_vocab);
+        seen.push_back(generated.size());
+        if (generated.empty()) logits[plain.tokens[0]] = -INFINITY;  // not the greedy first token
+    };
+    const Generation g = e->generate("Once upon a time", gp);
+    CHECK(seen == std::vector<size_t>{0, 1, 2, 3});
+    REQUIRE(!g.tokens.empty());
+    CHECK(g.tokens[0] != plain.tokens[0]);
+}
+
 TEST_CASE("cancellation from another thread stops within a token; a callback can stop too") {
     auto e = stories(2048);
     // The third piece's callback waits until the other thread has called cancel(), so the

@@ -7,12 +7,42 @@
 #include <stdexcept>
 
 #include "drafts.h"
+#include "suggestion_metrics.h"
 #include "test_util.h"
 #include "text_metrics.h"
 
 using namespace tandem::eval;
 using tandem_test::TempDir;
 using tandem_test::write_file;
+
+// ---- suggestion measures -------------------------------------------------------------------
+
+TEST_CASE("suggestion measures: accepted units, running past, repeats, glued words") {
+    CHECK(accepted_chars(" for peace and", " for peace and security.") == 14);
+    CHECK(accepted_chars(" for peace and security. The", " for peace and security.") == 24);
+    CHECK(accepted_chars(" for peaceful", " for peace.") == 5);         // " for " then "peaceful" != "peace"
+    CHECK(accepted_chars("ce and", "ceful means") == 0);               // the word's rest must match whole
+    CHECK(accepted_chars("ce and", "ce, and") == 2);
+    CHECK(accepted_chars("", "x") == 0);
+    CHECK(runs_past(" security and co-operation. The United"));
+    CHECK(runs_past(" security\nThe"));
+    CHECK_FALSE(runs_past(" security and co-operation."));
+    CHECK_FALSE(runs_past(" with Mr. Smith"));
+    CHECK(repeats_recent("We met. The United Nations is facing a crisis of confidence.", " The United Nations is facing a crisis."));
+    CHECK(repeats_recent("We met.", " The crisis of the world is the crisis of the world"));  // within itself
+    CHECK_FALSE(repeats_recent("The United Nations is facing a crisis. We met. Then we spoke.", " The United Nations is facing a test."));
+    CHECK_FALSE(repeats_recent("We met.", " The United Nations"));
+    std::unordered_set<std::string> dict;
+    add_words("Peace and the United Nations", dict);
+    CHECK(dict.count("peace"));
+    CHECK(trailing_word("for pea") == "pea");
+    CHECK(trailing_word("for ") == "");
+    CHECK_FALSE(glued_word("for Pea", "ce and", dict));
+    CHECK(glued_word("for pea", " and", dict));     // a new word after half a word
+    CHECK(glued_word("for pea", "nut", dict));      // not a word
+    CHECK_FALSE(glued_word("for the", " United", dict));  // the word was complete
+    CHECK_FALSE(glued_word("for ", "peace", dict));       // not inside a word
+}
 
 // ---- ROUGE-L -----------------------------------------------------------------------------
 

@@ -107,6 +107,10 @@ TEST_CASE("ask without a cloud answers locally and says why; private queries nev
     const AskResult r = a->ask("Tell me about Lily", "", o);
     CHECK(r.answered_by == "local");
     CHECK(r.reason == "no cloud configured");
+    CHECK(r.model == a->usage().model);
+    CHECK(!r.model.empty());
+    CHECK_FALSE(a->usage().model_is_chat);  // stories260K has no chat template
+    CHECK_THROWS_WITH(a->note_source({"m-1", "a note", "doc", "Doc"}), doctest::Contains("no cloud configured"));
     o.private_query = true;
     CHECK(a->ask("secret", "", o).reason.find("private") != std::string::npos);
 }
@@ -162,6 +166,11 @@ TEST_CASE("memory: typing asks the cloud, notes arrive in SQLite and reach the p
     REQUIRE(!notes.empty());
     CHECK(notes[0].text.find("ragon") != std::string::npos);
     CHECK(a->usage().memory_notes > 0);
+    // the note's source passage, from the cloud's corpus
+    const NoteSource src = a->note_source(notes[0]);
+    CHECK(src.doc_id == notes[0].doc_id);
+    CHECK(src.title == notes[0].title);
+    CHECK(src.passage.find(notes[0].text) != std::string::npos);
     // the new notes are evaluated in the background once the writer is idle, then swapped in
     REQUIRE(ev.wait_for(EventKind::MemoryApplied, 20s));
     const std::string doc2 = doc + " and";
@@ -177,6 +186,7 @@ TEST_CASE("memory: typing asks the cloud, notes arrive in SQLite and reach the p
     const AskResult ask = a->ask("What does the dragon guard?", "", o);
     CHECK(ask.answered_by == "local");
     CHECK(ask.reason.find("cloud failed") != std::string::npos);
+    CHECK_THROWS_WITH(a->note_source(notes[0]), doctest::Contains("/v1/sources"));
     const std::string doc3 = doc2 + " the";
     CHECK(!a->suggest(doc3, doc3.size()).text.empty());
 }

@@ -424,7 +424,7 @@ static LatencySeries cloud_latency(const std::vector<Draft>& drafts, CloudClient
         const std::string before = d.prefix + d.gap + d.truth.substr(0, 1);
         const auto t0 = Clock::now();
         const std::string context = DocumentWindow(before, su.window).request_context();
-        const auto passages = db.search(fts5_match_query(context, 32), (size_t)su.request_items * 3);
+        const auto passages = db.search(context, (size_t)su.request_items * 3);
         std::string content;
         for (const auto& r : raw_within_budget(passages, tok, su.note_budget)) content += r + "\n";
         content += "\n" + before;

@@ -158,15 +158,20 @@ Generation Engine::generate_tokens(const std::vector<int32_t>& prompt, const Gen
     // (one id copied back instead of n_vocab floats). The CPU keeps the sampler path.
     const SamplerParams& sp = params.sampling;
     const bool plain_greedy = ctx_->prefers_argmax() && sp.temperature <= 0 && sp.repeat_penalty == 1.0f && sp.frequency_penalty == 0.0f &&
-                              sp.presence_penalty == 0.0f && sp.logit_bias.empty();
+                              sp.presence_penalty == 0.0f && sp.logit_bias.empty() && !params.logit_filter;
     const auto t0 = Clock::now();
     Generation g;
     g.usage.prompt_tokens = (int64_t)prompt.size();
     g.usage.reused_tokens = prefill_locked(prompt);
     g.usage.prompt_ms = ms_since(t0);
 
-    StreamDecoder decoder(tokenizer_, /*render_special=*/false);
+    // The text continues the prompt's (an SPM first piece keeps its space) unless the prompt
+    // holds only control tokens such as BOS.
+    const bool prompt_has_text =
+        std::any_of(prompt.begin(), prompt.end(), [&](int32_t id) { return !tokenizer_.token_bytes(id).empty(); });
+    StreamDecoder decoder(tokenizer_, /*render_special=*/false, /*at_text_start=*/!prompt_has_text);
     std::vector<int32_t> history = prompt;
+    std::vector<float> filtered;  // (n_vocab) this step's logits after params.logit_filter
     std::string pending;  // decoded text not yet streamed (could be the start of a stop string)
     Clock::time_point t_first;
     auto emit = [&](size_t n) -> bool {
@@ -184,7 +189,13 @@ Generation Engine::generate_tokens(const std::vector<int32_t>& prompt, const Gen
             ctx_->eval(&g.tokens.back(), 1);
             cached_.push_back(g.tokens.back());
         }
-        const int32_t tok = plain_greedy ? ctx_->argmax() : sampler.sample(ctx_->logits(), history);
+        const float* logits = plain_greedy ? nullptr : ctx_->logits();
+        if (params.logit_filter) {
+            filtered.assign(logits, logits + model_->config().n_vocab);
+            params.logit_filter(filtered.data(), (int64_t)filtered.size(), g.tokens);
+            logits = filtered.data();
+        }
+        const int32_t tok = plain_greedy ? ctx_->argmax() : sampler.sample(logits, history);
         if (i == 0) t_first = Clock::now(), g.usage.ttft_ms = ms_since(t0);
         if (params.stop_at_eos && tok == tokenizer_.eos()) { g.finish = FinishReason::EndOfText; break; }
         g.tokens.push_back(tok);

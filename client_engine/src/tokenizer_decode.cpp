@@ -28,8 +28,8 @@ std::string Tokenizer::decode(const TokenId* ids, size_t n, bool render_special)
 
 // ---- streaming ------------------------------------------------------------------------------
 
-StreamDecoder::StreamDecoder(const Tokenizer& tok, bool render_special)
-    : impl_(tok.impl_), render_special_(render_special) {}
+StreamDecoder::StreamDecoder(const Tokenizer& tok, bool render_special, bool at_text_start)
+    : impl_(tok.impl_), render_special_(render_special), text_start_(at_text_start), at_start_(at_text_start) {}
 
 void StreamDecoder::push(TokenId id, std::string& out) {
     pending_ += impl_->piece_for_decode(id, render_special_, at_start_);
@@ -47,7 +47,7 @@ void StreamDecoder::finish(std::string& out) {
 
 void StreamDecoder::reset() {
     pending_.clear();
-    at_start_ = true;
+    at_start_ = text_start_;
 }
 
 }  // namespace tandem

@@ -170,6 +170,25 @@ std::error_code parse_page(const std::string& body, FeedPage& page, std::string&
     return {};
 }
 
+std::error_code parse_source(const std::string& body, SourcePassage& out, std::string& msg) {
+    json j = json::parse(body, nullptr, false);
+    if (j.is_discarded()) {
+        msg = "source body is not JSON";
+        return make_error_code(cloud_errc::malformed_json);
+    }
+    if (!j.is_object() || !j.contains("passage") || !j["passage"].is_string()) {
+        msg = "source answer has no string passage";
+        return make_error_code(cloud_errc::bad_response);
+    }
+    out.doc_id = str_field(j, "doc_id");
+    out.title = str_field(j, "title");
+    out.passage = j["passage"].get<std::string>();
+    auto num = [&](const char* k) { return j.contains(k) && j[k].is_number_integer() ? j[k].get<int64_t>() : 0; };
+    out.index = num("index");
+    out.count = num("count");
+    return {};
+}
+
 // State of one streamed chat completion, shared by its hooks.
 struct StreamState {
     CloudClient::DeltaFn on_delta;
@@ -399,6 +418,22 @@ RequestHandle CloudClient::forget_memory(ForgetScope scope, const std::string& i
         return {};
     };
     return launch<int64_t>(*loop_, std::move(spec), std::move(hooks), out, std::move(done));
+
+RequestHandle CloudClient::get_source(const std::string& doc_id, const std::string& note,
+                                      std::function<void(Outcome<SourcePassage>)> done) {
+    const CloudConfig& cfg = loop_->cfg();
+    auto out = std::make_shared<Outcome<SourcePassage>>();
+    if (doc_id.empty()) {
+        out->ec = make_error_code(cloud_errc::invalid_argument);
+        out->message = "GET /v1/sources: doc_id must be non-empty";
+        detail::asio::post(loop_->strand(), [out, done] { if (done) done(*out); });
+        return RequestHandle();
+    }
+    std::string url = cfg.base_url + "/v1/sources/" + url_escape(doc_id) + "?note=" + url_escape(note);
+    HttpSpec spec{"GET /v1/sources", "GET", url, "", cfg.request_timeout, Millis(0), false};
+    SessionHooks hooks;
+    hooks.on_complete = [out](const std::string& body, std::string& msg) { return parse_source(body, out->value, msg); };
+    return launch<SourcePassage>(*loop_, std::move(spec), std::move(hooks), out, std::move(done));
 }
 
 }  // namespace tandem

@@ -9,9 +9,27 @@
 
 namespace tandem::cloud {
 
-// A crude stem: the first 5 bytes of a lowercased term ("nuclear" ~ "nuclea", "treaties" ~
-// "treat"), enough to credit inflected forms the FTS5 porter stemmer also matched.
-static std::string stem5(const std::string& w) { return w.substr(0, 5); }
+std::set<std::string> term_stems(std::string_view text, size_t max_terms) {
+    std::set<std::string> out;
+    for (const std::string& t : fts5_terms(text, max_terms)) out.insert(t.substr(0, 5));
+    return out;
+}
+
+size_t passage_of_note(const std::vector<std::string>& passages, std::string_view note) {
+    std::string_view quote = note;
+    if (quote.size() > 3 && quote.substr(quote.size() - 3) == "...") quote.remove_suffix(3);
+    if (!quote.empty())
+        for (size_t i = 0; i < passages.size(); i++)
+            if (passages[i].find(quote) != std::string::npos) return i;
+    const std::set<std::string> want = term_stems(note, 256);
+    size_t best = 0, best_hits = 0;
+    for (size_t i = 0; i < passages.size(); i++) {
+        size_t hits = 0;
+        for (const std::string& s : term_stems(passages[i], 1024)) hits += want.count(s);
+        if (hits > best_hits) best = i, best_hits = hits;
+    }
+    return best;
+}
 
 static std::string shorten(const std::string& s, size_t max_chars) {
     if (s.size() <= max_chars) return s;
@@ -23,8 +41,7 @@ static std::string shorten(const std::string& s, size_t max_chars) {
 
 std::vector<NewNote> ExtractiveGenerator::generate(const std::string& context,
                                                    const std::vector<Passage>& passages, size_t max_items) {
-    std::set<std::string> want;
-    for (const std::string& t : fts5_terms(context, 64)) want.insert(stem5(t));
+    const std::set<std::string> want = term_stems(context, 64);
     // Per passage (best first): its sentences that share context terms, most shared first;
     // on a tie the shorter sentence (a tighter note).
     struct Cand {
@@ -37,8 +54,8 @@ std::vector<NewNote> ExtractiveGenerator::generate(const std::string& context,
         for (const std::string& s : split_sentences(p.text)) {
             if (s.size() < 30) continue;  // headings, fragments
             std::set<std::string> hit;
-            for (const std::string& t : fts5_terms(s, 256))
-                if (want.count(stem5(t))) hit.insert(stem5(t));
+            for (const std::string& t : term_stems(s, 256))
+                if (want.count(t)) hit.insert(t);
             if (!hit.empty()) cands.push_back({(int)hit.size(), s});
         }
         std::stable_sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) {

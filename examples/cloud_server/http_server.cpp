@@ -311,6 +311,10 @@ private:
                 const std::string document = path_.substr(21);
                 return forget("document", document, srv_.db->forget_document(tenant_->name, document));
             }
+            if (path_.rfind("/v1/sources/", 0) == 0) {
+                if (method != http::verb::get) return method_not_allowed();
+                return get_source(path_.substr(12));
+            }
             if (path_ == "/v1/chat/completions") {
                 if (method != http::verb::post) return method_not_allowed();
                 return chat_completions(req.body());
@@ -443,6 +447,21 @@ private:
         json out = {{"scope", scope}, {"deleted", n}};
         if (!document.empty()) out["document"] = document;
         send(make_json(version_, http::status::ok, out));
+    }
+
+    // The passage of a source document that a note came from (passage_of_note), so that an
+    // app can show a note's source.
+    void get_source(const std::string& doc_id) {
+        CorpusDoc d;
+        if (doc_id.empty() || !srv_.db->get_document(doc_id, &d) || d.passages.empty())
+            return send(make_error(version_, http::status::not_found, "not_found", "no source document '" + doc_id + "'"));
+        const size_t i = passage_of_note(d.passages, query_.count("note") ? query_["note"] : std::string());
+        send(make_json(version_, http::status::ok,
+                       {{"doc_id", d.doc_id},
+                        {"title", d.title},
+                        {"passage", d.passages[i]},
+                        {"index", i},
+                        {"count", d.passages.size()}}));
     }
 
     void get_changes() {

@@ -18,6 +18,8 @@
 //   DELETE /v1/memory/items/ID                200 {id, deleted: true}: appends a tombstone
 //   DELETE /v1/memory/documents/DOC           200 {scope, document, deleted: n}: a document's notes
 //   DELETE /v1/memory/items                   200 {scope, deleted: n}: all the tenant's notes
+//   GET    /v1/sources/DOC_ID?note=TEXT        200 {doc_id, title, passage, index, count}: the
+//                                             corpus passage a note came from; 404 unknown doc
 //   POST   /v1/chat/completions               OpenAI-compatible (openai_api.h), plain or SSE;
 //                                             501 when started without --model
 //   GET    /v1/models[/ID]                    the served model (none without --model)

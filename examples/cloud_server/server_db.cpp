@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS feed(tenant TEXT NOT NULL, seq INTEGER NOT NULL, tag 
   request_id TEXT NOT NULL DEFAULT '', document TEXT NOT NULL DEFAULT '',
   text TEXT NOT NULL DEFAULT '', doc_id TEXT NOT NULL DEFAULT '', title TEXT NOT NULL DEFAULT '',
   method TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL, PRIMARY KEY(tenant, seq));
+CREATE INDEX IF NOT EXISTS idx_passages_doc ON passages(doc_id, ord);
 CREATE INDEX IF NOT EXISTS idx_feed_item ON feed(tenant, id);
 CREATE INDEX IF NOT EXISTS idx_feed_document ON feed(tenant, document) WHERE deleted = 0 AND retracted = 0;
 )sql";
@@ -133,6 +134,7 @@ public:
     int64_t count_docs() override { return count("SELECT count(*) FROM docs", "count docs"); }
     int64_t count_passages() override { return count("SELECT count(*) FROM passages", "count passages"); }
     std::vector<Passage> search(const std::string& text, size_t limit) override;
+    bool get_document(const std::string& doc_id, CorpusDoc* out) override;
     std::string epoch() override { return epoch_; }
 
     AddResult add_request(const std::string& tenant, const NewRequest& r, int64_t max_pending) override;
@@ -322,6 +324,19 @@ std::vector<Passage> SqliteServerDb::search(const std::string& text, size_t limi
     st.bind(1, match).bind(2, (int64_t)limit);
     while (st.step()) out.push_back({st.str(0), st.str(1), st.str(2), st.f64(3)});
     return out;
+}
+
+bool SqliteServerDb::get_document(const std::string& doc_id, CorpusDoc* out) {
+    DbStmt doc(*this, "SELECT title FROM docs WHERE doc_id = ?1", "read document");
+    doc.bind(1, doc_id);
+    if (!doc.step()) return false;
+    out->doc_id = doc_id;
+    out->title = doc.str(0);
+    out->passages.clear();
+    DbStmt st(*this, "SELECT text FROM passages WHERE doc_id = ?1 ORDER BY ord", "read passages");
+    st.bind(1, doc_id);
+    while (st.step()) out->passages.push_back(st.str(0));
+    return true;
 }
 
 // ---- requests --------------------------------------------------------------------------

@@ -120,15 +120,16 @@ void EventHub::stop() {
 void Api::handle(const Request& req, Reply& reply) {
     const std::string& p = req.path;
     bool known = p == "/" || p == "/api/suggest" || p == "/api/cancel" || p == "/api/ask" || p == "/api/state" ||
-                 p == "/api/knob" || p == "/api/events";
+                 p == "/api/knob" || p == "/api/events" || p == "/api/source";
     if (!known) return reply.error(404, "no such path: " + p);
-    bool get = p == "/" || p == "/api/state" || p == "/api/events";
+    bool get = p == "/" || p == "/api/state" || p == "/api/events" || p == "/api/source";
     if (req.method != (get ? "GET" : "POST"))
         return reply.error(405, p + " wants " + (get ? "GET" : "POST") + ", got " + req.method);
     try {
         if (p == "/") return reply.send(200, "text/html; charset=utf-8", page_html());
         if (p == "/api/state") return state(reply);
         if (p == "/api/events") return stream_events(reply);
+        if (p == "/api/source") return source(req, reply);
         json body = parse_body(req.body);
         if (p == "/api/suggest") return suggest(body, reply);
         if (p == "/api/cancel") return cancel(reply);
@@ -203,6 +204,7 @@ void Api::ask(const json& body, Reply& reply) {
     }
     reply.sse_event("done", {{"text", r.text},
                              {"answered_by", r.answered_by},
+                             {"model", r.model},
                              {"reason", r.reason},
                              {"score", r.router_score},
                              {"threshold", r.router_threshold},
@@ -233,6 +235,21 @@ void Api::knob(const json& body, Reply& reply) {
         a_.set_privacy_mode(privacy_);
     }
     reply.json(200, {{"threshold", a_.router_threshold()}, {"privacy", privacy_.load()}});
+}
+
+void Api::source(const Request& req, Reply& reply) {
+    auto q = [&](const char* k) { return req.query.count(k) ? req.query.at(k) : std::string(); };
+    MemoryNote note;
+    note.doc_id = q("doc_id");
+    note.text = q("note");
+    if (note.doc_id.empty()) throw BadRequest{"query parameter 'doc_id' is required"};
+    NoteSource s;
+    try {
+        s = a_.note_source(note);
+    } catch (const std::exception& e) {
+        return reply.error(503, std::string("the source cannot be shown: ") + e.what());
+    }
+    reply.json(200, {{"doc_id", s.doc_id}, {"title", s.title}, {"passage", s.passage}, {"index", s.index}, {"count", s.count}});
 }
 
 void Api::stream_events(Reply& reply) {

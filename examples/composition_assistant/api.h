@@ -8,8 +8,11 @@
 //                         ends with done {cancelled: true}.
 //   POST /api/cancel      {}                            200 {cancelled: true}
 //   POST /api/ask         {instruction, selection?, private?}
-//                         SSE: piece {text}* then done {text, answered_by, reason, score,
+//                         SSE: piece {text}* then done {text, answered_by, model, reason, score,
 //                         threshold, cancelled, stats}
+//   GET  /api/source?doc_id=D&note=TEXT
+//                         200 {doc_id, title, passage, index, count}: the passage the note came
+//                         from (Assistant::note_source); 503 {error} when the cloud cannot give it
 //   GET  /api/state       200 {online, backend, threshold, privacy, usage {...},
 //                              memory: [note], events: [event]}   (the last 20 events)
 //   POST /api/knob        {threshold?: 0..1, privacy?: bool}   200 {threshold, privacy}
@@ -20,7 +23,7 @@
 //   stats = {prompt_tokens, reused_tokens, completion_tokens, ttft_ms, tokens_per_s}
 //
 // Errors: 400 (bad JSON, missing or mistyped field: the message names it), 404, 405, 413,
-// 500 {"error": {"message", "code"}}; an error inside a stream is an `error {message}` event.
+// 500, 503 {"error": {"message", "code"}}; an error inside a stream is an `error {message}` event.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -66,6 +69,7 @@ private:
     void ask(const nlohmann::json& body, Reply& reply);
     void state(Reply& reply);
     void knob(const nlohmann::json& body, Reply& reply);
+    void source(const Request& req, Reply& reply);
     void stream_events(Reply& reply);
 
     Assistant& a_;

@@ -8,9 +8,10 @@
 
 namespace tandem {
 
-AskPath::AskPath(const AssistantConfig& cfg, CloudClient* cloud, CloudClient* chat, ChatFormat format, MemoryNotes& memory,
-                 UsageMeter& usage, Emit emit, LocalRun local)
+AskPath::AskPath(const AssistantConfig& cfg, CloudClient* cloud, CloudClient* chat, ChatFormat format, std::string local_model,
+                 MemoryNotes& memory, UsageMeter& usage, Emit emit, LocalRun local)
     : cloud_model_(cfg.cloud_model),
+      local_model_(std::move(local_model)),
       cloud_(cloud),
       chat_(chat),
       format_(format),
@@ -104,6 +105,7 @@ bool AskPath::ask_cloud(const std::string& query, std::string_view selection, co
     }
     r.text = o.value.text;
     r.answered_by = "cloud";
+    r.model = o.value.model.empty() ? cloud_model_ : o.value.model;
     const int64_t prompt_tokens = estimate_tokens(query.size() + selection.size());  // the server does not report usage
     const int64_t completion_tokens = estimate_tokens(r.text.size());
     budget_->record(prompt_tokens + completion_tokens);
@@ -123,6 +125,7 @@ void AskPath::ask_local(const std::string& query, std::string_view selection, co
         const Generation g = engine.generate_tokens(prompt, gp, [&](std::string_view p) { return !on_piece || on_piece(p); });
         r.text = g.text;
         r.answered_by = "local";
+        r.model = local_model_;
         r.cancelled = g.finish == FinishReason::Cancelled;
         r.stats = stats_of(g.usage);
         usage_.add_local_ask(g.usage);

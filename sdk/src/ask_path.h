@@ -35,8 +35,9 @@ public:
     // cloud (memory + chat) and chat (a separate chat endpoint) may be null; when not, they
     // and every other reference must outlive this object. Loads cfg.router_path (throws
     // RouterError naming the file).
-    AskPath(const AssistantConfig& cfg, CloudClient* cloud, CloudClient* chat, ChatFormat format, MemoryNotes& memory,
-            UsageMeter& usage, Emit emit, LocalRun local);
+    // local_model: the local model's name, reported with its answers.
+    AskPath(const AssistantConfig& cfg, CloudClient* cloud, CloudClient* chat, ChatFormat format, std::string local_model,
+            MemoryNotes& memory, UsageMeter& usage, Emit emit, LocalRun local);
 
     AskResult ask(std::string_view instruction, std::string_view selection, const AskOptions& opt, const TextCallback& on_piece,
                   bool privacy);
@@ -51,7 +52,7 @@ private:
     void ask_local(const std::string& query, std::string_view selection, const AskOptions& opt, const TextCallback& on_piece,
                    AskResult& r);
 
-    std::string cloud_model_;
+    std::string cloud_model_, local_model_;
     CloudClient* cloud_;
     CloudClient* chat_;
     ChatFormat format_;

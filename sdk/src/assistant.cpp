@@ -71,7 +71,7 @@ public:
                 chat_ = make_cloud_client(chat);
             }
         }
-        ask_ = std::make_unique<AskPath>(cfg, cloud_.get(), chat_.get(), engines_.chat_format(), memory_, usage_, emit_,
+        ask_ = std::make_unique<AskPath>(cfg, cloud_.get(), chat_.get(), engines_.chat_format(), engines_.model_name(), memory_, usage_, emit_,
                                          [this](const std::function<void(Engine&)>& work) { run_for_ask(work); });
         if (cloud_) memory_.start_sync(*cloud_, privacy_);  // last: its hooks reach background_
     }
@@ -133,10 +133,20 @@ public:
 
     std::vector<MemoryNote> memory_notes(size_t limit) override { return memory_.memory_notes(limit); }
 
+    NoteSource note_source(const MemoryNote& note) override {
+        if (!cloud_) throw std::runtime_error("no cloud configured: sources are kept by the cloud");
+        if (privacy_) throw std::runtime_error("privacy mode: the cloud is never contacted");
+        auto o = wait_for<SourcePassage>([&](auto cb) { return cloud_->get_source(note.doc_id, note.text, cb); });
+        if (o.ec) throw std::runtime_error(o.message.empty() ? o.ec.message() : o.message);
+        return {o.value.doc_id, o.value.title, o.value.passage, o.value.index, o.value.count};
+    }
+
     UsageTotals usage() const override {
         UsageTotals t = usage_.totals();
         t.online = cloud_ && cloud_->connectivity() != Connectivity::offline;
         t.backend = engines_.backend();
+        t.model = engines_.model_name();
+        t.model_is_chat = engines_.chat_format() != ChatFormat::Raw;
         t.memory_notes = memory_.count();
         return t;
     }

@@ -66,6 +66,8 @@ std::string UsageTotals::to_json() const {
                           {"memory_notes", memory_notes},
                           {"online", online},
                           {"backend", backend},
+                          {"model", model},
+                          {"model_is_chat", model_is_chat},
                           {"background_runs", background_runs},
                           {"background_cancels", background_cancels},
                           {"background_tokens", background_tokens},

@@ -18,6 +18,8 @@ LocalEngines::LocalEngines(const AssistantConfig& cfg, const Emit& emit) {
     engines_[0] = Engine::load(cfg.model_path, params_);
     backend_ = engines_[0]->context().backend_name();
     format_ = detect_chat_format(engines_[0]->model().file());
+    model_name_ = engines_[0]->model().config().name;
+    if (model_name_.empty()) model_name_ = cfg.model_path.substr(cfg.model_path.find_last_of('/') + 1);
     emit(EventKind::ModelLoaded, engines_[0]->model().config().architecture + " model " + cfg.model_path + " on the " + backend_);
     if (!gpu_not_used.empty()) emit(EventKind::GpuNotUsed, gpu_not_used);
 }

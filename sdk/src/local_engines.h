@@ -44,6 +44,7 @@ public:
 
     const std::string& backend() const { return backend_; }  // "cpu" or "cuda"
     ChatFormat chat_format() const { return format_; }
+    const std::string& model_name() const { return model_name_; }  // GGUF general.name, else the file name
 
 private:
     EngineParams params_;
@@ -52,6 +53,7 @@ private:
     std::mutex spare_mu_;
     std::string backend_;
     ChatFormat format_ = ChatFormat::Raw;
+    std::string model_name_;
 };
 
 }  // namespace tandem

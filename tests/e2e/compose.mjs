@@ -3,9 +3,11 @@
 //   node compose.mjs --compose BIN --cloud BIN --shared DIR --out DIR [--chromium PATH]
 //
 // Starts tandem-cloud (UNGD speeches up to 1970, the demo cloud model) and tandem-compose (the
-// demo client model), opens the page and: types text and waits for a ghost suggestion, accepts it with Tab, asks a
-// question and reads who answered, stops the cloud and waits for "offline", types on, starts the
-// cloud again on the same port and waits for "online" and for memory notes to arrive.
+// demo client model), opens the page and: checks that the draft is the page (diagnostics
+// closed), types text and waits for a ghost suggestion, accepts it with Tab, asks a question,
+// reads which model answered and inserts the answer into the draft, stops the cloud and waits
+// for "offline", types on, starts the cloud again on the same port and waits for "online" and
+// for memory notes to arrive, opens a note's source passage, and opens the diagnostics.
 // Screenshots go to --out. Exit 0: passed; 1: a step failed (the message names it).
 //
 // Chromium is driven through the DevTools protocol over a pipe (--remote-debugging-pipe: JSON
@@ -214,6 +216,19 @@ try {
   await page.waitFor("the online indicator", "document.getElementById('online').textContent === 'online'", 30_000);
   log("page loaded, online");
 
+  // 0. The draft is the page: the editor takes most of the width, the diagnostics (router knob,
+  // usage, events) are closed, and the Ask box says what the demo models can do.
+  const layout = await page.eval(`({ editor: document.getElementById('editor').getBoundingClientRect().width,
+    height: document.getElementById('editor').getBoundingClientRect().height,
+    diagnostics: document.getElementById('diagnostics').hidden,
+    knobShown: document.getElementById('knob').offsetParent !== null })`);
+  if (layout.editor < 0.6 * 1280 || layout.height < 0.7 * 900)
+    fail(`the editor is ${layout.editor} x ${layout.height} px of a 1280 x 900 page`);
+  if (!layout.diagnostics || layout.knobShown) fail("the diagnostics are open on a fresh page");
+  await page.waitFor("the Ask box's note on the demo models",
+    "/continue text; they do not follow instructions/.test(document.getElementById('ask-about').textContent) && " +
+    "document.getElementById('ask-about').textContent.includes('tandem-demo-client')", 10_000);
+
   // 1. Type, see a ghost suggestion.
   const opening = "The General Assembly meets at a time when the peoples of the world look to the United Nations for peace,";
   await page.eval("document.getElementById('editor').focus()");
@@ -231,13 +246,27 @@ try {
   await page.waitFor("a suggestion after the accepted one", "document.body.dataset.suggest === 'done'", 60_000);
   await page.screenshot("02-accepted");
 
-  // 3. Ask; the answer says who answered and why.
+  // 3. Ask; the answer names the model that wrote it and why it was routed there; Insert puts
+  // it into the draft at the cursor.
   await page.eval(`document.getElementById('ask-input').value = 'Suggest a stronger closing sentence for this paragraph.';
                    document.getElementById('ask-button').click()`);
   const who = await page.waitFor("who answered", "document.getElementById('ask-who').dataset.by", 90_000);
   const whyText = await page.eval("document.getElementById('ask-who').textContent");
   if (who !== "local" && who !== "cloud") fail(`answered_by is ${who}`);
+  const model = await page.eval("document.getElementById('ask-model').textContent");
+  const wantModel = who === "cloud" ? "tandem-demo-cloud" : "tandem-demo-client";
+  if (model !== wantModel) fail(`the ${who} answer names the model ${JSON.stringify(model)}, not ${wantModel}`);
   log("asked:", whyText);
+  const answerText = (await page.eval("document.getElementById('ask-answer').textContent")).trim();
+  if (!answerText) fail("the answer is empty");
+  await page.waitFor("the Insert button", "!document.getElementById('ask-insert').disabled", 10_000);
+  const draftBefore = await page.eval("document.getElementById('editor').value");
+  await page.eval("document.getElementById('ask-insert').click()");
+  const draftAfter = await page.eval("document.getElementById('editor').value");
+  if (!draftAfter.startsWith(draftBefore) || !draftAfter.endsWith(answerText))
+    fail(`after Insert the draft does not end with the answer: ${JSON.stringify(draftAfter.slice(-120))}`);
+  log("inserted the answer into the draft");
+  await page.waitFor("a suggestion after the insert", "document.body.dataset.suggest === 'done'", 60_000);
   await page.screenshot("03-ask");
 
   // 4. Stop the cloud: the page shows offline.
@@ -263,10 +292,28 @@ try {
   await page.waitFor("the online indicator after restart", "document.getElementById('online').textContent === 'online'", 45_000);
   await page.waitFor(`new memory notes (more than the ${notesBefore} stored while offline)`,
     `+document.getElementById('usage-notes-stored').textContent > ${notesBefore} &&
-     document.querySelector('#notes-all li .src') !== null`, 60_000);
-  const notes = await page.eval("[...document.querySelectorAll('#notes-all li')].map(li => li.textContent).slice(0, 3)");
+     document.querySelector('#notes li .src-open') !== null`, 60_000);
+  const notes = await page.eval("[...document.querySelectorAll('#notes li .text')].map(t => t.textContent).slice(0, 3)");
   log("memory notes:", JSON.stringify(notes));
+  // Notes are shown whole, not cut to a few lines.
+  const clipped = await page.eval("[...document.querySelectorAll('#notes li .text')].some(t => t.scrollHeight > t.clientHeight + 1)");
+  if (clipped) fail("a note's text is cut off");
+
+  // 6. Open the first note's source: the passage it came from, under the note.
+  await page.eval("document.querySelector('#notes li .src-open').click()");
+  const passage = await page.waitFor("the first note's source passage",
+    "document.querySelector('#notes li .passage') && document.querySelector('#notes li .passage').textContent", 30_000);
+  if (!/passage \d+ of \d+$/.test(passage)) fail(`the source passage is ${JSON.stringify(passage.slice(0, 200))}`);
+  log("source passage:", JSON.stringify(passage.slice(0, 120)) + "…");
   await page.screenshot("05-memory");
+
+  // 7. The diagnostics open from the top bar: router knob, usage, events.
+  await page.eval("document.getElementById('diag-toggle').click()");
+  const diag = await page.eval(`({ open: !document.getElementById('diagnostics').hidden,
+    knob: document.getElementById('knob').offsetParent !== null,
+    events: document.querySelectorAll('#events li').length })`);
+  if (!diag.open || !diag.knob || diag.events === 0) fail(`the diagnostics drawer: ${JSON.stringify(diag)}`);
+  await page.screenshot("06-diagnostics");
 
   if (page.consoleErrors.length) fail("the page threw: " + page.consoleErrors.join("; "));
   await stopProcess(compose.child);

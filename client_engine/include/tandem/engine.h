@@ -33,12 +33,19 @@ struct EngineParams {
     std::function<void(double)> load_progress;
 };
 
+// Called before each token is chosen, with that step's logits (n_vocab floats, a copy the
+// callback may change: -INFINITY bans a token) and the tokens generated so far. Runs on the
+// generating thread; with it, a GPU context copies the logits back instead of taking its
+// on-device argmax.
+using LogitFilter = std::function<void(float* logits, int64_t n_vocab, const std::vector<int32_t>& generated)>;
+
 struct GenerateParams {
     int max_tokens = 128;
     SamplerParams sampling;
     std::vector<std::string> stop;   // generation ends before the first occurrence of any
     std::optional<bool> add_bos;     // default: the model's tokenizer.ggml.add_bos_token
     bool stop_at_eos = true;
+    LogitFilter logit_filter;        // empty: none
 };
 
 enum class FinishReason { Length, Stop, EndOfText, Cancelled, ContextFull };

@@ -129,10 +129,13 @@ private:
 // Turns a stream of token ids (generation) into text that is always valid UTF-8: bytes of a
 // sequence split across tokens are held back until it completes; bytes that can never form a
 // valid sequence come out as U+FFFD. Same leading-space rule and control-token handling as
-// Tokenizer::decode. Not thread-safe (one per stream); keeps the tokenizer's data alive.
+// Tokenizer::decode, unless at_text_start is false: the ids continue text that was decoded
+// before (a generation after its prompt), so an SPM first piece keeps its leading space
+// (" girl" after "a little", not "girl"). Not thread-safe (one per stream); keeps the
+// tokenizer's data alive.
 class StreamDecoder {
 public:
-    explicit StreamDecoder(const Tokenizer& tok, bool render_special = false);
+    explicit StreamDecoder(const Tokenizer& tok, bool render_special = false, bool at_text_start = true);
     // Appends the newly completed text for `id` to `out`. Throws on an id out of range.
     void push(TokenId id, std::string& out);
     // End of stream: appends U+FFFD for held-back bytes of an unfinished sequence, then resets.
@@ -142,7 +145,8 @@ public:
 private:
     std::shared_ptr<const Tokenizer::Impl> impl_;
     bool render_special_;
-    bool at_start_ = true;
+    bool text_start_;  // reset() returns here: at_start_ = text_start_
+    bool at_start_;
     std::string pending_;  // at most 3 bytes of an incomplete sequence
 };
 

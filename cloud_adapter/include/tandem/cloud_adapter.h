@@ -17,6 +17,8 @@
 //   GET  /v1/memory/changes?since=C&limit=N[&wait=S]                    200 {items,next_cursor,
 //                                                                            epoch?,reset?}
 //   change item: {id, request_id, document?, text, source{doc_id,title}, created_at(Unix ms)}
+//   GET  /v1/sources/DOC_ID?note=TEXT                                   200 {doc_id,title,passage,
+//                                                                           index,count}
 //   tombstone:   {id, deleted:true}
 //   DELETE /v1/memory/items/ID | /v1/memory/documents/DOC | /v1/memory/items (all)
 //                                                                       200 {deleted?}
@@ -159,6 +161,11 @@ struct FeedItem {
     std::string title;
     int64_t created_at = 0;  // Unix ms (cloud clock)
 };
+struct SourcePassage {
+    std::string doc_id, title;
+    std::string passage;       // the corpus passage a note came from (one sentence a line)
+    int64_t index = 0, count = 0;  // its place among the document's passages
+};
 struct FeedPage {
     std::vector<FeedItem> items;
     std::string next_cursor;  // opaque; numbers on the wire become their decimal text
@@ -240,6 +247,12 @@ public:
     // client through the feed. value: the number of notes retracted (a 404 for an unknown
     // item is http_error). Retried (deleting again retracts nothing more).
     RequestHandle forget_memory(ForgetScope scope, const std::string& id, std::function<void(Outcome<int64_t>)> done);
+
+    // GET /v1/sources/<doc_id>?note=<text>: the passage of a source document that a note came
+    // from (docs/protocol.md). doc_id non-empty. Retried. A service without the document (or
+    // without this endpoint) answers 404: cloud_errc::http_error.
+    RequestHandle get_source(const std::string& doc_id, const std::string& note,
+                             std::function<void(Outcome<SourcePassage>)> done);
 
     // The callback gets every state change (loop thread). Replaces any previous callback.
     void set_connectivity_callback(std::function<void(const ConnectivityEvent&)> cb);

@@ -1,6 +1,10 @@
 // The composition assistant's page: plain JS, no framework, nothing loaded from the network.
 // The API is described in examples/composition_assistant/api.h; every call carries the
 // per-run token from this page's URL.
+//
+// The page is the draft. Beside it: Ask (an answer can be inserted into the draft) and the
+// memory notes, each with its source passage one click away. Router knob, token counts and
+// the event log are diagnostics, in a drawer that the top bar's button opens.
 "use strict";
 
 const TOKEN = new URLSearchParams(location.search).get("token") || "";
@@ -57,33 +61,111 @@ async function stream(path, body, signal, onEvent) {
 
 const utf8Length = (s) => new TextEncoder().encode(s).length;
 const fmt = (x, digits) => (typeof x === "number" ? x.toFixed(digits) : "-");
+const el = (tag, className, text) => {
+  const e = document.createElement(tag);
+  if (className) e.className = className;
+  if (text !== undefined) e.textContent = text;
+  return e;
+};
+
+// ---- notes and their sources ---------------------------------------------------------
+// One list: the stored notes most relevant to the draft (from /api/state), those in the last
+// suggestion's prompt marked. "Source" fetches the passage the note came from and shows it
+// under the note, the note's own words highlighted when the passage holds them. The list is
+// rebuilt only when its notes change, so an open source stays open.
+
+const sources = new Map();  // note id -> {passage, title, index, count} or {error}
+const openSources = new Set();  // note ids whose source is shown
+let notesKey = "", usedIds = new Set(), lastNotes = [];
+
+function uniqueNotes(notes) {
+  const seen = new Set();  // two requests can bring back the same passage: show it once
+  return notes.filter((n) => !seen.has(n.text) && seen.add(n.text));
+}
+
+function passageBlock(n, s) {
+  const box = el("blockquote", "passage");
+  if (s.error) {
+    box.append(el("span", "where", s.error));
+    return box;
+  }
+  // Highlight the note's sentence in the passage (extractive notes are copied from it).
+  const quote = n.text.replace(/\.\.\.$/, "");
+  const at = quote ? s.passage.indexOf(quote) : -1;
+  if (at >= 0) {
+    box.append(s.passage.slice(0, at), el("mark", "", quote), s.passage.slice(at + quote.length));
+  } else {
+    box.append(s.passage);
+  }
+  box.append(el("span", "where", `${s.title}, passage ${s.index + 1} of ${s.count}`));
+  return box;
+}
 
 function noteItem(n) {
-  const li = document.createElement("li");
-  const text = document.createElement("span");
-  text.className = "text";
-  text.textContent = n.text;
-  text.title = n.text;
-  li.appendChild(text);
-  const src = document.createElement("span");
-  src.className = "src";
-  src.textContent = "source: " + (n.title || n.doc_id || "unknown");
-  li.appendChild(src);
+  const li = el("li");
+  li.dataset.id = n.id;
+  li.append(el("div", "text", n.text));
+  const meta = el("div", "meta");
+  const title = el("span", "src-title", "— " + (n.title || n.doc_id || "unknown source"));
+  title.title = n.title || n.doc_id || "";
+  const open = el("button", "link src-open", openSources.has(n.id) ? "Hide source" : "Source");
+  open.type = "button";
+  open.setAttribute("aria-expanded", String(openSources.has(n.id)));
+  open.addEventListener("click", () => toggleSource(n, li));
+  meta.append(title, open);
+  if (usedIds.has(n.id)) {
+    const used = el("span", "used", "in the last suggestion");
+    meta.append(used);
+  }
+  li.append(meta);
+  if (openSources.has(n.id) && sources.has(n.id)) li.append(passageBlock(n, sources.get(n.id)));
   return li;
 }
 
-function fillNotes(list, notes, emptyText) {
-  const seen = new Set();  // two requests can bring back the same passage: show it once
-  notes = notes.filter((n) => !seen.has(n.text) && seen.add(n.text));
-  list.replaceChildren();
-  if (!notes.length) {
-    const li = document.createElement("li");
-    li.className = "empty";
-    li.textContent = emptyText;
-    list.appendChild(li);
+async function toggleSource(n, li) {
+  if (openSources.has(n.id)) {
+    openSources.delete(n.id);
+  } else {
+    openSources.add(n.id);
+    if (!sources.has(n.id) || sources.get(n.id).error) {
+      li.querySelector(".src-open").textContent = "Opening…";
+      try {
+        const q = `?doc_id=${encodeURIComponent(n.doc_id)}&note=${encodeURIComponent(n.text)}`;
+        sources.set(n.id, await api("/api/source" + q));
+      } catch (e) {
+        sources.set(n.id, { error: "The source cannot be shown: " + e.message });
+      }
+    }
   }
-  for (const n of notes) list.appendChild(noteItem(n));
-  return notes.length;
+  // The list may have been rebuilt while the passage was fetched: replace the note's current item.
+  const current = [...$("notes").children].find((x) => x.dataset.id === n.id);
+  if (!current) return;
+  const item = noteItem(n);
+  current.replaceWith(item);
+  if (openSources.has(n.id)) item.scrollIntoView({ block: "nearest" });
+}
+
+function renderNotes(notes) {
+  notes = uniqueNotes(notes);
+  const key = notes.map((n) => n.id + (usedIds.has(n.id) ? "*" : "")).join(" ");
+  $("notes-count").textContent = notes.length;
+  if (key === notesKey) return;
+  notesKey = key;
+  lastNotes = notes;
+  const list = $("notes");
+  list.replaceChildren();
+  if (!notes.length) list.append(el("li", "empty", "None yet: notes arrive from the cloud as you write."));
+  for (const n of notes) list.append(noteItem(n));
+}
+
+function setUsedNotes(notes) {
+  usedIds = new Set(notes.map((n) => n.id));
+  const list = $("notes-used");
+  list.replaceChildren();
+  if (!notes.length) list.append(el("li", "empty", "No memory notes were in this suggestion's prompt."));
+  for (const n of uniqueNotes(notes)) list.append(el("li", "", `${n.text} (${n.title || n.doc_id})`));
+  notesKey = "";  // the "in the last suggestion" marks changed
+  renderNotes(lastNotes);
 }
 
 // ---- ghost text ----------------------------------------------------------------------
@@ -98,10 +180,8 @@ function renderMirror() {
   mirror.replaceChildren();
   if (ghost.text && ghost.at >= 0) {
     mirror.append(v.slice(0, ghost.at));
-    const span = document.createElement("span");
+    const span = el("span", "ghost", ghost.text);
     span.id = "ghost";
-    span.className = "ghost";
-    span.textContent = ghost.text;
     mirror.append(span, v.slice(ghost.at));
   } else {
     mirror.append(v);
@@ -109,6 +189,13 @@ function renderMirror() {
   mirror.append("\n");
   mirror.scrollTop = editor.scrollTop;
 }
+
+function countWords() {
+  const n = (editor.value.match(/\S+/g) || []).length;
+  $("word-count").textContent = n === 1 ? "1 word" : `${n} words`;
+}
+
+function setHint(text) { $("suggest-status").textContent = text; }
 
 function clearGhost() {
   if (ghost.ctrl) ghost.ctrl.abort();
@@ -149,18 +236,19 @@ async function requestSuggestion() {
           renderMirror();
         } else if (name === "done") {
           document.body.dataset.suggest = "done";
-          fillNotes($("notes-used"), data.memory, "No memory notes were in this suggestion's prompt.");
+          setUsedNotes(data.memory);
           const s = data.stats;
-          $("suggest-status").textContent = data.cancelled ? "suggestion cancelled" :
-            `suggestion: ${s.completion_tokens} tokens, first token ${fmt(s.ttft_ms, 1)} ms, ` +
-            `${fmt(s.tokens_per_s, 0)} tok/s, ${s.reused_tokens}/${s.prompt_tokens} prompt tokens reused, ` +
-            `${data.memory.length} memory note(s) — Tab accepts`;
+          $("suggest-stats").textContent = data.cancelled ? "cancelled" :
+            `${s.completion_tokens} tokens, first token ${fmt(s.ttft_ms, 1)} ms, ` +
+            `${fmt(s.tokens_per_s, 0)} tok/s, ${s.reused_tokens} of ${s.prompt_tokens} prompt tokens reused, ` +
+            `${data.memory.length} memory note(s)`;
+          setHint(ghost.text ? "Tab takes the grey suggestion; Esc dismisses it." : "No suggestion here.");
         } else if (name === "error") {
-          $("suggest-status").textContent = "suggestion failed: " + data.message;
+          setHint("Suggestion failed: " + data.message);
         }
       });
   } catch (e) {
-    if (e.name !== "AbortError") $("suggest-status").textContent = "suggestion failed: " + e.message;
+    if (e.name !== "AbortError") setHint("Suggestion failed: " + e.message);
   }
 }
 
@@ -169,6 +257,7 @@ function acceptGhost() {
   clearGhost();
   editor.setRangeText(text, at, at, "end");
   renderMirror();
+  countWords();
   scheduleSuggest();
 }
 
@@ -182,17 +271,72 @@ editor.addEventListener("keydown", (e) => {
     api("/api/cancel", {}).catch(() => {});
   }
 });
-editor.addEventListener("input", () => { clearGhost(); scheduleSuggest(); });
+editor.addEventListener("input", () => { clearGhost(); countWords(); scheduleSuggest(); });
 editor.addEventListener("scroll", () => { mirror.scrollTop = editor.scrollTop; });
 document.addEventListener("selectionchange", () => {
   if (document.activeElement === editor && ghost.at >= 0 && editor.selectionStart !== ghost.at) clearGhost();
 });
 
 // ---- ask -----------------------------------------------------------------------------
+// The answer streams into the panel; "Insert into draft" puts it at the draft's cursor (the
+// textarea keeps its selection while the panel has focus).
 
 let askCtrl = null;
+
+let modelsKey = "";
+function describeModels(usage) {
+  const key = `${usage.model} ${usage.model_is_chat}`;
+  if (key === modelsKey) return;
+  modelsKey = key;
+  const about = $("ask-about");
+  about.replaceChildren();
+  const model = usage.model || "the local model";
+  if (usage.model_is_chat) {
+    about.append("Ask gives a model your request with the selected text (or the paragraph at the cursor). " +
+      "Each answer names the model that wrote it.");
+  } else {
+    about.append("The demo models continue text; they do not follow instructions: an answer reads as more of " +
+      "the selected text (or the paragraph at the cursor), not as a reply. Each answer names its model; the local one is ",
+      el("b", "", model), ".");
+  }
+}
+
+function insertIntoDraft(text) {
+  const start = editor.selectionStart, end = editor.selectionEnd;
+  const before = editor.value.slice(0, start);
+  // Keep words apart: a space when the answer would run into the word before the cursor.
+  const glue = before && !/\s$/.test(before) && !/^\s/.test(text) ? " " : "";
+  clearGhost();
+  editor.focus();
+  editor.setSelectionRange(start, end);
+  editor.setRangeText(glue + text, start, end, "end");
+  renderMirror();
+  countWords();
+  scheduleSuggest();
+}
+
+$("ask-insert").addEventListener("click", () => {
+  const text = $("ask-answer").textContent;
+  if (text) insertIntoDraft(text.trim());
+});
+$("ask-discard").addEventListener("click", () => {
+  if (askCtrl) askCtrl.abort();
+  $("ask-result").hidden = true;
+  $("ask-answer").textContent = "";
+});
+$("ask-input").addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.shiftKey) {
+    e.preventDefault();
+    $("ask-form").requestSubmit();
+  }
+});
+
 $("ask-form").addEventListener("submit", async (e) => {
   e.preventDefault();
+  if (askBusy && askCtrl) {  // the button reads "Stop" while an answer streams
+    askCtrl.abort();
+    return;
+  }
   const instruction = $("ask-input").value.trim();
   if (!instruction) return;
   // The selection, or else the paragraph the cursor is in.
@@ -202,12 +346,14 @@ $("ask-form").addEventListener("submit", async (e) => {
     const from = v.lastIndexOf("\n\n", p - 1), to = v.indexOf("\n\n", p);
     selection = v.slice(from < 0 ? 0 : from + 2, to < 0 ? v.length : to);
   }
-  if (askCtrl) askCtrl.abort();
   const ctrl = askCtrl = new AbortController();
   const answer = $("ask-answer"), who = $("ask-who");
+  $("ask-result").hidden = false;
   answer.textContent = "";
-  who.textContent = "thinking…";
+  who.textContent = "writing…";
   delete who.dataset.by;
+  $("ask-insert").disabled = true;
+  $("ask-button").textContent = "Stop";
   clearTimeout(ghost.timer);
   clearGhost();
   askBusy = true;
@@ -217,35 +363,38 @@ $("ask-form").addEventListener("submit", async (e) => {
         if (name === "piece") answer.textContent += data.text;
         else if (name === "error") who.textContent = "failed: " + data.message;
         else if (name === "done") {
-          answer.textContent = data.text;
           who.replaceChildren();
-          const by = document.createElement("span");
-          by.className = "by " + data.answered_by;
-          by.textContent = data.answered_by === "cloud" ? "answered by the cloud" : "answered locally";
-          who.append(by, ": " + data.reason);
-          if (data.cancelled) who.append(" (interrupted)");
-          if (data.score >= 0) who.append(` (router score ${fmt(data.score, 2)} vs threshold ${fmt(data.threshold, 2)})`);
+          answer.textContent = data.text.trimStart();
+          const by = el("span", "by " + data.answered_by, data.model || data.answered_by);
+          by.id = "ask-model";
+          who.append(by, data.answered_by === "cloud" ? " in the cloud" : " on this computer");
+          if (data.cancelled) who.append(" (stopped)");
+          who.append(el("span", "why", "Why: " + data.reason));
           who.dataset.by = data.answered_by;
           refreshState();
         }
       });
   } catch (err) {
-    if (err.name !== "AbortError") who.textContent = "failed: " + err.message;
+    if (err.name === "AbortError") who.textContent = "stopped";
+    else who.textContent = "failed: " + err.message;
   } finally {
     if (askCtrl === ctrl) {
       askBusy = false;
+      $("ask-button").textContent = "Ask";
+      $("ask-insert").disabled = !answer.textContent.trim();
       scheduleSuggest();
     }
   }
 });
 
-// ---- state: online, usage, memory, knob ----------------------------------------------
+// ---- diagnostics ---------------------------------------------------------------------
 
-function setOnline(on) {
-  const b = $("online");
-  b.textContent = on ? "online" : "offline";
-  b.className = "badge " + (on ? "online" : "offline");
+function setDiagnostics(open) {
+  $("diagnostics").hidden = !open;
+  $("diag-toggle").setAttribute("aria-expanded", String(open));
 }
+$("diag-toggle").addEventListener("click", () => setDiagnostics($("diagnostics").hidden));
+$("diag-close").addEventListener("click", () => setDiagnostics(false));
 
 let knobTouched = false;
 const knob = $("knob");
@@ -253,7 +402,7 @@ knob.addEventListener("input", () => { knobTouched = true; $("knob-value").textC
 knob.addEventListener("change", () => {
   api("/api/knob", { threshold: +knob.value })
     .then((r) => { $("knob-value").textContent = fmt(r.threshold, 2); })
-    .catch((e) => { $("suggest-status").textContent = "knob: " + e.message; });
+    .catch((e) => { $("knob-value").textContent = "knob: " + e.message; });
 });
 
 function fillUsage(u) {
@@ -277,14 +426,45 @@ function fillUsage(u) {
   }
 }
 
+// Event kinds as a writer would name them (the API's names stay in the tooltip).
+const EVENT_LABELS = {
+  model_loaded: "Model loaded", gpu_not_used: "GPU not used", online: "Cloud online", offline: "Cloud offline",
+  memory_updated: "Notes arrived", memory_unavailable: "Notes unavailable", memory_requested: "Notes requested",
+  error: "Error", memory_applied: "Notes ready",
+};
+
+function addEvent(e) {
+  const kind = e.kind.toLowerCase();
+  const li = el("li");
+  li.title = e.kind;
+  li.append(el("span", "time", new Date().toLocaleTimeString()), el("span", "kind", EVENT_LABELS[kind] || e.kind),
+    e.message);
+  $("events").prepend(li);
+  while ($("events").children.length > 50) $("events").lastChild.remove();
+  if (kind === "online") setOnline(true);
+  if (kind === "offline") setOnline(false);
+  if (kind === "memory_updated") refreshState();
+}
+
+// ---- state: online, model, usage, notes, knob ----------------------------------------
+
+function setOnline(on) {
+  const b = $("online");
+  b.textContent = on ? "online" : "offline";
+  b.className = "badge " + (on ? "online" : "offline");
+}
+
 async function refreshState() {
   try {
     const s = await api("/api/state");
     setOnline(s.online);
-    $("backend").textContent = "local model on " + (s.backend || "?") + (s.privacy ? " · private" : "");
-    fillUsage(s.usage);
-    $("notes-count").textContent =
-      fillNotes($("notes-all"), s.memory, "None yet: notes arrive from the cloud as you write.");
+    const u = s.usage;
+    $("model-info").textContent = `${u.model || "?"} on the ${s.backend || "?"}` +
+      (u.model_is_chat ? ", with a chat template" : ", a text-continuation model (no chat template)") +
+      (s.privacy ? "; privacy mode: the cloud is never contacted" : "");
+    describeModels(u);
+    fillUsage(u);
+    renderNotes(s.memory);
     knob.disabled = s.threshold < 0;  // no router: every ask goes to the cloud when it can
     if (s.threshold < 0) $("knob-value").textContent = "no router (--router)";
     if (!knobTouched && s.threshold >= 0) {
@@ -297,24 +477,11 @@ async function refreshState() {
   }
 }
 
-function addEvent(e) {
-  const li = document.createElement("li");
-  const k = document.createElement("span");
-  k.className = "kind";
-  k.textContent = e.kind;
-  li.append(k, e.message);
-  $("events").prepend(li);
-  while ($("events").children.length > 30) $("events").lastChild.remove();
-  const kind = e.kind.toLowerCase().replace(/[_ -]/g, "");  // "MemoryUpdated", "memory_updated"
-  if (kind === "online") setOnline(true);
-  if (kind === "offline") setOnline(false);
-  if (kind === "memoryupdated") refreshState();
-}
-
 const events = new EventSource("/api/events?token=" + encodeURIComponent(TOKEN));
 events.addEventListener("event", (m) => addEvent(JSON.parse(m.data)));
 
 renderMirror();
+countWords();
 refreshState();
 setInterval(refreshState, 1000);
 editor.focus();

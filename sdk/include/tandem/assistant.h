@@ -95,6 +95,13 @@ struct MemoryNote {
     std::string id, text, doc_id, title;
 };
 
+// The source passage a memory note was made from (Assistant::note_source).
+struct NoteSource {
+    std::string doc_id, title;
+    std::string passage;           // the passage of the source document, one sentence a line
+    int64_t index = 0, count = 0;  // its place among the document's passages
+};
+
 struct GenerationStats {
     int64_t prompt_tokens = 0, reused_tokens = 0, completion_tokens = 0;
     double ttft_ms = 0, tokens_per_s = 0;
@@ -116,6 +123,8 @@ struct AskOptions {
 struct AskResult {
     std::string text;
     std::string answered_by;     // "local" or "cloud"
+    std::string model;           // the model that answered: the cloud's reported model name
+                                 // (else AssistantConfig::cloud_model), or the local model's name
     std::string reason;          // why: router score vs threshold, or the policy that overrode it,
                                  // or the cloud error that made the local model answer instead
     double router_score = -1;    // -1: no router
@@ -131,6 +140,9 @@ struct UsageTotals {
     int64_t memory_notes = 0;    // notes stored
     bool online = false;
     std::string backend;         // "cpu" or "cuda"
+    std::string model;           // the local model's name (GGUF general.name, else the file name)
+    bool model_is_chat = false;  // the local model has a chat template (instruction-tuned); false:
+                                 // a base model, which continues text and does not follow instructions
     // Background re-evaluation (AssistantConfig::background_reeval): runs completed, runs
     // stopped by a keystroke (resumed later), tokens evaluated, and the last completed run's
     // evaluation time (its chunks only, not the idle gaps between them).
@@ -162,6 +174,10 @@ public:
     virtual double router_threshold() const = 0;
     virtual void set_privacy_mode(bool on) = 0;
     virtual std::vector<MemoryNote> memory_notes(size_t limit = 20) = 0;  // most relevant to the last window
+    // The passage `note` was made from, asked of the cloud (GET /v1/sources, docs/protocol.md);
+    // blocks for up to the cloud's request timeout. Throws std::runtime_error saying why not:
+    // no cloud configured, privacy mode, the cloud unreachable, or no such source there.
+    virtual NoteSource note_source(const MemoryNote& note) = 0;
     virtual UsageTotals usage() const = 0;
 };
 

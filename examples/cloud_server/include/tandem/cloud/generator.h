@@ -10,7 +10,9 @@
 // sentence with the most context terms, shortened to at most max_chars at a word boundary.
 #pragma once
 #include <memory>
+#include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tandem/cloud/server_db.h"
@@ -37,5 +39,16 @@ public:
 private:
     size_t max_chars_;
 };
+
+// The stems of text's first max_terms words (fts5_terms, each cut to its first 5 bytes: a
+// crude stem that credits inflected forms the FTS5 porter stemmer also matches, "nuclear" ~
+// "nucle", "treaties" ~ "treat").
+std::set<std::string> term_stems(std::string_view text, size_t max_terms);
+
+// The index of the passage a note was made from: the first passage holding the note's text
+// (an extractive note; a trailing "..." of a shortened note is ignored), else the passage
+// sharing the most term stems with the note (a note the model wrote; the first on a tie).
+// 0 when passages is empty.
+size_t passage_of_note(const std::vector<std::string>& passages, std::string_view note);
 
 }  // namespace tandem::cloud

@@ -16,7 +16,8 @@
 //   table          columns                                              notes
 //   meta           key TEXT PK, value TEXT                              corpus_signature, epoch
 //   docs           doc_id TEXT PK, title TEXT
-//   passages       pid INTEGER PK, doc_id, ord, text                    ~700-char passages
+//   passages       pid INTEGER PK, doc_id, ord, text                    ~700-char passages;
+//                                                                       index (doc_id, ord)
 //   passages_fts   FTS5(text), external content = passages              porter unicode61
 //   requests       (tenant, request_id) PK, document, context,          state: pending|done|
 //                  context_sha256, max_items, state, error, created_at  failed|forgotten;
@@ -92,6 +93,8 @@ public:
     virtual int64_t count_passages() = 0;
     // The passages most relevant to free text (any text is safe), best first, at most limit.
     virtual std::vector<Passage> search(const std::string& text, size_t limit) = 0;
+    // The document's title and passages in order; false when doc_id is not in the corpus.
+    virtual bool get_document(const std::string& doc_id, CorpusDoc* out) = 0;
 
     // -- the feed's identity --
     // A random id made when the database was created (or migrated); a reset or another
