@@ -9,12 +9,15 @@
 //   logits = rmsnorm(x) * output_norm  Woutput
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 #include "attention_cpu.h"
 #include "tandem/context.h"
 #include "tandem/cpu_matmul.h"
+#include "tandem/cpu_weights.h"
 #include "tandem/thread_pool.h"
 
 namespace tandem {
@@ -31,6 +34,7 @@ InferenceContext::InferenceContext(std::shared_ptr<const Model> model, const Con
     n_batch_ = std::max<int64_t>(1, std::min(p.n_batch, n_ctx_));
     const int n_threads = p.n_threads > 0 ? p.n_threads : (int)std::max(1u, std::thread::hardware_concurrency());
     pool_ = std::make_unique<ThreadPool>(n_threads);
+    weights_ = &model_->cpu_weights(pool_.get());
 
     const int64_t d = c.n_embd, kvd = model_->kv_dim(), ff = c.n_ff;
     params_ = p;
@@ -164,9 +168,21 @@ static void rope(float* v, int64_t n_heads, int64_t hd, int64_t n_rot, int64_t p
     }
 }
 
-static void project(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool& pool) {
-    if (n == 1) cpu::matvec(w.type, w.data, w.rows, w.cols, x, y, &pool);
-    else cpu::matmul(w.type, w.data, w.rows, w.cols, x, n, y, &pool);
+// y_i = x W_i^T for matrices that read the same x: one matmul_group (x quantized once) when
+// they share a type, else one matmul each.
+static void project(std::initializer_list<std::pair<const cpu::PackedWeights*, float*>> ws, const float* x, int64_t n,
+                    ThreadPool& pool) {
+    const cpu::PackedWeights* w[4];
+    float* y[4];
+    int k = 0;
+    bool same = true;
+    for (const auto& [pw, out] : ws) {
+        w[k] = pw;
+        y[k++] = out;
+        same = same && pw->type() == w[0]->type();
+    }
+    if (same) return cpu::matmul_group(w, y, k, x, n, &pool);
+    for (int i = 0; i < k; i++) cpu::matmul(*w[i], x, n, y[i], &pool);
 }
 
 void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out) {
@@ -186,11 +202,10 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, bool all_
 
     for (size_t l = 0; l < m.layers.size(); l++) {
         const LayerWeights& L = m.layers[l];
+        const CpuLayerWeights& W = weights_->layers[l];
         for (int64_t t = 0; t < n; t++)
             rmsnorm(x_.data() + t * d, (const float*)L.attn_norm.data, xn_.data() + t * d, d, c.rms_eps);
-        project(L.wq, xn_.data(), n, q_.data(), pool);
-        project(L.wk, xn_.data(), n, k_.data(), pool);
-        project(L.wv, xn_.data(), n, v_.data(), pool);
+        project({{&W.wq, q_.data()}, {&W.wk, k_.data()}, {&W.wv, v_.data()}}, xn_.data(), n, pool);
         add_bias(q_.data(), L.bq, n, d);
         add_bias(k_.data(), L.bk, n, kvd);
         add_bias(v_.data(), L.bv, n, kvd);
@@ -225,18 +240,17 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, bool all_
                 }
             });
         }
-        project(L.wo, attn_.data(), n, xn_.data(), pool);
+        project({{&W.wo, xn_.data()}}, attn_.data(), n, pool);
         for (int64_t i = 0; i < n * d; i++) x_[i] += xn_[i];
 
         for (int64_t t = 0; t < n; t++)
             rmsnorm(x_.data() + t * d, (const float*)L.ffn_norm.data, xn_.data() + t * d, d, c.rms_eps);
-        project(L.w_gate, xn_.data(), n, gate_.data(), pool);
-        project(L.w_up, xn_.data(), n, up_.data(), pool);
+        project({{&W.w_gate, gate_.data()}, {&W.w_up, up_.data()}}, xn_.data(), n, pool);
         for (int64_t i = 0; i < n * ff; i++) {
             const float g = gate_[i];
             gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];
         }
-        project(L.w_down, gate_.data(), n, xn_.data(), pool);
+        project({{&W.w_down, xn_.data()}}, gate_.data(), n, pool);
         for (int64_t i = 0; i < n * d; i++) x_[i] += xn_[i];
     }
     n_past_ += n;
@@ -245,7 +259,7 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, bool all_
     const int64_t first = all_logits ? 0 : n - 1;
     for (int64_t t = first; t < n; t++)
         rmsnorm(x_.data() + t * d, (const float*)m.output_norm.data, xn_.data() + (t - first) * d, d, c.rms_eps);
-    project(m.output, xn_.data(), n - first, logits_out, pool);
+    project({{&weights_->output, logits_out}}, xn_.data(), n - first, pool);
 }
 
 }  // namespace tandem

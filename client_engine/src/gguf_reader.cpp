@@ -287,6 +287,14 @@ GgufFile GgufFile::open(const std::string& path) {
     return f;
 }
 
+void GgufFile::release_pages(const void* p, size_t n) const {
+    if (!mapping_ || !p) return;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = std::max((uintptr_t)p, (uintptr_t)base_), hi = std::min((uintptr_t)p + n, (uintptr_t)base_ + size_);
+    const uintptr_t a = (lo + page - 1) / page * page, b = hi / page * page;
+    if (a < b) madvise((void*)a, b - a, MADV_DONTNEED);
+}
+
 GgufFile GgufFile::from_memory(const void* data, size_t size, const std::string& name) {
     GgufFile f;
     f.path_ = name;
