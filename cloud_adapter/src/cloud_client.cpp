@@ -418,6 +418,7 @@ RequestHandle CloudClient::forget_memory(ForgetScope scope, const std::string& i
         return {};
     };
     return launch<int64_t>(*loop_, std::move(spec), std::move(hooks), out, std::move(done));
+}
 
 RequestHandle CloudClient::get_source(const std::string& doc_id, const std::string& note,
                                       std::function<void(Outcome<SourcePassage>)> done) {
