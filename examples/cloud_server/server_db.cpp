@@ -4,8 +4,9 @@
 #include <sqlite3.h>
 
 #include "tandem/cloud/random_id.h"
-#include "tandem/memory_store.h"  // fts5_match_query, unix_ms_now
+#include "tandem/memory_store.h"  // unix_ms_now
 #include "tandem/sha256.h"
+#include "tandem/sqlite_stmt.h"
 
 namespace tandem::cloud {
 
@@ -70,35 +71,13 @@ DROP TABLE feed_v0;
 
 class SqliteServerDb;
 
-class DbStmt {
+// A statement prepared for one use (tandem/sqlite_stmt.h); its errors are ServerDbError.
+class DbStmt : public SqliteStmt {
 public:
     DbStmt(SqliteServerDb& db, const char* sql, const char* op);
-    ~DbStmt() { sqlite3_finalize(st_); }
-    DbStmt& bind(int i, const std::string& v) {
-        sqlite3_bind_text(st_, i, v.data(), (int)v.size(), SQLITE_TRANSIENT);
-        return *this;
-    }
-    DbStmt& bind(int i, int64_t v) {
-        sqlite3_bind_int64(st_, i, v);
-        return *this;
-    }
-    bool step();
-    void run() {
-        while (step()) {
-        }
-    }
-    void reset() { sqlite3_reset(st_); }
-    int64_t i64(int c) { return sqlite3_column_int64(st_, c); }
-    double f64(int c) { return sqlite3_column_double(st_, c); }
-    std::string str(int c) {
-        const unsigned char* p = sqlite3_column_text(st_, c);
-        return p ? std::string((const char*)p, (size_t)sqlite3_column_bytes(st_, c)) : std::string();
-    }
 
 private:
-    SqliteServerDb& db_;
-    const char* op_;
-    sqlite3_stmt* st_ = nullptr;
+    static void fail_of(void* db, int rc, const char* op);
 };
 
 // BEGIN IMMEDIATE .. COMMIT, rolled back when left by an exception.
@@ -179,17 +158,10 @@ private:
     std::string epoch_;
 };
 
-DbStmt::DbStmt(SqliteServerDb& db, const char* sql, const char* op) : db_(db), op_(op) {
-    int rc = sqlite3_prepare_v2(db.handle(), sql, -1, &st_, nullptr);
-    if (rc != SQLITE_OK) db.fail(rc, op);
-}
+DbStmt::DbStmt(SqliteServerDb& db, const char* sql, const char* op)
+    : SqliteStmt(db.handle(), sql, op, &fail_of, &db) {}
 
-bool DbStmt::step() {
-    int rc = sqlite3_step(st_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    db_.fail(rc, op_);
-}
+void DbStmt::fail_of(void* db, int rc, const char* op) { static_cast<SqliteServerDb*>(db)->fail(rc, op); }
 
 // ---- open and migrate ------------------------------------------------------------------
 
