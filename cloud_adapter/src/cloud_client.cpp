@@ -59,6 +59,10 @@ json chat_body(const ChatRequest& req, bool stream) {
     json body = {{"messages", msgs}, {"max_tokens", req.max_tokens}, {"temperature", req.temperature}, {"stream", stream}};
     if (!req.model.empty()) body["model"] = req.model;
     if (!req.stop.empty()) body["stop"] = req.stop;
+    if (req.top_p != 1.0) body["top_p"] = req.top_p;
+    if (req.seed) body["seed"] = *req.seed;
+    if (req.frequency_penalty != 0) body["frequency_penalty"] = req.frequency_penalty;
+    if (req.presence_penalty != 0) body["presence_penalty"] = req.presence_penalty;
     if (stream) body["stream_options"] = {{"include_usage", true}};
     return body;
 }

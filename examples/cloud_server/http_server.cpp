@@ -15,6 +15,7 @@
 #include <sstream>
 #include <vector>
 
+#include "feed_events.h"
 #include "tandem/cloud/feed_cursor.h"
 #include "tandem/cloud/llm.h"
 #include "tandem/cloud/openai_api.h"
@@ -88,6 +89,7 @@ struct CloudServer::Impl {
     net::steady_timer stop_timer{ioc};
     std::unique_ptr<ServerDb> db;  // the I/O thread's connection
     std::unique_ptr<MemoryWorker> worker;
+    std::unique_ptr<FeedEvents> events;  // other replicas' changes (PostgreSQL); null on SQLite
     std::shared_ptr<ChatBackend> chat;  // null without --model or --llm-url: chat answers 501
     int64_t started_at = unix_seconds();  // "created" of the served model
     FaultQueues faults;
@@ -766,12 +768,13 @@ CloudServer::CloudServer(ServerConfig cfg, std::unique_ptr<MemoryGenerator> gen,
     : impl_(new Impl) {
     impl_->chat = std::move(chat);
     impl_->cfg = std::move(cfg);
-    impl_->db = open_server_db(impl_->cfg.db_path);
+    impl_->db = open_database(impl_->cfg.db_path);
     if (!impl_->cfg.faults.empty()) impl_->faults.push_spec(impl_->cfg.faults);
     Impl* s = impl_.get();
-    impl_->worker = std::make_unique<MemoryWorker>(impl_->cfg.db_path, std::move(gen), [s] {
+    impl_->worker = std::make_unique<MemoryWorker>(WorkerConfig{impl_->cfg.db_path, impl_->cfg.lease_ms}, std::move(gen), [s] {
         net::post(s->ioc, [s] { s->wake_waiters(); });
     });
+    impl_->events = open_feed_events(impl_->cfg.db_path);
 }
 
 CloudServer::~CloudServer() {
@@ -800,8 +803,14 @@ void CloudServer::run() {
         if (!ec) s.begin_shutdown();
     });
     s.worker->start();
+    // Other processes on the same database (replicas): their notes wake our long polls, their
+    // new requests our worker.
+    if (s.events)
+        s.events->start([&s](const std::string&) { net::post(s.ioc, [&s] { s.wake_waiters(); }); },
+                        [&s] { s.worker->wake(); });
     s.accept();
     s.ioc.run();
+    s.events.reset();
     s.worker->stop();
 }
 

@@ -52,7 +52,8 @@ class ChatBackend;
 struct ServerConfig {
     std::string host = "127.0.0.1";
     uint16_t port = 0;               // 0: any free port
-    std::string db_path;
+    std::string db_path;             // a --db value: SQLite file or postgresql:// URI
+    int64_t lease_ms = 30000;        // memory worker's lease on a claimed request (worker.h)
     TenantDirectory tenants = TenantDirectory::open();  // token -> tenant; open() = no auth
     int64_t max_pending = 100;       // memory requests pending per tenant (429 beyond)
     size_t max_body = 1 << 20;       // request body limit (413 beyond)

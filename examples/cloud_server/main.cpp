@@ -2,8 +2,8 @@
 //
 //   tandem-cloud --port P --corpus DIR_OR_FILE --db PATH [--host H] [--tokens FILE | --token T]
 //                [--insecure-no-auth] [--model M | --llm-url URL [--llm-token T] [--llm-model NAME]
-//                [--llm-timeout S]] [--max-year Y] [--max-body BYTES] [--max-pending N]
-//                [--max-body-total BYTES] [--max-connections N]
+//                [--llm-timeout S]] [--lease-seconds S] [--max-year Y] [--max-body BYTES]
+//                [--max-pending N] [--max-body-total BYTES] [--max-connections N]
 //                [--enable-admin] [--faults SPEC]
 //
 // Tenants (tenants.h): --tokens FILE gives each token its tenant; --token T is one tenant;
@@ -33,10 +33,14 @@ using namespace tandem::examples;
 static const char* kUsage =
     "usage: tandem-cloud --port P --corpus DIR_OR_FILE --db PATH [--host H] [--tokens FILE | --token T]\n"
     "                    [--insecure-no-auth] [--model M | --llm-url URL [--llm-token T] [--llm-model NAME]\n"
-    "                    [--llm-timeout S]] [--max-year Y] [--max-body BYTES] [--max-pending N]\n"
-    "                    [--max-body-total BYTES] [--max-connections N]\n"
+    "                    [--llm-timeout S]] [--lease-seconds S] [--max-year Y] [--max-body BYTES]\n"
+    "                    [--max-pending N] [--max-body-total BYTES] [--max-connections N]\n"
     "                    [--enable-admin] [--faults SPEC]\n"
     "  --corpus     a directory of .txt/.md files, one such file, or a UNGD .jsonl[.xz] file\n"
+    "  --db         a SQLite file, or postgresql://... (a libpq URI): PostgreSQL, which any number of\n"
+    "               tandem-cloud replicas may share\n"
+    "  --lease-seconds  how long a memory request stays with a worker that stopped renewing its\n"
+    "               lease (crashed) before another worker takes it over (default 30)\n"
     "  --port 0     picks a free port (printed on stdout)\n"
     "  --tokens     a file of 'TENANT TOKEN' lines: each token names its tenant, whose memory\n"
     "               requests, notes and deletions no other tenant sees\n"
@@ -96,6 +100,7 @@ int main(int argc, char** argv) {
             else if (a == "--llm-url") upstream.url = value();
             else if (a == "--llm-token") upstream.token = value();
             else if (a == "--llm-model") upstream.model = value();
+            else if (a == "--lease-seconds") cfg.lease_ms = (int64_t)(parse_number(a, value(), 0.1, 3600) * 1000);
             else if (a == "--llm-timeout") upstream.timeout_s = parse_number(a, value(), 0.1, 3600);
             else if (a == "--max-year") max_year = parse_int(a, value(), 1, 9999);
             else if (a == "--max-body") cfg.max_body = (size_t)parse_int(a, value(), 1024, 1 << 30);
@@ -141,7 +146,7 @@ int main(int argc, char** argv) {
     }
     try {
         {
-            std::unique_ptr<ServerDb> db = open_server_db(cfg.db_path);
+            std::unique_ptr<ServerDb> db = open_database(cfg.db_path);
             std::string sig = corpus_signature(corpus, max_year);
             if (db->corpus_signature() != sig) {
                 std::fprintf(stderr, "tandem-cloud: loading corpus %s ...\n", corpus.c_str());

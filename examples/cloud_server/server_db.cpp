@@ -3,6 +3,7 @@
 
 #include <sqlite3.h>
 
+#include "pg_conn.h"  // is_postgres_url
 #include "tandem/cloud/random_id.h"
 #include "tandem/memory_store.h"  // unix_ms_now
 #include "tandem/sha256.h"
@@ -12,20 +13,16 @@ namespace tandem::cloud {
 
 namespace {
 
-// ---- ids ------------------------------------------------------------------------------
-
-// Item ids: 128 random bits, so that an id can be neither guessed nor counted.
-std::string new_item_id() { return "m-" + random_hex(16); }
-std::string new_tag() { return random_hex(4); }
-
-// What makes two memory requests with one request_id the same request.
-std::string request_digest(const std::string& document, const std::string& context) {
-    return sha256_hex(document + '\n' + context);
-}
-
 // ---- schema ----------------------------------------------------------------------------
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
+
+// user_version 1 had no job leases.
+const char* kAddLeasesV1 = R"sql(
+ALTER TABLE requests ADD COLUMN lease_owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE requests ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN claims INTEGER NOT NULL DEFAULT 0;
+)sql";
 
 const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -37,7 +34,9 @@ CREATE VIRTUAL TABLE IF NOT EXISTS passages_fts USING fts5(text, content='passag
 CREATE TABLE IF NOT EXISTS requests(tenant TEXT NOT NULL, request_id TEXT NOT NULL,
   document TEXT NOT NULL DEFAULT '', context TEXT NOT NULL, body_sha256 TEXT NOT NULL,
   max_items INTEGER NOT NULL, state TEXT NOT NULL, error TEXT NOT NULL DEFAULT '',
-  created_at INTEGER NOT NULL, PRIMARY KEY(tenant, request_id));
+  created_at INTEGER NOT NULL, lease_owner TEXT NOT NULL DEFAULT '',
+  lease_until INTEGER NOT NULL DEFAULT 0, claims INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY(tenant, request_id));
 CREATE INDEX IF NOT EXISTS idx_requests_pending ON requests(state, tenant, created_at);
 CREATE TABLE IF NOT EXISTS feed(tenant TEXT NOT NULL, seq INTEGER NOT NULL, tag TEXT NOT NULL,
   id TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0, retracted INTEGER NOT NULL DEFAULT 0,
@@ -117,10 +116,15 @@ public:
     std::string epoch() override { return epoch_; }
 
     AddResult add_request(const std::string& tenant, const NewRequest& r, int64_t max_pending) override;
-    bool next_pending(const std::string& after_tenant, MemoryRequest* out) override;
+    bool claim_request(const std::string& worker, int64_t lease_ms, const std::string& after_tenant,
+                       MemoryRequest* out) override;
+    bool renew_lease(const std::string& tenant, const std::string& request_id, const std::string& worker,
+                     int64_t lease_ms) override;
     bool get_request(const std::string& tenant, const std::string& request_id, MemoryRequest* out) override;
-    bool complete_request(const std::string& tenant, const std::string& request_id, const std::vector<NewNote>& notes) override;
-    void fail_request(const std::string& tenant, const std::string& request_id, const std::string& error) override;
+    bool complete_request(const std::string& tenant, const std::string& request_id, const std::string& worker,
+                          const std::vector<NewNote>& notes) override;
+    void fail_request(const std::string& tenant, const std::string& request_id, const std::string& worker,
+                      const std::string& error) override;
     int64_t count_pending(const std::string& tenant) override;
 
     std::vector<FeedEntry> changes(const std::string& tenant, int64_t since, size_t limit) override;
@@ -144,6 +148,7 @@ private:
     int64_t count(const char* sql, const char* op);
     int read_user_version();
     void migrate();
+    void migrate_from_scratch_or_v0();
     void migrate_v0();
     // Appends entries to the tenant's feed (inside the caller's transaction), numbering them
     // after its last entry; fills in seq and tag.
@@ -212,6 +217,16 @@ void SqliteServerDb::migrate() {
         throw ServerDbError("server database " + path_ + ": schema version " + std::to_string(v) +
                             " is newer than this tandem-cloud knows (" + std::to_string(kSchemaVersion) + ")");
     if (v == kSchemaVersion) return;  // the transaction rolls back: nothing was written
+    if (v == 1) {
+        exec(kAddLeasesV1);
+    } else {
+        migrate_from_scratch_or_v0();
+    }
+    exec(("PRAGMA user_version = " + std::to_string(kSchemaVersion)).c_str());
+    tx.commit();
+}
+
+void SqliteServerDb::migrate_from_scratch_or_v0() {
     bool legacy = false;
     {
         DbStmt st(*this, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'feed'", "inspect schema");
@@ -221,8 +236,6 @@ void SqliteServerDb::migrate() {
     exec(kSchema);
     if (legacy) migrate_v0();
     set_meta("epoch", random_hex(8));
-    exec(("PRAGMA user_version = " + std::to_string(kSchemaVersion)).c_str());
-    tx.commit();
 }
 
 // user_version 0 had one global feed and one token: its requests and notes become tenant
@@ -345,23 +358,45 @@ static void read_request(DbStmt& st, MemoryRequest* out) {
 
 #define REQUEST_COLUMNS "tenant, request_id, document, context, max_items, state, error, created_at"
 
-bool SqliteServerDb::next_pending(const std::string& after_tenant, MemoryRequest* out) {
-    DbStmt next(*this,
-                "SELECT " REQUEST_COLUMNS " FROM requests WHERE state = 'pending' AND tenant > ?1 "
-                "ORDER BY tenant, created_at, request_id LIMIT 1",
-                "next request");
-    next.bind(1, after_tenant);
-    if (next.step()) {
-        read_request(next, out);
-        return true;
+bool SqliteServerDb::claim_request(const std::string& worker, int64_t lease_ms, const std::string& after_tenant,
+                                   MemoryRequest* out) {
+    DbTx tx(db_);  // BEGIN IMMEDIATE: one claimer at a time, across processes too
+    const int64_t now = unix_ms_now();
+    {
+        DbStmt give_up(*this,
+                       "UPDATE requests SET state = 'failed', context = '', error = 'gave up after ' || claims || "
+                       "' attempts: the workers producing it stopped (crashed or lost their lease)' "
+                       "WHERE state = 'pending' AND claims >= ?1 AND lease_until < ?2",
+                       "give up requests");
+        give_up.bind(1, (int64_t)kMaxClaims).bind(2, now).run();
     }
-    DbStmt first(*this,
-                 "SELECT " REQUEST_COLUMNS " FROM requests WHERE state = 'pending' "
-                 "ORDER BY tenant, created_at, request_id LIMIT 1",
-                 "next request");
-    if (!first.step()) return false;
-    read_request(first, out);
+    DbStmt next(*this,
+                "SELECT " REQUEST_COLUMNS " FROM requests WHERE state = 'pending' AND lease_until < ?2 "
+                "ORDER BY tenant <= ?1, tenant, created_at, request_id LIMIT 1",
+                "next request");
+    next.bind(1, after_tenant).bind(2, now);
+    if (!next.step()) {
+        tx.commit();
+        return false;
+    }
+    read_request(next, out);
+    DbStmt lease(*this,
+                 "UPDATE requests SET lease_owner = ?3, lease_until = ?4, claims = claims + 1 "
+                 "WHERE tenant = ?1 AND request_id = ?2",
+                 "claim request");
+    lease.bind(1, out->tenant).bind(2, out->request_id).bind(3, worker).bind(4, now + lease_ms).run();
+    tx.commit();
     return true;
+}
+
+bool SqliteServerDb::renew_lease(const std::string& tenant, const std::string& request_id, const std::string& worker,
+                                 int64_t lease_ms) {
+    DbStmt st(*this,
+              "UPDATE requests SET lease_until = ?4 WHERE tenant = ?1 AND request_id = ?2 AND lease_owner = ?3 "
+              "AND state = 'pending'",
+              "renew lease");
+    st.bind(1, tenant).bind(2, request_id).bind(3, worker).bind(4, unix_ms_now() + lease_ms).run();
+    return sqlite3_changes(db_) == 1;
 }
 
 bool SqliteServerDb::get_request(const std::string& tenant, const std::string& request_id, MemoryRequest* out) {
@@ -372,45 +407,36 @@ bool SqliteServerDb::get_request(const std::string& tenant, const std::string& r
     return true;
 }
 
-bool SqliteServerDb::complete_request(const std::string& tenant, const std::string& request_id,
+bool SqliteServerDb::complete_request(const std::string& tenant, const std::string& request_id, const std::string& worker,
                                       const std::vector<NewNote>& notes) {
     DbTx tx(db_);
     std::string document;
     {
-        DbStmt st(*this, "SELECT document FROM requests WHERE tenant = ?1 AND request_id = ?2 AND state = 'pending'",
-                  "find pending request");
-        st.bind(1, tenant).bind(2, request_id);
+        DbStmt st(*this,
+                  "SELECT document FROM requests WHERE tenant = ?1 AND request_id = ?2 AND state = 'pending' "
+                  "AND lease_owner = ?3",
+                  "find claimed request");
+        st.bind(1, tenant).bind(2, request_id).bind(3, worker);
         if (!st.step()) return false;
         document = st.str(0);
     }
-    const int64_t now = unix_ms_now();
-    std::vector<FeedEntry> entries;
-    for (const NewNote& n : notes) {
-        FeedEntry e;
-        e.id = new_item_id();
-        e.request_id = request_id;
-        e.document = document;
-        e.text = n.text;
-        e.doc_id = n.doc_id;
-        e.title = n.title;
-        e.method = n.method;
-        e.created_at = now;
-        entries.push_back(std::move(e));
-    }
+    std::vector<FeedEntry> entries = note_entries(request_id, document, notes);
     append(tenant, entries);
-    DbStmt done(*this, "UPDATE requests SET state = 'done', context = '' WHERE tenant = ?1 AND request_id = ?2",
+    DbStmt done(*this,
+                "UPDATE requests SET state = 'done', context = '', lease_owner = '' WHERE tenant = ?1 AND request_id = ?2",
                 "finish request");
     done.bind(1, tenant).bind(2, request_id).run();
     tx.commit();
     return true;
 }
 
-void SqliteServerDb::fail_request(const std::string& tenant, const std::string& request_id, const std::string& error) {
+void SqliteServerDb::fail_request(const std::string& tenant, const std::string& request_id, const std::string& worker,
+                                  const std::string& error) {
     DbStmt st(*this,
-              "UPDATE requests SET state = 'failed', error = ?3, context = '' "
-              "WHERE tenant = ?1 AND request_id = ?2 AND state = 'pending'",
+              "UPDATE requests SET state = 'failed', error = ?3, context = '', lease_owner = '' "
+              "WHERE tenant = ?1 AND request_id = ?2 AND state = 'pending' AND lease_owner = ?4",
               "fail request");
-    st.bind(1, tenant).bind(2, request_id).bind(3, error).run();
+    st.bind(1, tenant).bind(2, request_id).bind(3, error).bind(4, worker).run();
 }
 
 int64_t SqliteServerDb::count_pending(const std::string& tenant) {
@@ -429,7 +455,7 @@ void SqliteServerDb::append(const std::string& tenant, std::vector<FeedEntry>& e
                "append to feed");
     for (FeedEntry& e : entries) {
         e.seq = ++seq;
-        e.tag = new_tag();
+        e.tag = new_feed_tag();
         ins.bind(1, tenant).bind(2, e.seq).bind(3, e.tag).bind(4, e.id).bind(5, (int64_t)e.deleted);
         ins.bind(6, e.request_id).bind(7, e.document).bind(8, e.text).bind(9, e.doc_id).bind(10, e.title);
         ins.bind(11, e.method).bind(12, e.created_at).run();
@@ -496,11 +522,7 @@ int64_t SqliteServerDb::retract_where(const std::string& tenant, const char* sel
     for (const auto& [seq, id] : live) {
         erase.bind(1, tenant).bind(2, seq).run();
         erase.reset();
-        FeedEntry t;
-        t.id = id;
-        t.deleted = true;
-        t.created_at = now;
-        tombstones.push_back(std::move(t));
+        tombstones.push_back(tombstone_entry(id, now));
     }
     append(tenant, tombstones);
     return (int64_t)live.size();
@@ -545,5 +567,44 @@ int64_t SqliteServerDb::forget_all(const std::string& tenant) {
 }  // namespace
 
 std::unique_ptr<ServerDb> open_server_db(const std::string& path) { return std::make_unique<SqliteServerDb>(path); }
+
+std::unique_ptr<ServerDb> open_database(const std::string& db) {
+    return is_postgres_url(db) ? open_pg_server_db(db) : open_server_db(db);
+}
+
+std::string new_item_id() { return "m-" + random_hex(16); }
+
+std::vector<FeedEntry> note_entries(const std::string& request_id, const std::string& document,
+                                    const std::vector<NewNote>& notes) {
+    const int64_t now = unix_ms_now();
+    std::vector<FeedEntry> entries;
+    for (const NewNote& n : notes) {
+        FeedEntry e;
+        e.id = new_item_id();
+        e.request_id = request_id;
+        e.document = document;
+        e.text = n.text;
+        e.doc_id = n.doc_id;
+        e.title = n.title;
+        e.method = n.method;
+        e.created_at = now;
+        entries.push_back(std::move(e));
+    }
+    return entries;
+}
+
+FeedEntry tombstone_entry(const std::string& item_id, int64_t now) {
+    FeedEntry t;
+    t.id = item_id;
+    t.deleted = true;
+    t.created_at = now;
+    return t;
+}
+std::string new_feed_tag() { return random_hex(4); }
+
+// What makes two memory requests with one request_id the same request.
+std::string request_digest(const std::string& document, const std::string& context) {
+    return sha256_hex(document + '\n' + context);
+}
 
 }  // namespace tandem::cloud

@@ -57,8 +57,8 @@ static std::string client_message(const Outcome<ChatResult>& o) {
            (o.attempts == 1 ? "" : "s") + ")";
 }
 
-static ChatRequest upstream_request(const Upstream& up, int max_tokens, double temperature) {
-    ChatRequest req;
+static tandem::ChatRequest upstream_request(const Upstream& up, int max_tokens, double temperature) {
+    tandem::ChatRequest req;
     req.model = up.config().model;
     req.max_tokens = max_tokens;
     req.temperature = temperature;
@@ -71,8 +71,14 @@ UpstreamChat::UpstreamChat(std::shared_ptr<Upstream> upstream)
     : up_(std::move(upstream)), name_(up_->config().model.empty() ? "upstream" : up_->config().model) {}
 
 void UpstreamChat::submit(ChatJob job) {
-    ChatRequest req = upstream_request(*up_, job.max_tokens, job.temperature);
-    for (auto& [role, content] : job.messages) req.messages.push_back({role, content});
+    const ChatParams& p = job.params;
+    tandem::ChatRequest req = upstream_request(*up_, p.max_tokens, p.temperature);
+    for (auto& [role, content] : p.messages) req.messages.push_back({role, content});
+    req.stop = p.stop;
+    req.top_p = p.top_p;
+    req.seed = p.seed;
+    req.frequency_penalty = p.frequency_penalty;
+    req.presence_penalty = p.presence_penalty;
     // Shared by this thread (which stores the handle) and the client's loop thread (which runs
     // the callbacks and may have to cancel before the handle is stored).
     struct Call {
@@ -112,7 +118,7 @@ std::vector<NewNote> UpstreamGenerator::generate(const std::string& context, con
     std::vector<NewNote> out;
     for (const Passage& p : passages) {
         if (out.size() >= max_items) break;
-        ChatRequest req = upstream_request(*up_, max_tokens_, 0);
+        tandem::ChatRequest req = upstream_request(*up_, max_tokens_, 0);
         req.messages = {{"user", key_takeaway_prompt(p)}};
         req.stop = {"\n\n"};
         Outcome<ChatResult> o = wait_for<ChatResult>([&](auto cb) { return up_->client().chat(req, cb); });

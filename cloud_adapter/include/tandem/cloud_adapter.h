@@ -40,6 +40,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -135,6 +136,9 @@ struct ChatRequest {
     int max_tokens = 256;
     double temperature = 0.7;
     std::vector<std::string> stop;  // sent when non-empty
+    double top_p = 1.0;             // sent when not 1
+    std::optional<uint64_t> seed;   // sent when set
+    double frequency_penalty = 0, presence_penalty = 0;  // sent when not 0
 };
 struct ChatResult {
     std::string text;           // the whole answer (streaming: all deltas joined)

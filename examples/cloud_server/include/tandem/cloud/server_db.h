@@ -4,14 +4,15 @@
 // implement the same operations); the HTTP layer and the worker see nothing else.
 //
 // Tenancy: every request, note, feed entry and deletion belongs to one tenant (a name from
-// tenants.h). No operation reads or counts across tenants except the worker's next_pending,
+// tenants.h). No operation reads or counts across tenants except the workers' claim_request,
 // which hands out work fairly (round robin over tenants). A tenant's feed has its own sequence
 // numbers (1, 2, 3 ...), so a position in it says nothing about other tenants; item ids are
 // random (unguessable), and a lookup with another tenant's id finds nothing.
 //
-// SQLite schema (user_version 1; a file from before tenants, user_version 0 with a global
+// SQLite schema (user_version 2; a file from before tenants, user_version 0 with a global
 // feed, is migrated in one transaction: its requests and notes go to tenant "default", and the
-// feed gets a new epoch so that clients resynchronise):
+// feed gets a new epoch so that clients resynchronise; user_version 1 gets the lease columns).
+// The PostgreSQL schema (pg_server_db.cpp) has the same tables and columns.
 //
 //   table          columns                                              notes
 //   meta           key TEXT PK, value TEXT                              corpus_signature, epoch
@@ -20,8 +21,10 @@
 //                                                                       index (doc_id, ord)
 //   passages_fts   FTS5(text), external content = passages              porter unicode61
 //   requests       (tenant, request_id) PK, document, context,          state: pending|done|
-//                  context_sha256, max_items, state, error, created_at  failed|forgotten;
-//                                                                       context '' once handled
+//                  context_sha256, max_items, state, error, created_at, failed|forgotten;
+//                  lease_owner, lease_until (Unix ms), claims           context '' once handled;
+//                                                                       a worker holds a pending
+//                                                                       one while lease_until > now
 //   feed           (tenant, seq) PK, tag, id, deleted, retracted,       one row per item or
 //                  request_id, document, text, doc_id, title, method,   tombstone; a retracted
 //                  created_at                                           item's text is erased
@@ -107,16 +110,27 @@ public:
     // (nothing added), the same id with another context a conflict; too_many when the tenant
     // already has max_pending requests pending (nothing added).
     virtual AddResult add_request(const std::string& tenant, const NewRequest& r, int64_t max_pending) = 0;
-    // The next pending request to work on: the oldest of the first tenant after after_tenant
-    // (in name order, wrapping around) that has one. False when none is pending.
-    virtual bool next_pending(const std::string& after_tenant, MemoryRequest* out) = 0;
+    // -- jobs: producing a pending request, by any number of workers in any number of processes --
+    // Claims the next pending request that no live worker holds (never claimed, or its lease
+    // ran out: its worker died or stalled): the oldest of the first tenant after after_tenant
+    // (in name order, wrapping around) that has one, leased to `worker` (a name unique to one
+    // worker of one process) for lease_ms. A request already claimed kMaxClaims times is failed
+    // instead ("gave up ..."). False when there is none.
+    virtual bool claim_request(const std::string& worker, int64_t lease_ms, const std::string& after_tenant,
+                               MemoryRequest* out) = 0;
+    // Extends worker's lease to now + lease_ms; false when worker holds it no longer.
+    virtual bool renew_lease(const std::string& tenant, const std::string& request_id, const std::string& worker,
+                             int64_t lease_ms) = 0;
     virtual bool get_request(const std::string& tenant, const std::string& request_id, MemoryRequest* out) = 0;
     // Appends the notes to the tenant's feed and marks the request done, in one transaction,
     // and forgets its context. Returns false (appending nothing) when the request is no longer
-    // pending: its document or the tenant's memory was forgotten meanwhile.
-    virtual bool complete_request(const std::string& tenant, const std::string& request_id,
+    // pending (done by another worker, or its document or the tenant's memory was forgotten
+    // meanwhile) or is leased to another worker: a request is produced exactly once.
+    virtual bool complete_request(const std::string& tenant, const std::string& request_id, const std::string& worker,
                                   const std::vector<NewNote>& notes) = 0;
-    virtual void fail_request(const std::string& tenant, const std::string& request_id, const std::string& error) = 0;
+    // Marks the request failed with `error` (shown to its tenant) if worker still holds it.
+    virtual void fail_request(const std::string& tenant, const std::string& request_id, const std::string& worker,
+                              const std::string& error) = 0;
     virtual int64_t count_pending(const std::string& tenant) = 0;
 
     // -- feed --
@@ -139,5 +153,24 @@ public:
 // Opens (creating and migrating) the SQLite database at path. Throws ServerDbError naming the
 // file (unreadable, not a database, a schema newer than this build).
 std::unique_ptr<ServerDb> open_server_db(const std::string& path);
+
+// Opens the database a --db value names: "postgresql://..." or "postgres://..." (a libpq URI)
+// is PostgreSQL (pg_server_db.cpp), anything else a SQLite file. Throws ServerDbError.
+std::unique_ptr<ServerDb> open_database(const std::string& db);
+std::unique_ptr<ServerDb> open_pg_server_db(const std::string& conninfo);
+
+// A request given up on after this many claims (workers that died or lost their lease).
+inline constexpr int kMaxClaims = 5;
+
+// Shared by the backends: item ids (128 random bits: neither guessed nor counted), feed
+// entry tags, and the digest that tells two requests with one request_id apart.
+std::string new_item_id();
+std::string new_feed_tag();
+std::string request_digest(const std::string& document, const std::string& context);
+// The feed entries of a request's notes (new ids, created now) and a tombstone, before the
+// backend numbers and tags them as it appends.
+std::vector<FeedEntry> note_entries(const std::string& request_id, const std::string& document,
+                                    const std::vector<NewNote>& notes);
+FeedEntry tombstone_entry(const std::string& item_id, int64_t now);
 
 }  // namespace tandem::cloud
