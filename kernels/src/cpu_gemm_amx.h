@@ -32,13 +32,10 @@
 namespace tandem::cpu::detail {
 namespace {
 
-// The avx512-vnni kernels with the tile sizes of this path: 16 is the AMX tile (the vpdpbusd
-// kernel at 16 is instantiated for the float types).
+// The avx512-vnni kernels, with quantized tiles of 16 tokens: those go to the tiles (the
+// vpdpbusd kernel at 16 is instantiated but not called).
 struct V512Amx : V512 {
-    static constexpr int kTileSizes[] = {1, 2, 4, 16};
-    static constexpr int kNumTileSizes = 4;
-    static constexpr int quant_groups(int T) { return T == 1 ? 4 : T <= 4 ? 2 : 1; }
-    static constexpr int float_groups(int T) { return T == 1 ? 4 : T <= 4 ? 2 : 1; }
+    static constexpr int kQuantTiles = 16;
 };
 
 }  // namespace
@@ -161,7 +158,7 @@ TGT void amx_panel(const uint8_t* panel, int64_t n_recs, const uint8_t* act, flo
 // Tiles of 16 tokens on the tiles, smaller ones on the avx512-vnni kernels.
 template <class P>
 TGT void amx_or_vnni(const PanelTask& a) {
-    if (a.T != kAmxTokens) return dispatch<Quant, P>(a);
+    if (a.T != kAmxTokens) return dispatch<Quant, P, V::kQuantTiles>(a);
     tiles_configure(P::kSub);
     for (int64_t p = 0; p < a.n_panels; p++)
         amx_panel<P>(a.w + p * a.panel_bytes, a.n_recs, a.act, a.y + kPanelRows * p, a.ldy, a.nt, a.rows - kPanelRows * p);

@@ -1,8 +1,8 @@
 // The "avx512-vnni" path: the panel micro-kernels (cpu_gemm_kernels.h) on zmm registers with
 // AVX-512 F/BW/VL + VNNI, for Intel Ice Lake / Sapphire Rapids and AMD Zen 4 and later:
 // vpdpbusd for the quantized types (16 rows x 4 columns x 1 token per instruction), fma for
-// the float types. Decode (T = 1) runs 4 panels at once so that 4 independent sums hide the
-// latency; prefill tiles of 8 tokens reuse each unpacked step 8 times.
+// the float types. Prefill tiles of 8 tokens reuse each unpacked step 8 times; decode (T = 1)
+// streams one panel at a time (cpu_v512.h).
 // Every function carries the target attribute; nothing here runs unless cpu_features() said so.
 
 // GCC 12 warns "__Y may be used uninitialized" inside avx512fintrin.h for every masked intrinsic

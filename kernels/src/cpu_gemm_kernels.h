@@ -337,7 +337,8 @@ TGT void tile_f(const uint8_t* w, size_t pb, int g0, int64_t cols, const uint8_t
 
 // ---- entry points --------------------------------------------------------------------------
 
-// Every row group of a task: in steps of R = V::groups_for(T), then one at a time.
+// Every row group of a task: in steps of R = V::quant_groups(T) / float_groups(T), then one
+// at a time.
 template <class P, int T>
 struct Quant {
     static constexpr int R = V::quant_groups(T);
@@ -364,15 +365,30 @@ struct Float {
     }
 };
 
-// V::kTileSizes must be {1, 2, 4, ...} with at most one size above 4.
-template <template <class, int> class K, class P>
+// Tile sizes {1, 2, 4, TMax}: V::kQuantTiles for the quantized types, V::kFloatTiles for the
+// float types (which, with one fma per weight and token, take larger tiles).
+template <template <class, int> class K, class P, int TMax>
 TGT void dispatch(const PanelTask& a) {
     switch (a.T) {
         case 1: K<P, 1>::run(a); break;
         case 2: K<P, 2>::run(a); break;
         case 4: K<P, 4>::run(a); break;
-        default: K<P, V::kTileSizes[V::kNumTileSizes - 1]>::run(a); break;
+        default: K<P, TMax>::run(a); break;
     }
+}
+
+template <class P>
+TypeKernel quant_kernel() {
+    TypeKernel k{nullptr, dispatch<Quant, P, V::kQuantTiles>, corr_shift<P>()};
+    for (int t : {1, 2, 4, V::kQuantTiles}) k.tile_sizes[k.n_tile_sizes++] = t;
+    return k;
+}
+
+template <class L>
+TypeKernel float_kernel() {
+    TypeKernel k{nullptr, dispatch<Float, L, V::kFloatTiles>, -1};
+    for (int t : {1, 2, 4, V::kFloatTiles}) k.tile_sizes[k.n_tile_sizes++] = t;
+    return k;
 }
 
 // The path's table: every type on these kernels.
@@ -380,19 +396,17 @@ KernelSet make_kernel_set(const char* name) {
     KernelSet k;
     k.name = name;
     k.layout = Layout::Panels;
-    for (int i = 0; i < V::kNumTileSizes; i++) k.tile_sizes[k.n_tile_sizes++] = V::kTileSizes[i];
-    auto flt = [&](GgmlType t, panel_fn f) { k.k[(uint32_t)t] = TypeKernel{nullptr, f, -1}; };
-    flt(GgmlType::F32, dispatch<Float, LoadF32>);
-    flt(GgmlType::F16, dispatch<Float, LoadF16>);
-    flt(GgmlType::BF16, dispatch<Float, LoadBF16>);
-    k.k[(uint32_t)GgmlType::Q4_0] = TypeKernel{nullptr, dispatch<Quant, P_Q4_0>, corr_shift<P_Q4_0>()};
-    k.k[(uint32_t)GgmlType::Q4_1] = TypeKernel{nullptr, dispatch<Quant, P_Q4_1>, corr_shift<P_Q4_1>()};
-    k.k[(uint32_t)GgmlType::Q5_0] = TypeKernel{nullptr, dispatch<Quant, P_Q5_0>, corr_shift<P_Q5_0>()};
-    k.k[(uint32_t)GgmlType::Q5_1] = TypeKernel{nullptr, dispatch<Quant, P_Q5_1>, corr_shift<P_Q5_1>()};
-    k.k[(uint32_t)GgmlType::Q8_0] = TypeKernel{nullptr, dispatch<Quant, P_Q8_0>, corr_shift<P_Q8_0>()};
-    k.k[(uint32_t)GgmlType::Q4_K] = TypeKernel{nullptr, dispatch<Quant, P_Q4_K>, corr_shift<P_Q4_K>()};
-    k.k[(uint32_t)GgmlType::Q5_K] = TypeKernel{nullptr, dispatch<Quant, P_Q5_K>, corr_shift<P_Q5_K>()};
-    k.k[(uint32_t)GgmlType::Q6_K] = TypeKernel{nullptr, dispatch<Quant, P_Q6_K>, corr_shift<P_Q6_K>()};
+    k.k[(uint32_t)GgmlType::F32] = float_kernel<LoadF32>();
+    k.k[(uint32_t)GgmlType::F16] = float_kernel<LoadF16>();
+    k.k[(uint32_t)GgmlType::BF16] = float_kernel<LoadBF16>();
+    k.k[(uint32_t)GgmlType::Q4_0] = quant_kernel<P_Q4_0>();
+    k.k[(uint32_t)GgmlType::Q4_1] = quant_kernel<P_Q4_1>();
+    k.k[(uint32_t)GgmlType::Q5_0] = quant_kernel<P_Q5_0>();
+    k.k[(uint32_t)GgmlType::Q5_1] = quant_kernel<P_Q5_1>();
+    k.k[(uint32_t)GgmlType::Q8_0] = quant_kernel<P_Q8_0>();
+    k.k[(uint32_t)GgmlType::Q4_K] = quant_kernel<P_Q4_K>();
+    k.k[(uint32_t)GgmlType::Q5_K] = quant_kernel<P_Q5_K>();
+    k.k[(uint32_t)GgmlType::Q6_K] = quant_kernel<P_Q6_K>();
     return k;
 }
 

@@ -97,21 +97,21 @@ using panel_fn = void (*)(const PanelTask& task);
 
 enum class Layout { Rows, Panels };
 
+constexpr int kMaxTileSizes = 4;
+
 struct TypeKernel {
     gemm_fn rows = nullptr;     // Layout::Rows
     panel_fn panels = nullptr;  // Layout::Panels
-    // Activation tiles: corr = (sum of the subblock's quantized activations) << corr_shift,
-    // which the kernel subtracts from its integer sums (the weights' level offset); -1: none.
+    // Activation tiles: ncorr = -(sum of the subblock's quantized activations << corr_shift),
+    // where the kernel's integer sums start (the weights' level offset); -1: none.
     int corr_shift = -1;
+    int tile_sizes[kMaxTileSizes] = {};  // Layout::Panels: the ascending token counts of its tiles
+    int n_tile_sizes = 0;
 };
-
-constexpr int kMaxTileSizes = 4;
 
 struct KernelSet {
     const char* name = nullptr;
     Layout layout = Layout::Rows;
-    int tile_sizes[kMaxTileSizes] = {};  // ascending token counts of the tiles it has kernels for
-    int n_tile_sizes = 0;
     TypeKernel k[kGgmlTypeCount];  // .rows / .panels nullptr: this path does not do the type
 };
 

@@ -298,12 +298,12 @@ static void matmul_panels(const KernelSet& ks, const PackedWeights* const w[], f
     const GgmlType type = w[0]->type();
     const TypeKernel& k = ks.k[(uint32_t)type];
     const int64_t cols = w[0]->cols();
-    const int t_max = ks.tile_sizes[ks.n_tile_sizes - 1];
+    const int t_max = k.tile_sizes[k.n_tile_sizes - 1];
     const int64_t n_tiles = (n_tokens + t_max - 1) / t_max;
     const int64_t rest = n_tokens - (n_tiles - 1) * t_max;
     int t_last = t_max;
-    for (int i = 0; i < ks.n_tile_sizes; i++)
-        if (ks.tile_sizes[i] >= rest) { t_last = ks.tile_sizes[i]; break; }
+    for (int i = 0; i < k.n_tile_sizes; i++)
+        if (k.tile_sizes[i] >= rest) { t_last = k.tile_sizes[i]; break; }
     const size_t full_bytes = act_tile_bytes(type, cols, t_max);
     uint8_t* tiles = scratch(0, full_bytes * (size_t)n_tiles);
     auto tile_T = [&](int64_t i) { return i == n_tiles - 1 ? t_last : t_max; };

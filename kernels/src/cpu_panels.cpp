@@ -14,22 +14,34 @@ struct RecLevels {
     uint8_t L[kPanelRows][QK_K];
 };
 
-// Byte i = 4r + j of step s holds column 4s + j of row r.
-static uint8_t step_byte(const RecLevels& lv, int s, int i) { return lv.L[i / 4][4 * s + i % 4]; }
+// Byte 4r + j of step s holds column 4s + j of row r: level L[r][k] goes to byte 4r + k % 4
+// of step k / 4. Each output byte is written once.
 
 static void put_nibbles(const RecLevels& lv, int cols, uint8_t (*nib)[64]) {
-    for (int s = 0; s < cols / 4; s++)
-        for (int i = 0; i < 64; i++) nib[s / 2][i] |= (uint8_t)((step_byte(lv, s, i) & 0xF) << (4 * (s % 2)));
+    for (int c = 0; c < cols / 8; c++)  // steps 2c, 2c + 1: columns 8c + j and 8c + 4 + j
+        for (int r = 0; r < kPanelRows; r++)
+            for (int j = 0; j < 4; j++)
+                nib[c][4 * r + j] = (uint8_t)((lv.L[r][8 * c + j] & 0xF) | (lv.L[r][8 * c + 4 + j] << 4));
 }
 
 static void put_hb1(const RecLevels& lv, int cols, uint8_t (*hb)[64]) {
-    for (int s = 0; s < cols / 4; s++)
-        for (int i = 0; i < 64; i++) hb[s / 8][i] |= (uint8_t)(((step_byte(lv, s, i) >> 4) & 1) << (s % 8));
+    for (int g = 0; g < cols / 32; g++)  // steps 8g .. 8g + 7
+        for (int r = 0; r < kPanelRows; r++)
+            for (int j = 0; j < 4; j++) {
+                uint8_t b = 0;
+                for (int s = 0; s < 8; s++) b |= (uint8_t)(((lv.L[r][4 * (8 * g + s) + j] >> 4) & 1) << s);
+                hb[g][4 * r + j] = b;
+            }
 }
 
 static void put_hb2(const RecLevels& lv, int cols, uint8_t (*hb)[64]) {
-    for (int s = 0; s < cols / 4; s++)
-        for (int i = 0; i < 64; i++) hb[s / 4][i] |= (uint8_t)(((step_byte(lv, s, i) >> 4) & 3) << (2 * (s % 4)));
+    for (int g = 0; g < cols / 16; g++)  // steps 4g .. 4g + 3
+        for (int r = 0; r < kPanelRows; r++)
+            for (int j = 0; j < 4; j++) {
+                uint8_t b = 0;
+                for (int s = 0; s < 4; s++) b |= (uint8_t)(((lv.L[r][4 * (4 * g + s) + j] >> 4) & 3) << (2 * s));
+                hb[g][4 * r + j] = b;
+            }
 }
 
 // ---- one record per type -------------------------------------------------------------------
@@ -89,8 +101,8 @@ static void pack_q8_0(const void* const blk[kPanelRows], void* rec, RecLevels& l
             std::memcpy(lv.L[r], as<block_q8_0>(blk[r]).qs, 32);  // int8 bits kept as they are
             o.d[r] = as<block_q8_0>(blk[r]).d;
         }
-    for (int s = 0; s < 8; s++)
-        for (int i = 0; i < 64; i++) o.lvl[s][i] = (int8_t)step_byte(lv, s, i);
+    for (int r = 0; r < kPanelRows; r++)
+        for (int k = 0; k < 32; k++) o.lvl[k / 4][4 * r + k % 4] = (int8_t)lv.L[r][k];
 }
 template <class P>
 static void k4_scales(const uint8_t* scales, half_bits d, half_bits dmin, int r, P& o) {
@@ -137,18 +149,11 @@ static void pack_q6_K(const void* const blk[kPanelRows], void* rec, RecLevels& l
     put_hb2(lv, QK_K, o.hb2);
 }
 
-// Float types: a record is one column, element size e: byte copy of each row's element.
-template <int E>
-static void pack_col(const void* const blk[kPanelRows], void* rec, RecLevels&) {
-    for (int r = 0; r < kPanelRows; r++)
-        if (blk[r]) std::memcpy((uint8_t*)rec + E * r, blk[r], E);
-}
-
 // ---- the format table ----------------------------------------------------------------------
 
 struct FormatRow {
     PanelFormat f;
-    pack_rec_fn pack = nullptr;
+    pack_rec_fn pack = nullptr;  // nullptr for the float types (pack_float_panel)
 };
 
 static const FormatRow* format_table() {
@@ -157,9 +162,9 @@ static const FormatRow* format_table() {
         auto set = [](GgmlType ty, int64_t rec_cols, size_t rec_bytes, int sub_cols, pack_rec_fn pack) {
             t[(uint32_t)ty] = FormatRow{PanelFormat{rec_cols, rec_bytes, sub_cols}, pack};
         };
-        set(GgmlType::F32, 1, 64, 0, pack_col<4>);
-        set(GgmlType::F16, 1, 32, 0, pack_col<2>);
-        set(GgmlType::BF16, 1, 32, 0, pack_col<2>);
+        set(GgmlType::F32, 1, 64, 0, nullptr);  // pack_float_panel
+        set(GgmlType::F16, 1, 32, 0, nullptr);
+        set(GgmlType::BF16, 1, 32, 0, nullptr);
         set(GgmlType::Q4_0, 32, sizeof(pq4_0), 32, pack_q4_0);
         set(GgmlType::Q4_1, 32, sizeof(pq4_1), 32, pack_q4_1);
         set(GgmlType::Q5_0, 32, sizeof(pq5_0), 32, pack_q5_0);
@@ -175,7 +180,7 @@ static const FormatRow* format_table() {
 
 const PanelFormat* panel_format(GgmlType t) {
     const uint32_t id = (uint32_t)t;
-    if (id >= kGgmlTypeCount || !format_table()[id].pack) return nullptr;
+    if (id >= kGgmlTypeCount || format_table()[id].f.rec_bytes == 0) return nullptr;
     return &format_table()[id].f;
 }
 
@@ -184,8 +189,22 @@ size_t panel_bytes(GgmlType t, int64_t cols) {
     return (size_t)(cols / f.rec_cols) * f.rec_bytes;
 }
 
+// Float types: column k of the panel is element k of each of its 16 rows (E bytes each).
+static void pack_float_panel(size_t E, const void* W, int64_t rows, int64_t cols, int64_t p, uint8_t* dst) {
+    std::memset(dst, 0, (size_t)cols * kPanelRows * E);
+    for (int r = 0; r < kPanelRows && p * kPanelRows + r < rows; r++) {
+        const uint8_t* src = (const uint8_t*)W + (size_t)(p * kPanelRows + r) * (size_t)cols * E;
+        uint8_t* d = dst + E * (size_t)r;
+        if (E == 2)
+            for (int64_t k = 0; k < cols; k++) std::memcpy(d + (size_t)k * kPanelRows * 2, src + 2 * k, 2);
+        else
+            for (int64_t k = 0; k < cols; k++) std::memcpy(d + (size_t)k * kPanelRows * 4, src + 4 * k, 4);
+    }
+}
+
 void pack_panel(GgmlType t, const void* W, int64_t rows, int64_t cols, int64_t p, uint8_t* dst) {
     const FormatRow& fr = format_table()[(uint32_t)t];
+    if (fr.f.rec_cols == 1) return pack_float_panel(type_traits(t).type_size, W, rows, cols, p, dst);
     const size_t row_bytes = row_size(t, cols);
     const size_t blk_bytes = type_traits(t).type_size;
     const int64_t n_recs = cols / fr.f.rec_cols;

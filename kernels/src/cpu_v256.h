@@ -20,11 +20,11 @@ struct V256Base {
     static constexpr int kLanes = 8;
     using I = __m256i;
     using F = __m256;
-    static constexpr int kTileSizes[] = {1, 2, 4};
-    static constexpr int kNumTileSizes = 3;
-    // Row groups (half panels) per micro-kernel, within 16 ymm registers.
+    static constexpr int kQuantTiles = 4, kFloatTiles = 8;  // the largest token tiles
+    // Row groups (half panels) per micro-kernel, within 16 ymm registers; quantized decode
+    // takes one panel (two halves) at a time, one sequential stream of weights.
     static constexpr int quant_groups(int T) { return T == 1 ? 2 : 1; }
-    static constexpr int float_groups(int T) { return T == 1 ? 4 : 2; }
+    static constexpr int float_groups(int T) { return T == 1 ? 4 : T <= 4 ? 2 : 1; }
 
     TGT static I load(const void* p) { return _mm256_loadu_si256((const __m256i*)p); }
     TGT static I and_(I a, I b) { return _mm256_and_si256(a, b); }
