@@ -163,15 +163,15 @@ int64_t ServerDb::count_passages() {
     return st.step() ? st.i64(0) : 0;
 }
 
-std::vector<Passage> ServerDb::search(const std::string& match_query, size_t limit) {
+std::vector<Passage> ServerDb::search(const std::string& match_query, size_t limit, const std::string& exclude_doc_id) {
     std::vector<Passage> out;
     if (match_query.empty() || limit == 0) return out;
     DbStmt st(*this,
               "SELECT p.doc_id, d.title, p.text, bm25(passages_fts) AS score FROM passages_fts f "
               "JOIN passages p ON p.pid = f.rowid JOIN docs d ON d.doc_id = p.doc_id "
-              "WHERE passages_fts MATCH ?1 ORDER BY score, p.pid LIMIT ?2",
+              "WHERE passages_fts MATCH ?1 AND p.doc_id <> ?3 ORDER BY score, p.pid LIMIT ?2",
               "search corpus");
-    st.bind(1, match_query).bind(2, (int64_t)limit);
+    st.bind(1, match_query).bind(2, (int64_t)limit).bind(3, exclude_doc_id);
     while (st.step()) out.push_back({st.str(0), st.str(1), st.str(2), st.f64(3)});
     return out;
 }

@@ -71,7 +71,9 @@ public:
     int64_t count_docs();
     int64_t count_passages();
     // Top passages for an FTS5 MATCH expression (build it with fts5_match_query); "" -> none.
-    std::vector<Passage> search(const std::string& match_query, size_t limit);
+    // exclude_doc_id: passages of that document are never returned (the evaluation's
+    // leave-one-out corpus: a draft's notes never come from its own speech); "": none excluded.
+    std::vector<Passage> search(const std::string& match_query, size_t limit, const std::string& exclude_doc_id = "");
 
     // -- requests --
     enum class AddResult { created, duplicate, conflict };
