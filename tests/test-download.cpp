@@ -574,22 +574,23 @@ TEST_CASE("scripts/demo without ../shared: says which tandem pull commands to ru
     const std::string demo = std::string(TANDEM_SOURCE_DIR) + "/scripts/demo";
     CHECK(sh(env + " " + demo + " --fetch-only", log) == 1);
     std::string text = tandem_test::read_file(log);
-    CHECK(text.find(std::string(TANDEM_BIN) + " pull URL/tandem-demo-client-q8_0.gguf --sha256 "
-                    "44288074b38ce79e1618d350a82624561a8e8dde6650bbe3d935f20810ab25bf --out " + data +
-                    "/models/tandem-demo-client-q8_0.gguf") != std::string::npos);
+    CHECK(text.find(std::string(TANDEM_BIN) + " pull URL/tandem-demo-cloud-q8_0.gguf --sha256 "
+                    "e83533169c3eee4bb7f1200afa6805764879184ccab3ec24d3a318993f929ae9 --out " + data +
+                    "/models/tandem-demo-cloud-q8_0.gguf") != std::string::npos);
+    CHECK(text.find("tandem-demo-client") == std::string::npos);  // the client is in the repository
     CHECK(text.find("TANDEM_CORPUS_URL=URL/ungd.jsonl.xz") != std::string::npos);
     // the loopback server plays the file host (one body for every name, so its digest overrides)
     std::string vars;
-    for (std::string v : {"TANDEM_MODEL", "TANDEM_CLOUD_MODEL", "TANDEM_CORPUS"})
+    for (std::string v : {"TANDEM_CLOUD_MODEL", "TANDEM_CORPUS"})
         vars += " " + v + "_URL=" + f.server.url("/" + v) + " " + v + "_SHA256=" + f.sha;
     CHECK(sh(env + vars + " " + demo + " --fetch-only", log) == 0);
     text = tandem_test::read_file(log);
     CHECK(text.find("demo: data ready") != std::string::npos);
-    CHECK(tandem_test::read_file(data + "/models/tandem-demo-client-q8_0.gguf") == f.body);
+    CHECK(tandem_test::read_file(data + "/models/tandem-demo-cloud-q8_0.gguf") == f.body);
     CHECK(tandem_test::read_file(data + "/corpus/ungd.jsonl.xz") == f.body);
-    CHECK(f.server.requests == 3);
+    CHECK(f.server.requests == 2);
     CHECK(sh(env + " " + demo + " --fetch-only", log) == 0);  // found in the data dir now: nothing pulled
-    CHECK(f.server.requests == 3);
+    CHECK(f.server.requests == 2);
 }
 TEST_CASE("tandem pull: a planted .part symlink or FIFO exits 1 naming it; --max-bytes caps the size") {
     Fixture f;

@@ -113,7 +113,8 @@ public:
     void replace_corpus(const std::vector<CorpusDoc>& docs, const std::string& signature) override;
     int64_t count_docs() override { return count("count docs", "SELECT count(*) FROM docs"); }
     int64_t count_passages() override { return count("count passages", "SELECT count(*) FROM passages"); }
-    std::vector<Passage> search(const std::string& text, size_t limit) override;
+    std::vector<Passage> search(const std::string& text, size_t limit, const std::string& exclude_doc_id) override;
+    bool get_document(const std::string& doc_id, CorpusDoc* out) override;
     std::string epoch() override { return epoch_; }
 
     AddResult add_request(const std::string& tenant, const NewRequest& r, int64_t max_pending) override;
@@ -230,7 +231,7 @@ void PgServerDb::replace_corpus(const std::vector<CorpusDoc>& docs, const std::s
     tx.commit();
 }
 
-std::vector<Passage> PgServerDb::search(const std::string& text, size_t limit) {
+std::vector<Passage> PgServerDb::search(const std::string& text, size_t limit, const std::string& exclude_doc_id) {
     std::vector<Passage> out;
     // The same terms as SQLite's FTS5 query; each is letters/digits only, so joined by '|'
     // they are a valid to_tsquery expression (stemmed, stop words dropped by PostgreSQL).
@@ -244,10 +245,21 @@ std::vector<Passage> PgServerDb::search(const std::string& text, size_t limit) {
     PgResult r = db_.exec("search corpus",
                           "SELECT p.doc_id, d.title, p.text, ts_rank_cd(p.tsv, q) AS score "
                           "FROM passages p JOIN docs d ON d.doc_id = p.doc_id, to_tsquery('english', $1) q "
-                          "WHERE p.tsv @@ q ORDER BY score DESC, p.pid LIMIT $2",
-                          {query, limit});
+                          "WHERE p.tsv @@ q AND p.doc_id <> $3 ORDER BY score DESC, p.pid LIMIT $2",
+                          {query, limit, exclude_doc_id});
     for (int i = 0; i < r.rows(); i++) out.push_back({r.str(i, 0), r.str(i, 1), r.str(i, 2), r.f64(i, 3)});
     return out;
+}
+
+bool PgServerDb::get_document(const std::string& doc_id, CorpusDoc* out) {
+    PgResult d = db_.exec("read document", "SELECT title FROM docs WHERE doc_id = $1", {doc_id});
+    if (d.rows() == 0) return false;
+    out->doc_id = doc_id;
+    out->title = d.str(0, 0);
+    out->passages.clear();
+    PgResult p = db_.exec("read passages", "SELECT text FROM passages WHERE doc_id = $1 ORDER BY ord", {doc_id});
+    for (int i = 0; i < p.rows(); i++) out->passages.push_back(p.str(i, 0));
+    return true;
 }
 
 // ---- requests --------------------------------------------------------------------------

@@ -111,7 +111,7 @@ public:
     void replace_corpus(const std::vector<CorpusDoc>& docs, const std::string& signature) override;
     int64_t count_docs() override { return count("SELECT count(*) FROM docs", "count docs"); }
     int64_t count_passages() override { return count("SELECT count(*) FROM passages", "count passages"); }
-    std::vector<Passage> search(const std::string& text, size_t limit) override;
+    std::vector<Passage> search(const std::string& text, size_t limit, const std::string& exclude_doc_id) override;
     bool get_document(const std::string& doc_id, CorpusDoc* out) override;
     std::string epoch() override { return epoch_; }
 
@@ -297,16 +297,16 @@ void SqliteServerDb::replace_corpus(const std::vector<CorpusDoc>& docs, const st
     tx.commit();
 }
 
-std::vector<Passage> SqliteServerDb::search(const std::string& text, size_t limit) {
+std::vector<Passage> SqliteServerDb::search(const std::string& text, size_t limit, const std::string& exclude_doc_id) {
     std::vector<Passage> out;
     const std::string match = fts5_match_query(text, 32);  // never raw FTS5 syntax
     if (match.empty() || limit == 0) return out;
     DbStmt st(*this,
               "SELECT p.doc_id, d.title, p.text, bm25(passages_fts) AS score FROM passages_fts f "
               "JOIN passages p ON p.pid = f.rowid JOIN docs d ON d.doc_id = p.doc_id "
-              "WHERE passages_fts MATCH ?1 ORDER BY score, p.pid LIMIT ?2",
+              "WHERE passages_fts MATCH ?1 AND p.doc_id <> ?3 ORDER BY score, p.pid LIMIT ?2",
               "search corpus");
-    st.bind(1, match).bind(2, (int64_t)limit);
+    st.bind(1, match).bind(2, (int64_t)limit).bind(3, exclude_doc_id);
     while (st.step()) out.push_back({st.str(0), st.str(1), st.str(2), st.f64(3)});
     return out;
 }

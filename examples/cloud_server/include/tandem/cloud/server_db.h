@@ -95,7 +95,9 @@ public:
     virtual int64_t count_docs() = 0;
     virtual int64_t count_passages() = 0;
     // The passages most relevant to free text (any text is safe), best first, at most limit.
-    virtual std::vector<Passage> search(const std::string& text, size_t limit) = 0;
+    // exclude_doc_id: passages of that document are never returned (the evaluation's
+    // leave-one-out corpus: a draft's notes never come from its own speech); "": none excluded.
+    virtual std::vector<Passage> search(const std::string& text, size_t limit, const std::string& exclude_doc_id = "") = 0;
     // The document's title and passages in order; false when doc_id is not in the corpus.
     virtual bool get_document(const std::string& doc_id, CorpusDoc* out) = 0;
 
