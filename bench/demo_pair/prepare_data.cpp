@@ -32,7 +32,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "corpus.h"  // examples/cloud_server: split_sentences
+#include "tandem/cloud/corpus.h"  // examples/cloud_server: split_sentences
 #include "drafts.h"
 #include "note_retrieval.h"
 #include "tandem/gguf.h"
