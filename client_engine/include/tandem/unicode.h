@@ -22,6 +22,8 @@
 #include <string_view>
 #include <vector>
 
+#include "tandem/utf8.h"
+
 namespace tandem::unicode {
 
 enum : uint8_t {
@@ -51,8 +53,8 @@ bool in_spans(const CptSpan* spans, size_t n, uint32_t cp);
 // maximal valid prefix (at least one byte), as the Unicode standard recommends.
 size_t utf8_decode(const char* s, size_t n, uint32_t& cp);
 
-// Appends the UTF-8 encoding of `cp` (must be <= U+10FFFF).
-void utf8_append(uint32_t cp, std::string& out);
+// Appends the UTF-8 encoding of `cp` (must be <= U+10FFFF): tandem/utf8.h.
+using tandem::utf8_append;
 
 // Decodes `text` into code points, invalid sequences becoming U+FFFD. Clears `out`.
 // Returns the number of replacements made.
