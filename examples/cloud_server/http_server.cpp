@@ -102,7 +102,15 @@ public:
     Session(tcp::socket&& socket, CloudServer::Impl& srv, std::shared_ptr<examples::AcceptLoop::Slot> slot)
         : stream_(std::move(socket)), srv_(srv), slot_(std::move(slot)) {}
     ~Session() { release_body(); }
-    void start() { read_request(); }
+    void start() {
+        // Closes the connection for a new client when the accept loop asks and it is still idle.
+        slot_->set_closer([weak = weak_from_this(), exec = stream_.get_executor()] {
+            net::post(exec, [weak] {
+                if (auto s = weak.lock(); s && s->idle_) s->close();
+            });
+        });
+        read_request();
+    }
 
 private:
     using Self = std::shared_ptr<Session>;
@@ -114,12 +122,7 @@ private:
         release_body();
         if (buffer_.size() > 0) return read_header();  // the client sent it already (pipelining)
         idle_ = true;
-        std::weak_ptr<Session> weak = weak_from_this();
-        slot_->set_idle([weak, exec = stream_.get_executor()] {
-            net::post(exec, [weak] {
-                if (auto s = weak.lock(); s && s->idle_) s->close();
-            });
-        });
+        slot_->set_idle();
         stream_.expires_after(std::chrono::seconds(srv_.cfg.idle_timeout_s));
         stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
             self->idle_ = false;

@@ -155,7 +155,15 @@ public:
         std::lock_guard<std::mutex> lock(srv_.conns_mu);
         srv_.conns.erase(this);
     }
-    void start() { read_request(); }
+    void start() {
+        // Closes the connection for a new client when the accept loop asks and it is still idle.
+        slot_->set_closer([weak = weak_from_this(), exec = stream_.get_executor()] {
+            net::post(exec, [weak] {
+                if (auto c = weak.lock(); c && c->idle_) c->close();
+            });
+        });
+        read_request();
+    }
 
     // I/O thread.
     void close() {
@@ -189,12 +197,7 @@ private:
         if (srv_.stopping) return close();
         if (buffer_.size() > 0) return read_header();  // the client sent it already (pipelining)
         idle_ = true;
-        std::weak_ptr<Connection> weak = weak_from_this();
-        slot_->set_idle([weak, exec = stream_.get_executor()] {
-            net::post(exec, [weak] {
-                if (auto c = weak.lock(); c && c->idle_) c->close();
-            });
-        });
+        slot_->set_idle();
         stream_.expires_after(std::chrono::milliseconds(srv_.opt.idle_timeout_ms));
         stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
             self->idle_ = false;
