@@ -3,6 +3,7 @@
 #include "../common/accept_loop.h"
 #include "../common/drain.h"
 #include "../common/http_target.h"
+#include "../common/read_request.h"
 
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
@@ -117,41 +118,29 @@ public:
     Session(tcp::socket&& socket, CloudServer::Impl& srv, std::shared_ptr<examples::AcceptLoop::Slot> slot)
         : stream_(std::move(socket)), srv_(srv), slot_(std::move(slot)) {}
     ~Session() { release_body(); }
-    void start() { read_request(); }
+    void start() {
+        // Closes the connection for a new client when the accept loop asks and it is still idle.
+        slot_->set_closer([weak = weak_from_this(), exec = stream_.get_executor()] {
+            net::post(exec, [weak] {
+                if (auto s = weak.lock(); s && s->idle_) s->close();
+            });
+        });
+        read_request();
+    }
 
 private:
     using Self = std::shared_ptr<Session>;
 
     // -- reading --
-    // Waits for the next request's first bytes; meanwhile the connection is idle and may be
-    // closed to make room for a new client (accept_loop.h).
+    // The next request's head, within the idle and header timeouts (read_request.h).
     void read_request() {
         release_body();
-        if (buffer_.size() > 0) return read_header();  // the client sent it already (pipelining)
-        idle_ = true;
-        std::weak_ptr<Session> weak = weak_from_this();
-        slot_->set_idle([weak, exec = stream_.get_executor()] {
-            net::post(exec, [weak] {
-                if (auto s = weak.lock(); s && s->idle_) s->close();
-            });
-        });
-        stream_.expires_after(std::chrono::seconds(srv_.cfg.idle_timeout_s));
-        stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
-            self->idle_ = false;
-            self->slot_->set_busy();
-            if (ec) return self->close();
-            self->buffer_.commit(n);
-            self->read_header();
-        });
-    }
-
-    void read_header() {
         parser_.emplace();
         parser_->header_limit(16 * 1024);
         parser_->body_limit(srv_.cfg.max_body);
-        stream_.expires_after(std::chrono::seconds(srv_.cfg.header_timeout_s));
-        http::async_read_header(stream_, buffer_, *parser_,
-                                [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+        examples::HeadTimeouts t{std::chrono::seconds(srv_.cfg.idle_timeout_s), std::chrono::seconds(srv_.cfg.header_timeout_s)};
+        examples::async_read_request_head(stream_, buffer_, *parser_, *slot_, idle_, t,
+                                          [self = shared_from_this()](beast::error_code ec) { self->on_header(ec); });
     }
 
     // The head is in: size limit, token and body budget are checked before any body byte is read.

@@ -164,22 +164,30 @@ void AcceptLoop::on_error(const boost::system::error_code& ec) {
 
 // ---- slots -----------------------------------------------------------------------------------
 
-std::function<void()> AcceptLoop::take_oldest_idle_locked() {
-    if (idle_.empty()) return {};
-    Slot* s = idle_.front();
-    idle_.pop_front();
-    s->idle_ = false;
-    return std::move(s->closer_);
+void AcceptLoop::unlink_locked(Slot& slot) {
+    if (!slot.idle_) return;
+    (slot.prev_ ? slot.prev_->next_ : idle_head_) = slot.next_;
+    (slot.next_ ? slot.next_->prev_ : idle_tail_) = slot.prev_;
+    slot.prev_ = slot.next_ = nullptr;
+    slot.idle_ = false;
 }
 
-void AcceptLoop::mark_idle(Slot& slot, std::function<void()> closer) {
+std::function<void()> AcceptLoop::take_oldest_idle_locked() {
+    if (!idle_head_) return {};
+    Slot& s = *idle_head_;
+    unlink_locked(s);
+    return s.closer_;
+}
+
+void AcceptLoop::mark_idle(Slot& slot) {
     bool wake = false;
     {
         std::lock_guard<std::mutex> lk(mu_);
-        if (slot.idle_) idle_.erase(slot.pos_);
+        unlink_locked(slot);
         slot.idle_ = true;
-        slot.closer_ = std::move(closer);
-        slot.pos_ = idle_.insert(idle_.end(), &slot);
+        slot.prev_ = idle_tail_;
+        (idle_tail_ ? idle_tail_->next_ : idle_head_) = &slot;
+        idle_tail_ = &slot;
         // at the cap and not waiting for the backlog: a waiting client may now take this place
         wake = !armed_ && !stopped_ && open_ >= cap_;
     }
@@ -188,18 +196,14 @@ void AcceptLoop::mark_idle(Slot& slot, std::function<void()> closer) {
 
 void AcceptLoop::mark_busy(Slot& slot) {
     std::lock_guard<std::mutex> lk(mu_);
-    if (!slot.idle_) return;
-    idle_.erase(slot.pos_);
-    slot.idle_ = false;
-    slot.closer_ = nullptr;
+    unlink_locked(slot);
 }
 
 void AcceptLoop::release(Slot& slot) {
     bool wake = false;
     {
         std::lock_guard<std::mutex> lk(mu_);
-        if (slot.idle_) idle_.erase(slot.pos_);
-        slot.idle_ = false;
+        unlink_locked(slot);
         open_--;
         wake = !armed_ && !stopped_;
     }
@@ -207,7 +211,8 @@ void AcceptLoop::release(Slot& slot) {
 }
 
 AcceptLoop::Slot::~Slot() { loop_->release(*this); }
-void AcceptLoop::Slot::set_idle(std::function<void()> closer) { loop_->mark_idle(*this, std::move(closer)); }
+void AcceptLoop::Slot::set_closer(std::function<void()> closer) { closer_ = std::move(closer); }
+void AcceptLoop::Slot::set_idle() { loop_->mark_idle(*this); }
 void AcceptLoop::Slot::set_busy() { loop_->mark_busy(*this); }
 
 }  // namespace tandem::examples

@@ -22,7 +22,6 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -58,8 +57,9 @@ private:
     void resume();  // arm() unless armed or stopped
     std::function<void()> take_oldest_idle_locked();
     void release(Slot& slot);
-    void mark_idle(Slot& slot, std::function<void()> closer);
+    void mark_idle(Slot& slot);
     void mark_busy(Slot& slot);
+    void unlink_locked(Slot& slot);
 
     tcp::acceptor& acceptor_;
     const size_t cap_;
@@ -74,26 +74,31 @@ private:
     size_t open_ = 0;
     bool armed_ = false;    // an accept, a backlog wait or a backoff timer is pending
     bool stopped_ = false;
-    std::list<Slot*> idle_;  // idle connections, longest idle first
+    // Idle connections, longest idle first: an intrusive list through the Slots (no allocation
+    // per request).
+    Slot* idle_head_ = nullptr;
+    Slot* idle_tail_ = nullptr;
 };
 
-// A connection's place in the loop. While idle, the loop may call the closer given to
-// set_idle() (on the acceptor's thread) to make room for a new client; the closer should post
-// the close to the connection's own executor and close only if still idle.
+// A connection's place in the loop. While idle, the loop may call the closer (on the
+// acceptor's thread) to make room for a new client; the closer should post the close to the
+// connection's own executor and close only if the connection is still idle.
 class AcceptLoop::Slot {
 public:
     ~Slot();
-    void set_idle(std::function<void()> closer);
+    void set_closer(std::function<void()> closer);  // once, before the first set_idle()
+    void set_idle();
     void set_busy();
 
 private:
     friend class AcceptLoop;
     explicit Slot(std::shared_ptr<AcceptLoop> loop) : loop_(std::move(loop)) {}
     std::shared_ptr<AcceptLoop> loop_;
+    std::function<void()> closer_;
     // guarded by the loop's mutex:
     bool idle_ = false;
-    std::function<void()> closer_;
-    std::list<Slot*>::iterator pos_;
+    Slot* prev_ = nullptr;
+    Slot* next_ = nullptr;
 };
 
 }  // namespace tandem::examples

@@ -4,6 +4,7 @@
 #include "../common/accept_loop.h"
 #include "../common/drain.h"
 #include "../common/http_target.h"
+#include "../common/read_request.h"
 
 #include <atomic>
 #include <boost/asio.hpp>
@@ -155,7 +156,15 @@ public:
         std::lock_guard<std::mutex> lock(srv_.conns_mu);
         srv_.conns.erase(this);
     }
-    void start() { read_request(); }
+    void start() {
+        // Closes the connection for a new client when the accept loop asks and it is still idle.
+        slot_->set_closer([weak = weak_from_this(), exec = stream_.get_executor()] {
+            net::post(exec, [weak] {
+                if (auto c = weak.lock(); c && c->idle_) c->close();
+            });
+        });
+        read_request();
+    }
 
     // I/O thread.
     void close() {
@@ -183,35 +192,16 @@ public:
     }
 
 private:
-    // Waits for the next request's first bytes; meanwhile the connection is idle and may be
-    // closed to make room for a new client (accept_loop.h).
+    // The next request's head, within the idle and header timeouts (read_request.h).
     void read_request() {
         if (srv_.stopping) return close();
-        if (buffer_.size() > 0) return read_header();  // the client sent it already (pipelining)
-        idle_ = true;
-        std::weak_ptr<Connection> weak = weak_from_this();
-        slot_->set_idle([weak, exec = stream_.get_executor()] {
-            net::post(exec, [weak] {
-                if (auto c = weak.lock(); c && c->idle_) c->close();
-            });
-        });
-        stream_.expires_after(std::chrono::milliseconds(srv_.opt.idle_timeout_ms));
-        stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
-            self->idle_ = false;
-            self->slot_->set_busy();
-            if (ec) return self->close();
-            self->buffer_.commit(n);
-            self->read_header();
-        });
-    }
-
-    void read_header() {
         parser_.emplace();
         parser_->header_limit(16 * 1024);
         parser_->body_limit(srv_.opt.max_body);
-        stream_.expires_after(std::chrono::milliseconds(srv_.opt.header_timeout_ms));
-        http::async_read_header(stream_, buffer_, *parser_,
-                                [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+        examples::HeadTimeouts t{std::chrono::milliseconds(srv_.opt.idle_timeout_ms),
+                                 std::chrono::milliseconds(srv_.opt.header_timeout_ms)};
+        examples::async_read_request_head(stream_, buffer_, *parser_, *slot_, idle_, t,
+                                          [self = shared_from_this()](beast::error_code ec) { self->on_header(ec); });
     }
 
     // The head is in: limits, Host and token are checked before any body byte is read.

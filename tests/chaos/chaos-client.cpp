@@ -49,7 +49,7 @@ TEST_CASE("chaos: the model file truncated while `tandem run` generates: exit 1 
 
 TEST_CASE("chaos: `tandem sync` (continuous) with its store's writes refused retries with backoff, then gets every note once") {
     TempDir tmp;
-    CloudProcess cloud(tmp.path, {"--token", kToken});
+    CloudProcess cloud(TANDEM_CLOUD_BIN, tmp.path, {"--token", kToken});
     const std::string db = tmp.file("client.db");
     const char* topics[] = {"sea levels island states", "nuclear treaty inspections", "tariffs exports poverty",
                             "Paris Agreement warming", "adaptation finance decade", "verification arsenals trust"};

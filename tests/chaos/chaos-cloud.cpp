@@ -47,7 +47,7 @@ TEST_CASE("chaos: tandem-cloud with 64 descriptors and 200 idle connections: no 
     TempDir tmp;
     ServerProcess::Options opt;
     opt.rlimits = {{RLIMIT_NOFILE, 64}};
-    CloudProcess cloud(tmp.path, {}, opt);
+    CloudProcess cloud(TANDEM_CLOUD_BIN, tmp.path, {}, opt);
     std::vector<int> idle;
     for (int i = 0; i < 200; i++) {
         const int fd = connect_loopback(cloud.port());
@@ -70,7 +70,7 @@ TEST_CASE("chaos: tandem-cloud with 64 descriptors and 200 idle connections: no 
 TEST_CASE("chaos: tandem-cloud out of descriptors after start (EMFILE on accept): backs off, one log line, recovers") {
     raise_fd_limit();
     TempDir tmp;
-    CloudProcess cloud(tmp.path);
+    CloudProcess cloud(TANDEM_CLOUD_BIN, tmp.path);
     REQUIRE(http_status(http_exchange(cloud.port(), get("/health"))) == 200);
     // Only a few descriptors left: the connection cap (read at start) is far away, accept fails.
     const rlim_t n = (rlim_t)open_files(cloud.pid()) + 4;
@@ -94,7 +94,7 @@ TEST_CASE("chaos: tandem-cloud out of descriptors after start (EMFILE on accept)
 
 TEST_CASE("chaos: 50 clients long-polling with wait=0.001 on an idle feed: RSS stays flat") {
     TempDir tmp;
-    CloudProcess cloud(tmp.path, {"--token", kToken});
+    CloudProcess cloud(TANDEM_CLOUD_BIN, tmp.path, {"--token", kToken});
     HttpLoad load(cloud.port(), kToken);
     auto& polls = load.group("pollers", 50, [](HttpLoad::Client&) { return "/v1/memory/changes?wait=0.001"; });
     long rss_warm = 0, rss_end = 0;
@@ -115,7 +115,7 @@ TEST_CASE("chaos: 50 clients long-polling with wait=0.001 on an idle feed: RSS s
 
 TEST_CASE("chaos: a wrong token is answered on the request head; the body is never waited for") {
     TempDir tmp;
-    CloudProcess cloud(tmp.path, {"--token", kToken});
+    CloudProcess cloud(TANDEM_CLOUD_BIN, tmp.path, {"--token", kToken});
     const int fd = connect_loopback(cloud.port());
     REQUIRE(send_all(fd, post_head("/v1/memory/requests", 1 << 20, "wrong-token")));  // and no body
     std::string got;
@@ -129,7 +129,7 @@ TEST_CASE("chaos: a wrong token is answered on the request head; the body is nev
 TEST_CASE("chaos: stalled 1 MiB bodies count against --max-body-total: 503 past it, RSS bounded, released after") {
     raise_fd_limit();
     TempDir tmp;
-    CloudProcess cloud(tmp.path, {"--token", kToken, "--max-body", "1048576", "--max-body-total", "8388608"});
+    CloudProcess cloud(TANDEM_CLOUD_BIN, tmp.path, {"--token", kToken, "--max-body", "1048576", "--max-body-total", "8388608"});
     const long rss0 = proc_status_kib(cloud.pid(), "VmRSS");
     const std::string half(512 * 1024, 'x');
     std::vector<int> stalled;

@@ -1,5 +1,6 @@
-// Shared by the chaos tests (tests/chaos/): a small corpus for tandem-cloud, and the cloud as
-// a process with its stderr in a file.
+// Shared by the chaos tests (tests/chaos/) and bench/bench-cloud-load: a small corpus for
+// tandem-cloud, the cloud and other children as processes with their output in files, and
+// readers of the cloud's feed and of SQLite files that do not use the code under test.
 #pragma once
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -106,17 +107,20 @@ struct Child {
     }
 };
 
-// tandem-cloud on a fresh corpus and database in `dir`, stderr in dir/cloud.err.
+// tandem-cloud (the binary `bin`) on a fresh corpus and database in `dir`, stderr in
+// dir/cloud.err.
 struct CloudProcess {
     std::string dir, err;
     std::unique_ptr<ServerProcess> proc;
-    CloudProcess(const std::string& d, std::vector<std::string> extra = {}, ServerProcess::Options opt = {}) : dir(d) {
+    CloudProcess(const std::string& bin, const std::string& d, std::vector<std::string> extra = {},
+                 ServerProcess::Options opt = {})
+        : dir(d) {
         write_test_corpus(dir + "/corpus");
         err = dir + "/cloud.err";
         opt.stderr_path = err;
         std::vector<std::string> args = {"--port", "0", "--corpus", dir + "/corpus", "--db", dir + "/cloud.db"};
         args.insert(args.end(), extra.begin(), extra.end());
-        proc = std::make_unique<ServerProcess>(TANDEM_CLOUD_BIN, args, opt);
+        proc = std::make_unique<ServerProcess>(bin, args, opt);
     }
     int port() const { return proc->port(); }
     pid_t pid() const { return proc->pid(); }
