@@ -1,14 +1,21 @@
-// The reference cloud's storage (examples/cloud_server/server_db.h) on real SQLite files: the
-// contract every ServerDb backend keeps (tenants apart, idempotent requests, the pending cap,
-// round-robin work, per-tenant feed positions, forgetting), and the migration of a database
-// from before tenants. The contract cases take any ServerDb: a second backend runs them too.
+// The reference cloud's storage (examples/cloud_server/server_db.h): the contract every ServerDb
+// backend keeps (the corpus and its search, tenants apart, idempotent requests, the pending cap,
+// round-robin work, job claims and leases, per-tenant feed positions, forgetting, concurrent
+// workers), run on SQLite files (test suite "sqlite", with the SQLite migrations) and on a
+// throwaway PostgreSQL server (suite "postgres", tests/pg_server.h). CTest runs each suite as a
+// test of its own; the PostgreSQL one says "skipped: PostgreSQL not installed" without it.
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 
+#include <atomic>
+#include <chrono>
 #include <functional>
+#include <map>
 #include <set>
+#include <thread>
 
-#include "tandem/cloud/server_db.h"
+#include "pg_server.h"
+#include "server_db.h"
 #include "test_util.h"
 
 using namespace tandem::cloud;
@@ -33,12 +40,14 @@ std::vector<NewNote> notes(std::initializer_list<const char*> texts) {
     return out;
 }
 
-// Runs the next pending request of `tenant` (whichever the round robin gives must be it).
-void complete_next(ServerDb& db, const std::string& tenant, const std::vector<NewNote>& made) {
+// Claims the next pending request (whichever the round robin gives must be `tenant`'s) and
+// completes it with `made`; returns its id.
+std::string complete_next(ServerDb& db, const std::string& tenant, const std::vector<NewNote>& made) {
     MemoryRequest r;
-    REQUIRE(db.next_pending("", &r));
+    REQUIRE(db.claim_request("w", 60000, "", &r));
     REQUIRE(r.tenant == tenant);
-    REQUIRE(db.complete_request(r.tenant, r.request_id, made));
+    REQUIRE(db.complete_request(r.tenant, r.request_id, "w", made));
+    return r.request_id;
 }
 
 std::vector<std::string> texts_of(const std::vector<FeedEntry>& es) {
@@ -62,8 +71,8 @@ void tenants_are_apart(const DbFactory& open) {
     CHECK(r.context == "nuclear weapons");
     CHECK(!db->get_request("carol", "r1", &r));
 
-    REQUIRE(db->complete_request("alice", "r1", notes({"Sea levels rise.", "Islands sink."})));
-    REQUIRE(db->complete_request("bob", "r1", notes({"Treaties limit arsenals."})));
+    complete_next(*db, "alice", notes({"Sea levels rise.", "Islands sink."}));
+    complete_next(*db, "bob", notes({"Treaties limit arsenals."}));
     REQUIRE(db->get_request("alice", "r1", &r));
     CHECK(r.state == "done");
     CHECK(r.context.empty());  // a handled request's text is not kept
@@ -119,11 +128,11 @@ void documents_and_forgetting(const DbFactory& open) {
     REQUIRE(db->get_request("t", "a2", &r));
     CHECK(r.state == "forgotten");
     CHECK(r.context.empty());
-    CHECK(!db->next_pending("", &r));
-    CHECK(!db->complete_request("t", "a2", notes({"Too late."})));
+    CHECK(!db->claim_request("w", 60000, "", &r));
+    CHECK(!db->complete_request("t", "a2", "w", notes({"Too late."})));
     REQUIRE(db->add_request("t", req("c1", "four"), 100) == ServerDb::AddResult::created);
     CHECK(db->forget_all("t") == 0);
-    CHECK(!db->complete_request("t", "c1", notes({"Too late."})));
+    CHECK(!db->complete_request("t", "c1", "w", notes({"Too late."})));
     CHECK(db->count_pending("t") == 0);
 }
 
@@ -138,18 +147,166 @@ void pending_cap_and_round_robin(const DbFactory& open) {
     MemoryRequest r;
     std::vector<std::string> order;
     std::string last;
-    while (db->next_pending(last, &r)) {
+    while (db->claim_request("w", 60000, last, &r)) {
         order.push_back(r.tenant + "/" + r.request_id);
         last = r.tenant;
-        REQUIRE(db->complete_request(r.tenant, r.request_id, {}));
+        REQUIRE(db->complete_request(r.tenant, r.request_id, "w", {}));
     }
     CHECK(order == std::vector<std::string>{"busy/r0", "quiet/q0", "busy/r1", "busy/r2"});
 }
 
-void run_contract(const DbFactory& open) {
-    SUBCASE("tenants are apart") { tenants_are_apart(open); }
-    SUBCASE("documents and forgetting") { documents_and_forgetting(open); }
-    SUBCASE("the pending cap and round-robin work") { pending_cap_and_round_robin(open); }
+std::vector<CorpusDoc> small_corpus() {
+    return {{"climate", "Climate", {"Rising sea levels threaten small island states in the Pacific.",
+                                    "Adaptation finance for vulnerable island nations must double."}},
+            {"nuclear", "Nuclear", {"The Treaty on the Non-Proliferation of Nuclear Weapons entered into force in 1970.",
+                                    "Verification of nuclear arsenals requires regular inspections."}}};
+}
+
+std::vector<NewNote> numbered_notes(int n, const std::string& tag = "note") {
+    std::vector<NewNote> out;
+    for (int i = 0; i < n; i++) out.push_back({tag + " " + std::to_string(i), "climate", "Climate", "extractive"});
+    return out;
+}
+
+void corpus_and_search(const DbFactory& open) {
+    auto db = open();
+    CHECK(db->corpus_signature() == "");
+    db->replace_corpus(small_corpus(), "sig-1");
+    CHECK(db->corpus_signature() == "sig-1");
+    CHECK(db->count_docs() == 2);
+    CHECK(db->count_passages() == 4);
+    std::vector<Passage> p = db->search("what about the small island states and sea levels?", 3);
+    REQUIRE(!p.empty());
+    CHECK(p[0].doc_id == "climate");
+    CHECK(p[0].text.find("island states") != std::string::npos);
+    CHECK(p[0].title == "Climate");
+    for (const Passage& x : p) CHECK(x.doc_id == "climate");
+    CHECK(db->search("nuclear inspections", 1).at(0).doc_id == "nuclear");
+    CHECK(db->search("", 5).empty());
+    CHECK(db->search("the and of", 5).empty());
+    CHECK(db->search("zebra", 5).empty());
+    // no text is syntax to either engine
+    for (const char* hostile : {"\"island", "island OR NOT", "sea & | ! ( ) :* <-> 'x'", "NEAR(sea island)",
+                                "col:island", "\xff\xfe island", "x\\y", "-- ; DROP TABLE passages"})
+        CHECK_NOTHROW(db->search(hostile, 5));
+    // a second load replaces, never adds
+    db->replace_corpus({{"only", "Only", {"Sea levels."}}}, "sig-2");
+    CHECK(db->count_docs() == 1);
+    CHECK(db->count_passages() == 1);
+    CHECK(open()->corpus_signature() == "sig-2");
+}
+
+void epochs(const DbFactory& open, const DbFactory& other) {
+    const std::string e = open()->epoch();
+    CHECK(e.size() == 16);
+    CHECK(open()->epoch() == e);    // stable across connections and reopening
+    CHECK(other()->epoch() != e);   // another database, another epoch
+}
+
+void claims_and_leases(const DbFactory& open) {
+    auto db = open();
+    auto db2 = open();
+    db->add_request("alice", req("r1", "island sea levels"), 10);
+    MemoryRequest a, x;
+    REQUIRE(db->claim_request("worker-a", 150, "", &a));
+    CHECK(a.request_id == "r1");
+    CHECK(a.context == "island sea levels");
+    CHECK_FALSE(db2->claim_request("worker-b", 150, "", &x));  // leased to worker-a
+    CHECK(db->renew_lease("alice", "r1", "worker-a", 150));
+    CHECK_FALSE(db2->renew_lease("alice", "r1", "worker-b", 150));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // worker-a stalls: its lease runs out
+    MemoryRequest bq;
+    REQUIRE(db2->claim_request("worker-b", 60000, "", &bq));
+    CHECK(bq.request_id == "r1");
+    CHECK_FALSE(db->renew_lease("alice", "r1", "worker-a", 150));
+    // worker-a wakes up and tries to finish: refused, nothing appended
+    CHECK_FALSE(db->complete_request("alice", "r1", "worker-a", numbered_notes(2)));
+    CHECK(db->changes("alice", 0, 10).empty());
+    REQUIRE(db2->complete_request("alice", "r1", "worker-b", numbered_notes(2)));
+    CHECK(db->changes("alice", 0, 10).size() == 2);
+    CHECK_FALSE(db2->complete_request("alice", "r1", "worker-b", numbered_notes(2)));  // exactly once
+    CHECK(db->changes("alice", 0, 10).size() == 2);
+    MemoryRequest r;
+    REQUIRE(db->get_request("alice", "r1", &r));
+    CHECK(r.state == "done");
+    CHECK(r.context == "");  // forgotten once handled
+    CHECK_FALSE(db->claim_request("worker-c", 100, "", &x));
+    CHECK(db->count_pending("alice") == 0);
+    // A failure is recorded only by the worker that holds the request.
+    db->add_request("alice", req("r2", "nuclear"), 10);
+    REQUIRE(db->claim_request("worker-c", 60000, "", &x));
+    db2->fail_request("alice", "r2", "worker-b", "not mine");
+    REQUIRE(db->get_request("alice", "r2", &r));
+    CHECK(r.state == "pending");
+    db->fail_request("alice", "r2", "worker-c", "no model");
+    REQUIRE(db->get_request("alice", "r2", &r));
+    CHECK(r.state == "failed");
+    CHECK(r.error == "no model");
+    CHECK(r.context.empty());
+}
+
+void give_up_after_max_claims(const DbFactory& open) {
+    auto db = open();
+    db->add_request("alice", req("r1", "island sea levels"), 10);
+    MemoryRequest r;
+    for (int i = 0; i < kMaxClaims; i++) {
+        REQUIRE(db->claim_request("w" + std::to_string(i), 1, "", &r));
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    CHECK_FALSE(db->claim_request("w-last", 1, "", &r));
+    REQUIRE(db->get_request("alice", "r1", &r));
+    CHECK(r.state == "failed");
+    CHECK(r.error.find("gave up") != std::string::npos);
+}
+
+// Writers on their own connections (threads here, replicas in production): every note lands
+// once, each tenant's feed stays 1..n without gaps, and each request is produced by one worker.
+void concurrent_workers(const DbFactory& open) {
+    const int kRequests = 24, kWorkers = 4;
+    {
+        auto db = open();
+        for (int i = 0; i < kRequests; i++) db->add_request(i % 2 ? "alice" : "bob", req("r" + std::to_string(i), "island sea levels"), 1000);
+    }
+    std::atomic<int> produced{0};
+    std::vector<std::thread> workers;
+    for (int w = 0; w < kWorkers; w++) {
+        workers.emplace_back([&, w] {
+            auto db = open();
+            const std::string name = "worker-" + std::to_string(w);
+            MemoryRequest r;
+            std::string last;
+            while (db->claim_request(name, 60000, last, &r)) {
+                last = r.tenant;
+                if (db->complete_request(r.tenant, r.request_id, name, numbered_notes(2, r.request_id))) produced++;
+            }
+        });
+    }
+    for (auto& t : workers) t.join();
+    CHECK(produced == kRequests);
+    auto db = open();
+    for (const char* tenant : {"alice", "bob"}) {
+        std::vector<FeedEntry> f = db->changes(tenant, 0, 1000);
+        CHECK(f.size() == (size_t)kRequests);
+        std::map<std::string, int> per_request;
+        for (size_t i = 0; i < f.size(); i++) {
+            CHECK(f[i].seq == (int64_t)i + 1);
+            per_request[f[i].request_id]++;
+        }
+        for (auto& [id, n] : per_request) CHECK_MESSAGE(n == 2, id);
+    }
+}
+
+// `fresh()` gives a new empty database's factory (one factory opens one database, as many
+// connections as it is called).
+void run_contract(const std::function<DbFactory()>& fresh) {
+    SUBCASE("the corpus and its search") { corpus_and_search(fresh()); }
+    SUBCASE("epochs") { epochs(fresh(), fresh()); }
+    SUBCASE("tenants are apart") { tenants_are_apart(fresh()); }
+    SUBCASE("documents and forgetting") { documents_and_forgetting(fresh()); }
+    SUBCASE("the pending cap and round-robin work") { pending_cap_and_round_robin(fresh()); }
+    SUBCASE("claims and leases") { claims_and_leases(fresh()); }
+    SUBCASE("a request is given up after kMaxClaims claims") { give_up_after_max_claims(fresh()); }
+    SUBCASE("concurrent workers") { concurrent_workers(fresh()); }
 }
 
 std::string sql1(const std::string& path, const std::string& sql) {
@@ -178,10 +335,15 @@ void exec(const std::string& path, const std::string& sql) {
 
 }  // namespace
 
+TEST_SUITE_BEGIN("sqlite");
+
 TEST_CASE("server_db (SQLite): the ServerDb contract") {
     TempDir tmp;
     int n = 0;
-    run_contract([&] { return open_server_db(tmp.file("c" + std::to_string(n++) + ".db")); });
+    run_contract([&]() -> DbFactory {
+        const std::string path = tmp.file("c" + std::to_string(n++) + ".db");
+        return [path] { return open_database(path); };
+    });
 }
 
 TEST_CASE("server_db (SQLite): two connections share the feed; the epoch is kept across opens") {
@@ -191,7 +353,7 @@ TEST_CASE("server_db (SQLite): two connections share the feed; the epoch is kept
     CHECK(a->epoch().size() == 16);
     CHECK(a->epoch() == b->epoch());
     REQUIRE(a->add_request("t", req("r", "x"), 100) == ServerDb::AddResult::created);
-    REQUIRE(b->complete_request("t", "r", notes({"N."})));
+    complete_next(*b, "t", notes({"N."}));
     CHECK(a->changes("t", 0, 10).size() == 1);
     const std::string epoch = a->epoch();
     a.reset();
@@ -227,7 +389,7 @@ INSERT INTO feed(id, request_id, text, doc_id, title, method, created_at) VALUES
 INSERT INTO feed(id, deleted, created_at) VALUES ('m-1', 1, 8);
 )sql");
     auto db = open_server_db(path);
-    CHECK(sql1(path, "PRAGMA user_version") == "1");
+    CHECK(sql1(path, "PRAGMA user_version") == "2");
     CHECK(db->corpus_signature() == "sig-1");
     CHECK(db->search("sea levels", 5).size() == 1);
     CHECK(db->epoch().size() == 16);
@@ -263,4 +425,50 @@ TEST_CASE("server_db (SQLite): a newer schema and a file that is not a database 
                          ServerDbError);
     tandem_test::write_file(tmp.file("junk.db"), std::string(4096, 'j'));
     CHECK_THROWS_WITH_AS(open_server_db(tmp.file("junk.db")), doctest::Contains("junk.db"), ServerDbError);
+}
+
+TEST_CASE("server_db (SQLite): a file of schema version 1 (no leases) gets them, its pending requests kept") {
+    TempDir tmp;
+    const std::string path = tmp.file("v1.db");
+    open_server_db(path)->add_request("alice", req("r1", "sea levels"), 10);
+    // Back to version 1: the requests table without the lease columns.
+    exec(path,
+         "ALTER TABLE requests DROP COLUMN lease_owner; ALTER TABLE requests DROP COLUMN lease_until; "
+         "ALTER TABLE requests DROP COLUMN claims; PRAGMA user_version = 1;");
+    auto db = open_server_db(path);
+    CHECK(sql1(path, "PRAGMA user_version") == "2");
+    CHECK(complete_next(*db, "alice", notes({"Sea levels rise."})) == "r1");
+    CHECK(db->changes("alice", 0, 10).size() == 1);
+}
+
+TEST_SUITE_END();
+
+TEST_SUITE("postgres") {
+    TEST_CASE("server_db (PostgreSQL): the ServerDb contract") {
+        if (tandem_test::skip_without_postgres()) return;
+        static int n = 0;
+        run_contract([]() -> DbFactory {
+            const std::string name = "contract_" + std::to_string(++n);
+            tandem_test::shared_pg_server().create_database(name);
+            const std::string uri = tandem_test::shared_pg_server().uri(name);
+            return [uri] { return open_database(uri); };
+        });
+    }
+
+    TEST_CASE("server_db (PostgreSQL): a newer schema and an unreachable server are errors without the password") {
+        if (tandem_test::skip_without_postgres()) return;
+        tandem_test::shared_pg_server().create_database("newer");
+        const std::string uri = tandem_test::shared_pg_server().uri("newer");
+        { open_database(uri); }
+        tandem_test::shared_pg_server().sql("newer", "UPDATE meta SET value = '9' WHERE key = 'schema_version'");
+        CHECK_THROWS_WITH_AS(open_database(uri), doctest::Contains("schema version 9 is newer"), ServerDbError);
+        CHECK_THROWS_WITH_AS(open_database("postgresql://tandem:s3cret@127.0.0.1:1/x?connect_timeout=2"),
+                             doctest::Contains("cannot connect"), ServerDbError);
+        try {
+            open_database("postgresql://tandem:s3cret@127.0.0.1:1/x?connect_timeout=2");
+        } catch (const ServerDbError& e) {
+            CHECK(std::string(e.what()).find("s3cret") == std::string::npos);
+            CHECK(std::string(e.what()).find("tandem:***@127.0.0.1:1") != std::string::npos);
+        }
+    }
 }
