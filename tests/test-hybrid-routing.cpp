@@ -6,7 +6,7 @@
 
 #include <cmath>
 
-#include "corpus.h"
+#include "tandem/cloud/corpus.h"
 #include "routing_data.h"
 #include "routing_report.h"
 #include "routing_sample.h"

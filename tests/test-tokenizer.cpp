@@ -8,8 +8,8 @@
 
 #include <doctest/doctest.h>
 
-#include "../client_engine/src/pretokenize.h"
-#include "../client_engine/src/unicode.h"
+#include "tandem/pretokenize.h"
+#include "tandem/unicode.h"
 #include "tandem/gguf.h"
 #include "tandem/tokenizer.h"
 #include "test_util.h"

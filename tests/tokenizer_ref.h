@@ -9,8 +9,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "../client_engine/src/pretokenize.h"
-#include "../client_engine/src/unicode.h"
+#include "tandem/pretokenize.h"
+#include "tandem/unicode.h"
 #include "tandem/gguf.h"
 
 namespace tandem_ref {

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "corpus.h"  // examples/cloud_server: for_each_ungd_speech, split_sentences
+#include "tandem/cloud/corpus.h"  // examples/cloud_server: for_each_ungd_speech, split_sentences
 
 namespace tandem::eval {
 

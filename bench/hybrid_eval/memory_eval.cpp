@@ -41,10 +41,10 @@
 #include <vector>
 
 #include "../../tests/server_process.h"
-#include "corpus.h"     // examples/cloud_server: split_sentences
+#include "tandem/cloud/corpus.h"  // examples/cloud_server: split_sentences
 #include "drafts.h"
 #include "memory_report.h"
-#include "server_db.h"  // examples/cloud_server: the cloud's passage search
+#include "tandem/cloud/server_db.h"  // examples/cloud_server: the cloud's passage search
 #include "tandem/assistant.h"
 #include "tandem/cloud_adapter.h"
 #include "tandem/document_window.h"

@@ -5,7 +5,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "corpus.h"
+#include "tandem/cloud/corpus.h"
 #include "text_metrics.h"
 
 namespace tandem::eval {

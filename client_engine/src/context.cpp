@@ -59,15 +59,7 @@ InferenceContext::InferenceContext(std::shared_ptr<const Model> model, const Con
     up_.resize(gate_.size());
     logits_.resize((size_t)c.n_vocab);
 
-    // inv_freq[i] = base^(-2i/n_rot) / factor_i (Llama 3 factors) / linear scale
-    const int64_t half = c.n_rot / 2;
-    rope_inv_freq_.resize((size_t)half);
-    const double linear = c.rope_scaling_type == "linear" && c.rope_scaling_factor > 0 ? c.rope_scaling_factor : 1.0;
-    for (int64_t i = 0; i < half; i++) {
-        double f = std::pow(c.rope_freq_base, -2.0 * (double)i / (double)c.n_rot) / linear;
-        if (!model_->rope_freq_factors.empty()) f /= model_->rope_freq_factors[(size_t)i];
-        rope_inv_freq_[(size_t)i] = (float)f;
-    }
+    rope_inv_freq_ = model_->rope_inv_freq();
 }
 
 InferenceContext::~InferenceContext() = default;

@@ -1,6 +1,9 @@
 // Loads a Llama-family model: binds every tensor the forward pass needs and checks shapes.
 #include "tandem/model.h"
 
+#include <algorithm>
+#include <cmath>
+
 namespace tandem {
 
 static bool computable(GgmlType t) { return type_traits(t).to_float != nullptr; }
@@ -70,6 +73,19 @@ std::shared_ptr<const Model> Model::load(const std::string& path) {
         m->rope_freq_factors.assign(p, p + c.n_rot / 2);
     }
     return m;
+}
+
+std::vector<float> Model::rope_inv_freq() const {
+    const ModelConfig& c = config_;
+    const int64_t half = c.n_rot / 2;
+    std::vector<float> inv((size_t)std::max<int64_t>(half, 0));
+    const double linear = c.rope_scaling_type == "linear" && c.rope_scaling_factor > 0 ? c.rope_scaling_factor : 1.0;
+    for (int64_t i = 0; i < half; i++) {
+        double f = std::pow(c.rope_freq_base, -2.0 * (double)i / (double)c.n_rot) / linear;
+        if (!rope_freq_factors.empty()) f /= rope_freq_factors[(size_t)i];
+        inv[(size_t)i] = (float)f;
+    }
+    return inv;
 }
 
 }  // namespace tandem

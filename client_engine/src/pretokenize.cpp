@@ -5,11 +5,11 @@
 // regex iterator does: scan left to right for the leftmost match, emit the text before it (if
 // any) and the match as chunks, continue after the match. Lookarounds and `$` see the chunk's
 // end as the end of the text, as with llama.cpp's per-chunk matching.
-#include "pretokenize.h"
+#include "tandem/pretokenize.h"
 
 #include <cstring>
 
-#include "unicode.h"
+#include "tandem/unicode.h"
 
 namespace tandem {
 

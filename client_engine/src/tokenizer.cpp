@@ -7,7 +7,7 @@
 
 #include "tandem/gguf.h"
 #include "tokenizer_impl.h"
-#include "unicode.h"
+#include "tandem/unicode.h"
 
 namespace tandem {
 

@@ -1,6 +1,6 @@
 // Decoding ids to text: whole sequences (Tokenizer::decode) and streams (StreamDecoder).
 #include "tokenizer_impl.h"
-#include "unicode.h"
+#include "tandem/unicode.h"
 
 namespace tandem {
 

@@ -14,7 +14,7 @@
 #include <algorithm>
 
 #include "tokenizer_impl.h"
-#include "unicode.h"
+#include "tandem/unicode.h"
 
 namespace tandem {
 

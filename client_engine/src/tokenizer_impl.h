@@ -6,7 +6,7 @@
 #include <string_view>
 #include <vector>
 
-#include "pretokenize.h"
+#include "tandem/pretokenize.h"
 #include "tandem/tokenizer.h"
 
 namespace tandem {

@@ -1,5 +1,5 @@
 // Unicode helpers: strict UTF-8, O(1) property lookup, the GPT-2 byte map. See unicode.h.
-#include "unicode.h"
+#include "tandem/unicode.h"
 
 #include <array>
 #include <memory>
@@ -82,24 +82,6 @@ size_t utf8_decode(const char* s, size_t n, uint32_t& cp) {
         cp = (cp << 6) | (b & 0x3F);
     }
     return len;
-}
-
-void utf8_append(uint32_t cp, std::string& out) {
-    if (cp < 0x80) {
-        out += (char)cp;
-    } else if (cp < 0x800) {
-        out += (char)(0xC0 | (cp >> 6));
-        out += (char)(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        out += (char)(0xE0 | (cp >> 12));
-        out += (char)(0x80 | ((cp >> 6) & 0x3F));
-        out += (char)(0x80 | (cp & 0x3F));
-    } else {
-        out += (char)(0xF0 | (cp >> 18));
-        out += (char)(0x80 | ((cp >> 12) & 0x3F));
-        out += (char)(0x80 | ((cp >> 6) & 0x3F));
-        out += (char)(0x80 | (cp & 0x3F));
-    }
 }
 
 size_t utf8_to_cpts(std::string_view text, std::vector<uint32_t>& out) {

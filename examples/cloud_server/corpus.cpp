@@ -1,5 +1,5 @@
 // Corpus loading: directories of .txt/.md files and UNGD .jsonl / .jsonl.xz speech files.
-#include "corpus.h"
+#include "tandem/cloud/corpus.h"
 
 #include <lzma.h>
 #include <sys/stat.h>

@@ -1,10 +1,10 @@
 // ExtractiveGenerator: the best sentence of each retrieved passage.
-#include "generator.h"
+#include "tandem/cloud/generator.h"
 
 #include <algorithm>
 #include <set>
 
-#include "corpus.h"
+#include "tandem/cloud/corpus.h"
 #include "tandem/memory_store.h"  // fts5_terms
 
 namespace tandem::cloud {

@@ -13,8 +13,8 @@
 #include <sstream>
 #include <vector>
 
-#include "server_db.h"
-#include "llm.h"
+#include "tandem/cloud/server_db.h"
+#include "tandem/cloud/llm.h"
 #include "worker.h"
 
 namespace tandem::cloud {

@@ -27,7 +27,7 @@
 #include <string>
 
 #include "faults.h"
-#include "generator.h"
+#include "tandem/cloud/generator.h"
 
 namespace tandem::cloud {
 

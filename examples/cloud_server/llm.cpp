@@ -1,5 +1,5 @@
 // Model-backed memory notes and chat generation for tandem-cloud (see llm.h).
-#include "llm.h"
+#include "tandem/cloud/llm.h"
 
 #include <cstdio>
 

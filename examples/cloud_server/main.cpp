@@ -12,10 +12,10 @@
 #include <vector>
 
 #include "../common/option_values.h"
-#include "corpus.h"
+#include "tandem/cloud/corpus.h"
 #include "http_server.h"
-#include "llm.h"
-#include "server_db.h"
+#include "tandem/cloud/llm.h"
+#include "tandem/cloud/server_db.h"
 
 using namespace tandem::cloud;
 using namespace tandem::examples;

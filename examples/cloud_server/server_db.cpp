@@ -1,51 +1,22 @@
 // ServerDb: the reference cloud's SQLite file. Schema in server_db.h.
-#include "server_db.h"
+#include "tandem/cloud/server_db.h"
 
 #include <sqlite3.h>
 
 #include "tandem/memory_store.h"  // unix_ms_now
+#include "tandem/sqlite_stmt.h"
 
 namespace tandem::cloud {
 
 // ---- statements ------------------------------------------------------------------------
 
-class DbStmt {
+// A statement prepared for one use (tandem/sqlite_stmt.h); its errors are ServerDbError.
+class DbStmt : public SqliteStmt {
 public:
-    DbStmt(ServerDb& db, const char* sql, const char* op) : db_(db), op_(op) {
-        int rc = sqlite3_prepare_v2(db.db_, sql, -1, &st_, nullptr);
-        if (rc != SQLITE_OK) db.fail(rc, op);
-    }
-    ~DbStmt() { sqlite3_finalize(st_); }
-    DbStmt& bind(int i, const std::string& v) {
-        sqlite3_bind_text(st_, i, v.data(), (int)v.size(), SQLITE_TRANSIENT);
-        return *this;
-    }
-    DbStmt& bind(int i, int64_t v) {
-        sqlite3_bind_int64(st_, i, v);
-        return *this;
-    }
-    bool step() {
-        int rc = sqlite3_step(st_);
-        if (rc == SQLITE_ROW) return true;
-        if (rc == SQLITE_DONE) return false;
-        db_.fail(rc, op_);
-    }
-    void run() {
-        while (step()) {
-        }
-    }
-    void reset() { sqlite3_reset(st_); }
-    int64_t i64(int c) { return sqlite3_column_int64(st_, c); }
-    double f64(int c) { return sqlite3_column_double(st_, c); }
-    std::string str(int c) {
-        const unsigned char* p = sqlite3_column_text(st_, c);
-        return p ? std::string((const char*)p, (size_t)sqlite3_column_bytes(st_, c)) : std::string();
-    }
+    DbStmt(ServerDb& db, const char* sql, const char* op) : SqliteStmt(db.db_, sql, op, &fail_of, &db) {}
 
 private:
-    ServerDb& db_;
-    const char* op_;
-    sqlite3_stmt* st_ = nullptr;
+    static void fail_of(void* db, int rc, const char* op) { static_cast<ServerDb*>(db)->fail(rc, op); }
 };
 
 // ---- open ------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 #include <chrono>
 #include <cstdio>
 
-#include "server_db.h"
+#include "tandem/cloud/server_db.h"
 #include "tandem/memory_store.h"  // fts5_match_query
 
 namespace tandem::cloud {

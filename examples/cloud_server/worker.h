@@ -10,7 +10,7 @@
 #include <string>
 #include <thread>
 
-#include "generator.h"
+#include "tandem/cloud/generator.h"
 
 namespace tandem::cloud {
 

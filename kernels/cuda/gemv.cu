@@ -11,6 +11,11 @@
 //   Q6_K     a quarter of a 256-block (2 x 16 bytes of low bits, 16 bytes of high bits)
 // Accumulation is in f32; the warp reduces with shuffles and lane 0 applies bias, SwiGLU and
 // the residual add.
+//
+// Per type, everything lives in one place: Layout<TY> (the device regions, the host repack,
+// the dequantization of one element) and row_dot<TY> (the GEMV's inner loop); the table
+// gpu_type_ops() holds one row per native type with its launchers, like the CPU's KernelSet
+// (kernels/src/cpu_kernels.h). The entry points look the type up there and never switch on it.
 #include "gemv.cuh"
 
 #include <cuda_fp16.h>
@@ -32,20 +37,8 @@ __host__ __device__ inline int64_t pad_idx(int64_t c) { return c + (c >> 5) * 4;
 size_t round256(size_t b) { return (b + 255) & ~size_t(255); }
 
 struct Regions {
-    size_t q = 0, s = 0, d = 0;
+    size_t q = 0, s = 0, d = 0;  // bytes of the q, s and d regions
 };
-Regions regions(GgmlType t, int64_t rows, int64_t cols) {
-    const size_t n = (size_t)rows * (size_t)cols;
-    switch (t) {
-        case GgmlType::F32: return {n * 4, 0, 0};
-        case GgmlType::F16: return {n * 2, 0, 0};
-        case GgmlType::Q8_0: return {n, n / 32 * 2, 0};
-        case GgmlType::Q4_0: return {n / 2, n / 32 * 2, 0};
-        case GgmlType::Q4_K: return {n / 256 * 128, n / 256 * 16, 0};
-        case GgmlType::Q6_K: return {n / 256 * 192, n / 256 * 16, n / 256 * 2};
-        default: throw std::invalid_argument(std::string("gpu matrix: type ") + type_traits(t).name + " is not native on the GPU");
-    }
-}
 
 int sm_count() {
     static int n = [] {
@@ -267,121 +260,203 @@ void launch_gemv(const GemvParams& p, cudaStream_t stream) {
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 
-// ---- element dequantization (prefill and embeddings: simple, one element per thread) -------
+// ---- per-type layout: regions, host repack, one element dequantized -------------------------
+//
+// regions(n): bytes of each region for n elements. repack(src, n_blocks, q, s, d): n_blocks GGUF
+// blocks -> the regions. at(w, r, c): element (r, c) as f32 (prefill and embeddings: simple,
+// one element per thread).
 
-__device__ float dequant_at(const GpuMatrix& w, int64_t r, int64_t c) {
-    const int64_t K = w.cols;
-    switch (w.type) {
-        case GgmlType::F32: return ((const float*)w.q)[r * K + c];
-        case GgmlType::F16: return h2f(w.q, r * K + c);
-        case GgmlType::Q8_0: return (float)((const int8_t*)w.q)[r * K + c] * h2f(w.s, (r * K + c) / 32);
-        case GgmlType::Q4_0: {
-            const int64_t b = (r * K + c) / 32;
-            const int j = (int)(c & 31);
-            const uint8_t byte = ((const uint8_t*)w.q)[b * 16 + (j & 15)];
-            return (float)((int)(j < 16 ? byte & 15 : byte >> 4) - 8) * h2f(w.s, b);
+template <GgmlType TY>
+struct Layout;
+
+template <>
+struct Layout<GgmlType::F32> {
+    static Regions regions(size_t n) { return {n * 4, 0, 0}; }
+    static void repack(const uint8_t* in, size_t n_blocks, uint8_t* q, uint8_t*, uint8_t*) { std::memcpy(q, in, n_blocks * 4); }
+    static __device__ float at(const GpuMatrix& w, int64_t r, int64_t c) { return ((const float*)w.q)[r * w.cols + c]; }
+};
+
+template <>
+struct Layout<GgmlType::F16> {
+    static Regions regions(size_t n) { return {n * 2, 0, 0}; }
+    static void repack(const uint8_t* in, size_t n_blocks, uint8_t* q, uint8_t*, uint8_t*) { std::memcpy(q, in, n_blocks * 2); }
+    static __device__ float at(const GpuMatrix& w, int64_t r, int64_t c) { return h2f(w.q, r * w.cols + c); }
+};
+
+template <>
+struct Layout<GgmlType::Q8_0> {
+    static Regions regions(size_t n) { return {n, n / 32 * 2, 0}; }
+    static void repack(const uint8_t* in, size_t n_blocks, uint8_t* q, uint8_t* s, uint8_t*) {
+        for (size_t i = 0; i < n_blocks; i++) {
+            const block_q8_0& b = ((const block_q8_0*)in)[i];
+            std::memcpy(q + i * 32, b.qs, 32);
+            std::memcpy(s + i * 2, &b.d, 2);
         }
-        case GgmlType::Q4_K: {
-            const int64_t gsb = (r * K + c) / 256;
-            const int j = (int)(c & 255), chunk = j / 64, l = j % 64;
-            const uint8_t byte = ((const uint8_t*)w.q)[gsb * 128 + chunk * 32 + (l & 31)];
-            const uint8_t* meta = (const uint8_t*)w.s + gsb * 16;
-            const uint8_t* sc = meta + 4;
-            const int is = 2 * chunk + (l >= 32);
-            int s, m;
-            if (is < 4) s = sc[is] & 63, m = sc[is + 4] & 63;
-            else s = (sc[is + 4] & 0xF) | ((sc[is - 4] >> 6) << 4), m = (sc[is + 4] >> 4) | ((sc[is] >> 6) << 4);
-            const int q = l < 32 ? byte & 15 : byte >> 4;
-            return h2f(meta, 0) * (float)s * (float)q - h2f(meta, 1) * (float)m;
-        }
-        case GgmlType::Q6_K: {
-            const int64_t gsb = (r * K + c) / 256;
-            const int j = (int)(c & 255), n = j / 128, quad = (j % 128) / 32, l = j % 32;
-            const uint8_t* base = (const uint8_t*)w.q + gsb * 192;
-            const uint8_t lb = base[64 * n + (quad & 1) * 32 + l];
-            const int lo = quad < 2 ? lb & 15 : lb >> 4;
-            const int hi = (base[128 + 32 * n + l] >> (2 * quad)) & 3;
-            const int8_t sc = ((const int8_t*)w.s)[gsb * 16 + 8 * n + l / 16 + 2 * quad];
-            return h2f(w.d, gsb) * (float)sc * (float)((lo | (hi << 4)) - 32);
-        }
-        default: return __int_as_float(0x7fc00000);  // unreachable: launchers check the type
     }
-}
+    static __device__ float at(const GpuMatrix& w, int64_t r, int64_t c) {
+        const int64_t K = w.cols;
+        return (float)((const int8_t*)w.q)[r * K + c] * h2f(w.s, (r * K + c) / 32);
+    }
+};
 
+template <>
+struct Layout<GgmlType::Q4_0> {
+    static Regions regions(size_t n) { return {n / 2, n / 32 * 2, 0}; }
+    static void repack(const uint8_t* in, size_t n_blocks, uint8_t* q, uint8_t* s, uint8_t*) {
+        for (size_t i = 0; i < n_blocks; i++) {
+            const block_q4_0& b = ((const block_q4_0*)in)[i];
+            std::memcpy(q + i * 16, b.qs, 16);
+            std::memcpy(s + i * 2, &b.d, 2);
+        }
+    }
+    static __device__ float at(const GpuMatrix& w, int64_t r, int64_t c) {
+        const int64_t b = (r * w.cols + c) / 32;
+        const int j = (int)(c & 31);
+        const uint8_t byte = ((const uint8_t*)w.q)[b * 16 + (j & 15)];
+        return (float)((int)(j < 16 ? byte & 15 : byte >> 4) - 8) * h2f(w.s, b);
+    }
+};
+
+template <>
+struct Layout<GgmlType::Q4_K> {
+    static Regions regions(size_t n) { return {n / 256 * 128, n / 256 * 16, 0}; }
+    static void repack(const uint8_t* in, size_t n_blocks, uint8_t* q, uint8_t* s, uint8_t*) {
+        for (size_t i = 0; i < n_blocks; i++) {  // d, dmin, scales[12] are the block's first 16 bytes
+            const block_q4_K& b = ((const block_q4_K*)in)[i];
+            std::memcpy(s + i * 16, &b, 16);
+            std::memcpy(q + i * 128, b.qs, 128);
+        }
+    }
+    static __device__ float at(const GpuMatrix& w, int64_t r, int64_t c) {
+        const int64_t gsb = (r * w.cols + c) / 256;
+        const int j = (int)(c & 255), chunk = j / 64, l = j % 64;
+        const uint8_t byte = ((const uint8_t*)w.q)[gsb * 128 + chunk * 32 + (l & 31)];
+        const uint8_t* meta = (const uint8_t*)w.s + gsb * 16;
+        const uint8_t* sc = meta + 4;
+        const int is = 2 * chunk + (l >= 32);
+        int s, m;
+        if (is < 4) s = sc[is] & 63, m = sc[is + 4] & 63;
+        else s = (sc[is + 4] & 0xF) | ((sc[is - 4] >> 6) << 4), m = (sc[is + 4] >> 4) | ((sc[is] >> 6) << 4);
+        const int q = l < 32 ? byte & 15 : byte >> 4;
+        return h2f(meta, 0) * (float)s * (float)q - h2f(meta, 1) * (float)m;
+    }
+};
+
+template <>
+struct Layout<GgmlType::Q6_K> {
+    static Regions regions(size_t n) { return {n / 256 * 192, n / 256 * 16, n / 256 * 2}; }
+    static void repack(const uint8_t* in, size_t n_blocks, uint8_t* q, uint8_t* s, uint8_t* d) {
+        for (size_t i = 0; i < n_blocks; i++) {  // ql[128] then qh[64] are the block's first 192 bytes
+            const block_q6_K& b = ((const block_q6_K*)in)[i];
+            std::memcpy(q + i * 192, &b, 192);
+            std::memcpy(s + i * 16, b.scales, 16);
+            std::memcpy(d + i * 2, &b.d, 2);
+        }
+    }
+    static __device__ float at(const GpuMatrix& w, int64_t r, int64_t c) {
+        const int64_t gsb = (r * w.cols + c) / 256;
+        const int j = (int)(c & 255), n = j / 128, quad = (j % 128) / 32, l = j % 32;
+        const uint8_t* base = (const uint8_t*)w.q + gsb * 192;
+        const uint8_t lb = base[64 * n + (quad & 1) * 32 + l];
+        const int lo = quad < 2 ? lb & 15 : lb >> 4;
+        const int hi = (base[128 + 32 * n + l] >> (2 * quad)) & 3;
+        const int8_t sc = ((const int8_t*)w.s)[gsb * 16 + 8 * n + l / 16 + 2 * quad];
+        return h2f(w.d, gsb) * (float)sc * (float)((lo | (hi << 4)) - 32);
+    }
+};
+
+template <GgmlType TY>
 __global__ void dequant_rows_kernel(const GpuMatrix w, int64_t row0, int64_t n_rows, float* out) {
     const int64_t n = n_rows * w.cols;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        out[i] = dequant_at(w, row0 + i / w.cols, i % w.cols);
+        out[i] = Layout<TY>::at(w, row0 + i / w.cols, i % w.cols);
 }
 
+template <GgmlType TY>
 __global__ void gather_rows_kernel(const GpuMatrix w, const int32_t* ids, int64_t n_rows, float* out) {
     const int64_t n = n_rows * w.cols;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        out[i] = dequant_at(w, ids[i / w.cols], i % w.cols);
+        out[i] = Layout<TY>::at(w, ids[i / w.cols], i % w.cols);
 }
 
 int grid_for(int64_t n) { return (int)std::max<int64_t>(1, std::min<int64_t>((n + 255) / 256, (int64_t)sm_count() * 16)); }
 
-}  // namespace
-
-bool gpu_matrix_native(GgmlType t) {
-    return t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::Q8_0 || t == GgmlType::Q4_0 ||
-           t == GgmlType::Q4_K || t == GgmlType::Q6_K;
+template <GgmlType TY>
+void launch_dequant_rows(const GpuMatrix& w, int64_t row0, int64_t n_rows, float* out, cudaStream_t stream) {
+    dequant_rows_kernel<TY><<<grid_for(n_rows * w.cols), 256, 0, stream>>>(w, row0, n_rows, out);
+    TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 
+template <GgmlType TY>
+void launch_gather_rows(const GpuMatrix& w, const int32_t* ids, int64_t n, float* out, cudaStream_t stream) {
+    gather_rows_kernel<TY><<<grid_for(n * w.cols), 256, 0, stream>>>(w, ids, n, out);
+    TANDEM_CHECK_CUDA(cudaGetLastError());
+}
+
+// ---- the per-type table ----------------------------------------------------------------------
+
+struct GpuTypeOps {
+    Regions (*regions)(size_t n_elements);
+    void (*repack)(const uint8_t* src, size_t n_blocks, uint8_t* q, uint8_t* s, uint8_t* d);
+    void (*gemv)(const GemvParams& p, cudaStream_t stream);
+    void (*dequant_rows)(const GpuMatrix& w, int64_t row0, int64_t n_rows, float* out, cudaStream_t stream);
+    void (*gather_rows)(const GpuMatrix& w, const int32_t* ids, int64_t n, float* out, cudaStream_t stream);
+};
+
+template <GgmlType TY>
+constexpr GpuTypeOps ops_for() {
+    return {&Layout<TY>::regions, &Layout<TY>::repack, &launch_gemv<TY>, &launch_dequant_rows<TY>, &launch_gather_rows<TY>};
+}
+
+// Indexed by GgmlType; a row of nullptrs for the types that are not native on the GPU.
+struct GpuTypeTable {
+    GpuTypeOps row[kGgmlTypeCount] = {};
+};
+
+constexpr GpuTypeTable make_gpu_type_table() {
+    GpuTypeTable t;
+    t.row[(int)GgmlType::F32] = ops_for<GgmlType::F32>();
+    t.row[(int)GgmlType::F16] = ops_for<GgmlType::F16>();
+    t.row[(int)GgmlType::Q8_0] = ops_for<GgmlType::Q8_0>();
+    t.row[(int)GgmlType::Q4_0] = ops_for<GgmlType::Q4_0>();
+    t.row[(int)GgmlType::Q4_K] = ops_for<GgmlType::Q4_K>();
+    t.row[(int)GgmlType::Q6_K] = ops_for<GgmlType::Q6_K>();
+    return t;
+}
+constexpr GpuTypeTable kGpuTypes = make_gpu_type_table();
+
+// The type's row, or nullptr when the type has no native device layout.
+const GpuTypeOps* gpu_type_ops(GgmlType type) {
+    const uint32_t i = (uint32_t)type;
+    return i < kGgmlTypeCount && kGpuTypes.row[i].gemv ? &kGpuTypes.row[i] : nullptr;
+}
+
+std::string not_native(GgmlType type) { return std::string("type ") + type_traits(type).name + " is not native on the GPU"; }
+
+}  // namespace
+
+bool gpu_matrix_native(GgmlType t) { return gpu_type_ops(t) != nullptr; }
+
 size_t gpu_matrix_bytes(GgmlType type, int64_t rows, int64_t cols) {
-    const Regions g = regions(type, rows, cols);
+    const GpuTypeOps* ops = gpu_type_ops(type);
+    if (!ops) throw std::invalid_argument("gpu matrix: " + not_native(type));
+    const Regions g = ops->regions((size_t)rows * (size_t)cols);
     return round256(g.q) + round256(g.s) + round256(g.d);
 }
 
 GpuMatrix gpu_matrix_repack(GgmlType type, int64_t rows, int64_t cols, const void* src, uint8_t* dst,
                             const uint8_t* dst_device) {
-    if (!gpu_matrix_native(type))
-        throw std::invalid_argument(std::string("gpu matrix: type ") + type_traits(type).name + " is not native on the GPU");
+    const GpuTypeOps* ops = gpu_type_ops(type);
+    if (!ops) throw std::invalid_argument("gpu matrix: " + not_native(type));
     const int64_t bs = type_traits(type).block_size;
     if (cols % bs != 0)
         throw std::invalid_argument("gpu matrix: " + std::to_string(cols) + " columns are not a multiple of the " +
                                     type_traits(type).name + " block size " + std::to_string(bs));
-    const Regions g = regions(type, rows, cols);
+    const Regions g = ops->regions((size_t)rows * (size_t)cols);
     uint8_t* q = dst;
     uint8_t* s = dst + round256(g.q);
     uint8_t* d = s + round256(g.s);
-    const size_t n_blocks = (size_t)rows * (size_t)(cols / bs);
-    const uint8_t* in = (const uint8_t*)src;
-    switch (type) {
-        case GgmlType::F32:
-        case GgmlType::F16: std::memcpy(q, src, g.q); break;
-        case GgmlType::Q8_0:
-            for (size_t i = 0; i < n_blocks; i++) {
-                const block_q8_0& b = ((const block_q8_0*)in)[i];
-                std::memcpy(q + i * 32, b.qs, 32);
-                std::memcpy(s + i * 2, &b.d, 2);
-            }
-            break;
-        case GgmlType::Q4_0:
-            for (size_t i = 0; i < n_blocks; i++) {
-                const block_q4_0& b = ((const block_q4_0*)in)[i];
-                std::memcpy(q + i * 16, b.qs, 16);
-                std::memcpy(s + i * 2, &b.d, 2);
-            }
-            break;
-        case GgmlType::Q4_K:  // d, dmin, scales[12] are the block's first 16 bytes
-            for (size_t i = 0; i < n_blocks; i++) {
-                const block_q4_K& b = ((const block_q4_K*)in)[i];
-                std::memcpy(s + i * 16, &b, 16);
-                std::memcpy(q + i * 128, b.qs, 128);
-            }
-            break;
-        case GgmlType::Q6_K:  // ql[128] then qh[64] are the block's first 192 bytes
-            for (size_t i = 0; i < n_blocks; i++) {
-                const block_q6_K& b = ((const block_q6_K*)in)[i];
-                std::memcpy(q + i * 192, &b, 192);
-                std::memcpy(s + i * 16, b.scales, 16);
-                std::memcpy(d + i * 2, &b.d, 2);
-            }
-            break;
-        default: break;
-    }
+    ops->repack((const uint8_t*)src, (size_t)rows * (size_t)(cols / bs), q, s, d);
     GpuMatrix m;
     m.type = type;
     m.rows = rows;
@@ -396,27 +471,21 @@ void gemv_cuda(const GemvParams& p, cudaStream_t stream) {
     if (!p.x || !p.y || !p.w.q) throw CudaError("gemv: a pointer is null");
     if (p.w2.q && (p.w2.type != p.w.type || p.w2.rows != p.w.rows || p.w2.cols != p.w.cols))
         throw CudaError("gemv: the SwiGLU pair must have one type and shape");
-    switch (p.w.type) {
-        case GgmlType::F32: return launch_gemv<GgmlType::F32>(p, stream);
-        case GgmlType::F16: return launch_gemv<GgmlType::F16>(p, stream);
-        case GgmlType::Q8_0: return launch_gemv<GgmlType::Q8_0>(p, stream);
-        case GgmlType::Q4_0: return launch_gemv<GgmlType::Q4_0>(p, stream);
-        case GgmlType::Q4_K: return launch_gemv<GgmlType::Q4_K>(p, stream);
-        case GgmlType::Q6_K: return launch_gemv<GgmlType::Q6_K>(p, stream);
-        default: throw CudaError(std::string("gemv: type ") + type_traits(p.w.type).name + " is not native on the GPU");
-    }
+    const GpuTypeOps* ops = gpu_type_ops(p.w.type);
+    if (!ops) throw CudaError("gemv: " + not_native(p.w.type));
+    ops->gemv(p, stream);
 }
 
 void dequant_rows_cuda(const GpuMatrix& w, int64_t row0, int64_t n_rows, float* out, cudaStream_t stream) {
-    if (!gpu_matrix_native(w.type)) throw CudaError("dequant_rows: type is not native on the GPU");
-    dequant_rows_kernel<<<grid_for(n_rows * w.cols), 256, 0, stream>>>(w, row0, n_rows, out);
-    TANDEM_CHECK_CUDA(cudaGetLastError());
+    const GpuTypeOps* ops = gpu_type_ops(w.type);
+    if (!ops) throw CudaError("dequant_rows: " + not_native(w.type));
+    ops->dequant_rows(w, row0, n_rows, out, stream);
 }
 
 void gather_rows_cuda(const GpuMatrix& w, const int32_t* ids, int64_t n, float* out, cudaStream_t stream) {
-    if (!gpu_matrix_native(w.type)) throw CudaError("gather_rows: type is not native on the GPU");
-    gather_rows_kernel<<<grid_for(n * w.cols), 256, 0, stream>>>(w, ids, n, out);
-    TANDEM_CHECK_CUDA(cudaGetLastError());
+    const GpuTypeOps* ops = gpu_type_ops(w.type);
+    if (!ops) throw CudaError("gather_rows: " + not_native(w.type));
+    ops->gather_rows(w, ids, n, out, stream);
 }
 
 }  // namespace tandem

@@ -9,6 +9,8 @@
 #include <unordered_map>
 #include <set>
 
+#include "tandem/sqlite_stmt.h"
+
 namespace tandem {
 
 // ---- error names -----------------------------------------------------------------------
@@ -168,63 +170,26 @@ struct MemoryStore::Impl {
         int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
         if (rc != SQLITE_OK) fail(rc, op);
     }
+    // The statement for `sql` (a string literal: the cache key), prepared on first use.
+    sqlite3_stmt* prepared(const char* sql, const char* op) {
+        auto it = stmts.find(sql);
+        if (it != stmts.end()) return it->second;
+        sqlite3_stmt* st = nullptr;
+        int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, nullptr);
+        if (rc != SQLITE_OK) fail(rc, op);
+        stmts[sql] = st;
+        return st;
+    }
 };
 
-// A cached prepared statement used by one call; reset on scope exit (which also ends the
-// read it may hold open). sql must be a string literal: it is the cache key.
-class Stmt {
+// A cached prepared statement used by one call (tandem/sqlite_stmt.h); reset on scope exit.
+// sql must be a string literal: it is the cache key.
+class Stmt : public SqliteStmt {
 public:
-    Stmt(MemoryStore::Impl& s, const char* sql, const char* op) : s_(s), op_(op) {
-        auto it = s.stmts.find(sql);
-        if (it != s.stmts.end()) {
-            st_ = it->second;
-            return;
-        }
-        int rc = sqlite3_prepare_v3(s.db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st_, nullptr);
-        if (rc != SQLITE_OK) s.fail(rc, op);
-        s.stmts[sql] = st_;
-    }
-    ~Stmt() {
-        sqlite3_reset(st_);
-        sqlite3_clear_bindings(st_);
-    }
-    Stmt& bind(int i, const std::string& v) {
-        check(sqlite3_bind_text(st_, i, v.data(), (int)v.size(), SQLITE_TRANSIENT));
-        return *this;
-    }
-    Stmt& bind(int i, int64_t v) {
-        check(sqlite3_bind_int64(st_, i, v));
-        return *this;
-    }
-    // Returns true when a row is ready, false when done.
-    bool step() {
-        int rc = sqlite3_step(st_);
-        if (rc == SQLITE_ROW) return true;
-        if (rc == SQLITE_DONE) return false;
-        s_.fail(rc, op_);
-    }
-    void run() {
-        while (step()) {
-        }
-    }
-    void reset() {
-        sqlite3_reset(st_);
-        sqlite3_clear_bindings(st_);
-    }
-    int64_t i64(int col) { return sqlite3_column_int64(st_, col); }
-    double f64(int col) { return sqlite3_column_double(st_, col); }
-    std::string str(int col) {
-        const unsigned char* p = sqlite3_column_text(st_, col);
-        return p ? std::string((const char*)p, (size_t)sqlite3_column_bytes(st_, col)) : std::string();
-    }
+    Stmt(MemoryStore::Impl& s, const char* sql, const char* op) : SqliteStmt(s.prepared(sql, op), op, &fail_of, &s) {}
 
 private:
-    void check(int rc) {
-        if (rc != SQLITE_OK) s_.fail(rc, op_);
-    }
-    MemoryStore::Impl& s_;
-    const char* op_;
-    sqlite3_stmt* st_ = nullptr;
+    static void fail_of(void* s, int rc, const char* op) { static_cast<MemoryStore::Impl*>(s)->fail(rc, op); }
 };
 
 // BEGIN IMMEDIATE ... COMMIT; rolls back when destroyed uncommitted (exception paths).

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "../../client_engine/src/unicode.h"
+#include "tandem/unicode.h"
 #include "tandem/gguf.h"
 #include "tandem/tokenizer.h"
 

@@ -56,6 +56,10 @@ public:
     RopeMode rope_mode() const { return rope_mode_; }
     int64_t head_dim() const { return config_.n_embd / config_.n_head; }
     int64_t kv_dim() const { return head_dim() * config_.n_head_kv; }
+    // RoPE's inverse frequencies, (n_rot / 2): inv_freq[i] = rope_freq_base^(-2i / n_rot),
+    // divided by the Llama 3 factor rope_freq_factors[i] when the file has them and by the
+    // linear rope_scaling_factor. The CPU and GPU contexts both rotate with these.
+    std::vector<float> rope_inv_freq() const;
 
     WeightView token_embd, output_norm, output;  // output == token_embd when tied
     std::vector<LayerWeights> layers;

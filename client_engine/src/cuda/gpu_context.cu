@@ -653,15 +653,9 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
     I.h_argmax = (int32_t*)(I.h_io + 4);
     I.h_tok = (int32_t*)(I.h_io + 16);
 
-    // RoPE frequencies exactly as the CPU context computes them
-    const int64_t half = c.n_rot / 2;
-    std::vector<float> inv((size_t)std::max<int64_t>(half, 1));
-    const double linear = c.rope_scaling_type == "linear" && c.rope_scaling_factor > 0 ? c.rope_scaling_factor : 1.0;
-    for (int64_t i = 0; i < half; i++) {
-        double fr = std::pow(c.rope_freq_base, -2.0 * (double)i / (double)c.n_rot) / linear;
-        if (!m.rope_freq_factors.empty()) fr /= m.rope_freq_factors[(size_t)i];
-        inv[(size_t)i] = (float)fr;
-    }
+    // RoPE frequencies: the same as the CPU context's (at least one element to allocate)
+    std::vector<float> inv = m.rope_inv_freq();
+    if (inv.empty()) inv.resize(1);
     GPU_CHECK(cudaMalloc(&I.inv_freq, inv.size() * 4));
     GPU_CHECK(cudaMemcpy(I.inv_freq, inv.data(), inv.size() * 4, cudaMemcpyHostToDevice));
 

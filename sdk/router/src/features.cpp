@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "tandem/router_features.h"
+#include "tandem/utf8.h"
 
 namespace tandem {
 
@@ -61,24 +62,6 @@ static uint32_t decode_utf8(std::string_view s, size_t& i) {
     if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) { i += 1; return kInvalid; }
     i += len;
     return cp;
-}
-
-static void append_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-        out += (char)cp;
-    } else if (cp < 0x800) {
-        out += (char)(0xC0 | (cp >> 6));
-        out += (char)(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        out += (char)(0xE0 | (cp >> 12));
-        out += (char)(0x80 | ((cp >> 6) & 0x3F));
-        out += (char)(0x80 | (cp & 0x3F));
-    } else {
-        out += (char)(0xF0 | (cp >> 18));
-        out += (char)(0x80 | ((cp >> 12) & 0x3F));
-        out += (char)(0x80 | ((cp >> 6) & 0x3F));
-        out += (char)(0x80 | (cp & 0x3F));
-    }
 }
 
 // Simple one-to-one lower-casing: ASCII, Latin-1, Latin Extended-A, Greek, Cyrillic.
@@ -154,13 +137,13 @@ static std::vector<std::string> split_words(std::string_view text, size_t* n_cod
         uint32_t c = decode_utf8(text, i);
         ++n;
         switch (classify(c)) {
-            case CharClass::letter: append_utf8(cur, fold_case(c)); break;
+            case CharClass::letter: utf8_append(fold_case(c), cur); break;
             case CharClass::apostrophe:
                 if (!cur.empty()) cur += '\'';  // inside a word only; leading ones are dropped
                 break;
             case CharClass::single:
                 flush();
-                append_utf8(cur, c);
+                utf8_append(c, cur);
                 flush();
                 break;
             case CharClass::separator: flush(); break;

@@ -3,7 +3,8 @@
 // in order: every regex splits each current chunk into its matches and the text between them.
 // The regexes are matched by hand over code points with Unicode properties (unicode.h), with
 // the semantics of the Rust/Python regex engines the tokenizers were trained with (true \p{L}
-// etc.; \s is White_Space). Internal to client_engine.
+// etc.; \s is White_Space). Public so that the tests check it against a reference; not part
+// of the installed SDK.
 //
 //   type            tokenizer.ggml.pre names                     regexes (in order)
 //   Gpt2            gpt-2 phi-2 mpt gpt-neox olmo roberta-bpe ... GPT2
