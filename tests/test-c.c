@@ -75,7 +75,12 @@ int main(void) {
     char err[512] = "";
     tandem_assistant_params p = tandem_assistant_default_params();
     CHECK(p.n_ctx == 2048); /* tandem::AssistantConfig's defaults */
-    CHECK(p.suggestion_tokens == 24);
+    CHECK(p.suggestion_tokens == 48);
+    CHECK(strcmp(p.suggestion_end, "sentence") == 0);
+    CHECK(p.temperature == 0.0f);
+    CHECK(p.top_k == 40);
+    CHECK(p.top_p > 0.94f && p.top_p < 0.96f);
+    CHECK(p.stop == NULL && p.n_stop == 0);
     CHECK(p.router_threshold == -1);
     CHECK(strcmp(p.backend, "auto") == 0);
 
@@ -109,6 +114,24 @@ int main(void) {
     CHECK(strstr(err, "nctx") != NULL);
     CHECK(init_file_status("{\"model_path\": \"/nonexistent/m.gguf\"}", err, sizeof err) == TANDEM_STATUS_FILE_NOT_FOUND);
 
+    /* suggestion settings out of range: the field is named */
+    p.top_p = 0;
+    CHECK(init_status(&p, err, sizeof err) == TANDEM_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(err, "suggestion_top_p") != NULL);
+    p.top_p = 0.95f;
+    p.suggestion_end = "word";
+    CHECK(init_status(&p, err, sizeof err) == TANDEM_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(err, "suggestion_end") != NULL);
+    p.suggestion_end = NULL; /* the default */
+    p.temperature = -1;
+    CHECK(init_status(&p, err, sizeof err) == TANDEM_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(err, "suggestion_temperature") != NULL);
+    p.temperature = 0;
+    p.n_stop = 1;
+    CHECK(init_status(&p, err, sizeof err) == TANDEM_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(err, "stop") != NULL);
+    p.n_stop = 0;
+
     p.n_ctx = 512;
     p.n_threads = 2;
     p.suggestion_tokens = 10;
@@ -126,7 +149,7 @@ int main(void) {
     struct sink s;
     memset(&s, 0, sizeof s);
     CHECK(tandem_assistant_suggest(a, doc, strlen(doc), strlen(doc), on_text, &s) == TANDEM_STATUS_OK);
-    CHECK(s.len > 0);
+    CHECK(strcmp(s.text, " named Lily.") == 0); /* greedy, to the end of the sentence */
 
     memset(&s, 0, sizeof s);
     s.stop_after = 2;
@@ -160,6 +183,27 @@ int main(void) {
     free(buf);
 
     tandem_assistant_free(a);
+
+    /* stop strings, and sampling: the same seed gives the same suggestion */
+    const char* stops[] = {" Lily"};
+    p.stop = stops;
+    p.n_stop = 1;
+    p.temperature = 0.9f;
+    p.seed = 7;
+    p.on_event = NULL;
+    a = tandem_assistant_init(&p, &st, err, sizeof err);
+    CHECK(a != NULL);
+    if (a) {
+        const char* start = "Once upon a time, there was a little girl named";
+        struct sink s1, s2;
+        memset(&s1, 0, sizeof s1);
+        memset(&s2, 0, sizeof s2);
+        CHECK(tandem_assistant_suggest(a, start, strlen(start), strlen(start), on_text, &s1) == TANDEM_STATUS_OK);
+        CHECK(tandem_assistant_suggest(a, start, strlen(start), strlen(start), on_text, &s2) == TANDEM_STATUS_OK);
+        CHECK(strcmp(s1.text, s2.text) == 0);
+        CHECK(strstr(s1.text, " Lily") == NULL);
+        tandem_assistant_free(a);
+    }
     tandem_assistant_free(NULL);
     CHECK(strcmp(tandem_errmsg(NULL), "invalid handle") == 0);
     CHECK(strcmp(tandem_version(), TANDEM_EXPECTED_VERSION) == 0); /* CMake's project version */

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <fstream>
+#include <functional>
 #include <sys/stat.h>
 #include <mutex>
 #include <thread>
@@ -86,9 +87,39 @@ TEST_CASE("suggest streams a continuation and reuses the prompt prefix on the ne
     CHECK(a->usage().suggestions == 2);
 }
 
+TEST_CASE("a suggestion ends with its sentence; the suggestion_* settings; values out of range name the field") {
+    const std::string doc = "Once upon a time, there was a little girl";
+    auto a = Assistant::create(base_config());
+    CHECK(a->suggest(doc, doc.size()).text == " named Lily.");
+    // The old rule: a fixed number of tokens, cut only at a blank line.
+    auto cfg = base_config();
+    cfg.suggestion_end = "paragraph";
+    cfg.suggestion_complete_words = false;
+    cfg.suggestion_no_repeat_ngram = 0;
+    const std::string old = Assistant::create(cfg)->suggest(doc, doc.size()).text;
+    CHECK(old.rfind(" named Lily. She", 0) == 0);
+    cfg = base_config();
+    cfg.suggestion_stop = {" Lily"};
+    CHECK(Assistant::create(cfg)->suggest(doc, doc.size()).text == " named");
+
+    for (auto [field, set] : std::vector<std::pair<std::string, std::function<void(AssistantConfig&)>>>{
+             {"suggestion_tokens", [](AssistantConfig& c) { c.suggestion_tokens = 0; }},
+             {"suggestion_end", [](AssistantConfig& c) { c.suggestion_end = "word"; }},
+             {"suggestion_no_repeat_ngram", [](AssistantConfig& c) { c.suggestion_no_repeat_ngram = 1; }},
+             {"suggestion_temperature", [](AssistantConfig& c) { c.suggestion_temperature = -0.5; }},
+             {"suggestion_top_p", [](AssistantConfig& c) { c.suggestion_top_p = 1.5; }},
+             {"suggestion_stop", [](AssistantConfig& c) { c.suggestion_stop = {""}; }},
+         }) {
+        cfg = base_config();
+        set(cfg);
+        CHECK_THROWS_WITH_AS(Assistant::create(cfg), doctest::Contains(field.c_str()), std::invalid_argument);
+    }
+}
+
 TEST_CASE("a newer suggest or cancel() stops the running one") {
     auto cfg = base_config();
     cfg.suggestion_tokens = 400;
+    cfg.suggestion_end = "paragraph";  // a long generation to stop
     auto a = Assistant::create(cfg);
     std::atomic<int> pieces{0};
     SuggestResult first;
@@ -132,6 +163,18 @@ TEST_CASE("config files: fields, unknown fields and wrong types are errors namin
     const AssistantConfig c = AssistantConfig::from_json_file(dir.file("ok.json"));
     CHECK(c.n_ctx == 1024);
     CHECK(c.privacy_mode);
+    tandem_test::write_file(dir.file("sug.json"), R"({"model_path": "m.gguf", "suggestion_end": "line", "suggestion_stop": ["x", "y"],
+        "suggestion_temperature": 0.5, "suggestion_top_k": 5, "suggestion_top_p": 0.9, "suggestion_seed": 9,
+        "suggestion_complete_words": false, "suggestion_no_repeat_ngram": 0})");
+    const AssistantConfig sc = AssistantConfig::from_json_file(dir.file("sug.json"));
+    CHECK(sc.suggestion_end == "line");
+    CHECK(sc.suggestion_stop == std::vector<std::string>{"x", "y"});
+    CHECK(sc.suggestion_temperature == 0.5);
+    CHECK(sc.suggestion_top_k == 5);
+    CHECK(sc.suggestion_seed == 9);
+    CHECK_FALSE(sc.suggestion_complete_words);
+    tandem_test::write_file(dir.file("stop.json"), R"({"model_path": "m.gguf", "suggestion_stop": "x"})");
+    CHECK_THROWS_WITH(AssistantConfig::from_json_file(dir.file("stop.json")), doctest::Contains("field 'suggestion_stop' has the wrong type"));
     tandem_test::write_file(dir.file("bad.json"), R"({"model_path": "m.gguf", "nctx": 1})");
     CHECK_THROWS_WITH(AssistantConfig::from_json_file(dir.file("bad.json")), doctest::Contains("unknown field 'nctx'"));
     tandem_test::write_file(dir.file("type.json"), R"({"model_path": "m.gguf", "n_ctx": "big"})");

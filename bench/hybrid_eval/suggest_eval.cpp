@@ -33,6 +33,7 @@
 
 #include "drafts.h"
 #include "suggestion_metrics.h"
+#include "text_metrics.h"
 #include "tandem/assistant.h"
 #include "tandem/engine.h"
 #include "tandem/suggest_prompt.h"
@@ -203,7 +204,8 @@ int main(int argc, char** argv) {
 
         std::map<std::string, std::map<std::string, Tally>> tally;  // config -> kind ("all" too)
         nlohmann::json examples = nlohmann::json::array();
-        std::map<std::string, std::vector<std::string>> glued_cases;  // config -> "partial|suggestion" 
+        std::map<std::string, std::vector<std::string>> glued_cases;  // config -> "partial|suggestion"
+        std::map<std::string, std::vector<double>> accepted_at;        // config -> accepted chars per place
         size_t n_places = 0;
         for (size_t di = 0; di < drafts.size(); di++) {
             for (const Place& p : places_of(drafts[di])) {
@@ -221,6 +223,7 @@ int main(int argc, char** argv) {
                     const Generation g = generate_suggestion(*engine, prompt, p.before, gp, c.rules);
                     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
                     const std::string& s = g.text;
+                    accepted_at[c.name].push_back((double)accepted_chars(s, p.truth));
                     for (const std::string& kind : {p.kind, std::string("all")}) {
                         Tally& t = tally[c.name][kind];
                         t.n++;
@@ -288,6 +291,14 @@ int main(int argc, char** argv) {
                 std::printf(" %.2f, %.1f%% |", r["accepted_chars_per_place"].get<double>(), r["full_accept_pct_of_shown"].get<double>());
             }
             std::printf("\n");
+        }
+        // The change in accepted chars per place against the first rule set, paired by place.
+        std::printf("\naccepted chars / place against %s (mean difference, 95%% paired bootstrap interval):\n\n",
+                    configs[0].name.c_str());
+        for (size_t i = 1; i < configs.size(); i++) {
+            const Interval d = paired_bootstrap(accepted_at[configs[i].name], accepted_at[configs[0].name], 2000, 1);
+            out["accepted_vs_" + configs[0].name][configs[i].name] = {{"mean", d.mean}, {"lo", d.lo}, {"hi", d.hi}};
+            std::printf("- %s: %+.2f [%+.2f, %+.2f]\n", configs[i].name.c_str(), d.mean, d.lo, d.hi);
         }
         if (!opt.json_out.empty()) {
             std::ofstream f(opt.json_out);

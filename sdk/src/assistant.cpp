@@ -2,6 +2,8 @@
 //
 //   local_engines      the model's inference contexts: active (suggestions) and spare
 //   suggest_planner    document window + notes + token budget -> the suggestion's prompt
+//   suggest_text       the model's continuation -> ghost text (where it ends, the word at the
+//                      cursor, no repeats; settings from suggestion_settings)
 //   memory_notes       the store, memory requests, the sync, the notes in use
 //   background_reeval  new notes evaluated on the spare while the writer is idle
 //   ask_path           router, cloud or local answer
@@ -21,6 +23,7 @@
 #include "local_engines.h"
 #include "memory_notes.h"
 #include "suggest_planner.h"
+#include "suggestion_settings.h"
 #include "tandem/cloud_adapter.h"
 #include "usage_meter.h"
 
@@ -46,7 +49,7 @@ namespace {
 class AssistantImpl final : public Assistant {
 public:
     AssistantImpl(const AssistantConfig& cfg, EventCallback on_event)
-        : suggestion_tokens_(cfg.suggestion_tokens), on_event_(std::move(on_event)), emit_([this](EventKind k, const std::string& m) {
+        : suggestion_(suggestion_settings(cfg)), on_event_(std::move(on_event)), emit_([this](EventKind k, const std::string& m) {
               if (on_event_) on_event_({k, m});
           }),
           engines_(cfg, emit_), planner_(cfg), memory_(cfg, emit_, [this] { notes_changed(); }) {
@@ -103,11 +106,8 @@ public:
         for (const auto& n : notes) r.memory.push_back(note_of(n));
         const std::vector<int32_t> prompt = planner_.plan(engine.tokenizer(), notes, before);
 
-        GenerateParams gp;
-        gp.max_tokens = suggestion_tokens_;
-        gp.sampling.temperature = 0;  // ghost text: the most likely continuation, stable across keystrokes
-        gp.stop = {"\n\n"};
-        const Generation g = engine.generate_tokens(prompt, gp, [&](std::string_view p) { return !on_piece || on_piece(p); });
+        const Generation g = generate_suggestion(engine, prompt, before, suggestion_.params, suggestion_.rules,
+                                                 [&](std::string_view p) { return !on_piece || on_piece(p); });
         r.text = g.text;
         r.cancelled = g.finish == FinishReason::Cancelled;
         r.stats = stats_of(g.usage);
@@ -192,7 +192,7 @@ private:
         touch();
     }
 
-    const int suggestion_tokens_;
+    const SuggestionSettings suggestion_;  // first: checked before the model loads
     EventCallback on_event_;
     Emit emit_;
     std::mutex fg_mu_;  // the foreground lock

@@ -160,6 +160,11 @@ tandem_assistant_params tandem_assistant_default_params(void) {
     p.router_threshold = defaults.router_threshold;
     p.privacy_mode = defaults.privacy_mode ? 1 : 0;
     p.suggestion_tokens = defaults.suggestion_tokens;
+    p.suggestion_end = defaults.suggestion_end.c_str();
+    p.temperature = (float)defaults.suggestion_temperature;
+    p.top_k = defaults.suggestion_top_k;
+    p.top_p = (float)defaults.suggestion_top_p;
+    p.seed = defaults.suggestion_seed;
     return p;
 }
 
@@ -179,6 +184,19 @@ tandem_assistant* tandem_assistant_init(const tandem_assistant_params* p, tandem
         c.router_threshold = p->router_threshold;
         c.privacy_mode = p->privacy_mode != 0;
         if (p->suggestion_tokens > 0) c.suggestion_tokens = p->suggestion_tokens;
+        if (p->suggestion_end) c.suggestion_end = p->suggestion_end;
+        c.suggestion_temperature = p->temperature;
+        c.suggestion_top_k = p->top_k;
+        c.suggestion_top_p = p->top_p;
+        c.suggestion_seed = p->seed;
+        if (p->n_stop > 0 && !p->stop)
+            return init_failed(TANDEM_STATUS_INVALID_ARGUMENT, "params->stop is NULL with n_stop > 0", status, error, error_size);
+        for (size_t i = 0; i < p->n_stop; i++) {
+            if (!p->stop[i])
+                return init_failed(TANDEM_STATUS_INVALID_ARGUMENT, "params->stop[" + std::to_string(i) + "] is NULL", status, error,
+                                   error_size);
+            c.suggestion_stop.push_back(p->stop[i]);
+        }
         return make(c, p->on_event, p->event_user_data, status, error, error_size);
     } catch (...) {
         std::string msg;

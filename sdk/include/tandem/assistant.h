@@ -46,7 +46,20 @@ struct AssistantConfig {
     bool privacy_mode = false;       // never contact the cloud
     int64_t cloud_calls_per_hour = -1;   // router budget; < 0 unlimited
     int64_t cloud_tokens_per_day = -1;
-    int suggestion_tokens = 24;      // tokens per suggestion
+    // Suggestions (suggest()): the ghost text ends where the sentence it completes ends
+    // (suggestion_end; the rules are in tandem/suggest_text.h), so suggestion_tokens is a cap.
+    // Greedy by default, so the same text gets the same suggestion; temperature > 0 samples
+    // with top_k / top_p and the seed. suggestion_stop: strings that end a suggestion before
+    // them. Values out of range make create() throw std::invalid_argument naming the field.
+    int suggestion_tokens = 48;      // the most tokens a suggestion takes, >= 1
+    std::string suggestion_end = "sentence";  // sentence | line | paragraph
+    bool suggestion_complete_words = true;    // the word at the cursor is completed, not glued to
+    int suggestion_no_repeat_ngram = 5;       // no repeat of this many tokens of the last two sentences; 0: off
+    double suggestion_temperature = 0;        // 0: greedy; else > 0
+    int suggestion_top_k = 40;                // <= 0: off
+    double suggestion_top_p = 0.95;           // in (0, 1]; 1: off
+    uint64_t suggestion_seed = 0x5EED;
+    std::vector<std::string> suggestion_stop;
     int memory_budget_tokens = 192;  // memory notes in the suggestion prompt
     int memory_max_items = 4;
     int memory_edit_threshold = 12;  // words changed in the window before a new memory request

@@ -88,7 +88,18 @@ typedef struct tandem_assistant_params {
     const char* router_path;     /* NULL: no router */
     double router_threshold;     /* < 0: the router file's */
     int32_t privacy_mode;        /* non-zero: never contact the cloud */
-    int32_t suggestion_tokens;   /* default 24 */
+    /* Suggestions (tandem_assistant_suggest). A suggestion ends where the sentence it completes
+     * ends (suggestion_end), so suggestion_tokens is only a cap. Values out of range make
+     * tandem_assistant_init fail with TANDEM_STATUS_INVALID_ARGUMENT naming the field. */
+    int32_t suggestion_tokens;   /* the most tokens a suggestion takes; default 48; <= 0: the default */
+    const char* suggestion_end;  /* "sentence" (default), "line" or "paragraph"; NULL: the default */
+    float temperature;           /* 0 (default): greedy, the same text gets the same suggestion */
+    int32_t top_k;               /* with temperature > 0: the k most likely tokens; default 40, <= 0: off */
+    float top_p;                 /* with temperature > 0: nucleus in (0, 1]; default 0.95, 1: off */
+    uint64_t seed;               /* the sampling seed */
+    const char* const* stop;     /* n_stop strings (may be NULL when n_stop is 0): a suggestion
+                                    ends before the first of them; copied by init */
+    size_t n_stop;
     tandem_event_cb on_event;    /* may be NULL */
     void* event_user_data;
 } tandem_assistant_params;
