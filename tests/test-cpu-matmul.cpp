@@ -312,8 +312,8 @@ TEST_CASE("kernel paths: detection and forcing") {
     CHECK(cpu::kernel_path_supported("scalar"));
     CHECK(cpu::kernel_path_supported("avx2") == (f.avx2 && f.fma && f.f16c));
     CHECK(cpu::kernel_path_supported("amx") == (cpu::kernel_path_supported("avx512-vnni") && f.amx_int8));
-    // the automatic choice is the first supported of amx, avx512-vnni, avx-vnni, avx2, scalar
-    for (const char* p : {"amx", "avx512-vnni", "avx-vnni", "avx2", "scalar"})
+    // the automatic choice is the first supported of avx512-vnni, avx-vnni, avx2, scalar
+    for (const char* p : {"avx512-vnni", "avx-vnni", "avx2", "scalar"})
         if (cpu::kernel_path_supported(p)) {
             CHECK(std::string(cpu::kernel_path_name()) == p);
             break;

@@ -1,7 +1,10 @@
 // `tandem bench -m MODEL [--json]` (llama-bench's -p/-n/-r/-t also work): prompt tokens/s at 512 tokens and decode tokens/s over 128
 // tokens, the median of 5 runs, with the weight bytes each decoded token reads and the GB/s
-// that makes. Token ids are fixed pseudo-random values (speed does not depend on them).
-// --kv turbo: the Turbo KV cache (MODEL.heads.json used when present).
+// that makes, and the prompt's weight-matmul GOP/s against this CPU's int8 (quantized
+// weights) or fp32 (float weights) peak measured in the same run (tandem/cpu_peak.h). Token
+// ids are fixed pseudo-random values (speed does not depend on them).
+// --kv turbo: the Turbo KV cache (MODEL.heads.json used when present). --kernels NAME: the CPU
+// kernel path (cpu_matmul.h: avx2, avx-vnni, avx512-vnni, amx, ...) instead of the best one.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -11,6 +14,7 @@
 #include "commands.h"
 #include "tandem/context.h"
 #include "tandem/cpu_matmul.h"
+#include "tandem/cpu_peak.h"
 #include "tandem/speed.h"
 #include "tandem/turbo_heads.h"
 
@@ -28,6 +32,7 @@ std::string help_bench() {
                   "  -n, --n-gen, --decode-tokens N      decoded tokens (default: 128)\n"
                   "  -r, --repetitions, --runs N    runs; the median is reported (default: 5)\n"
                   "  -t, --threads N                CPU threads; 0 = all hardware threads (default: %d)\n"
+                  "  --kernels PATH                 CPU kernel path (avx2, avx-vnni, avx512-vnni, amx, ...; default: the best)\n"
                   "  -ngl, --n-gpu-layers N         accepted for llama-bench command lines; this bench measures\n"
                   "                                 the CPU engine only, said on stderr when N != 0 (default: 0)\n"
                   "      --kv f16|turbo             KV cache (default: f16)\n"
@@ -51,6 +56,7 @@ int cmd_bench(const Args& args) {
         else if (a == "-n" || a == "--n-gen" || a == "--decode-tokens") n_decode = parse_int(flag_value(args, i), a);
         else if (a == "-r" || a == "--repetitions" || a == "--runs") runs = parse_int(flag_value(args, i), a);
         else if (a == "-ngl" || a == "--n-gpu-layers" || a == "--gpu-layers") n_gpu_layers = parse_int(flag_value(args, i), a);
+        else if (a == "--kernels") cpu::force_kernel_path(flag_value(args, i).c_str());
         else if (a == "--kv") {
             const std::string& k = flag_value(args, i);
             if (k == "turbo") cp.turbo_kv = true;
@@ -74,6 +80,12 @@ int cmd_bench(const Args& args) {
     InferenceContext ctx(model, cp);
     const SpeedResult sr = measure_speed(ctx, n_prompt, n_decode, runs);
     const double pp_med = sr.prompt_tokens_per_s, tg_med = sr.decode_tokens_per_s, gbs = sr.decode_weight_gbs();
+    // the roofline of the prompt: its weight matmuls' rate against the peak of the kernels' instruction
+    const cpu::ComputePeak peak = cpu::measure_compute_peak(ctx.pool());
+    const bool quant = type_traits(model->layers.empty() ? model->output.type : model->layers[0].wq.type).is_quantized;
+    const double peak_gops = quant ? peak.int8_gops : peak.fp32_gflops;
+    const double prompt_gops = prompt_matmul_ops(*model, n_prompt) * pp_med / n_prompt / 1e9;
+    const std::string peak_name = quant ? std::string("int8 ") + peak.int8_instr : std::string("fp32 fma");
     const uint64_t per_token = sr.weight_bytes_per_token;
     if (json) {
         nlohmann::json j = {{"model", model_path},       {"threads", ctx.pool().size()},
@@ -81,6 +93,7 @@ int cmd_bench(const Args& args) {
                             {"prompt_tokens", n_prompt}, {"prompt_tokens_per_s", pp_med},
                             {"decode_tokens", n_decode}, {"decode_tokens_per_s", tg_med},
                             {"weight_bytes_per_token", per_token}, {"decode_weight_gb_per_s", gbs},
+                            {"prompt_matmul_gops", prompt_gops}, {"peak_gops", peak_gops}, {"peak", peak_name},
                             {"runs", runs}, {"kv", cp.turbo_kv ? "turbo" : "f16"}};
         std::printf("%s\n", j.dump(2).c_str());
     } else {
@@ -89,6 +102,8 @@ int cmd_bench(const Args& args) {
         std::printf("%-10s %8s %12s %16s\n", "test", "tokens", "tokens/s", "weights GB/s");
         std::printf("%-10s %8d %12.1f %16s\n", "prompt", n_prompt, pp_med, "-");
         std::printf("%-10s %8d %12.1f %16.2f\n", "decode", n_decode, tg_med, gbs);
+        std::printf("prompt matmuls %.1f GOP/s = %.0f%% of the %s peak (%.1f GOP/s, same run)\n", prompt_gops,
+                    peak_gops > 0 ? 100 * prompt_gops / peak_gops : 0.0, peak_name.c_str(), peak_gops);
     }
     return 0;
 }

@@ -20,15 +20,17 @@
 // (see the error bounds in tests/test-cpu-matmul.cpp).
 //
 // Kernel paths, chosen once at run time from cpuid/xgetbv (best first):
-//   "amx"           AMX-INT8 tiles for the quantized types (Sapphire Rapids and later, where the
-//                   OS grants the tile state), avx512-vnni for the float types
 //   "avx512-vnni"   AVX-512 F/BW/VL + VNNI: 512-bit vpdpbusd / fma micro-kernels
 //   "avx-vnni"      256-bit vpdpbusd micro-kernels: VEX-encoded on CPUs with AVX-VNNI (Alder
 //                   Lake, Zen 5), else the same kernels EVEX-encoded where AVX512-VL + VNNI exist
 //   "avx2"          AVX2 + FMA + F16C: 256-bit vpmaddubsw micro-kernels (fallback)
 //   "scalar"        plain C++ reference twins on the GGUF rows (always available)
+// and two that are never chosen automatically:
+//   "amx"           AMX-INT8 tiles for 16-token tiles of the quantized types (Sapphire Rapids
+//                   and later, where the OS grants the tile state), avx512-vnni for the rest;
+//                   measured slower than avx512-vnni so far (bench/results/cpu-matmul.md)
 //   "amx-emulated"  the amx path's kernels with the tile instructions done in software: for
-//                   testing them on CPUs without AMX; never chosen automatically
+//                   testing them on CPUs without AMX
 // The best supported path is used unless force_kernel_path() picks another.
 //
 // Performance: bench/results/cpu-matmul.md.
