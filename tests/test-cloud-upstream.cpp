@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <cmath>
 #include <thread>
 
 #include <doctest/doctest.h>
@@ -177,6 +178,35 @@ TEST_CASE("upstream: token, model and usage; a client's hang-up leaves no retry 
     CHECK(raw.status == 200);
     CHECK(raw.body.find("up-secret") == std::string::npos);
     CHECK(json::parse(raw.body)["usage"]["completion_tokens"] == 2);
+    // the client's sampling parameters are passed on
+    raw = http_call("POST", front.url() + "/v1/chat/completions",
+                    json{{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"seed", 7}, {"top_p", 0.5},
+                         {"stop", {"\n\n", "END"}}, {"max_completion_tokens", 9}}.dump());
+    CHECK(raw.status == 200);
+    log = fake.log();
+    REQUIRE(log.size() == 3);
+    body = json::parse(log[2].body);
+    CHECK(body["seed"] == 7);
+    CHECK(body["top_p"] == 0.5);
+    CHECK(body["stop"] == json({"\n\n", "END"}));
+    CHECK(body["max_tokens"] == 9);
+}
+
+TEST_CASE("upstream: a request's passages are sent at once, as many as notes are wanted") {
+    Corpus c;
+    tandem_test::write_file(c.dir.file("corpus/ball.txt"), "Lily threw the red ball over the tree and her dog ran after it.\n");
+    tandem_test::FaultServer slow([](const tandem_test::FaultRequest& r) {
+        tandem_test::FaultReply reply(200, "application/json", {},
+                                      json{{"choices", {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", " the ball went over tree number " + std::to_string(r.index) + "."}}}, {"finish_reason", "stop"}}}}}.dump());
+        reply.delay_ms = 300;
+        return reply;
+    });
+    ServerProcess front(TANDEM_CLOUD_BIN, c.args("front.db", {"--llm-url", slow.url()}));
+    CHECK(run_memory_request(front.url(), "r1", "Lily played with the red ball in the park")["state"] == "done");
+    auto log = slow.log();
+    REQUIRE(log.size() == 2);  // two passages match, two notes wanted: one wave
+    CHECK(std::abs(log[1].t_ms - log[0].t_ms) < 250);  // the second did not wait for the first answer
+    CHECK(note_texts(front.url()).size() == 2);
 }
 
 TEST_CASE("upstream: a hung upstream times out and the error names it") {

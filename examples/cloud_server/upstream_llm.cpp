@@ -3,6 +3,7 @@
 #include "upstream_llm.h"
 
 #include <algorithm>
+#include <future>
 #include <cstdio>
 #include <mutex>
 
@@ -116,23 +117,37 @@ void UpstreamChat::submit(ChatJob job) {
 std::vector<NewNote> UpstreamGenerator::generate(const std::string& context, const std::vector<Passage>& passages,
                                                  size_t max_items) {
     std::vector<NewNote> out;
-    for (const Passage& p : passages) {
-        if (out.size() >= max_items) break;
-        tandem::ChatRequest req = upstream_request(*up_, max_tokens_, 0);
-        req.messages = {{"user", key_takeaway_prompt(p)}};
-        req.stop = {"\n\n"};
-        Outcome<ChatResult> o = wait_for<ChatResult>([&](auto cb) { return up_->client().chat(req, cb); });
-        if (o.ec == cloud_errc::http_error) {
-            // The upstream refused this passage (too long for its context, ...): skip it.
-            std::fprintf(stderr, "tandem-cloud: memory note for %s skipped: %s\n", p.doc_id.c_str(), log_line(*up_, o).c_str());
-            continue;
+    size_t next = 0;
+    // In waves: as many passages at once as notes are still wanted, so that an LLM server that
+    // batches works on them together; the notes are kept in rank order, as the built-in model
+    // writes them one after another.
+    while (out.size() < max_items && next < passages.size()) {
+        const size_t wave = std::min(max_items - out.size(), passages.size() - next);
+        std::vector<std::future<Outcome<ChatResult>>> answers;
+        for (size_t i = 0; i < wave; i++) {
+            tandem::ChatRequest req = upstream_request(*up_, max_tokens_, 0);
+            req.messages = {{"user", key_takeaway_prompt(passages[next + i])}};
+            req.stop = {"\n\n"};
+            auto answer = std::make_shared<std::promise<Outcome<ChatResult>>>();
+            answers.push_back(answer->get_future());
+            up_->client().chat(req, [answer](Outcome<ChatResult> o) { answer->set_value(std::move(o)); });
         }
-        if (o.ec) {
-            std::fprintf(stderr, "tandem-cloud: memory notes: %s\n", log_line(*up_, o).c_str());
-            throw UpstreamError(client_message(o));
+        for (size_t i = 0; i < wave; i++) {
+            const Passage& p = passages[next + i];
+            Outcome<ChatResult> o = answers[i].get();
+            if (o.ec == cloud_errc::http_error) {
+                // The upstream refused this passage (too long for its context, ...): skip it.
+                std::fprintf(stderr, "tandem-cloud: memory note for %s skipped: %s\n", p.doc_id.c_str(), log_line(*up_, o).c_str());
+                continue;
+            }
+            if (o.ec) {
+                std::fprintf(stderr, "tandem-cloud: memory notes: %s\n", log_line(*up_, o).c_str());
+                throw UpstreamError(client_message(o));
+            }
+            std::string note = key_takeaway_note(o.value.text);
+            if (!note.empty()) out.push_back({note, p.doc_id, p.title, method()});
         }
-        std::string note = key_takeaway_note(o.value.text);
-        if (!note.empty()) out.push_back({note, p.doc_id, p.title, method()});
+        next += wave;
     }
     (void)context;
     return out;

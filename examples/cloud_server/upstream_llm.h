@@ -78,7 +78,8 @@ private:
 
 // Key-takeaway notes (method "llm") written by the upstream, one request per passage with the
 // same prompt as the built-in model (llm.h key_takeaway_prompt) as the user message, greedy,
-// stopping at a blank line. A passage the upstream rejects (4xx: too long, ...) is skipped
+// stopping at a blank line; as many passages at once as notes are still wanted (a batching
+// server works on them together), the notes kept in rank order. A passage the upstream rejects (4xx: too long, ...) is skipped
 // with a log line; when the upstream cannot be reached at all it throws UpstreamError, so
 // the memory request fails with that reason instead of silently producing no notes.
 class UpstreamGenerator : public MemoryGenerator {
