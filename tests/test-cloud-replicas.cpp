@@ -187,26 +187,29 @@ TEST_CASE("replicas: a long poll on B wakes as soon as A's notes land") {
 TEST_CASE("replicas: kill -9 mid-job; the lease runs out and another replica finishes it once") {
     if (tandem_test::skip_without_postgres()) return;
     Cluster c;
-    // The upstream LLM: its first answer never comes in time (replica A is killed while it
-    // waits), later answers are immediate and numbered.
+    // The upstream LLM: what replica A asks is never answered in time (A is killed while it
+    // waits); what comes after the kill is answered at once, numbered.
     std::atomic<int> calls{0};
+    std::atomic<bool> a_killed{false};
     tandem_test::FaultServer llm([&](const tandem_test::FaultRequest&) {
         const int n = ++calls;
         tandem_test::FaultReply r(200, "application/json", {},
                                   json{{"choices", {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", " answer number " + std::to_string(n) + "."}}}, {"finish_reason", "stop"}}}}}.dump());
-        if (n == 1) r.delay_ms = 60000;
+        if (!a_killed) r.delay_ms = 60000;
         return r;
     });
     const std::vector<std::string> flags = {"--llm-url", llm.url(), "--lease-seconds", "1"};
     auto a = c.replica(flags);
     post(*a, "r1", "small island states and rising sea levels", 2);
-    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    const auto deadline = Clock::now() + std::chrono::seconds(20);
     while (calls == 0 && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    REQUIRE(calls == 1);  // A claimed the job and is producing its notes
+    REQUIRE(calls >= 1);  // A claimed the job and is producing its notes (its passages at once)
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // A's heartbeat keeps the lease meanwhile
+    const int asked_by_a = calls;
     auto b = c.replica(flags);
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-    CHECK(calls == 1);  // B does not take a job whose worker is alive
+    CHECK(calls == asked_by_a);  // B does not take a job whose worker is alive
+    a_killed = true;
     a->kill(SIGKILL);
     wait_done(*b, "r1");
     std::vector<json> f = feed(*b);
@@ -217,5 +220,5 @@ TEST_CASE("replicas: kill -9 mid-job; the lease runs out and another replica fin
         texts.insert(e["text"]);
     }
     CHECK(texts.size() == 2);
-    CHECK(calls >= 3);  // B asked the upstream itself
+    CHECK(calls > asked_by_a);  // B asked the upstream itself
 }
