@@ -38,7 +38,7 @@
 #include "../tests/http_call.h"
 #include "../tests/pg_server.h"
 #include "../tests/server_process.h"
-#include "corpus.h"
+#include "tandem/cloud/corpus.h"
 
 namespace net = boost::asio;
 namespace beast = boost::beast;

@@ -15,7 +15,7 @@
 #include <thread>
 
 #include "pg_server.h"
-#include "server_db.h"
+#include "tandem/cloud/server_db.h"
 #include "test_util.h"
 
 using namespace tandem::cloud;
