@@ -357,16 +357,20 @@ TEST_CASE("memory: new notes are evaluated in the background, a keystroke cancel
     // typing faster than the idle time: the background never gets to run (waiting for the
     // notes above was idle time, so a run may have started then; the first keystroke stopped it)
     timed(++cursor);
-    std::this_thread::sleep_for(100ms);
-    const int64_t cancels = a->usage().background_cancels;
+    std::this_thread::sleep_for(50ms);
+    const int64_t cancels = a->usage().background_cancels, starts = a->usage().background_starts;
     for (int i = 0; i < 5; i++) {
         timed(++cursor);
-        std::this_thread::sleep_for(100ms);
+        std::this_thread::sleep_for(50ms);
     }
     CHECK(a->usage().background_runs == 0);
+    CHECK(a->usage().background_starts == starts);
     CHECK(a->usage().background_cancels == cancels);
-    // a pause: the background starts after 250 ms; a keystroke 350 ms later stops it
-    std::this_thread::sleep_for(600ms);
+    // a pause: the background starts after 250 ms; a keystroke as soon as it has started stops
+    // it (a whole run takes about cold_ms, so the keystroke must not wait a fixed time: on a
+    // fast machine the run would be over)
+    for (int i = 0; i < 1000 && a->usage().background_starts == starts; i++) std::this_thread::sleep_for(1ms);
+    REQUIRE(a->usage().background_starts == starts + 1);
     SuggestResult r;
     const double cut_ms = timed(++cursor, &r);
     for (int i = 0; i < 200 && a->usage().background_cancels == cancels; i++) std::this_thread::sleep_for(10ms);

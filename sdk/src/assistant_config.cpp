@@ -75,6 +75,7 @@ std::string UsageTotals::to_json() const {
                           {"backend", backend},
                           {"model", model},
                           {"model_is_chat", model_is_chat},
+                          {"background_starts", background_starts},
                           {"background_runs", background_runs},
                           {"background_cancels", background_cancels},
                           {"background_tokens", background_tokens},

@@ -126,6 +126,7 @@ bool BackgroundReeval::evaluate_once() {
     const auto t0 = Clock::now();
     double eval_ms = 0;
     int64_t chunk = 8, evaluated = 0;
+    usage_.add_background_start();
     while (done < prompt.size()) {
         if (activity_gen_ != gen) {
             usage_.add_background_cancel();

@@ -37,6 +37,11 @@ void UsageMeter::add_cloud_ask(int64_t prompt_tokens, int64_t completion_tokens)
     t_.cloud_completion_tokens += completion_tokens;
 }
 
+void UsageMeter::add_background_start() {
+    std::lock_guard<std::mutex> lk(mu_);
+    t_.background_starts++;
+}
+
 void UsageMeter::add_background_run(int64_t tokens, double eval_ms) {
     std::lock_guard<std::mutex> lk(mu_);
     t_.background_runs++;

@@ -21,6 +21,8 @@ public:
     void add_local_ask(const Usage& u);
     // A cloud answer; the server does not report usage, so the tokens are estimates.
     void add_cloud_ask(int64_t prompt_tokens, int64_t completion_tokens);
+    // A background evaluation started evaluating chunks.
+    void add_background_start();
     // A completed background evaluation of `tokens` tokens in `eval_ms` (its chunks only).
     void add_background_run(int64_t tokens, double eval_ms);
     // A background evaluation stopped by a keystroke or an ask (resumed later).

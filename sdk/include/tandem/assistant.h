@@ -156,10 +156,11 @@ struct UsageTotals {
     std::string model;           // the local model's name (GGUF general.name, else the file name)
     bool model_is_chat = false;  // the local model has a chat template (instruction-tuned); false:
                                  // a base model, which continues text and does not follow instructions
-    // Background re-evaluation (AssistantConfig::background_reeval): runs completed, runs
-    // stopped by a keystroke (resumed later), tokens evaluated, and the last completed run's
-    // evaluation time (its chunks only, not the idle gaps between them).
-    int64_t background_runs = 0, background_cancels = 0, background_tokens = 0;
+    // Background re-evaluation (AssistantConfig::background_reeval): evaluations started
+    // (a resumed one counts again), runs completed, runs stopped by a keystroke (resumed
+    // later), tokens evaluated, and the last completed run's evaluation time (its chunks only,
+    // not the idle gaps between them).
+    int64_t background_starts = 0, background_runs = 0, background_cancels = 0, background_tokens = 0;
     double last_background_ms = 0;
 
     // One JSON object with every field above under its own name (the C ABI and the web app
