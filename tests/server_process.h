@@ -20,6 +20,14 @@
 
 namespace tandem_test {
 
+// In a forked child before exec: the test framework's signal handlers must not run there (a
+// child killed before its exec would report a crash of the test).
+inline void reset_signal_handlers() {
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig : {SIGINT, SIGTERM, SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL}) sigaction(sig, &dfl, nullptr);
+}
+
 class ServerProcess {
 public:
     struct Options {
@@ -38,6 +46,7 @@ public:
         pid_ = fork();
         if (pid_ < 0) throw std::runtime_error("fork failed");
         if (pid_ == 0) {
+            reset_signal_handlers();
             dup2(fds[1], 1);
             close(fds[0]);
             close(fds[1]);

@@ -60,6 +60,22 @@ inline bool wait_closed(int fd, int timeout_ms, std::string* got = nullptr) {
     }
 }
 
+// Reads until what arrived contains `needle` (true), the peer closes, or timeout_ms pass.
+inline bool read_until(int fd, const std::string& needle, int timeout_ms, std::string* got) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    char buf[4096];
+    while (got->find(needle) == std::string::npos) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) return false;
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, (int)left.count()) <= 0) continue;
+        const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) return false;
+        got->append(buf, (size_t)n);
+    }
+    return true;
+}
+
 // True when the peer has closed the connection already (checked without waiting).
 inline bool is_closed(int fd) { return wait_closed(fd, 1); }
 

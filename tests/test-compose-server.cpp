@@ -464,15 +464,15 @@ TEST_CASE("compose server: with every worker busy and the queue full, a request 
     int stream = tandem_test::connect_loopback(r.port);  // holds the only worker
     REQUIRE(tandem_test::send_all(stream, "GET /api/events?token=" + kToken + " HTTP/1.1\r\n" + host + "\r\n"));
     std::string got;
-    tandem_test::wait_closed(stream, 300, &got);
-    REQUIRE(got.find("200 OK") != std::string::npos);
+    REQUIRE(tandem_test::read_until(stream, "200 OK", 10000, &got));
     int queued = tandem_test::connect_loopback(r.port);  // waits for the worker
     REQUIRE(tandem_test::send_all(queued, "GET /api/state?token=" + kToken + " HTTP/1.1\r\n" + host + "\r\n"));
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // read and queued by then
     auto t0 = std::chrono::steady_clock::now();
-    Answer a = call(r.port, http::verb::get, "/api/state", "", kToken);
-    CHECK(a.status == 503);
-    CHECK(a.body.find("busy") != std::string::npos);
+    const std::string third = tandem_test::http_exchange(
+        r.port, "GET /api/state?token=" + kToken + " HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n", 5000);
+    CHECK(tandem_test::http_status(third) == 503);
+    CHECK(third.find("busy") != std::string::npos);
     CHECK(seconds_since(t0) < 2.0);
     ::close(queued);
     ::close(stream);

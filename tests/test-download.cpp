@@ -201,15 +201,21 @@ struct Fixture {
     }
 };
 
-static DownloadError::Kind kind_of(const DownloadParams& p, std::string* msg = nullptr) {
+// The error download_file throws (a test failure when it does not).
+static DownloadError error_of(const DownloadParams& p) {
     try {
         download_file(p);
     } catch (const DownloadError& e) {
-        if (msg) *msg = e.what();
-        return e.kind;
+        return e;
     }
     FAIL("download_file did not throw");
-    return DownloadError::Kind::BadArgument;
+    return DownloadError(DownloadError::Kind::BadArgument, "");
+}
+
+static DownloadError::Kind kind_of(const DownloadParams& p, std::string* msg = nullptr) {
+    const DownloadError e = error_of(p);
+    if (msg) *msg = e.what();
+    return e.kind;
 }
 
 // ---- download_file ---------------------------------------------------------------------------
@@ -311,15 +317,10 @@ TEST_CASE("download: HTTP 404 is an http error with the status; no file is left"
     f.server.mode = RangeServer::Mode::NotFound;
     DownloadParams p = f.params();
     p.retries = 3;  // not retried
-    std::string msg;
-    try {
-        download_file(p);
-        FAIL("no error");
-    } catch (const DownloadError& e) {
-        CHECK(e.kind == DownloadError::Kind::Http);
-        CHECK(e.http_status == 404);
-        msg = e.what();
-    }
+    const DownloadError e = error_of(p);
+    CHECK(e.kind == DownloadError::Kind::Http);
+    CHECK(e.http_status == 404);
+    const std::string msg = e.what();
     CHECK(msg.find("HTTP 404 from " + p.url) != std::string::npos);
     CHECK(msg.find("no such model") != std::string::npos);
     CHECK(f.server.requests == 1);
@@ -471,16 +472,10 @@ TEST_CASE("download: a redirect to a scheme other than http(s) is refused, and n
     ftp.non_blocking(true);
     f.server.mode = RangeServer::Mode::Redirect;
     f.server.redirect_to = "ftp://127.0.0.1:" + std::to_string(ftp.local_endpoint().port()) + "/m.gguf";
-    DownloadParams p = f.params();
-    std::string msg;
-    try {
-        download_file(p);
-        FAIL("no error");
-    } catch (const DownloadError& e) {
-        CHECK(e.kind == DownloadError::Kind::Http);
-        CHECK(e.http_status == 302);
-        msg = e.what();
-    }
+    const DownloadError e = error_of(f.params());
+    CHECK(e.kind == DownloadError::Kind::Http);
+    CHECK(e.http_status == 302);
+    const std::string msg = e.what();
     CHECK(msg.find("redirects to " + f.server.redirect_to + ": refused") != std::string::npos);
     boost::system::error_code ec;
     tcp::socket s(ioc);

@@ -68,6 +68,12 @@ TEST_CASE("chaos: tandem-cloud with 64 descriptors and 200 idle connections: no 
 }
 
 TEST_CASE("chaos: tandem-cloud out of descriptors after start (EMFILE on accept): backs off, one log line, recovers") {
+    if (kSanitized) {
+        // UBSan's vptr check opens a pipe to probe memory: with no descriptor left it reports a
+        // false "invalid vptr" at the first virtual call (error_category::message) and aborts.
+        MESSAGE("skipped in the sanitizer build: UBSan needs a free descriptor");
+        return;
+    }
     raise_fd_limit();
     TempDir tmp;
     CloudProcess cloud(TANDEM_CLOUD_BIN, tmp.path);
@@ -110,7 +116,7 @@ TEST_CASE("chaos: 50 clients long-polling with wait=0.001 on an idle feed: RSS s
     CHECK(polls.stats.errors == 0);
     CHECK(polls.stats.by_status[200] == polls.stats.responses);
     REQUIRE(polls.stats.responses - polls_warm > 5000);
-    CHECK(bytes_per_poll < 30);
+    if (!kSanitized) CHECK(bytes_per_poll < 30);
 }
 
 TEST_CASE("chaos: a wrong token is answered on the request head; the body is never waited for") {
@@ -132,15 +138,20 @@ TEST_CASE("chaos: stalled 1 MiB bodies count against --max-body-total: 503 past 
     CloudProcess cloud(TANDEM_CLOUD_BIN, tmp.path, {"--token", kToken, "--max-body", "1048576", "--max-body-total", "8388608"});
     const long rss0 = proc_status_kib(cloud.pid(), "VmRSS");
     const std::string half(512 * 1024, 'x');
-    std::vector<int> stalled;
-    int refused = 0;
+    std::vector<int> sent;
     for (int i = 0; i < 40; i++) {
         const int fd = connect_loopback(cloud.port());
         REQUIRE(fd >= 0);
         send_all(fd, post_head("/v1/memory/requests", 1 << 20, kToken));
         send_all(fd, half);  // half the body, then nothing
+        sent.push_back(fd);
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(1));  // every head read by then
+    std::vector<int> stalled;
+    int refused = 0;
+    for (int fd : sent) {
         std::string got;
-        if (wait_closed(fd, 300, &got) && http_status(got) == 503) {
+        if (wait_closed(fd, 200, &got) && http_status(got) == 503) {  // answered, the sending side closed
             refused++;
             CHECK(got.find("Retry-After: 1") != std::string::npos);
             ::close(fd);
@@ -148,12 +159,11 @@ TEST_CASE("chaos: stalled 1 MiB bodies count against --max-body-total: 503 past 
             stalled.push_back(fd);
         }
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
     const long rss1 = proc_status_kib(cloud.pid(), "VmRSS");
     INFO("stalled: " << stalled.size() << ", refused with 503: " << refused << ", RSS " << rss0 << " -> " << rss1 << " KiB");
     CHECK(stalled.size() == 8);
     CHECK(refused == 32);
-    CHECK(rss1 - rss0 < 24 * 1024);
+    if (!kSanitized) CHECK(rss1 - rss0 < 24 * 1024);
     for (int fd : stalled) ::close(fd);
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     const std::string body = nlohmann::json{{"request_id", "after"}, {"context", "sea levels"}}.dump();

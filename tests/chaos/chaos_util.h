@@ -21,6 +21,14 @@
 
 namespace tandem_test {
 
+// Built with AddressSanitizer (-DTANDEM_SANITIZE=ON, which builds the servers the same way):
+// RSS figures then measure the sanitizer's quarantine and shadow memory, not the server's.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+
 // Three short documents: enough for memory requests to produce notes.
 inline void write_test_corpus(const std::string& dir) {
     ::mkdir(dir.c_str(), 0755);
@@ -54,6 +62,7 @@ struct Child {
         : log(std::move(log_path)) {
         pid = ::fork();
         if (pid != 0) return;
+        reset_signal_handlers();
         const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd >= 0) ::dup2(fd, 1), ::dup2(fd, 2), ::close(fd);
         for (const auto& [resource, value] : soft_limits) {  // soft only: the test may raise it later
