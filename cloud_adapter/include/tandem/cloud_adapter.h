@@ -32,6 +32,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -229,6 +230,17 @@ private:
     std::shared_ptr<detail::Loop> loop_;
 };
 
+// A completion callback and the future it fulfils with the call's Outcome: the one promise
+// behind every synchronous wait on a cloud call (wait_for, MemorySync, tests). The callback
+// may be called once.
+template <class T>
+struct OutcomeWait {
+    std::function<void(Outcome<T>)> callback;
+    std::future<Outcome<T>> future;
+};
+template <class T>
+OutcomeWait<T> outcome_wait();
+
 // Runs `start(callback)` and waits for the callback's Outcome. For tools and tests; never call
 // it from a CloudClient callback (that would wait on its own thread).
 template <class T, class Start>
@@ -247,12 +259,17 @@ template <>
 struct is_error_condition_enum<tandem::cloud_cond> : true_type {};
 }  // namespace std
 
-// ---- wait_for (template body) ------------------------------------------------------------
-#include <future>
+// ---- outcome_wait, wait_for (template bodies) -----------------------------------------------
+template <class T>
+tandem::OutcomeWait<T> tandem::outcome_wait() {
+    auto p = std::make_shared<std::promise<Outcome<T>>>();
+    std::future<Outcome<T>> f = p->get_future();
+    return {[p](Outcome<T> o) { p->set_value(std::move(o)); }, std::move(f)};
+}
+
 template <class T, class Start>
 tandem::Outcome<T> tandem::wait_for(Start&& start) {
-    auto p = std::make_shared<std::promise<Outcome<T>>>();
-    auto f = p->get_future();
-    start([p](Outcome<T> o) { p->set_value(std::move(o)); });
-    return f.get();
+    OutcomeWait<T> w = outcome_wait<T>();
+    start(w.callback);
+    return w.future.get();
 }
