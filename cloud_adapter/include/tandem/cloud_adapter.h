@@ -1,6 +1,6 @@
-// cloud_adapter: Tandem's HTTP client for the cloud (../shared/docs/product.md, "The cloud
-// protocol"): OpenAI-compatible chat completions (plain and SSE streaming), memory requests and
-// the memory change feed, with retries, timeouts, cancellation and online/offline detection.
+// cloud_adapter: Tandem's HTTP client for the cloud (docs/protocol.md): OpenAI-compatible chat
+// completions (plain and SSE streaming), memory requests and the memory change feed, with
+// retries, timeouts, cancellation and online/offline detection.
 //
 // How it runs: one CloudClient owns ONE background thread running a Boost.Asio io_context that
 // drives a libcurl multi handle (curl's socket/timer callbacks become asio descriptor waits and
