@@ -3,8 +3,8 @@
 // (32 query heads, 8 KV heads). Each time is the median over CUDA-graph replays (10 launches
 // per graph). Rooflines: bytes of KV read / measured device-to-device copy bandwidth.
 // Every decode shape also times the Turbo kernel at other split counts in the same run, as
-// A/B against the launcher's choice: t1 = one 64-token record per warp, t2 = two (the rule
-// before run 9), t4 = four; "combine" = the split combine alone at the launcher's split count
+// A/B against the launcher's choice: t1 = one 64-token record per warp, t2 = two (an earlier
+// rule), t4 = four; "combine" = the split combine alone at the launcher's split count
 // (its share of the Turbo time).
 // Usage: bench-attention OUT.json [D BATCH KVLEN]   (bench/attention_sdpa.py adds PyTorch SDPA
 // and the table; with D BATCH KVLEN only that decode shape runs, no prefill: for a profiler)

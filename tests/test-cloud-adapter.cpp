@@ -41,13 +41,12 @@ CloudConfig fast_config(const std::string& url) {
 // Starts a call and waits at most `limit` for its callback; FAILs (instead of hanging) otherwise.
 template <class T, class Start>
 Outcome<T> await(Start&& start, std::chrono::milliseconds limit = std::chrono::milliseconds(8000)) {
-    auto p = std::make_shared<std::promise<Outcome<T>>>();
-    auto f = p->get_future();
-    start([p](Outcome<T> o) { p->set_value(std::move(o)); });  // a second call would throw
-    if (f.wait_for(limit) != std::future_status::ready) {
+    OutcomeWait<T> w = outcome_wait<T>();
+    start(w.callback);  // a second call would throw
+    if (w.future.wait_for(limit) != std::future_status::ready) {
         FAIL("call did not finish within " << limit.count() << " ms");
     }
-    return f.get();
+    return w.future.get();
 }
 
 ChatRequest hello() {
@@ -441,16 +440,15 @@ TEST_CASE("cloud: destroying the client ends pending calls with shut_down, promp
         r.delay_ms = 10000;
         return r;
     });
-    auto p = std::make_shared<std::promise<Outcome<ChatResult>>>();
-    auto f = p->get_future();
+    OutcomeWait<ChatResult> w = outcome_wait<ChatResult>();
     auto t0 = Clock::now();
     {
         CloudClient cli(fast_config(srv.url()));
-        cli.chat(hello(), [p](Outcome<ChatResult> o) { p->set_value(std::move(o)); });
+        cli.chat(hello(), w.callback);
         while (srv.requests() < 1) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
-    REQUIRE(f.wait_for(std::chrono::seconds(1)) == std::future_status::ready);
-    CHECK(f.get().ec == cloud_errc::shut_down);
+    REQUIRE(w.future.wait_for(std::chrono::seconds(1)) == std::future_status::ready);
+    CHECK(w.future.get().ec == cloud_errc::shut_down);
     CHECK(ms_since(t0) < 2000);
 }
 

@@ -362,8 +362,8 @@ TEST_CASE("gpu engine: GEMV (norm, bias, residual, SwiGLU) and dequantization pe
 // rounding of K/V differs, flipping an INT8/INT4 rounding now and then. Measured: float
 // models 3.8e-5 .. 9.5e-4, the demo Q8_0 1.4e-3 .. 4.8e-3 (a trained model's outlier
 // channels: one flip moves a whole key group's scale), and once 5.0e-3 on the float qwen2
-// model whose one KV head is 2-bit (TANDEM_TEST_SEED=3118750155; the same with the kernels of
-// before session 4, so a flip, not a change). Bounds 1e-2 float, 2e-2 quantized. A wrongly
+// model whose one KV head is 2-bit (TANDEM_TEST_SEED=3118750155; the same with the kernels
+// before the split merge, so a flip, not a change). Bounds 1e-2 float, 2e-2 quantized. A wrongly
 // kept state reads 8+ positions of another block's K/V (5% of a 170-token context).
 
 namespace {

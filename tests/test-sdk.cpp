@@ -303,8 +303,9 @@ TEST_CASE("ask keeps the suggestion's cached prefix: a router that reads the mod
     check_prefix_survives_ask(with_router(dir.file("signals.json")));
 }
 
-// Which signals a router reads is its own virtual (Router::signals), not a cast to
-// LogisticRouter: an MLP router trained with signals used to get none and make ask() throw.
+// Which signals a router reads is its own virtual (Router::signals): an MLP router trained with
+// signals must get them from ask() (a cast to LogisticRouter would give it none, and ask() would
+// throw).
 TEST_CASE("ask with an MLP router trained with signals: the router gets them") {
     tandem_test::TempDir dir;
     MlpOptions mo;

@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "drafts.h"
+#include "tandem/svg_plot.h"
 
 namespace tandem::eval {
 
@@ -338,78 +339,26 @@ std::string report_json(const std::vector<JudgeReport>& reports) {
 }
 
 std::string combined_curve_svg(const JudgeReport& rep, const std::string& title) {
-    const double W = 760, H = 470, L = 75, R = 200, T = 40, B = 55;  // canvas and margins (px)
+    CurvePlot p;
+    p.width = 760, p.height = 470, p.left = 75, p.right = 200;  // room for the routers' APGR in the legend
+    p.title = title;
+    p.x_label = "share of queries sent to the cloud model";
+    p.y_label = std::string("mean quality (") + judge_name(rep.judge) + ")";
     const std::vector<CurvePoint>& base = rep.routers.front().test.curve;
-    double lo = std::min(rep.q_local, rep.q_cloud), hi = std::max(rep.q_local, rep.q_cloud);
-    for (const RouterResult& x : rep.routers)
-        for (const CurvePoint& p : x.test.curve) lo = std::min({lo, p.router, p.random, p.oracle}), hi = std::max({hi, p.router, p.random, p.oracle});
-    const double pad = (hi - lo) * 0.05 + 1e-9;
-    lo -= pad, hi += pad;
-    auto X = [&](double share) { return L + share * (W - L - R); };
-    auto Y = [&](double q) { return T + (hi - q) / (hi - lo) * (H - T - B); };
-    char b[512];
-    std::string s;
-    std::snprintf(b, sizeof b,
-                  "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\" "
-                  "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
-                  "<text x=\"%.0f\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">",
-                  W, H, (L + W - R) / 2);
-    s += b;
-    for (char c : title) s += c == '<' ? std::string("&lt;") : c == '&' ? std::string("&amp;") : std::string(1, c);
-    s += "</text>\n";
-    for (int i = 0; i <= 5; i++) {
-        const double share = i / 5.0, q = lo + (hi - lo) * i / 5.0;
-        std::snprintf(b, sizeof b,
-                      "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/><text x=\"%.1f\" y=\"%.1f\" "
-                      "text-anchor=\"middle\">%.1f</text>\n<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
-                      "stroke=\"#ddd\"/><text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.3f</text>\n",
-                      X(share), T, X(share), H - B, X(share), H - B + 18, share, L, Y(q), W - R, Y(q), L - 6, Y(q) + 4, q);
-        s += b;
-    }
-    std::snprintf(b, sizeof b,
-                  "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"black\"/>\n"
-                  "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">share of queries sent to the cloud model</text>\n"
-                  "<text x=\"18\" y=\"%.1f\" text-anchor=\"middle\" transform=\"rotate(-90 18 %.1f)\">mean quality (%s)</text>\n",
-                  L, T, W - L - R, H - T - B, (L + W - R) / 2, H - 12, (T + H - B) / 2, (T + H - B) / 2, judge_name(rep.judge));
-    s += b;
-    struct Series {
-        std::string name;
-        const char* color;
-        const char* dash;
-        std::vector<double> q;
-    };
-    std::vector<Series> series;
+    for (const CurvePoint& c : base) p.x.push_back(c.cloud_share);
     const char* colors[3] = {"#8e44ad", "#1f8fbf", "#1f3fbf"};
     for (size_t m = 0; m < rep.routers.size(); m++) {
-        Series se{std::string("r_") + label_mode_name(rep.routers[m].labels) + fmt(" (APGR %.3f)", rep.routers[m].test.apgr),
-                  colors[m % 3], m == 0 ? "4,2" : m == 1 ? "9,3" : "", {}};
-        for (const CurvePoint& p : rep.routers[m].test.curve) se.q.push_back(p.router);
-        series.push_back(se);
+        PlotSeries se{std::string("r_") + label_mode_name(rep.routers[m].labels) + fmt(" (APGR %.3f)", rep.routers[m].test.apgr),
+                      colors[m % 3], m == 0 ? "4,2" : m == 1 ? "9,3" : "", {}};
+        for (const CurvePoint& c : rep.routers[m].test.curve) se.y.push_back(c.router);
+        p.series.push_back(se);
     }
-    Series rnd{fmt("random (%.3f)", rep.apgr_random), "#888888", "6,4", {}}, orc{fmt("oracle (%.3f)", rep.apgr_oracle), "#2a9d3a", "2,3", {}};
-    for (const CurvePoint& p : base) rnd.q.push_back(p.random), orc.q.push_back(p.oracle);
-    series.push_back(rnd), series.push_back(orc);
-    series.push_back({"all-local", "#e07b00", "8,3", std::vector<double>(base.size(), rep.q_local)});
-    series.push_back({"all-cloud", "#c0392b", "8,3", std::vector<double>(base.size(), rep.q_cloud)});
-    int row = 0;
-    for (const Series& se : series) {
-        std::string pts;
-        for (size_t g = 0; g < base.size(); g++) {
-            std::snprintf(b, sizeof b, "%.1f,%.1f ", X(base[g].cloud_share), Y(se.q[g]));
-            pts += b;
-        }
-        std::snprintf(b, sizeof b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" stroke-dasharray=\"%s\" points=\"",
-                      se.color, se.dash);
-        s += b + pts + "\"/>\n";
-        const double ly = T + 10 + 20 * row++;
-        std::snprintf(b, sizeof b,
-                      "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\" "
-                      "stroke-dasharray=\"%s\"/><text x=\"%.1f\" y=\"%.1f\">",
-                      W - R + 12, ly, W - R + 40, ly, se.color, se.dash, W - R + 46, ly + 4);
-        s += b + se.name + "</text>\n";
-    }
-    s += "</svg>\n";
-    return s;
+    PlotSeries rnd{fmt("random (%.3f)", rep.apgr_random), "#888888", "6,4", {}}, orc{fmt("oracle (%.3f)", rep.apgr_oracle), "#2a9d3a", "2,3", {}};
+    for (const CurvePoint& c : base) rnd.y.push_back(c.random), orc.y.push_back(c.oracle);
+    p.series.push_back(rnd), p.series.push_back(orc);
+    p.series.push_back({"all-local", "#e07b00", "8,3", std::vector<double>(base.size(), rep.q_local)});
+    p.series.push_back({"all-cloud", "#c0392b", "8,3", std::vector<double>(base.size(), rep.q_cloud)});
+    return svg_curve_plot(p);
 }
 
 }  // namespace tandem::eval

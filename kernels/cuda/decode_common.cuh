@@ -57,8 +57,8 @@ __device__ __forceinline__ float quad_max(float v) {
 // Thread (g, d) merges splits s = g mod NG, then thread d merges the NG groups through shared
 // memory; out (batch, Hq, D) = O / L. Latency decides (batch 1: only Hq CTAs, ~130 splits):
 // the thread loads kCombineChunk splits' (m, l, o) at once, all in flight, and only then
-// merges them, one round trip per chunk. (The loop before, one split per step, waited on a
-// load per split: 5.1 of the 14.4 us of a batch-1 x 16k decode at D = 64; run 19.)
+// merges them, one round trip per chunk. (One split per step waits on a load per split: 5.1
+// of the 14.4 us of a batch-1 x 16k decode at D = 64 on the H100.)
 constexpr int kCombineChunk = 8;
 
 template <int D>
@@ -116,7 +116,7 @@ __global__ void __launch_bounds__(1024) decode_combine_kernel(const float* __res
 // Launches the combine. Threads: D per group of splits, enough groups that one chunk covers
 // every split where 1024 threads allow. A plain launch: programmatic dependent launch of the
 // attention and engine kernels measured up to 14% slower at batch 1 x 16k and 1-3% slower end
-// to end (run 12, bench/results/attention-h100.md).
+// to end on the H100 (docs/turboattention-impl.md, "Decode kernel").
 inline void launch_decode_combine(const float* ws, float* out, int batch, int n_q_heads, int n_splits, int D,
                                   cudaStream_t stream) {
     int ng = 1;
@@ -160,7 +160,7 @@ inline int resident_ctas(DecodeKernel fn, size_t smem, int dev, int threads) {
 // fp16_decode.cu): as many as one wave of resident warps allows (batch 1: one 64-token tile
 // a warp where they fit), the tiles dealt evenly: k = ceil(tiles / wave) tiles a warp,
 // ceil(tiles / k) splits. Past 128 tiles at least 2 a warp: at batch 1 x 16k one a warp was
-// 1.2x slower (the combine of 257 splits; run 11), at <= 4k 1.2-1.3x faster than two.
+// 1.2x slower on the H100 (the combine of 257 splits), at <= 4k 1.2-1.3x faster than two.
 inline int decode_warp_splits(int tiles, int wave) {
     const int per_warp = std::max((tiles + wave - 1) / wave, tiles > 128 ? 2 : 1);
     return (tiles + per_warp - 1) / per_warp;

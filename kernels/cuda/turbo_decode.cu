@@ -136,7 +136,7 @@ __device__ __forceinline__ void recent_tile(const int8_t* rk, const int8_t* rv, 
 // MERGE (n_splits a multiple of kWarps, so a CTA's warps are consecutive splits of one
 // pair): the CTA merges its warps' partials, left in their scratch (o in q, m in tks, l in
 // tvs), into partial `part` of n_splits / kWarps, and the combine reads a quarter as many
-// (batch 1: ~130 splits a head; runs 21-22).
+// (batch 1: ~130 splits a head; docs/turboattention-impl.md, "Decode kernel").
 template <int D>
 __device__ __forceinline__ void merge_warps(const lean::Smem<D>* w, const DecodeArgs& a, int b, int h, int G, int part) {
     const int n_parts = a.n_splits / kWarps;
@@ -164,7 +164,7 @@ __device__ __forceinline__ void merge_warps(const lean::Smem<D>* w, const Decode
 // first, so an SM's warps mostly run the same tile code). Dynamic shared memory:
 // lean::Smem<D>[kWarps]. NG = D / v_group value groups. MINB: CTAs per SM the register
 // budget is sized for (3: 168 registers, 12 warps; 4: 128, 16 warps). MERGE: merge_warps
-// (a separate instance: as a branch it cost the other kernels 5-10% at batch 8-32, run 21).
+// (a separate instance: as a branch it cost the other kernels 5-10% at batch 8-32 on the H100).
 template <int D, int NG, int MINB, bool MERGE>
 __global__ void __launch_bounds__(kWarps * 32, MINB) turbo_decode_kernel(const DecodeArgs a) {
     extern __shared__ __align__(16) uint8_t smem[];
@@ -264,8 +264,8 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) turbo_decode_kernel(const D
     }
 }
 
-// Register budget (run 8, bench/results/attention-h100.md): 12 warps per SM at D = 128 (16
-// spill 800 bytes there), 16 at D = 64.
+// Register budget, the best of 8, 12 and 16 warps per SM on the H100
+// (docs/turboattention-impl.md, "Decode kernel"): 12 at D = 128 (16 spill 800 bytes), 16 at D = 64.
 template <int D, int NG>
 DecodeKernel decode_kernel(bool merge) {
     return merge ? turbo_decode_kernel<D, NG, D == 128 ? 3 : 4, true> : turbo_decode_kernel<D, NG, D == 128 ? 3 : 4, false>;
@@ -300,7 +300,7 @@ Plan make_plan(const TurboDecodeParams& p) {
     pl.splits = p.n_splits > 0 ? p.n_splits : decode_warp_splits(tiles, wave);
     // Many splits (batch 1-2): a CTA merges its warps' splits (merge_warps) where rounding the
     // count up to a multiple of kWarps keeps one wave and puts no SM more CTAs than before
-    // (batch 1 x 4k at D = 128: 130 -> 136 CTAs doubled 4 SMs' load and cost 7%, run 22);
+    // (batch 1 x 4k at D = 128 on the H100: 130 -> 136 CTAs doubled 4 SMs' load, cost 7%);
     // with fewer than 16 the combine is short anyway.
     const int s4 = (pl.splits + kWarps - 1) / kWarps * kWarps;
     auto ctas_per_sm = [&](int splits) { return (((long long)pairs * splits + kWarps - 1) / kWarps + n_sm - 1) / n_sm; };

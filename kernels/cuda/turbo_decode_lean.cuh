@@ -1,6 +1,7 @@
 // The Turbo decode tile of one compressed 64-token record, query heads on the mma M rows
-// (turbo_decode.cu), in about half the instructions of the first heads-on-M tile (runs 7-8
-// in bench/results/attention-h100.md: 1.6-1.8x faster). Included by turbo_decode.cu only.
+// (turbo_decode.cu), in about half the instructions of a plain heads-on-M tile and 1.6-1.8x
+// faster on the H100 (docs/turboattention-impl.md, "Decode kernel"). Included by
+// turbo_decode.cu only.
 //
 // Why it is leaner (docs/turboattention-impl.md, "Decode kernel"):
 //  - Codes become FP16 by one LOP3 each pair, no subtraction: a code at bits 4j..4j+3 of a

@@ -62,18 +62,7 @@ const KernelSet& kernels_avx512();
 
 // ---- shared helpers ------------------------------------------------------------------------
 
-// The j-th 6-bit (scale, min) pair of a Q4_K/Q5_K block (same as quant_types.cpp).
-inline void get_scale_min_k4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
-    if (j < 4) {
-        *d = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
-    }
-}
-
-// The 8 (scale, min) pairs of a Q4_K/Q5_K block, unpacked.
+// The 8 (scale, min) pairs of a Q4_K/Q5_K block, unpacked (get_scale_min_k4: quant_types.h).
 inline void unpack_scales_k4(const uint8_t* q, uint8_t sc[8], uint8_t mn[8]) {
     for (int j = 0; j < 8; j++) get_scale_min_k4(j, q, &sc[j], &mn[j]);
 }

@@ -13,17 +13,6 @@ namespace tandem {
 static float h2f(half_bits h) { return fp16_to_fp32(h); }
 static int nearest_int(float f) { return (int)std::lrintf(f); }
 
-// Unpacks the j-th 6-bit (scale, min) pair of a Q4_K/Q5_K block.
-static void get_scale_min_k4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
-    if (j < 4) {
-        *d = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4);
-    }
-}
-
 static void set_scale_min_k4(int j, uint8_t* q, uint8_t ls, uint8_t lm) {
     if (j < 4) {
         q[j] = (uint8_t)((q[j] & 0xC0) | ls);

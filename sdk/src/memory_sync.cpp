@@ -54,8 +54,7 @@ void MemorySync::set_paused(bool paused) {
 // Starts a call, remembers its handle so stop/wake can cancel it, waits for the outcome.
 template <class T, class Start>
 Outcome<T> MemorySync::call(Start&& start) {
-    auto p = std::make_shared<std::promise<Outcome<T>>>();
-    auto f = p->get_future();
+    OutcomeWait<T> w = outcome_wait<T>();
     {
         std::lock_guard<std::mutex> lk(mu_);
         if (stop_) {
@@ -63,9 +62,9 @@ Outcome<T> MemorySync::call(Start&& start) {
             o.ec = make_error_code(cloud_errc::shut_down);
             return o;
         }
-        in_flight_ = start([p](Outcome<T> o) { p->set_value(std::move(o)); });
+        in_flight_ = start(w.callback);
     }
-    return f.get();
+    return w.future.get();
 }
 
 // Sends the due requests. With stop_at_retryable (the background loop), the first retryable

@@ -1,6 +1,6 @@
-// cloud_adapter: Tandem's HTTP client for the cloud (../shared/docs/product.md, "The cloud
-// protocol"): OpenAI-compatible chat completions (plain and SSE streaming), memory requests and
-// the memory change feed, with retries, timeouts, cancellation and online/offline detection.
+// cloud_adapter: Tandem's HTTP client for the cloud (docs/protocol.md): OpenAI-compatible chat
+// completions (plain and SSE streaming), memory requests and the memory change feed, with
+// retries, timeouts, cancellation and online/offline detection.
 //
 // How it runs: one CloudClient owns ONE background thread running a Boost.Asio io_context that
 // drives a libcurl multi handle (curl's socket/timer callbacks become asio descriptor waits and
@@ -34,6 +34,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -242,6 +243,17 @@ private:
     std::shared_ptr<detail::Loop> loop_;
 };
 
+// A completion callback and the future it fulfils with the call's Outcome: the one promise
+// behind every synchronous wait on a cloud call (wait_for, MemorySync, tests). The callback
+// may be called once.
+template <class T>
+struct OutcomeWait {
+    std::function<void(Outcome<T>)> callback;
+    std::future<Outcome<T>> future;
+};
+template <class T>
+OutcomeWait<T> outcome_wait();
+
 // Runs `start(callback)` and waits for the callback's Outcome. For tools and tests; never call
 // it from a CloudClient callback (that would wait on its own thread).
 template <class T, class Start>
@@ -260,12 +272,17 @@ template <>
 struct is_error_condition_enum<tandem::cloud_cond> : true_type {};
 }  // namespace std
 
-// ---- wait_for (template body) ------------------------------------------------------------
-#include <future>
+// ---- outcome_wait, wait_for (template bodies) -----------------------------------------------
+template <class T>
+tandem::OutcomeWait<T> tandem::outcome_wait() {
+    auto p = std::make_shared<std::promise<Outcome<T>>>();
+    std::future<Outcome<T>> f = p->get_future();
+    return {[p](Outcome<T> o) { p->set_value(std::move(o)); }, std::move(f)};
+}
+
 template <class T, class Start>
 tandem::Outcome<T> tandem::wait_for(Start&& start) {
-    auto p = std::make_shared<std::promise<Outcome<T>>>();
-    auto f = p->get_future();
-    start([p](Outcome<T> o) { p->set_value(std::move(o)); });
-    return f.get();
+    OutcomeWait<T> w = outcome_wait<T>();
+    start(w.callback);
+    return w.future.get();
 }

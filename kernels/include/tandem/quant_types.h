@@ -23,6 +23,14 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
+
+// Marks the small helpers below as callable from CUDA kernels too (nvcc defines __CUDACC__).
+#if defined(__CUDACC__)
+#define TANDEM_HOST_DEVICE __host__ __device__
+#else
+#define TANDEM_HOST_DEVICE
+#endif
 
 namespace tandem {
 
@@ -55,6 +63,26 @@ static_assert(sizeof(block_q8_0) == 2 + QK8_0, "wrong q8_0 block size");
 static_assert(sizeof(block_q4_K) == 4 + K_SCALE_SIZE + QK_K / 2, "wrong q4_K block size");
 static_assert(sizeof(block_q5_K) == 4 + K_SCALE_SIZE + QK_K / 8 + QK_K / 2, "wrong q5_K block size");
 static_assert(sizeof(block_q6_K) == 2 + QK_K / 16 + 3 * QK_K / 4, "wrong q6_K block size");
+
+// The j-th (scale, min) pair (j in 0..7) of a Q4_K/Q5_K block's 12 scale bytes, 6 bits each:
+// pairs 0..3 are the low 6 bits of bytes j and j + 4; pairs 4..7 take their low 4 bits from
+// byte j + 4 and their top 2 bits from the top bits of bytes j - 4 (scale) and j (min).
+// `q` is the scale bytes, or a callable returning byte i (the CUDA GEMV reads them through the
+// read-only cache).
+template <class Bytes, class T>
+TANDEM_HOST_DEVICE inline void get_scale_min_k4(int j, const Bytes& q, T* scale, T* min) {
+    auto at = [&q](int i) {
+        if constexpr (std::is_invocable_v<const Bytes&, int>) return q(i);
+        else return q[i];
+    };
+    if (j < 4) {
+        *scale = (T)(at(j) & 63);
+        *min = (T)(at(j + 4) & 63);
+    } else {
+        *scale = (T)((at(j + 4) & 0xF) | ((at(j - 4) >> 6) << 4));
+        *min = (T)((at(j + 4) >> 4) | ((at(j) >> 6) << 4));
+    }
+}
 
 // Converts n values (n a multiple of block_size) from blocks to floats.
 using to_float_fn = void (*)(const void* src, float* dst, int64_t n);

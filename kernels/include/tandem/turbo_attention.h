@@ -1,6 +1,6 @@
 // TurboAttention (FlashQ + SAS) for Tandem: the KV cache formats, their CPU twins, and the
-// plain parameter structs the CUDA kernels take. Design: shared/docs/turboattention.md;
-// choices and measurements: docs/turboattention-impl.md.
+// plain parameter structs the CUDA kernels take. Design, choices and measurements:
+// docs/turboattention-impl.md.
 //
 // KV cache of one layer, per sequence b and KV head h (D = head_dim, T = block_tokens):
 //

@@ -1,5 +1,5 @@
 // memory_store: the client's SQLite copy of the cloud's memory notes, its sync cursor and the
-// outbox of memory requests (HybridRAG, see ../shared/docs/product.md "The cloud protocol").
+// outbox of memory requests (HybridRAG; the sync's wire format is docs/protocol.md).
 //
 // Schema (version in PRAGMA user_version; forward migrations only, one transaction per step):
 //

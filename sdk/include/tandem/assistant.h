@@ -16,9 +16,23 @@
 // memory), errors, memory applied (new notes evaluated in the background: the next suggestion
 // uses them). They run on an internal thread or the caller's; keep them short.
 //
+// The second inference context (AssistantConfig::background_reeval): new memory notes change
+// the prompt's head, so the window must be evaluated again. A second context (same weights:
+// mapped once on the CPU, a second copy on the GPU; its own KV cache) evaluates the new prompt
+// while the writer is idle (no suggest/ask for background_idle_ms), in small chunks that the
+// next suggest() or ask() stops at once and a later idle moment resumes; when it is done the
+// contexts swap, and the next keystroke gets the new notes with its prefix reused. Without it,
+// notes are swapped in at sentence ends at the cost of one full re-evaluation inside
+// suggest(). The same context runs ask()'s local work (the router's model signals, local
+// answers), so an ask never costs the next suggestion its cached prefix; it is made whenever
+// background_reeval is on, with or without a memory store, and on the active backend only.
+// When it does not fit there, an Error event says so and the Assistant runs as with
+// background_reeval = false (ask() then shares the suggestions' context, and the keystroke
+// after an ask evaluates its whole prompt again). docs/architecture.md maps the parts.
+//
 // Thread safety: every method may be called from any thread. suggest() calls are serialized
 // (a new one cancels the running one first); ask() runs its local work under the same lock,
-// on the second context when there is one (background_reeval).
+// on the second context when there is one.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -64,21 +78,8 @@ struct AssistantConfig {
     int memory_max_items = 4;
     int memory_edit_threshold = 12;  // words changed in the window before a new memory request
     int memory_window_words = 300;   // the window's tail that requests and edits are measured on
-    // New memory notes change the prompt's head, so the window must be evaluated again. With
-    // background_reeval a second inference context (same weights: mapped once on the CPU, a
-    // second copy on the GPU; its own KV cache) evaluates the new prompt while the writer is
-    // idle (no suggest/ask for background_idle_ms), in small chunks that the next suggest()
-    // or ask() stops at once and a later idle moment resumes. When it is done the contexts
-    // swap: the next keystroke gets the new notes with its prefix reused. Without it, notes
-    // are swapped in at sentence ends at the cost of one full re-evaluation inside suggest().
-    // The second context also serves ask()'s local work (the router's model signals, local
-    // answers), so an ask never costs the next suggestion its cached prefix; it is made
-    // whenever background_reeval is on, with or without a memory store. It is made on the
-    // active backend only; when it does not fit there, an Error event says so and the
-    // Assistant runs as with background_reeval = false (ask() then shares the suggestions'
-    // context, and the keystroke after an ask evaluates its whole prompt again).
-    bool background_reeval = true;
-    int background_idle_ms = 250;
+    bool background_reeval = true;   // the second inference context (see the top of this file)
+    int background_idle_ms = 250;    // idle time before the background evaluates new notes
 
     // Reads a JSON object with the same field names. Throws std::runtime_error naming the file
     // and field for unknown fields or wrong types.

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <numeric>
 
+#include "tandem/svg_plot.h"
+
 namespace tandem {
 
 constexpr int kGrid = 100;        // curve points at cloud share g / kGrid
@@ -213,92 +215,30 @@ std::string curve_csv(const EvalReport& rep) {
     return out;
 }
 
-static std::string xml_escape(const std::string& s) {
-    std::string o;
-    for (char c : s) {
-        if (c == '<') o += "&lt;";
-        else if (c == '>') o += "&gt;";
-        else if (c == '&') o += "&amp;";
-        else if (c == '"') o += "&quot;";
-        else o += c;
-    }
-    return o;
-}
-
 std::string curve_svg(const EvalReport& rep, const std::string& title) {
-    const double W = 720, H = 460, L = 70, R = 190, T = 40, B = 55;  // canvas and margins (px)
-    double lo = std::min(rep.q_local, rep.q_cloud), hi = std::max(rep.q_local, rep.q_cloud);
-    for (const CurvePoint& p : rep.curve) {
-        lo = std::min({lo, p.router, p.random, p.oracle});
-        hi = std::max({hi, p.router, p.random, p.oracle});
+    CurvePlot p;
+    p.title = title;
+    p.x_label = "share of queries sent to the cloud";
+    p.y_label = "mean quality";
+    PlotSeries router{"router", "#1f5fbf", "", {}}, random{"random (10 seeds)", "#888888", "6,4", {}},
+        oracle{"oracle", "#2a9d3a", "2,3", {}};
+    for (const CurvePoint& c : rep.curve) {
+        p.x.push_back(c.cloud_share);
+        router.y.push_back(c.router);
+        random.y.push_back(c.random);
+        oracle.y.push_back(c.oracle);
     }
-    double pad = (hi - lo) * 0.05 + 1e-9;
-    lo -= pad, hi += pad;
-    auto X = [&](double share) { return L + share * (W - L - R); };
-    auto Y = [&](double q) { return T + (hi - q) / (hi - lo) * (H - T - B); };
-    char buf[512];
-    std::string s;
-    std::snprintf(buf, sizeof buf,
-                  "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-                  "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
-                  W, H);
-    s += buf;
-    s += "<text x=\"" + std::to_string((int)(W / 2 - R / 2)) + "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">" +
-         xml_escape(title) + "</text>\n";
-    // Axes, grid and tick labels.
-    for (int i = 0; i <= 5; ++i) {
-        double share = i / 5.0, q = lo + (hi - lo) * i / 5.0;
-        std::snprintf(buf, sizeof buf,
-                      "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>"
-                      "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.1f</text>\n"
-                      "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>"
-                      "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.3f</text>\n",
-                      X(share), T, X(share), H - B, X(share), H - B + 18, share, L, Y(q), W - R, Y(q), L - 6, Y(q) + 4, q);
-        s += buf;
-    }
-    std::snprintf(buf, sizeof buf,
-                  "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"black\"/>\n"
-                  "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">share of queries sent to the cloud</text>\n"
-                  "<text x=\"18\" y=\"%.1f\" text-anchor=\"middle\" transform=\"rotate(-90 18 %.1f)\">mean quality</text>\n",
-                  L, T, W - L - R, H - T - B, (L + W - R) / 2, H - 12, (T + H - B) / 2, (T + H - B) / 2);
-    s += buf;
-    struct Series {
-        const char* name;
-        const char* color;
-        const char* dash;
-        int which;  // 0 router, 1 random, 2 oracle, 3 all-local, 4 all-cloud
-    };
-    const Series series[] = {{"router", "#1f5fbf", "", 0},      {"random (10 seeds)", "#888888", "6,4", 1},
-                             {"oracle", "#2a9d3a", "2,3", 2},  {"all-local", "#e07b00", "8,3", 3},
-                             {"all-cloud", "#c0392b", "8,3", 4}};
-    int row = 0;
-    for (const Series& se : series) {
-        std::string pts;
-        for (const CurvePoint& p : rep.curve) {
-            double q = se.which == 0 ? p.router : se.which == 1 ? p.random : se.which == 2 ? p.oracle
-                     : se.which == 3 ? rep.q_local : rep.q_cloud;
-            std::snprintf(buf, sizeof buf, "%.1f,%.1f ", X(p.cloud_share), Y(q));
-            pts += buf;
-        }
-        std::snprintf(buf, sizeof buf,
-                      "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" stroke-dasharray=\"%s\" points=\"",
-                      se.color, se.dash);
-        s += buf + pts + "\"/>\n";
-        double ly = T + 10 + 20 * row++;
-        std::snprintf(buf, sizeof buf,
-                      "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\" "
-                      "stroke-dasharray=\"%s\"/><text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
-                      W - R + 15, ly, W - R + 45, ly, se.color, se.dash, W - R + 52, ly + 4, se.name);
-        s += buf;
-    }
-    std::snprintf(buf, sizeof buf,
-                  "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"#1f5fbf\"/>"
-                  "<text x=\"%.1f\" y=\"%.1f\">threshold %.3f</text>\n"
-                  "<text x=\"%.1f\" y=\"%.1f\">APGR %.3f (random %.3f)</text>\n</svg>\n",
-                  X(rep.cloud_fraction), Y(rep.quality), W - R + 15, T + 10 + 20 * row + 4, rep.threshold, W - R + 15,
-                  T + 10 + 20 * (row + 1) + 4, rep.apgr, rep.apgr_random);
-    s += buf;
-    return s;
+    p.series = {router, random, oracle, {"all-local", "#e07b00", "8,3", std::vector<double>(p.x.size(), rep.q_local)},
+                {"all-cloud", "#c0392b", "8,3", std::vector<double>(p.x.size(), rep.q_cloud)}};
+    p.marker = true;  // the router at its threshold
+    p.marker_x = rep.cloud_fraction;
+    p.marker_y = rep.quality;
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "threshold %.3f", rep.threshold);
+    p.notes.push_back(buf);
+    std::snprintf(buf, sizeof buf, "APGR %.3f (random %.3f)", rep.apgr, rep.apgr_random);
+    p.notes.push_back(buf);
+    return svg_curve_plot(p);
 }
 
 }  // namespace tandem
