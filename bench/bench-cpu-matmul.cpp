@@ -1,14 +1,18 @@
-// bench-cpu-matmul: decode (matvec) weight-read bandwidth and prefill (matmul) GFLOP/s of the
+// bench-cpu-matmul: decode (matvec) weight-read bandwidth and prefill (matmul) GOP/s of the
 // CPU kernels on a ~110M-parameter Llama-shaped set of matrices, per weight type and kernel
-// path, against this machine's memory read bandwidth measured in the same run.
+// path, against this machine's memory read bandwidth and each path's compute peak (a
+// register-only loop of its int8 dot / fp32 fma instruction, tandem/cpu_peak.h), all measured
+// in the same run.
 //
 //   bench-cpu-matmul [--threads N] [--tokens N] [--types F16,Q8_0,...] [--paths scalar,avx2,...]
 //
 // Model shape: dim 768, ffn 2048, 12 layers (wq wk wv wo: 768x768; w1 w3: 2048x768; w2: 768x2048)
 // plus the output matrix 32000x768: 109.6M weights. Every matrix is its own allocation, so a
 // decode step reads ~62 MB (Q4_0) to ~219 MB (F16): far more than the caches.
+// Each path packs the matrices first (cpu::pack_weights, not timed).
 // Decode: one step = all 85 matvecs in sequence (what a forward pass does); median of steps.
-// Prefill: --tokens (512) tokens through one layer's 7 matrices with matmul; FLOP = 2*params*tokens.
+// Prefill: --tokens (512) tokens through one layer's 7 matrices with matmul; ops = 2*params*tokens,
+// reported against the path's int8 peak (quantized types) or fp32 fma peak (float types).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -19,6 +23,7 @@
 #include <vector>
 
 #include "tandem/cpu_matmul.h"
+#include "tandem/cpu_peak.h"
 #include "tandem/thread_pool.h"
 
 using namespace tandem;
@@ -134,8 +139,14 @@ static Model make_model(GgmlType t) {
 
 // ---- measurements --------------------------------------------------------------------------
 
+static std::vector<cpu::PackedWeights> pack_model(GgmlType t, const Model& m, ThreadPool& pool) {
+    std::vector<cpu::PackedWeights> p;
+    for (const Mat& x : m.mats) p.push_back(cpu::pack_weights(t, x.w.data(), x.rows, x.cols, &pool));
+    return p;
+}
+
 // Median seconds of one decode step (every matrix once, in order).
-static double time_decode(GgmlType t, const Model& m, ThreadPool& pool, int steps) {
+static double time_decode(const std::vector<cpu::PackedWeights>& m, ThreadPool& pool, int steps) {
     std::vector<float> x(32000, 0.5f), y(32000);
     std::mt19937 rng(1);
     std::normal_distribution<float> nd(0, 1);
@@ -143,28 +154,25 @@ static double time_decode(GgmlType t, const Model& m, ThreadPool& pool, int step
     std::vector<double> times;
     for (int s = 0; s < steps + 1; s++) {
         const auto t0 = Clock::now();
-        for (const Mat& mat : m.mats) cpu::matvec(t, mat.w.data(), mat.rows, mat.cols, x.data(), y.data(), &pool);
+        for (const cpu::PackedWeights& w : m) cpu::matvec(w, x.data(), y.data(), &pool);
         if (s > 0) times.push_back(seconds_since(t0));  // the first step warms up
     }
     return median(times);
 }
 
 // Seconds for n_tokens through layer 0's 7 matrices (best of `reps`).
-static double time_prefill(GgmlType t, const Model& m, ThreadPool& pool, int64_t n_tokens, int reps,
+static double time_prefill(const std::vector<cpu::PackedWeights>& m, ThreadPool& pool, int64_t n_tokens, int reps,
                            int64_t* flops) {
     std::vector<float> X((size_t)(n_tokens * 2048)), Y((size_t)(n_tokens * 2048));
     std::mt19937 rng(2);
     std::normal_distribution<float> nd(0, 1);
     for (auto& v : X) v = nd(rng);
     *flops = 0;
-    for (int k = 0; k < 7; k++) *flops += 2 * m.mats[(size_t)k].rows * m.mats[(size_t)k].cols * n_tokens;
+    for (int k = 0; k < 7; k++) *flops += 2 * m[(size_t)k].rows() * m[(size_t)k].cols() * n_tokens;
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
         const auto t0 = Clock::now();
-        for (int k = 0; k < 7; k++) {
-            const Mat& mat = m.mats[(size_t)k];
-            cpu::matmul(t, mat.w.data(), mat.rows, mat.cols, X.data(), n_tokens, Y.data(), &pool);
-        }
+        for (int k = 0; k < 7; k++) cpu::matmul(m[(size_t)k], X.data(), n_tokens, Y.data(), &pool);
         best = std::min(best, seconds_since(t0));
     }
     return best;
@@ -174,7 +182,7 @@ int main(int argc, char** argv) {
     int threads = 2;
     int64_t n_tokens = 512;
     std::vector<std::string> types = {"F16", "Q8_0", "Q4_0", "Q4_K"};
-    std::vector<std::string> paths = {"scalar", "avx2", "avx512-vnni"};
+    std::vector<std::string> paths = {"scalar", "avx2", "avx-vnni", "avx512-vnni", "amx"};
     for (int i = 1; i < argc; i++) {
         const std::string a = argv[i];
         auto next = [&]() -> std::string {
@@ -193,14 +201,27 @@ int main(int argc, char** argv) {
     if (threads < 1 || n_tokens < 1) { std::fprintf(stderr, "--threads and --tokens must be >= 1\n"); return 2; }
     ThreadPool pool(threads);
     const cpu::CpuFeatures& f = cpu::cpu_features();
-    std::printf("threads %d; cpu avx2=%d fma=%d f16c=%d avx512f=%d avx512bw=%d avx512vnni=%d avx_vnni=%d; best path %s\n",
-                threads, f.avx2, f.fma, f.f16c, f.avx512f, f.avx512bw, f.avx512vnni, f.avx_vnni, cpu::kernel_path_name());
+    std::printf("threads %d; cpu avx2=%d fma=%d f16c=%d avx512f=%d avx512bw=%d avx512vl=%d avx512vnni=%d avx_vnni=%d "
+                "amx_int8=%d; best path %s\n",
+                threads, f.avx2, f.fma, f.f16c, f.avx512f, f.avx512bw, f.avx512vl, f.avx512vnni, f.avx_vnni, f.amx_int8,
+                cpu::kernel_path_name());
     const double read_gbs = measure_read_gbs(pool);
     const double copy_gbs = measure_memcpy_gbs(pool);
     std::printf("memory: read %.1f GB/s, memcpy %.1f GB/s (read+write), %d threads\n\n", read_gbs, copy_gbs, threads);
 
-    std::printf("%-5s %-12s %9s %11s %9s %8s | %9s %10s %8s\n", "type", "path", "MB/step", "decode ms", "GB/s",
-                "%read", "prefill s", "GFLOP/s", "x scalar");
+    // each path's compute peak, measured once, before the matrices take the caches
+    struct PathPeak { std::string path; cpu::ComputePeak peak; };
+    std::vector<PathPeak> peaks;
+    for (const std::string& p : paths) {
+        if (!cpu::kernel_path_supported(p.c_str())) continue;
+        cpu::force_kernel_path(p.c_str());
+        peaks.push_back({p, cpu::measure_compute_peak(pool)});
+        std::printf("peak %-12s int8 %7.1f GOP/s (%s), fp32 %6.1f GFLOP/s\n", p.c_str(), peaks.back().peak.int8_gops,
+                    peaks.back().peak.int8_instr, peaks.back().peak.fp32_gflops);
+    }
+    cpu::force_kernel_path("best");
+    std::printf("\n%-5s %-12s %9s %11s %9s %6s | %9s %9s %13s %8s\n", "type", "path", "MB/step", "decode ms", "GB/s",
+                "%read", "prefill s", "GOP/s", "% of peak", "x scalar");
     int64_t params = 0;
     for (const std::string& tn : types) {
         GgmlType t = GgmlType::F32;
@@ -210,29 +231,34 @@ int main(int argc, char** argv) {
             if (tt && tn == tt->name && cpu::matmul_supports((GgmlType)id)) { t = (GgmlType)id; found = true; }
         }
         if (!found) { std::fprintf(stderr, "unknown or unsupported type %s\n", tn.c_str()); return 2; }
+        const bool quant = type_traits(t).is_quantized;
         const Model m = make_model(t);
         params = m.params;
         double scalar_gflops = 0, scalar_gbs = 0;
-        for (const std::string& p : paths) {
-            if (!cpu::kernel_path_supported(p.c_str())) continue;
+        for (const PathPeak& pp : peaks) {
+            const std::string& p = pp.path;
             cpu::force_kernel_path(p.c_str());
+            const std::vector<cpu::PackedWeights> packed = pack_model(t, m, pool);
             const bool slow = p == "scalar";
-            const double dec = time_decode(t, m, pool, slow ? 3 : 20);
+            const double dec = time_decode(packed, pool, slow ? 3 : 20);
             int64_t flops = 0;
             const int64_t ntok = slow ? std::min<int64_t>(n_tokens, 64) : n_tokens;
-            const double pre = time_prefill(t, m, pool, ntok, slow ? 1 : 3, &flops);
+            const double pre = time_prefill(packed, pool, ntok, slow ? 1 : 3, &flops);
             const double gbs = (double)m.bytes / dec / 1e9, gflops = (double)flops / pre / 1e9;
             if (slow) { scalar_gflops = gflops; scalar_gbs = gbs; }
-            char ratio[32] = "-";
+            char ratio[32] = "-", roof[32] = "-";
             if (!slow && scalar_gflops > 0) std::snprintf(ratio, sizeof ratio, "%.1f/%.1f", gbs / scalar_gbs, gflops / scalar_gflops);
-            std::printf("%-5s %-12s %9.1f %11.2f %9.2f %7.0f%% | %9.3f %10.1f %8s%s\n", tn.c_str(), p.c_str(), m.bytes / 1e6,
-                        dec * 1e3, gbs, 100 * gbs / read_gbs, pre, gflops, ratio, slow ? "  (prefill: 64 tokens)" : "");
+            const double peak = quant ? pp.peak.int8_gops : pp.peak.fp32_gflops;
+            if (peak > 0) std::snprintf(roof, sizeof roof, "%.0f%% %s", 100 * gflops / peak, quant ? "int8" : "fp32");
+            std::printf("%-5s %-12s %9.1f %11.2f %9.2f %5.0f%% | %9.3f %9.1f %13s %8s%s\n", tn.c_str(), p.c_str(), m.bytes / 1e6,
+                        dec * 1e3, gbs, 100 * gbs / read_gbs, pre, gflops, roof, ratio, slow ? "  (prefill: 64 tokens)" : "");
             std::fflush(stdout);
         }
         cpu::force_kernel_path("best");
     }
     std::printf("\nparams %.1fM; decode = all 85 matrices once (median step); prefill = layer 0's 7 matrices x %lld tokens;\n"
-                "x scalar = decode GB/s ratio / prefill GFLOP/s ratio against the scalar path\n",
+                "%% of peak = prefill GOP/s / the path's int8 (quantized types) or fp32 fma (float types) peak;\n"
+                "x scalar = decode GB/s ratio / prefill GOP/s ratio against the scalar path\n",
                 (double)params / 1e6, (long long)n_tokens);
     return 0;
 }

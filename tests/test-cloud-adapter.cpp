@@ -299,7 +299,7 @@ TEST_CASE("cloud: connection refused is a connection error") {
     CloudConfig cfg = fast_config("http://127.0.0.1:" + std::to_string(port));
     cfg.retry.max_attempts = 2;
     CloudClient cli(cfg);
-    auto o = await<Nothing>([&](auto cb) { cli.post_memory_request({"r1", "ctx", 4}, cb); });
+    auto o = await<Nothing>([&](auto cb) { cli.post_memory_request({"r1", "ctx", 4, ""}, cb); });
     CHECK(o.ec == cloud_cond::connection);
     CHECK(o.ec.category() == curl_category());
     CHECK(o.attempts == 2);
@@ -608,7 +608,7 @@ TEST_CASE("cloud: memory requests keep their request_id across retries") {
         return FaultReply{202, "application/json", {}, "{}"};
     });
     CloudClient cli(fast_config(srv.url()));
-    auto o = await<Nothing>([&](auto cb) { cli.post_memory_request({"req-42", "The Roman \"aqueducts\"", 5}, cb); });
+    auto o = await<Nothing>([&](auto cb) { cli.post_memory_request({"req-42", "The Roman \"aqueducts\"", 5, ""}, cb); });
     REQUIRE_MESSAGE(!o.ec, o.message);
     CHECK(o.http_status == 202);
     auto log = srv.log();
@@ -617,7 +617,7 @@ TEST_CASE("cloud: memory requests keep their request_id across retries") {
         CHECK(r.target == "/v1/memory/requests");
         CHECK(r.body == R"({"context":"The Roman \"aqueducts\"","max_items":5,"request_id":"req-42"})");
     }
-    auto bad = await<Nothing>([&](auto cb) { cli.post_memory_request({"", "x", 5}, cb); });
+    auto bad = await<Nothing>([&](auto cb) { cli.post_memory_request({"", "x", 5, ""}, cb); });
     CHECK(bad.ec == cloud_errc::invalid_argument);
 }
 
@@ -713,7 +713,7 @@ TEST_CASE("cloud: online/offline follows real outcomes with hysteresis") {
         std::lock_guard<std::mutex> lk(mu);
         events.push_back(e);
     });
-    auto post = [&] { return await<Nothing>([&](auto cb) { cli.post_memory_request({"r", "c", 1}, cb); }); };
+    auto post = [&] { return await<Nothing>([&](auto cb) { cli.post_memory_request({"r", "c", 1, ""}, cb); }); };
     auto n_events = [&] {
         std::lock_guard<std::mutex> lk(mu);
         return events.size();
@@ -753,7 +753,7 @@ TEST_CASE("cloud: HTTP errors count as reachable (the server answered)") {
     CloudConfig cfg = fast_config(srv.url());
     cfg.offline_after_failures = 1;
     CloudClient cli(cfg);
-    auto o = await<Nothing>([&](auto cb) { cli.post_memory_request({"r", "c", 1}, cb); });
+    auto o = await<Nothing>([&](auto cb) { cli.post_memory_request({"r", "c", 1, ""}, cb); });
     CHECK(o.ec == cloud_errc::server_error);
     CHECK(cli.connectivity() == Connectivity::online);
 }
@@ -784,7 +784,7 @@ TEST_CASE("cloud: under random faults every call ends exactly once and none is l
     std::atomic<int> ok{0}, done{0};
     std::promise<void> all;
     for (int i = 0; i < n; ++i)
-        cli.post_memory_request({"req-" + std::to_string(i), "ctx", 3}, [&, i](Outcome<Nothing> o) {
+        cli.post_memory_request({"req-" + std::to_string(i), "ctx", 3, ""}, [&, i](Outcome<Nothing> o) {
             {
                 std::lock_guard<std::mutex> lk(mu);
                 finished[i]++;
@@ -810,7 +810,7 @@ TEST_CASE("cloud: large request bodies are sent whole") {
     CloudClient cli(fast_config(srv.url()));
     std::string ctx(4 << 20, 'c');
     auto t0 = Clock::now();
-    auto o = await<Nothing>([&](auto cb) { cli.post_memory_request({"big", ctx, 3}, cb); });
+    auto o = await<Nothing>([&](auto cb) { cli.post_memory_request({"big", ctx, 3, ""}, cb); });
     REQUIRE_MESSAGE(!o.ec, o.message);
     CHECK(ms_since(t0) < 3000);
     REQUIRE(srv.log().size() == 1);

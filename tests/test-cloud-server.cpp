@@ -21,10 +21,13 @@
 #include <set>
 #include <thread>
 
+#include "raw_http.h"
 #include "test_util.h"
 
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
+using tandem_test::http;
+using tandem_test::Resp;
 using tandem_test::TempDir;
 
 // ---- the server process ----------------------------------------------------------------
@@ -36,13 +39,15 @@ struct ServerProc {
     int out_fd = -1;
     std::string first_line;
 
-    explicit ServerProc(const std::vector<std::string>& args, bool expect_listen = true) {
+    // merge_stderr: stderr goes to the same pipe (read it with read_all).
+    explicit ServerProc(const std::vector<std::string>& args, bool expect_listen = true, bool merge_stderr = false) {
         int fds[2];
         REQUIRE(pipe(fds) == 0);
         pid = fork();
         REQUIRE(pid >= 0);
         if (pid == 0) {
             dup2(fds[1], 1);
+            if (merge_stderr) dup2(fds[1], 2);
             close(fds[0]);
             close(fds[1]);
             std::vector<char*> argv;
@@ -79,6 +84,21 @@ struct ServerProc {
         return line;
     }
 
+    // Everything written until the pipe closes (the process exits) or timeout_ms.
+    std::string read_all(int timeout_ms) {
+        std::string all;
+        auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+        while (Clock::now() < deadline) {
+            pollfd p{out_fd, POLLIN, 0};
+            if (poll(&p, 1, 100) <= 0) continue;
+            char buf[4096];
+            ssize_t n = read(out_fd, buf, sizeof buf);
+            if (n <= 0) break;
+            all.append(buf, (size_t)n);
+        }
+        return all;
+    }
+
     // Waits up to timeout_ms for the process to exit; returns its wait status or -1.
     int wait_exit(int timeout_ms) {
         auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
@@ -101,69 +121,6 @@ struct ServerProc {
         if (out_fd >= 0) close(out_fd);
     }
 };
-
-// ---- a raw HTTP/1.1 client -------------------------------------------------------------
-
-struct Resp {
-    int status = 0;  // 0: no status line received
-    std::map<std::string, std::string> headers;  // lowercased names
-    std::string body;
-    size_t content_length = 0;
-    double seconds = 0;
-    json j() const { return json::parse(body); }
-};
-
-static Resp http(int port, const std::string& method, const std::string& target, const std::string& body = "",
-                 const std::string& token = "", const std::string& extra_headers = "") {
-    auto t0 = Clock::now();
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd >= 0);
-    timeval tv{40, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(connect(fd, (sockaddr*)&a, sizeof a) == 0);
-    std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
-    if (!token.empty()) req += "Authorization: Bearer " + token + "\r\n";
-    if (!body.empty() || method == "POST") req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
-    req += extra_headers + "\r\n" + body;
-    size_t off = 0;
-    while (off < req.size()) {
-        ssize_t n = send(fd, req.data() + off, req.size() - off, MSG_NOSIGNAL);
-        if (n <= 0) break;  // the server may hang up early (413)
-        off += (size_t)n;
-    }
-    std::string raw;
-    char buf[65536];
-    for (;;) {
-        ssize_t n = recv(fd, buf, sizeof buf, 0);
-        if (n <= 0) break;
-        raw.append(buf, (size_t)n);
-    }
-    close(fd);
-    Resp r;
-    r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    size_t hdr_end = raw.find("\r\n\r\n");
-    if (raw.rfind("HTTP/1.1 ", 0) != 0 || hdr_end == std::string::npos) return r;
-    r.status = std::stoi(raw.substr(9, 3));
-    size_t pos = raw.find("\r\n") + 2;
-    while (pos < hdr_end) {
-        size_t eol = raw.find("\r\n", pos);
-        std::string line = raw.substr(pos, eol - pos);
-        size_t colon = line.find(':');
-        std::string name = line.substr(0, colon);
-        for (char& c : name) c = (char)std::tolower((unsigned char)c);
-        std::string value = line.substr(colon + 1);
-        value.erase(0, value.find_first_not_of(' '));
-        r.headers[name] = value;
-        pos = eol + 2;
-    }
-    r.body = raw.substr(hdr_end + 4);
-    if (r.headers.count("content-length")) r.content_length = std::stoul(r.headers["content-length"]);
-    return r;
-}
 
 // ---- fixtures --------------------------------------------------------------------------
 
@@ -265,11 +222,14 @@ TEST_CASE("tandem-cloud: health, idempotent memory requests and the change feed"
     REQUIRE(t["items"].size() == 1);
     CHECK(t["items"][0] == json({{"id", victim}, {"deleted", true}}));
 
-    // The feed survives a restart, and the same request id is still a duplicate.
+    // The feed survives a restart, and the same request id is still a duplicate. From the
+    // start, the retracted item is left out (its text is erased); its tombstone is there.
     kill(srv.pid, SIGTERM);
     REQUIRE(srv.wait_exit(5000) >= 0);
     ServerProc again(base_args(tmp));
-    CHECK(http(again.port, "GET", "/v1/memory/changes?since=0").j()["items"].size() == page["items"].size() + 1);
+    json all = http(again.port, "GET", "/v1/memory/changes?since=0").j();
+    CHECK(all["items"].size() == page["items"].size());
+    CHECK(all["items"].back() == json({{"id", victim}, {"deleted", true}}));
     CHECK(http(again.port, "POST", "/v1/memory/requests", body).j()["status"] == "duplicate");
 }
 
@@ -498,4 +458,205 @@ TEST_CASE("tandem-cloud: the UNGD corpus (.jsonl.xz) with --max-year") {
         if (text.size() > 3 && text.substr(text.size() - 3) == "...") text.resize(text.size() - 3);
         CHECK(src.j()["passage"].get<std::string>().find(text) != std::string::npos);
     }
+}
+
+// ---- tenants -----------------------------------------------------------------------------
+
+static const char* kAlice = "alice-token-0123456789";
+static const char* kAlice2 = "alice-laptop-0123456789";  // a second token of the same tenant
+static const char* kBob = "bob-token-0123456789abc";
+
+static std::vector<std::string> tenant_args(const TempDir& tmp) {
+    tandem_test::write_file(tmp.file("tokens"), std::string("# tenant token\nalice ") + kAlice + "\n\nbob " + kBob +
+                                                    "\nalice " + kAlice2 + "\n");
+    REQUIRE(chmod(tmp.file("tokens").c_str(), 0600) == 0);
+    std::vector<std::string> args = base_args(tmp);
+    args.insert(args.end(), {"--tokens", tmp.file("tokens")});
+    return args;
+}
+
+// The whole feed of the caller from the start: items and tombstones, and the last cursor.
+static json whole_feed(int port, const std::string& token, std::string* cursor = nullptr) {
+    json page = http(port, "GET", "/v1/memory/changes?limit=1000", "", token).j();
+    if (cursor) *cursor = page["next_cursor"];
+    return page["items"];
+}
+
+// The position in a cursor "<epoch>-<seq>-<tag>".
+static int cursor_seq(const std::string& c) {
+    const size_t a = c.find('-'), b = c.find('-', a + 1);
+    return std::stoi(c.substr(a + 1, b - a - 1));
+}
+
+TEST_CASE("tandem-cloud tenants: two tenants never see, count or guess each other's notes") {
+    TempDir tmp;
+    write_corpus(tmp);
+    ServerProc srv(tenant_args(tmp));
+    // The same request_id in two tenants is two requests.
+    CHECK(http(srv.port, "POST", "/v1/memory/requests", mem_request("r1", "sea levels and small island states").dump(), kAlice)
+              .j()["status"] == "accepted");
+    CHECK(http(srv.port, "POST", "/v1/memory/requests", mem_request("r1", "nuclear weapons treaty inspections").dump(), kBob)
+              .j()["status"] == "accepted");
+    wait_done(srv.port, "r1", kAlice);
+    wait_done(srv.port, "r1", kBob);
+    std::string ca, cb;
+    const json a = whole_feed(srv.port, kAlice, &ca), b = whole_feed(srv.port, kBob, &cb);
+    REQUIRE(!a.empty());
+    REQUIRE(!b.empty());
+    for (const json& it : a) CHECK(it["source"]["doc_id"] == "climate.txt");
+    for (const json& it : b) CHECK(it["source"]["doc_id"] == "nuclear.md");
+    CHECK(whole_feed(srv.port, kAlice2) == a);  // alice's other token: the same tenant
+    // Positions count each tenant's own entries only; ids are random.
+    CHECK(cursor_seq(ca) == (int)a.size());
+    CHECK(cursor_seq(cb) == (int)b.size());
+    const std::string alice_item = a[0]["id"];
+    CHECK(alice_item.size() == 34);
+
+    // Bob with alice's cursor: not honoured (it names no entry of his feed), so he gets his
+    // own feed from the start, and nothing of hers.
+    json bp = http(srv.port, "GET", "/v1/memory/changes?since=" + ca, "", kBob).j();
+    CHECK(bp["reset"] == true);
+    CHECK(bp["items"] == b);
+    // Bob cannot delete or look up alice's things: the same 404 as for ids that never existed.
+    Resp del = http(srv.port, "DELETE", "/v1/memory/items/" + alice_item, "", kBob);
+    Resp none = http(srv.port, "DELETE", "/v1/memory/items/m-00000000000000000000000000000000", "", kBob);
+    CHECK(del.status == 404);
+    CHECK(none.status == 404);
+    CHECK(del.j()["error"]["code"] == none.j()["error"]["code"]);
+    CHECK(http(srv.port, "POST", "/v1/memory/requests", mem_request("a-only", "island states").dump(), kAlice).status == 202);
+    CHECK(http(srv.port, "GET", "/v1/memory/requests/a-only", "", kBob).status == 404);
+    // Health: counts of the caller's own feed; nothing per tenant without a token.
+    json hb = http(srv.port, "GET", "/health", "", kBob).j();
+    CHECK(hb["tenant"] == "bob");
+    CHECK(hb["feed_head"] == cb);
+    json anon = http(srv.port, "GET", "/health").j();
+    CHECK(!anon.contains("feed_head"));
+    CHECK(!anon.contains("pending"));
+    // Bob forgets everything: alice's feed does not change.
+    wait_done(srv.port, "a-only", kAlice);
+    const json a2 = whole_feed(srv.port, kAlice);
+    json forgot = http(srv.port, "DELETE", "/v1/memory/items", "", kBob).j();
+    CHECK(forgot["deleted"] == b.size());
+    CHECK(whole_feed(srv.port, kAlice) == a2);
+    for (const json& it : whole_feed(srv.port, kBob)) CHECK(it["deleted"] == true);  // only tombstones left
+    // Unknown and missing tokens.
+    CHECK(http(srv.port, "GET", "/v1/memory/changes", "", "carol-token-0123456789").status == 401);
+    Resp no = http(srv.port, "GET", "/v1/memory/changes");
+    CHECK(no.status == 401);
+    CHECK(no.j()["error"]["code"] == "invalid_api_key");
+}
+
+TEST_CASE("tandem-cloud tenants: a document's notes, then all notes, are forgotten through the feed") {
+    TempDir tmp;
+    write_corpus(tmp);
+    ServerProc srv(tenant_args(tmp));
+    json ra = mem_request("ra", "sea levels and small island states");
+    ra["document"] = "draft one/ä";
+    json rb = mem_request("rb", "nuclear weapons treaty inspections");
+    rb["document"] = "draft-two";
+    REQUIRE(http(srv.port, "POST", "/v1/memory/requests", ra.dump(), kAlice).status == 202);
+    REQUIRE(http(srv.port, "POST", "/v1/memory/requests", rb.dump(), kAlice).status == 202);
+    wait_done(srv.port, "ra", kAlice);
+    wait_done(srv.port, "rb", kAlice);
+    std::string cursor;
+    const json all = whole_feed(srv.port, kAlice, &cursor);
+    std::set<std::string> one, two;
+    for (const json& it : all) (it["document"] == "draft one/ä" ? one : two).insert(it["id"].get<std::string>());
+    REQUIRE(!one.empty());
+    REQUIRE(!two.empty());
+    CHECK(http(srv.port, "GET", "/v1/memory/requests/ra", "", kAlice).j()["document"] == "draft one/ä");
+
+    json f = http(srv.port, "DELETE", "/v1/memory/documents/draft%20one%2F%C3%A4", "", kAlice).j();
+    CHECK(f["deleted"] == one.size());
+    CHECK(f["document"] == "draft one/ä");
+    json page = http(srv.port, "GET", "/v1/memory/changes?since=" + cursor, "", kAlice).j();
+    std::set<std::string> gone;
+    for (const json& it : page["items"]) {
+        CHECK(it == json({{"id", it["id"]}, {"deleted", true}}));
+        gone.insert(it["id"].get<std::string>());
+    }
+    CHECK(gone == one);
+    CHECK(http(srv.port, "DELETE", "/v1/memory/documents/draft%20one%2F%C3%A4", "", kAlice).j()["deleted"] == 0);
+    CHECK(http(srv.port, "DELETE", "/v1/memory/items/", "", kAlice).status == 404);  // no id: not "everything"
+    CHECK(http(srv.port, "DELETE", "/v1/memory/items", "", kAlice).j()["deleted"] == two.size());
+    // From the start, no forgotten text is served any more.
+    const json left = whole_feed(srv.port, kAlice);
+    CHECK(left.size() == one.size() + two.size());
+    for (const json& it : left) CHECK(it.size() == 2);
+}
+
+TEST_CASE("tandem-cloud tenants: unauthenticated only on loopback; bad tokens files name the line") {
+    TempDir tmp;
+    write_corpus(tmp);
+    auto start_fails = [&](std::vector<std::string> extra, const std::string& want) {
+        std::vector<std::string> args = base_args(tmp);
+        args.insert(args.end(), extra.begin(), extra.end());
+        ServerProc p(args, false, true);
+        const std::string out = p.read_all(10000);
+        INFO(out);
+        CHECK(out.find(want) != std::string::npos);
+        const int st = p.wait_exit(10000);
+        REQUIRE(st >= 0);
+        CHECK(WEXITSTATUS(st) == 2);
+    };
+    start_fails({"--host", "0.0.0.0"}, "refusing to serve 0.0.0.0 without authentication");
+    tandem_test::write_file(tmp.file("t1"), "alice a-token-0123456789abcdef\nbob\n");
+    start_fails({"--tokens", tmp.file("t1")}, "t1:2: want 'TENANT TOKEN', found one field");
+    tandem_test::write_file(tmp.file("t2"), "alice same-token-0123456789\nbob same-token-0123456789\n");
+    start_fails({"--tokens", tmp.file("t2")}, "t2:2: this token is already given on line 1");
+    tandem_test::write_file(tmp.file("t3"), "al/ice a-token-0123456789abcdef\n");
+    start_fails({"--tokens", tmp.file("t3")}, "t3:1: a tenant name may hold only");
+    start_fails({"--tokens", tmp.file("missing")}, "cannot be read");
+    start_fails({"--tokens", tmp.file("t1"), "--token", "x"}, "not both");
+    {
+        // --insecure-no-auth: it starts, and says so.
+        std::vector<std::string> args = base_args(tmp);
+        args.insert(args.end(), {"--host", "0.0.0.0", "--insecure-no-auth"});
+        ServerProc p(args, false);
+        CHECK(p.read_line(60000).rfind("listening on http://0.0.0.0:", 0) == 0);
+    }
+    {
+        // A short token works but is warned about; a readable tokens file too.
+        tandem_test::write_file(tmp.file("t4"), "alice short\n");
+        REQUIRE(chmod(tmp.file("t4").c_str(), 0644) == 0);
+        std::vector<std::string> args = base_args(tmp);
+        args.insert(args.end(), {"--tokens", tmp.file("t4")});
+        ServerProc p(args, false, true);
+        const std::string first = p.read_all(3000);
+        CHECK(first.find("can be read by other users") != std::string::npos);
+        CHECK(first.find("shorter than 16 characters") != std::string::npos);
+    }
+}
+
+TEST_CASE("tandem-cloud tenants: a reset database gives a new epoch, and old cursors reset") {
+    TempDir tmp;
+    write_corpus(tmp);
+    std::string cursor, epoch;
+    {
+        ServerProc srv(tenant_args(tmp));
+        REQUIRE(http(srv.port, "POST", "/v1/memory/requests", mem_request("r1", "island states").dump(), kAlice).status == 202);
+        wait_done(srv.port, "r1", kAlice);
+        json p = http(srv.port, "GET", "/v1/memory/changes", "", kAlice).j();
+        cursor = p["next_cursor"];
+        epoch = p["epoch"];
+        CHECK(p["reset"] == false);
+        CHECK(http(srv.port, "GET", "/v1/memory/changes?since=" + cursor, "", kAlice).j()["reset"] == false);
+        CHECK(http(srv.port, "GET", "/v1/memory/changes?since=nonsense", "", kAlice).status == 400);
+    }
+    REQUIRE(std::remove(tmp.file("cloud.db").c_str()) == 0);
+    std::remove(tmp.file("cloud.db-wal").c_str());
+    std::remove(tmp.file("cloud.db-shm").c_str());
+    ServerProc srv(tenant_args(tmp));
+    REQUIRE(http(srv.port, "POST", "/v1/memory/requests", mem_request("r2", "nuclear treaty").dump(), kAlice).status == 202);
+    wait_done(srv.port, "r2", kAlice);
+    // The old cursor names nothing here: the page starts over, at once (no long poll), says so.
+    Resp r = http(srv.port, "GET", "/v1/memory/changes?wait=10&since=" + cursor, "", kAlice);
+    CHECK(r.seconds < 5);
+    json p = r.j();
+    CHECK(p["reset"] == true);
+    CHECK(p["epoch"] != epoch);
+    REQUIRE(!p["items"].empty());
+    CHECK(p["items"][0]["request_id"] == "r2");
+    // A cursor of the feed before epochs (a decimal number) is from another epoch too.
+    CHECK(http(srv.port, "GET", "/v1/memory/changes?since=5", "", kAlice).j()["reset"] == true);
 }

@@ -13,6 +13,7 @@
 #include "api.h"
 #include "doctest/doctest.h"
 #include "server.h"
+#include "socket_util.h"
 #include "tui.h"
 
 using namespace tandem;
@@ -110,7 +111,8 @@ struct Running {
     Server server;
     uint16_t port = 0;
     std::thread thread;
-    explicit Running(const std::string& token = "secret-token") : server(ServerOptions{"127.0.0.1", 0, token}, api) {
+    explicit Running(const std::string& token = "secret-token") : Running(ServerOptions{"127.0.0.1", 0, token}) {}
+    explicit Running(ServerOptions opt) : server(std::move(opt), api) {
         port = server.listen();
         thread = std::thread([this] { server.run(); });
     }
@@ -372,6 +374,108 @@ TEST_CASE("compose server: stop() ends streams and run() returns") {
     r.reset();  // stop() + join run()
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     CHECK(s < 2.0);
+}
+
+// ---- connection limits -----------------------------------------------------------------
+
+static ServerOptions short_timeouts() {
+    ServerOptions o{"127.0.0.1", 0, kToken};
+    o.idle_timeout_ms = o.header_timeout_ms = o.body_timeout_ms = 300;
+    return o;
+}
+
+static double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+TEST_CASE("compose server: idle, slow-header and stalled-body connections are closed by their timeouts") {
+    Running r(short_timeouts());
+    const std::string host = "Host: 127.0.0.1:" + std::to_string(r.port) + "\r\n";
+    // Silent from the start: the idle timeout.
+    int fd = tandem_test::connect_loopback(r.port);
+    REQUIRE(fd >= 0);
+    auto t0 = std::chrono::steady_clock::now();
+    CHECK(tandem_test::wait_closed(fd, 3000));
+    CHECK(seconds_since(t0) < 2.0);
+    ::close(fd);
+    // A head trickled a line every 100 ms, never finished: the header timeout, not the trickle, decides.
+    fd = tandem_test::connect_loopback(r.port);
+    REQUIRE(tandem_test::send_all(fd, "GET /api/state?token=" + kToken + " HTTP/1.1\r\n"));
+    t0 = std::chrono::steady_clock::now();
+    bool closed = false;
+    for (int i = 0; i < 30 && !closed; i++) {
+        tandem_test::send_all(fd, "X-Slow: " + std::to_string(i) + "\r\n");
+        closed = tandem_test::wait_closed(fd, 100);
+    }
+    CHECK(closed);
+    CHECK(seconds_since(t0) < 2.0);
+    ::close(fd);
+    // A body that stops halfway: the body timeout.
+    fd = tandem_test::connect_loopback(r.port);
+    REQUIRE(tandem_test::send_all(fd, "POST /api/knob?token=" + kToken + " HTTP/1.1\r\n" + host +
+                                          "Content-Length: 100\r\n\r\n{\"thres"));
+    t0 = std::chrono::steady_clock::now();
+    CHECK(tandem_test::wait_closed(fd, 3000));
+    CHECK(seconds_since(t0) < 2.0);
+    ::close(fd);
+    // Kept alive after an answer, then silent: closed after the idle timeout.
+    fd = tandem_test::connect_loopback(r.port);
+    REQUIRE(tandem_test::send_all(fd, "GET /api/state?token=" + kToken + " HTTP/1.1\r\n" + host + "\r\n"));
+    std::string got;
+    t0 = std::chrono::steady_clock::now();
+    CHECK(tandem_test::wait_closed(fd, 3000, &got));
+    CHECK(tandem_test::http_status(got) == 200);
+    CHECK(seconds_since(t0) < 2.0);
+    ::close(fd);
+    CHECK(call(r.port, http::verb::get, "/api/state", "", kToken).status == 200);  // still serving
+}
+
+TEST_CASE("compose server: 300 idle connections start no thread; past the cap the idle longest make room") {
+    tandem_test::raise_fd_limit();
+    ServerOptions o{"127.0.0.1", 0, kToken};
+    o.max_connections = 32;
+    Running r(o);
+    REQUIRE(call(r.port, http::verb::get, "/api/state", "", kToken).status == 200);  // the workers are up
+    const int threads_before = tandem_test::thread_count();
+    std::vector<int> idle;
+    for (int i = 0; i < 300; i++) {
+        int fd = tandem_test::connect_loopback(r.port);
+        REQUIRE(fd >= 0);
+        idle.push_back(fd);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    CHECK(tandem_test::thread_count() <= threads_before);
+    // A real request still gets through: idle connections are closed for it.
+    auto t0 = std::chrono::steady_clock::now();
+    CHECK(call(r.port, http::verb::get, "/api/state", "", kToken).status == 200);
+    CHECK(seconds_since(t0) < 5.0);
+    int closed = 0;
+    for (int fd : idle) closed += tandem_test::is_closed(fd) ? 1 : 0;
+    CHECK(closed >= 300 - 32);  // at most the cap stay open, the oldest went first
+    CHECK(tandem_test::is_closed(idle.front()));
+    for (int fd : idle) ::close(fd);
+}
+
+TEST_CASE("compose server: with every worker busy and the queue full, a request gets 503 at once") {
+    ServerOptions o{"127.0.0.1", 0, kToken};
+    o.workers = 1;
+    Running r(o);
+    const std::string host = "Host: 127.0.0.1:" + std::to_string(r.port) + "\r\n";
+    int stream = tandem_test::connect_loopback(r.port);  // holds the only worker
+    REQUIRE(tandem_test::send_all(stream, "GET /api/events?token=" + kToken + " HTTP/1.1\r\n" + host + "\r\n"));
+    std::string got;
+    tandem_test::wait_closed(stream, 300, &got);
+    REQUIRE(got.find("200 OK") != std::string::npos);
+    int queued = tandem_test::connect_loopback(r.port);  // waits for the worker
+    REQUIRE(tandem_test::send_all(queued, "GET /api/state?token=" + kToken + " HTTP/1.1\r\n" + host + "\r\n"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto t0 = std::chrono::steady_clock::now();
+    Answer a = call(r.port, http::verb::get, "/api/state", "", kToken);
+    CHECK(a.status == 503);
+    CHECK(a.body.find("busy") != std::string::npos);
+    CHECK(seconds_since(t0) < 2.0);
+    ::close(queued);
+    ::close(stream);
 }
 
 TEST_CASE("compose line mode: text, suggestion, accept, ask, notes, quit") {

@@ -2,8 +2,10 @@
 //
 // Reference: the weights are dequantized with the type table's to_float (the plain reference
 // in quant_types.cpp) and multiplied with the *unquantized* activations in double precision.
-// Every kernel path (scalar, avx2, avx512-vnni, whichever this CPU runs) is checked against it,
-// and the SIMD paths are also checked against the scalar path with a much tighter bound.
+// Every kernel path this CPU runs (scalar, avx2, avx-vnni, avx512-vnni, amx, amx-emulated) is
+// checked against it, and the SIMD paths (which repack the weights into panels) are also
+// checked against the scalar path (the GGUF rows) with a much tighter bound, on shapes whose
+// rows and tokens are not multiples of the 16-row panels or the token tiles.
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -52,7 +54,7 @@ static const TypeCase kTypes[] = {
     {GgmlType::Q6_K, kActHalfStep, kFloatRelTol},
 };
 
-static const char* kAllPaths[] = {"scalar", "avx2", "avx512-vnni"};
+static const char* kAllPaths[] = {"scalar", "avx2", "avx-vnni", "avx512-vnni", "amx", "amx-emulated"};
 
 // ---- helpers ---------------------------------------------------------------------------------
 
@@ -132,8 +134,11 @@ static std::vector<float> check_type(const TypeCase& tc, int64_t rows, int64_t c
     std::vector<float> out;
     absdots->clear();
 
+    const cpu::PackedWeights pw = cpu::pack_weights(tc.type, w.bytes.data(), rows, cols, pool);
+    REQUIRE(pw.rows() == rows);
+    CHECK(std::string(pw.kernel_path()) == cpu::kernel_path_name());
     std::vector<float> y((size_t)rows, NAN);
-    cpu::matvec(tc.type, w.bytes.data(), rows, cols, X.data(), y.data(), pool);
+    cpu::matvec(pw, X.data(), y.data(), pool);
     for (int64_t r = 0; r < rows; r++) {
         const RefRow rr = ref_row(tc, &w.deq[(size_t)(r * cols)], X.data(), cols);
         CAPTURE(r);
@@ -143,7 +148,7 @@ static std::vector<float> check_type(const TypeCase& tc, int64_t rows, int64_t c
     }
 
     std::vector<float> Y((size_t)(rows * n_tokens), NAN);
-    cpu::matmul(tc.type, w.bytes.data(), rows, cols, X.data(), n_tokens, Y.data(), pool);
+    cpu::matmul(pw, X.data(), n_tokens, Y.data(), pool);
     for (int64_t t = 0; t < n_tokens; t++)
         for (int64_t r = 0; r < rows; r++) {
             const RefRow rr = ref_row(tc, &w.deq[(size_t)(r * cols)], &X[(size_t)(t * cols)], cols);
@@ -175,8 +180,9 @@ static void check_all_paths(const TypeCase& tc, int64_t rows, int64_t cols, int6
         std::vector<double> ad;
         const std::vector<float> got = check_type(tc, rows, cols, n_tokens, pool, &ad);
         REQUIRE(got.size() == ref.size());
+        const std::string path_name = path;
         for (size_t i = 0; i < got.size(); i++) {
-            CAPTURE(path);
+            CAPTURE(path_name);
             CAPTURE(type_traits(tc.type).name);
             CAPTURE(cols);
             CAPTURE(i);
@@ -189,7 +195,9 @@ TEST_CASE("matvec and matmul match the float64 reference on every type and path"
     PathGuard guard;
     ThreadPool pool(2);
     struct Shape { int64_t rows, cols_blocks, n_tokens; };
-    const Shape shapes[] = {{1, 1, 1}, {7, 1, 3}, {33, 3, 5}, {67, 8, 9}, {16, 2, 4}};
+    // rows: one partial panel, several panels plus a partial one, exact panels; tokens: one
+    // tile, full tiles plus a padded one (8 + 1, 8 + 8 + 1), sizes between the tile sizes
+    const Shape shapes[] = {{1, 1, 1}, {7, 1, 3}, {33, 3, 5}, {67, 8, 9}, {16, 2, 4}, {100, 2, 17}, {48, 1, 13}, {130, 1, 2}};
     for (const TypeCase& tc : kTypes) {
         const int64_t bs = type_traits(tc.type).block_size == QK_K ? QK_K : 32;
         for (const Shape& s : shapes) check_all_paths(tc, s.rows, s.cols_blocks * bs, s.n_tokens, &pool);
@@ -216,15 +224,17 @@ TEST_CASE("results do not depend on the thread count") {
             const int64_t rows = 131, cols = 512, ntok = 11;
             const Weights w = make_weights(t, rows, cols, 5);
             const std::vector<float> X = make_x(cols * ntok, 9);
+            const cpu::PackedWeights pw = cpu::pack_weights(t, w.bytes.data(), rows, cols, nullptr);
             std::vector<float> y1((size_t)rows), Y1((size_t)(rows * ntok));
-            cpu::matvec(t, w.bytes.data(), rows, cols, X.data(), y1.data(), nullptr);
-            cpu::matmul(t, w.bytes.data(), rows, cols, X.data(), ntok, Y1.data(), nullptr);
+            cpu::matvec(pw, X.data(), y1.data(), nullptr);
+            cpu::matmul(pw, X.data(), ntok, Y1.data(), nullptr);
             for (int n : {1, 2, 3, 4}) {
                 ThreadPool pool(n);
                 std::vector<float> y((size_t)rows), Y((size_t)(rows * ntok));
-                cpu::matvec(t, w.bytes.data(), rows, cols, X.data(), y.data(), &pool);
-                cpu::matmul(t, w.bytes.data(), rows, cols, X.data(), ntok, Y.data(), &pool);
-                CAPTURE(path);
+                cpu::matvec(pw, X.data(), y.data(), &pool);
+                cpu::matmul(pw, X.data(), ntok, Y.data(), &pool);
+                const std::string path_name = path;
+                CAPTURE(path_name);
                 CAPTURE(n);
                 CHECK(std::memcmp(y.data(), y1.data(), y.size() * 4) == 0);
                 CHECK(std::memcmp(Y.data(), Y1.data(), Y.size() * 4) == 0);
@@ -237,20 +247,23 @@ TEST_CASE("bad arguments give CpuKernelError") {
     std::vector<uint8_t> w(4096);
     std::vector<float> x(1024), y(64);
     // cols not a multiple of the block
-    CHECK_THROWS_AS(cpu::matvec(GgmlType::Q4_0, w.data(), 2, 48, x.data(), y.data(), nullptr), CpuKernelError);
-    CHECK_THROWS_AS(cpu::matvec(GgmlType::Q4_K, w.data(), 2, 128, x.data(), y.data(), nullptr), CpuKernelError);
-    CHECK_THROWS_AS(cpu::matmul(GgmlType::Q8_0, w.data(), 2, 33, x.data(), 2, y.data(), nullptr), CpuKernelError);
-    CHECK_THROWS_AS(cpu::matvec(GgmlType::F32, w.data(), 2, 0, x.data(), y.data(), nullptr), CpuKernelError);
-    CHECK_THROWS_AS(cpu::matvec(GgmlType::F32, w.data(), -1, 8, x.data(), y.data(), nullptr), CpuKernelError);
-    CHECK_THROWS_AS(cpu::matmul(GgmlType::F32, w.data(), 1, 8, x.data(), -2, y.data(), nullptr), CpuKernelError);
-    CHECK_THROWS_AS(cpu::matvec(GgmlType::F32, nullptr, 2, 8, x.data(), y.data(), nullptr), CpuKernelError);
+    CHECK_THROWS_AS(cpu::pack_weights(GgmlType::Q4_0, w.data(), 2, 48, nullptr), CpuKernelError);
+    CHECK_THROWS_AS(cpu::pack_weights(GgmlType::Q4_K, w.data(), 2, 128, nullptr), CpuKernelError);
+    CHECK_THROWS_AS(cpu::pack_weights(GgmlType::Q8_0, w.data(), 2, 33, nullptr), CpuKernelError);
+    CHECK_THROWS_AS(cpu::pack_weights(GgmlType::F32, w.data(), 2, 0, nullptr), CpuKernelError);
+    CHECK_THROWS_AS(cpu::pack_weights(GgmlType::F32, w.data(), -1, 8, nullptr), CpuKernelError);
+    CHECK_THROWS_AS(cpu::pack_weights(GgmlType::F32, nullptr, 2, 8, nullptr), CpuKernelError);
+    const cpu::PackedWeights pw = cpu::pack_weights(GgmlType::F32, w.data(), 1, 8, nullptr);
+    CHECK_THROWS_AS(cpu::matmul(pw, x.data(), -2, y.data(), nullptr), CpuKernelError);
+    CHECK_THROWS_AS(cpu::matvec(pw, nullptr, y.data(), nullptr), CpuKernelError);
+    CHECK_THROWS_AS(cpu::matvec(cpu::PackedWeights(), x.data(), y.data(), nullptr), CpuKernelError);
     // types without kernels
-    CHECK_THROWS_AS(cpu::matvec(GgmlType::Q2_K, w.data(), 1, 256, x.data(), y.data(), nullptr), CpuKernelError);
-    CHECK_THROWS_AS(cpu::matvec((GgmlType)999, w.data(), 1, 256, x.data(), y.data(), nullptr), CpuKernelError);
+    CHECK_THROWS_AS(cpu::pack_weights(GgmlType::Q2_K, w.data(), 1, 256, nullptr), CpuKernelError);
+    CHECK_THROWS_AS(cpu::pack_weights((GgmlType)999, w.data(), 1, 256, nullptr), CpuKernelError);
     CHECK_FALSE(cpu::matmul_supports(GgmlType::Q3_K));
     CHECK(cpu::matmul_supports(GgmlType::Q6_K));
     try {
-        cpu::matvec(GgmlType::Q5_1, w.data(), 2, 40, x.data(), y.data(), nullptr);
+        cpu::pack_weights(GgmlType::Q5_1, w.data(), 2, 40, nullptr);
         FAIL("no throw");
     } catch (const CpuKernelError& e) {
         const std::string msg = e.what();
@@ -258,18 +271,53 @@ TEST_CASE("bad arguments give CpuKernelError") {
         CHECK(msg.find("40") != std::string::npos);
     }
     // zero rows / tokens: nothing to do, no error
-    CHECK_NOTHROW(cpu::matvec(GgmlType::Q4_0, nullptr, 0, 32, nullptr, nullptr, nullptr));
-    CHECK_NOTHROW(cpu::matmul(GgmlType::Q4_0, nullptr, 4, 32, nullptr, 0, nullptr, nullptr));
+    const cpu::PackedWeights empty_rows = cpu::pack_weights(GgmlType::Q4_0, nullptr, 0, 32, nullptr);
+    CHECK(empty_rows);
+    CHECK_NOTHROW(cpu::matvec(empty_rows, nullptr, nullptr, nullptr));
+    const cpu::PackedWeights q4 = cpu::pack_weights(GgmlType::Q4_0, w.data(), 4, 32, nullptr);
+    CHECK_NOTHROW(cpu::matmul(q4, nullptr, 0, nullptr, nullptr));
+}
+
+// The packed matrix is the size of the GGUF one, rounded up to whole 16-row panels, on every
+// path (the K-quants' unpacked scales add 64 bytes per 16 blocks).
+TEST_CASE("packed sizes") {
+    PathGuard guard;
+    std::vector<uint8_t> w(row_size(GgmlType::Q4_K, 512) * 40);
+    for (const char* path : kAllPaths) {
+        if (!cpu::kernel_path_supported(path)) continue;
+        cpu::force_kernel_path(path);
+        const bool rows_layout = std::string(path) == "scalar";
+        for (GgmlType t : {GgmlType::F16, GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q6_K, GgmlType::Q4_K}) {
+            const int64_t rows = 40, cols = 512;
+            const cpu::PackedWeights pw = cpu::pack_weights(t, w.data(), rows, cols, nullptr);
+            const size_t gguf = row_size(t, cols) * (size_t)rows;
+            const size_t panels = row_size(t, cols) * 48;  // 3 panels of 16 rows
+            const size_t extra = (t == GgmlType::Q4_K ? 64 * 2 * 3 : 0);
+            const std::string path_name = path;
+            CAPTURE(path_name);
+            CAPTURE(type_traits(t).name);
+            CHECK(pw.bytes() == (rows_layout ? gguf : panels + extra));
+        }
+    }
 }
 
 TEST_CASE("kernel paths: detection and forcing") {
     PathGuard guard;
     const cpu::CpuFeatures& f = cpu::cpu_features();
     MESSAGE("cpu: avx2=" << f.avx2 << " fma=" << f.fma << " f16c=" << f.f16c << " avx512f=" << f.avx512f
-                         << " avx512bw=" << f.avx512bw << " avx512vnni=" << f.avx512vnni
-                         << " avx_vnni=" << f.avx_vnni << "; best path: " << std::string(cpu::kernel_path_name()));
+                         << " avx512bw=" << f.avx512bw << " avx512vl=" << f.avx512vl << " avx512vnni=" << f.avx512vnni
+                         << " avx_vnni=" << f.avx_vnni << " amx_int8=" << f.amx_int8
+                         << "; best path: " << std::string(cpu::kernel_path_name())
+                         << "; avx-vnni encoding: " << (cpu::avx_vnni_is_vex() ? "VEX" : "EVEX"));
     CHECK(cpu::kernel_path_supported("scalar"));
     CHECK(cpu::kernel_path_supported("avx2") == (f.avx2 && f.fma && f.f16c));
+    CHECK(cpu::kernel_path_supported("amx") == (cpu::kernel_path_supported("avx512-vnni") && f.amx_int8));
+    // the automatic choice is the first supported of avx512-vnni, avx-vnni, avx2, scalar
+    for (const char* p : {"avx512-vnni", "avx-vnni", "avx2", "scalar"})
+        if (cpu::kernel_path_supported(p)) {
+            CHECK(std::string(cpu::kernel_path_name()) == p);
+            break;
+        }
     CHECK_FALSE(cpu::kernel_path_supported("sse9"));
     CHECK_THROWS_AS(cpu::force_kernel_path("sse9"), CpuKernelError);
     CHECK_THROWS_AS(cpu::force_kernel_path(nullptr), CpuKernelError);

@@ -2,8 +2,10 @@
 // loopback HTTP server inside the test that supports Range, can cut the connection mid-body,
 // can ignore Range, can answer 404 and can send slowly.
 #include <doctest/doctest.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +16,7 @@
 #include <chrono>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "tandem/download.h"
@@ -60,7 +63,9 @@ TEST_CASE("sha256: streaming in odd pieces equals one call; padding boundaries 5
 // Serves one file at any path. One connection at a time (the client makes one at a time).
 class RangeServer {
 public:
-    enum class Mode { Normal, IgnoreRange, NotFound };
+    // NoLength: 200 without Content-Length, the body ends when the connection closes.
+    // Redirect: 302 to `redirect_to`.
+    enum class Mode { Normal, IgnoreRange, NotFound, NoLength, Redirect };
     explicit RangeServer(std::string body) : body_(std::move(body)) {
         tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
         acceptor_.open(ep.protocol());
@@ -85,6 +90,7 @@ public:
     std::atomic<int64_t> cut_after{-1};  // next response: close after this many body bytes (once)
     std::atomic<int> chunk_delay_ms{0};  // pause between 16 KiB chunks
     std::atomic<int> requests{0};
+    std::string redirect_to;
     std::vector<std::string> ranges() {
         std::lock_guard<std::mutex> lk(mu_);
         return ranges_;
@@ -116,6 +122,18 @@ private:
         size_t from = 0;
         const size_t n = body_.size();
         long long start = -1;
+        if (mode == Mode::Redirect) {
+            head = "HTTP/1.1 302 Found\r\nLocation: " + redirect_to + "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            asio::write(s, asio::buffer(head), ec);
+            return;
+        }
+        if (mode == Mode::NoLength) {
+            head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n";
+            asio::write(s, asio::buffer(head), ec);
+            asio::write(s, asio::buffer(body_), ec);
+            s.shutdown(tcp::socket::shutdown_both, ec);
+            return;
+        }
         if (mode == Mode::NotFound) {
             const std::string msg = "no such model";
             head = "HTTP/1.1 404 Not Found\r\nContent-Length: " + std::to_string(msg.size()) + "\r\nConnection: close\r\n\r\n" + msg;
@@ -372,6 +390,105 @@ TEST_CASE("download: cancellation keeps the .part, and the next call resumes it"
     CHECK(tandem_test::read_file(p.out_path) == f.body);
 }
 
+// ---- hostile output directories and servers -------------------------------------------------
+
+// Names in a directory (without . and ..).
+static std::set<std::string> listing(const std::string& dir) {
+    std::set<std::string> names;
+    if (DIR* d = opendir(dir.c_str())) {
+        while (dirent* e = readdir(d))
+            if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") names.insert(e->d_name);
+        closedir(d);
+    }
+    return names;
+}
+
+TEST_CASE("download: a symlink planted at PATH.part is refused before any request; its target is untouched") {
+    Fixture f;
+    DownloadParams p = f.params();
+    const std::string victim = f.dir.file("victim.txt");
+    tandem_test::write_file(victim, "precious");
+    REQUIRE(symlink(victim.c_str(), (p.out_path + ".part").c_str()) == 0);
+    std::string msg;
+    CHECK(kind_of(p, &msg) == DownloadError::Kind::Disk);
+    CHECK(msg.find("refusing to write to " + p.out_path + ".part: it is a symbolic link") != std::string::npos);
+    CHECK(tandem_test::read_file(victim) == "precious");
+    CHECK(f.server.requests == 0);
+    // A dangling link (to a file that does not exist yet) is refused too, and creates nothing.
+    REQUIRE(unlink((p.out_path + ".part").c_str()) == 0);
+    REQUIRE(symlink(f.dir.file("created-by-attacker").c_str(), (p.out_path + ".part").c_str()) == 0);
+    CHECK(kind_of(p) == DownloadError::Kind::Disk);
+    CHECK(size_of(f.dir.file("created-by-attacker")) == -1);
+    CHECK(listing(f.dir.path) == std::set<std::string>{"m.gguf.part", "victim.txt"});
+}
+
+TEST_CASE("download: a FIFO or a directory at PATH.part is refused, without blocking") {
+    Fixture f;
+    DownloadParams p = f.params();
+    REQUIRE(mkfifo((p.out_path + ".part").c_str(), 0644) == 0);  // fopen(.., "ab") would wait for a reader forever
+    std::string msg;
+    CHECK(kind_of(p, &msg) == DownloadError::Kind::Disk);
+    CHECK(msg.find("it is a FIFO") != std::string::npos);
+    REQUIRE(unlink((p.out_path + ".part").c_str()) == 0);
+    REQUIRE(mkdir((p.out_path + ".part").c_str(), 0755) == 0);
+    CHECK(kind_of(p, &msg) == DownloadError::Kind::Disk);
+    CHECK(msg.find("it is a directory") != std::string::npos);
+    CHECK(f.server.requests == 0);
+}
+
+TEST_CASE("download: failed attempts leave no empty .part behind") {
+    Fixture f;
+    DownloadParams p = f.params();
+    f.server.mode = RangeServer::Mode::NotFound;
+    CHECK(kind_of(p) == DownloadError::Kind::Http);
+    p.url = "http://127.0.0.1:1/m.gguf";  // refused
+    CHECK(kind_of(p) == DownloadError::Kind::Refused);
+    CHECK(listing(f.dir.path).empty());
+}
+
+TEST_CASE("download: max_bytes refuses a bigger announced size before writing; a body past it is cut and removed") {
+    Fixture f;
+    DownloadParams p = f.params();
+    p.max_bytes = 100000;
+    std::string msg;
+    CHECK(kind_of(p, &msg) == DownloadError::Kind::TooLarge);
+    CHECK(msg.find("is 1048576 bytes, more than the limit of 100000") != std::string::npos);
+    CHECK(listing(f.dir.path).empty());
+    // No Content-Length: the limit stops the body as it comes.
+    f.server.mode = RangeServer::Mode::NoLength;
+    CHECK(kind_of(p, &msg) == DownloadError::Kind::TooLarge);
+    CHECK(msg.find("sent more than the limit of 100000 bytes") != std::string::npos);
+    CHECK(listing(f.dir.path).empty());
+    // Within the limit (or without one) the same server's file arrives whole.
+    p.max_bytes = 0;
+    CHECK(download_file(p).bytes == (int64_t)f.body.size());
+}
+
+TEST_CASE("download: a redirect to a scheme other than http(s) is refused, and nothing connects there") {
+    Fixture f;
+    asio::io_context ioc;
+    tcp::acceptor ftp(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    ftp.non_blocking(true);
+    f.server.mode = RangeServer::Mode::Redirect;
+    f.server.redirect_to = "ftp://127.0.0.1:" + std::to_string(ftp.local_endpoint().port()) + "/m.gguf";
+    DownloadParams p = f.params();
+    std::string msg;
+    try {
+        download_file(p);
+        FAIL("no error");
+    } catch (const DownloadError& e) {
+        CHECK(e.kind == DownloadError::Kind::Http);
+        CHECK(e.http_status == 302);
+        msg = e.what();
+    }
+    CHECK(msg.find("redirects to " + f.server.redirect_to + ": refused") != std::string::npos);
+    boost::system::error_code ec;
+    tcp::socket s(ioc);
+    ftp.accept(s, ec);
+    CHECK(ec == asio::error::would_block);  // libcurl never went there
+    CHECK(listing(f.dir.path).empty());
+}
+
 // ---- the tandem pull command -----------------------------------------------------------------
 
 #ifdef TANDEM_BIN
@@ -457,21 +574,42 @@ TEST_CASE("scripts/demo without ../shared: says which tandem pull commands to ru
     const std::string demo = std::string(TANDEM_SOURCE_DIR) + "/scripts/demo";
     CHECK(sh(env + " " + demo + " --fetch-only", log) == 1);
     std::string text = tandem_test::read_file(log);
-    CHECK(text.find(std::string(TANDEM_BIN) + " pull URL/tandem-demo-client-q8_0.gguf --sha256 "
-                    "44288074b38ce79e1618d350a82624561a8e8dde6650bbe3d935f20810ab25bf --out " + data +
-                    "/models/tandem-demo-client-q8_0.gguf") != std::string::npos);
+    CHECK(text.find(std::string(TANDEM_BIN) + " pull URL/tandem-demo-cloud-q8_0.gguf --sha256 "
+                    "e83533169c3eee4bb7f1200afa6805764879184ccab3ec24d3a318993f929ae9 --out " + data +
+                    "/models/tandem-demo-cloud-q8_0.gguf") != std::string::npos);
+    CHECK(text.find("tandem-demo-client") == std::string::npos);  // the client is in the repository
     CHECK(text.find("TANDEM_CORPUS_URL=URL/ungd.jsonl.xz") != std::string::npos);
     // the loopback server plays the file host (one body for every name, so its digest overrides)
     std::string vars;
-    for (std::string v : {"TANDEM_MODEL", "TANDEM_CLOUD_MODEL", "TANDEM_CORPUS"})
+    for (std::string v : {"TANDEM_CLOUD_MODEL", "TANDEM_CORPUS"})
         vars += " " + v + "_URL=" + f.server.url("/" + v) + " " + v + "_SHA256=" + f.sha;
     CHECK(sh(env + vars + " " + demo + " --fetch-only", log) == 0);
     text = tandem_test::read_file(log);
     CHECK(text.find("demo: data ready") != std::string::npos);
-    CHECK(tandem_test::read_file(data + "/models/tandem-demo-client-q8_0.gguf") == f.body);
+    CHECK(tandem_test::read_file(data + "/models/tandem-demo-cloud-q8_0.gguf") == f.body);
     CHECK(tandem_test::read_file(data + "/corpus/ungd.jsonl.xz") == f.body);
-    CHECK(f.server.requests == 3);
+    CHECK(f.server.requests == 2);
     CHECK(sh(env + " " + demo + " --fetch-only", log) == 0);  // found in the data dir now: nothing pulled
-    CHECK(f.server.requests == 3);
+    CHECK(f.server.requests == 2);
+}
+TEST_CASE("tandem pull: a planted .part symlink or FIFO exits 1 naming it; --max-bytes caps the size") {
+    Fixture f;
+    const std::string out = f.dir.file("m.gguf"), log = f.dir.file("log"), victim = f.dir.file("victim");
+    const std::string pull = std::string(TANDEM_BIN) + " pull " + f.server.url() + " --sha256 " + f.sha + " --out " + out;
+    tandem_test::write_file(victim, "precious");
+    REQUIRE(symlink(victim.c_str(), (out + ".part").c_str()) == 0);
+    CHECK(sh(pull, log) == 1);
+    CHECK(tandem_test::read_file(log).find("refusing to write to " + out + ".part: it is a symbolic link") != std::string::npos);
+    CHECK(tandem_test::read_file(victim) == "precious");
+    REQUIRE(unlink((out + ".part").c_str()) == 0);
+    REQUIRE(mkfifo((out + ".part").c_str(), 0644) == 0);
+    CHECK(sh("timeout 20 " + pull, log) == 1);  // 124 would be a hang on the FIFO
+    CHECK(tandem_test::read_file(log).find("it is a FIFO") != std::string::npos);
+    REQUIRE(unlink((out + ".part").c_str()) == 0);
+    CHECK(sh(pull + " --max-bytes 1000", log) == 1);
+    CHECK(tandem_test::read_file(log).find("too_large error") != std::string::npos);
+    CHECK(sh(pull + " --max-bytes 12x", log) == 2);
+    CHECK(sh(pull + " --max-bytes 1048576", log) == 0);
+    CHECK(tandem_test::read_file(out) == f.body);
 }
 #endif

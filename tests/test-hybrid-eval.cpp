@@ -1,6 +1,7 @@
 // Tests of bench/hybrid_eval (issue 8): ROUGE-L and chrF against hand-computed values and a
 // case published with sacrebleu, the paired bootstrap on constructed data, and drafts cut from
-// a small synthetic UNGD-style jsonl (boundaries, windows, stale prefix, determinism, errors).
+// a small synthetic UNGD-style jsonl (boundaries, windows, stale prefix, determinism, errors),
+// and the cloud search that leaves a draft's own speech out.
 #include <doctest/doctest.h>
 
 #include <set>
@@ -8,6 +9,7 @@
 
 #include "drafts.h"
 #include "suggestion_metrics.h"
+#include "tandem/cloud/server_db.h"  // examples/cloud_server: the leave-one-out search
 #include "test_util.h"
 #include "text_metrics.h"
 
@@ -281,4 +283,23 @@ TEST_CASE("make_drafts: options out of range are refused") {
     bad([](DraftOptions& o) { o.stale_sentences = -1; });
     bad([](DraftOptions& o) { o.drafts_per_speech = 0; });
     bad([](DraftOptions& o) { o.min_truth_chars = -1; });
+}
+
+// ---- the cloud's corpus, leave-one-out ------------------------------------------------------
+
+TEST_CASE("ServerDb::search leaves the draft's own speech out (the memory test's leave-one-out corpus)") {
+    TempDir d;
+    const auto db_owner = tandem::cloud::open_server_db(d.file("cloud.db"));
+    tandem::cloud::ServerDb& db = *db_owner;
+    db.replace_corpus({{"AAA_77_2022", "AAA 2022", {"Grain exports from Odesa resumed.", "The grain corridor matters."}},
+                       {"BBB_77_2022", "BBB 2022", {"We welcome the grain corridor."}},
+                       {"CCC_77_2022", "CCC 2022", {"Climate finance is overdue."}}},
+                      "test");
+    const std::string q = "the grain corridor";
+    CHECK(db.search(q, 10).size() == 3);
+    const auto loo = db.search(q, 10, "AAA_77_2022");
+    REQUIRE(loo.size() == 1);
+    CHECK(loo[0].doc_id == "BBB_77_2022");
+    CHECK(db.search(q, 10, "nobody").size() == 3);
+    CHECK(db.search(q, 1, "BBB_77_2022").size() == 1);  // the limit counts what is returned
 }

@@ -118,6 +118,79 @@ TEST_CASE("memory_store: migrates a version-1 file forward, keeping its items") 
     CHECK(s.outbox_enqueue("r9", "ctx"));
 }
 
+TEST_CASE("memory_store: a version-3 file gets documents and the feed epoch, keeping items, cursor and outbox") {
+    TempDir tmp;
+    std::string path = tmp.file("v3.db");
+    {
+        MemoryStoreParams p = params_for(path);
+        p.target_version = 3;
+        MemoryStore old(p);
+    }
+    // Data written by a version-3 client.
+    CHECK(sql1(path, "INSERT INTO memory_items(id, text) VALUES ('a', 'glaciers are melting fast') RETURNING id") == "a");
+    CHECK(sql1(path, "UPDATE sync_state SET cursor = 'c-3' RETURNING cursor") == "c-3");
+    CHECK(sql1(path, "INSERT INTO outbox(request_id, context) VALUES ('r1', 'ctx') RETURNING request_id") == "r1");
+    MemoryStore s(params_for(path));
+    CHECK(s.schema_version() == 4);
+    CHECK(s.cursor() == "c-3");
+    CHECK(s.epoch() == "");
+    MemoryItem it;
+    REQUIRE(s.get("a", &it));
+    CHECK(it.document == "");
+    OutboxRequest q;
+    REQUIRE(s.outbox_get("r1", &q));
+    CHECK(q.document == "");
+    CHECK(s.outbox_enqueue("r2", "ctx", "draft.md"));
+    REQUIRE(s.outbox_get("r2", &q));
+    CHECK(q.document == "draft.md");
+    CHECK(s.outbox_due(unix_ms_now() + 1).back().document == "draft.md");
+}
+
+TEST_CASE("memory_store: a page from another epoch replaces every item in the same transaction") {
+    TempDir tmp;
+    MemoryStore s(params_for(tmp.file("m.db")));
+    s.apply_changes({item("a", "old glaciers note"), item("b", "old forests note")}, "e1-2-aa", "e1", false);
+    CHECK(s.epoch() == "e1");
+    s.apply_changes({}, "e1-2-aa");  // no epoch given: the stored one stays
+    CHECK(s.epoch() == "e1");
+    s.apply_changes({item("x", "new glaciers note")}, "e2-1-bb", "e2", true);
+    CHECK(s.epoch() == "e2");
+    CHECK(s.cursor() == "e2-1-bb");
+    CHECK(s.stats().n_items == 1);
+    CHECK(ids_of(s.retrieve("glaciers", {})) == std::vector<std::string>{"x"});
+    // A failing reset page keeps everything as it was.
+    MemoryChange bad = item("y", "");
+    CHECK_THROWS_AS(s.apply_changes({item("z", "z"), bad}, "e3-2-cc", "e3", true), MemoryStoreError);
+    CHECK(s.epoch() == "e2");
+    CHECK(s.stats().n_items == 1);
+    CHECK(s.get("x", nullptr));
+}
+
+TEST_CASE("memory_store: retrieval prefers the current document's notes, then the best of the rest") {
+    TempDir tmp;
+    MemoryStore s(params_for(tmp.file("m.db")));
+    MemoryChange a = item("a", "glaciers glaciers glaciers melting"), b = item("b", "glaciers in the alps");
+    MemoryChange c = item("c", "glaciers retreat in patagonia");
+    b.item.document = "speech.md";
+    c.item.document = "speech.md";
+    s.apply_changes({a, b, c}, "1");
+    MemoryItem got;
+    REQUIRE(s.get("b", &got));
+    CHECK(got.document == "speech.md");
+    RetrieveParams rp;
+    CHECK(ids_of(s.retrieve("glaciers", rp)).front() == "a");  // the best match overall
+    rp.prefer_document = "speech.md";
+    const std::vector<std::string> pref = ids_of(s.retrieve("glaciers", rp));
+    REQUIRE(pref.size() == 3);
+    CHECK(std::set<std::string>(pref.begin(), pref.begin() + 2) == std::set<std::string>{"b", "c"});
+    CHECK(pref[2] == "a");
+    rp.max_items = 2;
+    const std::vector<std::string> two = ids_of(s.retrieve("glaciers", rp));
+    CHECK(std::set<std::string>(two.begin(), two.end()) == std::set<std::string>{"b", "c"});
+    rp.prefer_document = "other.md";
+    CHECK(ids_of(s.retrieve("glaciers", rp)).front() == "a");
+}
+
 TEST_CASE("memory_store: a schema newer than the code is a typed error") {
     TempDir tmp;
     std::string path = tmp.file("new.db");

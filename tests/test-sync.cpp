@@ -107,18 +107,21 @@ struct Proc {
 struct CloudServer {
     std::unique_ptr<Proc> proc;
     std::string url;
-    explicit CloudServer(const TempDir& tmp, const std::string& faults = "") {
-        std::vector<std::string> argv = {TANDEM_CLOUD_BIN, "--port", "0", "--corpus", tmp.file("corpus"),
-                                         "--db", tmp.file("cloud.db"), "--token", "e2e-token"};
+    // auth: the flags that say who may call ("--token e2e-token" unless given); port 0: any.
+    explicit CloudServer(const TempDir& tmp, const std::string& faults = "",
+                         std::vector<std::string> auth = {"--token", "e2e-token"}, int port = 0) {
+        std::vector<std::string> argv = {TANDEM_CLOUD_BIN, "--port", std::to_string(port), "--corpus", tmp.file("corpus"),
+                                         "--db", tmp.file("cloud.db")};
+        argv.insert(argv.end(), auth.begin(), auth.end());
         if (!faults.empty()) {
             argv.push_back("--faults");
             argv.push_back(faults);
         }
         proc = std::make_unique<Proc>(argv);
-        std::string port = proc->wait_for(std::regex("listening on http://127\\.0\\.0\\.1:([0-9]+)"), 60000);
+        std::string bound = proc->wait_for(std::regex("listening on http://127\\.0\\.0\\.1:([0-9]+)"), 60000);
         INFO("tandem-cloud output: " << proc->out);
-        REQUIRE(!port.empty());
-        url = "http://127.0.0.1:" + port;
+        REQUIRE(!bound.empty());
+        url = "http://127.0.0.1:" + bound;
     }
 };
 
@@ -127,11 +130,17 @@ struct RunResult {
     std::string out;
 };
 
-// Runs `tandem sync ...` to completion (at most 60 s).
-RunResult sync_once(const std::string& db, const std::string& url, std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {TANDEM_BIN, "sync", "--db", db, "--url", url, "--token", "e2e-token", "--once"};
+std::vector<std::string> sync_argv(const std::string& db, const std::string& url, const std::vector<std::string>& extra,
+                                   const std::string& token) {
+    std::vector<std::string> argv = {TANDEM_BIN, "sync", "--db", db, "--url", url, "--token", token, "--once"};
     argv.insert(argv.end(), extra.begin(), extra.end());
-    Proc p(argv);
+    return argv;
+}
+
+// Runs `tandem sync ...` to completion (at most 60 s).
+RunResult sync_once(const std::string& db, const std::string& url, std::vector<std::string> extra = {},
+                    const std::string& token = "e2e-token") {
+    Proc p(sync_argv(db, url, extra, token));
     RunResult r;
     r.code = p.wait_exit(60000);
     r.out = p.out;
@@ -145,10 +154,10 @@ size_t collect(char* p, size_t s, size_t n, void* ud) {
     return s * n;
 }
 
-std::pair<long, std::string> http(const std::string& method, const std::string& url) {
+std::pair<long, std::string> http(const std::string& method, const std::string& url, const std::string& token = "e2e-token") {
     CURL* e = curl_easy_init();
     std::string body;
-    curl_slist* h = curl_slist_append(nullptr, "Authorization: Bearer e2e-token");
+    curl_slist* h = curl_slist_append(nullptr, ("Authorization: Bearer " + token).c_str());
     curl_easy_setopt(e, CURLOPT_URL, url.c_str());
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method.c_str());
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
@@ -162,10 +171,10 @@ std::pair<long, std::string> http(const std::string& method, const std::string& 
     return {status, body};
 }
 
-void wait_request_done(const std::string& url, const std::string& id) {
+void wait_request_done(const std::string& url, const std::string& id, const std::string& token = "e2e-token") {
     auto deadline = Clock::now() + std::chrono::seconds(15);
     while (Clock::now() < deadline) {
-        auto r = http("GET", url + "/v1/memory/requests/" + id);
+        auto r = http("GET", url + "/v1/memory/requests/" + id, token);
         if (r.first == 200 && json::parse(r.second, nullptr, false).value("state", "") == "done") return;
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
@@ -173,11 +182,12 @@ void wait_request_done(const std::string& url, const std::string& id) {
 }
 
 // The server's whole feed folded into its live items: id -> (request_id, text).
-std::map<std::string, std::pair<std::string, std::string>> server_items(const std::string& url) {
+std::map<std::string, std::pair<std::string, std::string>> server_items(const std::string& url,
+                                                                      const std::string& token = "e2e-token") {
     std::map<std::string, std::pair<std::string, std::string>> live;
     std::string cursor;
     for (int i = 0; i < 100; ++i) {
-        auto r = http("GET", url + "/v1/memory/changes?since=" + cursor + "&limit=1000");
+        auto r = http("GET", url + "/v1/memory/changes?since=" + cursor + "&limit=1000", token);
         REQUIRE(r.first == 200);
         json p = json::parse(r.second);
         for (const json& it : p["items"]) {
@@ -207,11 +217,11 @@ void write_corpus(const TempDir& tmp) {
                             "Tariffs on agricultural exports hurt developing economies the most.\n");
 }
 
-void enqueue(const std::string& db, const std::string& id, const std::string& context) {
+void enqueue(const std::string& db, const std::string& id, const std::string& context, const std::string& document = "") {
     tandem::MemoryStoreParams p;
     p.path = db;
     tandem::MemoryStore store(p);
-    REQUIRE(store.outbox_enqueue(id, context));
+    REQUIRE(store.outbox_enqueue(id, context, document));
 }
 
 // Checks the store holds exactly the server's live items: same ids, same texts, no extra.
@@ -406,4 +416,138 @@ TEST_CASE("tandem sync: killed at random moments, the store stays consistent and
         for (int i = 0; i < 6; ++i) CHECK(store.outbox_get("req-" + std::to_string(i), &q));
     }
     check_exactly_once(db, server_items(srv.url));
+}
+
+// ---- tenants, documents, epochs ------------------------------------------------------------
+
+namespace {
+
+const char* kAliceToken = "alice-sync-token-0123456789";
+const char* kBobToken = "bob-sync-token-0123456789";
+
+std::vector<std::string> tenants_auth(const TempDir& tmp) {
+    tandem_test::write_file(tmp.file("tokens"), std::string("alice ") + kAliceToken + "\nbob " + kBobToken + "\n");
+    REQUIRE(chmod(tmp.file("tokens").c_str(), 0600) == 0);
+    return {"--tokens", tmp.file("tokens")};
+}
+
+std::set<std::string> ids_of(const std::map<std::string, std::pair<std::string, std::string>>& items) {
+    std::set<std::string> out;
+    for (const auto& kv : items) out.insert(kv.first);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("tandem sync: two tenants syncing at once each get exactly their own notes") {
+    TempDir tmp;
+    write_corpus(tmp);
+    CloudServer srv(tmp, "", tenants_auth(tmp));
+    const std::string da = tmp.file("alice.db"), db = tmp.file("bob.db");
+    // The same request id in both tenants: two requests.
+    enqueue(da, "req-1", "rising sea levels and small island states");
+    enqueue(db, "req-1", "nuclear weapons treaty verification and inspections");
+    enqueue(da, "req-2", "Paris Agreement warming two degrees");
+    enqueue(db, "req-2", "tariffs on agricultural exports");
+    std::string outputs;
+    for (int round = 0; round < 3; ++round) {  // concurrent passes, repeated: nothing crosses, nothing doubles
+        Proc pa(sync_argv(da, srv.url, {"--wait", "5"}, kAliceToken));
+        Proc pb(sync_argv(db, srv.url, {"--wait", "5"}, kBobToken));
+        const int ca = pa.wait_exit(60000), cb = pb.wait_exit(60000);
+        outputs += "--- alice\n" + pa.out + "--- bob\n" + pb.out;
+        CHECK(ca == 0);
+        CHECK(cb == 0);
+        if (round == 0) {
+            for (const char* id : {"req-1", "req-2"}) {
+                wait_request_done(srv.url, id, kAliceToken);
+                wait_request_done(srv.url, id, kBobToken);
+            }
+        }
+    }
+    INFO(outputs);
+    const auto want_a = server_items(srv.url, kAliceToken), want_b = server_items(srv.url, kBobToken);
+    REQUIRE(!want_a.empty());
+    REQUIRE(!want_b.empty());
+    check_exactly_once(da, want_a);
+    check_exactly_once(db, want_b);
+    for (const auto& id : ids_of(want_a)) CHECK(want_b.count(id) == 0);
+    CHECK(outputs.find(kAliceToken) == std::string::npos);
+    CHECK(outputs.find(kBobToken) == std::string::npos);
+}
+
+TEST_CASE("tandem sync: forgetting a document reaches every client of the tenant, and only its notes") {
+    TempDir tmp;
+    write_corpus(tmp);
+    CloudServer srv(tmp, "", tenants_auth(tmp));
+    const std::string laptop = tmp.file("laptop.db"), desktop = tmp.file("desktop.db");
+    enqueue(laptop, "req-speech", "rising sea levels and small island states", "speech.md");
+    enqueue(laptop, "req-memo", "nuclear weapons treaty verification", "memo.md");
+    REQUIRE(sync_once(laptop, srv.url, {"--wait", "5"}, kAliceToken).code == 0);
+    wait_request_done(srv.url, "req-speech", kAliceToken);
+    wait_request_done(srv.url, "req-memo", kAliceToken);
+    REQUIRE(sync_once(laptop, srv.url, {}, kAliceToken).code == 0);
+    REQUIRE(sync_once(desktop, srv.url, {}, kAliceToken).code == 0);  // the same tenant's other device
+    const auto before = server_items(srv.url, kAliceToken);
+    check_exactly_once(laptop, before);
+    check_exactly_once(desktop, before);
+
+    auto del = http("DELETE", srv.url + "/v1/memory/documents/speech.md", kAliceToken);
+    REQUIRE(del.first == 200);
+    for (const std::string& dbp : {laptop, desktop}) {
+        RunResult r = sync_once(dbp, srv.url, {}, kAliceToken);
+        INFO(r.out);
+        CHECK(r.code == 0);
+        CHECK(r.out.find("0 item(s), " + std::to_string(json::parse(del.second)["deleted"].get<int>()) + " tombstone(s)") !=
+              std::string::npos);
+    }
+    const auto after = server_items(srv.url, kAliceToken);
+    REQUIRE(!after.empty());
+    CHECK(after.size() < before.size());
+    check_exactly_once(laptop, after);
+    check_exactly_once(desktop, after);
+    tandem::MemoryStoreParams p;
+    p.path = desktop;
+    tandem::MemoryStore store(p);
+    for (const auto& kv : after) {
+        tandem::MemoryItem it;
+        REQUIRE(store.get(kv.first, &it));
+        CHECK(it.document == "memo.md");
+    }
+}
+
+TEST_CASE("tandem sync: a cloud reset under a synced client: it says so, starts over and gets the new notes") {
+    TempDir tmp;
+    write_corpus(tmp);
+    const std::string db = tmp.file("client.db");
+    int port = 0;
+    std::set<std::string> old_ids;
+    {
+        CloudServer srv(tmp);
+        port = std::stoi(srv.url.substr(srv.url.rfind(':') + 1));
+        enqueue(db, "req-old", "rising sea levels and small island states");
+        REQUIRE(sync_once(db, srv.url, {"--wait", "5"}).code == 0);
+        wait_request_done(srv.url, "req-old");
+        REQUIRE(sync_once(db, srv.url).code == 0);
+        old_ids = ids_of(server_items(srv.url));
+        check_exactly_once(db, server_items(srv.url));
+    }
+    // The database is lost; the cloud comes back on the same URL with an empty feed.
+    for (const char* f : {"cloud.db", "cloud.db-wal", "cloud.db-shm"}) std::remove(tmp.file(f).c_str());
+    CloudServer srv(tmp, "", {"--token", "e2e-token"}, port);
+    REQUIRE(srv.url == "http://127.0.0.1:" + std::to_string(port));
+    enqueue(db, "req-new", "nuclear weapons treaty verification and inspections");
+    RunResult r = sync_once(db, srv.url, {"--wait", "5"});
+    INFO(r.out);
+    CHECK(r.code == 0);
+    CHECK(r.out.find("from another epoch") != std::string::npos);
+    CHECK(r.out.find("dropped " + std::to_string(old_ids.size()) + " local note(s)") != std::string::npos);
+    wait_request_done(srv.url, "req-new");
+    RunResult again = sync_once(db, srv.url);
+    INFO(again.out);
+    CHECK(again.code == 0);
+    CHECK(again.out.find("another epoch") == std::string::npos);
+    const auto now = server_items(srv.url);
+    REQUIRE(!now.empty());
+    for (const auto& kv : now) CHECK(kv.second.first == "req-new");
+    check_exactly_once(db, now);  // the old epoch's notes are gone, the new ones arrived
 }

@@ -1,8 +1,10 @@
 // Plain reference twins of the two tokenizer algorithms, written the way llama.cpp's
 // llm_tokenizer_spm/bpe sessions are: std::string-keyed maps, a std::string per bigram, no
-// splitting or caching. Slow and obviously faithful; the tests and bench-tokenizer check that
+// word splitting or caching; the text is first cut at user-defined (and, with parse_special,
+// control) tokens as llama.cpp's tokenizer_st_partition does. Slow and obviously faithful; the tests and bench-tokenizer check that
 // the optimized Tokenizer gives identical ids. Built from the GGUF file directly.
 #pragma once
+#include <algorithm>
 #include <map>
 #include <queue>
 #include <string>
@@ -12,6 +14,7 @@
 #include "tandem/pretokenize.h"
 #include "tandem/unicode.h"
 #include "tandem/gguf.h"
+#include "tandem/tokenizer.h"  // is_end_of_generation_text
 
 namespace tandem_ref {
 
@@ -23,14 +26,81 @@ struct RefSym {
     int prev, next;
 };
 
+// llama.cpp's tokenizer_st_partition, literally: for each control, user-defined or unknown
+// token (`split`, longest text first; control and unknown ones only when parse_special), every
+// occurrence in a fragment still raw, leftmost first, becomes that token.
+struct RefFragment {
+    std::string text;
+    int token;  // -1: raw text
+};
+
+inline std::vector<RefFragment> ref_partition(const std::string& text, const std::vector<std::pair<std::string, int>>& split,
+                                              const std::vector<int>& split_id, bool parse_special) {
+    std::vector<RefFragment> frags;
+    if (!text.empty()) frags.push_back({text, -1});
+    for (size_t k = 0; k < split.size(); ++k) {
+        const std::string& tok = split[k].first;
+        if (!parse_special && split[k].second != 4) continue;  // 4: user-defined
+        std::vector<RefFragment> next;
+        for (const RefFragment& f : frags) {
+            if (f.token >= 0) {
+                next.push_back(f);
+                continue;
+            }
+            size_t at = 0;
+            for (size_t m = f.text.find(tok); m != std::string::npos; m = f.text.find(tok, at)) {
+                if (m > at) next.push_back({f.text.substr(at, m - at), -1});
+                next.push_back({tok, split_id[k]});
+                at = m + tok.size();
+            }
+            if (at < f.text.size()) next.push_back({f.text.substr(at), -1});
+        }
+        frags = std::move(next);
+    }
+    return frags;
+}
+
+// The split tokens of a vocabulary in llama.cpp's order (text length, longest first; ties by id).
+inline void ref_split_tokens(const std::vector<std::string>& toks, const std::vector<int64_t>& types,
+                             std::vector<std::pair<std::string, int>>& split, std::vector<int>& split_id) {
+    std::vector<int> ids;
+    for (size_t i = 0; i < toks.size(); ++i)
+        if (!toks[i].empty() && (types[i] == 2 || types[i] == 3 || types[i] == 4)) ids.push_back((int)i);
+    std::stable_sort(ids.begin(), ids.end(), [&](int a, int b) { return toks[a].size() > toks[b].size(); });
+    for (int id : ids) {
+        // end-of-generation texts count as control tokens (llama.cpp overrides their type)
+        split.push_back({toks[id], types[id] == 4 && is_end_of_generation_text(toks[id]) ? 3 : (int)types[id]});
+        split_id.push_back(id);
+    }
+}
+
 // SPM as llama.cpp: string lookups, a std::priority_queue of bigrams.
 struct RefSpm {
     std::unordered_map<std::string, int> piece;  // normal tokens
     std::vector<float> score;
     int byte_tok[256];
 
-    std::vector<int> encode(const std::string& raw) const {
-        std::string text = "\xE2\x96\x81";
+    std::vector<std::pair<std::string, int>> split;  // split tokens: (text, type), longest first
+    std::vector<int> split_id;
+
+    std::vector<int> encode(const std::string& raw, bool parse_special = false) const {
+        std::vector<int> out;
+        bool prev_special = true;  // the space prefix: first, and after every split token
+        for (const RefFragment& f : ref_partition(raw, split, split_id, parse_special)) {
+            if (f.token >= 0) {
+                out.push_back(f.token);
+                prev_special = true;
+            } else {
+                const std::vector<int> ids = encode_fragment(f.text, prev_special);
+                out.insert(out.end(), ids.begin(), ids.end());
+                prev_special = false;
+            }
+        }
+        return out;
+    }
+
+    std::vector<int> encode_fragment(const std::string& raw, bool prefix) const {
+        std::string text = prefix ? "\xE2\x96\x81" : "";
         for (char c : raw) text += c == ' ' ? std::string("\xE2\x96\x81") : std::string(1, c);
         struct Bigram {
             int left, right;
@@ -84,7 +154,23 @@ struct RefBpe {
     std::unordered_map<std::string, int> piece;
     std::map<std::pair<std::string, std::string>, int> rank;
 
-    std::vector<int> encode(const std::string& text) const {
+    std::vector<std::pair<std::string, int>> split;  // split tokens: (text, type), longest first
+    std::vector<int> split_id;
+
+    std::vector<int> encode(const std::string& raw, bool parse_special = false) const {
+        std::vector<int> out;
+        for (const RefFragment& f : ref_partition(raw, split, split_id, parse_special)) {
+            if (f.token >= 0) {
+                out.push_back(f.token);
+            } else {
+                const std::vector<int> ids = encode_fragment(f.text);
+                out.insert(out.end(), ids.begin(), ids.end());
+            }
+        }
+        return out;
+    }
+
+    std::vector<int> encode_fragment(const std::string& text) const {
         std::vector<uint32_t> cpts, ends, scratch;
         unicode::utf8_to_cpts(text, cpts);
         std::vector<uint8_t> flags;
@@ -158,6 +244,7 @@ inline RefSpm load_ref_spm(const GgufFile& f) {
         if (types[i] == 1) r.piece[toks[i]] = (int)i;
         if (types[i] == 6 && toks[i].size() == 6) r.byte_tok[std::stoi(toks[i].substr(3, 2), nullptr, 16)] = (int)i;
     }
+    ref_split_tokens(toks, types, r.split, r.split_id);
     return r;
 }
 
@@ -173,6 +260,7 @@ inline RefBpe load_ref_bpe(const GgufFile& f, PreType pre) {
         const size_t sp = merges[k].find(' ', 1);
         r.rank.emplace(std::make_pair(merges[k].substr(0, sp), merges[k].substr(sp + 1)), (int)k);
     }
+    ref_split_tokens(toks, types, r.split, r.split_id);
     return r;
 }
 

@@ -36,12 +36,9 @@ std::vector<Speech> load_speeches(const std::string& path, int min_year, int max
 
 // ---- sentences with their places in the text ----------------------------------------------
 
-struct Span {
-    size_t begin, end;  // text[begin, end) is the sentence, trimmed
-};
+using Span = SentenceSpan;
 
-// The splitter's sentences, located in text: each is a trimmed piece of it, in order.
-static std::vector<Span> sentence_spans(const std::string& text) {
+std::vector<SentenceSpan> sentence_spans(const std::string& text) {
     std::vector<Span> spans;
     size_t pos = 0;
     for (const std::string& s : cloud::split_sentences(text)) {

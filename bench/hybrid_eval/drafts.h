@@ -63,4 +63,13 @@ std::vector<Draft> make_drafts(const std::vector<Speech>& speeches, const DraftO
 // A 64-bit mixing function (splitmix64 finalizer): the evaluation's seeded choices use it.
 uint64_t mix64(uint64_t x);
 
+// A sentence's place in its text: text[begin, end) is the sentence, trimmed.
+struct SentenceSpan {
+    size_t begin, end;
+};
+
+// The cloud splitter's sentences (cloud::split_sentences), located in text, in order. The
+// demo client's training windows start at these (bench/demo_pair).
+std::vector<SentenceSpan> sentence_spans(const std::string& text);
+
 }  // namespace tandem::eval

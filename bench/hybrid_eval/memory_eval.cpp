@@ -1,18 +1,22 @@
 // bench-hybrid-memory: issue 8's memory experiment (HybridRAG with the demo model pair).
 //
-// For held-out 2022 drafts (bench/hybrid_eval/drafts.h), the client model continues the
-// draft under each memory condition and is scored on the true next sentence:
+// For held-out 2022 drafts (bench/hybrid_eval/drafts.h), the client model (the demo client
+// trained on the speeches up to 2005 to read notes, bench/demo_pair) continues the draft under
+// each memory condition and is scored on the true next sentence:
 //
 //   none       no memory
-//   notes      notes written by tandem-cloud's LLM (the demo cloud model) from the passages it
-//              retrieved for the draft, fetched over HTTP with cloud_adapter (the product's
-//              path), then chosen for the prompt by MemoryStore::retrieve as suggest() does
-//   raw        the passages the cloud retrieved for that request (the same FTS5 search, read
-//              from the cloud's database), within the same token budget
+//   notes      notes written by the cloud's LLM (the demo cloud model) from the passages it
+//              retrieves for the draft, chosen for the prompt by MemoryStore::retrieve as
+//              suggest() does. The cloud's corpus is every speech up to 2022 but the draft's own
+//              (leave-one-out); the notes are made by the cloud's own code (ServerDb::search,
+//              LlmGenerator) in-process, since a memory request cannot name a speech to leave out
+//   raw        the passages the cloud retrieved for that request, within the same token budget
 //   unrelated  the notes of another draft (another speech): a control for "any text helps"
 //   stale      notes requested for the prefix as it was N sentences earlier (the async path)
 //   cloud_rag  the cloud model itself, with the raw passages (cloud-only RAG)
 //   cloud_none the cloud model without memory (how much is the bigger model alone)
+//   old_none   the old demo client (speeches up to 2020, never shown notes), no memory
+//   old_notes  the old demo client with the same notes
 //
 // The prompt is always the SDK's (tandem/suggest_prompt.h). Scores: the model's NLL per token
 // of the truth given the prompt; ROUGE-L and chrF of a greedy continuation (cut at its first
@@ -43,6 +47,7 @@
 #include "../../tests/server_process.h"
 #include "tandem/cloud/corpus.h"  // examples/cloud_server: split_sentences
 #include "drafts.h"
+#include "tandem/cloud/llm.h"  // examples/cloud_server: LlmGenerator, the cloud's note writer
 #include "memory_report.h"
 #include "tandem/cloud/server_db.h"  // examples/cloud_server: the cloud's passage search
 #include "tandem/assistant.h"
@@ -66,7 +71,10 @@ static double ms_since(Clock::time_point t0) { return std::chrono::duration<doub
 struct Options {
     std::string shared = TANDEM_SHARED_DIR, out = "bench/results/hybrid", cache = "build/hybrid-eval-cache";
     std::string cloud_bin = TANDEM_CLOUD_BIN;
-    int drafts = 60;  // ~2 cloud requests of ~5-11 s each per draft on 2 shared cores: ~25 minutes
+    // The client: the demo client trained on the speeches up to 2005 to read notes
+    // (bench/demo_pair); the old client (up to 2020, never shown notes) is a control.
+    std::string client = TANDEM_DEMO_CLIENT, old_client;  // old_client "": SHARED/models/tandem-demo-client-q8_0.gguf
+    int drafts = 120;  // 2 note requests of ~4-14 s each per draft on 2 shared cores (docs/evaluation.md)
     int latency_drafts = 6;
     int keystrokes = 5;   // async keystrokes timed per latency draft
     uint64_t seed = 2022;
@@ -98,6 +106,7 @@ struct Setup {
     }
 };
 static constexpr size_t kMaxTruthChars = 280;
+static constexpr int kDraftYear = 2022;  // the drafts' year: neither model saw it
 
 // ---- the cloud: tandem-cloud as a child process, plain HTTP for the tool routes ------------------
 
@@ -156,21 +165,6 @@ static void wait_cloud_idle(const std::string& url) {
         if (Clock::now() > deadline) throw std::runtime_error("tandem-cloud still busy after 5 minutes: " + body);
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
-}
-
-// Every item of the feed (from the start), grouped by request id.
-static std::map<std::string, std::vector<FeedItem>> read_feed(CloudClient& cloud) {
-    std::map<std::string, std::vector<FeedItem>> by_request;
-    std::string cursor;
-    for (;;) {
-        auto o = wait_for<FeedPage>([&](auto cb) { return cloud.get_changes(cursor, 1000, 0, cb); });
-        if (o.ec) throw std::runtime_error("GET /v1/memory/changes: " + o.message);
-        for (auto& it : o.value.items)
-            if (!it.deleted) by_request[it.request_id].push_back(it);
-        if (o.value.items.empty() || o.value.next_cursor == cursor) break;
-        cursor = o.value.next_cursor;
-    }
-    return by_request;
 }
 
 // ---- prompts ------------------------------------------------------------------------------
@@ -261,12 +255,15 @@ static DraftScore score(Engine& e, const std::vector<std::string>& notes, const 
     return s;
 }
 
-// ---- phase A: memory notes from tandem-cloud over HTTP --------------------------------------
+// ---- phase A: memory notes, the cloud's code on a leave-one-out corpus ------------------------
 
-// The request id is a hash of what is asked: the cloud's database (--cache) keeps the notes of
-// earlier runs, and the same request again is a duplicate that the cloud answers from its feed
-// (the notes are made at temperature 0, so they would be the same). Delete the cache for a run
-// that makes every note afresh.
+// The cloud's database holds every speech up to the drafts' year; a draft's notes must not
+// come from its own speech (the writer's document is not in the cloud's corpus). The protocol's
+// memory request names no document to leave out, so the notes are made here, in-process, by
+// the code tandem-cloud's memory worker runs: ServerDb::search (3 passages per wanted note, the
+// draft's speech excluded) and LlmGenerator with the demo cloud model.
+
+// The request id is a hash of what is asked (context and note count).
 static std::string note_request_id(const std::string& context, int max_items) {
     uint64_t h = 0xcbf29ce484222325ULL;
     for (unsigned char c : context) h = (h ^ c) * 0x100000001b3ULL;
@@ -276,38 +273,61 @@ static std::string note_request_id(const std::string& context, int max_items) {
 }
 
 struct NoteRequest {
-    std::string id, context;
+    std::string id, context, exclude_doc;  // exclude_doc: the draft's speech
 };
 
-// Posts every request (cloud_adapter), waits until the cloud's worker has handled each (it
-// takes them oldest first), then reads the whole feed.
-static std::map<std::string, std::vector<FeedItem>> fetch_notes(CloudClient& cloud, const std::string& url,
-                                                                const std::vector<NoteRequest>& reqs, int max_items,
-                                                                int* already_made) {
-    *already_made = 0;
-    for (const auto& r : reqs) {
-        std::string body;
-        if (http_call("GET", url + "/v1/memory/requests/" + r.id, "", &body) == 200) ++*already_made;
-        MemoryRequestBody b;
-        b.request_id = r.id;
-        b.context = r.context;
-        b.max_items = max_items;
-        auto o = wait_for<Nothing>([&](auto cb) { return cloud.post_memory_request(b, cb); });
-        if (o.ec) throw std::runtime_error("POST /v1/memory/requests " + r.id + ": " + o.message);
+// The passages the cloud retrieves for a request (its worker's search, leave-one-out).
+static std::vector<cloud::Passage> request_passages(cloud::ServerDb& db, const NoteRequest& r, int max_items) {
+    return db.search(r.context, (size_t)max_items * 3, r.exclude_doc);
+}
+
+// Notes for every request, as feed items grouped by request id. Notes are made at temperature
+// 0, so a cache file (cache/notes-loo.json, keyed by request id and excluded speech) keeps
+// them between runs; delete it to make every note afresh. *already_made: requests found there.
+static std::map<std::string, std::vector<FeedItem>> make_notes(cloud::ServerDb& db, std::shared_ptr<Engine> cloud_model,
+                                                               const std::vector<NoteRequest>& reqs, int max_items,
+                                                               const std::string& cache_file, int* already_made) {
+    nlohmann::json cache = nlohmann::json::object();
+    if (fs::exists(cache_file)) {
+        std::ifstream f(cache_file);
+        try {
+            cache = nlohmann::json::parse(f);
+        } catch (const std::exception& e) {
+            throw std::runtime_error(cache_file + ": not JSON (" + e.what() + "); delete it to make the notes again");
+        }
     }
+    cloud::LlmGenerator gen(std::move(cloud_model));
+    std::map<std::string, std::vector<FeedItem>> out;
+    *already_made = 0;
     const auto t0 = Clock::now();
     for (size_t i = 0; i < reqs.size(); i++) {
-        const auto deadline = Clock::now() + std::chrono::minutes(5);
-        std::string st;
-        while ((st = request_state(url, reqs[i].id)) == "pending") {
-            if (Clock::now() > deadline) throw std::runtime_error("memory request " + reqs[i].id + " still pending after 5 minutes");
-            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        const NoteRequest& r = reqs[i];
+        const std::string key = r.id + "|" + r.exclude_doc;
+        if (cache.contains(key)) {
+            ++*already_made;
+        } else {
+            nlohmann::json notes = nlohmann::json::array();
+            for (const cloud::NewNote& n : gen.generate(r.context, request_passages(db, r, max_items), (size_t)max_items))
+                notes.push_back({{"text", n.text}, {"doc_id", n.doc_id}, {"title", n.title}});
+            cache[key] = notes;
+            std::ofstream(cache_file) << cache.dump(1) << "\n";
         }
-        if (st != "done") std::fprintf(stderr, "memory request %s: %s (no notes)\n", reqs[i].id.c_str(), st.c_str());
+        std::vector<FeedItem>& items = out[r.id];
+        items.clear();
+        for (const auto& n : cache[key]) {
+            FeedItem it;
+            it.id = r.id + "-" + std::to_string(items.size());
+            it.request_id = r.id;
+            it.text = n.at("text").get<std::string>();
+            it.doc_id = n.at("doc_id").get<std::string>();
+            it.title = n.at("title").get<std::string>();
+            items.push_back(std::move(it));
+        }
         if ((i + 1) % 20 == 0 || i + 1 == reqs.size())
-            std::fprintf(stderr, "notes: %zu/%zu requests done, %.0f s\n", i + 1, reqs.size(), ms_since(t0) / 1000);
+            std::fprintf(stderr, "notes: %zu/%zu requests done (%d from the cache), %.0f s\n", i + 1, reqs.size(),
+                         *already_made, ms_since(t0) / 1000);
     }
-    return read_feed(cloud);
+    return out;
 }
 
 // ---- phase D: time to first token ------------------------------------------------------------
@@ -329,14 +349,14 @@ static LatencySeries async_latency(const std::vector<Draft>& drafts, const std::
             if (it == notes.end()) continue;
             for (const auto& f : it->second) {
                 MemoryChange c;
-                c.item = {f.id, f.request_id, f.text, f.doc_id, f.title, f.created_at, 0};
+                c.item = {f.id, f.request_id, f.text, f.doc_id, f.title, f.created_at, 0, f.document};
                 page.push_back(c);
             }
         }
         store.apply_changes(page, "");
     }
     AssistantConfig c;
-    c.model_path = opt.shared + "/models/tandem-demo-client-q8_0.gguf";
+    c.model_path = opt.client;
     c.backend = "cpu";
     c.n_threads = opt.threads;
     c.n_ctx = su.n_ctx;
@@ -424,7 +444,7 @@ static LatencySeries cloud_latency(const std::vector<Draft>& drafts, CloudClient
         const std::string before = d.prefix + d.gap + d.truth.substr(0, 1);
         const auto t0 = Clock::now();
         const std::string context = DocumentWindow(before, su.window).request_context();
-        const auto passages = db.search(fts5_match_query(context, 32), (size_t)su.request_items * 3);
+        const auto passages = db.search(context, (size_t)su.request_items * 3, d.speech_id);
         std::string content;
         for (const auto& r : raw_within_budget(passages, tok, su.note_budget)) content += r + "\n";
         content += "\n" + before;
@@ -448,9 +468,12 @@ static LatencySeries cloud_latency(const std::vector<Draft>& drafts, CloudClient
 static const char* kUsage =
     "usage: bench-hybrid-memory [--drafts N] [--quick] [--out DIR] [--cache DIR] [--shared DIR]\n"
     "                           [--seed S] [--latency-drafts N] [--threads N] [--cloud-bin PATH]\n"
-    "  --drafts N   held-out 2022 drafts scored (default 60); --quick: 4 drafts, 1 for latency\n"
+    "                           [--client GGUF] [--old-client GGUF]\n"
+    "  --drafts N   held-out 2022 drafts scored (default 120); --quick: 4 drafts, 1 for latency\n"
     "  --out DIR    memory.json, memory.md, memory-gain.svg (default bench/results/hybrid)\n"
-    "  --cache DIR  the cloud's database (the corpus index is built once, ~minutes) and scratch stores\n";
+    "  --cache DIR  the cloud's database (the corpus index is built once, ~minutes), the notes, scratch stores\n"
+    "  --client     the client model (default bench/demo_pair/tandem-demo-client-2005-q8_0.gguf)\n"
+    "  --old-client the control client (default SHARED/models/tandem-demo-client-q8_0.gguf)\n";
 
 static Options parse_args(int argc, char** argv) {
     Options o;
@@ -477,10 +500,13 @@ static Options parse_args(int argc, char** argv) {
         else if (a == "--cache") o.cache = value();
         else if (a == "--shared") o.shared = value();
         else if (a == "--cloud-bin") o.cloud_bin = value();
+        else if (a == "--client") o.client = value();
+        else if (a == "--old-client") o.old_client = value();
         else if (a == "--quick") o.quick = true;
         else if (a == "-h" || a == "--help") { std::fputs(kUsage, stdout); std::exit(0); }
         else throw std::invalid_argument("unknown option '" + a + "'");
     }
+    if (o.old_client.empty()) o.old_client = o.shared + "/models/tandem-demo-client-q8_0.gguf";
     if (o.quick) {
         o.drafts = std::min(o.drafts, 4);
         o.latency_drafts = std::min(o.latency_drafts, 1);
@@ -492,7 +518,7 @@ static Options parse_args(int argc, char** argv) {
 // The held-out drafts: 2022 speeches, one cut each, truths of 30..280 characters, shuffled
 // with the seed, the first n.
 static std::vector<Draft> pick_drafts(const Options& o, const Setup& su) {
-    const std::vector<Speech> speeches = load_speeches(o.shared + "/corpus/ungd.jsonl.xz", 2022, 2022);
+    const std::vector<Speech> speeches = load_speeches(o.shared + "/corpus/ungd.jsonl.xz", kDraftYear, kDraftYear);
     std::vector<Draft> all;
     for (Draft& d : make_drafts(speeches, su.draft, o.seed))
         if (d.truth.size() <= kMaxTruthChars) all.push_back(std::move(d));
@@ -541,12 +567,13 @@ int main(int argc, char** argv) {
         const size_t n = drafts.size();
         const std::string run = "e" + std::to_string(unix_ms_now());
 
-        // The cloud: tandem-cloud with the demo cloud model and the speeches up to 2020.
+        // The cloud: tandem-cloud with the demo cloud model and every speech up to the drafts'
+        // year (its database is also the corpus of the notes, phase A).
         auto t = Clock::now();
-        const std::string cloud_db = opt.cache + "/cloud-ungd-2020.db";
+        const std::string cloud_db = opt.cache + "/cloud-ungd-" + std::to_string(kDraftYear) + ".db";
         std::fprintf(stderr, "starting tandem-cloud (the first start indexes the corpus into %s)\n", cloud_db.c_str());
         tandem_test::ServerProcess server(opt.cloud_bin, {"--port", "0", "--corpus", opt.shared + "/corpus/ungd.jsonl.xz",
-                                                          "--max-year", "2020", "--db", cloud_db, "--model",
+                                                          "--max-year", std::to_string(kDraftYear), "--db", cloud_db, "--model",
                                                           opt.shared + "/models/tandem-demo-cloud-q8_0.gguf", "--enable-admin"},
                                           30 * 60 * 1000);
         rep.phases["cloud_start"] = ms_since(t) / 1000;
@@ -556,20 +583,30 @@ int main(int argc, char** argv) {
         CloudClient cloud(cc);
         set_cloud_delay(server.url(), 0);
 
-        // Phase A: notes for each draft's prefix and for its stale prefix.
+        EngineParams ep;
+        ep.context.n_ctx = su.n_ctx;
+        ep.context.n_threads = opt.threads;
+        auto client = Engine::load(opt.client, ep);
+        auto old_client = Engine::load(opt.old_client, ep);
+        std::shared_ptr<Engine> big = Engine::load(opt.shared + "/models/tandem-demo-cloud-q8_0.gguf", ep);
+        const Tokenizer& tok = client->tokenizer();
+        const std::unique_ptr<cloud::ServerDb> db = cloud::open_server_db(cloud_db);
+
+        // Phase A: notes for each draft's prefix and for its stale prefix, from every speech up
+        // to the drafts' year but the draft's own.
         t = Clock::now();
         std::vector<NoteRequest> reqs;
         for (size_t i = 0; i < n; i++) {
             for (const std::string* text : {&drafts[i].prefix, &drafts[i].stale_prefix}) {
                 const std::string ctx = DocumentWindow(*text, su.window).request_context();
-                reqs.push_back({note_request_id(ctx, su.request_items), ctx});
+                reqs.push_back({note_request_id(ctx, su.request_items), ctx, drafts[i].speech_id});
             }
         }
         int already_made = 0;
-        const auto feed = fetch_notes(cloud, server.url(), reqs, su.request_items, &already_made);
+        const auto feed = make_notes(*db, big, reqs, su.request_items, opt.cache + "/notes-loo.json", &already_made);
         rep.phases["cloud_notes"] = ms_since(t) / 1000;
         rep.phases["cloud_notes_requests"] = reqs.size();
-        rep.phases["cloud_notes_from_cache"] = already_made;  // made by an earlier run (same cloud database)
+        rep.phases["cloud_notes_from_cache"] = already_made;  // made by an earlier run (cache/notes-loo.json)
         auto items_of = [&](const std::string& id) {
             auto it = feed.find(id);
             return it == feed.end() ? std::vector<FeedItem>{} : it->second;
@@ -577,13 +614,6 @@ int main(int argc, char** argv) {
 
         // Phases B and C: every condition for every draft.
         t = Clock::now();
-        EngineParams ep;
-        ep.context.n_ctx = su.n_ctx;
-        ep.context.n_threads = opt.threads;
-        auto client = Engine::load(opt.shared + "/models/tandem-demo-client-q8_0.gguf", ep);
-        auto big = Engine::load(opt.shared + "/models/tandem-demo-cloud-q8_0.gguf", ep);
-        const Tokenizer& tok = client->tokenizer();
-        cloud::ServerDb db(cloud_db);
         rep.conditions = {
             {"none", "client", "the draft only", {}},
             {"notes", "client", "cloud LLM notes for the draft (MemoryStore::retrieve, <= 4 notes, <= 192 tokens)", {}},
@@ -592,6 +622,8 @@ int main(int argc, char** argv) {
             {"stale", "client", "notes made for the prefix 4 sentences earlier", {}},
             {"cloud_rag", "cloud", "cloud model with the retrieved passages (cloud-only RAG)", {}},
             {"cloud_none", "cloud", "cloud model, the draft only", {}},
+            {"old_none", "old client", "the old demo client (trained to 2020, never shown notes), the draft only", {}},
+            {"old_notes", "old client", "the old demo client with the same notes as notes", {}},
         };
         std::map<std::string, double> cond_ms;
         for (size_t i = 0; i < n; i++) {
@@ -602,11 +634,12 @@ int main(int argc, char** argv) {
             const std::vector<std::string> stale = notes_via_store(items_of(reqs[2 * i + 1].id), d.prefix, tok, su, scratch);
             const std::vector<std::string> other =
                 notes_via_store(items_of(reqs[2 * ((i + n / 2) % n)].id), d.prefix, tok, su, scratch);
-            const auto passages = db.search(fts5_match_query(reqs[2 * i].context, 32), (size_t)su.request_items * 3);
+            const auto passages = request_passages(*db, reqs[2 * i], su.request_items);
             const std::vector<std::string> raw = raw_within_budget(passages, tok, su.note_budget);
             const std::vector<std::pair<Engine*, const std::vector<std::string>*>> runs = {
                 {client.get(), nullptr}, {client.get(), &notes}, {client.get(), &raw}, {client.get(), &other},
-                {client.get(), &stale}, {big.get(), &raw}, {big.get(), nullptr}};
+                {client.get(), &stale}, {big.get(), &raw}, {big.get(), nullptr}, {old_client.get(), nullptr},
+                {old_client.get(), &notes}};
             const std::vector<std::string> none;
             for (size_t c = 0; c < runs.size(); c++) {
                 const auto tc = Clock::now();
@@ -619,6 +652,11 @@ int main(int argc, char** argv) {
                                   {"prefix", d.prefix}, {"truth", d.truth}, {"stale_prefix_chars", d.stale_prefix.size()},
                                   {"notes_received", now_texts}, {"notes_in_prompt", notes}, {"stale_notes_in_prompt", stale},
                                   {"unrelated_from", drafts[(i + n / 2) % n].speech_id}, {"passages", passages.size()},
+                                  {"passage_sources", [&] {
+                                       std::vector<std::string> v;
+                                       for (const auto& p : passages) v.push_back(p.title);
+                                       return v;
+                                   }()},
                                   {"raw_in_prompt", raw.size()}});
             if ((i + 1) % 10 == 0 || i + 1 == n)
                 std::fprintf(stderr, "scored %zu/%zu drafts, %.0f s\n", i + 1, n, ms_since(t) / 1000);
@@ -638,7 +676,7 @@ int main(int argc, char** argv) {
                 rep.latency.push_back(async_latency(ld, feed, ld_ids, opt, su, server.url(), delay));
                 wait_cloud_idle(server.url());  // the Assistant's own background requests
                 rep.latency.push_back(sync_latency(ld, *client, cloud, opt, su, server.url(), delay, run));
-                rep.latency.push_back(cloud_latency(ld, cloud, db, tok, su, delay));
+                rep.latency.push_back(cloud_latency(ld, cloud, *db, tok, su, delay));
                 std::fprintf(stderr, "latency with +%d ms done, %.0f s\n", delay, ms_since(t) / 1000);
             }
             set_cloud_delay(server.url(), 0);
@@ -656,7 +694,8 @@ int main(int argc, char** argv) {
                         {"max_prefix_chars", su.draft.max_prefix_chars}, {"stale_sentences", su.draft.stale_sentences},
                         {"min_prefix_sentences", su.draft.min_prefix_sentences}, {"truth_chars", {su.draft.min_truth_chars, kMaxTruthChars}},
                         {"latency_drafts", nl}, {"keystrokes_per_draft", opt.keystrokes}, {"threads", opt.threads},
-                        {"cloud_run_id", run}};
+                        {"cloud_run_id", run}, {"client", opt.client}, {"old_client", opt.old_client},
+                        {"cloud_corpus", "every speech up to " + std::to_string(kDraftYear) + " but the draft's own (leave-one-out)"}};
         write_memory_report(rep, opt.out);
         std::fputs(memory_markdown(rep).c_str(), stdout);
         std::printf("\n%zu drafts in %.0f s; wrote %s/memory.{json,md} and memory-gain.svg\n", n, ms_since(t_start) / 1000,

@@ -68,7 +68,8 @@ static std::vector<Comparison> comparisons(const MemoryReport& r) {
     for (const auto& c : r.conditions)
         if (c.name != "none") pairs.push_back({c.name, "none"});
     for (const auto& [a, b] : std::vector<std::pair<std::string, std::string>>{
-             {"notes", "raw"}, {"notes", "stale"}, {"notes", "unrelated"}, {"cloud_rag", "notes"}})
+             {"notes", "raw"}, {"notes", "stale"}, {"notes", "unrelated"}, {"cloud_rag", "notes"}, {"old_notes", "old_none"},
+             {"notes", "old_none"}})
         pairs.push_back({a, b});
     std::vector<Comparison> out;
     for (const auto& [a, b] : pairs) {

@@ -14,4 +14,5 @@ target_link_libraries(tandem_hybrid_routing PUBLIC tandem_hybrid_eval tandem_rou
 get_filename_component(TANDEM_ROUTING_SHARED_DIR "${PROJECT_SOURCE_DIR}/../shared" ABSOLUTE)
 add_executable(hybrid-routing routing_main.cpp)
 target_link_libraries(hybrid-routing PRIVATE tandem_hybrid_routing tandem_warnings)
-target_compile_definitions(hybrid-routing PRIVATE TANDEM_SHARED_DIR="${TANDEM_ROUTING_SHARED_DIR}")
+target_compile_definitions(hybrid-routing PRIVATE TANDEM_SHARED_DIR="${TANDEM_ROUTING_SHARED_DIR}"
+  TANDEM_DEMO_CLIENT="${PROJECT_SOURCE_DIR}/bench/demo_pair/tandem-demo-client-2005-q8_0.gguf")

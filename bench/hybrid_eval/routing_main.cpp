@@ -113,7 +113,7 @@ static int cmd_drafts(Args& a) {
 
 static int cmd_data(Args& a) {
     std::string out, corpus = TANDEM_SHARED_DIR "/corpus/ungd.jsonl.xz";
-    std::string small_path = TANDEM_SHARED_DIR "/models/tandem-demo-client-q8_0.gguf";
+    std::string small_path = TANDEM_DEMO_CLIENT;  // bench/demo_pair: the speeches up to 2005
     std::string large_path = TANDEM_SHARED_DIR "/models/tandem-demo-cloud-q8_0.gguf";
     // Full run: about 20 minutes on the shared 2-core development VM (docs/evaluation.md ("Routing")).
     int n_train = 200, n_calib = 80, n_test = 120, workers = 2, threads = 1;

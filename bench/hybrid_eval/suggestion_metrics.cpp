@@ -1,7 +1,7 @@
 // Suggestion measures (see suggestion_metrics.h).
 #include "suggestion_metrics.h"
 
-#include "tandem/cloud/corpus.h"  // split_sentences
+#include "tandem/cloud/corpus.h"  // examples/cloud_server: split_sentences
 
 namespace tandem::eval {
 

@@ -12,6 +12,17 @@ namespace tandem::cpu_attention {
 void attend(const float* q, const void* K, const void* V, int64_t n_kv, int64_t stride, int head_dim,
             float scale, GgmlType kv_type, float* out);
 
+// Prefill: causal attention of n_q query tokens at positions pos0 .. pos0 + n_q - 1 for the
+// `group` query heads that share one KV head. Query token t, head i of the group is at
+// Q + t * q_stride + i * head_dim; it attends to cache rows [0, pos0 + t] (K, V as for attend)
+// and its output goes to out + t * out_stride + i * head_dim. The same as attend() on each
+// (token, head) up to float rounding: each block of 8 keys is converted from the cache once
+// for all the n_q * group rows, and the scores, softmax and sums run 8 keys at a time.
+// Scratch: n_q * group * head_dim floats (thread-local, grown as needed).
+void attend_causal(const float* Q, int64_t q_stride, int n_q, int group, int64_t pos0, const void* K,
+                   const void* V, int64_t kv_stride, int head_dim, float scale, GgmlType kv_type, float* out,
+                   int64_t out_stride);
+
 // Plain reference twin (scalar, two-pass softmax in double) for the tests.
 void attend_ref(const float* q, const void* K, const void* V, int64_t n_kv, int64_t stride, int head_dim,
                 float scale, GgmlType kv_type, float* out);

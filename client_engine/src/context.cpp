@@ -9,12 +9,17 @@
 //   logits = rmsnorm(x) * output_norm  Woutput
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <initializer_list>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 #include "attention_cpu.h"
+#include "ops_cpu.h"
 #include "tandem/context.h"
 #include "tandem/cpu_matmul.h"
+#include "tandem/cpu_weights.h"
 #include "tandem/thread_pool.h"
 
 namespace tandem {
@@ -31,6 +36,7 @@ InferenceContext::InferenceContext(std::shared_ptr<const Model> model, const Con
     n_batch_ = std::max<int64_t>(1, std::min(p.n_batch, n_ctx_));
     const int n_threads = p.n_threads > 0 ? p.n_threads : (int)std::max(1u, std::thread::hardware_concurrency());
     pool_ = std::make_unique<ThreadPool>(n_threads);
+    weights_ = &model_->cpu_weights(pool_.get());
 
     const int64_t d = c.n_embd, kvd = model_->kv_dim(), ff = c.n_ff;
     params_ = p;
@@ -156,9 +162,27 @@ static void rope(float* v, int64_t n_heads, int64_t hd, int64_t n_rot, int64_t p
     }
 }
 
-static void project(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool& pool) {
-    if (n == 1) cpu::matvec(w.type, w.data, w.rows, w.cols, x, y, &pool);
-    else cpu::matmul(w.type, w.data, w.rows, w.cols, x, n, y, &pool);
+// y_i = x W_i^T for matrices that read the same x: one matmul_group (x quantized once) when
+// they share a type, else one matmul each.
+static void project(std::initializer_list<std::pair<const cpu::PackedWeights*, float*>> ws, const float* x, int64_t n,
+                    ThreadPool& pool) {
+    const cpu::PackedWeights* w[4];
+    float* y[4];
+    int k = 0;
+    bool same = true;
+    for (const auto& [pw, out] : ws) {
+        w[k] = pw;
+        y[k++] = out;
+        same = same && pw->type() == w[0]->type();
+    }
+    if (same) return cpu::matmul_group(w, y, k, x, n, &pool);
+    for (int i = 0; i < k; i++) cpu::matmul(*w[i], x, n, y[i], &pool);
+}
+
+// fn(t0, t1) over the tokens [0, n): on the pool for a batch, inline for one token.
+static void each_token(ThreadPool& pool, int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+    if (n == 1) fn(0, 1);
+    else pool.parallel_for(n, fn);
 }
 
 void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out) {
@@ -178,18 +202,25 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, bool all_
 
     for (size_t l = 0; l < m.layers.size(); l++) {
         const LayerWeights& L = m.layers[l];
-        for (int64_t t = 0; t < n; t++)
-            rmsnorm(x_.data() + t * d, (const float*)L.attn_norm.data, xn_.data() + t * d, d, c.rms_eps);
-        project(L.wq, xn_.data(), n, q_.data(), pool);
-        project(L.wk, xn_.data(), n, k_.data(), pool);
-        project(L.wv, xn_.data(), n, v_.data(), pool);
+        const CpuLayerWeights& W = weights_->layers[l];
+        // the previous layer's FFN output joins the residual stream here
+        each_token(pool, n, [&](int64_t t0, int64_t t1) {
+            for (int64_t t = t0; t < t1; t++) {
+                if (l > 0)
+                    for (int64_t i = t * d; i < (t + 1) * d; i++) x_[i] += xn_[i];
+                rmsnorm(x_.data() + t * d, (const float*)L.attn_norm.data, xn_.data() + t * d, d, c.rms_eps);
+            }
+        });
+        project({{&W.wq, q_.data()}, {&W.wk, k_.data()}, {&W.wv, v_.data()}}, xn_.data(), n, pool);
         add_bias(q_.data(), L.bq, n, d);
         add_bias(k_.data(), L.bk, n, kvd);
         add_bias(v_.data(), L.bv, n, kvd);
-        for (int64_t t = 0; t < n; t++) {
-            rope(q_.data() + t * d, n_head, hd, c.n_rot, n_past_ + t, rope_inv_freq_.data(), m.rope_mode());
-            rope(k_.data() + t * kvd, n_head_kv, hd, c.n_rot, n_past_ + t, rope_inv_freq_.data(), m.rope_mode());
-        }
+        each_token(pool, n, [&](int64_t t0, int64_t t1) {
+            for (int64_t t = t0; t < t1; t++) {
+                rope(q_.data() + t * d, n_head, hd, c.n_rot, n_past_ + t, rope_inv_freq_.data(), m.rope_mode());
+                rope(k_.data() + t * kvd, n_head_kv, hd, c.n_rot, n_past_ + t, rope_inv_freq_.data(), m.rope_mode());
+            }
+        });
         if (!turbo_.empty()) {
             // TurboAttention twin: each token joins the compressed cache, then attends to it
             // (causal by construction); heads are handled inside the reference decode.
@@ -199,45 +230,65 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, bool all_
                 turbo_decode_ref(tc, 0, q_.data() + t * d, (int)n_head, attn_.data() + t * d);
             }
         } else {
-            for (int64_t t = 0; t < n; t++) {
-                cpu_attention::store_row(k_.data() + t * kvd, k_cache_[l].data() + (size_t)(n_past_ + t) * kvd * kv_elem,
-                                         (int)kvd, kv_type_);
-                cpu_attention::store_row(v_.data() + t * kvd, v_cache_[l].data() + (size_t)(n_past_ + t) * kvd * kv_elem,
-                                         (int)kvd, kv_type_);
-            }
-            // attention: one task per (token, head); token t sees positions [0, n_past + t]
-            const uint8_t* kc = k_cache_[l].data();
-            const uint8_t* vc = v_cache_[l].data();
-            pool.parallel_for(n * n_head, [&](int64_t begin, int64_t end) {
-                for (int64_t task = begin; task < end; task++) {
-                    const int64_t t = task / n_head, h = task % n_head, kvh = h / group;
-                    cpu_attention::attend(q_.data() + t * d + h * hd, kc + (size_t)(kvh * hd) * kv_elem,
-                                          vc + (size_t)(kvh * hd) * kv_elem, n_past_ + t + 1, kvd, (int)hd, scale,
-                                          kv_type_, attn_.data() + t * d + h * hd);
+            each_token(pool, n, [&](int64_t t0, int64_t t1) {
+                for (int64_t t = t0; t < t1; t++) {
+                    cpu_attention::store_row(k_.data() + t * kvd, k_cache_[l].data() + (size_t)(n_past_ + t) * kvd * kv_elem,
+                                             (int)kvd, kv_type_);
+                    cpu_attention::store_row(v_.data() + t * kvd, v_cache_[l].data() + (size_t)(n_past_ + t) * kvd * kv_elem,
+                                             (int)kvd, kv_type_);
                 }
             });
+            // attention: token t sees positions [0, n_past + t]. Decode: one task per head;
+            // prefill: one task per (KV head, tile of kAttnTile tokens), the tiles with the
+            // most keys first.
+            const uint8_t* kc = k_cache_[l].data();
+            const uint8_t* vc = v_cache_[l].data();
+            if (n == 1) {
+                pool.parallel_for(n_head, [&](int64_t begin, int64_t end) {
+                    for (int64_t h = begin; h < end; h++) {
+                        const int64_t kvh = h / group;
+                        cpu_attention::attend(q_.data() + h * hd, kc + (size_t)(kvh * hd) * kv_elem,
+                                              vc + (size_t)(kvh * hd) * kv_elem, n_past_ + 1, kvd, (int)hd, scale,
+                                              kv_type_, attn_.data() + h * hd);
+                    }
+                });
+            } else {
+                constexpr int64_t kAttnTile = 8;
+                const int64_t tiles = (n + kAttnTile - 1) / kAttnTile;
+                pool.parallel_for(tiles * n_head_kv, [&](int64_t begin, int64_t end) {
+                    for (int64_t task = begin; task < end; task++) {
+                        const int64_t t0 = (tiles - 1 - task / n_head_kv) * kAttnTile, kvh = task % n_head_kv;
+                        const int64_t col = kvh * group * hd;
+                        cpu_attention::attend_causal(q_.data() + t0 * d + col, d, (int)std::min(kAttnTile, n - t0),
+                                                     (int)group, n_past_ + t0, kc + (size_t)(kvh * hd) * kv_elem,
+                                                     vc + (size_t)(kvh * hd) * kv_elem, kvd, (int)hd, scale, kv_type_,
+                                                     attn_.data() + t0 * d + col, d);
+                    }
+                }, 1);
+            }
         }
-        project(L.wo, attn_.data(), n, xn_.data(), pool);
-        for (int64_t i = 0; i < n * d; i++) x_[i] += xn_[i];
-
-        for (int64_t t = 0; t < n; t++)
-            rmsnorm(x_.data() + t * d, (const float*)L.ffn_norm.data, xn_.data() + t * d, d, c.rms_eps);
-        project(L.w_gate, xn_.data(), n, gate_.data(), pool);
-        project(L.w_up, xn_.data(), n, up_.data(), pool);
-        for (int64_t i = 0; i < n * ff; i++) {
-            const float g = gate_[i];
-            gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];
-        }
-        project(L.w_down, gate_.data(), n, xn_.data(), pool);
-        for (int64_t i = 0; i < n * d; i++) x_[i] += xn_[i];
+        project({{&W.wo, xn_.data()}}, attn_.data(), n, pool);
+        each_token(pool, n, [&](int64_t t0, int64_t t1) {
+            for (int64_t t = t0; t < t1; t++) {
+                for (int64_t i = t * d; i < (t + 1) * d; i++) x_[i] += xn_[i];
+                rmsnorm(x_.data() + t * d, (const float*)L.ffn_norm.data, xn_.data() + t * d, d, c.rms_eps);
+            }
+        });
+        project({{&W.w_gate, gate_.data()}, {&W.w_up, up_.data()}}, xn_.data(), n, pool);
+        each_token(pool, n, [&](int64_t t0, int64_t t1) {
+            cpu_ops::silu_mul(gate_.data() + t0 * ff, up_.data() + t0 * ff, (t1 - t0) * ff);
+        });
+        project({{&W.w_down, xn_.data()}}, gate_.data(), n, pool);
     }
+    if (!m.layers.empty())
+        for (int64_t i = 0; i < n * d; i++) x_[i] += xn_[i];  // the last layer's FFN output
     n_past_ += n;
 
     if (!logits_out) return;
     const int64_t first = all_logits ? 0 : n - 1;
     for (int64_t t = first; t < n; t++)
         rmsnorm(x_.data() + t * d, (const float*)m.output_norm.data, xn_.data() + (t - first) * d, d, c.rms_eps);
-    project(m.output, xn_.data(), n - first, logits_out, pool);
+    project({{&weights_->output, logits_out}}, xn_.data(), n - first, pool);
 }
 
 }  // namespace tandem

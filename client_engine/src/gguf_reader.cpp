@@ -12,6 +12,7 @@
 #include <unordered_set>
 
 #include "tandem/gguf.h"
+#include "tandem/mapping_faults.h"
 
 namespace tandem {
 
@@ -278,11 +279,20 @@ GgufFile GgufFile::open(const std::string& path) {
         if (m == MAP_FAILED) throw GgufError(path + ": cannot mmap: " + std::strerror(e));
         f.mapping_ = m;
         f.base_ = (const uint8_t*)m;
+        register_mapping(m, (size_t)f.size_, path);
     } else {
         ::close(fd);
     }
     f.parse();  // on throw, ~GgufFile unmaps
     return f;
+}
+
+void GgufFile::release_pages(const void* p, size_t n) const {
+    if (!mapping_ || !p) return;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = std::max((uintptr_t)p, (uintptr_t)base_), hi = std::min((uintptr_t)p + n, (uintptr_t)base_ + size_);
+    const uintptr_t a = (lo + page - 1) / page * page, b = hi / page * page;
+    if (a < b) madvise((void*)a, b - a, MADV_DONTNEED);
 }
 
 GgufFile GgufFile::from_memory(const void* data, size_t size, const std::string& name) {
@@ -298,7 +308,7 @@ GgufFile::GgufFile(GgufFile&& o) noexcept { *this = std::move(o); }
 
 GgufFile& GgufFile::operator=(GgufFile&& o) noexcept {
     if (this != &o) {
-        if (mapping_) munmap(mapping_, (size_t)size_);
+        if (mapping_) unregister_mapping(mapping_), munmap(mapping_, (size_t)size_);
         path_ = std::move(o.path_);
         base_ = o.base_;
         size_ = o.size_;
@@ -316,7 +326,7 @@ GgufFile& GgufFile::operator=(GgufFile&& o) noexcept {
 }
 
 GgufFile::~GgufFile() {
-    if (mapping_) munmap(mapping_, (size_t)size_);
+    if (mapping_) unregister_mapping(mapping_), munmap(mapping_, (size_t)size_);
 }
 
 void GgufFile::parse() {

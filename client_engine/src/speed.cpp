@@ -16,6 +16,15 @@ uint64_t decode_weight_bytes(const Model& m) {
     return bytes;
 }
 
+double prompt_matmul_ops(const Model& m, int n_prompt) {
+    auto params = [](const WeightView& w) { return (double)w.rows * (double)w.cols; };
+    double layer = 0;
+    for (const LayerWeights& L : m.layers)
+        layer += params(L.wq) + params(L.wk) + params(L.wv) + params(L.wo) + params(L.w_gate) + params(L.w_up) +
+                 params(L.w_down);
+    return 2.0 * (layer * n_prompt + params(m.output));
+}
+
 static double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];

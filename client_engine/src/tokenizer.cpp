@@ -2,6 +2,7 @@
 // encode API. The algorithms are in tokenizer_encode.cpp, decoding in tokenizer_decode.cpp.
 #include "tandem/tokenizer.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 
@@ -59,11 +60,52 @@ void MergeMap::insert(TokenId left, TokenId right, int32_t rank, TokenId result)
     }
 }
 
+void SplitTrie::clear() {
+    std::fill(std::begin(root_), std::end(root_), -1);
+    nodes_.clear();
+}
+
+void SplitTrie::insert(std::string_view text, int32_t value) {
+    if (text.empty()) return;
+    int32_t& first = root_[(uint8_t)text[0]];
+    if (first < 0) {
+        first = (int32_t)nodes_.size();
+        nodes_.emplace_back();
+    }
+    int32_t node = first;
+    for (size_t i = 1; i < text.size(); ++i) {
+        const uint8_t b = (uint8_t)text[i];
+        int32_t next = child(node, b);
+        if (next < 0) {
+            next = (int32_t)nodes_.size();
+            nodes_.emplace_back();  // may move nodes_: index again below
+            auto& edges = nodes_[node].next;
+            edges.insert(std::lower_bound(edges.begin(), edges.end(), std::make_pair(b, int32_t{-1})),
+                         std::make_pair(b, next));
+        }
+        node = next;
+    }
+    if (nodes_[node].value < 0) nodes_[node].value = value;  // a text listed twice: first wins
+}
+
 // ---- construction ---------------------------------------------------------------------------
 
 uint64_t Tokenizer::Impl::next_uid() {
     static std::atomic<uint64_t> counter{0};
     return ++counter;
+}
+
+// llama.cpp's list (llama_vocab::impl::load): phi-3 marks "</s>" user-defined, and llama.cpp
+// still never cuts it out of plain text.
+bool is_end_of_generation_text(std::string_view s) {
+    static const char* const kTexts[] = {
+        "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
+        "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
+        "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
+        "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>", "[e~["};
+    for (const char* e : kTexts)
+        if (s == e) return true;
+    return false;
 }
 
 namespace {
@@ -163,6 +205,24 @@ Tokenizer Tokenizer::from_spec(VocabSpec spec, const WarningFn& warn_fn, const s
         if (ty == TokenType::Control || ty == TokenType::UserDefined) t.specials.insert((TokenId)i);
     }
 
+    // The tokens encode() cuts the text at (Impl::split_text), longest first; those cut out even
+    // without parse_special: the user-defined ones, but for end-of-generation markers.
+    for (size_t i = 0; i < n; ++i) {
+        const TokenType ty = t.type[i];
+        if (!t.token_texts[i].empty() &&
+            (ty == TokenType::Control || ty == TokenType::UserDefined || ty == TokenType::Unknown))
+            t.split_order.push_back((TokenId)i);
+    }
+    std::stable_sort(t.split_order.begin(), t.split_order.end(), [&](TokenId a, TokenId b) {
+        return t.token_texts[a].size() > t.token_texts[b].size();
+    });
+    t.split_trie.clear();
+    for (size_t r = 0; r < t.split_order.size(); ++r) {
+        const TokenId id = t.split_order[r];
+        t.split_trie.insert(t.token_texts[id], (int32_t)r);
+        t.split_always.push_back(t.type[id] == TokenType::UserDefined && !is_end_of_generation_text(t.token_texts[id]));
+    }
+
     std::fill(std::begin(t.byte_token), std::end(t.byte_token), -1);
     t.bytes.resize(n);
     if (t.kind == TokenizerKind::Spm) {
@@ -206,9 +266,10 @@ Tokenizer Tokenizer::from_spec(VocabSpec spec, const WarningFn& warn_fn, const s
 
     // gpt2: pre-tokenizer, byte tokens, merges.
     if (spec.pre.empty()) {
-        warn(source + ": tokenizer.ggml.pre is missing; using the gpt-2 pre-tokenizer rules");
-        t.pre = PreType::Gpt2;
-        t.pre_name = "gpt-2";
+        // llama.cpp's choice for a file without the key (e.g. older gpt-neox conversions).
+        warn(source + ": tokenizer.ggml.pre is missing; using the default pre-tokenizer rules, as llama.cpp does");
+        t.pre = PreType::Default;
+        t.pre_name = "default";
     } else if (!pre_type_from_name(spec.pre, t.pre)) {
         warn(source + ": unknown pre-tokenizer '" + spec.pre + "' (tokenizer.ggml.pre); using the gpt-2 rules");
         t.pre = PreType::Gpt2;
@@ -305,15 +366,15 @@ Tokenizer Tokenizer::from_gguf(const GgufFile& file, const WarningFn& warn) {
 
 // ---- encode API -----------------------------------------------------------------------------
 
-void Tokenizer::encode(std::string_view text, bool add_bos, std::vector<TokenId>& out) const {
+void Tokenizer::encode(std::string_view text, bool add_bos, std::vector<TokenId>& out, bool parse_special) const {
     if (add_bos && impl_->bos >= 0) out.push_back(impl_->bos);
-    impl_->encode_text(text, /*after_special=*/true, out);
+    impl_->encode_split(text, parse_special, /*after_special=*/true, out);
 }
 
-std::vector<TokenId> Tokenizer::encode(std::string_view text, bool add_bos) const {
+std::vector<TokenId> Tokenizer::encode(std::string_view text, bool add_bos, bool parse_special) const {
     std::vector<TokenId> out;
     out.reserve(text.size() / 3 + 2);
-    encode(text, add_bos, out);
+    encode(text, add_bos, out, parse_special);
     return out;
 }
 
@@ -330,8 +391,7 @@ std::vector<TokenId> Tokenizer::encode_segments(const std::vector<TokenSegment>&
             out.push_back(id);
             prev_special = true;
         } else if (!seg.text.empty()) {
-            impl_->encode_text(seg.text, prev_special, out);
-            prev_special = false;
+            prev_special = impl_->encode_split(seg.text, /*parse_special=*/false, prev_special, out);
         }
     }
     return out;

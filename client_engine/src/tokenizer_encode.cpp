@@ -276,6 +276,69 @@ void Tokenizer::Impl::encode_bpe_word(std::string_view word, std::vector<TokenId
         if (sym[i].id >= 0) out.push_back(sym[i].id);
 }
 
+// ---- splitting at control and user-defined tokens ---------------------------------------------
+
+void Tokenizer::Impl::split_text(std::string_view text, bool parse_special, std::vector<TextPart>& parts) const {
+    parts.clear();
+    parts.push_back({0, (uint32_t)text.size(), -1});
+    if (split_order.empty() || text.empty()) return;
+    // Which of the tokens occur in the text at all: usually none, so the loop below, which
+    // rescans the text once per token, runs for a few tokens at most.
+    thread_local std::vector<int32_t> present;
+    present.clear();
+    for (size_t i = 0; i < text.size(); ++i) {
+        split_trie.for_each_prefix(text.substr(i), [&](int32_t rank) {
+            if (parse_special || split_always[rank]) present.push_back(rank);
+        });
+    }
+    if (present.empty()) return;
+    std::sort(present.begin(), present.end());
+    present.erase(std::unique(present.begin(), present.end()), present.end());
+
+    thread_local std::vector<TextPart> next;
+    for (int32_t rank : present) {
+        const TokenId id = split_order[rank];
+        const std::string_view tok = token_texts[id];
+        next.clear();
+        for (const TextPart& p : parts) {
+            if (p.token >= 0) {
+                next.push_back(p);
+                continue;
+            }
+            const std::string_view part = text.substr(0, p.end);
+            uint32_t at = p.begin;
+            for (size_t m = part.find(tok, at); m != std::string_view::npos; m = part.find(tok, at)) {
+                if (m > at) next.push_back({at, (uint32_t)m, -1});
+                next.push_back({(uint32_t)m, (uint32_t)(m + tok.size()), id});
+                at = (uint32_t)(m + tok.size());
+            }
+            if (at < p.end) next.push_back({at, p.end, -1});
+        }
+        parts.swap(next);
+    }
+}
+
+bool Tokenizer::Impl::encode_split(std::string_view text, bool parse_special, bool after_special,
+                                   std::vector<TokenId>& out) const {
+    thread_local std::string clean;
+    if (!unicode::utf8_valid(text)) {
+        clean = unicode::utf8_sanitize(text);
+        text = clean;
+    }
+    thread_local std::vector<TextPart> parts;
+    split_text(text, parse_special, parts);
+    for (const TextPart& p : parts) {
+        if (p.token >= 0) {
+            out.push_back(p.token);
+            after_special = true;
+        } else {
+            encode_text(text.substr(p.begin, p.end - p.begin), after_special, out);
+            after_special = false;
+        }
+    }
+    return after_special;
+}
+
 void Tokenizer::Impl::encode_text(std::string_view text, bool after_special, std::vector<TokenId>& out) const {
     thread_local std::string clean, escaped;
     if (!unicode::utf8_valid(text)) {

@@ -83,6 +83,44 @@ private:
     size_t mask_ = 0;
 };
 
+// Trie over the texts of the tokens that encode() splits the text on before running the
+// tokenizer algorithm (control, user-defined and unknown tokens; see Impl::split_text).
+class SplitTrie {
+public:
+    SplitTrie() { clear(); }
+    void clear();
+    void insert(std::string_view text, int32_t value);
+    // Calls fn(value) for each inserted text that is a prefix of `s`, shortest first.
+    template <class Fn>
+    void for_each_prefix(std::string_view s, Fn&& fn) const {
+        if (s.empty() || root_[(uint8_t)s[0]] < 0) return;
+        int32_t node = root_[(uint8_t)s[0]];
+        for (size_t i = 1;; ++i) {
+            if (nodes_[node].value >= 0) fn(nodes_[node].value);
+            if (i == s.size() || (node = child(node, (uint8_t)s[i])) < 0) return;
+        }
+    }
+
+private:
+    struct Node {
+        int32_t value = -1;                              // inserted text that ends here, or -1
+        std::vector<std::pair<uint8_t, int32_t>> next;  // (byte, child node), sorted by byte
+    };
+    int32_t child(int32_t node, uint8_t b) const {
+        for (const auto& [c, n] : nodes_[node].next)
+            if (c == b) return n;
+        return -1;
+    }
+    int32_t root_[256];
+    std::vector<Node> nodes_;
+};
+
+// A piece of encode() input after splitting: text [begin, end) when token < 0, else one token.
+struct TextPart {
+    uint32_t begin, end;
+    TokenId token;
+};
+
 struct Tokenizer::Impl {
     static uint64_t next_uid();    // process-wide counter, never 0
     uint64_t uid = next_uid();     // tags this vocabulary's entries in the word caches
@@ -104,6 +142,11 @@ struct Tokenizer::Impl {
 
     PieceMap pieces;     // text -> id of tokens encode() may produce from text
     PieceMap specials;   // text -> id of control and user-defined tokens
+    // The tokens split_text cuts the text at, in the order it tries them: longest text first,
+    // then lower id (llama.cpp's cache_special_tokens). The trie maps each text to its rank here.
+    std::vector<TokenId> split_order;
+    std::vector<bool> split_always;  // (split_order) cut out also without parse_special
+    SplitTrie split_trie;
     TokenId byte_token[256];  // llama: the <0xXX> token; gpt2: the token of the mapped byte; -1
     MergeMap merges;     // gpt2 only
 
@@ -114,6 +157,15 @@ struct Tokenizer::Impl {
     void encode_bpe_word(std::string_view word, std::vector<TokenId>& out) const;  // one chunk
     // encode() of one text segment (any bytes); `after_special` drives llama's space prefix.
     void encode_text(std::string_view text, bool after_special, std::vector<TokenId>& out) const;
+    // Cuts `text` (valid UTF-8) at every user-defined token (split_always), and at control and
+    // unknown tokens too when parse_special, as llama.cpp's tokenizer_st_partition: for each token in
+    // split_order, every occurrence (leftmost first, not overlapping) inside a text part that is
+    // still uncut becomes that token.
+    void split_text(std::string_view text, bool parse_special, std::vector<TextPart>& parts) const;
+    // split_text, then each text part through encode_text. `after_special` as for encode_text;
+    // returns whether the last piece appended was a token (true when `text` is empty and
+    // after_special was).
+    bool encode_split(std::string_view text, bool parse_special, bool after_special, std::vector<TokenId>& out) const;
 
     void check_id(TokenId id) const;
     // What `id` contributes to decoded text; `at_start` strips llama's added leading space.

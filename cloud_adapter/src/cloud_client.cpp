@@ -56,8 +56,27 @@ std::string url_escape(const std::string& s) {
 json chat_body(const ChatRequest& req, bool stream) {
     json msgs = json::array();
     for (const auto& m : req.messages) msgs.push_back({{"role", m.role}, {"content", m.content}});
-    return {{"model", req.model}, {"messages", msgs}, {"max_tokens", req.max_tokens},
-            {"temperature", req.temperature}, {"stream", stream}};
+    json body = {{"messages", msgs}, {"max_tokens", req.max_tokens}, {"temperature", req.temperature}, {"stream", stream}};
+    if (!req.model.empty()) body["model"] = req.model;
+    if (!req.stop.empty()) body["stop"] = req.stop;
+    if (req.top_p != 1.0) body["top_p"] = req.top_p;
+    if (req.seed) body["seed"] = *req.seed;
+    if (req.frequency_penalty != 0) body["frequency_penalty"] = req.frequency_penalty;
+    if (req.presence_penalty != 0) body["presence_penalty"] = req.presence_penalty;
+    if (stream) body["stream_options"] = {{"include_usage", true}};
+    return body;
+}
+
+// Reads an OpenAI "usage" object ({prompt_tokens, completion_tokens}) when j has one.
+void read_usage(const json& j, ChatResult& out) {
+    auto u = j.find("usage");
+    if (u == j.end() || !u->is_object()) return;
+    auto count = [&](const char* k) {
+        auto it = u->find(k);
+        return it != u->end() && it->is_number_integer() ? it->get<int64_t>() : int64_t(-1);
+    };
+    out.prompt_tokens = count("prompt_tokens");
+    out.completion_tokens = count("completion_tokens");
 }
 
 std::string str_field(const json& o, const char* key) {
@@ -91,6 +110,7 @@ std::error_code parse_chat(const std::string& body, ChatResult& out, std::string
     out.text = content != m->end() && content->is_string() ? content->get<std::string>() : "";
     out.finish_reason = str_field(c0, "finish_reason");
     out.model = str_field(j, "model");
+    read_usage(j, out);
     return {};
 }
 
@@ -113,6 +133,7 @@ bool parse_item(const json& j, FeedItem& it, std::string& msg) {
     }
     it.text = j["text"].get<std::string>();
     it.request_id = str_field(j, "request_id");
+    it.document = str_field(j, "document");
     if (j.contains("source") && j["source"].is_object()) {
         it.doc_id = str_field(j["source"], "doc_id");
         it.title = str_field(j["source"], "title");
@@ -141,6 +162,9 @@ std::error_code parse_page(const std::string& body, FeedPage& page, std::string&
         return make_error_code(cloud_errc::bad_response);
     }
     page.next_cursor = nc->is_string() ? nc->get<std::string>() : std::to_string(nc->get<int64_t>());
+    page.epoch = str_field(j, "epoch");
+    auto reset = j.find("reset");
+    page.reset = reset != j.end() && reset->is_boolean() && reset->get<bool>();
     page.items.clear();
     for (const json& e : j["items"]) {
         FeedItem it;
@@ -201,6 +225,7 @@ struct StreamState {
             return;
         }
         if (result.model.empty()) result.model = str_field(j, "model");
+        read_usage(j, result);
         if (!j.contains("choices") || !j["choices"].is_array() || j["choices"].empty()) return;  // e.g. usage
         const json& c0 = j["choices"][0];
         if (!c0.is_object()) return;
@@ -346,6 +371,7 @@ RequestHandle CloudClient::post_memory_request(const MemoryRequestBody& req,
         return RequestHandle();
     }
     json body = {{"request_id", req.request_id}, {"context", req.context}, {"max_items", req.max_items}};
+    if (!req.document.empty()) body["document"] = req.document;
     HttpSpec spec{"POST /v1/memory/requests", "POST", cfg.base_url + "/v1/memory/requests", dump(body),
                   cfg.request_timeout, Millis(0), false};
     return launch<Nothing>(*loop_, std::move(spec), SessionHooks{}, out, std::move(done));
@@ -368,6 +394,34 @@ RequestHandle CloudClient::get_changes(const std::string& since, int limit, int 
     SessionHooks hooks;
     hooks.on_complete = [out](const std::string& body, std::string& msg) { return parse_page(body, out->value, msg); };
     return launch<FeedPage>(*loop_, std::move(spec), std::move(hooks), out, std::move(done));
+}
+
+RequestHandle CloudClient::forget_memory(ForgetScope scope, const std::string& id,
+                                         std::function<void(Outcome<int64_t>)> done) {
+    const CloudConfig& cfg = loop_->cfg();
+    auto out = std::make_shared<Outcome<int64_t>>();
+    if (scope != ForgetScope::all && id.empty()) {
+        out->ec = make_error_code(cloud_errc::invalid_argument);
+        out->message = "DELETE /v1/memory: an item or document id is required";
+        detail::asio::post(loop_->strand(), [out, done] { if (done) done(*out); });
+        return RequestHandle();
+    }
+    const std::string path = scope == ForgetScope::item       ? "/v1/memory/items/" + url_escape(id)
+                             : scope == ForgetScope::document ? "/v1/memory/documents/" + url_escape(id)
+                                                              : std::string("/v1/memory/items");
+    HttpSpec spec{"DELETE " + path, "DELETE", cfg.base_url + path, "", cfg.request_timeout, Millis(0), false};
+    SessionHooks hooks;
+    hooks.on_complete = [out, scope](const std::string& body, std::string& msg) -> std::error_code {
+        json j = json::parse(body, nullptr, false);
+        if (j.is_discarded() || !j.is_object()) {
+            msg = "forget answer is not a JSON object";
+            return make_error_code(cloud_errc::malformed_json);
+        }
+        auto n = j.find("deleted");
+        out->value = scope == ForgetScope::item ? 1 : n != j.end() && n->is_number_integer() ? n->get<int64_t>() : 0;
+        return {};
+    };
+    return launch<int64_t>(*loop_, std::move(spec), std::move(hooks), out, std::move(done));
 }
 
 RequestHandle CloudClient::get_source(const std::string& doc_id, const std::string& note,

@@ -97,7 +97,7 @@ private:
 
 struct HttpSpec {
     std::string what;    // "POST /v1/memory/requests": names the call in messages and logs
-    std::string method;  // "GET" | "POST"
+    std::string method;  // "GET" | "POST" | "DELETE"
     std::string url;
     std::string body;    // POST body (JSON)
     Millis deadline{0};  // whole-attempt limit

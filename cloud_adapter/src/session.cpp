@@ -63,6 +63,7 @@ void Session::setup_easy() {
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)spec_.body.size());
     } else {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+        if (spec_.method == "DELETE") curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "DELETE");
     }
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);

@@ -13,6 +13,21 @@
 
 namespace tandem::cli {
 
+std::string help_calibrate_heads() {
+    char buf[1024];
+    std::snprintf(buf, sizeof buf,
+                  "usage: tandem calibrate-heads MODEL --text FILE [options]\n"
+                  "Chooses which KV heads of the Turbo cache get 2 bits (the rest 4) from the model's keys and\n"
+                  "values on the first 1024 tokens of FILE, and writes the head-bits file.\n\n"
+                  "  -m, --model PATH     GGUF model (or give it as the first argument)\n"
+                  "  -f, --text PATH      calibration text (required)\n"
+                  "      --frac-2bit F    fraction of KV heads at 2 bits, in [0, 1] (default: %.2f)\n"
+                  "  -o, --out PATH       where to write (default: MODEL.heads.json, which the engine loads by itself)\n"
+                  "  -h, --help           this text\n",
+                  (double)TurboConfig{}.frac_2bit);
+    return buf;
+}
+
 int cmd_calibrate_heads(const Args& args) {
     std::string model_path, text_path, out;
     double frac = TurboConfig{}.frac_2bit;
@@ -23,7 +38,7 @@ int cmd_calibrate_heads(const Args& args) {
         else if (a == "--out" || a == "-o") out = flag_value(args, i);
         else if (a == "-m" || a == "--model") model_path = flag_value(args, i);
         else if (!a.empty() && a[0] != '-' && model_path.empty()) model_path = a;
-        else throw UsageError{"unknown option " + a};
+        else unknown_argument(a);
     }
     if (model_path.empty() || text_path.empty()) throw UsageError{"MODEL and --text FILE are required"};
     if (!(frac >= 0.0 && frac <= 1.0)) throw UsageError{"--frac-2bit must be in [0, 1]"};

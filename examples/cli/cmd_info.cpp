@@ -25,12 +25,20 @@ static std::string shape_string(const std::vector<int64_t>& ne) {
     return s;
 }
 
+std::string help_info() {
+    return "usage: tandem info MODEL [--json]\n"
+           "What a GGUF file holds (architecture, hyperparameters, tensors by type, tokenizer) and the\n"
+           "memory it needs.\n\n"
+           "      --json     one JSON object instead of the text report (default: text)\n"
+           "  -h, --help     this text\n";
+}
+
 int cmd_info(const Args& args) {
     std::string path;
     bool json = false;
     for (size_t i = 0; i < args.size(); i++) {
         if (args[i] == "--json") json = true;
-        else if (!args[i].empty() && args[i][0] == '-') throw UsageError{"unknown option " + args[i]};
+        else if (!args[i].empty() && args[i][0] == '-') unknown_argument(args[i]);
         else if (path.empty()) path = args[i];
         else throw UsageError{"more than one MODEL given"};
     }

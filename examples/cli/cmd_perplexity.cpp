@@ -1,10 +1,10 @@
-// `tandem perplexity -m MODEL -f FILE [--ctx C]`: llama.cpp's method. The tokenized file is
+// `tandem perplexity -m MODEL -f FILE [-c N]`: llama.cpp's method. The tokenized file is
 // split into non-overlapping windows of C tokens (BOS first in each window when the model
 // uses BOS); only the second half of each window is scored. Last line:
 // `perplexity: <ppl> +/- <stderr>` where stderr = ppl * sqrt(var(nll) / (N - 1)).
 // --kv turbo: the Turbo KV cache; head bits from --turbo-2bit FRAC (calibrated on the first
 // window) or else from MODEL.heads.json when present (tandem calibrate-heads), else all 4-bit.
-// --backend cpu|cuda|auto (default cpu) as in `tandem run`.
+// --backend cpu|cuda|auto (default cpu) and -ngl N as in `tandem run`.
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -18,6 +18,29 @@
 
 namespace tandem::cli {
 
+std::string help_perplexity() {
+    const ContextParams cp;
+    char buf[1536];
+    std::snprintf(buf, sizeof buf,
+                  "usage: tandem perplexity -m MODEL -f FILE [options]\n"
+                  "Perplexity of MODEL on the text of FILE (llama.cpp's method: windows of -c tokens, the\n"
+                  "second half of each scored). Last line on stdout: perplexity: PPL +/- ERR.\n\n"
+                  "  -m, --model PATH          GGUF model (required)\n"
+                  "  -f, --file PATH           the text (required)\n"
+                  "  -c, --ctx-size N          window in tokens (default: 512)\n"
+                  "  -t, --threads N           CPU threads; 0 = all hardware threads (default: %d)\n"
+                  "  -ngl, --n-gpu-layers N    0 = the CPU; any other value = the GPU when there is one, for all\n"
+                  "                            layers, else the CPU with a warning (default: 0)\n"
+                  "      --backend B           cpu, cuda or auto; the last of -ngl and --backend wins (default: cpu)\n"
+                  "      --max-chunks N        score at most N windows; <= 0 = all (default: all)\n"
+                  "      --kv f16|f32|turbo    KV cache type (default: f16)\n"
+                  "      --turbo-2bit FRAC     with --kv turbo: this fraction of KV heads at 2 bits, calibrated on\n"
+                  "                            the first window (default: MODEL.heads.json if present, else 0)\n"
+                  "  -h, --help                this text\n",
+                  cp.n_threads);
+    return buf;
+}
+
 int cmd_perplexity(const Args& args) {
     std::string model_path, file;
     int64_t n_ctx = 512, max_chunks = -1;
@@ -28,8 +51,10 @@ int cmd_perplexity(const Args& args) {
         const std::string& a = args[i];
         if (a == "-m" || a == "--model") model_path = flag_value(args, i);
         else if (a == "-f" || a == "--file") file = flag_value(args, i);
-        else if (a == "--ctx" || a == "-c") n_ctx = parse_int(flag_value(args, i), a);
-        else if (a == "--threads") cp.n_threads = parse_int(flag_value(args, i), a);
+        else if (a == "-c" || a == "--ctx-size" || a == "--ctx") n_ctx = parse_int(flag_value(args, i), a);
+        else if (a == "-t" || a == "--threads") cp.n_threads = parse_int(flag_value(args, i), a);
+        else if (a == "-ngl" || a == "--n-gpu-layers" || a == "--gpu-layers")
+            backend = backend_for_gpu_layers(parse_int(flag_value(args, i), a));
         else if (a == "--max-chunks") max_chunks = parse_int(flag_value(args, i), a);
         else if (a == "--kv") {
             const std::string& k = flag_value(args, i);
@@ -38,9 +63,12 @@ int cmd_perplexity(const Args& args) {
             else if (k == "turbo") cp.turbo_kv = true;
             else throw UsageError{"--kv must be f16, f32 or turbo"};
         } else if (a == "--turbo-2bit") turbo_frac = (float)parse_double(flag_value(args, i), a);
-        else if (a == "--backend") backend = flag_value(args, i);
-        else throw UsageError{"unknown option " + a};
+        else if (a == "--backend") {
+            backend = flag_value(args, i);
+            if (backend != "cpu" && backend != "auto" && backend != "cuda") throw UsageError{"--backend must be cpu, cuda or auto"};
+        } else unknown_argument(a);
     }
+    if (cp.n_threads < 0) throw UsageError{"-t must be >= 0"};
     if (model_path.empty() || file.empty()) throw UsageError{"-m MODEL and -f FILE are required"};
     if (n_ctx < 4) throw UsageError{"--ctx must be at least 4"};
     std::ifstream in(file, std::ios::binary);
@@ -66,8 +94,7 @@ int cmd_perplexity(const Args& args) {
         cp.turbo_head_bits = calibrate_turbo_head_bits(model, calib, turbo_frac);
     }
     auto factory = make_backend_factory(
-        backend, [](const std::string& why) { std::fprintf(stderr, "tandem: warning: %s\n", why.c_str()); },
-        [](const std::string& note) { std::fprintf(stderr, "perplexity: %s\n", note.c_str()); });
+        backend, warn_gpu_not_used, [](const std::string& note) { std::fprintf(stderr, "perplexity: %s\n", note.c_str()); });
     std::unique_ptr<ComputeContext> owned = factory ? factory(model, cp) : std::make_unique<InferenceContext>(model, cp);
     ComputeContext& ctx = *owned;
     if (auto* cpu_ctx = dynamic_cast<InferenceContext*>(&ctx))
@@ -99,6 +126,7 @@ int cmd_perplexity(const Args& args) {
             nll2 += nl * nl;
             count++;
         }
+        bar.interrupt();
         std::fprintf(stderr, "[%lld] %.4f\n", (long long)(c + 1), std::exp(nll / count));
         bar.update((double)(c + 1) / n_chunk);
     }

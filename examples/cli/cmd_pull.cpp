@@ -1,5 +1,7 @@
-// `tandem pull URL --sha256 HEX [--out PATH]`: downloads a model with resume, SHA-256
-// verification and a progress bar (the work is tandem::download_file, sdk/src/download.cpp).
+// `tandem pull URL --sha256 HEX [--out PATH] [--max-bytes N]`: downloads a model with resume,
+// SHA-256 verification and a progress bar (the work is tandem::download_file,
+// sdk/src/download.cpp). --max-bytes refuses a file bigger than N bytes; without it the size
+// the server announces is the limit.
 //
 // Progress goes to stderr: a redrawn bar when stderr is a terminal, otherwise one plain line
 // every 5 seconds. Ctrl-C (or SIGTERM) stops the transfer and keeps PATH.part; running the
@@ -9,8 +11,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "commands.h"
@@ -55,6 +59,14 @@ std::string progress_text(const DownloadProgress& p) {
     return s;
 }
 
+int64_t parse_bytes(const std::string& s, const std::string& option) {
+    char* end = nullptr;
+    errno = 0;
+    const long long v = std::strtoll(s.c_str(), &end, 10);
+    if (s.empty() || *end || errno || v < 1) throw UsageError{option + " must be a number of bytes >= 1, got '" + s + "'"};
+    return v;
+}
+
 std::string default_out(const std::string& url) {
     std::string path = url.substr(0, url.find_first_of("?#"));
     const size_t scheme = path.find("://");
@@ -65,6 +77,22 @@ std::string default_out(const std::string& url) {
 
 }  // namespace
 
+std::string help_pull() {
+    char buf[1024];
+    std::snprintf(buf, sizeof buf,
+                  "usage: tandem pull URL --sha256 HEX [options]\n"
+                  "Downloads URL with resume and SHA-256 verification (a model, the corpus). Ctrl-C keeps\n"
+                  "PATH.part; the same command again resumes it.\n\n"
+                  "      --sha256 HEX     the digest the file must have (required)\n"
+                  "  -o, --out PATH       where to write (default: the last part of the URL's path)\n"
+                  "      --retries N      extra attempts after a cut transfer, each resuming (default: %d)\n"
+                  "      --insecure       do not verify the server's TLS certificate (default: verify)\n"
+                  "  -q, --quiet          no progress on stderr (default: progress)\n"
+                  "  -h, --help           this text\n",
+                  DownloadParams{}.retries);
+    return buf;
+}
+
 int cmd_pull(const Args& args) {
     DownloadParams p;
     bool quiet = false;
@@ -73,9 +101,10 @@ int cmd_pull(const Args& args) {
         if (a == "--sha256") p.sha256 = flag_value(args, i);
         else if (a == "--out" || a == "-o") p.out_path = flag_value(args, i);
         else if (a == "--retries") p.retries = parse_int(flag_value(args, i), a);
+        else if (a == "--max-bytes") p.max_bytes = parse_bytes(flag_value(args, i), a);
         else if (a == "--insecure") p.verify_tls = false;
         else if (a == "--quiet" || a == "-q") quiet = true;
-        else if (!a.empty() && a[0] == '-') throw UsageError{"unknown option " + a};
+        else if (!a.empty() && a[0] == '-') unknown_argument(a);
         else if (p.url.empty()) p.url = a;
         else throw UsageError{"one URL only, got '" + p.url + "' and '" + a + "'"};
     }

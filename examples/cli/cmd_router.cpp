@@ -84,7 +84,7 @@ static int router_train(const Args& args) {
         else if (a == "--hash-bits") opt.hash_bits = (int)parse_int(flag_value(args, i), a);
         else if (a == "--l2") opt.l2 = parse_double(flag_value(args, i), a);
         else if (a == "--threshold") opt.threshold = parse_double(flag_value(args, i), a);
-        else throw UsageError{"unknown option " + a};
+        else unknown_argument(a);
     }
     need(data, "--data");
     need(labels, "--labels");
@@ -129,7 +129,7 @@ static int router_calibrate(const Args& args) {
         else if (a == "--data") data = flag_value(args, i);
         else if (a == "--cloud-fraction") fraction = parse_double(flag_value(args, i), a), have_fraction = true;
         else if (a == "--max-drop") drop = parse_double(flag_value(args, i), a), have_drop = true;
-        else throw UsageError{"unknown option " + a};
+        else unknown_argument(a);
     }
     need(router, "--router");
     need(data, "--data");
@@ -158,7 +158,7 @@ static int router_eval(const Args& args) {
         if (a == "--router") router = flag_value(args, i);
         else if (a == "--data") data = flag_value(args, i);
         else if (a == "--out") out = flag_value(args, i);
-        else throw UsageError{"unknown option " + a};
+        else unknown_argument(a);
     }
     need(router, "--router");
     need(data, "--data");
@@ -216,7 +216,7 @@ static int router_decide(const Args& args) {
             else if (name == kSignalNames[2]) sig.memory_coverage = v;
             else throw UsageError{"unknown signal '" + name + "' (query_logprob_mean, gen_entropy, memory_coverage)"};
         } else if (a == "--top") p.top_k = (size_t)std::max(0, parse_int(flag_value(args, i), a));
-        else if (a.rfind("--", 0) == 0) throw UsageError{"unknown option " + a};
+        else if (a.rfind("--", 0) == 0 || a == "-h") unknown_argument(a);
         else query += (query.empty() ? "" : " ") + a;
     }
     need(router, "--router");
@@ -247,7 +247,7 @@ static int router_synth(const Args& args) {
         else if (a == "--offset") o.offset = parse_double(flag_value(args, i), a);
         else if (a == "--hidden") o.hidden = parse_double(flag_value(args, i), a);
         else if (a == "--signals") o.with_signals = true;
-        else throw UsageError{"unknown option " + a};
+        else unknown_argument(a);
     }
     need(out, "--out");
     Dataset d = make_synthetic_routing_data(o);
@@ -257,13 +257,31 @@ static int router_synth(const Args& args) {
     return 0;
 }
 
+std::string help_router() {
+    const TrainOptions t;
+    const MlpOptions m;
+    const SynthOptions y;
+    const RoutePolicy p;
+    char buf[2048];
+    std::snprintf(buf, sizeof buf,
+                  "usage:\n  %s\n\n"
+                  "Trains, calibrates, evaluates and tries a Hybrid LLM router (docs/router.md). Each prints one\n"
+                  "JSON object on its last line of stdout.\n\n"
+                  "train defaults:     --kind logistic  --hidden %d (mlp)  --steps %d (mlp)  --hash-bits %d  --l2 %g\n"
+                  "                    --threshold %g; --model M adds the small model's own signals\n"
+                  "decide defaults:    --top %zu features; --signal NAME=VALUE for query_logprob_mean, gen_entropy,\n"
+                  "                    memory_coverage (default: not measured)\n"
+                  "synth defaults:     --rows %d  --seed %llu  --gap %g  --offset %g  --noise %g  --hidden %g\n"
+                  "  -h, --help        this text (also after any router subcommand)\n",
+                  kRouterUsage, m.hidden, m.steps, t.hash_bits, t.l2, t.threshold, p.top_k, y.n_rows,
+                  (unsigned long long)y.seed, y.gap, y.offset, y.noise, y.hidden);
+    return buf;
+}
+
 int cmd_router(const Args& args) {
     if (args.empty()) throw UsageError{"missing subcommand (train, calibrate, eval, decide, synth)"};
     const std::string& sub = args[0];
-    if (sub == "-h" || sub == "--help") {
-        std::printf("usage:\n  %s\n", kRouterUsage);
-        return 0;
-    }
+    if (sub == "-h" || sub == "--help") throw HelpRequested{};
     if (sub == "train") return router_train(args);
     if (sub == "calibrate") return router_calibrate(args);
     if (sub == "eval") return router_eval(args);

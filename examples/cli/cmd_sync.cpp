@@ -13,7 +13,9 @@
 //
 // --once: one pass, then exit (0 if the pull worked and nothing was left unsent, else 1).
 // Otherwise: passes forever, each pull a long poll of --wait seconds, backing off while the
-// cloud is offline, until SIGINT/SIGTERM (exit 0). The token may also come from the
+// cloud is offline or the store cannot be written (disk full, I/O error, locked: the pass's
+// transaction was rolled back, so the same page is applied again later), until SIGINT/SIGTERM
+// (exit 0). Other store errors (corrupt, read-only) end it with exit 1. The token may also come from the
 // TANDEM_CLOUD_TOKEN environment variable (keeps it out of `ps`); it is never printed.
 #include <atomic>
 #include <chrono>
@@ -69,7 +71,7 @@ SyncOptions parse(const Args& args) {
         else if (a == "--max-items") o.max_items = to_int(a, flag_value(args, i), 1, 50);
         else if (a == "--insecure") o.insecure = true;
         else if (a == "--verbose") o.verbose = true;
-        else throw UsageError{"unknown option '" + a + "'"};
+        else unknown_argument(a);
     }
     if (o.db.empty()) throw UsageError{"--db is required"};
     if (o.url.empty()) throw UsageError{"--url is required"};
@@ -81,6 +83,25 @@ SyncOptions parse(const Args& args) {
 }  // namespace
 
 // ---- the command -------------------------------------------------------------------------
+
+std::string help_sync() {
+    const SyncOptions o;
+    char buf[1280];
+    std::snprintf(buf, sizeof buf,
+                  "usage: tandem sync --db PATH --url URL [options]\n"
+                  "Sends the store's due memory requests to the cloud and pulls the memory change feed into it.\n\n"
+                  "      --db PATH        the local memory store (SQLite; required)\n"
+                  "      --url URL        the cloud, e.g. http://127.0.0.1:8080 (required)\n"
+                  "      --token T        bearer token (default: $TANDEM_CLOUD_TOKEN, else none)\n"
+                  "      --once           one pass, then exit 0 if it all worked, else 1 (default: run until Ctrl-C)\n"
+                  "      --wait S         long-poll seconds per pull, 0..30 (default: %d)\n"
+                  "      --max-items N    items per feed page, 1..50 (default: %d)\n"
+                  "      --insecure       do not verify the server's TLS certificate (default: verify)\n"
+                  "      --verbose        the cloud adapter's debug log, token redacted (default: off)\n"
+                  "  -h, --help           this text\n",
+                  o.wait_s, o.max_items);
+    return buf;
+}
 
 int cmd_sync(const Args& args) {
     SyncOptions o = parse(args);
@@ -101,6 +122,7 @@ int cmd_sync(const Args& args) {
     g_stop = false;
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
+    std::signal(SIGXFSZ, SIG_IGN);  // a file size limit becomes a store error (retried), not a kill
 
     MemorySync::Hooks hooks;
     hooks.on_log = say;
@@ -122,8 +144,18 @@ int cmd_sync(const Args& args) {
     for (int pass = 1; !g_stop; ++pass) {
         if (o.verbose) say("pass " + std::to_string(pass));
         MemorySync::PassStats r;
+        bool store_failed = false;
         try {
             r = sync.run_once(o.wait_s, /*wait_only_after_send=*/o.once);
+        } catch (const MemoryStoreError& e) {
+            const bool transient = e.code() == MemoryStoreErrc::io || e.code() == MemoryStoreErrc::busy;
+            if (o.once || !transient) {
+                done = true;
+                watcher.join();
+                throw;
+            }
+            say(std::string("store error: ") + e.what());
+            store_failed = true;
         } catch (...) {
             done = true;
             watcher.join();
@@ -137,7 +169,7 @@ int cmd_sync(const Args& args) {
         total.tombstones += r.tombstones;
         total.pull_ok = r.pull_ok;
         if (o.once) break;
-        if (!r.pull_ok && !g_stop) {  // offline or failing: wait, doubling up to 30 s
+        if ((store_failed || !r.pull_ok) && !g_stop) {  // offline, failing or disk full: wait, doubling up to 30 s
             say("retrying in " + std::to_string(backoff_s) + " s");
             for (int i = 0; i < backoff_s * 10 && !g_stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
             backoff_s = std::min(backoff_s * 2, 30);

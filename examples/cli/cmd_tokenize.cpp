@@ -1,7 +1,9 @@
-// `tandem tokenize -m MODEL (-p TEXT | -f FILE) [--ids] [--bos]`: the tokens of a text.
+// `tandem tokenize -m MODEL (-p TEXT | -f FILE) [--ids] [--bos] [--parse-special]`: the tokens
+// of a text.
 //
-// The whole text (a file as is, trailing newline included) is tokenized as one string, without
-// special-token parsing; BOS is added only with --bos. Output: with --ids one line of
+// The whole text (a file as is, trailing newline included) is tokenized as one string: the
+// vocabulary's user-defined tokens are always cut out first, control tokens such as "<s>" only
+// with --parse-special (tandem/tokenizer.h); BOS is added only with --bos. Output: with --ids one line of
 // space-separated ids; otherwise one line per token, "ID<TAB>'PIECE'", where PIECE is the
 // text the token decodes to with \n \r \t \\ \' and bytes that are not printable UTF-8 escaped.
 #include <cstdio>
@@ -61,9 +63,23 @@ static std::string escape_piece(const std::string& s) {
     return out;
 }
 
+std::string help_tokenize() {
+    return "usage: tandem tokenize -m MODEL (-p TEXT | -f FILE) [options]\n"
+           "Prints the tokens of the text: one line per token, ID<TAB>'PIECE' (\\n \\t \\' and bytes that are\n"
+           "not printable UTF-8 escaped), or with --ids one line of ids.\n\n"
+           "  -m, --model PATH     GGUF model or vocabulary (required)\n"
+           "  -p, --prompt TEXT    the text (this or -f)\n"
+           "  -f, --file PATH      the text, read as is\n"
+           "      --ids            one line of space-separated ids (default: one line per token)\n"
+           "      --bos            put the BOS token first (default: off)\n"
+           "      --parse-special  text such as <s> becomes the control token (default: off; user-defined\n"
+           "                       tokens are always cut out)\n"
+           "  -h, --help           this text\n";
+}
+
 int cmd_tokenize(const Args& args) {
     std::string model, text, file;
-    bool have_text = false, ids_only = false, bos = false;
+    bool have_text = false, ids_only = false, bos = false, parse_special = false;
     for (size_t i = 0; i < args.size(); i++) {
         const std::string& a = args[i];
         if (a == "-m" || a == "--model") model = flag_value(args, i);
@@ -73,7 +89,8 @@ int cmd_tokenize(const Args& args) {
         } else if (a == "-f" || a == "--file") file = flag_value(args, i);
         else if (a == "--ids") ids_only = true;
         else if (a == "--bos") bos = true;
-        else throw UsageError{"unknown argument " + a};
+        else if (a == "--parse-special") parse_special = true;
+        else unknown_argument(a);
     }
     if (model.empty()) throw UsageError{"-m MODEL is required"};
     if (have_text == !file.empty()) throw UsageError{"give exactly one of -p TEXT or -f FILE"};
@@ -82,7 +99,7 @@ int cmd_tokenize(const Args& args) {
     const GgufFile f = GgufFile::open(model);
     const Tokenizer tok = Tokenizer::from_gguf(f);
     if (bos && tok.bos() < 0) std::fprintf(stderr, "tandem tokenize: warning: %s has no BOS token\n", model.c_str());
-    const std::vector<TokenId> ids = tok.encode(text, bos);
+    const std::vector<TokenId> ids = tok.encode(text, bos, parse_special);
 
     std::string out;
     if (ids_only) {

@@ -1,6 +1,9 @@
 // CloudServer: Beast sessions on one I/O thread; the memory worker on another.
 #include "http_server.h"
+#include "../common/accept_loop.h"
+#include "../common/drain.h"
 #include "../common/http_target.h"
+#include "../common/read_request.h"
 
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
@@ -13,8 +16,12 @@
 #include <sstream>
 #include <vector>
 
-#include "tandem/cloud/server_db.h"
+#include "feed_events.h"
+#include "tandem/cloud/feed_cursor.h"
 #include "tandem/cloud/llm.h"
+#include "tandem/cloud/openai_api.h"
+#include "tandem/cloud/random_id.h"
+#include "tandem/cloud/server_db.h"
 #include "worker.h"
 
 namespace tandem::cloud {
@@ -45,15 +52,25 @@ static Response make_json(unsigned version, http::status status, const json& bod
     return res;
 }
 
-static Response make_error(unsigned version, http::status status, const std::string& type,
-                           const std::string& message) {
-    return make_json(version, status, {{"error", {{"message", message}, {"type", type}, {"code", (int)status}}}});
+// Every error in OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
+static Response make_error(unsigned version, const ApiError& e) {
+    return make_json(version, (http::status)e.status, error_body(e));
+}
+
+static Response make_error(unsigned version, http::status status, const std::string& type, const std::string& message,
+                           const std::string& code = "") {
+    return make_error(version, ApiError{(int)status, type, message, "", code});
+}
+
+static int64_t unix_seconds() {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 static json entry_json(const FeedEntry& e) {
     if (e.deleted) return {{"id", e.id}, {"deleted", true}};
     return {{"id", e.id},
             {"request_id", e.request_id},
+            {"document", e.document},
             {"text", e.text},
             {"source", {{"doc_id", e.doc_id}, {"title", e.title}}},
             {"created_at", e.created_at},
@@ -64,23 +81,30 @@ static json entry_json(const FeedEntry& e) {
 
 struct CloudServer::Impl {
     ServerConfig cfg;
+    // Body bytes reserved by requests being read or handled (max_body_total). Declared before
+    // the io_context: a Session destroyed with its pending handlers still finds it.
+    std::atomic<size_t> body_bytes{0};
     net::io_context ioc{1};
     tcp::acceptor acceptor{ioc};
     net::signal_set signals{ioc, SIGINT, SIGTERM};
     net::steady_timer stop_timer{ioc};
     std::unique_ptr<ServerDb> db;  // the I/O thread's connection
     std::unique_ptr<MemoryWorker> worker;
-    std::shared_ptr<ChatWorker> chat;  // null without --model: chat answers 501
-    uint64_t chat_seq = 0;
+    std::unique_ptr<FeedEvents> events;  // other replicas' changes (PostgreSQL); null on SQLite
+    std::shared_ptr<ChatBackend> chat;  // null without --model or --llm-url: chat answers 501
+    int64_t started_at = unix_seconds();  // "created" of the served model
     FaultQueues faults;
-    // Long polls waiting for new feed entries (touched on the I/O thread only).
-    std::vector<std::weak_ptr<net::steady_timer>> waiters;
+    std::shared_ptr<examples::AcceptLoop> accept_loop;
+    // Long polls waiting for new feed entries, by id; each removes itself when its wait ends
+    // (touched on the I/O thread only).
+    std::map<uint64_t, std::weak_ptr<net::steady_timer>> waiters;
+    uint64_t last_waiter_id = 0;
     bool stopping = false;
     int in_flight = 0;  // requests read and not yet answered
 
     void wake_waiters() {
         for (auto& w : waiters)
-            if (auto t = w.lock()) t->cancel();
+            if (auto t = w.second.lock()) t->cancel();
         waiters.clear();
     }
     void accept();
@@ -91,22 +115,35 @@ struct CloudServer::Impl {
 
 class Session : public std::enable_shared_from_this<Session> {
 public:
-    Session(tcp::socket&& socket, CloudServer::Impl& srv) : stream_(std::move(socket)), srv_(srv) {}
-    void start() { read_header(); }
+    Session(tcp::socket&& socket, CloudServer::Impl& srv, std::shared_ptr<examples::AcceptLoop::Slot> slot)
+        : stream_(std::move(socket)), srv_(srv), slot_(std::move(slot)) {}
+    ~Session() { release_body(); }
+    void start() {
+        // Closes the connection for a new client when the accept loop asks and it is still idle.
+        slot_->set_closer([weak = weak_from_this(), exec = stream_.get_executor()] {
+            net::post(exec, [weak] {
+                if (auto s = weak.lock(); s && s->idle_) s->close();
+            });
+        });
+        read_request();
+    }
 
 private:
     using Self = std::shared_ptr<Session>;
 
     // -- reading --
-    void read_header() {
+    // The next request's head, within the idle and header timeouts (read_request.h).
+    void read_request() {
+        release_body();
         parser_.emplace();
         parser_->header_limit(16 * 1024);
         parser_->body_limit(srv_.cfg.max_body);
-        stream_.expires_after(std::chrono::seconds(60));
-        http::async_read_header(stream_, buffer_, *parser_,
-                                [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+        examples::HeadTimeouts t{std::chrono::seconds(srv_.cfg.idle_timeout_s), std::chrono::seconds(srv_.cfg.header_timeout_s)};
+        examples::async_read_request_head(stream_, buffer_, *parser_, *slot_, idle_, t,
+                                          [self = shared_from_this()](beast::error_code ec) { self->on_header(ec); });
     }
 
+    // The head is in: size limit, token and body budget are checked before any body byte is read.
     void on_header(beast::error_code ec) {
         // Beast checks Content-Length against body_limit while parsing the header.
         if (ec == http::error::body_limit) return reject_too_large();
@@ -114,6 +151,10 @@ private:
         const auto& req = parser_->get();
         auto len = parser_->content_length();
         if (len && *len > srv_.cfg.max_body) return reject_too_large();
+        version_ = req.version();
+        examples::split_target(std::string_view(req.target().data(), req.target().size()), path_, query_);
+        if (!authorized()) return;
+        if (!reserve_body(len)) return;
         if (beast::iequals(req[http::field::expect], "100-continue")) {
             auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, req.version());
             http::async_write(stream_, *cont, [self = shared_from_this(), cont](beast::error_code ec2, size_t) {
@@ -127,7 +168,7 @@ private:
 
     void read_body() {
         if (parser_->is_done()) return handle();
-        stream_.expires_after(std::chrono::seconds(60));
+        stream_.expires_after(std::chrono::seconds(srv_.cfg.body_timeout_s));
         http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
             if (ec == http::error::body_limit) return self->reject_too_large();
             if (ec) return self->close();
@@ -135,44 +176,66 @@ private:
         });
     }
 
-    // 413, then drain what the client still sends (so it reads the answer, not a reset).
-    void reject_too_large() {
+    // An answer before the body is read (413, 401, 503), then a lingering close (drain.h).
+    void reject(Response res) {
         srv_.in_flight++;
         close_after_ = true;
         drain_after_ = true;
-        send(make_error(11, http::status::payload_too_large, "invalid_request_error",
-                        "request body larger than " + std::to_string(srv_.cfg.max_body) + " bytes"));
+        send(std::move(res));
     }
 
-    void drain() {
-        beast::error_code ec;
-        stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-        stream_.expires_after(std::chrono::seconds(2));
-        auto buf = std::make_shared<std::vector<char>>(64 * 1024);
-        stream_.async_read_some(net::buffer(*buf), [self = shared_from_this(), buf](beast::error_code e, size_t) {
-            if (e) return self->close();
-            self->drain();
-        });
+    void reject_too_large() {
+        reject(make_error(11, http::status::payload_too_large, "invalid_request_error",
+                          "request body larger than " + std::to_string(srv_.cfg.max_body) + " bytes"));
+    }
+
+    // The bearer token names the caller's tenant (tenants.h); checked on the head, so an
+    // unauthenticated client cannot make the server buffer a body. /health needs none (with a
+    // valid token it also reports the caller's feed). Answers 401 and returns false otherwise.
+    bool authorized() {
+        const auto& req = parser_->get();
+        const auto authorization = req[http::field::authorization];
+        tenant_ = srv_.cfg.tenants.authenticate(std::string_view(authorization.data(), authorization.size()));
+        if (tenant_ || path_ == "/health") return true;
+        Response res = make_error(version_, http::status::unauthorized, "authentication_error",
+                                  authorization.empty() ? "missing bearer token: send 'Authorization: Bearer <token>'"
+                                                        : "invalid bearer token",
+                                  "invalid_api_key");
+        res.set(http::field::www_authenticate, "Bearer");
+        reject(std::move(res));
+        return false;
+    }
+
+    // Reserves the body's bytes from max_body_total until the response is sent; answers 503
+    // and returns false when that would pass the total.
+    bool reserve_body(boost::optional<uint64_t> len) {
+        if (parser_->is_done()) return true;  // no body
+        const size_t need = len ? (size_t)*len : srv_.cfg.max_body;
+        const size_t used = srv_.body_bytes.fetch_add(need);
+        if (used + need > srv_.cfg.max_body_total) {
+            srv_.body_bytes -= need;
+            Response res = make_error(version_, http::status::service_unavailable, "overloaded_error",
+                                      "too many request bodies in progress (" + std::to_string(used) +
+                                          " bytes); retry later");
+            res.set(http::field::retry_after, "1");
+            reject(std::move(res));
+            return false;
+        }
+        body_reserved_ = need;
+        return true;
+    }
+
+    void release_body() {
+        if (body_reserved_ > 0) srv_.body_bytes -= body_reserved_;
+        body_reserved_ = 0;
     }
 
     // -- dispatch --
     void handle() {
         srv_.in_flight++;
         const auto& req = parser_->get();
-        version_ = req.version();
         keep_alive_ = req.keep_alive();
-        examples::split_target(std::string_view(req.target().data(), req.target().size()), path_, query_);
         bool is_admin = path_.rfind("/admin/", 0) == 0;
-        if (path_ != "/health" && !srv_.cfg.token.empty()) {
-            std::string want = "Bearer " + srv_.cfg.token;
-            auto got = req[http::field::authorization];
-            if (got.size() != want.size() || !std::equal(want.begin(), want.end(), got.begin())) {
-                Response res = make_error(version_, http::status::unauthorized, "authentication_error",
-                                          got.empty() ? "missing bearer token" : "invalid bearer token");
-                res.set(http::field::www_authenticate, "Bearer");
-                return send(std::move(res));
-            }
-        }
         if (!is_admin) {
             if (auto f = srv_.faults.pop(path_)) return apply_fault(*f);
         }
@@ -212,12 +275,7 @@ private:
         try {
             if (path_ == "/health") {
                 if (method != http::verb::get) return method_not_allowed();
-                return send(make_json(version_, http::status::ok,
-                                      {{"status", srv_.stopping ? "stopping" : "ok"},
-                                       {"docs", srv_.db->count_docs()},
-                                       {"passages", srv_.db->count_passages()},
-                                       {"feed_head", std::to_string(srv_.db->head())},
-                                       {"pending", srv_.db->count_pending()}}));
+                return health();
             }
             if (path_ == "/v1/memory/requests") {
                 if (method != http::verb::post) return method_not_allowed();
@@ -231,9 +289,18 @@ private:
                 if (method != http::verb::get) return method_not_allowed();
                 return get_changes();
             }
-            if (path_.rfind("/v1/memory/items/", 0) == 0) {
+            if (path_ == "/v1/memory/items") {
+                if (method != http::verb::delete_) return method_not_allowed();
+                return forget("all", "", srv_.db->forget_all(tenant_->name));
+            }
+            if (path_.rfind("/v1/memory/items/", 0) == 0 && path_.size() > 17) {
                 if (method != http::verb::delete_) return method_not_allowed();
                 return delete_item(path_.substr(17));
+            }
+            if (path_.rfind("/v1/memory/documents/", 0) == 0 && path_.size() > 21) {
+                if (method != http::verb::delete_) return method_not_allowed();
+                const std::string document = path_.substr(21);
+                return forget("document", document, srv_.db->forget_document(tenant_->name, document));
             }
             if (path_.rfind("/v1/sources/", 0) == 0) {
                 if (method != http::verb::get) return method_not_allowed();
@@ -243,76 +310,134 @@ private:
                 if (method != http::verb::post) return method_not_allowed();
                 return chat_completions(req.body());
             }
+            if (path_ == "/v1/models" || path_.rfind("/v1/models/", 0) == 0) {
+                if (method != http::verb::get) return method_not_allowed();
+                return models(path_.size() > 11 ? path_.substr(11) : "");
+            }
             if (path_ == "/admin/faults" && srv_.cfg.enable_admin) return admin_faults(method, req.body());
-            return send(make_error(version_, http::status::not_found, "not_found", "no route for " + path_));
+            return send(make_error(version_, http::status::not_found, "not_found",
+                                   "no route for " + std::string(req.method_string()) + " " + path_, "unknown_url"));
+        } catch (const ApiError& e) {
+            return send(make_error(version_, e));
         } catch (const std::exception& e) {
-            return send(make_error(version_, http::status::internal_server_error, "server_error", e.what()));
+            std::fprintf(stderr, "tandem-cloud: %s %s: %s\n", std::string(req.method_string()).c_str(), path_.c_str(), e.what());
+            return send(make_error(version_, http::status::internal_server_error, "server_error",
+                                   "the server failed to answer (its log has the details)"));
         }
     }
 
     void method_not_allowed() {
         send(make_error(version_, http::status::method_not_allowed, "invalid_request_error",
-                        "method not allowed on " + path_));
+                        "method " + std::string(parser_->get().method_string()) + " is not allowed on " + path_,
+                        "method_not_allowed"));
     }
 
-    void bad_request(const std::string& msg) {
-        send(make_error(version_, http::status::bad_request, "invalid_request_error", msg));
+    void bad_request(const std::string& msg, const std::string& param = "") {
+        send(make_error(version_, ApiError{400, "invalid_request_error", msg, param, ""}));
     }
 
     // Parses the body as a JSON object or answers 400; returns false when it answered.
     bool parse_body(const std::string& body, json& out) {
         try {
-            out = json::parse(body);
-        } catch (const json::exception& e) {
-            bad_request(std::string("malformed JSON body: ") + e.what());
-            return false;
-        }
-        if (!out.is_object()) {
-            bad_request("the JSON body must be an object");
+            out = parse_json_object(body);
+        } catch (const ApiError& e) {
+            send(make_error(version_, e));
             return false;
         }
         return true;
     }
 
-    // -- endpoints --
+    // -- endpoints (all but /health and chat act on the caller's tenant only) --
+    void health() {
+        json h = {{"status", srv_.stopping ? "stopping" : "ok"},
+                  {"docs", srv_.db->count_docs()},
+                  {"passages", srv_.db->count_passages()}};
+        if (tenant_) {  // the caller's own feed, never another tenant's
+            const FeedEntry head = srv_.db->head(tenant_->name);
+            h["tenant"] = tenant_->name;
+            h["epoch"] = srv_.db->epoch();
+            h["feed_head"] = format_cursor(srv_.db->epoch(), head.seq, head.tag);
+            h["pending"] = srv_.db->count_pending(tenant_->name);
+        }
+        send(make_json(version_, http::status::ok, h));
+    }
+
+    // A short string field: absent -> "", else 0..max_bytes bytes without control characters.
+    bool optional_id(const json& j, const char* key, size_t max_bytes, std::string& out) {
+        auto it = j.find(key);
+        if (it == j.end() || it->is_null()) return true;
+        bool ok = it->is_string() && it->get<std::string>().size() <= max_bytes;
+        if (ok)
+            for (unsigned char c : it->get<std::string>()) ok = ok && c >= 0x20 && c != 0x7f;
+        if (!ok) {
+            bad_request("'" + std::string(key) + "' must be a string of at most " + std::to_string(max_bytes) +
+                            " bytes without control characters",
+                        key);
+            return false;
+        }
+        out = it->get<std::string>();
+        return true;
+    }
+
     void post_request(const std::string& body) {
         json j;
         if (!parse_body(body, j)) return;
+        NewRequest r;
         if (!j.contains("request_id") || !j["request_id"].is_string() || j["request_id"].get<std::string>().empty() ||
             j["request_id"].get<std::string>().size() > 256)
-            return bad_request("'request_id' must be a non-empty string of at most 256 bytes");
+            return bad_request("'request_id' must be a non-empty string of at most 256 bytes", "request_id");
         if (!j.contains("context") || !j["context"].is_string() || j["context"].get<std::string>().empty())
-            return bad_request("'context' must be a non-empty string");
-        int max_items = 5;
+            return bad_request("'context' must be a non-empty string", "context");
         if (j.contains("max_items")) {
             if (!j["max_items"].is_number_integer() || j["max_items"].get<int64_t>() < 1 ||
                 j["max_items"].get<int64_t>() > 50)
-                return bad_request("'max_items' must be an integer in [1, 50]");
-            max_items = j["max_items"].get<int>();
+                return bad_request("'max_items' must be an integer from 1 to 50", "max_items");
+            r.max_items = j["max_items"].get<int>();
         }
-        std::string id = j["request_id"].get<std::string>();
-        auto r = srv_.db->add_request(id, j["context"].get<std::string>(), max_items);
-        if (r == ServerDb::AddResult::conflict)
-            return send(make_error(version_, http::status::conflict, "idempotency_conflict",
-                                   "request_id '" + id + "' was already used with a different context"));
-        if (r == ServerDb::AddResult::created) srv_.worker->wake();
+        if (!optional_id(j, "document", 256, r.document)) return;
+        r.request_id = j["request_id"].get<std::string>();
+        r.context = j["context"].get<std::string>();
+        auto added = srv_.db->add_request(tenant_->name, r, srv_.cfg.max_pending);
+        if (added == ServerDb::AddResult::conflict)
+            return send(make_error(version_, ApiError{409, "idempotency_conflict",
+                                                      "request_id '" + r.request_id +
+                                                          "' was already used with a different context or document",
+                                                      "request_id", "idempotency_conflict"}));
+        if (added == ServerDb::AddResult::too_many) {
+            Response res = make_error(version_, http::status::too_many_requests, "rate_limit_error",
+                                      "too many memory requests pending (" + std::to_string(srv_.cfg.max_pending) +
+                                          "); try again shortly",
+                                      "too_many_pending");
+            res.set(http::field::retry_after, "5");
+            return send(std::move(res));
+        }
+        if (added == ServerDb::AddResult::created) srv_.worker->wake();
         send(make_json(version_, http::status::accepted,
-                       {{"request_id", id}, {"status", r == ServerDb::AddResult::created ? "accepted" : "duplicate"}}));
+                       {{"request_id", r.request_id},
+                        {"status", added == ServerDb::AddResult::created ? "accepted" : "duplicate"}}));
     }
 
     void get_request(const std::string& id) {
         MemoryRequest r;
-        if (!srv_.db->get_request(id, &r))
-            return send(make_error(version_, http::status::not_found, "not_found", "no request '" + id + "'"));
-        send(make_json(version_, http::status::ok, {{"request_id", r.request_id}, {"state", r.state}, {"error", r.error}}));
+        if (!srv_.db->get_request(tenant_->name, id, &r))
+            return send(make_error(version_, http::status::not_found, "not_found", "no request '" + id + "'", "not_found"));
+        send(make_json(version_, http::status::ok,
+                       {{"request_id", r.request_id}, {"document", r.document}, {"state", r.state}, {"error", r.error}}));
     }
 
     void delete_item(const std::string& id) {
-        int64_t seq = srv_.db->retract(id);
-        if (seq == 0)
-            return send(make_error(version_, http::status::not_found, "not_found", "no live item '" + id + "'"));
+        if (srv_.db->forget_item(tenant_->name, id) == 0)
+            return send(make_error(version_, http::status::not_found, "not_found", "no live item '" + id + "'", "not_found"));
         srv_.wake_waiters();
-        send(make_json(version_, http::status::ok, {{"id", id}, {"deleted", true}, {"seq", std::to_string(seq)}}));
+        send(make_json(version_, http::status::ok, {{"id", id}, {"deleted", true}}));
+    }
+
+    // DELETE of a document's notes or of all notes: 200 {scope, document?, deleted: n}.
+    void forget(const char* scope, const std::string& document, int64_t n) {
+        if (n > 0) srv_.wake_waiters();
+        json out = {{"scope", scope}, {"deleted", n}};
+        if (!document.empty()) out["document"] = document;
+        send(make_json(version_, http::status::ok, out));
     }
 
     // The passage of a source document that a note came from (passage_of_note), so that an
@@ -331,43 +456,63 @@ private:
     }
 
     void get_changes() {
-        since_ = 0;
         limit_ = 100;
         double wait_s = 0;
         auto q = [&](const char* k) { return query_.count(k) ? query_[k] : std::string(); };
-        if (!q("since").empty() && !parse_i64(q("since"), 0, INT64_MAX / 2, &since_))
-            return bad_request("'since' must be a cursor returned by this server (a decimal number)");
+        const std::optional<FeedCursor> cursor = parse_cursor(q("since"));
+        if (!cursor) return bad_request("'since' must be a next_cursor returned by this server", "since");
         if (!q("limit").empty() && !parse_i64(q("limit"), 1, 1000, &limit_))
-            return bad_request("'limit' must be an integer in [1, 1000]");
+            return bad_request("'limit' must be an integer from 1 to 1000", "limit");
         if (std::string w = q("wait"); !w.empty()) {
             char* end = nullptr;
             wait_s = std::strtod(w.c_str(), &end);
-            if (*end != '\0' || !(wait_s >= 0)) return bad_request("'wait' must be a number of seconds >= 0");
+            if (*end != '\0' || !(wait_s >= 0)) return bad_request("'wait' must be a number of seconds >= 0", "wait");
             wait_s = std::min(wait_s, srv_.cfg.max_wait_s);
         }
-        deadline_ = std::chrono::steady_clock::now() +
-                    std::chrono::milliseconds((int64_t)(wait_s * 1000));
+        since_text_ = q("since");
+        start_ = resolve_cursor(*cursor, *srv_.db, tenant_->name);
+        deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds((int64_t)(wait_s * 1000));
         poll_changes();
     }
 
     void poll_changes() {
-        std::vector<FeedEntry> entries = srv_.db->changes(since_, (size_t)limit_);
-        if (entries.empty() && !srv_.stopping && std::chrono::steady_clock::now() < deadline_) {
+        const std::string& tenant = tenant_->name;
+        std::vector<FeedEntry> entries = srv_.db->changes(tenant, start_.after, (size_t)limit_);
+        if (entries.empty() && !start_.reset && !srv_.stopping && std::chrono::steady_clock::now() < deadline_) {
             timer_ = std::make_shared<net::steady_timer>(srv_.ioc, deadline_);
-            srv_.waiters.push_back(timer_);
-            timer_->async_wait([self = shared_from_this()](beast::error_code) {
+            const uint64_t id = ++srv_.last_waiter_id;
+            srv_.waiters.emplace(id, timer_);
+            timer_->async_wait([self = shared_from_this(), id](beast::error_code) {
+                self->srv_.waiters.erase(id);  // timed out or woken: no longer waiting
                 try {
                     self->poll_changes();
                 } catch (const std::exception& e) {
-                    self->send(make_error(self->version_, http::status::internal_server_error, "server_error", e.what()));
+                    std::fprintf(stderr, "tandem-cloud: long poll: %s\n", e.what());
+                    self->send(make_error(self->version_, http::status::internal_server_error, "server_error",
+                                          "the server failed to answer (its log has the details)"));
                 }
             });
             return;
         }
         json items = json::array();
         for (const FeedEntry& e : entries) items.push_back(entry_json(e));
-        int64_t next = entries.empty() ? since_ : entries.back().seq;
-        send(make_json(version_, http::status::ok, {{"items", items}, {"next_cursor", std::to_string(next)}}));
+        const std::string epoch = srv_.db->epoch();
+        std::string next = !entries.empty() ? format_cursor(epoch, entries.back().seq, entries.back().tag)
+                           : start_.reset   ? format_cursor(epoch, 0, "")
+                                            : since_text_;
+        send(make_json(version_, http::status::ok,
+                       {{"items", items}, {"next_cursor", next}, {"epoch", epoch}, {"reset", start_.reset}}));
+    }
+
+    // GET /v1/models (the served model, or none without --model) and /v1/models/ID.
+    void models(const std::string& id) {
+        json data = json::array();
+        if (srv_.chat) data.push_back(model_json(srv_.chat->model_name(), srv_.started_at));
+        if (id.empty()) return send(make_json(version_, http::status::ok, {{"object", "list"}, {"data", data}}));
+        for (const json& m : data)
+            if (m["id"] == id) return send(make_json(version_, http::status::ok, m));
+        send(make_error(version_, ApiError{404, "invalid_request_error", "the model '" + id + "' does not exist", "model",
+                                           "model_not_found"}));
     }
 
     void admin_faults(http::verb method, const std::string& body) {
@@ -395,73 +540,67 @@ private:
         send(make_json(version_, http::status::ok, {{"faults", srv_.faults.list()}}));
     }
 
-    // -- chat completions (OpenAI-compatible; needs --model) --
+    // -- chat completions (OpenAI-compatible, openai_api.h; needs --model) --
     void chat_completions(const std::string& body) {
         if (!srv_.chat)
             return send(make_error(version_, http::status::not_implemented, "not_implemented",
-                                   "chat completions need a model: start tandem-cloud with --model"));
-        json j;
-        if (!parse_body(body, j)) return;
+                                   "chat completions need a model: start tandem-cloud with --model or --llm-url",
+                                   "no_model"));
+        ChatRequest req = parse_chat_request(body);  // throws ApiError: a 400 naming the field
         ChatJob job;
-        bool stream = false;
-        try {
-            const json& msgs = j.at("messages");
-            if (!msgs.is_array() || msgs.empty()) return bad_request("'messages' must be a non-empty array");
-            for (const json& m : msgs) {
-                const std::string role = m.at("role").get<std::string>();
-                if (role != "system" && role != "user" && role != "assistant")
-                    return bad_request("message role '" + role + "' is not system, user or assistant");
-                job.messages.emplace_back(role, m.at("content").get<std::string>());
-            }
-            job.max_tokens = j.value("max_tokens", 256);
-            job.temperature = j.value("temperature", 0.7);
-            stream = j.value("stream", false);
-        } catch (const json::exception& e) {
-            return bad_request(std::string("bad chat request: ") + e.what());
-        }
-        if (job.max_tokens < 1 || job.max_tokens > 4096) return bad_request("'max_tokens' must be in [1, 4096]");
-        if (!(job.temperature >= 0 && job.temperature <= 2)) return bad_request("'temperature' must be in [0, 2]");
-        const std::string id = "chatcmpl-" + std::to_string(++srv_.chat_seq);
+        job.params = std::move(req.params);
+        const std::string id = "chatcmpl-" + random_hex(12);
         const std::string model = srv_.chat->model_name();
+        const int64_t created = unix_seconds();
         auto self = shared_from_this();
         auto exec = stream_.get_executor();
-        if (!stream) {
+        if (!req.stream) {
             job.on_piece = [](const std::string&) { return true; };
-            job.on_done = [self, exec, id, model](const std::string& text, const std::string& finish, int64_t pt, int64_t ct,
-                                                  const std::string& err) {
+            job.on_done = [self, exec, id, created, model](const std::string& text, const std::string& finish, int64_t pt,
+                                                           int64_t ct, const std::string& err) {
                 net::post(exec, [=] {
-                    if (finish == "error")
-                        return self->send(make_error(self->version_, http::status::internal_server_error, "server_error", err));
+                    if (finish == "error") {
+                        std::fprintf(stderr, "tandem-cloud: chat completion %s: %s\n", id.c_str(), err.c_str());
+                        return self->send(make_error(self->version_, http::status::internal_server_error, "server_error",
+                                                     "the model failed to answer: " + err));
+                    }
+                    if (finish == "upstream_error")
+                        return self->send(make_error(self->version_, http::status::bad_gateway, "upstream_error", err));
                     self->send(make_json(self->version_, http::status::ok,
-                                         {{"id", id}, {"object", "chat.completion"}, {"model", model},
-                                          {"choices", {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", text}}},
-                                                        {"finish_reason", finish}}}},
-                                          {"usage", {{"prompt_tokens", pt}, {"completion_tokens", ct}, {"total_tokens", pt + ct}}}}));
+                                         completion_json(id, created, model, text, finish == "cancelled" ? "stop" : finish, pt, ct)));
                 });
             };
             srv_.chat->submit(std::move(job));
             return;
         }
-        // Streaming: headers now, then one SSE event per piece as a chunk, then [DONE].
+        // Streaming: headers now, then a chunk with the role, one per piece, one with the
+        // finish_reason, with include_usage one with the usage, then [DONE].
         auto gone = client_gone_;
+        const bool usage = req.include_usage;
         stream_write("HTTP/1.1 200 OK\r\nServer: tandem-cloud\r\nContent-Type: text/event-stream\r\n"
                      "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n");
-        auto event = [id, model](const json& delta, const json& finish) {
-            json e = {{"id", id}, {"object", "chat.completion.chunk"}, {"model", model},
-                      {"choices", {{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}}}};
-            return "data: " + e.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+        auto event = [](const json& e) { return "data: " + e.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n"; };
+        auto chunk = [=](const json& delta, const json& finish) {
+            return event(chunk_json(id, created, model, delta, finish, usage));
         };
-        job.on_piece = [self, exec, gone, event](const std::string& piece) {
+        stream_chunk(chunk({{"role", "assistant"}, {"content", ""}}, nullptr));
+        job.on_piece = [self, exec, gone, chunk](const std::string& piece) {
             if (*gone) return false;  // the client hung up: stop generating
-            net::post(exec, [self, data = event({{"content", piece}}, nullptr)] { self->stream_chunk(data); });
+            net::post(exec, [self, data = chunk({{"content", piece}}, nullptr)] { self->stream_chunk(data); });
             return true;
         };
-        job.on_done = [self, exec, event](const std::string&, const std::string& finish, int64_t, int64_t, const std::string& err) {
+        job.on_done = [self, exec, event, chunk, id, created, model, usage](const std::string&, const std::string& finish,
+                                                                          int64_t pt, int64_t ct, const std::string& err) {
             net::post(exec, [=] {
-                if (finish == "error")
-                    self->stream_chunk("data: " + json{{"error", {{"message", err}, {"type", "server_error"}}}}.dump() + "\n\n");
-                else
-                    self->stream_chunk(event(json::object(), finish == "cancelled" ? "stop" : finish));
+                if (finish == "error") {
+                    std::fprintf(stderr, "tandem-cloud: chat completion %s: %s\n", id.c_str(), err.c_str());
+                    self->stream_chunk(event(error_body(ApiError{500, "server_error", "the model failed to answer: " + err, "", ""})));
+                } else if (finish == "upstream_error") {
+                    self->stream_chunk(event(error_body(ApiError{502, "upstream_error", err, "", ""})));
+                } else {
+                    self->stream_chunk(chunk(json::object(), finish == "cancelled" ? "stop" : finish));
+                    if (usage) self->stream_chunk(event(usage_chunk_json(id, created, model, pt, ct)));
+                }
                 self->stream_chunk("data: [DONE]\n\n");
                 self->stream_write("0\r\n\r\n");
                 self->stream_done_ = true;
@@ -490,7 +629,7 @@ private:
                 srv_.in_flight--;
                 if (!keep_alive_ || srv_.stopping) return close();
                 query_.clear();
-                read_header();
+                read_request();
             }
             return;
         }
@@ -540,12 +679,12 @@ private:
         http::async_write(stream_, *sp, [self = shared_from_this(), sp, close](beast::error_code ec, size_t) {
             self->srv_.in_flight--;
             if (ec) return self->close();
-            if (self->drain_after_) return self->drain();
+            if (self->drain_after_) return examples::drain_then_close(self->stream_, self);
             if (close) return self->close();
             self->mangle_.reset();
             self->timer_.reset();
             self->query_.clear();
-            self->read_header();
+            self->read_request();
         });
     }
 
@@ -557,6 +696,9 @@ private:
 
     beast::tcp_stream stream_;
     CloudServer::Impl& srv_;
+    std::shared_ptr<examples::AcceptLoop::Slot> slot_;
+    bool idle_ = false;        // waiting for a request's first byte
+    size_t body_reserved_ = 0;  // of srv_.body_bytes
     beast::flat_buffer buffer_;
     std::optional<http::request_parser<http::string_body>> parser_;
     unsigned version_ = 11;
@@ -567,7 +709,10 @@ private:
     std::shared_ptr<net::steady_timer> timer_;
     std::string path_;
     std::map<std::string, std::string> query_;
-    int64_t since_ = 0, limit_ = 100;
+    std::optional<Tenant> tenant_;  // the caller (set before any route runs)
+    FeedStart start_;               // GET /v1/memory/changes: where the page starts
+    std::string since_text_;
+    int64_t limit_ = 100;
     std::chrono::steady_clock::time_point deadline_;
     // streaming chat: raw bytes queued for the socket, and whether the client went away
     std::deque<std::shared_ptr<std::string>> out_q_;
@@ -578,21 +723,19 @@ private:
 // ---- accept loop and shutdown ----------------------------------------------------------
 
 void CloudServer::Impl::accept() {
-    acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
-        if (ec) {
-            if (ec != net::error::operation_aborted) std::fprintf(stderr, "tandem-cloud: accept: %s\n", ec.message().c_str());
-            if (!stopping && ec != net::error::operation_aborted) accept();
-            return;
-        }
-        std::make_shared<Session>(std::move(socket), *this)->start();
-        if (!stopping) accept();
-    });
+    accept_loop = examples::AcceptLoop::create(
+        acceptor, {cfg.max_connections, 32}, "tandem-cloud",
+        [this](tcp::socket socket, std::shared_ptr<examples::AcceptLoop::Slot> slot) {
+            std::make_shared<Session>(std::move(socket), *this, std::move(slot))->start();
+        });
+    accept_loop->start();
 }
 
 void CloudServer::Impl::begin_shutdown() {
     if (stopping) return;
     stopping = true;
     std::fprintf(stderr, "tandem-cloud: shutting down\n");
+    if (accept_loop) accept_loop->stop();
     beast::error_code ec;
     acceptor.close(ec);
     wake_waiters();
@@ -610,16 +753,17 @@ void CloudServer::Impl::begin_shutdown() {
     Poll::arm(this, deadline);
 }
 
-CloudServer::CloudServer(ServerConfig cfg, std::unique_ptr<MemoryGenerator> gen, std::shared_ptr<ChatWorker> chat)
+CloudServer::CloudServer(ServerConfig cfg, std::unique_ptr<MemoryGenerator> gen, std::shared_ptr<ChatBackend> chat)
     : impl_(new Impl) {
     impl_->chat = std::move(chat);
     impl_->cfg = std::move(cfg);
-    impl_->db = std::make_unique<ServerDb>(impl_->cfg.db_path);
+    impl_->db = open_database(impl_->cfg.db_path);
     if (!impl_->cfg.faults.empty()) impl_->faults.push_spec(impl_->cfg.faults);
     Impl* s = impl_.get();
-    impl_->worker = std::make_unique<MemoryWorker>(impl_->cfg.db_path, std::move(gen), [s] {
+    impl_->worker = std::make_unique<MemoryWorker>(WorkerConfig{impl_->cfg.db_path, impl_->cfg.lease_ms}, std::move(gen), [s] {
         net::post(s->ioc, [s] { s->wake_waiters(); });
     });
+    impl_->events = open_feed_events(impl_->cfg.db_path);
 }
 
 CloudServer::~CloudServer() {
@@ -648,8 +792,14 @@ void CloudServer::run() {
         if (!ec) s.begin_shutdown();
     });
     s.worker->start();
+    // Other processes on the same database (replicas): their notes wake our long polls, their
+    // new requests our worker.
+    if (s.events)
+        s.events->start([&s](const std::string&) { net::post(s.ioc, [&s] { s.wake_waiters(); }); },
+                        [&s] { s.worker->wake(); });
     s.accept();
     s.ioc.run();
+    s.events.reset();
     s.worker->stop();
 }
 

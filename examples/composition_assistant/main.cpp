@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -21,6 +22,7 @@
 #include "../common/option_values.h"
 #include "api.h"
 #include "server.h"
+#include "tandem/mapping_faults.h"
 #include "tui.h"
 
 using namespace tandem;
@@ -41,6 +43,7 @@ static const char* kUsage =
     "  --tui        line mode on the terminal instead of the web app\n";
 
 int main(int argc, char** argv) {
+    report_mapping_faults();  // the local model truncated while mapped: an error, not a silent SIGBUS
     AssistantConfig cfg;
     bool tui = false;
     int port = 0;
@@ -105,13 +108,24 @@ int main(int argc, char** argv) {
         uint16_t bound = server.listen();
         std::printf("open http://127.0.0.1:%u/?token=%s\n", (unsigned)bound, opt.token.c_str());
         std::fflush(stdout);
+        std::atomic<bool> run_failed{false};
         std::thread sig_thread([&] {
             int sig = 0;
             sigwait(&sigs, &sig);
-            std::fprintf(stderr, "tandem-compose: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+            if (!run_failed)
+                std::fprintf(stderr, "tandem-compose: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
             server.stop();
         });
-        server.run();
+        try {
+            server.run();
+        } catch (...) {
+            // The signal thread must be joined before it goes out of scope (a joinable
+            // std::thread destroyed during unwinding calls std::terminate): wake it, then rethrow.
+            run_failed = true;
+            pthread_kill(sig_thread.native_handle(), SIGTERM);
+            sig_thread.join();
+            throw;
+        }
         // run() returns only after stop(), which only the signal thread calls.
         sig_thread.join();
         std::fprintf(stderr, "tandem-compose: stopped\n");

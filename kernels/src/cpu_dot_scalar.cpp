@@ -104,23 +104,63 @@ static float dot_bf16(int64_t n, const void* w, const void* x) {
     return (float)s;
 }
 
-// ---- 32-block weights x block_q8a ----------------------------------------------------------
+// ---- levels (cpu_kernels.h) -------------------------------------------------------------------
 
-// Levels of element j (0..31) of each 32-block format.
-static int lvl_q4(const uint8_t* qs, int j) { return j < 16 ? (qs[j] & 0xF) : (qs[j - 16] >> 4); }
-static int lvl_q5(const uint8_t* qs, const uint8_t* qh, int j) {
+void levels_q4(const uint8_t qs[16], uint8_t L[32]) {
+    for (int j = 0; j < 16; j++) {
+        L[j] = qs[j] & 0xF;
+        L[j + 16] = qs[j] >> 4;
+    }
+}
+
+void levels_q5(const uint8_t qs[16], const uint8_t qh[4], uint8_t L[32]) {
     uint32_t h;
     std::memcpy(&h, qh, 4);
-    return lvl_q4(qs, j) | (int)(((h >> j) & 1) << 4);
+    levels_q4(qs, L);
+    for (int j = 0; j < 32; j++) L[j] |= (uint8_t)(((h >> j) & 1) << 4);
 }
+
+void levels_q4_K(const block_q4_K& b, uint8_t L[QK_K]) {
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            L[64 * c + l] = b.qs[32 * c + l] & 0xF;
+            L[64 * c + 32 + l] = b.qs[32 * c + l] >> 4;
+        }
+}
+
+void levels_q5_K(const block_q5_K& b, uint8_t L[QK_K]) {
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            const int h = b.qh[l];
+            L[64 * c + l] = (uint8_t)((b.qs[32 * c + l] & 0xF) | (((h >> (2 * c)) & 1) << 4));
+            L[64 * c + 32 + l] = (uint8_t)((b.qs[32 * c + l] >> 4) | (((h >> (2 * c + 1)) & 1) << 4));
+        }
+}
+
+void levels_q6_K(const block_q6_K& b, uint8_t L[QK_K]) {
+    for (int c = 0; c < 2; c++) {
+        const uint8_t* ql = b.ql + 64 * c;
+        const uint8_t* qh = b.qh + 32 * c;
+        for (int l = 0; l < 32; l++) {
+            L[128 * c + l + 0] = (uint8_t)((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4));
+            L[128 * c + l + 32] = (uint8_t)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4));
+            L[128 * c + l + 64] = (uint8_t)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
+            L[128 * c + l + 96] = (uint8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
+        }
+    }
+}
+
+// ---- 32-block weights x block_q8a ----------------------------------------------------------
 
 static float dot_q4_0(int64_t n, const void* w, const void* x) {
     const block_q4_0* a = (const block_q4_0*)w;
     const block_q8a* b = (const block_q8a*)x;
     float s = 0;
     for (int64_t i = 0; i < n / 32; i++) {
+        uint8_t L[32];
+        levels_q4(a[i].qs, L);
         int sumi = 0;
-        for (int j = 0; j < 32; j++) sumi += (lvl_q4(a[i].qs, j) - 8) * b[i].qs[j];
+        for (int j = 0; j < 32; j++) sumi += (L[j] - 8) * b[i].qs[j];
         s += h2f(a[i].d) * b[i].d * (float)sumi;
     }
     return s;
@@ -130,8 +170,10 @@ static float dot_q4_1(int64_t n, const void* w, const void* x) {
     const block_q8a* b = (const block_q8a*)x;
     float s = 0;
     for (int64_t i = 0; i < n / 32; i++) {
+        uint8_t L[32];
+        levels_q4(a[i].qs, L);
         int sumi = 0;
-        for (int j = 0; j < 32; j++) sumi += lvl_q4(a[i].qs, j) * b[i].qs[j];
+        for (int j = 0; j < 32; j++) sumi += L[j] * b[i].qs[j];
         s += h2f(a[i].d) * b[i].d * (float)sumi + h2f(a[i].m) * b[i].s;  // (q*d + m) . y
     }
     return s;
@@ -141,8 +183,10 @@ static float dot_q5_0(int64_t n, const void* w, const void* x) {
     const block_q8a* b = (const block_q8a*)x;
     float s = 0;
     for (int64_t i = 0; i < n / 32; i++) {
+        uint8_t L[32];
+        levels_q5(a[i].qs, a[i].qh, L);
         int sumi = 0;
-        for (int j = 0; j < 32; j++) sumi += (lvl_q5(a[i].qs, a[i].qh, j) - 16) * b[i].qs[j];
+        for (int j = 0; j < 32; j++) sumi += (L[j] - 16) * b[i].qs[j];
         s += h2f(a[i].d) * b[i].d * (float)sumi;
     }
     return s;
@@ -152,8 +196,10 @@ static float dot_q5_1(int64_t n, const void* w, const void* x) {
     const block_q8a* b = (const block_q8a*)x;
     float s = 0;
     for (int64_t i = 0; i < n / 32; i++) {
+        uint8_t L[32];
+        levels_q5(a[i].qs, a[i].qh, L);
         int sumi = 0;
-        for (int j = 0; j < 32; j++) sumi += lvl_q5(a[i].qs, a[i].qh, j) * b[i].qs[j];
+        for (int j = 0; j < 32; j++) sumi += L[j] * b[i].qs[j];
         s += h2f(a[i].d) * b[i].d * (float)sumi + h2f(a[i].m) * b[i].s;
     }
     return s;
@@ -193,11 +239,7 @@ static float dot_q4_K(int64_t n, const void* w, const void* x) {
     float s = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
         uint8_t L[QK_K];
-        for (int c = 0; c < 4; c++)
-            for (int l = 0; l < 32; l++) {
-                L[64 * c + l] = a[i].qs[32 * c + l] & 0xF;
-                L[64 * c + 32 + l] = a[i].qs[32 * c + l] >> 4;
-            }
+        levels_q4_K(a[i], L);
         s += dot_k4_levels(L, a[i].d, a[i].dmin, a[i].scales, b[i]);
     }
     return s;
@@ -209,12 +251,7 @@ static float dot_q5_K(int64_t n, const void* w, const void* x) {
     float s = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
         uint8_t L[QK_K];
-        for (int c = 0; c < 4; c++)
-            for (int l = 0; l < 32; l++) {
-                const int h = a[i].qh[l];
-                L[64 * c + l] = (uint8_t)((a[i].qs[32 * c + l] & 0xF) | (((h >> (2 * c)) & 1) << 4));
-                L[64 * c + 32 + l] = (uint8_t)((a[i].qs[32 * c + l] >> 4) | (((h >> (2 * c + 1)) & 1) << 4));
-            }
+        levels_q5_K(a[i], L);
         s += dot_k4_levels(L, a[i].d, a[i].dmin, a[i].scales, b[i]);
     }
     return s;
@@ -226,17 +263,8 @@ static float dot_q6_K(int64_t n, const void* w, const void* x) {
     const block_q8k* b = (const block_q8k*)x;
     float s = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
-        int L[QK_K];
-        for (int c = 0; c < 2; c++) {
-            const uint8_t* ql = a[i].ql + 64 * c;
-            const uint8_t* qh = a[i].qh + 32 * c;
-            for (int l = 0; l < 32; l++) {
-                L[128 * c + l + 0] = (ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4);
-                L[128 * c + l + 32] = (ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4);
-                L[128 * c + l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
-                L[128 * c + l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
-            }
-        }
+        uint8_t L[QK_K];
+        levels_q6_K(a[i], L);
         int sumi = 0;
         for (int g = 0; g < QK_K / 16; g++) {
             int s16 = 0;
@@ -261,7 +289,8 @@ static void gemm_rows(int64_t n, const void* W, size_t ldw, int64_t nr, const vo
 static KernelSet make_scalar() {
     KernelSet k;
     k.name = "scalar";
-    auto set = [&](GgmlType t, gemm_fn f) { k.gemm[(uint32_t)t] = f; };
+    k.layout = Layout::Rows;
+    auto set = [&](GgmlType t, gemm_fn f) { k.k[(uint32_t)t].rows = f; };
     set(GgmlType::F32, gemm_rows<dot_f32>);
     set(GgmlType::F16, gemm_rows<dot_f16>);
     set(GgmlType::BF16, gemm_rows<dot_bf16>);

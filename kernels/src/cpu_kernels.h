@@ -1,5 +1,6 @@
-// Internal to kernels/src/cpu_*.cpp: the activation block formats, the kernel-table shape that
-// every path (scalar, avx2, avx512-vnni) fills in, and small helpers they share.
+// Internal to kernels/src/cpu_*.cpp: the activation row formats, the weight-block level
+// decoders shared by the scalar reference and the packer, and the kernel-table shape that
+// every path (scalar, avx2, avx-vnni, avx512-vnni, amx) fills in.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -8,7 +9,7 @@
 
 namespace tandem::cpu::detail {
 
-// ---- activation formats ------------------------------------------------------------------
+// ---- activation row formats ----------------------------------------------------------------
 
 // Activations for the 32-block weight types: x[j] ~= d * qs[j], |qs| <= 127.
 // s = d * sum(qs) serves the weight formats with an offset (Q4_0's -8, Q4_1's min, ...).
@@ -39,32 +40,82 @@ size_t act_row_size(ActFormat f, int64_t n);
 // Plain scalar code, shared by every path so that all paths see the same quantized values.
 void quantize_act(ActFormat f, const float* x, void* dst, int64_t n);
 
+// ---- weight levels -------------------------------------------------------------------------
+//
+// The unsigned integer level L of every element of one GGUF block, exactly as the format
+// table in quant_types.h describes (the value is then d*(L-8) for Q4_0, d*L + m for Q4_1,
+// ...). Used by the scalar reference dots and by the panel packer, so both read the GGUF
+// bits the same way.
+
+void levels_q4(const uint8_t qs[16], uint8_t L[32]);                       // Q4_0, Q4_1: 0..15
+void levels_q5(const uint8_t qs[16], const uint8_t qh[4], uint8_t L[32]);  // Q5_0, Q5_1: 0..31
+void levels_q4_K(const block_q4_K& b, uint8_t L[QK_K]);                    // 0..15
+void levels_q5_K(const block_q5_K& b, uint8_t L[QK_K]);                    // 0..31
+void levels_q6_K(const block_q6_K& b, uint8_t L[QK_K]);                    // 0..63 (value d*sc*(L-32))
+
+// The 8 (scale, min) pairs of a Q4_K/Q5_K block, unpacked (get_scale_min_k4: quant_types.h).
+inline void unpack_scales_k4(const uint8_t* q, uint8_t sc[8], uint8_t mn[8]) {
+    for (int j = 0; j < 8; j++) get_scale_min_k4(j, q, &sc[j], &mn[j]);
+}
+
 // ---- kernel tables -------------------------------------------------------------------------
 
+// Rows layout (the scalar path works on the GGUF rows as they are):
 // Y[t*ldy + r] = dot(W row r, activation row t) for r in [0, nr), t in [0, nt).
 //   n    elements per row (cols), a multiple of the block size
 //   W    nr rows of ldw bytes in the weight type's layout
 //   X    nt activation rows of ldx bytes in act_format(type)
-//   Y    f32, row t of the output at Y + t*ldy
 using gemm_fn = void (*)(int64_t n, const void* W, size_t ldw, int64_t nr, const void* X, size_t ldx,
                          int64_t nt, float* Y, int64_t ldy);
 
+// Panels layout (the SIMD paths; format in cpu_panels.h): one call computes the rows of
+// n_panels consecutive panels against one activation tile of T tokens.
+struct PanelTask {
+    const uint8_t* w;     // the first panel
+    size_t panel_bytes;   // stride between panels
+    int64_t n_panels;
+    int64_t rows;         // valid rows from the first panel's row 0 on (the last panel may be partial)
+    int64_t n_recs;       // records per panel (cols / columns per record)
+    const uint8_t* act;   // the activation tile (cpu_panels.h), T tokens
+    int T;                // the tile's token count: one of the path's tile sizes
+    int nt;               // tokens to store (<= T; the rest of the tile is padding)
+    float* y;             // output of the tile's first token for the first panel's row 0
+    int64_t ldy;          // floats between tokens in y
+};
+using panel_fn = void (*)(const PanelTask& task);
+
+enum class Layout { Rows, Panels };
+
+constexpr int kMaxTileSizes = 4;
+
+struct TypeKernel {
+    gemm_fn rows = nullptr;     // Layout::Rows
+    panel_fn panels = nullptr;  // Layout::Panels
+    // Activation tiles: ncorr = -(sum of the subblock's quantized activations << corr_shift),
+    // where the kernel's integer sums start (the weights' level offset); -1: none.
+    int corr_shift = -1;
+    int tile_sizes[kMaxTileSizes] = {};  // Layout::Panels: the ascending token counts of its tiles
+    int n_tile_sizes = 0;
+};
+
 struct KernelSet {
     const char* name = nullptr;
-    gemm_fn gemm[kGgmlTypeCount] = {};  // nullptr: this path does not do the type
+    Layout layout = Layout::Rows;
+    TypeKernel k[kGgmlTypeCount];  // .rows / .panels nullptr: this path does not do the type
 };
 
 // Each returns a fully filled table for its path. Only call the SIMD ones on a CPU that has the
 // instructions (cpu_matmul.cpp checks cpu_features() first).
 const KernelSet& kernels_scalar();
 const KernelSet& kernels_avx2();
+const KernelSet& kernels_avx_vnni();       // VEX-encoded vpdpbusd (AVX-VNNI)
+const KernelSet& kernels_avx512vl_vnni();  // the same 256-bit kernels, EVEX-encoded (AVX512-VL + VNNI)
 const KernelSet& kernels_avx512();
+const KernelSet& kernels_amx();            // AMX-INT8 tiles, AVX-512 for the rest
+const KernelSet& kernels_amx_emulated();   // the same with the tile instructions done in software
 
-// ---- shared helpers ------------------------------------------------------------------------
-
-// The 8 (scale, min) pairs of a Q4_K/Q5_K block, unpacked (get_scale_min_k4: quant_types.h).
-inline void unpack_scales_k4(const uint8_t* q, uint8_t sc[8], uint8_t mn[8]) {
-    for (int j = 0; j < 8; j++) get_scale_min_k4(j, q, &sc[j], &mn[j]);
-}
+// tdpbsud instructions executed by a register-only loop of `iters` iterations (tandem/cpu_peak.h);
+// only on a CPU where the amx path is supported.
+double amx_peak_loop(long iters);
 
 }  // namespace tandem::cpu::detail

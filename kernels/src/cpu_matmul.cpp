@@ -1,16 +1,23 @@
-// matvec / matmul: argument checks, run-time kernel path choice, activation quantization and
-// the split of the work over the thread pool. The arithmetic lives in cpu_dot_<path>.cpp.
+// pack_weights / matvec / matmul: argument checks, run-time kernel path choice, activation
+// quantization and tiling, and the split of the work over the thread pool. The arithmetic
+// lives in cpu_dot_scalar.cpp (rows layout) and cpu_gemm_<path>.cpp (panels layout).
 #include "tandem/cpu_matmul.h"
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "cpu_kernels.h"
+#include "cpu_panels.h"
 
 namespace tandem::cpu {
 
@@ -23,6 +30,18 @@ static uint64_t read_xcr0() {
     uint32_t eax, edx;
     __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
     return ((uint64_t)edx << 32) | eax;
+}
+
+// Linux (5.16+) hands out the AMX tile data state only to processes that ask for it; without
+// it the first tile instruction faults. Asked once, at detection; false where refused.
+static bool request_tile_permission() {
+#if defined(__linux__) && defined(__x86_64__)
+    constexpr long kArchReqXcompPerm = 0x1023;  // ARCH_REQ_XCOMP_PERM
+    constexpr long kXfeatureXtiledata = 18;     // XFEATURE_XTILEDATA
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+    return false;
+#endif
 }
 
 static CpuFeatures detect_features() {
@@ -44,8 +63,11 @@ static CpuFeatures detect_features() {
     f.avx512bw = zmm_os && ((b >> 30) & 1);
     f.avx512vl = zmm_os && ((b >> 31) & 1);
     f.avx512vnni = zmm_os && ((c >> 11) & 1);
+    const bool amx_cpu = ((d >> 24) & 1) && ((d >> 25) & 1);  // AMX-TILE, AMX-INT8
     __cpuid_count(7, 1, a, b, c, d);
     f.avx_vnni = avx && ((a >> 4) & 1);
+    f.avx512bf16 = zmm_os && ((a >> 5) & 1);
+    f.amx_int8 = amx_cpu && (xcr0 & 0x60000) == 0x60000 && request_tile_permission();
     return f;
 }
 #else
@@ -63,18 +85,30 @@ struct Path {
     const char* name;
     bool (*supported)();
     const KernelSet& (*kernels)();
+    bool automatic;  // may be chosen as "best"
 };
 
-// Best first.
+static bool has_avx2() { const CpuFeatures& f = cpu_features(); return f.avx2 && f.fma && f.f16c; }
+static bool has_avx512() {
+    const CpuFeatures& f = cpu_features();
+    return has_avx2() && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni;
+}
+
+bool avx_vnni_is_vex() { return has_avx2() && cpu_features().avx_vnni; }
+
+static const KernelSet& kernels_avx_vnni_here() {
+    return avx_vnni_is_vex() ? kernels_avx_vnni() : kernels_avx512vl_vnni();
+}
+
+// Best first. amx is not chosen automatically: on the one AMX machine measured (a Xeon model 207,
+// 2 threads; bench/results/cpu-matmul.md) its prefill ran at 0.76-0.88x of avx512-vnni's.
 static const Path kPaths[] = {
-    {"avx512-vnni",
-     [] {
-         const CpuFeatures& f = cpu_features();
-         return f.avx512f && f.avx512bw && f.avx512vnni && f.avx2 && f.fma && f.f16c;
-     },
-     kernels_avx512},
-    {"avx2", [] { const CpuFeatures& f = cpu_features(); return f.avx2 && f.fma && f.f16c; }, kernels_avx2},
-    {"scalar", [] { return true; }, kernels_scalar},
+    {"amx", [] { return has_avx512() && cpu_features().amx_int8; }, kernels_amx, false},
+    {"avx512-vnni", has_avx512, kernels_avx512, true},
+    {"avx-vnni", [] { return avx_vnni_is_vex() || has_avx512(); }, kernels_avx_vnni_here, true},
+    {"avx2", has_avx2, kernels_avx2, true},
+    {"scalar", [] { return true; }, kernels_scalar, true},
+    {"amx-emulated", has_avx512, kernels_amx_emulated, false},
 };
 
 static const Path* find_path(const char* name) {
@@ -85,7 +119,7 @@ static const Path* find_path(const char* name) {
 
 static const KernelSet* best_kernels() {
     for (const Path& p : kPaths)
-        if (p.supported()) return &p.kernels();
+        if (p.automatic && p.supported()) return &p.kernels();
     return &kernels_scalar();
 }
 
@@ -132,30 +166,21 @@ ActFormat detail::act_format(GgmlType t) {
 
 bool matmul_supports(GgmlType type) {
     const uint32_t id = (uint32_t)type;
-    return id < kGgmlTypeCount && kernels_scalar().gemm[id] != nullptr;
+    return id < kGgmlTypeCount && kernels_scalar().k[id].rows != nullptr;
 }
 
-static gemm_fn checked_kernel(const char* fn, GgmlType type, const void* W, int64_t rows, int64_t cols,
-                              const void* x, const void* y, int64_t n_tokens) {
+[[noreturn]] static void fail(const char* fn, GgmlType type, const std::string& why) {
     const TypeTraits* tt = type_traits((uint32_t)type);
     const std::string tname = tt ? tt->name : "type id " + std::to_string((uint32_t)type);
-    auto fail = [&](const std::string& why) { throw CpuKernelError(std::string(fn) + " (" + tname + "): " + why); };
-    if (!matmul_supports(type)) fail("weight type not supported by the CPU matmul kernels");
-    if (rows < 0) fail("rows must be >= 0, got " + std::to_string(rows));
-    if (n_tokens < 0) fail("n_tokens must be >= 0, got " + std::to_string(n_tokens));
-    if (cols <= 0 || cols % tt->block_size != 0)
-        fail("cols (" + std::to_string(cols) + ") must be a positive multiple of the block size " +
-             std::to_string(tt->block_size));
-    if (rows > 0 && n_tokens > 0 && (!W || !x || !y)) fail("null pointer argument");
-    gemm_fn k = active().gemm[(uint32_t)type];
-    return k ? k : kernels_scalar().gemm[(uint32_t)type];
+    throw CpuKernelError(std::string(fn) + " (" + tname + "): " + why);
 }
 
-// A per-thread scratch buffer for the quantized activations, grown as needed, never shrunk.
-static void* act_scratch(size_t bytes) {
-    thread_local std::vector<uint64_t> buf;
-    if (buf.size() * 8 < bytes) buf.resize((bytes + 7) / 8);
-    return buf.data();
+// A per-thread scratch buffer, grown as needed, never shrunk; `slot` tells the callers apart.
+static uint8_t* scratch(int slot, size_t bytes) {
+    thread_local std::vector<uint64_t> buf[2];
+    std::vector<uint64_t>& b = buf[slot];
+    if (b.size() * 8 < bytes) b.resize((bytes + 7) / 8);
+    return (uint8_t*)b.data();
 }
 
 // Runs fn over [0, n) on the pool, or inline when there is none.
@@ -167,55 +192,204 @@ static void run(ThreadPool* pool, int64_t n, int64_t grain, const std::function<
         fn(0, n);
 }
 
-// ---- matvec / matmul -----------------------------------------------------------------------
+// ---- PackedWeights -------------------------------------------------------------------------
 
-void matvec(GgmlType type, const void* W, int64_t rows, int64_t cols, const float* x, float* y,
-            ThreadPool* pool) {
-    const gemm_fn k = checked_kernel("matvec", type, W, rows, cols, x, y, 1);
-    if (rows == 0) return;
-    const ActFormat af = act_format(type);
-    const size_t ldw = row_size(type, cols);
-    const size_t ldx = act_row_size(af, cols);
-    const void* xq = x;
-    if (af != ActFormat::F32) {
-        void* buf = act_scratch(ldx);
-        quantize_act(af, x, buf, cols);
-        xq = buf;
+PackedWeights::PackedWeights() = default;
+PackedWeights::~PackedWeights() { std::free(data_); }
+PackedWeights::PackedWeights(PackedWeights&& o) noexcept { *this = std::move(o); }
+PackedWeights& PackedWeights::operator=(PackedWeights&& o) noexcept {
+    if (this != &o) {
+        std::free(data_);
+        type_ = o.type_;
+        rows_ = o.rows_;
+        cols_ = o.cols_;
+        bytes_ = o.bytes_;
+        panel_bytes_ = o.panel_bytes_;
+        kernels_ = o.kernels_;
+        data_ = o.data_;
+        o.rows_ = o.cols_ = 0;
+        o.bytes_ = o.panel_bytes_ = 0;
+        o.kernels_ = nullptr;
+        o.data_ = nullptr;
     }
-    // Ranges of whole 16-row groups: enough pieces to balance, few enough to keep rows long.
-    const int threads = pool ? pool->size() : 1;
-    const int64_t groups = (rows + 15) / 16;
-    const int64_t grain = std::max<int64_t>(1, groups / (4 * threads));
-    run(pool, groups, grain, [&](int64_t g0, int64_t g1) {
-        const int64_t r0 = g0 * 16, r1 = std::min(rows, g1 * 16);
-        k(cols, (const char*)W + r0 * ldw, ldw, r1 - r0, xq, ldx, 1, y + r0, rows);
-    });
+    return *this;
 }
 
-void matmul(GgmlType type, const void* W, int64_t rows, int64_t cols, const float* X, int64_t n_tokens,
-            float* Y, ThreadPool* pool) {
-    const gemm_fn k = checked_kernel("matmul", type, W, rows, cols, X, Y, n_tokens);
-    if (rows == 0 || n_tokens == 0) return;
+const char* PackedWeights::kernel_path() const { return kernels_ ? ((const KernelSet*)kernels_)->name : ""; }
+
+PackedWeights pack_weights(GgmlType type, const void* W, int64_t rows, int64_t cols, ThreadPool* pool) {
+    const char* fn = "pack_weights";
+    if (!matmul_supports(type)) fail(fn, type, "weight type not supported by the CPU matmul kernels");
+    const TypeTraits& tt = type_traits(type);
+    if (rows < 0) fail(fn, type, "rows must be >= 0, got " + std::to_string(rows));
+    if (cols <= 0 || cols % tt.block_size != 0)
+        fail(fn, type, "cols (" + std::to_string(cols) + ") must be a positive multiple of the block size " +
+                           std::to_string(tt.block_size));
+    if (rows > 0 && !W) fail(fn, type, "null weight pointer");
+    const KernelSet& ks = active();
+    PackedWeights p;
+    p.type_ = type;
+    p.rows_ = rows;
+    p.cols_ = cols;
+    p.kernels_ = &ks;
+    if (ks.layout == Layout::Rows) {
+        p.bytes_ = row_size(type, cols) * (size_t)rows;
+    } else {
+        p.panel_bytes_ = panel_bytes(type, cols);
+        p.bytes_ = p.panel_bytes_ * (size_t)((rows + kPanelRows - 1) / kPanelRows);
+    }
+    p.data_ = (uint8_t*)std::aligned_alloc(64, (p.bytes_ + 63) / 64 * 64);
+    if (!p.data_) fail(fn, type, "out of memory for " + std::to_string(p.bytes_) + " bytes");
+    if (ks.layout == Layout::Rows) {
+        if (rows > 0) std::memcpy(p.data_, W, p.bytes_);
+    } else {
+        uint8_t* dst = p.data_;
+        const size_t pb = p.panel_bytes_;
+        run(pool, (rows + kPanelRows - 1) / kPanelRows, 1, [&](int64_t p0, int64_t p1) {
+            for (int64_t i = p0; i < p1; i++) pack_panel(type, W, rows, cols, i, dst + i * pb);
+        });
+    }
+    return p;
+}
+
+// ---- matvec / matmul -----------------------------------------------------------------------
+
+static void check_call(const char* fn, const PackedWeights& w, const float* X, const float* Y, int64_t n_tokens) {
+    if (!w) throw CpuKernelError(std::string(fn) + ": the weights are empty (not packed)");
+    if (n_tokens < 0) fail(fn, w.type(), "n_tokens must be >= 0, got " + std::to_string(n_tokens));
+    if (w.rows() > 0 && n_tokens > 0 && (!X || !Y)) fail(fn, w.type(), "null pointer argument");
+}
+
+// Rows layout: quantize every token's row, then row tiles of 16 against every token.
+static void matmul_rows(const TypeKernel& k, GgmlType type, const uint8_t* W, int64_t rows, int64_t cols,
+                        const float* X, int64_t n_tokens, float* Y, ThreadPool* pool) {
     const ActFormat af = act_format(type);
     const size_t ldw = row_size(type, cols);
     const size_t ldx = act_row_size(af, cols);
     const void* Xq = X;
     if (af != ActFormat::F32) {
-        char* buf = (char*)act_scratch(ldx * (size_t)n_tokens);
+        uint8_t* buf = scratch(0, ldx * (size_t)n_tokens);
         run(pool, n_tokens, 1, [&](int64_t t0, int64_t t1) {
             for (int64_t t = t0; t < t1; t++) quantize_act(af, X + t * cols, buf + t * ldx, cols);
         });
         Xq = buf;
     }
-    // Row tiles of kRowTile rows (a few KB of weights, kept in L1/L2) against every token.
     constexpr int64_t kRowTile = 16;
     const int64_t tiles = (rows + kRowTile - 1) / kRowTile;
     run(pool, tiles, 1, [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; i++) {
             const int64_t r0 = i * kRowTile, r1 = std::min(rows, r0 + kRowTile);
-            k(cols, (const char*)W + r0 * ldw, ldw, r1 - r0, Xq, ldx, n_tokens, Y + r0, rows);
+            k.rows(cols, W + r0 * ldw, ldw, r1 - r0, Xq, ldx, n_tokens, Y + r0, rows);
         }
     });
+}
+
+// Panels layout. Tokens go in tiles of the path's largest tile size (the last tile: the
+// smallest size that holds the rest); the tiles are filled once for all the matrices, then
+// each thread takes chunks of panels (about kChunkBytes of weights, which stay in its L2) and
+// runs every tile against them.
+constexpr size_t kChunkBytes = 192 * 1024;
+
+static void matmul_panels(const KernelSet& ks, const PackedWeights* const w[], float* const Y[], int n_mats,
+                          const uint8_t* const data[], const size_t panel_bytes[], const float* X, int64_t n_tokens,
+                          ThreadPool* pool) {
+    int64_t total_panels = 0;
+    for (int m = 0; m < n_mats; m++) total_panels += (w[m]->rows() + kPanelRows - 1) / kPanelRows;
+    if (total_panels == 0) return;
+    const GgmlType type = w[0]->type();
+    const TypeKernel& k = ks.k[(uint32_t)type];
+    const int64_t cols = w[0]->cols();
+    const int t_max = k.tile_sizes[k.n_tile_sizes - 1];
+    const int64_t n_tiles = (n_tokens + t_max - 1) / t_max;
+    const int64_t rest = n_tokens - (n_tiles - 1) * t_max;
+    int t_last = t_max;
+    for (int i = 0; i < k.n_tile_sizes; i++)
+        if (k.tile_sizes[i] >= rest) { t_last = k.tile_sizes[i]; break; }
+    const size_t full_bytes = act_tile_bytes(type, cols, t_max);
+    uint8_t* tiles = scratch(0, full_bytes * (size_t)n_tiles);
+    auto tile_T = [&](int64_t i) { return i == n_tiles - 1 ? t_last : t_max; };
+    auto tile_nt = [&](int64_t i) { return (int)(i == n_tiles - 1 ? rest : t_max); };
+    const size_t row_bytes = act_row_size(act_format(type), cols);
+    run(pool, n_tiles, 1, [&](int64_t i0, int64_t i1) {
+        void* row = scratch(1, row_bytes);
+        for (int64_t i = i0; i < i1; i++)
+            act_tile_fill(type, cols, X + i * t_max * cols, cols, tile_nt(i), tile_T(i), k.corr_shift, tiles + i * full_bytes, row);
+    });
+
+    // chunks of each matrix, numbered across the matrices
+    const int threads = pool ? pool->size() : 1;
+    const int64_t balance = std::max<int64_t>(1, (total_panels + 4 * threads - 1) / (4 * threads));
+    constexpr int kMaxMats = 8;
+    int64_t chunk[kMaxMats], first_chunk[kMaxMats + 1] = {0};
+    for (int m = 0; m < n_mats; m++) {
+        const int64_t n_panels = (w[m]->rows() + kPanelRows - 1) / kPanelRows;
+        int64_t c = std::min<int64_t>(std::max<int64_t>(1, (int64_t)(kChunkBytes / panel_bytes[m])), balance);
+        c = (c + 3) / 4 * 4;  // whole groups of the decode kernel's 4 panels
+        chunk[m] = c;
+        first_chunk[m + 1] = first_chunk[m] + (n_panels + c - 1) / c;
+    }
+    const int64_t n_recs = cols / panel_format(type)->rec_cols;
+    run(pool, first_chunk[n_mats], 1, [&](int64_t c0, int64_t c1) {
+        for (int64_t c = c0; c < c1; c++) {
+            int m = 0;
+            while (c >= first_chunk[m + 1]) m++;
+            const int64_t rows = w[m]->rows(), n_panels = (rows + kPanelRows - 1) / kPanelRows;
+            const int64_t p0 = (c - first_chunk[m]) * chunk[m], p1 = std::min(n_panels, p0 + chunk[m]);
+            for (int64_t i = 0; i < n_tiles; i++) {
+                PanelTask t;
+                t.w = data[m] + p0 * panel_bytes[m];
+                t.panel_bytes = panel_bytes[m];
+                t.n_panels = p1 - p0;
+                t.rows = rows - p0 * kPanelRows;
+                t.n_recs = n_recs;
+                t.act = tiles + i * full_bytes;
+                t.T = tile_T(i);
+                t.nt = tile_nt(i);
+                t.y = Y[m] + i * t_max * rows + p0 * kPanelRows;
+                t.ldy = rows;
+                k.panels(t);
+            }
+        }
+    });
+}
+
+void matmul_group(const PackedWeights* const w[], float* const Y[], int n_mats, const float* X, int64_t n_tokens,
+                  ThreadPool* pool) {
+    constexpr int kMaxMats = 8;
+    if (n_mats < 1 || n_mats > kMaxMats)
+        throw CpuKernelError("matmul_group: 1 to " + std::to_string(kMaxMats) + " matrices, got " + std::to_string(n_mats));
+    for (int m = 0; m < n_mats; m++) {
+        check_call("matmul", *w[m], X, Y[m], n_tokens);
+        if (w[m]->type() != w[0]->type() || w[m]->cols() != w[0]->cols() || w[m]->kernels_ != w[0]->kernels_)
+            fail("matmul_group", w[m]->type(), "the matrices must share type, cols and kernel path");
+    }
+    if (n_tokens == 0) return;
+    const KernelSet& ks = *(const KernelSet*)w[0]->kernels_;
+    if (ks.layout == Layout::Rows) {
+        for (int m = 0; m < n_mats; m++)
+            if (w[m]->rows() > 0)
+                matmul_rows(ks.k[(uint32_t)w[m]->type()], w[m]->type(), w[m]->data_, w[m]->rows(), w[m]->cols(), X, n_tokens,
+                            Y[m], pool);
+        return;
+    }
+    const uint8_t* data[kMaxMats];
+    size_t pb[kMaxMats];
+    for (int m = 0; m < n_mats; m++) {
+        data[m] = w[m]->data_;
+        pb[m] = w[m]->panel_bytes_;
+    }
+    matmul_panels(ks, w, Y, n_mats, data, pb, X, n_tokens, pool);
+}
+
+void matmul(const PackedWeights& w, const float* X, int64_t n_tokens, float* Y, ThreadPool* pool) {
+    const PackedWeights* ws[1] = {&w};
+    float* ys[1] = {Y};
+    matmul_group(ws, ys, 1, X, n_tokens, pool);
+}
+
+void matvec(const PackedWeights& w, const float* x, float* y, ThreadPool* pool) {
+    check_call("matvec", w, x, y, 1);
+    matmul(w, x, 1, y, pool);
 }
 
 }  // namespace tandem::cpu

@@ -126,6 +126,12 @@ CREATE TRIGGER memory_items_stats_au AFTER UPDATE OF text ON memory_items BEGIN
 END;
 CREATE INDEX idx_items_lru ON memory_items(last_used_at, item_rowid);
 )sql"},
+    {4, R"sql(
+ALTER TABLE memory_items ADD COLUMN document TEXT NOT NULL DEFAULT '';
+CREATE INDEX idx_items_document ON memory_items(document);
+ALTER TABLE sync_state ADD COLUMN epoch TEXT NOT NULL DEFAULT '';
+ALTER TABLE outbox ADD COLUMN document TEXT NOT NULL DEFAULT '';
+)sql"},
 };
 static constexpr int kLatestVersion = int(sizeof(kMigrations) / sizeof(kMigrations[0]));
 
@@ -388,19 +394,35 @@ static void evict(MemoryStore::Impl& s) {
     s.n_evicted += (int64_t)victims.size();
 }
 
+std::string MemoryStore::epoch() {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    Stmt st(*impl_, "SELECT epoch FROM sync_state WHERE one = 1", "read epoch");
+    return st.step() ? st.str(0) : std::string();
+}
+
 void MemoryStore::apply_changes(const std::vector<MemoryChange>& page, const std::string& next_cursor) {
+    apply_changes(page, next_cursor, "", false);
+}
+
+void MemoryStore::apply_changes(const std::vector<MemoryChange>& page, const std::string& next_cursor,
+                                const std::string& epoch, bool reset) {
     std::lock_guard<std::mutex> lock(impl_->mu);
     Impl& s = *impl_;
     Transaction tx(s, "apply changes");
     int64_t now = unix_ms_now();
+    if (reset) {
+        s.exec("DELETE FROM memory_items", "drop the items of another epoch");
+        s.pending_touch.clear();
+    }
     Stmt upsert(s,
-                "INSERT INTO memory_items(id, request_id, text, doc_id, title, created_at, last_used_at) "
-                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+                "INSERT INTO memory_items(id, request_id, text, doc_id, title, created_at, last_used_at, document) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
                 "ON CONFLICT(id) DO UPDATE SET request_id = excluded.request_id, text = excluded.text, "
-                "doc_id = excluded.doc_id, title = excluded.title, created_at = excluded.created_at "
+                "doc_id = excluded.doc_id, title = excluded.title, created_at = excluded.created_at, "
+                "document = excluded.document "
                 "WHERE text IS NOT excluded.text OR title IS NOT excluded.title "
                 "OR doc_id IS NOT excluded.doc_id OR request_id IS NOT excluded.request_id "
-                "OR created_at IS NOT excluded.created_at",
+                "OR created_at IS NOT excluded.created_at OR document IS NOT excluded.document",
                 "apply item");
     Stmt del(s, "DELETE FROM memory_items WHERE id = ?1", "apply tombstone");
     for (size_t i = 0; i < page.size(); i++) {
@@ -414,11 +436,14 @@ void MemoryStore::apply_changes(const std::vector<MemoryChange>& page, const std
         }
         if (it.text.empty()) s.fail_arg("item '" + it.id + "' has an empty text");
         upsert.bind(1, it.id).bind(2, it.request_id).bind(3, it.text).bind(4, it.doc_id);
-        upsert.bind(5, it.title).bind(6, it.created_at).bind(7, now).run();
+        upsert.bind(5, it.title).bind(6, it.created_at).bind(7, now).bind(8, it.document).run();
         upsert.reset();
     }
-    Stmt cur(s, "UPDATE sync_state SET cursor = ?1, updated_at = ?2 WHERE one = 1", "advance cursor");
-    cur.bind(1, next_cursor).bind(2, now).run();
+    Stmt cur(s,
+             "UPDATE sync_state SET cursor = ?1, updated_at = ?2, epoch = CASE WHEN ?3 = '' THEN epoch ELSE ?3 END "
+             "WHERE one = 1",
+             "advance cursor");
+    cur.bind(1, next_cursor).bind(2, now).bind(3, epoch).run();
     write_touches(s);  // so eviction sees the latest uses
     evict(s);
     tx.commit();
@@ -533,24 +558,39 @@ std::vector<MemoryItem> MemoryStore::retrieve(std::string_view window, const Ret
     std::string q = select_query(s, window, params.max_query_terms);
     if (q.empty()) return out;
     // Stage 1: rank in the index alone (bm25, then newest row), candidates beyond max_items so
-    // the budget can skip an oversized note for smaller ones. Stage 2: fetch those rows only.
+    // the budget can skip an oversized note for smaller ones; with a preferred document, its
+    // own best candidates too (a join, over at most kMaxPostings matches). Stage 2: fetch
+    // those rows only.
     struct Cand {
         int64_t rowid;
         double score;
         MemoryItem item;
+        bool preferred = false;
     };
     std::vector<Cand> cands;
+    std::set<int64_t> seen_rows;
+    if (!params.prefer_document.empty()) {
+        Stmt st(s,
+                "SELECT f.rowid, bm25(memory_fts, 1.0, 0.5) AS score FROM memory_fts f "
+                "JOIN memory_items m ON m.item_rowid = f.rowid WHERE memory_fts MATCH ?1 AND m.document = ?3 "
+                "ORDER BY score, f.rowid DESC LIMIT ?2",
+                "retrieve from the document");
+        st.bind(1, q).bind(2, (int64_t)(params.max_items * 4)).bind(3, params.prefer_document);
+        while (st.step())
+            if (seen_rows.insert(st.i64(0)).second) cands.push_back({st.i64(0), st.f64(1), {}});
+    }
     {
         Stmt st(s,
                 "SELECT rowid, bm25(memory_fts, 1.0, 0.5) AS score FROM memory_fts WHERE memory_fts MATCH ?1 "
                 "ORDER BY score, rowid DESC LIMIT ?2",
                 "retrieve");
         st.bind(1, q).bind(2, (int64_t)(params.max_items * 4));
-        while (st.step()) cands.push_back({st.i64(0), st.f64(1), {}});
+        while (st.step())
+            if (seen_rows.insert(st.i64(0)).second) cands.push_back({st.i64(0), st.f64(1), {}});
     }
     {
         Stmt st(s,
-                "SELECT id, request_id, text, doc_id, title, created_at, last_used_at FROM memory_items "
+                "SELECT id, request_id, text, doc_id, title, created_at, last_used_at, document FROM memory_items "
                 "WHERE item_rowid = ?1",
                 "retrieve item");
         for (Cand& c : cands) {
@@ -563,12 +603,15 @@ std::vector<MemoryItem> MemoryStore::retrieve(std::string_view window, const Ret
                 c.item.title = st.str(4);
                 c.item.created_at = st.i64(5);
                 c.item.last_used_at = st.i64(6);
+                c.item.document = st.str(7);
+                c.preferred = !params.prefer_document.empty() && c.item.document == params.prefer_document;
             }
             st.reset();
         }
     }
-    // Ties in score: the most recently created first.
+    // The preferred document's notes first; ties in score: the most recently created first.
     std::stable_sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) {
+        if (a.preferred != b.preferred) return a.preferred;
         if (a.score != b.score) return a.score < b.score;
         return a.item.created_at > b.item.created_at;
     });
@@ -600,7 +643,7 @@ std::vector<MemoryItem> MemoryStore::retrieve(std::string_view window, const Ret
 bool MemoryStore::get(const std::string& id, MemoryItem* out) {
     std::lock_guard<std::mutex> lock(impl_->mu);
     Stmt st(*impl_,
-            "SELECT id, request_id, text, doc_id, title, created_at, last_used_at, item_rowid "
+            "SELECT id, request_id, text, doc_id, title, created_at, last_used_at, item_rowid, document "
             "FROM memory_items WHERE id = ?1",
             "get item");
     st.bind(1, id);
@@ -614,21 +657,22 @@ bool MemoryStore::get(const std::string& id, MemoryItem* out) {
         out->title = st.str(4);
         out->created_at = st.i64(5);
         out->last_used_at = touched != impl_->pending_touch.end() ? std::max(touched->second, st.i64(6)) : st.i64(6);
+        out->document = st.str(8);
     }
     return true;
 }
 
 // ---- outbox ----------------------------------------------------------------------------
 
-bool MemoryStore::outbox_enqueue(const std::string& request_id, const std::string& context) {
+bool MemoryStore::outbox_enqueue(const std::string& request_id, const std::string& context, const std::string& document) {
     std::lock_guard<std::mutex> lock(impl_->mu);
     if (request_id.empty()) impl_->fail_arg("outbox_enqueue: empty request_id");
     int64_t now = unix_ms_now();
     Stmt st(*impl_,
-            "INSERT INTO outbox(request_id, context, attempts, next_attempt_at, state, created_at) "
-            "VALUES (?1, ?2, 0, ?3, 'pending', ?3) ON CONFLICT(request_id) DO NOTHING",
+            "INSERT INTO outbox(request_id, context, attempts, next_attempt_at, state, created_at, document) "
+            "VALUES (?1, ?2, 0, ?3, 'pending', ?3, ?4) ON CONFLICT(request_id) DO NOTHING",
             "enqueue memory request");
-    st.bind(1, request_id).bind(2, context).bind(3, now).run();
+    st.bind(1, request_id).bind(2, context).bind(3, now).bind(4, document).run();
     return sqlite3_changes(impl_->db) > 0;
 }
 
@@ -639,13 +683,14 @@ static OutboxRequest read_outbox_row(Stmt& st) {
     r.attempts = (int)st.i64(2);
     r.next_attempt_at = st.i64(3);
     r.state = outbox_state_from(st.str(4));
+    r.document = st.str(5);
     return r;
 }
 
 std::vector<OutboxRequest> MemoryStore::outbox_due(int64_t now_ms, size_t limit) {
     std::lock_guard<std::mutex> lock(impl_->mu);
     Stmt st(*impl_,
-            "SELECT request_id, context, attempts, next_attempt_at, state FROM outbox "
+            "SELECT request_id, context, attempts, next_attempt_at, state, document FROM outbox "
             "WHERE state = 'pending' AND next_attempt_at <= ?1 "
             "ORDER BY next_attempt_at, created_at, request_id LIMIT ?2",
             "list due memory requests");
@@ -675,7 +720,7 @@ void MemoryStore::outbox_mark_failed(const std::string& request_id, int64_t next
 bool MemoryStore::outbox_get(const std::string& request_id, OutboxRequest* out) {
     std::lock_guard<std::mutex> lock(impl_->mu);
     Stmt st(*impl_,
-            "SELECT request_id, context, attempts, next_attempt_at, state FROM outbox WHERE request_id = ?1",
+            "SELECT request_id, context, attempts, next_attempt_at, state, document FROM outbox WHERE request_id = ?1",
             "get memory request");
     st.bind(1, request_id);
     if (!st.step()) return false;

@@ -11,6 +11,7 @@ MemoryChange memory_change_from(const FeedItem& it) {
     c.deleted = it.deleted;
     c.item.id = it.id;
     c.item.request_id = it.request_id;
+    c.item.document = it.document;
     c.item.text = it.text;
     c.item.doc_id = it.doc_id;
     c.item.title = it.title;
@@ -76,6 +77,7 @@ void MemorySync::send_due(PassStats& st, bool stop_at_retryable) {
         body.request_id = r.request_id;
         body.context = r.context;
         body.max_items = opt_.max_items;
+        body.document = r.document;
         auto o = call<Nothing>([&](auto cb) { return client_.post_memory_request(body, cb); });
         if (!o.ec) {
             store_.outbox_mark_sent(r.request_id);
@@ -104,11 +106,14 @@ void MemorySync::send_due(PassStats& st, bool stop_at_retryable) {
 }
 
 // Pulls pages until the feed is drained (at most 100 pages a pass). A failed call sets
-// st.pull_ok = false (a cancelled long poll does not).
+// st.pull_ok = false (a cancelled long poll does not). A page from another epoch than the
+// stored cursor's starts the feed over (see the header).
 void MemorySync::pull(int wait_s, PassStats& st, bool* got_changes) {
     *got_changes = false;
+    bool restart = false;  // the server changed epoch without saying reset: read from the start
     for (int pages = 0; pages < 100; pages++) {
-        const std::string cursor = store_.cursor();
+        const std::string cursor = restart ? std::string() : store_.cursor();
+        const std::string epoch = store_.epoch();
         auto o = call<FeedPage>(
             [&](auto cb) { return client_.get_changes(cursor, opt_.page_size, pages == 0 ? wait_s : 0, cb); });
         if (o.ec) {
@@ -117,24 +122,42 @@ void MemorySync::pull(int wait_s, PassStats& st, bool* got_changes) {
             log("pull failed: " + o.message);
             return;
         }
+        const FeedPage& fp = o.value;
+        if (!restart && !fp.reset && !fp.epoch.empty() && !epoch.empty() && fp.epoch != epoch && !cursor.empty()) {
+            restart = true;  // this page follows a cursor of the old epoch: worthless
+            continue;
+        }
+        const bool reset = restart || fp.reset;
+        restart = false;
         std::vector<MemoryChange> page;
         int64_t n_items = 0, n_deleted = 0;
-        for (const auto& it : o.value.items) {
+        for (const auto& it : fp.items) {
             (it.deleted ? n_deleted : n_items)++;
             page.push_back(memory_change_from(it));
         }
-        if (page.empty() && o.value.next_cursor == cursor) return;  // drained
-        store_.apply_changes(page, o.value.next_cursor);  // items + cursor: one transaction
+        if (page.empty() && fp.next_cursor == cursor && !reset) return;  // drained
+        int64_t dropped = 0;
+        if (reset) dropped = store_.stats().n_items;
+        store_.apply_changes(page, fp.next_cursor, fp.epoch, reset);  // items + cursor: one transaction
+        if (reset) {
+            st.resets++;
+            const std::string msg = "the cloud's memory feed is from another epoch (" + (epoch.empty() ? "none" : epoch) +
+                                    " -> " + (fp.epoch.empty() ? "none" : fp.epoch) +
+                                    ": its database was reset or restored); dropped " + std::to_string(dropped) +
+                                    " local note(s) and resynchronising from the start";
+            log(msg);
+            if (hooks_.on_reset) hooks_.on_reset(msg);
+        }
         st.pages++;
         st.items += (int)n_items;
         st.tombstones += (int)n_deleted;
         log("applied " + std::to_string(n_items) + " item(s), " + std::to_string(n_deleted) + " tombstone(s); cursor '" + cursor +
-            "' -> '" + o.value.next_cursor + "'");
-        if (!page.empty()) {
+            "' -> '" + fp.next_cursor + "'");
+        if (!page.empty() || reset) {
             *got_changes = true;
             if (hooks_.on_changes) hooks_.on_changes(n_items, n_deleted);
         }
-        if ((int)page.size() < opt_.page_size) return;
+        if ((int)page.size() < opt_.page_size && !reset) return;
     }
 }
 

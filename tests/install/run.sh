@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the build into a temp prefix, then builds a C consumer with find_package(Tandem)
-# and again with pkg-config, and the quick starts of docs/sdk.md (C and C++, taken from the
-# page) both ways, and runs them all without LD_LIBRARY_PATH: the run paths must find libtandem.
+# Installs the build into a temp prefix, checks the installed programs (tandem, tandem-cloud,
+# tandem-compose) run from there, then builds a C consumer with find_package(Tandem) and again
+# with pkg-config, and the quick starts of docs/sdk.md (C and C++, taken from the page) both
+# ways, and runs them all without LD_LIBRARY_PATH: the run paths must find libtandem.
 set -euo pipefail
 # usage: run.sh BUILD_DIR [CFLAGS] [MODEL] [SDK_DOC]
 #   CFLAGS: the sanitizer flags when the SDK was built with them; MODEL: a GGUF the quick starts
@@ -11,6 +12,12 @@ doc=${4:-$src/../../docs/sdk.md}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 unset LD_LIBRARY_PATH
 cmake --install "$build" --prefix "$tmp/prefix" --component Unspecified >/dev/null
+for prog in tandem tandem-cloud tandem-compose; do
+  [ -x "$tmp/prefix/bin/$prog" ] || { echo "not installed: bin/$prog" >&2; exit 1; }
+  "$tmp/prefix/bin/$prog" --help >/dev/null || { echo "bin/$prog --help failed" >&2; exit 1; }
+done
+version=$("$tmp/prefix/bin/tandem" --version)
+[[ $version =~ ^tandem\ [0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "tandem --version printed '$version'" >&2; exit 1; }
 cmake -S "$src" -B "$tmp/consumer" -DCMAKE_PREFIX_PATH="$tmp/prefix" -DCMAKE_C_FLAGS="$cflags" \
   -DCMAKE_EXE_LINKER_FLAGS="$cflags" >/dev/null
 cmake --build "$tmp/consumer" >/dev/null

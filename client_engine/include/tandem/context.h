@@ -95,6 +95,7 @@ private:
 
     std::shared_ptr<const Model> model_;
     std::unique_ptr<ThreadPool> pool_;
+    const CpuWeights* weights_ = nullptr;  // model_->cpu_weights()
     int64_t n_ctx_ = 0, n_batch_ = 0, n_past_ = 0;
     GgmlType kv_type_;
     // KV cache: per layer (n_ctx, n_head_kv, head_dim) in kv_type_, for K and V.

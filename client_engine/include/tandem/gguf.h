@@ -119,6 +119,11 @@ public:
     const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
     const GgufTensorInfo* find_tensor(const std::string& name) const;  // nullptr when absent
     const uint8_t* tensor_data(const GgufTensorInfo& t) const { return base_ + data_offset_ + t.offset; }
+    // Lets the OS drop this process's resident pages of bytes [p, p + n) of the mapping (the
+    // whole pages inside the range): once a tensor has been copied elsewhere its original need
+    // not count in memory. Reading the bytes again is still fine (they come back from the
+    // file). No-op for from_memory files and ranges outside the mapping.
+    void release_pages(const void* p, size_t n) const;
 
 private:
     GgufFile() = default;

@@ -1,4 +1,5 @@
-// A Llama-family model loaded from GGUF: weights stay in the file's mmap, in their GGUF type.
+// A Llama-family model loaded from GGUF: weights stay in the file's mmap, in their GGUF type;
+// the CPU backend repacks the matrices once for its kernels (cpu_weights()).
 //
 // Tensors read (llama.cpp names; ne0 is the contiguous dimension = a matrix's input size):
 //   token_embd.weight        (n_embd, n_vocab)
@@ -19,6 +20,7 @@
 // QKV biases). A Model is immutable after load and may be shared by several contexts.
 #pragma once
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -44,6 +46,9 @@ struct LayerWeights {
 
 enum class RopeMode { Normal, Neox };
 
+struct CpuWeights;  // tandem/cpu_weights.h
+class ThreadPool;
+
 class Model {
 public:
     // Opens, validates and maps the model. Throws GgufError (file problems) or ModelError
@@ -65,9 +70,19 @@ public:
     std::vector<LayerWeights> layers;
     std::vector<float> rope_freq_factors;        // empty unless the file has rope_freqs
 
+    // The matrices packed for the CPU kernel path in use, made by the first call (on `pool`,
+    // which may be nullptr) and kept for the model's life; every call returns that object.
+    // Thread-safe. Packing reads every matrix once and then releases its pages of the file
+    // mapping (GgufFile::release_pages), so the weights sit in memory once, packed (embedding
+    // rows read by the forward pass come back from the file page by page). The GPU backend
+    // does not call it. Throws CpuKernelError for a matrix the CPU kernels cannot take.
+    const CpuWeights& cpu_weights(ThreadPool* pool) const;
+
 private:
     explicit Model(GgufFile f) : file_(std::move(f)) {}
     GgufFile file_;
+    mutable std::once_flag cpu_once_;
+    mutable std::shared_ptr<const CpuWeights> cpu_;  // shared_ptr: CpuWeights is incomplete here
     ModelConfig config_;
     RopeMode rope_mode_ = RopeMode::Normal;
 };

@@ -19,6 +19,10 @@ struct SpeedResult {
 // is also the output matrix).
 uint64_t decode_weight_bytes(const Model& m);
 
+// The weight-matmul operations (2 per multiply-add) of a prompt of n_prompt tokens in one
+// batch: every layer matrix for each token, the output matrix for the last token only.
+double prompt_matmul_ops(const Model& m, int n_prompt);
+
 // ctx.n_ctx() must hold n_prompt + n_decode tokens. Token ids are fixed pseudo-random values
 // (speed does not depend on them). The cache is cleared before and after.
 SpeedResult measure_speed(ComputeContext& ctx, int n_prompt, int n_decode, int runs);

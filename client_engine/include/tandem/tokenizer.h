@@ -4,8 +4,9 @@
 //
 //   key                 type        use
 //   model               string      "llama" (SPM) or "gpt2" (byte-level BPE); others are rejected
-//   pre                 string      gpt2 only: pre-tokenizer regexes (see pretokenize.h); absent or
-//                                   unknown -> warning + gpt-2 rules
+//   pre                 string      gpt2 only: pre-tokenizer regexes (see pretokenize.h); absent ->
+//                                   warning + "default" rules (llama.cpp's choice); unknown ->
+//                                   warning + gpt-2 rules
 //   tokens              [string]    piece text per id (required)
 //   scores              [f32]       llama: merge priority per id (absent -> 0)
 //   token_type          [i32]       TokenType per id (absent -> Normal)
@@ -14,15 +15,24 @@
 //   add_bos_token       bool        default: llama true, gpt2 false (llama-bpe true)
 //   add_space_prefix    bool        llama: prepend ' ' to the text (default true)
 //
-// Control tokens (TokenType::Control) are never produced from text passed to encode(): text
-// that contains "<s>" or "<|im_start|>" is tokenized as ordinary characters. Only
-// encode_segments() with a segment marked `special` yields a control token.
+// As in llama.cpp (tokenizer_st_partition) and Hugging Face tokenizers, encode() first cuts the
+// text at the vocabulary's user-defined tokens (TokenType::UserDefined: gpt-neox's and mpt's
+// runs of 2-24 spaces, deepseek's 'ø' 'û' ... and "<|User|>"): each occurrence becomes that
+// token, longer texts taking precedence, and only the text between them goes through the
+// tokenizer algorithm (for llama, each such piece gets the leading space, as after a control
+// token). Control and unknown tokens are cut out the same way only with parse_special, and so
+// are user-defined tokens whose text is an end-of-generation marker ("</s>", "<|endoftext|>",
+// ...: llama.cpp treats those as control tokens); by default text that contains "<s>" or
+// "<|im_start|>" is tokenized as ordinary characters. encode_segments() with a segment marked
+// `special` also yields a control token. A gpt2 vocabulary without tokenizer.ggml.pre gets the
+// "default" pre-tokenizer, as in llama.cpp.
 //
 // Invalid UTF-8 in encode() input is replaced by U+FFFD (one per maximal invalid subsequence)
 // before tokenization; encode() never throws for any input bytes. decode(encode(text)) == text
 // for valid UTF-8, with two exceptions inherited from the formats (llama.cpp and the reference
-// tokenizers do the same): `llama` decodes a literal U+2581 in the text as a space, and `gpt2`
-// drops bytes its vocabulary has no token for (falcon has none for \v and a few other controls).
+// tokenizers do the same): `llama` decodes a literal U+2581 in the text as a space and keeps the
+// space it put before the text after a user-defined token, and `gpt2` drops bytes its
+// vocabulary has no token for (falcon has none for \v and a few other controls).
 //
 // A Tokenizer is immutable after construction; all const methods are thread-safe. Copies share
 // the (read-only) vocabulary.
@@ -84,13 +94,15 @@ public:
     // Builds from an in-memory spec (same checks; `source` names it in messages).
     static Tokenizer from_spec(VocabSpec spec, const WarningFn& warn = {}, const std::string& source = "vocab");
 
-    // Tokenizes `text` as one string: no special-token parsing; BOS first when add_bos and the
-    // vocabulary has one. Appends to `out` (the overload returning a vector starts empty).
-    void encode(std::string_view text, bool add_bos, std::vector<TokenId>& out) const;
-    std::vector<TokenId> encode(std::string_view text, bool add_bos = false) const;
+    // Tokenizes `text` as one string: user-defined tokens cut out first (see the top of this
+    // file), control and unknown tokens too only when parse_special; BOS first when add_bos and
+    // the vocabulary has one. Appends to `out` (the overload returning a vector starts empty).
+    void encode(std::string_view text, bool add_bos, std::vector<TokenId>& out, bool parse_special = false) const;
+    std::vector<TokenId> encode(std::string_view text, bool add_bos = false, bool parse_special = false) const;
 
-    // Tokenizes SDK-built input: text segments as encode() does, special segments as exactly one
-    // token. Throws TokenizerError when a special segment is not a control/user-defined token.
+    // Tokenizes SDK-built input: text segments as encode() does without parse_special, special
+    // segments as exactly one token. Throws TokenizerError when a special segment is not a
+    // control/user-defined token.
     std::vector<TokenId> encode_segments(const std::vector<TokenSegment>& segments, bool add_bos) const;
 
     // Id of the control/user-defined token whose text is `piece`; -1 when there is none.
@@ -149,5 +161,10 @@ private:
     bool at_start_;
     std::string pending_;  // at most 3 bytes of an incomplete sequence
 };
+
+// Whether `s` is one of the texts llama.cpp takes for end-of-generation tokens ("</s>",
+// "<|endoftext|>", "<|im_end|>", ...), which it treats as control tokens whatever their
+// token_type says: encode() cuts such a user-defined token out only with parse_special.
+bool is_end_of_generation_text(std::string_view s);
 
 }  // namespace tandem

@@ -9,14 +9,19 @@
 //
 // Wire format used here:
 //   endpoint                          request body                      success
-//   POST /v1/chat/completions         {model,messages,max_tokens,       200 {choices[0].message.content,
-//                                      temperature,stream}                   finish_reason} or SSE
-//   POST /v1/memory/requests          {request_id,context,max_items}    202 (body ignored)
-//   GET  /v1/memory/changes?since=C&limit=N[&wait=S]                    200 {items,next_cursor}
+//   POST /v1/chat/completions         {model?,messages,max_tokens,      200 {choices[0].message.content,
+//                                      temperature,stop?,stream,            finish_reason},usage?} or SSE
+//                                      stream_options?}
+//   POST /v1/memory/requests          {request_id,context,max_items,    202 (body ignored)
+//                                      document?}
+//   GET  /v1/memory/changes?since=C&limit=N[&wait=S]                    200 {items,next_cursor,
+//                                                                            epoch?,reset?}
+//   change item: {id, request_id, document?, text, source{doc_id,title}, created_at(Unix ms)}
 //   GET  /v1/sources/DOC_ID?note=TEXT                                   200 {doc_id,title,passage,
 //                                                                           index,count}
-//   change item: {id, request_id, text, source{doc_id,title}, created_at(Unix ms)}
 //   tombstone:   {id, deleted:true}
+//   DELETE /v1/memory/items/ID | /v1/memory/documents/DOC | /v1/memory/items (all)
+//                                                                       200 {deleted?}
 //   every call: "Authorization: Bearer <token>" when a token is configured.
 //
 // Errors: every callback gets an Outcome whose ec is empty on success, else one of
@@ -36,6 +41,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -126,26 +132,35 @@ struct ChatMessage {
     std::string content;
 };
 struct ChatRequest {
-    std::string model;
+    std::string model;  // "" = not sent (the server picks its default model)
     std::vector<ChatMessage> messages;
     int max_tokens = 256;
     double temperature = 0.7;
+    std::vector<std::string> stop;  // sent when non-empty
+    double top_p = 1.0;             // sent when not 1
+    std::optional<uint64_t> seed;   // sent when set
+    double frequency_penalty = 0, presence_penalty = 0;  // sent when not 0
 };
 struct ChatResult {
     std::string text;           // the whole answer (streaming: all deltas joined)
     std::string finish_reason;  // "stop", "length", ... ("" when the server sent none)
     std::string model;          // as reported by the server
+    // The server's "usage" counts; -1 when it sent none (streams ask for them with
+    // stream_options.include_usage, which servers may ignore).
+    int64_t prompt_tokens = -1, completion_tokens = -1;
 };
 
 struct MemoryRequestBody {
     std::string request_id;  // idempotency key: sending it twice creates one request
     std::string context;     // the text window the notes should be about
     int max_items = 8;
+    std::string document;    // the app's id of the document it is for ("" = not sent)
 };
 struct FeedItem {
     std::string id;
     bool deleted = false;  // tombstone: only id is meaningful
     std::string request_id;
+    std::string document;    // the document of the request that made it ("" = none)
     std::string text;
     std::string doc_id;
     std::string title;
@@ -159,7 +174,12 @@ struct SourcePassage {
 struct FeedPage {
     std::vector<FeedItem> items;
     std::string next_cursor;  // opaque; numbers on the wire become their decimal text
+    std::string epoch;        // the feed's epoch ("" when the server sends none)
+    bool reset = false;       // `since` was from another epoch: items start from the beginning
 };
+
+// What DELETE forgets: one note (by id), a document's notes (by document id), or all notes.
+enum class ForgetScope { item, document, all };
 
 // Online/offline as seen from real outcomes (see CloudConfig::offline_after_failures).
 enum class Connectivity { unknown, online, offline };
@@ -227,6 +247,11 @@ public:
     // (the attempt deadline grows by wait_s). limit >= 1. Retried.
     RequestHandle get_changes(const std::string& since, int limit, int wait_s,
                               std::function<void(Outcome<FeedPage>)> done);
+    // DELETE /v1/memory/items/ID, /v1/memory/documents/ID or /v1/memory/items (scope all; id
+    // ignored): the tenant's notes in scope are retracted, and the tombstones reach every
+    // client through the feed. value: the number of notes retracted (a 404 for an unknown
+    // item is http_error). Retried (deleting again retracts nothing more).
+    RequestHandle forget_memory(ForgetScope scope, const std::string& id, std::function<void(Outcome<int64_t>)> done);
 
     // GET /v1/sources/<doc_id>?note=<text>: the passage of a source document that a note came
     // from (docs/protocol.md). doc_id non-empty. Retried. A service without the document (or

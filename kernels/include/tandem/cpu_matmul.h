@@ -1,28 +1,39 @@
-// Weight matmuls on the CPU: y = W x for one token (decode) and Y = X W^T for many (prefill),
-// with W left in its GGUF block format and read in place (typically straight from the mmap).
+// Weight matmuls on the CPU: y = W x for one token (decode) and Y = X W^T for many (prefill).
+//
+// A weight matrix is first packed (pack_weights) into the layout of the kernel path in use:
+// the SIMD paths interleave 16 rows into "panels" (kernels/src/cpu_panels.h) so that one
+// vector instruction works on 16 rows at once, keeping the GGUF block's bits (the packed
+// matrix is the size of the GGUF one: +2-3% for Q4_K/Q5_K, whose scales are unpacked to bytes);
+// the scalar path keeps the GGUF rows. Both decode and prefill read the packed matrix, so the
+// GGUF original is not needed afterwards.
 //
 // As in ggml, the activations are quantized once per call for the quantized weight types and
 // the inner products are integer:
 //
 //   weight type                  activation format (internal)        inner product
 //   F32, F16, BF16               f32 (unchanged)                     float FMA
-//   Q4_0 Q4_1 Q5_0 Q5_1 Q8_0     32-blocks: f32 scale + i8[32]       u8/i8 x i8 -> i32
+//   Q4_0 Q4_1 Q5_0 Q5_1 Q8_0     32-blocks: f32 scale + i8[32]       u8 x i8 -> i32
 //   Q4_K Q5_K Q6_K               256-blocks: f32 scale + i8[256]     u8 x i8 -> i32, the per-
 //                                + i16 sums of each 16               sub-block mins via the sums
 //
 // The activation scale is amax/127, so each activation is off by at most amax/254 of its block
 // (see the error bounds in tests/test-cpu-matmul.cpp).
 //
-// Kernel paths ("tiers"), chosen once at run time from cpuid/xgetbv:
-//   "scalar"       plain C++ reference twins (always available, obviously correct)
-//   "avx2"         AVX2 + FMA + F16C
-//   "avx512-vnni"  AVX-512 F/BW + VNNI: 512-bit kernels for F32/F16/BF16 and Q8_0 (vpdpbusd);
-//                  the AVX2 kernels for the other types, which measured faster at decode
-// The best supported path is used unless force_kernel_path() picks another. AVX-VNNI (the
-// 256-bit VNNI of recent client CPUs) is detected but has no kernels of its own yet.
+// Kernel paths, chosen once at run time from cpuid/xgetbv (best first):
+//   "avx512-vnni"   AVX-512 F/BW/VL + VNNI: 512-bit vpdpbusd / fma micro-kernels
+//   "avx-vnni"      256-bit vpdpbusd micro-kernels: VEX-encoded on CPUs with AVX-VNNI (Alder
+//                   Lake, Zen 5), else the same kernels EVEX-encoded where AVX512-VL + VNNI exist
+//   "avx2"          AVX2 + FMA + F16C: 256-bit vpmaddubsw micro-kernels (fallback)
+//   "scalar"        plain C++ reference twins on the GGUF rows (always available)
+// and two that are never chosen automatically:
+//   "amx"           AMX-INT8 tiles for 16-token tiles of the quantized types (Sapphire Rapids
+//                   and later, where the OS grants the tile state), avx512-vnni for the rest;
+//                   measured slower than avx512-vnni so far (bench/results/cpu-matmul.md)
+//   "amx-emulated"  the amx path's kernels with the tile instructions done in software: for
+//                   testing them on CPUs without AMX
+// The best supported path is used unless force_kernel_path() picks another.
 //
-// Performance (bench/results/cpu-matmul.md, 2 threads of a Xeon): decode reads the weights at
-// 66-95% of the measured memory bandwidth; prefill reaches 36-105 GFLOP/s.
+// Performance: bench/results/cpu-matmul.md.
 #pragma once
 #include <cstdint>
 #include <stdexcept>
@@ -43,43 +54,85 @@ public:
 namespace cpu {
 
 // What the running CPU (and OS, via XCR0) supports. Detected once, on first use; thread-safe.
+// amx_int8: the CPU has AMX-TILE + AMX-INT8 and the OS granted this process the tile state
+// (arch_prctl(ARCH_REQ_XCOMP_PERM), asked for during detection).
 struct CpuFeatures {
     bool avx2 = false, fma = false, f16c = false;
-    bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false;
+    bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false, avx512bf16 = false;
     bool avx_vnni = false;
+    bool amx_int8 = false;
 };
 const CpuFeatures& cpu_features();
 
-// Name of the path matvec/matmul use now ("scalar", "avx2", "avx512-vnni"). Static string.
+// Name of the path pack_weights uses now ("scalar", "avx2", ...). Static string.
 const char* kernel_path_name();
 
 // Forces a path by name; "best" restores the automatic choice. Throws CpuKernelError for an
-// unknown name or one this CPU cannot run. For tests and benchmarks: not thread-safe against
-// matvec/matmul running at the same time.
+// unknown name or one this CPU cannot run. Applies to matrices packed afterwards (a packed
+// matrix keeps the kernels it was packed for). Not thread-safe against pack_weights.
 void force_kernel_path(const char* name);
 
 // Whether the named path can run here (false for unknown names).
 bool kernel_path_supported(const char* name);
 
-// True when matvec/matmul accept `type` (F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K).
+// For "avx-vnni": whether its kernels run VEX-encoded (AVX-VNNI) here, rather than EVEX.
+bool avx_vnni_is_vex();
+
+// True when pack_weights accepts `type` (F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K).
 bool matmul_supports(GgmlType type);
 
-// Decode: y[r] = dot(W row r, x) for r in [0, rows).
-//   W  (rows, cols) in `type`'s block layout, rows contiguous, row stride row_size(type, cols)
-//   x  (cols) f32,  y (rows) f32; y must not alias W or x.
-// cols must be a positive multiple of the type's block size and rows >= 0, else throws
-// CpuKernelError (so does an unsupported type). pool may be nullptr (runs on the caller).
-// Thread-safe for distinct outputs; uses a per-thread scratch buffer for the quantized x.
-void matvec(GgmlType type, const void* W, int64_t rows, int64_t cols, const float* x, float* y,
-            ThreadPool* pool);
+// A weight matrix (rows, cols) packed for one kernel path. Owns its bytes; movable, not
+// copyable. A default-constructed one is empty (rows() == 0, !*this).
+class PackedWeights {
+public:
+    PackedWeights();
+    ~PackedWeights();
+    PackedWeights(PackedWeights&&) noexcept;
+    PackedWeights& operator=(PackedWeights&&) noexcept;
+
+    GgmlType type() const { return type_; }
+    int64_t rows() const { return rows_; }
+    int64_t cols() const { return cols_; }
+    size_t bytes() const { return bytes_; }     // bytes of packed data held
+    const char* kernel_path() const;            // the path it was packed for ("" when empty)
+    explicit operator bool() const { return kernels_ != nullptr; }
+
+private:
+    friend PackedWeights pack_weights(GgmlType, const void*, int64_t, int64_t, ThreadPool*);
+    friend void matvec(const PackedWeights&, const float*, float*, ThreadPool*);
+    friend void matmul_group(const PackedWeights* const[], float* const[], int, const float*, int64_t, ThreadPool*);
+    GgmlType type_ = GgmlType::F32;
+    int64_t rows_ = 0, cols_ = 0;
+    size_t bytes_ = 0;
+    size_t panel_bytes_ = 0;        // panels layout: bytes per 16-row panel
+    const void* kernels_ = nullptr;  // the path's kernel table
+    uint8_t* data_ = nullptr;        // 64-byte aligned, freed by the destructor
+};
+
+// Packs W (rows, cols) of `type`, GGUF rows of row_size(type, cols) bytes, for the path in use.
+// The result does not refer to W. cols must be a positive multiple of the type's block size
+// and rows >= 0, else throws CpuKernelError (so does an unsupported type or a null W with
+// rows > 0). pool may be nullptr (packs on the caller).
+PackedWeights pack_weights(GgmlType type, const void* W, int64_t rows, int64_t cols, ThreadPool* pool);
+
+// Decode: y[r] = dot(W row r, x) for r in [0, rows).  x (cols) f32, y (rows) f32; y must not
+// alias x. Throws CpuKernelError for an empty w or null pointers (rows > 0). pool may be
+// nullptr. Thread-safe for distinct outputs.
+void matvec(const PackedWeights& w, const float* x, float* y, ThreadPool* pool);
 
 // Prefill: Y[t*rows + r] = dot(W row r, X[t*cols ...]) for t in [0, n_tokens), r in [0, rows).
-//   W  (rows, cols) as for matvec;  X  (n_tokens, cols) f32;  Y  (n_tokens, rows) f32.
-// Each weight block is unpacked once per group of tokens and row tiles stay in cache while the
-// tokens stream past, so this is much faster per token than n_tokens calls to matvec.
-// Same argument checks and threading as matvec; n_tokens >= 0.
-void matmul(GgmlType type, const void* W, int64_t rows, int64_t cols, const float* X,
-            int64_t n_tokens, float* Y, ThreadPool* pool);
+//   X  (n_tokens, cols) f32;  Y  (n_tokens, rows) f32, not aliasing X.
+// The activations are quantized once, in tiles of up to 8 tokens, and every tile runs
+// against the panels of each thread's share while they sit in cache.
+// Same checks and threading as matvec; n_tokens >= 0.
+void matmul(const PackedWeights& w, const float* X, int64_t n_tokens, float* Y, ThreadPool* pool);
+
+// Y[i] = X W[i]^T for n matrices (1..8) that read the same activations (wq, wk, wv): X is
+// quantized once and the panels of all of them are shared out over the pool together. The
+// matrices must have the same type, cols and kernel path (else CpuKernelError); otherwise as
+// matmul. n_tokens == 1 is a matvec of each.
+void matmul_group(const PackedWeights* const w[], float* const Y[], int n, const float* X, int64_t n_tokens,
+                  ThreadPool* pool);
 
 }  // namespace cpu
 }  // namespace tandem

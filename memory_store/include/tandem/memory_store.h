@@ -11,20 +11,25 @@
 //                        doc_id, title   TEXT     its source document
 //                        created_at      INTEGER  cloud time, Unix milliseconds
 //                        last_used_at    INTEGER  local time of apply or last retrieval (LRU)
+//                        document        TEXT     the app's document the note was made for ('')
 //   memory_fts           text, title     FTS5     external content = memory_items, kept in step
 //                                                 by triggers; tokenizer porter unicode61
 //   sync_state (1 row)   cursor          TEXT     opaque change-feed cursor ('' = from start)
 //                        updated_at      INTEGER
+//                        epoch           TEXT     the feed's epoch the cursor belongs to ('')
 //   outbox               request_id      TEXT     PRIMARY KEY (the idempotency key)
 //                        context         TEXT     the text window sent to the cloud
 //                        attempts        INTEGER  failed sends so far
 //                        next_attempt_at INTEGER  Unix ms; due when <= now
 //                        state           TEXT     'pending' | 'sent' | 'dead'
 //                        created_at      INTEGER
+//                        document        TEXT     the app's document id sent with it ('')
 //   store_stats (1 row)  n_items, n_bytes INTEGER item count and sum of text bytes (triggers)
 //   idx_items_lru        (last_used_at, item_rowid)   eviction order
+//   idx_items_document   (document)                   retrieval's preferred document
 //
-// Versions: 1 = items, FTS, sync_state; 2 = outbox; 3 = store_stats + LRU index (bounded store).
+// Versions: 1 = items, FTS, sync_state; 2 = outbox; 3 = store_stats + LRU index (bounded store);
+// 4 = documents (items, outbox) and the feed epoch.
 //
 // Why an external-content FTS5 table (not contentless): the text is stored once (in
 // memory_items), and deletes (tombstones, eviction) must remove index entries; a contentless
@@ -86,6 +91,7 @@ struct MemoryItem {
     std::string title;         // source{title}
     int64_t created_at = 0;    // Unix ms (cloud clock)
     int64_t last_used_at = 0;  // Unix ms (local clock); ignored on apply
+    std::string document;      // the app's document the note was made for ("" = none)
 };
 
 // One entry of a change-feed page: an item, or a tombstone retracting an earlier id.
@@ -103,6 +109,7 @@ struct OutboxRequest {
     int attempts = 0;
     int64_t next_attempt_at = 0;  // Unix ms
     OutboxState state = OutboxState::pending;
+    std::string document;         // the app's document id ("" = none)
 };
 
 struct MemoryStoreParams {
@@ -122,6 +129,8 @@ struct RetrieveParams {
     size_t budget = 2000;
     size_t max_query_terms = 8;  // the rarest window words searched for (bounds latency)
     std::function<size_t(std::string_view)> cost;
+    // Notes made for this document come first (in rank order), then the others; "" = none.
+    std::string prefer_document;
 };
 
 struct MemoryStoreStats {
@@ -156,6 +165,13 @@ public:
     // Then evicts least recently used items beyond the caps, in the same transaction.
     // Items must have a non-empty id and text (invalid_argument otherwise).
     void apply_changes(const std::vector<MemoryChange>& page, const std::string& next_cursor);
+    // The same for a page of a feed with epochs: with reset (the cursor was from another
+    // epoch: a reset or restored cloud), every stored item is deleted first, in the same
+    // transaction; a non-empty epoch is stored with the cursor.
+    void apply_changes(const std::vector<MemoryChange>& page, const std::string& next_cursor, const std::string& epoch,
+                       bool reset);
+    // The epoch of the stored cursor ("" when the cloud sent none yet).
+    std::string epoch();
 
     // -- retrieval --
     // The items that best match `window` (FTS5 bm25 over text and title, searching for the
@@ -173,9 +189,10 @@ public:
     bool get(const std::string& id, MemoryItem* out);
 
     // -- outbox --
-    // Adds a memory request (state pending, due now). Idempotent: an existing request_id is
-    // left as it is and false is returned; true when it was added.
-    bool outbox_enqueue(const std::string& request_id, const std::string& context);
+    // Adds a memory request (state pending, due now) for the app's document (may be "").
+    // Idempotent: an existing request_id is left as it is and false is returned; true when it
+    // was added.
+    bool outbox_enqueue(const std::string& request_id, const std::string& context, const std::string& document = "");
     // Pending requests with next_attempt_at <= now_ms, oldest first, at most `limit`.
     std::vector<OutboxRequest> outbox_due(int64_t now_ms, size_t limit = 16);
     // The cloud accepted the request (202): state sent. Unknown id: invalid_argument.

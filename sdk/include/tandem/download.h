@@ -12,6 +12,14 @@
 //     4. The whole .part is hashed; a match is fsync'ed and renamed atomically over out_path.
 //        A mismatch removes the .part and throws (expected and actual digests in the message).
 //
+// The .part is opened with O_NOFOLLOW and must be a regular file: a symlink (or FIFO, or
+// directory) planted at that name is refused, never written through. It is created only when
+// the first body byte of a 200/206 arrives, so a failed request leaves no empty .part, and an
+// empty .part is removed when the call fails. Redirects are followed to http:// and https://
+// URLs only. The body may not pass the size the server announced (Content-Length, or the
+// total of Content-Range) nor max_bytes when set; a response over either is refused
+// (TooLarge) and its .part removed.
+//
 // Errors: DownloadError with a kind and a message naming the URL or file and the reason.
 // Cancellation (params.cancel set, e.g. from a SIGINT handler) keeps the .part for a later
 // resume. HTTP error statuses and network failures keep it too (it is still a valid prefix).
@@ -39,6 +47,7 @@ struct DownloadParams {
     std::string sha256;         // expected digest, 64 hex digits (required)
     std::string out_path;       // final file; out_path + ".part" while downloading
     int retries = 3;            // extra attempts after a cut transfer (resuming each time)
+    int64_t max_bytes = 0;      // the whole file's size limit; 0: only the announced size bounds it
     int connect_timeout_s = 30;
     int stall_timeout_s = 60;   // abort when under 1 byte/s for this long
     bool verify_tls = true;
@@ -67,6 +76,7 @@ public:
         Disk,          // cannot create/write/rename the file (disk full, permissions)
         Checksum,      // the bytes do not have the expected SHA-256 (the .part was removed)
         Cancelled,     // params.cancel was set (the .part was kept)
+        TooLarge,      // bigger than max_bytes, or more bytes than announced (the .part was removed)
     };
     DownloadError(Kind k, const std::string& msg, long status = 0) : std::runtime_error(msg), kind(k), http_status(status) {}
     Kind kind;

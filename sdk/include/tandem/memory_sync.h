@@ -11,6 +11,11 @@
 // marks it dead. Hooks report memory arriving, store problems and (on_log) one line per
 // request sent or failed and per page applied.
 //
+// Feed epochs: when the cloud says the stored cursor is from another epoch (its database was
+// reset or restored: the page has reset set, or an epoch other than the stored one), the
+// store's notes are dropped and the feed is read again from the start, the drop and the first
+// page in one transaction; on_reset and on_log say so. Nothing stalls on a stale cursor.
+//
 // Thread safety: wake/set_paused/stop may be called from any thread; run_once from one.
 #pragma once
 #include <atomic>
@@ -34,6 +39,7 @@ public:
         std::function<void(int64_t n_items, int64_t n_deleted)> on_changes;  // after a page with changes
         std::function<void(const std::string& message)> on_error;          // store or protocol problems
         std::function<void(const std::string& line)> on_log;               // requests sent/failed, pages, pull failures
+        std::function<void(const std::string& message)> on_reset;          // the feed started over (another epoch)
     };
     struct Options {
         int long_poll_s = 10;    // wait= of the first feed call of a pass
@@ -45,6 +51,7 @@ public:
     struct PassStats {
         int sent = 0, unsent = 0, dead = 0;     // requests: accepted, to retry later, rejected for good
         int pages = 0, items = 0, tombstones = 0;
+        int resets = 0;                         // times the feed started over (another epoch)
         bool pull_ok = true;                    // the feed was read to its end
     };
     // `client` and `store` must outlive the sync; the store may be used by other threads

@@ -1,6 +1,8 @@
-// SHA-256 (FIPS 180-4), streaming. Used by `tandem pull` to verify downloaded models; small
-// enough that a crypto library is not worth the dependency. Not constant-time (checksums of
-// public files only, never secrets).
+// SHA-256 (FIPS 180-4), streaming. Used by `tandem pull` to verify downloaded models, and by
+// tandem-cloud for digests of bearer tokens and memory requests; small enough that a crypto
+// library is not worth the dependency. The compression function has no data-dependent
+// branches or table lookups, so hashing a token takes the same time whatever its bytes
+// (comparing digests in constant time is the caller's part).
 //
 //   Sha256 h; h.update(p, n); ...; std::string hex = h.hex_digest();
 //

@@ -15,7 +15,7 @@
 #include <string_view>
 #include <vector>
 
-#include "server_db.h"
+#include "tandem/cloud/server_db.h"
 
 namespace tandem::cloud {
 

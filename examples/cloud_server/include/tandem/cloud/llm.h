@@ -1,6 +1,8 @@
 // tandem-cloud's language model (with --model): one client_engine Engine shared by the memory
 // generator (key-takeaway notes) and the chat completions endpoint. Engine calls are
 // serialized by the engine itself, so both may call it from their own threads.
+// ChatBackend is what the chat endpoint talks to: this built-in model, or an upstream
+// OpenAI-compatible server (--llm-url, upstream_llm.h).
 //
 // ChatWorker runs chat generations on one thread, in arrival order, so the HTTP I/O thread
 // never blocks on the model. Each job streams its text pieces through `on_piece` (return
@@ -11,14 +13,22 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "generator.h"
+#include "tandem/cloud/generator.h"
 #include "tandem/engine.h"
 
 namespace tandem::cloud {
+
+// The key-takeaway prompt for one passage: its title and text (at most 1500 bytes) and the
+// opening of a summary sentence ("In short, the key point is that"), for the model to continue.
+std::string key_takeaway_prompt(const Passage& p);
+// The note made of the model's continuation of key_takeaway_prompt: "The key point is that " +
+// its first complete sentence; "" when it has none of at least 12 bytes.
+std::string key_takeaway_note(const std::string& continuation);
 
 // Notes written by the model: for each retrieved passage, a prompt holding the passage and
 // the start of a key-takeaway sentence; the model's first sentence becomes the note.
@@ -34,23 +44,41 @@ private:
     int max_tokens_;
 };
 
-struct ChatJob {
-    std::vector<std::pair<std::string, std::string>> messages;  // (role, content)
+// One chat generation as the OpenAI API describes it (openai_api.h parses requests into it).
+struct ChatParams {
+    std::vector<std::pair<std::string, std::string>> messages;  // (role, content); role system|user|assistant
     int max_tokens = 256;
-    double temperature = 0.7;
+    double temperature = 1.0;       // 0: greedy
+    double top_p = 1.0;             // nucleus sampling; 1: off
+    double frequency_penalty = 0, presence_penalty = 0;
+    std::optional<uint64_t> seed;   // the same seed (and request) gives the same text; none: random
+    std::vector<std::string> stop;  // generation ends before the first of these; not in the text
+};
+
+struct ChatJob {
+    ChatParams params;
     std::function<bool(const std::string& piece)> on_piece;
-    // text, finish_reason ("stop" | "length" | "cancelled" | "error"), prompt and completion
-    // token counts, and an error message when finish_reason is "error".
+    // text, finish_reason ("stop" | "length" | "cancelled" | "error" | "upstream_error": the
+    // upstream LLM server failed, answered 502), prompt and completion token counts, and an
+    // error message when finish_reason is "error" or "upstream_error".
     std::function<void(const std::string& text, const std::string& finish, int64_t prompt_tokens,
                        int64_t completion_tokens, const std::string& error)> on_done;
 };
 
-class ChatWorker {
+// Runs chat jobs. on_done is called exactly once per job, from any thread.
+class ChatBackend {
+public:
+    virtual ~ChatBackend() = default;
+    virtual void submit(ChatJob job) = 0;
+    virtual const std::string& model_name() const = 0;  // the "model" of the answers
+};
+
+class ChatWorker : public ChatBackend {
 public:
     explicit ChatWorker(std::shared_ptr<Engine> engine);
-    ~ChatWorker();  // finishes the running job, drops queued ones (their on_done gets "cancelled")
-    void submit(ChatJob job);
-    const std::string& model_name() const { return name_; }
+    ~ChatWorker() override;  // finishes the running job, drops queued ones (their on_done gets "cancelled")
+    void submit(ChatJob job) override;
+    const std::string& model_name() const override { return name_; }
 
 private:
     void loop();

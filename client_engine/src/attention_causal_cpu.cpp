@@ -1,0 +1,130 @@
+// Prefill attention on the CPU (attend_causal, attention_cpu.h): the kernel of
+// attention_causal.h on zmm (AVX-512) or ymm (AVX2) registers, chosen at run time, and the
+// per-row attend() loop elsewhere.
+#include <immintrin.h>
+
+// GCC 12 warns "__Y may be used uninitialized" inside avx512fintrin.h for intrinsics compiled
+// under a target attribute (its _mm512_undefined_* placeholders): a false positive.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "attention_cpu.h"
+#include "tandem/cpu_matmul.h"
+#include "vec_exp.h"
+
+namespace tandem::cpu_attention {
+
+// ---- AVX2 ----------------------------------------------------------------------------------
+
+namespace avx2 {
+#define TGT __attribute__((target("avx2,fma,f16c")))
+
+struct W {
+    using F = __m256;
+    static constexpr int kLanes = 8;
+    TGT static F zero() { return _mm256_setzero_ps(); }
+    TGT static F set1(float v) { return _mm256_set1_ps(v); }
+    TGT static F load(const float* p) { return _mm256_loadu_ps(p); }
+    TGT static void store(float* p, F v) { _mm256_storeu_ps(p, v); }
+    TGT static F load_kv(const void* base, int64_t off, GgmlType t) {
+        if (t == GgmlType::F32) return _mm256_loadu_ps((const float*)base + off);
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)((const half_bits*)base + off)));
+    }
+    TGT static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+    TGT static F sub(F a, F b) { return _mm256_sub_ps(a, b); }
+    TGT static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+    // Lanes [0, n) of v, the others `fill`.
+    TGT static F first_or(int n, F v, float fill) {
+        const __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
+        return _mm256_blendv_ps(_mm256_set1_ps(fill), v, _mm256_cmp_ps(lane, _mm256_set1_ps((float)n), _CMP_LT_OQ));
+    }
+    // Lane j = the sum of a[j]'s lanes.
+    TGT static F hsum(const F (&a)[8]) {
+        const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+        const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+        const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+        return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+    }
+    TGT static float hmax(F v) {
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+    }
+    TGT static float reduce_add(F v) {
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+    }
+    TGT static F exp_neg(F x) { return cpu_ops::exp_neg(x); }
+};
+#include "attention_causal.h"
+#undef TGT
+}  // namespace avx2
+
+// ---- AVX-512 -------------------------------------------------------------------------------
+
+namespace avx512 {
+#define TGT __attribute__((target("avx512f,avx2,fma,f16c")))
+
+struct W {
+    using F = __m512;
+    static constexpr int kLanes = 16;
+    TGT static F zero() { return _mm512_setzero_ps(); }
+    TGT static F set1(float v) { return _mm512_set1_ps(v); }
+    TGT static F load(const float* p) { return _mm512_loadu_ps(p); }
+    TGT static void store(float* p, F v) { _mm512_storeu_ps(p, v); }
+    TGT static F load_kv(const void* base, int64_t off, GgmlType t) {
+        if (t == GgmlType::F32) return _mm512_loadu_ps((const float*)base + off);
+        return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)((const half_bits*)base + off)));
+    }
+    TGT static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
+    TGT static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
+    TGT static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+    TGT static F first_or(int n, F v, float fill) { return _mm512_mask_blend_ps((__mmask16)((1u << n) - 1), _mm512_set1_ps(fill), v); }
+    // Lane j = the sum of a[j]'s lanes: per 128-bit lane, 4 inputs' partial sums side by side
+    // (unpack + add twice), then the 4 lanes of each group of 4 inputs summed (two 128-bit
+    // shuffles + add, twice).
+    TGT static F hsum(const F (&a)[16]) {
+        __m512 w[4];
+        for (int g = 0; g < 4; g++) {
+            const __m512 a0 = a[4 * g], a1 = a[4 * g + 1], a2 = a[4 * g + 2], a3 = a[4 * g + 3];
+            const __m512 s01 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+            const __m512 s23 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+            const __m512d d01 = _mm512_castps_pd(s01), d23 = _mm512_castps_pd(s23);
+            w[g] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(d01, d23)), _mm512_castpd_ps(_mm512_unpackhi_pd(d01, d23)));
+        }
+        const __m512 y01 = _mm512_add_ps(_mm512_shuffle_f32x4(w[0], w[1], 0x88), _mm512_shuffle_f32x4(w[0], w[1], 0xDD));
+        const __m512 y23 = _mm512_add_ps(_mm512_shuffle_f32x4(w[2], w[3], 0x88), _mm512_shuffle_f32x4(w[2], w[3], 0xDD));
+        return _mm512_add_ps(_mm512_shuffle_f32x4(y01, y23, 0x88), _mm512_shuffle_f32x4(y01, y23, 0xDD));
+    }
+    TGT static float hmax(F v) { return _mm512_reduce_max_ps(v); }
+    TGT static float reduce_add(F v) { return _mm512_reduce_add_ps(v); }
+    TGT static F exp_neg(F x) { return cpu_ops::exp_neg(x); }
+};
+#include "attention_causal.h"
+#undef TGT
+}  // namespace avx512
+
+// ---- dispatch ------------------------------------------------------------------------------
+
+void attend_causal(const float* Q, int64_t q_stride, int n_q, int group, int64_t pos0, const void* K,
+                   const void* V, int64_t kv_stride, int hd, float scale, GgmlType t, float* out,
+                   int64_t out_stride) {
+    const cpu::CpuFeatures& f = cpu::cpu_features();
+    const bool fits = hd <= 256 && n_q * group <= avx2::kMaxRows;
+    if (fits && hd % 16 == 0 && f.avx512f && f.f16c && f.fma)
+        return avx512::attend_causal_w(Q, q_stride, n_q, group, pos0, K, V, kv_stride, hd, scale, t, out, out_stride);
+    if (fits && hd % 8 == 0 && f.avx2 && f.f16c && f.fma)
+        return avx2::attend_causal_w(Q, q_stride, n_q, group, pos0, K, V, kv_stride, hd, scale, t, out, out_stride);
+    for (int tq = 0; tq < n_q; tq++)
+        for (int g = 0; g < group; g++)
+            attend(Q + tq * q_stride + g * hd, K, V, pos0 + tq + 1, kv_stride, hd, scale, t, out + tq * out_stride + g * hd);
+}
+
+}  // namespace tandem::cpu_attention

@@ -1,0 +1,23 @@
+// Compute peaks of this CPU, measured by register-only loops of the instructions the matmul
+// kernels use: the roofline the CPU matmul benchmarks report their GEMM speed against.
+//
+// Each loop runs 12 independent accumulators (no loads, no stores) on every thread of the
+// pool at once; the result is operations per second summed over the threads (one
+// multiply-add = 2 operations), best of 3 runs of about 0.1 s.
+#pragma once
+#include "tandem/thread_pool.h"
+
+namespace tandem::cpu {
+
+struct ComputePeak {
+    const char* int8_instr = "";  // the int8 dot instruction timed: "vpdpbusd zmm", "tdpbsud", ...
+    double int8_gops = 0;         // u8 x i8 multiply-adds x 2 per second / 1e9
+    double fp32_gflops = 0;       // fp32 fma x 2 per second / 1e9 ("vfmadd zmm" or "ymm")
+};
+
+// The peak of the kernel path in use (kernel_path_name()): amx -> tdpbsud, avx512-vnni ->
+// vpdpbusd zmm, avx-vnni -> vpdpbusd ymm, avx2 -> vpmaddubsw + vpmaddwd + vpaddd ymm (the
+// avx2 kernels' 32 multiply-adds), scalar -> 0. Takes about 1 s.
+ComputePeak measure_compute_peak(ThreadPool& pool);
+
+}  // namespace tandem::cpu

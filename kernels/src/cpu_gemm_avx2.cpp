@@ -1,0 +1,33 @@
+// The "avx2" path (AVX2 + FMA + F16C, the fallback for x86 CPUs without VNNI): the panel
+// micro-kernels (cpu_gemm_kernels.h) on ymm registers, 8 rows per vector. The int8 dot is
+// vpmaddubsw (u8 x i8 -> saturating i16 pairs; levels up to 63 cannot saturate) + vpmaddwd
+// with ones; Q8_0's signed levels go in as |w| with the activations' signs flipped where w < 0.
+// Every function carries the target attribute; nothing here runs unless cpu_features() said so.
+#define TGT __attribute__((target("avx2,fma,f16c")))
+#include "cpu_v256.h"
+
+namespace tandem::cpu::detail {
+namespace {
+
+struct V256Maddubs : V256Base {
+    static constexpr bool kUnsignedDot = false;
+    TGT static I dot(I acc, I w, I x) {
+        return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
+    }
+    TGT static I sdot(I acc, I w, I x) { return dot(acc, _mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)); }
+};
+
+}  // namespace
+}  // namespace tandem::cpu::detail
+
+using V = tandem::cpu::detail::V256Maddubs;
+#include "cpu_gemm_kernels.h"
+
+namespace tandem::cpu::detail {
+
+const KernelSet& kernels_avx2() {
+    static const KernelSet k = make_kernel_set("avx2");
+    return k;
+}
+
+}  // namespace tandem::cpu::detail

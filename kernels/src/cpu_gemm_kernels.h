@@ -1,0 +1,414 @@
+// Internal to the x86 panel paths (cpu_gemm_<path>.cpp): the micro-kernels on the panel layout
+// (cpu_panels.h), written once over a vector type V that each path supplies:
+//
+//   V::kLanes         int32/f32 lanes (16 for zmm, 8 for ymm): the rows one vector holds; a
+//                     panel is 16 / kLanes row groups (lane0 = the group's first row)
+//   V::I, V::F        the integer and float vector types
+//   V::kUnsignedDot   dot(acc, w, x) takes w as u8 0..255 (vpdpbusd); false: only 0..127
+//                     without i16 saturation (vpmaddubsw + vpmaddwd), so Q8_0 uses |w| and
+//                     sign(x, w) instead (sdot)
+//   V::dot(acc, w, x) acc + per lane the sum of 4 products u8 w x i8 x (x: 4 bytes broadcast)
+//   V::sdot(acc, w, x) the same for signed w (only where !kUnsignedDot)
+//   plus loads, bit operations and float arithmetic named like the intrinsics they wrap.
+//
+// A micro-kernel computes R row groups x T tokens with R*T accumulators in registers:
+//   - quantized types: per subblock, each step (kLanes rows x 4 columns of levels) is dotted
+//     with 4 int8 activation bytes of each token into R*T int32 sums (which start at the
+//     tile's ncorr: the level offset taken back out); then each sum is converted and added
+//     with the row scales times the token's scale (+ the row mins times the token's sums).
+//     For the K-quants the token's scale is the same over the record, so the subblock sums
+//     go into a float tmp and the scale is applied once per record.
+//   - float types: per column, one fma of the rows' weights with each token's value.
+// The including file defines TGT (its target attribute) and V first; everything here is in an
+// anonymous namespace, so each path gets its own copy compiled for its own target.
+#pragma once
+#include <algorithm>
+#include <cstring>
+
+#include "cpu_panels.h"
+
+#ifndef TGT
+#error "define TGT (the target attribute) and the vector type V before including cpu_gemm_kernels.h"
+#endif
+
+namespace tandem::cpu::detail {
+namespace {
+
+using I = V::I;
+using F = V::F;
+constexpr int kLanes = V::kLanes;
+constexpr int kGroups = kPanelRows / kLanes;  // row groups per panel
+
+TGT inline int32_t ld32(const uint8_t* p) {
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+}
+
+// ---- reading a record: levels and scales ----------------------------------------------------
+//
+// A record policy P gives, for the rows [lane0, lane0 + kLanes) of record `rec`:
+//   P::levels<CC>(rec, j, lane0, lo, hi)  chunk CC of subblock j: its steps 2CC and 2CC+1 as u8
+//                                         levels (signed int8 for kSigned: Q8_0)
+//   P::Scale s; s.load(rec, lane0)        what the record's subblocks share (super-scales)
+//   P::scales(rec, s, j, lane0, dw, mw)   subblock j's row scales dw and (kMin) min coefficients
+//                                         mw: value = dw * (L - offset) [+ mw], summed over the
+//                                         subblock as dw * dx * (sum(L * q) - offset * sigma)
+//                                         [+ mw * dx * sigma]
+//   kSub      columns per subblock (32, or 16 for Q6_K); kSubs subblocks per record
+//   kShift    log2 of the level offset (the tile's ncorr = -(sigma << kShift)), -1: none
+//   kMin      whether the value has a per-row min term (mw)
+//   kRecDx    the activation scale is the same for all the record's subblocks (K-quants)
+
+TGT inline I lo_nib(I v) { return V::and_(v, V::set1_8(0x0F)); }
+TGT inline I hi_nib(I v) { return V::and_(V::template srli16<4>(v), V::set1_8(0x0F)); }
+
+// lvl | (the bits of h selected by `mask` after moving h's bit `From` to bit 4).
+template <int From>
+TGT inline I or_high(I lvl, I h, char mask) {
+    I s = h;
+    if constexpr (From < 4) s = V::template slli16<4 - From>(h);
+    if constexpr (From > 4) s = V::template srli16<From - 4>(h);
+    return V::or_and(lvl, s, V::set1_8(mask));
+}
+
+template <class Rec>
+TGT inline void nib_levels(const Rec& r, int c, int lane0, I& lo, I& hi) {
+    const I v = V::load(r.nib[c] + 4 * lane0);
+    lo = lo_nib(v);
+    hi = hi_nib(v);
+}
+
+// The 5th bits of chunk CC of a 32-column subblock (bits 2CC, 2CC+1 of hb1[j]).
+template <int CC, class Rec>
+TGT inline void add_hb1(const Rec& r, int j, int lane0, I& lo, I& hi) {
+    const I h = V::load(r.hb1[j] + 4 * lane0);
+    lo = or_high<2 * CC>(lo, h, 0x10);
+    hi = or_high<2 * CC + 1>(hi, h, 0x10);
+}
+
+struct NoScale {
+    template <class Rec> TGT void load(const Rec&, int) {}
+};
+
+// Q4_K/Q5_K: d and -dmin; subblock j: dw = d * sc[j], mw = -dmin * mn[j].
+struct K4Scale {
+    F d, ndmin;
+    template <class Rec> TGT void load(const Rec& r, int lane0) {
+        d = V::cvt_f16(r.d + lane0);
+        ndmin = V::sub(V::zero(), V::cvt_f16(r.dmin + lane0));
+    }
+};
+template <class Rec>
+TGT inline void k4_scales(const Rec& r, const K4Scale& s, int j, int lane0, F& dw, F& mw) {
+    dw = V::mul(s.d, V::cvt_u8(r.sc[j] + lane0));
+    mw = V::mul(s.ndmin, V::cvt_u8(r.mn[j] + lane0));
+}
+
+// The 32-block types: one subblock per record, scale d (and min m).
+template <class Rec, int Shift, bool Min>
+struct Q32 {
+    using Scale = NoScale;
+    static constexpr int kSub = 32, kSubs = 1, kShift = Shift;
+    static constexpr bool kMin = Min, kRecDx = false, kSigned = false;
+    TGT static void scales(const Rec& r, const Scale&, int, int lane0, F& dw, F& mw) {
+        dw = V::cvt_f16(r.d + lane0);
+        if constexpr (Min) mw = V::cvt_f16(r.m + lane0);
+    }
+};
+
+struct P_Q4_0 : Q32<pq4_0, 3, false> {
+    using Rec = pq4_0;
+    template <int CC> TGT static void levels(const Rec& r, int, int l0, I& lo, I& hi) { nib_levels(r, CC, l0, lo, hi); }
+};
+struct P_Q4_1 : Q32<pq4_1, -1, true> {
+    using Rec = pq4_1;
+    template <int CC> TGT static void levels(const Rec& r, int, int l0, I& lo, I& hi) { nib_levels(r, CC, l0, lo, hi); }
+};
+struct P_Q5_0 : Q32<pq5_0, 4, false> {
+    using Rec = pq5_0;
+    template <int CC> TGT static void levels(const Rec& r, int, int l0, I& lo, I& hi) {
+        nib_levels(r, CC, l0, lo, hi);
+        add_hb1<CC>(r, 0, l0, lo, hi);
+    }
+};
+struct P_Q5_1 : Q32<pq5_1, -1, true> {
+    using Rec = pq5_1;
+    template <int CC> TGT static void levels(const Rec& r, int, int l0, I& lo, I& hi) {
+        nib_levels(r, CC, l0, lo, hi);
+        add_hb1<CC>(r, 0, l0, lo, hi);
+    }
+};
+// Signed levels. With an unsigned dot the kernel flips them (q ^ 0x80 = q + 128, offset 128).
+struct P_Q8_0 : Q32<pq8_0, 7, false> {
+    using Rec = pq8_0;
+    static constexpr bool kSigned = true;
+    template <int CC> TGT static void levels(const Rec& r, int, int l0, I& lo, I& hi) {
+        lo = V::load(r.lvl[2 * CC] + 4 * l0);
+        hi = V::load(r.lvl[2 * CC + 1] + 4 * l0);
+    }
+};
+struct P_Q4_K {
+    using Rec = pq4_K;
+    using Scale = K4Scale;
+    static constexpr int kSub = 32, kSubs = 8, kShift = -1;
+    static constexpr bool kMin = true, kRecDx = true, kSigned = false;
+    template <int CC> TGT static void levels(const Rec& r, int j, int l0, I& lo, I& hi) {
+        nib_levels(r, 4 * j + CC, l0, lo, hi);
+    }
+    TGT static void scales(const Rec& r, const Scale& s, int j, int l0, F& dw, F& mw) { k4_scales(r, s, j, l0, dw, mw); }
+};
+struct P_Q5_K : P_Q4_K {
+    using Rec = pq5_K;
+    template <int CC> TGT static void levels(const Rec& r, int j, int l0, I& lo, I& hi) {
+        nib_levels(r, 4 * j + CC, l0, lo, hi);
+        add_hb1<CC>(r, j, l0, lo, hi);
+    }
+    TGT static void scales(const Rec& r, const Scale& s, int j, int l0, F& dw, F& mw) { k4_scales(r, s, j, l0, dw, mw); }
+};
+// Subblock g = 16 columns = 4 steps = chunks 2g, 2g+1; its top bits are hb2[g].
+struct P_Q6_K {
+    using Rec = pq6_K;
+    struct Scale {
+        F d;
+        TGT void load(const Rec& r, int lane0) { d = V::cvt_f16(r.d + lane0); }
+    };
+    static constexpr int kSub = 16, kSubs = 16, kShift = 5;
+    static constexpr bool kMin = false, kRecDx = true, kSigned = false;
+    template <int CC> TGT static void levels(const Rec& r, int g, int l0, I& lo, I& hi) {
+        nib_levels(r, 2 * g + CC, l0, lo, hi);
+        const I h = V::load(r.hb2[g] + 4 * l0);
+        lo = or_high<4 * CC>(lo, h, 0x30);
+        hi = or_high<4 * CC + 2>(hi, h, 0x30);
+    }
+    TGT static void scales(const Rec& r, const Scale& s, int g, int l0, F& dw, F&) { dw = V::mul(s.d, V::cvt_i8(r.sc[g] + l0)); }
+};
+
+// The level offset the kernel takes back out for P on this V (Q8_0 with a signed dot has none).
+template <class P>
+constexpr int corr_shift() { return P::kSigned && !V::kUnsignedDot ? -1 : P::kShift; }
+
+// ---- quantized micro-kernel ----------------------------------------------------------------
+
+// Row group g of the panels starting at w: its panel and first lane.
+struct Group {
+    const uint8_t* panel;
+    int lane0;
+};
+TGT inline Group group(const uint8_t* w, size_t pb, int g) { return {w + (g / kGroups) * pb, (g % kGroups) * kLanes}; }
+
+// Chunk CC of subblock j: steps 2CC, 2CC+1 (columns 8CC .. 8CC+7) against each token's 4
+// bytes (token t's subblock is q + t * kSub).
+template <class P, int R, int T, int CC>
+TGT inline void chunk(const typename P::Rec* const (&rec)[R], const int (&l0)[R], int j, const uint8_t* q,
+                      I (&si)[R][T]) {
+    I lo[R], hi[R];
+    for (int r = 0; r < R; r++) {
+        P::template levels<CC>(*rec[r], j, l0[r], lo[r], hi[r]);
+        if constexpr (P::kSigned && V::kUnsignedDot) {
+            lo[r] = V::xor_(lo[r], V::set1_8((char)0x80));
+            hi[r] = V::xor_(hi[r], V::set1_8((char)0x80));
+        }
+    }
+    for (int half = 0; half < 2; half++)
+        for (int t = 0; t < T; t++) {
+            const I xb = V::set1_32(ld32(q + P::kSub * t + 8 * CC + 4 * half));
+            for (int r = 0; r < R; r++) {
+                const I w = half ? hi[r] : lo[r];
+                if constexpr (P::kSigned && !V::kUnsignedDot) si[r][t] = V::sdot(si[r][t], w, xb);
+                else si[r][t] = V::dot(si[r][t], w, xb);
+            }
+        }
+}
+
+// Rows [0, n) of one row group's outputs for one token.
+TGT inline void store_rows(float* y, F v, int64_t n) {
+    if (n >= kLanes) V::store(y, v);
+    else if (n > 0) V::store_n(y, v, (int)n);
+}
+
+template <int R, int T>
+TGT inline void store_tile(const F (&acc)[R][T], float* y, int64_t ldy, int nt, int64_t rows) {
+    for (int t = 0; t < T && t < nt; t++)
+        for (int r = 0; r < R; r++) store_rows(y + t * ldy + kLanes * r, acc[r][t], rows - kLanes * r);
+}
+
+// R consecutive row groups from group g0 of the panels at w, against a tile of T tokens.
+template <class P, int R, int T>
+TGT void tile_q(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8_t* act, float* y, int64_t ldy, int nt,
+                int64_t rows) {
+    using Rec = typename P::Rec;
+    constexpr size_t kSubBytes = act_sub_bytes(P::kSub, T);
+    constexpr int kShift = corr_shift<P>();
+    F acc[R][T], tmp[R][T];
+    int l0[R];
+    const uint8_t* base[R];
+    for (int r = 0; r < R; r++) {
+        const Group gr = group(w, pb, g0 + r);
+        base[r] = gr.panel;
+        l0[r] = gr.lane0;
+        for (int t = 0; t < T; t++) acc[r][t] = V::zero();
+    }
+    for (int64_t b = 0; b < n_recs; b++) {
+        const Rec* rec[R];
+        typename P::Scale scale[R];
+        for (int r = 0; r < R; r++) {
+            rec[r] = (const Rec*)base[r] + b;
+            scale[r].load(*rec[r], l0[r]);
+        }
+        if constexpr (P::kRecDx)
+            for (int r = 0; r < R; r++)
+                for (int t = 0; t < T; t++) tmp[r][t] = V::zero();
+        const float* dx = nullptr;
+        for (int j = 0; j < P::kSubs; j++, act += kSubBytes) {
+            dx = (const float*)(act + P::kSub * T);
+            const float* sx = dx + T;
+            const float* sg = dx + 2 * T;
+            const int32_t* ncorr = (const int32_t*)(dx + 3 * T);
+            I si[R][T];
+            for (int r = 0; r < R; r++)
+                for (int t = 0; t < T; t++) si[r][t] = kShift >= 0 ? V::set1_32(ncorr[t]) : V::izero();
+            chunk<P, R, T, 0>(rec, l0, j, act, si);
+            chunk<P, R, T, 1>(rec, l0, j, act, si);
+            if constexpr (P::kSub == 32) {
+                chunk<P, R, T, 2>(rec, l0, j, act, si);
+                chunk<P, R, T, 3>(rec, l0, j, act, si);
+            }
+            F dw[R], mw[R];
+            for (int r = 0; r < R; r++) {
+                mw[r] = V::zero();
+                P::scales(*rec[r], scale[r], j, l0[r], dw[r], mw[r]);
+            }
+            for (int t = 0; t < T; t++)
+                for (int r = 0; r < R; r++) {
+                    const F s = V::cvt_i32(si[r][t]);
+                    if constexpr (P::kRecDx) {  // dx once per record, below
+                        tmp[r][t] = V::fmadd(s, dw[r], tmp[r][t]);
+                        if constexpr (P::kMin) tmp[r][t] = V::fmadd(mw[r], V::set1(sg[t]), tmp[r][t]);
+                    } else {
+                        acc[r][t] = V::fmadd(s, V::mul(dw[r], V::set1(dx[t])), acc[r][t]);
+                        if constexpr (P::kMin) acc[r][t] = V::fmadd(mw[r], V::set1(sx[t]), acc[r][t]);
+                    }
+                }
+        }
+        if constexpr (P::kRecDx)
+            for (int t = 0; t < T; t++)
+                for (int r = 0; r < R; r++) acc[r][t] = V::fmadd(tmp[r][t], V::set1(dx[t]), acc[r][t]);
+    }
+    store_tile(acc, y, ldy, nt, rows);
+}
+
+// ---- float micro-kernel --------------------------------------------------------------------
+
+struct LoadF32 {
+    static constexpr int kBytes = 64;  // one column of a panel
+    TGT static F load(const uint8_t* p) { return V::load_f32((const float*)p); }
+};
+struct LoadF16 {
+    static constexpr int kBytes = 32;
+    TGT static F load(const uint8_t* p) { return V::cvt_f16((const half_bits*)p); }
+};
+struct LoadBF16 {
+    static constexpr int kBytes = 32;
+    TGT static F load(const uint8_t* p) { return V::cvt_bf16((const uint16_t*)p); }
+};
+
+template <class L, int R, int T>
+TGT void tile_f(const uint8_t* w, size_t pb, int g0, int64_t cols, const uint8_t* act, float* y, int64_t ldy, int nt,
+                int64_t rows) {
+    const float* x = (const float*)act;
+    F acc[R][T];
+    const uint8_t* col[R];
+    for (int r = 0; r < R; r++) {
+        const Group gr = group(w, pb, g0 + r);
+        col[r] = gr.panel + gr.lane0 * L::kBytes / kPanelRows;
+        for (int t = 0; t < T; t++) acc[r][t] = V::zero();
+    }
+    for (int64_t k = 0; k < cols; k++, x += T) {
+        F wv[R];
+        for (int r = 0; r < R; r++) wv[r] = L::load(col[r] + k * L::kBytes);
+        for (int t = 0; t < T; t++) {
+            const F xb = V::set1(x[t]);
+            for (int r = 0; r < R; r++) acc[r][t] = V::fmadd(wv[r], xb, acc[r][t]);
+        }
+    }
+    store_tile(acc, y, ldy, nt, rows);
+}
+
+// ---- entry points --------------------------------------------------------------------------
+
+// Every row group of a task: in steps of R = V::quant_groups(T) / float_groups(T), then one
+// at a time.
+template <class P, int T>
+struct Quant {
+    static constexpr int R = V::quant_groups(T);
+    TGT static void run(const PanelTask& a) {
+        const int n = (int)(a.n_panels * kGroups);
+        int g = 0;
+        for (; g + R <= n; g += R)
+            tile_q<P, R, T>(a.w, a.panel_bytes, g, a.n_recs, a.act, a.y + kLanes * g, a.ldy, a.nt, a.rows - kLanes * g);
+        for (; g < n; g++)
+            tile_q<P, 1, T>(a.w, a.panel_bytes, g, a.n_recs, a.act, a.y + kLanes * g, a.ldy, a.nt, a.rows - kLanes * g);
+    }
+};
+
+template <class L, int T>
+struct Float {
+    static constexpr int R = V::float_groups(T);
+    TGT static void run(const PanelTask& a) {
+        const int n = (int)(a.n_panels * kGroups);
+        int g = 0;
+        for (; g + R <= n; g += R)
+            tile_f<L, R, T>(a.w, a.panel_bytes, g, a.n_recs, a.act, a.y + kLanes * g, a.ldy, a.nt, a.rows - kLanes * g);
+        for (; g < n; g++)
+            tile_f<L, 1, T>(a.w, a.panel_bytes, g, a.n_recs, a.act, a.y + kLanes * g, a.ldy, a.nt, a.rows - kLanes * g);
+    }
+};
+
+// Tile sizes {1, 2, 4, TMax}: V::kQuantTiles for the quantized types, V::kFloatTiles for the
+// float types (which, with one fma per weight and token, take larger tiles).
+template <template <class, int> class K, class P, int TMax>
+TGT void dispatch(const PanelTask& a) {
+    switch (a.T) {
+        case 1: K<P, 1>::run(a); break;
+        case 2: K<P, 2>::run(a); break;
+        case 4: K<P, 4>::run(a); break;
+        default: K<P, TMax>::run(a); break;
+    }
+}
+
+template <class P>
+TypeKernel quant_kernel() {
+    TypeKernel k{nullptr, dispatch<Quant, P, V::kQuantTiles>, corr_shift<P>()};
+    for (int t : {1, 2, 4, V::kQuantTiles}) k.tile_sizes[k.n_tile_sizes++] = t;
+    return k;
+}
+
+template <class L>
+TypeKernel float_kernel() {
+    TypeKernel k{nullptr, dispatch<Float, L, V::kFloatTiles>, -1};
+    for (int t : {1, 2, 4, V::kFloatTiles}) k.tile_sizes[k.n_tile_sizes++] = t;
+    return k;
+}
+
+// The path's table: every type on these kernels.
+KernelSet make_kernel_set(const char* name) {
+    KernelSet k;
+    k.name = name;
+    k.layout = Layout::Panels;
+    k.k[(uint32_t)GgmlType::F32] = float_kernel<LoadF32>();
+    k.k[(uint32_t)GgmlType::F16] = float_kernel<LoadF16>();
+    k.k[(uint32_t)GgmlType::BF16] = float_kernel<LoadBF16>();
+    k.k[(uint32_t)GgmlType::Q4_0] = quant_kernel<P_Q4_0>();
+    k.k[(uint32_t)GgmlType::Q4_1] = quant_kernel<P_Q4_1>();
+    k.k[(uint32_t)GgmlType::Q5_0] = quant_kernel<P_Q5_0>();
+    k.k[(uint32_t)GgmlType::Q5_1] = quant_kernel<P_Q5_1>();
+    k.k[(uint32_t)GgmlType::Q8_0] = quant_kernel<P_Q8_0>();
+    k.k[(uint32_t)GgmlType::Q4_K] = quant_kernel<P_Q4_K>();
+    k.k[(uint32_t)GgmlType::Q5_K] = quant_kernel<P_Q5_K>();
+    k.k[(uint32_t)GgmlType::Q6_K] = quant_kernel<P_Q6_K>();
+    return k;
+}
+
+}  // namespace
+}  // namespace tandem::cpu::detail

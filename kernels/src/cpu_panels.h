@@ -1,0 +1,108 @@
+// Internal to kernels/src/cpu_*: the "panel" layout the SIMD kernel paths repack weights into
+// at load, and the activation tiles their kernels read.
+//
+// ---- weight panels -------------------------------------------------------------------------
+//
+// A panel is kPanelRows = 16 consecutive rows of a weight matrix (the last panel of a matrix is
+// padded with zero rows). It holds one record per block of the GGUF type along the row
+// (cols / block records), each record the 16 rows' blocks at that position, interleaved so
+// that the kernels read the 16 rows with one vector:
+//
+//   step      4 consecutive columns k..k+3 (k % 4 == 0) of the 16 rows: 64 bytes, byte 4*r + k%4
+//             for row r. vpdpbusd multiplies a step with 4 broadcast activation bytes into one
+//             int32 per row; it is also one row of an AMX B tile.
+//   nib[c]    64 bytes: step 2c's levels in the low nibbles, step 2c+1's in the high nibbles.
+//   hb1[g]    64 bytes: bit j of byte i is bit 4 of byte i of step 8g+j (Q5 types).
+//   hb2[g]    64 bytes: bits 2j..2j+1 of byte i are bits 4..5 of byte i of step 4g+j (Q6_K).
+//   lvl[s]    64 bytes: step s as int8 (Q8_0).
+//
+//   type  record (per 16 rows x 1 block)                                  bytes  GGUF 16 blocks
+//   Q4_0  nib[4]; f16 d[16]                                                 288   288
+//   Q4_1  nib[4]; f16 d[16], m[16]                                          320   320
+//   Q5_0  nib[4]; hb1[1]; f16 d[16]                                         352   352
+//   Q5_1  nib[4]; hb1[1]; f16 d[16], m[16]                                  384   384
+//   Q8_0  lvl[8]; f16 d[16]                                                 544   544
+//   Q4_K  nib[32]; f16 d[16], dmin[16]; u8 sc[8][16], mn[8][16]            2368  2304
+//   Q5_K  nib[32]; hb1[8]; f16 d[16], dmin[16]; u8 sc[8][16], mn[8][16]    2880  2816
+//   Q6_K  nib[32]; hb2[16]; i8 sc[16][16]; f16 d[16]                        3360  3360
+//   F32   one column: f32[16]                                                 64    64
+//   F16   one column: f16[16]                                                 32    32
+//   BF16  one column: bf16[16]                                                32    32
+//
+// Levels L and values are those of the GGUF block (cpu_kernels.h levels_*): Q4_0 d*(L-8),
+// Q4_1 d*L + m, Q5_0 d*(L-16), Q5_1 d*L + m, Q8_0 d*L (L signed), Q4_K/Q5_K over subblock j of
+// 32 columns d*sc[j]*L - dmin*mn[j], Q6_K over subblock g of 16 columns d*sc[g]*(L-32). The
+// K-quant scales are unpacked to one byte each (+64 bytes a record for Q4_K/Q5_K, 2.8%/2.3%).
+//
+// ---- activation tiles ----------------------------------------------------------------------
+//
+// The activations of T tokens, quantized once per call (quantize_act) and laid out for the
+// kernels: one record per subblock (32 columns; 16 for Q6_K) along the row:
+//
+//   int8  q[T][S]            token t's S quantized activations (S = 32, or 16 for Q6_K): the
+//                            kernels broadcast 4 of them at a time, AMX loads them as an A tile
+//   float dx[T]              the activation scale of token t's block
+//   float sx[T]              dx * sigma, sigma = the sum of token t's quantized subblock
+//   float sg[T]              sigma
+//   int32 ncorr[T]           -(sigma << corr_shift): the start of the kernel's integer sum, which
+//                            takes the weights' level offset back out; 0 when unused
+//
+// Float weight types: one f32 x[cols][T] tile (column k of the T tokens contiguous).
+// Tokens past the real ones (a tile padded up to T) are zero.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "cpu_kernels.h"
+
+namespace tandem::cpu::detail {
+
+constexpr int kPanelRows = 16;
+
+struct pq4_0 { uint8_t nib[4][64]; half_bits d[16]; };
+struct pq4_1 { uint8_t nib[4][64]; half_bits d[16], m[16]; };
+struct pq5_0 { uint8_t nib[4][64]; uint8_t hb1[1][64]; half_bits d[16]; };
+struct pq5_1 { uint8_t nib[4][64]; uint8_t hb1[1][64]; half_bits d[16], m[16]; };
+struct pq8_0 { int8_t lvl[8][64]; half_bits d[16]; };
+struct pq4_K { uint8_t nib[32][64]; half_bits d[16], dmin[16]; uint8_t sc[8][16], mn[8][16]; };
+struct pq5_K { uint8_t nib[32][64]; uint8_t hb1[8][64]; half_bits d[16], dmin[16]; uint8_t sc[8][16], mn[8][16]; };
+struct pq6_K { uint8_t nib[32][64]; uint8_t hb2[16][64]; int8_t sc[16][16]; half_bits d[16]; };
+
+static_assert(sizeof(pq4_0) == 16 * sizeof(block_q4_0), "pq4_0 must match 16 GGUF blocks");
+static_assert(sizeof(pq4_1) == 16 * sizeof(block_q4_1), "pq4_1 must match 16 GGUF blocks");
+static_assert(sizeof(pq5_0) == 16 * sizeof(block_q5_0), "pq5_0 must match 16 GGUF blocks");
+static_assert(sizeof(pq5_1) == 16 * sizeof(block_q5_1), "pq5_1 must match 16 GGUF blocks");
+static_assert(sizeof(pq8_0) == 16 * sizeof(block_q8_0), "pq8_0 must match 16 GGUF blocks");
+static_assert(sizeof(pq4_K) == 16 * sizeof(block_q4_K) + 64, "pq4_K layout");
+static_assert(sizeof(pq5_K) == 16 * sizeof(block_q5_K) + 64, "pq5_K layout");
+static_assert(sizeof(pq6_K) == 16 * sizeof(block_q6_K), "pq6_K must match 16 GGUF blocks");
+
+// The panel format of one weight type.
+struct PanelFormat {
+    int64_t rec_cols = 0;    // columns per record (the GGUF block; 1 for the float types)
+    size_t rec_bytes = 0;    // bytes per record
+    int sub_cols = 0;        // columns per activation subblock (32; 16 for Q6_K; 0: float tile)
+};
+
+// nullptr for types without a panel format.
+const PanelFormat* panel_format(GgmlType t);
+
+// Bytes of one panel of a (rows, cols) matrix.
+size_t panel_bytes(GgmlType t, int64_t cols);
+
+// Packs rows [16p, 16p + 16) of W (rows, cols; GGUF rows of row_size(t, cols) bytes) into
+// panel p at dst (panel_bytes(t, cols) bytes); rows >= `rows` are written as zeros.
+void pack_panel(GgmlType t, const void* W, int64_t rows, int64_t cols, int64_t p, uint8_t* dst);
+
+// Bytes of one subblock record of a tile: S columns of T tokens and the four per-token fields.
+constexpr size_t act_sub_bytes(int S, int T) { return (size_t)(S * T + 16 * T); }
+
+// Bytes of the activation tile of T tokens for a row of `cols` columns of weight type t.
+size_t act_tile_bytes(GgmlType t, int64_t cols, int T);
+
+// Fills the tile of the nt tokens of X (rows of `cols` floats, ldx floats apart) for weight
+// type t; tokens nt..T-1 of the tile are zero. scratch: act_row_size bytes for one row.
+void act_tile_fill(GgmlType t, int64_t cols, const float* X, int64_t ldx, int nt, int T, int corr_shift,
+                   uint8_t* tile, void* scratch);
+
+}  // namespace tandem::cpu::detail

@@ -1,0 +1,60 @@
+// Internal to the 256-bit paths (cpu_gemm_avx2.cpp, cpu_gemm_avx_vnni.cpp): the ymm operations
+// of the vector type V that cpu_gemm_kernels.h is written over (its interface is described
+// there), all but the int8 dot, which each path adds. The including file defines TGT (a target
+// with at least AVX2, FMA, F16C) first.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "tandem/quant_types.h"
+
+#ifndef TGT
+#error "define TGT (the target attribute) before including cpu_v256.h"
+#endif
+
+namespace tandem::cpu::detail {
+namespace {
+
+struct V256Base {
+    static constexpr int kLanes = 8;
+    using I = __m256i;
+    using F = __m256;
+    static constexpr int kQuantTiles = 4, kFloatTiles = 8;  // the largest token tiles
+    // Row groups (half panels) per micro-kernel, within 16 ymm registers; quantized decode
+    // takes one panel (two halves) at a time, one sequential stream of weights.
+    static constexpr int quant_groups(int T) { return T == 1 ? 2 : 1; }
+    static constexpr int float_groups(int T) { return T == 1 ? 4 : T <= 4 ? 2 : 1; }
+
+    TGT static I load(const void* p) { return _mm256_loadu_si256((const __m256i*)p); }
+    TGT static I and_(I a, I b) { return _mm256_and_si256(a, b); }
+    TGT static I xor_(I a, I b) { return _mm256_xor_si256(a, b); }
+    TGT static I or_and(I a, I b, I m) { return _mm256_or_si256(a, _mm256_and_si256(b, m)); }
+    TGT static I set1_8(char v) { return _mm256_set1_epi8(v); }
+    TGT static I set1_32(int32_t v) { return _mm256_set1_epi32(v); }
+    TGT static I izero() { return _mm256_setzero_si256(); }
+    template <int N> TGT static I srli16(I v) { return _mm256_srli_epi16(v, N); }
+    template <int N> TGT static I slli16(I v) { return _mm256_slli_epi16(v, N); }
+
+    TGT static F zero() { return _mm256_setzero_ps(); }
+    TGT static F set1(float v) { return _mm256_set1_ps(v); }
+    TGT static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+    TGT static F sub(F a, F b) { return _mm256_sub_ps(a, b); }
+    TGT static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+    TGT static F cvt_i32(I v) { return _mm256_cvtepi32_ps(v); }
+    TGT static F load_f32(const float* p) { return _mm256_loadu_ps(p); }
+    TGT static F cvt_f16(const half_bits* p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)); }
+    TGT static F cvt_bf16(const uint16_t* p) {
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16));
+    }
+    TGT static F cvt_u8(const uint8_t* p) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)p))); }
+    TGT static F cvt_i8(const int8_t* p) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)p))); }
+    TGT static void store(float* y, F v) { _mm256_storeu_ps(y, v); }
+    TGT static void store_n(float* y, F v, int n) {
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_maskstore_ps(y, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane), v);
+    }
+};
+
+}  // namespace
+}  // namespace tandem::cpu::detail

@@ -1,0 +1,63 @@
+// Internal to the 512-bit paths (cpu_gemm_avx512.cpp, cpu_gemm_amx.cpp): the zmm vector type V
+// that cpu_gemm_kernels.h is written over (its interface is described there). The including
+// file defines TGT (a target with AVX-512 F/BW/VL/VNNI, FMA, F16C) first.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "tandem/quant_types.h"
+
+#ifndef TGT
+#error "define TGT (the target attribute) before including cpu_v512.h"
+#endif
+
+namespace tandem::cpu::detail {
+namespace {
+
+struct V512 {
+    static constexpr int kLanes = 16;
+    using I = __m512i;
+    using F = __m512;
+    static constexpr bool kUnsignedDot = true;
+    // The largest token tiles, and the row groups (panels) per micro-kernel, within the 32 zmm
+    // registers: quantized T = 8 keeps 8 int sums + 8 sums + 8 K-quant partials + levels;
+    // float T = 16 one panel (one f16 -> f32 conversion per 16 fma: F16 prefill 106 GFLOP/s
+    // against 91 with 8 tokens x 2 panels, one Zen 4 core). Quantized decode (T = 1) takes one
+    // panel at a time, so the weights are one sequential stream: with 4 panels (4 streams) the
+    // engine's single-thread Q4_K decode measured 1.2-1.5x slower.
+    static constexpr int kQuantTiles = 8, kFloatTiles = 16;
+    static constexpr int quant_groups(int T) { return T == 1 ? 1 : T <= 4 ? 2 : 1; }
+    static constexpr int float_groups(int T) { return T == 1 ? 4 : T <= 4 ? 2 : 1; }
+
+    TGT static I load(const void* p) { return _mm512_loadu_si512(p); }
+    TGT static I and_(I a, I b) { return _mm512_and_si512(a, b); }
+    TGT static I xor_(I a, I b) { return _mm512_xor_si512(a, b); }
+    TGT static I or_and(I a, I b, I m) { return _mm512_ternarylogic_epi32(a, b, m, 0xF8); }  // a | (b & m)
+    TGT static I set1_8(char v) { return _mm512_set1_epi8(v); }
+    TGT static I set1_32(int32_t v) { return _mm512_set1_epi32(v); }
+    TGT static I izero() { return _mm512_setzero_si512(); }
+    template <int N> TGT static I srli16(I v) { return _mm512_srli_epi16(v, N); }
+    template <int N> TGT static I slli16(I v) { return _mm512_slli_epi16(v, N); }
+    TGT static I dot(I acc, I w, I x) { return _mm512_dpbusd_epi32(acc, w, x); }
+    static I sdot(I acc, I w, I x);  // never called: kUnsignedDot (declared for the kernels' lookup)
+
+    TGT static F zero() { return _mm512_setzero_ps(); }
+    TGT static F set1(float v) { return _mm512_set1_ps(v); }
+    TGT static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
+    TGT static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
+    TGT static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+    TGT static F cvt_i32(I v) { return _mm512_cvtepi32_ps(v); }
+    TGT static F load_f32(const float* p) { return _mm512_loadu_ps(p); }
+    TGT static F cvt_f16(const half_bits* p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p)); }
+    TGT static F cvt_bf16(const uint16_t* p) {
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
+    }
+    TGT static F cvt_u8(const uint8_t* p) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)p))); }
+    TGT static F cvt_i8(const int8_t* p) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)p))); }
+    TGT static void store(float* y, F v) { _mm512_storeu_ps(y, v); }
+    TGT static void store_n(float* y, F v, int n) { _mm512_mask_storeu_ps(y, (__mmask16)((1u << n) - 1), v); }
+};
+
+}  // namespace
+}  // namespace tandem::cpu::detail

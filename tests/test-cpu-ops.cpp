@@ -1,0 +1,98 @@
+// Tests for the engine's CPU ops: the attention over the F16/F32 KV cache
+// (client_engine/src/attention_cpu.h), the decode row (attend) and the causal prefill
+// (attend_causal), against the scalar double-precision reference twin (attend_ref); and the
+// SwiGLU gate (ops_cpu.h silu_mul) against the plain formula in double.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "../client_engine/src/attention_cpu.h"
+#include "../client_engine/src/ops_cpu.h"
+
+using namespace tandem;
+
+// float32 dot products and sums over up to a few hundred keys: relative error ~1e-6; the
+// bound leaves a margin for the polynomial exp (2e-7) and the F16 cache (values rounded the
+// same way on both sides).
+constexpr double kAttnTol = 2e-5;
+
+struct Case {
+    int n_q, group, hd;
+    int64_t pos0;
+    GgmlType t;
+};
+
+static void check_causal(const Case& c) {
+    CAPTURE(c.n_q);
+    CAPTURE(c.group);
+    CAPTURE(c.hd);
+    CAPTURE(c.pos0);
+    const int64_t n_kv = c.pos0 + c.n_q, kv_stride = 3 * c.hd;  // 3 KV heads interleaved, use head 1
+    std::mt19937 rng((uint32_t)(c.n_q * 131 + c.hd * 7 + c.pos0));
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    const size_t es = c.t == GgmlType::F32 ? 4 : 2;
+    std::vector<uint8_t> K((size_t)(n_kv * kv_stride) * es), V(K.size());
+    std::vector<float> row((size_t)kv_stride);
+    for (int64_t j = 0; j < n_kv; j++) {
+        for (auto& v : row) v = 2.0f * nd(rng);  // scores of a few units: a peaked softmax
+        cpu_attention::store_row(row.data(), K.data() + (size_t)(j * kv_stride) * es, (int)kv_stride, c.t);
+        for (auto& v : row) v = nd(rng);
+        cpu_attention::store_row(row.data(), V.data() + (size_t)(j * kv_stride) * es, (int)kv_stride, c.t);
+    }
+    const int64_t q_stride = (int64_t)(c.group + 1) * c.hd, out_stride = q_stride + 5;
+    std::vector<float> Q((size_t)(c.n_q * q_stride)), out((size_t)(c.n_q * out_stride), NAN);
+    for (auto& v : Q) v = nd(rng);
+    const float scale = 1.0f / std::sqrt((float)c.hd);
+    const uint8_t* Kh = K.data() + (size_t)c.hd * es;
+    const uint8_t* Vh = V.data() + (size_t)c.hd * es;
+    cpu_attention::attend_causal(Q.data(), q_stride, c.n_q, c.group, c.pos0, Kh, Vh, kv_stride, c.hd, scale, c.t, out.data(),
+                                 out_stride);
+    std::vector<float> ref((size_t)c.hd), one((size_t)c.hd);
+    for (int tq = 0; tq < c.n_q; tq++)
+        for (int g = 0; g < c.group; g++) {
+            const float* q = Q.data() + tq * q_stride + g * c.hd;
+            cpu_attention::attend_ref(q, Kh, Vh, c.pos0 + tq + 1, kv_stride, c.hd, scale, c.t, ref.data());
+            cpu_attention::attend(q, Kh, Vh, c.pos0 + tq + 1, kv_stride, c.hd, scale, c.t, one.data());
+            for (int i = 0; i < c.hd; i++) {
+                CAPTURE(tq);
+                CAPTURE(g);
+                CAPTURE(i);
+                CHECK(std::fabs(out[(size_t)(tq * out_stride + g * c.hd + i)] - ref[(size_t)i]) <= kAttnTol);
+                CHECK(std::fabs(one[(size_t)i] - ref[(size_t)i]) <= kAttnTol);
+            }
+        }
+}
+
+// head_dim 8 (stories260K), 64 and 128; groups 1, 3, 4; the first tokens of a prompt (pos0 0)
+// and a chunk after cached ones; key counts that end mid-block of 8 and 16.
+TEST_CASE("attend_causal matches the reference on every row") {
+    for (GgmlType t : {GgmlType::F16, GgmlType::F32})
+        for (const Case& c : {Case{8, 1, 8, 0, t}, Case{8, 2, 8, 0, t}, Case{2, 2, 8, 8, t}, Case{5, 3, 64, 0, t}, Case{8, 3, 64, 37, t}, Case{3, 4, 128, 100, t},
+                              Case{1, 2, 64, 16, t}, Case{7, 2, 24, 9, t}, Case{8, 2, 80, 3, t}})
+            check_causal(c);
+}
+
+// Lengths with a vector tail; inputs from -100 to 100 (exp(-|x|) flushes to 0 past 87.3) and
+// around 0. The polynomial exp is within 2e-7 relative; silu's value within 5e-7 relative.
+TEST_CASE("silu_mul matches x * u / (1 + exp(-x))") {
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> wide(-100.0f, 100.0f), narrow(-4.0f, 4.0f);
+    for (int64_t n : {1, 7, 8, 15, 16, 17, 100, 1000}) {
+        std::vector<float> g((size_t)n), u((size_t)n);
+        for (int64_t i = 0; i < n; i++) {
+            g[(size_t)i] = i % 3 == 0 ? wide(rng) : narrow(rng);
+            u[(size_t)i] = narrow(rng);
+        }
+        if (n > 2) g[1] = 0.0f, g[2] = -0.0f;
+        std::vector<float> out = g;
+        cpu_ops::silu_mul(out.data(), u.data(), n);
+        for (int64_t i = 0; i < n; i++) {
+            const double x = g[(size_t)i], want = x / (1.0 + std::exp(-x)) * u[(size_t)i];
+            CAPTURE(n);
+            CAPTURE(x);
+            CHECK(std::fabs(out[(size_t)i] - want) <= 5e-7 * std::fabs(want) + 1e-30);
+        }
+    }
+}
