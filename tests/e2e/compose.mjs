@@ -260,14 +260,15 @@ try {
   const answerText = (await page.eval("document.getElementById('ask-answer').textContent")).trim();
   if (!answerText) fail("the answer is empty");
   await page.waitFor("the Insert button", "!document.getElementById('ask-insert').disabled", 10_000);
+  await page.screenshot("03-ask");
   const draftBefore = await page.eval("document.getElementById('editor').value");
   await page.eval("document.getElementById('ask-insert').click()");
   const draftAfter = await page.eval("document.getElementById('editor').value");
   if (!draftAfter.startsWith(draftBefore) || !draftAfter.endsWith(answerText))
     fail(`after Insert the draft does not end with the answer: ${JSON.stringify(draftAfter.slice(-120))}`);
+  if (!(await page.eval("document.getElementById('ask-result').hidden"))) fail("the answer stays open after Insert");
   log("inserted the answer into the draft");
   await page.waitFor("a suggestion after the insert", "document.body.dataset.suggest === 'done'", 60_000);
-  await page.screenshot("03-ask");
 
   // 4. Stop the cloud: the page shows offline.
   await stopProcess(cloud.child);

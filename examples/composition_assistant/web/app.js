@@ -187,6 +187,13 @@ function renderMirror() {
     mirror.append(v);
   }
   mirror.append("\n");
+  // A suggestion that wraps below the visible text scrolls into view (the editor's bottom
+  // padding leaves room for it).
+  const span = document.getElementById("ghost");
+  if (span) {
+    const below = span.offsetTop + span.offsetHeight + 12 - (editor.scrollTop + editor.clientHeight);
+    if (below > 0) editor.scrollTop += below;
+  }
   mirror.scrollTop = editor.scrollTop;
 }
 
@@ -279,7 +286,7 @@ document.addEventListener("selectionchange", () => {
 
 // ---- ask -----------------------------------------------------------------------------
 // The answer streams into the panel; "Insert into draft" puts it at the draft's cursor (the
-// textarea keeps its selection while the panel has focus).
+// textarea keeps its selection while the panel has focus) and closes the answer.
 
 let askCtrl = null;
 
@@ -315,9 +322,11 @@ function insertIntoDraft(text) {
   scheduleSuggest();
 }
 
-$("ask-insert").addEventListener("click", () => {
+$("ask-insert").addEventListener("click", () => {  // the answer goes into the draft; the panel closes
   const text = $("ask-answer").textContent;
-  if (text) insertIntoDraft(text.trim());
+  if (!text) return;
+  insertIntoDraft(text.trim());
+  $("ask-result").hidden = true;
 });
 $("ask-discard").addEventListener("click", () => {
   if (askCtrl) askCtrl.abort();
