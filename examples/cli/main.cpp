@@ -42,7 +42,7 @@ static const Command kCommands[] = {
      "tandem run -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]"
      " [--seed S] [--threads T] [--ctx C] [--stop S] [--backend cpu|cuda|auto] [--kv f16|turbo]"},
     {"perplexity", cmd_perplexity, "tandem perplexity -m MODEL -f FILE [--ctx C] [--threads T] [--max-chunks N] [--kv f16|f32|turbo] [--turbo-2bit FRAC] [--backend cpu|cuda|auto]"},
-    {"bench", cmd_bench, "tandem bench -m MODEL [--json] [--threads T] [--prompt-tokens N] [--decode-tokens N] [--runs R] [--kv f16|turbo] [--kernels PATH]"},
+    {"bench", cmd_bench, "tandem bench -m MODEL [--json] [--threads T] [--prompt-tokens N] [--decode-tokens N] [--runs R] [--kv f16|turbo] [--kernels PATH] [--cpu-time]"},
     {"router", cmd_router, "tandem router (train|calibrate|eval|decide|synth) ...   (tandem router --help)"},
     {"calibrate-heads", cmd_calibrate_heads, "tandem calibrate-heads MODEL --text FILE [--frac-2bit F] [--out PATH]"},
     {"sync", cmd_sync, "tandem sync --db PATH --url URL [--token T] [--once] [--wait S] [--max-items N] [--insecure] [--verbose]"},

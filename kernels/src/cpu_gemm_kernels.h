@@ -337,32 +337,26 @@ TGT void tile_f(const uint8_t* w, size_t pb, int g0, int64_t cols, const uint8_t
 
 // ---- entry points --------------------------------------------------------------------------
 
-// Every row group of a task: in steps of R = V::quant_groups(T) / float_groups(T), then one
-// at a time.
+// Every row group of a task: in steps of R with TileR, then one at a time with Tile1.
+using tile_fn = void (*)(const uint8_t*, size_t, int, int64_t, const uint8_t*, float*, int64_t, int, int64_t);
+template <int R, tile_fn TileR, tile_fn Tile1>
+TGT void run_groups(const PanelTask& a) {
+    const int n = (int)(a.n_panels * kGroups);
+    int g = 0;
+    for (; g + R <= n; g += R) TileR(a.w, a.panel_bytes, g, a.n_recs, a.act, a.y + kLanes * g, a.ldy, a.nt, a.rows - kLanes * g);
+    for (; g < n; g++) Tile1(a.w, a.panel_bytes, g, a.n_recs, a.act, a.y + kLanes * g, a.ldy, a.nt, a.rows - kLanes * g);
+}
+
 template <class P, int T>
 struct Quant {
     static constexpr int R = V::quant_groups(T);
-    TGT static void run(const PanelTask& a) {
-        const int n = (int)(a.n_panels * kGroups);
-        int g = 0;
-        for (; g + R <= n; g += R)
-            tile_q<P, R, T>(a.w, a.panel_bytes, g, a.n_recs, a.act, a.y + kLanes * g, a.ldy, a.nt, a.rows - kLanes * g);
-        for (; g < n; g++)
-            tile_q<P, 1, T>(a.w, a.panel_bytes, g, a.n_recs, a.act, a.y + kLanes * g, a.ldy, a.nt, a.rows - kLanes * g);
-    }
+    TGT static void run(const PanelTask& a) { run_groups<R, tile_q<P, R, T>, tile_q<P, 1, T>>(a); }
 };
 
 template <class L, int T>
 struct Float {
     static constexpr int R = V::float_groups(T);
-    TGT static void run(const PanelTask& a) {
-        const int n = (int)(a.n_panels * kGroups);
-        int g = 0;
-        for (; g + R <= n; g += R)
-            tile_f<L, R, T>(a.w, a.panel_bytes, g, a.n_recs, a.act, a.y + kLanes * g, a.ldy, a.nt, a.rows - kLanes * g);
-        for (; g < n; g++)
-            tile_f<L, 1, T>(a.w, a.panel_bytes, g, a.n_recs, a.act, a.y + kLanes * g, a.ldy, a.nt, a.rows - kLanes * g);
-    }
+    TGT static void run(const PanelTask& a) { run_groups<R, tile_f<L, R, T>, tile_f<L, 1, T>>(a); }
 };
 
 // Tile sizes {1, 2, 4, TMax}: V::kQuantTiles for the quantized types, V::kFloatTiles for the
