@@ -32,11 +32,15 @@ targets=(tandem bench-cpu-matmul)
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTANDEM_CUDA=OFF > "$out/build-new.log" 2>&1 &&
     cmake --build "$build" -j "$(nproc)" --target "${targets[@]}" write-bench-models engine-cpu-time >> "$out/build-new.log" 2>&1 ||
     { tail -20 "$out/build-new.log"; exit 1; }
-rm -rf "$out/base" && mkdir -p "$out/base"
-git archive "$base" | tar -x -C "$out/base" || exit 1
+base_rev=$(git rev-parse "$base") || exit 1
+if [[ $(cat "$out/base/.rev" 2>/dev/null) != "$base_rev" ]]; then  # else: built by an earlier run
+    rm -rf "$out/base" && mkdir -p "$out/base"
+    git archive "$base" | tar -x -C "$out/base" || exit 1
+fi
 (cd "$out/base" && cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTANDEM_CUDA=OFF > "$out/build-old.log" 2>&1 &&
     cmake --build build -j "$(nproc)" --target "${targets[@]}" >> "$out/build-old.log" 2>&1) ||
     { tail -20 "$out/build-old.log"; exit 1; }
+echo "$base_rev" > "$out/base/.rev"
 new_bin=$build/examples/cli/tandem
 old_bin=$out/base/build/examples/cli/tandem
 # engine-cpu-time uses only the Model / InferenceContext API, which the base tree has too
