@@ -6,9 +6,9 @@
 //
 //   bench-cpu-matmul [--threads N] [--tokens N] [--types F16,Q8_0,...] [--paths scalar,avx2,...] [--cpu-time]
 //
-// --cpu-time: one thread, every time (peak loops, decode, prefill) taken from the thread's own
-// CPU time instead of the wall clock, so that the ratios hold on a machine other processes
-// share (decode then still competes for memory bandwidth).
+// --cpu-time: one thread, every time (bandwidth, peak loops, decode, prefill) taken from the
+// thread's own CPU time instead of the wall clock, so that the ratios hold on a machine other
+// processes share (memory bandwidth then is still shared).
 //
 // Model shape: dim 768, ffn 2048, 12 layers (wq wk wv wo: 768x768; w1 w3: 2048x768; w2: 768x2048)
 // plus the output matrix 32000x768: 109.6M weights. Every matrix is its own allocation, so a
@@ -47,7 +47,6 @@ static double now_s() {
     return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
 }
 
-static double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 static double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
@@ -78,7 +77,7 @@ static double measure_read_gbs(ThreadPool& pool) {
     volatile uint64_t sink = 0;
     for (int rep = 0; rep < 5; rep++) {
         std::vector<uint64_t> partial((size_t)pool.size() * 8, 0);
-        const auto t0 = Clock::now();
+        const double t0 = now_s();
         pool.parallel_for((int64_t)n, [&](int64_t b, int64_t e) {
             uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
             int64_t i = b;
@@ -88,7 +87,7 @@ static double measure_read_gbs(ThreadPool& pool) {
             for (; i < e; i++) s0 += buf[(size_t)i];
             sink = sink + s0 + s1 + s2 + s3;
         }, (int64_t)n / (4 * pool.size()));
-        best = std::min(best, seconds_since(t0));
+        best = std::min(best, now_s() - t0);
     }
     return (double)n * 8 / best / 1e9;
 }
@@ -99,10 +98,10 @@ static double measure_memcpy_gbs(ThreadPool& pool) {
     std::vector<char> a(n, 1), b(n, 2);
     double best = 1e30;
     for (int rep = 0; rep < 5; rep++) {
-        const auto t0 = Clock::now();
+        const double t0 = now_s();
         pool.parallel_for((int64_t)n, [&](int64_t s, int64_t e) { std::memcpy(b.data() + s, a.data() + s, (size_t)(e - s)); },
                           (int64_t)n / pool.size());
-        best = std::min(best, seconds_since(t0));
+        best = std::min(best, now_s() - t0);
     }
     return 2.0 * (double)n / best / 1e9;
 }

@@ -18,8 +18,9 @@ using detail::amx_peak_loop;
 
 namespace {
 
-// 12 accumulators, each updated once per iteration by OP(acc); the empty asm keeps the compiler
-// from folding or hoisting the chains. Returns the instructions executed.
+// 12 accumulators, each updated once per iteration by OP(acc); the empty asm statements keep
+// the compiler from folding or hoisting the chains (and, through a and b, any part of OP that
+// does not read the accumulator). Returns the instructions executed.
 #define PEAK_LOOP(VEC, ZERO, OP)                                                                   \
     VEC c0 = ZERO, c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0, c8 = c0, c9 = c0, \
         c10 = c0, c11 = c0;                                                                        \
@@ -28,6 +29,7 @@ namespace {
         c6 = OP(c6); c7 = OP(c7); c8 = OP(c8); c9 = OP(c9); c10 = OP(c10); c11 = OP(c11);           \
         __asm__ volatile("" : "+v"(c0), "+v"(c1), "+v"(c2), "+v"(c3), "+v"(c4), "+v"(c5), "+v"(c6), \
                          "+v"(c7), "+v"(c8), "+v"(c9), "+v"(c10), "+v"(c11));                      \
+        __asm__ volatile("" : "+v"(a), "+v"(b));                                                   \
     }                                                                                              \
     return 12.0 * (double)iters;
 
@@ -35,13 +37,13 @@ namespace {
 #define TGT256 __attribute__((target("avx2,fma,avx512f,avx512vl,avx512vnni")))
 
 TGT512 double loop_vpdpbusd_zmm(long iters) {
-    const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(5);
+    __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(5);
 #define OP(c) _mm512_dpbusd_epi32(c, a, b)
     PEAK_LOOP(__m512i, _mm512_setzero_si512(), OP)
 #undef OP
 }
 TGT512 double loop_fma_zmm(long iters) {
-    const __m512 a = _mm512_set1_ps(1.0f), b = _mm512_set1_ps(1e-9f);
+    __m512 a = _mm512_set1_ps(1.0f), b = _mm512_set1_ps(1e-9f);
 #define OP(c) _mm512_fmadd_ps(c, a, b)
     PEAK_LOOP(__m512, _mm512_setzero_ps(), OP)
 #undef OP
@@ -49,26 +51,28 @@ TGT512 double loop_fma_zmm(long iters) {
 // The EVEX form of the 256-bit vpdpbusd (on AVX-VNNI CPUs without AVX-512, the VEX form runs at
 // the same rate; this loop is only timed where AVX512-VL + VNNI exist).
 TGT256 double loop_vpdpbusd_ymm(long iters) {
-    const __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(5);
+    __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(5);
 #define OP(c) _mm256_dpbusd_epi32(c, a, b)
     PEAK_LOOP(__m256i, _mm256_setzero_si256(), OP)
 #undef OP
 }
 __attribute__((target("avxvnni"))) double loop_vpdpbusd_ymm_vex(long iters) {
-    const __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(5);
+    __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(5);
 #define OP(c) _mm256_dpbusd_avx_epi32(c, a, b)
     PEAK_LOOP(__m256i, _mm256_setzero_si256(), OP)
 #undef OP
 }
-// The avx2 kernels' int8 dot: vpmaddubsw + vpmaddwd (with ones) + vpaddd, 32 multiply-adds.
+// The avx2 kernels' int8 dot: vpmaddubsw + vpmaddwd (with ones) + vpaddd, 32 multiply-adds. The
+// accumulator's bytes are its u8 operand, so that no part of a chain is common to the others.
 __attribute__((target("avx2"))) double loop_maddubs_dot_ymm(long iters) {
-    const __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(5), ones = _mm256_set1_epi16(1);
-#define OP(c) _mm256_add_epi32(c, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones))
+    __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(5);
+    const __m256i ones = _mm256_set1_epi16(1);
+#define OP(c) _mm256_add_epi32(c, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_or_si256(c, a), b), ones))
     PEAK_LOOP(__m256i, _mm256_setzero_si256(), OP)
 #undef OP
 }
 __attribute__((target("avx2,fma"))) double loop_fma_ymm(long iters) {
-    const __m256 a = _mm256_set1_ps(1.0f), b = _mm256_set1_ps(1e-9f);
+    __m256 a = _mm256_set1_ps(1.0f), b = _mm256_set1_ps(1e-9f);
 #define OP(c) _mm256_fmadd_ps(c, a, b)
     PEAK_LOOP(__m256, _mm256_setzero_ps(), OP)
 #undef OP
