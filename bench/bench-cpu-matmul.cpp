@@ -4,7 +4,11 @@
 // register-only loop of its int8 dot / fp32 fma instruction, tandem/cpu_peak.h), all measured
 // in the same run.
 //
-//   bench-cpu-matmul [--threads N] [--tokens N] [--types F16,Q8_0,...] [--paths scalar,avx2,...]
+//   bench-cpu-matmul [--threads N] [--tokens N] [--types F16,Q8_0,...] [--paths scalar,avx2,...] [--cpu-time]
+//
+// --cpu-time: one thread, every time (bandwidth, peak loops, decode, prefill) taken from the
+// thread's own CPU time instead of the wall clock, so that the ratios hold on a machine other
+// processes share (memory bandwidth then is still shared).
 //
 // Model shape: dim 768, ffn 2048, 12 layers (wq wk wv wo: 768x768; w1 w3: 2048x768; w2: 768x2048)
 // plus the output matrix 32000x768: 109.6M weights. Every matrix is its own allocation, so a
@@ -13,6 +17,8 @@
 // Decode: one step = all 85 matvecs in sequence (what a forward pass does); median of steps.
 // Prefill: --tokens (512) tokens through one layer's 7 matrices with matmul; ops = 2*params*tokens,
 // reported against the path's int8 peak (quantized types) or fp32 fma peak (float types).
+#include <time.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -29,7 +35,18 @@
 using namespace tandem;
 using Clock = std::chrono::steady_clock;
 
-static double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+static bool g_cpu_time = false;  // --cpu-time
+
+// Seconds on the clock the measurements use: the wall clock, or (--cpu-time) this thread's CPU time.
+static double now_s() {
+    if (g_cpu_time) {
+        timespec ts;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+        return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    }
+    return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
+}
+
 
 static double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
@@ -60,7 +77,7 @@ static double measure_read_gbs(ThreadPool& pool) {
     volatile uint64_t sink = 0;
     for (int rep = 0; rep < 5; rep++) {
         std::vector<uint64_t> partial((size_t)pool.size() * 8, 0);
-        const auto t0 = Clock::now();
+        const double t0 = now_s();
         pool.parallel_for((int64_t)n, [&](int64_t b, int64_t e) {
             uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
             int64_t i = b;
@@ -70,7 +87,7 @@ static double measure_read_gbs(ThreadPool& pool) {
             for (; i < e; i++) s0 += buf[(size_t)i];
             sink = sink + s0 + s1 + s2 + s3;
         }, (int64_t)n / (4 * pool.size()));
-        best = std::min(best, seconds_since(t0));
+        best = std::min(best, now_s() - t0);
     }
     return (double)n * 8 / best / 1e9;
 }
@@ -81,10 +98,10 @@ static double measure_memcpy_gbs(ThreadPool& pool) {
     std::vector<char> a(n, 1), b(n, 2);
     double best = 1e30;
     for (int rep = 0; rep < 5; rep++) {
-        const auto t0 = Clock::now();
+        const double t0 = now_s();
         pool.parallel_for((int64_t)n, [&](int64_t s, int64_t e) { std::memcpy(b.data() + s, a.data() + s, (size_t)(e - s)); },
                           (int64_t)n / pool.size());
-        best = std::min(best, seconds_since(t0));
+        best = std::min(best, now_s() - t0);
     }
     return 2.0 * (double)n / best / 1e9;
 }
@@ -153,9 +170,9 @@ static double time_decode(const std::vector<cpu::PackedWeights>& m, ThreadPool& 
     for (auto& v : x) v = nd(rng);
     std::vector<double> times;
     for (int s = 0; s < steps + 1; s++) {
-        const auto t0 = Clock::now();
+        const double t0 = now_s();
         for (const cpu::PackedWeights& w : m) cpu::matvec(w, x.data(), y.data(), &pool);
-        if (s > 0) times.push_back(seconds_since(t0));  // the first step warms up
+        if (s > 0) times.push_back(now_s() - t0);  // the first step warms up
     }
     return median(times);
 }
@@ -171,9 +188,9 @@ static double time_prefill(const std::vector<cpu::PackedWeights>& m, ThreadPool&
     for (int k = 0; k < 7; k++) *flops += 2 * m[(size_t)k].rows() * m[(size_t)k].cols() * n_tokens;
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
-        const auto t0 = Clock::now();
+        const double t0 = now_s();
         for (int k = 0; k < 7; k++) cpu::matmul(m[(size_t)k], X.data(), n_tokens, Y.data(), &pool);
-        best = std::min(best, seconds_since(t0));
+        best = std::min(best, now_s() - t0);
     }
     return best;
 }
@@ -193,17 +210,19 @@ int main(int argc, char** argv) {
         else if (a == "--tokens") n_tokens = std::atoll(next().c_str());
         else if (a == "--types") types = split(next());
         else if (a == "--paths") paths = split(next());
+        else if (a == "--cpu-time") g_cpu_time = true;
         else {
-            std::fprintf(stderr, "usage: %s [--threads N] [--tokens N] [--types F16,Q8_0,...] [--paths scalar,avx2,...]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--threads N] [--tokens N] [--types F16,Q8_0,...] [--paths scalar,avx2,...] [--cpu-time]\n", argv[0]);
             return 2;
         }
     }
     if (threads < 1 || n_tokens < 1) { std::fprintf(stderr, "--threads and --tokens must be >= 1\n"); return 2; }
+    if (g_cpu_time) threads = 1;
     ThreadPool pool(threads);
     const cpu::CpuFeatures& f = cpu::cpu_features();
-    std::printf("threads %d; cpu avx2=%d fma=%d f16c=%d avx512f=%d avx512bw=%d avx512vl=%d avx512vnni=%d avx_vnni=%d "
+    std::printf("%sthreads %d; cpu avx2=%d fma=%d f16c=%d avx512f=%d avx512bw=%d avx512vl=%d avx512vnni=%d avx_vnni=%d "
                 "amx_int8=%d; best path %s\n",
-                threads, f.avx2, f.fma, f.f16c, f.avx512f, f.avx512bw, f.avx512vl, f.avx512vnni, f.avx_vnni, f.amx_int8,
+                g_cpu_time ? "times: this thread's CPU time; " : "", threads, f.avx2, f.fma, f.f16c, f.avx512f, f.avx512bw, f.avx512vl, f.avx512vnni, f.avx_vnni, f.amx_int8,
                 cpu::kernel_path_name());
     const double read_gbs = measure_read_gbs(pool);
     const double copy_gbs = measure_memcpy_gbs(pool);
@@ -215,7 +234,7 @@ int main(int argc, char** argv) {
     for (const std::string& p : paths) {
         if (!cpu::kernel_path_supported(p.c_str())) continue;
         cpu::force_kernel_path(p.c_str());
-        peaks.push_back({p, cpu::measure_compute_peak(pool)});
+        peaks.push_back({p, cpu::measure_compute_peak(pool, g_cpu_time)});
         std::printf("peak %-12s int8 %7.1f GOP/s (%s), fp32 %6.1f GFLOP/s\n", p.c_str(), peaks.back().peak.int8_gops,
                     peaks.back().peak.int8_instr, peaks.back().peak.fp32_gflops);
     }

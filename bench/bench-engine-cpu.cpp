@@ -123,11 +123,7 @@ int main(int argc, char** argv) {
     const std::pair<const char*, GgmlType> types[] = {
         {"F16", GgmlType::F16}, {"Q8_0", GgmlType::Q8_0}, {"Q4_0", GgmlType::Q4_0}, {"Q4_K", GgmlType::Q4_K}};
     for (const auto& [tn, t] : types) {
-        SyntheticModelSpec s;
-        s.n_layer = 12; s.n_embd = 768; s.n_head = 12; s.n_head_kv = 4; s.n_ff = 2048; s.n_vocab = 32000; s.n_ctx = 2048;
-        s.weight_type = t;
-        s.embd_type = t;
-        s.tied_embeddings = true;
+        const SyntheticModelSpec s = bench_100m_spec(t, true);
         const std::string path = "/tmp/tandem-bench-100m-" + std::string(tn) + ".gguf";
         write_synthetic_model(s, path);
         rows.push_back(bench_model(std::string("synthetic 100M ") + tn, path, threads, runs));

@@ -25,11 +25,7 @@ int main(int argc, char** argv) {
         {"Q4_K", GgmlType::Q4_K}, {"Q4_0", GgmlType::Q4_0}, {"Q8_0", GgmlType::Q8_0}, {"F16", GgmlType::F16}};
     try {
         for (const auto& [name, t] : types) {
-            SyntheticModelSpec s;
-            s.n_layer = 12; s.n_embd = 768; s.n_head = 12; s.n_head_kv = 4; s.n_ff = 2048; s.n_vocab = 32000; s.n_ctx = 2048;
-            s.weight_type = t;
-            s.embd_type = t;
-            s.tied_embeddings = false;
+            SyntheticModelSpec s = bench_100m_spec(t, false);
             s.tokenizer_from = shared + "/models/tandem-demo-client-q8_0.gguf";
             const std::string path = out + "/synthetic-125m-" + name + ".gguf";
             write_synthetic_model(s, path);

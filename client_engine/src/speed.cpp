@@ -1,6 +1,8 @@
 // Engine speed measurement (see speed.h).
 #include "tandem/speed.h"
 
+#include <time.h>
+
 #include <algorithm>
 #include <chrono>
 #include <stdexcept>
@@ -30,11 +32,18 @@ static double median(std::vector<double> v) {
     return v[v.size() / 2];
 }
 
-SpeedResult measure_speed(ComputeContext& ctx, int n_prompt, int n_decode, int runs) {
+SpeedResult measure_speed(ComputeContext& ctx, int n_prompt, int n_decode, int runs, bool cpu_time) {
     if (n_prompt < 1 || n_decode < 1 || runs < 1) throw std::invalid_argument("token counts and runs must be positive");
     if (ctx.n_ctx() < n_prompt + n_decode) throw std::invalid_argument("the context is shorter than prompt + decode tokens");
-    using Clock = std::chrono::steady_clock;
-    auto secs = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
+    auto now = [cpu_time] {
+        if (cpu_time) {
+            timespec ts;
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+            return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+        }
+        return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    };
+    auto secs = [&](double t) { return now() - t; };
     const int64_t nv = ctx.model().config().n_vocab;
     std::vector<int32_t> toks((size_t)n_prompt);
     for (int i = 0; i < n_prompt; i++) toks[(size_t)i] = (int32_t)((i * 2654435761u) % (uint32_t)nv);
@@ -43,12 +52,12 @@ SpeedResult measure_speed(ComputeContext& ctx, int n_prompt, int n_decode, int r
     std::vector<double> pp, tg;
     for (int r = 0; r < runs; r++) {
         ctx.truncate(0);
-        auto t0 = Clock::now();
+        double t0 = now();
         ctx.eval(toks.data(), n_prompt);
         pp.push_back(n_prompt / secs(t0));
         ctx.truncate(0);
         int32_t t = toks[0];
-        t0 = Clock::now();
+        t0 = now();
         for (int i = 0; i < n_decode; i++) {
             ctx.eval(&t, 1);
             t = (int32_t)((t * 31 + 7) % nv);

@@ -40,6 +40,21 @@ static void copy_tokenizer(const std::string& from, int64_t n_vocab, GgufWriter&
     }
 }
 
+SyntheticModelSpec bench_100m_spec(GgmlType type, bool tied_embeddings) {
+    SyntheticModelSpec s;
+    s.n_layer = 12;
+    s.n_embd = 768;
+    s.n_head = 12;
+    s.n_head_kv = 4;
+    s.n_ff = 2048;
+    s.n_vocab = 32000;
+    s.n_ctx = 2048;
+    s.weight_type = type;
+    s.embd_type = type;
+    s.tied_embeddings = tied_embeddings;
+    return s;
+}
+
 void write_synthetic_model(const SyntheticModelSpec& s, const std::string& path) {
     std::mt19937 rng(s.seed);
     GgufWriter w;

@@ -5,6 +5,7 @@
 // ids are fixed pseudo-random values (speed does not depend on them).
 // --kv turbo: the Turbo KV cache (MODEL.heads.json used when present). --kernels NAME: the CPU
 // kernel path (cpu_matmul.h: avx2, avx-vnni, avx512-vnni, amx, ...) instead of the best one.
+// --cpu-time: one thread, timed by its CPU time (holds while other processes share the machine).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -36,6 +37,7 @@ std::string help_bench() {
                   "  -ngl, --n-gpu-layers N         accepted for llama-bench command lines; this bench measures\n"
                   "                                 the CPU engine only, said on stderr when N != 0 (default: 0)\n"
                   "      --kv f16|turbo             KV cache (default: f16)\n"
+                  "      --cpu-time                 one thread, timed by its CPU time (holds on a shared machine)\n"
                   "      --json                     one JSON object on stdout instead of the table\n"
                   "  -h, --help                     this text\n",
                   cp.n_threads);
@@ -46,6 +48,7 @@ int cmd_bench(const Args& args) {
     std::string model_path;
     bool json = false;
     int n_prompt = 512, n_decode = 128, runs = 5, n_gpu_layers = 0;
+    bool cpu_time = false;
     ContextParams cp;
     for (size_t i = 0; i < args.size(); i++) {
         const std::string& a = args[i];
@@ -57,6 +60,7 @@ int cmd_bench(const Args& args) {
         else if (a == "-r" || a == "--repetitions" || a == "--runs") runs = parse_int(flag_value(args, i), a);
         else if (a == "-ngl" || a == "--n-gpu-layers" || a == "--gpu-layers") n_gpu_layers = parse_int(flag_value(args, i), a);
         else if (a == "--kernels") cpu::force_kernel_path(flag_value(args, i).c_str());
+        else if (a == "--cpu-time") cpu_time = true;
         else if (a == "--kv") {
             const std::string& k = flag_value(args, i);
             if (k == "turbo") cp.turbo_kv = true;
@@ -75,13 +79,14 @@ int cmd_bench(const Args& args) {
     if (cp.n_ctx < n_prompt + n_decode)
         throw std::runtime_error("the model's context (" + std::to_string(c.n_ctx_train) + ") is shorter than the bench");
     cp.n_batch = n_prompt;
+    if (cpu_time) cp.n_threads = 1;
     const std::string heads = apply_turbo_heads_file(*model, cp);
     if (!heads.empty()) std::fprintf(stderr, "bench: turbo KV head bits from %s\n", heads.c_str());
     InferenceContext ctx(model, cp);
-    const SpeedResult sr = measure_speed(ctx, n_prompt, n_decode, runs);
+    const SpeedResult sr = measure_speed(ctx, n_prompt, n_decode, runs, cpu_time);
     const double pp_med = sr.prompt_tokens_per_s, tg_med = sr.decode_tokens_per_s, gbs = sr.decode_weight_gbs();
     // the roofline of the prompt: its weight matmuls' rate against the peak of the kernels' instruction
-    const cpu::ComputePeak peak = cpu::measure_compute_peak(ctx.pool());
+    const cpu::ComputePeak peak = cpu::measure_compute_peak(ctx.pool(), cpu_time);
     const bool quant = type_traits(model->layers.empty() ? model->output.type : model->layers[0].wq.type).is_quantized;
     const double peak_gops = quant ? peak.int8_gops : peak.fp32_gflops;
     const double prompt_gops = prompt_matmul_ops(*model, n_prompt) * pp_med / n_prompt / 1e9;
@@ -94,11 +99,11 @@ int cmd_bench(const Args& args) {
                             {"decode_tokens", n_decode}, {"decode_tokens_per_s", tg_med},
                             {"weight_bytes_per_token", per_token}, {"decode_weight_gb_per_s", gbs},
                             {"prompt_matmul_gops", prompt_gops}, {"peak_gops", peak_gops}, {"peak", peak_name},
-                            {"runs", runs}, {"kv", cp.turbo_kv ? "turbo" : "f16"}};
+                            {"runs", runs}, {"kv", cp.turbo_kv ? "turbo" : "f16"}, {"cpu_time", cpu_time}};
         std::printf("%s\n", j.dump(2).c_str());
     } else {
-        std::printf("model: %s  threads: %d  kernels: %s  runs: %d (median)\n", model_path.c_str(), ctx.pool().size(),
-                    cpu::kernel_path_name(), runs);
+        std::printf("model: %s  threads: %d  kernels: %s  runs: %d (median)%s\n", model_path.c_str(), ctx.pool().size(),
+                    cpu::kernel_path_name(), runs, cpu_time ? "  times: CPU time of the one thread" : "");
         std::printf("%-10s %8s %12s %16s\n", "test", "tokens", "tokens/s", "weights GB/s");
         std::printf("%-10s %8d %12.1f %16s\n", "prompt", n_prompt, pp_med, "-");
         std::printf("%-10s %8d %12.1f %16.2f\n", "decode", n_decode, tg_med, gbs);

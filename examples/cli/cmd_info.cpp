@@ -91,7 +91,8 @@ int cmd_info(const Args& args) {
     std::printf("tokenizer:      %s (pre: %s)\n", c.tokenizer_model.empty() ? "-" : c.tokenizer_model.c_str(),
                 c.tokenizer_pre.empty() ? "-" : c.tokenizer_pre.c_str());
     std::printf("tensors:        %zu, %.2fM parameters\n", f.tensors().size(), c.n_params / 1e6);
-    std::printf("weights need:   %s (mapped read-only, not copied)", human_bytes(c.weight_bytes).c_str());
+    std::printf("weights need:   %s (mapped read-only; the CPU backend packs the matrices into its own copy)",
+                human_bytes(c.weight_bytes).c_str());
     for (const auto& [type, b] : bytes_by_type) std::printf("  %s %s", type.c_str(), human_bytes(b).c_str());
     std::printf("\n\n%-40s %-6s %-24s %s\n", "tensor", "type", "shape", "size");
     for (const auto& t : f.tensors())

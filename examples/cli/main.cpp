@@ -66,7 +66,7 @@ static const Command kCommands[] = {
      "tandem perplexity -m MODEL -f FILE [-c N] [-t N] [-ngl N] [--max-chunks N] [--kv f16|f32|turbo] [--turbo-2bit FRAC]"
      " [--backend cpu|cuda|auto]",
      help_perplexity},
-    {"bench", cmd_bench, "tandem bench -m MODEL [--json] [-t N] [-p N] [-n N] [-r N] [--kv f16|turbo] [--kernels PATH]", help_bench},
+    {"bench", cmd_bench, "tandem bench -m MODEL [--json] [-t N] [-p N] [-n N] [-r N] [--kv f16|turbo] [--kernels PATH] [--cpu-time]", help_bench},
     {"router", cmd_router, "tandem router (train|calibrate|eval|decide|synth) ...   (tandem router --help)", help_router},
     {"calibrate-heads", cmd_calibrate_heads, "tandem calibrate-heads MODEL --text FILE [--frac-2bit F] [--out PATH]",
      help_calibrate_heads},

@@ -24,7 +24,10 @@ uint64_t decode_weight_bytes(const Model& m);
 double prompt_matmul_ops(const Model& m, int n_prompt);
 
 // ctx.n_ctx() must hold n_prompt + n_decode tokens. Token ids are fixed pseudo-random values
-// (speed does not depend on them). The cache is cleared before and after.
-SpeedResult measure_speed(ComputeContext& ctx, int n_prompt, int n_decode, int runs);
+// (speed does not depend on them). The cache is cleared before and after. cpu_time: time with
+// the calling thread's CPU time instead of the wall clock, which measures all the work only
+// when it all runs on that thread (a CPU context with one thread), and then holds while other
+// processes share the machine.
+SpeedResult measure_speed(ComputeContext& ctx, int n_prompt, int n_decode, int runs, bool cpu_time = false);
 
 }  // namespace tandem

@@ -25,6 +25,11 @@ struct SyntheticModelSpec {
     std::string tokenizer_from;
 };
 
+// The benchmarks' ~100M Llama shape (bench-engine-cpu, write-bench-models): 12 layers, dim 768,
+// 12 heads / 4 KV heads, FFN 2048, 32k vocabulary, context 2048, every matrix and the
+// embeddings in `type`; tied embeddings as given.
+SyntheticModelSpec bench_100m_spec(GgmlType type, bool tied_embeddings);
+
 // Writes the model to `path`. Weights ~ N(0, 1/sqrt(fan_in)) so activations stay O(1).
 // Throws GgufError on I/O failure, a shape the weight type cannot hold, or a tokenizer_from
 // file without tokenizer.ggml.tokens or with more tokens than n_vocab.

@@ -3,7 +3,9 @@
 //
 // Each loop runs 12 independent accumulators (no loads, no stores) on every thread of the
 // pool at once; the result is operations per second summed over the threads (one
-// multiply-add = 2 operations), best of 3 runs of about 0.1 s.
+// multiply-add = 2 operations), best of 3 runs of about 0.1 s. With cpu_time, each thread's
+// rate is taken over its own CPU time (CLOCK_THREAD_CPUTIME_ID) instead of the wall clock: the
+// core's rate even while other processes share it.
 #pragma once
 #include "tandem/thread_pool.h"
 
@@ -18,6 +20,6 @@ struct ComputePeak {
 // The peak of the kernel path in use (kernel_path_name()): amx -> tdpbsud, avx512-vnni ->
 // vpdpbusd zmm, avx-vnni -> vpdpbusd ymm, avx2 -> vpmaddubsw + vpmaddwd + vpaddd ymm (the
 // avx2 kernels' 32 multiply-adds), scalar -> 0. Takes about 1 s.
-ComputePeak measure_compute_peak(ThreadPool& pool);
+ComputePeak measure_compute_peak(ThreadPool& pool, bool cpu_time = false);
 
 }  // namespace tandem::cpu

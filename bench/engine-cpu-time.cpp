@@ -1,0 +1,63 @@
+// engine-cpu-time MODEL [--runs R]: prompt (512 tokens) and decode (128 tokens) tokens/s of a
+// CPU InferenceContext with ONE thread, timed by that thread's CPU time (best of R runs), so
+// the figures hold while other processes share the machine. It uses only Model::load,
+// InferenceContext, eval and truncate, so bench/cpu-compare.sh also builds it against the base
+// tree's libraries for a same-run before/after. Prints one JSON object.
+#include <time.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "tandem/context.h"
+
+using namespace tandem;
+
+static double cpu_seconds() {
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int main(int argc, char** argv) {
+    if (argc < 2) { std::fprintf(stderr, "usage: engine-cpu-time MODEL [--runs R]\n"); return 2; }
+    int runs = 3;
+    for (int i = 2; i + 1 < argc; i += 2)
+        if (std::string(argv[i]) == "--runs") runs = std::max(1, std::atoi(argv[i + 1]));
+    const int n_prompt = 512, n_decode = 128;
+    try {
+        auto model = Model::load(argv[1]);
+        ContextParams cp;
+        cp.n_ctx = n_prompt + n_decode;
+        cp.n_batch = n_prompt;
+        cp.n_threads = 1;
+        InferenceContext ctx(model, cp);
+        const int64_t nv = model->config().n_vocab;
+        std::vector<int32_t> toks(n_prompt);
+        for (int i = 0; i < n_prompt; i++) toks[(size_t)i] = (int32_t)((i * 2654435761u) % (uint32_t)nv);
+        ctx.eval(toks.data(), 8);  // warm-up
+        double best_p = 1e30, best_d = 1e30;
+        for (int r = 0; r < runs; r++) {
+            ctx.truncate(0);
+            double t0 = cpu_seconds();
+            ctx.eval(toks.data(), n_prompt);
+            best_p = std::min(best_p, cpu_seconds() - t0);
+            ctx.truncate(0);
+            int32_t t = toks[0];
+            t0 = cpu_seconds();
+            for (int i = 0; i < n_decode; i++) {
+                ctx.eval(&t, 1);
+                t = (int32_t)((t * 31 + 7) % nv);
+            }
+            best_d = std::min(best_d, cpu_seconds() - t0);
+        }
+        std::printf("{\"model\": \"%s\", \"threads\": 1, \"prompt_tokens_per_s\": %.2f, \"decode_tokens_per_s\": %.2f}\n", argv[1],
+                    n_prompt / best_p, n_decode / best_d);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "engine-cpu-time: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}
