@@ -1,9 +1,10 @@
 // GpuContext (the CUDA engine backend) against the CPU InferenceContext, its reference.
 //
-// Each case evaluates a random prompt with all_logits on both backends (prefill: cuBLAS SGEMM
-// over dequantized tiles, split in n_batch chunks), then decodes tokens one at a time (GEMV
-// kernels, CUDA graph replay from the second step), then truncates and evaluates again; every
-// row of logits must match within the weight type's tolerance (relative L2 per row):
+// Each case evaluates a random prompt with all_logits on both backends (prefill: cuBLAS GEMMs
+// over dequantized tiles, on TF32 tensor cores for quantized weights, split in n_batch chunks),
+// then decodes tokens one at a time (GEMV kernels, CUDA graph replay from the second step), then
+// truncates and evaluates again; every row of logits must match within the weight type's
+// tolerance (relative L2 per row):
 //
 //   type          tolerance  why
 //   F32, F16      2e-3       same math; F32 sums in another order (F32 stays F32 on the GPU)
@@ -172,6 +173,35 @@ TEST_CASE("gpu engine: synthetic quantized models match the CPU" * doctest::skip
         SyntheticModelSpec s = spec(GgmlType::Q5_0);
         s.embd_type = GgmlType::F32;
         CHECK(compare(synth(dir, s, "q5_0")) < kTolQuant);
+    }
+}
+
+// Prefill GEMMs of quantized weights run on TF32 tensor cores (GpuParams::tf32_prefill): the
+// logits differ from the FP32 SGEMM path (the flag does something) by far less than from the
+// CPU (relative L2 <= 1e-2), with a prompt of 200 tokens in chunks of 64 (GEMMs with n > 16).
+TEST_CASE("gpu engine: TF32 prefill GEMMs against FP32 SGEMM" * doctest::skip(no_gpu("TF32 prefill"))) {
+    tandem_test::TempDir dir;
+    for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_K}) {
+        auto m = Model::load(synth(dir, spec(t), type_traits(t).name));
+        const int64_t nv = m->config().n_vocab, n = 200;
+        ContextParams cp;
+        cp.n_ctx = 256;
+        cp.n_batch = 64;
+        GpuParams fp32;
+        fp32.tf32_prefill = false;
+        GpuContext a(m, cp), b(m, cp, fp32);
+        std::vector<int32_t> prompt((size_t)n);
+        for (int64_t i = 0; i < n; i++) prompt[(size_t)i] = (int32_t)((i * 7919 + 13) % nv);
+        a.eval(prompt.data(), n, true);
+        b.eval(prompt.data(), n, true);
+        double worst = 0, total = 0;
+        for (int64_t r = 0; r < n; r++) {
+            const double e = rel_l2(a.logits() + r * nv, b.logits() + r * nv, nv);
+            worst = std::max(worst, e), total += e;
+        }
+        std::printf("TF32 vs FP32 prefill, %s: worst row rel err %.3g, mean %.3g\n", type_traits(t).name, worst, total / n);
+        CHECK(worst < 1e-2);
+        CHECK(total > 0);
     }
 }
 
