@@ -20,8 +20,8 @@
 // at 2 bits) or both (default). The attention stage's device ms comes from one profiled step.
 //
 // Prefill (every model above, FP16 KV cache): prompts of --prefill lengths (default
-// 512,1200,4096,16384) in n_batch 512 chunks, timed with the quantized weights' GEMMs on TF32
-// tensor cores (GpuParams::tf32_prefill, the default) and on FP32 SGEMM (the baseline), in the
+// 512,1200,4096,16384) in n_batch 512 chunks, timed with the quantized weights' GEMMs in each
+// GpuParams::prefill_gemm mode (BF16 and TF32 tensor cores, FP32 SGEMM: the baseline) in the
 // same run: median of 3 evaluations after a warm-up. TFLOP/s counts the layer matrices only
 // (2 x tokens x their parameters), so it is a lower bound on the GEMMs' own rate.
 //
@@ -126,14 +126,16 @@ double time_decode(const std::shared_ptr<const Model>& m, const GpuParams& gp, i
 struct PrefillRow {
     std::string model, type;
     int64_t tokens = 0;
-    double ms_tf32 = 0, ms_fp32 = 0, linear_tflop = 0;
+    double ms_bf16 = 0, ms_tf32 = 0, ms_fp32 = 0, linear_tflop = 0;
 };
 
 // Median wall time of evaluating an n-token prompt from an empty cache (n_batch 512), after a warm-up.
-double time_prefill(const std::shared_ptr<const Model>& m, const GpuParams& gp, int64_t n) {
+double time_prefill(const std::shared_ptr<const Model>& m, GpuParams::PrefillGemm mode, int64_t n) {
     ContextParams cp;
     cp.n_ctx = n + 64;
     cp.n_batch = 512;
+    GpuParams gp;
+    gp.prefill_gemm = mode;
     GpuContext ctx(m, cp, gp);
     std::vector<int32_t> prompt((size_t)n);
     for (size_t i = 0; i < prompt.size(); i++) prompt[i] = (int32_t)((i * 7919 + 13) % (size_t)m->config().n_vocab);
@@ -155,29 +157,28 @@ double layer_matrix_params(const SyntheticModelSpec& s) {
 
 void run_prefill(const std::shared_ptr<const Model>& m, const char* name, const SyntheticModelSpec& spec,
                  const std::vector<long>& lengths, std::vector<PrefillRow>& out) {
+    using Mode = GpuParams::PrefillGemm;
     for (long n : lengths) {
         PrefillRow r;
         r.model = name, r.type = type_traits(spec.weight_type).name, r.tokens = n;
-        GpuParams fp32;
-        fp32.tf32_prefill = false;
-        r.ms_tf32 = time_prefill(m, GpuParams{}, n);
-        r.ms_fp32 = time_prefill(m, fp32, n);
+        r.ms_bf16 = time_prefill(m, Mode::bf16, n);
+        r.ms_tf32 = time_prefill(m, Mode::tf32, n);
+        r.ms_fp32 = time_prefill(m, Mode::fp32, n);
         r.linear_tflop = 2.0 * (double)n * layer_matrix_params(spec) / 1e12;
-        std::printf("prefill %s %s %ld tokens: TF32 %.1f ms (%.0f tok/s), FP32 %.1f ms (%.0f tok/s), %.2fx\n", name,
-                    r.type.c_str(), n, r.ms_tf32, n / (r.ms_tf32 * 1e-3), r.ms_fp32, n / (r.ms_fp32 * 1e-3),
-                    r.ms_fp32 / r.ms_tf32);
+        std::printf("prefill %s %s %ld tokens: BF16 %.1f ms (%.0f tok/s), TF32 %.1f ms, FP32 %.1f ms; BF16 vs FP32 %.2fx\n",
+                    name, r.type.c_str(), n, r.ms_bf16, n / (r.ms_bf16 * 1e-3), r.ms_tf32, r.ms_fp32, r.ms_fp32 / r.ms_bf16);
         out.push_back(r);
     }
 }
 
 void print_prefill(const std::vector<PrefillRow>& rows) {
     if (rows.empty()) return;
-    std::printf("\n| model | weights | prompt tokens | TF32 ms | tok/s | layer TFLOP/s | FP32 SGEMM ms | tok/s | TF32 vs FP32 |\n");
+    std::printf("\n| model | weights | prompt tokens | BF16 ms | tok/s | layer TFLOP/s | TF32 ms | FP32 SGEMM ms | BF16 vs FP32 |\n");
     std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for (const PrefillRow& r : rows)
-        std::printf("| %s | %s | %ld | %.1f | %.0f | %.0f | %.1f | %.0f | %.2fx |\n", r.model.c_str(), r.type.c_str(),
-                    (long)r.tokens, r.ms_tf32, r.tokens / (r.ms_tf32 * 1e-3), r.linear_tflop / (r.ms_tf32 * 1e-3),
-                    r.ms_fp32, r.tokens / (r.ms_fp32 * 1e-3), r.ms_fp32 / r.ms_tf32);
+        std::printf("| %s | %s | %ld | %.1f | %.0f | %.0f | %.1f | %.1f | %.2fx |\n", r.model.c_str(), r.type.c_str(),
+                    (long)r.tokens, r.ms_bf16, r.tokens / (r.ms_bf16 * 1e-3), r.linear_tflop / (r.ms_bf16 * 1e-3),
+                    r.ms_tf32, r.ms_fp32, r.ms_fp32 / r.ms_bf16);
 }
 
 // ---- long context: FP16 vs Turbo KV ------------------------------------------------------------
@@ -388,7 +389,8 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < prefill_rows.size(); i++) {
         const PrefillRow& r = prefill_rows[i];
         json += std::string(i ? ", " : "") + "{\"model\": \"" + r.model + "\", \"type\": \"" + r.type +
-                "\", \"tokens\": " + std::to_string(r.tokens) + ", \"ms_tf32\": " + std::to_string(r.ms_tf32) +
+                "\", \"tokens\": " + std::to_string(r.tokens) + ", \"ms_bf16\": " + std::to_string(r.ms_bf16) +
+                ", \"ms_tf32\": " + std::to_string(r.ms_tf32) +
                 ", \"ms_fp32\": " + std::to_string(r.ms_fp32) + ", \"layer_tflop\": " + std::to_string(r.linear_tflop) + "}";
     }
     json += "]}";
