@@ -484,6 +484,7 @@ function setCloud(url) {
 
 function closeCloudForm() {
   $("cloud-form").hidden = true;
+  $("cloud-error").hidden = true;
   $("cloud").hidden = false;
 }
 
@@ -504,6 +505,7 @@ $("cloud-form").addEventListener("submit", async (e) => {
     closeCloudForm();
   } catch (err) {  // a malformed URL: the form stays open with the reason beside it
     $("cloud-error").textContent = err.message;
+    $("cloud-error").title = err.message;
     $("cloud-error").hidden = false;
   }
 });
