@@ -15,8 +15,8 @@
 #include <thread>
 #include <utility>
 
-#include "attention_cpu.h"
-#include "ops_cpu.h"
+#include "tandem/cpu_attention.h"
+#include "tandem/cpu_ops.h"
 #include "tandem/context.h"
 #include "tandem/cpu_matmul.h"
 #include "tandem/cpu_weights.h"

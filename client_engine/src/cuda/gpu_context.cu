@@ -81,6 +81,7 @@ uint64_t weights_bytes(const Model& m) {
 
 struct Sizes {
     int64_t n_ctx, n_batch, d, kvd, qkv, ff, nv, deq;
+    int64_t xb;  // BF16 activations of one prefill GEMM: n_batch x the widest matrix's columns
     uint64_t kv_bytes, scratch_bytes;
     // Turbo KV cache (turbo_kv): per layer one sequence's records and recent buffer, then the
     // fan-out copies (kTurboFan sequences) and the decode workspace, all inside kv_bytes.
@@ -147,6 +148,7 @@ Sizes sizes(const Model& m, const ContextParams& p) {
     for (const auto& L : m.layers)
         for (auto* w : layer_matrices(L)) see(*w);
     s.deq = std::max(max_cols, std::min<int64_t>(max_elems, kDequantScratchFloats));
+    s.xb = s.n_batch * max_cols;
     s.kv_bytes = 2ull * (uint64_t)c.n_layer * (uint64_t)s.n_ctx * (uint64_t)s.kvd * 2;
     if (p.turbo_kv) {
         s.turbo = true;
@@ -166,8 +168,8 @@ Sizes sizes(const Model& m, const ContextParams& p) {
         s.kv_bytes += kTurboFan * s.recent_bytes + r256(kTurboFan * 4) + r256(s.ws_floats * 4);
     }
     const int64_t acts = s.turbo ? 4 : 3;  // x, xn, attn (+ Turbo's packed queries)
-    const int64_t floats = s.n_batch * (acts * s.d + s.qkv + 2 * s.ff + s.nv) + s.deq + 2 * s.d;
-    s.scratch_bytes = (uint64_t)(floats + 16 * 64) * 4 + 4096;
+    const int64_t floats = s.n_batch * (acts * s.d + s.qkv + 2 * s.ff + s.nv) + s.deq + (s.xb + 1) / 2 + 2 * s.d;
+    s.scratch_bytes = (uint64_t)(floats + 17 * 64) * 4 + 4096;
     const int hd = (int)m.head_dim();
     if (!s.turbo && (hd == 64 || hd == 128) && c.n_head / c.n_head_kv <= 8) {
         s.attn_ws_floats = fp16_ws_floats((int)c.n_head, (int)c.n_head_kv, hd, (int)s.n_ctx, s.n_batch);
@@ -237,7 +239,8 @@ struct GpuContext::Impl {
     float* inv_freq = nullptr;      // (n_rot / 2)
     float *x = nullptr, *xn = nullptr, *qkv = nullptr, *attn = nullptr, *gate = nullptr, *up = nullptr;
     float* logits = nullptr;        // (n_batch, n_vocab)
-    float* deq = nullptr;           // (sz.deq) F32 tiles
+    float* deq = nullptr;           // (sz.deq) F32 tiles, or twice as many BF16 values
+    __nv_bfloat16* xb = nullptr;    // (n_batch, max_cols) a prefill GEMM's activations in BF16
     float* attn_ws = nullptr;       // fp16_decode workspace
     int* d_io = nullptr;            // [pos0, seq_len]
     int32_t* d_tok = nullptr;       // (n_batch)
@@ -345,12 +348,36 @@ void GpuContext::Impl::gemm(const GpuMatrix& w, const float* X, int64_t n, float
                                &beta, Y, (int)ldy));
         return;
     }
+    // Quantized weights on tensor cores: BF16 inputs (relative error <= 2^-9 each) or TF32 ones
+    // (2^-11), FP32 sums; the CPU reference's own 8-bit activations are off by up to 1/254 of
+    // their block's maximum. F16 weights keep FP32 SGEMM, so that float models match the CPU
+    // as closely as before.
+    const GpuParams::PrefillGemm mode = w.type == GgmlType::F16 ? GpuParams::PrefillGemm::fp32 : gp.prefill_gemm;
+    if (mode == GpuParams::PrefillGemm::bf16) {
+        to_bf16_cuda(X, xb, n * K, stream);
+        __nv_bfloat16* wb = (__nv_bfloat16*)deq;  // sz.deq floats hold twice as many BF16 values
+        const int64_t chunk = std::max<int64_t>(1, 2 * sz.deq / w.cols);
+        for (int64_t r0 = 0; r0 < w.rows; r0 += chunk) {
+            const int64_t rc = std::min(chunk, w.rows - r0);
+            dequant_rows_bf16_cuda(w, r0, rc, wb, stream);
+            BLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rc, (int)n, K, &one, wb, CUDA_R_16BF, K, xb,
+                                    CUDA_R_16BF, K, &beta, Y + r0, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F,
+                                    CUBLAS_GEMM_DEFAULT));
+        }
+        return;
+    }
+    const bool tf32 = mode == GpuParams::PrefillGemm::tf32;
     const int64_t chunk = std::max<int64_t>(1, sz.deq / w.cols);
     for (int64_t r0 = 0; r0 < w.rows; r0 += chunk) {
         const int64_t rc = std::min(chunk, w.rows - r0);
         dequant_rows_cuda(w, r0, rc, deq, stream);
-        BLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rc, (int)n, K, &one, deq, K, X, K, &beta, Y + r0,
-                               (int)ldy));
+        if (tf32)
+            BLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rc, (int)n, K, &one, deq, CUDA_R_32F, K, X,
+                                    CUDA_R_32F, K, &beta, Y + r0, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F_FAST_TF32,
+                                    CUBLAS_GEMM_DEFAULT));
+        else
+            BLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rc, (int)n, K, &one, deq, K, X, K, &beta,
+                                   Y + r0, (int)ldy));
     }
 }
 
@@ -645,6 +672,7 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
     I.x = take(nb * I.sz.d), I.xn = take(nb * I.sz.d), I.attn = take(nb * I.sz.d);
     I.qkv = take(nb * I.sz.qkv), I.gate = take(nb * I.sz.ff), I.up = take(nb * I.sz.ff);
     I.logits = take(nb * I.sz.nv), I.deq = take(I.sz.deq);
+    I.xb = (__nv_bfloat16*)take((I.sz.xb + 1) / 2);
     if (I.sz.turbo) I.qc = take(nb * I.sz.d);
     GPU_CHECK(cudaMalloc(&I.d_io, 64 + (size_t)nb * 4));
     I.d_argmax = (int32_t*)(I.d_io + 4);
