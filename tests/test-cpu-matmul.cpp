@@ -282,7 +282,7 @@ TEST_CASE("bad arguments give CpuKernelError") {
 // path (the K-quants' unpacked scales add 64 bytes per 16 blocks).
 TEST_CASE("packed sizes") {
     PathGuard guard;
-    std::vector<uint8_t> w(row_size(GgmlType::Q4_K, 512) * 40);
+    std::vector<uint8_t> w(row_size(GgmlType::F16, 512) * 40);  // the largest of the types below
     for (const char* path : kAllPaths) {
         if (!cpu::kernel_path_supported(path)) continue;
         cpu::force_kernel_path(path);
@@ -308,7 +308,11 @@ TEST_CASE("kernel paths: detection and forcing") {
                          << " avx512bw=" << f.avx512bw << " avx512vl=" << f.avx512vl << " avx512vnni=" << f.avx512vnni
                          << " avx_vnni=" << f.avx_vnni << " amx_int8=" << f.amx_int8
                          << "; best path: " << std::string(cpu::kernel_path_name())
-                         << "; avx-vnni encoding: " << (cpu::avx_vnni_is_vex() ? "VEX" : "EVEX"));
+                         << "; avx-vnni encoding: " << std::string(cpu::avx_vnni_is_vex() ? "VEX" : "EVEX"));
+    std::string here;  // the paths the kernel tests above ran on this CPU
+    for (const char* p : kAllPaths)
+        if (cpu::kernel_path_supported(p)) here += std::string(here.empty() ? "" : ", ") + p;
+    MESSAGE("paths tested against the reference on this CPU: " << here);
     CHECK(cpu::kernel_path_supported("scalar"));
     CHECK(cpu::kernel_path_supported("avx2") == (f.avx2 && f.fma && f.f16c));
     CHECK(cpu::kernel_path_supported("amx") == (cpu::kernel_path_supported("avx512-vnni") && f.amx_int8));
