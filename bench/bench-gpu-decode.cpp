@@ -19,8 +19,14 @@
 // with the CUDA graph; --kv picks fp16, turbo (all heads 4-bit and 2 of 8 KV heads per layer
 // at 2 bits) or both (default). The attention stage's device ms comes from one profiled step.
 //
+// Prefill (every model above, FP16 KV cache): prompts of --prefill lengths (default
+// 512,1200,4096,16384) in n_batch 512 chunks, timed with the quantized weights' GEMMs in each
+// GpuParams::prefill_gemm mode (BF16 and TF32 tensor cores, FP32 SGEMM: the baseline) in the
+// same run: median of 3 evaluations after a warm-up. TFLOP/s counts the layer matrices only
+// (2 x tokens x their parameters), so it is a lower bound on the GEMMs' own rate.
+//
 // Usage: bench-gpu-decode [--steps N] [--json FILE] [--only llama|qwen] [--kv fp16|turbo|both]
-//                         [--long-ctx N,N,... | --long-ctx 0] [--no-short]
+//                         [--long-ctx N,N,... | --long-ctx 0] [--prefill N,N,... | --prefill 0] [--no-short]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -115,6 +121,66 @@ double time_decode(const std::shared_ptr<const Model>& m, const GpuParams& gp, i
     return median(t);
 }
 
+// ---- prefill: TF32 vs FP32 GEMMs ---------------------------------------------------------------
+
+struct PrefillRow {
+    std::string model, type;
+    int64_t tokens = 0;
+    double ms_bf16 = 0, ms_tf32 = 0, ms_fp32 = 0, linear_tflop = 0;
+};
+
+// Median wall time of evaluating an n-token prompt from an empty cache (n_batch 512), after a warm-up.
+double time_prefill(const std::shared_ptr<const Model>& m, GpuParams::PrefillGemm mode, int64_t n) {
+    ContextParams cp;
+    cp.n_ctx = n + 64;
+    cp.n_batch = 512;
+    GpuParams gp;
+    gp.prefill_gemm = mode;
+    GpuContext ctx(m, cp, gp);
+    std::vector<int32_t> prompt((size_t)n);
+    for (size_t i = 0; i < prompt.size(); i++) prompt[i] = (int32_t)((i * 7919 + 13) % (size_t)m->config().n_vocab);
+    std::vector<double> t;
+    for (int i = 0; i < 4; i++) {
+        ctx.truncate(0);
+        const auto t0 = std::chrono::steady_clock::now();
+        ctx.eval(prompt.data(), n);
+        if (i > 0) t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return median(t);
+}
+
+// Parameters of the layer matrices (q, k, v, o, gate, up, down) of every layer.
+double layer_matrix_params(const SyntheticModelSpec& s) {
+    const double d = (double)s.n_embd, kvd = d / s.n_head * s.n_head_kv, ff = (double)s.n_ff;
+    return (double)s.n_layer * (d * (d + 2 * kvd) + d * d + 3 * d * ff);
+}
+
+void run_prefill(const std::shared_ptr<const Model>& m, const char* name, const SyntheticModelSpec& spec,
+                 const std::vector<long>& lengths, std::vector<PrefillRow>& out) {
+    using Mode = GpuParams::PrefillGemm;
+    for (long n : lengths) {
+        PrefillRow r;
+        r.model = name, r.type = type_traits(spec.weight_type).name, r.tokens = n;
+        r.ms_bf16 = time_prefill(m, Mode::bf16, n);
+        r.ms_tf32 = time_prefill(m, Mode::tf32, n);
+        r.ms_fp32 = time_prefill(m, Mode::fp32, n);
+        r.linear_tflop = 2.0 * (double)n * layer_matrix_params(spec) / 1e12;
+        std::printf("prefill %s %s %ld tokens: BF16 %.1f ms (%.0f tok/s), TF32 %.1f ms, FP32 %.1f ms; BF16 vs FP32 %.2fx\n",
+                    name, r.type.c_str(), n, r.ms_bf16, n / (r.ms_bf16 * 1e-3), r.ms_tf32, r.ms_fp32, r.ms_fp32 / r.ms_bf16);
+        out.push_back(r);
+    }
+}
+
+void print_prefill(const std::vector<PrefillRow>& rows) {
+    if (rows.empty()) return;
+    std::printf("\n| model | weights | prompt tokens | BF16 ms | tok/s | layer TFLOP/s | TF32 ms | FP32 SGEMM ms | BF16 vs FP32 |\n");
+    std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (const PrefillRow& r : rows)
+        std::printf("| %s | %s | %ld | %.1f | %.0f | %.0f | %.1f | %.1f | %.2fx |\n", r.model.c_str(), r.type.c_str(),
+                    (long)r.tokens, r.ms_bf16, r.tokens / (r.ms_bf16 * 1e-3), r.linear_tflop / (r.ms_bf16 * 1e-3),
+                    r.ms_tf32, r.ms_fp32, r.ms_fp32 / r.ms_bf16);
+}
+
 // ---- long context: FP16 vs Turbo KV ------------------------------------------------------------
 
 struct LongRow {
@@ -173,12 +239,25 @@ void print_long(const std::vector<LongRow>& rows) {
     }
 }
 
+// "N,N,..." -> the positive values ("0": none).
+std::vector<long> parse_lengths(const char* p) {
+    std::vector<long> out;
+    while (*p) {
+        char* e = nullptr;
+        const long v = std::strtol(p, &e, 10);
+        if (e == p) break;
+        if (v > 0) out.push_back(v);
+        p = *e == ',' ? e + 1 : e;
+    }
+    return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     int steps = 128;
     std::string json_path, only, kv = "both";
-    std::vector<long> long_ctx = {4096, 16384};
+    std::vector<long> long_ctx = {4096, 16384}, prefill = {512, 1200, 4096, 16384};
     bool short_rows = true;
     for (int i = 1; i < argc; i++) {
         const std::string a = argv[i];
@@ -187,18 +266,11 @@ int main(int argc, char** argv) {
         else if (a == "--only" && i + 1 < argc) only = argv[++i];
         else if (a == "--kv" && i + 1 < argc) kv = argv[++i];
         else if (a == "--no-short") short_rows = false;
-        else if (a == "--long-ctx" && i + 1 < argc) {
-            long_ctx.clear();
-            for (const char* p = argv[++i]; *p;) {
-                char* e = nullptr;
-                const long v = std::strtol(p, &e, 10);
-                if (e == p) break;
-                if (v > 0) long_ctx.push_back(v);
-                p = *e == ',' ? e + 1 : e;
-            }
-        } else {
+        else if (a == "--long-ctx" && i + 1 < argc) long_ctx = parse_lengths(argv[++i]);
+        else if (a == "--prefill" && i + 1 < argc) prefill = parse_lengths(argv[++i]);
+        else {
             std::fprintf(stderr, "usage: bench-gpu-decode [--steps N] [--json FILE] [--only llama|qwen] [--kv fp16|turbo|both]"
-                                 " [--long-ctx N,N,...] [--no-short]\n");
+                                 " [--long-ctx N,N,...] [--prefill N,N,...] [--no-short]\n");
             return 2;
         }
     }
@@ -225,6 +297,7 @@ int main(int argc, char** argv) {
         s.n_layer = 16, s.n_embd = 2048, s.n_head = 32, s.n_head_kv = 8, s.n_ff = 8192, s.n_vocab = 128256, s.n_ctx = 4096;
         s.tied_embeddings = true, s.llama3_rope = true, s.rope_freq_base = 500000.0f;
         for (long n : long_ctx) s.n_ctx = std::max<int64_t>(s.n_ctx, n + 1024);
+        for (long n : prefill) s.n_ctx = std::max<int64_t>(s.n_ctx, n + 64);
         if (only.empty() || only == "llama") shapes.push_back({"Llama-3.2-1B-shaped", s});
         s.architecture = "qwen2";
         s.n_layer = 24, s.n_embd = 896, s.n_head = 14, s.n_head_kv = 2, s.n_ff = 4864, s.n_vocab = 151936;
@@ -255,10 +328,12 @@ int main(int argc, char** argv) {
     std::printf("models written in %.1f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count());
     std::vector<Row> rows;
     std::vector<LongRow> long_rows;
+    std::vector<PrefillRow> prefill_rows;
     for (const Job& j : jobs) {
         auto m = Model::load(j.path);
         if (!long_ctx.empty() && j.spec.architecture == "llama" && j.spec.weight_type == GgmlType::Q4_0)
             run_long(m, j.name, j.spec, long_ctx, kv, steps, long_rows);
+        run_prefill(m, j.name, j.spec, prefill, prefill_rows);
         if (!short_rows) {
             std::remove(j.path.c_str());
             continue;
@@ -288,6 +363,7 @@ int main(int argc, char** argv) {
         std::printf("| %s | %s | %.1f | %.1f | %.3f | %.1f | %.0f | %.1f%% |\n", r.model.c_str(), r.type.c_str(), r.weight_mib,
                     1000.0 / r.ms_graph, r.ms_graph, 1000.0 / r.ms_nograph, r.gbs, r.pct);
     print_long(long_rows);
+    print_prefill(prefill_rows);
     std::string json = "{\"device\": \"" + info.name + "\", \"copy_gbs\": " + std::to_string(copy_gbs) +
                        ", \"steps\": " + std::to_string(steps) + ", \"rows\": [";
     for (size_t i = 0; i < rows.size(); i++) {
@@ -308,6 +384,14 @@ int main(int argc, char** argv) {
                 "\", \"ctx\": " + std::to_string(r.ctx) + ", \"ms_per_token\": " + std::to_string(r.ms) +
                 ", \"tok_s\": " + std::to_string(1000.0 / r.ms) + ", \"attention_ms\": " + std::to_string(r.attn_ms) +
                 ", \"prefill_ms\": " + std::to_string(r.prefill_ms) + ", \"kv_mib\": " + std::to_string(r.kv_mib) + "}";
+    }
+    json += "], \"prefill\": [";
+    for (size_t i = 0; i < prefill_rows.size(); i++) {
+        const PrefillRow& r = prefill_rows[i];
+        json += std::string(i ? ", " : "") + "{\"model\": \"" + r.model + "\", \"type\": \"" + r.type +
+                "\", \"tokens\": " + std::to_string(r.tokens) + ", \"ms_bf16\": " + std::to_string(r.ms_bf16) +
+                ", \"ms_tf32\": " + std::to_string(r.ms_tf32) +
+                ", \"ms_fp32\": " + std::to_string(r.ms_fp32) + ", \"layer_tflop\": " + std::to_string(r.linear_tflop) + "}";
     }
     json += "]}";
     std::printf("\n%s\n", json.c_str());

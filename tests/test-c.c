@@ -175,6 +175,28 @@ int main(void) {
     CHECK(tandem_assistant_set_router_threshold(a, 0.5) == TANDEM_STATUS_FAILED); /* no router */
     CHECK(strstr(tandem_errmsg(a), "router") != NULL);
 
+    /* The cloud can move at run time; a malformed URL or token changes nothing. */
+    CHECK(strcmp(tandem_assistant_cloud_url(a), "") == 0);
+    CHECK(tandem_assistant_set_cloud(a, "ftp://nowhere", NULL) == TANDEM_STATUS_CLOUD_ERROR);
+    CHECK(strstr(tandem_errmsg(a), "http://") != NULL);
+    CHECK(tandem_assistant_set_cloud(a, "http://127.0.0.1:9", "bad token") == TANDEM_STATUS_CLOUD_ERROR);
+    CHECK(strcmp(tandem_assistant_cloud_url(a), "") == 0);
+    CHECK(tandem_assistant_set_cloud(a, "http://127.0.0.1:9", "t0ken") == TANDEM_STATUS_OK);
+    CHECK(strcmp(tandem_assistant_cloud_url(a), "http://127.0.0.1:9") == 0);
+    CHECK(tandem_assistant_set_cloud(a, NULL, NULL) == TANDEM_STATUS_OK);
+    CHECK(strcmp(tandem_assistant_cloud_url(a), "") == 0);
+    CHECK(tandem_assistant_ask(a, "Why?", "", 0, 2, NULL, NULL, NULL) == TANDEM_STATUS_OK);
+    CHECK(strcmp(tandem_assistant_last_reason(a), "no cloud configured") == 0);
+    CHECK(tandem_assistant_set_cloud(NULL, "http://127.0.0.1:9", NULL) == TANDEM_STATUS_INVALID_ARGUMENT);
+    CHECK(strcmp(tandem_assistant_cloud_url(NULL), "") == 0);
+    /* The document being edited: memory requests carry its id. */
+    CHECK(tandem_assistant_set_document(a, "doc-1") == TANDEM_STATUS_OK);
+    CHECK(tandem_assistant_set_document(a, NULL) == TANDEM_STATUS_OK);
+    CHECK(tandem_assistant_set_document(a, "line\nbreak") == TANDEM_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tandem_errmsg(a), "document_id") != NULL);
+    CHECK(tandem_assistant_set_document(NULL, "doc-1") == TANDEM_STATUS_INVALID_ARGUMENT);
+    CHECK(TANDEM_EVENT_MEMORY_RESET == 9);
+
     int64_t need = tandem_assistant_usage_json(a, NULL, 0);
     CHECK(need < 0);
     char* buf = (char*)malloc((size_t)-need);

@@ -100,6 +100,19 @@ public:
         u.backend = "cpu";
         return u;
     }
+    // The real set_cloud's contract: a malformed URL throws CloudConfigError, nothing changes.
+    std::string cloud = "http://127.0.0.1:9", cloud_token, document_id;
+    void set_cloud(const std::string& url, const std::string& token) override {
+        if (!url.empty() && url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0)
+            throw CloudConfigError("cloud_adapter: base_url must start with http:// or https://, got '" + url + "'");
+        cloud = url;
+        cloud_token = token;
+    }
+    std::string cloud_url() const override { return cloud; }
+    void set_document(const std::string& id) override {
+        if (id.size() > 256) throw std::invalid_argument("document_id must be at most 256 bytes without control characters");
+        document_id = id;
+    }
 };
 
 // ---- a running server ------------------------------------------------------------------
@@ -107,7 +120,7 @@ public:
 struct Running {
     ScriptedAssistant fake;
     EventHub hub;
-    Api api{fake, hub};
+    Api api{fake, hub, false, "cloud-token"};
     Server server;
     uint16_t port = 0;
     std::thread thread;
@@ -354,6 +367,44 @@ TEST_CASE("compose server: state, the knob and the event stream") {
     REQUIRE(ev.size() == 2);
     CHECK(ev[1].second["kind"] == event_kind_name(EventKind::MemoryUpdated));
     CHECK(ev[1].second["seq"] == 2);
+}
+
+TEST_CASE("compose server: the cloud's URL is in the state and the page, and POST /api/cloud moves it") {
+    Running r;
+    CHECK(json::parse(call(r.port, http::verb::get, "/api/state", "", kToken).body)["cloud_url"] == "http://127.0.0.1:9");
+    Answer a = call(r.port, http::verb::post, "/api/cloud", R"({"url": "http://127.0.0.1:4711"})", kToken);
+    REQUIRE(a.status == 200);
+    CHECK(json::parse(a.body)["cloud_url"] == "http://127.0.0.1:4711");
+    CHECK(r.fake.cloud_token == "cloud-token");  // the token the app was started with
+    CHECK(json::parse(call(r.port, http::verb::get, "/api/state", "", kToken).body)["cloud_url"] == "http://127.0.0.1:4711");
+    a = call(r.port, http::verb::post, "/api/cloud", R"({"url": "http://10.0.0.2:8080", "token": "other"})", kToken);
+    REQUIRE(a.status == 200);
+    CHECK(r.fake.cloud_token == "other");
+    // Bad requests change nothing.
+    a = call(r.port, http::verb::post, "/api/cloud", R"({"url": "ftp://x"})", kToken);
+    CHECK(a.status == 400);
+    CHECK(a.body.find("http:// or https://") != std::string::npos);
+    CHECK(call(r.port, http::verb::post, "/api/cloud", "{}", kToken).status == 400);
+    CHECK(call(r.port, http::verb::post, "/api/cloud", R"({"url": 5})", kToken).status == 400);
+    CHECK(call(r.port, http::verb::get, "/api/cloud", "", kToken).status == 405);
+    CHECK(r.fake.cloud == "http://10.0.0.2:8080");
+    a = call(r.port, http::verb::post, "/api/cloud", R"({"url": ""})", kToken);  // no cloud
+    REQUIRE(a.status == 200);
+    CHECK(json::parse(a.body)["cloud_url"] == "");
+
+    // A suggestion names its document; a bad id is a 400 naming the field.
+    call(r.port, http::verb::post, "/api/suggest", R"({"document": "Peace", "document_id": "doc-7"})", kToken);
+    CHECK(r.fake.document_id == "doc-7");
+    a = call(r.port, http::verb::post, "/api/suggest", json{{"document", "Peace"}, {"document_id", std::string(300, 'x')}}.dump(), kToken);
+    CHECK(a.status == 400);
+    CHECK(a.body.find("document_id") != std::string::npos);
+    CHECK(r.fake.document_id == "doc-7");
+
+    // The page shows the URL (a button that re-points it) and sends its document id.
+    const std::string page = call(r.port, http::verb::get, "/", "", kToken).body;
+    CHECK(page.find("id=\"cloud\"") != std::string::npos);
+    CHECK(page.find("/api/cloud") != std::string::npos);
+    CHECK(page.find("document_id: DOCUMENT_ID") != std::string::npos);
 }
 
 TEST_CASE("compose server: stop() ends streams and run() returns") {

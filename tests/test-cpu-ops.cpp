@@ -1,15 +1,15 @@
 // Tests for the engine's CPU ops: the attention over the F16/F32 KV cache
-// (client_engine/src/attention_cpu.h), the decode row (attend) and the causal prefill
+// (tandem/cpu_attention.h), the decode row (attend) and the causal prefill
 // (attend_causal), against the scalar double-precision reference twin (attend_ref); and the
-// SwiGLU gate (ops_cpu.h silu_mul) against the plain formula in double.
+// SwiGLU gate (tandem/cpu_ops.h silu_mul) against the plain formula in double.
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <random>
 #include <vector>
 
-#include "../client_engine/src/attention_cpu.h"
-#include "../client_engine/src/ops_cpu.h"
+#include "tandem/cpu_attention.h"
+#include "tandem/cpu_ops.h"
 
 using namespace tandem;
 

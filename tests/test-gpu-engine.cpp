@@ -1,9 +1,10 @@
 // GpuContext (the CUDA engine backend) against the CPU InferenceContext, its reference.
 //
-// Each case evaluates a random prompt with all_logits on both backends (prefill: cuBLAS SGEMM
-// over dequantized tiles, split in n_batch chunks), then decodes tokens one at a time (GEMV
-// kernels, CUDA graph replay from the second step), then truncates and evaluates again; every
-// row of logits must match within the weight type's tolerance (relative L2 per row):
+// Each case evaluates a random prompt with all_logits on both backends (prefill: cuBLAS GEMMs
+// over dequantized tiles, on BF16 tensor cores for quantized weights, split in n_batch chunks),
+// then decodes tokens one at a time (GEMV kernels, CUDA graph replay from the second step), then
+// truncates and evaluates again; every row of logits must match within the weight type's
+// tolerance (relative L2 per row):
 //
 //   type          tolerance  why
 //   F32, F16      2e-3       same math; F32 sums in another order (F32 stays F32 on the GPU)
@@ -172,6 +173,45 @@ TEST_CASE("gpu engine: synthetic quantized models match the CPU" * doctest::skip
         SyntheticModelSpec s = spec(GgmlType::Q5_0);
         s.embd_type = GgmlType::F32;
         CHECK(compare(synth(dir, s, "q5_0")) < kTolQuant);
+    }
+}
+
+// Prefill GEMMs of quantized weights run on tensor cores (GpuParams::prefill_gemm: BF16 by
+// default, or TF32): their logits differ from the FP32 SGEMM path (the mode is used) by far less
+// than the GPU may differ from the CPU (relative L2 <= 2e-2 for BF16, 1e-2 for TF32), on a
+// prompt of 200 tokens in chunks of 64.
+TEST_CASE("gpu engine: BF16 and TF32 prefill GEMMs against FP32 SGEMM" * doctest::skip(no_gpu("tensor-core prefill"))) {
+    using Mode = GpuParams::PrefillGemm;
+    tandem_test::TempDir dir;
+    for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
+        auto m = Model::load(synth(dir, spec(t), type_traits(t).name));
+        const int64_t nv = m->config().n_vocab, n = 200;
+        ContextParams cp;
+        cp.n_ctx = 256;
+        cp.n_batch = 64;
+        auto prefill = [&](Mode mode) {
+            GpuParams gp;
+            gp.prefill_gemm = mode;
+            GpuContext ctx(m, cp, gp);
+            std::vector<int32_t> prompt((size_t)n);
+            for (int64_t i = 0; i < n; i++) prompt[(size_t)i] = (int32_t)((i * 7919 + 13) % nv);
+            ctx.eval(prompt.data(), n, true);
+            return std::vector<float>(ctx.logits(), ctx.logits() + n * nv);
+        };
+        const std::vector<float> ref = prefill(Mode::fp32);
+        for (Mode mode : {Mode::bf16, Mode::tf32}) {
+            const std::vector<float> got = prefill(mode);
+            double worst = 0, total = 0;
+            for (int64_t r = 0; r < n; r++) {
+                const double e = rel_l2(got.data() + r * nv, ref.data() + r * nv, nv);
+                worst = std::max(worst, e), total += e;
+            }
+            const bool bf16 = mode == Mode::bf16;
+            std::printf("%s vs FP32 prefill, %s: worst row rel err %.3g, mean %.3g\n", bf16 ? "BF16" : "TF32",
+                        type_traits(t).name, worst, total / n);
+            CHECK(worst < (bf16 ? 2e-2 : 1e-2));
+            CHECK(total > 0);
+        }
     }
 }
 

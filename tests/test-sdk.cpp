@@ -7,12 +7,16 @@
 #include <functional>
 #include <sys/stat.h>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include <doctest/doctest.h>
 
 #include "server_process.h"
 #include "tandem/assistant.h"
+#include "tandem/cloud_adapter.h"
+#include "tandem/memory_store.h"
+#include "tandem/memory_sync.h"
 #include "tandem/router.h"
 #include "tandem/router_mlp.h"
 #include "tandem/router_synth.h"
@@ -477,4 +481,272 @@ TEST_CASE("document window: every cut is a named limit") {
     CHECK(start == 0);
 
     CHECK(estimate_tokens(400) == 100);  // 4 bytes a token where no tokenizer runs
+}
+
+// ---- tenants, documents, a cloud that moves, forgetting -------------------------------------
+
+static void write_story_corpus(const tandem_test::TempDir& dir) {
+    REQUIRE(mkdir(dir.file("corpus").c_str(), 0700) == 0);
+    tandem_test::write_file(dir.file("corpus/dragons.txt"),
+                            "Dragons of the northern hills.\n\nThe red dragon guards the golden castle. "
+                            "Dragons breathe fire when the castle is in danger. The castle gate opens at dawn.\n");
+    tandem_test::write_file(dir.file("corpus/garden.txt"),
+                            "Gardening notes.\n\nTomatoes need sun and water every morning. The garden has a small pond. "
+                            "Frogs sing in the garden pond at night.\n");
+}
+
+// Every item of a memory database (opened beside the Assistant's own connection).
+static std::vector<MemoryItem> stored_items(const std::string& path) {
+    MemoryStoreParams p;
+    p.path = path;
+    MemoryStore s(p);
+    RetrieveParams rp;
+    rp.max_items = 1000;
+    rp.budget = 1u << 20;
+    return s.retrieve("dragon dragons castle fire gate dawn garden tomatoes sun water pond frogs", rp);
+}
+
+static std::unique_ptr<tandem_test::ServerProcess> start_story_cloud(const tandem_test::TempDir& dir, int port = 0,
+                                                                     std::vector<std::string> more = {}) {
+    std::vector<std::string> args{"--port", std::to_string(port), "--corpus", dir.file("corpus"), "--db", dir.file("cloud.db")};
+    args.insert(args.end(), more.begin(), more.end());
+    return std::make_unique<tandem_test::ServerProcess>(TANDEM_CLOUD_BIN, args);
+}
+
+static const std::string kDragonDoc = "Lily walked to the castle where the red dragon lived. The dragon breathed fire at the castle gate";
+static const std::string kGardenDoc = "Tom watered the tomatoes in the garden every morning. Frogs sang in the garden pond";
+
+TEST_CASE("tenants: two Assistants with their own tokens sync at the same time and each sees only its own notes") {
+    tandem_test::TempDir dir;
+    write_story_corpus(dir);
+    tandem_test::write_file(dir.file("tokens"), "alice alice-sdk-token-0123456789\nbob bob-sdk-token-0123456789\n");
+    REQUIRE(chmod(dir.file("tokens").c_str(), 0600) == 0);
+    auto cloud = start_story_cloud(dir, 0, {"--tokens", dir.file("tokens")});
+    struct Writer {
+        std::string name, doc;
+        Events ev;
+        std::unique_ptr<Assistant> a;
+    };
+    Writer w[2] = {{"alice", kDragonDoc, {}, nullptr}, {"bob", kGardenDoc, {}, nullptr}};
+    for (Writer& x : w) {
+        auto cfg = base_config();
+        cfg.memory_db = dir.file(x.name + ".db");
+        cfg.cloud_url = cloud->url();
+        cfg.cloud_token = x.name + "-sdk-token-0123456789";
+        cfg.memory_edit_threshold = 4;
+        cfg.background_reeval = false;
+        x.a = Assistant::create(cfg, x.ev.callback());
+        x.a->set_document(x.name + "-draft");
+    }
+    std::thread t0([&] { w[0].a->suggest(w[0].doc, w[0].doc.size()); });
+    std::thread t1([&] { w[1].a->suggest(w[1].doc, w[1].doc.size()); });
+    t0.join();
+    t1.join();
+    for (Writer& x : w) REQUIRE_MESSAGE(x.ev.wait_for(EventKind::MemoryUpdated, 20s), x.name);
+    const auto alice = stored_items(dir.file("alice.db")), bob = stored_items(dir.file("bob.db"));
+    REQUIRE(!alice.empty());
+    REQUIRE(!bob.empty());
+    std::set<std::string> alice_ids;
+    for (const auto& it : alice) {
+        CHECK(it.doc_id == "dragons.txt");
+        CHECK(it.document == "alice-draft");  // the request carried the app's document id
+        alice_ids.insert(it.id);
+    }
+    for (const auto& it : bob) {
+        CHECK(it.doc_id == "garden.txt");
+        CHECK(it.document == "bob-draft");
+        CHECK(alice_ids.count(it.id) == 0);
+    }
+    CHECK(w[0].a->usage().memory_notes == (int64_t)alice.size());
+    CHECK_THROWS_AS(w[0].a->set_document(std::string(257, 'x')), std::invalid_argument);
+    CHECK_THROWS_AS(w[0].a->set_document("tab\there"), std::invalid_argument);
+}
+
+TEST_CASE("set_document: the notes made for the current document come first") {
+    tandem_test::TempDir dir;
+    MemoryStoreParams sp;
+    sp.path = dir.file("memory.db");
+    {
+        MemoryStore store(sp);
+        std::vector<MemoryChange> page;
+        for (int i = 0; i < 6; i++) {
+            MemoryChange c;
+            c.item.id = "m-" + std::to_string(i);
+            c.item.text = "The red dragon guards the castle, note " + std::to_string(i) + ".";
+            c.item.doc_id = "dragons.txt";
+            c.item.document = i == 0 ? "chapter-2" : "chapter-1";  // ranked last without a preference
+            page.push_back(c);
+        }
+        store.apply_changes(page, "cursor-1", "epoch-1", false);
+    }
+    auto cfg = base_config();
+    cfg.memory_db = sp.path;
+    cfg.memory_max_items = 1;
+    cfg.background_reeval = false;
+    auto a = Assistant::create(cfg);
+    const std::string doc = "The dragon and the castle.";
+    for (const char* document : {"chapter-2", "chapter-1"}) {
+        a->set_document(document);
+        const SuggestResult r = a->suggest(doc, doc.size());
+        REQUIRE(r.memory.size() == 1);
+        CHECK((r.memory[0].id == "m-0") == (std::string(document) == "chapter-2"));
+        const auto listed = a->memory_notes(1);
+        REQUIRE(listed.size() == 1);
+        CHECK(listed[0].id == r.memory[0].id);
+    }
+}
+
+TEST_CASE("set_cloud: a cloud that moved to another port is followed; a cloud reset under the sync replaces the notes") {
+    tandem_test::TempDir dir;
+    write_story_corpus(dir);
+    auto cloud = start_story_cloud(dir);
+    Events ev;
+    auto cfg = base_config();
+    cfg.memory_db = dir.file("memory.db");
+    cfg.cloud_url = cloud->url();
+    cfg.memory_edit_threshold = 4;
+    cfg.background_reeval = false;
+    auto a = Assistant::create(cfg, ev.callback());
+    CHECK(a->cloud_url() == cloud->url());
+    a->suggest(kDragonDoc, kDragonDoc.size());
+    REQUIRE(ev.wait_for(EventKind::MemoryUpdated, 20s));
+    const int64_t first_notes = a->usage().memory_notes;
+    REQUIRE(first_notes > 0);
+
+    // The cloud restarts on another port with its database: point the assistant there.
+    cloud->kill(SIGTERM);
+    cloud = start_story_cloud(dir);
+    CHECK_THROWS_AS(a->set_cloud("ftp://nowhere", ""), CloudConfigError);
+    CHECK_THROWS_AS(a->set_cloud(cloud->url(), "bad token"), CloudConfigError);
+    CHECK(a->cloud_url() == cfg.cloud_url);  // a rejected URL changed nothing
+    a->set_cloud(cloud->url(), "");
+    CHECK(a->cloud_url() == cloud->url());
+    size_t from = ev.size();
+    const std::string more = kDragonDoc + ". Then Lily planted tomatoes in the garden and watered them by the pond";
+    a->suggest(more, more.size());
+    REQUIRE(ev.wait_for(EventKind::MemoryRequested, 5s, from));
+    REQUIRE(ev.wait_for(EventKind::MemoryUpdated, 20s, from));
+    CHECK(a->usage().memory_notes > first_notes);  // the old notes stay, the new ones joined them
+    CHECK(!ev.has(EventKind::MemoryReset));
+
+    // Its database is lost and it comes back on the same port: a new epoch under the running
+    // sync. The assistant says so and starts over, without being told anything.
+    const int port = cloud->port();
+    cloud->kill(SIGTERM);
+    for (const char* f : {"cloud.db", "cloud.db-wal", "cloud.db-shm"}) std::remove(dir.file(f).c_str());
+    from = ev.size();
+    cloud = start_story_cloud(dir, port);
+    REQUIRE(ev.wait_for(EventKind::MemoryReset, 40s, from));
+    CHECK(a->usage().memory_notes == 0);
+    CHECK(stored_items(dir.file("memory.db")).empty());
+
+    // No cloud from now on: asks stay local and say why.
+    a->set_cloud("", "");
+    CHECK(a->cloud_url().empty());
+    CHECK(!a->usage().online);
+    CHECK(a->ask("Who guards the castle?", "", AskOptions{false, 4}).reason == "no cloud configured");
+}
+
+TEST_CASE("set_cloud while suggestions and asks run: each switch is quick, and the sync follows the last URL") {
+    tandem_test::TempDir dir;
+    write_story_corpus(dir);
+    auto cloud = start_story_cloud(dir);
+    Events ev;
+    auto cfg = base_config();
+    cfg.memory_db = dir.file("memory.db");
+    cfg.cloud_url = cloud->url();
+    cfg.memory_edit_threshold = 4;
+    auto a = Assistant::create(cfg, ev.callback());  // with the background re-evaluation
+    std::atomic<bool> done{false};
+    std::thread writer([&] {
+        std::string doc = kDragonDoc;
+        for (int i = 0; !done; i++) {
+            doc += i % 2 ? " and the garden pond" : " near the castle gate";
+            a->suggest(doc, doc.size());
+        }
+    });
+    std::thread asker([&] {
+        while (!done) a->ask("Who guards the castle?", "", AskOptions{false, 2});
+    });
+    auto second = start_story_cloud(dir);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 10; i++) a->set_cloud((i % 2 ? second : cloud)->url(), "");
+    const double switch_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    done = true;
+    writer.join();
+    asker.join();
+    CHECK(a->cloud_url() == second->url());
+    MESSAGE("10 set_cloud calls under load: " << switch_ms << " ms");
+    CHECK(switch_ms < 10000);  // each joins the old sync at once (its long poll is cancelled)
+    cloud->kill(SIGTERM);  // only the last URL can bring notes now
+    const size_t from = ev.size();
+    const std::string fresh = "Frogs sang in the garden pond at night while the tomatoes grew in the sun";
+    a->suggest(fresh, fresh.size());
+    REQUIRE(ev.wait_for(EventKind::MemoryUpdated, 20s, from));  // the sync runs against the last URL
+}
+
+TEST_CASE("MemorySync::Options::start_paused: nothing is sent before set_paused(false)") {
+    tandem_test::TempDir dir;
+    write_story_corpus(dir);
+    auto cloud = start_story_cloud(dir);
+    CloudConfig cc;
+    cc.base_url = cloud->url();
+    CloudClient client(cc);
+    MemoryStoreParams sp;
+    sp.path = dir.file("memory.db");
+    MemoryStore store(sp);
+    REQUIRE(store.outbox_enqueue("r-1", "the red dragon guards the castle"));
+    MemorySync::Options o;
+    o.start_paused = true;
+    MemorySync sync(client, store, {}, o);
+    std::this_thread::sleep_for(500ms);
+    CHECK(client.stats().calls == 0);
+    CHECK(store.outbox_due(unix_ms_now()).size() == 1);  // still queued
+    sync.set_paused(false);
+    for (int i = 0; i < 100 && !store.outbox_due(unix_ms_now()).empty(); i++) std::this_thread::sleep_for(50ms);
+    CHECK(store.outbox_due(unix_ms_now()).empty());  // sent once resumed
+}
+
+TEST_CASE("forget_memory: a note, a document's notes, then all notes are retracted and leave the synced store") {
+    tandem_test::TempDir dir;
+    write_story_corpus(dir);
+    auto cloud = start_story_cloud(dir);
+    CloudConfig cc;
+    cc.base_url = cloud->url();
+    CloudClient client(cc);
+    MemoryStoreParams sp;
+    sp.path = dir.file("memory.db");
+    MemoryStore store(sp);
+    MemorySync::Options o;
+    o.background = false;
+    MemorySync sync(client, store, {}, o);
+    REQUIRE(store.outbox_enqueue("r-dragons", "the red dragon guards the castle and breathes fire", "tale.md"));
+    REQUIRE(store.outbox_enqueue("r-garden", "tomatoes need sun and water in the garden", "notes.md"));
+    REQUIRE(sync.run_once(5).sent == 2);
+    std::vector<MemoryItem> items;
+    for (int i = 0; i < 50 && items.empty(); i++) {  // until both requests' notes arrived
+        sync.run_once(1);
+        items = stored_items(sp.path);
+        std::set<std::string> docs;
+        for (const auto& it : items) docs.insert(it.document);
+        if (docs.size() < 2) items.clear();
+    }
+    REQUIRE(!items.empty());
+    auto forget = [&](ForgetScope scope, const std::string& id) {
+        auto f = wait_for<int64_t>([&](auto cb) { return client.forget_memory(scope, id, cb); });
+        REQUIRE_MESSAGE(!f.ec, f.message);
+        sync.run_once(0);
+        return f.value;
+    };
+    const MemoryItem victim = items[0];
+    CHECK(forget(ForgetScope::item, victim.id) == 1);
+    CHECK(!store.get(victim.id, nullptr));
+    auto again = wait_for<int64_t>([&](auto cb) { return client.forget_memory(ForgetScope::item, victim.id, cb); });
+    CHECK(again.http_status == 404);
+    size_t in_tale = 0;
+    for (const auto& it : stored_items(sp.path)) in_tale += it.document == "tale.md";
+    CHECK(forget(ForgetScope::document, "tale.md") == (int64_t)in_tale);
+    for (const auto& it : stored_items(sp.path)) CHECK(it.document == "notes.md");
+    CHECK(forget(ForgetScope::all, "") > 0);
+    CHECK(store.stats().n_items == 0);
 }

@@ -15,14 +15,18 @@
 #include <thread>
 #include <utility>
 
-#include "attention_cpu.h"
-#include "ops_cpu.h"
+#include "tandem/cpu_attention.h"
+#include "tandem/cpu_ops.h"
 #include "tandem/context.h"
 #include "tandem/cpu_matmul.h"
 #include "tandem/cpu_weights.h"
 #include "tandem/thread_pool.h"
 
 namespace tandem {
+
+// ContextParams::n_batch 0 on the CPU: 256 tokens a pass (the scratch holds n_batch rows of
+// every activation).
+constexpr int64_t kCpuBatch = 256;
 
 InferenceContext::InferenceContext(std::shared_ptr<const Model> model, const ContextParams& p)
     : model_(std::move(model)), kv_type_(p.kv_type) {
@@ -33,7 +37,7 @@ InferenceContext::InferenceContext(std::shared_ptr<const Model> model, const Con
     if (n_ctx_ > c.n_ctx_train)
         throw std::invalid_argument("n_ctx " + std::to_string(n_ctx_) + " exceeds the model's training context " +
                                     std::to_string(c.n_ctx_train));
-    n_batch_ = std::max<int64_t>(1, std::min(p.n_batch, n_ctx_));
+    n_batch_ = std::max<int64_t>(1, std::min(p.n_batch > 0 ? p.n_batch : kCpuBatch, n_ctx_));
     const int n_threads = p.n_threads > 0 ? p.n_threads : (int)std::max(1u, std::thread::hardware_concurrency());
     pool_ = std::make_unique<ThreadPool>(n_threads);
     weights_ = &model_->cpu_weights(pool_.get());

@@ -120,7 +120,7 @@ void EventHub::stop() {
 void Api::handle(const Request& req, Reply& reply) {
     const std::string& p = req.path;
     bool known = p == "/" || p == "/api/suggest" || p == "/api/cancel" || p == "/api/ask" || p == "/api/state" ||
-                 p == "/api/knob" || p == "/api/events" || p == "/api/source";
+                 p == "/api/knob" || p == "/api/events" || p == "/api/source" || p == "/api/cloud";
     if (!known) return reply.error(404, "no such path: " + p);
     bool get = p == "/" || p == "/api/state" || p == "/api/events" || p == "/api/source";
     if (req.method != (get ? "GET" : "POST"))
@@ -135,6 +135,7 @@ void Api::handle(const Request& req, Reply& reply) {
         if (p == "/api/cancel") return cancel(reply);
         if (p == "/api/ask") return ask(body, reply);
         if (p == "/api/knob") return knob(body, reply);
+        if (p == "/api/cloud") return cloud(body, reply);
     } catch (const BadRequest& e) {
         return reply.error(400, e.message);
     }
@@ -156,6 +157,13 @@ void Api::suggest(const json& body, Reply& reply) {
             throw BadRequest{"field 'cursor' must be an integer byte offset in [0, " + std::to_string(doc.size()) +
                              "]"};
         cursor = (size_t)it->get<int64_t>();
+    }
+    if (body.contains("document_id")) {
+        try {
+            a_.set_document(get_string(body, "document_id", false));
+        } catch (const std::invalid_argument& e) {
+            throw BadRequest{e.what()};  // names the field
+        }
     }
     // The newest request wins: stop the running suggestion before starting this one.
     uint64_t mine = ++suggest_gen_;
@@ -215,6 +223,7 @@ void Api::ask(const json& body, Reply& reply) {
 void Api::state(Reply& reply) {
     UsageTotals u = a_.usage();
     reply.json(200, {{"online", u.online},
+                     {"cloud_url", a_.cloud_url()},
                      {"backend", u.backend},
                      {"threshold", a_.router_threshold()},
                      {"privacy", privacy_.load()},
@@ -235,6 +244,17 @@ void Api::knob(const json& body, Reply& reply) {
         a_.set_privacy_mode(privacy_);
     }
     reply.json(200, {{"threshold", a_.router_threshold()}, {"privacy", privacy_.load()}});
+}
+
+void Api::cloud(const json& body, Reply& reply) {
+    const std::string url = get_string(body, "url", true);
+    const std::string token = body.contains("token") ? get_string(body, "token", false) : cloud_token_;
+    try {
+        a_.set_cloud(url, token);
+    } catch (const CloudConfigError& e) {
+        throw BadRequest{std::string("the cloud settings were rejected: ") + e.what()};
+    }
+    reply.json(200, {{"cloud_url", a_.cloud_url()}});
 }
 
 void Api::source(const Request& req, Reply& reply) {

@@ -2,7 +2,9 @@
 // streams are server-sent events (event: NAME / data: JSON).
 //
 //   GET  /                the page (HTML with its CSS and JS inlined; web/)
-//   POST /api/suggest     {document, cursor}            cursor: byte offset into document (UTF-8)
+//   POST /api/suggest     {document, cursor, document_id?}  cursor: byte offset into document
+//                         (UTF-8); document_id: the page's stable id of its document
+//                         (Assistant::set_document: memory requests carry it, its notes first)
 //                         SSE: piece {text}* then done {text, cancelled, memory: [note], stats}
 //                         A newer suggest (or /api/cancel) cancels the running one: its stream
 //                         ends with done {cancelled: true}.
@@ -13,9 +15,13 @@
 //   GET  /api/source?doc_id=D&note=TEXT
 //                         200 {doc_id, title, passage, index, count}: the passage the note came
 //                         from (Assistant::note_source); 503 {error} when the cloud cannot give it
-//   GET  /api/state       200 {online, backend, threshold, privacy, usage {...},
+//   GET  /api/state       200 {online, cloud_url, backend, threshold, privacy, usage {...},
 //                              memory: [note], events: [event]}   (the last 20 events)
 //   POST /api/knob        {threshold?: 0..1, privacy?: bool}   200 {threshold, privacy}
+//   POST /api/cloud       {url, token?}          200 {cloud_url}: the memory sync and cloud asks
+//                         go to url from now on (Assistant::set_cloud; "" = no cloud), with
+//                         token, else the token the app was started with; 400 for a malformed
+//                         URL or token (nothing changes)
 //   GET  /api/events      SSE: event {seq, kind, message} for each Assistant event (the last
 //                         20 first), a ": keepalive" comment every 10 s
 //
@@ -57,9 +63,10 @@ private:
 class Api : public Handler {
 public:
     // `assistant` and `events` must outlive the Api. The Assistant's event callback should
-    // call events.push(). `privacy` is the mode the Assistant was created with.
-    Api(Assistant& assistant, EventHub& events, bool privacy = false)
-        : a_(assistant), events_(events), privacy_(privacy) {}
+    // call events.push(). `privacy` is the mode the Assistant was created with; `cloud_token`
+    // the token it was given, kept for POST /api/cloud.
+    Api(Assistant& assistant, EventHub& events, bool privacy = false, std::string cloud_token = "")
+        : a_(assistant), events_(events), privacy_(privacy), cloud_token_(std::move(cloud_token)) {}
     void handle(const Request& req, Reply& reply) override;
     void on_stop() override;
 
@@ -69,6 +76,7 @@ private:
     void ask(const nlohmann::json& body, Reply& reply);
     void state(Reply& reply);
     void knob(const nlohmann::json& body, Reply& reply);
+    void cloud(const nlohmann::json& body, Reply& reply);
     void source(const Request& req, Reply& reply);
     void stream_events(Reply& reply);
 
@@ -77,6 +85,7 @@ private:
     std::atomic<uint64_t> suggest_gen_{0};  // the newest suggest; older ones stop streaming
     std::atomic<bool> stopping_{false};
     std::atomic<bool> privacy_;
+    const std::string cloud_token_;
 };
 
 // The page with its CSS and JS inlined (from the embedded web/ files).

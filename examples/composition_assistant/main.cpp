@@ -100,7 +100,7 @@ int main(int argc, char** argv) {
         std::unique_ptr<Assistant> assistant = Assistant::create(cfg, on_event);
         if (tui) return run_tui(*assistant, std::cin, std::cout, isatty(STDOUT_FILENO));
 
-        Api api(*assistant, hub, cfg.privacy_mode);
+        Api api(*assistant, hub, cfg.privacy_mode, cfg.cloud_token);
         ServerOptions opt;
         opt.port = (uint16_t)port;
         opt.token = random_token();

@@ -368,11 +368,14 @@ struct Layout<GgmlType::Q6_K> {
     }
 };
 
-template <GgmlType TY>
-__global__ void dequant_rows_kernel(const GpuMatrix w, int64_t row0, int64_t n_rows, float* out) {
+__device__ inline void store_as(float* p, float v) { *p = v; }
+__device__ inline void store_as(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+
+template <GgmlType TY, typename Out>
+__global__ void dequant_rows_kernel(const GpuMatrix w, int64_t row0, int64_t n_rows, Out* out) {
     const int64_t n = n_rows * w.cols;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        out[i] = Layout<TY>::at(w, row0 + i / w.cols, i % w.cols);
+        store_as(out + i, Layout<TY>::at(w, row0 + i / w.cols, i % w.cols));
 }
 
 template <GgmlType TY>
@@ -384,9 +387,9 @@ __global__ void gather_rows_kernel(const GpuMatrix w, const int32_t* ids, int64_
 
 int grid_for(int64_t n) { return (int)std::max<int64_t>(1, std::min<int64_t>((n + 255) / 256, (int64_t)sm_count() * 16)); }
 
-template <GgmlType TY>
-void launch_dequant_rows(const GpuMatrix& w, int64_t row0, int64_t n_rows, float* out, cudaStream_t stream) {
-    dequant_rows_kernel<TY><<<grid_for(n_rows * w.cols), 256, 0, stream>>>(w, row0, n_rows, out);
+template <GgmlType TY, typename Out>
+void launch_dequant_rows(const GpuMatrix& w, int64_t row0, int64_t n_rows, Out* out, cudaStream_t stream) {
+    dequant_rows_kernel<TY, Out><<<grid_for(n_rows * w.cols), 256, 0, stream>>>(w, row0, n_rows, out);
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 
@@ -403,12 +406,15 @@ struct GpuTypeOps {
     void (*repack)(const uint8_t* src, size_t n_blocks, uint8_t* q, uint8_t* s, uint8_t* d);
     void (*gemv)(const GemvParams& p, cudaStream_t stream);
     void (*dequant_rows)(const GpuMatrix& w, int64_t row0, int64_t n_rows, float* out, cudaStream_t stream);
+    void (*dequant_rows_bf16)(const GpuMatrix& w, int64_t row0, int64_t n_rows, __nv_bfloat16* out, cudaStream_t stream);
     void (*gather_rows)(const GpuMatrix& w, const int32_t* ids, int64_t n, float* out, cudaStream_t stream);
 };
 
 template <GgmlType TY>
 constexpr GpuTypeOps ops_for() {
-    return {&Layout<TY>::regions, &Layout<TY>::repack, &launch_gemv<TY>, &launch_dequant_rows<TY>, &launch_gather_rows<TY>};
+    return {&Layout<TY>::regions,           &Layout<TY>::repack,
+            &launch_gemv<TY>,                &launch_dequant_rows<TY, float>,
+            &launch_dequant_rows<TY, __nv_bfloat16>, &launch_gather_rows<TY>};
 }
 
 // Indexed by GgmlType; a row of nullptrs for the types that are not native on the GPU.
@@ -483,6 +489,12 @@ void dequant_rows_cuda(const GpuMatrix& w, int64_t row0, int64_t n_rows, float* 
     const GpuTypeOps* ops = gpu_type_ops(w.type);
     if (!ops) throw CudaError("dequant_rows: " + not_native(w.type));
     ops->dequant_rows(w, row0, n_rows, out, stream);
+}
+
+void dequant_rows_bf16_cuda(const GpuMatrix& w, int64_t row0, int64_t n_rows, __nv_bfloat16* out, cudaStream_t stream) {
+    const GpuTypeOps* ops = gpu_type_ops(w.type);
+    if (!ops) throw CudaError("dequant_rows_bf16: " + not_native(w.type));
+    ops->dequant_rows_bf16(w, row0, n_rows, out, stream);
 }
 
 void gather_rows_cuda(const GpuMatrix& w, const int32_t* ids, int64_t n, float* out, cudaStream_t stream) {

@@ -57,6 +57,11 @@ __global__ void swiglu_kernel(float* g, const float* u, int64_t n) {
     }
 }
 
+__global__ void to_bf16_kernel(const float* x, __nv_bfloat16* y, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = __float2bfloat16_rn(x[i]);
+}
+
 // Grid (n tokens, n_head + n_head_kv): one block per head of one token, so that every loop
 // below runs once per thread (decode latency). Query heads are rotated in place; a KV head is
 // rotated, then its k and v rows are stored to the cache.
@@ -196,6 +201,11 @@ void add_bias_rows_cuda(float* y, const float* bias, int64_t n, int64_t d, int64
 
 void swiglu_cuda(float* g, const float* u, int64_t count, cudaStream_t stream) {
     swiglu_kernel<<<grid_for(count), 256, 0, stream>>>(g, u, count);
+    TANDEM_CHECK_CUDA(cudaGetLastError());
+}
+
+void to_bf16_cuda(const float* x, __nv_bfloat16* y, int64_t count, cudaStream_t stream) {
+    to_bf16_kernel<<<grid_for(count), 256, 0, stream>>>(x, y, count);
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 

@@ -3,6 +3,7 @@
 // Positions are read from device memory (pos0) so that a captured CUDA graph can be
 // replayed for every decode step. All launchers run on `stream` and check the launch.
 #pragma once
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -16,6 +17,8 @@ void rmsnorm_rows_cuda(const float* x, const float* w, float* y, int64_t n, int6
 void add_bias_rows_cuda(float* y, const float* bias, int64_t n, int64_t d, int64_t stride, cudaStream_t stream);
 // g[i] = silu(g[i]) * u[i], i < count.
 void swiglu_cuda(float* g, const float* u, int64_t count, cudaStream_t stream);
+// y[i] = x[i] rounded to bfloat16 (round to nearest even), i < count: the prefill GEMMs' activations.
+void to_bf16_cuda(const float* x, __nv_bfloat16* y, int64_t count, cudaStream_t stream);
 
 struct RopeStoreParams {
     float* qkv = nullptr;        // (n, n_head*hd + 2*n_head_kv*hd): q | k | v of each token

@@ -8,12 +8,11 @@
 
 namespace tandem {
 
-AskPath::AskPath(const AssistantConfig& cfg, CloudClient* cloud, CloudClient* chat, ChatFormat format, std::string local_model,
-                 MemoryNotes& memory, UsageMeter& usage, Emit emit, LocalRun local)
+AskPath::AskPath(const AssistantConfig& cfg, const CloudLink& cloud, ChatFormat format, std::string local_model, MemoryNotes& memory,
+                 UsageMeter& usage, Emit emit, LocalRun local)
     : cloud_model_(cfg.cloud_model),
       local_model_(std::move(local_model)),
       cloud_(cloud),
-      chat_(chat),
       format_(format),
       memory_(memory),
       usage_(usage),
@@ -33,17 +32,18 @@ AskResult AskPath::ask(std::string_view instruction, std::string_view selection,
                        const TextCallback& on_piece, bool privacy) {
     AskResult r;
     const std::string query(instruction);
+    const std::shared_ptr<CloudClient> cloud = cloud_.current(), chat = cloud_.chat();  // this ask's cloud
     bool to_cloud = false;
     if (privacy || opt.private_query) {
         r.reason = privacy ? "privacy mode: the cloud is never contacted" : "query marked private: answered locally";
-    } else if (!cloud_) {
+    } else if (!cloud || !chat) {
         r.reason = "no cloud configured";
     } else if (!router_) {
-        to_cloud = cloud_->connectivity() != Connectivity::offline;
+        to_cloud = cloud->connectivity() != Connectivity::offline;
         r.reason = to_cloud ? "no router: the cloud answers" : "offline: answered locally";
     } else {
         RoutePolicy policy;
-        policy.offline = cloud_->connectivity() == Connectivity::offline;
+        policy.offline = cloud->connectivity() == Connectivity::offline;
         policy.budget = budget_.get();
         policy.expected_tokens = opt.max_tokens + estimate_tokens(instruction.size() + selection.size());
         const Decision d = router_->decide(query, signals_for(query), policy);
@@ -57,7 +57,7 @@ AskResult AskPath::ask(std::string_view instruction, std::string_view selection,
     }
     if (to_cloud) {
         std::string err;
-        if (ask_cloud(query, selection, opt, on_piece, r, err)) return r;
+        if (ask_cloud(*chat, query, selection, opt, on_piece, r, err)) return r;
         r.reason += "; the cloud failed (" + err + "), so the local model answered";
         emit_(EventKind::Error, "cloud chat failed: " + err);
     }
@@ -87,9 +87,8 @@ RouterSignals AskPath::signals_for(const std::string& query) {
     return s;
 }
 
-bool AskPath::ask_cloud(const std::string& query, std::string_view selection, const AskOptions& opt,
+bool AskPath::ask_cloud(CloudClient& chat, const std::string& query, std::string_view selection, const AskOptions& opt,
                         const TextCallback& on_piece, AskResult& r, std::string& err) {
-    CloudClient& c = chat_ ? *chat_ : *cloud_;
     ChatRequest req;
     req.model = cloud_model_;
     req.max_tokens = opt.max_tokens;
@@ -97,7 +96,7 @@ bool AskPath::ask_cloud(const std::string& query, std::string_view selection, co
     req.messages.push_back({"user", selection.empty() ? query : query + "\n\nText:\n" + std::string(selection)});
     std::atomic<bool> stop{false};
     auto o = wait_for<ChatResult>([&](auto cb) {
-        return c.chat_stream(req, [&](std::string_view d) { if (on_piece && !stop) stop = !on_piece(d); }, cb);
+        return chat.chat_stream(req, [&](std::string_view d) { if (on_piece && !stop) stop = !on_piece(d); }, cb);
     });
     if (o.ec) {
         err = o.message.empty() ? o.ec.message() : o.message;

@@ -6,6 +6,9 @@
 // Assistant gives: it stops the running suggestion, takes the locks and picks the context
 // (the spare when there is one, so the suggestion's cached prefix survives an ask).
 //
+// The cloud is a snapshot taken once per ask() (CloudLink): a set_cloud meanwhile sends the
+// next ask to the new cloud, and this one finishes on the old.
+//
 // Thread safety: ask() may run on several threads at once; local work is serialized by
 // LocalRun, the router and the budget are thread-safe.
 #pragma once
@@ -16,6 +19,7 @@
 #include <string>
 #include <string_view>
 
+#include "cloud_link.h"
 #include "events.h"
 #include "memory_notes.h"
 #include "tandem/assistant.h"
@@ -32,11 +36,9 @@ using LocalRun = std::function<void(const std::function<void(Engine&)>& work)>;
 
 class AskPath {
 public:
-    // cloud (memory + chat) and chat (a separate chat endpoint) may be null; when not, they
-    // and every other reference must outlive this object. Loads cfg.router_path (throws
-    // RouterError naming the file).
-    // local_model: the local model's name, reported with its answers.
-    AskPath(const AssistantConfig& cfg, CloudClient* cloud, CloudClient* chat, ChatFormat format, std::string local_model,
+    // Every reference must outlive this object. Loads cfg.router_path (throws RouterError
+    // naming the file). local_model: the local model's name, reported with its answers.
+    AskPath(const AssistantConfig& cfg, const CloudLink& cloud, ChatFormat format, std::string local_model,
             MemoryNotes& memory, UsageMeter& usage, Emit emit, LocalRun local);
 
     AskResult ask(std::string_view instruction, std::string_view selection, const AskOptions& opt, const TextCallback& on_piece,
@@ -47,14 +49,13 @@ public:
 
 private:
     RouterSignals signals_for(const std::string& query);
-    bool ask_cloud(const std::string& query, std::string_view selection, const AskOptions& opt, const TextCallback& on_piece,
+    bool ask_cloud(CloudClient& chat, const std::string& query, std::string_view selection, const AskOptions& opt, const TextCallback& on_piece,
                    AskResult& r, std::string& err);
     void ask_local(const std::string& query, std::string_view selection, const AskOptions& opt, const TextCallback& on_piece,
                    AskResult& r);
 
     std::string cloud_model_, local_model_;
-    CloudClient* cloud_;
-    CloudClient* chat_;
+    const CloudLink& cloud_;
     ChatFormat format_;
     MemoryNotes& memory_;
     UsageMeter& usage_;

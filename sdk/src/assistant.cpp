@@ -5,12 +5,14 @@
 //   suggest_text       the model's continuation -> ghost text (where it ends, the word at the
 //                      cursor, no repeats; settings from suggestion_settings)
 //   memory_notes       the store, memory requests, the sync, the notes in use
+//   cloud_link         the cloud in use (its URL and client; set_cloud replaces it)
 //   background_reeval  new notes evaluated on the spare while the writer is idle
 //   ask_path           router, cloud or local answer
 //   usage_meter        what was spent
 //
 // The foreground lock (fg_mu_) serializes suggest() and ask()'s local work (which runs on the
-// spare context when there is one). Lock order: fg_mu_, then the spare's mutex.
+// spare context when there is one). Lock order: fg_mu_, then the spare's mutex. set_cloud
+// takes only set_cloud_mu_ (one at a time) and never waits for the foreground.
 #include "tandem/assistant.h"
 
 #include <algorithm>
@@ -20,6 +22,7 @@
 
 #include "ask_path.h"
 #include "background_reeval.h"
+#include "cloud_link.h"
 #include "local_engines.h"
 #include "memory_notes.h"
 #include "suggest_planner.h"
@@ -40,6 +43,7 @@ const char* event_kind_name(EventKind k) {
         case EventKind::MemoryRequested: return "memory_requested";
         case EventKind::Error: return "error";
         case EventKind::MemoryApplied: return "memory_applied";
+        case EventKind::MemoryReset: return "memory_reset";
     }
     return "?";
 }
@@ -52,38 +56,19 @@ public:
         : suggestion_(suggestion_settings(cfg)), on_event_(std::move(on_event)), emit_([this](EventKind k, const std::string& m) {
               if (on_event_) on_event_({k, m});
           }),
-          engines_(cfg, emit_), planner_(cfg), memory_(cfg, emit_, [this] { notes_changed(); }) {
+          engines_(cfg, emit_), planner_(cfg), cloud_(cfg, emit_), memory_(cfg, emit_, [this] { notes_changed(); }) {
         privacy_ = cfg.privacy_mode;
         if (cfg.background_reeval) engines_.add_spare(cfg, emit_);
         if (engines_.spare() && memory_.has_store())
             background_ = std::make_unique<BackgroundReeval>(fg_mu_, engines_, memory_, planner_, usage_, emit_, cfg.background_idle_ms);
-        if (!cfg.cloud_url.empty()) {
-            CloudConfig cc;
-            cc.base_url = cfg.cloud_url;
-            cc.token = cfg.cloud_token;
-            cc.verify_tls = cfg.verify_tls;
-            cc.request_timeout = Millis(30000);
-            cloud_ = make_cloud_client(cc);
-            cloud_->set_connectivity_callback([this](const ConnectivityEvent& e) {
-                if (e.state == Connectivity::online) emit_(EventKind::Online, "cloud reachable");
-                if (e.state == Connectivity::offline) emit_(EventKind::Offline, "cloud unreachable: " + e.reason);
-            });
-            if (!cfg.cloud_chat_url.empty() && cfg.cloud_chat_url != cfg.cloud_url) {
-                CloudConfig chat = cc;
-                chat.base_url = cfg.cloud_chat_url;
-                chat_ = make_cloud_client(chat);
-            }
-        }
-        ask_ = std::make_unique<AskPath>(cfg, cloud_.get(), chat_.get(), engines_.chat_format(), engines_.model_name(), memory_, usage_, emit_,
+        ask_ = std::make_unique<AskPath>(cfg, cloud_, engines_.chat_format(), engines_.model_name(), memory_, usage_, emit_,
                                          [this](const std::function<void(Engine&)>& work) { run_for_ask(work); });
-        if (cloud_) memory_.start_sync(*cloud_, privacy_);  // last: its hooks reach background_
+        memory_.start_sync(cloud_.current());  // last: its hooks reach background_
     }
 
     ~AssistantImpl() override {
-        memory_.stop_sync();   // joins the sync thread (its hooks reach background_) before the cloud client goes
+        memory_.stop_sync();   // joins the sync thread (its hooks reach background_)
         background_.reset();   // joins its thread before the parts it uses go
-        cloud_.reset();
-        chat_.reset();
     }
 
     SuggestResult suggest(std::string_view document, size_t cursor, const TextCallback& on_piece) override {
@@ -134,16 +119,17 @@ public:
     std::vector<MemoryNote> memory_notes(size_t limit) override { return memory_.memory_notes(limit); }
 
     NoteSource note_source(const MemoryNote& note) override {
-        if (!cloud_) throw std::runtime_error("no cloud configured: sources are kept by the cloud");
+        const std::shared_ptr<CloudClient> cloud = cloud_.current();
+        if (!cloud) throw std::runtime_error("no cloud configured: sources are kept by the cloud");
         if (privacy_) throw std::runtime_error("privacy mode: the cloud is never contacted");
-        auto o = wait_for<SourcePassage>([&](auto cb) { return cloud_->get_source(note.doc_id, note.text, cb); });
+        auto o = wait_for<SourcePassage>([&](auto cb) { return cloud->get_source(note.doc_id, note.text, cb); });
         if (o.ec) throw std::runtime_error(o.message.empty() ? o.ec.message() : o.message);
         return {o.value.doc_id, o.value.title, o.value.passage, o.value.index, o.value.count};
     }
 
     UsageTotals usage() const override {
         UsageTotals t = usage_.totals();
-        t.online = cloud_ && cloud_->connectivity() != Connectivity::offline;
+        t.online = cloud_.online();
         t.backend = engines_.backend();
         t.model = engines_.model_name();
         t.model_is_chat = engines_.chat_format() != ChatFormat::Raw;
@@ -151,15 +137,21 @@ public:
         return t;
     }
 
-private:
-    static std::unique_ptr<CloudClient> make_cloud_client(const CloudConfig& cc) {
-        try {
-            return std::make_unique<CloudClient>(cc);
-        } catch (const std::invalid_argument& e) {
-            throw CloudConfigError(e.what());
-        }
+    // The new client is made first (a bad URL throws: nothing changed), becomes the current
+    // one (the next ask goes there), then the memory sync moves to it from the stored cursor.
+    // The old client goes when its last user (a running ask, the old sync) is done.
+    void set_cloud(const std::string& url, const std::string& token) override {
+        std::lock_guard<std::mutex> one_at_a_time(set_cloud_mu_);
+        std::shared_ptr<CloudClient> fresh = cloud_.make(url, token);
+        cloud_.set(url, fresh);
+        memory_.start_sync(std::move(fresh));
     }
 
+    std::string cloud_url() const override { return cloud_.url(); }
+
+    void set_document(const std::string& document_id) override { memory_.set_document(document_id); }
+
+private:
     // Stops the running generation and any background evaluation (both check within a token
     // or a chunk). Never waits.
     void interrupt() {
@@ -199,7 +191,8 @@ private:
     UsageMeter usage_;
     LocalEngines engines_;
     SuggestPlanner planner_;
-    std::unique_ptr<CloudClient> cloud_, chat_;  // declared before memory_: its sync uses cloud_
+    CloudLink cloud_;  // declared before memory_ and ask_, which use it
+    std::mutex set_cloud_mu_;
     MemoryNotes memory_;
     std::unique_ptr<BackgroundReeval> background_;
     std::unique_ptr<AskPath> ask_;

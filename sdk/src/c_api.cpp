@@ -32,6 +32,7 @@ TANDEM_SAME_EVENT(TANDEM_EVENT_MEMORY_UNAVAILABLE, MemoryUnavailable);
 TANDEM_SAME_EVENT(TANDEM_EVENT_MEMORY_REQUESTED, MemoryRequested);
 TANDEM_SAME_EVENT(TANDEM_EVENT_ERROR, Error);
 TANDEM_SAME_EVENT(TANDEM_EVENT_MEMORY_APPLIED, MemoryApplied);
+TANDEM_SAME_EVENT(TANDEM_EVENT_MEMORY_RESET, MemoryReset);
 #undef TANDEM_SAME_EVENT
 
 struct tandem_assistant {
@@ -287,6 +288,32 @@ tandem_status tandem_assistant_set_privacy_mode(tandem_assistant* a, int32_t on)
     if (!a) return TANDEM_STATUS_INVALID_ARGUMENT;
     return guarded(a, [&] {
         a->impl->set_privacy_mode(on != 0);
+        return TANDEM_STATUS_OK;
+    });
+}
+
+tandem_status tandem_assistant_set_cloud(tandem_assistant* a, const char* url, const char* token) {
+    if (!a) return TANDEM_STATUS_INVALID_ARGUMENT;
+    return guarded(a, [&] {
+        a->impl->set_cloud(url ? url : "", token ? token : "");
+        return TANDEM_STATUS_OK;
+    });
+}
+
+const char* tandem_assistant_cloud_url(tandem_assistant* a) {
+    if (!a) return "";
+    thread_local std::string copy;
+    try {
+        return thread_copy(copy, a->impl->cloud_url());
+    } catch (...) {  // out of memory for the copy
+        return "";
+    }
+}
+
+tandem_status tandem_assistant_set_document(tandem_assistant* a, const char* document_id) {
+    if (!a) return TANDEM_STATUS_INVALID_ARGUMENT;
+    return guarded(a, [&] {
+        a->impl->set_document(document_id ? document_id : "");
         return TANDEM_STATUS_OK;
     });
 }

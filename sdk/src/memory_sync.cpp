@@ -21,6 +21,7 @@ MemoryChange memory_change_from(const FeedItem& it) {
 
 MemorySync::MemorySync(CloudClient& client, MemoryStore& store, Hooks hooks, Options options)
     : client_(client), store_(store), hooks_(std::move(hooks)), opt_(options) {
+    paused_ = opt_.start_paused;
     if (opt_.background) thread_ = std::thread([this] { loop(); });
 }
 

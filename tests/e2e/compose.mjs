@@ -6,8 +6,9 @@
 // demo client model), opens the page and: checks that the draft is the page (diagnostics
 // closed), types text and waits for a ghost suggestion, accepts it with Tab, asks a question,
 // reads which model answered and inserts the answer into the draft, stops the cloud and waits
-// for "offline", types on, starts the cloud again on the same port and waits for "online" and
-// for memory notes to arrive, opens a note's source passage, and opens the diagnostics.
+// for "offline", types on, starts the cloud again on another port, points the page at it
+// through the cloud URL in the top bar and waits for "online" and for memory notes to arrive,
+// opens a note's source passage, and opens the diagnostics.
 // Screenshots go to --out. Exit 0: passed; 1: a step failed (the message names it).
 //
 // Chromium is driven through the DevTools protocol over a pipe (--remote-debugging-pipe: JSON
@@ -215,6 +216,8 @@ try {
   await page.waitFor("the editor", "document.readyState === 'complete' && !!document.getElementById('editor')", 20_000);
   await page.waitFor("the online indicator", "document.getElementById('online').textContent === 'online'", 30_000);
   log("page loaded, online");
+  const shownUrl = await page.eval("document.getElementById('cloud').textContent");
+  if (shownUrl !== cloudUrl) fail(`the top bar shows the cloud URL ${JSON.stringify(shownUrl)}, not ${cloudUrl}`);
 
   // 0. The draft is the page: the editor takes most of the width, the diagnostics (router knob,
   // usage, events) are closed, and the Ask box says what the demo models can do.
@@ -287,10 +290,25 @@ try {
   await page.screenshot("04-offline");
   log("offline, suggestions still work");
 
-  // 5. Start the cloud again (same port): online, and memory notes arrive.
-  cloud = await startProcess("tandem-cloud", args.cloud, cloudArgs(cloudPort), /listening on/, 60_000);
-  log("cloud restarted");
-  await page.waitFor("the online indicator after restart", "document.getElementById('online').textContent === 'online'", 45_000);
+  // 5. The cloud comes back on another port (its database kept): the writer clicks the cloud
+  // URL in the top bar and types the new one; a malformed URL is refused and says why.
+  cloud = await startProcess("tandem-cloud", args.cloud, cloudArgs(0), /listening on (http:\/\/[\d.]+:(\d+))/, 60_000);
+  const movedUrl = cloud.match[1];
+  if (+cloud.match[2] === cloudPort) fail("the restarted cloud got the same port");
+  log("cloud restarted at", movedUrl);
+  await page.eval("document.getElementById('cloud').click()");
+  await page.eval(`document.getElementById('cloud-input').value = 'ftp://nowhere';
+                   document.getElementById('cloud-form').requestSubmit()`);
+  const refused = await page.waitFor("the refusal of a malformed URL",
+    "!document.getElementById('cloud-error').hidden && document.getElementById('cloud-error').textContent", 10_000);
+  if (!/http:\/\/ or https:\/\//.test(refused)) fail(`a malformed cloud URL was refused with ${JSON.stringify(refused)}`);
+  await page.eval(`document.getElementById('cloud-input').value = ${JSON.stringify(movedUrl)};
+                   document.getElementById('cloud-form').requestSubmit()`);
+  await page.waitFor("the new cloud URL in the top bar",
+    `document.getElementById('cloud').textContent === ${JSON.stringify(movedUrl)} && !document.getElementById('cloud').hidden &&
+     document.getElementById('cloud-error').hidden`, 10_000);
+  await page.waitFor("the online indicator after the move", "document.getElementById('online').textContent === 'online'", 45_000);
+  await page.screenshot("04b-moved");
   await page.waitFor(`new memory notes (more than the ${notesBefore} stored while offline)`,
     `+document.getElementById('usage-notes-stored').textContent > ${notesBefore} &&
      document.querySelector('#notes li .src-open') !== null`, 60_000);

@@ -17,7 +17,9 @@ class ThreadPool;
 
 struct ContextParams {
     int64_t n_ctx = 0;       // KV capacity in tokens; 0: min(n_ctx_train, 4096)
-    int64_t n_batch = 256;   // tokens per forward pass during prefill (longer inputs are split)
+    // Tokens per forward pass during prefill (longer inputs are split); 0: the backend's choice,
+    // 256 on the CPU and 512 on the GPU (where every pass dequantizes each weight matrix again).
+    int64_t n_batch = 0;
     int n_threads = 0;       // 0: all hardware threads
     GgmlType kv_type = GgmlType::F16;  // F16 or F32 (ignored when turbo_kv)
     // TurboAttention KV cache (INT8 recent buffer, INT4/INT2 blocks, SAS softmax; the CPU twin

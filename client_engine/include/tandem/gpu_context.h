@@ -17,7 +17,8 @@
 // add fused in, RoPE fused with the KV store, FP16 split-KV attention on tensor cores
 // (head_dim 64/128; kernels/cuda/fp16_decode.cu) or a plain kernel, argmax on the device; the
 // whole step is a CUDA graph replayed each token.
-// Prefill: weights dequantized to F32 tiles + cuBLAS SGEMM; attention by the same FP16 kernel,
+// Prefill: weights dequantized to tiles + cuBLAS GEMM (BF16 tensor cores for quantized weights,
+// FP32 SGEMM for F32/F16 ones: GpuParams::prefill_gemm); attention by the same FP16 kernel,
 // the chunk's tokens as a causal batch (the plain kernel for other head sizes).
 // Turbo: RoPE fused with the INT8 store, a full recent buffer compressed on the device, decode
 // by turbo_decode_cuda (the graph reads the lengths from device memory: never re-captured);
@@ -57,6 +58,11 @@ uint64_t gpu_context_bytes_needed(const Model& m, const ContextParams& p);
 struct GpuParams {
     bool use_graph = true;          // replay decode steps from a captured CUDA graph
     bool fp16_decode_kernel = true;  // tensor-core split-KV FP16 attention (decode and prefill) when head_dim is 64/128
+    // Prefill GEMMs of quantized weights: weights dequantized and activations rounded to BF16
+    // (8 significant bits) on tensor cores, or FP32 inputs rounded to TF32 (11 bits) on tensor
+    // cores, or FP32 SGEMM; every mode sums in FP32. F32 and F16 weights always use FP32 SGEMM.
+    enum class PrefillGemm { bf16, tf32, fp32 };
+    PrefillGemm prefill_gemm = PrefillGemm::bf16;
 };
 
 class GpuContext : public ComputeContext {

@@ -48,6 +48,9 @@ namespace {
 
 constexpr uint64_t kReserveBytes = 96ull << 20;   // cuBLAS workspace, graph, CUDA context growth
 constexpr int64_t kDequantScratchFloats = 8 << 20;  // 32 MiB of F32 tiles for prefill GEMMs
+// ContextParams::n_batch 0: each prefill pass dequantizes every weight matrix again, so fewer,
+// larger passes (1.2k tokens on the H100, 1B shape: bench/results/keystroke.md).
+constexpr int64_t kGpuBatch = 512;
 
 uint64_t mib(uint64_t b) { return (b + (1 << 20) - 1) >> 20; }
 size_t r256(size_t b) { return (b + 255) & ~size_t(255); }
@@ -81,6 +84,7 @@ uint64_t weights_bytes(const Model& m) {
 
 struct Sizes {
     int64_t n_ctx, n_batch, d, kvd, qkv, ff, nv, deq;
+    int64_t xb;  // BF16 activations of one prefill GEMM: n_batch x the widest matrix's columns
     uint64_t kv_bytes, scratch_bytes;
     // Turbo KV cache (turbo_kv): per layer one sequence's records and recent buffer, then the
     // fan-out copies (kTurboFan sequences) and the decode workspace, all inside kv_bytes.
@@ -139,7 +143,7 @@ Sizes sizes(const Model& m, const ContextParams& p) {
     const ModelConfig& c = m.config();
     Sizes s{};
     s.n_ctx = p.n_ctx > 0 ? p.n_ctx : std::min<int64_t>(c.n_ctx_train, 4096);
-    s.n_batch = std::max<int64_t>(1, std::min(p.n_batch, s.n_ctx));
+    s.n_batch = std::max<int64_t>(1, std::min(p.n_batch > 0 ? p.n_batch : kGpuBatch, s.n_ctx));
     s.d = c.n_embd, s.kvd = m.kv_dim(), s.qkv = s.d + 2 * s.kvd, s.ff = c.n_ff, s.nv = c.n_vocab;
     int64_t max_elems = 0, max_cols = 0;
     auto see = [&](const WeightView& w) { max_elems = std::max(max_elems, w.rows * w.cols), max_cols = std::max(max_cols, w.cols); };
@@ -147,6 +151,7 @@ Sizes sizes(const Model& m, const ContextParams& p) {
     for (const auto& L : m.layers)
         for (auto* w : layer_matrices(L)) see(*w);
     s.deq = std::max(max_cols, std::min<int64_t>(max_elems, kDequantScratchFloats));
+    s.xb = s.n_batch * max_cols;
     s.kv_bytes = 2ull * (uint64_t)c.n_layer * (uint64_t)s.n_ctx * (uint64_t)s.kvd * 2;
     if (p.turbo_kv) {
         s.turbo = true;
@@ -166,8 +171,8 @@ Sizes sizes(const Model& m, const ContextParams& p) {
         s.kv_bytes += kTurboFan * s.recent_bytes + r256(kTurboFan * 4) + r256(s.ws_floats * 4);
     }
     const int64_t acts = s.turbo ? 4 : 3;  // x, xn, attn (+ Turbo's packed queries)
-    const int64_t floats = s.n_batch * (acts * s.d + s.qkv + 2 * s.ff + s.nv) + s.deq + 2 * s.d;
-    s.scratch_bytes = (uint64_t)(floats + 16 * 64) * 4 + 4096;
+    const int64_t floats = s.n_batch * (acts * s.d + s.qkv + 2 * s.ff + s.nv) + s.deq + (s.xb + 1) / 2 + 2 * s.d;
+    s.scratch_bytes = (uint64_t)(floats + 17 * 64) * 4 + 4096;
     const int hd = (int)m.head_dim();
     if (!s.turbo && (hd == 64 || hd == 128) && c.n_head / c.n_head_kv <= 8) {
         s.attn_ws_floats = fp16_ws_floats((int)c.n_head, (int)c.n_head_kv, hd, (int)s.n_ctx, s.n_batch);
@@ -237,7 +242,8 @@ struct GpuContext::Impl {
     float* inv_freq = nullptr;      // (n_rot / 2)
     float *x = nullptr, *xn = nullptr, *qkv = nullptr, *attn = nullptr, *gate = nullptr, *up = nullptr;
     float* logits = nullptr;        // (n_batch, n_vocab)
-    float* deq = nullptr;           // (sz.deq) F32 tiles
+    float* deq = nullptr;           // (sz.deq) F32 tiles, or twice as many BF16 values
+    __nv_bfloat16* xb = nullptr;    // (n_batch, max_cols) a prefill GEMM's activations in BF16
     float* attn_ws = nullptr;       // fp16_decode workspace
     int* d_io = nullptr;            // [pos0, seq_len]
     int32_t* d_tok = nullptr;       // (n_batch)
@@ -345,12 +351,36 @@ void GpuContext::Impl::gemm(const GpuMatrix& w, const float* X, int64_t n, float
                                &beta, Y, (int)ldy));
         return;
     }
+    // Quantized weights on tensor cores: BF16 inputs (relative error <= 2^-9 each) or TF32 ones
+    // (2^-11), FP32 sums; the CPU reference's own 8-bit activations are off by up to 1/254 of
+    // their block's maximum. F16 weights keep FP32 SGEMM, so that float models match the CPU
+    // as closely as before.
+    const GpuParams::PrefillGemm mode = w.type == GgmlType::F16 ? GpuParams::PrefillGemm::fp32 : gp.prefill_gemm;
+    if (mode == GpuParams::PrefillGemm::bf16) {
+        to_bf16_cuda(X, xb, n * K, stream);
+        __nv_bfloat16* wb = (__nv_bfloat16*)deq;  // sz.deq floats hold twice as many BF16 values
+        const int64_t chunk = std::max<int64_t>(1, 2 * sz.deq / w.cols);
+        for (int64_t r0 = 0; r0 < w.rows; r0 += chunk) {
+            const int64_t rc = std::min(chunk, w.rows - r0);
+            dequant_rows_bf16_cuda(w, r0, rc, wb, stream);
+            BLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rc, (int)n, K, &one, wb, CUDA_R_16BF, K, xb,
+                                    CUDA_R_16BF, K, &beta, Y + r0, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F,
+                                    CUBLAS_GEMM_DEFAULT));
+        }
+        return;
+    }
+    const bool tf32 = mode == GpuParams::PrefillGemm::tf32;
     const int64_t chunk = std::max<int64_t>(1, sz.deq / w.cols);
     for (int64_t r0 = 0; r0 < w.rows; r0 += chunk) {
         const int64_t rc = std::min(chunk, w.rows - r0);
         dequant_rows_cuda(w, r0, rc, deq, stream);
-        BLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rc, (int)n, K, &one, deq, K, X, K, &beta, Y + r0,
-                               (int)ldy));
+        if (tf32)
+            BLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rc, (int)n, K, &one, deq, CUDA_R_32F, K, X,
+                                    CUDA_R_32F, K, &beta, Y + r0, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F_FAST_TF32,
+                                    CUBLAS_GEMM_DEFAULT));
+        else
+            BLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rc, (int)n, K, &one, deq, K, X, K, &beta,
+                                   Y + r0, (int)ldy));
     }
 }
 
@@ -645,6 +675,7 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
     I.x = take(nb * I.sz.d), I.xn = take(nb * I.sz.d), I.attn = take(nb * I.sz.d);
     I.qkv = take(nb * I.sz.qkv), I.gate = take(nb * I.sz.ff), I.up = take(nb * I.sz.ff);
     I.logits = take(nb * I.sz.nv), I.deq = take(I.sz.deq);
+    I.xb = (__nv_bfloat16*)take((I.sz.xb + 1) / 2);
     if (I.sz.turbo) I.qc = take(nb * I.sz.d);
     GPU_CHECK(cudaMalloc(&I.d_io, 64 + (size_t)nb * 4));
     I.d_argmax = (int32_t*)(I.d_io + 4);

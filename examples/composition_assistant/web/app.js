@@ -59,6 +59,18 @@ async function stream(path, body, signal, onEvent) {
   }
 }
 
+// This page's document: a stable id kept in the browser and sent with every suggestion, so
+// that memory requests carry it and the notes made for it come first.
+const DOCUMENT_ID = (() => {
+  const key = "tandem-document-id";
+  let id = localStorage.getItem(key);
+  if (!id) {
+    id = "doc-" + Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join("");
+    localStorage.setItem(key, id);
+  }
+  return id;
+})();
+
 const utf8Length = (s) => new TextEncoder().encode(s).length;
 const fmt = (x, digits) => (typeof x === "number" ? x.toFixed(digits) : "-");
 const el = (tag, className, text) => {
@@ -235,7 +247,7 @@ async function requestSuggestion() {
   document.body.dataset.suggest = "streaming";
   const current = () => ghost.ctrl === ctrl && editor.value === text && editor.selectionStart === pos;
   try {
-    await stream("/api/suggest", { document: text, cursor: utf8Length(text.slice(0, pos)) }, ctrl.signal,
+    await stream("/api/suggest", { document: text, cursor: utf8Length(text.slice(0, pos)), document_id: DOCUMENT_ID }, ctrl.signal,
       (name, data) => {
         if (!current()) return;
         if (name === "piece") {
@@ -439,7 +451,7 @@ function fillUsage(u) {
 const EVENT_LABELS = {
   model_loaded: "Model loaded", gpu_not_used: "GPU not used", online: "Cloud online", offline: "Cloud offline",
   memory_updated: "Notes arrived", memory_unavailable: "Notes unavailable", memory_requested: "Notes requested",
-  error: "Error", memory_applied: "Notes ready",
+  error: "Error", memory_applied: "Notes ready", memory_reset: "Notes replaced",
 };
 
 function addEvent(e) {
@@ -452,7 +464,7 @@ function addEvent(e) {
   while ($("events").children.length > 50) $("events").lastChild.remove();
   if (kind === "online") setOnline(true);
   if (kind === "offline") setOnline(false);
-  if (kind === "memory_updated") refreshState();
+  if (kind === "memory_updated" || kind === "memory_reset") refreshState();
 }
 
 // ---- state: online, model, usage, notes, knob ----------------------------------------
@@ -463,10 +475,46 @@ function setOnline(on) {
   b.className = "badge " + (on ? "online" : "offline");
 }
 
+// ---- the cloud's URL: shown in the top bar; click it to connect to a cloud that moved ----
+
+function setCloud(url) {
+  $("cloud").textContent = url || "no cloud";
+  $("cloud").dataset.url = url || "";
+}
+
+function closeCloudForm() {
+  $("cloud-form").hidden = true;
+  $("cloud-error").hidden = true;
+  $("cloud").hidden = false;
+}
+
+$("cloud").addEventListener("click", () => {
+  $("cloud-input").value = $("cloud").dataset.url || "";
+  $("cloud").hidden = true;
+  $("cloud-error").hidden = true;
+  $("cloud-form").hidden = false;
+  $("cloud-input").focus();
+  $("cloud-input").select();
+});
+$("cloud-input").addEventListener("keydown", (e) => { if (e.key === "Escape") closeCloudForm(); });
+$("cloud-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  try {
+    const r = await api("/api/cloud", { url: $("cloud-input").value.trim() });
+    setCloud(r.cloud_url);
+    closeCloudForm();
+  } catch (err) {  // a malformed URL: the form stays open with the reason beside it
+    $("cloud-error").textContent = err.message;
+    $("cloud-error").title = err.message;
+    $("cloud-error").hidden = false;
+  }
+});
+
 async function refreshState() {
   try {
     const s = await api("/api/state");
     setOnline(s.online);
+    setCloud(s.cloud_url);
     const u = s.usage;
     $("model-info").textContent = `${u.model || "?"} on the ${s.backend || "?"}` +
       (u.model_is_chat ? ", with a chat template" : ", a text-continuation model (no chat template)") +

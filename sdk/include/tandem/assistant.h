@@ -14,7 +14,14 @@
 // Events (on_event) report: the model loaded and on which backend, the GPU not used and why,
 // online/offline, memory updated, memory unavailable (bad database: generation goes on without
 // memory), errors, memory applied (new notes evaluated in the background: the next suggestion
-// uses them). They run on an internal thread or the caller's; keep them short.
+// uses them), memory reset (the cloud's feed is from another epoch, a reset or restored cloud:
+// the local notes were dropped and the feed is read from its start). They run on an internal
+// thread or the caller's; keep them short.
+//
+// A cloud that moves: set_cloud(url, token) points the memory sync and cloud asks at another
+// URL at run time (the cloud came back on another port or host); the stored feed cursor
+// carries over. set_document(id): the app's stable id of the open document; memory requests
+// carry it and retrieval prefers the notes made for it.
 //
 // The second inference context (AssistantConfig::background_reeval): new memory notes change
 // the prompt's head, so the window must be evaluated again. A second context (same weights:
@@ -30,9 +37,12 @@
 // background_reeval = false (ask() then shares the suggestions' context, and the keystroke
 // after an ask evaluates its whole prompt again). docs/architecture.md maps the parts.
 //
-// Thread safety: every method may be called from any thread. suggest() calls are serialized
-// (a new one cancels the running one first); ask() runs its local work under the same lock,
-// on the second context when there is one.
+// Thread safety: every method may be called from any thread (not while the Assistant is being
+// destroyed). suggest() calls are serialized (a new one cancels the running one first); ask()
+// runs its local work under the same lock, on the second context when there is one.
+// set_cloud() calls are serialized among themselves and never wait for a suggestion or an ask;
+// they wait for the old memory sync's thread to end (at once: its in-flight call is cancelled),
+// so set_cloud() must not be called from an event callback (on_event), which may run there.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -93,7 +103,10 @@ public:
     using std::invalid_argument::invalid_argument;
 };
 
-enum class EventKind { ModelLoaded, GpuNotUsed, Online, Offline, MemoryUpdated, MemoryUnavailable, MemoryRequested, Error, MemoryApplied };
+enum class EventKind {
+    ModelLoaded, GpuNotUsed, Online, Offline, MemoryUpdated, MemoryUnavailable, MemoryRequested, Error, MemoryApplied,
+    MemoryReset,  // the cloud's feed started over (another epoch): the local notes were replaced
+};
 const char* event_kind_name(EventKind k);
 
 struct AssistantEvent {
@@ -194,6 +207,22 @@ public:
     // no cloud configured, privacy mode, the cloud unreachable, or no such source there.
     virtual NoteSource note_source(const MemoryNote& note) = 0;
     virtual UsageTotals usage() const = 0;
+
+    // Points the memory sync and cloud asks at `url` with bearer `token` from now on ("" = no
+    // cloud); AssistantConfig::cloud_chat_url, when set, stays the chat endpoint. The sync's
+    // in-flight call is cancelled and it goes on against the new URL from the stored cursor:
+    // the same cloud moved goes on where it was; another cloud's feed (another epoch) starts
+    // over, with a MemoryReset event, and its notes replace the old. An ask() already talking
+    // to the old cloud finishes there. In privacy mode nothing is sent until it ends. Throws
+    // CloudConfigError (a std::invalid_argument) for a malformed URL or token; nothing
+    // changes then.
+    virtual void set_cloud(const std::string& url, const std::string& token) = 0;
+    virtual std::string cloud_url() const = 0;  // the URL in use; "" when there is no cloud
+    // The app's stable id of the document being edited (e.g. a UUID stored with the file;
+    // "" = none): memory requests carry it (the cloud can forget a document's notes by it) and
+    // the suggestions' notes and memory_notes() prefer the notes made for it. Throws
+    // std::invalid_argument when it is over 256 bytes or has control characters.
+    virtual void set_document(const std::string& document_id) = 0;
 };
 
 }  // namespace tandem

@@ -4,7 +4,7 @@
 //
 // Two ways to drive it:
 //   background (the Assistant): a thread loops over passes. It sleeps while paused (privacy
-//     mode) or there is no work; wake() (a new request) interrupts a long poll at once.
+//     mode; Options::start_paused pauses it before its first pass) or there is no work; wake() (a new request) interrupts a long poll at once.
 //     Failures back off exponentially (1 s .. 30 s).
 //   run_once() on the caller's thread (`tandem sync`, tests), with Options::background false.
 // A retryable failure leaves a request due again later (2 s doubling, at most 60 s); a 4xx
@@ -46,6 +46,7 @@ public:
         int max_items = 8;       // notes asked for per memory request
         int page_size = 50;      // feed items per call
         bool background = true;  // start the sync thread
+        bool start_paused = false;  // as set_paused(true) before the thread's first pass
     };
     // What one pass did.
     struct PassStats {

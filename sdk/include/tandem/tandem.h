@@ -70,6 +70,8 @@ typedef enum tandem_event_kind {
     TANDEM_EVENT_MEMORY_REQUESTED = 6,
     TANDEM_EVENT_ERROR = 7,
     TANDEM_EVENT_MEMORY_APPLIED = 8,  /* new notes evaluated in the background; the next suggestion uses them */
+    TANDEM_EVENT_MEMORY_RESET = 9,    /* the cloud's feed is from another epoch (a reset or restored
+                                         cloud): the local notes were replaced by the feed from its start */
 } tandem_event_kind;
 
 /* Receives streamed text (not NUL-terminated: `len` bytes, whole UTF-8 sequences).
@@ -140,6 +142,20 @@ TANDEM_API const char* tandem_assistant_last_reason(tandem_assistant* a);
 /* METHOD. The quality/cost knob in [0, 1]. */
 TANDEM_API tandem_status tandem_assistant_set_router_threshold(tandem_assistant* a, double threshold);
 TANDEM_API tandem_status tandem_assistant_set_privacy_mode(tandem_assistant* a, int32_t on);
+
+/* METHOD. Points the memory sync and cloud asks at another cloud at run time (one that moved,
+ * or came back on another port), with bearer `cloud_token` (NULL: none). NULL or "" cloud_url:
+ * no cloud from now on. Sync goes on from the stored cursor (another cloud's feed starts over:
+ * TANDEM_EVENT_MEMORY_RESET). TANDEM_STATUS_CLOUD_ERROR for a malformed URL or token (nothing
+ * changes then; tandem_errmsg says why). Any thread, but not from the event callback. */
+TANDEM_API tandem_status tandem_assistant_set_cloud(tandem_assistant* a, const char* cloud_url, const char* cloud_token);
+/* The cloud URL in use ("" for none or a NULL handle): a copy made for the calling thread,
+ * valid until this thread's next call of this function. */
+TANDEM_API const char* tandem_assistant_cloud_url(tandem_assistant* a);
+/* METHOD. The app's stable id of the document being edited (NULL or "": none): memory requests
+ * carry it and retrieval prefers the notes made for it. TANDEM_STATUS_INVALID_ARGUMENT when it
+ * is over 256 bytes or has control characters. Any thread. */
+TANDEM_API tandem_status tandem_assistant_set_document(tandem_assistant* a, const char* document_id);
 
 /* Writes a JSON object with the usage totals into buf (at most buf_size bytes, NUL-terminated).
  * Returns the length of the JSON text, or the negative of the size needed when buf is too small

@@ -1,4 +1,4 @@
-// Prefill attention on the CPU (attend_causal, attention_cpu.h): the kernel of
+// Prefill attention on the CPU (attend_causal, tandem/cpu_attention.h): the kernel of
 // attention_causal.h on zmm (AVX-512) or ymm (AVX2) registers, chosen at run time, and the
 // per-row attend() loop elsewhere.
 #include <immintrin.h>
@@ -14,7 +14,7 @@
 #include <cmath>
 #include <vector>
 
-#include "attention_cpu.h"
+#include "tandem/cpu_attention.h"
 #include "tandem/cpu_matmul.h"
 #include "vec_exp.h"
 
@@ -63,7 +63,7 @@ struct W {
     }
     TGT static F exp_neg(F x) { return cpu_ops::exp_neg(x); }
 };
-#include "attention_causal.h"
+#include "cpu_attention_causal.h"
 #undef TGT
 }  // namespace avx2
 
@@ -107,7 +107,7 @@ struct W {
     TGT static float reduce_add(F v) { return _mm512_reduce_add_ps(v); }
     TGT static F exp_neg(F x) { return cpu_ops::exp_neg(x); }
 };
-#include "attention_causal.h"
+#include "cpu_attention_causal.h"
 #undef TGT
 }  // namespace avx512
 

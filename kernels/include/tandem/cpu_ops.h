@@ -1,4 +1,4 @@
-// Element-wise ops of the CPU forward pass (internal header).
+// Element-wise ops of the engine's CPU forward pass.
 #pragma once
 #include <cstdint>
 

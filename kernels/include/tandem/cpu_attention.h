@@ -1,4 +1,5 @@
-// CPU attention for one query row over a KV cache held in F16 or F32 (internal header).
+// CPU attention for one query row over a KV cache held in F16 or F32, and the causal prefill
+// over key blocks; used by the engine's CPU forward pass.
 #pragma once
 #include <cstdint>
 

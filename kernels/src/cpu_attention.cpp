@@ -1,6 +1,6 @@
 // CPU attention over the F16/F32 KV cache: an AVX2/F16C path chosen at run time, a portable
 // path, and a double-precision reference twin.
-#include "attention_cpu.h"
+#include "tandem/cpu_attention.h"
 
 #include "tandem/cpu_matmul.h"
 

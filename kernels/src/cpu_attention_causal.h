@@ -1,5 +1,5 @@
 // Internal to attention_causal_cpu.cpp: the prefill attention kernel (attend_causal in
-// attention_cpu.h), written once over a vector type W of kLanes floats. The including file
+// tandem/cpu_attention.h), written once over a vector type W of kLanes floats. The including file
 // defines TGT (its target attribute) and W first, and includes this inside its own namespace,
 // once per vector width.
 //

@@ -1,5 +1,5 @@
-// Element-wise ops of the CPU forward pass (ops_cpu.h).
-#include "ops_cpu.h"
+// Element-wise ops of the CPU forward pass (tandem/cpu_ops.h).
+#include "tandem/cpu_ops.h"
 
 // GCC 12 warns "__Y may be used uninitialized" inside avx512fintrin.h for intrinsics compiled
 // under a target attribute (its _mm512_undefined_* placeholders): a false positive.
