@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
-# Same-run CPU comparison (issue 19, bench/results/engine-cpu.md and cpu-matmul.md): this tree
-# ("new") against the tree at BASE ("old", built in OUT/base) and llama.cpp's llama-bench on
-# the same GGUF files, THREADS threads, prompt 512 tokens (pp512) and decode 128 (tg128):
-# the 125M synthetic Llama (write-bench-models) in Q4_K, Q4_0, Q8_0 and F16, and the demo pair
-# (../shared/models). Each model runs ROUNDS rounds, each round new, old and llama.cpp in turn;
-# the table keeps each one's best round (tandem bench: median of 3 runs; llama-bench: mean of
-# 3 repetitions). Each round also runs engine-cpu-time (one thread timed by its CPU time:
-# robust to other processes) built against both trees, and llama-bench with one thread whose
-# CPU time per pp512 / tg128 is the difference of its total CPU time (rusage) with 4 and with 1
-# repetitions. Then bench-cpu-matmul new and old, each with its peak loops, and new with
-# --cpu-time.
+# Same-run CPU comparison (issue 19, bench/results/cpu-prompt.md): this tree ("new") against
+# the tree at BASE ("base", built in OUT/base) and llama.cpp's llama-bench on the same GGUF
+# files, prompt 512 tokens (pp512) and decode 128 (tg128): the 125M synthetic Llama
+# (write-bench-models) in Q4_K, Q4_0, Q8_0 and F16, and the demo pair (../shared/models).
+# Each model runs ROUNDS rounds, each round new, base and llama.cpp in turn; the tables keep
+# each one's best round.
+#
+# The main table: ONE thread timed by its CPU time (robust to other processes on the machine):
+# engine-cpu-time built against both trees (best of 3 runs) on each kernel path of PATHS that
+# the tree and the CPU have (--kernels; the base is compared on the same path, or on its
+# automatic choice where it has no such path), `tandem bench --cpu-time --kernels PATH` for the
+# prompt's weight-matmul GOP/s against the int8 (fp32 for F16) peak measured in that same run,
+# and llama-bench with one thread whose CPU time per pp512 / tg128 is the difference of its
+# total CPU time (rusage) with 4 and with 1 repetitions.
+# The second table: THREADS threads by the wall clock (tandem bench: median of 3 runs;
+# llama-bench: mean of 3 repetitions), each tree on its automatic path: only meaningful on an
+# otherwise idle machine. Then bench-cpu-matmul new and base with THREADS threads, and new with
+# --cpu-time on PATHS (each with its peak loops).
 #
 # usage (repo root): bench/cpu-compare.sh OUT [BASE]   (BASE default: git merge-base HEAD main)
 # Both trees are built CPU-only in OUT (new-build/, base/build/); ccache makes that quick.
-# env: ROUNDS (3), THREADS (2), SHARED (../shared),
+# env: ROUNDS (3), THREADS (2), SHARED (../shared), PATHS ("avx2 avx-vnni avx512-vnni amx"),
 #      LLAMA_BENCH (/work/peers/llama.cpp/build/bin/llama-bench; the llama.cpp columns are
 #      left out, with a note, when it is not there)
 set -uo pipefail
@@ -21,12 +28,80 @@ out=${1:?usage: bench/cpu-compare.sh OUT [BASE]}
 base=${2:-$(git merge-base HEAD main)}
 rounds=${ROUNDS:-3}
 threads=${THREADS:-2}
+read -r -a paths <<< "${PATHS:-avx2 avx-vnni avx512-vnni amx}"
 shared=$(realpath "${SHARED:-../shared}")
 llama=${LLAMA_BENCH:-/work/peers/llama.cpp/build/bin/llama-bench}
 mkdir -p "$out/models" "$out/runs"
 out=$(realpath "$out")
 build=$out/new-build
 targets=(tandem bench-cpu-matmul)
+
+# ---- the tables (TABLE_ONLY=1: only these, from an earlier run's OUT/runs) -------------------
+print_tables() {
+python3 - "$out" "$rounds" "$threads" "${paths[@]}" <<'PY'
+import glob, json, os, sys
+out, rounds, threads, paths = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+def load(path):
+    try:
+        return json.load(open(path))
+    except Exception:
+        return None
+def runs(n, who):
+    return [j for j in (load("%s/runs/%s.%s.%d.json" % (out, n, who, r)) for r in range(1, rounds + 1)) if j]
+def best(js, key):
+    return max(j[key] for j in js) if js else None
+def f(v):
+    return "%.1f" % v if v else "-"
+def ratio(a, b):
+    return "%.2fx" % (a / b) if a and b else "-"
+names = sorted({os.path.basename(p).split(".")[0] for p in glob.glob(out + "/runs/*.json")},
+               key=lambda n: (not n.startswith("synthetic"), n))
+
+print("One thread, CPU time (engine-cpu-time, best of 3 runs; llama-bench by rusage; % of peak: tandem bench")
+print("--cpu-time, the prompt's weight matmuls against the int8 (F16: fp32 fma) peak measured in that run), best round:")
+print()
+print("| model | path | prompt tok/s | % of peak | base | new/base | llama.cpp | new/llama | decode tok/s | base | new/base | llama.cpp | new/llama |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+for n in names:
+    ll = runs(n, "llama-cpu")
+    ll_pp, ll_tg = best(ll, "prompt_tokens_per_s"), best(ll, "decode_tokens_per_s")
+    auto = runs(n, "old-cpu.auto")
+    for p in paths:
+        new = runs(n, "new-cpu." + p)
+        if not new:
+            continue
+        old, mark = runs(n, "old-cpu." + p), ""
+        if not old:
+            old, mark = auto, " (auto: %s)" % (auto[0].get("kernel_path", "?") if auto else "-")
+        bench = runs(n, "new-bench." + p)
+        peak = "-"
+        if bench:
+            top = max(bench, key=lambda j: j["prompt_tokens_per_s"])
+            if top.get("peak_gops"):
+                peak = "%.0f%% of %.0f" % (100 * top["prompt_matmul_gops"] / top["peak_gops"], top["peak_gops"])
+        pp, tg = best(new, "prompt_tokens_per_s"), best(new, "decode_tokens_per_s")
+        opp, otg = best(old, "prompt_tokens_per_s"), best(old, "decode_tokens_per_s")
+        print("| %s | %s | %s | %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            n, p, f(pp), peak, f(opp), mark, ratio(pp, opp), f(ll_pp), ratio(pp, ll_pp),
+            f(tg), f(otg), ratio(tg, otg), f(ll_tg), ratio(tg, ll_tg)))
+print()
+print("%s threads, wall clock, each tree on its automatic path (tandem bench: median of 3 runs; llama-bench:" % threads)
+print("mean of 3 repetitions), best round:")
+print()
+print("| model | prompt tok/s new | base | new/base | llama.cpp | new/llama | decode tok/s new | base | new/base | llama.cpp | new/llama |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for n in names:
+    new, old = runs(n, "new"), runs(n, "old")
+    ll = runs(n, "llama")
+    ll_pp = max((t["avg_ts"] for j in ll for t in j if t["n_prompt"] > 0), default=None)
+    ll_tg = max((t["avg_ts"] for j in ll for t in j if t["n_gen"] > 0), default=None)
+    pp, tg = best(new, "prompt_tokens_per_s"), best(new, "decode_tokens_per_s")
+    opp, otg = best(old, "prompt_tokens_per_s"), best(old, "decode_tokens_per_s")
+    print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        n, f(pp), f(opp), ratio(pp, opp), f(ll_pp), ratio(pp, ll_pp), f(tg), f(otg), ratio(tg, otg), f(ll_tg), ratio(tg, ll_tg)))
+PY
+}
+if [[ -n ${TABLE_ONLY:-} ]]; then print_tables; exit; fi
 
 # ---- builds: this tree, and BASE in its own directory --------------------------------------
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTANDEM_CUDA=OFF > "$out/build-new.log" 2>&1 &&
@@ -73,74 +148,26 @@ PY
 }
 
 # ---- rounds ---------------------------------------------------------------------------------
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq 1 "$rounds"); do
     for m in "${models[@]}"; do
         name=$(basename "$m" .gguf)
+        for p in "${paths[@]}"; do
+            "$build/bench/engine-cpu-time" "$m" --kernels "$p" > "$out/runs/$name.new-cpu.$p.$r.json" 2> /dev/null
+            "$new_bin" bench -m "$m" --cpu-time --kernels "$p" --runs 3 --json > "$out/runs/$name.new-bench.$p.$r.json" 2> /dev/null
+            "$out/base/engine-cpu-time" "$m" --kernels "$p" > "$out/runs/$name.old-cpu.$p.$r.json" 2> /dev/null
+        done
+        "$out/base/engine-cpu-time" "$m" > "$out/runs/$name.old-cpu.auto.$r.json" 2> /dev/null
+        [[ -x $llama ]] && llama_cpu_time "$m" > "$out/runs/$name.llama-cpu.$r.json" 2> /dev/null
         "$new_bin" bench -m "$m" --threads "$threads" --runs 3 --json > "$out/runs/$name.new.$r.json" 2> /dev/null
         "$old_bin" bench -m "$m" --threads "$threads" --runs 3 --json > "$out/runs/$name.old.$r.json" 2> /dev/null
         [[ -x $llama ]] && "$llama" -m "$m" -t "$threads" -p 512 -n 128 -r 3 -o json > "$out/runs/$name.llama.$r.json" 2> /dev/null
-        "$build/bench/engine-cpu-time" "$m" > "$out/runs/$name.new-cpu.$r.json" 2> /dev/null
-        "$out/base/engine-cpu-time" "$m" > "$out/runs/$name.old-cpu.$r.json" 2> /dev/null
-        [[ -x $llama ]] && llama_cpu_time "$m" > "$out/runs/$name.llama-cpu.$r.json" 2> /dev/null
-        echo "round $r: $name done"
+        echo "round $r: $name done (load average $(cut -d' ' -f1-3 /proc/loadavg))"
     done
 done
 "$build/bench/bench-cpu-matmul" --threads "$threads" > "$out/cpu-matmul-new.txt" 2>&1
 "$out/base/build/bench/bench-cpu-matmul" --threads "$threads" > "$out/cpu-matmul-old.txt" 2>&1
-"$build/bench/bench-cpu-matmul" --cpu-time --paths avx2,avx-vnni,avx512-vnni,amx > "$out/cpu-matmul-new-cputime.txt" 2>&1
+"$build/bench/bench-cpu-matmul" --cpu-time --paths "$(IFS=,; echo "${paths[*]}")" > "$out/cpu-matmul-new-cputime.txt" 2>&1
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-# ---- the table ------------------------------------------------------------------------------
-python3 - "$out" "$rounds" <<'PY'
-import glob, json, os, sys
-out, rounds = sys.argv[1], int(sys.argv[2])
-def load(path):
-    try:
-        return json.load(open(path))
-    except Exception:
-        return None
-names = sorted({os.path.basename(p).split(".")[0] for p in glob.glob(out + "/runs/*.json")},
-               key=lambda n: (not n.startswith("synthetic"), n))
-print("| model | prompt tok/s new | old | new/old | llama.cpp | new/llama | % of peak new | decode tok/s new | old | new/old | llama.cpp | new/llama |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-for n in names:
-    best = {}
-    for who in ("new", "old"):
-        runs = [load("%s/runs/%s.%s.%d.json" % (out, n, who, r)) for r in range(1, rounds + 1)]
-        runs = [j for j in runs if j]
-        if runs:
-            pp = max(runs, key=lambda j: j["prompt_tokens_per_s"])
-            best[who] = (pp["prompt_tokens_per_s"], max(j["decode_tokens_per_s"] for j in runs),
-                         100 * pp.get("prompt_matmul_gops", 0) / pp["peak_gops"] if pp.get("peak_gops") else 0)
-    ll = [load("%s/runs/%s.llama.%d.json" % (out, n, r)) for r in range(1, rounds + 1)]
-    ll = [j for j in ll if j]
-    if ll:
-        best["llama"] = (max(t["avg_ts"] for j in ll for t in j if t["n_prompt"] > 0),
-                         max(t["avg_ts"] for j in ll for t in j if t["n_gen"] > 0), 0)
-    def f(who, i):
-        return "%.1f" % best[who][i] if who in best else "-"
-    def ratio(a, b, i):
-        return "%.2fx" % (best[a][i] / best[b][i]) if a in best and b in best and best[b][i] else "-"
-    print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-        n, f("new", 0), f("old", 0), ratio("new", "old", 0), f("llama", 0), ratio("new", "llama", 0),
-        "%.0f%%" % best["new"][2] if "new" in best else "-",
-        f("new", 1), f("old", 1), ratio("new", "old", 1), f("llama", 1), ratio("new", "llama", 1)))
-print()
-print("One thread, CPU time (engine-cpu-time; llama-bench by rusage), best round:")
-print()
-print("| model | prompt tok/s new | old | new/old | llama.cpp | new/llama | decode tok/s new | old | new/old | llama.cpp | new/llama |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
-for n in names:
-    b = {}
-    for who in ("new-cpu", "old-cpu", "llama-cpu"):
-        runs = [load("%s/runs/%s.%s.%d.json" % (out, n, who, r)) for r in range(1, rounds + 1)]
-        runs = [j for j in runs if j]
-        if runs:
-            b[who] = (max(j["prompt_tokens_per_s"] for j in runs), max(j["decode_tokens_per_s"] for j in runs))
-    def g(who, i):
-        return "%.1f" % b[who][i] if who in b else "-"
-    def q(a, c, i):
-        return "%.2fx" % (b[a][i] / b[c][i]) if a in b and c in b else "-"
-    print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-        n, g("new-cpu", 0), g("old-cpu", 0), q("new-cpu", "old-cpu", 0), g("llama-cpu", 0), q("new-cpu", "llama-cpu", 0),
-        g("new-cpu", 1), g("old-cpu", 1), q("new-cpu", "old-cpu", 1), g("llama-cpu", 1), q("new-cpu", "llama-cpu", 1)))
-PY
+print_tables

@@ -1,8 +1,10 @@
-// engine-cpu-time MODEL [--runs R]: prompt (512 tokens) and decode (128 tokens) tokens/s of a
-// CPU InferenceContext with ONE thread, timed by that thread's CPU time (best of R runs), so
-// the figures hold while other processes share the machine. It uses only Model::load,
-// InferenceContext, eval and truncate, so bench/cpu-compare.sh also builds it against the base
-// tree's libraries for a same-run before/after. Prints one JSON object.
+// engine-cpu-time MODEL [--runs R] [--kernels PATH]: prompt (512 tokens) and decode (128
+// tokens) tokens/s of a CPU InferenceContext with ONE thread, timed by that thread's CPU time
+// (best of R runs), so the figures hold while other processes share the machine. --kernels
+// forces a CPU kernel path (cpu::force_kernel_path; exits 1 where this tree or CPU has none of
+// that name). It uses only Model::load, InferenceContext, eval, truncate and
+// force_kernel_path, so bench/cpu-compare.sh also builds it against the base tree's libraries
+// for a same-run before/after. Prints one JSON object.
 #include <time.h>
 
 #include <algorithm>
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "tandem/context.h"
+#include "tandem/cpu_matmul.h"
 
 using namespace tandem;
 
@@ -22,12 +25,19 @@ static double cpu_seconds() {
 }
 
 int main(int argc, char** argv) {
-    if (argc < 2) { std::fprintf(stderr, "usage: engine-cpu-time MODEL [--runs R]\n"); return 2; }
+    const char* usage = "usage: engine-cpu-time MODEL [--runs R] [--kernels PATH]\n";
+    if (argc < 2 || argc % 2 != 0) { std::fprintf(stderr, "%s", usage); return 2; }
     int runs = 3;
-    for (int i = 2; i + 1 < argc; i += 2)
-        if (std::string(argv[i]) == "--runs") runs = std::max(1, std::atoi(argv[i + 1]));
+    std::string kernels;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        const std::string a = argv[i];
+        if (a == "--runs") runs = std::max(1, std::atoi(argv[i + 1]));
+        else if (a == "--kernels") kernels = argv[i + 1];
+        else { std::fprintf(stderr, "%s", usage); return 2; }
+    }
     const int n_prompt = 512, n_decode = 128;
     try {
+        if (!kernels.empty()) cpu::force_kernel_path(kernels.c_str());
         auto model = Model::load(argv[1]);
         ContextParams cp;
         cp.n_ctx = n_prompt + n_decode;
@@ -53,8 +63,9 @@ int main(int argc, char** argv) {
             }
             best_d = std::min(best_d, cpu_seconds() - t0);
         }
-        std::printf("{\"model\": \"%s\", \"threads\": 1, \"prompt_tokens_per_s\": %.2f, \"decode_tokens_per_s\": %.2f}\n", argv[1],
-                    n_prompt / best_p, n_decode / best_d);
+        std::printf("{\"model\": \"%s\", \"threads\": 1, \"kernel_path\": \"%s\", \"prompt_tokens_per_s\": %.2f, "
+                    "\"decode_tokens_per_s\": %.2f}\n",
+                    argv[1], cpu::kernel_path_name(), n_prompt / best_p, n_decode / best_d);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "engine-cpu-time: %s\n", e.what());
         return 1;

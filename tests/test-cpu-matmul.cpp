@@ -204,6 +204,56 @@ TEST_CASE("matvec and matmul match the float64 reference on every type and path"
     }
 }
 
+// Every level at its largest against activations at full scale (all +127 or all -127): the
+// largest sums a subblock can make, which the avx2 path adds up in int16 for the 4-bit types
+// (cpu_gemm_kernels.h sums16) and which would overflow int16 for the 5- and 6-bit ones.
+TEST_CASE("largest levels against full-scale activations on every path") {
+    PathGuard guard;
+    struct Layout { GgmlType type; std::vector<int> f16_at; };  // offsets of the block's f16 scales
+    const Layout layouts[] = {{GgmlType::Q4_0, {0}}, {GgmlType::Q4_1, {0, 2}}, {GgmlType::Q5_0, {0}},
+                              {GgmlType::Q5_1, {0, 2}}, {GgmlType::Q4_K, {0, 2}}, {GgmlType::Q5_K, {0, 2}},
+                              {GgmlType::Q6_K, {208}}};
+    const int64_t rows = 20, ntok = 9;
+    for (const Layout& l : layouts) {
+        const TypeTraits& tt = type_traits(l.type);
+        const int64_t cols = 2 * QK_K;
+        const size_t bs = tt.type_size, rs = row_size(l.type, cols);
+        std::vector<uint8_t> w((size_t)rows * rs, 0xFF);  // every level and sub-scale bit set
+        for (size_t b = 0; b < w.size(); b += bs)
+            for (int at : l.f16_at) {
+                const half_bits h = fp32_to_fp16(0.01f);
+                std::memcpy(&w[b + (size_t)at], &h, 2);
+            }
+        std::vector<double> deq((size_t)(rows * cols));
+        std::vector<float> tmp((size_t)cols);
+        for (int64_t r = 0; r < rows; r++) {
+            tt.to_float(&w[(size_t)r * rs], tmp.data(), cols);
+            for (int64_t c = 0; c < cols; c++) deq[(size_t)(r * cols + c)] = tmp[(size_t)c];
+        }
+        std::vector<float> X((size_t)(cols * ntok));
+        for (int64_t t = 0; t < ntok; t++)
+            for (int64_t c = 0; c < cols; c++) X[(size_t)(t * cols + c)] = t % 2 ? -1.0f : 1.0f;
+        const TypeCase tc{l.type, kActHalfStep, kFloatRelTol};
+        for (const char* path : kAllPaths) {
+            if (!cpu::kernel_path_supported(path)) continue;
+            cpu::force_kernel_path(path);
+            const cpu::PackedWeights pw = cpu::pack_weights(l.type, w.data(), rows, cols, nullptr);
+            std::vector<float> Y((size_t)(rows * ntok), NAN);
+            cpu::matmul(pw, X.data(), ntok, Y.data(), nullptr);
+            const std::string path_name = path;
+            CAPTURE(path_name);
+            CAPTURE(tt.name);
+            for (int64_t t = 0; t < ntok; t++)
+                for (int64_t r = 0; r < rows; r++) {
+                    const RefRow rr = ref_row(tc, &deq[(size_t)(r * cols)], &X[(size_t)(t * cols)], cols);
+                    CAPTURE(t);
+                    CAPTURE(r);
+                    CHECK(std::fabs(Y[(size_t)(t * rows + r)] - rr.y) <= rr.bound);
+                }
+        }
+    }
+}
+
 // The float types have no block: any cols, so the SIMD tails (scalar in avx2, masked in
 // avx512) and the unrolled main loops are all exercised.
 TEST_CASE("float weight types with cols that are not a multiple of the SIMD width") {
@@ -282,7 +332,7 @@ TEST_CASE("bad arguments give CpuKernelError") {
 // path (the K-quants' unpacked scales add 64 bytes per 16 blocks).
 TEST_CASE("packed sizes") {
     PathGuard guard;
-    std::vector<uint8_t> w(row_size(GgmlType::Q4_K, 512) * 40);
+    std::vector<uint8_t> w(row_size(GgmlType::F16, 512) * 40);  // the largest of the types below
     for (const char* path : kAllPaths) {
         if (!cpu::kernel_path_supported(path)) continue;
         cpu::force_kernel_path(path);
@@ -308,7 +358,11 @@ TEST_CASE("kernel paths: detection and forcing") {
                          << " avx512bw=" << f.avx512bw << " avx512vl=" << f.avx512vl << " avx512vnni=" << f.avx512vnni
                          << " avx_vnni=" << f.avx_vnni << " amx_int8=" << f.amx_int8
                          << "; best path: " << std::string(cpu::kernel_path_name())
-                         << "; avx-vnni encoding: " << (cpu::avx_vnni_is_vex() ? "VEX" : "EVEX"));
+                         << "; avx-vnni encoding: " << std::string(cpu::avx_vnni_is_vex() ? "VEX" : "EVEX"));
+    std::string here;  // the paths the kernel tests above ran on this CPU
+    for (const char* p : kAllPaths)
+        if (cpu::kernel_path_supported(p)) here += std::string(here.empty() ? "" : ", ") + p;
+    MESSAGE("paths tested against the reference on this CPU: " << here);
     CHECK(cpu::kernel_path_supported("scalar"));
     CHECK(cpu::kernel_path_supported("avx2") == (f.avx2 && f.fma && f.f16c));
     CHECK(cpu::kernel_path_supported("amx") == (cpu::kernel_path_supported("avx512-vnni") && f.amx_int8));

@@ -15,6 +15,10 @@ struct V256Maddubs : V256Base {
         return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
     }
     TGT static I sdot(I acc, I w, I x) { return dot(acc, _mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)); }
+    // 4-bit levels (cpu_gemm_kernels.h sums16): a subblock's 8 steps summed in int16, widened once
+    static constexpr bool kSums16 = true;
+    TGT static I dot16(I acc16, I w, I x) { return _mm256_add_epi16(acc16, _mm256_maddubs_epi16(w, x)); }
+    TGT static I widen16(I acc16, I c) { return _mm256_add_epi32(c, _mm256_madd_epi16(acc16, _mm256_set1_epi16(1))); }
 };
 
 }  // namespace

@@ -9,6 +9,9 @@
 //                     sign(x, w) instead (sdot)
 //   V::dot(acc, w, x) acc + per lane the sum of 4 products u8 w x i8 x (x: 4 bytes broadcast)
 //   V::sdot(acc, w, x) the same for signed w (only where !kUnsignedDot)
+//   V::kSums16        sums of small levels may run in int16 (vpmaddubsw + vpaddw, no
+//                     vpmaddwd per step): V::dot16(acc16, w, x) adds the pairs' products to
+//                     int16 lanes, V::widen16(acc16, c) = c + the int32 sums of lane pairs
 //   plus loads, bit operations and float arithmetic named like the intrinsics they wrap.
 //
 // A micro-kernel computes R row groups x T tokens with R*T accumulators in registers:
@@ -59,6 +62,7 @@ TGT inline int32_t ld32(const uint8_t* p) {
 //   kShift    log2 of the level offset (the tile's ncorr = -(sigma << kShift)), -1: none
 //   kMin      whether the value has a per-row min term (mw)
 //   kRecDx    the activation scale is the same for all the record's subblocks (K-quants)
+//   kMaxLevel the largest level (bounds the int16 sums: sums16<P>())
 //   kPrefetch decode (T = 1) prefetches the record this many ahead, a slice per subblock: for
 //             Q5_K and Q6_K, whose subblocks read 3-4 places of a 2.9-3.4 KB record and which
 //             otherwise decoded from DRAM at 10 GB/s on one Zen 4 core against 15-26 with it
@@ -110,10 +114,10 @@ TGT inline void k4_scales(const Rec& r, const K4Scale& s, int j, int lane0, F& d
 }
 
 // The 32-block types: one subblock per record, scale d (and min m).
-template <class Rec, int Shift, bool Min>
+template <class Rec, int Shift, bool Min, int MaxLevel>
 struct Q32 {
     using Scale = NoScale;
-    static constexpr int kSub = 32, kSubs = 1, kShift = Shift;
+    static constexpr int kSub = 32, kSubs = 1, kShift = Shift, kMaxLevel = MaxLevel;
     static constexpr bool kMin = Min, kRecDx = false, kSigned = false;
     static constexpr int kPrefetch = 0;
     TGT static void scales(const Rec& r, const Scale&, int, int lane0, F& dw, F& mw) {
@@ -122,22 +126,22 @@ struct Q32 {
     }
 };
 
-struct P_Q4_0 : Q32<pq4_0, 3, false> {
+struct P_Q4_0 : Q32<pq4_0, 3, false, 15> {
     using Rec = pq4_0;
     template <int CC> TGT static void levels(const Rec& r, int, int l0, I& lo, I& hi) { nib_levels(r, CC, l0, lo, hi); }
 };
-struct P_Q4_1 : Q32<pq4_1, -1, true> {
+struct P_Q4_1 : Q32<pq4_1, -1, true, 15> {
     using Rec = pq4_1;
     template <int CC> TGT static void levels(const Rec& r, int, int l0, I& lo, I& hi) { nib_levels(r, CC, l0, lo, hi); }
 };
-struct P_Q5_0 : Q32<pq5_0, 4, false> {
+struct P_Q5_0 : Q32<pq5_0, 4, false, 31> {
     using Rec = pq5_0;
     template <int CC> TGT static void levels(const Rec& r, int, int l0, I& lo, I& hi) {
         nib_levels(r, CC, l0, lo, hi);
         add_hb1<CC>(r, 0, l0, lo, hi);
     }
 };
-struct P_Q5_1 : Q32<pq5_1, -1, true> {
+struct P_Q5_1 : Q32<pq5_1, -1, true, 31> {
     using Rec = pq5_1;
     template <int CC> TGT static void levels(const Rec& r, int, int l0, I& lo, I& hi) {
         nib_levels(r, CC, l0, lo, hi);
@@ -145,7 +149,7 @@ struct P_Q5_1 : Q32<pq5_1, -1, true> {
     }
 };
 // Signed levels. With an unsigned dot the kernel flips them (q ^ 0x80 = q + 128, offset 128).
-struct P_Q8_0 : Q32<pq8_0, 7, false> {
+struct P_Q8_0 : Q32<pq8_0, 7, false, 255> {
     using Rec = pq8_0;
     static constexpr bool kSigned = true;
     template <int CC> TGT static void levels(const Rec& r, int, int l0, I& lo, I& hi) {
@@ -156,7 +160,7 @@ struct P_Q8_0 : Q32<pq8_0, 7, false> {
 struct P_Q4_K {
     using Rec = pq4_K;
     using Scale = K4Scale;
-    static constexpr int kSub = 32, kSubs = 8, kShift = -1, kPrefetch = 0;
+    static constexpr int kSub = 32, kSubs = 8, kShift = -1, kPrefetch = 0, kMaxLevel = 15;
     static constexpr bool kMin = true, kRecDx = true, kSigned = false;
     template <int CC> TGT static void levels(const Rec& r, int j, int l0, I& lo, I& hi) {
         nib_levels(r, 4 * j + CC, l0, lo, hi);
@@ -165,7 +169,7 @@ struct P_Q4_K {
 };
 struct P_Q5_K : P_Q4_K {
     using Rec = pq5_K;
-    static constexpr int kPrefetch = 2;
+    static constexpr int kPrefetch = 2, kMaxLevel = 31;
     template <int CC> TGT static void levels(const Rec& r, int j, int l0, I& lo, I& hi) {
         nib_levels(r, 4 * j + CC, l0, lo, hi);
         add_hb1<CC>(r, j, l0, lo, hi);
@@ -179,7 +183,7 @@ struct P_Q6_K {
         F d;
         TGT void load(const Rec& r, int lane0) { d = V::cvt_f16(r.d + lane0); }
     };
-    static constexpr int kSub = 16, kSubs = 16, kShift = 5, kPrefetch = 2;
+    static constexpr int kSub = 16, kSubs = 16, kShift = 5, kPrefetch = 2, kMaxLevel = 63;
     static constexpr bool kMin = false, kRecDx = true, kSigned = false;
     template <int CC> TGT static void levels(const Rec& r, int g, int l0, I& lo, I& hi) {
         nib_levels(r, 2 * g + CC, l0, lo, hi);
@@ -193,6 +197,14 @@ struct P_Q6_K {
 // The level offset the kernel takes back out for P on this V (Q8_0 with a signed dot has none).
 template <class P>
 constexpr int corr_shift() { return P::kSigned && !V::kUnsignedDot ? -1 : P::kShift; }
+
+// Whether a subblock's sums fit int16 lanes: kSub / 4 steps, each adding two products of a
+// level (<= kMaxLevel) and an activation (|q| <= 127) to a lane. True for the 4-bit types
+// (8 steps x 2 x 15 x 127 = 30480 <= 32767); Q5 (62992) and Q6_K (64008) would overflow.
+template <class P>
+constexpr bool sums16() {
+    return V::kSums16 && !P::kSigned && (P::kSub / 4) * 2 * P::kMaxLevel * 127 <= 32767;
+}
 
 // ---- quantized micro-kernel ----------------------------------------------------------------
 
@@ -222,6 +234,7 @@ TGT inline void chunk(const typename P::Rec* const (&rec)[R], const int (&l0)[R]
             for (int r = 0; r < R; r++) {
                 const I w = half ? hi[r] : lo[r];
                 if constexpr (P::kSigned && !V::kUnsignedDot) si[r][t] = V::sdot(si[r][t], w, xb);
+                else if constexpr (sums16<P>()) si[r][t] = V::dot16(si[r][t], w, xb);
                 else si[r][t] = V::dot(si[r][t], w, xb);
             }
         }
@@ -275,15 +288,18 @@ TGT void tile_q(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8
             const float* sx = dx + T;
             const float* sg = dx + 2 * T;
             const int32_t* ncorr = (const int32_t*)(dx + 3 * T);
-            I si[R][T];
+            I si[R][T];  // int32 sums from ncorr on, or (sums16) int16 sums from 0
             for (int r = 0; r < R; r++)
-                for (int t = 0; t < T; t++) si[r][t] = kShift >= 0 ? V::set1_32(ncorr[t]) : V::izero();
+                for (int t = 0; t < T; t++) si[r][t] = kShift >= 0 && !sums16<P>() ? V::set1_32(ncorr[t]) : V::izero();
             chunk<P, R, T, 0>(rec, l0, j, act, si);
             chunk<P, R, T, 1>(rec, l0, j, act, si);
             if constexpr (P::kSub == 32) {
                 chunk<P, R, T, 2>(rec, l0, j, act, si);
                 chunk<P, R, T, 3>(rec, l0, j, act, si);
             }
+            if constexpr (sums16<P>())
+                for (int r = 0; r < R; r++)
+                    for (int t = 0; t < T; t++) si[r][t] = V::widen16(si[r][t], kShift >= 0 ? V::set1_32(ncorr[t]) : V::izero());
             F dw[R], mw[R];
             for (int r = 0; r < R; r++) {
                 mw[r] = V::zero();

@@ -101,7 +101,7 @@ static const KernelSet& kernels_avx_vnni_here() {
 }
 
 // Best first. amx is not chosen automatically: on the one AMX machine measured (a Xeon model 207,
-// 2 threads; bench/results/cpu-matmul.md) its prefill ran at 0.76-0.88x of avx512-vnni's.
+// 2 threads; bench/results/cpu-prompt.md) its prefill ran at 0.76-0.88x of avx512-vnni's.
 static const Path kPaths[] = {
     {"amx", [] { return has_avx512() && cpu_features().amx_int8; }, kernels_amx, false},
     {"avx512-vnni", has_avx512, kernels_avx512, true},

@@ -62,8 +62,9 @@ __attribute__((target("avxvnni"))) double loop_vpdpbusd_ymm_vex(long iters) {
     PEAK_LOOP(__m256i, _mm256_setzero_si256(), OP)
 #undef OP
 }
-// The avx2 kernels' int8 dot: vpmaddubsw + vpmaddwd (with ones) + vpaddd, 32 multiply-adds. The
-// accumulator's bytes are its u8 operand, so that no part of a chain is common to the others.
+// The avx2 kernels' int8 dot into int32: vpmaddubsw + vpmaddwd (with ones) + vpaddd, 32
+// multiply-adds. The accumulator's bytes are its u8 operand, so that no part of a chain is
+// common to the others.
 __attribute__((target("avx2"))) double loop_maddubs_dot_ymm(long iters) {
     __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(5);
     const __m256i ones = _mm256_set1_epi16(1);

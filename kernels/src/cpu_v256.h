@@ -25,6 +25,10 @@ struct V256Base {
     // takes one panel (two halves) at a time, one sequential stream of weights.
     static constexpr int quant_groups(int T) { return T == 1 ? 2 : 1; }
     static constexpr int float_groups(int T) { return T == 1 ? 4 : T <= 4 ? 2 : 1; }
+    // int16 subblock sums (cpu_gemm_kernels.h sums16): only the avx2 path's V sets these
+    static constexpr bool kSums16 = false;
+    static I dot16(I acc16, I w, I x);  // never called where !kSums16
+    static I widen16(I acc16, I c);     // never called where !kSums16
 
     TGT static I load(const void* p) { return _mm256_loadu_si256((const __m256i*)p); }
     TGT static I and_(I a, I b) { return _mm256_and_si256(a, b); }

@@ -28,12 +28,12 @@
 // and two that are never chosen automatically:
 //   "amx"           AMX-INT8 tiles for 16-token tiles of the quantized types (Sapphire Rapids
 //                   and later, where the OS grants the tile state), avx512-vnni for the rest;
-//                   measured slower than avx512-vnni so far (bench/results/cpu-matmul.md)
+//                   measured slower than avx512-vnni so far (bench/results/cpu-prompt.md)
 //   "amx-emulated"  the amx path's kernels with the tile instructions done in software: for
 //                   testing them on CPUs without AMX
 // The best supported path is used unless force_kernel_path() picks another.
 //
-// Performance: bench/results/cpu-matmul.md.
+// Performance: bench/results/cpu-prompt.md.
 #pragma once
 #include <cstdint>
 #include <stdexcept>

@@ -19,7 +19,8 @@ struct ComputePeak {
 
 // The peak of the kernel path in use (kernel_path_name()): amx -> tdpbsud, avx512-vnni ->
 // vpdpbusd zmm, avx-vnni -> vpdpbusd ymm, avx2 -> vpmaddubsw + vpmaddwd + vpaddd ymm (the
-// avx2 kernels' 32 multiply-adds), scalar -> 0. Takes about 1 s.
+// avx2 kernels' 32 multiply-adds into int32; their 4-bit types sum a subblock in int16 with
+// vpmaddubsw + vpaddw instead, which runs faster than this), scalar -> 0. Takes about 1 s.
 ComputePeak measure_compute_peak(ThreadPool& pool, bool cpu_time = false);
 
 }  // namespace tandem::cpu
