@@ -5,9 +5,10 @@
 #include <condition_variable>
 #include <fstream>
 #include <functional>
-#include <sys/stat.h>
+#include <future>
 #include <mutex>
 #include <set>
+#include <sys/stat.h>
 #include <thread>
 
 #include <doctest/doctest.h>
@@ -125,14 +126,27 @@ TEST_CASE("a newer suggest or cancel() stops the running one") {
     cfg.suggestion_tokens = 400;
     cfg.suggestion_end = "paragraph";  // a long generation to stop
     auto a = Assistant::create(cfg);
+    // The second piece waits until cancel() has been called, so that the test does not depend on
+    // how many tokens the model makes while this thread is descheduled.
     std::atomic<int> pieces{0};
+    std::promise<void> second_piece, cancel_called;
+    std::shared_future<void> cancelled = cancel_called.get_future().share();
     SuggestResult first;
-    std::thread t([&] { first = a->suggest(kDoc, std::string(kDoc).size(), [&](std::string_view) { pieces++; return true; }); });
-    while (pieces < 2) std::this_thread::sleep_for(100us);
+    std::thread t([&] {
+        first = a->suggest(kDoc, std::string(kDoc).size(), [&](std::string_view) {
+            if (++pieces == 2) {
+                second_piece.set_value();
+                cancelled.wait();
+            }
+            return true;
+        });
+    });
+    second_piece.get_future().wait();
     a->cancel();
+    cancel_called.set_value();
     t.join();
     CHECK(first.cancelled);
-    CHECK(first.stats.completion_tokens < 100);
+    CHECK(first.stats.completion_tokens < 10);
 }
 
 TEST_CASE("ask without a cloud answers locally and says why; private queries never leave") {
@@ -382,7 +396,7 @@ TEST_CASE("memory: new notes are evaluated in the background, a keystroke cancel
     CHECK(a->usage().background_cancels == cancels + 1);
     CHECK(a->usage().background_runs == 0);
     CHECK(r.memory.empty());  // still the old (no) notes: nothing was swapped in half-done
-    CHECK(cut_ms < cold_ms / 3);
+    CHECK(cut_ms < cold_ms / 2);  // it waits for at most one ~15 ms chunk, not the whole run
     // idle: the background resumes and finishes; the next keystroke swaps and reuses it all
     REQUIRE(ev.wait_for(EventKind::MemoryApplied, 60s));
     CHECK(a->usage().background_runs == 1);
@@ -391,7 +405,7 @@ TEST_CASE("memory: new notes are evaluated in the background, a keystroke cancel
     CHECK(!r.memory.empty());
     CHECK(r.stats.prompt_tokens > 800);
     CHECK(r.stats.prompt_tokens - r.stats.reused_tokens <= 4);
-    CHECK(swap_ms < cold_ms / 3);
+    CHECK(swap_ms < cold_ms / 2);
     MESSAGE("keystroke that stopped the background: " << cut_ms << " ms; keystroke with the new notes: " << swap_ms << " ms ("
                                                       << r.stats.reused_tokens << "/" << r.stats.prompt_tokens << " tokens reused)");
 }
