@@ -21,9 +21,15 @@
 
 namespace tandem_test {
 
-// Built with AddressSanitizer (-DTANDEM_SANITIZE=ON, which builds the servers the same way):
-// RSS figures then measure the sanitizer's quarantine and shadow memory, not the server's.
+// Built with a sanitizer (-DTANDEM_SANITIZE=ON or thread, which builds the servers the same
+// way): RSS figures then measure the sanitizer's quarantine, shadow and history memory, not
+// the server's. kUbsan: the ASan build, which has UBSan too.
 #if defined(__SANITIZE_ADDRESS__)
+constexpr bool kUbsan = true;
+#else
+constexpr bool kUbsan = false;
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 constexpr bool kSanitized = true;
 #else
 constexpr bool kSanitized = false;
