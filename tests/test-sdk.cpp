@@ -661,6 +661,33 @@ TEST_CASE("set_cloud: a cloud that moved to another port is followed; a cloud re
     CHECK(a->ask("Who guards the castle?", "", AskOptions{false, 4}).reason == "no cloud configured");
 }
 
+// Tight loops on both sides, so that ThreadSanitizer (-DTANDEM_SANITIZE=thread) sees set_cloud's
+// writes next to the readers' unlocked moments: without CloudLink's lock in current(), it
+// reports a race here (the load test below, with its slow asks, does not).
+TEST_CASE("set_cloud against readers on another thread: usage, cloud_url and the privacy switch see one cloud or the other") {
+    tandem_test::TempDir dir;
+    const std::string urls[2] = {"http://127.0.0.1:9", "http://127.0.0.1:7"};  // nothing listens
+    auto cfg = base_config();
+    cfg.memory_db = dir.file("memory.db");
+    cfg.cloud_url = urls[0];
+    auto a = Assistant::create(cfg);
+    std::atomic<bool> done{false};
+    std::atomic<int> other_urls{0};
+    std::thread reader([&] {
+        for (int i = 0; !done; i++) {
+            const std::string u = a->cloud_url();
+            if (u != urls[0] && u != urls[1]) other_urls++;
+            (void)a->usage();
+            a->set_privacy_mode(i % 2 == 0);
+        }
+    });
+    for (int i = 0; i < 100; i++) a->set_cloud(urls[i % 2], "");
+    done = true;
+    reader.join();
+    CHECK(other_urls == 0);
+    CHECK(a->cloud_url() == urls[1]);
+}
+
 TEST_CASE("set_cloud while suggestions and asks run: each switch is quick, and the sync follows the last URL") {
     tandem_test::TempDir dir;
     write_story_corpus(dir);
