@@ -410,6 +410,37 @@ TEST_CASE("memory: new notes are evaluated in the background, a keystroke cancel
                                                       << r.stats.reused_tokens << "/" << r.stats.prompt_tokens << " tokens reused)");
 }
 
+// A suggestion that runs longer than the idle time: the background waits for the idle time
+// after it ends, not from when it started (it used to start the moment the suggestion ended).
+TEST_CASE("memory: the background waits for the idle time after a long suggestion ends") {
+    tandem_test::TempDir dir;
+    REQUIRE(mkdir(dir.file("corpus").c_str(), 0700) == 0);
+    tandem_test::write_file(dir.file("corpus/dragons.txt"),
+                            "Dragons of the northern hills.\n\nThe red dragon guards the golden castle. "
+                            "Dragons breathe fire when the castle is in danger. The castle gate opens at dawn.\n");
+    tandem_test::ServerProcess cloud(TANDEM_CLOUD_BIN, {"--port", "0", "--corpus", dir.file("corpus"), "--db", dir.file("cloud.db")});
+    Events ev;
+    auto cfg = base_config();
+    cfg.memory_db = dir.file("memory.db");
+    cfg.cloud_url = cloud.url();
+    cfg.memory_edit_threshold = 4;
+    cfg.background_idle_ms = 150;
+    auto a = Assistant::create(cfg, ev.callback());
+    const std::string doc = "Lily walked to the castle where the red dragon lived. The dragon breathed fire at the castle gate";
+    a->suggest(doc, doc.size());
+    REQUIRE(ev.wait_for(EventKind::MemoryUpdated, 20s));
+    // new notes are pending; this suggestion holds the foreground for 400 ms (> 150 ms idle)
+    const std::string doc2 = doc + " and";
+    a->suggest(doc2, doc2.size(), [](std::string_view) {
+        std::this_thread::sleep_for(400ms);
+        return false;
+    });
+    const int64_t starts = a->usage().background_starts;
+    std::this_thread::sleep_for(80ms);
+    CHECK(a->usage().background_starts == starts);  // not before 150 ms of quiet
+    REQUIRE(ev.wait_for(EventKind::MemoryApplied, 20s));  // and then it does run
+}
+
 TEST_CASE("memory: without background_reeval no shadow context runs (the old sentence-end swap)") {
     tandem_test::TempDir dir;
     auto cfg = base_config();

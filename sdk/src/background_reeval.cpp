@@ -43,6 +43,11 @@ void BackgroundReeval::touch() {
     cv_.notify_all();
 }
 
+bool BackgroundReeval::quiet_for_idle_time() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return Clock::now() - last_activity_ >= idle_;
+}
+
 void BackgroundReeval::notes_changed() {
     {
         std::lock_guard<std::mutex> lk(mu_);
@@ -97,6 +102,9 @@ bool BackgroundReeval::evaluate_once() {
     {
         std::lock_guard<std::mutex> lk(foreground_);
         if (activity_gen_ != gen) return false;
+        // The idle time is checked again here: a suggestion that ran longer than it held this
+        // lock while the loop waited, and has just ended (touch() at its end).
+        if (!quiet_for_idle_time()) return false;
         if (before_.empty()) return true;  // no document yet: the first suggest() retrieves
         before = before_;
         wstart = planner_.window_start();

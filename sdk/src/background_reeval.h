@@ -63,6 +63,7 @@ private:
     using Clock = std::chrono::steady_clock;
     void loop();
     bool evaluate_once();
+    bool quiet_for_idle_time();  // no suggest/ask since idle_ (takes mu_)
 
     std::mutex& foreground_;
     LocalEngines& engines_;
