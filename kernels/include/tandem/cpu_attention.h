@@ -18,7 +18,7 @@ void attend(const float* q, const void* K, const void* V, int64_t n_kv, int64_t 
 // Q + t * q_stride + i * head_dim; it attends to cache rows [0, pos0 + t] (K, V as for attend)
 // and its output goes to out + t * out_stride + i * head_dim. The same as attend() on each
 // (token, head) up to float rounding: each block of 8 keys is converted from the cache once
-// for all the n_q * group rows, and the scores, softmax and sums run 8 keys at a time.
+// for all the n_q * group rows, and the scores, softmax and sums take 8 keys at a time.
 // Scratch: n_q * group * head_dim floats (thread-local, grown as needed).
 void attend_causal(const float* Q, int64_t q_stride, int n_q, int group, int64_t pos0, const void* K,
                    const void* V, int64_t kv_stride, int head_dim, float scale, GgmlType kv_type, float* out,

@@ -1,7 +1,7 @@
 // Compute peaks of this CPU, measured by register-only loops of the instructions the matmul
 // kernels use: the roofline the CPU matmul benchmarks report their GEMM speed against.
 //
-// Each loop runs 12 independent accumulators (no loads, no stores) on every thread of the
+// Each loop keeps 12 independent accumulators (no loads, no stores) on every thread of the
 // pool at once; the result is operations per second summed over the threads (one
 // multiply-add = 2 operations), best of 3 runs of about 0.1 s. With cpu_time, each thread's
 // rate is taken over its own CPU time (CLOCK_THREAD_CPUTIME_ID) instead of the wall clock: the
