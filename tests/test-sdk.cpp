@@ -410,37 +410,6 @@ TEST_CASE("memory: new notes are evaluated in the background, a keystroke cancel
                                                       << r.stats.reused_tokens << "/" << r.stats.prompt_tokens << " tokens reused)");
 }
 
-// A suggestion that runs longer than the idle time: the background waits for the idle time
-// after it ends, not from when it started (it used to start the moment the suggestion ended).
-TEST_CASE("memory: the background waits for the idle time after a long suggestion ends") {
-    tandem_test::TempDir dir;
-    REQUIRE(mkdir(dir.file("corpus").c_str(), 0700) == 0);
-    tandem_test::write_file(dir.file("corpus/dragons.txt"),
-                            "Dragons of the northern hills.\n\nThe red dragon guards the golden castle. "
-                            "Dragons breathe fire when the castle is in danger. The castle gate opens at dawn.\n");
-    tandem_test::ServerProcess cloud(TANDEM_CLOUD_BIN, {"--port", "0", "--corpus", dir.file("corpus"), "--db", dir.file("cloud.db")});
-    Events ev;
-    auto cfg = base_config();
-    cfg.memory_db = dir.file("memory.db");
-    cfg.cloud_url = cloud.url();
-    cfg.memory_edit_threshold = 4;
-    cfg.background_idle_ms = 150;
-    auto a = Assistant::create(cfg, ev.callback());
-    const std::string doc = "Lily walked to the castle where the red dragon lived. The dragon breathed fire at the castle gate";
-    a->suggest(doc, doc.size());
-    REQUIRE(ev.wait_for(EventKind::MemoryUpdated, 20s));
-    // new notes are pending; this suggestion holds the foreground for 400 ms (> 150 ms idle)
-    const std::string doc2 = doc + " and";
-    a->suggest(doc2, doc2.size(), [](std::string_view) {
-        std::this_thread::sleep_for(400ms);
-        return false;
-    });
-    const int64_t starts = a->usage().background_starts;
-    std::this_thread::sleep_for(80ms);
-    CHECK(a->usage().background_starts == starts);  // not before 150 ms of quiet
-    REQUIRE(ev.wait_for(EventKind::MemoryApplied, 20s));  // and then it does run
-}
-
 TEST_CASE("memory: without background_reeval no shadow context runs (the old sentence-end swap)") {
     tandem_test::TempDir dir;
     auto cfg = base_config();
@@ -557,6 +526,53 @@ static std::unique_ptr<tandem_test::ServerProcess> start_story_cloud(const tande
     args.insert(args.end(), more.begin(), more.end());
     return std::make_unique<tandem_test::ServerProcess>(TANDEM_CLOUD_BIN, args);
 }
+
+// The story cloud, a client for it and a memory store, for the MemorySync tests.
+struct StorySyncParts {
+    tandem_test::TempDir dir;
+    std::unique_ptr<tandem_test::ServerProcess> cloud;
+    std::unique_ptr<CloudClient> client;
+    std::unique_ptr<MemoryStore> store;
+    StorySyncParts() {
+        write_story_corpus(dir);
+        cloud = start_story_cloud(dir);
+        CloudConfig cc;
+        cc.base_url = cloud->url();
+        client = std::make_unique<CloudClient>(cc);
+        MemoryStoreParams sp;
+        sp.path = dir.file("memory.db");
+        store = std::make_unique<MemoryStore>(sp);
+    }
+};
+
+// A suggestion that runs longer than the idle time: the background waits for the idle time
+// after it ends, not from when it started (it used to start the moment the suggestion ended).
+TEST_CASE("memory: the background waits for the idle time after a long suggestion ends") {
+    tandem_test::TempDir dir;
+    write_story_corpus(dir);
+    auto cloud = start_story_cloud(dir);
+    Events ev;
+    auto cfg = base_config();
+    cfg.memory_db = dir.file("memory.db");
+    cfg.cloud_url = cloud->url();
+    cfg.memory_edit_threshold = 4;
+    cfg.background_idle_ms = 150;
+    auto a = Assistant::create(cfg, ev.callback());
+    const std::string doc = "Lily walked to the castle where the red dragon lived. The dragon breathed fire at the castle gate";
+    a->suggest(doc, doc.size());
+    REQUIRE(ev.wait_for(EventKind::MemoryUpdated, 20s));
+    // new notes are pending; this suggestion holds the foreground for 400 ms (> 150 ms idle)
+    const std::string doc2 = doc + " and";
+    a->suggest(doc2, doc2.size(), [](std::string_view) {
+        std::this_thread::sleep_for(400ms);
+        return false;
+    });
+    const int64_t starts = a->usage().background_starts;
+    std::this_thread::sleep_for(80ms);
+    CHECK(a->usage().background_starts == starts);  // not before 150 ms of quiet
+    REQUIRE(ev.wait_for(EventKind::MemoryApplied, 20s));  // and then it does run
+}
+
 
 static const std::string kDragonDoc = "Lily walked to the castle where the red dragon lived. The dragon breathed fire at the castle gate";
 static const std::string kGardenDoc = "Tom watered the tomatoes in the garden every morning. Frogs sang in the garden pond";
@@ -758,15 +774,9 @@ TEST_CASE("set_cloud while suggestions and asks run: each switch is quick, and t
 }
 
 TEST_CASE("MemorySync::Options::start_paused: nothing is sent before set_paused(false)") {
-    tandem_test::TempDir dir;
-    write_story_corpus(dir);
-    auto cloud = start_story_cloud(dir);
-    CloudConfig cc;
-    cc.base_url = cloud->url();
-    CloudClient client(cc);
-    MemoryStoreParams sp;
-    sp.path = dir.file("memory.db");
-    MemoryStore store(sp);
+    StorySyncParts parts;
+    CloudClient& client = *parts.client;
+    MemoryStore& store = *parts.store;
     REQUIRE(store.outbox_enqueue("r-1", "the red dragon guards the castle"));
     MemorySync::Options o;
     o.start_paused = true;
@@ -780,15 +790,10 @@ TEST_CASE("MemorySync::Options::start_paused: nothing is sent before set_paused(
 }
 
 TEST_CASE("forget_memory: a note, a document's notes, then all notes are retracted and leave the synced store") {
-    tandem_test::TempDir dir;
-    write_story_corpus(dir);
-    auto cloud = start_story_cloud(dir);
-    CloudConfig cc;
-    cc.base_url = cloud->url();
-    CloudClient client(cc);
-    MemoryStoreParams sp;
-    sp.path = dir.file("memory.db");
-    MemoryStore store(sp);
+    StorySyncParts parts;
+    CloudClient& client = *parts.client;
+    MemoryStore& store = *parts.store;
+    const std::string db = parts.dir.file("memory.db");
     MemorySync::Options o;
     o.background = false;
     MemorySync sync(client, store, {}, o);
@@ -798,7 +803,7 @@ TEST_CASE("forget_memory: a note, a document's notes, then all notes are retract
     std::vector<MemoryItem> items;
     for (int i = 0; i < 50 && items.empty(); i++) {  // until both requests' notes arrived
         sync.run_once(1);
-        items = stored_items(sp.path);
+        items = stored_items(db);
         std::set<std::string> docs;
         for (const auto& it : items) docs.insert(it.document);
         if (docs.size() < 2) items.clear();
@@ -816,9 +821,9 @@ TEST_CASE("forget_memory: a note, a document's notes, then all notes are retract
     auto again = wait_for<int64_t>([&](auto cb) { return client.forget_memory(ForgetScope::item, victim.id, cb); });
     CHECK(again.http_status == 404);
     size_t in_tale = 0;
-    for (const auto& it : stored_items(sp.path)) in_tale += it.document == "tale.md";
+    for (const auto& it : stored_items(db)) in_tale += it.document == "tale.md";
     CHECK(forget(ForgetScope::document, "tale.md") == (int64_t)in_tale);
-    for (const auto& it : stored_items(sp.path)) CHECK(it.document == "notes.md");
+    for (const auto& it : stored_items(db)) CHECK(it.document == "notes.md");
     CHECK(forget(ForgetScope::all, "") > 0);
     CHECK(store.stats().n_items == 0);
 }
