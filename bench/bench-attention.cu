@@ -6,9 +6,11 @@
 // A/B against the launcher's choice: t1 = one 64-token record per warp, t2 = two (an earlier
 // rule), t4 = four; "combine" = the split combine alone at the launcher's split count
 // (its share of the Turbo time).
-// Usage: bench-attention OUT.json [D BATCH KVLEN]   (bench/attention_sdpa.py adds PyTorch SDPA
-// and the table; with D BATCH KVLEN only that decode shape runs, no prefill: for a profiler)
+// Usage: bench-attention OUT.json [D BATCH KVLEN | --prefill]   (bench/attention_sdpa.py adds
+// PyTorch SDPA and the table; with D BATCH KVLEN only that decode shape runs, no prefill: for a
+// profiler; with --prefill only the prefill shapes run)
 #include "fp16_decode.cuh"
+#include "hopper_prefill.cuh"
 #include "turbo_prefill.cuh"
 #include "turbo_decode.cuh"
 #include "tandem/turbo_attention.h"
@@ -125,13 +127,13 @@ int main(int argc, char** argv) {
         std::fprintf(f, "{\"device\": \"%s\", \"copy_gbps\": %.1f, \"rows\": [\n", prop.name, bw / 1e9);
         const int Hq = 32, Hkv = 8;
         bool first = true;
-        const bool one = argc >= 5;
+        const bool one = argc >= 5, prefill_only = argc == 3 && std::string(argv[2]) == "--prefill";
         const int only_D = one ? std::atoi(argv[2]) : 0, only_B = one ? std::atoi(argv[3]) : 0,
                   only_L = one ? std::atoi(argv[4]) : 0;
         for (int D : {128, 64})
             for (int B : {1, 8, 32})
                 for (int L : {1024, 4096, 16384, 32768}) {
-                    if (one && (D != only_D || B != only_B || L != only_L)) continue;
+                    if (prefill_only || (one && (D != only_D || B != only_B || L != only_L))) continue;
                     TurboConfig c;
                     c.head_dim = D;
                     std::vector<double> pr(Hkv);
@@ -219,38 +221,66 @@ int main(int argc, char** argv) {
                                       (void*)dl, (void*)k16, (void*)v16, (void*)ws})
                         TANDEM_CHECK_CUDA(cudaFree(ptr));
                 }
-        // ---- prefill (causal, one chunk): ours INT8 Q.K^T + FP16 P.V, timed with its
-        // quantize/transpose launches included
+        // ---- prefill (causal, one chunk from position 0). Turbo = INT8 Q.K^T + FP16 P.V with its
+        // quantize/transpose launches included, on the kernel Auto picks (the Hopper one on
+        // sm_90) and on the portable one; FP16 = the Hopper FP16 kernel with its V transpose.
         std::fprintf(f, "\n], \"prefill\": [\n");
         first = true;
-        for (int L : {1024, 4096, 16384}) {
-            if (one) break;
-            const int D = 128, B = 1;
-            const size_t nq = (size_t)B * Hq * L * D, nk = (size_t)B * Hkv * L * D;
-            __half *q, *k, *v;
-            float* out;
-            TANDEM_CHECK_CUDA(cudaMalloc(&q, nq * 2));
-            TANDEM_CHECK_CUDA(cudaMalloc(&k, nk * 2));
-            TANDEM_CHECK_CUDA(cudaMalloc(&v, nk * 2));
-            TANDEM_CHECK_CUDA(cudaMalloc(&out, nq * 4));
-            fill_half<<<1024, 256, 0, st>>>(q, nq, 11);
-            fill_half<<<1024, 256, 0, st>>>(k, nk, 12);
-            fill_half<<<1024, 256, 0, st>>>(v, nk, 13);
-            TurboPrefillParams pp;
-            pp.q = (const uint16_t*)q; pp.k = (const uint16_t*)k; pp.v = (const uint16_t*)v; pp.out = out;
-            pp.batch = B; pp.n_q_heads = Hq; pp.n_kv_heads = Hkv; pp.head_dim = D; pp.len = L;
-            void* ws;
-            TANDEM_CHECK_CUDA(cudaMalloc(&ws, turbo_prefill_workspace_bytes(pp)));
-            pp.workspace = ws;
-            const float t = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s); }, st);
-            const double flops = 4.0 * B * Hq * (double)L * L * D / 2;  // causal
-            std::printf("prefill D=%d B=%d L=%5d  turbo %8.4f ms  %.1f TFLOP/s\n", D, B, L, t, flops / (t * 1e-3) / 1e12);
-            std::fprintf(f, "%s{\"D\": %d, \"batch\": %d, \"len\": %d, \"n_q_heads\": %d, \"n_kv_heads\": %d, "
-                         "\"turbo_ms\": %.5f, \"flops\": %.0f}", first ? "" : ",\n", D, B, L, Hq, Hkv, t, flops);
-            first = false;
-            TANDEM_CHECK_CUDA(cudaStreamSynchronize(st));
-            for (void* ptr : {(void*)q, (void*)k, (void*)v, (void*)out, ws}) TANDEM_CHECK_CUDA(cudaFree(ptr));
-        }
+        const bool hopper = hopper_prefill_available();
+        if (!hopper) std::printf("prefill: the device is not sm_90, so the Hopper kernels are not timed\n");
+        for (int D : {128, 64})
+            for (int L : {1024, 4096, 16384}) {
+                if (one) break;
+                const int B = 1;
+                const size_t nq = (size_t)B * Hq * L * D, nk = (size_t)B * Hkv * L * D;
+                __half *q, *k, *v;
+                float* out;
+                TANDEM_CHECK_CUDA(cudaMalloc(&q, nq * 2));
+                TANDEM_CHECK_CUDA(cudaMalloc(&k, nk * 2));
+                TANDEM_CHECK_CUDA(cudaMalloc(&v, nk * 2));
+                TANDEM_CHECK_CUDA(cudaMalloc(&out, nq * 4));
+                fill_half<<<1024, 256, 0, st>>>(q, nq, 11);
+                fill_half<<<1024, 256, 0, st>>>(k, nk, 12);
+                fill_half<<<1024, 256, 0, st>>>(v, nk, 13);
+                TurboPrefillParams pp;
+                pp.q = (const uint16_t*)q; pp.k = (const uint16_t*)k; pp.v = (const uint16_t*)v; pp.out = out;
+                pp.batch = B; pp.n_q_heads = Hq; pp.n_kv_heads = Hkv; pp.head_dim = D; pp.len = L;
+                void* ws;
+                TANDEM_CHECK_CUDA(cudaMalloc(&ws, turbo_prefill_workspace_bytes(pp)));
+                pp.workspace = ws;
+                const float t_auto = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s); }, st);
+                pp.kernel = PrefillKernel::Portable;
+                const float t_portable = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s); }, st);
+                float t_fp16 = -1.0f, t_fp16_plain = -1.0f;
+                if (hopper) {
+                    Fp16PrefillParams fp;
+                    fp.q = pp.q, fp.k = pp.k, fp.v = pp.v, fp.out = out, fp.workspace = ws;  // ws holds V^T
+                    fp.batch = B, fp.n_q_heads = Hq, fp.n_kv_heads = Hkv, fp.head_dim = D, fp.len = L;
+                    t_fp16 = time_graph([&](cudaStream_t s) { fp16_prefill_cuda(fp, s); }, st);
+                    // A/B: the same launch with the kernel's plain loop (S, softmax, P.V in turn)
+                    HopperPrefillArgs h;
+                    h.q = q, h.k = k, h.vt = ws, h.out = out;
+                    h.batch = B, h.n_q_heads = Hq, h.n_kv_heads = Hkv, h.head_dim = D, h.len = L, h.pipelined = false;
+                    t_fp16_plain = time_graph([&](cudaStream_t s) {
+                        transpose_v_cuda(v, (__half*)ws, B, Hkv, L, D, s);
+                        hopper_prefill_launch(h, s);
+                    }, st);
+                }
+                const double flops = 4.0 * B * Hq * (double)L * L * D / 2;  // causal
+                auto tf = [&](float ms) { return ms > 0 ? flops / (ms * 1e-3) / 1e12 : 0.0; };
+                std::printf("prefill D=%3d B=%d L=%5d  turbo (%s) %8.4f ms %5.0f TFLOP/s  portable %8.4f ms %5.0f  "
+                            "fp16 %8.4f ms %5.0f  fp16 plain loop %8.4f ms %5.0f\n",
+                            D, B, L, hopper ? "hopper" : "portable", t_auto, tf(t_auto), t_portable, tf(t_portable), t_fp16,
+                            tf(t_fp16), t_fp16_plain, tf(t_fp16_plain));
+                std::fprintf(f, "%s{\"D\": %d, \"batch\": %d, \"len\": %d, \"n_q_heads\": %d, \"n_kv_heads\": %d, "
+                             "\"kernel\": \"%s\", \"turbo_ms\": %.5f, \"turbo_portable_ms\": %.5f, \"fp16_ms\": %s, \"fp16_plain_ms\": %s, \"flops\": %.0f}",
+                             first ? "" : ",\n", D, B, L, Hq, Hkv, hopper ? "hopper" : "portable", t_auto, t_portable,
+                             t_fp16 > 0 ? std::to_string(t_fp16).c_str() : "null",
+                             t_fp16_plain > 0 ? std::to_string(t_fp16_plain).c_str() : "null", flops);
+                first = false;
+                TANDEM_CHECK_CUDA(cudaStreamSynchronize(st));
+                for (void* ptr : {(void*)q, (void*)k, (void*)v, (void*)out, ws}) TANDEM_CHECK_CUDA(cudaFree(ptr));
+            }
         std::fprintf(f, "\n]}\n");
         std::fclose(f);
     } catch (const std::exception& e) {

@@ -2,6 +2,7 @@
 // Outputs are poisoned (NaN) before each launch; every element must be written and finite.
 // Without a CUDA device every case is skipped (doctest skip), saying so.
 #include "fp16_decode.cuh"
+#include "hopper_prefill.cuh"
 #include "turbo_prefill.cuh"
 #include "turbo_decode.cuh"
 #include "tandem/quant_types.h"
@@ -261,64 +262,141 @@ TEST_CASE("cuda: fp16 decode vs float64, any split count" * doctest::skip(kNoGpu
         }
 }
 
-TEST_CASE("cuda: turbo prefill (INT8 Q.K^T, SAS, causal) vs float64" * doctest::skip(kNoGpu)) {
-    std::mt19937 rng(fresh_seed());
-    for (int D : {128, 64}) {
-        const int B = 2, Hkv = 2, G = 4, Hq = Hkv * G, L = 256;
-        std::normal_distribution<float> nd;
-        std::vector<uint16_t> q16((size_t)B * Hq * L * D), k16((size_t)B * Hkv * L * D), v16(k16.size());
-        for (auto& x : q16) x = fp32_to_fp16(nd(rng));
-        for (auto& x : k16) x = fp32_to_fp16(nd(rng));
-        for (auto& x : v16) x = fp32_to_fp16(nd(rng));
-        std::vector<float> out(q16.size(), NAN);
-        TurboPrefillParams p;
-        p.q = upload(q16);
-        p.k = upload(k16);
-        p.v = upload(v16);
-        p.out = upload(out);
-        p.batch = B, p.n_q_heads = Hq, p.n_kv_heads = Hkv, p.head_dim = D, p.len = L;
-        void* ws = nullptr;
-        CK(cudaMalloc(&ws, turbo_prefill_workspace_bytes(p)));
-        p.workspace = ws;
-        turbo_prefill_cuda(p, 0);
-        CK(cudaDeviceSynchronize());
-        CK(cudaMemcpy(out.data(), p.out, out.size() * 4, cudaMemcpyDeviceToHost));
-        CHECK(all_finite(out));
-        // float64 causal reference
-        double num = 0, den = 0;
-        std::vector<double> sc(L);
-        for (int b = 0; b < B; ++b)
-            for (int h = 0; h < Hq; ++h)
-                for (int i = 0; i < L; ++i) {
-                    const uint16_t* qr = &q16[(((size_t)b * Hq + h) * L + i) * D];
-                    const size_t kvb = ((size_t)b * Hkv + h / G) * L;
-                    double m = -1e300, l = 0;
-                    for (int t = 0; t <= i; ++t) {
-                        double acc = 0;
-                        for (int d = 0; d < D; ++d) acc += (double)fp16_to_fp32(qr[d]) * fp16_to_fp32(k16[(kvb + t) * D + d]);
-                        sc[t] = acc / std::sqrt((double)D);
-                        m = std::max(m, sc[t]);
-                    }
-                    for (int d = 0; d < D; ++d) {
-                        double o = 0;
-                        if (d == 0) l = 0;
-                        for (int t = 0; t <= i; ++t) {
-                            const double w = std::exp(sc[t] - m);
-                            if (d == 0) l += w;
-                            o += w * fp16_to_fp32(v16[(kvb + t) * D + d]);
-                        }
-                        // l is complete after d == 0's pass
-                        const double ref = o / l;
-                        const double got = out[(((size_t)b * Hq + h) * L + i) * D + d];
-                        num += (got - ref) * (got - ref);
-                        den += ref * ref;
-                    }
+// Random FP16 Q, K, V of a prefill case and the float64 causal softmax(q k^T / sqrt(D)) v.
+struct PrefillCase {
+    int B, Hq, Hkv, L, D;
+    std::vector<uint16_t> q, k, v;
+    std::vector<double> ref;  // (B, Hq, L, D)
+};
+
+PrefillCase make_prefill_case(std::mt19937& rng, int B, int Hkv, int G, int L, int D) {
+    PrefillCase c{B, Hkv * G, Hkv, L, D, {}, {}, {}, {}};
+    std::normal_distribution<float> nd;
+    c.q.resize((size_t)B * c.Hq * L * D);
+    c.k.resize((size_t)B * Hkv * L * D);
+    c.v.resize(c.k.size());
+    for (auto& x : c.q) x = fp32_to_fp16(nd(rng));
+    for (auto& x : c.k) x = fp32_to_fp16(nd(rng));
+    for (auto& x : c.v) x = fp32_to_fp16(nd(rng));
+    c.ref.assign(c.q.size(), 0.0);
+    std::vector<double> w(L);
+    for (int b = 0; b < B; ++b)
+        for (int h = 0; h < c.Hq; ++h)
+            for (int i = 0; i < L; ++i) {
+                const uint16_t* qr = &c.q[(((size_t)b * c.Hq + h) * L + i) * D];
+                const size_t kvb = ((size_t)b * Hkv + h / G) * L;
+                double m = -1e300, l = 0;
+                for (int t = 0; t <= i; ++t) {
+                    double acc = 0;
+                    for (int d = 0; d < D; ++d) acc += (double)fp16_to_fp32(qr[d]) * fp16_to_fp32(c.k[(kvb + t) * D + d]);
+                    w[t] = acc / std::sqrt((double)D);
+                    m = std::max(m, w[t]);
                 }
-        const double err = std::sqrt(num / den);
-        std::printf("turbo prefill D=%d L=%d: rel err vs float64 %.2e\n", D, L, err);
-        CHECK(err < 2e-2);  // blockwise INT8 Q and K, FP16 P, SAS
-        CK(cudaFree((void*)p.q)); CK(cudaFree((void*)p.k)); CK(cudaFree((void*)p.v)); CK(cudaFree(p.out)); CK(cudaFree(ws));
+                for (int t = 0; t <= i; ++t) l += (w[t] = std::exp(w[t] - m));
+                double* o = &c.ref[(((size_t)b * c.Hq + h) * L + i) * D];
+                for (int t = 0; t <= i; ++t)
+                    for (int d = 0; d < D; ++d) o[d] += w[t] / l * fp16_to_fp32(c.v[(kvb + t) * D + d]);
+            }
+    return c;
+}
+
+// Runs `launch(q, k, v, out, workspace)` on the case's tensors; returns the output (NaN-poisoned
+// before the launch).
+template <class Launch>
+std::vector<float> run_prefill(const PrefillCase& c, size_t ws_bytes, Launch launch) {
+    std::vector<float> out(c.q.size(), NAN);
+    uint16_t *q = upload(c.q), *k = upload(c.k), *v = upload(c.v);
+    float* o = upload(out);
+    void* ws = nullptr;
+    CK(cudaMalloc(&ws, ws_bytes));
+    launch(q, k, v, o, ws);
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(out.data(), o, out.size() * 4, cudaMemcpyDeviceToHost));
+    for (void* p : {(void*)q, (void*)k, (void*)v, (void*)o, ws}) CK(cudaFree(p));
+    return out;
+}
+
+TEST_CASE("cuda: turbo prefill (INT8 Q.K^T, SAS, causal) vs float64, portable and Hopper kernels" * doctest::skip(kNoGpu)) {
+    std::mt19937 rng(fresh_seed());
+    std::vector<PrefillKernel> kernels = {PrefillKernel::Portable};
+    if (hopper_prefill_available()) kernels.push_back(PrefillKernel::Hopper);
+    else MESSAGE("Hopper prefill kernel skipped: the device is not sm_90");
+    for (int D : {128, 64})
+        for (int L : {256, 320}) {  // 320: a last query block of 64 rows (the Hopper kernel's blocks are 128)
+            const PrefillCase c = make_prefill_case(rng, 2, 2, 4, L, D);
+            for (PrefillKernel kern : kernels) {
+                TurboPrefillParams p;
+                p.batch = c.B, p.n_q_heads = c.Hq, p.n_kv_heads = c.Hkv, p.head_dim = D, p.len = L, p.kernel = kern;
+                const auto out = run_prefill(c, turbo_prefill_workspace_bytes(p), [&](auto q, auto k, auto v, float* o, void* ws) {
+                    p.q = q, p.k = k, p.v = v, p.out = o, p.workspace = ws;
+                    turbo_prefill_cuda(p, 0);
+                });
+                CHECK(all_finite(out));
+                const double err = rel(out, c.ref);
+                std::printf("turbo prefill (%s) D=%d L=%d: rel err vs float64 %.2e\n",
+                            kern == PrefillKernel::Hopper ? "hopper" : "portable", D, L, err);
+                CHECK(err < 2e-2);  // blockwise INT8 Q and K, FP16 P, SAS
+            }
+        }
+}
+
+TEST_CASE("cuda: fp16 prefill (Hopper kernel, exact softmax) vs float64" * doctest::skip(kNoGpu)) {
+    if (!hopper_prefill_available()) {
+        MESSAGE("skipped: the FP16 prefill kernel needs an sm_90 device");
+        return;
     }
+    std::mt19937 rng(fresh_seed());
+    for (int D : {128, 64})
+        for (int L : {128, 320, 640}) {
+            const PrefillCase c = make_prefill_case(rng, 2, 2, 4, L, D);
+            Fp16PrefillParams p;
+            p.batch = c.B, p.n_q_heads = c.Hq, p.n_kv_heads = c.Hkv, p.head_dim = D, p.len = L;
+            const auto out = run_prefill(c, fp16_prefill_workspace_bytes(p), [&](auto q, auto k, auto v, float* o, void* ws) {
+                p.q = q, p.k = k, p.v = v, p.out = o, p.workspace = ws;
+                fp16_prefill_cuda(p, 0);
+            });
+            CHECK(all_finite(out));
+            const double err = rel(out, c.ref);
+            std::printf("fp16 prefill D=%d L=%d: rel err vs float64 %.2e\n", D, L, err);
+            CHECK(err < 4e-3);  // FP16 P and V on the tensor cores, FP32 sums
+            // the kernel's plain loop (S, softmax, P.V in turn: bench-attention's baseline)
+            for (bool int8 : {false, true}) {
+                std::vector<uint16_t> vt(c.v.size());  // (B, Hkv, D, L)
+                for (size_t bh = 0; bh < (size_t)c.B * c.Hkv; ++bh)
+                    for (int t = 0; t < L; ++t)
+                        for (int d = 0; d < D; ++d) vt[(bh * D + d) * L + t] = c.v[(bh * L + t) * D + d];
+                std::vector<int8_t> q8(c.q.size()), k8(c.k.size());
+                std::vector<float> qs(c.q.size() / D / 64), ks(c.k.size() / D / 64);
+                std::vector<float> blk(64 * D);
+                auto quant = [&](const std::vector<uint16_t>& x, std::vector<int8_t>& x8, std::vector<float>& sc) {
+                    for (size_t bl = 0; bl < sc.size(); ++bl) {
+                        for (int i = 0; i < 64 * D; ++i) blk[i] = fp16_to_fp32(x[bl * 64 * D + i]);
+                        sc[bl] = turbo_quant_int8(blk.data(), 64 * D, &x8[bl * 64 * D]);
+                    }
+                };
+                quant(c.q, q8, qs);
+                quant(c.k, k8, ks);
+                const auto plain = run_prefill(c, 16, [&](auto q, auto k, auto, float* o, void*) {
+                    HopperPrefillArgs h;
+                    h.q = int8 ? (const void*)upload(q8) : q, h.k = int8 ? (const void*)upload(k8) : k;
+                    h.vt = upload(vt), h.out = o;
+                    if (int8) h.q_scales = upload(qs), h.k_scales = upload(ks);
+                    h.batch = c.B, h.n_q_heads = c.Hq, h.n_kv_heads = c.Hkv, h.head_dim = D, h.len = L;
+                    h.int8_qk = int8, h.pipelined = false;
+                    hopper_prefill_launch(h, 0);
+                    CK(cudaDeviceSynchronize());
+                    for (const void* ptr : {h.vt, (const void*)h.q_scales, (const void*)h.k_scales}) CK(cudaFree((void*)ptr));
+                    if (int8) {
+                        CK(cudaFree((void*)h.q));
+                        CK(cudaFree((void*)h.k));
+                    }
+                });
+                const double err_plain = rel(plain, c.ref);
+                std::printf("hopper prefill, plain loop, %s Q.K^T, D=%d L=%d: rel err vs float64 %.2e\n", int8 ? "INT8" : "FP16", D, L, err_plain);
+                CHECK(all_finite(plain));
+                CHECK(err_plain < (int8 ? 2e-2 : 4e-3));
+            }
+        }
 }
 
 TEST_CASE("cuda: bad parameters are refused with a message" * doctest::skip(kNoGpu)) {
@@ -357,5 +435,19 @@ TEST_CASE("cuda: bad parameters are refused with a message" * doctest::skip(kNoG
     CHECK_THROWS_WITH_AS(fp16_decode_cuda(f, 0), doctest::Contains("q_stride"), TurboError);
     f.q_stride = 8 * 128 + 2;  // rows would lose 16-byte alignment
     CHECK_THROWS_WITH_AS(fp16_decode_cuda(f, 0), doctest::Contains("q_stride"), TurboError);
+    Fp16PrefillParams fp;
+    CHECK_THROWS_WITH_AS(fp16_prefill_cuda(fp, 0), doctest::Contains("null"), TurboError);
+    fp.q = fp.k = fp.v = (const uint16_t*)dummy;
+    fp.out = dummy, fp.workspace = dummy;
+    fp.batch = 1, fp.n_q_heads = 8, fp.n_kv_heads = 2, fp.head_dim = 96, fp.len = 128;
+    CHECK_THROWS_WITH_AS(fp16_prefill_cuda(fp, 0), doctest::Contains("head_dim"), TurboError);
+    fp.head_dim = 128, fp.len = 100;
+    CHECK_THROWS_WITH_AS(fp16_prefill_cuda(fp, 0), doctest::Contains("len"), TurboError);
+    fp.len = 128, fp.n_q_heads = 7;
+    CHECK_THROWS_WITH_AS(fp16_prefill_cuda(fp, 0), doctest::Contains("n_q_heads"), TurboError);
+    if (!hopper_prefill_available()) {  // no silent fallback: the Hopper-only paths say why
+        fp.n_q_heads = 8;
+        CHECK_THROWS_WITH_AS(fp16_prefill_cuda(fp, 0), doctest::Contains("sm_90"), TurboError);
+    }
     CK(cudaFree(dummy));
 }

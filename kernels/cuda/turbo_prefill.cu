@@ -12,6 +12,7 @@
 #include "turbo_prefill.cuh"
 
 #include "decode_common.cuh"
+#include "hopper_prefill.cuh"
 #include "mma_fragments.cuh"
 
 namespace tandem {
@@ -187,7 +188,7 @@ Layout layout_of(const TurboPrefillParams& p) {
 }
 
 template <int D>
-void launch(const TurboPrefillParams& p, cudaStream_t st) {
+void launch(const TurboPrefillParams& p, bool use_hopper, cudaStream_t st) {
     const Layout L = layout_of(p);
     uint8_t* ws = (uint8_t*)p.workspace;
     const int nblk = p.len / kBlk;
@@ -197,6 +198,15 @@ void launch(const TurboPrefillParams& p, cudaStream_t st) {
     TANDEM_CHECK_CUDA(cudaGetLastError());
     transpose_kernel<D><<<dim3(nblk, p.n_kv_heads, p.batch), 128, 0, st>>>((const __half*)p.v, (__half*)(ws + L.vt), p.n_kv_heads, p.len);
     TANDEM_CHECK_CUDA(cudaGetLastError());
+    if (use_hopper) {
+        HopperPrefillArgs h;
+        h.q = ws + L.q8, h.k = ws + L.k8, h.vt = ws + L.vt;
+        h.q_scales = (const float*)(ws + L.qs), h.k_scales = (const float*)(ws + L.ks), h.out = p.out;
+        h.batch = p.batch, h.n_q_heads = p.n_q_heads, h.n_kv_heads = p.n_kv_heads, h.head_dim = D, h.len = p.len;
+        h.int8_qk = true, h.poly_degree = p.poly_degree, h.threshold = p.threshold;
+        hopper_prefill_launch(h, st);
+        return;
+    }
     PrefillArgs a;
     a.q8 = (const int8_t*)(ws + L.q8);
     a.qs = (const float*)(ws + L.qs);
@@ -230,8 +240,17 @@ void turbo_prefill_cuda(const TurboPrefillParams& p, cudaStream_t stream) {
     if (p.batch < 1) throw TurboError("turbo_prefill: batch must be >= 1");
     if (p.poly_degree != 2 && p.poly_degree != 3) throw TurboError("turbo_prefill: poly_degree must be 2 or 3");
     if (!(p.threshold <= -1.0f && p.threshold >= -60.0f)) throw TurboError("turbo_prefill: threshold must be in [-60, -1]");
-    if (p.head_dim == 128) launch<128>(p, stream);
-    else launch<64>(p, stream);
+    const bool hopper = p.kernel != PrefillKernel::Portable && hopper_prefill_available();
+    if (p.kernel == PrefillKernel::Hopper && !hopper) throw TurboError("turbo_prefill: the Hopper kernel needs an sm_90 GPU (H100/H200)");
+    if (p.head_dim == 128) launch<128>(p, hopper, stream);
+    else launch<64>(p, hopper, stream);
+}
+
+void transpose_v_cuda(const __half* v, __half* vt, int batch, int n_heads, int len, int head_dim, cudaStream_t stream) {
+    const dim3 grid(len / kBlk, n_heads, batch);
+    if (head_dim == 128) transpose_kernel<128><<<grid, 128, 0, stream>>>(v, vt, n_heads, len);
+    else transpose_kernel<64><<<grid, 128, 0, stream>>>(v, vt, n_heads, len);
+    TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 
 }  // namespace tandem

@@ -184,6 +184,10 @@ struct TurboDecodeParams {
     float* workspace = nullptr;         // turbo_decode_workspace_floats(...) floats
     int n_splits = 0;                   // warp-splits per (sequence, KV head); 0: chosen by the launcher
 };
+// Which prefill kernel runs: Auto takes the Hopper one (TMA + wgmma) on sm_90 devices and the
+// portable one (mma.sync) elsewhere; Hopper throws TurboError on other devices.
+enum class PrefillKernel { Auto, Portable, Hopper };
+
 // Prefill (causal self-attention over one chunk starting at position 0): Q and K quantized
 // to blockwise INT8 (64 tokens x D per scale), S = Q K^T on INT8 tensor cores (INT32
 // accumulate), SAS softmax, P.V with FP16 P and V on FP16 tensor cores.
@@ -196,6 +200,17 @@ struct TurboPrefillParams {
     int poly_degree = 3;
     float threshold = -16.0f;
     void* workspace = nullptr;          // turbo_prefill_workspace_bytes(...) bytes
+    PrefillKernel kernel = PrefillKernel::Auto;
+};
+// Plain FP16 prefill (causal, one chunk from position 0, exact softmax), Hopper only: the
+// tensors of TurboPrefillParams; the workspace holds V transposed.
+struct Fp16PrefillParams {
+    const uint16_t* q = nullptr;        // (batch, n_q_heads, len, D) IEEE half
+    const uint16_t* k = nullptr;        // (batch, n_kv_heads, len, D)
+    const uint16_t* v = nullptr;        // (batch, n_kv_heads, len, D)
+    float* out = nullptr;               // (batch, n_q_heads, len, D)
+    int batch = 0, n_q_heads = 0, n_kv_heads = 0, head_dim = 0, len = 0;  // len % 64 == 0
+    void* workspace = nullptr;          // fp16_prefill_workspace_bytes(...) bytes
 };
 struct Fp16DecodeParams {
     const float* q = nullptr;           // (batch, n_q_heads, D)

@@ -1,0 +1,431 @@
+// Causal prefill attention for Hopper (sm_90a), built the way FlashAttention-3 is: TMA tile
+// loads into swizzled shared memory completing on mbarriers, a producer warp that keeps two
+// stages of K and V in flight, and two consumer warpgroups that run both products on wgmma.
+//
+//   CTA = one (query block of 128 rows, query head, sequence); 384 threads:
+//     warps 0-3, 4-7  consumer warpgroups, 64 query rows each (240 registers a thread)
+//     warps 8-11      producer warpgroup (24 registers): one lane issues every TMA load (Q once,
+//                     then K_j and V_j^T per 128-key tile j into stage j % 2, after both
+//                     consumer warpgroups release it)
+//   per tile, in each consumer warpgroup:
+//     S = Q K_j^T    wgmma, A and B from shared memory: FP16 (k16) or INT8 (k32, INT32 sums,
+//                    times the two blocks' scales: the Turbo path)
+//     online softmax on S in registers (exact exp2, or SAS on the Turbo path)
+//     O += P V_j     wgmma, A = P as FP16 registers (the S accumulator layout is the register
+//                    A layout), B = V_j^T from shared memory
+//
+// Operands in shared memory are K-major (Q and K rows; V transposed to (D, len) by a pre-pass),
+// so every tile has the one layout TMA writes with 128B (64B for INT8 rows of 64) swizzling.
+// Query blocks run heaviest first (the last block of the causal triangle has the most tiles).
+#include "hopper_prefill.cuh"
+
+#include <cudaTypedefs.h>
+
+#include <string>
+
+#include "cuda_common.cuh"
+#include "decode_common.cuh"
+#include "hopper_ptx.cuh"
+#include "turbo_prefill.cuh"
+
+namespace tandem {
+
+namespace {
+
+using namespace hopper;
+
+constexpr int kBM = 128;        // query rows per CTA
+constexpr int kBN = 128;        // keys per tile
+constexpr int kStages = 2;      // K/V tiles in flight
+constexpr int kConsumerWarps = 8;
+constexpr int kThreads = kConsumerWarps * 32 + 128;  // + the producer warpgroup
+// Registers per thread after setmaxnreg: 128 x 24 + 256 x 240 <= 65536. Without it every
+// thread gets 65536 / 384 = 168, and the pipelined loop spills.
+constexpr int kProducerRegs = 24, kConsumerRegs = 240;
+
+// Shared-memory plan for head size D and Q/K element size E (2: FP16, 1: INT8).
+template <int D, int E>
+struct Plan {
+    static constexpr int row_bytes = D * E < 128 ? D * E : 128;  // one swizzled row of Q or K
+    static constexpr int col_blocks = D * E / row_bytes;          // Q/K column blocks
+    static constexpr int q_bytes = kBM * D * E;
+    static constexpr int k_bytes = kBN * D * E;
+    static constexpr int v_bytes = D * kBN * 2;                   // V^T: D rows x 128 keys FP16
+    static constexpr int k_off = q_bytes;
+    static constexpr int v_off = k_off + kStages * k_bytes;
+    static constexpr int bar_off = v_off + kStages * v_bytes;
+    static constexpr int smem = bar_off + 8 * (1 + 3 * kStages) + 1024;  // + alignment slack
+};
+
+struct Args {
+    CUtensorMap q, k, vt;        // 3-D maps: (D, len, batch * heads); V^T: (len, D, batch * Hkv)
+    const float* qs = nullptr;   // INT8 path: block scales (batch * Hq, len / 64)
+    const float* ks = nullptr;   // (batch * Hkv, len / 64)
+    float* out = nullptr;        // (batch, Hq, len, D)
+    int n_q_heads = 0, n_kv_heads = 0, len = 0;
+    float scale = 0;             // log2(e) / sqrt(D)
+    float threshold = 0;         // SAS (INT8 path)
+    int degree = 3;
+    float c1 = 0, c2 = 0, c3 = 0;
+    bool pipelined = true;       // HopperPrefillArgs::pipelined
+};
+
+__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
+    const __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+// What one consumer thread holds: its two query rows' output accumulators, running max and
+// sum, the tile's scores and P, and the operand descriptors.
+template <int D, bool kInt8>
+struct Consumer {
+    static constexpr int E = kInt8 ? 1 : 2;
+    using P = Plan<D, E>;
+    float o[D / 2];                        // O rows r0 / r1 (layout: wgmma_ss)
+    float sc[kBN / 2];                     // the tile's scores, then its probabilities
+    int acc[kInt8 ? kBN / 2 : 1];          // INT8 path: S in INT32 before scaling
+    uint32_t pa[kBN / 16][4];              // P as FP16 A fragments, one per 16 keys
+    float m0, m1, l0, l1;                  // l: this thread's share of the row sum
+    float q_scale;
+    const float* k_scales;
+    int r0, r1, t;
+    uint64_t q_desc;
+    const uint8_t* sm;
+    float threshold;
+    int degree;
+    __half2 c1, c2, c3;
+
+    __device__ __forceinline__ void init(const Args& a, int qb, int hq, int hk, int b, int warp, int lane, const uint8_t* smem) {
+        const int wg = warp / 4;
+        t = lane % 4;
+        r0 = qb * kBM + wg * 64 + (warp % 4) * 16 + lane / 4;
+        r1 = r0 + 8;
+        q_scale = a.scale;
+        if constexpr (kInt8) q_scale *= a.qs[(size_t)(b * a.n_q_heads + hq) * (a.len / 64) + (qb * kBM + wg * 64) / 64];
+        k_scales = kInt8 ? a.ks + (size_t)(b * a.n_kv_heads + hk) * (a.len / 64) : nullptr;
+        threshold = a.threshold, degree = a.degree;
+        c1 = __float2half2_rn(a.c1), c2 = __float2half2_rn(a.c2), c3 = __float2half2_rn(a.c3);
+#pragma unroll
+        for (int i = 0; i < D / 2; ++i) o[i] = 0.0f;
+        m0 = m1 = -INFINITY;
+        l0 = l1 = 0.0f;
+        sm = smem;
+        q_desc = smem_desc(smem + wg * 64 * P::row_bytes, P::row_bytes);
+    }
+
+    // S = Q K^T of the tile in stage s (k-steps of 32 bytes along D); the caller fences and commits.
+    __device__ __forceinline__ void issue_qk(int s) {
+        const uint64_t k_desc = smem_desc(sm + P::k_off + s * P::k_bytes, P::row_bytes);
+#pragma unroll
+        for (int ks = 0; ks < D * E / 32; ++ks) {
+            const int c = ks * 32 / P::row_bytes, off = ks * 32 % P::row_bytes;
+            const uint64_t qd = q_desc + ((c * kBM * P::row_bytes + off) >> 4);
+            const uint64_t kd = k_desc + ((c * kBN * P::row_bytes + off) >> 4);
+            if constexpr (kInt8) wgmma_s8_ss<kBN>(acc, qd, kd, ks > 0);
+            else wgmma_ss<kBN>(sc, qd, kd, ks > 0);
+        }
+    }
+
+    // O += P V of the tile in stage s; the caller fences and commits.
+    __device__ __forceinline__ void issue_pv(int s) {
+        const uint8_t* sv = sm + P::v_off + s * P::v_bytes;
+#pragma unroll
+        for (int kk = 0; kk < kBN / 16; ++kk)
+            wgmma_rs<D>(o, pa[kk], smem_desc(sv + (kk / 4) * D * 128 + (kk % 4) * 32, 128));
+    }
+
+    // Tile j's scores (S done) to probabilities at the new running max; returns the factors
+    // (alpha) by which the old O and l shrink. Updates m and l.
+    __device__ __forceinline__ float2 softmax(int j, int n_tiles) {
+        if constexpr (kInt8) {
+            fence_regs(acc);
+            const float s_lo = q_scale * k_scales[2 * j], s_hi = q_scale * k_scales[2 * j + 1];
+#pragma unroll
+            for (int i = 0; i < kBN / 2; ++i) sc[i] = (float)acc[i] * (i < kBN / 4 ? s_lo : s_hi);
+        } else {
+            fence_regs(sc);
+#pragma unroll
+            for (int i = 0; i < kBN / 2; ++i) sc[i] *= q_scale;
+        }
+        if (j == n_tiles - 1) {  // the diagonal tile: keys after the row are masked
+#pragma unroll
+            for (int i = 0; i < kBN / 2; ++i) {
+                const int key = j * kBN + (i / 4) * 8 + 2 * t + (i % 2);
+                if (key > ((i % 4) < 2 ? r0 : r1)) sc[i] = -INFINITY;
+            }
+        }
+        float mx0 = m0, mx1 = m1;
+#pragma unroll
+        for (int i = 0; i < kBN / 2; i += 4) {
+            mx0 = fmaxf(mx0, fmaxf(sc[i], sc[i + 1]));
+            mx1 = fmaxf(mx1, fmaxf(sc[i + 2], sc[i + 3]));
+        }
+        mx0 = quad_max(mx0);  // the 4 lanes of a quad hold one row's 128 scores
+        mx1 = quad_max(mx1);  // finite: a row's first key of the diagonal tile is never masked
+        const float2 alpha = make_float2(exp2f(m0 - mx0), exp2f(m1 - mx1));  // m = -inf: 0
+        m0 = mx0, m1 = mx1;
+        float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+        for (int i = 0; i < kBN / 2; i += 4) {
+            if constexpr (kInt8) {
+                const float2 p0 = sas_exp2_pair(sc[i] - mx0, sc[i + 1] - mx0, threshold, degree, c1, c2, c3);
+                const float2 p1 = sas_exp2_pair(sc[i + 2] - mx1, sc[i + 3] - mx1, threshold, degree, c1, c2, c3);
+                sc[i] = p0.x, sc[i + 1] = p0.y, sc[i + 2] = p1.x, sc[i + 3] = p1.y;
+            } else {
+                sc[i] = exp2f(sc[i] - mx0), sc[i + 1] = exp2f(sc[i + 1] - mx0);
+                sc[i + 2] = exp2f(sc[i + 2] - mx1), sc[i + 3] = exp2f(sc[i + 3] - mx1);
+            }
+            sum0 += sc[i] + sc[i + 1];
+            sum1 += sc[i + 2] + sc[i + 3];
+        }
+        l0 = l0 * alpha.x + sum0;
+        l1 = l1 * alpha.y + sum1;
+        return alpha;
+    }
+
+    __device__ __forceinline__ void rescale(float2 alpha) {
+#pragma unroll
+        for (int i = 0; i < D / 2; i += 4) o[i] *= alpha.x, o[i + 1] *= alpha.x, o[i + 2] *= alpha.y, o[i + 3] *= alpha.y;
+    }
+
+    // P to FP16 A fragments: k-step kk (keys 16kk..16kk+15) = score blocks 2kk and 2kk+1. All of P
+    // is packed before the P.V wgmmas: registers written between two wgmmas make ptxas insert a
+    // warpgroup wait there.
+    __device__ __forceinline__ void pack_p() {
+#pragma unroll
+        for (int kk = 0; kk < kBN / 16; ++kk)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) pa[kk][r] = pack_half2(sc[8 * kk + 2 * r], sc[8 * kk + 2 * r + 1]);
+    }
+
+    // out = O / l for the rows inside the sequence.
+    __device__ __forceinline__ void store(const Args& a) const {
+        float s0 = l0, s1 = l1;
+        s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
+        s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
+        s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
+        s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
+        const float i0 = 1.0f / s0, i1 = 1.0f / s1;
+        float* out = a.out + (size_t)(blockIdx.z * a.n_q_heads + blockIdx.y) * a.len * D;
+#pragma unroll
+        for (int i = 0; i < D / 2; i += 4) {
+            const int d = (i / 4) * 8 + 2 * t;
+            if (r0 < a.len) *(float2*)(out + (size_t)r0 * D + d) = make_float2(o[i] * i0, o[i + 1] * i0);
+            if (r1 < a.len) *(float2*)(out + (size_t)r1 * D + d) = make_float2(o[i + 2] * i1, o[i + 3] * i1);
+        }
+    }
+};
+
+template <int D, bool kInt8>
+__global__ void __launch_bounds__(kThreads, 1) prefill_kernel(const __grid_constant__ Args a) {
+    constexpr int E = kInt8 ? 1 : 2;
+    using P = Plan<D, E>;
+    extern __shared__ uint8_t smem_raw[];
+    uint8_t* sm = (uint8_t*)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    uint8_t* sq = sm;
+    uint64_t* bar = (uint64_t*)(sm + P::bar_off);
+    uint64_t* q_full = bar;
+    uint64_t* k_full = bar + 1;
+    uint64_t* v_full = bar + 1 + kStages;
+    uint64_t* empty = bar + 1 + 2 * kStages;
+
+    const int n_qblocks = (a.len + kBM - 1) / kBM;
+    const int qb = n_qblocks - 1 - (int)blockIdx.x, hq = blockIdx.y, b = blockIdx.z;
+    const int hk = hq / (a.n_q_heads / a.n_kv_heads);
+    const int n_tiles = qb + 1;  // kBM == kBN: tiles 0..qb, the last on the diagonal
+    // warp index read from lane 0: provably warp-uniform, so ptxas keeps the wgmma batches
+    // asynchronous (it serializes them inside a branch it sees as divergent)
+    const int warp = __shfl_sync(0xffffffffu, (int)threadIdx.x / 32, 0), lane = threadIdx.x % 32;
+
+    if (threadIdx.x == 0) {
+        mbar_init(q_full, 1);
+        for (int s = 0; s < kStages; ++s) {
+            mbar_init(&k_full[s], 1);
+            mbar_init(&v_full[s], 1);
+            mbar_init(&empty[s], kConsumerWarps);
+        }
+        mbar_init_fence();
+    }
+    __syncthreads();
+
+    if (warp >= kConsumerWarps) {  // producer warpgroup: one lane issues every load
+        setmaxnreg_dec<kProducerRegs>();
+        if (warp != kConsumerWarps || lane != 0) return;
+        tma_prefetch_map(&a.q);
+        tma_prefetch_map(&a.k);
+        tma_prefetch_map(&a.vt);
+        const int zq = b * a.n_q_heads + hq, zk = b * a.n_kv_heads + hk;
+        mbar_arrive_expect_tx(q_full, P::q_bytes);
+        for (int c = 0; c < P::col_blocks; ++c)
+            tma_load_3d(sq + c * kBM * P::row_bytes, &a.q, c * P::row_bytes / E, qb * kBM, zq, q_full);
+        for (int j = 0; j < n_tiles; ++j) {
+            const int s = j % kStages;
+            if (j >= kStages) mbar_wait(&empty[s], (j / kStages - 1) & 1);
+            uint8_t* sk = sm + P::k_off + s * P::k_bytes;
+            uint8_t* sv = sm + P::v_off + s * P::v_bytes;
+            mbar_arrive_expect_tx(&k_full[s], P::k_bytes);
+            for (int c = 0; c < P::col_blocks; ++c)
+                tma_load_3d(sk + c * kBN * P::row_bytes, &a.k, c * P::row_bytes / E, j * kBN, zk, &k_full[s]);
+            mbar_arrive_expect_tx(&v_full[s], P::v_bytes);
+            for (int c = 0; c < kBN / 64; ++c)
+                tma_load_3d(sv + c * D * 128, &a.vt, j * kBN + c * 64, 0, zk, &v_full[s]);
+        }
+        return;
+    }
+
+    // consumers: warpgroup wg owns query rows qb*128 + wg*64 + [0, 64); this thread rows r0, r0+8
+    setmaxnreg_inc<kConsumerRegs>();
+    Consumer<D, kInt8> c;
+    c.init(a, qb, hq, hk, b, warp, lane, sm);
+    mbar_wait(q_full, 0);
+    if (a.pipelined) {
+        // S_j = Q K_j^T is issued together with O += P_{j-1} V_{j-1}: the softmax of tile j runs
+        // on the CUDA cores while the tensor cores do the previous tile's P.V.
+        mbar_wait(&k_full[0], 0);
+        wgmma_fence();
+        c.issue_qk(0);
+        wgmma_commit();
+        wgmma_wait<0>();
+        c.softmax(0, n_tiles);
+        c.pack_p();
+        for (int j = 1; j < n_tiles; ++j) {
+            const int s = j % kStages, sp = (j - 1) % kStages;
+            mbar_wait(&k_full[s], (j / kStages) & 1);
+            mbar_wait(&v_full[sp], ((j - 1) / kStages) & 1);
+            wgmma_fence();
+            c.issue_qk(s);
+            wgmma_commit();
+            c.issue_pv(sp);
+            wgmma_commit();
+            wgmma_wait<1>();  // S_j is done; P_{j-1} V_{j-1} may still run
+            const float2 alpha = c.softmax(j, n_tiles);
+            wgmma_wait<0>();
+            fence_regs(c.o);
+            if (lane == 0) mbar_arrive(&empty[sp]);
+            c.rescale(alpha);
+            c.pack_p();
+        }
+        const int sl = (n_tiles - 1) % kStages;
+        mbar_wait(&v_full[sl], ((n_tiles - 1) / kStages) & 1);
+        wgmma_fence();
+        c.issue_pv(sl);
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_regs(c.o);
+    } else {
+        for (int j = 0; j < n_tiles; ++j) {  // S, softmax, P.V in turn
+            const int s = j % kStages;
+            const uint32_t phase = (j / kStages) & 1;
+            mbar_wait(&k_full[s], phase);
+            wgmma_fence();
+            c.issue_qk(s);
+            wgmma_commit();
+            wgmma_wait<0>();
+            c.rescale(c.softmax(j, n_tiles));
+            c.pack_p();
+            mbar_wait(&v_full[s], phase);
+            wgmma_fence();
+            c.issue_pv(s);
+            wgmma_commit();
+            wgmma_wait<0>();
+            fence_regs(c.o);
+            if (lane == 0) mbar_arrive(&empty[s]);
+        }
+    }
+    c.store(a);
+}
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+    static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+        void* p = nullptr;
+        cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+        TANDEM_CHECK_CUDA(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q));
+        if (q != cudaDriverEntryPointSuccess || !p)
+            throw TurboError("hopper prefill: the driver has no cuTensorMapEncodeTiled");
+        return (PFN_cuTensorMapEncodeTiled_v12000)p;
+    }();
+    return fn;
+}
+
+// A 3-D map over a dense (d2, d1, d0) tensor of `elt`-byte elements, box (box0, box1, 1).
+CUtensorMap make_map(const void* base, int elt, uint64_t d0, uint64_t d1, uint64_t d2, uint32_t box0, uint32_t box1) {
+    CUtensorMap m;
+    const cuuint64_t dims[3] = {d0, d1, d2};
+    const cuuint64_t strides[2] = {d0 * elt, d0 * d1 * elt};
+    const cuuint32_t box[3] = {box0, box1, 1};
+    const cuuint32_t step[3] = {1, 1, 1};
+    const CUresult r = tensor_map_encoder()(
+        &m, elt == 2 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_UINT8, 3, const_cast<void*>(base), dims,
+        strides, box, step, CU_TENSOR_MAP_INTERLEAVE_NONE,
+        box0 * elt == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) throw TurboError("hopper prefill: cuTensorMapEncodeTiled failed with CUresult " + std::to_string((int)r));
+    return m;
+}
+
+template <int D, bool kInt8>
+void launch(const HopperPrefillArgs& h, cudaStream_t st) {
+    constexpr int E = kInt8 ? 1 : 2;
+    using P = Plan<D, E>;
+    Args a;
+    a.q = make_map(h.q, E, D, h.len, (uint64_t)h.batch * h.n_q_heads, P::row_bytes / E, kBM);
+    a.k = make_map(h.k, E, D, h.len, (uint64_t)h.batch * h.n_kv_heads, P::row_bytes / E, kBN);
+    a.vt = make_map(h.vt, 2, h.len, D, (uint64_t)h.batch * h.n_kv_heads, 64, D);
+    a.qs = h.q_scales;
+    a.ks = h.k_scales;
+    a.out = h.out;
+    a.n_q_heads = h.n_q_heads;
+    a.n_kv_heads = h.n_kv_heads;
+    a.len = h.len;
+    a.scale = kLog2eF / sqrtf((float)D);
+    a.threshold = h.threshold;
+    a.degree = h.poly_degree;
+    float c[4];
+    turbo_sas_coeffs(h.poly_degree, c);
+    a.c1 = c[1], a.c2 = c[2], a.c3 = c[3];
+    a.pipelined = h.pipelined;
+    static const cudaError_t attr =
+        cudaFuncSetAttribute(prefill_kernel<D, kInt8>, cudaFuncAttributeMaxDynamicSharedMemorySize, P::smem);
+    TANDEM_CHECK_CUDA(attr);
+    const dim3 grid((h.len + kBM - 1) / kBM, h.n_q_heads, h.batch);
+    prefill_kernel<D, kInt8><<<grid, kThreads, P::smem, st>>>(a);
+    TANDEM_CHECK_CUDA(cudaGetLastError());
+}
+
+}  // namespace
+
+bool hopper_prefill_available() {
+    int dev = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return false;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
+    if (cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) return false;
+    return major == 9 && minor == 0;
+}
+
+void hopper_prefill_launch(const HopperPrefillArgs& h, cudaStream_t stream) {
+    if (!hopper_prefill_available()) throw TurboError("hopper prefill: needs an sm_90 GPU (H100/H200)");
+    if (h.head_dim == 128) h.int8_qk ? launch<128, true>(h, stream) : launch<128, false>(h, stream);
+    else h.int8_qk ? launch<64, true>(h, stream) : launch<64, false>(h, stream);
+}
+
+size_t fp16_prefill_workspace_bytes(const Fp16PrefillParams& p) {
+    return (size_t)p.batch * p.n_kv_heads * p.len * p.head_dim * 2;  // V^T
+}
+
+void fp16_prefill_cuda(const Fp16PrefillParams& p, cudaStream_t stream) {
+    if (!p.q || !p.k || !p.v || !p.out || !p.workspace) throw TurboError("fp16_prefill: a pointer is null");
+    if (p.head_dim != 64 && p.head_dim != 128) throw TurboError("fp16_prefill: head_dim must be 64 or 128");
+    if (p.len < 64 || p.len % 64 != 0) throw TurboError("fp16_prefill: len must be a positive multiple of 64");
+    if (p.n_kv_heads < 1 || p.n_q_heads % p.n_kv_heads != 0)
+        throw TurboError("fp16_prefill: n_q_heads must be a multiple of n_kv_heads");
+    if (p.batch < 1) throw TurboError("fp16_prefill: batch must be >= 1");
+    if (!hopper_prefill_available())
+        throw TurboError("fp16_prefill: needs an sm_90 GPU (H100/H200); use fp16_decode_cuda's causal mode elsewhere");
+    transpose_v_cuda((const __half*)p.v, (__half*)p.workspace, p.batch, p.n_kv_heads, p.len, p.head_dim, stream);
+    HopperPrefillArgs h;
+    h.q = p.q, h.k = p.k, h.vt = p.workspace, h.out = p.out;
+    h.batch = p.batch, h.n_q_heads = p.n_q_heads, h.n_kv_heads = p.n_kv_heads, h.head_dim = p.head_dim, h.len = p.len;
+    h.int8_qk = false;
+    hopper_prefill_launch(h, stream);
+}
+
+}  // namespace tandem
