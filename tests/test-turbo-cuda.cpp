@@ -1,6 +1,7 @@
 // GPU tests of the decode kernels against float64 references on fresh random inputs.
 // Outputs are poisoned (NaN) before each launch; every element must be written and finite.
 // Without a CUDA device every case is skipped (doctest skip), saying so.
+#include "cuda_sas_twins.h"
 #include "fp16_decode.cuh"
 #include "hopper_prefill.cuh"
 #include "turbo_prefill.cuh"
@@ -13,6 +14,7 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <random>
 #include <vector>
@@ -262,6 +264,30 @@ TEST_CASE("cuda: fp16 decode vs float64, any split count" * doctest::skip(kNoGpu
         }
 }
 
+TEST_CASE("cuda: the conversion-free SAS and int-to-float forms give their twins' bits" * doctest::skip(kNoGpu)) {
+    std::mt19937 rng(fresh_seed());
+    std::uniform_real_distribution<float> u(0.0f, 70.0f);
+    std::vector<float> y;
+    for (int i = 0; i < 4000; ++i) y.push_back(u(rng));
+    for (float e : {0.0f, 1.0f, 15.999999f, 16.0f, 16.000002f, 59.5f, 60.0f, 1e9f, INFINITY, NAN})
+        y.push_back(e), y.push_back(std::nextafter(e, 0.0f));
+    for (int degree : {2, 3})
+        for (float threshold : {-16.0f, -60.0f, -1.0f}) {
+            std::vector<float> plain, fast;
+            sas_twins_cuda(y, degree, threshold, plain, fast);
+            int diff = 0;
+            for (size_t i = 0; i < y.size(); ++i) diff += std::memcmp(&plain[i], &fast[i], 4) != 0;
+            INFO("degree " << degree << ", threshold " << threshold);
+            CHECK(diff == 0);
+        }
+    std::vector<int> x;
+    for (int i = -(1 << 22) + 1; i < (1 << 22); i += 997) x.push_back(i);
+    for (int e : {0, 1, -1, 127 * 127 * 128, -127 * 127 * 128, (1 << 22) - 1, -(1 << 22) + 1}) x.push_back(e);
+    std::vector<float> plain, fast;
+    int_twins_cuda(x, plain, fast);
+    CHECK(plain == fast);
+}
+
 // Random FP16 Q, K, V of a prefill case and the float64 causal softmax(q k^T / sqrt(D)) v.
 struct PrefillCase {
     int B, Hq, Hkv, L, D;
@@ -347,24 +373,22 @@ TEST_CASE("cuda: fp16 prefill (Hopper kernel, exact softmax) vs float64" * docte
     }
     std::mt19937 rng(fresh_seed());
     for (int D : {128, 64})
-        for (int L : {128, 320, 640}) {
+        for (int L : {128, 320, 640, 77}) {
             const PrefillCase c = make_prefill_case(rng, 2, 2, 4, L, D);
             Fp16PrefillParams p;
             p.batch = c.B, p.n_q_heads = c.Hq, p.n_kv_heads = c.Hkv, p.head_dim = D, p.len = L;
-            const auto out = run_prefill(c, fp16_prefill_workspace_bytes(p), [&](auto q, auto k, auto v, float* o, void* ws) {
-                p.q = q, p.k = k, p.v = v, p.out = o, p.workspace = ws;
+            const auto out = run_prefill(c, 16, [&](auto q, auto k, auto v, float* o, void*) {
+                p.q = q, p.k = k, p.v = v, p.out = o;
                 fp16_prefill_cuda(p, 0);
             });
             CHECK(all_finite(out));
             const double err = rel(out, c.ref);
             std::printf("fp16 prefill D=%d L=%d: rel err vs float64 %.2e\n", D, L, err);
             CHECK(err < 4e-3);  // FP16 P and V on the tensor cores, FP32 sums
-            // the kernel's plain loop (S, softmax, P.V in turn: bench-attention's baseline)
+            if (L % 64 != 0) continue;
+            // the kernel's plain loop (S, softmax, P.V in turn: bench-attention's baseline), FP16
+            // and INT8 Q.K^T
             for (bool int8 : {false, true}) {
-                std::vector<uint16_t> vt(c.v.size());  // (B, Hkv, D, L)
-                for (size_t bh = 0; bh < (size_t)c.B * c.Hkv; ++bh)
-                    for (int t = 0; t < L; ++t)
-                        for (int d = 0; d < D; ++d) vt[(bh * D + d) * L + t] = c.v[(bh * L + t) * D + d];
                 std::vector<int8_t> q8(c.q.size()), k8(c.k.size());
                 std::vector<float> qs(c.q.size() / D / 64), ks(c.k.size() / D / 64);
                 std::vector<float> blk(64 * D);
@@ -376,19 +400,18 @@ TEST_CASE("cuda: fp16 prefill (Hopper kernel, exact softmax) vs float64" * docte
                 };
                 quant(c.q, q8, qs);
                 quant(c.k, k8, ks);
-                const auto plain = run_prefill(c, 16, [&](auto q, auto k, auto, float* o, void*) {
+                const auto plain = run_prefill(c, 16, [&](auto q, auto k, auto v, float* o, void*) {
                     HopperPrefillArgs h;
-                    h.q = int8 ? (const void*)upload(q8) : q, h.k = int8 ? (const void*)upload(k8) : k;
-                    h.vt = upload(vt), h.out = o;
+                    h.q = int8 ? (const void*)upload(q8) : q, h.k = int8 ? (const void*)upload(k8) : k, h.v = v, h.out = o;
+                    h.q_row_stride = h.kv_row_stride = h.out_row_stride = D;
+                    h.q_head_stride = h.kv_head_stride = h.out_head_stride = (int64_t)L * D;
                     if (int8) h.q_scales = upload(qs), h.k_scales = upload(ks);
-                    h.batch = c.B, h.n_q_heads = c.Hq, h.n_kv_heads = c.Hkv, h.head_dim = D, h.len = L;
+                    h.batch = c.B, h.n_q_heads = c.Hq, h.n_kv_heads = c.Hkv, h.head_dim = D, h.n_q = L;
                     h.int8_qk = int8, h.pipelined = false;
                     hopper_prefill_launch(h, 0);
                     CK(cudaDeviceSynchronize());
-                    for (const void* ptr : {h.vt, (const void*)h.q_scales, (const void*)h.k_scales}) CK(cudaFree((void*)ptr));
                     if (int8) {
-                        CK(cudaFree((void*)h.q));
-                        CK(cudaFree((void*)h.k));
+                        for (const void* ptr : {h.q, h.k, (const void*)h.q_scales, (const void*)h.k_scales}) CK(cudaFree((void*)ptr));
                     }
                 });
                 const double err_plain = rel(plain, c.ref);
@@ -396,6 +419,55 @@ TEST_CASE("cuda: fp16 prefill (Hopper kernel, exact softmax) vs float64" * docte
                 CHECK(all_finite(plain));
                 CHECK(err_plain < (int8 ? 2e-2 : 4e-3));
             }
+        }
+}
+
+TEST_CASE("cuda: hopper prefill of a chunk after cached tokens, engine layouts" * doctest::skip(kNoGpu)) {
+    if (!hopper_prefill_available()) {
+        MESSAGE("skipped: the Hopper prefill kernel needs an sm_90 device");
+        return;
+    }
+    // Queries at positions pos0..pos0+n-1 of a causal sequence of pos0+n tokens, as the engine
+    // lays them out: q and out (n, Hq * D), the cache (Hkv, n_ctx, D) with NaN past the keys
+    // (stale cache rows must not leak in). Reference: rows pos0.. of the whole sequence's attention.
+    std::mt19937 rng(fresh_seed());
+    for (int D : {128, 64})
+        for (auto [pos0, n] : {std::pair{200, 57}, std::pair{64, 128}, std::pair{300, 300}, std::pair{0, 130}}) {
+            const int L = pos0 + n, Hkv = 2, G = 4, Hq = Hkv * G, n_ctx = L + 100;
+            const PrefillCase c = make_prefill_case(rng, 1, Hkv, G, L, D);
+            std::vector<uint16_t> q((size_t)n * Hq * D), kc((size_t)Hkv * n_ctx * D, 0x7e00), vc(kc.size(), 0x7e00);  // NaN
+            for (int h = 0; h < Hq; ++h)
+                for (int r = 0; r < n; ++r)
+                    for (int d = 0; d < D; ++d) q[((size_t)r * Hq + h) * D + d] = c.q[((size_t)h * L + pos0 + r) * D + d];
+            for (int h = 0; h < Hkv; ++h)
+                for (int t = 0; t < L; ++t)
+                    for (int d = 0; d < D; ++d) {
+                        kc[((size_t)h * n_ctx + t) * D + d] = c.k[((size_t)h * L + t) * D + d];
+                        vc[((size_t)h * n_ctx + t) * D + d] = c.v[((size_t)h * L + t) * D + d];
+                    }
+            std::vector<float> out((size_t)n * Hq * D, NAN);
+            HopperPrefillArgs h;
+            h.q = upload(q), h.k = upload(kc), h.v = upload(vc), h.out = upload(out);
+            h.q_row_stride = Hq * D, h.q_head_stride = D;
+            h.kv_row_stride = D, h.kv_head_stride = (int64_t)n_ctx * D;
+            h.out_row_stride = Hq * D, h.out_head_stride = D;
+            h.batch = 1, h.n_q_heads = Hq, h.n_kv_heads = Hkv, h.head_dim = D, h.n_q = n, h.q_pos0 = pos0;
+            for (bool pipelined : {true, false}) {
+                h.pipelined = pipelined;
+                hopper_prefill_launch(h, 0);
+                CK(cudaDeviceSynchronize());
+                CK(cudaMemcpy(out.data(), h.out, out.size() * 4, cudaMemcpyDeviceToHost));
+                std::vector<double> ref(out.size());
+                for (int hh = 0; hh < Hq; ++hh)
+                    for (int r = 0; r < n; ++r)
+                        for (int d = 0; d < D; ++d) ref[((size_t)r * Hq + hh) * D + d] = c.ref[((size_t)hh * L + pos0 + r) * D + d];
+                CHECK(all_finite(out));
+                const double err = rel(out, ref);
+                std::printf("hopper prefill chunk D=%d pos0=%d n=%d %s: rel err vs float64 %.2e\n", D, pos0, n,
+                            pipelined ? "pipelined" : "plain", err);
+                CHECK(err < 4e-3);
+            }
+            for (const void* ptr : {h.q, h.k, h.v, (const void*)h.out}) CK(cudaFree((void*)ptr));
         }
 }
 
@@ -438,10 +510,10 @@ TEST_CASE("cuda: bad parameters are refused with a message" * doctest::skip(kNoG
     Fp16PrefillParams fp;
     CHECK_THROWS_WITH_AS(fp16_prefill_cuda(fp, 0), doctest::Contains("null"), TurboError);
     fp.q = fp.k = fp.v = (const uint16_t*)dummy;
-    fp.out = dummy, fp.workspace = dummy;
+    fp.out = dummy;
     fp.batch = 1, fp.n_q_heads = 8, fp.n_kv_heads = 2, fp.head_dim = 96, fp.len = 128;
     CHECK_THROWS_WITH_AS(fp16_prefill_cuda(fp, 0), doctest::Contains("head_dim"), TurboError);
-    fp.head_dim = 128, fp.len = 100;
+    fp.head_dim = 128, fp.len = 0;
     CHECK_THROWS_WITH_AS(fp16_prefill_cuda(fp, 0), doctest::Contains("len"), TurboError);
     fp.len = 128, fp.n_q_heads = 7;
     CHECK_THROWS_WITH_AS(fp16_prefill_cuda(fp, 0), doctest::Contains("n_q_heads"), TurboError);
@@ -449,5 +521,13 @@ TEST_CASE("cuda: bad parameters are refused with a message" * doctest::skip(kNoG
         fp.n_q_heads = 8;
         CHECK_THROWS_WITH_AS(fp16_prefill_cuda(fp, 0), doctest::Contains("sm_90"), TurboError);
     }
+    HopperPrefillArgs h;
+    h.q = h.k = h.v = dummy, h.out = dummy;
+    h.batch = 1, h.n_q_heads = 8, h.n_kv_heads = 2, h.head_dim = 128, h.n_q = 64;
+    h.q_row_stride = h.kv_row_stride = h.out_row_stride = 128, h.q_head_stride = h.kv_head_stride = h.out_head_stride = 128 * 64;
+    h.q_row_stride = 100;  // 200 bytes: not 16-byte aligned, and shorter than a row
+    CHECK_THROWS_WITH_AS(hopper_prefill_launch(h, 0), doctest::Contains("strides"), TurboError);
+    h.q_row_stride = 128, h.int8_qk = true;  // no scales
+    CHECK_THROWS_WITH_AS(hopper_prefill_launch(h, 0), doctest::Contains("int8_qk"), TurboError);
     CK(cudaFree(dummy));
 }

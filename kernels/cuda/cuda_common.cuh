@@ -51,4 +51,35 @@ __device__ __forceinline__ float2 sas_exp2_pair(float x0, float x1, float thresh
     return make_float2(x0 >= threshold ? p0 : 0.0f, x1 >= threshold ? p1 : 0.0f);  // NaN: 0
 }
 
+// sas_exp2_pair(-y0, -y1) for y >= 0 (or +inf, NaN: 0), with the same bits, in full-rate
+// instructions only: floor(y) is the low bits of y + 1.5 * 2^23 added rounding down (exact for
+// y < 2^22; larger y are under any threshold), so neither floorf nor a float-to-int conversion
+// (both quarter-rate on sm_90) is needed. y_max = -threshold.
+__device__ __forceinline__ float2 sas_exp2_pair_neg(float y0, float y1, float y_max, int degree, __half2 c1, __half2 c2,
+                                                    __half2 c3) {
+    constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23, bits 0x4B400000
+    const float t0 = __fadd_rd(y0, kMagic), t1 = __fadd_rd(y1, kMagic);
+    const __half2 f = __floats2half2_rn(y0 - (t0 - kMagic), y1 - (t1 - kMagic));
+    __half2 r = degree == 3 ? __hfma2(c3, f, c2) : c2;
+    r = __hfma2(r, f, c1);
+    r = __hfma2(r, f, __float2half2_rn(1.0f));
+    const float2 rf = __half22float2(r);
+    const float p0 = __int_as_float(__float_as_int(rf.x) - ((__float_as_int(t0) - 0x4B400000) << 23));
+    const float p1 = __int_as_float(__float_as_int(rf.y) - ((__float_as_int(t1) - 0x4B400000) << 23));
+    return make_float2(y0 <= y_max ? p0 : 0.0f, y1 <= y_max ? p1 : 0.0f);
+}
+
+// 2^x by the special-function unit (ex2.approx, flush to zero): 2^-inf = 0.
+__device__ __forceinline__ float ex2_approx(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// An INT32 of magnitude < 2^22 as float, exactly, without the quarter-rate conversion: its
+// bits added to those of 1.5 * 2^23 are the float 1.5 * 2^23 + x.
+__device__ __forceinline__ float small_int_to_float(int x) {
+    return __int_as_float(x + 0x4B400000) - 12582912.0f;
+}
+
 }  // namespace tandem

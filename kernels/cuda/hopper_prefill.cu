@@ -14,8 +14,10 @@
 //     O += P V_j     wgmma, A = P as FP16 registers (the S accumulator layout is the register
 //                    A layout), B = V_j^T from shared memory
 //
-// Operands in shared memory are K-major (Q and K rows; V transposed to (D, len) by a pre-pass),
-// so every tile has the one layout TMA writes with 128B (64B for INT8 rows of 64) swizzling.
+// Q and K tiles sit in shared memory K-major (rows along D, as stored), V tiles MN-major (rows
+// of D per key, as stored, read by wgmma transposed): both as TMA writes them with 128B (64B
+// for INT8 rows of 64) swizzling, so no pre-pass reorders them. Queries may start at a position
+// q_pos0 > 0 (a prefill chunk after cached tokens): row r sees keys 0..q_pos0 + r.
 // Query blocks run heaviest first (the last block of the causal triangle has the most tiles).
 #include "hopper_prefill.cuh"
 
@@ -26,7 +28,6 @@
 #include "cuda_common.cuh"
 #include "decode_common.cuh"
 #include "hopper_ptx.cuh"
-#include "turbo_prefill.cuh"
 
 namespace tandem {
 
@@ -36,7 +37,7 @@ using namespace hopper;
 
 constexpr int kBM = 128;        // query rows per CTA
 constexpr int kBN = 128;        // keys per tile
-constexpr int kStages = 2;      // K/V tiles in flight
+constexpr int kStages = 3;      // K/V tiles in flight (FP16, D = 128: 224 KB of shared memory)
 constexpr int kConsumerWarps = 8;
 constexpr int kThreads = kConsumerWarps * 32 + 128;  // + the producer warpgroup
 // Registers per thread after setmaxnreg: 128 x 24 + 256 x 240 <= 65536. Without it every
@@ -50,7 +51,7 @@ struct Plan {
     static constexpr int col_blocks = D * E / row_bytes;          // Q/K column blocks
     static constexpr int q_bytes = kBM * D * E;
     static constexpr int k_bytes = kBN * D * E;
-    static constexpr int v_bytes = D * kBN * 2;                   // V^T: D rows x 128 keys FP16
+    static constexpr int v_bytes = kBN * D * 2;                   // V: 128 keys x D FP16, in 64-column blocks
     static constexpr int k_off = q_bytes;
     static constexpr int v_off = k_off + kStages * k_bytes;
     static constexpr int bar_off = v_off + kStages * v_bytes;
@@ -58,11 +59,13 @@ struct Plan {
 };
 
 struct Args {
-    CUtensorMap q, k, vt;        // 3-D maps: (D, len, batch * heads); V^T: (len, D, batch * Hkv)
-    const float* qs = nullptr;   // INT8 path: block scales (batch * Hq, len / 64)
-    const float* ks = nullptr;   // (batch * Hkv, len / 64)
-    float* out = nullptr;        // (batch, Hq, len, D)
-    int n_q_heads = 0, n_kv_heads = 0, len = 0;
+    CUtensorMap q, k, v;         // 3-D maps (D, rows, batch * heads): queries; keys and values
+    const float* qs = nullptr;   // INT8 path: block scales (batch * Hq, n_q / 64)
+    const float* ks = nullptr;   // (batch * Hkv, n_keys / 64)
+    float* out = nullptr;
+    int64_t out_row_stride = 0, out_head_stride = 0;
+    int n_q_heads = 0, n_kv_heads = 0;
+    int n_q = 0, q_pos0 = 0;     // query rows per head; position of row 0
     float scale = 0;             // log2(e) / sqrt(D)
     float threshold = 0;         // SAS (INT8 path)
     int degree = 3;
@@ -88,10 +91,12 @@ struct Consumer {
     float m0, m1, l0, l1;                  // l: this thread's share of the row sum
     float q_scale;
     const float* k_scales;
-    int r0, r1, t;
+    int n_kblocks;                         // 64-key blocks in the sequence
+    int r0, r1, t;                         // this thread's rows (block-relative: qb * 128 + ...)
+    int q_pos0, mask_from;                 // tiles >= mask_from hold keys after some row
     uint64_t q_desc;
     const uint8_t* sm;
-    float threshold;
+    float y_max;                           // SAS: -threshold
     int degree;
     __half2 c1, c2, c3;
 
@@ -100,10 +105,15 @@ struct Consumer {
         t = lane % 4;
         r0 = qb * kBM + wg * 64 + (warp % 4) * 16 + lane / 4;
         r1 = r0 + 8;
+        q_pos0 = a.q_pos0;
+        mask_from = (a.q_pos0 + qb * kBM) / kBN;
+        const int n_qblocks64 = (a.n_q + 63) / 64;
         q_scale = a.scale;
-        if constexpr (kInt8) q_scale *= a.qs[(size_t)(b * a.n_q_heads + hq) * (a.len / 64) + (qb * kBM + wg * 64) / 64];
-        k_scales = kInt8 ? a.ks + (size_t)(b * a.n_kv_heads + hk) * (a.len / 64) : nullptr;
-        threshold = a.threshold, degree = a.degree;
+        if constexpr (kInt8)  // (a warpgroup past the last row reads the last block; its rows are not stored)
+            q_scale *= a.qs[(size_t)(b * a.n_q_heads + hq) * n_qblocks64 + min((qb * kBM + wg * 64) / 64, n_qblocks64 - 1)];
+        n_kblocks = (a.q_pos0 + a.n_q + 63) / 64;
+        k_scales = kInt8 ? a.ks + (size_t)(b * a.n_kv_heads + hk) * n_kblocks : nullptr;
+        y_max = -a.threshold, degree = a.degree;
         c1 = __float2half2_rn(a.c1), c2 = __float2half2_rn(a.c2), c3 = __float2half2_rn(a.c3);
 #pragma unroll
         for (int i = 0; i < D / 2; ++i) o[i] = 0.0f;
@@ -126,54 +136,58 @@ struct Consumer {
         }
     }
 
-    // O += P V of the tile in stage s; the caller fences and commits.
+    // O += P V of the tile in stage s (V MN-major: 64-column blocks of 128 keys x 128 bytes);
+    // the caller fences and commits.
     __device__ __forceinline__ void issue_pv(int s) {
         const uint8_t* sv = sm + P::v_off + s * P::v_bytes;
 #pragma unroll
-        for (int kk = 0; kk < kBN / 16; ++kk)
-            wgmma_rs<D>(o, pa[kk], smem_desc(sv + (kk / 4) * D * 128 + (kk % 4) * 32, 128));
+        for (int kk = 0; kk < kBN / 16; ++kk) wgmma_rs<D>(o, pa[kk], smem_desc_mn(sv + kk * 16 * 128, kBN * 128));
     }
 
     // Tile j's scores (S done) to probabilities at the new running max; returns the factors
-    // (alpha) by which the old O and l shrink. Updates m and l.
+    // (alpha) by which the old O and l shrink. Updates m and l. Scores are scaled to log2
+    // units inside the exponent's argument (one FFMA); INT8 sums convert without I2F.
     __device__ __forceinline__ float2 softmax(int j, int n_tiles) {
+        float s_lo = q_scale, s_hi = q_scale;  // the tile's two 64-key blocks
         if constexpr (kInt8) {
             fence_regs(acc);
-            const float s_lo = q_scale * k_scales[2 * j], s_hi = q_scale * k_scales[2 * j + 1];
+            // (a last tile with one block inside the sequence: its other block is masked)
+            s_lo *= k_scales[2 * j], s_hi *= k_scales[min(2 * j + 1, n_kblocks - 1)];
 #pragma unroll
-            for (int i = 0; i < kBN / 2; ++i) sc[i] = (float)acc[i] * (i < kBN / 4 ? s_lo : s_hi);
+            for (int i = 0; i < kBN / 2; ++i) sc[i] = small_int_to_float(acc[i]);  // |acc| <= 127^2 D < 2^22
         } else {
             fence_regs(sc);
-#pragma unroll
-            for (int i = 0; i < kBN / 2; ++i) sc[i] *= q_scale;
         }
-        if (j == n_tiles - 1) {  // the diagonal tile: keys after the row are masked
+        if (j >= mask_from) {  // tiles reaching past the block's first row: keys after the row are masked
 #pragma unroll
             for (int i = 0; i < kBN / 2; ++i) {
                 const int key = j * kBN + (i / 4) * 8 + 2 * t + (i % 2);
-                if (key > ((i % 4) < 2 ? r0 : r1)) sc[i] = -INFINITY;
+                if (key > q_pos0 + ((i % 4) < 2 ? r0 : r1)) sc[i] = -INFINITY;
             }
         }
-        float mx0 = m0, mx1 = m1;
+        float lo0 = -INFINITY, lo1 = -INFINITY, hi0 = -INFINITY, hi1 = -INFINITY;  // raw maxima per block
 #pragma unroll
         for (int i = 0; i < kBN / 2; i += 4) {
-            mx0 = fmaxf(mx0, fmaxf(sc[i], sc[i + 1]));
-            mx1 = fmaxf(mx1, fmaxf(sc[i + 2], sc[i + 3]));
+            if (i < kBN / 4) lo0 = fmaxf(lo0, fmaxf(sc[i], sc[i + 1])), lo1 = fmaxf(lo1, fmaxf(sc[i + 2], sc[i + 3]));
+            else hi0 = fmaxf(hi0, fmaxf(sc[i], sc[i + 1])), hi1 = fmaxf(hi1, fmaxf(sc[i + 2], sc[i + 3]));
         }
-        mx0 = quad_max(mx0);  // the 4 lanes of a quad hold one row's 128 scores
-        mx1 = quad_max(mx1);  // finite: a row's first key of the diagonal tile is never masked
-        const float2 alpha = make_float2(exp2f(m0 - mx0), exp2f(m1 - mx1));  // m = -inf: 0
+        // the 4 lanes of a quad hold one row; finite from tile 0 on: key 0 is never masked (a
+        // later tile may mask a whole row: the max stays)
+        const float mx0 = quad_max(fmaxf(m0, fmaxf(lo0 * s_lo, hi0 * s_hi)));
+        const float mx1 = quad_max(fmaxf(m1, fmaxf(lo1 * s_lo, hi1 * s_hi)));
+        const float2 alpha = make_float2(ex2_approx(m0 - mx0), ex2_approx(m1 - mx1));  // m = -inf: 0
         m0 = mx0, m1 = mx1;
         float sum0 = 0.0f, sum1 = 0.0f;
 #pragma unroll
         for (int i = 0; i < kBN / 2; i += 4) {
-            if constexpr (kInt8) {
-                const float2 p0 = sas_exp2_pair(sc[i] - mx0, sc[i + 1] - mx0, threshold, degree, c1, c2, c3);
-                const float2 p1 = sas_exp2_pair(sc[i + 2] - mx1, sc[i + 3] - mx1, threshold, degree, c1, c2, c3);
+            const float sx = i < kBN / 4 ? s_lo : s_hi;
+            if constexpr (kInt8) {  // SAS of x - m = -(m - x)
+                const float2 p0 = sas_exp2_pair_neg(fmaf(sc[i], -sx, mx0), fmaf(sc[i + 1], -sx, mx0), y_max, degree, c1, c2, c3);
+                const float2 p1 = sas_exp2_pair_neg(fmaf(sc[i + 2], -sx, mx1), fmaf(sc[i + 3], -sx, mx1), y_max, degree, c1, c2, c3);
                 sc[i] = p0.x, sc[i + 1] = p0.y, sc[i + 2] = p1.x, sc[i + 3] = p1.y;
             } else {
-                sc[i] = exp2f(sc[i] - mx0), sc[i + 1] = exp2f(sc[i + 1] - mx0);
-                sc[i + 2] = exp2f(sc[i + 2] - mx1), sc[i + 3] = exp2f(sc[i + 3] - mx1);
+                sc[i] = ex2_approx(fmaf(sc[i], sx, -mx0)), sc[i + 1] = ex2_approx(fmaf(sc[i + 1], sx, -mx0));
+                sc[i + 2] = ex2_approx(fmaf(sc[i + 2], sx, -mx1)), sc[i + 3] = ex2_approx(fmaf(sc[i + 3], sx, -mx1));
             }
             sum0 += sc[i] + sc[i + 1];
             sum1 += sc[i + 2] + sc[i + 3];
@@ -198,20 +212,20 @@ struct Consumer {
             for (int r = 0; r < 4; ++r) pa[kk][r] = pack_half2(sc[8 * kk + 2 * r], sc[8 * kk + 2 * r + 1]);
     }
 
-    // out = O / l for the rows inside the sequence.
-    __device__ __forceinline__ void store(const Args& a) const {
+    // out = O / l for the rows that exist.
+    __device__ __forceinline__ void store(const Args& a, int z) const {
         float s0 = l0, s1 = l1;
         s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
         s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
         s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
         s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
         const float i0 = 1.0f / s0, i1 = 1.0f / s1;
-        float* out = a.out + (size_t)(blockIdx.z * a.n_q_heads + blockIdx.y) * a.len * D;
+        float* out = a.out + (size_t)z * a.out_head_stride;
 #pragma unroll
         for (int i = 0; i < D / 2; i += 4) {
             const int d = (i / 4) * 8 + 2 * t;
-            if (r0 < a.len) *(float2*)(out + (size_t)r0 * D + d) = make_float2(o[i] * i0, o[i + 1] * i0);
-            if (r1 < a.len) *(float2*)(out + (size_t)r1 * D + d) = make_float2(o[i + 2] * i1, o[i + 3] * i1);
+            if (r0 < a.n_q) *(float2*)(out + (size_t)r0 * a.out_row_stride + d) = make_float2(o[i] * i0, o[i + 1] * i0);
+            if (r1 < a.n_q) *(float2*)(out + (size_t)r1 * a.out_row_stride + d) = make_float2(o[i + 2] * i1, o[i + 3] * i1);
         }
     }
 };
@@ -229,10 +243,11 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_kernel(const __grid_const
     uint64_t* v_full = bar + 1 + kStages;
     uint64_t* empty = bar + 1 + 2 * kStages;
 
-    const int n_qblocks = (a.len + kBM - 1) / kBM;
+    const int n_qblocks = (a.n_q + kBM - 1) / kBM;
     const int qb = n_qblocks - 1 - (int)blockIdx.x, hq = blockIdx.y, b = blockIdx.z;
     const int hk = hq / (a.n_q_heads / a.n_kv_heads);
-    const int n_tiles = qb + 1;  // kBM == kBN: tiles 0..qb, the last on the diagonal
+    // key tiles up to the block's last row's position
+    const int n_tiles = (a.q_pos0 + min((qb + 1) * kBM, a.n_q) - 1) / kBN + 1;
     // warp index read from lane 0: provably warp-uniform, so ptxas keeps the wgmma batches
     // asynchronous (it serializes them inside a branch it sees as divergent)
     const int warp = __shfl_sync(0xffffffffu, (int)threadIdx.x / 32, 0), lane = threadIdx.x % 32;
@@ -253,7 +268,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_kernel(const __grid_const
         if (warp != kConsumerWarps || lane != 0) return;
         tma_prefetch_map(&a.q);
         tma_prefetch_map(&a.k);
-        tma_prefetch_map(&a.vt);
+        tma_prefetch_map(&a.v);
         const int zq = b * a.n_q_heads + hq, zk = b * a.n_kv_heads + hk;
         mbar_arrive_expect_tx(q_full, P::q_bytes);
         for (int c = 0; c < P::col_blocks; ++c)
@@ -267,8 +282,8 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_kernel(const __grid_const
             for (int c = 0; c < P::col_blocks; ++c)
                 tma_load_3d(sk + c * kBN * P::row_bytes, &a.k, c * P::row_bytes / E, j * kBN, zk, &k_full[s]);
             mbar_arrive_expect_tx(&v_full[s], P::v_bytes);
-            for (int c = 0; c < kBN / 64; ++c)
-                tma_load_3d(sv + c * D * 128, &a.vt, j * kBN + c * 64, 0, zk, &v_full[s]);
+            for (int c = 0; c < D / 64; ++c)
+                tma_load_3d(sv + c * kBN * 128, &a.v, c * 64, j * kBN, zk, &v_full[s]);
         }
         return;
     }
@@ -279,12 +294,17 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_kernel(const __grid_const
     c.init(a, qb, hq, hk, b, warp, lane, sm);
     mbar_wait(q_full, 0);
     if (a.pipelined) {
-        // S_j = Q K_j^T is issued together with O += P_{j-1} V_{j-1}: the softmax of tile j runs
-        // on the CUDA cores while the tensor cores do the previous tile's P.V.
+        // S_j = Q K_j^T is issued together with O += P_{j-1} V_{j-1}, and the two warpgroups take
+        // turns issuing (named barriers 1 and 2, "ping-pong"): one warpgroup's softmax runs on the
+        // CUDA cores while the other's products run on the tensor cores.
+        const int wg = warp / 4;
+        if (wg == 1) named_bar_arrive(1, 256);  // warpgroup 0 issues first
         mbar_wait(&k_full[0], 0);
+        named_bar_sync(1 + wg, 256);
         wgmma_fence();
         c.issue_qk(0);
         wgmma_commit();
+        named_bar_arrive(2 - wg, 256);
         wgmma_wait<0>();
         c.softmax(0, n_tiles);
         c.pack_p();
@@ -292,11 +312,13 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_kernel(const __grid_const
             const int s = j % kStages, sp = (j - 1) % kStages;
             mbar_wait(&k_full[s], (j / kStages) & 1);
             mbar_wait(&v_full[sp], ((j - 1) / kStages) & 1);
+            named_bar_sync(1 + wg, 256);
             wgmma_fence();
             c.issue_qk(s);
             wgmma_commit();
             c.issue_pv(sp);
             wgmma_commit();
+            named_bar_arrive(2 - wg, 256);
             wgmma_wait<1>();  // S_j is done; P_{j-1} V_{j-1} may still run
             const float2 alpha = c.softmax(j, n_tiles);
             wgmma_wait<0>();
@@ -307,9 +329,11 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_kernel(const __grid_const
         }
         const int sl = (n_tiles - 1) % kStages;
         mbar_wait(&v_full[sl], ((n_tiles - 1) / kStages) & 1);
+        named_bar_sync(1 + wg, 256);
         wgmma_fence();
         c.issue_pv(sl);
         wgmma_commit();
+        if (wg == 0) named_bar_arrive(2, 256);  // (warpgroup 1's last turn needs no answer)
         wgmma_wait<0>();
         fence_regs(c.o);
     } else {
@@ -332,7 +356,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_kernel(const __grid_const
             if (lane == 0) mbar_arrive(&empty[s]);
         }
     }
-    c.store(a);
+    c.store(a, b * a.n_q_heads + hq);
 }
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
     static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
@@ -346,11 +370,13 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
     return fn;
 }
 
-// A 3-D map over a dense (d2, d1, d0) tensor of `elt`-byte elements, box (box0, box1, 1).
-CUtensorMap make_map(const void* base, int elt, uint64_t d0, uint64_t d1, uint64_t d2, uint32_t box0, uint32_t box1) {
+// A 3-D map over (d2, d1, d0) elements of `elt` bytes, d0 contiguous, strides s1 and s2 (in
+// elements) for d1 and d2; box (box0, box1, 1). Rows outside d1 read as zeros.
+CUtensorMap make_map(const void* base, int elt, uint64_t d0, uint64_t d1, uint64_t d2, int64_t s1, int64_t s2,
+                     uint32_t box0, uint32_t box1) {
     CUtensorMap m;
     const cuuint64_t dims[3] = {d0, d1, d2};
-    const cuuint64_t strides[2] = {d0 * elt, d0 * d1 * elt};
+    const cuuint64_t strides[2] = {(cuuint64_t)s1 * elt, (cuuint64_t)s2 * elt};
     const cuuint32_t box[3] = {box0, box1, 1};
     const cuuint32_t step[3] = {1, 1, 1};
     const CUresult r = tensor_map_encoder()(
@@ -366,16 +392,20 @@ template <int D, bool kInt8>
 void launch(const HopperPrefillArgs& h, cudaStream_t st) {
     constexpr int E = kInt8 ? 1 : 2;
     using P = Plan<D, E>;
+    const uint64_t n_keys = (uint64_t)h.q_pos0 + h.n_q;
     Args a;
-    a.q = make_map(h.q, E, D, h.len, (uint64_t)h.batch * h.n_q_heads, P::row_bytes / E, kBM);
-    a.k = make_map(h.k, E, D, h.len, (uint64_t)h.batch * h.n_kv_heads, P::row_bytes / E, kBN);
-    a.vt = make_map(h.vt, 2, h.len, D, (uint64_t)h.batch * h.n_kv_heads, 64, D);
+    a.q = make_map(h.q, E, D, h.n_q, (uint64_t)h.batch * h.n_q_heads, h.q_row_stride, h.q_head_stride, P::row_bytes / E, kBM);
+    a.k = make_map(h.k, E, D, n_keys, (uint64_t)h.batch * h.n_kv_heads, h.kv_row_stride, h.kv_head_stride, P::row_bytes / E, kBN);
+    a.v = make_map(h.v, 2, D, n_keys, (uint64_t)h.batch * h.n_kv_heads, h.kv_row_stride, h.kv_head_stride, 64, kBN);
     a.qs = h.q_scales;
     a.ks = h.k_scales;
     a.out = h.out;
+    a.out_row_stride = h.out_row_stride;
+    a.out_head_stride = h.out_head_stride;
     a.n_q_heads = h.n_q_heads;
     a.n_kv_heads = h.n_kv_heads;
-    a.len = h.len;
+    a.n_q = h.n_q;
+    a.q_pos0 = h.q_pos0;
     a.scale = kLog2eF / sqrtf((float)D);
     a.threshold = h.threshold;
     a.degree = h.poly_degree;
@@ -386,7 +416,7 @@ void launch(const HopperPrefillArgs& h, cudaStream_t st) {
     static const cudaError_t attr =
         cudaFuncSetAttribute(prefill_kernel<D, kInt8>, cudaFuncAttributeMaxDynamicSharedMemorySize, P::smem);
     TANDEM_CHECK_CUDA(attr);
-    const dim3 grid((h.len + kBM - 1) / kBM, h.n_q_heads, h.batch);
+    const dim3 grid((h.n_q + kBM - 1) / kBM, h.n_q_heads, h.batch);
     prefill_kernel<D, kInt8><<<grid, kThreads, P::smem, st>>>(a);
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
@@ -402,29 +432,35 @@ bool hopper_prefill_available() {
 }
 
 void hopper_prefill_launch(const HopperPrefillArgs& h, cudaStream_t stream) {
-    if (!hopper_prefill_available()) throw TurboError("hopper prefill: needs an sm_90 GPU (H100/H200)");
+    auto fail = [](const char* what) { throw TurboError(std::string("hopper prefill: ") + what); };
+    if (!h.q || !h.k || !h.v || !h.out) fail("a pointer is null");
+    if (h.head_dim != 64 && h.head_dim != 128) fail("head_dim must be 64 or 128");
+    if (h.batch < 1 || h.n_q < 1 || h.q_pos0 < 0) fail("batch and n_q must be >= 1, q_pos0 >= 0");
+    if (h.n_kv_heads < 1 || h.n_q_heads % h.n_kv_heads != 0) fail("n_q_heads must be a multiple of n_kv_heads");
+    const int align = h.int8_qk ? 16 : 8;  // elements in 16 bytes (TMA: strides and bases 16-byte aligned)
+    for (int64_t st : {h.q_row_stride, h.q_head_stride, h.kv_row_stride, h.kv_head_stride})
+        if (st < h.head_dim || st % align != 0) fail("strides must cover a row and keep 16-byte alignment");
+    if (h.int8_qk && (!h.q_scales || !h.k_scales || h.q_pos0 != 0 || h.n_q % 64 != 0))
+        fail("int8_qk needs block scales, q_pos0 == 0 and n_q % 64 == 0");
+    if (!hopper_prefill_available()) fail("needs an sm_90 GPU (H100/H200)");
     if (h.head_dim == 128) h.int8_qk ? launch<128, true>(h, stream) : launch<128, false>(h, stream);
     else h.int8_qk ? launch<64, true>(h, stream) : launch<64, false>(h, stream);
 }
 
-size_t fp16_prefill_workspace_bytes(const Fp16PrefillParams& p) {
-    return (size_t)p.batch * p.n_kv_heads * p.len * p.head_dim * 2;  // V^T
-}
-
 void fp16_prefill_cuda(const Fp16PrefillParams& p, cudaStream_t stream) {
-    if (!p.q || !p.k || !p.v || !p.out || !p.workspace) throw TurboError("fp16_prefill: a pointer is null");
+    if (!p.q || !p.k || !p.v || !p.out) throw TurboError("fp16_prefill: a pointer is null");
     if (p.head_dim != 64 && p.head_dim != 128) throw TurboError("fp16_prefill: head_dim must be 64 or 128");
-    if (p.len < 64 || p.len % 64 != 0) throw TurboError("fp16_prefill: len must be a positive multiple of 64");
+    if (p.len < 1) throw TurboError("fp16_prefill: len must be >= 1");
     if (p.n_kv_heads < 1 || p.n_q_heads % p.n_kv_heads != 0)
         throw TurboError("fp16_prefill: n_q_heads must be a multiple of n_kv_heads");
     if (p.batch < 1) throw TurboError("fp16_prefill: batch must be >= 1");
     if (!hopper_prefill_available())
         throw TurboError("fp16_prefill: needs an sm_90 GPU (H100/H200); use fp16_decode_cuda's causal mode elsewhere");
-    transpose_v_cuda((const __half*)p.v, (__half*)p.workspace, p.batch, p.n_kv_heads, p.len, p.head_dim, stream);
     HopperPrefillArgs h;
-    h.q = p.q, h.k = p.k, h.vt = p.workspace, h.out = p.out;
-    h.batch = p.batch, h.n_q_heads = p.n_q_heads, h.n_kv_heads = p.n_kv_heads, h.head_dim = p.head_dim, h.len = p.len;
-    h.int8_qk = false;
+    h.q = p.q, h.k = p.k, h.v = p.v, h.out = p.out;
+    h.q_row_stride = h.kv_row_stride = h.out_row_stride = p.head_dim;
+    h.q_head_stride = h.kv_head_stride = h.out_head_stride = (int64_t)p.len * p.head_dim;
+    h.batch = p.batch, h.n_q_heads = p.n_q_heads, h.n_kv_heads = p.n_kv_heads, h.head_dim = p.head_dim, h.n_q = p.len;
     hopper_prefill_launch(h, stream);
 }
 

@@ -11,28 +11,35 @@ namespace tandem {
 // True when the current device is sm_90 (H100/H200), the only target the kernel is built for.
 bool hopper_prefill_available();
 
-// One launch over prepared operands; len % 64 == 0, head_dim 64 or 128.
+// One launch. Element (b, h, r, d) of q sits at (b * Hq + h) * q_head_stride + r * q_row_stride
+// + d (so a sequence's heads follow the previous sequence's); k and v alike with the kv strides
+// over n_q + q_pos0 keys; out (floats) alike with the out strides.
 struct HopperPrefillArgs {
-    const void* q = nullptr;           // (batch, Hq, len, D): FP16, or INT8 when int8_qk
-    const void* k = nullptr;           // (batch, Hkv, len, D): same type as q
-    const void* vt = nullptr;          // (batch, Hkv, D, len) FP16: V transposed
-    const float* q_scales = nullptr;   // int8_qk: (batch * Hq, len / 64), one per 64-row block
-    const float* k_scales = nullptr;   // int8_qk: (batch * Hkv, len / 64)
-    float* out = nullptr;              // (batch, Hq, len, D)
-    int batch = 0, n_q_heads = 0, n_kv_heads = 0, head_dim = 0, len = 0;
-    bool int8_qk = false;              // Turbo: INT8 Q.K^T with block scales, SAS softmax
+    const void* q = nullptr;           // FP16, or INT8 when int8_qk
+    int64_t q_row_stride = 0, q_head_stride = 0;    // elements
+    const void* k = nullptr;           // same type as q
+    const void* v = nullptr;           // FP16
+    int64_t kv_row_stride = 0, kv_head_stride = 0;  // elements, K and V alike
+    const float* q_scales = nullptr;   // int8_qk: (batch * Hq, n_q / 64), one per 64-row block
+    const float* k_scales = nullptr;   // int8_qk: (batch * Hkv, n_keys / 64)
+    float* out = nullptr;
+    int64_t out_row_stride = 0, out_head_stride = 0;  // floats
+    int batch = 0, n_q_heads = 0, n_kv_heads = 0, head_dim = 0;
+    int n_q = 0;                       // query rows per head
+    int q_pos0 = 0;                    // position of query row 0: row r sees keys 0..q_pos0 + r
+    bool int8_qk = false;              // Turbo: INT8 Q.K^T with block scales (q_pos0 == 0), SAS softmax
     int poly_degree = 3;               // SAS (int8_qk only)
     float threshold = -16.0f;
-    // true: S of tile j is issued with P.V of tile j-1 (softmax overlaps the tensor cores);
-    // false: S, softmax, P.V in turn (the same-run baseline of bench-attention)
+    // true: S of tile j is issued with P.V of tile j-1, the two consumer warpgroups taking turns
+    // (softmax overlaps the tensor cores); false: S, softmax, P.V in turn (bench-attention's
+    // same-run baseline)
     bool pipelined = true;
 };
-// Throws TurboError when the device is not sm_90; checks the launch.
+// Throws TurboError naming the field on bad arguments or a non-sm_90 device; checks the launch.
 void hopper_prefill_launch(const HopperPrefillArgs& a, cudaStream_t stream);
 
-// Plain FP16 causal prefill (exact exp2 softmax): V is transposed into the workspace, then one
-// Hopper launch. Throws TurboError on bad parameters (names the field) or a non-sm_90 device.
-size_t fp16_prefill_workspace_bytes(const Fp16PrefillParams& p);
+// Plain FP16 causal prefill (exact exp2 softmax), one Hopper launch. Throws TurboError on bad
+// parameters (names the field) or a non-sm_90 device.
 void fp16_prefill_cuda(const Fp16PrefillParams& p, cudaStream_t stream);
 
 }  // namespace tandem

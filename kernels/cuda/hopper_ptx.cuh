@@ -2,10 +2,11 @@
 // TMA tile loads (cp.async.bulk.tensor) and warpgroup MMAs (wgmma) with their shared-memory
 // operand descriptors. Only compiled for sm_90a: wgmma does not exist on other targets.
 //
-// Operand tiles are K-major (the reduction dimension contiguous) in the canonical swizzled
-// layout that TMA writes with CU_TENSOR_MAP_SWIZZLE_128B / _64B: rows of 128 (or 64) bytes,
-// 16-byte chunk c of row r stored at chunk c ^ (r % 8) (128B) or c ^ ((r / 2) % 4) (64B), and
-// 8-row groups 8 * row_bytes apart. A tile's base is 1024-byte aligned.
+// Operand tiles are in the canonical swizzled layouts that TMA writes with
+// CU_TENSOR_MAP_SWIZZLE_128B / _64B: rows of 128 (or 64) bytes, 16-byte chunk c of row r stored
+// at chunk c ^ (r % 8) (128B) or c ^ ((r / 2) % 4) (64B), 8-row groups 8 * row_bytes apart, a
+// tile's base 1024-byte aligned. K-major tiles (the reduction dimension along a row: Q, K) use
+// smem_desc; MN-major ones (V for P.V, rows along the reduction) use smem_desc_mn.
 #pragma once
 #include <cuda.h>
 
@@ -43,6 +44,17 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
             : "r"(smem_addr(bar)), "r"(parity)
             : "memory");
     } while (!done);
+}
+
+// ---- named barriers (0 is __syncthreads) -----------------------------------------------------
+
+// Waits until n threads (a multiple of 32, this warp's included) have reached barrier id.
+__device__ __forceinline__ void named_bar_sync(int id, int n) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+// Counts this warp toward barrier id's n threads without waiting.
+__device__ __forceinline__ void named_bar_arrive(int id, int n) {
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
 }
 
 // ---- register budget per warpgroup -----------------------------------------------------------
@@ -85,6 +97,18 @@ __device__ __forceinline__ uint64_t smem_desc(const void* p, int row_bytes) {
     return d;
 }
 
+// Descriptor of an MN-major FP16 tile at p (N contiguous, as a row-major V tile (keys, D) is
+// for P.V): one 128-byte swizzled row of 64 N-elements per k, 8-row groups 1024 bytes apart,
+// and the 64-element column blocks along N `block_bytes` apart. Moving along K by 8 rows is
+// adding 1024 bytes.
+__device__ __forceinline__ uint64_t smem_desc_mn(const void* p, uint32_t block_bytes) {
+    uint64_t d = (uint64_t)((smem_addr(p) & 0x3FFFF) >> 4);
+    d |= (uint64_t)(block_bytes >> 4) << 16;  // leading byte offset: next 64 elements along N
+    d |= (uint64_t)(1024 >> 4) << 32;         // stride byte offset: next 8 rows along K
+    d |= (uint64_t)1 << 62;                   // 128B swizzle
+    return d;
+}
+
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int N>
@@ -107,7 +131,8 @@ __device__ __forceinline__ void fence_regs(T (&r)[N]) {
 // d[4i..4i+3]: (row g, cols 8i+2t, +1), (row g+8, same cols); g = lane / 4, t = lane % 4.
 template <int N>
 __device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uint64_t a, uint64_t b, int accumulate);
-// D += A (64 x 16, FP16, registers in the mma.sync m16n8k16 A layout per warp) . B (shared).
+// D += A (64 x 16, FP16, registers in the mma.sync m16n8k16 A layout per warp) . B (16 x N,
+// FP16, shared, MN-major: see smem_desc_mn).
 template <int N>
 __device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t b);
 // D (64 x N, INT32) = A (64 x 32, INT8, shared) . B (32 x N, INT8, shared) + (accumulate ? D : 0).
@@ -129,7 +154,7 @@ __device__ __forceinline__ void wgmma_rs<64>(float (&d)[32], const uint32_t (&a)
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
         "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
 }
@@ -159,7 +184,7 @@ __device__ __forceinline__ void wgmma_rs<128>(float (&d)[64], const uint32_t (&a
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
         "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
 }
@@ -173,5 +198,6 @@ __device__ __forceinline__ void wgmma_s8_ss<128>(int (&d)[64], uint64_t a, uint6
         : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]), "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]), "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31]), "+r"(d[32]), "+r"(d[33]), "+r"(d[34]), "+r"(d[35]), "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]), "+r"(d[40]), "+r"(d[41]), "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]), "+r"(d[48]), "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]), "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63])
         : "l"(a), "l"(b), "r"(accumulate));
 }
+
 
 }  // namespace tandem::hopper

@@ -196,17 +196,19 @@ void launch(const TurboPrefillParams& p, bool use_hopper, cudaStream_t st) {
     TANDEM_CHECK_CUDA(cudaGetLastError());
     quant_int8_kernel<D><<<dim3(nblk, p.n_kv_heads, p.batch), 128, 0, st>>>((const __half*)p.k, (int8_t*)(ws + L.k8), (float*)(ws + L.ks), p.n_kv_heads, p.len);
     TANDEM_CHECK_CUDA(cudaGetLastError());
-    transpose_kernel<D><<<dim3(nblk, p.n_kv_heads, p.batch), 128, 0, st>>>((const __half*)p.v, (__half*)(ws + L.vt), p.n_kv_heads, p.len);
-    TANDEM_CHECK_CUDA(cudaGetLastError());
-    if (use_hopper) {
+    if (use_hopper) {  // reads V as it is: no transpose
         HopperPrefillArgs h;
-        h.q = ws + L.q8, h.k = ws + L.k8, h.vt = ws + L.vt;
+        h.q = ws + L.q8, h.k = ws + L.k8, h.v = p.v;
+        h.q_row_stride = h.kv_row_stride = h.out_row_stride = D;
+        h.q_head_stride = h.kv_head_stride = h.out_head_stride = (int64_t)p.len * D;
         h.q_scales = (const float*)(ws + L.qs), h.k_scales = (const float*)(ws + L.ks), h.out = p.out;
-        h.batch = p.batch, h.n_q_heads = p.n_q_heads, h.n_kv_heads = p.n_kv_heads, h.head_dim = D, h.len = p.len;
+        h.batch = p.batch, h.n_q_heads = p.n_q_heads, h.n_kv_heads = p.n_kv_heads, h.head_dim = D, h.n_q = p.len;
         h.int8_qk = true, h.poly_degree = p.poly_degree, h.threshold = p.threshold;
         hopper_prefill_launch(h, st);
         return;
     }
+    transpose_kernel<D><<<dim3(nblk, p.n_kv_heads, p.batch), 128, 0, st>>>((const __half*)p.v, (__half*)(ws + L.vt), p.n_kv_heads, p.len);
+    TANDEM_CHECK_CUDA(cudaGetLastError());
     PrefillArgs a;
     a.q8 = (const int8_t*)(ws + L.q8);
     a.qs = (const float*)(ws + L.qs);
@@ -244,13 +246,6 @@ void turbo_prefill_cuda(const TurboPrefillParams& p, cudaStream_t stream) {
     if (p.kernel == PrefillKernel::Hopper && !hopper) throw TurboError("turbo_prefill: the Hopper kernel needs an sm_90 GPU (H100/H200)");
     if (p.head_dim == 128) launch<128>(p, hopper, stream);
     else launch<64>(p, hopper, stream);
-}
-
-void transpose_v_cuda(const __half* v, __half* vt, int batch, int n_heads, int len, int head_dim, cudaStream_t stream) {
-    const dim3 grid(len / kBlk, n_heads, batch);
-    if (head_dim == 128) transpose_kernel<128><<<grid, 128, 0, stream>>>(v, vt, n_heads, len);
-    else transpose_kernel<64><<<grid, 128, 0, stream>>>(v, vt, n_heads, len);
-    TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 
 }  // namespace tandem

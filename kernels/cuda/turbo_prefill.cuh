@@ -2,7 +2,6 @@
 #pragma once
 #include "tandem/turbo_attention.h"
 
-#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 namespace tandem {
@@ -14,7 +13,5 @@ size_t turbo_prefill_workspace_bytes(const TurboPrefillParams& p);
 // parameters (names the field); checks each launch.
 void turbo_prefill_cuda(const TurboPrefillParams& p, cudaStream_t stream);
 
-// vt (batch, H, D, len) = v (batch, H, len, D) transposed, FP16; len % 64 == 0, D 64 or 128.
-void transpose_v_cuda(const __half* v, __half* vt, int batch, int n_heads, int len, int head_dim, cudaStream_t stream);
 
 }  // namespace tandem

@@ -203,14 +203,13 @@ struct TurboPrefillParams {
     PrefillKernel kernel = PrefillKernel::Auto;
 };
 // Plain FP16 prefill (causal, one chunk from position 0, exact softmax), Hopper only: the
-// tensors of TurboPrefillParams; the workspace holds V transposed.
+// tensors of TurboPrefillParams, any len >= 1, no workspace.
 struct Fp16PrefillParams {
     const uint16_t* q = nullptr;        // (batch, n_q_heads, len, D) IEEE half
     const uint16_t* k = nullptr;        // (batch, n_kv_heads, len, D)
     const uint16_t* v = nullptr;        // (batch, n_kv_heads, len, D)
     float* out = nullptr;               // (batch, n_q_heads, len, D)
-    int batch = 0, n_q_heads = 0, n_kv_heads = 0, head_dim = 0, len = 0;  // len % 64 == 0
-    void* workspace = nullptr;          // fp16_prefill_workspace_bytes(...) bytes
+    int batch = 0, n_q_heads = 0, n_kv_heads = 0, head_dim = 0, len = 0;
 };
 struct Fp16DecodeParams {
     const float* q = nullptr;           // (batch, n_q_heads, D)
