@@ -132,18 +132,18 @@ def main():
         if prefill:
             md.write("\nPrefill, causal, batch 1, GQA 32:8; TFLOP/s counts the causal half. Ours: Turbo = INT8 Q.K^T "
                      "+ FP16 P.V (quantize and V-transpose launches included) on the kernel the launcher picks "
-                     "(`kernel`) and on the portable mma.sync kernel; FP16 = the Hopper FP16 kernel (V transpose "
-                     "included). Ratios are torch time / ours.\n\n")
+                     "(`kernel`) and on the portable mma.sync kernel; Turbo FP8 = the Hopper kernel with FP8 e4m3 Q.K^T; "
+                     "FP16 = the Hopper FP16 kernel. Ratios are torch time / ours.\n\n")
             md.write("| D | len | torch flash | torch cuDNN | TFLOP/s best | ours Turbo (kernel) | TFLOP/s | Turbo vs cuDNN "
-                     "| Turbo vs flash | Turbo portable | ours FP16 | TFLOP/s | FP16 vs cuDNN |\n")
-            md.write("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+                     "| Turbo vs flash | Turbo portable | Turbo FP8 | ours FP16 | TFLOP/s | FP16 vs cuDNN |\n")
+            md.write("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
             for r in prefill:
                 tf = lambda ms: "n/a" if ms is None else f"{r['flops'] / (ms * 1e-3) / 1e12:.0f}"
                 ratio = lambda t, ours: "n/a" if t is None or ours is None else f"{t / ours:.2f}x"
                 md.write(f"| {r['D']} | {r['len']} | {f(r['torch_flash_ms'])} | {f(r['torch_cudnn_ms'])} | "
                          f"{tf(r['torch_best_ms'])} | {f(r['turbo_ms'])} ({r.get('kernel', 'portable')}) | {tf(r['turbo_ms'])} | "
                          f"{ratio(r['torch_cudnn_ms'], r['turbo_ms'])} | {ratio(r['torch_flash_ms'], r['turbo_ms'])} | "
-                         f"{f(r.get('turbo_portable_ms'))} | {f(r.get('fp16_ms'))} | {tf(r.get('fp16_ms'))} | "
+                         f"{f(r.get('turbo_portable_ms'))} | {f(r.get('turbo_fp8_ms'))} | {f(r.get('fp16_ms'))} | {tf(r.get('fp16_ms'))} | "
                          f"{ratio(r['torch_cudnn_ms'], r.get('fp16_ms'))} |\n")
     print(open(sys.argv[3]).read())
 

@@ -251,8 +251,10 @@ int main(int argc, char** argv) {
                 const float t_auto = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s); }, st);
                 pp.kernel = PrefillKernel::Portable;
                 const float t_portable = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s); }, st);
-                float t_fp16 = -1.0f, t_fp16_plain = -1.0f;
+                float t_fp16 = -1.0f, t_fp16_plain = -1.0f, t_fp8 = -1.0f;
                 if (hopper) {
+                    pp.kernel = PrefillKernel::Hopper, pp.qk = PrefillQk::Fp8;  // A/B: FP8 e4m3 Q.K^T
+                    t_fp8 = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s); }, st);
                     Fp16PrefillParams fp;
                     fp.q = pp.q, fp.k = pp.k, fp.v = pp.v, fp.out = out;
                     fp.batch = B, fp.n_q_heads = Hq, fp.n_kv_heads = Hkv, fp.head_dim = D, fp.len = L;
@@ -268,12 +270,13 @@ int main(int argc, char** argv) {
                 const double flops = 4.0 * B * Hq * (double)L * L * D / 2;  // causal
                 auto tf = [&](float ms) { return ms > 0 ? flops / (ms * 1e-3) / 1e12 : 0.0; };
                 std::printf("prefill D=%3d B=%d L=%5d  turbo (%s) %8.4f ms %5.0f TFLOP/s  portable %8.4f ms %5.0f  "
-                            "fp16 %8.4f ms %5.0f  fp16 plain loop %8.4f ms %5.0f\n",
-                            D, B, L, hopper ? "hopper" : "portable", t_auto, tf(t_auto), t_portable, tf(t_portable), t_fp16,
-                            tf(t_fp16), t_fp16_plain, tf(t_fp16_plain));
+                            "turbo FP8 %8.4f ms %5.0f  fp16 %8.4f ms %5.0f  fp16 plain loop %8.4f ms %5.0f\n",
+                            D, B, L, hopper ? "hopper" : "portable", t_auto, tf(t_auto), t_portable, tf(t_portable), t_fp8,
+                            tf(t_fp8), t_fp16, tf(t_fp16), t_fp16_plain, tf(t_fp16_plain));
                 std::fprintf(f, "%s{\"D\": %d, \"batch\": %d, \"len\": %d, \"n_q_heads\": %d, \"n_kv_heads\": %d, "
-                             "\"kernel\": \"%s\", \"turbo_ms\": %.5f, \"turbo_portable_ms\": %.5f, \"fp16_ms\": %s, \"fp16_plain_ms\": %s, \"flops\": %.0f}",
+                             "\"kernel\": \"%s\", \"turbo_ms\": %.5f, \"turbo_portable_ms\": %.5f, \"turbo_fp8_ms\": %s, \"fp16_ms\": %s, \"fp16_plain_ms\": %s, \"flops\": %.0f}",
                              first ? "" : ",\n", D, B, L, Hq, Hkv, hopper ? "hopper" : "portable", t_auto, t_portable,
+                             t_fp8 > 0 ? std::to_string(t_fp8).c_str() : "null",
                              t_fp16 > 0 ? std::to_string(t_fp16).c_str() : "null",
                              t_fp16_plain > 0 ? std::to_string(t_fp16_plain).c_str() : "null", flops);
                 first = false;

@@ -350,19 +350,27 @@ TEST_CASE("cuda: turbo prefill (INT8 Q.K^T, SAS, causal) vs float64, portable an
     for (int D : {128, 64})
         for (int L : {256, 320}) {  // 320: a last query block of 64 rows (the Hopper kernel's blocks are 128)
             const PrefillCase c = make_prefill_case(rng, 2, 2, 4, L, D);
-            for (PrefillKernel kern : kernels) {
-                TurboPrefillParams p;
-                p.batch = c.B, p.n_q_heads = c.Hq, p.n_kv_heads = c.Hkv, p.head_dim = D, p.len = L, p.kernel = kern;
-                const auto out = run_prefill(c, turbo_prefill_workspace_bytes(p), [&](auto q, auto k, auto v, float* o, void* ws) {
-                    p.q = q, p.k = k, p.v = v, p.out = o, p.workspace = ws;
-                    turbo_prefill_cuda(p, 0);
-                });
-                CHECK(all_finite(out));
-                const double err = rel(out, c.ref);
-                std::printf("turbo prefill (%s) D=%d L=%d: rel err vs float64 %.2e\n",
-                            kern == PrefillKernel::Hopper ? "hopper" : "portable", D, L, err);
-                CHECK(err < 2e-2);  // blockwise INT8 Q and K, FP16 P, SAS
-            }
+            for (PrefillKernel kern : kernels)
+                for (PrefillQk qk : {PrefillQk::Int8, PrefillQk::Fp8}) {
+                    TurboPrefillParams p;
+                    p.batch = c.B, p.n_q_heads = c.Hq, p.n_kv_heads = c.Hkv, p.head_dim = D, p.len = L, p.kernel = kern, p.qk = qk;
+                    if (qk == PrefillQk::Fp8 && kern == PrefillKernel::Portable) {  // refused, not run as INT8
+                        run_prefill(c, turbo_prefill_workspace_bytes(p), [&](auto q, auto k, auto v, float* o, void* ws) {
+                            p.q = q, p.k = k, p.v = v, p.out = o, p.workspace = ws;
+                            CHECK_THROWS_WITH_AS(turbo_prefill_cuda(p, 0), doctest::Contains("Fp8"), TurboError);
+                        });
+                        continue;
+                    }
+                    const auto out = run_prefill(c, turbo_prefill_workspace_bytes(p), [&](auto q, auto k, auto v, float* o, void* ws) {
+                        p.q = q, p.k = k, p.v = v, p.out = o, p.workspace = ws;
+                        turbo_prefill_cuda(p, 0);
+                    });
+                    CHECK(all_finite(out));
+                    const double err = rel(out, c.ref);
+                    std::printf("turbo prefill (%s, %s) D=%d L=%d: rel err vs float64 %.2e\n",
+                                kern == PrefillKernel::Hopper ? "hopper" : "portable", qk == PrefillQk::Fp8 ? "FP8" : "INT8", D, L, err);
+                    CHECK(err < (qk == PrefillQk::Fp8 ? 5e-2 : 2e-2));  // blockwise INT8 (FP8) Q and K, FP16 P, SAS
+                }
         }
 }
 
@@ -407,7 +415,7 @@ TEST_CASE("cuda: fp16 prefill (Hopper kernel, exact softmax) vs float64" * docte
                     h.q_head_stride = h.kv_head_stride = h.out_head_stride = (int64_t)L * D;
                     if (int8) h.q_scales = upload(qs), h.k_scales = upload(ks);
                     h.batch = c.B, h.n_q_heads = c.Hq, h.n_kv_heads = c.Hkv, h.head_dim = D, h.n_q = L;
-                    h.int8_qk = int8, h.pipelined = false;
+                    h.qk = int8 ? QkType::S8 : QkType::F16, h.pipelined = false;
                     hopper_prefill_launch(h, 0);
                     CK(cudaDeviceSynchronize());
                     if (int8) {
@@ -527,7 +535,7 @@ TEST_CASE("cuda: bad parameters are refused with a message" * doctest::skip(kNoG
     h.q_row_stride = h.kv_row_stride = h.out_row_stride = 128, h.q_head_stride = h.kv_head_stride = h.out_head_stride = 128 * 64;
     h.q_row_stride = 100;  // 200 bytes: not 16-byte aligned, and shorter than a row
     CHECK_THROWS_WITH_AS(hopper_prefill_launch(h, 0), doctest::Contains("strides"), TurboError);
-    h.q_row_stride = 128, h.int8_qk = true;  // no scales
-    CHECK_THROWS_WITH_AS(hopper_prefill_launch(h, 0), doctest::Contains("int8_qk"), TurboError);
+    h.q_row_stride = 128, h.qk = QkType::S8;  // no scales
+    CHECK_THROWS_WITH_AS(hopper_prefill_launch(h, 0), doctest::Contains("block scales"), TurboError);
     CK(cudaFree(dummy));
 }

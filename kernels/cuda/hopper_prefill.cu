@@ -24,6 +24,7 @@
 #include <cudaTypedefs.h>
 
 #include <string>
+#include <type_traits>
 
 #include "cuda_common.cuh"
 #include "decode_common.cuh"
@@ -60,14 +61,14 @@ struct Plan {
 
 struct Args {
     CUtensorMap q, k, v;         // 3-D maps (D, rows, batch * heads): queries; keys and values
-    const float* qs = nullptr;   // INT8 path: block scales (batch * Hq, n_q / 64)
+    const float* qs = nullptr;   // S8/E4M3: block scales (batch * Hq, n_q / 64)
     const float* ks = nullptr;   // (batch * Hkv, n_keys / 64)
     float* out = nullptr;
     int64_t out_row_stride = 0, out_head_stride = 0;
     int n_q_heads = 0, n_kv_heads = 0;
     int n_q = 0, q_pos0 = 0;     // query rows per head; position of row 0
     float scale = 0;             // log2(e) / sqrt(D)
-    float threshold = 0;         // SAS (INT8 path)
+    float threshold = 0;         // SAS (S8/E4M3)
     int degree = 3;
     float c1 = 0, c2 = 0, c3 = 0;
     bool pipelined = true;       // HopperPrefillArgs::pipelined
@@ -80,13 +81,14 @@ __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
 
 // What one consumer thread holds: its two query rows' output accumulators, running max and
 // sum, the tile's scores and P, and the operand descriptors.
-template <int D, bool kInt8>
+template <int D, QkType QK>
 struct Consumer {
-    static constexpr int E = kInt8 ? 1 : 2;
+    static constexpr bool kScaled = QK != QkType::F16;  // blockwise Q/K scales and SAS (Turbo)
+    static constexpr int E = kScaled ? 1 : 2;
     using P = Plan<D, E>;
     float o[D / 2];                        // O rows r0 / r1 (layout: wgmma_ss)
     float sc[kBN / 2];                     // the tile's scores, then its probabilities
-    int acc[kInt8 ? kBN / 2 : 1];          // INT8 path: S in INT32 before scaling
+    int acc[QK == QkType::S8 ? kBN / 2 : 1];  // INT8: S in INT32 before scaling
     uint32_t pa[kBN / 16][4];              // P as FP16 A fragments, one per 16 keys
     float m0, m1, l0, l1;                  // l: this thread's share of the row sum
     float q_scale;
@@ -109,10 +111,10 @@ struct Consumer {
         mask_from = (a.q_pos0 + qb * kBM) / kBN;
         const int n_qblocks64 = (a.n_q + 63) / 64;
         q_scale = a.scale;
-        if constexpr (kInt8)  // (a warpgroup past the last row reads the last block; its rows are not stored)
+        if constexpr (kScaled)  // (a warpgroup past the last row reads the last block; its rows are not stored)
             q_scale *= a.qs[(size_t)(b * a.n_q_heads + hq) * n_qblocks64 + min((qb * kBM + wg * 64) / 64, n_qblocks64 - 1)];
         n_kblocks = (a.q_pos0 + a.n_q + 63) / 64;
-        k_scales = kInt8 ? a.ks + (size_t)(b * a.n_kv_heads + hk) * n_kblocks : nullptr;
+        k_scales = kScaled ? a.ks + (size_t)(b * a.n_kv_heads + hk) * n_kblocks : nullptr;
         y_max = -a.threshold, degree = a.degree;
         c1 = __float2half2_rn(a.c1), c2 = __float2half2_rn(a.c2), c3 = __float2half2_rn(a.c3);
 #pragma unroll
@@ -131,7 +133,8 @@ struct Consumer {
             const int c = ks * 32 / P::row_bytes, off = ks * 32 % P::row_bytes;
             const uint64_t qd = q_desc + ((c * kBM * P::row_bytes + off) >> 4);
             const uint64_t kd = k_desc + ((c * kBN * P::row_bytes + off) >> 4);
-            if constexpr (kInt8) wgmma_s8_ss<kBN>(acc, qd, kd, ks > 0);
+            if constexpr (QK == QkType::S8) wgmma_s8_ss<kBN>(acc, qd, kd, ks > 0);
+            else if constexpr (QK == QkType::E4M3) wgmma_e4m3_ss<kBN>(sc, qd, kd, ks > 0);
             else wgmma_ss<kBN>(sc, qd, kd, ks > 0);
         }
     }
@@ -149,10 +152,10 @@ struct Consumer {
     // units inside the exponent's argument (one FFMA); INT8 sums convert without I2F.
     __device__ __forceinline__ float2 softmax(int j, int n_tiles) {
         float s_lo = q_scale, s_hi = q_scale;  // the tile's two 64-key blocks
-        if constexpr (kInt8) {
-            fence_regs(acc);
-            // (a last tile with one block inside the sequence: its other block is masked)
+        if constexpr (kScaled)  // (a last tile with one block inside the sequence: its other block is masked)
             s_lo *= k_scales[2 * j], s_hi *= k_scales[min(2 * j + 1, n_kblocks - 1)];
+        if constexpr (QK == QkType::S8) {
+            fence_regs(acc);
 #pragma unroll
             for (int i = 0; i < kBN / 2; ++i) sc[i] = small_int_to_float(acc[i]);  // |acc| <= 127^2 D < 2^22
         } else {
@@ -181,7 +184,7 @@ struct Consumer {
 #pragma unroll
         for (int i = 0; i < kBN / 2; i += 4) {
             const float sx = i < kBN / 4 ? s_lo : s_hi;
-            if constexpr (kInt8) {  // SAS of x - m = -(m - x)
+            if constexpr (kScaled) {  // SAS of x - m = -(m - x)
                 const float2 p0 = sas_exp2_pair_neg(fmaf(sc[i], -sx, mx0), fmaf(sc[i + 1], -sx, mx0), y_max, degree, c1, c2, c3);
                 const float2 p1 = sas_exp2_pair_neg(fmaf(sc[i + 2], -sx, mx1), fmaf(sc[i + 3], -sx, mx1), y_max, degree, c1, c2, c3);
                 sc[i] = p0.x, sc[i + 1] = p0.y, sc[i + 2] = p1.x, sc[i + 3] = p1.y;
@@ -230,9 +233,9 @@ struct Consumer {
     }
 };
 
-template <int D, bool kInt8>
+template <int D, QkType QK>
 __global__ void __launch_bounds__(kThreads, 1) prefill_kernel(const __grid_constant__ Args a) {
-    constexpr int E = kInt8 ? 1 : 2;
+    constexpr int E = QK == QkType::F16 ? 2 : 1;
     using P = Plan<D, E>;
     extern __shared__ uint8_t smem_raw[];
     uint8_t* sm = (uint8_t*)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
@@ -290,7 +293,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_kernel(const __grid_const
 
     // consumers: warpgroup wg owns query rows qb*128 + wg*64 + [0, 64); this thread rows r0, r0+8
     setmaxnreg_inc<kConsumerRegs>();
-    Consumer<D, kInt8> c;
+    Consumer<D, QK> c;
     c.init(a, qb, hq, hk, b, warp, lane, sm);
     mbar_wait(q_full, 0);
     if (a.pipelined) {
@@ -388,9 +391,9 @@ CUtensorMap make_map(const void* base, int elt, uint64_t d0, uint64_t d1, uint64
     return m;
 }
 
-template <int D, bool kInt8>
+template <int D, QkType QK>
 void launch(const HopperPrefillArgs& h, cudaStream_t st) {
-    constexpr int E = kInt8 ? 1 : 2;
+    constexpr int E = QK == QkType::F16 ? 2 : 1;
     using P = Plan<D, E>;
     const uint64_t n_keys = (uint64_t)h.q_pos0 + h.n_q;
     Args a;
@@ -414,10 +417,10 @@ void launch(const HopperPrefillArgs& h, cudaStream_t st) {
     a.c1 = c[1], a.c2 = c[2], a.c3 = c[3];
     a.pipelined = h.pipelined;
     static const cudaError_t attr =
-        cudaFuncSetAttribute(prefill_kernel<D, kInt8>, cudaFuncAttributeMaxDynamicSharedMemorySize, P::smem);
+        cudaFuncSetAttribute(prefill_kernel<D, QK>, cudaFuncAttributeMaxDynamicSharedMemorySize, P::smem);
     TANDEM_CHECK_CUDA(attr);
     const dim3 grid((h.n_q + kBM - 1) / kBM, h.n_q_heads, h.batch);
-    prefill_kernel<D, kInt8><<<grid, kThreads, P::smem, st>>>(a);
+    prefill_kernel<D, QK><<<grid, kThreads, P::smem, st>>>(a);
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 
@@ -437,14 +440,21 @@ void hopper_prefill_launch(const HopperPrefillArgs& h, cudaStream_t stream) {
     if (h.head_dim != 64 && h.head_dim != 128) fail("head_dim must be 64 or 128");
     if (h.batch < 1 || h.n_q < 1 || h.q_pos0 < 0) fail("batch and n_q must be >= 1, q_pos0 >= 0");
     if (h.n_kv_heads < 1 || h.n_q_heads % h.n_kv_heads != 0) fail("n_q_heads must be a multiple of n_kv_heads");
-    const int align = h.int8_qk ? 16 : 8;  // elements in 16 bytes (TMA: strides and bases 16-byte aligned)
+    const bool scaled = h.qk != QkType::F16;
+    const int align = scaled ? 16 : 8;  // elements in 16 bytes (TMA: strides and bases 16-byte aligned)
     for (int64_t st : {h.q_row_stride, h.q_head_stride, h.kv_row_stride, h.kv_head_stride})
         if (st < h.head_dim || st % align != 0) fail("strides must cover a row and keep 16-byte alignment");
-    if (h.int8_qk && (!h.q_scales || !h.k_scales || h.q_pos0 != 0 || h.n_q % 64 != 0))
-        fail("int8_qk needs block scales, q_pos0 == 0 and n_q % 64 == 0");
+    if (scaled && (!h.q_scales || !h.k_scales || h.q_pos0 != 0 || h.n_q % 64 != 0))
+        fail("qk S8/E4M3 needs block scales, q_pos0 == 0 and n_q % 64 == 0");
     if (!hopper_prefill_available()) fail("needs an sm_90 GPU (H100/H200)");
-    if (h.head_dim == 128) h.int8_qk ? launch<128, true>(h, stream) : launch<128, false>(h, stream);
-    else h.int8_qk ? launch<64, true>(h, stream) : launch<64, false>(h, stream);
+    auto run = [&](auto d) {
+        constexpr int D = decltype(d)::value;
+        if (h.qk == QkType::S8) launch<D, QkType::S8>(h, stream);
+        else if (h.qk == QkType::E4M3) launch<D, QkType::E4M3>(h, stream);
+        else launch<D, QkType::F16>(h, stream);
+    };
+    if (h.head_dim == 128) run(std::integral_constant<int, 128>{});
+    else run(std::integral_constant<int, 64>{});
 }
 
 void fp16_prefill_cuda(const Fp16PrefillParams& p, cudaStream_t stream) {

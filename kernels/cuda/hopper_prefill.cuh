@@ -11,24 +11,28 @@ namespace tandem {
 // True when the current device is sm_90 (H100/H200), the only target the kernel is built for.
 bool hopper_prefill_available();
 
+// The type of Q and K in S = Q K^T: FP16 (the plain path, exact softmax), or Turbo's blockwise
+// INT8 or FP8 e4m3 (one scale per 64 rows of a head) with SAS softmax.
+enum class QkType { F16, S8, E4M3 };
+
 // One launch. Element (b, h, r, d) of q sits at (b * Hq + h) * q_head_stride + r * q_row_stride
 // + d (so a sequence's heads follow the previous sequence's); k and v alike with the kv strides
 // over n_q + q_pos0 keys; out (floats) alike with the out strides.
 struct HopperPrefillArgs {
-    const void* q = nullptr;           // FP16, or INT8 when int8_qk
+    const void* q = nullptr;           // of type qk
     int64_t q_row_stride = 0, q_head_stride = 0;    // elements
     const void* k = nullptr;           // same type as q
     const void* v = nullptr;           // FP16
     int64_t kv_row_stride = 0, kv_head_stride = 0;  // elements, K and V alike
-    const float* q_scales = nullptr;   // int8_qk: (batch * Hq, n_q / 64), one per 64-row block
-    const float* k_scales = nullptr;   // int8_qk: (batch * Hkv, n_keys / 64)
+    const float* q_scales = nullptr;   // S8/E4M3: (batch * Hq, n_q / 64), one per 64-row block
+    const float* k_scales = nullptr;   // S8/E4M3: (batch * Hkv, n_keys / 64)
     float* out = nullptr;
     int64_t out_row_stride = 0, out_head_stride = 0;  // floats
     int batch = 0, n_q_heads = 0, n_kv_heads = 0, head_dim = 0;
     int n_q = 0;                       // query rows per head
     int q_pos0 = 0;                    // position of query row 0: row r sees keys 0..q_pos0 + r
-    bool int8_qk = false;              // Turbo: INT8 Q.K^T with block scales (q_pos0 == 0), SAS softmax
-    int poly_degree = 3;               // SAS (int8_qk only)
+    QkType qk = QkType::F16;           // S8/E4M3 need q_pos0 == 0 and n_q % 64 == 0
+    int poly_degree = 3;               // SAS (S8/E4M3)
     float threshold = -16.0f;
     // true: S of tile j is issued with P.V of tile j-1, the two consumer warpgroups taking turns
     // (softmax overlaps the tensor cores); false: S, softmax, P.V in turn (bench-attention's

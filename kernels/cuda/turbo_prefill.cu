@@ -1,7 +1,9 @@
 // TurboAttention prefill (causal, one chunk from position 0), FlashAttention-2 style.
 //
-//   1 quantize: Q and K to symmetric INT8 per (head, 64-token block), one FP32 scale each;
-//     V transposed to (D, len) FP16 so a P.V operand pair is one 32-bit load.
+//   1 quantize: Q and K to symmetric INT8 per (head, 64-token block), one FP32 scale each (one
+//     launch for both); V transposed to (D, len) FP16 so a P.V operand pair is one 32-bit load
+//     (the portable kernel only: on sm_90 the attention step is hopper_prefill.cu's kernel,
+//     which reads V as it is).
 //   2 attention: grid (len/64, Hq, batch), 4 warps x 16 query rows. Per 64-token KV tile:
 //     S = Q8 K8^T with mma.sync m16n8k32 s8 (INT32 accumulate), times s_q * s_k; causal mask
 //     on the diagonal tile; online softmax with SAS (p = 0 under the threshold, and the P.V
@@ -10,6 +12,8 @@
 // Operands come straight from global memory (L1/L2), no shared-memory staging yet: see
 // docs/turboattention-impl.md for what that costs.
 #include "turbo_prefill.cuh"
+
+#include <cuda_fp8.h>
 
 #include "decode_common.cuh"
 #include "hopper_prefill.cuh"
@@ -21,23 +25,62 @@ namespace {
 
 constexpr int kBlk = 64;
 
-// grid (len/64, H, batch), 128 threads: x (B, H, len, D) half -> q8 (same shape) + scale.
-template <int D>
-__global__ void quant_int8_kernel(const __half* __restrict__ x, int8_t* __restrict__ q8,
-                                  float* __restrict__ scales, int H, int len) {
+// One launch for Q and K: grid (len/64, Hq + Hkv, batch), 128 threads; block (blk, y, b)
+// quantizes rows [64 blk, 64 blk + 64) of Q head y (y < Hq) or K head y - Hq: x (B, H, len, D)
+// half -> x8 (same shape, INT8 or FP8 e4m3) + one scale per block (amax / 127 or amax / 448).
+// Each thread keeps its 64 * D / 128 halves in registers (16-byte loads) between the block's
+// amax and the rounding.
+template <int D, bool kFp8>
+__global__ void __launch_bounds__(128) quant_qk_kernel(const __half* __restrict__ q, const __half* __restrict__ k,
+                                                            int8_t* __restrict__ q8, int8_t* __restrict__ k8,
+                                                            float* __restrict__ q_scales, float* __restrict__ k_scales,
+                                                            int Hq, int Hkv, int len) {
+    constexpr int kVec = kBlk * D / 8 / 128;  // 16-byte vectors per thread
     __shared__ float red[4];
-    const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x;
+    const int blk = blockIdx.x, b = blockIdx.z, tid = threadIdx.x;
+    const bool is_q = (int)blockIdx.y < Hq;
+    const int h = is_q ? blockIdx.y : blockIdx.y - Hq, H = is_q ? Hq : Hkv;
     const size_t base = (((size_t)b * H + h) * len + (size_t)blk * kBlk) * D;
+    const uint4* src = (const uint4*)((is_q ? q : k) + base);
+    uint4 v[kVec];
     float amax = 0.0f;
-    for (int i = tid; i < kBlk * D; i += 128) amax = fmaxf(amax, fabsf(__half2float(x[base + i])));
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) {
+        v[i] = src[tid + 128 * i];
+        const __half2* h2 = (const __half2*)&v[i];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const float2 f = __half22float2(h2[e]);
+            amax = fmaxf(amax, fmaxf(fabsf(f.x), fabsf(f.y)));
+        }
+    }
     amax = warp_max(amax);
     if (tid % 32 == 0) red[tid / 32] = amax;
     __syncthreads();
     amax = fmaxf(fmaxf(red[0], red[1]), fmaxf(red[2], red[3]));
-    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    for (int i = tid; i < kBlk * D; i += 128)
-        q8[base + i] = (int8_t)max(-127, min(127, __float2int_rn(__half2float(x[base + i]) * inv)));
-    if (tid == 0) scales[((size_t)b * H + h) * (len / kBlk) + blk] = amax / 127.0f;
+    const float top = kFp8 ? 448.0f : 127.0f;  // the largest code
+    const float inv = amax > 0.0f ? top / amax : 0.0f;
+    uint2* dst = (uint2*)((is_q ? q8 : k8) + base);
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) {
+        const __half2* h2 = (const __half2*)&v[i];
+        uint32_t w[2] = {0, 0};
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const float2 f = __half22float2(h2[e]);
+            uint32_t pair;
+            if constexpr (kFp8) {
+                pair = __nv_cvt_float2_to_fp8x2(make_float2(f.x * inv, f.y * inv), __NV_SATFINITE, __NV_E4M3);
+            } else {
+                const int a0 = max(-127, min(127, __float2int_rn(f.x * inv)));
+                const int a1 = max(-127, min(127, __float2int_rn(f.y * inv)));
+                pair = (uint32_t)(a0 & 0xff) | ((uint32_t)(a1 & 0xff) << 8);
+            }
+            w[e / 2] |= pair << (16 * (e % 2));
+        }
+        dst[tid + 128 * i] = make_uint2(w[0], w[1]);
+    }
+    if (tid == 0) (is_q ? q_scales : k_scales)[((size_t)b * H + h) * (len / kBlk) + blk] = amax / top;
 }
 
 // grid (len/64, H, batch), 128 threads: v (B, H, len, D) -> vt (B, H, D, len).
@@ -192,9 +235,10 @@ void launch(const TurboPrefillParams& p, bool use_hopper, cudaStream_t st) {
     const Layout L = layout_of(p);
     uint8_t* ws = (uint8_t*)p.workspace;
     const int nblk = p.len / kBlk;
-    quant_int8_kernel<D><<<dim3(nblk, p.n_q_heads, p.batch), 128, 0, st>>>((const __half*)p.q, (int8_t*)(ws + L.q8), (float*)(ws + L.qs), p.n_q_heads, p.len);
-    TANDEM_CHECK_CUDA(cudaGetLastError());
-    quant_int8_kernel<D><<<dim3(nblk, p.n_kv_heads, p.batch), 128, 0, st>>>((const __half*)p.k, (int8_t*)(ws + L.k8), (float*)(ws + L.ks), p.n_kv_heads, p.len);
+    const bool fp8 = p.qk == PrefillQk::Fp8;
+    (fp8 ? quant_qk_kernel<D, true> : quant_qk_kernel<D, false>)<<<dim3(nblk, p.n_q_heads + p.n_kv_heads, p.batch), 128, 0, st>>>(
+        (const __half*)p.q, (const __half*)p.k, (int8_t*)(ws + L.q8), (int8_t*)(ws + L.k8), (float*)(ws + L.qs),
+        (float*)(ws + L.ks), p.n_q_heads, p.n_kv_heads, p.len);
     TANDEM_CHECK_CUDA(cudaGetLastError());
     if (use_hopper) {  // reads V as it is: no transpose
         HopperPrefillArgs h;
@@ -203,7 +247,7 @@ void launch(const TurboPrefillParams& p, bool use_hopper, cudaStream_t st) {
         h.q_head_stride = h.kv_head_stride = h.out_head_stride = (int64_t)p.len * D;
         h.q_scales = (const float*)(ws + L.qs), h.k_scales = (const float*)(ws + L.ks), h.out = p.out;
         h.batch = p.batch, h.n_q_heads = p.n_q_heads, h.n_kv_heads = p.n_kv_heads, h.head_dim = D, h.n_q = p.len;
-        h.int8_qk = true, h.poly_degree = p.poly_degree, h.threshold = p.threshold;
+        h.qk = fp8 ? QkType::E4M3 : QkType::S8, h.poly_degree = p.poly_degree, h.threshold = p.threshold;
         hopper_prefill_launch(h, st);
         return;
     }
@@ -244,6 +288,7 @@ void turbo_prefill_cuda(const TurboPrefillParams& p, cudaStream_t stream) {
     if (!(p.threshold <= -1.0f && p.threshold >= -60.0f)) throw TurboError("turbo_prefill: threshold must be in [-60, -1]");
     const bool hopper = p.kernel != PrefillKernel::Portable && hopper_prefill_available();
     if (p.kernel == PrefillKernel::Hopper && !hopper) throw TurboError("turbo_prefill: the Hopper kernel needs an sm_90 GPU (H100/H200)");
+    if (p.qk == PrefillQk::Fp8 && !hopper) throw TurboError("turbo_prefill: qk Fp8 runs on the Hopper kernel only (sm_90)");
     if (p.head_dim == 128) launch<128>(p, hopper, stream);
     else launch<64>(p, hopper, stream);
 }

@@ -8,10 +8,10 @@ namespace tandem {
 
 // Bytes of workspace for p: INT8 Q and K, their block scales, V transposed to (D, len).
 size_t turbo_prefill_workspace_bytes(const TurboPrefillParams& p);
-// out = causal softmax(q k^T / sqrt(D)) v for every sequence and query head. Three launches
-// on `stream` (quantize Q, quantize K + transpose V, attention). Throws TurboError on bad
-// parameters (names the field); checks each launch.
+// out = causal softmax(q k^T / sqrt(D)) v for every sequence and query head, on `stream`:
+// quantize Q and K (one launch), then the attention (TurboPrefillParams::kernel: the Hopper
+// kernel on sm_90 by default; the portable one transposes V first, one more launch). Throws
+// TurboError on bad parameters (names the field); checks each launch.
 void turbo_prefill_cuda(const TurboPrefillParams& p, cudaStream_t stream);
-
 
 }  // namespace tandem

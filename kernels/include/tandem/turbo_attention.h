@@ -187,6 +187,9 @@ struct TurboDecodeParams {
 // Which prefill kernel runs: Auto takes the Hopper one (TMA + wgmma) on sm_90 devices and the
 // portable one (mma.sync) elsewhere; Hopper throws TurboError on other devices.
 enum class PrefillKernel { Auto, Portable, Hopper };
+// The type Q and K are quantized to (per 64-token block, one scale each) for S = Q K^T: INT8
+// (scale amax / 127), or FP8 e4m3 (scale amax / 448; the Hopper kernel only).
+enum class PrefillQk { Int8, Fp8 };
 
 // Prefill (causal self-attention over one chunk starting at position 0): Q and K quantized
 // to blockwise INT8 (64 tokens x D per scale), S = Q K^T on INT8 tensor cores (INT32
@@ -201,6 +204,7 @@ struct TurboPrefillParams {
     float threshold = -16.0f;
     void* workspace = nullptr;          // turbo_prefill_workspace_bytes(...) bytes
     PrefillKernel kernel = PrefillKernel::Auto;
+    PrefillQk qk = PrefillQk::Int8;
 };
 // Plain FP16 prefill (causal, one chunk from position 0, exact softmax), Hopper only: the
 // tensors of TurboPrefillParams, any len >= 1, no workspace.
