@@ -268,7 +268,7 @@ struct GpuContext::Impl {
     }
 
     bool graph_failed = false;
-    // Stage profiling (profile_decode_step): an event recorded after each stage.
+    // Stage profiling (profile_eval): an event recorded after each stage.
     std::vector<cudaEvent_t> events;
     std::vector<const char*> marks;
     bool profiling = false;
@@ -358,14 +358,17 @@ void GpuContext::Impl::gemm(const GpuMatrix& w, const float* X, int64_t n, float
     const GpuParams::PrefillGemm mode = w.type == GgmlType::F16 ? GpuParams::PrefillGemm::fp32 : gp.prefill_gemm;
     if (mode == GpuParams::PrefillGemm::bf16) {
         to_bf16_cuda(X, xb, n * K, stream);
+        mark("to_bf16");
         __nv_bfloat16* wb = (__nv_bfloat16*)deq;  // sz.deq floats hold twice as many BF16 values
         const int64_t chunk = std::max<int64_t>(1, 2 * sz.deq / w.cols);
         for (int64_t r0 = 0; r0 < w.rows; r0 += chunk) {
             const int64_t rc = std::min(chunk, w.rows - r0);
             dequant_rows_bf16_cuda(w, r0, rc, wb, stream);
+            mark("dequant");
             BLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rc, (int)n, K, &one, wb, CUDA_R_16BF, K, xb,
                                     CUDA_R_16BF, K, &beta, Y + r0, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F,
                                     CUBLAS_GEMM_DEFAULT));
+            mark("gemm");
         }
         return;
     }
@@ -404,6 +407,7 @@ void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits, int64
             gemv_cuda(g, s);
         } else if (L.fused_qkv) {
             rmsnorm_rows_cuda(x, L.attn_norm, xn, n, d, eps, s);
+            mark("norm");
             gemm(L.wqkv, xn, n, qkv, qd, false);
             if (L.bqkv) add_bias_rows_cuda(qkv, L.bqkv, n, qd, qd, s);
         } else if (n == 1) {
@@ -417,6 +421,7 @@ void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits, int64
             gemv_cuda(g, s);
         } else {
             rmsnorm_rows_cuda(x, L.attn_norm, xn, n, d, eps, s);
+            mark("norm");
             gemm(L.wq, xn, n, qkv, qd, false);
             gemm(L.wk, xn, n, qkv + d, qd, false);
             gemm(L.wv, xn, n, qkv + d + kvd, qd, false);
@@ -476,9 +481,11 @@ void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits, int64
         } else {
             gemm(L.wo, attn, n, x, d, true);
             rmsnorm_rows_cuda(x, L.ffn_norm, xn, n, d, eps, s);
+            mark("norm");
             gemm(L.gate, xn, n, gate, ff, false);
             gemm(L.up, xn, n, up, ff, false);
             swiglu_cuda(gate, up, n * ff, s);
+            mark("swiglu");
             gemm(L.down, gate, n, x, d, true);
         }
     }
@@ -741,22 +748,27 @@ void GpuContext::eval(const int32_t* tokens, int64_t n, bool all_logits) {
 }
 
 std::vector<std::pair<std::string, double>> GpuContext::profile_decode_step(int32_t token) {
-    if (n_past_ + 1 > n_ctx_) throw ContextFull("profile_decode_step: the context is full");
-    if (token < 0 || token >= model_->config().n_vocab) throw std::invalid_argument("profile_decode_step: bad token id");
+    return profile_eval(&token, 1);
+}
+
+std::vector<std::pair<std::string, double>> GpuContext::profile_eval(const int32_t* tokens, int64_t n) {
+    check_eval_args(tokens, n);
+    if (n > n_batch_) throw std::invalid_argument("profile_eval: more tokens than n_batch");
     Impl& I = *impl_;
-    I.h_io[0] = (int)n_past_, I.h_io[1] = (int)(n_past_ + 1), I.h_tok[0] = token;
+    I.h_io[0] = (int)n_past_, I.h_io[1] = (int)(n_past_ + n);
+    std::memcpy(I.h_tok, tokens, (size_t)n * 4);
     I.marks.clear();
     I.profiling = true;
     try {
-        GPU_CHECK(cudaMemcpyAsync(I.d_io, I.h_io, 64 + 4, cudaMemcpyHostToDevice, I.stream));
-        I.forward(*model_, 1, false, n_past_);
+        GPU_CHECK(cudaMemcpyAsync(I.d_io, I.h_io, 64 + (size_t)n * 4, cudaMemcpyHostToDevice, I.stream));
+        I.forward(*model_, n, false, n_past_);
     } catch (...) {
         I.profiling = false;
         throw;
     }
     I.profiling = false;
     GPU_CHECK(cudaStreamSynchronize(I.stream));
-    n_past_ += 1;
+    n_past_ += n;
     logit_rows_ = 1;
     I.host_valid = false;
     std::vector<std::pair<std::string, double>> out;
