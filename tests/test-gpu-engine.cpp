@@ -14,7 +14,8 @@
 //
 // The greedy story from "Once upon a time" on stories260K must be token-identical.
 // The GEMV and row-dequantization kernels alone are checked per type against float64 sums
-// over the CPU's dequantized weights (relative L2 <= 1e-4: f32 accumulation only).
+// over the CPU's dequantized weights (relative L2 <= 1e-4: f32 accumulation only); the BF16
+// row tiles of the prefill GEMMs against the F32 rows rounded to BF16.
 // Without a CUDA device every case prints "skipped: no CUDA device" and is skipped.
 #include <doctest/doctest.h>
 
@@ -372,12 +373,37 @@ TEST_CASE("gpu engine: GEMV (norm, bias, residual, SwiGLU) and dequantization pe
             const std::vector<float> got = from_device(dq, (size_t)((rows - 3) * cols));
             std::vector<double> want(a.deq.begin() + 3 * cols, a.deq.end());
             const double e_deq = rel_l2d(got, want);
-            std::printf("gemv %-5s cols %5lld: residual+bias rel %.2e, SwiGLU rel %.2e, dequant rel %.2e (seed %u)\n",
-                        type_traits(t).name, (long long)cols, e_acc, e_glu, e_deq, seed);
+            // The BF16 tiles (8 elements a thread for quantized types) against the plain F32
+            // kernel above, its twin: each element is that float rounded to BF16, give or take one
+            // BF16 step where the two kernels' float rounding differs (a fused multiply-add); the
+            // eight poisoned values past the tile stay untouched.
+            const size_t nt = (size_t)((rows - 3) * cols);
+            uint16_t* dqb = nullptr;
+            REQUIRE(cudaMalloc(&dqb, (nt + 8) * 2) == cudaSuccess);
+            REQUIRE(cudaMemset(dqb, 0xff, (nt + 8) * 2) == cudaSuccess);
+            dequant_rows_bf16_cuda(a.m, 3, rows - 3, (__nv_bfloat16*)dqb, nullptr);
+            REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+            std::vector<uint16_t> gotb(nt + 8);
+            REQUIRE(cudaMemcpy(gotb.data(), dqb, (nt + 8) * 2, cudaMemcpyDeviceToHost) == cudaSuccess);
+            size_t exact = 0, off = 0;
+            for (size_t i = 0; i < nt; i++) {
+                const uint16_t ref = fp32_to_bf16(got[i]);
+                if (gotb[i] == ref) exact++;
+                else if (std::fabs(bf16_to_fp32(gotb[i]) - got[i]) > std::ldexp(std::fabs(got[i]), -8)) off++;
+            }
+            size_t guard = 0;
+            for (size_t i = nt; i < nt + 8; i++) guard += gotb[i] != 0xffff;
+            std::printf("gemv %-5s cols %5lld: residual+bias rel %.2e, SwiGLU rel %.2e, dequant rel %.2e, "
+                        "bf16 tiles %zu/%zu exact (seed %u)\n",
+                        type_traits(t).name, (long long)cols, e_acc, e_glu, e_deq, exact, nt, seed);
             CHECK(e_acc < 1e-4);
             CHECK(e_glu < 1e-4);
             CHECK(e_deq < 1e-6);
-            for (void* d : {(void*)dx, (void*)dnw, (void*)dbias, (void*)dy, (void*)dq, (void*)a.dev, (void*)b.dev}) cudaFree(d);
+            CHECK(off == 0);
+            CHECK(exact * 100 >= nt * 99);
+            CHECK(guard == 0);
+            for (void* d : {(void*)dx, (void*)dnw, (void*)dbias, (void*)dy, (void*)dq, (void*)dqb, (void*)a.dev, (void*)b.dev})
+                cudaFree(d);
         }
     }
 }

@@ -283,7 +283,18 @@ struct GpuContext::Impl {
         marks.push_back(stage);
     }
 
-    void gemm(const GpuMatrix& w, const float* X, int64_t n, float* Y, int64_t ldy, bool acc);
+    // A prefill GEMM's input: the F32 activations (n, K) and, when some matrix runs in BF16,
+    // their BF16 copy in xb, made once for every GEMM that reads them (q/k/v; gate and up).
+    // The copy is valid until the next gemm_input.
+    struct GemmInput {
+        const float* f32;
+        const __nv_bfloat16* bf16;
+    };
+    bool bf16_inputs = false;  // some matrix's prefill GEMM runs in BF16 (gemm_mode)
+    GpuParams::PrefillGemm gemm_mode(const GpuMatrix& w) const;
+    GemmInput gemm_input(const float* X, int64_t n, int64_t K);
+    // Y (n, ldy) (+)= X W^T for the matrix w (rows, K), in tiles of dequantized rows.
+    void gemm(const GpuMatrix& w, const GemmInput& in, int64_t n, float* Y, int64_t ldy, bool acc);
     void capture(const Model& m);
     void forward(const Model& m, int64_t n, bool all_logits, int64_t pos0_host);
     void turbo_attention(const Model& m, const LayerDev& L, int64_t n, int64_t pos0_host);
@@ -343,47 +354,50 @@ void GpuContext::Impl::turbo_attention(const Model& m, const LayerDev& L, int64_
     }
 }
 
-void GpuContext::Impl::gemm(const GpuMatrix& w, const float* X, int64_t n, float* Y, int64_t ldy, bool acc) {
+// Quantized weights on tensor cores: BF16 inputs (relative error <= 2^-9 each) or TF32 ones
+// (2^-11), FP32 sums; the CPU reference's own 8-bit activations are off by up to 1/254 of
+// their block's maximum. F16 weights keep FP32 SGEMM, so that float models match the CPU
+// as closely as before.
+GpuParams::PrefillGemm GpuContext::Impl::gemm_mode(const GpuMatrix& w) const {
+    return w.type == GgmlType::F32 || w.type == GgmlType::F16 ? GpuParams::PrefillGemm::fp32 : gp.prefill_gemm;
+}
+
+GpuContext::Impl::GemmInput GpuContext::Impl::gemm_input(const float* X, int64_t n, int64_t K) {
+    GemmInput in{X, nullptr};
+    if (!bf16_inputs) return in;
+    to_bf16_cuda(X, xb, n * K, stream);
+    mark("to_bf16");
+    in.bf16 = xb;
+    return in;
+}
+
+void GpuContext::Impl::gemm(const GpuMatrix& w, const GemmInput& in, int64_t n, float* Y, int64_t ldy, bool acc) {
     const float one = 1.0f, beta = acc ? 1.0f : 0.0f;
     const int K = (int)w.cols;
     if (w.type == GgmlType::F32) {
-        BLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w.rows, (int)n, K, &one, (const float*)w.q, K, X, K,
-                               &beta, Y, (int)ldy));
+        BLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w.rows, (int)n, K, &one, (const float*)w.q, K, in.f32,
+                               K, &beta, Y, (int)ldy));
+        mark("gemm");
         return;
     }
-    // Quantized weights on tensor cores: BF16 inputs (relative error <= 2^-9 each) or TF32 ones
-    // (2^-11), FP32 sums; the CPU reference's own 8-bit activations are off by up to 1/254 of
-    // their block's maximum. F16 weights keep FP32 SGEMM, so that float models match the CPU
-    // as closely as before.
-    const GpuParams::PrefillGemm mode = w.type == GgmlType::F16 ? GpuParams::PrefillGemm::fp32 : gp.prefill_gemm;
-    if (mode == GpuParams::PrefillGemm::bf16) {
-        to_bf16_cuda(X, xb, n * K, stream);
-        mark("to_bf16");
-        __nv_bfloat16* wb = (__nv_bfloat16*)deq;  // sz.deq floats hold twice as many BF16 values
-        const int64_t chunk = std::max<int64_t>(1, 2 * sz.deq / w.cols);
-        for (int64_t r0 = 0; r0 < w.rows; r0 += chunk) {
-            const int64_t rc = std::min(chunk, w.rows - r0);
-            dequant_rows_bf16_cuda(w, r0, rc, wb, stream);
-            mark("dequant");
-            BLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rc, (int)n, K, &one, wb, CUDA_R_16BF, K, xb,
-                                    CUDA_R_16BF, K, &beta, Y + r0, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F,
-                                    CUBLAS_GEMM_DEFAULT));
-            mark("gemm");
-        }
-        return;
-    }
-    const bool tf32 = mode == GpuParams::PrefillGemm::tf32;
-    const int64_t chunk = std::max<int64_t>(1, sz.deq / w.cols);
+    using Mode = GpuParams::PrefillGemm;
+    const Mode mode = gemm_mode(w);
+    const bool bf16 = mode == Mode::bf16;
+    if (bf16 && !in.bf16) throw GpuError("internal: a BF16 prefill GEMM without its BF16 input");
+    // Tiles of as many rows as the scratch holds (the whole matrix for the 1B shape in BF16),
+    // dequantized, then one GEMM each.
+    const int64_t chunk = std::max<int64_t>(1, (bf16 ? 2 : 1) * sz.deq / w.cols);
     for (int64_t r0 = 0; r0 < w.rows; r0 += chunk) {
         const int64_t rc = std::min(chunk, w.rows - r0);
-        dequant_rows_cuda(w, r0, rc, deq, stream);
-        if (tf32)
-            BLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rc, (int)n, K, &one, deq, CUDA_R_32F, K, X,
-                                    CUDA_R_32F, K, &beta, Y + r0, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F_FAST_TF32,
-                                    CUBLAS_GEMM_DEFAULT));
-        else
-            BLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rc, (int)n, K, &one, deq, K, X, K, &beta,
-                                   Y + r0, (int)ldy));
+        if (bf16) dequant_rows_bf16_cuda(w, r0, rc, (__nv_bfloat16*)deq, stream);
+        else dequant_rows_cuda(w, r0, rc, deq, stream);
+        mark("dequant");
+        const cudaDataType t = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+        const cublasComputeType_t compute = mode == Mode::tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+        BLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rc, (int)n, K, &one, deq, t, K,
+                                bf16 ? (const void*)in.bf16 : (const void*)in.f32, t, K, &beta, Y + r0, CUDA_R_32F,
+                                (int)ldy, compute, CUBLAS_GEMM_DEFAULT));
+        mark("gemm");
     }
 }
 
@@ -408,7 +422,7 @@ void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits, int64
         } else if (L.fused_qkv) {
             rmsnorm_rows_cuda(x, L.attn_norm, xn, n, d, eps, s);
             mark("norm");
-            gemm(L.wqkv, xn, n, qkv, qd, false);
+            gemm(L.wqkv, gemm_input(xn, n, d), n, qkv, qd, false);
             if (L.bqkv) add_bias_rows_cuda(qkv, L.bqkv, n, qd, qd, s);
         } else if (n == 1) {
             GemvParams g;
@@ -422,9 +436,10 @@ void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits, int64
         } else {
             rmsnorm_rows_cuda(x, L.attn_norm, xn, n, d, eps, s);
             mark("norm");
-            gemm(L.wq, xn, n, qkv, qd, false);
-            gemm(L.wk, xn, n, qkv + d, qd, false);
-            gemm(L.wv, xn, n, qkv + d + kvd, qd, false);
+            const GemmInput in = gemm_input(xn, n, d);
+            gemm(L.wq, in, n, qkv, qd, false);
+            gemm(L.wk, in, n, qkv + d, qd, false);
+            gemm(L.wv, in, n, qkv + d + kvd, qd, false);
             if (L.bq) add_bias_rows_cuda(qkv, L.bq, n, d, qd, s);
             if (L.bk) add_bias_rows_cuda(qkv + d, L.bk, n, kvd, qd, s);
             if (L.bv) add_bias_rows_cuda(qkv + d + kvd, L.bv, n, kvd, qd, s);
@@ -479,19 +494,20 @@ void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits, int64
             gemv_cuda(dn, s);
             mark("down");
         } else {
-            gemm(L.wo, attn, n, x, d, true);
+            gemm(L.wo, gemm_input(attn, n, d), n, x, d, true);
             rmsnorm_rows_cuda(x, L.ffn_norm, xn, n, d, eps, s);
             mark("norm");
-            gemm(L.gate, xn, n, gate, ff, false);
-            gemm(L.up, xn, n, up, ff, false);
+            const GemmInput in = gemm_input(xn, n, d);
+            gemm(L.gate, in, n, gate, ff, false);
+            gemm(L.up, in, n, up, ff, false);
             swiglu_cuda(gate, up, n * ff, s);
             mark("swiglu");
-            gemm(L.down, gate, n, x, d, true);
+            gemm(L.down, gemm_input(gate, n, ff), n, x, d, true);
         }
     }
     if (all_logits && n > 1) {
         rmsnorm_rows_cuda(x, output_norm, xn, n, d, eps, s);
-        gemm(output, xn, n, logits, nv, false);
+        gemm(output, gemm_input(xn, n, d), n, logits, nv, false);
     } else {
         GemvParams g;
         g.w = output, g.x = x + (n - 1) * d, g.norm = output_norm, g.eps = eps, g.y = logits;
@@ -643,6 +659,10 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
             if (g->q) I.bytes_per_token += read_bytes(*g);
         I.layers.push_back(D);
     }
+    for (const LayerDev& D : I.layers)
+        for (const GpuMatrix* g : {&D.wqkv, &D.wq, &D.wk, &D.wv, &D.wo, &D.gate, &D.up, &D.down})
+            if (g->q && I.gemm_mode(*g) == GpuParams::PrefillGemm::bf16) I.bf16_inputs = true;
+    if (I.gemm_mode(I.output) == GpuParams::PrefillGemm::bf16) I.bf16_inputs = true;
 
     // ---- KV cache and scratch
     GPU_CHECK(cudaMalloc(&I.kv, I.sz.kv_bytes));
