@@ -28,6 +28,7 @@
 #include <cuda_runtime.h>
 
 #include "gemv.cuh"
+#include "llama_ops.cuh"
 #include "tandem/context.h"
 #include "tandem/engine.h"
 #include "tandem/gpu_context.h"
@@ -406,6 +407,49 @@ TEST_CASE("gpu engine: GEMV (norm, bias, residual, SwiGLU) and dequantization pe
                 cudaFree(d);
         }
     }
+}
+
+// The prefill's BF16 activations: rmsnorm and SwiGLU writing BF16 rows must write what their F32
+// kernels (the twins, checked end to end against the CPU above) write, rounded to BF16.
+TEST_CASE("gpu engine: BF16 rmsnorm and SwiGLU rows equal the F32 kernels' rounded" *
+          doctest::skip(no_gpu("bf16 activations"))) {
+    const uint32_t seed = tandem_test::test_seed();
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 2.0f);
+    const int64_t n = 5, d = 896;  // 896: not a multiple of the 256 threads a row gets
+    std::vector<float> x((size_t)(n * d)), w((size_t)d), u((size_t)(n * d));
+    for (auto& v : x) v = nd(rng);
+    for (auto& v : w) v = 1.0f + 0.1f * nd(rng);
+    for (auto& v : u) v = nd(rng);
+    float* dx = to_device(x);
+    float* dw = to_device(w);
+    float* du = to_device(u);
+    float* dy = to_device(x);
+    uint16_t* db = nullptr;
+    REQUIRE(cudaMalloc(&db, (size_t)(n * d) * 2) == cudaSuccess);
+    auto bf16_rows = [&] {
+        std::vector<uint16_t> h((size_t)(n * d));
+        REQUIRE(cudaMemcpy(h.data(), db, h.size() * 2, cudaMemcpyDeviceToHost) == cudaSuccess);
+        return h;
+    };
+    auto differing = [](const std::vector<uint16_t>& got, const std::vector<float>& f32) {
+        size_t bad = 0;
+        for (size_t i = 0; i < got.size(); i++) bad += got[i] != fp32_to_bf16(f32[i]);
+        return bad;
+    };
+    REQUIRE(cudaMemset(db, 0xff, (size_t)(n * d) * 2) == cudaSuccess);
+    rmsnorm_rows_cuda(dx, dw, dy, n, d, 1e-5f, nullptr);
+    rmsnorm_rows_bf16_cuda(dx, dw, (__nv_bfloat16*)db, n, d, 1e-5f, nullptr);
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    CHECK(differing(bf16_rows(), from_device(dy, (size_t)(n * d))) == 0);
+    REQUIRE(cudaMemset(db, 0xff, (size_t)(n * d) * 2) == cudaSuccess);
+    swiglu_bf16_cuda(dx, du, (__nv_bfloat16*)db, n * d, nullptr);
+    REQUIRE(cudaMemcpy(dy, dx, (size_t)(n * d) * 4, cudaMemcpyDeviceToDevice) == cudaSuccess);
+    swiglu_cuda(dy, du, n * d, nullptr);
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    CHECK(differing(bf16_rows(), from_device(dy, (size_t)(n * d))) == 0);
+    CHECK(from_device(dx, (size_t)(n * d)) == x);  // swiglu_bf16 leaves g as it was
+    for (void* p : {(void*)dx, (void*)dw, (void*)du, (void*)dy, (void*)db}) cudaFree(p);
 }
 
 // ---- the Turbo KV cache in the GPU engine ------------------------------------------------------

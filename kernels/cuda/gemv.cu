@@ -427,18 +427,32 @@ __global__ void dequant_rows_kernel(const GpuMatrix w, int64_t row0, int64_t n_r
         store_as(out + i, Layout<TY>::at(w, row0 + i / w.cols, i % w.cols));
 }
 
-// BF16 tiles of a quantized matrix: 8 elements a thread (one 16-byte store) through at8. Rows
+// BF16 tiles of a quantized matrix: 8 elements a thread (one 16-byte store) through at8, for
+// kDequantItems groups a loop step, loaded before any is stored (more loads in flight). Rows
 // row0 .. are the contiguous elements from row0 * cols on, so no index is divided.
+constexpr int kDequantItems = 4;
+
 template <GgmlType TY>
-__global__ void dequant_rows_bf16_kernel(const GpuMatrix w, int64_t e0, int64_t n8, __nv_bfloat16* out) {
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n8; i += (int64_t)gridDim.x * blockDim.x) {
-        float v[8];
-        Layout<TY>::at8(w, e0 + 8 * i, v);
-        uint4 o;
-        __nv_bfloat162* h = (__nv_bfloat162*)&o;
+__global__ void dequant_rows_bf16_kernel(const GpuMatrix w, int64_t e0, int64_t n8, uint4* __restrict__ out) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i0 < n8; i0 += kDequantItems * stride) {
+        uint4 o[kDequantItems];
 #pragma unroll
-        for (int k = 0; k < 4; ++k) h[k] = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
-        ((uint4*)out)[i] = o;
+        for (int u = 0; u < kDequantItems; ++u) {
+            const int64_t i = i0 + u * stride;
+            if (i >= n8) break;
+            float v[8];
+            Layout<TY>::at8(w, e0 + 8 * i, v);
+            __nv_bfloat162* h = (__nv_bfloat162*)&o[u];
+#pragma unroll
+            for (int k = 0; k < 4; ++k) h[k] = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
+        }
+#pragma unroll
+        for (int u = 0; u < kDequantItems; ++u) {
+            const int64_t i = i0 + u * stride;
+            if (i >= n8) break;
+            out[i] = o[u];
+        }
     }
 }
 
@@ -466,7 +480,8 @@ void launch_dequant_rows_bf16(const GpuMatrix& w, int64_t row0, int64_t n_rows, 
     } else {
         if ((uintptr_t)out % 16 != 0) throw CudaError("dequant_rows_bf16: the output is not 16-byte aligned");
         const int64_t n8 = n_rows * w.cols / 8;
-        dequant_rows_bf16_kernel<TY><<<grid_for(n8), 256, 0, stream>>>(w, row0 * w.cols, n8, out);
+        const int grid = grid_for((n8 + kDequantItems - 1) / kDequantItems);
+        dequant_rows_bf16_kernel<TY><<<grid, 256, 0, stream>>>(w, row0 * w.cols, n8, (uint4*)out);
         TANDEM_CHECK_CUDA(cudaGetLastError());
     }
 }

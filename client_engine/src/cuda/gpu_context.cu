@@ -2,12 +2,15 @@
 // what InferenceContext::forward_batch computes (client_engine/src/context.cpp).
 //
 //   x = embed(tokens)                                          gather_rows
-//   per layer:  qkv = rmsnorm(x) [Wq|Wk|Wv] (+b)               gemv (norm, bias fused) | rmsnorm + SGEMM
+//   per layer:  qkv = rmsnorm(x) [Wq|Wk|Wv] (+b)               gemv (norm, bias fused) | rmsnorm + GEMM
 //               rope(q, k); cache[pos] = k, v                   rope_store | Turbo: turbo_rope_store + turbo_compress
 //               a = attention(q, cache)                         fp16_decode | attention | Turbo: turbo_decode
-//               x += a Wo                                       gemv (residual fused) | SGEMM beta=1
-//               g = silu(rmsnorm(x) Wg) * (rmsnorm(x) Wu)       gemv (norm, SwiGLU fused) | SGEMMs + swiglu
-//               x += g Wd                                       gemv | SGEMM
+//               x += a Wo                                       gemv (residual fused) | GEMM beta=1
+//               g = silu(rmsnorm(x) Wg) * (rmsnorm(x) Wu)       gemv (norm, SwiGLU fused) | GEMMs + swiglu
+//               x += g Wd                                       gemv | GEMM
+// (decode, one token | prefill). A prefill GEMM of quantized weights dequantizes tiles of rows
+// to BF16 and runs cuBLAS on the tensor cores; its activations come in BF16 straight from the
+// rmsnorm and SwiGLU kernels (GpuParams::prefill_gemm has the F32 alternatives).
 //   logits = rmsnorm(x) Wout;  argmax on the device
 #include "tandem/gpu_context.h"
 
@@ -283,16 +286,20 @@ struct GpuContext::Impl {
         marks.push_back(stage);
     }
 
-    // A prefill GEMM's input: the F32 activations (n, K) and, when some matrix runs in BF16,
-    // their BF16 copy in xb, made once for every GEMM that reads them (q/k/v; gate and up).
-    // The copy is valid until the next gemm_input.
+    // A prefill GEMM's input (n, K): F32 activations where some matrix's GEMM reads F32, and
+    // their BF16 version in xb where some matrix runs in BF16 (gemm_mode), made once for every
+    // GEMM that reads them (q/k/v; gate and up); the other pointer is null. The BF16 rows are
+    // valid until the next input is made.
     struct GemmInput {
         const float* f32;
         const __nv_bfloat16* bf16;
     };
-    bool bf16_inputs = false;  // some matrix's prefill GEMM runs in BF16 (gemm_mode)
+    bool f32_inputs = false, bf16_inputs = false;
+    float rms_eps = 0;
     GpuParams::PrefillGemm gemm_mode(const GpuMatrix& w) const;
-    GemmInput gemm_input(const float* X, int64_t n, int64_t K);
+    GemmInput gemm_input(const float* X, int64_t n, int64_t K);  // X as it is
+    GemmInput norm_input(const float* X, const float* norm, int64_t n);  // rmsnorm(X) * norm (F32 in xn)
+    GemmInput swiglu_input(int64_t n);  // silu(gate) * up (F32 in gate)
     // Y (n, ldy) (+)= X W^T for the matrix w (rows, K), in tiles of dequantized rows.
     void gemm(const GpuMatrix& w, const GemmInput& in, int64_t n, float* Y, int64_t ldy, bool acc);
     void capture(const Model& m);
@@ -371,10 +378,34 @@ GpuContext::Impl::GemmInput GpuContext::Impl::gemm_input(const float* X, int64_t
     return in;
 }
 
+// Where every GEMM of the pass is BF16, the norm and SwiGLU kernels write BF16 rows alone.
+GpuContext::Impl::GemmInput GpuContext::Impl::norm_input(const float* X, const float* norm, int64_t n) {
+    if (f32_inputs) {
+        rmsnorm_rows_cuda(X, norm, xn, n, sz.d, rms_eps, stream);
+        mark("norm");
+        return gemm_input(xn, n, sz.d);
+    }
+    rmsnorm_rows_bf16_cuda(X, norm, xb, n, sz.d, rms_eps, stream);
+    mark("norm");
+    return {nullptr, xb};
+}
+
+GpuContext::Impl::GemmInput GpuContext::Impl::swiglu_input(int64_t n) {
+    if (f32_inputs) {
+        swiglu_cuda(gate, up, n * sz.ff, stream);
+        mark("swiglu");
+        return gemm_input(gate, n, sz.ff);
+    }
+    swiglu_bf16_cuda(gate, up, xb, n * sz.ff, stream);
+    mark("swiglu");
+    return {nullptr, xb};
+}
+
 void GpuContext::Impl::gemm(const GpuMatrix& w, const GemmInput& in, int64_t n, float* Y, int64_t ldy, bool acc) {
     const float one = 1.0f, beta = acc ? 1.0f : 0.0f;
     const int K = (int)w.cols;
     if (w.type == GgmlType::F32) {
+        if (!in.f32) throw GpuError("internal: a prefill GEMM without its input");
         BLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w.rows, (int)n, K, &one, (const float*)w.q, K, in.f32,
                                K, &beta, Y, (int)ldy));
         mark("gemm");
@@ -383,7 +414,7 @@ void GpuContext::Impl::gemm(const GpuMatrix& w, const GemmInput& in, int64_t n, 
     using Mode = GpuParams::PrefillGemm;
     const Mode mode = gemm_mode(w);
     const bool bf16 = mode == Mode::bf16;
-    if (bf16 && !in.bf16) throw GpuError("internal: a BF16 prefill GEMM without its BF16 input");
+    if (bf16 ? !in.bf16 : !in.f32) throw GpuError("internal: a prefill GEMM without its input");
     // Tiles of as many rows as the scratch holds (the whole matrix for the 1B shape in BF16),
     // dequantized, then one GEMM each.
     const int64_t chunk = std::max<int64_t>(1, (bf16 ? 2 : 1) * sz.deq / w.cols);
@@ -420,9 +451,7 @@ void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits, int64
             g.x = x, g.norm = L.attn_norm, g.eps = eps, g.w = L.wqkv, g.bias = L.bqkv, g.y = qkv;
             gemv_cuda(g, s);
         } else if (L.fused_qkv) {
-            rmsnorm_rows_cuda(x, L.attn_norm, xn, n, d, eps, s);
-            mark("norm");
-            gemm(L.wqkv, gemm_input(xn, n, d), n, qkv, qd, false);
+            gemm(L.wqkv, norm_input(x, L.attn_norm, n), n, qkv, qd, false);
             if (L.bqkv) add_bias_rows_cuda(qkv, L.bqkv, n, qd, qd, s);
         } else if (n == 1) {
             GemvParams g;
@@ -434,9 +463,7 @@ void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits, int64
             g.w = L.wv, g.bias = L.bv, g.y = qkv + d + kvd;
             gemv_cuda(g, s);
         } else {
-            rmsnorm_rows_cuda(x, L.attn_norm, xn, n, d, eps, s);
-            mark("norm");
-            const GemmInput in = gemm_input(xn, n, d);
+            const GemmInput in = norm_input(x, L.attn_norm, n);
             gemm(L.wq, in, n, qkv, qd, false);
             gemm(L.wk, in, n, qkv + d, qd, false);
             gemm(L.wv, in, n, qkv + d + kvd, qd, false);
@@ -495,19 +522,14 @@ void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits, int64
             mark("down");
         } else {
             gemm(L.wo, gemm_input(attn, n, d), n, x, d, true);
-            rmsnorm_rows_cuda(x, L.ffn_norm, xn, n, d, eps, s);
-            mark("norm");
-            const GemmInput in = gemm_input(xn, n, d);
+            const GemmInput in = norm_input(x, L.ffn_norm, n);
             gemm(L.gate, in, n, gate, ff, false);
             gemm(L.up, in, n, up, ff, false);
-            swiglu_cuda(gate, up, n * ff, s);
-            mark("swiglu");
-            gemm(L.down, gemm_input(gate, n, ff), n, x, d, true);
+            gemm(L.down, swiglu_input(n), n, x, d, true);
         }
     }
     if (all_logits && n > 1) {
-        rmsnorm_rows_cuda(x, output_norm, xn, n, d, eps, s);
-        gemm(output, gemm_input(xn, n, d), n, logits, nv, false);
+        gemm(output, norm_input(x, output_norm, n), n, logits, nv, false);
     } else {
         GemvParams g;
         g.w = output, g.x = x + (n - 1) * d, g.norm = output_norm, g.eps = eps, g.y = logits;
@@ -659,10 +681,14 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
             if (g->q) I.bytes_per_token += read_bytes(*g);
         I.layers.push_back(D);
     }
+    auto see_mode = [&](const GpuMatrix& g) {
+        if (!g.q) return;
+        (I.gemm_mode(g) == GpuParams::PrefillGemm::bf16 ? I.bf16_inputs : I.f32_inputs) = true;
+    };
     for (const LayerDev& D : I.layers)
-        for (const GpuMatrix* g : {&D.wqkv, &D.wq, &D.wk, &D.wv, &D.wo, &D.gate, &D.up, &D.down})
-            if (g->q && I.gemm_mode(*g) == GpuParams::PrefillGemm::bf16) I.bf16_inputs = true;
-    if (I.gemm_mode(I.output) == GpuParams::PrefillGemm::bf16) I.bf16_inputs = true;
+        for (const GpuMatrix* g : {&D.wqkv, &D.wq, &D.wk, &D.wv, &D.wo, &D.gate, &D.up, &D.down}) see_mode(*g);
+    see_mode(I.output);
+    I.rms_eps = (float)c.rms_eps;
 
     // ---- KV cache and scratch
     GPU_CHECK(cudaMalloc(&I.kv, I.sz.kv_bytes));
