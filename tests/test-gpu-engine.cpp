@@ -217,6 +217,34 @@ TEST_CASE("gpu engine: BF16 and TF32 prefill GEMMs against FP32 SGEMM" * doctest
     }
 }
 
+// profile_eval (bench-gpu-decode's stage breakdown) runs the pass eval runs: same argmax and
+// position afterwards, a prefill pass reports its GEMM stages, and more tokens than n_batch are
+// refused.
+TEST_CASE("gpu engine: profile_eval of a prefill chunk is the pass eval runs" * doctest::skip(no_gpu("profile_eval"))) {
+    tandem_test::TempDir dir;
+    auto m = Model::load(synth(dir, spec(GgmlType::Q4_0), "q4_0-profile"));
+    ContextParams cp;
+    cp.n_ctx = 256, cp.n_batch = 64;
+    std::vector<int32_t> prompt(64);
+    for (size_t i = 0; i < prompt.size(); i++) prompt[i] = (int32_t)((i * 7919 + 13) % (size_t)m->config().n_vocab);
+    GpuContext a(m, cp), b(m, cp);
+    a.eval(prompt.data(), 64);
+    const auto stages = b.profile_eval(prompt.data(), 64);
+    CHECK(b.n_past() == 64);
+    CHECK(b.argmax() == a.argmax());
+    CHECK(rel_l2(b.logits(), a.logits(), m->config().n_vocab) < 1e-6);
+    double total = 0;
+    std::string names;
+    for (const auto& st : stages) names += st.first + " ", total += st.second;
+    CAPTURE(names);
+    for (const char* want : {"norm ", "dequant ", "gemm ", "attention ", "swiglu ", "to_bf16 "})
+        CHECK(names.find(want) != std::string::npos);
+    CHECK(total > 0);
+    CHECK_THROWS_AS(b.profile_eval(prompt.data(), 65), std::invalid_argument);
+    CHECK(b.profile_decode_step(prompt[0]).size() > 0);
+    CHECK(b.n_past() == 65);
+}
+
 TEST_CASE("gpu engine: greedy story on stories260K is token-identical to the CPU" * doctest::skip(no_gpu("greedy stories260K"))) {
     const std::string path = tandem_test::shared_path("models/stories260K.gguf");
     GenerateParams g;
