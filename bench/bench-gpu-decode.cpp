@@ -23,7 +23,10 @@
 // 512,1200,4096,16384) in n_batch 512 chunks, timed with the quantized weights' GEMMs in each
 // GpuParams::prefill_gemm mode (BF16 and TF32 tensor cores, FP32 SGEMM: the baseline) in the
 // same run: median of 3 evaluations after a warm-up. TFLOP/s counts the layer matrices only
-// (2 x tokens x their parameters), so it is a lower bound on the GEMMs' own rate.
+// (2 x tokens x their parameters), so it is a lower bound on the GEMMs' own rate. Then, BF16,
+// the prompt's last chunk (up to 512 tokens) is profiled with an event between stages
+// (GpuContext::profile_eval): the GEMMs' own rate is that chunk's layer FLOPs over its to_bf16,
+// dequant and gemm stages.
 //
 // Usage: bench-gpu-decode [--steps N] [--json FILE] [--only llama|qwen] [--kv fp16|turbo|both]
 //                         [--long-ctx N,N,... | --long-ctx 0] [--prefill N,N,... | --prefill 0] [--no-short]
@@ -127,10 +130,23 @@ struct PrefillRow {
     std::string model, type;
     int64_t tokens = 0;
     double ms_bf16 = 0, ms_tf32 = 0, ms_fp32 = 0, linear_tflop = 0;
+    std::vector<std::pair<std::string, double>> stages;  // BF16: the last chunk, device ms per stage
+    int64_t chunk = 0;                                   // that chunk's tokens
+    double gemm_tflop = 0;                               // that chunk's layer-matrix TFLOP
+    // The chunk's GEMM stages (activations to BF16, weight tiles, cuBLAS) and their rate.
+    double gemm_ms() const {
+        double ms = 0;
+        for (const auto& st : stages)
+            if (st.first == "to_bf16" || st.first == "dequant" || st.first == "gemm") ms += st.second;
+        return ms;
+    }
+    double gemm_tflops() const { return gemm_ms() > 0 ? gemm_tflop / (gemm_ms() * 1e-3) : 0.0; }
 };
 
-// Median wall time of evaluating an n-token prompt from an empty cache (n_batch 512), after a warm-up.
-double time_prefill(const std::shared_ptr<const Model>& m, GpuParams::PrefillGemm mode, int64_t n) {
+// Median wall time of evaluating an n-token prompt from an empty cache (n_batch 512), after a
+// warm-up. With `stages`: then the prompt once more, its last chunk profiled (profile_eval).
+double time_prefill(const std::shared_ptr<const Model>& m, GpuParams::PrefillGemm mode, int64_t n,
+                    std::vector<std::pair<std::string, double>>* stages = nullptr, int64_t* chunk = nullptr) {
     ContextParams cp;
     cp.n_ctx = n + 64;
     cp.n_batch = 512;
@@ -145,6 +161,13 @@ double time_prefill(const std::shared_ptr<const Model>& m, GpuParams::PrefillGem
         const auto t0 = std::chrono::steady_clock::now();
         ctx.eval(prompt.data(), n);
         if (i > 0) t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    if (stages) {
+        const int64_t c = std::min<int64_t>(n, cp.n_batch);
+        ctx.truncate(0);
+        if (n > c) ctx.eval(prompt.data(), n - c);
+        *stages = ctx.profile_eval(prompt.data() + (n - c), c);
+        *chunk = c;
     }
     return median(t);
 }
@@ -161,24 +184,35 @@ void run_prefill(const std::shared_ptr<const Model>& m, const char* name, const 
     for (long n : lengths) {
         PrefillRow r;
         r.model = name, r.type = type_traits(spec.weight_type).name, r.tokens = n;
-        r.ms_bf16 = time_prefill(m, Mode::bf16, n);
+        r.ms_bf16 = time_prefill(m, Mode::bf16, n, &r.stages, &r.chunk);
         r.ms_tf32 = time_prefill(m, Mode::tf32, n);
         r.ms_fp32 = time_prefill(m, Mode::fp32, n);
         r.linear_tflop = 2.0 * (double)n * layer_matrix_params(spec) / 1e12;
+        r.gemm_tflop = 2.0 * (double)r.chunk * layer_matrix_params(spec) / 1e12;
         std::printf("prefill %s %s %ld tokens: BF16 %.1f ms (%.0f tok/s), TF32 %.1f ms, FP32 %.1f ms; BF16 vs FP32 %.2fx\n",
                     name, r.type.c_str(), n, r.ms_bf16, n / (r.ms_bf16 * 1e-3), r.ms_tf32, r.ms_fp32, r.ms_fp32 / r.ms_bf16);
+        double all = 0;
+        std::printf("  stages of the last %ld-token chunk (BF16, device ms, events between stages):", (long)r.chunk);
+        for (const auto& st : r.stages) {
+            std::printf(" %s %.3f", st.first.c_str(), st.second);
+            all += st.second;
+        }
+        std::printf("; total %.3f, GEMMs (to_bf16 + dequant + gemm) %.3f ms = %.0f TFLOP/s\n", all, r.gemm_ms(),
+                    r.gemm_tflops());
         out.push_back(r);
     }
 }
 
 void print_prefill(const std::vector<PrefillRow>& rows) {
     if (rows.empty()) return;
-    std::printf("\n| model | weights | prompt tokens | BF16 ms | tok/s | layer TFLOP/s | TF32 ms | FP32 SGEMM ms | BF16 vs FP32 |\n");
-    std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    std::printf("\n| model | weights | prompt tokens | BF16 ms | tok/s | layer TFLOP/s | last chunk: GEMM stages ms | "
+                "GEMM TFLOP/s | TF32 ms | FP32 SGEMM ms | BF16 vs FP32 |\n");
+    std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (const PrefillRow& r : rows)
-        std::printf("| %s | %s | %ld | %.1f | %.0f | %.0f | %.1f | %.1f | %.2fx |\n", r.model.c_str(), r.type.c_str(),
-                    (long)r.tokens, r.ms_bf16, r.tokens / (r.ms_bf16 * 1e-3), r.linear_tflop / (r.ms_bf16 * 1e-3),
-                    r.ms_tf32, r.ms_fp32, r.ms_fp32 / r.ms_bf16);
+        std::printf("| %s | %s | %ld | %.1f | %.0f | %.0f | %.3f | %.0f | %.1f | %.1f | %.2fx |\n", r.model.c_str(),
+                    r.type.c_str(), (long)r.tokens, r.ms_bf16, r.tokens / (r.ms_bf16 * 1e-3),
+                    r.linear_tflop / (r.ms_bf16 * 1e-3), r.gemm_ms(), r.gemm_tflops(), r.ms_tf32, r.ms_fp32,
+                    r.ms_fp32 / r.ms_bf16);
 }
 
 // ---- long context: FP16 vs Turbo KV ------------------------------------------------------------
@@ -391,7 +425,11 @@ int main(int argc, char** argv) {
         json += std::string(i ? ", " : "") + "{\"model\": \"" + r.model + "\", \"type\": \"" + r.type +
                 "\", \"tokens\": " + std::to_string(r.tokens) + ", \"ms_bf16\": " + std::to_string(r.ms_bf16) +
                 ", \"ms_tf32\": " + std::to_string(r.ms_tf32) +
-                ", \"ms_fp32\": " + std::to_string(r.ms_fp32) + ", \"layer_tflop\": " + std::to_string(r.linear_tflop) + "}";
+                ", \"ms_fp32\": " + std::to_string(r.ms_fp32) + ", \"layer_tflop\": " + std::to_string(r.linear_tflop) +
+                ", \"profiled_chunk\": " + std::to_string(r.chunk) + ", \"chunk_stages_ms\": {";
+        for (size_t k = 0; k < r.stages.size(); k++)
+            json += std::string(k ? ", " : "") + "\"" + r.stages[k].first + "\": " + std::to_string(r.stages[k].second);
+        json += "}}";
     }
     json += "]}";
     std::printf("\n%s\n", json.c_str());

@@ -14,7 +14,8 @@
 //
 // The greedy story from "Once upon a time" on stories260K must be token-identical.
 // The GEMV and row-dequantization kernels alone are checked per type against float64 sums
-// over the CPU's dequantized weights (relative L2 <= 1e-4: f32 accumulation only).
+// over the CPU's dequantized weights (relative L2 <= 1e-4: f32 accumulation only); the BF16
+// row tiles of the prefill GEMMs against the F32 rows rounded to BF16.
 // Without a CUDA device every case prints "skipped: no CUDA device" and is skipped.
 #include <doctest/doctest.h>
 
@@ -27,6 +28,7 @@
 #include <cuda_runtime.h>
 
 #include "gemv.cuh"
+#include "llama_ops.cuh"
 #include "tandem/context.h"
 #include "tandem/engine.h"
 #include "tandem/gpu_context.h"
@@ -215,6 +217,34 @@ TEST_CASE("gpu engine: BF16 and TF32 prefill GEMMs against FP32 SGEMM" * doctest
     }
 }
 
+// profile_eval (bench-gpu-decode's stage breakdown) runs the pass eval runs: same argmax and
+// position afterwards, a prefill pass reports its GEMM stages, and more tokens than n_batch are
+// refused.
+TEST_CASE("gpu engine: profile_eval of a prefill chunk is the pass eval runs" * doctest::skip(no_gpu("profile_eval"))) {
+    tandem_test::TempDir dir;
+    auto m = Model::load(synth(dir, spec(GgmlType::Q4_0), "q4_0-profile"));
+    ContextParams cp;
+    cp.n_ctx = 256, cp.n_batch = 64;
+    std::vector<int32_t> prompt(64);
+    for (size_t i = 0; i < prompt.size(); i++) prompt[i] = (int32_t)((i * 7919 + 13) % (size_t)m->config().n_vocab);
+    GpuContext a(m, cp), b(m, cp);
+    a.eval(prompt.data(), 64);
+    const auto stages = b.profile_eval(prompt.data(), 64);
+    CHECK(b.n_past() == 64);
+    CHECK(b.argmax() == a.argmax());
+    CHECK(rel_l2(b.logits(), a.logits(), m->config().n_vocab) < 1e-6);
+    double total = 0;
+    std::string names;
+    for (const auto& st : stages) names += st.first + " ", total += st.second;
+    CAPTURE(names);
+    for (const char* want : {"norm ", "dequant ", "gemm ", "attention ", "swiglu ", "to_bf16 "})
+        CHECK(names.find(want) != std::string::npos);
+    CHECK(total > 0);
+    CHECK_THROWS_AS(b.profile_eval(prompt.data(), 65), std::invalid_argument);
+    CHECK(b.profile_decode_step(prompt[0]).size() > 0);
+    CHECK(b.n_past() == 65);
+}
+
 TEST_CASE("gpu engine: greedy story on stories260K is token-identical to the CPU" * doctest::skip(no_gpu("greedy stories260K"))) {
     const std::string path = tandem_test::shared_path("models/stories260K.gguf");
     GenerateParams g;
@@ -372,14 +402,82 @@ TEST_CASE("gpu engine: GEMV (norm, bias, residual, SwiGLU) and dequantization pe
             const std::vector<float> got = from_device(dq, (size_t)((rows - 3) * cols));
             std::vector<double> want(a.deq.begin() + 3 * cols, a.deq.end());
             const double e_deq = rel_l2d(got, want);
-            std::printf("gemv %-5s cols %5lld: residual+bias rel %.2e, SwiGLU rel %.2e, dequant rel %.2e (seed %u)\n",
-                        type_traits(t).name, (long long)cols, e_acc, e_glu, e_deq, seed);
+            // The BF16 tiles (8 elements a thread for quantized types) against the plain F32
+            // kernel above, its twin: each element is that float rounded to BF16, give or take one
+            // BF16 step where the two kernels' float rounding differs (a fused multiply-add); the
+            // eight poisoned values past the tile stay untouched.
+            const size_t nt = (size_t)((rows - 3) * cols);
+            uint16_t* dqb = nullptr;
+            REQUIRE(cudaMalloc(&dqb, (nt + 8) * 2) == cudaSuccess);
+            REQUIRE(cudaMemset(dqb, 0xff, (nt + 8) * 2) == cudaSuccess);
+            dequant_rows_bf16_cuda(a.m, 3, rows - 3, (__nv_bfloat16*)dqb, nullptr);
+            REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+            std::vector<uint16_t> gotb(nt + 8);
+            REQUIRE(cudaMemcpy(gotb.data(), dqb, (nt + 8) * 2, cudaMemcpyDeviceToHost) == cudaSuccess);
+            size_t exact = 0, off = 0;
+            for (size_t i = 0; i < nt; i++) {
+                const uint16_t ref = fp32_to_bf16(got[i]);
+                if (gotb[i] == ref) exact++;
+                else if (std::fabs(bf16_to_fp32(gotb[i]) - got[i]) > std::ldexp(std::fabs(got[i]), -8)) off++;
+            }
+            size_t guard = 0;
+            for (size_t i = nt; i < nt + 8; i++) guard += gotb[i] != 0xffff;
+            std::printf("gemv %-5s cols %5lld: residual+bias rel %.2e, SwiGLU rel %.2e, dequant rel %.2e, "
+                        "bf16 tiles %zu/%zu exact (seed %u)\n",
+                        type_traits(t).name, (long long)cols, e_acc, e_glu, e_deq, exact, nt, seed);
             CHECK(e_acc < 1e-4);
             CHECK(e_glu < 1e-4);
             CHECK(e_deq < 1e-6);
-            for (void* d : {(void*)dx, (void*)dnw, (void*)dbias, (void*)dy, (void*)dq, (void*)a.dev, (void*)b.dev}) cudaFree(d);
+            CHECK(off == 0);
+            CHECK(exact * 100 >= nt * 99);
+            CHECK(guard == 0);
+            for (void* d : {(void*)dx, (void*)dnw, (void*)dbias, (void*)dy, (void*)dq, (void*)dqb, (void*)a.dev, (void*)b.dev})
+                cudaFree(d);
         }
     }
+}
+
+// The prefill's BF16 activations: rmsnorm and SwiGLU writing BF16 rows must write what their F32
+// kernels (the twins, checked end to end against the CPU above) write, rounded to BF16.
+TEST_CASE("gpu engine: BF16 rmsnorm and SwiGLU rows equal the F32 kernels' rounded" *
+          doctest::skip(no_gpu("bf16 activations"))) {
+    const uint32_t seed = tandem_test::test_seed();
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 2.0f);
+    const int64_t n = 5, d = 896;  // 896: not a multiple of the 256 threads a row gets
+    std::vector<float> x((size_t)(n * d)), w((size_t)d), u((size_t)(n * d));
+    for (auto& v : x) v = nd(rng);
+    for (auto& v : w) v = 1.0f + 0.1f * nd(rng);
+    for (auto& v : u) v = nd(rng);
+    float* dx = to_device(x);
+    float* dw = to_device(w);
+    float* du = to_device(u);
+    float* dy = to_device(x);
+    uint16_t* db = nullptr;
+    REQUIRE(cudaMalloc(&db, (size_t)(n * d) * 2) == cudaSuccess);
+    auto bf16_rows = [&] {
+        std::vector<uint16_t> h((size_t)(n * d));
+        REQUIRE(cudaMemcpy(h.data(), db, h.size() * 2, cudaMemcpyDeviceToHost) == cudaSuccess);
+        return h;
+    };
+    auto differing = [](const std::vector<uint16_t>& got, const std::vector<float>& f32) {
+        size_t bad = 0;
+        for (size_t i = 0; i < got.size(); i++) bad += got[i] != fp32_to_bf16(f32[i]);
+        return bad;
+    };
+    REQUIRE(cudaMemset(db, 0xff, (size_t)(n * d) * 2) == cudaSuccess);
+    rmsnorm_rows_cuda(dx, dw, dy, n, d, 1e-5f, nullptr);
+    rmsnorm_rows_bf16_cuda(dx, dw, (__nv_bfloat16*)db, n, d, 1e-5f, nullptr);
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    CHECK(differing(bf16_rows(), from_device(dy, (size_t)(n * d))) == 0);
+    REQUIRE(cudaMemset(db, 0xff, (size_t)(n * d) * 2) == cudaSuccess);
+    swiglu_bf16_cuda(dx, du, (__nv_bfloat16*)db, n * d, nullptr);
+    REQUIRE(cudaMemcpy(dy, dx, (size_t)(n * d) * 4, cudaMemcpyDeviceToDevice) == cudaSuccess);
+    swiglu_cuda(dy, du, n * d, nullptr);
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    CHECK(differing(bf16_rows(), from_device(dy, (size_t)(n * d))) == 0);
+    CHECK(from_device(dx, (size_t)(n * d)) == x);  // swiglu_bf16 leaves g as it was
+    for (void* p : {(void*)dx, (void*)dw, (void*)du, (void*)dy, (void*)db}) cudaFree(p);
 }
 
 // ---- the Turbo KV cache in the GPU engine ------------------------------------------------------

@@ -267,8 +267,10 @@ void launch_gemv(const GemvParams& p, cudaStream_t stream) {
 // ---- per-type layout: regions, host repack, one element dequantized -------------------------
 //
 // regions(n): bytes of each region for n elements. repack(src, n_blocks, q, s, d): n_blocks GGUF
-// blocks -> the regions. at(w, r, c): element (r, c) as f32 (prefill and embeddings: simple,
-// one element per thread).
+// blocks -> the regions. at(w, r, c): element (r, c) as f32 (embeddings and the F32 tiles:
+// simple, one element per thread; the reference twin of at8). Quantized types also have
+// at8(w, e, v): the 8 elements e .. e+7 of the matrix in row-major order (e a multiple of 8, so
+// they share one block and one scale), with the same arithmetic as at(): the BF16 prefill tiles.
 
 template <GgmlType TY>
 struct Layout;
@@ -301,6 +303,13 @@ struct Layout<GgmlType::Q8_0> {
         const int64_t K = w.cols;
         return (float)((const int8_t*)w.q)[r * K + c] * h2f(w.s, (r * K + c) / 32);
     }
+    static __device__ void at8(const GpuMatrix& w, int64_t e, float* v) {
+        const uint2 raw = __ldg((const uint2*)((const int8_t*)w.q + e));
+        const int8_t* q = (const int8_t*)&raw;
+        const float d = h2f(w.s, e >> 5);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) v[k] = (float)q[k] * d;
+    }
 };
 
 template <>
@@ -318,6 +327,16 @@ struct Layout<GgmlType::Q4_0> {
         const int j = (int)(c & 31);
         const uint8_t byte = ((const uint8_t*)w.q)[b * 16 + (j & 15)];
         return (float)((int)(j < 16 ? byte & 15 : byte >> 4) - 8) * h2f(w.s, b);
+    }
+    static __device__ void at8(const GpuMatrix& w, int64_t e, float* v) {
+        const int64_t b = e >> 5;
+        const int j = (int)(e & 31);  // 0, 8: low nibbles of bytes j..j+7; 16, 24: high nibbles of j-16..
+        const uint2 raw = __ldg((const uint2*)((const uint8_t*)w.q + b * 16 + (j & 15)));
+        const uint8_t* q = (const uint8_t*)&raw;
+        const float d = h2f(w.s, b);
+        const int shift = j < 16 ? 0 : 4;
+#pragma unroll
+        for (int k = 0; k < 8; ++k) v[k] = (float)((int)((q[k] >> shift) & 15) - 8) * d;
     }
 };
 
@@ -343,6 +362,19 @@ struct Layout<GgmlType::Q4_K> {
         const int q = l < 32 ? byte & 15 : byte >> 4;
         return h2f(meta, 0) * (float)s * (float)q - h2f(meta, 1) * (float)m;
     }
+    static __device__ void at8(const GpuMatrix& w, int64_t e, float* v) {
+        const int64_t gsb = e >> 8;
+        const int j = (int)(e & 255), chunk = j >> 6, l = j & 63;
+        const uint2 raw = __ldg((const uint2*)((const uint8_t*)w.q + gsb * 128 + chunk * 32 + (l & 31)));
+        const uint8_t* q = (const uint8_t*)&raw;
+        const uint8_t* meta = (const uint8_t*)w.s + gsb * 16;
+        int s, m;
+        get_scale_min_k4(2 * chunk + (l >= 32), meta + 4, &s, &m);
+        const float d = h2f(meta, 0), dmin = h2f(meta, 1);
+        const int shift = l < 32 ? 0 : 4;
+#pragma unroll
+        for (int k = 0; k < 8; ++k) v[k] = d * (float)s * (float)((q[k] >> shift) & 15) - dmin * (float)m;
+    }
 };
 
 template <>
@@ -366,6 +398,23 @@ struct Layout<GgmlType::Q6_K> {
         const int8_t sc = ((const int8_t*)w.s)[gsb * 16 + 8 * n + l / 16 + 2 * quad];
         return h2f(w.d, gsb) * (float)sc * (float)((lo | (hi << 4)) - 32);
     }
+    static __device__ void at8(const GpuMatrix& w, int64_t e, float* v) {
+        const int64_t gsb = e >> 8;
+        const int j = (int)(e & 255), n = j >> 7, quad = (j & 127) >> 5, l = j & 31;
+        const uint8_t* base = (const uint8_t*)w.q + gsb * 192;
+        const uint2 lraw = __ldg((const uint2*)(base + 64 * n + (quad & 1) * 32 + l));
+        const uint2 hraw = __ldg((const uint2*)(base + 128 + 32 * n + l));
+        const uint8_t* lb = (const uint8_t*)&lraw;
+        const uint8_t* hb = (const uint8_t*)&hraw;
+        const int8_t sc = ((const int8_t*)w.s)[gsb * 16 + 8 * n + l / 16 + 2 * quad];
+        const float d = h2f(w.d, gsb);
+        const int lshift = quad < 2 ? 0 : 4;
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+            const int lo = (lb[k] >> lshift) & 15, hi = (hb[k] >> (2 * quad)) & 3;
+            v[k] = d * (float)sc * (float)((lo | (hi << 4)) - 32);
+        }
+    }
 };
 
 __device__ inline void store_as(float* p, float v) { *p = v; }
@@ -376,6 +425,35 @@ __global__ void dequant_rows_kernel(const GpuMatrix w, int64_t row0, int64_t n_r
     const int64_t n = n_rows * w.cols;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         store_as(out + i, Layout<TY>::at(w, row0 + i / w.cols, i % w.cols));
+}
+
+// BF16 tiles of a quantized matrix: 8 elements a thread (one 16-byte store) through at8, for
+// kDequantItems groups a loop step, loaded before any is stored (more loads in flight). Rows
+// row0 .. are the contiguous elements from row0 * cols on, so no index is divided.
+constexpr int kDequantItems = 4;
+
+template <GgmlType TY>
+__global__ void dequant_rows_bf16_kernel(const GpuMatrix w, int64_t e0, int64_t n8, uint4* __restrict__ out) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i0 < n8; i0 += kDequantItems * stride) {
+        uint4 o[kDequantItems];
+#pragma unroll
+        for (int u = 0; u < kDequantItems; ++u) {
+            const int64_t i = i0 + u * stride;
+            if (i >= n8) break;
+            float v[8];
+            Layout<TY>::at8(w, e0 + 8 * i, v);
+            __nv_bfloat162* h = (__nv_bfloat162*)&o[u];
+#pragma unroll
+            for (int k = 0; k < 4; ++k) h[k] = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
+        }
+#pragma unroll
+        for (int u = 0; u < kDequantItems; ++u) {
+            const int64_t i = i0 + u * stride;
+            if (i >= n8) break;
+            out[i] = o[u];
+        }
+    }
 }
 
 template <GgmlType TY>
@@ -391,6 +469,21 @@ template <GgmlType TY, typename Out>
 void launch_dequant_rows(const GpuMatrix& w, int64_t row0, int64_t n_rows, Out* out, cudaStream_t stream) {
     dequant_rows_kernel<TY, Out><<<grid_for(n_rows * w.cols), 256, 0, stream>>>(w, row0, n_rows, out);
     TANDEM_CHECK_CUDA(cudaGetLastError());
+}
+
+// Quantized types: at8, 8 elements a thread (cols is a multiple of the block size, so of 32;
+// `out` is 16-byte aligned). F32 and F16: one element a thread (any cols).
+template <GgmlType TY>
+void launch_dequant_rows_bf16(const GpuMatrix& w, int64_t row0, int64_t n_rows, __nv_bfloat16* out, cudaStream_t stream) {
+    if constexpr (TY == GgmlType::F32 || TY == GgmlType::F16) {
+        launch_dequant_rows<TY, __nv_bfloat16>(w, row0, n_rows, out, stream);
+    } else {
+        if ((uintptr_t)out % 16 != 0) throw CudaError("dequant_rows_bf16: the output is not 16-byte aligned");
+        const int64_t n8 = n_rows * w.cols / 8;
+        const int grid = grid_for((n8 + kDequantItems - 1) / kDequantItems);
+        dequant_rows_bf16_kernel<TY><<<grid, 256, 0, stream>>>(w, row0 * w.cols, n8, (uint4*)out);
+        TANDEM_CHECK_CUDA(cudaGetLastError());
+    }
 }
 
 template <GgmlType TY>
@@ -414,7 +507,7 @@ template <GgmlType TY>
 constexpr GpuTypeOps ops_for() {
     return {&Layout<TY>::regions,           &Layout<TY>::repack,
             &launch_gemv<TY>,                &launch_dequant_rows<TY, float>,
-            &launch_dequant_rows<TY, __nv_bfloat16>, &launch_gather_rows<TY>};
+            &launch_dequant_rows_bf16<TY>,   &launch_gather_rows<TY>};
 }
 
 // Indexed by GgmlType; a row of nullptrs for the types that are not native on the GPU.

@@ -62,6 +62,7 @@ void gemv_cuda(const GemvParams& p, cudaStream_t stream);
 // out (n_rows, cols) f32 = rows [row0, row0 + n_rows) of w, dequantized.
 void dequant_rows_cuda(const GpuMatrix& w, int64_t row0, int64_t n_rows, float* out, cudaStream_t stream);
 // The same rows rounded to bfloat16 (round to nearest even): the prefill GEMMs' tensor-core input.
+// Quantized types write 8 elements a thread and need `out` 16-byte aligned (CudaError if not).
 void dequant_rows_bf16_cuda(const GpuMatrix& w, int64_t row0, int64_t n_rows, __nv_bfloat16* out, cudaStream_t stream);
 // out (n, cols) f32 = rows ids[0..n) of w (ids in device memory): the embedding lookup.
 void gather_rows_cuda(const GpuMatrix& w, const int32_t* ids, int64_t n, float* out, cudaStream_t stream);

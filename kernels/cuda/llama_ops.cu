@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "cuda_common.cuh"
 
@@ -34,15 +35,20 @@ __device__ float block_reduce(float v, float* red) {
     return MAX ? wmax(v) : wsum(v);
 }
 
-__global__ void rmsnorm_kernel(const float* x, const float* w, float* y, int64_t d, float eps) {
+template <typename Out>  // float, or __nv_bfloat16 (rounded to nearest even)
+__global__ void rmsnorm_kernel(const float* x, const float* w, Out* y, int64_t d, float eps) {
     __shared__ float red[32];
     const float* xr = x + blockIdx.x * d;
-    float* yr = y + blockIdx.x * d;
+    Out* yr = y + blockIdx.x * d;
     float ss = 0.0f;
     for (int64_t i = threadIdx.x; i < d; i += blockDim.x) ss += xr[i] * xr[i];
     ss = block_reduce<false>(ss, red);
     const float s = rsqrtf(ss / (float)d + eps);
-    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) yr[i] = xr[i] * s * w[i];
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+        const float v = xr[i] * s * w[i];
+        if constexpr (std::is_same_v<Out, float>) yr[i] = v;
+        else yr[i] = __float2bfloat16_rn(v);
+    }
 }
 
 __global__ void add_bias_kernel(float* y, const float* b, int64_t n, int64_t d, int64_t stride) {
@@ -54,6 +60,13 @@ __global__ void swiglu_kernel(float* g, const float* u, int64_t n) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         const float v = g[i];
         g[i] = v / (1.0f + expf(-v)) * u[i];
+    }
+}
+
+__global__ void swiglu_bf16_kernel(const float* g, const float* u, __nv_bfloat16* y, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const float v = g[i];
+        y[i] = __float2bfloat16_rn(v / (1.0f + expf(-v)) * u[i]);
     }
 }
 
@@ -190,7 +203,14 @@ int grid_for(int64_t n) { return (int)std::max<int64_t>(1, std::min<int64_t>((n 
 
 void rmsnorm_rows_cuda(const float* x, const float* w, float* y, int64_t n, int64_t d, float eps, cudaStream_t stream) {
     if (n <= 0) return;
-    rmsnorm_kernel<<<(unsigned)n, 256, 0, stream>>>(x, w, y, d, eps);
+    rmsnorm_kernel<float><<<(unsigned)n, 256, 0, stream>>>(x, w, y, d, eps);
+    TANDEM_CHECK_CUDA(cudaGetLastError());
+}
+
+void rmsnorm_rows_bf16_cuda(const float* x, const float* w, __nv_bfloat16* y, int64_t n, int64_t d, float eps,
+                            cudaStream_t stream) {
+    if (n <= 0) return;
+    rmsnorm_kernel<__nv_bfloat16><<<(unsigned)n, 256, 0, stream>>>(x, w, y, d, eps);
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 
@@ -201,6 +221,11 @@ void add_bias_rows_cuda(float* y, const float* bias, int64_t n, int64_t d, int64
 
 void swiglu_cuda(float* g, const float* u, int64_t count, cudaStream_t stream) {
     swiglu_kernel<<<grid_for(count), 256, 0, stream>>>(g, u, count);
+    TANDEM_CHECK_CUDA(cudaGetLastError());
+}
+
+void swiglu_bf16_cuda(const float* g, const float* u, __nv_bfloat16* y, int64_t count, cudaStream_t stream) {
+    swiglu_bf16_kernel<<<grid_for(count), 256, 0, stream>>>(g, u, y, count);
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 

@@ -13,10 +13,15 @@ namespace tandem {
 
 // y[t] = x[t] * rsqrt(mean(x[t]^2) + eps) * w, for t < n; rows are d floats. y may be x.
 void rmsnorm_rows_cuda(const float* x, const float* w, float* y, int64_t n, int64_t d, float eps, cudaStream_t stream);
+// The same, y rounded to bfloat16: the input of the prefill GEMMs on BF16 tensor cores.
+void rmsnorm_rows_bf16_cuda(const float* x, const float* w, __nv_bfloat16* y, int64_t n, int64_t d, float eps,
+                            cudaStream_t stream);
 // y[t*stride + i] += bias[i], t < n, i < d.
 void add_bias_rows_cuda(float* y, const float* bias, int64_t n, int64_t d, int64_t stride, cudaStream_t stream);
 // g[i] = silu(g[i]) * u[i], i < count.
 void swiglu_cuda(float* g, const float* u, int64_t count, cudaStream_t stream);
+// y[i] = silu(g[i]) * u[i] rounded to bfloat16, i < count (g is not written).
+void swiglu_bf16_cuda(const float* g, const float* u, __nv_bfloat16* y, int64_t count, cudaStream_t stream);
 // y[i] = x[i] rounded to bfloat16 (round to nearest even), i < count: the prefill GEMMs' activations.
 void to_bf16_cuda(const float* x, __nv_bfloat16* y, int64_t count, cudaStream_t stream);
 

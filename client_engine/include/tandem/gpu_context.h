@@ -103,6 +103,11 @@ public:
     // the layers, in order (embed, qkv, rope+kv, attention, wo, gate/up, down, output,
     // argmax). For benchmarks; throws like eval().
     std::vector<std::pair<std::string, double>> profile_decode_step(int32_t token);
+    // The same for one pass of n tokens (1 <= n <= n_batch, appended like eval(tokens, n)).
+    // A prefill pass (n > 1) reports embed, norm, to_bf16 (activations rounded for the
+    // tensor cores), dequant (weight rows), gemm (cuBLAS), qkv (bias adds), rope+kv,
+    // attention, swiglu, output, argmax.
+    std::vector<std::pair<std::string, double>> profile_eval(const int32_t* tokens, int64_t n);
 
 private:
     struct Impl;

@@ -2,12 +2,15 @@
 // what InferenceContext::forward_batch computes (client_engine/src/context.cpp).
 //
 //   x = embed(tokens)                                          gather_rows
-//   per layer:  qkv = rmsnorm(x) [Wq|Wk|Wv] (+b)               gemv (norm, bias fused) | rmsnorm + SGEMM
+//   per layer:  qkv = rmsnorm(x) [Wq|Wk|Wv] (+b)               gemv (norm, bias fused) | rmsnorm + GEMM
 //               rope(q, k); cache[pos] = k, v                   rope_store | Turbo: turbo_rope_store + turbo_compress
 //               a = attention(q, cache)                         fp16_decode | attention | Turbo: turbo_decode
-//               x += a Wo                                       gemv (residual fused) | SGEMM beta=1
-//               g = silu(rmsnorm(x) Wg) * (rmsnorm(x) Wu)       gemv (norm, SwiGLU fused) | SGEMMs + swiglu
-//               x += g Wd                                       gemv | SGEMM
+//               x += a Wo                                       gemv (residual fused) | GEMM beta=1
+//               g = silu(rmsnorm(x) Wg) * (rmsnorm(x) Wu)       gemv (norm, SwiGLU fused) | GEMMs + swiglu
+//               x += g Wd                                       gemv | GEMM
+// (decode, one token | prefill). A prefill GEMM of quantized weights dequantizes tiles of rows
+// to BF16 and runs cuBLAS on the tensor cores; its activations come in BF16 straight from the
+// rmsnorm and SwiGLU kernels (GpuParams::prefill_gemm has the F32 alternatives).
 //   logits = rmsnorm(x) Wout;  argmax on the device
 #include "tandem/gpu_context.h"
 
@@ -268,7 +271,7 @@ struct GpuContext::Impl {
     }
 
     bool graph_failed = false;
-    // Stage profiling (profile_decode_step): an event recorded after each stage.
+    // Stage profiling (profile_eval): an event recorded after each stage.
     std::vector<cudaEvent_t> events;
     std::vector<const char*> marks;
     bool profiling = false;
@@ -283,7 +286,22 @@ struct GpuContext::Impl {
         marks.push_back(stage);
     }
 
-    void gemm(const GpuMatrix& w, const float* X, int64_t n, float* Y, int64_t ldy, bool acc);
+    // A prefill GEMM's input (n, K): F32 activations where some matrix's GEMM reads F32, and
+    // their BF16 version in xb where some matrix runs in BF16 (gemm_mode), made once for every
+    // GEMM that reads them (q/k/v; gate and up); the other pointer is null. The BF16 rows are
+    // valid until the next input is made.
+    struct GemmInput {
+        const float* f32;
+        const __nv_bfloat16* bf16;
+    };
+    bool f32_inputs = false, bf16_inputs = false;
+    float rms_eps = 0;
+    GpuParams::PrefillGemm gemm_mode(const GpuMatrix& w) const;
+    GemmInput gemm_input(const float* X, int64_t n, int64_t K);  // X as it is
+    GemmInput norm_input(const float* X, const float* norm, int64_t n);  // rmsnorm(X) * norm (F32 in xn)
+    GemmInput swiglu_input(int64_t n);  // silu(gate) * up (F32 in gate)
+    // Y (n, ldy) (+)= X W^T for the matrix w (rows, K), in tiles of dequantized rows.
+    void gemm(const GpuMatrix& w, const GemmInput& in, int64_t n, float* Y, int64_t ldy, bool acc);
     void capture(const Model& m);
     void forward(const Model& m, int64_t n, bool all_logits, int64_t pos0_host);
     void turbo_attention(const Model& m, const LayerDev& L, int64_t n, int64_t pos0_host);
@@ -343,44 +361,74 @@ void GpuContext::Impl::turbo_attention(const Model& m, const LayerDev& L, int64_
     }
 }
 
-void GpuContext::Impl::gemm(const GpuMatrix& w, const float* X, int64_t n, float* Y, int64_t ldy, bool acc) {
+// Quantized weights on tensor cores: BF16 inputs (relative error <= 2^-9 each) or TF32 ones
+// (2^-11), FP32 sums; the CPU reference's own 8-bit activations are off by up to 1/254 of
+// their block's maximum. F16 weights keep FP32 SGEMM, so that float models match the CPU
+// as closely as before.
+GpuParams::PrefillGemm GpuContext::Impl::gemm_mode(const GpuMatrix& w) const {
+    return w.type == GgmlType::F32 || w.type == GgmlType::F16 ? GpuParams::PrefillGemm::fp32 : gp.prefill_gemm;
+}
+
+GpuContext::Impl::GemmInput GpuContext::Impl::gemm_input(const float* X, int64_t n, int64_t K) {
+    GemmInput in{X, nullptr};
+    if (!bf16_inputs) return in;
+    to_bf16_cuda(X, xb, n * K, stream);
+    mark("to_bf16");
+    in.bf16 = xb;
+    return in;
+}
+
+// Where every GEMM of the pass is BF16, the norm and SwiGLU kernels write BF16 rows alone.
+GpuContext::Impl::GemmInput GpuContext::Impl::norm_input(const float* X, const float* norm, int64_t n) {
+    if (f32_inputs) {
+        rmsnorm_rows_cuda(X, norm, xn, n, sz.d, rms_eps, stream);
+        mark("norm");
+        return gemm_input(xn, n, sz.d);
+    }
+    rmsnorm_rows_bf16_cuda(X, norm, xb, n, sz.d, rms_eps, stream);
+    mark("norm");
+    return {nullptr, xb};
+}
+
+GpuContext::Impl::GemmInput GpuContext::Impl::swiglu_input(int64_t n) {
+    if (f32_inputs) {
+        swiglu_cuda(gate, up, n * sz.ff, stream);
+        mark("swiglu");
+        return gemm_input(gate, n, sz.ff);
+    }
+    swiglu_bf16_cuda(gate, up, xb, n * sz.ff, stream);
+    mark("swiglu");
+    return {nullptr, xb};
+}
+
+void GpuContext::Impl::gemm(const GpuMatrix& w, const GemmInput& in, int64_t n, float* Y, int64_t ldy, bool acc) {
     const float one = 1.0f, beta = acc ? 1.0f : 0.0f;
     const int K = (int)w.cols;
     if (w.type == GgmlType::F32) {
-        BLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w.rows, (int)n, K, &one, (const float*)w.q, K, X, K,
-                               &beta, Y, (int)ldy));
+        if (!in.f32) throw GpuError("internal: a prefill GEMM without its input");
+        BLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w.rows, (int)n, K, &one, (const float*)w.q, K, in.f32,
+                               K, &beta, Y, (int)ldy));
+        mark("gemm");
         return;
     }
-    // Quantized weights on tensor cores: BF16 inputs (relative error <= 2^-9 each) or TF32 ones
-    // (2^-11), FP32 sums; the CPU reference's own 8-bit activations are off by up to 1/254 of
-    // their block's maximum. F16 weights keep FP32 SGEMM, so that float models match the CPU
-    // as closely as before.
-    const GpuParams::PrefillGemm mode = w.type == GgmlType::F16 ? GpuParams::PrefillGemm::fp32 : gp.prefill_gemm;
-    if (mode == GpuParams::PrefillGemm::bf16) {
-        to_bf16_cuda(X, xb, n * K, stream);
-        __nv_bfloat16* wb = (__nv_bfloat16*)deq;  // sz.deq floats hold twice as many BF16 values
-        const int64_t chunk = std::max<int64_t>(1, 2 * sz.deq / w.cols);
-        for (int64_t r0 = 0; r0 < w.rows; r0 += chunk) {
-            const int64_t rc = std::min(chunk, w.rows - r0);
-            dequant_rows_bf16_cuda(w, r0, rc, wb, stream);
-            BLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rc, (int)n, K, &one, wb, CUDA_R_16BF, K, xb,
-                                    CUDA_R_16BF, K, &beta, Y + r0, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F,
-                                    CUBLAS_GEMM_DEFAULT));
-        }
-        return;
-    }
-    const bool tf32 = mode == GpuParams::PrefillGemm::tf32;
-    const int64_t chunk = std::max<int64_t>(1, sz.deq / w.cols);
+    using Mode = GpuParams::PrefillGemm;
+    const Mode mode = gemm_mode(w);
+    const bool bf16 = mode == Mode::bf16;
+    if (bf16 ? !in.bf16 : !in.f32) throw GpuError("internal: a prefill GEMM without its input");
+    // Tiles of as many rows as the scratch holds (the whole matrix for the 1B shape in BF16),
+    // dequantized, then one GEMM each.
+    const int64_t chunk = std::max<int64_t>(1, (bf16 ? 2 : 1) * sz.deq / w.cols);
     for (int64_t r0 = 0; r0 < w.rows; r0 += chunk) {
         const int64_t rc = std::min(chunk, w.rows - r0);
-        dequant_rows_cuda(w, r0, rc, deq, stream);
-        if (tf32)
-            BLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rc, (int)n, K, &one, deq, CUDA_R_32F, K, X,
-                                    CUDA_R_32F, K, &beta, Y + r0, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F_FAST_TF32,
-                                    CUBLAS_GEMM_DEFAULT));
-        else
-            BLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rc, (int)n, K, &one, deq, K, X, K, &beta,
-                                   Y + r0, (int)ldy));
+        if (bf16) dequant_rows_bf16_cuda(w, r0, rc, (__nv_bfloat16*)deq, stream);
+        else dequant_rows_cuda(w, r0, rc, deq, stream);
+        mark("dequant");
+        const cudaDataType t = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+        const cublasComputeType_t compute = mode == Mode::tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+        BLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rc, (int)n, K, &one, deq, t, K,
+                                bf16 ? (const void*)in.bf16 : (const void*)in.f32, t, K, &beta, Y + r0, CUDA_R_32F,
+                                (int)ldy, compute, CUBLAS_GEMM_DEFAULT));
+        mark("gemm");
     }
 }
 
@@ -403,8 +451,7 @@ void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits, int64
             g.x = x, g.norm = L.attn_norm, g.eps = eps, g.w = L.wqkv, g.bias = L.bqkv, g.y = qkv;
             gemv_cuda(g, s);
         } else if (L.fused_qkv) {
-            rmsnorm_rows_cuda(x, L.attn_norm, xn, n, d, eps, s);
-            gemm(L.wqkv, xn, n, qkv, qd, false);
+            gemm(L.wqkv, norm_input(x, L.attn_norm, n), n, qkv, qd, false);
             if (L.bqkv) add_bias_rows_cuda(qkv, L.bqkv, n, qd, qd, s);
         } else if (n == 1) {
             GemvParams g;
@@ -416,10 +463,10 @@ void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits, int64
             g.w = L.wv, g.bias = L.bv, g.y = qkv + d + kvd;
             gemv_cuda(g, s);
         } else {
-            rmsnorm_rows_cuda(x, L.attn_norm, xn, n, d, eps, s);
-            gemm(L.wq, xn, n, qkv, qd, false);
-            gemm(L.wk, xn, n, qkv + d, qd, false);
-            gemm(L.wv, xn, n, qkv + d + kvd, qd, false);
+            const GemmInput in = norm_input(x, L.attn_norm, n);
+            gemm(L.wq, in, n, qkv, qd, false);
+            gemm(L.wk, in, n, qkv + d, qd, false);
+            gemm(L.wv, in, n, qkv + d + kvd, qd, false);
             if (L.bq) add_bias_rows_cuda(qkv, L.bq, n, d, qd, s);
             if (L.bk) add_bias_rows_cuda(qkv + d, L.bk, n, kvd, qd, s);
             if (L.bv) add_bias_rows_cuda(qkv + d + kvd, L.bv, n, kvd, qd, s);
@@ -474,17 +521,15 @@ void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits, int64
             gemv_cuda(dn, s);
             mark("down");
         } else {
-            gemm(L.wo, attn, n, x, d, true);
-            rmsnorm_rows_cuda(x, L.ffn_norm, xn, n, d, eps, s);
-            gemm(L.gate, xn, n, gate, ff, false);
-            gemm(L.up, xn, n, up, ff, false);
-            swiglu_cuda(gate, up, n * ff, s);
-            gemm(L.down, gate, n, x, d, true);
+            gemm(L.wo, gemm_input(attn, n, d), n, x, d, true);
+            const GemmInput in = norm_input(x, L.ffn_norm, n);
+            gemm(L.gate, in, n, gate, ff, false);
+            gemm(L.up, in, n, up, ff, false);
+            gemm(L.down, swiglu_input(n), n, x, d, true);
         }
     }
     if (all_logits && n > 1) {
-        rmsnorm_rows_cuda(x, output_norm, xn, n, d, eps, s);
-        gemm(output, xn, n, logits, nv, false);
+        gemm(output, norm_input(x, output_norm, n), n, logits, nv, false);
     } else {
         GemvParams g;
         g.w = output, g.x = x + (n - 1) * d, g.norm = output_norm, g.eps = eps, g.y = logits;
@@ -636,6 +681,14 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
             if (g->q) I.bytes_per_token += read_bytes(*g);
         I.layers.push_back(D);
     }
+    auto see_mode = [&](const GpuMatrix& g) {
+        if (!g.q) return;
+        (I.gemm_mode(g) == GpuParams::PrefillGemm::bf16 ? I.bf16_inputs : I.f32_inputs) = true;
+    };
+    for (const LayerDev& D : I.layers)
+        for (const GpuMatrix* g : {&D.wqkv, &D.wq, &D.wk, &D.wv, &D.wo, &D.gate, &D.up, &D.down}) see_mode(*g);
+    see_mode(I.output);
+    I.rms_eps = (float)c.rms_eps;
 
     // ---- KV cache and scratch
     GPU_CHECK(cudaMalloc(&I.kv, I.sz.kv_bytes));
@@ -741,22 +794,27 @@ void GpuContext::eval(const int32_t* tokens, int64_t n, bool all_logits) {
 }
 
 std::vector<std::pair<std::string, double>> GpuContext::profile_decode_step(int32_t token) {
-    if (n_past_ + 1 > n_ctx_) throw ContextFull("profile_decode_step: the context is full");
-    if (token < 0 || token >= model_->config().n_vocab) throw std::invalid_argument("profile_decode_step: bad token id");
+    return profile_eval(&token, 1);
+}
+
+std::vector<std::pair<std::string, double>> GpuContext::profile_eval(const int32_t* tokens, int64_t n) {
+    check_eval_args(tokens, n);
+    if (n > n_batch_) throw std::invalid_argument("profile_eval: more tokens than n_batch");
     Impl& I = *impl_;
-    I.h_io[0] = (int)n_past_, I.h_io[1] = (int)(n_past_ + 1), I.h_tok[0] = token;
+    I.h_io[0] = (int)n_past_, I.h_io[1] = (int)(n_past_ + n);
+    std::memcpy(I.h_tok, tokens, (size_t)n * 4);
     I.marks.clear();
     I.profiling = true;
     try {
-        GPU_CHECK(cudaMemcpyAsync(I.d_io, I.h_io, 64 + 4, cudaMemcpyHostToDevice, I.stream));
-        I.forward(*model_, 1, false, n_past_);
+        GPU_CHECK(cudaMemcpyAsync(I.d_io, I.h_io, 64 + (size_t)n * 4, cudaMemcpyHostToDevice, I.stream));
+        I.forward(*model_, n, false, n_past_);
     } catch (...) {
         I.profiling = false;
         throw;
     }
     I.profiling = false;
     GPU_CHECK(cudaStreamSynchronize(I.stream));
-    n_past_ += 1;
+    n_past_ += n;
     logit_rows_ = 1;
     I.host_valid = false;
     std::vector<std::pair<std::string, double>> out;
