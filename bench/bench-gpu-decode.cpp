@@ -130,6 +130,8 @@ struct PrefillRow {
     std::string model, type;
     int64_t tokens = 0;
     double ms_bf16 = 0, ms_tf32 = 0, ms_fp32 = 0, linear_tflop = 0;
+    double ms_bf16_splitkv = 0;    // BF16 GEMMs, attention on the split-KV kernel's causal mode (A/B)
+    std::string attention;         // the prefill attention of the BF16 run (prefill_attention())
     std::vector<std::pair<std::string, double>> stages;  // BF16: the last chunk, device ms per stage
     int64_t chunk = 0;                                   // that chunk's tokens
     double gemm_tflop = 0;                               // that chunk's layer-matrix TFLOP
@@ -146,13 +148,16 @@ struct PrefillRow {
 // Median wall time of evaluating an n-token prompt from an empty cache (n_batch 512), after a
 // warm-up. With `stages`: then the prompt once more, its last chunk profiled (profile_eval).
 double time_prefill(const std::shared_ptr<const Model>& m, GpuParams::PrefillGemm mode, int64_t n,
-                    std::vector<std::pair<std::string, double>>* stages = nullptr, int64_t* chunk = nullptr) {
+                    std::vector<std::pair<std::string, double>>* stages = nullptr, int64_t* chunk = nullptr,
+                    bool hopper_prefill = true, std::string* attention = nullptr) {
     ContextParams cp;
     cp.n_ctx = n + 64;
     cp.n_batch = 512;
     GpuParams gp;
     gp.prefill_gemm = mode;
+    gp.hopper_prefill = hopper_prefill;
     GpuContext ctx(m, cp, gp);
+    if (attention) *attention = ctx.prefill_attention();
     std::vector<int32_t> prompt((size_t)n);
     for (size_t i = 0; i < prompt.size(); i++) prompt[i] = (int32_t)((i * 7919 + 13) % (size_t)m->config().n_vocab);
     std::vector<double> t;
@@ -184,13 +189,16 @@ void run_prefill(const std::shared_ptr<const Model>& m, const char* name, const 
     for (long n : lengths) {
         PrefillRow r;
         r.model = name, r.type = type_traits(spec.weight_type).name, r.tokens = n;
-        r.ms_bf16 = time_prefill(m, Mode::bf16, n, &r.stages, &r.chunk);
+        r.ms_bf16 = time_prefill(m, Mode::bf16, n, &r.stages, &r.chunk, true, &r.attention);
+        r.ms_bf16_splitkv = time_prefill(m, Mode::bf16, n, nullptr, nullptr, false);
         r.ms_tf32 = time_prefill(m, Mode::tf32, n);
         r.ms_fp32 = time_prefill(m, Mode::fp32, n);
         r.linear_tflop = 2.0 * (double)n * layer_matrix_params(spec) / 1e12;
         r.gemm_tflop = 2.0 * (double)r.chunk * layer_matrix_params(spec) / 1e12;
-        std::printf("prefill %s %s %ld tokens: BF16 %.1f ms (%.0f tok/s), TF32 %.1f ms, FP32 %.1f ms; BF16 vs FP32 %.2fx\n",
-                    name, r.type.c_str(), n, r.ms_bf16, n / (r.ms_bf16 * 1e-3), r.ms_tf32, r.ms_fp32, r.ms_fp32 / r.ms_bf16);
+        std::printf("prefill %s %s %ld tokens: BF16 %.1f ms (%.0f tok/s, attention %s; split-KV causal attention %.1f ms), "
+                    "TF32 %.1f ms, FP32 %.1f ms; BF16 vs FP32 %.2fx\n",
+                    name, r.type.c_str(), n, r.ms_bf16, n / (r.ms_bf16 * 1e-3), r.attention.c_str(), r.ms_bf16_splitkv,
+                    r.ms_tf32, r.ms_fp32, r.ms_fp32 / r.ms_bf16);
         double all = 0;
         std::printf("  stages of the last %ld-token chunk (BF16, device ms, events between stages):", (long)r.chunk);
         for (const auto& st : r.stages) {
@@ -205,14 +213,14 @@ void run_prefill(const std::shared_ptr<const Model>& m, const char* name, const 
 
 void print_prefill(const std::vector<PrefillRow>& rows) {
     if (rows.empty()) return;
-    std::printf("\n| model | weights | prompt tokens | BF16 ms | tok/s | layer TFLOP/s | last chunk: GEMM stages ms | "
-                "GEMM TFLOP/s | TF32 ms | FP32 SGEMM ms | BF16 vs FP32 |\n");
-    std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    std::printf("\n| model | weights | prompt tokens | BF16 ms (attention) | tok/s | layer TFLOP/s | last chunk: GEMM stages ms | "
+                "GEMM TFLOP/s | BF16, split-KV causal attention ms | TF32 ms | FP32 SGEMM ms | BF16 vs FP32 |\n");
+    std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (const PrefillRow& r : rows)
-        std::printf("| %s | %s | %ld | %.1f | %.0f | %.0f | %.3f | %.0f | %.1f | %.1f | %.2fx |\n", r.model.c_str(),
-                    r.type.c_str(), (long)r.tokens, r.ms_bf16, r.tokens / (r.ms_bf16 * 1e-3),
-                    r.linear_tflop / (r.ms_bf16 * 1e-3), r.gemm_ms(), r.gemm_tflops(), r.ms_tf32, r.ms_fp32,
-                    r.ms_fp32 / r.ms_bf16);
+        std::printf("| %s | %s | %ld | %.1f (%s) | %.0f | %.0f | %.3f | %.0f | %.1f | %.1f | %.1f | %.2fx |\n", r.model.c_str(),
+                    r.type.c_str(), (long)r.tokens, r.ms_bf16, r.attention.c_str(), r.tokens / (r.ms_bf16 * 1e-3),
+                    r.linear_tflop / (r.ms_bf16 * 1e-3), r.gemm_ms(), r.gemm_tflops(), r.ms_bf16_splitkv, r.ms_tf32,
+                    r.ms_fp32, r.ms_fp32 / r.ms_bf16);
 }
 
 // ---- long context: FP16 vs Turbo KV ------------------------------------------------------------
@@ -424,6 +432,7 @@ int main(int argc, char** argv) {
         const PrefillRow& r = prefill_rows[i];
         json += std::string(i ? ", " : "") + "{\"model\": \"" + r.model + "\", \"type\": \"" + r.type +
                 "\", \"tokens\": " + std::to_string(r.tokens) + ", \"ms_bf16\": " + std::to_string(r.ms_bf16) +
+                ", \"ms_bf16_splitkv\": " + std::to_string(r.ms_bf16_splitkv) + ", \"attention\": \"" + r.attention + "\"" +
                 ", \"ms_tf32\": " + std::to_string(r.ms_tf32) +
                 ", \"ms_fp32\": " + std::to_string(r.ms_fp32) + ", \"layer_tflop\": " + std::to_string(r.linear_tflop) +
                 ", \"profiled_chunk\": " + std::to_string(r.chunk) + ", \"chunk_stages_ms\": {";

@@ -217,6 +217,44 @@ TEST_CASE("gpu engine: BF16 and TF32 prefill GEMMs against FP32 SGEMM" * doctest
     }
 }
 
+// Prefill chunks on the Hopper attention kernel (sm_90) against the split-KV kernel's causal
+// mode: both read the FP16 cache, so the logits agree to FP16 rounding; chunks of 64 start at
+// cached positions 64, 128, 192 (the kernel's query offset). Elsewhere: the fallback is named.
+TEST_CASE("gpu engine: Hopper prefill attention against the split-KV causal path" * doctest::skip(no_gpu("hopper prefill"))) {
+    tandem_test::TempDir dir;
+    for (int head_dim : {64, 128}) {
+        SyntheticModelSpec s = spec(GgmlType::Q8_0);
+        s.n_head = 256 / head_dim, s.n_head_kv = s.n_head / 2;
+        auto m = Model::load(synth(dir, s, "q8_0-hd" + std::to_string(head_dim)));
+        const int64_t nv = m->config().n_vocab, n = 200;
+        ContextParams cp;
+        cp.n_ctx = 256;
+        cp.n_batch = 64;
+        auto prefill = [&](bool hopper, std::string* path) {
+            GpuParams gp;
+            gp.hopper_prefill = hopper;
+            GpuContext ctx(m, cp, gp);
+            *path = ctx.prefill_attention();
+            std::vector<int32_t> prompt((size_t)n);
+            for (int64_t i = 0; i < n; i++) prompt[(size_t)i] = (int32_t)((i * 7919 + 13) % nv);
+            ctx.eval(prompt.data(), n, true);
+            return std::vector<float>(ctx.logits(), ctx.logits() + n * nv);
+        };
+        std::string with, without;
+        const std::vector<float> got = prefill(true, &with), ref = prefill(false, &without);
+        CHECK(without == std::string("fp16 split-KV causal"));
+        if (with != "hopper") {
+            MESSAGE("the device is not sm_90: prefill attention runs on " << with);
+            CHECK(with == std::string("fp16 split-KV causal"));
+            continue;
+        }
+        double worst = 0;
+        for (int64_t r = 0; r < n; r++) worst = std::max(worst, rel_l2(got.data() + r * nv, ref.data() + r * nv, nv));
+        std::printf("hopper vs split-KV prefill attention, head_dim %d: worst row rel err %.3g\n", head_dim, worst);
+        CHECK(worst < 2e-3);
+    }
+}
+
 // profile_eval (bench-gpu-decode's stage breakdown) runs the pass eval runs: same argmax and
 // position afterwards, a prefill pass reports its GEMM stages, and more tokens than n_batch are
 // refused.

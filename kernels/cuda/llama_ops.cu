@@ -76,8 +76,8 @@ __global__ void to_bf16_kernel(const float* x, __nv_bfloat16* y, int64_t n) {
 }
 
 // Grid (n tokens, n_head + n_head_kv): one block per head of one token, so that every loop
-// below runs once per thread (decode latency). Query heads are rotated in place; a KV head is
-// rotated, then its k and v rows are stored to the cache.
+// below runs once per thread (decode latency). Query heads are rotated in place (and copied to
+// q16 as FP16 when set); a KV head is rotated, then its k and v rows are stored to the cache.
 __global__ void rope_store_kernel(const RopeStoreParams p) {
     const int t = blockIdx.x, h = blockIdx.y, pos = *p.pos0 + t;
     const int hd = p.head_dim, d = p.n_head * hd, kvd = p.n_head_kv * hd;
@@ -85,7 +85,13 @@ __global__ void rope_store_kernel(const RopeStoreParams p) {
     const bool is_q = h < p.n_head;
     float* v = is_q ? row + h * hd : row + d + (h - p.n_head) * hd;
     rope_head(v, pos, p.inv_freq, p.n_rot, p.neox);
-    if (is_q) return;
+    if (is_q) {
+        if (p.q16) {  // (the whole block is one query head: the branch is uniform)
+            __syncthreads();
+            for (int e = threadIdx.x; e < hd; e += blockDim.x) p.q16[(int64_t)t * d + h * hd + e] = __float2half_rn(v[e]);
+        }
+        return;
+    }
     __syncthreads();
     const int kh = h - p.n_head;
     const float* vv = row + d + kvd + kh * hd;

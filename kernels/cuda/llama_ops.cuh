@@ -32,6 +32,7 @@ struct RopeStoreParams {
     int n_head = 0, n_head_kv = 0, head_dim = 0, n_rot = 0;
     const float* inv_freq = nullptr;  // (n_rot / 2), device
     bool neox = false;           // pairs (i, i + n_rot/2) instead of (2i, 2i + 1)
+    __half* q16 = nullptr;       // when set: the rotated queries also as FP16, (n, n_head*hd)
     __half* k_cache = nullptr;   // (n_head_kv, n_ctx, hd)
     __half* v_cache = nullptr;   // (n_head_kv, n_ctx, hd)
     int64_t n_ctx = 0;

@@ -18,8 +18,9 @@
 // (head_dim 64/128; kernels/cuda/fp16_decode.cu) or a plain kernel, argmax on the device; the
 // whole step is a CUDA graph replayed each token.
 // Prefill: weights dequantized to tiles + cuBLAS GEMM (BF16 tensor cores for quantized weights,
-// FP32 SGEMM for F32/F16 ones: GpuParams::prefill_gemm); attention by the same FP16 kernel,
-// the chunk's tokens as a causal batch (the plain kernel for other head sizes).
+// FP32 SGEMM for F32/F16 ones: GpuParams::prefill_gemm); attention on sm_90 by the Hopper
+// prefill kernel over the cache (GpuParams::hopper_prefill), elsewhere by the same FP16 kernel
+// as decode, the chunk's tokens as a causal batch (the plain kernel for other head sizes).
 // Turbo: RoPE fused with the INT8 store, a full recent buffer compressed on the device, decode
 // by turbo_decode_cuda (the graph reads the lengths from device memory: never re-captured);
 // prefill attends per recent-buffer segment with the same decode kernel (batch = tokens).
@@ -58,6 +59,10 @@ uint64_t gpu_context_bytes_needed(const Model& m, const ContextParams& p);
 struct GpuParams {
     bool use_graph = true;          // replay decode steps from a captured CUDA graph
     bool fp16_decode_kernel = true;  // tensor-core split-KV FP16 attention (decode and prefill) when head_dim is 64/128
+    // FP16 cache, head_dim 64/128, sm_90 (H100/H200): prefill chunks on the Hopper attention
+    // kernel (TMA + wgmma; kernels/cuda/hopper_prefill.cu) instead of the split-KV kernel's
+    // causal mode. prefill_attention() says which one runs.
+    bool hopper_prefill = true;
     // Prefill GEMMs of quantized weights: weights dequantized and activations rounded to BF16
     // (8 significant bits) on tensor cores, or FP32 inputs rounded to TF32 (11 bits) on tensor
     // cores, or FP32 SGEMM; every mode sums in FP32. F32 and F16 weights always use FP32 SGEMM.
@@ -91,6 +96,9 @@ public:
     const char* backend_name() const override { return "cuda"; }
 
     const std::string& device_name() const;
+    // The attention kernel prefill chunks (n > 1) run on: "hopper" (sm_90 TMA + wgmma), "fp16
+    // split-KV causal", "plain" (other head sizes) or "turbo segments" (Turbo cache).
+    const char* prefill_attention() const;
     // Bytes of weights one decode step reads (every layer matrix and the output matrix).
     uint64_t weight_bytes_per_token() const;
     // Device bytes allocated by this context.

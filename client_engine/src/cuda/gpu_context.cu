@@ -4,7 +4,8 @@
 //   x = embed(tokens)                                          gather_rows
 //   per layer:  qkv = rmsnorm(x) [Wq|Wk|Wv] (+b)               gemv (norm, bias fused) | rmsnorm + GEMM
 //               rope(q, k); cache[pos] = k, v                   rope_store | Turbo: turbo_rope_store + turbo_compress
-//               a = attention(q, cache)                         fp16_decode | attention | Turbo: turbo_decode
+//               a = attention(q, cache)                         fp16_decode | hopper_prefill (sm_90, n > 1)
+//                                                               | attention | Turbo: turbo_decode
 //               x += a Wo                                       gemv (residual fused) | GEMM beta=1
 //               g = silu(rmsnorm(x) Wg) * (rmsnorm(x) Wu)       gemv (norm, SwiGLU fused) | GEMMs + swiglu
 //               x += g Wd                                       gemv | GEMM
@@ -27,6 +28,7 @@
 #include "cuda_common.cuh"
 #include "fp16_decode.cuh"
 #include "gemv.cuh"
+#include "hopper_prefill.cuh"
 #include "llama_ops.cuh"
 #include "tandem/model.h"
 #include "turbo_cache.cuh"
@@ -180,6 +182,7 @@ Sizes sizes(const Model& m, const ContextParams& p) {
     if (!s.turbo && (hd == 64 || hd == 128) && c.n_head / c.n_head_kv <= 8) {
         s.attn_ws_floats = fp16_ws_floats((int)c.n_head, (int)c.n_head_kv, hd, (int)s.n_ctx, s.n_batch);
         s.scratch_bytes += r256(s.attn_ws_floats * 4);
+        s.scratch_bytes += r256((uint64_t)s.n_batch * s.d * 2);  // FP16 queries for the Hopper prefill kernel
     }
     return s;
 }
@@ -248,6 +251,7 @@ struct GpuContext::Impl {
     float* deq = nullptr;           // (sz.deq) F32 tiles, or twice as many BF16 values
     __nv_bfloat16* xb = nullptr;    // (n_batch, max_cols) a prefill GEMM's activations in BF16
     float* attn_ws = nullptr;       // fp16_decode workspace
+    __half* q16 = nullptr;          // (n_batch, d) rotated queries in FP16 for hopper_prefill
     int* d_io = nullptr;            // [pos0, seq_len]
     int32_t* d_tok = nullptr;       // (n_batch)
     int32_t* d_argmax = nullptr;
@@ -255,6 +259,7 @@ struct GpuContext::Impl {
     int32_t* h_tok = nullptr;
     int32_t* h_argmax = nullptr;
     bool fp16_attn = false;
+    bool hopper_prefill = false;    // prefill chunks (n > 1) on hopper_prefill_launch
     cudaGraphExec_t graph = nullptr;
     int decode_steps = 0;           // graph captured on the second decode step
     mutable std::vector<float> host_logits;
@@ -265,7 +270,7 @@ struct GpuContext::Impl {
         for (cudaEvent_t e : events) cudaEventDestroy(e);
         if (blas) cublasDestroy(blas);
         if (stream) cudaStreamDestroy(stream);
-        for (void* p : {(void*)weights, (void*)kv, (void*)scratch, (void*)inv_freq, (void*)attn_ws, (void*)d_io})
+        for (void* p : {(void*)weights, (void*)kv, (void*)scratch, (void*)inv_freq, (void*)attn_ws, (void*)q16, (void*)d_io})
             if (p) cudaFree(p);
         for (void* p : {(void*)h_io}) if (p) cudaFreeHost(p);
     }
@@ -480,9 +485,19 @@ void GpuContext::Impl::forward(const Model& m, int64_t n, bool all_logits, int64
             rp.n_head = (int)c.n_head, rp.n_head_kv = (int)c.n_head_kv, rp.head_dim = hd, rp.n_rot = (int)c.n_rot;
             rp.inv_freq = inv_freq, rp.neox = m.rope_mode() == RopeMode::Neox;
             rp.k_cache = L.k, rp.v_cache = L.v, rp.n_ctx = sz.n_ctx;
+            const bool hopper = hopper_prefill && n > 1;
+            if (hopper) rp.q16 = q16;
             rope_store_cuda(rp, s);
             mark("rope+kv");
-            if (fp16_attn) {  // decode, or a prefill chunk as a causal batch of its tokens
+            if (hopper) {  // a prefill chunk: one launch, each K/V tile read once per 128 queries
+                HopperPrefillArgs h;
+                h.q = q16, h.q_row_stride = d, h.q_head_stride = hd;
+                h.k = L.k, h.v = L.v, h.kv_row_stride = hd, h.kv_head_stride = sz.n_ctx * hd;
+                h.out = attn, h.out_row_stride = d, h.out_head_stride = hd;
+                h.batch = 1, h.n_q_heads = (int)c.n_head, h.n_kv_heads = (int)c.n_head_kv, h.head_dim = hd;
+                h.n_q = (int)n, h.q_pos0 = (int)pos0_host;
+                hopper_prefill_launch(h, s);
+            } else if (fp16_attn) {  // decode, or a prefill chunk as a causal batch of its tokens
                 Fp16DecodeParams fp;
                 fp.q = qkv, fp.out = attn, fp.k = (const uint16_t*)L.k, fp.v = (const uint16_t*)L.v, fp.seq_len = d_io + 1;
                 fp.batch = (int)n, fp.causal = n > 1, fp.q_stride = qd;
@@ -747,12 +762,20 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
     I.fp16_attn = !I.sz.turbo && gp.fp16_decode_kernel && (hd == 64 || hd == 128) && group <= 8;
     if (I.fp16_attn)  // counted in scratch_bytes; exact here (a device is present)
         GPU_CHECK(cudaMalloc(&I.attn_ws, I.sz.attn_ws_floats * sizeof(float)));
+    I.hopper_prefill = I.fp16_attn && gp.hopper_prefill && hopper_prefill_available();
+    if (I.hopper_prefill) GPU_CHECK(cudaMalloc(&I.q16, (size_t)I.sz.n_batch * I.sz.d * 2));
     GPU_CHECK(cudaDeviceSynchronize());
 }
 
 GpuContext::~GpuContext() = default;
 
 const std::string& GpuContext::device_name() const { return impl_->device_name; }
+
+const char* GpuContext::prefill_attention() const {
+    if (impl_->sz.turbo) return "turbo segments";
+    if (impl_->hopper_prefill) return "hopper";
+    return impl_->fp16_attn ? "fp16 split-KV causal" : "plain";
+}
 uint64_t GpuContext::weight_bytes_per_token() const { return impl_->bytes_per_token; }
 uint64_t GpuContext::device_bytes() const {
     return impl_->weight_bytes + impl_->sz.kv_bytes + impl_->sz.scratch_bytes;
