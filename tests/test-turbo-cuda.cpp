@@ -350,6 +350,7 @@ TEST_CASE("cuda: turbo prefill (INT8 Q.K^T, SAS, causal) vs float64, portable an
     for (int D : {128, 64})
         for (int L : {256, 320}) {  // 320: a last query block of 64 rows (the Hopper kernel's blocks are 128)
             const PrefillCase c = make_prefill_case(rng, 2, 2, 4, L, D);
+            const int degree = L == 320 ? 2 : 3;  // both SAS polynomials
             // the CPU twin (same INT8 blocks, integer dots, SAS, FP16 P), per sequence
             std::vector<double> twin(c.ref.size());
             {
@@ -358,7 +359,7 @@ TEST_CASE("cuda: turbo prefill (INT8 Q.K^T, SAS, causal) vs float64, portable an
                 for (int b = 0; b < c.B; ++b) {
                     for (size_t i = 0; i < nq; ++i) q[i] = fp16_to_fp32(c.q[b * nq + i]);
                     for (size_t i = 0; i < nk; ++i) k[i] = fp16_to_fp32(c.k[b * nk + i]), v[i] = fp16_to_fp32(c.v[b * nk + i]);
-                    turbo_prefill_ref(q.data(), k.data(), v.data(), c.Hq, c.Hkv, L, D, 3, -16.0f, o.data());
+                    turbo_prefill_ref(q.data(), k.data(), v.data(), c.Hq, c.Hkv, L, D, degree, -16.0f, o.data());
                     for (size_t i = 0; i < nq; ++i) twin[b * nq + i] = o[i];
                 }
             }
@@ -366,6 +367,7 @@ TEST_CASE("cuda: turbo prefill (INT8 Q.K^T, SAS, causal) vs float64, portable an
                 for (PrefillQk qk : {PrefillQk::Int8, PrefillQk::Fp8}) {
                     TurboPrefillParams p;
                     p.batch = c.B, p.n_q_heads = c.Hq, p.n_kv_heads = c.Hkv, p.head_dim = D, p.len = L, p.kernel = kern, p.qk = qk;
+                    p.poly_degree = degree;
                     if (qk == PrefillQk::Fp8 && kern == PrefillKernel::Portable) {  // refused, not run as INT8
                         run_prefill(c, turbo_prefill_workspace_bytes(p), [&](auto q, auto k, auto v, float* o, void* ws) {
                             p.q = q, p.k = k, p.v = v, p.out = o, p.workspace = ws;
@@ -379,9 +381,9 @@ TEST_CASE("cuda: turbo prefill (INT8 Q.K^T, SAS, causal) vs float64, portable an
                     });
                     CHECK(all_finite(out));
                     const double err = rel(out, c.ref), err_twin = rel(out, twin);
-                    std::printf("turbo prefill (%s, %s) D=%d L=%d: rel err vs float64 %.2e, vs the CPU twin %.2e\n",
-                                kern == PrefillKernel::Hopper ? "hopper" : "portable", qk == PrefillQk::Fp8 ? "FP8" : "INT8", D, L,
-                                err, err_twin);
+                    std::printf("turbo prefill (%s, %s, SAS degree %d) D=%d L=%d: rel err vs float64 %.2e, vs the CPU twin %.2e\n",
+                                kern == PrefillKernel::Hopper ? "hopper" : "portable", qk == PrefillQk::Fp8 ? "FP8" : "INT8", degree,
+                                D, L, err, err_twin);
                     CHECK(err < (qk == PrefillQk::Fp8 ? 5e-2 : 2e-2));  // blockwise INT8 (FP8) Q and K, FP16 P, SAS
                     if (qk == PrefillQk::Int8) CHECK(err_twin < 2e-3);  // the twin's arithmetic, summed in another order
                 }

@@ -62,7 +62,8 @@ __device__ __forceinline__ float2 sas_exp2_pair_neg(float y0, float y1, float y_
     const __half2 f = __floats2half2_rn(y0 - (t0 - kMagic), y1 - (t1 - kMagic));
     __half2 r = degree == 3 ? __hfma2(c3, f, c2) : c2;
     r = __hfma2(r, f, c1);
-    r = __hfma2(r, f, __float2half2_rn(1.0f));
+    const __half one = __ushort_as_half((unsigned short)0x3C00);  // bits, not a per-call conversion
+    r = __hfma2(r, f, __halves2half2(one, one));
     const float2 rf = __half22float2(r);
     const float p0 = __int_as_float(__float_as_int(rf.x) - ((__float_as_int(t0) - 0x4B400000) << 23));
     const float p1 = __int_as_float(__float_as_int(rf.y) - ((__float_as_int(t1) - 0x4B400000) << 23));

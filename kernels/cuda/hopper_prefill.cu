@@ -99,7 +99,6 @@ struct Consumer {
     uint64_t q_desc;
     const uint8_t* sm;
     float y_max;                           // SAS: -threshold
-    int degree;
     __half2 c1, c2, c3;
 
     __device__ __forceinline__ void init(const Args& a, int qb, int hq, int hk, int b, int warp, int lane, const uint8_t* smem) {
@@ -115,8 +114,9 @@ struct Consumer {
             q_scale *= a.qs[(size_t)(b * a.n_q_heads + hq) * n_qblocks64 + min((qb * kBM + wg * 64) / 64, n_qblocks64 - 1)];
         n_kblocks = (a.q_pos0 + a.n_q + 63) / 64;
         k_scales = kScaled ? a.ks + (size_t)(b * a.n_kv_heads + hk) * n_kblocks : nullptr;
-        y_max = -a.threshold, degree = a.degree;
-        c1 = __float2half2_rn(a.c1), c2 = __float2half2_rn(a.c2), c3 = __float2half2_rn(a.c3);
+        y_max = -a.threshold;
+        // degree 2 as degree 3 with c3 = 0: fma(0, f, c2) is c2 exactly, and the loop has no branch
+        c1 = __float2half2_rn(a.c1), c2 = __float2half2_rn(a.c2), c3 = __float2half2_rn(a.degree == 3 ? a.c3 : 0.0f);
 #pragma unroll
         for (int i = 0; i < D / 2; ++i) o[i] = 0.0f;
         m0 = m1 = -INFINITY;
@@ -185,8 +185,8 @@ struct Consumer {
         for (int i = 0; i < kBN / 2; i += 4) {
             const float sx = i < kBN / 4 ? s_lo : s_hi;
             if constexpr (kScaled) {  // SAS of x - m = -(m - x)
-                const float2 p0 = sas_exp2_pair_neg(fmaf(sc[i], -sx, mx0), fmaf(sc[i + 1], -sx, mx0), y_max, degree, c1, c2, c3);
-                const float2 p1 = sas_exp2_pair_neg(fmaf(sc[i + 2], -sx, mx1), fmaf(sc[i + 3], -sx, mx1), y_max, degree, c1, c2, c3);
+                const float2 p0 = sas_exp2_pair_neg(fmaf(sc[i], -sx, mx0), fmaf(sc[i + 1], -sx, mx0), y_max, 3, c1, c2, c3);
+                const float2 p1 = sas_exp2_pair_neg(fmaf(sc[i + 2], -sx, mx1), fmaf(sc[i + 3], -sx, mx1), y_max, 3, c1, c2, c3);
                 sc[i] = p0.x, sc[i + 1] = p0.y, sc[i + 2] = p1.x, sc[i + 3] = p1.y;
             } else {
                 sc[i] = ex2_approx(fmaf(sc[i], sx, -mx0)), sc[i + 1] = ex2_approx(fmaf(sc[i + 1], sx, -mx0));
