@@ -34,38 +34,41 @@ T* to_device(const std::vector<T>& v) {
     return d;
 }
 
+// Two device result arrays of n floats, copied back and freed with the input.
+struct Results {
+    float *plain = nullptr, *fast = nullptr;
+    explicit Results(int n) {
+        TANDEM_CHECK_CUDA(cudaMalloc(&plain, n * 4));
+        TANDEM_CHECK_CUDA(cudaMalloc(&fast, n * 4));
+    }
+    void fetch(int n, void* input, std::vector<float>& p, std::vector<float>& f) {
+        TANDEM_CHECK_CUDA(cudaGetLastError());
+        p.resize(n);
+        f.resize(n);
+        TANDEM_CHECK_CUDA(cudaMemcpy(p.data(), plain, n * 4, cudaMemcpyDeviceToHost));
+        TANDEM_CHECK_CUDA(cudaMemcpy(f.data(), fast, n * 4, cudaMemcpyDeviceToHost));
+        for (void* ptr : {input, (void*)plain, (void*)fast}) TANDEM_CHECK_CUDA(cudaFree(ptr));
+    }
+};
+
 }  // namespace
 
 void sas_twins_cuda(const std::vector<float>& y, int degree, float threshold, std::vector<float>& plain,
                     std::vector<float>& fast) {
     const int n = (int)y.size();
     float* dy = to_device(y);
-    float *dp, *df;
-    TANDEM_CHECK_CUDA(cudaMalloc(&dp, n * 4));
-    TANDEM_CHECK_CUDA(cudaMalloc(&df, n * 4));
+    Results r(n);
     float c[4];
     tandem::turbo_sas_coeffs(degree, c);
     sas_twins_kernel<<<(n / 2 + 255) / 256, 256>>>(dy, n, -threshold, degree, __float2half_rn(c[1]),
-                                                    __float2half_rn(c[2]), __float2half_rn(c[3]), dp, df);
-    TANDEM_CHECK_CUDA(cudaGetLastError());
-    plain.resize(n);
-    fast.resize(n);
-    TANDEM_CHECK_CUDA(cudaMemcpy(plain.data(), dp, n * 4, cudaMemcpyDeviceToHost));
-    TANDEM_CHECK_CUDA(cudaMemcpy(fast.data(), df, n * 4, cudaMemcpyDeviceToHost));
-    for (void* p : {(void*)dy, (void*)dp, (void*)df}) TANDEM_CHECK_CUDA(cudaFree(p));
+                                                    __float2half_rn(c[2]), __float2half_rn(c[3]), r.plain, r.fast);
+    r.fetch(n, dy, plain, fast);
 }
 
 void int_twins_cuda(const std::vector<int>& x, std::vector<float>& plain, std::vector<float>& fast) {
     const int n = (int)x.size();
     int* dx = to_device(x);
-    float *dp, *df;
-    TANDEM_CHECK_CUDA(cudaMalloc(&dp, n * 4));
-    TANDEM_CHECK_CUDA(cudaMalloc(&df, n * 4));
-    int_twins_kernel<<<(n + 255) / 256, 256>>>(dx, n, dp, df);
-    TANDEM_CHECK_CUDA(cudaGetLastError());
-    plain.resize(n);
-    fast.resize(n);
-    TANDEM_CHECK_CUDA(cudaMemcpy(plain.data(), dp, n * 4, cudaMemcpyDeviceToHost));
-    TANDEM_CHECK_CUDA(cudaMemcpy(fast.data(), df, n * 4, cudaMemcpyDeviceToHost));
-    for (void* p : {(void*)dx, (void*)dp, (void*)df}) TANDEM_CHECK_CUDA(cudaFree(p));
+    Results r(n);
+    int_twins_kernel<<<(n + 255) / 256, 256>>>(dx, n, r.plain, r.fast);
+    r.fetch(n, dx, plain, fast);
 }

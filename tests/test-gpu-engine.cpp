@@ -123,6 +123,8 @@ std::string synth(const tandem_test::TempDir& dir, SyntheticModelSpec s, const s
     return path;
 }
 
+constexpr int64_t kPromptTokens = 200;
+
 SyntheticModelSpec spec(GgmlType t, const char* arch = "llama") {
     SyntheticModelSpec s;
     s.architecture = arch;
@@ -130,6 +132,22 @@ SyntheticModelSpec spec(GgmlType t, const char* arch = "llama") {
     s.weight_type = t;
     s.embd_type = t;
     return s;
+}
+
+// The logits of every position of a fixed 200-token prompt, evaluated from an empty cache in
+// chunks of 64 (n_ctx 256); `attention` receives GpuContext::prefill_attention().
+std::vector<float> prompt_logits(const std::shared_ptr<const Model>& m, const GpuParams& gp,
+                                 std::string* attention = nullptr) {
+    const int64_t nv = m->config().n_vocab, n = kPromptTokens;
+    ContextParams cp;
+    cp.n_ctx = 256;
+    cp.n_batch = 64;
+    GpuContext ctx(m, cp, gp);
+    if (attention) *attention = ctx.prefill_attention();
+    std::vector<int32_t> prompt((size_t)n);
+    for (int64_t i = 0; i < n; i++) prompt[(size_t)i] = (int32_t)((i * 7919 + 13) % nv);
+    ctx.eval(prompt.data(), n, true);
+    return std::vector<float>(ctx.logits(), ctx.logits() + n * nv);
 }
 
 }  // namespace
@@ -180,25 +198,18 @@ TEST_CASE("gpu engine: synthetic quantized models match the CPU" * doctest::skip
 
 // Prefill GEMMs of quantized weights run on tensor cores (GpuParams::prefill_gemm: BF16 by
 // default, or TF32): their logits differ from the FP32 SGEMM path (the mode is used) by far less
-// than the GPU may differ from the CPU (relative L2 <= 2e-2 for BF16, 1e-2 for TF32), on a
-// prompt of 200 tokens in chunks of 64.
+// than the GPU may differ from the CPU (relative L2 <= 2e-2 for BF16, 1e-2 for TF32), on
+// prompt_logits's prompt.
 TEST_CASE("gpu engine: BF16 and TF32 prefill GEMMs against FP32 SGEMM" * doctest::skip(no_gpu("tensor-core prefill"))) {
     using Mode = GpuParams::PrefillGemm;
     tandem_test::TempDir dir;
     for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
         auto m = Model::load(synth(dir, spec(t), type_traits(t).name));
-        const int64_t nv = m->config().n_vocab, n = 200;
-        ContextParams cp;
-        cp.n_ctx = 256;
-        cp.n_batch = 64;
+        const int64_t nv = m->config().n_vocab, n = kPromptTokens;
         auto prefill = [&](Mode mode) {
             GpuParams gp;
             gp.prefill_gemm = mode;
-            GpuContext ctx(m, cp, gp);
-            std::vector<int32_t> prompt((size_t)n);
-            for (int64_t i = 0; i < n; i++) prompt[(size_t)i] = (int32_t)((i * 7919 + 13) % nv);
-            ctx.eval(prompt.data(), n, true);
-            return std::vector<float>(ctx.logits(), ctx.logits() + n * nv);
+            return prompt_logits(m, gp);
         };
         const std::vector<float> ref = prefill(Mode::fp32);
         for (Mode mode : {Mode::bf16, Mode::tf32}) {
@@ -228,19 +239,11 @@ TEST_CASE("gpu engine: Hopper prefill attention against the split-KV causal path
         SyntheticModelSpec s = spec(GgmlType::Q8_0);
         s.n_head = 256 / head_dim, s.n_head_kv = s.n_head / 2;
         auto m = Model::load(synth(dir, s, "q8_0-hd" + std::to_string(head_dim)));
-        const int64_t nv = m->config().n_vocab, n = 200;
-        ContextParams cp;
-        cp.n_ctx = 256;
-        cp.n_batch = 64;
+        const int64_t nv = m->config().n_vocab, n = kPromptTokens;
         auto prefill = [&](bool hopper, std::string* path) {
             GpuParams gp;
             gp.hopper_prefill = hopper;
-            GpuContext ctx(m, cp, gp);
-            *path = ctx.prefill_attention();
-            std::vector<int32_t> prompt((size_t)n);
-            for (int64_t i = 0; i < n; i++) prompt[(size_t)i] = (int32_t)((i * 7919 + 13) % nv);
-            ctx.eval(prompt.data(), n, true);
-            return std::vector<float>(ctx.logits(), ctx.logits() + n * nv);
+            return prompt_logits(m, gp, path);
         };
         std::string with, without;
         const std::vector<float> got = prefill(true, &with), ref = prefill(false, &without);
