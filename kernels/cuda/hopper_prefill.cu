@@ -1,24 +1,28 @@
 // Causal prefill attention for Hopper (sm_90a), built the way FlashAttention-3 is: TMA tile
-// loads into swizzled shared memory completing on mbarriers, a producer warp that keeps two
-// stages of K and V in flight, and two consumer warpgroups that run both products on wgmma.
+// loads into swizzled shared memory completing on mbarriers, a producer warpgroup that keeps
+// three stages of K and V in flight, and two consumer warpgroups that run both products on
+// wgmma and take turns issuing them.
 //
 //   CTA = one (query block of 128 rows, query head, sequence); 384 threads:
 //     warps 0-3, 4-7  consumer warpgroups, 64 query rows each (240 registers a thread)
 //     warps 8-11      producer warpgroup (24 registers): one lane issues every TMA load (Q once,
-//                     then K_j and V_j^T per 128-key tile j into stage j % 2, after both
-//                     consumer warpgroups release it)
+//                     then K_j and V_j per 128-key tile j into stage j % 3, once both consumer
+//                     warpgroups have released the tile that stage held)
 //   per tile, in each consumer warpgroup:
-//     S = Q K_j^T    wgmma, A and B from shared memory: FP16 (k16) or INT8 (k32, INT32 sums,
-//                    times the two blocks' scales: the Turbo path)
-//     online softmax on S in registers (exact exp2, or SAS on the Turbo path)
+//     S = Q K_j^T    wgmma, A and B from shared memory: FP16 (k16), or Turbo's INT8 (k32, INT32
+//                    sums) or FP8 e4m3 (k32), times the two 64-key blocks' scales
+//     online softmax on S in registers (exact exp2, or SAS for INT8/FP8)
 //     O += P V_j     wgmma, A = P as FP16 registers (the S accumulator layout is the register
-//                    A layout), B = V_j^T from shared memory
+//                    A layout), B = V_j from shared memory
+//   S_j is issued together with P_{j-1} V_{j-1}, between two named barriers that make the
+//   warpgroups alternate: one's softmax runs on the CUDA cores while the other's products run.
 //
 // Q and K tiles sit in shared memory K-major (rows along D, as stored), V tiles MN-major (rows
 // of D per key, as stored, read by wgmma transposed): both as TMA writes them with 128B (64B
-// for INT8 rows of 64) swizzling, so no pre-pass reorders them. Queries may start at a position
+// for 8-bit rows of 64) swizzling, so no pre-pass reorders them. Queries may start at a position
 // q_pos0 > 0 (a prefill chunk after cached tokens): row r sees keys 0..q_pos0 + r.
-// Query blocks run heaviest first (the last block of the causal triangle has the most tiles).
+// Query blocks run heaviest first, across all heads (the last block of the causal triangle has
+// the most tiles).
 #include "hopper_prefill.cuh"
 
 #include <cudaTypedefs.h>
@@ -45,7 +49,7 @@ constexpr int kThreads = kConsumerWarps * 32 + 128;  // + the producer warpgroup
 // thread gets 65536 / 384 = 168, and the pipelined loop spills.
 constexpr int kProducerRegs = 24, kConsumerRegs = 240;
 
-// Shared-memory plan for head size D and Q/K element size E (2: FP16, 1: INT8).
+// Shared-memory plan for head size D and Q/K element size E (2: FP16, 1: INT8 or FP8).
 template <int D, int E>
 struct Plan {
     static constexpr int row_bytes = D * E < 128 ? D * E : 128;  // one swizzled row of Q or K
@@ -247,7 +251,9 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_kernel(const __grid_const
     uint64_t* empty = bar + 1 + 2 * kStages;
 
     const int n_qblocks = (a.n_q + kBM - 1) / kBM;
-    const int qb = n_qblocks - 1 - (int)blockIdx.x, hq = blockIdx.y, b = blockIdx.z;
+    // grid (heads, query blocks, batch): the x index runs fastest, so every head's last (heaviest)
+    // block is launched before any head's next one
+    const int hq = blockIdx.x, qb = n_qblocks - 1 - (int)blockIdx.y, b = blockIdx.z;
     const int hk = hq / (a.n_q_heads / a.n_kv_heads);
     // key tiles up to the block's last row's position
     const int n_tiles = (a.q_pos0 + min((qb + 1) * kBM, a.n_q) - 1) / kBN + 1;
@@ -419,7 +425,7 @@ void launch(const HopperPrefillArgs& h, cudaStream_t st) {
     static const cudaError_t attr =
         cudaFuncSetAttribute(prefill_kernel<D, QK>, cudaFuncAttributeMaxDynamicSharedMemorySize, P::smem);
     TANDEM_CHECK_CUDA(attr);
-    const dim3 grid((h.n_q + kBM - 1) / kBM, h.n_q_heads, h.batch);
+    const dim3 grid(h.n_q_heads, (h.n_q + kBM - 1) / kBM, h.batch);
     prefill_kernel<D, QK><<<grid, kThreads, P::smem, st>>>(a);
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
