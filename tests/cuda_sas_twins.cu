@@ -23,7 +23,7 @@ __global__ void int_twins_kernel(const int* x, int n, float* plain, float* fast)
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     plain[i] = (float)x[i];
-    fast[i] = tandem::small_int_to_float(x[i]);
+    fast[i] = tandem::int_plus_bias(x[i]) - tandem::kIntBias;
 }
 
 template <class T>

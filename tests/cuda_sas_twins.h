@@ -5,5 +5,5 @@
 // plain[i] = sas_exp2(-y[i]), fast[i] = sas_exp2_pair_neg on pairs of y (y.size() even).
 void sas_twins_cuda(const std::vector<float>& y, int degree, float threshold, std::vector<float>& plain,
                     std::vector<float>& fast);
-// plain[i] = (float)x[i], fast[i] = small_int_to_float(x[i]).
+// plain[i] = (float)x[i], fast[i] = int_plus_bias(x[i]) - kIntBias.
 void int_twins_cuda(const std::vector<int>& x, std::vector<float>& plain, std::vector<float>& fast);

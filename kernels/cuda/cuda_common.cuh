@@ -77,10 +77,9 @@ __device__ __forceinline__ float ex2_approx(float x) {
     return y;
 }
 
-// An INT32 of magnitude < 2^22 as float, exactly, without the quarter-rate conversion: its
-// bits added to those of 1.5 * 2^23 are the float 1.5 * 2^23 + x.
-__device__ __forceinline__ float small_int_to_float(int x) {
-    return __int_as_float(x + 0x4B400000) - 12582912.0f;
-}
+// kIntBias + x as a float, exactly, for an INT32 x with |x| < 2^22: x's bits added to those of
+// kIntBias = 1.5 * 2^23 (one integer add, no quarter-rate I2F); minus kIntBias it is (float)x.
+constexpr float kIntBias = 12582912.0f;
+__device__ __forceinline__ float int_plus_bias(int x) { return __int_as_float(x + 0x4B400000); }
 
 }  // namespace tandem

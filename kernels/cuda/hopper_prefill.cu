@@ -153,15 +153,18 @@ struct Consumer {
 
     // Tile j's scores (S done) to probabilities at the new running max; returns the factors
     // (alpha) by which the old O and l shrink. Updates m and l. Scores are scaled to log2
-    // units inside the exponent's argument (one FFMA); INT8 sums convert without I2F.
+    // units inside the exponent's argument (one FFMA); INT8 sums become floats by one add.
     __device__ __forceinline__ float2 softmax(int j, int n_tiles) {
         float s_lo = q_scale, s_hi = q_scale;  // the tile's two 64-key blocks
         if constexpr (kScaled)  // (a last tile with one block inside the sequence: its other block is masked)
             s_lo *= k_scales[2 * j], s_hi *= k_scales[min(2 * j + 1, n_kblocks - 1)];
+        // INT8: sc = kBias + acc, exactly (|acc| <= 127^2 D < 2^22), by one integer add; kBias
+        // leaves through the per-row constants below
+        constexpr float kBias = QK == QkType::S8 ? kIntBias : 0.0f;
         if constexpr (QK == QkType::S8) {
             fence_regs(acc);
 #pragma unroll
-            for (int i = 0; i < kBN / 2; ++i) sc[i] = small_int_to_float(acc[i]);  // |acc| <= 127^2 D < 2^22
+            for (int i = 0; i < kBN / 2; ++i) sc[i] = int_plus_bias(acc[i]);
         } else {
             fence_regs(sc);
         }
@@ -180,17 +183,24 @@ struct Consumer {
         }
         // the 4 lanes of a quad hold one row; finite from tile 0 on: key 0 is never masked (a
         // later tile may mask a whole row: the max stays)
-        const float mx0 = quad_max(fmaxf(m0, fmaxf(lo0 * s_lo, hi0 * s_hi)));
-        const float mx1 = quad_max(fmaxf(m1, fmaxf(lo1 * s_lo, hi1 * s_hi)));
+        const float mx0 = quad_max(fmaxf(m0, fmaxf((lo0 - kBias) * s_lo, (hi0 - kBias) * s_hi)));
+        const float mx1 = quad_max(fmaxf(m1, fmaxf((lo1 - kBias) * s_lo, (hi1 - kBias) * s_hi)));
         const float2 alpha = make_float2(ex2_approx(m0 - mx0), ex2_approx(m1 - mx1));  // m = -inf: 0
         m0 = mx0, m1 = mx1;
         float sum0 = 0.0f, sum1 = 0.0f;
+        // m - x = (m + s kBias) - s sc: one FFMA an element. Rounding m + s kBias (a few 1e-5
+        // in log2 units) shifts every exponent of a row's 64-key block alike: the normalization
+        // cancels it within the block; between the two blocks it is a relative weight error of
+        // ~1e-4, far under INT8's.
+        const float b0_lo = fmaf(s_lo, kBias, mx0), b0_hi = fmaf(s_hi, kBias, mx0);
+        const float b1_lo = fmaf(s_lo, kBias, mx1), b1_hi = fmaf(s_hi, kBias, mx1);
 #pragma unroll
         for (int i = 0; i < kBN / 2; i += 4) {
             const float sx = i < kBN / 4 ? s_lo : s_hi;
             if constexpr (kScaled) {  // SAS of x - m = -(m - x)
-                const float2 p0 = sas_exp2_pair_neg(fmaf(sc[i], -sx, mx0), fmaf(sc[i + 1], -sx, mx0), y_max, 3, c1, c2, c3);
-                const float2 p1 = sas_exp2_pair_neg(fmaf(sc[i + 2], -sx, mx1), fmaf(sc[i + 3], -sx, mx1), y_max, 3, c1, c2, c3);
+                const float b0 = i < kBN / 4 ? b0_lo : b0_hi, b1 = i < kBN / 4 ? b1_lo : b1_hi;
+                const float2 p0 = sas_exp2_pair_neg(fmaf(sc[i], -sx, b0), fmaf(sc[i + 1], -sx, b0), y_max, 3, c1, c2, c3);
+                const float2 p1 = sas_exp2_pair_neg(fmaf(sc[i + 2], -sx, b1), fmaf(sc[i + 3], -sx, b1), y_max, 3, c1, c2, c3);
                 sc[i] = p0.x, sc[i + 1] = p0.y, sc[i + 2] = p1.x, sc[i + 3] = p1.y;
             } else {
                 sc[i] = ex2_approx(fmaf(sc[i], sx, -mx0)), sc[i + 1] = ex2_approx(fmaf(sc[i + 1], sx, -mx0));
