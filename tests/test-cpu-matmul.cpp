@@ -206,19 +206,24 @@ TEST_CASE("matvec and matmul match the float64 reference on every type and path"
 
 // Every level at its largest against activations at full scale (all +127 or all -127): the
 // largest sums a subblock can make, which the avx2 path adds up in int16 for the 4-bit types
-// (cpu_gemm_kernels.h sums16) and which would overflow int16 for the 5- and 6-bit ones.
+// (cpu_gemm_kernels.h sums16) and for both 4-bit halves of Q8_0's levels (split8; +127 is
+// 0xFF in both), and which would overflow int16 for the 5- and 6-bit ones.
 TEST_CASE("largest levels against full-scale activations on every path") {
     PathGuard guard;
-    struct Layout { GgmlType type; std::vector<int> f16_at; };  // offsets of the block's f16 scales
+    struct Layout {
+        GgmlType type;
+        std::vector<int> f16_at;  // offsets of the block's f16 scales
+        uint8_t fill = 0xFF;      // every other byte of the block
+    };
     const Layout layouts[] = {{GgmlType::Q4_0, {0}}, {GgmlType::Q4_1, {0, 2}}, {GgmlType::Q5_0, {0}},
                               {GgmlType::Q5_1, {0, 2}}, {GgmlType::Q4_K, {0, 2}}, {GgmlType::Q5_K, {0, 2}},
-                              {GgmlType::Q6_K, {208}}};
+                              {GgmlType::Q6_K, {208}}, {GgmlType::Q8_0, {0}, 0x7F}};
     const int64_t rows = 20, ntok = 9;
     for (const Layout& l : layouts) {
         const TypeTraits& tt = type_traits(l.type);
         const int64_t cols = 2 * QK_K;
         const size_t bs = tt.type_size, rs = row_size(l.type, cols);
-        std::vector<uint8_t> w((size_t)rows * rs, 0xFF);  // every level and sub-scale bit set
+        std::vector<uint8_t> w((size_t)rows * rs, l.fill);  // 0xFF: every level and sub-scale bit set
         for (size_t b = 0; b < w.size(); b += bs)
             for (int at : l.f16_at) {
                 const half_bits h = fp32_to_fp16(0.01f);

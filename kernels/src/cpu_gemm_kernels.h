@@ -5,13 +5,13 @@
 //                     panel is 16 / kLanes row groups (lane0 = the group's first row)
 //   V::I, V::F        the integer and float vector types
 //   V::kUnsignedDot   dot(acc, w, x) takes w as u8 0..255 (vpdpbusd); false: only 0..127
-//                     without i16 saturation (vpmaddubsw + vpmaddwd), so Q8_0 uses |w| and
-//                     sign(x, w) instead (sdot)
+//                     without i16 saturation (vpmaddubsw + vpmaddwd), so Q8_0 goes in as
+//                     two 4-bit halves (split8, which needs kSums16)
 //   V::dot(acc, w, x) acc + per lane the sum of 4 products u8 w x i8 x (x: 4 bytes broadcast)
-//   V::sdot(acc, w, x) the same for signed w (only where !kUnsignedDot)
 //   V::kSums16        sums of small levels may run in int16 (vpmaddubsw + vpaddw, no
 //                     vpmaddwd per step): V::dot16(acc16, w, x) adds the pairs' products to
-//                     int16 lanes, V::widen16(acc16, c) = c + the int32 sums of lane pairs
+//                     int16 lanes, V::widen16(acc16, c) = c + the int32 sums of lane pairs,
+//                     V::widen16x16(acc16, c) the same with the sums times 16
 //   plus loads, bit operations and float arithmetic named like the intrinsics they wrap.
 //
 // A micro-kernel computes R row groups x T tokens with R*T accumulators in registers:
@@ -148,7 +148,8 @@ struct P_Q5_1 : Q32<pq5_1, -1, true, 31> {
         add_hb1<CC>(r, 0, l0, lo, hi);
     }
 };
-// Signed levels. With an unsigned dot the kernel flips them (q ^ 0x80 = q + 128, offset 128).
+// Signed levels. The kernel flips them (q ^ 0x80 = q + 128, offset 128): for an unsigned dot,
+// or (split8) to cut them into two 4-bit halves.
 struct P_Q8_0 : Q32<pq8_0, 7, false, 255> {
     using Rec = pq8_0;
     static constexpr bool kSigned = true;
@@ -194,9 +195,19 @@ struct P_Q6_K {
     TGT static void scales(const Rec& r, const Scale& s, int g, int l0, F& dw, F&) { dw = V::mul(s.d, V::cvt_i8(r.sc[g] + l0)); }
 };
 
-// The level offset the kernel takes back out for P on this V (Q8_0 with a signed dot has none).
+// Q8_0 on a path with int16 sums (avx2): each signed level w goes in as the two 4-bit halves
+// of w + 128 = 16 h + l, each half summed in int16 like a 4-bit type (vpmaddubsw + vpaddw:
+// no vpsignb, and the multiplies share no port with it), then widened as sum(l q) + 16 sum(h q);
+// the offset 128 comes back out through ncorr.
 template <class P>
-constexpr int corr_shift() { return P::kSigned && !V::kUnsignedDot ? -1 : P::kShift; }
+constexpr bool split8() {
+    static_assert(V::kUnsignedDot || V::kSums16, "a path without vpdpbusd needs the int16 sums for Q8_0");
+    return P::kSigned && !V::kUnsignedDot;
+}
+
+// The level offset the kernel takes back out for P on this V.
+template <class P>
+constexpr int corr_shift() { return P::kShift; }
 
 // Whether a subblock's sums fit int16 lanes: kSub / 4 steps, each adding two products of a
 // level (<= kMaxLevel) and an activation (|q| <= 127) to a lane. True for the 4-bit types
@@ -207,6 +218,11 @@ constexpr bool sums16() {
 }
 
 // ---- quantized micro-kernel ----------------------------------------------------------------
+
+// Keeps an accumulator in its register as it is: without this, GCC reassociates the int16
+// sums of a subblock into trees of partial sums and spills them (the avx2 4-bit types ran at
+// 146 GOP/s with the trees, 171 without, one Zen 4 core).
+TGT inline void keep(I& v) { __asm__("" : "+x"(v)); }
 
 // Row group g of the panels starting at w: its panel and first lane.
 struct Group {
@@ -219,25 +235,39 @@ TGT inline Group group(const uint8_t* w, size_t pb, int g) { return {w + (g / kG
 // bytes (token t's subblock is q + t * kSub).
 template <class P, int R, int T, int CC>
 TGT inline void chunk(const typename P::Rec* const (&rec)[R], const int (&l0)[R], int j, const uint8_t* q,
-                      I (&si)[R][T]) {
+                      I (&si)[R][T], I (&sh)[R][T]) {
     I lo[R], hi[R];
     for (int r = 0; r < R; r++) {
         P::template levels<CC>(*rec[r], j, l0[r], lo[r], hi[r]);
-        if constexpr (P::kSigned && V::kUnsignedDot) {
+        if constexpr (P::kSigned) {  // q ^ 0x80 = q + 128
             lo[r] = V::xor_(lo[r], V::set1_8((char)0x80));
             hi[r] = V::xor_(hi[r], V::set1_8((char)0x80));
         }
     }
-    for (int half = 0; half < 2; half++)
+    for (int half = 0; half < 2; half++) {
+        I wl[R], wh[R];  // split8: the 4-bit halves of this step's levels
+        if constexpr (split8<P>())
+            for (int r = 0; r < R; r++) {
+                wl[r] = lo_nib(half ? hi[r] : lo[r]);
+                wh[r] = hi_nib(half ? hi[r] : lo[r]);
+            }
         for (int t = 0; t < T; t++) {
             const I xb = V::set1_32(ld32(q + P::kSub * t + 8 * CC + 4 * half));
             for (int r = 0; r < R; r++) {
                 const I w = half ? hi[r] : lo[r];
-                if constexpr (P::kSigned && !V::kUnsignedDot) si[r][t] = V::sdot(si[r][t], w, xb);
-                else if constexpr (sums16<P>()) si[r][t] = V::dot16(si[r][t], w, xb);
-                else si[r][t] = V::dot(si[r][t], w, xb);
+                if constexpr (split8<P>()) {
+                    si[r][t] = V::dot16(si[r][t], wl[r], xb);
+                    sh[r][t] = V::dot16(sh[r][t], wh[r], xb);
+                    keep(sh[r][t]);
+                } else if constexpr (sums16<P>()) {
+                    si[r][t] = V::dot16(si[r][t], w, xb);
+                } else {
+                    si[r][t] = V::dot(si[r][t], w, xb);
+                }
+                if constexpr (sums16<P>() || split8<P>()) keep(si[r][t]);
             }
         }
+    }
 }
 
 // Rows [0, n) of one row group's outputs for one token.
@@ -288,18 +318,26 @@ TGT void tile_q(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8
             const float* sx = dx + T;
             const float* sg = dx + 2 * T;
             const int32_t* ncorr = (const int32_t*)(dx + 3 * T);
-            I si[R][T];  // int32 sums from ncorr on, or (sums16) int16 sums from 0
+            constexpr bool k16 = sums16<P>() || split8<P>();
+            I si[R][T];  // int32 sums from ncorr on, or (k16) int16 sums from 0
+            I sh[R][T];  // split8: the int16 sums of the high halves
             for (int r = 0; r < R; r++)
-                for (int t = 0; t < T; t++) si[r][t] = kShift >= 0 && !sums16<P>() ? V::set1_32(ncorr[t]) : V::izero();
-            chunk<P, R, T, 0>(rec, l0, j, act, si);
-            chunk<P, R, T, 1>(rec, l0, j, act, si);
+                for (int t = 0; t < T; t++) {
+                    si[r][t] = kShift >= 0 && !k16 ? V::set1_32(ncorr[t]) : V::izero();
+                    if constexpr (split8<P>()) sh[r][t] = V::izero();
+                }
+            chunk<P, R, T, 0>(rec, l0, j, act, si, sh);
+            chunk<P, R, T, 1>(rec, l0, j, act, si, sh);
             if constexpr (P::kSub == 32) {
-                chunk<P, R, T, 2>(rec, l0, j, act, si);
-                chunk<P, R, T, 3>(rec, l0, j, act, si);
+                chunk<P, R, T, 2>(rec, l0, j, act, si, sh);
+                chunk<P, R, T, 3>(rec, l0, j, act, si, sh);
             }
-            if constexpr (sums16<P>())
+            if constexpr (k16)
                 for (int r = 0; r < R; r++)
-                    for (int t = 0; t < T; t++) si[r][t] = V::widen16(si[r][t], kShift >= 0 ? V::set1_32(ncorr[t]) : V::izero());
+                    for (int t = 0; t < T; t++) {
+                        si[r][t] = V::widen16(si[r][t], kShift >= 0 ? V::set1_32(ncorr[t]) : V::izero());
+                        if constexpr (split8<P>()) si[r][t] = V::widen16x16(sh[r][t], si[r][t]);
+                    }
             F dw[R], mw[R];
             for (int r = 0; r < R; r++) {
                 mw[r] = V::zero();
@@ -375,7 +413,8 @@ TGT void run_groups(const PanelTask& a) {
 
 template <class P, int T>
 struct Quant {
-    static constexpr int R = V::quant_groups(T);
+    // split8 keeps two sums per tile entry: one row group, or they would not fit the registers
+    static constexpr int R = split8<P>() && T > 1 ? 1 : V::quant_groups(T);
     TGT static void run(const PanelTask& a) { run_groups<R, tile_q<P, R, T>, tile_q<P, 1, T>>(a); }
 };
 

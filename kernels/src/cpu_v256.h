@@ -29,6 +29,7 @@ struct V256Base {
     static constexpr bool kSums16 = false;
     static I dot16(I acc16, I w, I x);  // never called where !kSums16
     static I widen16(I acc16, I c);     // never called where !kSums16
+    static I widen16x16(I acc16, I c);  // c + the int32 sums of lane pairs x 16; never called where !kSums16
 
     TGT static I load(const void* p) { return _mm256_loadu_si256((const __m256i*)p); }
     TGT static I and_(I a, I b) { return _mm256_and_si256(a, b); }

@@ -40,10 +40,10 @@ struct V512 {
     template <int N> TGT static I srli16(I v) { return _mm512_srli_epi16(v, N); }
     template <int N> TGT static I slli16(I v) { return _mm512_slli_epi16(v, N); }
     TGT static I dot(I acc, I w, I x) { return _mm512_dpbusd_epi32(acc, w, x); }
-    static I sdot(I acc, I w, I x);  // never called: kUnsignedDot (declared for the kernels' lookup)
     static constexpr bool kSums16 = false;  // vpdpbusd sums in int32 at no extra cost
     static I dot16(I acc16, I w, I x);      // never called: !kSums16
     static I widen16(I acc16, I c);         // never called: !kSums16
+    static I widen16x16(I acc16, I c);      // never called: !kSums16
 
     TGT static F zero() { return _mm512_setzero_ps(); }
     TGT static F set1(float v) { return _mm512_set1_ps(v); }
