@@ -36,8 +36,8 @@
 //
 // ---- activation tiles ----------------------------------------------------------------------
 //
-// The activations of T tokens, quantized once per call (quantize_act) and laid out for the
-// kernels: one record per subblock (32 columns; 16 for Q6_K) along the row:
+// The activations of T tokens, quantized once per call (the path's KernelSet::quantize) and laid
+// out for the kernels: one record per subblock (32 columns; 16 for Q6_K) along the row:
 //
 //   int8  q[T][S]            token t's S quantized activations (S = 32, or 16 for Q6_K): the
 //                            kernels broadcast 4 of them at a time, AMX loads them as an A tile
@@ -101,8 +101,9 @@ constexpr size_t act_sub_bytes(int S, int T) { return (size_t)(S * T + 16 * T); 
 size_t act_tile_bytes(GgmlType t, int64_t cols, int T);
 
 // Fills the tile of the nt tokens of X (rows of `cols` floats, ldx floats apart) for weight
-// type t; tokens nt..T-1 of the tile are zero. scratch: act_row_size bytes for one row.
+// type t, each row quantized by `quantize`; tokens nt..T-1 of the tile are zero. scratch:
+// act_row_size bytes for one row.
 void act_tile_fill(GgmlType t, int64_t cols, const float* X, int64_t ldx, int nt, int T, int corr_shift,
-                   uint8_t* tile, void* scratch);
+                   quantize_fn quantize, uint8_t* tile, void* scratch);
 
 }  // namespace tandem::cpu::detail
