@@ -22,11 +22,13 @@ struct V256Base {
     using F = __m256;
     static constexpr int kQuantTiles = 4, kFloatTiles = 6;  // the largest token tiles
     // Row groups (half panels) per micro-kernel, within 16 ymm registers; quantized decode
-    // takes one panel (two halves) at a time, one sequential stream of weights. The float
-    // prompt tile, 2 x 6 (12 sums), ran F16 at 107 GFLOP/s against 92-95 for 1 x 8 on one
-    // Zen 4 core (avx2 and the EVEX avx-vnni path alike).
+    // takes one panel (two halves) at a time, one sequential stream of weights. Float decode
+    // takes 4 panels (8 groups, as the zmm path's 4 groups): with 2 panels F16 decoded at
+    // 78-94 tok/s against 100-114 on one Zen 4 core (avx2; avx-vnni 100-106 against 112-123).
+    // The float prompt tile, 2 x 6 (12 sums), ran F16 at 107 GFLOP/s against 92-95 for 1 x 8
+    // (avx2 and the EVEX avx-vnni path alike).
     static constexpr int quant_groups(int T) { return T == 1 ? 2 : 1; }
-    static constexpr int float_groups(int T) { return T == 1 ? 4 : 2; }
+    static constexpr int float_groups(int T) { return T == 1 ? 8 : 2; }
     // int16 subblock sums (cpu_gemm_kernels.h sums16): only the avx2 path's V sets these
     static constexpr bool kSums16 = false;
     static I dot16(I acc16, I w, I x);  // never called where !kSums16
