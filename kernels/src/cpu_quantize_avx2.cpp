@@ -18,12 +18,6 @@ namespace {
 
 TGT inline __m256 abs_ps(__m256 v) { return _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff))); }
 
-TGT inline float hmax(__m256 v) {
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
-}
-
 TGT inline int hsum(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
@@ -36,7 +30,11 @@ TGT inline int hsum(__m256i v) {
 TGT inline float abs_max(const float* x, int n) {
     __m256 m = _mm256_setzero_ps();
     for (int j = 0; j < n; j += 8) m = _mm256_max_ps(abs_ps(_mm256_loadu_ps(x + j)), m);
-    return hmax(m);
+    alignas(32) float lane[8];
+    _mm256_store_ps(lane, m);
+    float amax = 0;
+    for (float v : lane) amax = v > amax ? v : amax;
+    return amax;
 }
 
 // 32 activations times id, rounded, into qs[32]; the int32 sums of each half (16 values).
