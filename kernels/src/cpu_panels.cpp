@@ -102,7 +102,7 @@ static void pack_q8_0(const void* const blk[kPanelRows], void* rec, RecLevels& l
             o.d[r] = as<block_q8_0>(blk[r]).d;
         }
     for (int r = 0; r < kPanelRows; r++)
-        for (int k = 0; k < 32; k++) o.lvl[k / 4][4 * r + k % 4] = (int8_t)lv.L[r][k];
+        for (int k = 0; k < 32; k++) o.lvl[k / 4][4 * r + k % 4] = (uint8_t)(lv.L[r][k] ^ 0x80);  // q + 128
 }
 template <class P>
 static void k4_scales(const uint8_t* scales, half_bits d, half_bits dmin, int r, P& o) {

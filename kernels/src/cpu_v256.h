@@ -37,7 +37,6 @@ struct V256Base {
 
     TGT static I load(const void* p) { return _mm256_loadu_si256((const __m256i*)p); }
     TGT static I and_(I a, I b) { return _mm256_and_si256(a, b); }
-    TGT static I xor_(I a, I b) { return _mm256_xor_si256(a, b); }
     TGT static I or_and(I a, I b, I m) { return _mm256_or_si256(a, _mm256_and_si256(b, m)); }
     TGT static I set1_8(char v) { return _mm256_set1_epi8(v); }
     TGT static I set1_32(int32_t v) { return _mm256_set1_epi32(v); }

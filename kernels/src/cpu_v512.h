@@ -32,7 +32,6 @@ struct V512 {
 
     TGT static I load(const void* p) { return _mm512_loadu_si512(p); }
     TGT static I and_(I a, I b) { return _mm512_and_si512(a, b); }
-    TGT static I xor_(I a, I b) { return _mm512_xor_si512(a, b); }
     TGT static I or_and(I a, I b, I m) { return _mm512_ternarylogic_epi32(a, b, m, 0xF8); }  // a | (b & m)
     TGT static I set1_8(char v) { return _mm512_set1_epi8(v); }
     TGT static I set1_32(int32_t v) { return _mm512_set1_epi32(v); }
