@@ -20,6 +20,9 @@
 #include "tandem/cpu_matmul.h"
 #include "tandem/thread_pool.h"
 
+// internal: the activation quantizers (the scalar reference and its AVX2 twin)
+#include "../kernels/src/cpu_kernels.h"
+
 using namespace tandem;
 
 // ---- error bounds ----------------------------------------------------------------------------
@@ -206,19 +209,24 @@ TEST_CASE("matvec and matmul match the float64 reference on every type and path"
 
 // Every level at its largest against activations at full scale (all +127 or all -127): the
 // largest sums a subblock can make, which the avx2 path adds up in int16 for the 4-bit types
-// (cpu_gemm_kernels.h sums16) and which would overflow int16 for the 5- and 6-bit ones.
+// (cpu_gemm_kernels.h sums16) and for both 4-bit halves of Q8_0's levels (split8; +127 is
+// 0xFF in both), and which would overflow int16 for the 5- and 6-bit ones.
 TEST_CASE("largest levels against full-scale activations on every path") {
     PathGuard guard;
-    struct Layout { GgmlType type; std::vector<int> f16_at; };  // offsets of the block's f16 scales
+    struct Layout {
+        GgmlType type;
+        std::vector<int> f16_at;  // offsets of the block's f16 scales
+        uint8_t fill = 0xFF;      // every other byte of the block
+    };
     const Layout layouts[] = {{GgmlType::Q4_0, {0}}, {GgmlType::Q4_1, {0, 2}}, {GgmlType::Q5_0, {0}},
                               {GgmlType::Q5_1, {0, 2}}, {GgmlType::Q4_K, {0, 2}}, {GgmlType::Q5_K, {0, 2}},
-                              {GgmlType::Q6_K, {208}}};
+                              {GgmlType::Q6_K, {208}}, {GgmlType::Q8_0, {0}, 0x7F}};
     const int64_t rows = 20, ntok = 9;
     for (const Layout& l : layouts) {
         const TypeTraits& tt = type_traits(l.type);
         const int64_t cols = 2 * QK_K;
         const size_t bs = tt.type_size, rs = row_size(l.type, cols);
-        std::vector<uint8_t> w((size_t)rows * rs, 0xFF);  // every level and sub-scale bit set
+        std::vector<uint8_t> w((size_t)rows * rs, l.fill);  // 0xFF: every level and sub-scale bit set
         for (size_t b = 0; b < w.size(); b += bs)
             for (int at : l.f16_at) {
                 const half_bits h = fp32_to_fp16(0.01f);
@@ -256,6 +264,44 @@ TEST_CASE("largest levels against full-scale activations on every path") {
 
 // The float types have no block: any cols, so the SIMD tails (scalar in avx2, masked in
 // avx512) and the unrolled main loops are all exercised.
+// The panel paths quantize the activations with quantize_act_avx2, which must give the scalar
+// quantize_act's bytes exactly (so every path sees the same quantized values): blocks at many
+// scales (ties of the rounding come up at the small ones), all-zero blocks, one large value
+// among small ones, subnormals.
+TEST_CASE("the AVX2 activation quantizer matches the scalar one bit for bit") {
+    if (!cpu::cpu_features().avx2) {
+        MESSAGE("skipped: this CPU has no AVX2");
+        return;
+    }
+    using namespace cpu::detail;
+    const int64_t n = 8 * QK_K;
+    std::mt19937 rng(11);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (int round = 0; round < 64; round++) {
+        std::vector<float> x((size_t)n);
+        for (int64_t j = 0; j < n; j++) {
+            const int64_t blk = j / 32;
+            const float scale = std::ldexp(1.0f, (int)(blk % 13) * 4 - 24 + round % 5);
+            x[(size_t)j] = nd(rng) * scale;
+        }
+        for (int j = 32; j < 64; j++) x[(size_t)j] = 0;                      // an all-zero block
+        x[(size_t)(100 + round)] = 1e6f;                                    // one value far above its block
+        for (int j = 320; j < 352; j++) x[(size_t)j] = (float)(j - 336) * 1e-40f;  // subnormals: a 32-block
+        if (round % 3 == 0)
+            for (int j = 3 * QK_K; j < 4 * QK_K; j++) x[(size_t)j] = (float)(j % 64 - 32) * 1e-41f;  // and a 256-block
+        if (round % 2) for (int j = 0; j < 32; j++) x[(size_t)(512 + j)] = (float)(j - 16) * 0.5f;  // ties
+        for (ActFormat f : {ActFormat::Q8A, ActFormat::Q8K}) {
+            const size_t bytes = act_row_size(f, n);
+            std::vector<uint8_t> ref(bytes, 0xAA), got(bytes, 0x55);
+            quantize_act(f, x.data(), ref.data(), n);
+            quantize_act_avx2(f, x.data(), got.data(), n);
+            CAPTURE(round);
+            CAPTURE((int)f);
+            CHECK(std::memcmp(ref.data(), got.data(), bytes) == 0);
+        }
+    }
+}
+
 TEST_CASE("float weight types with cols that are not a multiple of the SIMD width") {
     PathGuard guard;
     ThreadPool pool(2);

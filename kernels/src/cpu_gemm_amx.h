@@ -104,16 +104,12 @@ TGT void tile_dot(const uint8_t* a, size_t a_stride, const uint8_t* b, int32_t (
 
 // ---- the kernel ------------------------------------------------------------------------------
 
-// Chunk CC of subblock j of one panel's record as B rows 2CC, 2CC+1 (u8 levels; Q8_0
-// flipped to q + 128).
+// Chunk CC of subblock j of one panel's record as B rows 2CC, 2CC+1 (u8 levels; Q8_0's are
+// packed as q + 128).
 template <class P, int CC>
 TGT void unpack_b(const typename P::Rec& rec, int j, uint8_t* b) {
     I lo, hi;
     P::template levels<CC>(rec, j, 0, lo, hi);
-    if constexpr (P::kSigned) {
-        lo = V::xor_(lo, V::set1_8((char)0x80));
-        hi = V::xor_(hi, V::set1_8((char)0x80));
-    }
     _mm512_store_si512(b + 128 * CC, lo);
     _mm512_store_si512(b + 128 * CC + 64, hi);
 }

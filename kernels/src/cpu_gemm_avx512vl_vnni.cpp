@@ -16,7 +16,6 @@ namespace {
 struct V256VnniEvex : V256Base {
     static constexpr bool kUnsignedDot = true;
     TGT static I dot(I acc, I w, I x) { return _mm256_dpbusd_epi32(acc, w, x); }
-    static I sdot(I acc, I w, I x);  // never called: kUnsignedDot
 };
 
 }  // namespace

@@ -13,7 +13,6 @@ namespace {
 struct V256Vnni : V256Base {
     static constexpr bool kUnsignedDot = true;
     TGT static I dot(I acc, I w, I x) { return _mm256_dpbusd_avx_epi32(acc, w, x); }
-    static I sdot(I acc, I w, I x);  // never called: kUnsignedDot
 };
 
 }  // namespace

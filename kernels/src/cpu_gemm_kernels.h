@@ -5,13 +5,13 @@
 //                     panel is 16 / kLanes row groups (lane0 = the group's first row)
 //   V::I, V::F        the integer and float vector types
 //   V::kUnsignedDot   dot(acc, w, x) takes w as u8 0..255 (vpdpbusd); false: only 0..127
-//                     without i16 saturation (vpmaddubsw + vpmaddwd), so Q8_0 uses |w| and
-//                     sign(x, w) instead (sdot)
+//                     without i16 saturation (vpmaddubsw + vpmaddwd), so Q8_0's levels go in
+//                     as two 4-bit halves (split8, which needs kSums16)
 //   V::dot(acc, w, x) acc + per lane the sum of 4 products u8 w x i8 x (x: 4 bytes broadcast)
-//   V::sdot(acc, w, x) the same for signed w (only where !kUnsignedDot)
 //   V::kSums16        sums of small levels may run in int16 (vpmaddubsw + vpaddw, no
 //                     vpmaddwd per step): V::dot16(acc16, w, x) adds the pairs' products to
-//                     int16 lanes, V::widen16(acc16, c) = c + the int32 sums of lane pairs
+//                     int16 lanes, V::widen16(acc16, c) = c + the int32 sums of lane pairs,
+//                     V::widen16x16(acc16, c) the same with the sums times 16
 //   plus loads, bit operations and float arithmetic named like the intrinsics they wrap.
 //
 // A micro-kernel computes R row groups x T tokens with R*T accumulators in registers:
@@ -52,7 +52,7 @@ TGT inline int32_t ld32(const uint8_t* p) {
 //
 // A record policy P gives, for the rows [lane0, lane0 + kLanes) of record `rec`:
 //   P::levels<CC>(rec, j, lane0, lo, hi)  chunk CC of subblock j: its steps 2CC and 2CC+1 as u8
-//                                         levels (signed int8 for kSigned: Q8_0)
+//                                         levels
 //   P::Scale s; s.load(rec, lane0)        what the record's subblocks share (super-scales)
 //   P::scales(rec, s, j, lane0, dw, mw)   subblock j's row scales dw and (kMin) min coefficients
 //                                         mw: value = dw * (L - offset) [+ mw], summed over the
@@ -118,7 +118,7 @@ template <class Rec, int Shift, bool Min, int MaxLevel>
 struct Q32 {
     using Scale = NoScale;
     static constexpr int kSub = 32, kSubs = 1, kShift = Shift, kMaxLevel = MaxLevel;
-    static constexpr bool kMin = Min, kRecDx = false, kSigned = false;
+    static constexpr bool kMin = Min, kRecDx = false;
     static constexpr int kPrefetch = 0;
     TGT static void scales(const Rec& r, const Scale&, int, int lane0, F& dw, F& mw) {
         dw = V::cvt_f16(r.d + lane0);
@@ -148,10 +148,9 @@ struct P_Q5_1 : Q32<pq5_1, -1, true, 31> {
         add_hb1<CC>(r, 0, l0, lo, hi);
     }
 };
-// Signed levels. With an unsigned dot the kernel flips them (q ^ 0x80 = q + 128, offset 128).
+// The int8 levels q are packed as q + 128 (cpu_panels.h): offset 128.
 struct P_Q8_0 : Q32<pq8_0, 7, false, 255> {
     using Rec = pq8_0;
-    static constexpr bool kSigned = true;
     template <int CC> TGT static void levels(const Rec& r, int, int l0, I& lo, I& hi) {
         lo = V::load(r.lvl[2 * CC] + 4 * l0);
         hi = V::load(r.lvl[2 * CC + 1] + 4 * l0);
@@ -161,7 +160,7 @@ struct P_Q4_K {
     using Rec = pq4_K;
     using Scale = K4Scale;
     static constexpr int kSub = 32, kSubs = 8, kShift = -1, kPrefetch = 0, kMaxLevel = 15;
-    static constexpr bool kMin = true, kRecDx = true, kSigned = false;
+    static constexpr bool kMin = true, kRecDx = true;
     template <int CC> TGT static void levels(const Rec& r, int j, int l0, I& lo, I& hi) {
         nib_levels(r, 4 * j + CC, l0, lo, hi);
     }
@@ -184,7 +183,7 @@ struct P_Q6_K {
         TGT void load(const Rec& r, int lane0) { d = V::cvt_f16(r.d + lane0); }
     };
     static constexpr int kSub = 16, kSubs = 16, kShift = 5, kPrefetch = 2, kMaxLevel = 63;
-    static constexpr bool kMin = false, kRecDx = true, kSigned = false;
+    static constexpr bool kMin = false, kRecDx = true;
     template <int CC> TGT static void levels(const Rec& r, int g, int l0, I& lo, I& hi) {
         nib_levels(r, 2 * g + CC, l0, lo, hi);
         const I h = V::load(r.hb2[g] + 4 * l0);
@@ -194,19 +193,34 @@ struct P_Q6_K {
     TGT static void scales(const Rec& r, const Scale& s, int g, int l0, F& dw, F&) { dw = V::mul(s.d, V::cvt_i8(r.sc[g] + l0)); }
 };
 
-// The level offset the kernel takes back out for P on this V (Q8_0 with a signed dot has none).
+// Q8_0 on a path without vpdpbusd (avx2), where vpmaddubsw would saturate on its levels L
+// (0..255): each L = 16 h + l goes in as its two 4-bit halves, each half summed in int16 like a
+// 4-bit type (vpmaddubsw + vpaddw), then widened as sum(l q) + 16 sum(h q). One Zen 4 core:
+// 122 GOP/s against 117 for |w| and sign(q, w) through the int32 step (vpsignb twice).
 template <class P>
-constexpr int corr_shift() { return P::kSigned && !V::kUnsignedDot ? -1 : P::kShift; }
+constexpr bool split8() {
+    static_assert(V::kUnsignedDot || V::kSums16, "a path without vpdpbusd needs the int16 sums for Q8_0");
+    return P::kMaxLevel > 63 && !V::kUnsignedDot;
+}
+
+// The level offset the kernel takes back out for P on this V.
+template <class P>
+constexpr int corr_shift() { return P::kShift; }
 
 // Whether a subblock's sums fit int16 lanes: kSub / 4 steps, each adding two products of a
 // level (<= kMaxLevel) and an activation (|q| <= 127) to a lane. True for the 4-bit types
 // (8 steps x 2 x 15 x 127 = 30480 <= 32767); Q5 (62992) and Q6_K (64008) would overflow.
 template <class P>
 constexpr bool sums16() {
-    return V::kSums16 && !P::kSigned && (P::kSub / 4) * 2 * P::kMaxLevel * 127 <= 32767;
+    return V::kSums16 && (P::kSub / 4) * 2 * P::kMaxLevel * 127 <= 32767;
 }
 
 // ---- quantized micro-kernel ----------------------------------------------------------------
+
+// Keeps an accumulator in its register as it is: without this, GCC reassociates the int16
+// sums of a subblock into trees of partial sums and spills them (the avx2 4-bit types ran at
+// 146 GOP/s with the trees, 171 without, one Zen 4 core).
+TGT inline void keep(I& v) { __asm__("" : "+x"(v)); }
 
 // Row group g of the panels starting at w: its panel and first lane.
 struct Group {
@@ -219,25 +233,33 @@ TGT inline Group group(const uint8_t* w, size_t pb, int g) { return {w + (g / kG
 // bytes (token t's subblock is q + t * kSub).
 template <class P, int R, int T, int CC>
 TGT inline void chunk(const typename P::Rec* const (&rec)[R], const int (&l0)[R], int j, const uint8_t* q,
-                      I (&si)[R][T]) {
+                      I (&si)[R][T], I (&sh)[R][T]) {
     I lo[R], hi[R];
-    for (int r = 0; r < R; r++) {
-        P::template levels<CC>(*rec[r], j, l0[r], lo[r], hi[r]);
-        if constexpr (P::kSigned && V::kUnsignedDot) {
-            lo[r] = V::xor_(lo[r], V::set1_8((char)0x80));
-            hi[r] = V::xor_(hi[r], V::set1_8((char)0x80));
-        }
-    }
-    for (int half = 0; half < 2; half++)
+    for (int r = 0; r < R; r++) P::template levels<CC>(*rec[r], j, l0[r], lo[r], hi[r]);
+    for (int half = 0; half < 2; half++) {
+        I wl[R], wh[R];  // split8: the 4-bit halves of this step's levels
+        if constexpr (split8<P>())
+            for (int r = 0; r < R; r++) {
+                wl[r] = lo_nib(half ? hi[r] : lo[r]);
+                wh[r] = hi_nib(half ? hi[r] : lo[r]);
+            }
         for (int t = 0; t < T; t++) {
             const I xb = V::set1_32(ld32(q + P::kSub * t + 8 * CC + 4 * half));
             for (int r = 0; r < R; r++) {
                 const I w = half ? hi[r] : lo[r];
-                if constexpr (P::kSigned && !V::kUnsignedDot) si[r][t] = V::sdot(si[r][t], w, xb);
-                else if constexpr (sums16<P>()) si[r][t] = V::dot16(si[r][t], w, xb);
-                else si[r][t] = V::dot(si[r][t], w, xb);
+                if constexpr (split8<P>()) {
+                    si[r][t] = V::dot16(si[r][t], wl[r], xb);
+                    sh[r][t] = V::dot16(sh[r][t], wh[r], xb);
+                    keep(sh[r][t]);
+                } else if constexpr (sums16<P>()) {
+                    si[r][t] = V::dot16(si[r][t], w, xb);
+                } else {
+                    si[r][t] = V::dot(si[r][t], w, xb);
+                }
+                if constexpr (sums16<P>() || split8<P>()) keep(si[r][t]);
             }
         }
+    }
 }
 
 // Rows [0, n) of one row group's outputs for one token.
@@ -288,18 +310,26 @@ TGT void tile_q(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8
             const float* sx = dx + T;
             const float* sg = dx + 2 * T;
             const int32_t* ncorr = (const int32_t*)(dx + 3 * T);
-            I si[R][T];  // int32 sums from ncorr on, or (sums16) int16 sums from 0
+            constexpr bool k16 = sums16<P>() || split8<P>();
+            I si[R][T];  // int32 sums from ncorr on, or (k16) int16 sums from 0
+            I sh[R][T];  // split8: the int16 sums of the high halves
             for (int r = 0; r < R; r++)
-                for (int t = 0; t < T; t++) si[r][t] = kShift >= 0 && !sums16<P>() ? V::set1_32(ncorr[t]) : V::izero();
-            chunk<P, R, T, 0>(rec, l0, j, act, si);
-            chunk<P, R, T, 1>(rec, l0, j, act, si);
+                for (int t = 0; t < T; t++) {
+                    si[r][t] = kShift >= 0 && !k16 ? V::set1_32(ncorr[t]) : V::izero();
+                    if constexpr (split8<P>()) sh[r][t] = V::izero();
+                }
+            chunk<P, R, T, 0>(rec, l0, j, act, si, sh);
+            chunk<P, R, T, 1>(rec, l0, j, act, si, sh);
             if constexpr (P::kSub == 32) {
-                chunk<P, R, T, 2>(rec, l0, j, act, si);
-                chunk<P, R, T, 3>(rec, l0, j, act, si);
+                chunk<P, R, T, 2>(rec, l0, j, act, si, sh);
+                chunk<P, R, T, 3>(rec, l0, j, act, si, sh);
             }
-            if constexpr (sums16<P>())
+            if constexpr (k16)
                 for (int r = 0; r < R; r++)
-                    for (int t = 0; t < T; t++) si[r][t] = V::widen16(si[r][t], kShift >= 0 ? V::set1_32(ncorr[t]) : V::izero());
+                    for (int t = 0; t < T; t++) {
+                        si[r][t] = V::widen16(si[r][t], kShift >= 0 ? V::set1_32(ncorr[t]) : V::izero());
+                        if constexpr (split8<P>()) si[r][t] = V::widen16x16(sh[r][t], si[r][t]);
+                    }
             F dw[R], mw[R];
             for (int r = 0; r < R; r++) {
                 mw[r] = V::zero();
@@ -375,7 +405,8 @@ TGT void run_groups(const PanelTask& a) {
 
 template <class P, int T>
 struct Quant {
-    static constexpr int R = V::quant_groups(T);
+    // split8 keeps two sums per tile entry: one row group, or they would not fit the registers
+    static constexpr int R = split8<P>() && T > 1 ? 1 : V::quant_groups(T);
     TGT static void run(const PanelTask& a) { run_groups<R, tile_q<P, R, T>, tile_q<P, 1, T>>(a); }
 };
 
@@ -416,6 +447,7 @@ KernelSet make_kernel_set(const char* name) {
     KernelSet k;
     k.name = name;
     k.layout = Layout::Panels;
+    k.quantize = quantize_act_avx2;  // every panel path has AVX2
     k.k[(uint32_t)GgmlType::F32] = float_kernel<LoadF32>();
     k.k[(uint32_t)GgmlType::F16] = float_kernel<LoadF16>();
     k.k[(uint32_t)GgmlType::BF16] = float_kernel<LoadBF16>();

@@ -37,8 +37,12 @@ ActFormat act_format(GgmlType t);
 size_t act_row_size(ActFormat f, int64_t n);
 
 // x (n) f32 -> activation row in format f. n is a multiple of that format's block.
-// Plain scalar code, shared by every path so that all paths see the same quantized values.
+// quantize_act: plain scalar code, the reference (the scalar path's quantizer);
+// quantize_act_avx2: its AVX2 twin, bit for bit the same for finite x (the panel paths' one,
+// so that all paths see the same quantized values). Only call it where the CPU has AVX2.
 void quantize_act(ActFormat f, const float* x, void* dst, int64_t n);
+void quantize_act_avx2(ActFormat f, const float* x, void* dst, int64_t n);
+using quantize_fn = void (*)(ActFormat f, const float* x, void* dst, int64_t n);
 
 // ---- weight levels -------------------------------------------------------------------------
 //
@@ -101,6 +105,7 @@ struct TypeKernel {
 struct KernelSet {
     const char* name = nullptr;
     Layout layout = Layout::Rows;
+    quantize_fn quantize = quantize_act;  // the activation quantizer
     TypeKernel k[kGgmlTypeCount];  // .rows / .panels nullptr: this path does not do the type
 };
 

@@ -102,7 +102,7 @@ static void pack_q8_0(const void* const blk[kPanelRows], void* rec, RecLevels& l
             o.d[r] = as<block_q8_0>(blk[r]).d;
         }
     for (int r = 0; r < kPanelRows; r++)
-        for (int k = 0; k < 32; k++) o.lvl[k / 4][4 * r + k % 4] = (int8_t)lv.L[r][k];
+        for (int k = 0; k < 32; k++) o.lvl[k / 4][4 * r + k % 4] = (uint8_t)(lv.L[r][k] ^ 0x80);  // q + 128
 }
 template <class P>
 static void k4_scales(const uint8_t* scales, half_bits d, half_bits dmin, int r, P& o) {
@@ -231,7 +231,7 @@ size_t act_tile_bytes(GgmlType t, int64_t cols, int T) {
 }
 
 void act_tile_fill(GgmlType t, int64_t cols, const float* X, int64_t ldx, int nt, int T, int corr_shift,
-                   uint8_t* tile, void* scratch) {
+                   quantize_fn quantize, uint8_t* tile, void* scratch) {
     const PanelFormat& f = *panel_format(t);
     if (nt < T) std::memset(tile, 0, act_tile_bytes(t, cols, T));
     if (f.sub_cols == 0) {
@@ -244,7 +244,7 @@ void act_tile_fill(GgmlType t, int64_t cols, const float* X, int64_t ldx, int nt
     const size_t rec_bytes = act_sub_bytes(S, T);
     const ActFormat af = act_format(t);
     for (int tt = 0; tt < nt; tt++) {
-        quantize_act(af, X + tt * ldx, scratch, cols);
+        quantize(af, X + tt * ldx, scratch, cols);
         for (int64_t u = 0; u < cols / S; u++) {
             const int8_t* q;
             float d;

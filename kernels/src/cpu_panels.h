@@ -14,7 +14,7 @@
 //   nib[c]    64 bytes: step 2c's levels in the low nibbles, step 2c+1's in the high nibbles.
 //   hb1[g]    64 bytes: bit j of byte i is bit 4 of byte i of step 8g+j (Q5 types).
 //   hb2[g]    64 bytes: bits 2j..2j+1 of byte i are bits 4..5 of byte i of step 4g+j (Q6_K).
-//   lvl[s]    64 bytes: step s as int8 (Q8_0).
+//   lvl[s]    64 bytes: step s as u8, the int8 level + 128 (Q8_0).
 //
 //   type  record (per 16 rows x 1 block)                                  bytes  GGUF 16 blocks
 //   Q4_0  nib[4]; f16 d[16]                                                 288   288
@@ -30,14 +30,14 @@
 //   BF16  one column: bf16[16]                                                32    32
 //
 // Levels L and values are those of the GGUF block (cpu_kernels.h levels_*): Q4_0 d*(L-8),
-// Q4_1 d*L + m, Q5_0 d*(L-16), Q5_1 d*L + m, Q8_0 d*L (L signed), Q4_K/Q5_K over subblock j of
+// Q4_1 d*L + m, Q5_0 d*(L-16), Q5_1 d*L + m, Q8_0 d*(L-128) (L stored as q + 128), Q4_K/Q5_K over subblock j of
 // 32 columns d*sc[j]*L - dmin*mn[j], Q6_K over subblock g of 16 columns d*sc[g]*(L-32). The
 // K-quant scales are unpacked to one byte each (+64 bytes a record for Q4_K/Q5_K, 2.8%/2.3%).
 //
 // ---- activation tiles ----------------------------------------------------------------------
 //
-// The activations of T tokens, quantized once per call (quantize_act) and laid out for the
-// kernels: one record per subblock (32 columns; 16 for Q6_K) along the row:
+// The activations of T tokens, quantized once per call (the path's KernelSet::quantize) and laid
+// out for the kernels: one record per subblock (32 columns; 16 for Q6_K) along the row:
 //
 //   int8  q[T][S]            token t's S quantized activations (S = 32, or 16 for Q6_K): the
 //                            kernels broadcast 4 of them at a time, AMX loads them as an A tile
@@ -63,7 +63,7 @@ struct pq4_0 { uint8_t nib[4][64]; half_bits d[16]; };
 struct pq4_1 { uint8_t nib[4][64]; half_bits d[16], m[16]; };
 struct pq5_0 { uint8_t nib[4][64]; uint8_t hb1[1][64]; half_bits d[16]; };
 struct pq5_1 { uint8_t nib[4][64]; uint8_t hb1[1][64]; half_bits d[16], m[16]; };
-struct pq8_0 { int8_t lvl[8][64]; half_bits d[16]; };
+struct pq8_0 { uint8_t lvl[8][64]; half_bits d[16]; };
 struct pq4_K { uint8_t nib[32][64]; half_bits d[16], dmin[16]; uint8_t sc[8][16], mn[8][16]; };
 struct pq5_K { uint8_t nib[32][64]; uint8_t hb1[8][64]; half_bits d[16], dmin[16]; uint8_t sc[8][16], mn[8][16]; };
 struct pq6_K { uint8_t nib[32][64]; uint8_t hb2[16][64]; int8_t sc[16][16]; half_bits d[16]; };
@@ -101,8 +101,9 @@ constexpr size_t act_sub_bytes(int S, int T) { return (size_t)(S * T + 16 * T); 
 size_t act_tile_bytes(GgmlType t, int64_t cols, int T);
 
 // Fills the tile of the nt tokens of X (rows of `cols` floats, ldx floats apart) for weight
-// type t; tokens nt..T-1 of the tile are zero. scratch: act_row_size bytes for one row.
+// type t, each row quantized by `quantize`; tokens nt..T-1 of the tile are zero. scratch:
+// act_row_size bytes for one row.
 void act_tile_fill(GgmlType t, int64_t cols, const float* X, int64_t ldx, int nt, int T, int corr_shift,
-                   uint8_t* tile, void* scratch);
+                   quantize_fn quantize, uint8_t* tile, void* scratch);
 
 }  // namespace tandem::cpu::detail

@@ -20,19 +20,23 @@ struct V256Base {
     static constexpr int kLanes = 8;
     using I = __m256i;
     using F = __m256;
-    static constexpr int kQuantTiles = 4, kFloatTiles = 8;  // the largest token tiles
+    static constexpr int kQuantTiles = 4, kFloatTiles = 6;  // the largest token tiles
     // Row groups (half panels) per micro-kernel, within 16 ymm registers; quantized decode
-    // takes one panel (two halves) at a time, one sequential stream of weights.
+    // takes one panel (two halves) at a time, one sequential stream of weights. Float decode
+    // takes 4 panels (8 groups, as the zmm path's 4 groups): with 2 panels F16 decoded at
+    // 78-94 tok/s against 100-114 on one Zen 4 core (avx2; avx-vnni 100-106 against 112-123).
+    // The float prompt tile, 2 x 6 (12 sums), ran F16 at 107 GFLOP/s against 92-95 for 1 x 8
+    // (avx2 and the EVEX avx-vnni path alike).
     static constexpr int quant_groups(int T) { return T == 1 ? 2 : 1; }
-    static constexpr int float_groups(int T) { return T == 1 ? 4 : T <= 4 ? 2 : 1; }
+    static constexpr int float_groups(int T) { return T == 1 ? 8 : 2; }
     // int16 subblock sums (cpu_gemm_kernels.h sums16): only the avx2 path's V sets these
     static constexpr bool kSums16 = false;
     static I dot16(I acc16, I w, I x);  // never called where !kSums16
     static I widen16(I acc16, I c);     // never called where !kSums16
+    static I widen16x16(I acc16, I c);  // c + the int32 sums of lane pairs x 16; never called where !kSums16
 
     TGT static I load(const void* p) { return _mm256_loadu_si256((const __m256i*)p); }
     TGT static I and_(I a, I b) { return _mm256_and_si256(a, b); }
-    TGT static I xor_(I a, I b) { return _mm256_xor_si256(a, b); }
     TGT static I or_and(I a, I b, I m) { return _mm256_or_si256(a, _mm256_and_si256(b, m)); }
     TGT static I set1_8(char v) { return _mm256_set1_epi8(v); }
     TGT static I set1_32(int32_t v) { return _mm256_set1_epi32(v); }

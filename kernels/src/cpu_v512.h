@@ -32,7 +32,6 @@ struct V512 {
 
     TGT static I load(const void* p) { return _mm512_loadu_si512(p); }
     TGT static I and_(I a, I b) { return _mm512_and_si512(a, b); }
-    TGT static I xor_(I a, I b) { return _mm512_xor_si512(a, b); }
     TGT static I or_and(I a, I b, I m) { return _mm512_ternarylogic_epi32(a, b, m, 0xF8); }  // a | (b & m)
     TGT static I set1_8(char v) { return _mm512_set1_epi8(v); }
     TGT static I set1_32(int32_t v) { return _mm512_set1_epi32(v); }
@@ -40,10 +39,10 @@ struct V512 {
     template <int N> TGT static I srli16(I v) { return _mm512_srli_epi16(v, N); }
     template <int N> TGT static I slli16(I v) { return _mm512_slli_epi16(v, N); }
     TGT static I dot(I acc, I w, I x) { return _mm512_dpbusd_epi32(acc, w, x); }
-    static I sdot(I acc, I w, I x);  // never called: kUnsignedDot (declared for the kernels' lookup)
     static constexpr bool kSums16 = false;  // vpdpbusd sums in int32 at no extra cost
     static I dot16(I acc16, I w, I x);      // never called: !kSums16
     static I widen16(I acc16, I c);         // never called: !kSums16
+    static I widen16x16(I acc16, I c);      // never called: !kSums16
 
     TGT static F zero() { return _mm512_setzero_ps(); }
     TGT static F set1(float v) { return _mm512_set1_ps(v); }

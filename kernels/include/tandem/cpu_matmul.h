@@ -122,7 +122,7 @@ void matvec(const PackedWeights& w, const float* x, float* y, ThreadPool* pool);
 
 // Prefill: Y[t*rows + r] = dot(W row r, X[t*cols ...]) for t in [0, n_tokens), r in [0, rows).
 //   X  (n_tokens, cols) f32;  Y  (n_tokens, rows) f32, not aliasing X.
-// The activations are quantized once, in tiles of up to 8 tokens, and every tile runs
+// The activations are quantized once, in tiles of up to 16 tokens, and every tile runs
 // against the panels of each thread's share while they sit in cache.
 // Same checks and threading as matvec; n_tokens >= 0.
 void matmul(const PackedWeights& w, const float* X, int64_t n_tokens, float* Y, ThreadPool* pool);
