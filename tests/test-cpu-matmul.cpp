@@ -20,8 +20,9 @@
 #include "tandem/cpu_matmul.h"
 #include "tandem/thread_pool.h"
 
-// internal: the activation quantizers (the scalar reference and its AVX2 twin)
-#include "../kernels/src/cpu_kernels.h"
+// the kernels module's internal header (its own test): the activation quantizers, the scalar
+// reference and its AVX2 twin
+#include "cpu_kernels.h"
 
 using namespace tandem;
 
