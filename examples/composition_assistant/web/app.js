@@ -390,6 +390,8 @@ $("ask-form").addEventListener("submit", async (e) => {
           by.id = "ask-model";
           who.append(by, data.answered_by === "cloud" ? " in the cloud" : " on this computer");
           if (data.cancelled) who.append(" (stopped)");
+          // A base model can stop before its first word: say so rather than show a blank answer.
+          else if (!data.text.trim()) who.append(el("span", "empty", " returned no text; ask again"));
           who.append(el("span", "why", "Why: " + data.reason));
           who.dataset.by = data.answered_by;
           refreshState();
