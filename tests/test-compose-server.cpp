@@ -377,6 +377,19 @@ TEST_CASE("compose server: the cloud's URL is in the state and the page, and POS
     CHECK(json::parse(a.body)["cloud_url"] == "http://127.0.0.1:4711");
     CHECK(r.fake.cloud_token == "cloud-token");  // the token the app was started with
     CHECK(json::parse(call(r.port, http::verb::get, "/api/state", "", kToken).body)["cloud_url"] == "http://127.0.0.1:4711");
+    // The app's token goes only to the site it was given for (here http://127.0.0.1, any port):
+    // another scheme or host, also one hidden behind user info, needs its own token.
+    for (const char* elsewhere : {"http://10.0.0.2:8080", "https://127.0.0.1:4711", "http://127.0.0.1:9@10.0.0.5/",
+                                  "http://[::1]:9", "HTTP://10.0.0.2"}) {
+        a = call(r.port, http::verb::post, "/api/cloud", json{{"url", elsewhere}}.dump(), kToken);
+        INFO(elsewhere);
+        CHECK(a.status == 400);
+        CHECK(a.body.find("sent only to http://127.0.0.1") != std::string::npos);
+        CHECK(r.fake.cloud == "http://127.0.0.1:4711");
+    }
+    a = call(r.port, http::verb::post, "/api/cloud", R"({"url": "http://LOCALHOST.example:1", "token": ""})", kToken);
+    REQUIRE(a.status == 200);  // its own (empty) token
+    CHECK(r.fake.cloud_token == "");
     a = call(r.port, http::verb::post, "/api/cloud", R"({"url": "http://10.0.0.2:8080", "token": "other"})", kToken);
     REQUIRE(a.status == 200);
     CHECK(r.fake.cloud_token == "other");

@@ -1,6 +1,8 @@
 // Api: the HTTP handlers of the composition assistant (contract in api.h).
 #include "api.h"
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 
 namespace tandem::compose {
@@ -246,9 +248,35 @@ void Api::knob(const json& body, Reply& reply) {
     reply.json(200, {{"threshold", a_.router_threshold()}, {"privacy", privacy_.load()}});
 }
 
+std::string url_site(const std::string& url) {
+    const size_t s = url.find("://");
+    if (s == std::string::npos) return "";
+    const size_t a = s + 3, end = std::min(url.find_first_of("/?#", a), url.size());
+    std::string host = url.substr(a, end - a);
+    const size_t at = host.rfind('@');  // user info: the host is what follows the last '@'
+    if (at != std::string::npos) host.erase(0, at + 1);
+    size_t port = host.find(':');
+    if (!host.empty() && host[0] == '[') {  // an IPv6 literal: the port follows the ']'
+        const size_t close = host.find(']');
+        port = close == std::string::npos ? std::string::npos : close + 1;
+    }
+    if (port != std::string::npos) host.resize(port);
+    for (char& c : host) c = (char)std::tolower((unsigned char)c);
+    std::string scheme = url.substr(0, s);
+    for (char& c : scheme) c = (char)std::tolower((unsigned char)c);
+    return scheme + "://" + host;
+}
+
 void Api::cloud(const json& body, Reply& reply) {
     const std::string url = get_string(body, "url", true);
-    const std::string token = body.contains("token") ? get_string(body, "token", false) : cloud_token_;
+    const std::string site = url_site(url);
+    const bool http = site.rfind("http://", 0) == 0 || site.rfind("https://", 0) == 0;
+    std::string token;  // empty for a URL set_cloud refuses (it names the reason)
+    if (body.contains("token")) token = get_string(body, "token", false);
+    else if (url.empty() || site == token_site_) token = cloud_token_;
+    else if (!cloud_token_.empty() && http)  // the app's token never leaves for another site on a page request
+        throw BadRequest{"the app's cloud token is sent only to " + token_site_ + "; give this cloud's own token " +
+                         "(\"token\": \"\" for none)"};
     try {
         a_.set_cloud(url, token);
     } catch (const CloudConfigError& e) {

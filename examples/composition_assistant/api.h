@@ -20,8 +20,10 @@
 //   POST /api/knob        {threshold?: 0..1, privacy?: bool}   200 {threshold, privacy}
 //   POST /api/cloud       {url, token?}          200 {cloud_url}: the memory sync and cloud asks
 //                         go to url from now on (Assistant::set_cloud; "" = no cloud), with
-//                         token, else the token the app was started with; 400 for a malformed
-//                         URL or token (nothing changes)
+//                         token, else the token the app was started with -- which goes only to
+//                         the scheme and host it was started for (any port): another site needs
+//                         its own token ("" for none); 400 for a malformed URL or token, or a
+//                         new site without one (nothing changes)
 //   GET  /api/events      SSE: event {seq, kind, message} for each Assistant event (the last
 //                         20 first), a ": keepalive" comment every 10 s
 //
@@ -60,13 +62,18 @@ private:
     bool stopped_ = false;
 };
 
+// "scheme://host" of an http(s) URL, the host lower-cased, without user info, port or path
+// ("http://a@B.example:8080/x" -> "http://b.example"); "" when there is no "://".
+std::string url_site(const std::string& url);
+
 class Api : public Handler {
 public:
     // `assistant` and `events` must outlive the Api. The Assistant's event callback should
     // call events.push(). `privacy` is the mode the Assistant was created with; `cloud_token`
-    // the token it was given, kept for POST /api/cloud.
+    // the token it was given, kept for POST /api/cloud to the same site as its cloud now.
     Api(Assistant& assistant, EventHub& events, bool privacy = false, std::string cloud_token = "")
-        : a_(assistant), events_(events), privacy_(privacy), cloud_token_(std::move(cloud_token)) {}
+        : a_(assistant), events_(events), privacy_(privacy), cloud_token_(std::move(cloud_token)),
+          token_site_(url_site(assistant.cloud_url())) {}
     void handle(const Request& req, Reply& reply) override;
     void on_stop() override;
 
@@ -86,6 +93,7 @@ private:
     std::atomic<bool> stopping_{false};
     std::atomic<bool> privacy_;
     const std::string cloud_token_;
+    const std::string token_site_;  // url_site of the cloud the token was given for
 };
 
 // The page with its CSS and JS inlined (from the embedded web/ files).
