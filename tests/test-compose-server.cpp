@@ -558,3 +558,31 @@ TEST_CASE("compose line mode: text, suggestion, accept, ask, notes, quit") {
     CHECK(o.find("unknown command /bogus") != std::string::npos);
     CHECK(fake.suggests == 2);
 }
+
+TEST_CASE("compose line mode: /cloud shows and moves the cloud; the app's token stays on its site") {
+    auto run = [](ScriptedAssistant& fake, const std::string& script) {
+        std::istringstream in(script);
+        std::ostringstream out;
+        CHECK(run_tui(fake, in, out, false, "app-token") == 0);
+        return out.str();
+    };
+    ScriptedAssistant same;  // started at http://127.0.0.1:9
+    std::string o = run(same, "/cloud\n/cloud http://127.0.0.1:4711\n");
+    CHECK(o.find("cloud: http://127.0.0.1:9, ") != std::string::npos);  // shown, with online/offline
+    CHECK(o.find("cloud: http://127.0.0.1:4711\n") != std::string::npos);
+    CHECK(same.cloud_token == "app-token");  // the same host on another port: the app's token
+
+    ScriptedAssistant other;
+    o = run(other, "/cloud http://10.0.0.2:80\n/cloud http://10.0.0.2:80 other\n/cloud ftp://x\n");
+    CHECK(o.find("sent only to http://127.0.0.1") != std::string::npos);  // another host, no token: refused
+    CHECK(o.find("cloud: http://10.0.0.2:80\n") != std::string::npos);    // then with its own token
+    CHECK(o.find("error: ") != std::string::npos);                         // ftp:// refused by set_cloud
+    CHECK(other.cloud == "http://10.0.0.2:80");
+    CHECK(other.cloud_token == "other");
+    CHECK(other.suggests == 0);  // commands are not text
+
+    ScriptedAssistant none;
+    o = run(none, "/cloud none\n");
+    CHECK(o.find("cloud: (none)") != std::string::npos);
+    CHECK(none.cloud.empty());
+}

@@ -267,14 +267,18 @@ std::string url_site(const std::string& url) {
     return scheme + "://" + host;
 }
 
-void Api::cloud(const json& body, Reply& reply) {
-    const std::string url = get_string(body, "url", true);
+bool token_may_go_to(const std::string& url, const std::string& token_site) {
     const std::string site = url_site(url);
     const bool http = site.rfind("http://", 0) == 0 || site.rfind("https://", 0) == 0;
-    std::string token;  // empty for a URL set_cloud refuses (it names the reason)
+    return url.empty() || site == token_site || !http;
+}
+
+void Api::cloud(const json& body, Reply& reply) {
+    const std::string url = get_string(body, "url", true);
+    std::string token;
     if (body.contains("token")) token = get_string(body, "token", false);
-    else if (url.empty() || site == token_site_) token = cloud_token_;
-    else if (!cloud_token_.empty() && http)  // the app's token never leaves for another site on a page request
+    else if (token_may_go_to(url, token_site_)) token = cloud_token_;
+    else if (!cloud_token_.empty())  // the app's token never leaves for another site on a page request
         throw BadRequest{"the app's cloud token is sent only to " + token_site_ + "; give this cloud's own token " +
                          "(\"token\": \"\" for none)"};
     try {

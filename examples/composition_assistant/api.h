@@ -65,6 +65,10 @@ private:
 // "scheme://host" of an http(s) URL, the host lower-cased, without user info, port or path
 // ("http://a@B.example:8080/x" -> "http://b.example"); "" when there is no "://".
 std::string url_site(const std::string& url);
+// Whether the app's cloud token, given for the site token_site, may go to `url` (POST
+// /api/cloud, the line mode's /cloud): the same site on any port, no cloud (""), or a URL that
+// is not http(s) (set_cloud refuses it before any connection).
+bool token_may_go_to(const std::string& url, const std::string& token_site);
 
 class Api : public Handler {
 public:

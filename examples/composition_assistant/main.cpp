@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
             std::fprintf(stderr, "tandem-compose: [%s] %s\n", event_kind_name(e.kind), e.message.c_str());
         };
         std::unique_ptr<Assistant> assistant = Assistant::create(cfg, on_event);
-        if (tui) return run_tui(*assistant, std::cin, std::cout, isatty(STDOUT_FILENO));
+        if (tui) return run_tui(*assistant, std::cin, std::cout, isatty(STDOUT_FILENO), cfg.cloud_token);
 
         Api api(*assistant, hub, cfg.privacy_mode, cfg.cloud_token);
         ServerOptions opt;

@@ -1,10 +1,13 @@
 // Line mode of the composition assistant (contract in tui.h).
 #include "tui.h"
 
+#include "api.h"  // url_site, token_may_go_to
+
 #include <cstdio>
 #include <iomanip>
 #include <istream>
 #include <ostream>
+#include <sstream>
 #include <string>
 
 namespace tandem::compose {
@@ -41,18 +44,48 @@ static void print_usage(Assistant& a, std::ostream& out) {
         << " ms, " << u.last_tokens_per_s << " tok/s; notes stored " << u.memory_notes << "\n";
 }
 
-int run_tui(Assistant& a, std::istream& in, std::ostream& out, bool color) {
+// /cloud [URL [TOKEN]]: see tui.h.
+static void cloud_command(Assistant& a, const std::string& args, const std::string& cloud_token,
+                          const std::string& token_site, std::ostream& out) {
+    std::istringstream words(args);
+    std::string url, token;
+    words >> url;
+    if (url.empty()) {
+        out << "cloud: " << (a.cloud_url().empty() ? "(none)" : a.cloud_url()) << ", "
+            << (a.usage().online ? "online" : "offline") << "\n";
+        return;
+    }
+    if (url == "none") url.clear();
+    if (words >> token) {
+        if (token == "-") token.clear();
+    } else if (token_may_go_to(url, token_site)) {
+        token = cloud_token;
+    } else if (!cloud_token.empty()) {
+        out << "the app's cloud token is sent only to " << token_site << "; give this cloud's own: /cloud URL TOKEN (- for none)\n";
+        return;
+    }
+    a.set_cloud(url, token);  // a bad URL or token throws, naming it, and changes nothing
+    out << "cloud: " << (a.cloud_url().empty() ? "(none)" : a.cloud_url()) << "\n";
+}
+
+int run_tui(Assistant& a, std::istream& in, std::ostream& out, bool color, const std::string& cloud_token) {
     const char* grey = color ? "\x1b[90m" : "";
     const char* reset = color ? "\x1b[0m" : "";
+    const std::string token_site = url_site(a.cloud_url());
     std::string document, suggestion;
-    out << "tandem-compose line mode: type text lines; /accept /ask Q /notes /doc /usage /help /quit\n";
+    out << "tandem-compose line mode: type text lines; /accept /ask Q /notes /doc /usage /cloud /help /quit\n";
     std::string line;
     while (out << "> " << std::flush, std::getline(in, line)) {
         if (!line.empty() && line.back() == '\r') line.pop_back();
         try {
             if (line == "/quit" || line == "/exit") return 0;
             if (line == "/help") {
-                out << "text: appended to the document | /accept | /ask QUESTION | /notes | /doc | /usage | /quit\n";
+                out << "text: appended to the document | /accept | /ask QUESTION | /notes | /doc | /usage | "
+                       "/cloud [URL [TOKEN]] | /quit\n";
+                continue;
+            }
+            if (line == "/cloud" || line.rfind("/cloud ", 0) == 0) {
+                cloud_command(a, line.substr(6), cloud_token, token_site, out);
                 continue;
             }
             if (line == "/notes") {
