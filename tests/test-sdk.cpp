@@ -527,6 +527,17 @@ static std::unique_ptr<tandem_test::ServerProcess> start_story_cloud(const tande
     return std::make_unique<tandem_test::ServerProcess>(TANDEM_CLOUD_BIN, args);
 }
 
+// An Assistant's config against the story cloud: its memory in `db` (in dir), a memory request
+// after 4 edits.
+static AssistantConfig story_config(const tandem_test::TempDir& dir, const tandem_test::ServerProcess& cloud,
+                                    const std::string& db = "memory.db") {
+    auto cfg = base_config();
+    cfg.memory_db = dir.file(db);
+    cfg.cloud_url = cloud.url();
+    cfg.memory_edit_threshold = 4;
+    return cfg;
+}
+
 // The story cloud, a client for it and a memory store, for the MemorySync tests.
 struct StorySyncParts {
     tandem_test::TempDir dir;
@@ -552,10 +563,7 @@ TEST_CASE("memory: the background waits for the idle time after a long suggestio
     write_story_corpus(dir);
     auto cloud = start_story_cloud(dir);
     Events ev;
-    auto cfg = base_config();
-    cfg.memory_db = dir.file("memory.db");
-    cfg.cloud_url = cloud->url();
-    cfg.memory_edit_threshold = 4;
+    auto cfg = story_config(dir, *cloud);
     cfg.background_idle_ms = 150;
     auto a = Assistant::create(cfg, ev.callback());
     const std::string doc = "Lily walked to the castle where the red dragon lived. The dragon breathed fire at the castle gate";
@@ -590,11 +598,8 @@ TEST_CASE("tenants: two Assistants with their own tokens sync at the same time a
     };
     Writer w[2] = {{"alice", kDragonDoc, {}, nullptr}, {"bob", kGardenDoc, {}, nullptr}};
     for (Writer& x : w) {
-        auto cfg = base_config();
-        cfg.memory_db = dir.file(x.name + ".db");
-        cfg.cloud_url = cloud->url();
+        auto cfg = story_config(dir, *cloud, x.name + ".db");
         cfg.cloud_token = x.name + "-sdk-token-0123456789";
-        cfg.memory_edit_threshold = 4;
         cfg.background_reeval = false;
         x.a = Assistant::create(cfg, x.ev.callback());
         x.a->set_document(x.name + "-draft");
@@ -662,10 +667,7 @@ TEST_CASE("set_cloud: a cloud that moved to another port is followed; a cloud re
     write_story_corpus(dir);
     auto cloud = start_story_cloud(dir);
     Events ev;
-    auto cfg = base_config();
-    cfg.memory_db = dir.file("memory.db");
-    cfg.cloud_url = cloud->url();
-    cfg.memory_edit_threshold = 4;
+    auto cfg = story_config(dir, *cloud);
     cfg.background_reeval = false;
     auto a = Assistant::create(cfg, ev.callback());
     CHECK(a->cloud_url() == cloud->url());
@@ -740,10 +742,7 @@ TEST_CASE("set_cloud while suggestions and asks run: each switch is quick, and t
     write_story_corpus(dir);
     auto cloud = start_story_cloud(dir);
     Events ev;
-    auto cfg = base_config();
-    cfg.memory_db = dir.file("memory.db");
-    cfg.cloud_url = cloud->url();
-    cfg.memory_edit_threshold = 4;
+    auto cfg = story_config(dir, *cloud);
     auto a = Assistant::create(cfg, ev.callback());  // with the background re-evaluation
     std::atomic<bool> done{false};
     std::thread writer([&] {
