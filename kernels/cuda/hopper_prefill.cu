@@ -33,6 +33,7 @@
 #include "cuda_common.cuh"
 #include "decode_common.cuh"
 #include "hopper_ptx.cuh"
+#include "mma_fragments.cuh"
 
 namespace tandem {
 
@@ -73,15 +74,9 @@ struct Args {
     int n_q = 0, q_pos0 = 0;     // query rows per head; position of row 0
     float scale = 0;             // log2(e) / sqrt(D)
     float threshold = 0;         // SAS (S8/E4M3)
-    int degree = 3;
-    float c1 = 0, c2 = 0, c3 = 0;
+    float c1 = 0, c2 = 0, c3 = 0;  // turbo_sas_coeffs (c3 = 0 at degree 2)
     bool pipelined = true;       // HopperPrefillArgs::pipelined
 };
-
-__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
-    const __half2 h = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<const uint32_t*>(&h);
-}
 
 // What one consumer thread holds: its two query rows' output accumulators, running max and
 // sum, the tile's scores and P, and the operand descriptors.
@@ -119,8 +114,8 @@ struct Consumer {
         n_kblocks = (a.q_pos0 + a.n_q + 63) / 64;
         k_scales = kScaled ? a.ks + (size_t)(b * a.n_kv_heads + hk) * n_kblocks : nullptr;
         y_max = -a.threshold;
-        // degree 2 as degree 3 with c3 = 0: fma(0, f, c2) is c2 exactly, and the loop has no branch
-        c1 = __float2half2_rn(a.c1), c2 = __float2half2_rn(a.c2), c3 = __float2half2_rn(a.degree == 3 ? a.c3 : 0.0f);
+        // degree 2 runs as degree 3 with c3 = 0 (fma(0, f, c2) is c2 exactly): the loop has no branch
+        c1 = __float2half2_rn(a.c1), c2 = __float2half2_rn(a.c2), c3 = __float2half2_rn(a.c3);
 #pragma unroll
         for (int i = 0; i < D / 2; ++i) o[i] = 0.0f;
         m0 = m1 = -INFINITY;
@@ -226,7 +221,7 @@ struct Consumer {
 #pragma unroll
         for (int kk = 0; kk < kBN / 16; ++kk)
 #pragma unroll
-            for (int r = 0; r < 4; ++r) pa[kk][r] = pack_half2(sc[8 * kk + 2 * r], sc[8 * kk + 2 * r + 1]);
+            for (int r = 0; r < 4; ++r) pa[kk][r] = pack_h2(sc[8 * kk + 2 * r], sc[8 * kk + 2 * r + 1]);
     }
 
     // out = O / l for the rows that exist.
@@ -427,7 +422,6 @@ void launch(const HopperPrefillArgs& h, cudaStream_t st) {
     a.q_pos0 = h.q_pos0;
     a.scale = kLog2eF / sqrtf((float)D);
     a.threshold = h.threshold;
-    a.degree = h.poly_degree;
     float c[4];
     turbo_sas_coeffs(h.poly_degree, c);
     a.c1 = c[1], a.c2 = c[2], a.c3 = c[3];

@@ -1,6 +1,6 @@
 // Tensor-core operand helpers shared by the Turbo kernels (turbo_decode.cu,
-// turbo_decode_lean.cuh, turbo_prefill.cu): the two mma.sync shapes they use, FP16 pairs as
-// 32-bit registers, and vector loads of consecutive words.
+// turbo_decode_lean.cuh, turbo_prefill.cu, hopper_prefill.cu): the two mma.sync shapes they
+// use, FP16 pairs as 32-bit registers, and vector loads of consecutive words.
 #pragma once
 #include <cuda_fp16.h>
 
@@ -29,6 +29,8 @@ __device__ __forceinline__ void mma_s8(int (&c)[4], uint32_t a0, uint32_t a1, ui
 }
 
 __device__ __forceinline__ uint32_t h2u(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
+// Two floats rounded to FP16 as one register: lo in the low half (an A-fragment element pair).
+__device__ __forceinline__ uint32_t pack_h2(float lo, float hi) { return h2u(__floats2half2_rn(lo, hi)); }
 
 // N consecutive 32-bit words from p (16-byte aligned when N % 4 == 0, 8 when N == 2).
 template <int N>

@@ -32,9 +32,9 @@ constexpr int kBlk = 64;
 // amax and the rounding.
 template <int D, bool kFp8>
 __global__ void __launch_bounds__(128) quant_qk_kernel(const __half* __restrict__ q, const __half* __restrict__ k,
-                                                            int8_t* __restrict__ q8, int8_t* __restrict__ k8,
-                                                            float* __restrict__ q_scales, float* __restrict__ k_scales,
-                                                            int Hq, int Hkv, int len) {
+                                                       int8_t* __restrict__ q8, int8_t* __restrict__ k8,
+                                                       float* __restrict__ q_scales, float* __restrict__ k_scales,
+                                                       int Hq, int Hkv, int len) {
     constexpr int kVec = kBlk * D / 8 / 128;  // 16-byte vectors per thread
     __shared__ float red[4];
     const int blk = blockIdx.x, b = blockIdx.z, tid = threadIdx.x;
@@ -96,8 +96,6 @@ __global__ void transpose_kernel(const __half* __restrict__ v, __half* __restric
         vt[(bh * D + d) * len + (size_t)blk * kBlk + t] = tileh[t][d];
     }
 }
-
-__device__ __forceinline__ uint32_t pack_h2(float lo, float hi) { return h2u(__floats2half2_rn(lo, hi)); }
 
 struct PrefillArgs {
     const int8_t* q8;
