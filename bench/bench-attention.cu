@@ -252,8 +252,15 @@ int main(int argc, char** argv) {
                 pp.kernel = PrefillKernel::Portable;
                 const float t_portable = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s); }, st);
                 float t_fp16 = -1.0f, t_fp16_plain = -1.0f, t_fp8 = -1.0f;
+                float t_sas[4] = {-1.0f, -1.0f, -1.0f, -1.0f};  // INT8 with FP16 exp2, 0, 1, 2 quarters of the exponentials by SAS
                 if (hopper) {
-                    pp.kernel = PrefillKernel::Hopper, pp.qk = PrefillQk::Fp8;  // A/B: FP8 e4m3 Q.K^T
+                    pp.kernel = PrefillKernel::Hopper;
+                    for (int qs = -1; qs < 3; ++qs) {
+                        pp.sas_quarters = qs;
+                        t_sas[qs + 1] = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s); }, st);
+                    }
+                    pp.sas_quarters = 4;
+                    pp.qk = PrefillQk::Fp8;  // A/B: FP8 e4m3 Q.K^T
                     t_fp8 = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s); }, st);
                     Fp16PrefillParams fp;
                     fp.q = pp.q, fp.k = pp.k, fp.v = pp.v, fp.out = out;
@@ -273,12 +280,16 @@ int main(int argc, char** argv) {
                             "turbo FP8 %8.4f ms %5.0f  fp16 %8.4f ms %5.0f  fp16 plain loop %8.4f ms %5.0f\n",
                             D, B, L, hopper ? "hopper" : "portable", t_auto, tf(t_auto), t_portable, tf(t_portable), t_fp8,
                             tf(t_fp8), t_fp16, tf(t_fp16), t_fp16_plain, tf(t_fp16_plain));
+                std::printf("prefill D=%3d B=%d L=%5d  turbo INT8, FP16 exp2: %8.4f ms %5.0f  quarters of SAS 0: %8.4f ms %5.0f  1: %8.4f ms %5.0f  "
+                            "2: %8.4f ms %5.0f\n", D, B, L, t_sas[0], tf(t_sas[0]), t_sas[1], tf(t_sas[1]), t_sas[2], tf(t_sas[2]), t_sas[3], tf(t_sas[3]));
                 std::fprintf(f, "%s{\"D\": %d, \"batch\": %d, \"len\": %d, \"n_q_heads\": %d, \"n_kv_heads\": %d, "
-                             "\"kernel\": \"%s\", \"turbo_ms\": %.5f, \"turbo_portable_ms\": %.5f, \"turbo_fp8_ms\": %s, \"fp16_ms\": %s, \"fp16_plain_ms\": %s, \"flops\": %.0f}",
+                             "\"kernel\": \"%s\", \"turbo_ms\": %.5f, \"turbo_portable_ms\": %.5f, \"turbo_fp8_ms\": %s, \"fp16_ms\": %s, \"fp16_plain_ms\": %s, \"turbo_exp_ms\": {\"fp16_exp2\": %s, \"sas0\": %s, \"sas1\": %s, \"sas2\": %s}, \"flops\": %.0f}",
                              first ? "" : ",\n", D, B, L, Hq, Hkv, hopper ? "hopper" : "portable", t_auto, t_portable,
                              t_fp8 > 0 ? std::to_string(t_fp8).c_str() : "null",
                              t_fp16 > 0 ? std::to_string(t_fp16).c_str() : "null",
-                             t_fp16_plain > 0 ? std::to_string(t_fp16_plain).c_str() : "null", flops);
+                             t_fp16_plain > 0 ? std::to_string(t_fp16_plain).c_str() : "null",
+                             t_sas[0] > 0 ? std::to_string(t_sas[0]).c_str() : "null", t_sas[1] > 0 ? std::to_string(t_sas[1]).c_str() : "null",
+                             t_sas[2] > 0 ? std::to_string(t_sas[2]).c_str() : "null", t_sas[3] > 0 ? std::to_string(t_sas[3]).c_str() : "null", flops);
                 first = false;
                 TANDEM_CHECK_CUDA(cudaStreamSynchronize(st));
                 for (void* ptr : {(void*)q, (void*)k, (void*)v, (void*)out, ws}) TANDEM_CHECK_CUDA(cudaFree(ptr));

@@ -77,6 +77,13 @@ __device__ __forceinline__ float ex2_approx(float x) {
     return y;
 }
 
+// 2^x of both FP16 halves by the special-function unit (ex2.approx.f16x2).
+__device__ __forceinline__ uint32_t ex2_h2(uint32_t x) {
+    uint32_t y;
+    asm("ex2.approx.f16x2 %0, %1;\n" : "=r"(y) : "r"(x));
+    return y;
+}
+
 // kIntBias + x as a float, exactly, for an INT32 x with |x| < 2^22: x's bits added to those of
 // kIntBias = 1.5 * 2^23 (one integer add, no quarter-rate I2F); minus kIntBias it is (float)x.
 constexpr float kIntBias = 12582912.0f;

@@ -27,6 +27,7 @@
 
 #include <cudaTypedefs.h>
 
+#include <atomic>
 #include <string>
 #include <type_traits>
 
@@ -80,9 +81,12 @@ struct Args {
 
 // What one consumer thread holds: its two query rows' output accumulators, running max and
 // sum, the tile's scores and P, and the operand descriptors.
-template <int D, QkType QK>
+template <int D, QkType QK, int SAS>
 struct Consumer {
     static constexpr bool kScaled = QK != QkType::F16;  // blockwise Q/K scales and SAS (Turbo)
+    // Whether the thread's score group g (keys 8g..8g+7 of a tile, 4 scores) takes SAS: SAS of
+    // every 16 groups, spread evenly (the FP16 path: none)
+    __host__ __device__ static constexpr bool sas_group(int g) { return kScaled && g * SAS % 16 < SAS; }
     static constexpr int E = kScaled ? 1 : 2;
     using P = Plan<D, E>;
     float o[D / 2];                        // O rows r0 / r1 (layout: wgmma_ss)
@@ -189,20 +193,30 @@ struct Consumer {
         // ~1e-4, far under INT8's.
         const float b0_lo = fmaf(s_lo, kBias, mx0), b0_hi = fmaf(s_hi, kBias, mx0);
         const float b1_lo = fmaf(s_lo, kBias, mx1), b1_hi = fmaf(s_hi, kBias, mx1);
+        if constexpr (SAS < 0) {  // the exponents x - m; pack_p takes 2^ of them as FP16 pairs
+#pragma unroll
+            for (int i = 0; i < kBN / 2; i += 4) {
+                const float sx = i < kBN / 4 ? s_lo : s_hi;
+                const float b0 = i < kBN / 4 ? b0_lo : b0_hi, b1 = i < kBN / 4 ? b1_lo : b1_hi;
+                sc[i] = fmaf(sc[i], sx, -b0), sc[i + 1] = fmaf(sc[i + 1], sx, -b0);
+                sc[i + 2] = fmaf(sc[i + 2], sx, -b1), sc[i + 3] = fmaf(sc[i + 3], sx, -b1);
+            }
+        } else {
 #pragma unroll
         for (int i = 0; i < kBN / 2; i += 4) {
             const float sx = i < kBN / 4 ? s_lo : s_hi;
-            if constexpr (kScaled) {  // SAS of x - m = -(m - x)
-                const float b0 = i < kBN / 4 ? b0_lo : b0_hi, b1 = i < kBN / 4 ? b1_lo : b1_hi;
+            const float b0 = i < kBN / 4 ? b0_lo : b0_hi, b1 = i < kBN / 4 ? b1_lo : b1_hi;
+            if (sas_group(i / 4)) {  // SAS of x - m = -(m - x)
                 const float2 p0 = sas_exp2_pair_neg(fmaf(sc[i], -sx, b0), fmaf(sc[i + 1], -sx, b0), y_max, 3, c1, c2, c3);
                 const float2 p1 = sas_exp2_pair_neg(fmaf(sc[i + 2], -sx, b1), fmaf(sc[i + 3], -sx, b1), y_max, 3, c1, c2, c3);
                 sc[i] = p0.x, sc[i + 1] = p0.y, sc[i + 2] = p1.x, sc[i + 3] = p1.y;
-            } else {
-                sc[i] = ex2_approx(fmaf(sc[i], sx, -mx0)), sc[i + 1] = ex2_approx(fmaf(sc[i + 1], sx, -mx0));
-                sc[i + 2] = ex2_approx(fmaf(sc[i + 2], sx, -mx1)), sc[i + 3] = ex2_approx(fmaf(sc[i + 3], sx, -mx1));
+            } else {  // 2^(x - m) on the SFU
+                sc[i] = ex2_approx(fmaf(sc[i], sx, -b0)), sc[i + 1] = ex2_approx(fmaf(sc[i + 1], sx, -b0));
+                sc[i + 2] = ex2_approx(fmaf(sc[i + 2], sx, -b1)), sc[i + 3] = ex2_approx(fmaf(sc[i + 3], sx, -b1));
             }
             sum0 += sc[i] + sc[i + 1];
             sum1 += sc[i + 2] + sc[i + 3];
+        }
         }
         l0 = l0 * alpha.x + sum0;
         l1 = l1 * alpha.y + sum1;
@@ -217,7 +231,26 @@ struct Consumer {
     // P to FP16 A fragments: k-step kk (keys 16kk..16kk+15) = score blocks 2kk and 2kk+1. All of P
     // is packed before the P.V wgmmas: registers written between two wgmmas make ptxas insert a
     // warpgroup wait there.
+    // SAS < 0: P = 2^(x - m) of each FP16 pair by one ex2.approx.f16x2, and its row sums (FP16
+    // partial sums of 8 values <= 1 each, then FP32) added to l.
     __device__ __forceinline__ void pack_p() {
+        if constexpr (SAS < 0) {
+#pragma unroll
+            for (int kk = 0; kk < kBN / 16; kk += 2) {
+                __half2 h0 = __float2half2_rn(0.0f), h1 = h0;
+#pragma unroll
+                for (int k2 = kk; k2 < kk + 2; ++k2)
+#pragma unroll
+                    for (int r = 0; r < 4; ++r) {  // pairs r = 0, 2: row r0; 1, 3: row r1
+                        pa[k2][r] = ex2_h2(pack_h2(sc[8 * k2 + 2 * r], sc[8 * k2 + 2 * r + 1]));
+                        if (r % 2 == 0) h0 = __hadd2(h0, u2h(pa[k2][r]));
+                        else h1 = __hadd2(h1, u2h(pa[k2][r]));
+                    }
+                const float2 f0 = __half22float2(h0), f1 = __half22float2(h1);
+                l0 += f0.x + f0.y, l1 += f1.x + f1.y;
+            }
+            return;
+        }
 #pragma unroll
         for (int kk = 0; kk < kBN / 16; ++kk)
 #pragma unroll
@@ -242,7 +275,7 @@ struct Consumer {
     }
 };
 
-template <int D, QkType QK>
+template <int D, QkType QK, int SAS>
 __global__ void __launch_bounds__(kThreads, 1) prefill_kernel(const __grid_constant__ Args a) {
     constexpr int E = QK == QkType::F16 ? 2 : 1;
     using P = Plan<D, E>;
@@ -304,7 +337,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_kernel(const __grid_const
 
     // consumers: warpgroup wg owns query rows qb*128 + wg*64 + [0, 64); this thread rows r0, r0+8
     setmaxnreg_inc<kConsumerRegs>();
-    Consumer<D, QK> c;
+    Consumer<D, QK, SAS> c;
     c.init(a, qb, hq, hk, b, warp, lane, sm);
     mbar_wait(q_full, 0);
     if (a.pipelined) {
@@ -402,7 +435,7 @@ CUtensorMap make_map(const void* base, int elt, uint64_t d0, uint64_t d1, uint64
     return m;
 }
 
-template <int D, QkType QK>
+template <int D, QkType QK, int SAS>
 void launch(const HopperPrefillArgs& h, cudaStream_t st) {
     constexpr int E = QK == QkType::F16 ? 2 : 1;
     using P = Plan<D, E>;
@@ -427,21 +460,27 @@ void launch(const HopperPrefillArgs& h, cudaStream_t st) {
     a.c1 = c[1], a.c2 = c[2], a.c3 = c[3];
     a.pipelined = h.pipelined;
     static const cudaError_t attr =
-        cudaFuncSetAttribute(prefill_kernel<D, QK>, cudaFuncAttributeMaxDynamicSharedMemorySize, P::smem);
+        cudaFuncSetAttribute(prefill_kernel<D, QK, SAS>, cudaFuncAttributeMaxDynamicSharedMemorySize, P::smem);
     TANDEM_CHECK_CUDA(attr);
     const dim3 grid(h.n_q_heads, (h.n_q + kBM - 1) / kBM, h.batch);
-    prefill_kernel<D, QK><<<grid, kThreads, P::smem, st>>>(a);
+    prefill_kernel<D, QK, SAS><<<grid, kThreads, P::smem, st>>>(a);
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 
 }  // namespace
 
 bool hopper_prefill_available() {
-    int dev = 0, major = 0, minor = 0;
+    static std::atomic<int> known[64] = {};  // per device: 0 not asked yet, 1 no, 2 sm_90
+    int dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) return false;
+    const bool cached = dev >= 0 && dev < 64;
+    if (cached && known[dev].load() != 0) return known[dev].load() == 2;
+    int major = 0, minor = 0;
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
     if (cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) return false;
-    return major == 9 && minor == 0;
+    const bool sm90 = major == 9 && minor == 0;
+    if (cached) known[dev].store(sm90 ? 2 : 1);
+    return sm90;
 }
 
 void hopper_prefill_launch(const HopperPrefillArgs& h, cudaStream_t stream) {
@@ -457,11 +496,23 @@ void hopper_prefill_launch(const HopperPrefillArgs& h, cudaStream_t stream) {
     if (scaled && (!h.q_scales || !h.k_scales || h.q_pos0 != 0 || h.n_q % 64 != 0))
         fail("qk S8/E4M3 needs block scales, q_pos0 == 0 and n_q % 64 == 0");
     if (!hopper_prefill_available()) fail("needs an sm_90 GPU (H100/H200)");
+    if (scaled && h.sas_quarters != -1 && h.sas_quarters != 0 && h.sas_quarters != 1 && h.sas_quarters != 2 && h.sas_quarters != 4)
+        fail("sas_quarters must be 0, 1, 2 or 4");
     auto run = [&](auto d) {
         constexpr int D = decltype(d)::value;
-        if (h.qk == QkType::S8) launch<D, QkType::S8>(h, stream);
-        else if (h.qk == QkType::E4M3) launch<D, QkType::E4M3>(h, stream);
-        else launch<D, QkType::F16>(h, stream);
+        auto scaled_launch = [&](auto qk) {
+            constexpr QkType QK = decltype(qk)::value;
+            switch (h.sas_quarters) {
+                case 0: launch<D, QK, 0>(h, stream); break;
+                case 1: launch<D, QK, 4>(h, stream); break;
+                case 2: launch<D, QK, 8>(h, stream); break;
+                case -1: launch<D, QK, -1>(h, stream); break;
+                default: launch<D, QK, 16>(h, stream);
+            }
+        };
+        if (h.qk == QkType::S8) scaled_launch(std::integral_constant<QkType, QkType::S8>{});
+        else if (h.qk == QkType::E4M3) scaled_launch(std::integral_constant<QkType, QkType::E4M3>{});
+        else launch<D, QkType::F16, 0>(h, stream);
     };
     if (h.head_dim == 128) run(std::integral_constant<int, 128>{});
     else run(std::integral_constant<int, 64>{});

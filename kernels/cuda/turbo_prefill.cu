@@ -215,6 +215,11 @@ struct Layout {
     size_t q8, qs, k8, ks, vt, total;
 };
 
+// Whether p runs on the Hopper kernel (on the current device).
+bool runs_hopper(const TurboPrefillParams& p) { return p.kernel != PrefillKernel::Portable && hopper_prefill_available(); }
+
+// The workspace: INT8 Q and K with their scales, and V transposed where the portable kernel runs
+// (the Hopper kernel reads V as it is).
 Layout layout_of(const TurboPrefillParams& p) {
     auto al = [](size_t x) { return (x + 255) / 256 * 256; };
     Layout L;
@@ -224,7 +229,7 @@ Layout layout_of(const TurboPrefillParams& p) {
     L.k8 = al(L.qs + nq / kBlk * 4);
     L.ks = al(L.k8 + nk * p.head_dim);
     L.vt = al(L.ks + nk / kBlk * 4);
-    L.total = al(L.vt + nk * p.head_dim * 2);
+    L.total = runs_hopper(p) ? L.vt : al(L.vt + nk * p.head_dim * 2);
     return L;
 }
 
@@ -246,6 +251,7 @@ void launch(const TurboPrefillParams& p, bool use_hopper, cudaStream_t st) {
         h.q_scales = (const float*)(ws + L.qs), h.k_scales = (const float*)(ws + L.ks), h.out = p.out;
         h.batch = p.batch, h.n_q_heads = p.n_q_heads, h.n_kv_heads = p.n_kv_heads, h.head_dim = D, h.n_q = p.len;
         h.qk = fp8 ? QkType::E4M3 : QkType::S8, h.poly_degree = p.poly_degree, h.threshold = p.threshold;
+        h.sas_quarters = p.sas_quarters;
         hopper_prefill_launch(h, st);
         return;
     }
@@ -284,8 +290,9 @@ void turbo_prefill_cuda(const TurboPrefillParams& p, cudaStream_t stream) {
     if (p.batch < 1) throw TurboError("turbo_prefill: batch must be >= 1");
     if (p.poly_degree != 2 && p.poly_degree != 3) throw TurboError("turbo_prefill: poly_degree must be 2 or 3");
     if (!(p.threshold <= -1.0f && p.threshold >= -60.0f)) throw TurboError("turbo_prefill: threshold must be in [-60, -1]");
-    const bool hopper = p.kernel != PrefillKernel::Portable && hopper_prefill_available();
+    const bool hopper = runs_hopper(p);
     if (p.kernel == PrefillKernel::Hopper && !hopper) throw TurboError("turbo_prefill: the Hopper kernel needs an sm_90 GPU (H100/H200)");
+    if (p.sas_quarters != 4 && !hopper) throw TurboError("turbo_prefill: sas_quarters != 4 runs on the Hopper kernel only (sm_90)");
     if (p.qk == PrefillQk::Fp8 && !hopper) throw TurboError("turbo_prefill: qk Fp8 runs on the Hopper kernel only (sm_90)");
     if (p.head_dim == 128) launch<128>(p, hopper, stream);
     else launch<64>(p, hopper, stream);

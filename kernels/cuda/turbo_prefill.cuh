@@ -6,7 +6,8 @@
 
 namespace tandem {
 
-// Bytes of workspace for p: INT8 Q and K, their block scales, V transposed to (D, len).
+// Bytes of workspace for p on the current device: INT8 Q and K, their block scales, and V
+// transposed to (D, len) where the portable kernel runs.
 size_t turbo_prefill_workspace_bytes(const TurboPrefillParams& p);
 // out = causal softmax(q k^T / sqrt(D)) v for every sequence and query head, on `stream`:
 // quantize Q and K (one launch), then the attention (TurboPrefillParams::kernel: the Hopper

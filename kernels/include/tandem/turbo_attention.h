@@ -158,9 +158,13 @@ void turbo_decode_ref(const TurboKvCache& cache, int seq, const float* q, int n_
                       float* out);
 // TurboAttention prefill twin for one sequence (causal, len % 64 == 0): Q and K to INT8 per
 // (head, 64 tokens), integer dot products, SAS, P rounded to FP16, as the CUDA kernel.
-// q, out: (Hq, len, D); k, v: (Hkv, len, D). Throws TurboError on a bad len.
+// q, out: (Hq, len, D); k, v: (Hkv, len, D). sas_quarters < 4 (TurboPrefillParams): keys t with
+// (t % 128) / 8 * sas_quarters * 4 % 16 >= sas_quarters * 4 take exact exp2 instead of SAS, as
+// the Hopper kernel's threads split them; -1: every exponent and result rounded to FP16 (the
+// Hopper kernel's ex2.approx.f16x2). Throws TurboError on a bad len or sas_quarters.
 void turbo_prefill_ref(const float* q, const float* k, const float* v, int n_q_heads,
-                       int n_kv_heads, int len, int D, int degree, float threshold, float* out);
+                       int n_kv_heads, int len, int D, int degree, float threshold, float* out,
+                       int sas_quarters = 4);
 // Exact softmax attention in float64. q: (Hq, D); k, v: (Hkv, len, D); out: (Hq, D).
 // Query head i reads KV head i / (Hq / Hkv).
 void attention_exact_f64(const float* q, const float* k, const float* v, int n_q_heads,
@@ -205,6 +209,9 @@ struct TurboPrefillParams {
     void* workspace = nullptr;          // turbo_prefill_workspace_bytes(...) bytes
     PrefillKernel kernel = PrefillKernel::Auto;
     PrefillQk qk = PrefillQk::Int8;
+    // Hopper kernel: quarters of the scores whose exponential is SAS (0, 1, 2 or 4); the rest
+    // use the special-function unit's exp2. The portable kernel runs SAS only (4).
+    int sas_quarters = 4;
 };
 // Plain FP16 prefill (causal, one chunk from position 0, exact softmax), Hopper only: the
 // tensors of TurboPrefillParams, any len >= 1, no workspace.
