@@ -535,7 +535,7 @@ TEST_CASE("gpu engine: BF16 rmsnorm and SwiGLU rows equal the F32 kernels' round
 //    one float addition, when accumulating): every dequantized weight is checked bit for bit;
 //  - normal activations against a float64 GEMM of the same BF16 values: relative L2 <= 1e-5
 //    (only the FP32 sums differ; a wrong scale, nibble or fragment position is O(1)).
-// The columns of y past w.rows must stay untouched.
+// The columns of y past w.rows must stay untouched. Both tile sizes (64 and 128 tokens) run.
 TEST_CASE("gpu engine: Hopper dequantizing GEMM against the BF16 tiles and float64" * doctest::skip(no_gpu("hopper gemm"))) {
     if (!hopper_gemm_available()) {
         MESSAGE("skipped: not an sm_90 GPU (the kernel is built for sm_90a only)");
@@ -569,44 +569,53 @@ TEST_CASE("gpu engine: Hopper dequantizing GEMM against the BF16 tiles and float
                         xb[(size_t)(i * K + k)] = sh.one_hot ? (k == i ? 0x3F80 : 0) : fp32_to_bf16(nd(rng));
                 std::vector<float> y0((size_t)(n * ldy));
                 for (auto& v : y0) v = nd(rng);
-                uint16_t* dx = to_device(xb);
-                float* dy = to_device(y0);
-                HopperGemmArgs h;
-                h.w = a.m, h.x = (const __nv_bfloat16*)dx, h.ldx = K, h.n = n, h.y = dy, h.ldy = ldy, h.accumulate = acc;
-                hopper_gemm_launch(h, nullptr);
-                REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
-                const std::vector<float> y = from_device(dy, y0.size());
-                size_t wrong = 0, untouched = 0;
-                std::vector<float> got;
+                // the reference sums (normal activations), once for both tile sizes
                 std::vector<double> want;
-                for (int64_t i = 0; i < n; i++) {
-                    for (int64_t r = 0; r < ldy; r++) {
-                        const size_t at = (size_t)(i * ldy + r);
-                        if (r >= rows) {
-                            untouched += y[at] == y0[at] || (std::isnan(y[at]) && std::isnan(y0[at]));
-                            continue;
-                        }
-                        const double base = acc ? y0[at] : 0.0;
-                        if (sh.one_hot) {
-                            const float w = bf16_to_fp32(wb[(size_t)(r * K + i)]);
-                            wrong += y[at] != (acc ? y0[at] + w : w);
-                        } else {
-                            double sum = 0;
+                if (!sh.one_hot)
+                    for (int64_t i = 0; i < n; i++)
+                        for (int64_t r = 0; r < rows; r++) {
+                            double sum = acc ? y0[(size_t)(i * ldy + r)] : 0.0;
                             for (int64_t k = 0; k < K; k++)
                                 sum += (double)bf16_to_fp32(xb[(size_t)(i * K + k)]) * bf16_to_fp32(wb[(size_t)(r * K + k)]);
-                            got.push_back(y[at]);
-                            want.push_back(base + sum);
+                            want.push_back(sum);
+                        }
+                uint16_t* dx = to_device(xb);
+                float* dy = nullptr;
+                REQUIRE(cudaMalloc(&dy, y0.size() * 4) == cudaSuccess);
+                for (int tile : {64, 128}) {
+                    CAPTURE(tile);
+                    REQUIRE(cudaMemcpy(dy, y0.data(), y0.size() * 4, cudaMemcpyHostToDevice) == cudaSuccess);
+                    HopperGemmArgs h;
+                    h.w = a.m, h.x = (const __nv_bfloat16*)dx, h.ldx = K, h.n = n, h.y = dy, h.ldy = ldy;
+                    h.accumulate = acc, h.tile_tokens = tile;
+                    hopper_gemm_launch(h, nullptr);
+                    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+                    const std::vector<float> y = from_device(dy, y0.size());
+                    size_t wrong = 0, untouched = 0;
+                    std::vector<float> got;
+                    for (int64_t i = 0; i < n; i++) {
+                        for (int64_t r = 0; r < ldy; r++) {
+                            const size_t at = (size_t)(i * ldy + r);
+                            if (r >= rows) {
+                                untouched += y[at] == y0[at];
+                            } else if (sh.one_hot) {
+                                const float w = bf16_to_fp32(wb[(size_t)(r * K + i)]);
+                                wrong += y[at] != (acc ? y0[at] + w : w);
+                            } else {
+                                got.push_back(y[at]);
+                            }
                         }
                     }
+                    const double err = sh.one_hot ? 0.0 : rel_l2d(got, want);
+                    std::printf("hopper gemm %-4s rows %3lld K %4lld n %3lld tile %3d %s%s: %zu wrong of %lld, rel err %.2e "
+                                "(seed %u)\n",
+                                type_traits(t).name, (long long)rows, (long long)K, (long long)n, tile,
+                                sh.one_hot ? "one-hot" : "normal", acc ? ", accumulating" : "", wrong, (long long)(n * rows),
+                                err, seed);
+                    CHECK(wrong == 0);
+                    CHECK(err < 1e-5);
+                    CHECK(untouched == (size_t)(n * (ldy - rows)));
                 }
-                const double err = sh.one_hot ? 0.0 : rel_l2d(got, want);
-                std::printf("hopper gemm %-4s rows %3lld K %4lld n %3lld %s%s: %zu wrong of %lld, rel err %.2e (seed %u)\n",
-                            type_traits(t).name, (long long)rows, (long long)K, (long long)n,
-                            sh.one_hot ? "one-hot" : "normal", acc ? ", accumulating" : "", wrong, (long long)(n * rows),
-                            err, seed);
-                CHECK(wrong == 0);
-                CHECK(err < 1e-5);
-                CHECK(untouched == (size_t)(n * (ldy - rows)));
                 for (void* d : {(void*)dwb, (void*)dx, (void*)dy, (void*)a.dev}) cudaFree(d);
             }
         }
@@ -650,6 +659,8 @@ TEST_CASE("gpu engine: Hopper GEMM refuses bad arguments by name") {
     CHECK(refused(a, "ldy"));
     a = ok, a.x = (const __nv_bfloat16*)(fake + 8);
     CHECK(refused(a, "16-byte aligned"));
+    a = ok, a.tile_tokens = 96;
+    CHECK(refused(a, "tile_tokens"));
 }
 
 // The engine's prefill with the Hopper GEMM against dequantized tiles + cuBLAS: the same BF16

@@ -1,15 +1,16 @@
 // Prefill GEMM of Q4_0 / Q8_0 weights for Hopper (sm_90a): y (n, rows) = x (n, K) w^T with the
 // weight blocks dequantized in registers as wgmma's A operand (no BF16 copy of the weights).
 //
-//   CTA = 128 weight rows x 128 tokens; 384 threads:
+//   CTA = 128 weight rows x BN tokens (128, or 64 where 128 would leave most SMs idle: tile_tokens);
+//   384 threads:
 //     warps 0-3, 4-7  consumer warpgroups, 64 weight rows each (240 registers a thread)
 //     warps 8-11      producer warpgroup (24 registers): one lane issues the TMA loads of each
 //                     K-step (64 columns) into stage k % 4, once all 8 consumer warps released it:
-//                       x tile   128 tokens x 64 BF16, 128B-swizzled rows (wgmma's B, K-major)
+//                       x tile   BN tokens x 64 BF16, 128B-swizzled rows (wgmma's B, K-major)
 //                       codes    128 rows x 32 bytes (Q4_0) or 64 bytes (Q8_0, 64B-swizzled)
 //   per K-step, in each consumer warpgroup: the thread's A fragments (rows g, g + 8 of its warp's
 //   16; columns 2t, 2t+1, 2t+8, 2t+9 of each k16 group; g = lane / 4, t = lane % 4) are built
-//   from two 16-bit shared loads per row and k16 group pair, then 4 wgmma m64n128k16 BF16 with
+//   from two 16-bit shared loads per row and k16 group pair, then 4 wgmma m64nBNk16 BF16 with
 //   FP32 sums. The next step's fragments are built while this step's wgmmas run (two fragment
 //   sets). The block scales come from global memory (L2), loaded a step ahead.
 //
@@ -43,7 +44,6 @@ namespace {
 using namespace hopper;
 
 constexpr int kBM = 128;        // weight rows per CTA, 64 per consumer warpgroup
-constexpr int kBN = 128;        // tokens per CTA (wgmma N)
 constexpr int kBK = 64;         // K per stage: two 32-blocks, one 128-byte BF16 row of x
 constexpr int kStages = 4;
 constexpr int kConsumerWarps = 8;
@@ -51,10 +51,10 @@ constexpr int kThreads = kConsumerWarps * 32 + 128;  // + the producer warpgroup
 // 128 x 24 + 256 x 240 <= 65536 (as hopper_prefill.cu)
 constexpr int kProducerRegs = 24, kConsumerRegs = 240;
 
-template <GgmlType TY>
+template <GgmlType TY, int BN>
 struct Plan {
     static constexpr int code_row = TY == GgmlType::Q4_0 ? kBK / 2 : kBK;  // code bytes of a row per stage
-    static constexpr int x_bytes = kBN * kBK * 2;
+    static constexpr int x_bytes = BN * kBK * 2;
     static constexpr int w_bytes = kBM * code_row;
     static constexpr int w_off = kStages * x_bytes;
     static constexpr int bar_off = w_off + kStages * w_bytes;
@@ -103,10 +103,10 @@ __device__ __forceinline__ uint32_t fragment_bytes(const uint8_t* group16, int t
 }
 
 // One consumer thread: its rows' fragments, scales and the accumulator.
-template <GgmlType TY>
+template <GgmlType TY, int BN>
 struct Consumer {
-    using P = Plan<TY>;
-    float acc[kBN / 2];             // layout: wgmma_ss in hopper_ptx.cuh (rows lr0 / lr0 + 8)
+    using P = Plan<TY, BN>;
+    float acc[BN / 2];              // layout: wgmma_ss in hopper_ptx.cuh (rows lr0 / lr0 + 8)
     const uint16_t* srow[2];        // scales of rows lr0, lr0 + 8 (row 0 for rows past the end)
     bool row_ok[2];
     int lr0, t, k_blocks;
@@ -154,14 +154,14 @@ struct Consumer {
     }
 };
 
-template <GgmlType TY>
+template <GgmlType TY, int BN>
 __global__ void __launch_bounds__(kThreads, 1) gemm_kernel(const __grid_constant__ Args a) {
-    using P = Plan<TY>;
+    using P = Plan<TY, BN>;
     extern __shared__ uint8_t smem_raw[];
     uint8_t* sm = (uint8_t*)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     uint64_t* full = (uint64_t*)(sm + P::bar_off);
     uint64_t* empty = full + kStages;
-    const int n0 = blockIdx.x * kBN, m0 = blockIdx.y * kBM;  // tokens fastest: a weight tile's CTAs run together
+    const int n0 = blockIdx.x * BN, m0 = blockIdx.y * kBM;  // tokens fastest: a weight tile's CTAs run together
     // warp index read from lane 0: provably warp-uniform (see hopper_prefill.cu)
     const int warp = __shfl_sync(0xffffffffu, (int)threadIdx.x / 32, 0), lane = threadIdx.x % 32;
 
@@ -190,7 +190,7 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_kernel(const __grid_constant
     }
 
     setmaxnreg_inc<kConsumerRegs>();
-    Consumer<TY> c;
+    Consumer<TY, BN> c;
     const int wg = warp / 4;
     c.t = lane % 4;
     c.lr0 = wg * 64 + (warp % 4) * 16 + lane / 4;
@@ -202,7 +202,7 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_kernel(const __grid_constant
         c.srow[r] = a.scales + (size_t)(c.row_ok[r] ? row : 0) * a.k_blocks;
     }
 #pragma unroll
-    for (int i = 0; i < kBN / 2; ++i) c.acc[i] = 0.0f;
+    for (int i = 0; i < BN / 2; ++i) c.acc[i] = 0.0f;
 
     uint32_t fa[4][4], fb[4][4];  // fragments of even / odd K-steps
     uint16_t s_cur[2][2], s_next[2][2];
@@ -217,7 +217,7 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_kernel(const __grid_constant
         const uint64_t xd = smem_desc(sm + (kt % kStages) * P::x_bytes, 128);
         wgmma_fence();
 #pragma unroll
-        for (int j = 0; j < 4; ++j) wgmma_rs_bf16<kBN>(c.acc, cur[j], xd + 2 * j);  // + 32 bytes a k16 group
+        for (int j = 0; j < 4; ++j) wgmma_rs_bf16<BN>(c.acc, cur[j], xd + 2 * j);  // + 32 bytes a k16 group
         wgmma_commit();
         wgmma_wait<1>();
         if (kt > 0 && lane == 0) mbar_arrive(&empty[(kt - 1) % kStages]);
@@ -242,7 +242,7 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_kernel(const __grid_constant
     // y[token][row]: per n8 block i, (row lr0, tokens 8i + 2t, +1) and (row lr0 + 8, same)
     const int r0 = m0 + c.lr0, r1 = r0 + 8;
 #pragma unroll
-    for (int i = 0; i < kBN / 8; ++i) {
+    for (int i = 0; i < BN / 8; ++i) {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
             const int tok = n0 + 8 * i + 2 * c.t + e;
@@ -269,13 +269,13 @@ CUtensorMap make_map(const void* base, CUtensorMapDataType type, uint64_t d0, ui
     return m;
 }
 
-template <GgmlType TY>
+template <GgmlType TY, int BN>
 void launch(const HopperGemmArgs& h, cudaStream_t st) {
-    using P = Plan<TY>;
+    using P = Plan<TY, BN>;
     const uint64_t K = (uint64_t)h.w.cols, rows = (uint64_t)h.w.rows;
     const uint64_t row_bytes = TY == GgmlType::Q4_0 ? K / 2 : K;
     Args a;
-    a.x = make_map(h.x, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, K, (uint64_t)h.n, (uint64_t)h.ldx * 2, kBK, kBN,
+    a.x = make_map(h.x, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, K, (uint64_t)h.n, (uint64_t)h.ldx * 2, kBK, BN,
                    CU_TENSOR_MAP_SWIZZLE_128B);
     a.w = make_map(h.w.q, CU_TENSOR_MAP_DATA_TYPE_UINT8, row_bytes, rows, row_bytes, P::code_row, kBM,
                    TY == GgmlType::Q8_0 ? CU_TENSOR_MAP_SWIZZLE_64B : CU_TENSOR_MAP_SWIZZLE_NONE);
@@ -288,11 +288,20 @@ void launch(const HopperGemmArgs& h, cudaStream_t st) {
     a.k_steps = (int)((K + kBK - 1) / kBK);
     a.accumulate = h.accumulate;
     static const cudaError_t attr =
-        cudaFuncSetAttribute(gemm_kernel<TY>, cudaFuncAttributeMaxDynamicSharedMemorySize, P::smem);
+        cudaFuncSetAttribute(gemm_kernel<TY, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize, P::smem);
     TANDEM_CHECK_CUDA(attr);
-    const dim3 grid((unsigned)((h.n + kBN - 1) / kBN), (unsigned)((rows + kBM - 1) / kBM));
-    gemm_kernel<TY><<<grid, kThreads, P::smem, st>>>(a);
+    const dim3 grid((unsigned)((h.n + BN - 1) / BN), (unsigned)((rows + kBM - 1) / kBM));
+    gemm_kernel<TY, BN><<<grid, kThreads, P::smem, st>>>(a);
     TANDEM_CHECK_CUDA(cudaGetLastError());
+}
+
+// 128 tokens a tile, unless the 128 x 128 tiles fill at most half the SMs (one CTA an SM): then
+// 64, twice the CTAs. A 64-token tile spends twice the dequantization per MMA, so it pays only
+// where the SMs would otherwise idle (the 1B shape's Wo and Wd at 512 tokens: 64 tiles).
+int tile_tokens(const HopperGemmArgs& h) {
+    if (h.tile_tokens == 64 || h.tile_tokens == 128) return h.tile_tokens;
+    const int64_t tiles = (h.w.rows + kBM - 1) / kBM * ((h.n + 127) / 128);
+    return 2 * tiles <= sm_count() ? 64 : 128;
 }
 
 }  // namespace
@@ -311,9 +320,11 @@ void hopper_gemm_launch(const HopperGemmArgs& h, cudaStream_t stream) {
     if (h.ldx < h.w.cols || h.ldx % 8 != 0) fail("ldx must be >= w.cols and a multiple of 8 (16-byte rows)");
     if ((uintptr_t)h.x % 16 != 0 || (uintptr_t)h.w.q % 16 != 0) fail("x and w.q must be 16-byte aligned");
     if (h.ldy < h.w.rows) fail("ldy must be >= w.rows");
+    if (h.tile_tokens != 0 && h.tile_tokens != 64 && h.tile_tokens != 128) fail("tile_tokens must be 0, 64 or 128");
     if (!hopper_gemm_available()) fail("needs an sm_90 GPU (H100/H200)");
-    if (h.w.type == GgmlType::Q4_0) launch<GgmlType::Q4_0>(h, stream);
-    else launch<GgmlType::Q8_0>(h, stream);
+    const bool q4 = h.w.type == GgmlType::Q4_0;
+    if (tile_tokens(h) == 64) q4 ? launch<GgmlType::Q4_0, 64>(h, stream) : launch<GgmlType::Q8_0, 64>(h, stream);
+    else q4 ? launch<GgmlType::Q4_0, 128>(h, stream) : launch<GgmlType::Q8_0, 128>(h, stream);
 }
 
 }  // namespace tandem
