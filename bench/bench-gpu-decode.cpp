@@ -26,10 +26,10 @@
 // (2 x tokens x their parameters), so it is a lower bound on the GEMMs' own rate. Then, BF16,
 // the prompt's last chunk (up to 512 tokens) is profiled with an event between stages
 // (GpuContext::profile_eval): the GEMMs' own rate is that chunk's layer FLOPs over its to_bf16,
-// dequant and gemm stages. BF16 runs twice, profiled alike: with the default GEMM
-// (GpuContext::prefill_gemm_kernel(): on sm_90 the Hopper dequantizing GEMM) and with
-// GpuParams::hopper_gemm off (dequantized tiles + cuBLAS). --bf16-only skips the split-KV,
-// TF32 and FP32 runs.
+// dequant and gemm stages. BF16 runs twice, profiled alike: with GpuParams::hopper_gemm as it
+// defaults, and flipped (GpuContext::prefill_gemm_kernel() names each run's GEMM: on sm_90 the
+// Hopper dequantizing GEMM or dequantized tiles + cuBLAS). --bf16-only skips the split-KV, TF32
+// and FP32 runs.
 //
 // Usage: bench-gpu-decode [--steps N] [--json FILE] [--only llama|qwen] [--kv fp16|turbo|both]
 //                         [--long-ctx N,N,... | --long-ctx 0] [--prefill N,N,... | --prefill 0] [--no-short]
@@ -135,11 +135,11 @@ struct PrefillRow {
     int64_t tokens = 0;
     double ms_bf16 = 0, ms_tf32 = 0, ms_fp32 = 0, linear_tflop = 0;
     double ms_bf16_splitkv = 0;    // BF16 GEMMs, attention on the split-KV kernel's causal mode (A/B)
-    double ms_bf16_cublas = 0;     // BF16, GpuParams::hopper_gemm off: dequantized tiles + cuBLAS (A/B)
+    double ms_bf16_other = 0;      // BF16, GpuParams::hopper_gemm flipped from its default (A/B)
     std::string attention;         // the prefill attention of the BF16 run (prefill_attention())
-    std::string gemm_kernel;       // its GEMM (prefill_gemm_kernel())
+    std::string gemm_kernel, gemm_kernel_other;  // their GEMMs (prefill_gemm_kernel())
     std::vector<std::pair<std::string, double>> stages;  // BF16: the last chunk, device ms per stage
-    std::vector<std::pair<std::string, double>> stages_cublas;  // the same with hopper_gemm off
+    std::vector<std::pair<std::string, double>> stages_other;  // the same with hopper_gemm flipped
     int64_t chunk = 0;                                   // that chunk's tokens
     double gemm_tflop = 0;                               // that chunk's layer-matrix TFLOP
     // The chunk's GEMM stages (activations to BF16, weight tiles, cuBLAS or the fused GEMM).
@@ -151,15 +151,15 @@ struct PrefillRow {
     }
     double gemm_ms() const { return gemm_ms(stages); }
     double gemm_tflops() const { return gemm_ms() > 0 ? gemm_tflop / (gemm_ms() * 1e-3) : 0.0; }
-    double gemm_tflops_cublas() const { return gemm_ms(stages_cublas) > 0 ? gemm_tflop / (gemm_ms(stages_cublas) * 1e-3) : 0.0; }
+    double gemm_tflops_other() const { return gemm_ms(stages_other) > 0 ? gemm_tflop / (gemm_ms(stages_other) * 1e-3) : 0.0; }
 };
 
 // Median wall time of evaluating an n-token prompt from an empty cache (n_batch 512), after a
 // warm-up. With `stages`: then the prompt once more, its last chunk profiled (profile_eval).
 double time_prefill(const std::shared_ptr<const Model>& m, GpuParams::PrefillGemm mode, int64_t n,
                     std::vector<std::pair<std::string, double>>* stages = nullptr, int64_t* chunk = nullptr,
-                    bool hopper_prefill = true, std::string* attention = nullptr, bool hopper_gemm = true,
-                    std::string* gemm_kernel = nullptr) {
+                    bool hopper_prefill = true, std::string* attention = nullptr,
+                    bool hopper_gemm = GpuParams{}.hopper_gemm, std::string* gemm_kernel = nullptr) {
     ContextParams cp;
     cp.n_ctx = n + 64;
     cp.n_batch = 512;
@@ -201,8 +201,9 @@ void run_prefill(const std::shared_ptr<const Model>& m, const char* name, const 
     for (long n : lengths) {
         PrefillRow r;
         r.model = name, r.type = type_traits(spec.weight_type).name, r.tokens = n;
-        r.ms_bf16 = time_prefill(m, Mode::bf16, n, &r.stages, &r.chunk, true, &r.attention, true, &r.gemm_kernel);
-        r.ms_bf16_cublas = time_prefill(m, Mode::bf16, n, &r.stages_cublas, &r.chunk, true, nullptr, false);
+        const bool hg = GpuParams{}.hopper_gemm;
+        r.ms_bf16 = time_prefill(m, Mode::bf16, n, &r.stages, &r.chunk, true, &r.attention, hg, &r.gemm_kernel);
+        r.ms_bf16_other = time_prefill(m, Mode::bf16, n, &r.stages_other, &r.chunk, true, nullptr, !hg, &r.gemm_kernel_other);
         if (!bf16_only) {
             r.ms_bf16_splitkv = time_prefill(m, Mode::bf16, n, nullptr, nullptr, false);
             r.ms_tf32 = time_prefill(m, Mode::tf32, n);
@@ -210,14 +211,14 @@ void run_prefill(const std::shared_ptr<const Model>& m, const char* name, const 
         }
         r.linear_tflop = 2.0 * (double)n * layer_matrix_params(spec) / 1e12;
         r.gemm_tflop = 2.0 * (double)r.chunk * layer_matrix_params(spec) / 1e12;
-        std::printf("prefill %s %s %ld tokens: BF16 %.1f ms (%.0f tok/s, GEMM %s, attention %s; dequantized tiles + cuBLAS "
-                    "%.1f ms; split-KV causal attention %.1f ms), TF32 %.1f ms, FP32 %.1f ms\n",
+        std::printf("prefill %s %s %ld tokens: BF16 %.1f ms (%.0f tok/s, GEMM %s, attention %s; GEMM %s %.1f ms; "
+                    "split-KV causal attention %.1f ms), TF32 %.1f ms, FP32 %.1f ms\n",
                     name, r.type.c_str(), n, r.ms_bf16, n / (r.ms_bf16 * 1e-3), r.gemm_kernel.c_str(), r.attention.c_str(),
-                    r.ms_bf16_cublas, r.ms_bf16_splitkv, r.ms_tf32, r.ms_fp32);
-        for (const auto* st : {&r.stages, &r.stages_cublas}) {
+                    r.gemm_kernel_other.c_str(), r.ms_bf16_other, r.ms_bf16_splitkv, r.ms_tf32, r.ms_fp32);
+        for (const auto* st : {&r.stages, &r.stages_other}) {
             double all = 0;
             std::printf("  stages of the last %ld-token chunk (BF16, %s, device ms, events between stages):", (long)r.chunk,
-                        st == &r.stages ? r.gemm_kernel.c_str() : "cublas bf16");
+                        st == &r.stages ? r.gemm_kernel.c_str() : r.gemm_kernel_other.c_str());
             for (const auto& x : *st) {
                 std::printf(" %s %.3f", x.first.c_str(), x.second);
                 all += x.second;
@@ -232,14 +233,14 @@ void run_prefill(const std::shared_ptr<const Model>& m, const char* name, const 
 void print_prefill(const std::vector<PrefillRow>& rows) {
     if (rows.empty()) return;
     std::printf("\n| model | weights | prompt tokens | BF16 ms (GEMM; attention) | tok/s | layer TFLOP/s | last chunk: GEMM stages ms | "
-                "GEMM TFLOP/s | BF16 cuBLAS tiles ms | its GEMM stages ms | its GEMM TFLOP/s | BF16, split-KV causal attention ms | "
+                "GEMM TFLOP/s | BF16, other GEMM ms | its GEMM stages ms | its GEMM TFLOP/s | BF16, split-KV causal attention ms | "
                 "TF32 ms | FP32 SGEMM ms |\n");
     std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (const PrefillRow& r : rows)
         std::printf("| %s | %s | %ld | %.1f (%s; %s) | %.0f | %.0f | %.3f | %.0f | %.1f | %.3f | %.0f | %.1f | %.1f | %.1f |\n",
                     r.model.c_str(), r.type.c_str(), (long)r.tokens, r.ms_bf16, r.gemm_kernel.c_str(), r.attention.c_str(),
                     r.tokens / (r.ms_bf16 * 1e-3), r.linear_tflop / (r.ms_bf16 * 1e-3), r.gemm_ms(), r.gemm_tflops(),
-                    r.ms_bf16_cublas, PrefillRow::gemm_ms(r.stages_cublas), r.gemm_tflops_cublas(), r.ms_bf16_splitkv,
+                    r.ms_bf16_other, PrefillRow::gemm_ms(r.stages_other), r.gemm_tflops_other(), r.ms_bf16_splitkv,
                     r.ms_tf32, r.ms_fp32);
 }
 
@@ -454,16 +455,17 @@ int main(int argc, char** argv) {
         json += std::string(i ? ", " : "") + "{\"model\": \"" + r.model + "\", \"type\": \"" + r.type +
                 "\", \"tokens\": " + std::to_string(r.tokens) + ", \"ms_bf16\": " + std::to_string(r.ms_bf16) +
                 ", \"ms_bf16_splitkv\": " + std::to_string(r.ms_bf16_splitkv) + ", \"attention\": \"" + r.attention + "\"" +
-                ", \"gemm_kernel\": \"" + r.gemm_kernel + "\", \"ms_bf16_cublas\": " + std::to_string(r.ms_bf16_cublas) +
+                ", \"gemm_kernel\": \"" + r.gemm_kernel + "\", \"gemm_kernel_other\": \"" + r.gemm_kernel_other +
+                "\", \"ms_bf16_other\": " + std::to_string(r.ms_bf16_other) +
                 ", \"ms_tf32\": " + std::to_string(r.ms_tf32) +
                 ", \"ms_fp32\": " + std::to_string(r.ms_fp32) + ", \"layer_tflop\": " + std::to_string(r.linear_tflop) +
                 ", \"profiled_chunk\": " + std::to_string(r.chunk) + ", \"chunk_stages_ms\": {";
         for (size_t k = 0; k < r.stages.size(); k++)
             json += std::string(k ? ", " : "") + "\"" + r.stages[k].first + "\": " + std::to_string(r.stages[k].second);
-        json += "}, \"chunk_stages_ms_cublas\": {";
-        for (size_t k = 0; k < r.stages_cublas.size(); k++)
-            json += std::string(k ? ", " : "") + "\"" + r.stages_cublas[k].first + "\": " +
-                    std::to_string(r.stages_cublas[k].second);
+        json += "}, \"chunk_stages_ms_other\": {";
+        for (size_t k = 0; k < r.stages_other.size(); k++)
+            json += std::string(k ? ", " : "") + "\"" + r.stages_other[k].first + "\": " +
+                    std::to_string(r.stages_other[k].second);
         json += "}}";
     }
     json += "]}";

@@ -18,10 +18,11 @@
 // (head_dim 64/128; kernels/cuda/fp16_decode.cu) or a plain kernel, argmax on the device; the
 // whole step is a CUDA graph replayed each token.
 // Prefill: weights dequantized to tiles + cuBLAS GEMM (BF16 tensor cores for quantized weights,
-// FP32 SGEMM for F32/F16 ones: GpuParams::prefill_gemm), on sm_90 Q4_0/Q8_0 weights by a GEMM
-// that dequantizes them in registers (GpuParams::hopper_gemm); attention on sm_90 by the Hopper
-// prefill kernel over the cache (GpuParams::hopper_prefill), elsewhere by the same FP16 kernel
-// as decode, the chunk's tokens as a causal batch (the plain kernel for other head sizes).
+// FP32 SGEMM for F32/F16 ones: GpuParams::prefill_gemm), or on sm_90 for Q4_0/Q8_0 weights a
+// GEMM that dequantizes them in registers (GpuParams::hopper_gemm, off by default); attention
+// on sm_90 by the Hopper prefill kernel over the cache (GpuParams::hopper_prefill), elsewhere by
+// the same FP16 kernel as decode, the chunk's tokens as a causal batch (the plain kernel for
+// other head sizes).
 // Turbo: RoPE fused with the INT8 store, a full recent buffer compressed on the device, decode
 // by turbo_decode_cuda (the graph reads the lengths from device memory: never re-captured);
 // prefill attends per recent-buffer segment with the same decode kernel (batch = tokens).
@@ -71,9 +72,10 @@ struct GpuParams {
     PrefillGemm prefill_gemm = PrefillGemm::bf16;
     // BF16 mode, sm_90 (H100/H200): Q4_0 and Q8_0 matrices on the Hopper GEMM that dequantizes
     // the weight blocks in registers (kernels/cuda/hopper_gemm.cu) instead of BF16 tiles +
-    // cuBLAS; the same BF16 weights, summed in another order. prefill_gemm_kernel() says which
-    // one runs.
-    bool hopper_gemm = true;
+    // cuBLAS; the same BF16 weights, summed in another order. Off by default: on the H100 it
+    // is slower than the tiles + cuBLAS (bench/results/gpu-prefill-h100.md). prefill_gemm_kernel()
+    // says which one runs.
+    bool hopper_gemm = false;
 };
 
 class GpuContext : public ComputeContext {

@@ -10,9 +10,10 @@
 //               g = silu(rmsnorm(x) Wg) * (rmsnorm(x) Wu)       gemv (norm, SwiGLU fused) | GEMMs + swiglu
 //               x += g Wd                                       gemv | GEMM
 // (decode, one token | prefill). A prefill GEMM of quantized weights dequantizes tiles of rows
-// to BF16 and runs cuBLAS on the tensor cores, or on sm_90 (Q4_0, Q8_0) runs hopper_gemm, which
-// dequantizes the blocks in registers; its activations come in BF16 straight from the
-// rmsnorm and SwiGLU kernels (GpuParams::prefill_gemm has the F32 alternatives).
+// to BF16 and runs cuBLAS on the tensor cores, or with GpuParams::hopper_gemm on sm_90 (Q4_0,
+// Q8_0) runs hopper_gemm, which dequantizes the blocks in registers; its activations come in
+// BF16 straight from the rmsnorm and SwiGLU kernels (GpuParams::prefill_gemm has the F32
+// alternatives).
 //   logits = rmsnorm(x) Wout;  argmax on the device
 #include "tandem/gpu_context.h"
 
