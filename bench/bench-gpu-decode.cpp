@@ -26,10 +26,14 @@
 // (2 x tokens x their parameters), so it is a lower bound on the GEMMs' own rate. Then, BF16,
 // the prompt's last chunk (up to 512 tokens) is profiled with an event between stages
 // (GpuContext::profile_eval): the GEMMs' own rate is that chunk's layer FLOPs over its to_bf16,
-// dequant and gemm stages.
+// dequant and gemm stages. BF16 runs twice, profiled alike: with GpuParams::hopper_gemm as it
+// defaults, and flipped (GpuContext::prefill_gemm_kernel() names each run's GEMM: on sm_90 the
+// Hopper dequantizing GEMM or dequantized tiles + cuBLAS). --bf16-only skips the split-KV, TF32
+// and FP32 runs.
 //
 // Usage: bench-gpu-decode [--steps N] [--json FILE] [--only llama|qwen] [--kv fp16|turbo|both]
 //                         [--long-ctx N,N,... | --long-ctx 0] [--prefill N,N,... | --prefill 0] [--no-short]
+//                         [--bf16-only]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -131,33 +135,41 @@ struct PrefillRow {
     int64_t tokens = 0;
     double ms_bf16 = 0, ms_tf32 = 0, ms_fp32 = 0, linear_tflop = 0;
     double ms_bf16_splitkv = 0;    // BF16 GEMMs, attention on the split-KV kernel's causal mode (A/B)
+    double ms_bf16_other = 0;      // BF16, GpuParams::hopper_gemm flipped from its default (A/B)
     std::string attention;         // the prefill attention of the BF16 run (prefill_attention())
+    std::string gemm_kernel, gemm_kernel_other;  // their GEMMs (prefill_gemm_kernel())
     std::vector<std::pair<std::string, double>> stages;  // BF16: the last chunk, device ms per stage
+    std::vector<std::pair<std::string, double>> stages_other;  // the same with hopper_gemm flipped
     int64_t chunk = 0;                                   // that chunk's tokens
     double gemm_tflop = 0;                               // that chunk's layer-matrix TFLOP
-    // The chunk's GEMM stages (activations to BF16, weight tiles, cuBLAS) and their rate.
-    double gemm_ms() const {
+    // The chunk's GEMM stages (activations to BF16, weight tiles, cuBLAS or the fused GEMM).
+    static double gemm_ms(const std::vector<std::pair<std::string, double>>& st) {
         double ms = 0;
-        for (const auto& st : stages)
-            if (st.first == "to_bf16" || st.first == "dequant" || st.first == "gemm") ms += st.second;
+        for (const auto& s : st)
+            if (s.first == "to_bf16" || s.first == "dequant" || s.first == "gemm") ms += s.second;
         return ms;
     }
+    double gemm_ms() const { return gemm_ms(stages); }
     double gemm_tflops() const { return gemm_ms() > 0 ? gemm_tflop / (gemm_ms() * 1e-3) : 0.0; }
+    double gemm_tflops_other() const { return gemm_ms(stages_other) > 0 ? gemm_tflop / (gemm_ms(stages_other) * 1e-3) : 0.0; }
 };
 
 // Median wall time of evaluating an n-token prompt from an empty cache (n_batch 512), after a
 // warm-up. With `stages`: then the prompt once more, its last chunk profiled (profile_eval).
 double time_prefill(const std::shared_ptr<const Model>& m, GpuParams::PrefillGemm mode, int64_t n,
                     std::vector<std::pair<std::string, double>>* stages = nullptr, int64_t* chunk = nullptr,
-                    bool hopper_prefill = true, std::string* attention = nullptr) {
+                    bool hopper_prefill = true, std::string* attention = nullptr,
+                    bool hopper_gemm = GpuParams{}.hopper_gemm, std::string* gemm_kernel = nullptr) {
     ContextParams cp;
     cp.n_ctx = n + 64;
     cp.n_batch = 512;
     GpuParams gp;
     gp.prefill_gemm = mode;
     gp.hopper_prefill = hopper_prefill;
+    gp.hopper_gemm = hopper_gemm;
     GpuContext ctx(m, cp, gp);
     if (attention) *attention = ctx.prefill_attention();
+    if (gemm_kernel) *gemm_kernel = ctx.prefill_gemm_kernel();
     std::vector<int32_t> prompt((size_t)n);
     for (size_t i = 0; i < prompt.size(); i++) prompt[i] = (int32_t)((i * 7919 + 13) % (size_t)m->config().n_vocab);
     std::vector<double> t;
@@ -184,43 +196,52 @@ double layer_matrix_params(const SyntheticModelSpec& s) {
 }
 
 void run_prefill(const std::shared_ptr<const Model>& m, const char* name, const SyntheticModelSpec& spec,
-                 const std::vector<long>& lengths, std::vector<PrefillRow>& out) {
+                 const std::vector<long>& lengths, bool bf16_only, std::vector<PrefillRow>& out) {
     using Mode = GpuParams::PrefillGemm;
     for (long n : lengths) {
         PrefillRow r;
         r.model = name, r.type = type_traits(spec.weight_type).name, r.tokens = n;
-        r.ms_bf16 = time_prefill(m, Mode::bf16, n, &r.stages, &r.chunk, true, &r.attention);
-        r.ms_bf16_splitkv = time_prefill(m, Mode::bf16, n, nullptr, nullptr, false);
-        r.ms_tf32 = time_prefill(m, Mode::tf32, n);
-        r.ms_fp32 = time_prefill(m, Mode::fp32, n);
+        const bool hg = GpuParams{}.hopper_gemm;
+        r.ms_bf16 = time_prefill(m, Mode::bf16, n, &r.stages, &r.chunk, true, &r.attention, hg, &r.gemm_kernel);
+        r.ms_bf16_other = time_prefill(m, Mode::bf16, n, &r.stages_other, &r.chunk, true, nullptr, !hg, &r.gemm_kernel_other);
+        if (!bf16_only) {
+            r.ms_bf16_splitkv = time_prefill(m, Mode::bf16, n, nullptr, nullptr, false);
+            r.ms_tf32 = time_prefill(m, Mode::tf32, n);
+            r.ms_fp32 = time_prefill(m, Mode::fp32, n);
+        }
         r.linear_tflop = 2.0 * (double)n * layer_matrix_params(spec) / 1e12;
         r.gemm_tflop = 2.0 * (double)r.chunk * layer_matrix_params(spec) / 1e12;
-        std::printf("prefill %s %s %ld tokens: BF16 %.1f ms (%.0f tok/s, attention %s; split-KV causal attention %.1f ms), "
-                    "TF32 %.1f ms, FP32 %.1f ms; BF16 vs FP32 %.2fx\n",
-                    name, r.type.c_str(), n, r.ms_bf16, n / (r.ms_bf16 * 1e-3), r.attention.c_str(), r.ms_bf16_splitkv,
-                    r.ms_tf32, r.ms_fp32, r.ms_fp32 / r.ms_bf16);
-        double all = 0;
-        std::printf("  stages of the last %ld-token chunk (BF16, device ms, events between stages):", (long)r.chunk);
-        for (const auto& st : r.stages) {
-            std::printf(" %s %.3f", st.first.c_str(), st.second);
-            all += st.second;
+        std::printf("prefill %s %s %ld tokens: BF16 %.1f ms (%.0f tok/s, GEMM %s, attention %s; GEMM %s %.1f ms; "
+                    "split-KV causal attention %.1f ms), TF32 %.1f ms, FP32 %.1f ms\n",
+                    name, r.type.c_str(), n, r.ms_bf16, n / (r.ms_bf16 * 1e-3), r.gemm_kernel.c_str(), r.attention.c_str(),
+                    r.gemm_kernel_other.c_str(), r.ms_bf16_other, r.ms_bf16_splitkv, r.ms_tf32, r.ms_fp32);
+        for (const auto* st : {&r.stages, &r.stages_other}) {
+            double all = 0;
+            std::printf("  stages of the last %ld-token chunk (BF16, %s, device ms, events between stages):", (long)r.chunk,
+                        st == &r.stages ? r.gemm_kernel.c_str() : r.gemm_kernel_other.c_str());
+            for (const auto& x : *st) {
+                std::printf(" %s %.3f", x.first.c_str(), x.second);
+                all += x.second;
+            }
+            std::printf("; total %.3f, GEMMs (to_bf16 + dequant + gemm) %.3f ms = %.0f TFLOP/s\n", all,
+                        PrefillRow::gemm_ms(*st), r.gemm_tflop / (PrefillRow::gemm_ms(*st) * 1e-3));
         }
-        std::printf("; total %.3f, GEMMs (to_bf16 + dequant + gemm) %.3f ms = %.0f TFLOP/s\n", all, r.gemm_ms(),
-                    r.gemm_tflops());
         out.push_back(r);
     }
 }
 
 void print_prefill(const std::vector<PrefillRow>& rows) {
     if (rows.empty()) return;
-    std::printf("\n| model | weights | prompt tokens | BF16 ms (attention) | tok/s | layer TFLOP/s | last chunk: GEMM stages ms | "
-                "GEMM TFLOP/s | BF16, split-KV causal attention ms | TF32 ms | FP32 SGEMM ms | BF16 vs FP32 |\n");
-    std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    std::printf("\n| model | weights | prompt tokens | BF16 ms (GEMM; attention) | tok/s | layer TFLOP/s | last chunk: GEMM stages ms | "
+                "GEMM TFLOP/s | BF16, other GEMM ms | its GEMM stages ms | its GEMM TFLOP/s | BF16, split-KV causal attention ms | "
+                "TF32 ms | FP32 SGEMM ms |\n");
+    std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (const PrefillRow& r : rows)
-        std::printf("| %s | %s | %ld | %.1f (%s) | %.0f | %.0f | %.3f | %.0f | %.1f | %.1f | %.1f | %.2fx |\n", r.model.c_str(),
-                    r.type.c_str(), (long)r.tokens, r.ms_bf16, r.attention.c_str(), r.tokens / (r.ms_bf16 * 1e-3),
-                    r.linear_tflop / (r.ms_bf16 * 1e-3), r.gemm_ms(), r.gemm_tflops(), r.ms_bf16_splitkv, r.ms_tf32,
-                    r.ms_fp32, r.ms_fp32 / r.ms_bf16);
+        std::printf("| %s | %s | %ld | %.1f (%s; %s) | %.0f | %.0f | %.3f | %.0f | %.1f | %.3f | %.0f | %.1f | %.1f | %.1f |\n",
+                    r.model.c_str(), r.type.c_str(), (long)r.tokens, r.ms_bf16, r.gemm_kernel.c_str(), r.attention.c_str(),
+                    r.tokens / (r.ms_bf16 * 1e-3), r.linear_tflop / (r.ms_bf16 * 1e-3), r.gemm_ms(), r.gemm_tflops(),
+                    r.ms_bf16_other, PrefillRow::gemm_ms(r.stages_other), r.gemm_tflops_other(), r.ms_bf16_splitkv,
+                    r.ms_tf32, r.ms_fp32);
 }
 
 // ---- long context: FP16 vs Turbo KV ------------------------------------------------------------
@@ -300,7 +321,7 @@ int main(int argc, char** argv) {
     int steps = 128;
     std::string json_path, only, kv = "both";
     std::vector<long> long_ctx = {4096, 16384}, prefill = {512, 1200, 4096, 16384};
-    bool short_rows = true;
+    bool short_rows = true, bf16_only = false;
     for (int i = 1; i < argc; i++) {
         const std::string a = argv[i];
         if (a == "--steps" && i + 1 < argc) steps = std::atoi(argv[++i]);
@@ -308,11 +329,12 @@ int main(int argc, char** argv) {
         else if (a == "--only" && i + 1 < argc) only = argv[++i];
         else if (a == "--kv" && i + 1 < argc) kv = argv[++i];
         else if (a == "--no-short") short_rows = false;
+        else if (a == "--bf16-only") bf16_only = true;
         else if (a == "--long-ctx" && i + 1 < argc) long_ctx = parse_lengths(argv[++i]);
         else if (a == "--prefill" && i + 1 < argc) prefill = parse_lengths(argv[++i]);
         else {
             std::fprintf(stderr, "usage: bench-gpu-decode [--steps N] [--json FILE] [--only llama|qwen] [--kv fp16|turbo|both]"
-                                 " [--long-ctx N,N,...] [--prefill N,N,...] [--no-short]\n");
+                                 " [--long-ctx N,N,...] [--prefill N,N,...] [--no-short] [--bf16-only]\n");
             return 2;
         }
     }
@@ -375,7 +397,7 @@ int main(int argc, char** argv) {
         auto m = Model::load(j.path);
         if (!long_ctx.empty() && j.spec.architecture == "llama" && j.spec.weight_type == GgmlType::Q4_0)
             run_long(m, j.name, j.spec, long_ctx, kv, steps, long_rows);
-        run_prefill(m, j.name, j.spec, prefill, prefill_rows);
+        run_prefill(m, j.name, j.spec, prefill, bf16_only, prefill_rows);
         if (!short_rows) {
             std::remove(j.path.c_str());
             continue;
@@ -433,11 +455,17 @@ int main(int argc, char** argv) {
         json += std::string(i ? ", " : "") + "{\"model\": \"" + r.model + "\", \"type\": \"" + r.type +
                 "\", \"tokens\": " + std::to_string(r.tokens) + ", \"ms_bf16\": " + std::to_string(r.ms_bf16) +
                 ", \"ms_bf16_splitkv\": " + std::to_string(r.ms_bf16_splitkv) + ", \"attention\": \"" + r.attention + "\"" +
+                ", \"gemm_kernel\": \"" + r.gemm_kernel + "\", \"gemm_kernel_other\": \"" + r.gemm_kernel_other +
+                "\", \"ms_bf16_other\": " + std::to_string(r.ms_bf16_other) +
                 ", \"ms_tf32\": " + std::to_string(r.ms_tf32) +
                 ", \"ms_fp32\": " + std::to_string(r.ms_fp32) + ", \"layer_tflop\": " + std::to_string(r.linear_tflop) +
                 ", \"profiled_chunk\": " + std::to_string(r.chunk) + ", \"chunk_stages_ms\": {";
         for (size_t k = 0; k < r.stages.size(); k++)
             json += std::string(k ? ", " : "") + "\"" + r.stages[k].first + "\": " + std::to_string(r.stages[k].second);
+        json += "}, \"chunk_stages_ms_other\": {";
+        for (size_t k = 0; k < r.stages_other.size(); k++)
+            json += std::string(k ? ", " : "") + "\"" + r.stages_other[k].first + "\": " +
+                    std::to_string(r.stages_other[k].second);
         json += "}}";
     }
     json += "]}";

@@ -28,6 +28,7 @@
 #include <cuda_runtime.h>
 
 #include "gemv.cuh"
+#include "hopper_gemm.cuh"
 #include "llama_ops.cuh"
 #include "tandem/context.h"
 #include "tandem/engine.h"
@@ -280,8 +281,10 @@ TEST_CASE("gpu engine: profile_eval of a prefill chunk is the pass eval runs" * 
     std::string names;
     for (const auto& st : stages) names += st.first + " ", total += st.second;
     CAPTURE(names);
-    for (const char* want : {"norm ", "dequant ", "gemm ", "attention ", "swiglu ", "to_bf16 "})
+    for (const char* want : {"norm ", "gemm ", "attention ", "swiglu ", "to_bf16 "})
         CHECK(names.find(want) != std::string::npos);
+    // weight tiles only where cuBLAS runs the GEMMs (the Hopper GEMM dequantizes in registers)
+    CHECK((names.find("dequant ") != std::string::npos) == (b.prefill_gemm_kernel() == std::string("cublas bf16")));
     CHECK(total > 0);
     CHECK_THROWS_AS(b.profile_eval(prompt.data(), 65), std::invalid_argument);
     CHECK(b.profile_decode_step(prompt[0]).size() > 0);
@@ -521,6 +524,186 @@ TEST_CASE("gpu engine: BF16 rmsnorm and SwiGLU rows equal the F32 kernels' round
     CHECK(differing(bf16_rows(), from_device(dy, (size_t)(n * d))) == 0);
     CHECK(from_device(dx, (size_t)(n * d)) == x);  // swiglu_bf16 leaves g as it was
     for (void* p : {(void*)dx, (void*)dw, (void*)du, (void*)dy, (void*)db}) cudaFree(p);
+}
+
+// ---- the Hopper dequantizing GEMM (hopper_gemm.cu) ----------------------------------------------
+//
+// Against plain references, on ragged shapes (rows and tokens not multiples of the 128 x 128
+// tile, K = 96 ending in a half K-step), accumulating and not, y with a wider row stride:
+//  - one-hot activations (token i has a single 1 at column i) make y[i][r] the weight element
+//    (r, i) itself, which must equal dequant_rows_bf16_cuda's BF16 value exactly (y0 + it,
+//    one float addition, when accumulating): every dequantized weight is checked bit for bit;
+//  - normal activations against a float64 GEMM of the same BF16 values: relative L2 <= 1e-5
+//    (only the FP32 sums differ; a wrong scale, nibble or fragment position is O(1)).
+// The columns of y past w.rows must stay untouched. Both tile sizes (64 and 128 tokens) run.
+TEST_CASE("gpu engine: Hopper dequantizing GEMM against the BF16 tiles and float64" * doctest::skip(no_gpu("hopper gemm"))) {
+    if (!hopper_gemm_available()) {
+        MESSAGE("skipped: not an sm_90 GPU (the kernel is built for sm_90a only)");
+        return;
+    }
+    const uint32_t seed = tandem_test::test_seed();
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    struct Shape {
+        int64_t rows, K, n;
+        bool one_hot;
+    };
+    for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0}) {
+        for (Shape sh : {Shape{200, 96, 96, true}, Shape{130, 256, 256, true}, Shape{300, 2080, 200, false},
+                         Shape{64, 64, 1, false}}) {
+            for (bool acc : {false, true}) {
+                CAPTURE(type_traits(t).name);
+                CAPTURE(sh.rows);
+                CAPTURE(sh.K);
+                CAPTURE(acc);
+                const int64_t rows = sh.rows, K = sh.K, n = sh.n, ldy = rows + 5;
+                TestMatrix a = make_matrix(t, rows, K, rng);
+                uint16_t* dwb = nullptr;
+                REQUIRE(cudaMalloc(&dwb, (size_t)(rows * K) * 2) == cudaSuccess);
+                dequant_rows_bf16_cuda(a.m, 0, rows, (__nv_bfloat16*)dwb, nullptr);
+                std::vector<uint16_t> wb((size_t)(rows * K));
+                REQUIRE(cudaMemcpy(wb.data(), dwb, wb.size() * 2, cudaMemcpyDeviceToHost) == cudaSuccess);
+                std::vector<uint16_t> xb((size_t)(n * K), 0);
+                for (int64_t i = 0; i < n; i++)
+                    for (int64_t k = 0; k < K; k++)
+                        xb[(size_t)(i * K + k)] = sh.one_hot ? (k == i ? 0x3F80 : 0) : fp32_to_bf16(nd(rng));
+                std::vector<float> y0((size_t)(n * ldy));
+                for (auto& v : y0) v = nd(rng);
+                // the reference sums (normal activations), once for both tile sizes
+                std::vector<double> want;
+                if (!sh.one_hot)
+                    for (int64_t i = 0; i < n; i++)
+                        for (int64_t r = 0; r < rows; r++) {
+                            double sum = acc ? y0[(size_t)(i * ldy + r)] : 0.0;
+                            for (int64_t k = 0; k < K; k++)
+                                sum += (double)bf16_to_fp32(xb[(size_t)(i * K + k)]) * bf16_to_fp32(wb[(size_t)(r * K + k)]);
+                            want.push_back(sum);
+                        }
+                uint16_t* dx = to_device(xb);
+                float* dy = nullptr;
+                REQUIRE(cudaMalloc(&dy, y0.size() * 4) == cudaSuccess);
+                for (int tile : {64, 128}) {
+                    CAPTURE(tile);
+                    REQUIRE(cudaMemcpy(dy, y0.data(), y0.size() * 4, cudaMemcpyHostToDevice) == cudaSuccess);
+                    HopperGemmArgs h;
+                    h.w = a.m, h.x = (const __nv_bfloat16*)dx, h.ldx = K, h.n = n, h.y = dy, h.ldy = ldy;
+                    h.accumulate = acc, h.tile_tokens = tile;
+                    hopper_gemm_launch(h, nullptr);
+                    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+                    const std::vector<float> y = from_device(dy, y0.size());
+                    size_t wrong = 0, untouched = 0;
+                    std::vector<float> got;
+                    for (int64_t i = 0; i < n; i++) {
+                        for (int64_t r = 0; r < ldy; r++) {
+                            const size_t at = (size_t)(i * ldy + r);
+                            if (r >= rows) {
+                                untouched += y[at] == y0[at];
+                            } else if (sh.one_hot) {
+                                const float w = bf16_to_fp32(wb[(size_t)(r * K + i)]);
+                                wrong += y[at] != (acc ? y0[at] + w : w);
+                            } else {
+                                got.push_back(y[at]);
+                            }
+                        }
+                    }
+                    const double err = sh.one_hot ? 0.0 : rel_l2d(got, want);
+                    std::printf("hopper gemm %-4s rows %3lld K %4lld n %3lld tile %3d %s%s: %zu wrong of %lld, rel err %.2e "
+                                "(seed %u)\n",
+                                type_traits(t).name, (long long)rows, (long long)K, (long long)n, tile,
+                                sh.one_hot ? "one-hot" : "normal", acc ? ", accumulating" : "", wrong, (long long)(n * rows),
+                                err, seed);
+                    CHECK(wrong == 0);
+                    CHECK(err < 1e-5);
+                    CHECK(untouched == (size_t)(n * (ldy - rows)));
+                }
+                for (void* d : {(void*)dwb, (void*)dx, (void*)dy, (void*)a.dev}) cudaFree(d);
+            }
+        }
+    }
+}
+
+// Argument checks come before any device work, so they hold without a GPU too.
+TEST_CASE("gpu engine: Hopper GEMM refuses bad arguments by name") {
+    alignas(16) static uint8_t fake[256];
+    HopperGemmArgs ok;
+    ok.w.type = GgmlType::Q4_0, ok.w.rows = 64, ok.w.cols = 64, ok.w.q = fake, ok.w.s = fake;
+    ok.x = (const __nv_bfloat16*)fake, ok.ldx = 64, ok.n = 8, ok.y = (float*)fake, ok.ldy = 64;
+    auto refused = [](const HopperGemmArgs& a, const char* field) {
+        try {
+            hopper_gemm_launch(a, nullptr);
+        } catch (const std::runtime_error& e) {  // CudaError
+            INFO(e.what());
+            CHECK(std::string(e.what()).find(field) != std::string::npos);
+            return true;
+        }
+        return false;
+    };
+    HopperGemmArgs a = ok;
+    a.w.type = GgmlType::Q4_K;
+    CHECK(refused(a, "w.type"));
+    a = ok, a.x = nullptr;
+    CHECK(refused(a, "pointer is null"));
+    a = ok, a.w.s = nullptr;
+    CHECK(refused(a, "pointer is null"));
+    a = ok, a.w.cols = 48;
+    CHECK(refused(a, "w.cols"));
+    a = ok, a.w.rows = 0;
+    CHECK(refused(a, "w.rows"));
+    a = ok, a.n = 0;
+    CHECK(refused(a, "n must"));
+    a = ok, a.ldx = 60;
+    CHECK(refused(a, "ldx"));
+    a = ok, a.ldx = 68;
+    CHECK(refused(a, "ldx"));
+    a = ok, a.ldy = 63;
+    CHECK(refused(a, "ldy"));
+    a = ok, a.x = (const __nv_bfloat16*)(fake + 8);
+    CHECK(refused(a, "16-byte aligned"));
+    a = ok, a.tile_tokens = 96;
+    CHECK(refused(a, "tile_tokens"));
+}
+
+// The engine's prefill with the Hopper GEMM against dequantized tiles + cuBLAS: the same BF16
+// weights and activations, only the FP32 sums' order differs, which may flip a BF16 rounding of
+// a later activation (2^-9 relative); a wrong weight moves logits by O(1). Bound: worst row 2e-3
+// (BF16 against FP32 SGEMM is allowed 2e-2). Off sm_90 both runs name cuBLAS.
+TEST_CASE("gpu engine: Hopper GEMM prefill against dequantized tiles + cuBLAS" * doctest::skip(no_gpu("hopper gemm prefill"))) {
+    tandem_test::TempDir dir;
+    struct Case {
+        const char* name;
+        SyntheticModelSpec s;
+    };
+    SyntheticModelSpec qwen = spec(GgmlType::Q8_0, "qwen2");
+    qwen.n_head_kv = 1;
+    SyntheticModelSpec q4 = spec(GgmlType::Q4_0);
+    q4.tied_embeddings = true;
+    for (const Case& c : {Case{"q8_0", spec(GgmlType::Q8_0)}, Case{"q4_0-tied", q4}, Case{"qwen2-q8_0", qwen}}) {
+        CAPTURE(c.name);
+        auto m = Model::load(synth(dir, c.s, std::string("hg-") + c.name));
+        const int64_t nv = m->config().n_vocab, n = kPromptTokens;
+        auto prefill = [&](bool hopper, std::string* kernel) {
+            GpuParams gp;
+            gp.hopper_gemm = hopper;
+            ContextParams cp;
+            cp.n_ctx = 256;
+            GpuContext probe(m, cp, gp);
+            *kernel = probe.prefill_gemm_kernel();
+            return prompt_logits(m, gp);
+        };
+        std::string with, without;
+        const std::vector<float> got = prefill(true, &with), ref = prefill(false, &without);
+        CHECK(without == std::string("cublas bf16"));
+        if (!hopper_gemm_available()) {
+            MESSAGE("the device is not sm_90: prefill GEMMs run on " << with);
+            CHECK(with == std::string("cublas bf16"));
+            continue;
+        }
+        CHECK(with == std::string("hopper fused"));
+        double worst = 0;
+        for (int64_t r = 0; r < n; r++) worst = std::max(worst, rel_l2(got.data() + r * nv, ref.data() + r * nv, nv));
+        std::printf("hopper gemm vs cuBLAS tiles prefill, %s: worst row rel err %.3g\n", c.name, worst);
+        CHECK(worst < 2e-3);
+    }
 }
 
 // ---- the Turbo KV cache in the GPU engine ------------------------------------------------------

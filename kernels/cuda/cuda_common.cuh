@@ -20,6 +20,17 @@ struct CudaError : std::runtime_error {
                                       std::to_string(__LINE__) + ": " + cudaGetErrorString(e_)); \
     } while (0)
 
+// Multiprocessors of the current device, looked up once (host).
+inline int sm_count() {
+    static const int n = [] {
+        int dev = 0, v = 0;
+        TANDEM_CHECK_CUDA(cudaGetDevice(&dev));
+        TANDEM_CHECK_CUDA(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
+        return v;
+    }();
+    return n;
+}
+
 // SAS: 2^x for x <= 0 as turbo_sas_exp2 (CPU twin): x = -(n + f), 2^-f by Horner in FP16
 // (one rounding per __hfma), 2^-n by subtracting n from the float exponent (exact: the
 // polynomial lies in [0.5, 1] and n <= 60). Zero below the threshold or for NaN.

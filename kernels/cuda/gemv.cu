@@ -40,16 +40,6 @@ struct Regions {
     size_t q = 0, s = 0, d = 0;  // bytes of the q, s and d regions
 };
 
-int sm_count() {
-    static int n = [] {
-        int dev = 0, v = 0;
-        TANDEM_CHECK_CUDA(cudaGetDevice(&dev));
-        TANDEM_CHECK_CUDA(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-        return v;
-    }();
-    return n;
-}
-
 __device__ __forceinline__ float warp_sum32(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

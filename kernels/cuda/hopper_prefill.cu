@@ -405,7 +405,10 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_kernel(const __grid_const
     }
     c.store(a, b * a.n_q_heads + hq);
 }
-PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+
+}  // namespace
+
+PFN_cuTensorMapEncodeTiled_v12000 hopper::tensor_map_encoder() {
     static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
         void* p = nullptr;
         cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
@@ -416,6 +419,8 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
     }();
     return fn;
 }
+
+namespace {
 
 // A 3-D map over (d2, d1, d0) elements of `elt` bytes, d0 contiguous, strides s1 and s2 (in
 // elements) for d1 and d2; box (box0, box1, 1). Rows outside d1 read as zeros.

@@ -18,9 +18,11 @@
 // (head_dim 64/128; kernels/cuda/fp16_decode.cu) or a plain kernel, argmax on the device; the
 // whole step is a CUDA graph replayed each token.
 // Prefill: weights dequantized to tiles + cuBLAS GEMM (BF16 tensor cores for quantized weights,
-// FP32 SGEMM for F32/F16 ones: GpuParams::prefill_gemm); attention on sm_90 by the Hopper
-// prefill kernel over the cache (GpuParams::hopper_prefill), elsewhere by the same FP16 kernel
-// as decode, the chunk's tokens as a causal batch (the plain kernel for other head sizes).
+// FP32 SGEMM for F32/F16 ones: GpuParams::prefill_gemm), or on sm_90 for Q4_0/Q8_0 weights a
+// GEMM that dequantizes them in registers (GpuParams::hopper_gemm, off by default); attention
+// on sm_90 by the Hopper prefill kernel over the cache (GpuParams::hopper_prefill), elsewhere by
+// the same FP16 kernel as decode, the chunk's tokens as a causal batch (the plain kernel for
+// other head sizes).
 // Turbo: RoPE fused with the INT8 store, a full recent buffer compressed on the device, decode
 // by turbo_decode_cuda (the graph reads the lengths from device memory: never re-captured);
 // prefill attends per recent-buffer segment with the same decode kernel (batch = tokens).
@@ -68,6 +70,12 @@ struct GpuParams {
     // cores, or FP32 SGEMM; every mode sums in FP32. F32 and F16 weights always use FP32 SGEMM.
     enum class PrefillGemm { bf16, tf32, fp32 };
     PrefillGemm prefill_gemm = PrefillGemm::bf16;
+    // BF16 mode, sm_90 (H100/H200): Q4_0 and Q8_0 matrices on the Hopper GEMM that dequantizes
+    // the weight blocks in registers (kernels/cuda/hopper_gemm.cu) instead of BF16 tiles +
+    // cuBLAS; the same BF16 weights, summed in another order. Off by default: on the H100 it
+    // is slower than the tiles + cuBLAS (bench/results/gpu-prefill-h100.md). prefill_gemm_kernel()
+    // says which one runs.
+    bool hopper_gemm = false;
 };
 
 class GpuContext : public ComputeContext {
@@ -99,6 +107,11 @@ public:
     // The attention kernel prefill chunks (n > 1) run on: "hopper" (sm_90 TMA + wgmma), "fp16
     // split-KV causal", "plain" (other head sizes) or "turbo segments" (Turbo cache).
     const char* prefill_attention() const;
+    // The GEMM prefill chunks run for the quantized matrices: "hopper fused" (every one on the
+    // Hopper dequantizing GEMM), "hopper fused + cublas bf16" (Q4_K/Q6_K ones on dequantized
+    // tiles + cuBLAS), "cublas bf16", "cublas tf32" or "cublas fp32" (GpuParams::prefill_gemm).
+    // F32 and F16 matrices always run FP32 SGEMM.
+    const char* prefill_gemm_kernel() const;
     // Bytes of weights one decode step reads (every layer matrix and the output matrix).
     uint64_t weight_bytes_per_token() const;
     // Device bytes allocated by this context.
@@ -113,7 +126,7 @@ public:
     std::vector<std::pair<std::string, double>> profile_decode_step(int32_t token);
     // The same for one pass of n tokens (1 <= n <= n_batch, appended like eval(tokens, n)).
     // A prefill pass (n > 1) reports embed, norm, to_bf16 (activations rounded for the
-    // tensor cores), dequant (weight rows), gemm (cuBLAS), qkv (bias adds), rope+kv,
+    // tensor cores), dequant (weight rows), gemm (cuBLAS or hopper_gemm), qkv (bias adds), rope+kv,
     // attention, swiglu, output, argmax.
     std::vector<std::pair<std::string, double>> profile_eval(const int32_t* tokens, int64_t n);
 

@@ -10,8 +10,10 @@
 //               g = silu(rmsnorm(x) Wg) * (rmsnorm(x) Wu)       gemv (norm, SwiGLU fused) | GEMMs + swiglu
 //               x += g Wd                                       gemv | GEMM
 // (decode, one token | prefill). A prefill GEMM of quantized weights dequantizes tiles of rows
-// to BF16 and runs cuBLAS on the tensor cores; its activations come in BF16 straight from the
-// rmsnorm and SwiGLU kernels (GpuParams::prefill_gemm has the F32 alternatives).
+// to BF16 and runs cuBLAS on the tensor cores, or with GpuParams::hopper_gemm on sm_90 (Q4_0,
+// Q8_0) runs hopper_gemm, which dequantizes the blocks in registers; its activations come in
+// BF16 straight from the rmsnorm and SwiGLU kernels (GpuParams::prefill_gemm has the F32
+// alternatives).
 //   logits = rmsnorm(x) Wout;  argmax on the device
 #include "tandem/gpu_context.h"
 
@@ -28,6 +30,7 @@
 #include "cuda_common.cuh"
 #include "fp16_decode.cuh"
 #include "gemv.cuh"
+#include "hopper_gemm.cuh"
 #include "hopper_prefill.cuh"
 #include "llama_ops.cuh"
 #include "tandem/model.h"
@@ -260,6 +263,8 @@ struct GpuContext::Impl {
     int32_t* h_argmax = nullptr;
     bool fp16_attn = false;
     bool hopper_prefill = false;    // prefill chunks (n > 1) on hopper_prefill_launch
+    bool hopper_gemm = false;       // BF16 GEMMs of Q4_0/Q8_0 matrices on hopper_gemm_launch
+    const char* gemm_kernel = "";   // prefill_gemm_kernel()
     cudaGraphExec_t graph = nullptr;
     int decode_steps = 0;           // graph captured on the second decode step
     mutable std::vector<float> host_logits;
@@ -305,7 +310,8 @@ struct GpuContext::Impl {
     GemmInput gemm_input(const float* X, int64_t n, int64_t K);  // X as it is
     GemmInput norm_input(const float* X, const float* norm, int64_t n);  // rmsnorm(X) * norm (F32 in xn)
     GemmInput swiglu_input(int64_t n);  // silu(gate) * up (F32 in gate)
-    // Y (n, ldy) (+)= X W^T for the matrix w (rows, K), in tiles of dequantized rows.
+    // Y (n, ldy) (+)= X W^T for the matrix w (rows, K): hopper_gemm (hopper_gemm, Q4_0/Q8_0) or
+    // in tiles of dequantized rows.
     void gemm(const GpuMatrix& w, const GemmInput& in, int64_t n, float* Y, int64_t ldy, bool acc);
     void capture(const Model& m);
     void forward(const Model& m, int64_t n, bool all_logits, int64_t pos0_host);
@@ -420,6 +426,13 @@ void GpuContext::Impl::gemm(const GpuMatrix& w, const GemmInput& in, int64_t n, 
     const Mode mode = gemm_mode(w);
     const bool bf16 = mode == Mode::bf16;
     if (bf16 ? !in.bf16 : !in.f32) throw GpuError("internal: a prefill GEMM without its input");
+    if (bf16 && hopper_gemm && hopper_gemm_supports(w.type)) {
+        HopperGemmArgs h;
+        h.w = w, h.x = in.bf16, h.ldx = K, h.n = n, h.y = Y, h.ldy = ldy, h.accumulate = acc;
+        hopper_gemm_launch(h, stream);
+        mark("gemm");
+        return;
+    }
     // Tiles of as many rows as the scratch holds (the whole matrix for the 1B shape in BF16),
     // dequantized, then one GEMM each.
     const int64_t chunk = std::max<int64_t>(1, (bf16 ? 2 : 1) * sz.deq / w.cols);
@@ -763,6 +776,20 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
     if (I.fp16_attn)  // counted in scratch_bytes; exact here (a device is present)
         GPU_CHECK(cudaMalloc(&I.attn_ws, I.sz.attn_ws_floats * sizeof(float)));
     I.hopper_prefill = I.fp16_attn && gp.hopper_prefill && hopper_prefill_available();
+    // which GEMM the quantized matrices' prefill runs (a model without any: the mode's)
+    I.hopper_gemm = gp.prefill_gemm == GpuParams::PrefillGemm::bf16 && gp.hopper_gemm && hopper_gemm_available();
+    bool fused = false, tiles = false;
+    auto see_kernel = [&](const GpuMatrix& g) {
+        if (g.q && I.gemm_mode(g) == GpuParams::PrefillGemm::bf16)
+            (I.hopper_gemm && hopper_gemm_supports(g.type) ? fused : tiles) = true;
+    };
+    for (const LayerDev& D : I.layers)
+        for (const GpuMatrix* g : {&D.wqkv, &D.wq, &D.wk, &D.wv, &D.wo, &D.gate, &D.up, &D.down}) see_kernel(*g);
+    see_kernel(I.output);
+    using Mode = GpuParams::PrefillGemm;
+    I.gemm_kernel = fused ? (tiles ? "hopper fused + cublas bf16" : "hopper fused")
+                          : gp.prefill_gemm == Mode::bf16 ? "cublas bf16"
+                          : gp.prefill_gemm == Mode::tf32 ? "cublas tf32" : "cublas fp32";
     if (I.hopper_prefill) GPU_CHECK(cudaMalloc(&I.q16, (size_t)I.sz.n_batch * I.sz.d * 2));
     GPU_CHECK(cudaDeviceSynchronize());
 }
@@ -776,6 +803,7 @@ const char* GpuContext::prefill_attention() const {
     if (impl_->hopper_prefill) return "hopper";
     return impl_->fp16_attn ? "fp16 split-KV causal" : "plain";
 }
+const char* GpuContext::prefill_gemm_kernel() const { return impl_->gemm_kernel; }
 uint64_t GpuContext::weight_bytes_per_token() const { return impl_->bytes_per_token; }
 uint64_t GpuContext::device_bytes() const {
     return impl_->weight_bytes + impl_->sz.kv_bytes + impl_->sz.scratch_bytes;
