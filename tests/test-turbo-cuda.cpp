@@ -578,5 +578,9 @@ TEST_CASE("cuda: bad parameters are refused with a message" * doctest::skip(kNoG
     CHECK_THROWS_WITH_AS(hopper_prefill_launch(h, 0), doctest::Contains("strides"), TurboError);
     h.q_row_stride = 128, h.qk = QkType::S8;  // no scales
     CHECK_THROWS_WITH_AS(hopper_prefill_launch(h, 0), doctest::Contains("block scales"), TurboError);
+    if (hopper_prefill_available()) {  // (elsewhere the sm_90 check answers first)
+        h.q_scales = h.k_scales = dummy, h.sas_quarters = 3;
+        CHECK_THROWS_WITH_AS(hopper_prefill_launch(h, 0), doctest::Contains("sas_quarters"), TurboError);
+    }
     CK(cudaFree(dummy));
 }

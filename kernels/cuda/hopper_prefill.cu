@@ -11,7 +11,8 @@
 //   per tile, in each consumer warpgroup:
 //     S = Q K_j^T    wgmma, A and B from shared memory: FP16 (k16), or Turbo's INT8 (k32, INT32
 //                    sums) or FP8 e4m3 (k32), times the two 64-key blocks' scales
-//     online softmax on S in registers (exact exp2, or SAS for INT8/FP8)
+//     online softmax on S in registers (exact exp2; for INT8/FP8 SAS on sas_quarters of the
+//                    scores and the SFU's exp2 on the rest, or FP16 exp2 on pairs)
 //     O += P V_j     wgmma, A = P as FP16 registers (the S accumulator layout is the register
 //                    A layout), B = V_j from shared memory
 //   S_j is issued together with P_{j-1} V_{j-1}, between two named barriers that make the
@@ -502,7 +503,7 @@ void hopper_prefill_launch(const HopperPrefillArgs& h, cudaStream_t stream) {
         fail("qk S8/E4M3 needs block scales, q_pos0 == 0 and n_q % 64 == 0");
     if (!hopper_prefill_available()) fail("needs an sm_90 GPU (H100/H200)");
     if (scaled && h.sas_quarters != -1 && h.sas_quarters != 0 && h.sas_quarters != 1 && h.sas_quarters != 2 && h.sas_quarters != 4)
-        fail("sas_quarters must be 0, 1, 2 or 4");
+        fail("sas_quarters must be -1, 0, 1, 2 or 4");
     auto run = [&](auto d) {
         constexpr int D = decltype(d)::value;
         auto scaled_launch = [&](auto qk) {

@@ -34,7 +34,8 @@ struct HopperPrefillArgs {
     QkType qk = QkType::F16;           // S8/E4M3 need q_pos0 == 0 and n_q % 64 == 0
     int poly_degree = 3;               // SAS (S8/E4M3)
     // S8/E4M3: quarters of each tile's scores whose exponential is SAS (0, 1, 2 or 4); the
-    // others take the special-function unit's ex2.approx, as the FP16 path does
+    // others take the special-function unit's ex2.approx, as the FP16 path does. -1: all by
+    // ex2.approx.f16x2 on FP16 pairs (P's FP16 pairs directly). Not yet measured on a GPU.
     int sas_quarters = 4;
     float threshold = -16.0f;
     // true: S of tile j is issued with P.V of tile j-1, the two consumer warpgroups taking turns

@@ -210,7 +210,8 @@ struct TurboPrefillParams {
     PrefillKernel kernel = PrefillKernel::Auto;
     PrefillQk qk = PrefillQk::Int8;
     // Hopper kernel: quarters of the scores whose exponential is SAS (0, 1, 2 or 4); the rest
-    // use the special-function unit's exp2. The portable kernel runs SAS only (4).
+    // use the special-function unit's exp2. -1: all by the SFU's FP16 exp2 on pairs. The
+    // portable kernel runs SAS only (4). Not yet measured on a GPU (docs/turboattention-impl.md).
     int sas_quarters = 4;
 };
 // Plain FP16 prefill (causal, one chunk from position 0, exact softmax), Hopper only: the
