@@ -6,12 +6,31 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "tandem/cpu_attention.h"
+#include "tandem/cpu_matmul.h"
 #include "tandem/cpu_ops.h"
 
 using namespace tandem;
+
+// Runs body once on every vector path of the ops this CPU has (cpu::cap_ops_isa), widest first,
+// and says which ran; restores the automatic choice.
+template <class Body>
+static void on_every_ops_isa(Body body) {
+    const char* names[] = {"scalar", "avx2", "avx512"};
+    std::string ran;
+    for (cpu::OpsIsa isa : {cpu::OpsIsa::Avx512, cpu::OpsIsa::Avx2, cpu::OpsIsa::Scalar}) {
+        cpu::cap_ops_isa(isa);
+        if (cpu::ops_isa() != isa) continue;  // this CPU lacks it
+        CAPTURE(names[(int)isa]);
+        body();
+        ran += std::string(ran.empty() ? "" : ", ") + names[(int)isa];
+    }
+    cpu::cap_ops_isa(cpu::OpsIsa::Avx512);
+    MESSAGE("vector paths tested on this CPU: " << ran);
+}
 
 // float32 dot products and sums over up to a few hundred keys: relative error ~1e-6; the
 // bound leaves a margin for the polynomial exp (2e-7) and the F16 cache (values rounded the
@@ -67,32 +86,36 @@ static void check_causal(const Case& c) {
 
 // head_dim 8 (stories260K), 64 and 128; groups 1, 3, 4; the first tokens of a prompt (pos0 0)
 // and a chunk after cached ones; key counts that end mid-block of 8 and 16.
-TEST_CASE("attend_causal matches the reference on every row") {
-    for (GgmlType t : {GgmlType::F16, GgmlType::F32})
-        for (const Case& c : {Case{8, 1, 8, 0, t}, Case{8, 2, 8, 0, t}, Case{2, 2, 8, 8, t}, Case{5, 3, 64, 0, t}, Case{8, 3, 64, 37, t}, Case{3, 4, 128, 100, t},
-                              Case{1, 2, 64, 16, t}, Case{7, 2, 24, 9, t}, Case{8, 2, 80, 3, t}})
-            check_causal(c);
+TEST_CASE("attend_causal matches the reference on every row, on every vector path") {
+    on_every_ops_isa([] {
+        for (GgmlType t : {GgmlType::F16, GgmlType::F32})
+            for (const Case& c : {Case{8, 1, 8, 0, t}, Case{8, 2, 8, 0, t}, Case{2, 2, 8, 8, t}, Case{5, 3, 64, 0, t}, Case{8, 3, 64, 37, t},
+                                  Case{3, 4, 128, 100, t}, Case{1, 2, 64, 16, t}, Case{7, 2, 24, 9, t}, Case{8, 2, 80, 3, t}})
+                check_causal(c);
+    });
 }
 
 // Lengths with a vector tail; inputs from -100 to 100 (exp(-|x|) flushes to 0 past 87.3) and
 // around 0. The polynomial exp is within 2e-7 relative; silu's value within 5e-7 relative.
-TEST_CASE("silu_mul matches x * u / (1 + exp(-x))") {
-    std::mt19937 rng(7);
-    std::uniform_real_distribution<float> wide(-100.0f, 100.0f), narrow(-4.0f, 4.0f);
-    for (int64_t n : {1, 7, 8, 15, 16, 17, 100, 1000}) {
-        std::vector<float> g((size_t)n), u((size_t)n);
-        for (int64_t i = 0; i < n; i++) {
-            g[(size_t)i] = i % 3 == 0 ? wide(rng) : narrow(rng);
-            u[(size_t)i] = narrow(rng);
+TEST_CASE("silu_mul matches x * u / (1 + exp(-x)), on every vector path") {
+    on_every_ops_isa([] {
+        std::mt19937 rng(7);
+        std::uniform_real_distribution<float> wide(-100.0f, 100.0f), narrow(-4.0f, 4.0f);
+        for (int64_t n : {1, 7, 8, 15, 16, 17, 100, 1000}) {
+            std::vector<float> g((size_t)n), u((size_t)n);
+            for (int64_t i = 0; i < n; i++) {
+                g[(size_t)i] = i % 3 == 0 ? wide(rng) : narrow(rng);
+                u[(size_t)i] = narrow(rng);
+            }
+            if (n > 2) g[1] = 0.0f, g[2] = -0.0f;
+            std::vector<float> out = g;
+            cpu_ops::silu_mul(out.data(), u.data(), n);
+            for (int64_t i = 0; i < n; i++) {
+                const double x = g[(size_t)i], want = x / (1.0 + std::exp(-x)) * u[(size_t)i];
+                CAPTURE(n);
+                CAPTURE(x);
+                CHECK(std::fabs(out[(size_t)i] - want) <= 5e-7 * std::fabs(want) + 1e-30);
+            }
         }
-        if (n > 2) g[1] = 0.0f, g[2] = -0.0f;
-        std::vector<float> out = g;
-        cpu_ops::silu_mul(out.data(), u.data(), n);
-        for (int64_t i = 0; i < n; i++) {
-            const double x = g[(size_t)i], want = x / (1.0 + std::exp(-x)) * u[(size_t)i];
-            CAPTURE(n);
-            CAPTURE(x);
-            CHECK(std::fabs(out[(size_t)i] - want) <= 5e-7 * std::fabs(want) + 1e-30);
-        }
-    }
+    });
 }

@@ -102,11 +102,8 @@ __attribute__((target("avx2,fma,f16c"))) static void attend_avx2(const float* q,
     for (int i = 0; i < nv; i++) _mm256_storeu_ps(out + 8 * i, _mm256_mul_ps(acc[i], inv));
 }
 
-static bool have_avx2_f16c() {
-    // kernels' cpuid/xgetbv detection (clang 14 has no __builtin_cpu_supports("f16c"))
-    static const bool ok = cpu::cpu_features().avx2 && cpu::cpu_features().fma && cpu::cpu_features().f16c;
-    return ok;
-}
+// (the kernels' cpuid/xgetbv detection: clang 14 has no __builtin_cpu_supports("f16c"))
+static bool have_avx2_f16c() { return cpu::ops_isa() >= cpu::OpsIsa::Avx2; }
 #endif
 
 void attend(const float* q, const void* K, const void* V, int64_t n_kv, int64_t stride, int hd, float scale,

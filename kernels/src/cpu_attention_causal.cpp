@@ -116,11 +116,11 @@ struct W {
 void attend_causal(const float* Q, int64_t q_stride, int n_q, int group, int64_t pos0, const void* K,
                    const void* V, int64_t kv_stride, int hd, float scale, GgmlType t, float* out,
                    int64_t out_stride) {
-    const cpu::CpuFeatures& f = cpu::cpu_features();
+    const cpu::OpsIsa isa = cpu::ops_isa();
     const bool fits = hd <= 256 && n_q * group <= avx2::kMaxRows;
-    if (fits && hd % 16 == 0 && f.avx512f && f.f16c && f.fma)
+    if (fits && hd % 16 == 0 && isa == cpu::OpsIsa::Avx512)
         return avx512::attend_causal_w(Q, q_stride, n_q, group, pos0, K, V, kv_stride, hd, scale, t, out, out_stride);
-    if (fits && hd % 8 == 0 && f.avx2 && f.f16c && f.fma)
+    if (fits && hd % 8 == 0 && isa >= cpu::OpsIsa::Avx2)
         return avx2::attend_causal_w(Q, q_stride, n_q, group, pos0, K, V, kv_stride, hd, scale, t, out, out_stride);
     for (int tq = 0; tq < n_q; tq++)
         for (int g = 0; g < group; g++)

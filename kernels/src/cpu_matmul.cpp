@@ -96,6 +96,18 @@ static bool has_avx512() {
 
 bool avx_vnni_is_vex() { return has_avx2() && cpu_features().avx_vnni; }
 
+static std::atomic<OpsIsa> g_ops_cap{OpsIsa::Avx512};
+
+OpsIsa ops_isa() {
+    const OpsIsa cap = g_ops_cap.load(std::memory_order_acquire);
+    const CpuFeatures& f = cpu_features();
+    if (cap >= OpsIsa::Avx512 && has_avx2() && f.avx512f) return OpsIsa::Avx512;
+    if (cap >= OpsIsa::Avx2 && has_avx2()) return OpsIsa::Avx2;
+    return OpsIsa::Scalar;
+}
+
+void cap_ops_isa(OpsIsa cap) { g_ops_cap.store(cap, std::memory_order_release); }
+
 static const KernelSet& kernels_avx_vnni_here() {
     return avx_vnni_is_vex() ? kernels_avx_vnni() : kernels_avx512vl_vnni();
 }

@@ -45,10 +45,10 @@ __attribute__((target("avx2,fma"))) static int64_t silu_mul_avx2(float* g, const
 }
 
 void silu_mul(float* g, const float* u, int64_t n) {
-    const cpu::CpuFeatures& f = cpu::cpu_features();
+    const cpu::OpsIsa isa = cpu::ops_isa();
     int64_t i = 0;
-    if (f.avx512f && f.avx2 && f.fma) i = silu_mul_avx512(g, u, n);
-    else if (f.avx2 && f.fma) i = silu_mul_avx2(g, u, n);
+    if (isa == cpu::OpsIsa::Avx512) i = silu_mul_avx512(g, u, n);
+    else if (isa == cpu::OpsIsa::Avx2) i = silu_mul_avx2(g, u, n);
     for (; i < n; i++) g[i] = silu_mul_one(g[i], u[i]);
 }
 

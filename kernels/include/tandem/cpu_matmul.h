@@ -78,6 +78,14 @@ bool kernel_path_supported(const char* name);
 // For "avx-vnni": whether its kernels run VEX-encoded (AVX-VNNI) here, rather than EVEX.
 bool avx_vnni_is_vex();
 
+// The vector code of the engine's other CPU ops (attention: cpu_attention.h; SwiGLU: cpu_ops.h):
+// the widest this CPU has (Avx2 needs AVX2 + FMA + F16C; Avx512 AVX-512F as well), at most the
+// cap. Tests lower the cap to reach each path on one CPU. Independent of force_kernel_path.
+enum class OpsIsa { Scalar, Avx2, Avx512 };
+OpsIsa ops_isa();
+// Caps ops_isa() (OpsIsa::Avx512: no cap). Not thread-safe against running ops.
+void cap_ops_isa(OpsIsa cap);
+
 // True when pack_weights accepts `type` (F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K).
 bool matmul_supports(GgmlType type);
 
