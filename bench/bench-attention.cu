@@ -276,6 +276,7 @@ int main(int argc, char** argv) {
                 }
                 const double flops = 4.0 * B * Hq * (double)L * L * D / 2;  // causal
                 auto tf = [&](float ms) { return ms > 0 ? flops / (ms * 1e-3) / 1e12 : 0.0; };
+                auto ms_json = [](float ms) { return ms > 0 ? std::to_string(ms) : std::string("null"); };  // -1: not timed
                 std::printf("prefill D=%3d B=%d L=%5d  turbo (%s) %8.4f ms %5.0f TFLOP/s  portable %8.4f ms %5.0f  "
                             "turbo FP8 %8.4f ms %5.0f  fp16 %8.4f ms %5.0f  fp16 plain loop %8.4f ms %5.0f\n",
                             D, B, L, hopper ? "hopper" : "portable", t_auto, tf(t_auto), t_portable, tf(t_portable), t_fp8,
@@ -285,11 +286,8 @@ int main(int argc, char** argv) {
                 std::fprintf(f, "%s{\"D\": %d, \"batch\": %d, \"len\": %d, \"n_q_heads\": %d, \"n_kv_heads\": %d, "
                              "\"kernel\": \"%s\", \"turbo_ms\": %.5f, \"turbo_portable_ms\": %.5f, \"turbo_fp8_ms\": %s, \"fp16_ms\": %s, \"fp16_plain_ms\": %s, \"turbo_exp_ms\": {\"fp16_exp2\": %s, \"sas0\": %s, \"sas1\": %s, \"sas2\": %s}, \"flops\": %.0f}",
                              first ? "" : ",\n", D, B, L, Hq, Hkv, hopper ? "hopper" : "portable", t_auto, t_portable,
-                             t_fp8 > 0 ? std::to_string(t_fp8).c_str() : "null",
-                             t_fp16 > 0 ? std::to_string(t_fp16).c_str() : "null",
-                             t_fp16_plain > 0 ? std::to_string(t_fp16_plain).c_str() : "null",
-                             t_sas[0] > 0 ? std::to_string(t_sas[0]).c_str() : "null", t_sas[1] > 0 ? std::to_string(t_sas[1]).c_str() : "null",
-                             t_sas[2] > 0 ? std::to_string(t_sas[2]).c_str() : "null", t_sas[3] > 0 ? std::to_string(t_sas[3]).c_str() : "null", flops);
+                             ms_json(t_fp8).c_str(), ms_json(t_fp16).c_str(), ms_json(t_fp16_plain).c_str(),
+                             ms_json(t_sas[0]).c_str(), ms_json(t_sas[1]).c_str(), ms_json(t_sas[2]).c_str(), ms_json(t_sas[3]).c_str(), flops);
                 first = false;
                 TANDEM_CHECK_CUDA(cudaStreamSynchronize(st));
                 for (void* ptr : {(void*)q, (void*)k, (void*)v, (void*)out, ws}) TANDEM_CHECK_CUDA(cudaFree(ptr));
