@@ -194,19 +194,15 @@ struct Consumer {
         // ~1e-4, far under INT8's.
         const float b0_lo = fmaf(s_lo, kBias, mx0), b0_hi = fmaf(s_hi, kBias, mx0);
         const float b1_lo = fmaf(s_lo, kBias, mx1), b1_hi = fmaf(s_hi, kBias, mx1);
-        if constexpr (SAS < 0) {  // the exponents x - m; pack_p takes 2^ of them as FP16 pairs
-#pragma unroll
-            for (int i = 0; i < kBN / 2; i += 4) {
-                const float sx = i < kBN / 4 ? s_lo : s_hi;
-                const float b0 = i < kBN / 4 ? b0_lo : b0_hi, b1 = i < kBN / 4 ? b1_lo : b1_hi;
-                sc[i] = fmaf(sc[i], sx, -b0), sc[i + 1] = fmaf(sc[i + 1], sx, -b0);
-                sc[i + 2] = fmaf(sc[i + 2], sx, -b1), sc[i + 3] = fmaf(sc[i + 3], sx, -b1);
-            }
-        } else {
 #pragma unroll
         for (int i = 0; i < kBN / 2; i += 4) {
             const float sx = i < kBN / 4 ? s_lo : s_hi;
             const float b0 = i < kBN / 4 ? b0_lo : b0_hi, b1 = i < kBN / 4 ? b1_lo : b1_hi;
+            if constexpr (SAS < 0) {  // the exponents x - m only: pack_p takes 2^ of them as FP16 pairs and sums them
+                sc[i] = fmaf(sc[i], sx, -b0), sc[i + 1] = fmaf(sc[i + 1], sx, -b0);
+                sc[i + 2] = fmaf(sc[i + 2], sx, -b1), sc[i + 3] = fmaf(sc[i + 3], sx, -b1);
+                continue;
+            }
             if (sas_group(i / 4)) {  // SAS of x - m = -(m - x)
                 const float2 p0 = sas_exp2_pair_neg(fmaf(sc[i], -sx, b0), fmaf(sc[i + 1], -sx, b0), y_max, 3, c1, c2, c3);
                 const float2 p1 = sas_exp2_pair_neg(fmaf(sc[i + 2], -sx, b1), fmaf(sc[i + 3], -sx, b1), y_max, 3, c1, c2, c3);
@@ -217,7 +213,6 @@ struct Consumer {
             }
             sum0 += sc[i] + sc[i + 1];
             sum1 += sc[i + 2] + sc[i + 3];
-        }
         }
         l0 = l0 * alpha.x + sum0;
         l1 = l1 * alpha.y + sum1;
@@ -250,12 +245,12 @@ struct Consumer {
                 const float2 f0 = __half22float2(h0), f1 = __half22float2(h1);
                 l0 += f0.x + f0.y, l1 += f1.x + f1.y;
             }
-            return;
+        } else {
+#pragma unroll
+            for (int kk = 0; kk < kBN / 16; ++kk)
+#pragma unroll
+                for (int r = 0; r < 4; ++r) pa[kk][r] = pack_h2(sc[8 * kk + 2 * r], sc[8 * kk + 2 * r + 1]);
         }
-#pragma unroll
-        for (int kk = 0; kk < kBN / 16; ++kk)
-#pragma unroll
-            for (int r = 0; r < 4; ++r) pa[kk][r] = pack_h2(sc[8 * kk + 2 * r], sc[8 * kk + 2 * r + 1]);
     }
 
     // out = O / l for the rows that exist.
