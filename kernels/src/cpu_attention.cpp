@@ -102,14 +102,12 @@ __attribute__((target("avx2,fma,f16c"))) static void attend_avx2(const float* q,
     for (int i = 0; i < nv; i++) _mm256_storeu_ps(out + 8 * i, _mm256_mul_ps(acc[i], inv));
 }
 
-// (the kernels' cpuid/xgetbv detection: clang 14 has no __builtin_cpu_supports("f16c"))
-static bool have_avx2_f16c() { return cpu::ops_isa() >= cpu::OpsIsa::Avx2; }
 #endif
 
 void attend(const float* q, const void* K, const void* V, int64_t n_kv, int64_t stride, int hd, float scale,
             GgmlType t, float* out) {
 #if defined(__x86_64__)
-    if (hd % 8 == 0 && hd <= 256 && have_avx2_f16c()) return attend_avx2(q, K, V, n_kv, stride, hd, scale, t, out);
+    if (hd % 8 == 0 && hd <= 256 && cpu::ops_isa() >= cpu::OpsIsa::Avx2) return attend_avx2(q, K, V, n_kv, stride, hd, scale, t, out);
 #endif
     attend_portable(q, K, V, n_kv, stride, hd, scale, t, out);
 }
