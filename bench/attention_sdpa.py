@@ -145,6 +145,18 @@ def main():
                          f"{ratio(r['torch_cudnn_ms'], r['turbo_ms'])} | {ratio(r['torch_flash_ms'], r['turbo_ms'])} | "
                          f"{f(r.get('turbo_portable_ms'))} | {f(r.get('turbo_fp8_ms'))} | {f(r.get('fp16_ms'))} | {tf(r.get('fp16_ms'))} | "
                          f"{ratio(r['torch_cudnn_ms'], r.get('fp16_ms'))} |\n")
+        if any(r.get("turbo_exp_ms") for r in prefill):
+            md.write("\nTurbo INT8 prefill on the Hopper kernel by who computes the softmax's exponentials, same run "
+                     "(ms; ratio = torch cuDNN time / ours, then torch flash / ours): SAS on 4 (the default), 2, 1 or 0 "
+                     "quarters of the scores with ex2.approx (SFU) on the rest, or FP16 ex2.approx.f16x2 on pairs.\n\n")
+            md.write("| D | len | SAS 4/4 | SAS 2/4 | SAS 1/4 | SAS 0/4 | FP16 exp2 |\n|---|---|---|---|---|---|---|\n")
+            for r in prefill:
+                e = r.get("turbo_exp_ms") or {}
+                cell = lambda ms: "n/a" if ms is None else (
+                    f"{ms:.4f} ({r['torch_cudnn_ms'] / ms:.2f}x, {r['torch_flash_ms'] / ms:.2f}x)"
+                    if r['torch_cudnn_ms'] and r['torch_flash_ms'] else f"{ms:.4f}")
+                md.write(f"| {r['D']} | {r['len']} | {cell(r['turbo_ms'])} | {cell(e.get('sas2'))} | {cell(e.get('sas1'))} | "
+                         f"{cell(e.get('sas0'))} | {cell(e.get('fp16_exp2'))} |\n")
     print(open(sys.argv[3]).read())
 
 

@@ -245,8 +245,10 @@ int main(int argc, char** argv) {
                 TurboPrefillParams pp;
                 pp.q = (const uint16_t*)q; pp.k = (const uint16_t*)k; pp.v = (const uint16_t*)v; pp.out = out;
                 pp.batch = B; pp.n_q_heads = Hq; pp.n_kv_heads = Hkv; pp.head_dim = D; pp.len = L;
-                void* ws;
+                void* ws;  // sized for the portable kernel (it also holds V transposed): both run in it
+                pp.kernel = PrefillKernel::Portable;
                 TANDEM_CHECK_CUDA(cudaMalloc(&ws, turbo_prefill_workspace_bytes(pp)));
+                pp.kernel = PrefillKernel::Auto;
                 pp.workspace = ws;
                 const float t_auto = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s); }, st);
                 pp.kernel = PrefillKernel::Portable;

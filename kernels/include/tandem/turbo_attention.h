@@ -206,7 +206,8 @@ struct TurboPrefillParams {
     int batch = 0, n_q_heads = 0, n_kv_heads = 0, head_dim = 0, len = 0;  // len % 64 == 0
     int poly_degree = 3;
     float threshold = -16.0f;
-    void* workspace = nullptr;          // turbo_prefill_workspace_bytes(...) bytes
+    void* workspace = nullptr;          // turbo_prefill_workspace_bytes(p) bytes: for the kernel p runs on
+                                        // this device; with kernel = Portable, enough for either
     PrefillKernel kernel = PrefillKernel::Auto;
     PrefillQk qk = PrefillQk::Int8;
     // Hopper kernel: quarters of the scores whose exponential is SAS (0, 1, 2 or 4); the rest
