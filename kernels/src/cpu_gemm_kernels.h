@@ -416,8 +416,9 @@ struct Float {
     TGT static void run(const PanelTask& a) { run_groups<R, tile_f<L, R, T>, tile_f<L, 1, T>>(a); }
 };
 
-// Tile sizes {1, 2, 4, TMax}: V::kQuantTiles for the quantized types, V::kFloatTiles for the
-// float types (which, with one fma per weight and token, take larger tiles).
+// Tile sizes {1, 2, 4, TMax}: V::kQuantTiles for the quantized types (V::kSplit8Tiles where
+// split8), V::kFloatTiles for the float types (which, with one fma per weight and token, take
+// larger tiles).
 template <template <class, int> class K, class P, int TMax>
 TGT void dispatch(const PanelTask& a) {
     switch (a.T) {
@@ -430,8 +431,9 @@ TGT void dispatch(const PanelTask& a) {
 
 template <class P>
 TypeKernel quant_kernel() {
-    TypeKernel k{nullptr, dispatch<Quant, P, V::kQuantTiles>, corr_shift<P>()};
-    for (int t : {1, 2, 4, V::kQuantTiles}) k.tile_sizes[k.n_tile_sizes++] = t;
+    constexpr int kMax = split8<P>() ? V::kSplit8Tiles : V::kQuantTiles;
+    TypeKernel k{nullptr, dispatch<Quant, P, kMax>, corr_shift<P>()};
+    for (int t : {1, 2, 4, kMax}) k.tile_sizes[k.n_tile_sizes++] = t;
     return k;
 }
 

@@ -21,6 +21,10 @@ struct V256Base {
     using I = __m256i;
     using F = __m256;
     static constexpr int kQuantTiles = 4, kFloatTiles = 6;  // the largest token tiles
+    // Q8_0 without vpdpbusd (cpu_gemm_kernels.h split8: one row group, two int16 sums per
+    // token) takes 6 tokens, which share each step's split into 4-bit halves: one Zen 4 core,
+    // prefill 134-138 GOP/s against 130-132 with 4 and 124-126 with 8 (spills).
+    static constexpr int kSplit8Tiles = 6;
     // Row groups (half panels) per micro-kernel, within 16 ymm registers; quantized decode
     // takes one panel (two halves) at a time, one sequential stream of weights. Float decode
     // takes 4 panels (8 groups, as the zmm path's 4 groups): with 2 panels F16 decoded at
