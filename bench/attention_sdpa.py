@@ -132,31 +132,20 @@ def main():
         if prefill:
             md.write("\nPrefill, causal, batch 1, GQA 32:8; TFLOP/s counts the causal half. Ours: Turbo = INT8 Q.K^T "
                      "+ FP16 P.V (quantize and V-transpose launches included) on the kernel the launcher picks "
-                     "(`kernel`) and on the portable mma.sync kernel; Turbo FP8 = the Hopper kernel with FP8 e4m3 Q.K^T; "
+                     "(`kernel`; the Hopper one takes the exponentials on the SFU) and on the portable mma.sync kernel (SAS); "
+                     "Turbo SAS = the Hopper kernel with SAS exponentials; Turbo FP8 = the Hopper kernel with FP8 e4m3 Q.K^T; "
                      "FP16 = the Hopper FP16 kernel. Ratios are torch time / ours.\n\n")
             md.write("| D | len | torch flash | torch cuDNN | TFLOP/s best | ours Turbo (kernel) | TFLOP/s | Turbo vs cuDNN "
-                     "| Turbo vs flash | Turbo portable | Turbo FP8 | ours FP16 | TFLOP/s | FP16 vs cuDNN |\n")
-            md.write("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+                     "| Turbo vs flash | Turbo portable | Turbo SAS | Turbo FP8 | ours FP16 | TFLOP/s | FP16 vs cuDNN |\n")
+            md.write("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
             for r in prefill:
                 tf = lambda ms: "n/a" if ms is None else f"{r['flops'] / (ms * 1e-3) / 1e12:.0f}"
                 ratio = lambda t, ours: "n/a" if t is None or ours is None else f"{t / ours:.2f}x"
                 md.write(f"| {r['D']} | {r['len']} | {f(r['torch_flash_ms'])} | {f(r['torch_cudnn_ms'])} | "
                          f"{tf(r['torch_best_ms'])} | {f(r['turbo_ms'])} ({r.get('kernel', 'portable')}) | {tf(r['turbo_ms'])} | "
                          f"{ratio(r['torch_cudnn_ms'], r['turbo_ms'])} | {ratio(r['torch_flash_ms'], r['turbo_ms'])} | "
-                         f"{f(r.get('turbo_portable_ms'))} | {f(r.get('turbo_fp8_ms'))} | {f(r.get('fp16_ms'))} | {tf(r.get('fp16_ms'))} | "
+                         f"{f(r.get('turbo_portable_ms'))} | {f(r.get('turbo_sas_ms'))} | {f(r.get('turbo_fp8_ms'))} | {f(r.get('fp16_ms'))} | {tf(r.get('fp16_ms'))} | "
                          f"{ratio(r['torch_cudnn_ms'], r.get('fp16_ms'))} |\n")
-        if any(r.get("turbo_exp_ms") for r in prefill):
-            md.write("\nTurbo INT8 prefill on the Hopper kernel by who computes the softmax's exponentials, same run "
-                     "(ms; ratio = torch cuDNN time / ours, then torch flash / ours): SAS on 4 (the default), 2, 1 or 0 "
-                     "quarters of the scores with ex2.approx (SFU) on the rest, or FP16 ex2.approx.f16x2 on pairs.\n\n")
-            md.write("| D | len | SAS 4/4 | SAS 2/4 | SAS 1/4 | SAS 0/4 | FP16 exp2 |\n|---|---|---|---|---|---|---|\n")
-            for r in prefill:
-                e = r.get("turbo_exp_ms") or {}
-                cell = lambda ms: "n/a" if ms is None else (
-                    f"{ms:.4f} ({r['torch_cudnn_ms'] / ms:.2f}x, {r['torch_flash_ms'] / ms:.2f}x)"
-                    if r['torch_cudnn_ms'] and r['torch_flash_ms'] else f"{ms:.4f}")
-                md.write(f"| {r['D']} | {r['len']} | {cell(r['turbo_ms'])} | {cell(e.get('sas2'))} | {cell(e.get('sas1'))} | "
-                         f"{cell(e.get('sas0'))} | {cell(e.get('fp16_exp2'))} |\n")
     print(open(sys.argv[3]).read())
 
 

@@ -222,8 +222,9 @@ int main(int argc, char** argv) {
                         TANDEM_CHECK_CUDA(cudaFree(ptr));
                 }
         // ---- prefill (causal, one chunk from position 0). Turbo = INT8 Q.K^T + FP16 P.V with its
-        // quantize launches included, on the kernel Auto picks (the Hopper one on sm_90) and on
-        // the portable one (which also transposes V); FP16 = the Hopper FP16 kernel, one launch.
+        // quantize launches included, on the kernel Auto picks (the Hopper one on sm_90, exp2 on
+        // the SFU) and on the portable one (which also transposes V; SAS); on sm_90 also the Hopper
+        // kernel with SAS and with FP8 Q.K^T; FP16 = the Hopper FP16 kernel, one launch.
         std::fprintf(f, "\n], \"prefill\": [\n");
         first = true;
         const bool hopper = hopper_prefill_available();
@@ -253,15 +254,12 @@ int main(int argc, char** argv) {
                 const float t_auto = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s); }, st);
                 pp.kernel = PrefillKernel::Portable;
                 const float t_portable = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s); }, st);
-                float t_fp16 = -1.0f, t_fp16_plain = -1.0f, t_fp8 = -1.0f;
-                float t_sas[4] = {-1.0f, -1.0f, -1.0f, -1.0f};  // INT8 with FP16 exp2, 0, 1, 2 quarters of the exponentials by SAS
+                float t_fp16 = -1.0f, t_fp16_plain = -1.0f, t_fp8 = -1.0f, t_sas = -1.0f;
                 if (hopper) {
                     pp.kernel = PrefillKernel::Hopper;
-                    for (int qs = -1; qs < 3; ++qs) {
-                        pp.sas_quarters = qs;
-                        t_sas[qs + 1] = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s); }, st);
-                    }
-                    pp.sas_quarters = 4;
+                    pp.exp = PrefillExp::Sas;  // A/B: the exponentials by SAS on the FMA pipe
+                    t_sas = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s); }, st);
+                    pp.exp = PrefillExp::Auto;
                     pp.qk = PrefillQk::Fp8;  // A/B: FP8 e4m3 Q.K^T
                     t_fp8 = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s); }, st);
                     Fp16PrefillParams fp;
@@ -279,17 +277,14 @@ int main(int argc, char** argv) {
                 const double flops = 4.0 * B * Hq * (double)L * L * D / 2;  // causal
                 auto tf = [&](float ms) { return ms > 0 ? flops / (ms * 1e-3) / 1e12 : 0.0; };
                 auto ms_json = [](float ms) { return ms > 0 ? std::to_string(ms) : std::string("null"); };  // -1: not timed
-                std::printf("prefill D=%3d B=%d L=%5d  turbo (%s) %8.4f ms %5.0f TFLOP/s  portable %8.4f ms %5.0f  "
+                std::printf("prefill D=%3d B=%d L=%5d  turbo (%s) %8.4f ms %5.0f TFLOP/s  portable %8.4f ms %5.0f  turbo SAS %8.4f ms %5.0f  "
                             "turbo FP8 %8.4f ms %5.0f  fp16 %8.4f ms %5.0f  fp16 plain loop %8.4f ms %5.0f\n",
-                            D, B, L, hopper ? "hopper" : "portable", t_auto, tf(t_auto), t_portable, tf(t_portable), t_fp8,
-                            tf(t_fp8), t_fp16, tf(t_fp16), t_fp16_plain, tf(t_fp16_plain));
-                std::printf("prefill D=%3d B=%d L=%5d  turbo INT8, FP16 exp2: %8.4f ms %5.0f  quarters of SAS 0: %8.4f ms %5.0f  1: %8.4f ms %5.0f  "
-                            "2: %8.4f ms %5.0f\n", D, B, L, t_sas[0], tf(t_sas[0]), t_sas[1], tf(t_sas[1]), t_sas[2], tf(t_sas[2]), t_sas[3], tf(t_sas[3]));
+                            D, B, L, hopper ? "hopper" : "portable", t_auto, tf(t_auto), t_portable, tf(t_portable), t_sas, tf(t_sas),
+                            t_fp8, tf(t_fp8), t_fp16, tf(t_fp16), t_fp16_plain, tf(t_fp16_plain));
                 std::fprintf(f, "%s{\"D\": %d, \"batch\": %d, \"len\": %d, \"n_q_heads\": %d, \"n_kv_heads\": %d, "
-                             "\"kernel\": \"%s\", \"turbo_ms\": %.5f, \"turbo_portable_ms\": %.5f, \"turbo_fp8_ms\": %s, \"fp16_ms\": %s, \"fp16_plain_ms\": %s, \"turbo_exp_ms\": {\"fp16_exp2\": %s, \"sas0\": %s, \"sas1\": %s, \"sas2\": %s}, \"flops\": %.0f}",
+                             "\"kernel\": \"%s\", \"turbo_ms\": %.5f, \"turbo_portable_ms\": %.5f, \"turbo_sas_ms\": %s, \"turbo_fp8_ms\": %s, \"fp16_ms\": %s, \"fp16_plain_ms\": %s, \"flops\": %.0f}",
                              first ? "" : ",\n", D, B, L, Hq, Hkv, hopper ? "hopper" : "portable", t_auto, t_portable,
-                             ms_json(t_fp8).c_str(), ms_json(t_fp16).c_str(), ms_json(t_fp16_plain).c_str(),
-                             ms_json(t_sas[0]).c_str(), ms_json(t_sas[1]).c_str(), ms_json(t_sas[2]).c_str(), ms_json(t_sas[3]).c_str(), flops);
+                             ms_json(t_sas).c_str(), ms_json(t_fp8).c_str(), ms_json(t_fp16).c_str(), ms_json(t_fp16_plain).c_str(), flops);
                 first = false;
                 TANDEM_CHECK_CUDA(cudaStreamSynchronize(st));
                 for (void* ptr : {(void*)q, (void*)k, (void*)v, (void*)out, ws}) TANDEM_CHECK_CUDA(cudaFree(ptr));

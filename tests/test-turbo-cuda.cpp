@@ -351,25 +351,25 @@ TEST_CASE("cuda: turbo prefill (INT8 Q.K^T, SAS, causal) vs float64, portable an
         for (int L : {256, 320}) {  // 320: a last query block of 64 rows (the Hopper kernel's blocks are 128)
             const PrefillCase c = make_prefill_case(rng, 2, 2, 4, L, D);
             const int degree = L == 320 ? 2 : 3;  // both SAS polynomials
-            // the CPU twin (same INT8 blocks, integer dots, SAS on sas_quarters of the keys, FP16 P), per sequence
-            auto twin_of = [&](int sas_quarters) {
+            // the CPU twin (same INT8 blocks, integer dots, SAS or exact exp2, FP16 P), per sequence
+            auto twin_of = [&](bool sas) {
                 std::vector<double> twin(c.ref.size());
                 const size_t nq = (size_t)c.Hq * L * D, nk = (size_t)c.Hkv * L * D;
                 std::vector<float> q(nq), k(nk), v(nk), o(nq);
                 for (int b = 0; b < c.B; ++b) {
                     for (size_t i = 0; i < nq; ++i) q[i] = fp16_to_fp32(c.q[b * nq + i]);
                     for (size_t i = 0; i < nk; ++i) k[i] = fp16_to_fp32(c.k[b * nk + i]), v[i] = fp16_to_fp32(c.v[b * nk + i]);
-                    turbo_prefill_ref(q.data(), k.data(), v.data(), c.Hq, c.Hkv, L, D, degree, -16.0f, o.data(), sas_quarters);
+                    turbo_prefill_ref(q.data(), k.data(), v.data(), c.Hq, c.Hkv, L, D, degree, -16.0f, o.data(), sas);
                     for (size_t i = 0; i < nq; ++i) twin[b * nq + i] = o[i];
                 }
                 return twin;
             };
-            const std::vector<double> twin = twin_of(4);
-            for (PrefillKernel kern : kernels)
+            const std::vector<double> twin = twin_of(true);
+            for (PrefillKernel kern : kernels)  // SAS on both kernels
                 for (PrefillQk qk : {PrefillQk::Int8, PrefillQk::Fp8}) {
                     TurboPrefillParams p;
                     p.batch = c.B, p.n_q_heads = c.Hq, p.n_kv_heads = c.Hkv, p.head_dim = D, p.len = L, p.kernel = kern, p.qk = qk;
-                    p.poly_degree = degree;
+                    p.poly_degree = degree, p.exp = PrefillExp::Sas;
                     if (qk == PrefillQk::Fp8 && kern == PrefillKernel::Portable) {  // refused, not run as INT8
                         run_prefill(c, turbo_prefill_workspace_bytes(p), [&](auto q, auto k, auto v, float* o, void* ws) {
                             p.q = q, p.k = k, p.v = v, p.out = o, p.workspace = ws;
@@ -389,29 +389,29 @@ TEST_CASE("cuda: turbo prefill (INT8 Q.K^T, SAS, causal) vs float64, portable an
                     CHECK(err < (qk == PrefillQk::Fp8 ? 5e-2 : 2e-2));  // blockwise INT8 (FP8) Q and K, FP16 P, SAS
                     if (qk == PrefillQk::Int8) CHECK(err_twin < 2e-3);  // the twin's arithmetic, summed in another order
                 }
-            // the Hopper kernel with part or none of the exponentials by SAS (the rest on the SFU),
-            // against the twin that splits the keys alike; the portable kernel refuses it
-            for (int sas_quarters : {0, 1, 2, -1}) {
-                TurboPrefillParams p;
-                p.batch = c.B, p.n_q_heads = c.Hq, p.n_kv_heads = c.Hkv, p.head_dim = D, p.len = L, p.poly_degree = degree;
-                p.sas_quarters = sas_quarters;
-                for (PrefillKernel kern : kernels) {
-                    p.kernel = kern;
+            // the exponentials on the SFU: the Hopper kernel's default (Auto), against the twin with
+            // exact exp2; the portable kernel refuses it
+            const std::vector<double> twin_exp2 = twin_of(false);
+            for (PrefillKernel kern : kernels)
+                for (PrefillQk qk : {PrefillQk::Int8, PrefillQk::Fp8}) {
+                    if (qk == PrefillQk::Fp8 && kern == PrefillKernel::Portable) continue;  // refused above
+                    TurboPrefillParams p;
+                    p.batch = c.B, p.n_q_heads = c.Hq, p.n_kv_heads = c.Hkv, p.head_dim = D, p.len = L, p.kernel = kern, p.qk = qk;
+                    p.exp = kern == PrefillKernel::Hopper ? PrefillExp::Auto : PrefillExp::Sfu;
                     const auto out = run_prefill(c, turbo_prefill_workspace_bytes(p), [&](auto q, auto k, auto v, float* o, void* ws) {
                         p.q = q, p.k = k, p.v = v, p.out = o, p.workspace = ws;
-                        if (kern == PrefillKernel::Portable) CHECK_THROWS_WITH_AS(turbo_prefill_cuda(p, 0), doctest::Contains("sas_quarters"), TurboError);
+                        if (kern == PrefillKernel::Portable) CHECK_THROWS_WITH_AS(turbo_prefill_cuda(p, 0), doctest::Contains("Sfu"), TurboError);
                         else turbo_prefill_cuda(p, 0);
                     });
                     if (kern == PrefillKernel::Portable) continue;
                     CHECK(all_finite(out));
-                    const double err = rel(out, c.ref), err_twin = rel(out, twin_of(sas_quarters)), err_sas = rel(out, twin);
-                    std::printf("turbo prefill (hopper, INT8, SAS on %d/4 of the scores, degree %d) D=%d L=%d: rel err vs float64 "
-                                "%.2e, vs the CPU twin %.2e (vs the all-SAS twin %.2e)\n",
-                                sas_quarters, degree, D, L, err, err_twin, err_sas);
-                    CHECK(err < 2e-2);
-                    CHECK(err_twin < 2e-3);
+                    const double err = rel(out, c.ref), err_twin = rel(out, twin_exp2), err_sas = rel(out, twin);
+                    std::printf("turbo prefill (hopper, %s, exp2 on the SFU) D=%d L=%d: rel err vs float64 %.2e, vs the CPU twin "
+                                "%.2e (vs the SAS twin %.2e)\n",
+                                qk == PrefillQk::Fp8 ? "FP8" : "INT8", D, L, err, err_twin, err_sas);
+                    CHECK(err < (qk == PrefillQk::Fp8 ? 5e-2 : 2e-2));
+                    if (qk == PrefillQk::Int8) CHECK(err_twin < 2e-3);
                 }
-            }
         }
 }
 
@@ -579,8 +579,8 @@ TEST_CASE("cuda: bad parameters are refused with a message" * doctest::skip(kNoG
     h.q_row_stride = 128, h.qk = QkType::S8;  // no scales
     CHECK_THROWS_WITH_AS(hopper_prefill_launch(h, 0), doctest::Contains("block scales"), TurboError);
     if (hopper_prefill_available()) {  // (elsewhere the sm_90 check answers first)
-        h.q_scales = h.k_scales = dummy, h.sas_quarters = 3;
-        CHECK_THROWS_WITH_AS(hopper_prefill_launch(h, 0), doctest::Contains("sas_quarters"), TurboError);
+        h.qk = QkType::F16, h.sas = true;  // SAS needs the Turbo scores
+        CHECK_THROWS_WITH_AS(hopper_prefill_launch(h, 0), doctest::Contains("sas"), TurboError);
     }
     CK(cudaFree(dummy));
 }

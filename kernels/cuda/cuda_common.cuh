@@ -3,7 +3,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -86,13 +85,6 @@ __device__ __forceinline__ float2 sas_exp2_pair_neg(float y0, float y1, float y_
 __device__ __forceinline__ float ex2_approx(float x) {
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-    return y;
-}
-
-// 2^x of both FP16 halves by the special-function unit (ex2.approx.f16x2).
-__device__ __forceinline__ uint32_t ex2_h2(uint32_t x) {
-    uint32_t y;
-    asm("ex2.approx.f16x2 %0, %1;\n" : "=r"(y) : "r"(x));
     return y;
 }
 

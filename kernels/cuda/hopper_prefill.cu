@@ -11,8 +11,8 @@
 //   per tile, in each consumer warpgroup:
 //     S = Q K_j^T    wgmma, A and B from shared memory: FP16 (k16), or Turbo's INT8 (k32, INT32
 //                    sums) or FP8 e4m3 (k32), times the two 64-key blocks' scales
-//     online softmax on S in registers (exact exp2; for INT8/FP8 SAS on sas_quarters of the
-//                    scores and the SFU's exp2 on the rest, or FP16 exp2 on pairs)
+//     online softmax on S in registers: exp2 on the special-function unit (ex2.approx), or
+//                    for INT8/FP8 with HopperPrefillArgs::sas SAS's polynomial on the FMA pipe
 //     O += P V_j     wgmma, A = P as FP16 registers (the S accumulator layout is the register
 //                    A layout), B = V_j from shared memory
 //   S_j is issued together with P_{j-1} V_{j-1}, between two named barriers that make the
@@ -82,12 +82,10 @@ struct Args {
 
 // What one consumer thread holds: its two query rows' output accumulators, running max and
 // sum, the tile's scores and P, and the operand descriptors.
-template <int D, QkType QK, int SAS>
+template <int D, QkType QK, bool SAS>
 struct Consumer {
-    static constexpr bool kScaled = QK != QkType::F16;  // blockwise Q/K scales and SAS (Turbo)
-    // Whether the thread's score group g (keys 8g..8g+7 of a tile, 4 scores) takes SAS: SAS of
-    // every 16 groups, spread evenly (the FP16 path: none)
-    __host__ __device__ static constexpr bool sas_group(int g) { return kScaled && g * SAS % 16 < SAS; }
+    static constexpr bool kScaled = QK != QkType::F16;  // blockwise Q/K scales (Turbo)
+    static_assert(kScaled || !SAS, "SAS runs with the Turbo (INT8/FP8) scores only");
     static constexpr int E = kScaled ? 1 : 2;
     using P = Plan<D, E>;
     float o[D / 2];                        // O rows r0 / r1 (layout: wgmma_ss)
@@ -198,12 +196,7 @@ struct Consumer {
         for (int i = 0; i < kBN / 2; i += 4) {
             const float sx = i < kBN / 4 ? s_lo : s_hi;
             const float b0 = i < kBN / 4 ? b0_lo : b0_hi, b1 = i < kBN / 4 ? b1_lo : b1_hi;
-            if constexpr (SAS < 0) {  // the exponents x - m only: pack_p takes 2^ of them as FP16 pairs and sums them
-                sc[i] = fmaf(sc[i], sx, -b0), sc[i + 1] = fmaf(sc[i + 1], sx, -b0);
-                sc[i + 2] = fmaf(sc[i + 2], sx, -b1), sc[i + 3] = fmaf(sc[i + 3], sx, -b1);
-                continue;
-            }
-            if (sas_group(i / 4)) {  // SAS of x - m = -(m - x)
+            if constexpr (SAS) {  // SAS of x - m = -(m - x)
                 const float2 p0 = sas_exp2_pair_neg(fmaf(sc[i], -sx, b0), fmaf(sc[i + 1], -sx, b0), y_max, 3, c1, c2, c3);
                 const float2 p1 = sas_exp2_pair_neg(fmaf(sc[i + 2], -sx, b1), fmaf(sc[i + 3], -sx, b1), y_max, 3, c1, c2, c3);
                 sc[i] = p0.x, sc[i + 1] = p0.y, sc[i + 2] = p1.x, sc[i + 3] = p1.y;
@@ -227,30 +220,11 @@ struct Consumer {
     // P to FP16 A fragments: k-step kk (keys 16kk..16kk+15) = score blocks 2kk and 2kk+1. All of P
     // is packed before the P.V wgmmas: registers written between two wgmmas make ptxas insert a
     // warpgroup wait there.
-    // SAS < 0: P = 2^(x - m) of each FP16 pair by one ex2.approx.f16x2, and its row sums (FP16
-    // partial sums of 8 values <= 1 each, then FP32) added to l.
     __device__ __forceinline__ void pack_p() {
-        if constexpr (SAS < 0) {
 #pragma unroll
-            for (int kk = 0; kk < kBN / 16; kk += 2) {
-                __half2 h0 = __float2half2_rn(0.0f), h1 = h0;
+        for (int kk = 0; kk < kBN / 16; ++kk)
 #pragma unroll
-                for (int k2 = kk; k2 < kk + 2; ++k2)
-#pragma unroll
-                    for (int r = 0; r < 4; ++r) {  // pairs r = 0, 2: row r0; 1, 3: row r1
-                        pa[k2][r] = ex2_h2(pack_h2(sc[8 * k2 + 2 * r], sc[8 * k2 + 2 * r + 1]));
-                        if (r % 2 == 0) h0 = __hadd2(h0, u2h(pa[k2][r]));
-                        else h1 = __hadd2(h1, u2h(pa[k2][r]));
-                    }
-                const float2 f0 = __half22float2(h0), f1 = __half22float2(h1);
-                l0 += f0.x + f0.y, l1 += f1.x + f1.y;
-            }
-        } else {
-#pragma unroll
-            for (int kk = 0; kk < kBN / 16; ++kk)
-#pragma unroll
-                for (int r = 0; r < 4; ++r) pa[kk][r] = pack_h2(sc[8 * kk + 2 * r], sc[8 * kk + 2 * r + 1]);
-        }
+            for (int r = 0; r < 4; ++r) pa[kk][r] = pack_h2(sc[8 * kk + 2 * r], sc[8 * kk + 2 * r + 1]);
     }
 
     // out = O / l for the rows that exist.
@@ -271,7 +245,7 @@ struct Consumer {
     }
 };
 
-template <int D, QkType QK, int SAS>
+template <int D, QkType QK, bool SAS>
 __global__ void __launch_bounds__(kThreads, 1) prefill_kernel(const __grid_constant__ Args a) {
     constexpr int E = QK == QkType::F16 ? 2 : 1;
     using P = Plan<D, E>;
@@ -436,7 +410,7 @@ CUtensorMap make_map(const void* base, int elt, uint64_t d0, uint64_t d1, uint64
     return m;
 }
 
-template <int D, QkType QK, int SAS>
+template <int D, QkType QK, bool SAS>
 void launch(const HopperPrefillArgs& h, cudaStream_t st) {
     constexpr int E = QK == QkType::F16 ? 2 : 1;
     using P = Plan<D, E>;
@@ -497,23 +471,17 @@ void hopper_prefill_launch(const HopperPrefillArgs& h, cudaStream_t stream) {
     if (scaled && (!h.q_scales || !h.k_scales || h.q_pos0 != 0 || h.n_q % 64 != 0))
         fail("qk S8/E4M3 needs block scales, q_pos0 == 0 and n_q % 64 == 0");
     if (!hopper_prefill_available()) fail("needs an sm_90 GPU (H100/H200)");
-    if (scaled && h.sas_quarters != -1 && h.sas_quarters != 0 && h.sas_quarters != 1 && h.sas_quarters != 2 && h.sas_quarters != 4)
-        fail("sas_quarters must be -1, 0, 1, 2 or 4");
+    if (h.sas && !scaled) fail("sas needs qk S8 or E4M3");
     auto run = [&](auto d) {
         constexpr int D = decltype(d)::value;
         auto scaled_launch = [&](auto qk) {
             constexpr QkType QK = decltype(qk)::value;
-            switch (h.sas_quarters) {
-                case 0: launch<D, QK, 0>(h, stream); break;
-                case 1: launch<D, QK, 4>(h, stream); break;
-                case 2: launch<D, QK, 8>(h, stream); break;
-                case -1: launch<D, QK, -1>(h, stream); break;
-                default: launch<D, QK, 16>(h, stream);
-            }
+            if (h.sas) launch<D, QK, true>(h, stream);
+            else launch<D, QK, false>(h, stream);
         };
         if (h.qk == QkType::S8) scaled_launch(std::integral_constant<QkType, QkType::S8>{});
         else if (h.qk == QkType::E4M3) scaled_launch(std::integral_constant<QkType, QkType::E4M3>{});
-        else launch<D, QkType::F16, 0>(h, stream);
+        else launch<D, QkType::F16, false>(h, stream);
     };
     if (h.head_dim == 128) run(std::integral_constant<int, 128>{});
     else run(std::integral_constant<int, 64>{});

@@ -32,11 +32,12 @@ struct HopperPrefillArgs {
     int n_q = 0;                       // query rows per head
     int q_pos0 = 0;                    // position of query row 0: row r sees keys 0..q_pos0 + r
     QkType qk = QkType::F16;           // S8/E4M3 need q_pos0 == 0 and n_q % 64 == 0
-    int poly_degree = 3;               // SAS (S8/E4M3)
-    // S8/E4M3: quarters of each tile's scores whose exponential is SAS (0, 1, 2 or 4); the
-    // others take the special-function unit's ex2.approx, as the FP16 path does. -1: all by
-    // ex2.approx.f16x2 on FP16 pairs (P's FP16 pairs directly). Not yet measured on a GPU.
-    int sas_quarters = 4;
+    // S8/E4M3: the softmax's exponentials by SAS (polynomial of poly_degree on the FMA pipe,
+    // scores under threshold dropped) instead of the special-function unit's ex2.approx, as the
+    // FP16 path takes them. Off by default: on the H100 SAS made this kernel 19-48% slower at the
+    // same error (bench/results/attention-h100.md, session 9).
+    bool sas = false;
+    int poly_degree = 3;
     float threshold = -16.0f;
     // true: S of tile j is issued with P.V of tile j-1, the two consumer warpgroups taking turns
     // (softmax overlaps the tensor cores); false: S, softmax, P.V in turn (bench-attention's

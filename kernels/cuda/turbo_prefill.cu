@@ -251,7 +251,7 @@ void launch(const TurboPrefillParams& p, bool use_hopper, cudaStream_t st) {
         h.q_scales = (const float*)(ws + L.qs), h.k_scales = (const float*)(ws + L.ks), h.out = p.out;
         h.batch = p.batch, h.n_q_heads = p.n_q_heads, h.n_kv_heads = p.n_kv_heads, h.head_dim = D, h.n_q = p.len;
         h.qk = fp8 ? QkType::E4M3 : QkType::S8, h.poly_degree = p.poly_degree, h.threshold = p.threshold;
-        h.sas_quarters = p.sas_quarters;
+        h.sas = p.exp == PrefillExp::Sas;
         hopper_prefill_launch(h, st);
         return;
     }
@@ -292,7 +292,7 @@ void turbo_prefill_cuda(const TurboPrefillParams& p, cudaStream_t stream) {
     if (!(p.threshold <= -1.0f && p.threshold >= -60.0f)) throw TurboError("turbo_prefill: threshold must be in [-60, -1]");
     const bool hopper = runs_hopper(p);
     if (p.kernel == PrefillKernel::Hopper && !hopper) throw TurboError("turbo_prefill: the Hopper kernel needs an sm_90 GPU (H100/H200)");
-    if (p.sas_quarters != 4 && !hopper) throw TurboError("turbo_prefill: sas_quarters != 4 runs on the Hopper kernel only (sm_90)");
+    if (p.exp == PrefillExp::Sfu && !hopper) throw TurboError("turbo_prefill: exp Sfu runs on the Hopper kernel only (sm_90)");
     if (p.qk == PrefillQk::Fp8 && !hopper) throw TurboError("turbo_prefill: qk Fp8 runs on the Hopper kernel only (sm_90)");
     if (p.head_dim == 128) launch<128>(p, hopper, stream);
     else launch<64>(p, hopper, stream);

@@ -51,12 +51,9 @@ static float to_half(float x) { return fp16_to_fp32(fp32_to_fp16(x)); }
 
 void turbo_prefill_ref(const float* q, const float* k, const float* v, int n_q_heads,
                        int n_kv_heads, int len, int D, int degree, float threshold, float* out,
-                       int sas_quarters) {
+                       bool sas) {
     constexpr int B = 64;
     if (len < B || len % B != 0) throw TurboError("prefill: len must be a positive multiple of 64");
-    if (sas_quarters < -1 || sas_quarters > 4 || sas_quarters == 3) throw TurboError("prefill: sas_quarters must be -1, 0, 1, 2 or 4");
-    const int sas_groups = 4 * sas_quarters;  // of the 16 groups of 8 keys in a 128-key tile
-    auto by_sas = [&](int t) { return (t % 128) / 8 * sas_groups % 16 < sas_groups; };
     if (n_q_heads % n_kv_heads != 0) throw TurboError("n_q_heads must be a multiple of n_kv_heads");
     const int nb = len / B, group = n_q_heads / n_kv_heads;
     // blockwise INT8 of Q and K: one scale per (head, 64 tokens x D)
@@ -92,9 +89,7 @@ void turbo_prefill_ref(const float* q, const float* k, const float* v, int n_q_h
             float* o = out + ((size_t)h * len + i) * D;
             std::vector<double> acc((size_t)D, 0.0);
             for (int t = 0; t <= i; ++t) {
-                const float p = sas_quarters < 0 ? to_half(std::exp2(to_half(s[t] - m)))
-                                : by_sas(t)      ? turbo_sas_exp2(s[t] - m, degree, threshold)
-                                                 : std::exp2(s[t] - m);
+                const float p = sas ? turbo_sas_exp2(s[t] - m, degree, threshold) : std::exp2(s[t] - m);
                 if (p == 0.0f) continue;
                 l += p;
                 const float ph = to_half(p);

@@ -158,13 +158,11 @@ void turbo_decode_ref(const TurboKvCache& cache, int seq, const float* q, int n_
                       float* out);
 // TurboAttention prefill twin for one sequence (causal, len % 64 == 0): Q and K to INT8 per
 // (head, 64 tokens), integer dot products, SAS, P rounded to FP16, as the CUDA kernel.
-// q, out: (Hq, len, D); k, v: (Hkv, len, D). sas_quarters < 4 (TurboPrefillParams): keys t with
-// (t % 128) / 8 * sas_quarters * 4 % 16 >= sas_quarters * 4 take exact exp2 instead of SAS, as
-// the Hopper kernel's threads split them; -1: every exponent and result rounded to FP16 (the
-// Hopper kernel's ex2.approx.f16x2). Throws TurboError on a bad len or sas_quarters.
+// q, out: (Hq, len, D); k, v: (Hkv, len, D). sas = false: exact exp2 instead of SAS (the
+// Hopper kernel's PrefillExp::Sfu). Throws TurboError on a bad len.
 void turbo_prefill_ref(const float* q, const float* k, const float* v, int n_q_heads,
                        int n_kv_heads, int len, int D, int degree, float threshold, float* out,
-                       int sas_quarters = 4);
+                       bool sas = true);
 // Exact softmax attention in float64. q: (Hq, D); k, v: (Hkv, len, D); out: (Hq, D).
 // Query head i reads KV head i / (Hq / Hkv).
 void attention_exact_f64(const float* q, const float* k, const float* v, int n_q_heads,
@@ -194,10 +192,17 @@ enum class PrefillKernel { Auto, Portable, Hopper };
 // The type Q and K are quantized to (per 64-token block, one scale each) for S = Q K^T: INT8
 // (scale amax / 127), or FP8 e4m3 (scale amax / 448; the Hopper kernel only).
 enum class PrefillQk { Int8, Fp8 };
+// Who computes the softmax's exponentials: SAS (polynomial on the FMA pipe, scores under the
+// threshold dropped) or the special-function unit's exp2 (ex2.approx, the Hopper kernel only).
+// Auto: Sfu on the Hopper kernel, where SAS's ~13 FMA-pipe instructions a score were its limit
+// (on the H100 Sfu ran 1.00-1.14x cuDNN where SAS ran 0.69-0.96x, at the same error against
+// float64: bench/results/attention-h100.md, session 9); Sas on the portable kernel.
+enum class PrefillExp { Auto, Sas, Sfu };
 
 // Prefill (causal self-attention over one chunk starting at position 0): Q and K quantized
 // to blockwise INT8 (64 tokens x D per scale), S = Q K^T on INT8 tensor cores (INT32
-// accumulate), SAS softmax, P.V with FP16 P and V on FP16 tensor cores.
+// accumulate), softmax (exponentials as TurboPrefillParams::exp says), P.V with FP16 P and V
+// on FP16 tensor cores.
 struct TurboPrefillParams {
     const uint16_t* q = nullptr;        // (batch, n_q_heads, len, D) IEEE half
     const uint16_t* k = nullptr;        // (batch, n_kv_heads, len, D)
@@ -210,10 +215,7 @@ struct TurboPrefillParams {
                                         // this device; with kernel = Portable, enough for either
     PrefillKernel kernel = PrefillKernel::Auto;
     PrefillQk qk = PrefillQk::Int8;
-    // Hopper kernel: quarters of the scores whose exponential is SAS (0, 1, 2 or 4); the rest
-    // use the special-function unit's exp2. -1: all by the SFU's FP16 exp2 on pairs. The
-    // portable kernel runs SAS only (4). Not yet measured on a GPU (docs/turboattention-impl.md).
-    int sas_quarters = 4;
+    PrefillExp exp = PrefillExp::Auto;  // poly_degree and threshold apply where it is SAS
 };
 // Plain FP16 prefill (causal, one chunk from position 0, exact softmax), Hopper only: the
 // tensors of TurboPrefillParams, any len >= 1, no workspace.
