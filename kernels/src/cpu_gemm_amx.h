@@ -35,7 +35,7 @@ namespace {
 // The avx512-vnni kernels, with quantized tiles of 16 tokens: those go to the tiles (the
 // vpdpbusd kernel at 16 is instantiated but not called).
 struct V512Amx : V512 {
-    static constexpr int kQuantTiles = 16, kSplit8Tiles = 16;
+    static constexpr int kQuantTiles = 16;
 };
 
 }  // namespace

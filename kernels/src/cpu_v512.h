@@ -26,7 +26,8 @@ struct V512 {
     // against 91 with 8 tokens x 2 panels, one Zen 4 core). Quantized decode (T = 1) takes one
     // panel at a time, so the weights are one sequential stream: with 4 panels (4 streams) the
     // engine's single-thread Q4_K decode measured 1.2-1.5x slower.
-    static constexpr int kQuantTiles = 8, kFloatTiles = 16, kSplit8Tiles = 8;
+    static constexpr int kQuantTiles = 8, kFloatTiles = 16;
+    static constexpr int kSplit8Tiles = 8;  // unused: vpdpbusd takes Q8_0 levels whole (no split8)
     static constexpr int quant_groups(int T) { return T == 1 ? 1 : T <= 4 ? 2 : 1; }
     static constexpr int float_groups(int T) { return T == 1 ? 4 : T <= 4 ? 2 : 1; }
 

@@ -157,7 +157,7 @@ private:
 void turbo_decode_ref(const TurboKvCache& cache, int seq, const float* q, int n_q_heads,
                       float* out);
 // TurboAttention prefill twin for one sequence (causal, len % 64 == 0): Q and K to INT8 per
-// (head, 64 tokens), integer dot products, SAS, P rounded to FP16, as the CUDA kernel.
+// (head, 64 tokens), integer dot products, SAS (or exact exp2), P rounded to FP16, as the CUDA kernels.
 // q, out: (Hq, len, D); k, v: (Hkv, len, D). sas = false: exact exp2 instead of SAS (the
 // Hopper kernel's PrefillExp::Sfu). Throws TurboError on a bad len.
 void turbo_prefill_ref(const float* q, const float* k, const float* v, int n_q_heads,
