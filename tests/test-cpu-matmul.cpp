@@ -430,6 +430,24 @@ TEST_CASE("kernel paths: detection and forcing") {
             CHECK_THROWS_AS(cpu::force_kernel_path(p), CpuKernelError);
         }
     }
+    // a forced path also caps the other ops at what a CPU with that best path has
+    const cpu::OpsIsa widest = f.avx512f && cpu::kernel_path_supported("avx2") ? cpu::OpsIsa::Avx512
+                               : cpu::kernel_path_supported("avx2")           ? cpu::OpsIsa::Avx2
+                                                                               : cpu::OpsIsa::Scalar;
+    cpu::force_kernel_path("best");
+    CHECK(cpu::ops_isa() == widest);
+    cpu::force_kernel_path("scalar");
+    CHECK(cpu::ops_isa() == cpu::OpsIsa::Scalar);
+    if (cpu::kernel_path_supported("avx2")) {
+        cpu::force_kernel_path("avx2");
+        CHECK(cpu::ops_isa() == cpu::OpsIsa::Avx2);
+    }
+    if (cpu::kernel_path_supported("avx512-vnni")) {
+        cpu::force_kernel_path("avx512-vnni");
+        CHECK(cpu::ops_isa() == cpu::OpsIsa::Avx512);
+    }
+    cpu::force_kernel_path("best");
+    CHECK(cpu::ops_isa() == widest);
 }
 
 // ---- thread pool -----------------------------------------------------------------------------

@@ -86,6 +86,7 @@ struct Path {
     bool (*supported)();
     const KernelSet& (*kernels)();
     bool automatic;  // may be chosen as "best"
+    OpsIsa ops;      // the other ops' vector code on a CPU whose best path this is (force_kernel_path caps at it)
 };
 
 static bool has_avx2() { const CpuFeatures& f = cpu_features(); return f.avx2 && f.fma && f.f16c; }
@@ -115,12 +116,12 @@ static const KernelSet& kernels_avx_vnni_here() {
 // Best first. amx is not chosen automatically: on the one AMX machine measured (a Xeon model 207,
 // 2 threads; bench/results/cpu-prompt.md) its prefill ran at 0.76-0.88x of avx512-vnni's.
 static const Path kPaths[] = {
-    {"amx", [] { return has_avx512() && cpu_features().amx_int8; }, kernels_amx, false},
-    {"avx512-vnni", has_avx512, kernels_avx512, true},
-    {"avx-vnni", [] { return avx_vnni_is_vex() || has_avx512(); }, kernels_avx_vnni_here, true},
-    {"avx2", has_avx2, kernels_avx2, true},
-    {"scalar", [] { return true; }, kernels_scalar, true},
-    {"amx-emulated", has_avx512, kernels_amx_emulated, false},
+    {"amx", [] { return has_avx512() && cpu_features().amx_int8; }, kernels_amx, false, OpsIsa::Avx512},
+    {"avx512-vnni", has_avx512, kernels_avx512, true, OpsIsa::Avx512},
+    {"avx-vnni", [] { return avx_vnni_is_vex() || has_avx512(); }, kernels_avx_vnni_here, true, OpsIsa::Avx2},
+    {"avx2", has_avx2, kernels_avx2, true, OpsIsa::Avx2},
+    {"scalar", [] { return true; }, kernels_scalar, true, OpsIsa::Scalar},
+    {"amx-emulated", has_avx512, kernels_amx_emulated, false, OpsIsa::Avx512},
 };
 
 static const Path* find_path(const char* name) {
@@ -154,6 +155,7 @@ bool kernel_path_supported(const char* name) {
 void force_kernel_path(const char* name) {
     if (name && std::strcmp(name, "best") == 0) {
         g_forced.store(nullptr, std::memory_order_release);
+        cap_ops_isa(OpsIsa::Avx512);
         return;
     }
     const Path* p = name ? find_path(name) : nullptr;
@@ -166,6 +168,7 @@ void force_kernel_path(const char* name) {
     if (!p->supported())
         throw CpuKernelError(std::string("force_kernel_path: this CPU cannot run the '") + name + "' path");
     g_forced.store(&p->kernels(), std::memory_order_release);
+    cap_ops_isa(p->ops);
 }
 
 // ---- argument checks -----------------------------------------------------------------------

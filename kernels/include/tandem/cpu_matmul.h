@@ -69,7 +69,10 @@ const char* kernel_path_name();
 
 // Forces a path by name; "best" restores the automatic choice. Throws CpuKernelError for an
 // unknown name or one this CPU cannot run. Applies to matrices packed afterwards (a packed
-// matrix keeps the kernels it was packed for). Not thread-safe against pack_weights.
+// matrix keeps the kernels it was packed for). Also caps ops_isa() at what a CPU whose best path
+// this is would run ("avx2" and "avx-vnni": Avx2, "scalar": Scalar; "best": no cap), so a
+// forced path measures the engine as that CPU would run it. Not thread-safe against
+// pack_weights or running ops.
 void force_kernel_path(const char* name);
 
 // Whether the named path can run here (false for unknown names).
@@ -80,7 +83,7 @@ bool avx_vnni_is_vex();
 
 // The vector code of the engine's other CPU ops (attention: cpu_attention.h; SwiGLU: cpu_ops.h):
 // the widest this CPU has (Avx2 needs AVX2 + FMA + F16C; Avx512 AVX-512F as well), at most the
-// cap. Tests lower the cap to reach each path on one CPU. Independent of force_kernel_path.
+// cap. Tests lower the cap to reach each path on one CPU; force_kernel_path sets it too.
 enum class OpsIsa { Scalar, Avx2, Avx512 };
 OpsIsa ops_isa();
 // Caps ops_isa() (OpsIsa::Avx512: no cap). Not thread-safe against running ops.
