@@ -410,10 +410,45 @@ struct Quant {
     TGT static void run(const PanelTask& a) { run_groups<R, tile_q<P, R, T>, tile_q<P, 1, T>>(a); }
 };
 
+// Decode (one token) on R row groups with the columns dealt round U accumulators each, so that
+// few groups (one panel: one sequential stream of weights) still keep R * U fma chains going.
+template <class L, int R, int U>
+TGT void tile_f1(const uint8_t* w, size_t pb, int g0, int64_t cols, const uint8_t* act, float* y, int64_t ldy, int nt,
+                 int64_t rows) {
+    const float* x = (const float*)act;
+    F acc[R][U];
+    const uint8_t* col[R];
+    for (int r = 0; r < R; r++) {
+        const Group gr = group(w, pb, g0 + r);
+        col[r] = gr.panel + gr.lane0 * L::kBytes / kPanelRows;
+        for (int u = 0; u < U; u++) acc[r][u] = V::zero();
+    }
+    int64_t k = 0;
+    for (; k + U <= cols; k += U)
+        for (int u = 0; u < U; u++) {
+            const F xb = V::set1(x[k + u]);
+            for (int r = 0; r < R; r++) acc[r][u] = V::fmadd(L::load(col[r] + (k + u) * L::kBytes), xb, acc[r][u]);
+        }
+    for (; k < cols; k++) {
+        const F xb = V::set1(x[k]);
+        for (int r = 0; r < R; r++) acc[r][0] = V::fmadd(L::load(col[r] + k * L::kBytes), xb, acc[r][0]);
+    }
+    F sum[R][1];
+    for (int r = 0; r < R; r++) {
+        sum[r][0] = acc[r][0];
+        for (int u = 1; u < U; u++) sum[r][0] = V::add(sum[r][0], acc[r][u]);
+    }
+    store_tile(sum, y, ldy, nt, rows);
+}
+
 template <class L, int T>
 struct Float {
     static constexpr int R = V::float_groups(T);
-    TGT static void run(const PanelTask& a) { run_groups<R, tile_f<L, R, T>, tile_f<L, 1, T>>(a); }
+    static constexpr int U = V::kFloatDecodeSums;
+    TGT static void run(const PanelTask& a) {
+        if constexpr (T == 1 && U > 0) run_groups<R, tile_f1<L, R, U>, tile_f1<L, 1, U>>(a);
+        else run_groups<R, tile_f<L, R, T>, tile_f<L, 1, T>>(a);
+    }
 };
 
 // Tile sizes {1, 2, 4, TMax}: V::kQuantTiles for the quantized types (V::kSplit8Tiles where

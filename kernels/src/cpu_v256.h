@@ -25,14 +25,16 @@ struct V256Base {
     // token) takes 6 tokens, which share each step's split into 4-bit halves: one Zen 4 core,
     // prefill 134-138 GOP/s against 130-132 with 4 and 124-126 with 8 (spills).
     static constexpr int kSplit8Tiles = 6;
-    // Row groups (half panels) per micro-kernel, within 16 ymm registers; quantized decode
-    // takes one panel (two halves) at a time, one sequential stream of weights. Float decode
-    // takes 4 panels (8 groups, as the zmm path's 4 groups): with 2 panels F16 decoded at
-    // 78-94 tok/s against 100-114 on one Zen 4 core (avx2; avx-vnni 100-106 against 112-123).
+    // Row groups (half panels) per micro-kernel, within 16 ymm registers; decode takes one
+    // panel (two halves) at a time, one sequential stream of weights. Float decode deals the
+    // columns round 4 sums per group (cpu_gemm_kernels.h tile_f1): one Zen 4 core, the F16
+    // decode GEMV of bench-cpu-matmul 6.9-8.4 ms against 9.2 for 4 panels at a time with one
+    // sum per group (4 streams; 12 groups 12.7-13.4 ms: spills).
     // The float prompt tile, 2 x 6 (12 sums), ran F16 at 107 GFLOP/s against 92-95 for 1 x 8
     // (avx2 and the EVEX avx-vnni path alike).
     static constexpr int quant_groups(int T) { return T == 1 ? 2 : 1; }
-    static constexpr int float_groups(int T) { return T == 1 ? 8 : 2; }
+    static constexpr int float_groups(int) { return 2; }
+    static constexpr int kFloatDecodeSums = 4;  // tile_f1's sums per row group (0: tile_f)
     // int16 subblock sums (cpu_gemm_kernels.h sums16): only the avx2 path's V sets these
     static constexpr bool kSums16 = false;
     static I dot16(I acc16, I w, I x);  // never called where !kSums16
@@ -51,6 +53,7 @@ struct V256Base {
     TGT static F zero() { return _mm256_setzero_ps(); }
     TGT static F set1(float v) { return _mm256_set1_ps(v); }
     TGT static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+    TGT static F add(F a, F b) { return _mm256_add_ps(a, b); }
     TGT static F sub(F a, F b) { return _mm256_sub_ps(a, b); }
     TGT static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
     TGT static F cvt_i32(I v) { return _mm256_cvtepi32_ps(v); }
