@@ -4,7 +4,8 @@
 // weights) or fp32 (float weights) peak measured in the same run (tandem/cpu_peak.h). Token
 // ids are fixed pseudo-random values (speed does not depend on them).
 // --kv turbo: the Turbo KV cache (MODEL.heads.json used when present). --kernels NAME: the CPU
-// kernel path (cpu_matmul.h: avx2, avx-vnni, avx512-vnni, amx, ...) instead of the best one.
+// kernel path (cpu_matmul.h: avx2, avx-vnni, avx512-vnni, amx, ...) instead of the best one;
+// attention and SwiGLU then run the vector code a CPU with that best path has (avx2: AVX2).
 // --cpu-time: one thread, timed by its CPU time (holds while other processes share the machine).
 #include <algorithm>
 #include <chrono>
