@@ -369,17 +369,29 @@ struct LoadBF16 {
     TGT static F load(const uint8_t* p) { return V::cvt_bf16((const uint16_t*)p); }
 };
 
+// Column 0 of row groups g0 .. g0 + R - 1 of the panels at w, for the float loader L.
+template <class L, int R>
+TGT inline void float_cols(const uint8_t* w, size_t pb, int g0, const uint8_t* (&col)[R]) {
+    for (int r = 0; r < R; r++) {
+        const Group gr = group(w, pb, g0 + r);
+        col[r] = gr.panel + gr.lane0 * L::kBytes / kPanelRows;
+    }
+}
+
+template <int R, int N>
+TGT inline void zero(F (&acc)[R][N]) {
+    for (int r = 0; r < R; r++)
+        for (int i = 0; i < N; i++) acc[r][i] = V::zero();
+}
+
 template <class L, int R, int T>
 TGT void tile_f(const uint8_t* w, size_t pb, int g0, int64_t cols, const uint8_t* act, float* y, int64_t ldy, int nt,
                 int64_t rows) {
     const float* x = (const float*)act;
     F acc[R][T];
     const uint8_t* col[R];
-    for (int r = 0; r < R; r++) {
-        const Group gr = group(w, pb, g0 + r);
-        col[r] = gr.panel + gr.lane0 * L::kBytes / kPanelRows;
-        for (int t = 0; t < T; t++) acc[r][t] = V::zero();
-    }
+    float_cols<L>(w, pb, g0, col);
+    zero(acc);
     for (int64_t k = 0; k < cols; k++, x += T) {
         F wv[R];
         for (int r = 0; r < R; r++) wv[r] = L::load(col[r] + k * L::kBytes);
@@ -389,6 +401,34 @@ TGT void tile_f(const uint8_t* w, size_t pb, int g0, int64_t cols, const uint8_t
         }
     }
     store_tile(acc, y, ldy, nt, rows);
+}
+
+// Decode (one token) on R row groups with the columns dealt round U accumulators each, so that
+// few groups (one panel: one sequential stream of weights) still keep R * U fma chains going.
+template <class L, int R, int U>
+TGT void tile_f1(const uint8_t* w, size_t pb, int g0, int64_t cols, const uint8_t* act, float* y, int64_t ldy, int nt,
+                 int64_t rows) {
+    const float* x = (const float*)act;
+    F acc[R][U];
+    const uint8_t* col[R];
+    float_cols<L>(w, pb, g0, col);
+    zero(acc);
+    int64_t k = 0;
+    for (; k + U <= cols; k += U)
+        for (int u = 0; u < U; u++) {
+            const F xb = V::set1(x[k + u]);
+            for (int r = 0; r < R; r++) acc[r][u] = V::fmadd(L::load(col[r] + (k + u) * L::kBytes), xb, acc[r][u]);
+        }
+    for (; k < cols; k++) {
+        const F xb = V::set1(x[k]);
+        for (int r = 0; r < R; r++) acc[r][0] = V::fmadd(L::load(col[r] + k * L::kBytes), xb, acc[r][0]);
+    }
+    F sum[R][1];
+    for (int r = 0; r < R; r++) {
+        sum[r][0] = acc[r][0];
+        for (int u = 1; u < U; u++) sum[r][0] = V::add(sum[r][0], acc[r][u]);
+    }
+    store_tile(sum, y, ldy, nt, rows);
 }
 
 // ---- entry points --------------------------------------------------------------------------
@@ -409,37 +449,6 @@ struct Quant {
     static constexpr int R = split8<P>() && T > 1 ? 1 : V::quant_groups(T);
     TGT static void run(const PanelTask& a) { run_groups<R, tile_q<P, R, T>, tile_q<P, 1, T>>(a); }
 };
-
-// Decode (one token) on R row groups with the columns dealt round U accumulators each, so that
-// few groups (one panel: one sequential stream of weights) still keep R * U fma chains going.
-template <class L, int R, int U>
-TGT void tile_f1(const uint8_t* w, size_t pb, int g0, int64_t cols, const uint8_t* act, float* y, int64_t ldy, int nt,
-                 int64_t rows) {
-    const float* x = (const float*)act;
-    F acc[R][U];
-    const uint8_t* col[R];
-    for (int r = 0; r < R; r++) {
-        const Group gr = group(w, pb, g0 + r);
-        col[r] = gr.panel + gr.lane0 * L::kBytes / kPanelRows;
-        for (int u = 0; u < U; u++) acc[r][u] = V::zero();
-    }
-    int64_t k = 0;
-    for (; k + U <= cols; k += U)
-        for (int u = 0; u < U; u++) {
-            const F xb = V::set1(x[k + u]);
-            for (int r = 0; r < R; r++) acc[r][u] = V::fmadd(L::load(col[r] + (k + u) * L::kBytes), xb, acc[r][u]);
-        }
-    for (; k < cols; k++) {
-        const F xb = V::set1(x[k]);
-        for (int r = 0; r < R; r++) acc[r][0] = V::fmadd(L::load(col[r] + k * L::kBytes), xb, acc[r][0]);
-    }
-    F sum[R][1];
-    for (int r = 0; r < R; r++) {
-        sum[r][0] = acc[r][0];
-        for (int u = 1; u < U; u++) sum[r][0] = V::add(sum[r][0], acc[r][u]);
-    }
-    store_tile(sum, y, ldy, nt, rows);
-}
 
 template <class L, int T>
 struct Float {
