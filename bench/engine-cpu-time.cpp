@@ -2,8 +2,8 @@
 // tokens) tokens/s of a CPU InferenceContext with ONE thread, timed by that thread's CPU time
 // (best of R runs), so the figures hold while other processes share the machine. --kernels
 // forces a CPU kernel path (cpu::force_kernel_path, which in this tree also caps attention and
-// SwiGLU at that path's vector code; exits 1 where this tree or CPU has none of
-// that name). It uses only Model::load, InferenceContext, eval, truncate and
+// SwiGLU at that path's vector code; exits 1 where this tree or CPU has none of that name).
+// It uses only Model::load, InferenceContext, eval, truncate and
 // force_kernel_path, so bench/cpu-compare.sh also builds it against the base tree's libraries
 // for a same-run before/after. Prints one JSON object.
 #include <time.h>
