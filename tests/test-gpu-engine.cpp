@@ -719,7 +719,8 @@ TEST_CASE("gpu engine: Hopper GEMM prefill against dequantized tiles + cuBLAS" *
 // two H100 runs (2026-11-27): F32/F16 3.8e-3 .. 2.3e-2 (the worst with a 2-bit
 // head: one 2-bit step is a third of its group's range, so a rare rounding flip there moves a
 // value a lot), the demo Q8_0 3.8e-2 .. 5.3e-2 (its K/V already differ by the CPU's 8-bit
-// activations, so many cache integers differ, not a few). Bounds: 5e-2 float, 1e-1 quantized.
+// activations, so many cache integers differ, not a few); with FP32 prefill GEMMs on the GPU,
+// 4.5e-2 .. 8.7e-2 over 8 seeds (H100, 2026-12-06). Bounds: 5e-2 float, 1.5e-1 quantized.
 // A wrong record, a missed compression or a stale recent slot gives O(1) errors.
 //
 // truncate + re-eval vs the first pass on the GPU: only the prefill (SGEMM) vs decode (GEMV)
@@ -735,7 +736,7 @@ TEST_CASE("gpu engine: Hopper GEMM prefill against dequantized tiles + cuBLAS" *
 namespace {
 
 constexpr double kTolTurboFloat = 5e-2;
-constexpr double kTolTurboQuant = 1e-1;
+constexpr double kTolTurboQuant = 1.5e-1;
 constexpr double kTolTruncFloat = 1e-2;
 constexpr double kTolTruncQuant = 2e-2;
 
