@@ -3,15 +3,23 @@
 // where the same kernel runs on a plain C++ model of the three tile instructions it uses, so
 // that its layout, scales and odd shapes are tested on CPUs without AMX (path "amx-emulated").
 //
-// Tiles of 16 tokens of the quantized types go through the tiles, one panel (16 rows) at a
-// time: per subblock (32 columns, 16 for Q6_K)
-//   A (tmm1)  16 tokens x S int8 activations, loaded straight from the activation tile (whose
-//             subblock record is q[16][S]: stride S)
-//   B (tmm2)  S/4 steps x 64 bytes: the panel's u8 levels of the subblock, unpacked into a
-//             64-byte aligned buffer (a step is exactly one B row: 16 rows x 4 columns)
-//   C (tmm0)  16 x 16 int32 = A . B (tdpbsud: signed A, unsigned B), stored and added into 16
-//             zmm float accumulators (one per token, lanes = rows) with the same scales as the
-//             vpdpbusd kernels.
+// Tiles of 16 tokens of the quantized types go through the tiles. Per subblock (32 columns, 16
+// for Q6_K) of a panel (16 rows):
+//   A  16 tokens x S int8 activations, loaded straight from the activation tile (whose subblock
+//      record is q[16][S]: stride S)
+//   B  S/4 steps x 64 bytes: the panel's u8 levels of the subblock (a step is one B row: 16 rows
+//      x 4 columns). Q8_0's record holds them as they are (lvl); the other types are unpacked
+//      into a 64-byte aligned buffer.
+//   C  16 x 16 int32 = A . B (tdpbsud: signed A, unsigned B), stored and added into 16 zmm float
+//      accumulators (one per token, lanes = rows) with the same scales as the vpdpbusd kernels.
+// The float work per C (16 conversions and 32-48 multiply-adds for 8192 products) is the
+// bound, so the kernel keeps the tile unit and the vector units busy at once: a task's subblocks,
+// panel after panel, run in stages of kStageSubs, and while stage s is scaled, stage s+1 is on
+// the tiles and stage s+2 is unpacked. Each stage reads only what the one before it wrote an
+// iteration earlier: a tile load of bytes just written by vector stores, or a vector load of a
+// just-stored tile, waits for those stores to leave the core, and done back to back (one
+// subblock at a time) that wait set the pace: the unpipelined kernel ran at 4% of the tile peak
+// and 0.77x of avx512-vnni (bench/results/cpu-prompt.md, section 11).
 // Smaller tiles (decode, the last tile of a prompt) and the float types run the avx512-vnni
 // kernels. The tile permission (arch_prctl) is requested by cpu_features(); each thread loads
 // its tile configuration on first use and again when the subblock size changes.
@@ -27,6 +35,8 @@
 #else
 #define TGT __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #endif
+#include <type_traits>
+
 #include "cpu_v512.h"
 
 namespace tandem::cpu::detail {
@@ -48,33 +58,52 @@ namespace tandem::cpu::detail {
 namespace {
 
 constexpr int kAmxTokens = 16;
+constexpr int kStageSubs = 4;  // subblocks per pipeline stage: C tiles tmm0..tmm3
 
-// ---- the three tile instructions -------------------------------------------------------------
+// ---- the tile instructions -------------------------------------------------------------------
+//
+// Tiles: tmm0-3 C (16 x 64 bytes), tmm4-5 A (16 x k_bytes), tmm6-7 B (k_bytes/4 x 64 bytes).
+// The intrinsics take the tile number as a literal, hence the macros.
 
 #ifdef AMX_EMULATED
-// C += A . B over the configured shape, A signed and B unsigned bytes, as tdpbsud does.
-struct EmuTiles {
-    int32_t c[16][16];
-    int8_t a[16][64];
-    uint8_t b[16][64];
-    int k_bytes = 0;  // A's bytes per row (= 4 x B's rows)
+// The tile registers and the four instructions the kernel uses, in plain C++.
+struct EmuTile {
+    int rows = 0, colsb = 0;
+    uint8_t d[16][64];
 };
-thread_local EmuTiles t_emu;
+thread_local EmuTile t_tmm[8];
 
-void tiles_configure(int k_bytes) { t_emu.k_bytes = k_bytes; }
-void tile_dot(const uint8_t* a, size_t a_stride, const uint8_t* b, int32_t (*c)[16]) {
-    EmuTiles& e = t_emu;
-    for (int m = 0; m < 16; m++) std::memcpy(e.a[m], a + m * a_stride, (size_t)e.k_bytes);
-    for (int k = 0; k < e.k_bytes / 4; k++) std::memcpy(e.b[k], b + 64 * k, 64);
-    for (int m = 0; m < 16; m++)
-        for (int n = 0; n < 16; n++) {
-            int32_t s = 0;
-            for (int k = 0; k < e.k_bytes / 4; k++)
-                for (int i = 0; i < 4; i++) s += (int32_t)e.a[m][4 * k + i] * (int32_t)e.b[k][4 * n + i];
-            e.c[m][n] = s;
-        }
-    std::memcpy(c, e.c, sizeof e.c);
+void tiles_configure(int k_bytes) {
+    for (int i = 0; i < 8; i++) {
+        EmuTile& t = t_tmm[i];
+        t.rows = i < 6 ? 16 : k_bytes / 4;
+        t.colsb = i < 4 || i >= 6 ? 64 : k_bytes;
+    }
 }
+void emu_load(int i, const void* p, size_t stride) {
+    for (int r = 0; r < t_tmm[i].rows; r++) std::memcpy(t_tmm[i].d[r], (const uint8_t*)p + r * stride, (size_t)t_tmm[i].colsb);
+}
+void emu_store(int i, void* p, size_t stride) {
+    for (int r = 0; r < t_tmm[i].rows; r++) std::memcpy((uint8_t*)p + r * stride, t_tmm[i].d[r], (size_t)t_tmm[i].colsb);
+}
+void emu_zero(int i) { std::memset(t_tmm[i].d, 0, sizeof t_tmm[i].d); }
+// C += A . B, A signed and B unsigned bytes, int32 sums without saturation, as tdpbsud does.
+void emu_dpbsud(int c, int a, int b) {
+    const EmuTile &A = t_tmm[a], &B = t_tmm[b];
+    EmuTile& C = t_tmm[c];
+    for (int m = 0; m < C.rows; m++)
+        for (int n = 0; n < C.colsb / 4; n++) {
+            int32_t s;
+            std::memcpy(&s, C.d[m] + 4 * n, 4);
+            for (int k = 0; k < A.colsb / 4; k++)
+                for (int i = 0; i < 4; i++) s += (int32_t)(int8_t)A.d[m][4 * k + i] * (int32_t)B.d[k][4 * n + i];
+            std::memcpy(C.d[m] + 4 * n, &s, 4);
+        }
+}
+#define TILE_LOAD(i, p, stride) emu_load(i, p, stride)
+#define TILE_STORE(i, p, stride) emu_store(i, p, stride)
+#define TILE_ZERO(i) emu_zero(i)
+#define TILE_DPBSUD(c, a, b) emu_dpbsud(c, a, b)
 #else
 struct alignas(64) TileConfig {
     uint8_t palette = 1, start_row = 0, reserved[14] = {};
@@ -83,31 +112,77 @@ struct alignas(64) TileConfig {
 };
 thread_local int t_configured = 0;  // the k_bytes the thread's tiles are configured for
 
-// tmm0: C 16 x 64 bytes; tmm1: A 16 x k_bytes; tmm2: B k_bytes/4 x 64 bytes.
 TGT void tiles_configure(int k_bytes) {
     if (t_configured == k_bytes) return;
     TileConfig cfg;
-    cfg.rows[0] = 16, cfg.colsb[0] = 64;
-    cfg.rows[1] = 16, cfg.colsb[1] = (uint16_t)k_bytes;
-    cfg.rows[2] = (uint8_t)(k_bytes / 4), cfg.colsb[2] = 64;
+    for (int i = 0; i < 8; i++) {
+        cfg.rows[i] = (uint8_t)(i < 6 ? 16 : k_bytes / 4);
+        cfg.colsb[i] = (uint16_t)(i < 4 || i >= 6 ? 64 : k_bytes);
+    }
     _tile_loadconfig(&cfg);
     t_configured = k_bytes;
 }
-TGT void tile_dot(const uint8_t* a, size_t a_stride, const uint8_t* b, int32_t (*c)[16]) {
-    _tile_zero(0);
-    _tile_loadd(1, a, a_stride);
-    _tile_loadd(2, b, 64);
-    _tile_dpbsud(0, 1, 2);
-    _tile_stored(0, c, 64);
-}
+#define TILE_LOAD(i, p, stride) _tile_loadd(i, p, stride)
+#define TILE_STORE(i, p, stride) _tile_stored(i, p, stride)
+#define TILE_ZERO(i) _tile_zero(i)
+#define TILE_DPBSUD(c, a, b) _tile_dpbsud(c, a, b)
 #endif
+
+// C tile c = C0 + A . B (C0 nullptr: 0), stored to out (16 rows of 64 bytes).
+#define TILE_PRODUCT(c, ta, tb, A, a_stride, B, C0, out) \
+    do {                                                 \
+        TILE_LOAD(ta, A, a_stride);                      \
+        TILE_LOAD(tb, B, 64);                            \
+        if (C0) TILE_LOAD(c, C0, 64);                    \
+        else TILE_ZERO(c);                               \
+        TILE_DPBSUD(c, ta, tb);                          \
+        TILE_STORE(c, out, 64);                          \
+    } while (0)
 
 // ---- the kernel ------------------------------------------------------------------------------
 
-// Chunk CC of subblock j of one panel's record as B rows 2CC, 2CC+1 (u8 levels; Q8_0's are
-// packed as q + 128).
+#define AMX_INLINE TGT inline __attribute__((always_inline))
+
+#ifndef TANDEM_AMX_CORR_TILE
+#define TANDEM_AMX_CORR_TILE 1
+#endif
+
+template <class P>
+struct Amx {
+    using Rec = typename P::Rec;
+    static constexpr int kBBytes = P::kSub / 4 * 64;  // one subblock's B tile
+    static constexpr size_t kSubBytes = act_sub_bytes(P::kSub, kAmxTokens);
+    static constexpr bool kStoredB = std::is_same_v<P, P_Q8_0>;  // lvl[8][64] is the B tile
+    // The types with a level offset start C at the tile's ncorr (a 16 x 16 matrix, row t =
+    // ncorr[t]), which takes the offset out on the tile unit instead of one vector add per token.
+    static constexpr bool kCorrTile = TANDEM_AMX_CORR_TILE && corr_shift<P>() >= 0;
+    // What a stage needs ready before its tile products: B tiles and C's start.
+    struct alignas(64) Prep {
+        uint8_t b[kStoredB ? 1 : kStageSubs][kBBytes];
+        int32_t c0[kCorrTile ? kStageSubs : 1][kAmxTokens][16];
+    };
+    static constexpr bool kPrep = !kStoredB || kCorrTile;
+    using CStage = int32_t[kStageSubs][kAmxTokens][16];
+};
+
+// A stage: subblocks [k0, k0 + n) of panel p's row.
+struct Stage {
+    int64_t p, k0;
+    int n;
+};
+inline Stage stage_at(int64_t s, int64_t per_panel, int64_t subs) {
+    const int64_t k0 = (s % per_panel) * kStageSubs;
+    return {s / per_panel, k0, (int)std::min<int64_t>(kStageSubs, subs - k0)};
+}
+
+template <class P>
+AMX_INLINE const typename P::Rec& rec_at(const PanelTask& a, int64_t p, int64_t k) {
+    return ((const typename P::Rec*)(a.w + p * a.panel_bytes))[k / P::kSubs];
+}
+
+// Chunk CC of subblock j of a record as B rows 2CC, 2CC+1.
 template <class P, int CC>
-TGT void unpack_b(const typename P::Rec& rec, int j, uint8_t* b) {
+AMX_INLINE void unpack_b(const typename P::Rec& rec, int j, uint8_t* b) {
     I lo, hi;
     P::template levels<CC>(rec, j, 0, lo, hi);
     _mm512_store_si512(b + 128 * CC, lo);
@@ -115,40 +190,70 @@ TGT void unpack_b(const typename P::Rec& rec, int j, uint8_t* b) {
 }
 
 template <class P>
-TGT void amx_panel(const uint8_t* panel, int64_t n_recs, const uint8_t* act, float* y, int64_t ldy, int nt,
-                   int64_t rows) {
-    using Rec = typename P::Rec;
-    constexpr size_t kSubBytes = act_sub_bytes(P::kSub, kAmxTokens);
-    alignas(64) uint8_t b[P::kSub / 4][64];
-    alignas(64) int32_t c[kAmxTokens][16];
-    F acc[kAmxTokens];
-    for (int t = 0; t < kAmxTokens; t++) acc[t] = V::zero();
-    for (int64_t r = 0; r < n_recs; r++) {
-        const Rec& rec = ((const Rec*)panel)[r];
-        typename P::Scale scale;
-        scale.load(rec, 0);
-        for (int j = 0; j < P::kSubs; j++, act += kSubBytes) {
-            unpack_b<P, 0>(rec, j, b[0]);
-            unpack_b<P, 1>(rec, j, b[0]);
+AMX_INLINE void stage_prep(const PanelTask& a, Stage st, typename Amx<P>::Prep& pr) {
+    for (int i = 0; i < st.n; i++) {
+        const int64_t k = st.k0 + i;
+        if constexpr (!Amx<P>::kStoredB) {
+            const auto& rec = rec_at<P>(a, st.p, k);
+            const int j = (int)(k % P::kSubs);
+            unpack_b<P, 0>(rec, j, pr.b[i]);
+            unpack_b<P, 1>(rec, j, pr.b[i]);
             if constexpr (P::kSub == 32) {
-                unpack_b<P, 2>(rec, j, b[0]);
-                unpack_b<P, 3>(rec, j, b[0]);
-            }
-            tile_dot(act, P::kSub, b[0], c);
-            const float* dx = (const float*)(act + P::kSub * kAmxTokens);
-            const float* sx = dx + kAmxTokens;
-            const int32_t* ncorr = (const int32_t*)(dx + 3 * kAmxTokens);
-            F dw, mw = V::zero();
-            P::scales(rec, scale, j, 0, dw, mw);
-            for (int t = 0; t < kAmxTokens; t++) {
-                I s = _mm512_load_si512(c[t]);
-                if constexpr (corr_shift<P>() >= 0) s = _mm512_add_epi32(s, V::set1_32(ncorr[t]));
-                acc[t] = V::fmadd(V::cvt_i32(s), V::mul(dw, V::set1(dx[t])), acc[t]);
-                if constexpr (P::kMin) acc[t] = V::fmadd(mw, V::set1(sx[t]), acc[t]);
+                unpack_b<P, 2>(rec, j, pr.b[i]);
+                unpack_b<P, 3>(rec, j, pr.b[i]);
             }
         }
+        if constexpr (Amx<P>::kCorrTile) {
+            const int32_t* ncorr = (const int32_t*)(a.act + k * Amx<P>::kSubBytes + P::kSub * kAmxTokens) + 3 * kAmxTokens;
+            for (int t = 0; t < kAmxTokens; t++) _mm512_store_si512(pr.c0[i][t], V::set1_32(ncorr[t]));
+        }
     }
-    for (int t = 0; t < nt; t++) store_rows(y + t * ldy, acc[t], rows);
+}
+
+template <class P>
+AMX_INLINE void stage_tiles(const PanelTask& a, Stage st, const typename Amx<P>::Prep& pr, typename Amx<P>::CStage& c) {
+    for (int i = 0; i < st.n; i++) {
+        const int64_t k = st.k0 + i;
+        const uint8_t* A = a.act + k * Amx<P>::kSubBytes;
+        const uint8_t* B;
+        if constexpr (Amx<P>::kStoredB) B = rec_at<P>(a, st.p, k).lvl[0];
+        else B = pr.b[i];
+        const int32_t* C0 = Amx<P>::kCorrTile ? pr.c0[i][0] : nullptr;
+        switch (i) {
+            case 0: TILE_PRODUCT(0, 4, 6, A, P::kSub, B, C0, c[0]); break;
+            case 1: TILE_PRODUCT(1, 5, 7, A, P::kSub, B, C0, c[1]); break;
+            case 2: TILE_PRODUCT(2, 4, 6, A, P::kSub, B, C0, c[2]); break;
+            default: TILE_PRODUCT(3, 5, 7, A, P::kSub, B, C0, c[3]); break;
+        }
+    }
+}
+
+// Adds the stage's C tiles into acc with the subblocks' scales; after the panel's last stage,
+// stores its rows and clears acc.
+template <class P>
+AMX_INLINE void stage_scale(const PanelTask& a, Stage st, int64_t subs, const typename Amx<P>::CStage& c, F (&acc)[kAmxTokens]) {
+    for (int i = 0; i < st.n; i++) {
+        const int64_t k = st.k0 + i;
+        const auto& rec = rec_at<P>(a, st.p, k);
+        typename P::Scale scale;
+        scale.load(rec, 0);
+        F dw, mw = V::zero();
+        P::scales(rec, scale, (int)(k % P::kSubs), 0, dw, mw);
+        const float* dx = (const float*)(a.act + k * Amx<P>::kSubBytes + P::kSub * kAmxTokens);
+        const float* sx = dx + kAmxTokens;
+        const int32_t* ncorr = (const int32_t*)(dx + 3 * kAmxTokens);
+        for (int t = 0; t < kAmxTokens; t++) {
+            I s = _mm512_load_si512(c[i][t]);
+            if constexpr (corr_shift<P>() >= 0 && !Amx<P>::kCorrTile) s = _mm512_add_epi32(s, V::set1_32(ncorr[t]));
+            acc[t] = V::fmadd(V::cvt_i32(s), V::mul(dw, V::set1(dx[t])), acc[t]);
+            if constexpr (P::kMin) acc[t] = V::fmadd(mw, V::set1(sx[t]), acc[t]);
+        }
+    }
+    if (st.k0 + st.n == subs) {
+        const int64_t rows = a.rows - kPanelRows * st.p;
+        for (int t = 0; t < a.nt; t++) store_rows(a.y + kPanelRows * st.p + t * a.ldy, acc[t], rows);
+        for (int t = 0; t < kAmxTokens; t++) acc[t] = V::zero();
+    }
 }
 
 // Tiles of 16 tokens on the tiles, smaller ones on the avx512-vnni kernels.
@@ -156,8 +261,24 @@ template <class P>
 TGT void amx_or_vnni(const PanelTask& a) {
     if (a.T != kAmxTokens) return dispatch<Quant, P, V::kQuantTiles>(a);
     tiles_configure(P::kSub);
-    for (int64_t p = 0; p < a.n_panels; p++)
-        amx_panel<P>(a.w + p * a.panel_bytes, a.n_recs, a.act, a.y + kPanelRows * p, a.ldy, a.nt, a.rows - kPanelRows * p);
+    using A = Amx<P>;
+    const int64_t subs = a.n_recs * P::kSubs, per_panel = (subs + kStageSubs - 1) / kStageSubs;
+    const int64_t n = a.n_panels * per_panel;
+    typename A::Prep prep[A::kPrep ? 3 : 1];
+    alignas(64) typename A::CStage c[2];
+    F acc[kAmxTokens];
+    for (int t = 0; t < kAmxTokens; t++) acc[t] = V::zero();
+    auto at = [&](int64_t s) { return stage_at(s, per_panel, subs); };
+    auto slot = [](int64_t s) { return A::kPrep ? (int)(s % 3) : 0; };
+    if constexpr (A::kPrep)
+        for (int64_t s = 0; s < 2 && s < n; s++) stage_prep<P>(a, at(s), prep[s]);
+    stage_tiles<P>(a, at(0), prep[0], c[0]);
+    for (int64_t s = 0; s < n; s++) {
+        if constexpr (A::kPrep)
+            if (s + 2 < n) stage_prep<P>(a, at(s + 2), prep[slot(s + 2)]);
+        if (s + 1 < n) stage_tiles<P>(a, at(s + 1), prep[slot(s + 1)], c[(s + 1) % 2]);
+        stage_scale<P>(a, at(s), subs, c[s % 2], acc);
+    }
 }
 
 KernelSet make_amx(const char* name) {
