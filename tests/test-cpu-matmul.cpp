@@ -200,8 +200,10 @@ TEST_CASE("matvec and matmul match the float64 reference on every type and path"
     ThreadPool pool(2);
     struct Shape { int64_t rows, cols_blocks, n_tokens; };
     // rows: one partial panel, several panels plus a partial one, exact panels; tokens: one
-    // tile, full tiles plus a padded one (8 + 1, 8 + 8 + 1), sizes between the tile sizes
-    const Shape shapes[] = {{1, 1, 1}, {7, 1, 3}, {33, 3, 5}, {67, 8, 9}, {16, 2, 4}, {100, 2, 17}, {48, 1, 13}, {130, 1, 2}};
+    // tile, full tiles plus a padded one (8 + 1, 8 + 8 + 1), sizes between the tile sizes;
+    // {40, 9, 33}: two of amx's 16-token tiles over 3 panels, 9 subblocks (stages of 4, 4, 1)
+    const Shape shapes[] = {{1, 1, 1},   {7, 1, 3},   {33, 3, 5},  {67, 8, 9}, {16, 2, 4},
+                            {100, 2, 17}, {48, 1, 13}, {130, 1, 2}, {40, 9, 33}};
     for (const TypeCase& tc : kTypes) {
         const int64_t bs = type_traits(tc.type).block_size == QK_K ? QK_K : 32;
         for (const Shape& s : shapes) check_all_paths(tc, s.rows, s.cols_blocks * bs, s.n_tokens, &pool);
@@ -222,7 +224,7 @@ TEST_CASE("largest levels against full-scale activations on every path") {
     const Layout layouts[] = {{GgmlType::Q4_0, {0}}, {GgmlType::Q4_1, {0, 2}}, {GgmlType::Q5_0, {0}},
                               {GgmlType::Q5_1, {0, 2}}, {GgmlType::Q4_K, {0, 2}}, {GgmlType::Q5_K, {0, 2}},
                               {GgmlType::Q6_K, {208}}, {GgmlType::Q8_0, {0}, 0x7F}};
-    const int64_t rows = 20, ntok = 9;
+    const int64_t rows = 20, ntok = 17;  // 17: one tile of 16 (amx's) and one of 1
     for (const Layout& l : layouts) {
         const TypeTraits& tt = type_traits(l.type);
         const int64_t cols = 2 * QK_K;
