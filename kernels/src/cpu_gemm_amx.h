@@ -1,6 +1,6 @@
 // Internal to cpu_gemm_amx.cpp and cpu_gemm_amx_emulated.cpp: the "amx" path. Compiled twice:
 // with the AMX-TILE / AMX-INT8 instructions (cpu_gemm_amx.cpp), and with AMX_EMULATED defined,
-// where the same kernel runs on a plain C++ model of the three tile instructions it uses, so
+// where the same kernel runs on a plain C++ model of the tile instructions it uses, so
 // that its layout, scales and odd shapes are tested on CPUs without AMX (path "amx-emulated").
 //
 // Tiles of 16 tokens of the quantized types go through the tiles. Per subblock (32 columns, 16
@@ -15,11 +15,11 @@
 // The float work per C (16 conversions and 32-48 multiply-adds for 8192 products) is the
 // bound, so the kernel keeps the tile unit and the vector units busy at once: a task's subblocks,
 // panel after panel, run in stages of kStageSubs, and while stage s is scaled, stage s+1 is on
-// the tiles and stage s+2 is unpacked. Each stage reads only what the one before it wrote an
-// iteration earlier: a tile load of bytes just written by vector stores, or a vector load of a
-// just-stored tile, waits for those stores to leave the core, and done back to back (one
-// subblock at a time) that wait set the pace: the unpipelined kernel ran at 4% of the tile peak
-// and 0.77x of avx512-vnni (bench/results/cpu-prompt.md, section 11).
+// the tiles and stage s+2 is unpacked. Each stage reads only what another wrote an iteration
+// earlier. The reason: a tile load of bytes just written by vector stores, or a vector load of
+// a just-stored tile, likely waits for those stores to leave the core, and the kernel this one
+// replaced did that back to back, one subblock at a time; it ran at 4% of the tile peak and
+// 0.77x of avx512-vnni (bench/results/cpu-prompt.md, section 11; not profiled).
 // Smaller tiles (decode, the last tile of a prompt) and the float types run the avx512-vnni
 // kernels. The tile permission (arch_prctl) is requested by cpu_features(); each thread loads
 // its tile configuration on first use and again when the subblock size changes.
