@@ -17,9 +17,9 @@
 // panel after panel, run in stages of kStageSubs, and while stage s is scaled, stage s+1 is on
 // the tiles and stage s+2 is unpacked. Each stage reads only what another wrote an iteration
 // earlier. The reason: a tile load of bytes just written by vector stores, or a vector load of
-// a just-stored tile, likely waits for those stores to leave the core, and the kernel this one
-// replaced did that back to back, one subblock at a time; it ran at 4% of the tile peak and
-// 0.77x of avx512-vnni (bench/results/cpu-prompt.md, section 11; not profiled).
+// a just-stored tile, likely waits for those stores to leave the core; the same products done
+// one subblock at a time, each step waiting on the last, ran at 4% of the tile peak and 0.77x of
+// avx512-vnni (bench/results/cpu-prompt.md, section 11; not profiled).
 // Smaller tiles (decode, the last tile of a prompt) and the float types run the avx512-vnni
 // kernels. The tile permission (arch_prctl) is requested by cpu_features(); each thread loads
 // its tile configuration on first use and again when the subblock size changes.
