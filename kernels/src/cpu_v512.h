@@ -43,6 +43,14 @@ struct V512 {
     template <int N> TGT static I srli16(I v) { return _mm512_srli_epi16(v, N); }
     template <int N> TGT static I slli16(I v) { return _mm512_slli_epi16(v, N); }
     TGT static I dot(I acc, I w, I x) { return _mm512_dpbusd_epi32(acc, w, x); }
+    // dot(acc, w, the 4 bytes at x broadcast), as one vpdpbusd with an embedded broadcast: one
+    // fused instruction where GCC emits a separate vpbroadcastd for the intrinsics.
+    static constexpr bool kDotBroadcast = true;
+    TGT static I dot_bcast(I acc, I w, const uint8_t* x) {
+        typedef int32_t __attribute__((may_alias)) i32a;
+        __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const i32a*)x));
+        return acc;
+    }
     static constexpr bool kSums16 = false;  // vpdpbusd sums in int32 at no extra cost
     static I dot16(I acc16, I w, I x);      // never called: !kSums16
     static I widen16(I acc16, I c);         // never called: !kSums16
