@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "tandem/cpu_matmul.h"
+#include "tandem/cpu_peak.h"
 #include "tandem/thread_pool.h"
 
 // the kernels module's internal header (its own test): the activation quantizers, the scalar
@@ -397,6 +398,27 @@ TEST_CASE("packed sizes") {
             CAPTURE(type_traits(t).name);
             CHECK(pw.bytes() == (rows_layout ? gguf : panels + extra));
         }
+    }
+}
+
+// The peak loops change the thread's state the kernels rely on (amx: the tile configuration):
+// each path's loop must run, and its kernels must stay exact on the same thread after it.
+TEST_CASE("each path's compute peak loop runs, and its kernels stay exact after it") {
+    PathGuard guard;
+    ThreadPool pool(1);
+    for (const char* path : kAllPaths) {
+        if (!cpu::kernel_path_supported(path)) continue;
+        CAPTURE(std::string(path));
+        cpu::force_kernel_path(path);
+        const cpu::ComputePeak peak = cpu::measure_compute_peak(pool, true);
+        if (std::strcmp(path, "scalar") != 0) {
+            CHECK(peak.int8_gops > 0);
+            CHECK(peak.fp32_gflops > 0);
+        }
+        std::vector<double> absdots;
+        for (const TypeCase& tc : kTypes)
+            if (tc.type == GgmlType::Q4_0 || tc.type == GgmlType::Q6_K)
+                check_type(tc, 40, 9 * type_traits(tc.type).block_size, 33, &pool, &absdots);
     }
 }
 

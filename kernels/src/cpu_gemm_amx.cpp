@@ -14,7 +14,7 @@ const KernelSet& kernels_amx() {
 TGT double amx_peak_loop(long iters) {
     TileConfig cfg;
     for (int i = 0; i < 8; i++) cfg.rows[i] = 16, cfg.colsb[i] = 64;
-    _tile_loadconfig(&cfg);
+    tiles_load_config(cfg);
     alignas(64) static const uint8_t zeros[16 * 64] = {};
     _tile_zero(0);
     _tile_zero(1);

@@ -112,6 +112,14 @@ struct alignas(64) TileConfig {
 };
 thread_local int t_configured = 0;  // the k_bytes the thread's tiles are configured for
 
+// GCC 12's _tile_loadconfig does not tell the optimizer that it reads cfg: it dropped the
+// stores of the rows and sizes in amx_peak_loop, which left every tile unconfigured (tilezero
+// then raised SIGILL). The empty asm statement makes the stores visible.
+TGT void tiles_load_config(const TileConfig& cfg) {
+    __asm__ volatile("" : : "m"(cfg) : "memory");
+    _tile_loadconfig(&cfg);
+}
+
 TGT void tiles_configure(int k_bytes) {
     if (t_configured == k_bytes) return;
     TileConfig cfg;
@@ -119,7 +127,7 @@ TGT void tiles_configure(int k_bytes) {
         cfg.rows[i] = (uint8_t)(i < 6 ? 16 : k_bytes / 4);
         cfg.colsb[i] = (uint16_t)(i < 4 || i >= 6 ? 64 : k_bytes);
     }
-    _tile_loadconfig(&cfg);
+    tiles_load_config(cfg);
     t_configured = k_bytes;
 }
 #define TILE_LOAD(i, p, stride) _tile_loadd(i, p, stride)
