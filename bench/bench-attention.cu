@@ -252,6 +252,16 @@ int main(int argc, char** argv) {
                 pp.kernel = PrefillKernel::Auto;
                 pp.workspace = ws;
                 const float t_auto = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s); }, st);
+                // A/B of the launch choices (TurboPrefillLaunch): Q quantized in the attention kernel,
+                // or by the first launch (with K); the attention a programmatic launch, or in plain
+                // stream order (serial: the launches before TurboPrefillLaunch)
+                const float t_q_in_attention = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s, TurboPrefillLaunch{}); }, st);
+                TurboPrefillLaunch separate_q;
+                separate_q.quantize_q_in_attention = false;
+                const float t_separate_q = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s, separate_q); }, st);
+                TurboPrefillLaunch serial = separate_q;
+                serial.programmatic = false;
+                const float t_serial = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s, serial); }, st);
                 pp.kernel = PrefillKernel::Portable;
                 const float t_portable = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s); }, st);
                 float t_fp16 = -1.0f, t_fp16_plain = -1.0f, t_fp8 = -1.0f, t_sas = -1.0f;
@@ -277,13 +287,13 @@ int main(int argc, char** argv) {
                 const double flops = 4.0 * B * Hq * (double)L * L * D / 2;  // causal
                 auto tf = [&](float ms) { return ms > 0 ? flops / (ms * 1e-3) / 1e12 : 0.0; };
                 auto ms_json = [](float ms) { return ms > 0 ? std::to_string(ms) : std::string("null"); };  // -1: not timed
-                std::printf("prefill D=%3d B=%d L=%5d  turbo (%s) %8.4f ms %5.0f TFLOP/s  portable %8.4f ms %5.0f  turbo SAS %8.4f ms %5.0f  "
+                std::printf("prefill D=%3d B=%d L=%5d  turbo (%s) %8.4f ms %5.0f TFLOP/s  Q in the kernel %8.4f ms  Q quantized apart %8.4f ms  and serial launch %8.4f ms  portable %8.4f ms %5.0f  turbo SAS %8.4f ms %5.0f  "
                             "turbo FP8 %8.4f ms %5.0f  fp16 %8.4f ms %5.0f  fp16 plain loop %8.4f ms %5.0f\n",
-                            D, B, L, hopper ? "hopper" : "portable", t_auto, tf(t_auto), t_portable, tf(t_portable), t_sas, tf(t_sas),
+                            D, B, L, hopper ? "hopper" : "portable", t_auto, tf(t_auto), t_q_in_attention, t_separate_q, t_serial, t_portable, tf(t_portable), t_sas, tf(t_sas),
                             t_fp8, tf(t_fp8), t_fp16, tf(t_fp16), t_fp16_plain, tf(t_fp16_plain));
                 std::fprintf(f, "%s{\"D\": %d, \"batch\": %d, \"len\": %d, \"n_q_heads\": %d, \"n_kv_heads\": %d, "
-                             "\"kernel\": \"%s\", \"turbo_ms\": %.5f, \"turbo_portable_ms\": %.5f, \"turbo_sas_ms\": %s, \"turbo_fp8_ms\": %s, \"fp16_ms\": %s, \"fp16_plain_ms\": %s, \"flops\": %.0f}",
-                             first ? "" : ",\n", D, B, L, Hq, Hkv, hopper ? "hopper" : "portable", t_auto, t_portable,
+                             "\"kernel\": \"%s\", \"turbo_ms\": %.5f, \"turbo_q_in_attention_ms\": %.5f, \"turbo_separate_q_ms\": %.5f, \"turbo_serial_ms\": %.5f, \"turbo_portable_ms\": %.5f, \"turbo_sas_ms\": %s, \"turbo_fp8_ms\": %s, \"fp16_ms\": %s, \"fp16_plain_ms\": %s, \"flops\": %.0f}",
+                             first ? "" : ",\n", D, B, L, Hq, Hkv, hopper ? "hopper" : "portable", t_auto, t_q_in_attention, t_separate_q, t_serial, t_portable,
                              ms_json(t_sas).c_str(), ms_json(t_fp8).c_str(), ms_json(t_fp16).c_str(), ms_json(t_fp16_plain).c_str(), flops);
                 first = false;
                 TANDEM_CHECK_CUDA(cudaStreamSynchronize(st));

@@ -13,6 +13,8 @@
 #include <doctest/doctest.h>
 #include <cuda_runtime.h>
 
+#include <cstring>
+
 #include <cmath>
 #include <cstring>
 #include <cstdio>
@@ -411,6 +413,21 @@ TEST_CASE("cuda: turbo prefill (INT8 Q.K^T, SAS, causal) vs float64, portable an
                                 qk == PrefillQk::Fp8 ? "FP8" : "INT8", D, L, err, err_twin, err_sas);
                     CHECK(err < (qk == PrefillQk::Fp8 ? 5e-2 : 2e-2));
                     if (qk == PrefillQk::Int8) CHECK(err_twin < 2e-3);
+                    if (kern != PrefillKernel::Hopper || qk != PrefillQk::Int8) continue;
+                    // the launch choices (TurboPrefillLaunch) change where Q is quantized and when
+                    // the attention starts, not the arithmetic: the same bits
+                    for (bool q_in_attention : {false, true})
+                        for (bool programmatic : {false, true}) {
+                            TurboPrefillLaunch how;
+                            how.quantize_q_in_attention = q_in_attention, how.programmatic = programmatic;
+                            const auto again = run_prefill(c, turbo_prefill_workspace_bytes(p), [&](auto q, auto k, auto v, float* o, void* ws) {
+                                p.q = q, p.k = k, p.v = v, p.out = o, p.workspace = ws;
+                                turbo_prefill_cuda(p, 0, how);
+                            });
+                            CAPTURE(q_in_attention);
+                            CAPTURE(programmatic);
+                            CHECK(std::memcmp(again.data(), out.data(), out.size() * sizeof(float)) == 0);
+                        }
                 }
         }
 }

@@ -7,7 +7,8 @@
 //     warps 0-3, 4-7  consumer warpgroups, 64 query rows each (240 registers a thread)
 //     warps 8-11      producer warpgroup (24 registers): one lane issues every TMA load (Q once,
 //                     then K_j and V_j per 128-key tile j into stage j % 3, once both consumer
-//                     warpgroups have released the tile that stage held)
+//                     warpgroups have released the tile that stage held). With quantize_q the
+//                     consumer warpgroups write the INT8 Q tile themselves from FP16 queries.
 //   per tile, in each consumer warpgroup:
 //     S = Q K_j^T    wgmma, A and B from shared memory: FP16 (k16), or Turbo's INT8 (k32, INT32
 //                    sums) or FP8 e4m3 (k32), times the two 64-key blocks' scales
@@ -63,12 +64,15 @@ struct Plan {
     static constexpr int k_off = q_bytes;
     static constexpr int v_off = k_off + kStages * k_bytes;
     static constexpr int bar_off = v_off + kStages * v_bytes;
-    static constexpr int smem = bar_off + 8 * (1 + 3 * kStages) + 1024;  // + alignment slack
+    static constexpr int red_off = bar_off + 8 * (1 + 3 * kStages);  // quantize_q: a float per consumer warp
+    static constexpr int smem = red_off + 4 * kConsumerWarps + 1024;   // + alignment slack
 };
 
 struct Args {
     CUtensorMap q, k, v;         // 3-D maps (D, rows, batch * heads): queries; keys and values
-    const float* qs = nullptr;   // S8/E4M3: block scales (batch * Hq, n_q / 64)
+    const float* qs = nullptr;   // S8/E4M3: block scales (batch * Hq, n_q / 64); not with q16
+    const __half* q16 = nullptr; // HopperPrefillArgs::quantize_q: the FP16 queries (q is not used)
+    int64_t q16_row_stride = 0, q16_head_stride = 0;
     const float* ks = nullptr;   // (batch * Hkv, n_keys / 64)
     float* out = nullptr;
     int64_t out_row_stride = 0, out_head_stride = 0;
@@ -103,17 +107,17 @@ struct Consumer {
     float y_max;                           // SAS: -threshold
     __half2 c1, c2, c3;
 
-    __device__ __forceinline__ void init(const Args& a, int qb, int hq, int hk, int b, int warp, int lane, const uint8_t* smem) {
+    // q_block_scale: kScaled, the scale of this warpgroup's 64-row block of Q
+    __device__ __forceinline__ void init(const Args& a, int qb, int hk, int b, int warp, int lane, const uint8_t* smem,
+                                         float q_block_scale) {
         const int wg = warp / 4;
         t = lane % 4;
         r0 = qb * kBM + wg * 64 + (warp % 4) * 16 + lane / 4;
         r1 = r0 + 8;
         q_pos0 = a.q_pos0;
         mask_from = (a.q_pos0 + qb * kBM) / kBN;
-        const int n_qblocks64 = (a.n_q + 63) / 64;
         q_scale = a.scale;
-        if constexpr (kScaled)  // (a warpgroup past the last row reads the last block; its rows are not stored)
-            q_scale *= a.qs[(size_t)(b * a.n_q_heads + hq) * n_qblocks64 + min((qb * kBM + wg * 64) / 64, n_qblocks64 - 1)];
+        if constexpr (kScaled) q_scale *= q_block_scale;
         n_kblocks = (a.q_pos0 + a.n_q + 63) / 64;
         k_scales = kScaled ? a.ks + (size_t)(b * a.n_kv_heads + hk) * n_kblocks : nullptr;
         y_max = -a.threshold;
@@ -245,8 +249,60 @@ struct Consumer {
     }
 };
 
-template <int D, QkType QK, bool SAS>
+// HopperPrefillArgs::quantize_q: one consumer warpgroup's 64 query rows (from row0; all past
+// n_q or none, as n_q % 64 == 0) from FP16 in global memory to INT8 in its part of the Q tile
+// (sq_wg), laid out as the TMA writes a tile (16-byte chunks of a row XORed with address bits
+// 7+, the 64B or 128B swizzle of Plan's INT8 rows of D bytes). The arithmetic is
+// turbo_prefill.cu's quant_qk_kernel's: scale = amax / 127, codes round(x * 127 / amax)
+// clamped to +-127. Returns the scale (0 for rows past n_q, which are zeros and not stored).
+template <int D>
+__device__ __forceinline__ float quantize_q(const Args& a, int z, int row0, uint8_t* sq_wg, float* red, int warp, int lane) {
+    constexpr int kRowChunks = D / 8;                // 16-byte chunks (8 halves) of a row
+    constexpr int kPerThread = 64 * kRowChunks / 128;
+    const int wg = warp / 4, tid = (warp % 4) * 32 + lane;
+    const bool in = row0 < a.n_q;
+    const __half* q = a.q16 + (size_t)z * a.q16_head_stride + (size_t)row0 * a.q16_row_stride;
+    uint4 v[kPerThread];
+    float amax = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kPerThread; ++i) {
+        const int c = tid + 128 * i, r = c / kRowChunks, cc = c % kRowChunks;
+        v[i] = in ? *(const uint4*)(q + (size_t)r * a.q16_row_stride + cc * 8) : make_uint4(0, 0, 0, 0);
+        const __half2* h2 = (const __half2*)&v[i];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const float2 f = __half22float2(h2[e]);
+            amax = fmaxf(amax, fmaxf(fabsf(f.x), fabsf(f.y)));
+        }
+    }
+    amax = warp_max(amax);
+    if (lane == 0) red[warp] = amax;
+    named_bar_sync(3 + wg, 128);
+    amax = fmaxf(fmaxf(red[4 * wg], red[4 * wg + 1]), fmaxf(red[4 * wg + 2], red[4 * wg + 3]));
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+#pragma unroll
+    for (int i = 0; i < kPerThread; ++i) {
+        const int c = tid + 128 * i, r = c / kRowChunks, cc = c % kRowChunks;
+        const __half2* h2 = (const __half2*)&v[i];
+        uint32_t w[2] = {0, 0};
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const float2 f = __half22float2(h2[e]);
+            const int a0 = max(-127, min(127, __float2int_rn(f.x * inv)));
+            const int a1 = max(-127, min(127, __float2int_rn(f.y * inv)));
+            w[e / 2] |= ((uint32_t)(a0 & 0xff) | ((uint32_t)(a1 & 0xff) << 8)) << (16 * (e % 2));
+        }
+        const int off = r * D + cc * 8;
+        *(uint2*)(sq_wg + (off ^ (((off >> 7) & (D / 16 - 1)) << 4))) = make_uint2(w[0], w[1]);
+    }
+    fence_proxy_async_smem();
+    named_bar_sync(3 + wg, 128);
+    return amax / 127.0f;
+}
+
+template <int D, QkType QK, bool SAS, bool QF>
 __global__ void __launch_bounds__(kThreads, 1) prefill_kernel(const __grid_constant__ Args a) {
+    static_assert(!QF || QK == QkType::S8, "quantize_q: INT8 only");
     constexpr int E = QK == QkType::F16 ? 2 : 1;
     using P = Plan<D, E>;
     extern __shared__ uint8_t smem_raw[];
@@ -283,13 +339,16 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_kernel(const __grid_const
     if (warp >= kConsumerWarps) {  // producer warpgroup: one lane issues every load
         setmaxnreg_dec<kProducerRegs>();
         if (warp != kConsumerWarps || lane != 0) return;
-        tma_prefetch_map(&a.q);
+        if constexpr (!QF) tma_prefetch_map(&a.q);
         tma_prefetch_map(&a.k);
         tma_prefetch_map(&a.v);
+        grid_dependency_wait();
         const int zq = b * a.n_q_heads + hq, zk = b * a.n_kv_heads + hk;
-        mbar_arrive_expect_tx(q_full, P::q_bytes);
-        for (int c = 0; c < P::col_blocks; ++c)
-            tma_load_3d(sq + c * kBM * P::row_bytes, &a.q, c * P::row_bytes / E, qb * kBM, zq, q_full);
+        if constexpr (!QF) {
+            mbar_arrive_expect_tx(q_full, P::q_bytes);
+            for (int c = 0; c < P::col_blocks; ++c)
+                tma_load_3d(sq + c * kBM * P::row_bytes, &a.q, c * P::row_bytes / E, qb * kBM, zq, q_full);
+        }
         for (int j = 0; j < n_tiles; ++j) {
             const int s = j % kStages;
             if (j >= kStages) mbar_wait(&empty[s], (j / kStages - 1) & 1);
@@ -307,9 +366,20 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_kernel(const __grid_const
 
     // consumers: warpgroup wg owns query rows qb*128 + wg*64 + [0, 64); this thread rows r0, r0+8
     setmaxnreg_inc<kConsumerRegs>();
+    const int wg_row0 = qb * kBM + (warp / 4) * 64;
+    float q_block_scale = 1.0f;
+    // quantize_q reads only the FP16 queries, which no earlier kernel writes: it runs before the wait
+    if constexpr (QF)
+        q_block_scale = quantize_q<D>(a, b * a.n_q_heads + hq, wg_row0, sq + (warp / 4) * 64 * P::row_bytes,
+                                      (float*)(sm + P::red_off), warp, lane);
+    grid_dependency_wait();
+    if constexpr (QK != QkType::F16 && !QF) {  // (a warpgroup past the last row reads the last block; its rows are not stored)
+        const int n_qblocks64 = (a.n_q + 63) / 64;
+        q_block_scale = a.qs[(size_t)(b * a.n_q_heads + hq) * n_qblocks64 + min(wg_row0 / 64, n_qblocks64 - 1)];
+    }
     Consumer<D, QK, SAS> c;
-    c.init(a, qb, hq, hk, b, warp, lane, sm);
-    mbar_wait(q_full, 0);
+    c.init(a, qb, hk, b, warp, lane, sm, q_block_scale);
+    if constexpr (!QF) mbar_wait(q_full, 0);
     if (a.pipelined) {
         // S_j = Q K_j^T is issued together with O += P_{j-1} V_{j-1}, and the two warpgroups take
         // turns issuing (named barriers 1 and 2, "ping-pong"): one warpgroup's softmax runs on the
@@ -410,13 +480,18 @@ CUtensorMap make_map(const void* base, int elt, uint64_t d0, uint64_t d1, uint64
     return m;
 }
 
-template <int D, QkType QK, bool SAS>
+template <int D, QkType QK, bool SAS, bool QF>
 void launch(const HopperPrefillArgs& h, cudaStream_t st) {
     constexpr int E = QK == QkType::F16 ? 2 : 1;
     using P = Plan<D, E>;
     const uint64_t n_keys = (uint64_t)h.q_pos0 + h.n_q;
     Args a;
-    a.q = make_map(h.q, E, D, h.n_q, (uint64_t)h.batch * h.n_q_heads, h.q_row_stride, h.q_head_stride, P::row_bytes / E, kBM);
+    if constexpr (QF) {
+        a.q16 = (const __half*)h.q;
+        a.q16_row_stride = h.q_row_stride, a.q16_head_stride = h.q_head_stride;
+    } else {
+        a.q = make_map(h.q, E, D, h.n_q, (uint64_t)h.batch * h.n_q_heads, h.q_row_stride, h.q_head_stride, P::row_bytes / E, kBM);
+    }
     a.k = make_map(h.k, E, D, n_keys, (uint64_t)h.batch * h.n_kv_heads, h.kv_row_stride, h.kv_head_stride, P::row_bytes / E, kBN);
     a.v = make_map(h.v, 2, D, n_keys, (uint64_t)h.batch * h.n_kv_heads, h.kv_row_stride, h.kv_head_stride, 64, kBN);
     a.qs = h.q_scales;
@@ -435,11 +510,19 @@ void launch(const HopperPrefillArgs& h, cudaStream_t st) {
     a.c1 = c[1], a.c2 = c[2], a.c3 = c[3];
     a.pipelined = h.pipelined;
     static const cudaError_t attr =
-        cudaFuncSetAttribute(prefill_kernel<D, QK, SAS>, cudaFuncAttributeMaxDynamicSharedMemorySize, P::smem);
+        cudaFuncSetAttribute(prefill_kernel<D, QK, SAS, QF>, cudaFuncAttributeMaxDynamicSharedMemorySize, P::smem);
     TANDEM_CHECK_CUDA(attr);
-    const dim3 grid(h.n_q_heads, (h.n_q + kBM - 1) / kBM, h.batch);
-    prefill_kernel<D, QK, SAS><<<grid, kThreads, P::smem, st>>>(a);
-    TANDEM_CHECK_CUDA(cudaGetLastError());
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(h.n_q_heads, (h.n_q + kBM - 1) / kBM, h.batch);
+    cfg.blockDim = dim3(kThreads);
+    cfg.dynamicSmemBytes = P::smem;
+    cfg.stream = st;
+    cudaLaunchAttribute programmatic;
+    programmatic.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    programmatic.val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = &programmatic;
+    cfg.numAttrs = h.programmatic ? 1 : 0;
+    TANDEM_CHECK_CUDA(cudaLaunchKernelEx(&cfg, prefill_kernel<D, QK, SAS, QF>, a));
 }
 
 }  // namespace
@@ -468,20 +551,29 @@ void hopper_prefill_launch(const HopperPrefillArgs& h, cudaStream_t stream) {
     const int align = scaled ? 16 : 8;  // elements in 16 bytes (TMA: strides and bases 16-byte aligned)
     for (int64_t st : {h.q_row_stride, h.q_head_stride, h.kv_row_stride, h.kv_head_stride})
         if (st < h.head_dim || st % align != 0) fail("strides must cover a row and keep 16-byte alignment");
-    if (scaled && (!h.q_scales || !h.k_scales || h.q_pos0 != 0 || h.n_q % 64 != 0))
+    if (scaled && ((!h.q_scales && !h.quantize_q) || !h.k_scales || h.q_pos0 != 0 || h.n_q % 64 != 0))
         fail("qk S8/E4M3 needs block scales, q_pos0 == 0 and n_q % 64 == 0");
+    if (h.quantize_q && (h.qk != QkType::S8 || h.q_row_stride % 8 != 0 || h.q_head_stride % 8 != 0 || (uintptr_t)h.q % 16 != 0))
+        fail("quantize_q needs qk S8 and FP16 queries with 16-byte aligned rows");
     if (!hopper_prefill_available()) fail("needs an sm_90 GPU (H100/H200)");
     if (h.sas && !scaled) fail("sas needs qk S8 or E4M3");
     auto run = [&](auto d) {
         constexpr int D = decltype(d)::value;
         auto scaled_launch = [&](auto qk) {
             constexpr QkType QK = decltype(qk)::value;
-            if (h.sas) launch<D, QK, true>(h, stream);
-            else launch<D, QK, false>(h, stream);
+            if constexpr (QK == QkType::S8) {
+                if (h.quantize_q) {
+                    if (h.sas) launch<D, QK, true, true>(h, stream);
+                    else launch<D, QK, false, true>(h, stream);
+                    return;
+                }
+            }
+            if (h.sas) launch<D, QK, true, false>(h, stream);
+            else launch<D, QK, false, false>(h, stream);
         };
         if (h.qk == QkType::S8) scaled_launch(std::integral_constant<QkType, QkType::S8>{});
         else if (h.qk == QkType::E4M3) scaled_launch(std::integral_constant<QkType, QkType::E4M3>{});
-        else launch<D, QkType::F16, false>(h, stream);
+        else launch<D, QkType::F16, false, false>(h, stream);
     };
     if (h.head_dim == 128) run(std::integral_constant<int, 128>{});
     else run(std::integral_constant<int, 64>{});

@@ -19,7 +19,7 @@ enum class QkType { F16, S8, E4M3 };
 // + d (so a sequence's heads follow the previous sequence's); k and v alike with the kv strides
 // over n_q + q_pos0 keys; out (floats) alike with the out strides.
 struct HopperPrefillArgs {
-    const void* q = nullptr;           // of type qk
+    const void* q = nullptr;           // of type qk (FP16 with quantize_q)
     int64_t q_row_stride = 0, q_head_stride = 0;    // elements
     const void* k = nullptr;           // same type as q
     const void* v = nullptr;           // FP16
@@ -43,6 +43,15 @@ struct HopperPrefillArgs {
     // (softmax overlaps the tensor cores); false: S, softmax, P.V in turn (bench-attention's
     // same-run baseline)
     bool pipelined = true;
+    // true: launched as a programmatic dependent of the kernel before it in the stream (which
+    // wrote q, k or their scales): the blocks start, set up their barriers and prefetch the
+    // tensor maps while that kernel finishes, then wait for its results (griddepcontrol.wait)
+    bool programmatic = false;
+    // qk S8 only: q is FP16 and each consumer warpgroup quantizes its own 64 query rows (one
+    // scale block) into shared memory, as turbo_prefill's quantization launch would (q_scales
+    // unused). That launch then quantizes K alone: a fifth of the bytes with 32 query and 8 KV
+    // heads.
+    bool quantize_q = false;
 };
 // Throws TurboError naming the field on bad arguments or a non-sm_90 device; checks the launch.
 void hopper_prefill_launch(const HopperPrefillArgs& a, cudaStream_t stream);

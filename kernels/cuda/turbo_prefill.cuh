@@ -13,6 +13,24 @@ size_t turbo_prefill_workspace_bytes(const TurboPrefillParams& p);
 // quantize Q and K (one launch), then the attention (TurboPrefillParams::kernel: the Hopper
 // kernel on sm_90 by default; the portable one transposes V first, one more launch). Throws
 // TurboError on bad parameters (names the field); checks each launch.
+// On sm_90 the Hopper kernel starts as a programmatic dependent launch, and at D = 128 with
+// INT8 Q.K^T it quantizes Q itself (the first launch does K): see TurboPrefillLaunch.
 void turbo_prefill_cuda(const TurboPrefillParams& p, cudaStream_t stream);
+
+// The two launch choices turbo_prefill_cuda makes on sm_90, for bench-attention's same-run A/B
+// (neither changes the result: same INT8 codes, same scales). Measured on the H100 (32 query /
+// 8 KV heads, 1k-16k tokens; bench/results/attention-h100.md, session 11): the programmatic
+// launch made D = 64 1-6% faster; Q quantized in the attention kernel made D = 128 at 4k-16k
+// 3-5% faster than Q quantized apart, and D = 64 1-10% slower (each CTA quantizes before its
+// first tile, and at D = 64 a CTA has little work to hide that behind).
+struct TurboPrefillLaunch {
+    // each consumer warpgroup of the Hopper kernel quantizes its 64 query rows into shared
+    // memory (HopperPrefillArgs::quantize_q); INT8 only. turbo_prefill_cuda: at D = 128
+    bool quantize_q_in_attention = true;
+    // the Hopper kernel's blocks start and set up while the quantization launch finishes, and
+    // wait for its results (HopperPrefillArgs::programmatic)
+    bool programmatic = true;
+};
+void turbo_prefill_cuda(const TurboPrefillParams& p, cudaStream_t stream, TurboPrefillLaunch how);
 
 }  // namespace tandem
