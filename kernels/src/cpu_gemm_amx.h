@@ -16,10 +16,11 @@
 // bound, so the kernel keeps the tile unit and the vector units busy at once: a task's subblocks,
 // panel after panel, run in stages of kStageSubs, and while stage s is scaled, stage s+1 is on
 // the tiles and stage s+2 is unpacked. Each stage reads only what another wrote an iteration
-// earlier. The reason: a tile load of bytes just written by vector stores, or a vector load of
-// a just-stored tile, likely waits for those stores to leave the core; the same products done
-// one subblock at a time, each step waiting on the last, ran at 4% of the tile peak and 0.77x of
-// avx512-vnni (bench/results/cpu-prompt.md, section 11; not profiled).
+// earlier: a tile load of bytes just written by vector stores, or a vector load of a just-stored
+// tile, may wait for those stores to leave the core. Measured on an Emerald Rapids Xeon, this
+// kernel ran at 4-5% of the tile peak and 0.63-0.86x of avx512-vnni, as the one it replaced (the
+// same products one subblock at a time, 0.76-0.78x): that wait was not the limit, and what is
+// was not found (bench/results/cpu-prompt.md, sections 11 and 13; no profiler on that machine).
 // Smaller tiles (decode, the last tile of a prompt) and the float types run the avx512-vnni
 // kernels. The tile permission (arch_prctl) is requested by cpu_features(); each thread loads
 // its tile configuration on first use and again when the subblock size changes.
