@@ -93,4 +93,28 @@ __device__ __forceinline__ float ex2_approx(float x) {
 constexpr float kIntBias = 12582912.0f;
 __device__ __forceinline__ float int_plus_bias(int x) { return __int_as_float(x + 0x4B400000); }
 
+// Turbo's blockwise INT8 quantization of FP16 rows, 8 halves (16 bytes) at a time: the block's
+// amax, then codes round(x * inv) clamped to +-127 with inv = 127 / amax.
+__device__ __forceinline__ float amax_half8(const uint4& v, float amax) {
+    const __half2* h2 = (const __half2*)&v;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+        const float2 f = __half22float2(h2[e]);
+        amax = fmaxf(amax, fmaxf(fabsf(f.x), fabsf(f.y)));
+    }
+    return amax;
+}
+__device__ __forceinline__ uint2 quantize_half8_s8(const uint4& v, float inv) {
+    const __half2* h2 = (const __half2*)&v;
+    uint32_t w[2] = {0, 0};
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+        const float2 f = __half22float2(h2[e]);
+        const int a0 = max(-127, min(127, __float2int_rn(f.x * inv)));
+        const int a1 = max(-127, min(127, __float2int_rn(f.y * inv)));
+        w[e / 2] |= ((uint32_t)(a0 & 0xff) | ((uint32_t)(a1 & 0xff) << 8)) << (16 * (e % 2));
+    }
+    return make_uint2(w[0], w[1]);
+}
+
 }  // namespace tandem

@@ -253,8 +253,8 @@ struct Consumer {
 // n_q or none, as n_q % 64 == 0) from FP16 in global memory to INT8 in its part of the Q tile
 // (sq_wg), laid out as the TMA writes a tile (16-byte chunks of a row XORed with address bits
 // 7+, the 64B or 128B swizzle of Plan's INT8 rows of D bytes). The arithmetic is
-// turbo_prefill.cu's quant_qk_kernel's: scale = amax / 127, codes round(x * 127 / amax)
-// clamped to +-127. Returns the scale (0 for rows past n_q, which are zeros and not stored).
+// turbo_prefill.cu's quant_qk_kernel's (amax_half8, quantize_half8_s8; scale = amax / 127).
+// Returns the scale (0 for rows past n_q, which are zeros and not stored).
 template <int D>
 __device__ __forceinline__ float quantize_q(const Args& a, int z, int row0, uint8_t* sq_wg, float* red, int warp, int lane) {
     constexpr int kRowChunks = D / 8;                // 16-byte chunks (8 halves) of a row
@@ -268,12 +268,7 @@ __device__ __forceinline__ float quantize_q(const Args& a, int z, int row0, uint
     for (int i = 0; i < kPerThread; ++i) {
         const int c = tid + 128 * i, r = c / kRowChunks, cc = c % kRowChunks;
         v[i] = in ? *(const uint4*)(q + (size_t)r * a.q16_row_stride + cc * 8) : make_uint4(0, 0, 0, 0);
-        const __half2* h2 = (const __half2*)&v[i];
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-            const float2 f = __half22float2(h2[e]);
-            amax = fmaxf(amax, fmaxf(fabsf(f.x), fabsf(f.y)));
-        }
+        amax = amax_half8(v[i], amax);
     }
     amax = warp_max(amax);
     if (lane == 0) red[warp] = amax;
@@ -283,17 +278,8 @@ __device__ __forceinline__ float quantize_q(const Args& a, int z, int row0, uint
 #pragma unroll
     for (int i = 0; i < kPerThread; ++i) {
         const int c = tid + 128 * i, r = c / kRowChunks, cc = c % kRowChunks;
-        const __half2* h2 = (const __half2*)&v[i];
-        uint32_t w[2] = {0, 0};
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-            const float2 f = __half22float2(h2[e]);
-            const int a0 = max(-127, min(127, __float2int_rn(f.x * inv)));
-            const int a1 = max(-127, min(127, __float2int_rn(f.y * inv)));
-            w[e / 2] |= ((uint32_t)(a0 & 0xff) | ((uint32_t)(a1 & 0xff) << 8)) << (16 * (e % 2));
-        }
         const int off = r * D + cc * 8;
-        *(uint2*)(sq_wg + (off ^ (((off >> 7) & (D / 16 - 1)) << 4))) = make_uint2(w[0], w[1]);
+        *(uint2*)(sq_wg + (off ^ (((off >> 7) & (D / 16 - 1)) << 4))) = quantize_half8_s8(v[i], inv);
     }
     fence_proxy_async_smem();
     named_bar_sync(3 + wg, 128);

@@ -52,12 +52,7 @@ __global__ void __launch_bounds__(128) quant_qk_kernel(const __half* __restrict_
 #pragma unroll
     for (int i = 0; i < kVec; ++i) {
         v[i] = src[tid + 128 * i];
-        const __half2* h2 = (const __half2*)&v[i];
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-            const float2 f = __half22float2(h2[e]);
-            amax = fmaxf(amax, fmaxf(fabsf(f.x), fabsf(f.y)));
-        }
+        amax = amax_half8(v[i], amax);
     }
     amax = warp_max(amax);
     if (tid % 32 == 0) red[tid / 32] = amax;
@@ -68,22 +63,19 @@ __global__ void __launch_bounds__(128) quant_qk_kernel(const __half* __restrict_
     uint2* dst = (uint2*)((is_q ? q8 : k8) + base);
 #pragma unroll
     for (int i = 0; i < kVec; ++i) {
-        const __half2* h2 = (const __half2*)&v[i];
-        uint32_t w[2] = {0, 0};
+        if constexpr (kFp8) {
+            const __half2* h2 = (const __half2*)&v[i];
+            uint32_t w[2] = {0, 0};
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-            const float2 f = __half22float2(h2[e]);
-            uint32_t pair;
-            if constexpr (kFp8) {
-                pair = __nv_cvt_float2_to_fp8x2(make_float2(f.x * inv, f.y * inv), __NV_SATFINITE, __NV_E4M3);
-            } else {
-                const int a0 = max(-127, min(127, __float2int_rn(f.x * inv)));
-                const int a1 = max(-127, min(127, __float2int_rn(f.y * inv)));
-                pair = (uint32_t)(a0 & 0xff) | ((uint32_t)(a1 & 0xff) << 8);
+            for (int e = 0; e < 4; ++e) {
+                const float2 f = __half22float2(h2[e]);
+                const uint32_t pair = __nv_cvt_float2_to_fp8x2(make_float2(f.x * inv, f.y * inv), __NV_SATFINITE, __NV_E4M3);
+                w[e / 2] |= pair << (16 * (e % 2));
             }
-            w[e / 2] |= pair << (16 * (e % 2));
+            dst[tid + 128 * i] = make_uint2(w[0], w[1]);
+        } else {
+            dst[tid + 128 * i] = quantize_half8_s8(v[i], inv);
         }
-        dst[tid + 128 * i] = make_uint2(w[0], w[1]);
     }
     if (tid == 0) (is_q ? q_scales : k_scales)[((size_t)b * H + h) * (len / kBlk) + blk] = amax / top;
 }
