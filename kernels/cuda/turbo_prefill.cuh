@@ -20,8 +20,8 @@ void turbo_prefill_cuda(const TurboPrefillParams& p, cudaStream_t stream);
 // The two launch choices turbo_prefill_cuda makes on sm_90, for bench-attention's same-run A/B
 // (neither changes the result: same INT8 codes, same scales). Measured on the H100 (32 query /
 // 8 KV heads, 1k-16k tokens; bench/results/attention-h100.md, session 11): the programmatic
-// launch made D = 64 1-6% faster; Q quantized in the attention kernel made D = 128 at 4k-16k
-// 3-5% faster than Q quantized apart, and D = 64 1-10% slower (each CTA quantizes before its
+// launch made D = 64 0-6% faster; Q quantized in the attention kernel made D = 128 at 4k-16k
+// 2-5% faster than Q quantized apart, and D = 64 3-10% slower (each CTA quantizes before its
 // first tile, and at D = 64 a CTA has little work to hide that behind).
 struct TurboPrefillLaunch {
     // each consumer warpgroup of the Hopper kernel quantizes its 64 query rows into shared
