@@ -77,8 +77,6 @@ __device__ __forceinline__ void setmaxnreg_inc() {
 // TurboError when the driver has none.
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();
 
-// The box of `map` at element coordinates (x innermost, y, z) into shared memory at dst;
-// completes `bytes` of transaction on bar. Rows outside the tensor arrive as zeros.
 // Makes this thread's generic-proxy writes to shared memory visible to the async proxy (wgmma,
 // TMA) once a barrier orders them.
 __device__ __forceinline__ void fence_proxy_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
@@ -88,6 +86,8 @@ __device__ __forceinline__ void fence_proxy_async_smem() { asm volatile("fence.p
 // cudaLaunchAttributeProgrammaticStreamSerialization; returns at once otherwise.
 __device__ __forceinline__ void grid_dependency_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
 
+// The box of `map` at element coordinates (x innermost, y, z) into shared memory at dst;
+// completes `bytes` of transaction on bar. Rows outside the tensor arrive as zeros.
 __device__ __forceinline__ void tma_load_3d(void* dst, const CUtensorMap* map, int x, int y, int z, uint64_t* bar) {
     asm volatile(
         "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(
