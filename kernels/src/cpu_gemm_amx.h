@@ -19,8 +19,10 @@
 // earlier: a tile load of bytes just written by vector stores, or a vector load of a just-stored
 // tile, may wait for those stores to leave the core. Measured on an Emerald Rapids Xeon, this
 // kernel ran at 4-5% of the tile peak and 0.63-0.86x of avx512-vnni, as the one it replaced (the
-// same products one subblock at a time, 0.76-0.78x): that wait was not the limit, and what is
-// was not found (bench/results/cpu-prompt.md, sections 11 and 13; no profiler on that machine).
+// same products one subblock at a time, 0.76-0.78x): that wait was not the limit. The tile
+// work alone (tile loads from L1, products, stores, and the float work on each C) ran at 2.3x
+// the avx512-vnni kernel's rate there, so loading the real A and B tiles takes most of the
+// kernel's time; not profiled further (bench/results/cpu-prompt.md, sections 11, 13 and 16).
 // Smaller tiles (decode, the last tile of a prompt) and the float types run the avx512-vnni
 // kernels. The tile permission (arch_prctl) is requested by cpu_features(); each thread loads
 // its tile configuration on first use and again when the subblock size changes.
@@ -137,24 +139,19 @@ TGT void tiles_configure(int k_bytes) {
 #define TILE_DPBSUD(c, a, b) _tile_dpbsud(c, a, b)
 #endif
 
-// C tile c = C0 + A . B (C0 nullptr: 0), stored to out (16 rows of 64 bytes).
-#define TILE_PRODUCT(c, ta, tb, A, a_stride, B, C0, out) \
-    do {                                                 \
-        TILE_LOAD(ta, A, a_stride);                      \
-        TILE_LOAD(tb, B, 64);                            \
-        if (C0) TILE_LOAD(c, C0, 64);                    \
-        else TILE_ZERO(c);                               \
-        TILE_DPBSUD(c, ta, tb);                          \
-        TILE_STORE(c, out, 64);                          \
+// C tile c = A . B, stored to out (16 rows of 64 bytes).
+#define TILE_PRODUCT(c, ta, tb, A, a_stride, B, out) \
+    do {                                             \
+        TILE_LOAD(ta, A, a_stride);                  \
+        TILE_LOAD(tb, B, 64);                        \
+        TILE_ZERO(c);                                \
+        TILE_DPBSUD(c, ta, tb);                      \
+        TILE_STORE(c, out, 64);                      \
     } while (0)
 
 // ---- the kernel ------------------------------------------------------------------------------
 
 #define AMX_INLINE TGT inline __attribute__((always_inline))
-
-#ifndef TANDEM_AMX_CORR_TILE
-#define TANDEM_AMX_CORR_TILE 1
-#endif
 
 template <class P>
 struct Amx {
@@ -162,15 +159,14 @@ struct Amx {
     static constexpr int kBBytes = P::kSub / 4 * 64;  // one subblock's B tile
     static constexpr size_t kSubBytes = act_sub_bytes(P::kSub, kAmxTokens);
     static constexpr bool kStoredB = std::is_same_v<P, P_Q8_0>;  // lvl[8][64] is the B tile
-    // The types with a level offset start C at the tile's ncorr (a 16 x 16 matrix, row t =
-    // ncorr[t]), which takes the offset out on the tile unit instead of one vector add per token.
-    static constexpr bool kCorrTile = TANDEM_AMX_CORR_TILE && corr_shift<P>() >= 0;
-    // What a stage needs ready before its tile products: B tiles and C's start.
+    // What a stage needs ready before its tile products: its B tiles. The types with a level
+    // offset take it out when the C tiles are scaled (stage_scale: one vector add per token);
+    // loading it as C's start on the tile unit instead measured 4-15% slower for Q8_0 and Q4_0
+    // on Emerald Rapids (bench/results/cpu-prompt.md, section 13).
     struct alignas(64) Prep {
         uint8_t b[kStoredB ? 1 : kStageSubs][kBBytes];
-        int32_t c0[kCorrTile ? kStageSubs : 1][kAmxTokens][16];
     };
-    static constexpr bool kPrep = !kStoredB || kCorrTile;
+    static constexpr bool kPrep = !kStoredB;
     using CStage = int32_t[kStageSubs][kAmxTokens][16];
 };
 
@@ -202,19 +198,13 @@ template <class P>
 AMX_INLINE void stage_prep(const PanelTask& a, Stage st, typename Amx<P>::Prep& pr) {
     for (int i = 0; i < st.n; i++) {
         const int64_t k = st.k0 + i;
-        if constexpr (!Amx<P>::kStoredB) {
-            const auto& rec = rec_at<P>(a, st.p, k);
-            const int j = (int)(k % P::kSubs);
-            unpack_b<P, 0>(rec, j, pr.b[i]);
-            unpack_b<P, 1>(rec, j, pr.b[i]);
-            if constexpr (P::kSub == 32) {
-                unpack_b<P, 2>(rec, j, pr.b[i]);
-                unpack_b<P, 3>(rec, j, pr.b[i]);
-            }
-        }
-        if constexpr (Amx<P>::kCorrTile) {
-            const int32_t* ncorr = (const int32_t*)(a.act + k * Amx<P>::kSubBytes + P::kSub * kAmxTokens) + 3 * kAmxTokens;
-            for (int t = 0; t < kAmxTokens; t++) _mm512_store_si512(pr.c0[i][t], V::set1_32(ncorr[t]));
+        const auto& rec = rec_at<P>(a, st.p, k);
+        const int j = (int)(k % P::kSubs);
+        unpack_b<P, 0>(rec, j, pr.b[i]);
+        unpack_b<P, 1>(rec, j, pr.b[i]);
+        if constexpr (P::kSub == 32) {
+            unpack_b<P, 2>(rec, j, pr.b[i]);
+            unpack_b<P, 3>(rec, j, pr.b[i]);
         }
     }
 }
@@ -227,12 +217,11 @@ AMX_INLINE void stage_tiles(const PanelTask& a, Stage st, const typename Amx<P>:
         const uint8_t* B;
         if constexpr (Amx<P>::kStoredB) B = rec_at<P>(a, st.p, k).lvl[0];
         else B = pr.b[i];
-        const int32_t* C0 = Amx<P>::kCorrTile ? pr.c0[i][0] : nullptr;
         switch (i) {
-            case 0: TILE_PRODUCT(0, 4, 6, A, P::kSub, B, C0, c[0]); break;
-            case 1: TILE_PRODUCT(1, 5, 7, A, P::kSub, B, C0, c[1]); break;
-            case 2: TILE_PRODUCT(2, 4, 6, A, P::kSub, B, C0, c[2]); break;
-            default: TILE_PRODUCT(3, 5, 7, A, P::kSub, B, C0, c[3]); break;
+            case 0: TILE_PRODUCT(0, 4, 6, A, P::kSub, B, c[0]); break;
+            case 1: TILE_PRODUCT(1, 5, 7, A, P::kSub, B, c[1]); break;
+            case 2: TILE_PRODUCT(2, 4, 6, A, P::kSub, B, c[2]); break;
+            default: TILE_PRODUCT(3, 5, 7, A, P::kSub, B, c[3]); break;
         }
     }
 }
@@ -253,7 +242,7 @@ AMX_INLINE void stage_scale(const PanelTask& a, Stage st, int64_t subs, const ty
         const int32_t* ncorr = (const int32_t*)(dx + 3 * kAmxTokens);
         for (int t = 0; t < kAmxTokens; t++) {
             I s = _mm512_load_si512(c[i][t]);
-            if constexpr (corr_shift<P>() >= 0 && !Amx<P>::kCorrTile) s = _mm512_add_epi32(s, V::set1_32(ncorr[t]));
+            if constexpr (corr_shift<P>() >= 0) s = _mm512_add_epi32(s, V::set1_32(ncorr[t]));
             acc[t] = V::fmadd(V::cvt_i32(s), V::mul(dw, V::set1(dx[t])), acc[t]);
             if constexpr (P::kMin) acc[t] = V::fmadd(mw, V::set1(sx[t]), acc[t]);
         }
