@@ -27,9 +27,10 @@
 // the prompt's last chunk (up to 512 tokens) is profiled with an event between stages
 // (GpuContext::profile_eval): the GEMMs' own rate is that chunk's layer FLOPs over its to_bf16,
 // dequant and gemm stages. BF16 runs twice, profiled alike: with GpuParams::hopper_gemm as it
-// defaults, and flipped (GpuContext::prefill_gemm_kernel() names each run's GEMM: on sm_90 the
-// Hopper dequantizing GEMM or dequantized tiles + cuBLAS). --bf16-only skips the split-KV, TF32
-// and FP32 runs.
+// defaults (measured: on sm_90, the faster of the Hopper dequantizing GEMM and dequantized tiles
+// + cuBLAS per matrix shape, as the context timed them; printed once per model), and with
+// `never` (tiles + cuBLAS alone; GpuContext::prefill_gemm_kernel() names each run's GEMM).
+// --bf16-only skips the split-KV, TF32 and FP32 runs.
 //
 // Usage: bench-gpu-decode [--steps N] [--json FILE] [--only llama|qwen] [--kv fp16|turbo|both]
 //                         [--long-ctx N,N,... | --long-ctx 0] [--prefill N,N,... | --prefill 0] [--no-short]
@@ -135,11 +136,11 @@ struct PrefillRow {
     int64_t tokens = 0;
     double ms_bf16 = 0, ms_tf32 = 0, ms_fp32 = 0, linear_tflop = 0;
     double ms_bf16_splitkv = 0;    // BF16 GEMMs, attention on the split-KV kernel's causal mode (A/B)
-    double ms_bf16_other = 0;      // BF16, GpuParams::hopper_gemm flipped from its default (A/B)
+    double ms_bf16_other = 0;      // BF16, GpuParams::hopper_gemm never (A/B; always if that is the default)
     std::string attention;         // the prefill attention of the BF16 run (prefill_attention())
     std::string gemm_kernel, gemm_kernel_other;  // their GEMMs (prefill_gemm_kernel())
     std::vector<std::pair<std::string, double>> stages;  // BF16: the last chunk, device ms per stage
-    std::vector<std::pair<std::string, double>> stages_other;  // the same with hopper_gemm flipped
+    std::vector<std::pair<std::string, double>> stages_other;  // the same with the other hopper_gemm
     int64_t chunk = 0;                                   // that chunk's tokens
     double gemm_tflop = 0;                               // that chunk's layer-matrix TFLOP
     // The chunk's GEMM stages (activations to BF16, weight tiles, cuBLAS or the fused GEMM).
@@ -159,7 +160,8 @@ struct PrefillRow {
 double time_prefill(const std::shared_ptr<const Model>& m, GpuParams::PrefillGemm mode, int64_t n,
                     std::vector<std::pair<std::string, double>>* stages = nullptr, int64_t* chunk = nullptr,
                     bool hopper_prefill = true, std::string* attention = nullptr,
-                    bool hopper_gemm = GpuParams{}.hopper_gemm, std::string* gemm_kernel = nullptr) {
+                    GpuParams::HopperGemm hopper_gemm = GpuParams{}.hopper_gemm, std::string* gemm_kernel = nullptr,
+                    std::string* gemm_choices = nullptr) {
     ContextParams cp;
     cp.n_ctx = n + 64;
     cp.n_batch = 512;
@@ -170,6 +172,7 @@ double time_prefill(const std::shared_ptr<const Model>& m, GpuParams::PrefillGem
     GpuContext ctx(m, cp, gp);
     if (attention) *attention = ctx.prefill_attention();
     if (gemm_kernel) *gemm_kernel = ctx.prefill_gemm_kernel();
+    if (gemm_choices) *gemm_choices = ctx.prefill_gemm_choices();
     std::vector<int32_t> prompt((size_t)n);
     for (size_t i = 0; i < prompt.size(); i++) prompt[i] = (int32_t)((i * 7919 + 13) % (size_t)m->config().n_vocab);
     std::vector<double> t;
@@ -201,9 +204,14 @@ void run_prefill(const std::shared_ptr<const Model>& m, const char* name, const 
     for (long n : lengths) {
         PrefillRow r;
         r.model = name, r.type = type_traits(spec.weight_type).name, r.tokens = n;
-        const bool hg = GpuParams{}.hopper_gemm;
-        r.ms_bf16 = time_prefill(m, Mode::bf16, n, &r.stages, &r.chunk, true, &r.attention, hg, &r.gemm_kernel);
-        r.ms_bf16_other = time_prefill(m, Mode::bf16, n, &r.stages_other, &r.chunk, true, nullptr, !hg, &r.gemm_kernel_other);
+        using HG = GpuParams::HopperGemm;
+        const HG hg = GpuParams{}.hopper_gemm, other = hg == HG::never ? HG::always : HG::never;
+        std::string choices;
+        r.ms_bf16 = time_prefill(m, Mode::bf16, n, &r.stages, &r.chunk, true, &r.attention, hg, &r.gemm_kernel, &choices);
+        if (n == lengths.front() && !choices.empty())
+            std::printf("prefill %s %s: GEMM per matrix shape, as the context measured it at 512 tokens (kept first):\n%s", name,
+                        r.type.c_str(), choices.c_str());
+        r.ms_bf16_other = time_prefill(m, Mode::bf16, n, &r.stages_other, &r.chunk, true, nullptr, other, &r.gemm_kernel_other);
         if (!bf16_only) {
             r.ms_bf16_splitkv = time_prefill(m, Mode::bf16, n, nullptr, nullptr, false);
             r.ms_tf32 = time_prefill(m, Mode::tf32, n);

@@ -19,9 +19,11 @@
 // Without a CUDA device every case prints "skipped: no CUDA device" and is skipped.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -535,7 +537,7 @@ TEST_CASE("gpu engine: BF16 rmsnorm and SwiGLU rows equal the F32 kernels' round
 //    one float addition, when accumulating): every dequantized weight is checked bit for bit;
 //  - normal activations against a float64 GEMM of the same BF16 values: relative L2 <= 1e-5
 //    (only the FP32 sums differ; a wrong scale, nibble or fragment position is O(1)).
-// The columns of y past w.rows must stay untouched. Both tile sizes (64 and 128 tokens) run.
+// The columns of y past w.rows must stay untouched. Every tile size (64, 128 and 256 tokens) runs.
 TEST_CASE("gpu engine: Hopper dequantizing GEMM against the BF16 tiles and float64" * doctest::skip(no_gpu("hopper gemm"))) {
     if (!hopper_gemm_available()) {
         MESSAGE("skipped: not an sm_90 GPU (the kernel is built for sm_90a only)");
@@ -582,7 +584,7 @@ TEST_CASE("gpu engine: Hopper dequantizing GEMM against the BF16 tiles and float
                 uint16_t* dx = to_device(xb);
                 float* dy = nullptr;
                 REQUIRE(cudaMalloc(&dy, y0.size() * 4) == cudaSuccess);
-                for (int tile : {64, 128}) {
+                for (int tile : {64, 128, 256}) {
                     CAPTURE(tile);
                     REQUIRE(cudaMemcpy(dy, y0.data(), y0.size() * 4, cudaMemcpyHostToDevice) == cudaSuccess);
                     HopperGemmArgs h;
@@ -663,10 +665,13 @@ TEST_CASE("gpu engine: Hopper GEMM refuses bad arguments by name") {
     CHECK(refused(a, "tile_tokens"));
 }
 
-// The engine's prefill with the Hopper GEMM against dequantized tiles + cuBLAS: the same BF16
-// weights and activations, only the FP32 sums' order differs, which may flip a BF16 rounding of
-// a later activation (2^-9 relative); a wrong weight moves logits by O(1). Bound: worst row 2e-3
-// (BF16 against FP32 SGEMM is allowed 2e-2). Off sm_90 both runs name cuBLAS.
+// The engine's prefill with the Hopper GEMM (HopperGemm::always, and measured: each matrix shape
+// on the faster path) against dequantized tiles + cuBLAS (never): the same BF16 weights and
+// activations, only the FP32 sums' order may differ, which may flip a BF16 rounding of a later
+// activation (2^-9 relative); a wrong weight moves logits by O(1). Bound: worst row 2e-3 (BF16
+// against FP32 SGEMM is allowed 2e-2); measured on the H100: 0, the same bits. `measured` must
+// list every distinct layer matrix shape once with its four timings. Off sm_90 every run names
+// cuBLAS and nothing is measured.
 TEST_CASE("gpu engine: Hopper GEMM prefill against dequantized tiles + cuBLAS" * doctest::skip(no_gpu("hopper gemm prefill"))) {
     tandem_test::TempDir dir;
     struct Case {
@@ -681,28 +686,61 @@ TEST_CASE("gpu engine: Hopper GEMM prefill against dequantized tiles + cuBLAS" *
         CAPTURE(c.name);
         auto m = Model::load(synth(dir, c.s, std::string("hg-") + c.name));
         const int64_t nv = m->config().n_vocab, n = kPromptTokens;
-        auto prefill = [&](bool hopper, std::string* kernel) {
+        using HG = GpuParams::HopperGemm;
+        auto prefill = [&](HG hopper, std::string* kernel, std::string* choices) {
             GpuParams gp;
             gp.hopper_gemm = hopper;
             ContextParams cp;
             cp.n_ctx = 256;
             GpuContext probe(m, cp, gp);
             *kernel = probe.prefill_gemm_kernel();
+            *choices = probe.prefill_gemm_choices();
             return prompt_logits(m, gp);
         };
-        std::string with, without;
-        const std::vector<float> got = prefill(true, &with), ref = prefill(false, &without);
-        CHECK(without == std::string("cublas bf16"));
+        std::string always, never, measured, always_choices, never_choices, choices;
+        const std::vector<float> ref = prefill(HG::never, &never, &never_choices);
+        const std::vector<float> got = prefill(HG::always, &always, &always_choices);
+        const std::vector<float> got_measured = prefill(HG::measured, &measured, &choices);
+        CHECK(never == std::string("cublas bf16"));
+        CHECK(never_choices.empty());
+        CHECK(always_choices.empty());
         if (!hopper_gemm_available()) {
-            MESSAGE("the device is not sm_90: prefill GEMMs run on " << with);
-            CHECK(with == std::string("cublas bf16"));
+            MESSAGE("the device is not sm_90: prefill GEMMs run on " << always << " and " << measured);
+            CHECK(always == std::string("cublas bf16"));
+            CHECK(measured == std::string("cublas bf16"));
+            CHECK(choices.empty());
             continue;
         }
-        CHECK(with == std::string("hopper fused"));
-        double worst = 0;
-        for (int64_t r = 0; r < n; r++) worst = std::max(worst, rel_l2(got.data() + r * nv, ref.data() + r * nv, nv));
-        std::printf("hopper gemm vs cuBLAS tiles prefill, %s: worst row rel err %.3g\n", c.name, worst);
-        CHECK(worst < 2e-3);
+        CHECK(always == std::string("hopper fused"));
+        std::printf("hopper gemm measured, %s: %s\n%s", c.name, measured.c_str(), choices.c_str());
+        // the distinct shapes of the layer matrices: q/k/v as one (their types agree), o, gate = up, down
+        const SyntheticModelSpec& sp = c.s;
+        const int64_t kvd = sp.n_embd / sp.n_head * sp.n_head_kv;
+        const std::set<std::pair<int64_t, int64_t>> shapes = {
+            {sp.n_embd + 2 * kvd, sp.n_embd}, {sp.n_embd, sp.n_embd}, {sp.n_ff, sp.n_embd}, {sp.n_embd, sp.n_ff}};
+        long lines = 0;
+        for (const auto& [rows, cols] : shapes) {
+            const std::string head = std::to_string(rows) + " x " + std::to_string(cols) + " " +
+                                     type_traits(sp.weight_type).name + ", ";
+            CAPTURE(head);
+            const size_t at = choices.find(head);
+            REQUIRE(at != std::string::npos);
+            const std::string line = choices.substr(at, choices.find('\n', at) - at);
+            CHECK(line.find("cublas (") != std::string::npos);
+            for (const char* tile : {"hopper 64 (", "hopper 128 (", "hopper 256 ("}) CHECK(line.find(tile) != std::string::npos);
+            lines++;
+        }
+        CHECK(std::count(choices.begin(), choices.end(), '\n') == lines);
+        // the output matrix is not measured: it runs tiles + cuBLAS
+        const bool any_hopper = choices.find(": hopper") != std::string::npos;
+        CHECK(measured == std::string(any_hopper ? "hopper fused + cublas bf16" : "cublas bf16"));
+        for (const auto* run : {&got, &got_measured}) {
+            double worst = 0;
+            for (int64_t r = 0; r < n; r++) worst = std::max(worst, rel_l2(run->data() + r * nv, ref.data() + r * nv, nv));
+            std::printf("hopper gemm (%s) vs cuBLAS tiles prefill, %s: worst row rel err %.3g\n",
+                        run == &got ? "always" : "measured", c.name, worst);
+            CHECK(worst < 2e-3);
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 // Prefill GEMM of Q4_0 / Q8_0 weights for Hopper (sm_90a): y (n, rows) = x (n, K) w^T with the
 // weight blocks dequantized in registers as wgmma's A operand (no BF16 copy of the weights).
 //
-//   CTA = 128 weight rows x BN tokens (128, or 64 where 128 would leave most SMs idle: tile_tokens);
+//   CTA = 128 weight rows x BN tokens (64, 128 or 256: tile_tokens, or by the grid's fill);
 //   384 threads:
 //     warps 0-3, 4-7  consumer warpgroups, 64 weight rows each (240 registers a thread)
 //     warps 8-11      producer warpgroup (24 registers): one lane issues the TMA loads of each
@@ -295,11 +295,14 @@ void launch(const HopperGemmArgs& h, cudaStream_t st) {
     TANDEM_CHECK_CUDA(cudaGetLastError());
 }
 
-// 128 tokens a tile, unless the 128 x 128 tiles fill at most half the SMs (one CTA an SM): then
-// 64, twice the CTAs. A 64-token tile spends twice the dequantization per MMA, so it pays only
-// where the SMs would otherwise idle (the 1B shape's Wo and Wd at 512 tokens: 64 tiles).
+// The tokens a CTA takes when the caller leaves it open: 128, unless the 128 x 128 tiles fill at
+// most half the SMs (one CTA an SM): then 64, twice the CTAs. A 64-token tile spends twice the
+// dequantization per MMA, so it pays only where the SMs would otherwise idle (the 1B shape's Wo
+// and Wd at 512 tokens: 64 tiles). 256 is taken only when asked for: it halves the
+// dequantization per MMA again, which paid where its tiles alone fill the GPU (the 1B shape's
+// gate and up at 512 tokens: 128 CTAs) and lost elsewhere (bench/results/gpu-prefill-h100.md).
 int tile_tokens(const HopperGemmArgs& h) {
-    if (h.tile_tokens == 64 || h.tile_tokens == 128) return h.tile_tokens;
+    if (h.tile_tokens != 0) return h.tile_tokens;
     const int64_t tiles = (h.w.rows + kBM - 1) / kBM * ((h.n + 127) / 128);
     return 2 * tiles <= sm_count() ? 64 : 128;
 }
@@ -320,11 +323,15 @@ void hopper_gemm_launch(const HopperGemmArgs& h, cudaStream_t stream) {
     if (h.ldx < h.w.cols || h.ldx % 8 != 0) fail("ldx must be >= w.cols and a multiple of 8 (16-byte rows)");
     if ((uintptr_t)h.x % 16 != 0 || (uintptr_t)h.w.q % 16 != 0) fail("x and w.q must be 16-byte aligned");
     if (h.ldy < h.w.rows) fail("ldy must be >= w.rows");
-    if (h.tile_tokens != 0 && h.tile_tokens != 64 && h.tile_tokens != 128) fail("tile_tokens must be 0, 64 or 128");
+    if (h.tile_tokens != 0 && h.tile_tokens != 64 && h.tile_tokens != 128 && h.tile_tokens != 256)
+        fail("tile_tokens must be 0, 64, 128 or 256");
     if (!hopper_gemm_available()) fail("needs an sm_90 GPU (H100/H200)");
     const bool q4 = h.w.type == GgmlType::Q4_0;
-    if (tile_tokens(h) == 64) q4 ? launch<GgmlType::Q4_0, 64>(h, stream) : launch<GgmlType::Q8_0, 64>(h, stream);
-    else q4 ? launch<GgmlType::Q4_0, 128>(h, stream) : launch<GgmlType::Q8_0, 128>(h, stream);
+    switch (tile_tokens(h)) {
+    case 64: q4 ? launch<GgmlType::Q4_0, 64>(h, stream) : launch<GgmlType::Q8_0, 64>(h, stream); break;
+    case 128: q4 ? launch<GgmlType::Q4_0, 128>(h, stream) : launch<GgmlType::Q8_0, 128>(h, stream); break;
+    default: q4 ? launch<GgmlType::Q4_0, 256>(h, stream) : launch<GgmlType::Q8_0, 256>(h, stream);
+    }
 }
 
 }  // namespace tandem

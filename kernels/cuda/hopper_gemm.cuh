@@ -28,7 +28,7 @@ struct HopperGemmArgs {
     float* y = nullptr;                 // (n, ldy): y[t * ldy + r] for weight row r
     int64_t ldy = 0;                    // >= w.rows
     bool accumulate = false;
-    int tile_tokens = 0;                // tokens per CTA: 64 or 128, or 0 (chosen by the grid's fill)
+    int tile_tokens = 0;                // tokens per CTA: 64, 128 or 256, or 0 (64 or 128 by the grid's fill)
 };
 // Throws CudaError naming the field on bad arguments or a non-sm_90 device; launches on
 // `stream` (no allocation, no synchronization: graph-capturable) and checks the launch.

@@ -19,7 +19,8 @@
 // whole step is a CUDA graph replayed each token.
 // Prefill: weights dequantized to tiles + cuBLAS GEMM (BF16 tensor cores for quantized weights,
 // FP32 SGEMM for F32/F16 ones: GpuParams::prefill_gemm), or on sm_90 for Q4_0/Q8_0 weights a
-// GEMM that dequantizes them in registers (GpuParams::hopper_gemm, off by default); attention
+// GEMM that dequantizes them in registers (GpuParams::hopper_gemm: per matrix shape, the faster
+// of the two as measured when the context is made); attention
 // on sm_90 by the Hopper prefill kernel over the cache (GpuParams::hopper_prefill), elsewhere by
 // the same FP16 kernel as decode, the chunk's tokens as a causal batch (the plain kernel for
 // other head sizes).
@@ -70,12 +71,19 @@ struct GpuParams {
     // cores, or FP32 SGEMM; every mode sums in FP32. F32 and F16 weights always use FP32 SGEMM.
     enum class PrefillGemm { bf16, tf32, fp32 };
     PrefillGemm prefill_gemm = PrefillGemm::bf16;
-    // BF16 mode, sm_90 (H100/H200): Q4_0 and Q8_0 matrices on the Hopper GEMM that dequantizes
-    // the weight blocks in registers (kernels/cuda/hopper_gemm.cu) instead of BF16 tiles +
-    // cuBLAS; the same BF16 weights, summed in another order. Off by default: on the H100 it
-    // is slower than the tiles + cuBLAS (bench/results/gpu-prefill-h100.md). prefill_gemm_kernel()
-    // says which one runs.
-    bool hopper_gemm = false;
+    // BF16 mode, sm_90 (H100/H200): which Q4_0 and Q8_0 layer matrices run on the Hopper GEMM
+    // that dequantizes the weight blocks in registers (kernels/cuda/hopper_gemm.cu) instead of
+    // BF16 tiles + cuBLAS. Both use the same BF16 weights and FP32 sums (the engine's logits came
+    // out bit for bit the same on the test models). `measured`: when the context is made, each
+    // distinct matrix shape is timed on each (the Hopper GEMM with 64-, 128- and 256-token
+    // tiles) at n_batch tokens, as a CUDA graph of that shape's GEMM in every layer, on this
+    // device, and the fastest is kept (tens of ms for a 1B model). On the H100 the Hopper GEMM
+    // wins only where its tiles fill the GPU by themselves (bench/results/gpu-prefill-h100.md).
+    // `always`: every such matrix on it, with the kernel's own tile choice. The output matrix
+    // (all_logits prefill) runs tiles + cuBLAS unless `always`. prefill_gemm_kernel() says what
+    // runs, prefill_gemm_choices() what was measured.
+    enum class HopperGemm { never, always, measured };
+    HopperGemm hopper_gemm = HopperGemm::measured;
 };
 
 class GpuContext : public ComputeContext {
@@ -108,10 +116,15 @@ public:
     // split-KV causal", "plain" (other head sizes) or "turbo segments" (Turbo cache).
     const char* prefill_attention() const;
     // The GEMM prefill chunks run for the quantized matrices: "hopper fused" (every one on the
-    // Hopper dequantizing GEMM), "hopper fused + cublas bf16" (Q4_K/Q6_K ones on dequantized
-    // tiles + cuBLAS), "cublas bf16", "cublas tf32" or "cublas fp32" (GpuParams::prefill_gemm).
-    // F32 and F16 matrices always run FP32 SGEMM.
+    // Hopper dequantizing GEMM), "hopper fused + cublas bf16" (some on dequantized tiles +
+    // cuBLAS: other weight types, or slower shapes under HopperGemm::measured), "cublas bf16",
+    // "cublas tf32" or "cublas fp32" (GpuParams::prefill_gemm). F32 and F16 matrices always run
+    // FP32 SGEMM.
     const char* prefill_gemm_kernel() const;
+    // HopperGemm::measured: one line per distinct Q4_0/Q8_0 layer matrix shape, "rows x cols
+    // type, N matrices: cublas (t ms) hopper 64 (t ms) ..." in the order measured, fastest (the
+    // one kept) first, as timed when the context was made; empty otherwise.
+    const std::string& prefill_gemm_choices() const;
     // Bytes of weights one decode step reads (every layer matrix and the output matrix).
     uint64_t weight_bytes_per_token() const;
     // Device bytes allocated by this context.

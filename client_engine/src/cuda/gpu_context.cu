@@ -10,8 +10,8 @@
 //               g = silu(rmsnorm(x) Wg) * (rmsnorm(x) Wu)       gemv (norm, SwiGLU fused) | GEMMs + swiglu
 //               x += g Wd                                       gemv | GEMM
 // (decode, one token | prefill). A prefill GEMM of quantized weights dequantizes tiles of rows
-// to BF16 and runs cuBLAS on the tensor cores, or with GpuParams::hopper_gemm on sm_90 (Q4_0,
-// Q8_0) runs hopper_gemm, which dequantizes the blocks in registers; its activations come in
+// to BF16 and runs cuBLAS on the tensor cores, or on sm_90 (Q4_0, Q8_0; GpuParams::hopper_gemm,
+// per matrix shape) runs hopper_gemm, which dequantizes the blocks in registers; its activations come in
 // BF16 straight from the rmsnorm and SwiGLU kernels (GpuParams::prefill_gemm has the F32
 // alternatives).
 //   logits = rmsnorm(x) Wout;  argmax on the device
@@ -22,9 +22,13 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "cuda_common.cuh"
@@ -263,8 +267,12 @@ struct GpuContext::Impl {
     int32_t* h_argmax = nullptr;
     bool fp16_attn = false;
     bool hopper_prefill = false;    // prefill chunks (n > 1) on hopper_prefill_launch
-    bool hopper_gemm = false;       // BF16 GEMMs of Q4_0/Q8_0 matrices on hopper_gemm_launch
-    const char* gemm_kernel = "";   // prefill_gemm_kernel()
+    // BF16 GEMMs of Q4_0/Q8_0 matrices on hopper_gemm_launch: all of them (HopperGemm::always),
+    // or the shapes (type, rows, cols) in hopper_tiles, with their tile_tokens (measured)
+    bool hopper_all = false;
+    std::map<std::array<int64_t, 3>, int> hopper_tiles;
+    std::string gemm_kernel;        // prefill_gemm_kernel()
+    std::string gemm_choices;       // prefill_gemm_choices()
     cudaGraphExec_t graph = nullptr;
     int decode_steps = 0;           // graph captured on the second decode step
     mutable std::vector<float> host_logits;
@@ -310,9 +318,14 @@ struct GpuContext::Impl {
     GemmInput gemm_input(const float* X, int64_t n, int64_t K);  // X as it is
     GemmInput norm_input(const float* X, const float* norm, int64_t n);  // rmsnorm(X) * norm (F32 in xn)
     GemmInput swiglu_input(int64_t n);  // silu(gate) * up (F32 in gate)
-    // Y (n, ldy) (+)= X W^T for the matrix w (rows, K): hopper_gemm (hopper_gemm, Q4_0/Q8_0) or
-    // in tiles of dequantized rows.
+    // Y (n, ldy) (+)= X W^T for the matrix w (rows, K): on hopper_gemm_launch where hopper_tile
+    // says so, else in tiles of dequantized rows (gemm_tiles).
     void gemm(const GpuMatrix& w, const GemmInput& in, int64_t n, float* Y, int64_t ldy, bool acc);
+    void gemm_tiles(const GpuMatrix& w, const GemmInput& in, int64_t n, float* Y, int64_t ldy, bool acc);
+    void gemm_hopper(const GpuMatrix& w, const __nv_bfloat16* x, int64_t n, float* Y, int64_t ldy, bool acc, int tile);
+    // hopper_gemm's tile_tokens for w's prefill GEMM (0: the kernel's own choice), or -1: tiles.
+    int hopper_tile(const GpuMatrix& w) const;
+    void measure_hopper_gemm(int64_t n);
     void capture(const Model& m);
     void forward(const Model& m, int64_t n, bool all_logits, int64_t pos0_host);
     void turbo_attention(const Model& m, const LayerDev& L, int64_t n, int64_t pos0_host);
@@ -422,19 +435,39 @@ void GpuContext::Impl::gemm(const GpuMatrix& w, const GemmInput& in, int64_t n, 
         mark("gemm");
         return;
     }
+    const int tile = hopper_tile(w);
+    if (tile >= 0) {
+        if (!in.bf16) throw GpuError("internal: a prefill GEMM without its input");
+        gemm_hopper(w, in.bf16, n, Y, ldy, acc, tile);
+        return;
+    }
+    gemm_tiles(w, in, n, Y, ldy, acc);
+}
+
+void GpuContext::Impl::gemm_hopper(const GpuMatrix& w, const __nv_bfloat16* x, int64_t n, float* Y, int64_t ldy,
+                                   bool acc, int tile) {
+    HopperGemmArgs h;
+    h.w = w, h.x = x, h.ldx = w.cols, h.n = n, h.y = Y, h.ldy = ldy, h.accumulate = acc, h.tile_tokens = tile;
+    hopper_gemm_launch(h, stream);
+    mark("gemm");
+}
+
+int GpuContext::Impl::hopper_tile(const GpuMatrix& w) const {
+    if (gemm_mode(w) != GpuParams::PrefillGemm::bf16 || !hopper_gemm_supports(w.type)) return -1;
+    if (hopper_all) return 0;
+    const auto it = hopper_tiles.find({(int64_t)w.type, w.rows, w.cols});
+    return it == hopper_tiles.end() ? -1 : it->second;
+}
+
+// Tiles of as many rows as the scratch holds (the whole matrix for the 1B shape in BF16),
+// dequantized, then one GEMM each.
+void GpuContext::Impl::gemm_tiles(const GpuMatrix& w, const GemmInput& in, int64_t n, float* Y, int64_t ldy, bool acc) {
     using Mode = GpuParams::PrefillGemm;
+    const float one = 1.0f, beta = acc ? 1.0f : 0.0f;
+    const int K = (int)w.cols;
     const Mode mode = gemm_mode(w);
     const bool bf16 = mode == Mode::bf16;
     if (bf16 ? !in.bf16 : !in.f32) throw GpuError("internal: a prefill GEMM without its input");
-    if (bf16 && hopper_gemm && hopper_gemm_supports(w.type)) {
-        HopperGemmArgs h;
-        h.w = w, h.x = in.bf16, h.ldx = K, h.n = n, h.y = Y, h.ldy = ldy, h.accumulate = acc;
-        hopper_gemm_launch(h, stream);
-        mark("gemm");
-        return;
-    }
-    // Tiles of as many rows as the scratch holds (the whole matrix for the 1B shape in BF16),
-    // dequantized, then one GEMM each.
     const int64_t chunk = std::max<int64_t>(1, (bf16 ? 2 : 1) * sz.deq / w.cols);
     for (int64_t r0 = 0; r0 < w.rows; r0 += chunk) {
         const int64_t rc = std::min(chunk, w.rows - r0);
@@ -447,6 +480,91 @@ void GpuContext::Impl::gemm(const GpuMatrix& w, const GemmInput& in, int64_t n, 
                                 bf16 ? (const void*)in.bf16 : (const void*)in.f32, t, K, &beta, Y + r0, CUDA_R_32F,
                                 (int)ldy, compute, CUBLAS_GEMM_DEFAULT));
         mark("gemm");
+    }
+}
+
+// HopperGemm::measured: for each distinct shape of the Q4_0/Q8_0 layer matrices, tiles + cuBLAS
+// and hopper_gemm with 64-, 128- and 256-token tiles, each timed at n tokens on zero activations
+// as one CUDA graph of that shape's GEMM in every layer (distinct weights, no launch gaps: the
+// GPU time of a prefill's GEMMs, whose launches run ahead of the GPU); the best of 3 replays
+// after a warm-up, which also lets cuBLAS pick its kernel. One launch of one matrix, timed alone,
+// favoured the one-launch Hopper kernel on small matrices, where in a prefill it lost (bench/
+// results/gpu-prefill-h100.md). The fastest is kept; the paths give the same bits
+// (test-gpu-engine), so the choice changes the time only.
+void GpuContext::Impl::measure_hopper_gemm(int64_t n) {
+    std::map<std::array<int64_t, 3>, std::vector<const GpuMatrix*>> shapes;
+    int64_t max_rows = 0, max_cols = 0;
+    for (const LayerDev& D : layers)
+        for (const GpuMatrix* g : {&D.wqkv, &D.wq, &D.wk, &D.wv, &D.wo, &D.gate, &D.up, &D.down})
+            if (g->q && gemm_mode(*g) == GpuParams::PrefillGemm::bf16 && hopper_gemm_supports(g->type)) {
+                shapes[{(int64_t)g->type, g->rows, g->cols}].push_back(g);
+                max_rows = std::max(max_rows, g->rows), max_cols = std::max(max_cols, g->cols);
+            }
+    if (shapes.empty()) return;
+    struct Temp {
+        float* y = nullptr;
+        cudaEvent_t e[2] = {nullptr, nullptr};
+        cudaGraph_t graph = nullptr;
+        cudaGraphExec_t exec = nullptr;
+        void drop_graph() {
+            if (exec) cudaGraphExecDestroy(exec);
+            if (graph) cudaGraphDestroy(graph);
+            exec = nullptr, graph = nullptr;
+        }
+        ~Temp() {
+            drop_graph();
+            if (y) cudaFree(y);
+            for (cudaEvent_t v : e) if (v) cudaEventDestroy(v);
+        }
+    } t;
+    GPU_CHECK(cudaMalloc(&t.y, (size_t)(n * max_rows) * sizeof(float)));
+    for (cudaEvent_t& e : t.e) GPU_CHECK(cudaEventCreate(&e));
+    GPU_CHECK(cudaMemsetAsync(xb, 0, (size_t)(n * max_cols) * sizeof(__nv_bfloat16), stream));
+    auto time_ms = [&](const std::vector<const GpuMatrix*>& ms, const std::function<void(const GpuMatrix&)>& one) {
+        auto pass = [&] { for (const GpuMatrix* g : ms) one(*g); };
+        pass();
+        GPU_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+        try {
+            pass();
+        } catch (...) {
+            cudaStreamEndCapture(stream, &t.graph);
+            throw;
+        }
+        GPU_CHECK(cudaStreamEndCapture(stream, &t.graph));
+        GPU_CHECK(cudaGraphInstantiate(&t.exec, t.graph, 0));
+        GPU_CHECK(cudaGraphLaunch(t.exec, stream));
+        float best = 1e30f;
+        for (int i = 0; i < 3; i++) {
+            GPU_CHECK(cudaEventRecord(t.e[0], stream));
+            GPU_CHECK(cudaGraphLaunch(t.exec, stream));
+            GPU_CHECK(cudaEventRecord(t.e[1], stream));
+            GPU_CHECK(cudaEventSynchronize(t.e[1]));
+            float ms_i = 0;
+            GPU_CHECK(cudaEventElapsedTime(&ms_i, t.e[0], t.e[1]));
+            best = std::min(best, ms_i);
+        }
+        t.drop_graph();
+        return best;
+    };
+    const GemmInput in{nullptr, xb};
+    for (const auto& shape : shapes) {
+        const std::vector<const GpuMatrix*>& ms = shape.second;
+        std::vector<std::pair<float, int>> runs;  // (ms, tile_tokens or -1 for tiles)
+        runs.push_back({time_ms(ms, [&](const GpuMatrix& g) { gemm_tiles(g, in, n, t.y, g.rows, false); }), -1});
+        for (int tile : {64, 128, 256})
+            runs.push_back({time_ms(ms, [&](const GpuMatrix& g) { gemm_hopper(g, xb, n, t.y, g.rows, false, tile); }), tile});
+        std::stable_sort(runs.begin(), runs.end());
+        if (runs[0].second > 0) hopper_tiles[shape.first] = runs[0].second;
+        char line[160];
+        std::snprintf(line, sizeof line, "%lld x %lld %s, %zu matrices:", (long long)ms[0]->rows, (long long)ms[0]->cols,
+                      type_traits(ms[0]->type).name, ms.size());
+        gemm_choices += line;
+        for (const auto& [ms_run, tile] : runs) {
+            if (tile < 0) std::snprintf(line, sizeof line, " cublas (%.4f ms)", ms_run);
+            else std::snprintf(line, sizeof line, " hopper %d (%.4f ms)", tile, ms_run);
+            gemm_choices += line;
+        }
+        gemm_choices += "\n";
     }
 }
 
@@ -777,11 +895,13 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
         GPU_CHECK(cudaMalloc(&I.attn_ws, I.sz.attn_ws_floats * sizeof(float)));
     I.hopper_prefill = I.fp16_attn && gp.hopper_prefill && hopper_prefill_available();
     // which GEMM the quantized matrices' prefill runs (a model without any: the mode's)
-    I.hopper_gemm = gp.prefill_gemm == GpuParams::PrefillGemm::bf16 && gp.hopper_gemm && hopper_gemm_available();
+    using HG = GpuParams::HopperGemm;
+    const bool hopper_gemm = gp.prefill_gemm == GpuParams::PrefillGemm::bf16 && hopper_gemm_available();
+    I.hopper_all = hopper_gemm && gp.hopper_gemm == HG::always;
+    if (hopper_gemm && gp.hopper_gemm == HG::measured && n_batch_ > 1) I.measure_hopper_gemm(n_batch_);
     bool fused = false, tiles = false;
     auto see_kernel = [&](const GpuMatrix& g) {
-        if (g.q && I.gemm_mode(g) == GpuParams::PrefillGemm::bf16)
-            (I.hopper_gemm && hopper_gemm_supports(g.type) ? fused : tiles) = true;
+        if (g.q && I.gemm_mode(g) == GpuParams::PrefillGemm::bf16) (I.hopper_tile(g) >= 0 ? fused : tiles) = true;
     };
     for (const LayerDev& D : I.layers)
         for (const GpuMatrix* g : {&D.wqkv, &D.wq, &D.wk, &D.wv, &D.wo, &D.gate, &D.up, &D.down}) see_kernel(*g);
@@ -803,7 +923,8 @@ const char* GpuContext::prefill_attention() const {
     if (impl_->hopper_prefill) return "hopper";
     return impl_->fp16_attn ? "fp16 split-KV causal" : "plain";
 }
-const char* GpuContext::prefill_gemm_kernel() const { return impl_->gemm_kernel; }
+const char* GpuContext::prefill_gemm_kernel() const { return impl_->gemm_kernel.c_str(); }
+const std::string& GpuContext::prefill_gemm_choices() const { return impl_->gemm_choices; }
 uint64_t GpuContext::weight_bytes_per_token() const { return impl_->bytes_per_token; }
 uint64_t GpuContext::device_bytes() const {
     return impl_->weight_bytes + impl_->sz.kv_bytes + impl_->sz.scratch_bytes;
