@@ -502,7 +502,7 @@ void GpuContext::Impl::measure_hopper_gemm(int64_t n) {
             }
     if (shapes.empty()) return;
     struct Temp {
-        float* y = nullptr;
+        float* y = nullptr;             // allocated only where no scratch buffer holds n x max_rows
         cudaEvent_t e[2] = {nullptr, nullptr};
         cudaGraph_t graph = nullptr;
         cudaGraphExec_t exec = nullptr;
@@ -517,7 +517,13 @@ void GpuContext::Impl::measure_hopper_gemm(int64_t n) {
             for (cudaEvent_t v : e) if (v) cudaEventDestroy(v);
         }
     } t;
-    GPU_CHECK(cudaMalloc(&t.y, (size_t)(n * max_rows) * sizeof(float)));
+    // the outputs go to scratch that the forward pass overwrites anyway: gate (n_batch x ff) or
+    // logits (n_batch x n_vocab)
+    float* y = max_rows <= sz.ff ? gate : max_rows <= sz.nv ? logits : nullptr;
+    if (!y) {
+        GPU_CHECK(cudaMalloc(&t.y, (size_t)(n * max_rows) * sizeof(float)));
+        y = t.y;
+    }
     for (cudaEvent_t& e : t.e) GPU_CHECK(cudaEventCreate(&e));
     GPU_CHECK(cudaMemsetAsync(xb, 0, (size_t)(n * max_cols) * sizeof(__nv_bfloat16), stream));
     auto time_ms = [&](const std::vector<const GpuMatrix*>& ms, const std::function<void(const GpuMatrix&)>& one) {
@@ -550,9 +556,9 @@ void GpuContext::Impl::measure_hopper_gemm(int64_t n) {
     for (const auto& shape : shapes) {
         const std::vector<const GpuMatrix*>& ms = shape.second;
         std::vector<std::pair<float, int>> runs;  // (ms, tile_tokens or -1 for tiles)
-        runs.push_back({time_ms(ms, [&](const GpuMatrix& g) { gemm_tiles(g, in, n, t.y, g.rows, false); }), -1});
+        runs.push_back({time_ms(ms, [&](const GpuMatrix& g) { gemm_tiles(g, in, n, y, g.rows, false); }), -1});
         for (int tile : {64, 128, 256})
-            runs.push_back({time_ms(ms, [&](const GpuMatrix& g) { gemm_hopper(g, xb, n, t.y, g.rows, false, tile); }), tile});
+            runs.push_back({time_ms(ms, [&](const GpuMatrix& g) { gemm_hopper(g, xb, n, y, g.rows, false, tile); }), tile});
         std::stable_sort(runs.begin(), runs.end());
         if (runs[0].second > 0) hopper_tiles[shape.first] = runs[0].second;
         char line[160];
