@@ -904,7 +904,17 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
     using HG = GpuParams::HopperGemm;
     const bool hopper_gemm = gp.prefill_gemm == GpuParams::PrefillGemm::bf16 && hopper_gemm_available();
     I.hopper_all = hopper_gemm && gp.hopper_gemm == HG::always;
-    if (hopper_gemm && gp.hopper_gemm == HG::measured && n_batch_ > 1) I.measure_hopper_gemm(n_batch_);
+    if (hopper_gemm && gp.hopper_gemm == HG::measured && n_batch_ > 1) {
+        // A failed measurement leaves every matrix on tiles + cuBLAS and says why in
+        // prefill_gemm_choices(); a fault of the device itself fails the next call as well.
+        try {
+            I.measure_hopper_gemm(n_batch_);
+        } catch (const std::exception& e) {
+            cudaGetLastError();
+            I.hopper_tiles.clear();
+            I.gemm_choices = std::string("not measured (") + e.what() + "): every matrix on tiles + cuBLAS\n";
+        }
+    }
     bool fused = false, tiles = false;
     auto see_kernel = [&](const GpuMatrix& g) {
         if (g.q && I.gemm_mode(g) == GpuParams::PrefillGemm::bf16) (I.hopper_tile(g) >= 0 ? fused : tiles) = true;
