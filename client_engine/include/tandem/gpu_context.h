@@ -123,7 +123,8 @@ public:
     const char* prefill_gemm_kernel() const;
     // HopperGemm::measured: one line per distinct Q4_0/Q8_0 layer matrix shape, "rows x cols
     // type, N matrices: cublas (t ms) hopper 64 (t ms) ..." in the order measured, fastest (the
-    // one kept) first, as timed when the context was made; empty otherwise.
+    // one kept) first, as timed when the context was made; "not measured (reason): ..." when the
+    // timing failed (every matrix then runs tiles + cuBLAS); empty for the other modes.
     const std::string& prefill_gemm_choices() const;
     // Bytes of weights one decode step reads (every layer matrix and the output matrix).
     uint64_t weight_bytes_per_token() const;
