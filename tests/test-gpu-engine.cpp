@@ -285,8 +285,10 @@ TEST_CASE("gpu engine: profile_eval of a prefill chunk is the pass eval runs" * 
     CAPTURE(names);
     for (const char* want : {"norm ", "gemm ", "attention ", "swiglu ", "to_bf16 "})
         CHECK(names.find(want) != std::string::npos);
-    // weight tiles only where cuBLAS runs the GEMMs (the Hopper GEMM dequantizes in registers)
-    CHECK((names.find("dequant ") != std::string::npos) == (b.prefill_gemm_kernel() == std::string("cublas bf16")));
+    // weight tiles only where cuBLAS runs some GEMM (the Hopper GEMM dequantizes in registers;
+    // under HopperGemm::measured a model may run both)
+    CHECK((names.find("dequant ") != std::string::npos) ==
+          (std::string(b.prefill_gemm_kernel()).find("cublas") != std::string::npos));
     CHECK(total > 0);
     CHECK_THROWS_AS(b.profile_eval(prompt.data(), 65), std::invalid_argument);
     CHECK(b.profile_decode_step(prompt[0]).size() > 0);
