@@ -20,10 +20,9 @@
 // Prefill: weights dequantized to tiles + cuBLAS GEMM (BF16 tensor cores for quantized weights,
 // FP32 SGEMM for F32/F16 ones: GpuParams::prefill_gemm), or on sm_90 for Q4_0/Q8_0 weights a
 // GEMM that dequantizes them in registers (GpuParams::hopper_gemm: per matrix shape, the faster
-// of the two as measured when the context is made); attention
-// on sm_90 by the Hopper prefill kernel over the cache (GpuParams::hopper_prefill), elsewhere by
-// the same FP16 kernel as decode, the chunk's tokens as a causal batch (the plain kernel for
-// other head sizes).
+// of the two as measured when the context is made); attention on sm_90 by the Hopper prefill
+// kernel over the cache (GpuParams::hopper_prefill), elsewhere by the same FP16 kernel as
+// decode, the chunk's tokens as a causal batch (the plain kernel for other head sizes).
 // Turbo: RoPE fused with the INT8 store, a full recent buffer compressed on the device, decode
 // by turbo_decode_cuda (the graph reads the lengths from device memory: never re-captured);
 // prefill attends per recent-buffer segment with the same decode kernel (batch = tokens).

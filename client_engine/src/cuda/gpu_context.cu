@@ -11,9 +11,9 @@
 //               x += g Wd                                       gemv | GEMM
 // (decode, one token | prefill). A prefill GEMM of quantized weights dequantizes tiles of rows
 // to BF16 and runs cuBLAS on the tensor cores, or on sm_90 (Q4_0, Q8_0; GpuParams::hopper_gemm,
-// per matrix shape) runs hopper_gemm, which dequantizes the blocks in registers; its activations come in
-// BF16 straight from the rmsnorm and SwiGLU kernels (GpuParams::prefill_gemm has the F32
-// alternatives).
+// per matrix shape) runs hopper_gemm, which dequantizes the blocks in registers; its
+// activations come in BF16 straight from the rmsnorm and SwiGLU kernels
+// (GpuParams::prefill_gemm has the F32 alternatives).
 //   logits = rmsnorm(x) Wout;  argmax on the device
 #include "tandem/gpu_context.h"
 
@@ -488,8 +488,8 @@ void GpuContext::Impl::gemm_tiles(const GpuMatrix& w, const GemmInput& in, int64
 // as one CUDA graph of that shape's GEMM in every layer (distinct weights, no launch gaps: the
 // GPU time of a prefill's GEMMs, whose launches run ahead of the GPU); the best of 3 replays
 // after a warm-up, which also lets cuBLAS pick its kernel. One launch of one matrix, timed alone,
-// favoured the one-launch Hopper kernel on small matrices, where in a prefill it lost (bench/
-// results/gpu-prefill-h100.md). The fastest is kept; the paths give the same bits
+// favoured the one-launch Hopper kernel on small matrices, where in a prefill it lost
+// (bench/results/gpu-prefill-h100.md). The fastest is kept; the paths give the same bits
 // (test-gpu-engine), so the choice changes the time only.
 void GpuContext::Impl::measure_hopper_gemm(int64_t n) {
     std::map<std::array<int64_t, 3>, std::vector<const GpuMatrix*>> shapes;
