@@ -601,3 +601,25 @@ TEST_CASE("cuda: bad parameters are refused with a message" * doctest::skip(kNoG
     }
     CK(cudaFree(dummy));
 }
+
+// hopper_prefill_launch checks its arguments before it touches the device, so these refusals
+// hold on machines without a GPU too. quantize_q (Q quantized inside the kernel) reads FP16
+// queries and writes INT8 tiles: any other qk, or queries whose rows are not 16-byte aligned,
+// must be refused by name.
+TEST_CASE("cuda: hopper prefill refuses quantize_q without INT8 scores or with misaligned queries") {
+    alignas(16) static uint8_t fake[256];
+    HopperPrefillArgs h;
+    h.q = h.k = h.v = fake, h.out = (float*)fake;
+    h.batch = 1, h.n_q_heads = 8, h.n_kv_heads = 2, h.head_dim = 128, h.n_q = 64;
+    h.q_row_stride = h.kv_row_stride = h.out_row_stride = 128, h.q_head_stride = h.kv_head_stride = h.out_head_stride = 128 * 64;
+    h.k_scales = (const float*)fake;
+    h.quantize_q = true;
+    h.qk = QkType::F16;
+    CHECK_THROWS_WITH_AS(hopper_prefill_launch(h, 0), doctest::Contains("quantize_q"), TurboError);
+    h.qk = QkType::E4M3;
+    CHECK_THROWS_WITH_AS(hopper_prefill_launch(h, 0), doctest::Contains("quantize_q"), TurboError);
+    h.qk = QkType::S8, h.q = fake + 8;  // FP16 rows off a 16-byte boundary
+    CHECK_THROWS_WITH_AS(hopper_prefill_launch(h, 0), doctest::Contains("quantize_q"), TurboError);
+    h.q = fake, h.k_scales = nullptr;  // INT8 scores still need K's block scales (Q's come from the kernel)
+    CHECK_THROWS_WITH_AS(hopper_prefill_launch(h, 0), doctest::Contains("block scales"), TurboError);
+}
