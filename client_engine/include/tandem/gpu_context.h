@@ -76,7 +76,7 @@ struct GpuParams {
     // out bit for bit the same on the test models). `measured`: when the context is made, each
     // distinct matrix shape is timed on each (the Hopper GEMM with 64-, 128- and 256-token
     // tiles) at n_batch tokens, as a CUDA graph of that shape's GEMM in every layer, on this
-    // device, and the fastest is kept (tens of ms for a 1B model). On the H100 the Hopper GEMM
+    // device, and the fastest is kept (about 0.1 s for a 1B model). On the H100 the Hopper GEMM
     // wins only where its tiles fill the GPU by themselves (bench/results/gpu-prefill-h100.md).
     // `always`: every such matrix on it, with the kernel's own tile choice. The output matrix
     // (all_logits prefill) runs tiles + cuBLAS unless `always`. prefill_gemm_kernel() says what
