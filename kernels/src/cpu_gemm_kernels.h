@@ -271,10 +271,17 @@ TGT inline void store_rows(float* y, F v, int64_t n) {
     else if (n > 0) V::store_n(y, v, (int)n);
 }
 
+// Unrolled by pragma so that acc stays in registers: with the loop exit at nt, GCC 12 kept a
+// copy of every accumulator on the stack and stored it again after each record (8 stores a
+// subblock in the Q8_0 8-token tile), which cost 5-9% of the prompt GEMM on a Sapphire Rapids
+// core (bench/results/cpu-prompt.md, section 18).
 template <int R, int T>
 TGT inline void store_tile(const F (&acc)[R][T], float* y, int64_t ldy, int nt, int64_t rows) {
-    for (int t = 0; t < T && t < nt; t++)
-        for (int r = 0; r < R; r++) store_rows(y + t * ldy + kLanes * r, acc[r][t], rows - kLanes * r);
+#pragma GCC unroll 16
+    for (int t = 0; t < T; t++)
+        if (t < nt)
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) store_rows(y + t * ldy + kLanes * r, acc[r][t], rows - kLanes * r);
 }
 
 // R consecutive row groups from group g0 of the panels at w, against a tile of T tokens.
