@@ -21,8 +21,10 @@
 // kernel ran at 4-5% of the tile peak and 0.63-0.86x of avx512-vnni, as the one it replaced (the
 // same products one subblock at a time, 0.76-0.78x): that wait was not the limit. The tile
 // work alone (tile loads from L1, products, stores, and the float work on each C) ran at 2.3x
-// the avx512-vnni kernel's rate there, so loading the real A and B tiles takes most of the
-// kernel's time; not profiled further (bench/results/cpu-prompt.md, sections 11, 13 and 16).
+// the avx512-vnni kernel's rate there. In this kernel the tile work alone and the scaling alone
+// each take about half of its time, so the stages barely overlap, and each is about 2x slower
+// than from L1. Prefetching a stage's A and B into L1 did not help, nor did stages of 1 or 2
+// subblocks; not profiled further (bench/results/cpu-prompt.md, sections 11, 13, 16 and 18).
 // Smaller tiles (decode, the last tile of a prompt) and the float types run the avx512-vnni
 // kernels. The tile permission (arch_prctl) is requested by cpu_features(); each thread loads
 // its tile configuration on first use and again when the subblock size changes.

@@ -113,8 +113,9 @@ static const KernelSet& kernels_avx_vnni_here() {
     return avx_vnni_is_vex() ? kernels_avx_vnni() : kernels_avx512vl_vnni();
 }
 
-// Best first. amx is not chosen automatically: on the one AMX machine measured (a Xeon model 207;
-// bench/results/cpu-prompt.md, sections 11 and 13) its prefill ran at 0.63-0.88x of avx512-vnni's.
+// Best first. amx is not chosen automatically: on the two AMX CPUs measured (Xeons of model 207 and
+// model 143; bench/results/cpu-prompt.md, sections 11, 13 and 18) its prefill ran at 0.63-0.95x of
+// avx512-vnni's.
 static const Path kPaths[] = {
     {"amx", [] { return has_avx512() && cpu_features().amx_int8; }, kernels_amx, false, OpsIsa::Avx512},
     {"avx512-vnni", has_avx512, kernels_avx512, true, OpsIsa::Avx512},
