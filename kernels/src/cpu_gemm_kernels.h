@@ -273,8 +273,8 @@ TGT inline void store_rows(float* y, F v, int64_t n) {
 
 // Unrolled by pragma so that acc stays in registers: with the loop exit at nt, GCC 12 kept a
 // copy of every accumulator on the stack and stored it again after each record (8 stores a
-// subblock in the Q8_0 8-token tile), which cost 5-9% of the prompt GEMM on a Sapphire Rapids
-// core (bench/results/cpu-prompt.md, section 18).
+// subblock in the Q8_0 8-token tile), which cost 4-9% of the Q8_0 and Q4_0 prompt GEMM on a
+// Sapphire Rapids core and 3-6% on an Emerald Rapids one (bench/results/cpu-prompt.md, section 18).
 template <int R, int T>
 TGT inline void store_tile(const F (&acc)[R][T], float* y, int64_t ldy, int nt, int64_t rows) {
 #pragma GCC unroll 16
