@@ -114,7 +114,7 @@ static const KernelSet& kernels_avx_vnni_here() {
 }
 
 // Best first. amx is not chosen automatically: on the two AMX CPUs measured (Xeons of model 207 and
-// model 143; bench/results/cpu-prompt.md, sections 11, 13 and 18) its prefill ran at 0.63-0.95x of
+// model 143; bench/results/cpu-prompt.md, sections 11, 13 and 18) its prefill ran at 0.60-0.95x of
 // avx512-vnni's.
 static const Path kPaths[] = {
     {"amx", [] { return has_avx512() && cpu_features().amx_int8; }, kernels_amx, false, OpsIsa::Avx512},
