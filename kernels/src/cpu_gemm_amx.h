@@ -135,7 +135,13 @@ TGT void tiles_configure(int k_bytes) {
     tiles_load_config(cfg);
     t_configured = k_bytes;
 }
-#define TILE_LOAD(i, p, stride) _tile_loadd(i, p, stride)
+// GCC 12's _tile_loadd tells the optimizer only the address, not that it reads memory: the empty
+// asm statement's memory clobber keeps the vector stores of an unpacked B tile ahead of its load.
+#define TILE_LOAD(i, p, stride)                   \
+    do {                                          \
+        __asm__ volatile("" : : : "memory");      \
+        _tile_loadd(i, p, stride);                \
+    } while (0)
 #define TILE_STORE(i, p, stride) _tile_stored(i, p, stride)
 #define TILE_ZERO(i) _tile_zero(i)
 #define TILE_DPBSUD(c, a, b) _tile_dpbsud(c, a, b)
@@ -242,6 +248,7 @@ AMX_INLINE void stage_scale(const PanelTask& a, Stage st, int64_t subs, const ty
         const float* dx = (const float*)(a.act + k * Amx<P>::kSubBytes + P::kSub * kAmxTokens);
         const float* sx = dx + kAmxTokens;
         const int32_t* ncorr = (const int32_t*)(dx + 3 * kAmxTokens);
+#pragma GCC unroll 16
         for (int t = 0; t < kAmxTokens; t++) {
             I s = _mm512_load_si512(c[i][t]);
             if constexpr (corr_shift<P>() >= 0) s = _mm512_add_epi32(s, V::set1_32(ncorr[t]));
@@ -251,7 +258,10 @@ AMX_INLINE void stage_scale(const PanelTask& a, Stage st, int64_t subs, const ty
     }
     if (st.k0 + st.n == subs) {
         const int64_t rows = a.rows - kPanelRows * st.p;
-        for (int t = 0; t < a.nt; t++) store_rows(a.y + kPanelRows * st.p + t * a.ldy, acc[t], rows);
+#pragma GCC unroll 16
+        for (int t = 0; t < kAmxTokens; t++)
+            if (t < a.nt) store_rows(a.y + kPanelRows * st.p + t * a.ldy, acc[t], rows);
+#pragma GCC unroll 16
         for (int t = 0; t < kAmxTokens; t++) acc[t] = V::zero();
     }
 }
@@ -266,7 +276,11 @@ TGT void amx_or_vnni(const PanelTask& a) {
     const int64_t n = a.n_panels * per_panel;
     typename A::Prep prep[A::kPrep ? 3 : 1];
     alignas(64) typename A::CStage c[2];
+    // Every loop over acc's tokens is unrolled by pragma (here and in stage_scale): with any one
+    // left to GCC 12, acc lived on the stack, and each tile store's memory clobber made it load
+    // and store all 16 accumulators around every stage.
     F acc[kAmxTokens];
+#pragma GCC unroll 16
     for (int t = 0; t < kAmxTokens; t++) acc[t] = V::zero();
     auto at = [&](int64_t s) { return stage_at(s, per_panel, subs); };
     auto slot = [](int64_t s) { return A::kPrep ? (int)(s % 3) : 0; };
