@@ -178,14 +178,18 @@ struct Amx {
     using CStage = int32_t[kStageSubs][kAmxTokens][16];
 };
 
-// A stage: subblocks [k0, k0 + n) of panel p's row.
+// A stage: subblocks [k0, k0 + n) of panel p's row (of subs subblocks).
 struct Stage {
     int64_t p, k0;
     int n;
 };
-inline Stage stage_at(int64_t s, int64_t per_panel, int64_t subs) {
-    const int64_t k0 = (s % per_panel) * kStageSubs;
-    return {s / per_panel, k0, (int)std::min<int64_t>(kStageSubs, subs - k0)};
+inline Stage first_stage(int64_t subs) { return {0, 0, (int)std::min<int64_t>(kStageSubs, subs)}; }
+// The stage after st, counted on rather than divided out: the kernel keeps three in flight.
+inline Stage next_stage(Stage st, int64_t subs) {
+    st.k0 += kStageSubs;
+    if (st.k0 >= subs) st.k0 = 0, st.p++;
+    st.n = (int)std::min<int64_t>(kStageSubs, subs - st.k0);
+    return st;
 }
 
 template <class P>
@@ -282,16 +286,19 @@ TGT void amx_or_vnni(const PanelTask& a) {
     F acc[kAmxTokens];
 #pragma GCC unroll 16
     for (int t = 0; t < kAmxTokens; t++) acc[t] = V::zero();
-    auto at = [&](int64_t s) { return stage_at(s, per_panel, subs); };
     auto slot = [](int64_t s) { return A::kPrep ? (int)(s % 3) : 0; };
-    if constexpr (A::kPrep)
-        for (int64_t s = 0; s < 2 && s < n; s++) stage_prep<P>(a, at(s), prep[s]);
-    stage_tiles<P>(a, at(0), prep[0], c[0]);
+    Stage st0 = first_stage(subs), st1 = next_stage(st0, subs), st2 = next_stage(st1, subs);  // stages s, s+1, s+2
+    if constexpr (A::kPrep) {
+        stage_prep<P>(a, st0, prep[0]);
+        if (n > 1) stage_prep<P>(a, st1, prep[1]);
+    }
+    stage_tiles<P>(a, st0, prep[0], c[0]);
     for (int64_t s = 0; s < n; s++) {
         if constexpr (A::kPrep)
-            if (s + 2 < n) stage_prep<P>(a, at(s + 2), prep[slot(s + 2)]);
-        if (s + 1 < n) stage_tiles<P>(a, at(s + 1), prep[slot(s + 1)], c[(s + 1) % 2]);
-        stage_scale<P>(a, at(s), subs, c[s % 2], acc);
+            if (s + 2 < n) stage_prep<P>(a, st2, prep[slot(s + 2)]);
+        if (s + 1 < n) stage_tiles<P>(a, st1, prep[slot(s + 1)], c[(s + 1) % 2]);
+        stage_scale<P>(a, st0, subs, c[s % 2], acc);
+        st0 = st1, st1 = st2, st2 = next_stage(st2, subs);
     }
 }
 
