@@ -203,6 +203,8 @@ struct LayerDev {
     __half *k = nullptr, *v = nullptr;  // (n_head_kv, n_ctx, hd)
     uint8_t* blocks = nullptr;          // Turbo: (layout.seq_bytes) compressed records
     TurboRecentDev recent;              // Turbo: the INT8 recent buffer
+    // Every weight matrix of the layer (those not uploaded have q == nullptr).
+    std::array<const GpuMatrix*, 8> matrices() const { return {&wqkv, &wq, &wk, &wv, &wo, &gate, &up, &down}; }
 };
 
 }  // namespace
@@ -495,7 +497,7 @@ void GpuContext::Impl::measure_hopper_gemm(int64_t n) {
     std::map<std::array<int64_t, 3>, std::vector<const GpuMatrix*>> shapes;
     int64_t max_rows = 0, max_cols = 0;
     for (const LayerDev& D : layers)
-        for (const GpuMatrix* g : {&D.wqkv, &D.wq, &D.wk, &D.wv, &D.wo, &D.gate, &D.up, &D.down})
+        for (const GpuMatrix* g : D.matrices())
             if (g->q && gemm_mode(*g) == GpuParams::PrefillGemm::bf16 && hopper_gemm_supports(g->type)) {
                 shapes[{(int64_t)g->type, g->rows, g->cols}].push_back(g);
                 max_rows = std::max(max_rows, g->rows), max_cols = std::max(max_cols, g->cols);
@@ -829,7 +831,7 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
         D.gate = upload_matrix(L.w_gate), D.up = upload_matrix(L.w_up), D.down = upload_matrix(L.w_down);
         D.attn_norm = upload_vector(L.attn_norm), D.ffn_norm = upload_vector(L.ffn_norm);
         if (!D.fused_qkv) D.bq = upload_vector(L.bq), D.bk = upload_vector(L.bk), D.bv = upload_vector(L.bv);
-        for (const GpuMatrix* g : {&D.wqkv, &D.wq, &D.wk, &D.wv, &D.wo, &D.gate, &D.up, &D.down})
+        for (const GpuMatrix* g : D.matrices())
             if (g->q) I.bytes_per_token += read_bytes(*g);
         I.layers.push_back(D);
     }
@@ -838,7 +840,7 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
         (I.gemm_mode(g) == GpuParams::PrefillGemm::bf16 ? I.bf16_inputs : I.f32_inputs) = true;
     };
     for (const LayerDev& D : I.layers)
-        for (const GpuMatrix* g : {&D.wqkv, &D.wq, &D.wk, &D.wv, &D.wo, &D.gate, &D.up, &D.down}) see_mode(*g);
+        for (const GpuMatrix* g : D.matrices()) see_mode(*g);
     see_mode(I.output);
     I.rms_eps = (float)c.rms_eps;
 
@@ -920,7 +922,7 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
         if (g.q && I.gemm_mode(g) == GpuParams::PrefillGemm::bf16) (I.hopper_tile(g) >= 0 ? fused : tiles) = true;
     };
     for (const LayerDev& D : I.layers)
-        for (const GpuMatrix* g : {&D.wqkv, &D.wq, &D.wk, &D.wv, &D.wo, &D.gate, &D.up, &D.down}) see_kernel(*g);
+        for (const GpuMatrix* g : D.matrices()) see_kernel(*g);
     see_kernel(I.output);
     using Mode = GpuParams::PrefillGemm;
     I.gemm_kernel = fused ? (tiles ? "hopper fused + cublas bf16" : "hopper fused")
