@@ -226,12 +226,17 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, bool all_
             }
         });
         if (!turbo_.empty()) {
-            // TurboAttention twin: each token joins the compressed cache, then attends to it
-            // (causal by construction); heads are handled inside the reference decode.
+            // TurboAttention: each token joins the compressed cache, then attends to it as it
+            // stands (causal by construction). Per segment of one block: append the segment,
+            // then every token of it attends at its own length (turbo_attend).
             TurboKvCache& tc = *turbo_[l];
-            for (int64_t t = 0; t < n; t++) {
-                tc.append(0, k_.data() + t * kvd, v_.data() + t * kvd);
-                turbo_decode_ref(tc, 0, q_.data() + t * d, (int)n_head, attn_.data() + t * d);
+            const int64_t T = tc.layout().block_tokens;
+            for (int64_t o = 0; o < n;) {
+                const int64_t seg = std::min(n - o, T - (n_past_ + o) % T);
+                for (int64_t t = o; t < o + seg; t++) tc.append(0, k_.data() + t * kvd, v_.data() + t * kvd);
+                turbo_attend(tc, 0, (int)(n_past_ + o), (int)seg, q_.data() + o * d, (int)n_head, attn_.data() + o * d,
+                             &pool);
+                o += seg;
             }
         } else {
             each_token(pool, n, [&](int64_t t0, int64_t t1) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 namespace tandem {
 
@@ -109,11 +110,6 @@ static void pack_codes(const uint8_t* codes, int n, int bits, uint8_t* dst) {
     for (int i = 0; i < n; ++i) dst[i / per] |= (uint8_t)(codes[i] << (bits * (i % per)));
 }
 
-static int code_at(const uint8_t* packed, int i, int bits) {
-    const int per = 8 / bits;
-    return (packed[i / per] >> (bits * (i % per))) & ((1 << bits) - 1);
-}
-
 // ---- block compression and expansion -------------------------------------------------------
 
 void turbo_compress_block(const TurboCacheLayout& L, int bits, const int8_t* k8t,
@@ -147,23 +143,54 @@ void turbo_compress_block(const TurboCacheLayout& L, int bits, const int8_t* k8t
     pack_codes(vct.data(), T * D, bits, rec + L.meta_bytes + T * D * bits / 8);
 }
 
-void turbo_expand_block(const TurboCacheLayout& L, int bits, const uint8_t* rec, int8_t* k8,
-                        int8_t* v8, float* k_scale, float* v_scale) {
-    const int D = L.head_dim, T = L.block_tokens, G = L.v_group, ng = D / G;
+// Element i of a code row, one loop per width (bits 4 or 2) so that each is a plain byte loop.
+template <int Bits>
+static void expand_row(const uint8_t* codes, int n, const uint8_t* sc, const int8_t* zp, int8_t* out) {
+    constexpr int per = 8 / Bits, mask = (1 << Bits) - 1;
+    for (int i = 0; i < n; ++i)
+        out[i] = (int8_t)turbo_expand((codes[i / per] >> (Bits * (i % per))) & mask, sc[i], zp[i]);
+}
+
+void turbo_expand_keys(const TurboCacheLayout& L, int bits, const uint8_t* rec, int8_t* k8, float* k_scale) {
+    const int D = L.head_dim, T = L.block_tokens;
     std::memcpy(k_scale, rec, 4);
-    std::memcpy(v_scale, rec + 4, 4);
     const uint8_t* k_sc = rec + 8;
     const int8_t* k_zp = (const int8_t*)(rec + 8 + D);
+    const uint8_t* kq = rec + L.meta_bytes;
+    const int row_bytes = D * bits / 8;
+    for (int t = 0; t < T; ++t) {
+        if (bits == 4) expand_row<4>(kq + t * row_bytes, D, k_sc, k_zp, k8 + t * D);
+        else expand_row<2>(kq + t * row_bytes, D, k_sc, k_zp, k8 + t * D);
+    }
+}
+
+void turbo_expand_values(const TurboCacheLayout& L, int bits, const uint8_t* rec, int8_t* v8c, float* v_scale) {
+    const int D = L.head_dim, T = L.block_tokens, G = L.v_group, ng = D / G;
+    std::memcpy(v_scale, rec + 4, 4);
     const uint8_t* v_sc = rec + 8 + 2 * D;
     const int8_t* v_zp = (const int8_t*)(rec + 8 + 2 * D + T * ng);
-    const uint8_t* kq = rec + L.meta_bytes;
-    const uint8_t* vq = kq + T * D * bits / 8;
-    for (int t = 0; t < T; ++t)
-        for (int d = 0; d < D; ++d) {
-            const int i = t * D + d, g = t * ng + d / G;
-            k8[i] = (int8_t)turbo_expand(code_at(kq, i, bits), k_sc[d], k_zp[d]);
-            v8[i] = (int8_t)turbo_expand(code_at(vq, d * T + t, bits), v_sc[g], v_zp[g]);
+    const uint8_t* vq = rec + L.meta_bytes + T * D * bits / 8;
+    const int row_bytes = T * bits / 8;
+    uint8_t sc[256];  // one channel's scales and zero points over the T tokens
+    int8_t zp[256];
+    for (int d = 0; d < D; ++d) {
+        for (int t = 0; t < T; ++t) {
+            sc[t] = v_sc[t * ng + d / G];
+            zp[t] = v_zp[t * ng + d / G];
         }
+        if (bits == 4) expand_row<4>(vq + d * row_bytes, T, sc, zp, v8c + d * T);
+        else expand_row<2>(vq + d * row_bytes, T, sc, zp, v8c + d * T);
+    }
+}
+
+void turbo_expand_block(const TurboCacheLayout& L, int bits, const uint8_t* rec, int8_t* k8,
+                        int8_t* v8, float* k_scale, float* v_scale) {
+    const int D = L.head_dim, T = L.block_tokens;
+    turbo_expand_keys(L, bits, rec, k8, k_scale);
+    std::vector<int8_t> v8c((size_t)D * T);
+    turbo_expand_values(L, bits, rec, v8c.data(), v_scale);
+    for (int t = 0; t < T; ++t)
+        for (int d = 0; d < D; ++d) v8[t * D + d] = v8c[(size_t)d * T + t];
 }
 
 // ---- the cache -----------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 // SAS (softmax approximation) and head-wise mixed precision: the CPU twins.
 #include "tandem/turbo_attention.h"
+#include "tandem/quant_types.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
 namespace tandem {
@@ -31,18 +33,39 @@ void turbo_sas_coeffs(int degree, float c[4]) {
     for (int i = 0; i < 4; ++i) c[i] = round_half(c[i]);  // what the kernel holds as __half
 }
 
-float turbo_sas_exp2(float x, int degree, float threshold) {
-    if (!(x >= threshold)) return 0.0f;      // below the threshold (or NaN): exactly zero
+// 2^-f for a fraction f in [0, 1] that is already an FP16 value, by the polynomial in FP16.
+static float sas_poly(float f, int degree) {
     float c[4];
     turbo_sas_coeffs(degree, c);
-    const float y = -x;                       // >= 0
-    const float n = std::floor(y);
-    const float f = round_half(y - n);        // the fraction, rounded to half like the GPU
     double r = degree == 3 ? c[3] : c[2];
     if (degree == 3) r = round_half(r * f + c[2]);
     r = round_half(r * f + c[1]);
     r = round_half(r * f + c[0]);
-    return std::ldexp((float)r, -(int)n);
+    return (float)r;
+}
+
+float turbo_sas_exp2(float x, int degree, float threshold) {
+    if (!(x >= threshold)) return 0.0f;      // below the threshold (or NaN): exactly zero
+    const float y = -x;                       // >= 0
+    const float n = std::floor(y);
+    const float f = round_half(y - n);        // the fraction, rounded to half like the GPU
+    return std::ldexp(sas_poly(f, degree), -(int)n);
+}
+
+TurboSasTable::TurboSasTable(int degree, float threshold) : threshold_(threshold), poly_(0x3C01) {
+    for (uint32_t hb = 0; hb <= 0x3C00; ++hb) poly_[hb] = sas_poly(fp16_to_fp32((half_bits)hb), degree);
+}
+
+float TurboSasTable::operator()(float x) const {
+    if (!(x >= threshold_)) return 0.0f;
+    const float y = -x;
+    const float n = std::floor(y);
+    const float r = poly_[fp32_to_fp16(y - n)];  // y - n is exact; one rounding to FP16, as round_half
+    if (n > 126.0f) return std::ldexp(r, -(int)n);
+    uint32_t bits = (uint32_t)(127 - (int)n) << 23;  // 2^-n, exact
+    float p;
+    std::memcpy(&p, &bits, 4);
+    return r * p;
 }
 
 // ---- head-wise mixed precision -------------------------------------------------------------

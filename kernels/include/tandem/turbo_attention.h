@@ -83,6 +83,10 @@ void turbo_compress_block(const TurboCacheLayout& L, int bits, const int8_t* k8,
 // Integer-only expansion of a record back to INT8 (k8, v8: (T, D)) and its two scales.
 void turbo_expand_block(const TurboCacheLayout& L, int bits, const uint8_t* rec, int8_t* k8,
                         int8_t* v8, float* k_scale, float* v_scale);
+// The same for one half of a record: the keys token-major (k8: (T, D)), or the values
+// channel-major as their codes are stored (v8c: (D, T)).
+void turbo_expand_keys(const TurboCacheLayout& L, int bits, const uint8_t* rec, int8_t* k8, float* k_scale);
+void turbo_expand_values(const TurboCacheLayout& L, int bits, const uint8_t* rec, int8_t* v8c, float* v_scale);
 
 // ---- SAS ------------------------------------------------------------------------------------
 
@@ -91,6 +95,17 @@ void turbo_expand_block(const TurboCacheLayout& L, int bits, const uint8_t* rec,
 float turbo_sas_exp2(float x, int degree, float threshold);
 // Coefficients c0..c3 of 2^-f ~ c0 + c1 f + c2 f^2 + c3 f^3 on [0, 1) (c3 = 0 at degree 2).
 void turbo_sas_coeffs(int degree, float c[4]);
+// turbo_sas_exp2 for one (degree, threshold), the same bits: the polynomial of every FP16
+// fraction in [0, 1] is computed once (by turbo_sas_exp2 itself) and looked up.
+class TurboSasTable {
+public:
+    TurboSasTable(int degree, float threshold);
+    float operator()(float x) const;
+
+private:
+    float threshold_;
+    std::vector<float> poly_;  // indexed by the FP16 bits of the fraction, 0 .. 0x3C00 (1.0)
+};
 
 // ---- head-wise mixed precision -------------------------------------------------------------
 
@@ -149,6 +164,19 @@ private:
     std::vector<int8_t> rk_, rv_;
     std::vector<float> rks_, rvs_;
 };
+
+// ---- attention on the cache (the engine's CPU path) ---------------------------------------
+
+class ThreadPool;
+// TurboAttention of n query tokens at positions pos0 .. pos0 + n - 1 of sequence seq, every one
+// already appended (pos0 + n == length(seq)) and all in one block (pos0 / T == (pos0 + n - 1) / T):
+// row i attends to positions 0 .. pos0 + i as the cache held them after its own append. That is
+// turbo_decode_ref after each append, up to float rounding (the scores are summed in another
+// order), on the expanded INT8 codes without a float copy of the cache. q, out: (n, n_q_heads,
+// D). Work is split over (KV head, rows) on pool (nullptr: this thread). Throws TurboError on
+// bad arguments.
+void turbo_attend(const TurboKvCache& cache, int seq, int pos0, int n, const float* q, int n_q_heads,
+                  float* out, ThreadPool* pool);
 
 // ---- reference attention (decode: one query token per sequence) ----------------------------
 
