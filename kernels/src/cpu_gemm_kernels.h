@@ -291,6 +291,11 @@ TGT void tile_q(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8
     using Rec = typename P::Rec;
     constexpr size_t kSubBytes = act_sub_bytes(P::kSub, T);
     constexpr int kShift = corr_shift<P>();
+    // Records prefetched ahead: decode per type (P::kPrefetch); the zmm paths' prompt tiles 6,
+    // which measured Q4_0 +6-7%, Q6_K +4%, Q4_K +1-3% and Q8_0 level on an Emerald Rapids core
+    // and level on Zen 4, where the avx2 tiles read 1-3% slower with it (bench/results/cpu-prompt.md,
+    // section 19).
+    constexpr int kAhead = T == 1 ? P::kPrefetch : kLanes == 16 ? 6 : 0;
     F acc[R][T], tmp[R][T];
     int l0[R];
     const uint8_t* base[R];
@@ -312,10 +317,10 @@ TGT void tile_q(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8
                 for (int t = 0; t < T; t++) tmp[r][t] = V::zero();
         const float* dx = nullptr;
         for (int j = 0; j < P::kSubs; j++, act += kSubBytes) {
-            if constexpr (T == 1 && P::kPrefetch > 0)  // decode: this slice of a record kPrefetch ahead
+            if constexpr (kAhead > 0)  // this slice of the record kAhead ahead
                 for (int r = 0; r < R; r++)
                     for (size_t o = j * (sizeof(Rec) / P::kSubs); o < (j + 1) * (sizeof(Rec) / P::kSubs); o += 64)
-                        _mm_prefetch((const char*)(rec[r] + P::kPrefetch) + o, _MM_HINT_T0);
+                        _mm_prefetch((const char*)(rec[r] + kAhead) + o, _MM_HINT_T0);
             dx = (const float*)(act + P::kSub * T);
             const float* sx = dx + T;
             const float* sg = dx + 2 * T;
