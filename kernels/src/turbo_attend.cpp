@@ -139,12 +139,7 @@ __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const
             const int len = len_of(i);
             float m = -std::numeric_limits<float>::infinity();
             for (int t = 0; t < len; t++) m = std::max(m, sr[t]);
-            float sum = 0.0f;
-            for (int t = 0; t < len; t++) {
-                sr[t] = sas(sr[t] - m);
-                sum += sr[t];
-            }
-            w.l[(size_t)i * group + g] = sum;
+            w.l[(size_t)i * group + g] = sas.row(sr, len, m);
         }
 
     // pass 2: o = sum p v / l, accumulated in the output rows
@@ -179,9 +174,9 @@ void task_portable(const HeadView& hv, const TurboSasTable& sas, int pos0, int r
 
 #if defined(__x86_64__)
 template <int D, int T>
-__attribute__((target("avx2,fma"))) void task_avx2(const HeadView& hv, const TurboSasTable& sas, int pos0, int r0,
-                                                   int r1, int h, int group, const float* q, int n_q_heads, float* out,
-                                                   Work& w) {
+__attribute__((target("avx2,fma"))) void task_avx2(const HeadView& hv, const TurboSasTable& sas, int pos0,
+                                                   int r0, int r1, int h, int group, const float* q, int n_q_heads,
+                                                        float* out, Work& w) {
     attend_task<D, T>(hv, sas, pos0, r0, r1, h, group, q, n_q_heads, out, w);
 }
 #endif

@@ -1,11 +1,16 @@
 // SAS (softmax approximation) and head-wise mixed precision: the CPU twins.
 #include "tandem/turbo_attention.h"
 #include "tandem/quant_types.h"
+#include "tandem/cpu_matmul.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numeric>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace tandem {
 
@@ -66,6 +71,47 @@ float TurboSasTable::operator()(float x) const {
     float p;
     std::memcpy(&p, &bits, 4);
     return r * p;
+}
+
+#if defined(__x86_64__)
+// row() on 8 lanes: the fraction's FP16 bits by vcvtps2ph (round to nearest even, as
+// fp32_to_fp16), the table gathered, 2^-n from the exponent bits.
+__attribute__((target("avx2,fma,f16c"))) static float sas_row_avx2(const float* poly, float th, float* s, int n,
+                                                                  float m, int* done) {
+    const __m256 vm = _mm256_set1_ps(m), vth = _mm256_set1_ps(th);
+    __m256 vsum = _mm256_setzero_ps();
+    int t = 0;
+    for (; t + 8 <= n; t += 8) {
+        const __m256 x = _mm256_sub_ps(_mm256_loadu_ps(s + t), vm);
+        const __m256 keep = _mm256_cmp_ps(x, vth, _CMP_GE_OQ);  // false for NaN, as the scalar test
+        const __m256 y = _mm256_sub_ps(_mm256_setzero_ps(), _mm256_and_ps(x, keep));
+        const __m256 fl = _mm256_floor_ps(y);
+        const __m128i hb = _mm256_cvtps_ph(_mm256_sub_ps(y, fl), _MM_FROUND_TO_NEAREST_INT);
+        const __m256 r = _mm256_i32gather_ps(poly, _mm256_cvtepu16_epi32(hb), 4);
+        const __m256i e = _mm256_slli_epi32(_mm256_sub_epi32(_mm256_set1_epi32(127), _mm256_cvtps_epi32(fl)), 23);
+        const __m256 p = _mm256_and_ps(_mm256_mul_ps(r, _mm256_castsi256_ps(e)), keep);
+        _mm256_storeu_ps(s + t, p);
+        vsum = _mm256_add_ps(vsum, p);
+    }
+    float b[8];
+    _mm256_storeu_ps(b, vsum);
+    *done = t;
+    return ((b[0] + b[4]) + (b[1] + b[5])) + ((b[2] + b[6]) + (b[3] + b[7]));
+}
+#endif
+
+float TurboSasTable::row(float* s, int n, float m) const {
+    float sum = 0.0f;
+    int t = 0;
+#if defined(__x86_64__)
+    // 2^-n is built from exponent bits: n <= 120 keeps it normal
+    if (threshold_ >= -120.0f && cpu::ops_isa() >= cpu::OpsIsa::Avx2) sum = sas_row_avx2(poly_.data(), threshold_, s, n, m, &t);
+#endif
+    for (; t < n; t++) {
+        s[t] = (*this)(s[t] - m);
+        sum += s[t];
+    }
+    return sum;
 }
 
 // ---- head-wise mixed precision -------------------------------------------------------------

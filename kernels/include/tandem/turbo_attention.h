@@ -101,6 +101,9 @@ class TurboSasTable {
 public:
     TurboSasTable(int degree, float threshold);
     float operator()(float x) const;
+    // s[t] = (*this)(s[t] - m) for t < n, the same bits, on 8 lanes where the CPU has AVX2 and
+    // F16C; returns the sum of the s[t] (in another order than one by one).
+    float row(float* s, int n, float m) const;
 
 private:
     float threshold_;
