@@ -484,7 +484,7 @@ TEST_CASE("turbo: turbo_attend refuses rows that are not the last ones of one bl
     TurboConfig c;
     c.head_dim = 64;
     TurboKvCache cache(c, 1, 1, 512, {4});
-    std::vector<float> k(64, 0.5f), v(64, 0.25f), q(4 * 64, 1.0f), out(4 * 64);
+    std::vector<float> k(64, 0.5f), v(64, 0.25f), q(8 * 64, 1.0f), out(8 * 64);
     for (int t = 0; t < 70; ++t) cache.append(0, k.data(), v.data());
     CHECK_NOTHROW(turbo_attend(cache, 0, 66, 4, q.data(), 1, out.data(), nullptr));
     CHECK_NOTHROW(turbo_attend(cache, 0, 64, 6, q.data(), 1, out.data(), nullptr));
