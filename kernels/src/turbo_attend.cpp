@@ -132,7 +132,7 @@ __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const
                 for (int g = 0; g < group; g++) scores<D, T>(qrow(i, g), w.kc.data(), srow(i, g) + (size_t)(len_of(i) / T) * T);
     }
 
-    // max, probabilities, their sums (in key order, as the reference)
+    // max, probabilities (TurboSasTable::row: the reference's bits), their sums
     for (int i = 0; i < rows; i++)
         for (int g = 0; g < group; g++) {
             float* sr = srow(i, g);
