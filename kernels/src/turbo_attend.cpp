@@ -8,10 +8,11 @@
 //   max     per row and query head over its causal length (SAS needs the global maximum)
 //   pass 2  p = SAS(s - max) by TurboSasTable (the reference's bits), then each block's values
 //           expanded to floats token-major, o += p_t v_t as D-wide multiply-adds; then the
-//           recent values; o /= sum_t p_t (summed in key order, as the reference)
+//           recent values; o /= sum_t p_t
 // turbo_decode_ref, its twin, expands the whole cache to floats for every query token; the
-// results differ by the order of the float sums (test-turbo-cpu bounds it). The loops are plain
-// C++ compiled twice, for AVX2 + FMA and for the baseline, and picked by cpu::ops_isa().
+// results differ by the order of the float sums (test-turbo-cpu bounds it). The loops are C++ on
+// 8-float vectors (GCC's vector extension), compiled twice, for AVX2 + FMA and for the baseline,
+// and picked by cpu::ops_isa().
 #include "tandem/turbo_attention.h"
 
 #include <algorithm>
