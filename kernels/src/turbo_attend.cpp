@@ -202,9 +202,9 @@ void task_portable(const HeadView& hv, const TurboSasTable& sas, int pos0, int r
 
 #if defined(__x86_64__)
 template <int D, int T>
-__attribute__((target("avx2,fma"))) void task_avx2(const HeadView& hv, const TurboSasTable& sas, int pos0,
-                                                   int r0, int r1, int h, int group, const float* q, int n_q_heads,
-                                                        float* out, Work& w) {
+__attribute__((target("avx2,fma"))) void task_avx2(const HeadView& hv, const TurboSasTable& sas, int pos0, int r0,
+                                                   int r1, int h, int group, const float* q, int n_q_heads, float* out,
+                                                   Work& w) {
     attend_task<D, T>(hv, sas, pos0, r0, r1, h, group, q, n_q_heads, out, w);
 }
 #endif
