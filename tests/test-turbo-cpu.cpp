@@ -329,6 +329,11 @@ TEST_CASE("turbo: bad configurations and overflow give clear errors") {
     for (int i = 0; i < 64; ++i) cache.append(0, k.data(), v.data());
     CHECK_THROWS_WITH_AS(cache.append(0, k.data(), v.data()), doctest::Contains("full"), TurboError);
     CHECK_THROWS_AS(cache.append(3, k.data(), v.data()), TurboError);
+    // a capacity that ends inside a block holds exactly that many tokens (the last block never fills)
+    TurboKvCache odd(c, 1, 1, 100, {4});
+    for (int i = 0; i < 100; ++i) CHECK_NOTHROW(odd.append(0, k.data(), v.data()));
+    CHECK(odd.length(0) == 100);
+    CHECK_THROWS_WITH_AS(odd.append(0, k.data(), v.data()), doctest::Contains("full (100 tokens)"), TurboError);
 }
 
 TEST_CASE("turbo: prefill twin (blockwise INT8 Q.K, SAS, FP16 P) vs float64, causal") {

@@ -143,12 +143,15 @@ void turbo_compress_block(const TurboCacheLayout& L, int bits, const int8_t* k8t
     pack_codes(vct.data(), T * D, bits, rec + L.meta_bytes + T * D * bits / 8);
 }
 
-// Element i of a code row, one loop per width (bits 4 or 2) so that each is a plain byte loop.
+// Element i of a code row (n a multiple of 8 / Bits): the codes of each byte unpacked first, then
+// code * sc + zp over the row, so that both loops are plain enough for the compiler to vectorize.
 template <int Bits>
 static void expand_row(const uint8_t* codes, int n, const uint8_t* sc, const int8_t* zp, int8_t* out) {
     constexpr int per = 8 / Bits, mask = (1 << Bits) - 1;
-    for (int i = 0; i < n; ++i)
-        out[i] = (int8_t)turbo_expand((codes[i / per] >> (Bits * (i % per))) & mask, sc[i], zp[i]);
+    uint8_t c[256];
+    for (int i = 0; i < n / per; ++i)
+        for (int j = 0; j < per; ++j) c[i * per + j] = (uint8_t)((codes[i] >> (Bits * j)) & mask);
+    for (int i = 0; i < n; ++i) out[i] = (int8_t)turbo_expand(c[i], sc[i], zp[i]);
 }
 
 void turbo_expand_keys(const TurboCacheLayout& L, int bits, const uint8_t* rec, int8_t* k8, float* k_scale) {
@@ -171,13 +174,14 @@ void turbo_expand_values(const TurboCacheLayout& L, int bits, const uint8_t* rec
     const int8_t* v_zp = (const int8_t*)(rec + 8 + 2 * D + T * ng);
     const uint8_t* vq = rec + L.meta_bytes + T * D * bits / 8;
     const int row_bytes = T * bits / 8;
-    uint8_t sc[256];  // one channel's scales and zero points over the T tokens
+    uint8_t sc[256];  // the channel group's scales and zero points over the T tokens
     int8_t zp[256];
     for (int d = 0; d < D; ++d) {
-        for (int t = 0; t < T; ++t) {
-            sc[t] = v_sc[t * ng + d / G];
-            zp[t] = v_zp[t * ng + d / G];
-        }
+        if (d % G == 0)  // a new channel group: its scales and zero points over the tokens
+            for (int t = 0; t < T; ++t) {
+                sc[t] = v_sc[t * ng + d / G];
+                zp[t] = v_zp[t * ng + d / G];
+            }
         if (bits == 4) expand_row<4>(vq + d * row_bytes, T, sc, zp, v8c + d * T);
         else expand_row<2>(vq + d * row_bytes, T, sc, zp, v8c + d * T);
     }
@@ -197,7 +201,7 @@ void turbo_expand_block(const TurboCacheLayout& L, int bits, const uint8_t* rec,
 
 TurboKvCache::TurboKvCache(const TurboConfig& c, int n_seqs, int n_kv_heads, int max_tokens,
                            const std::vector<uint8_t>& head_bits)
-    : cfg_(c), L_(turbo_make_layout(c, n_kv_heads, max_tokens, head_bits)), n_seqs_(n_seqs) {
+    : cfg_(c), L_(turbo_make_layout(c, n_kv_heads, max_tokens, head_bits)), n_seqs_(n_seqs), max_tokens_(max_tokens) {
     if (n_seqs < 1) throw TurboError("n_seqs must be >= 1");
     const size_t T = (size_t)c.block_tokens, D = (size_t)c.head_dim, H = (size_t)n_kv_heads;
     len_.assign((size_t)n_seqs, 0);
@@ -212,7 +216,8 @@ void TurboKvCache::append(int seq, const float* k, const float* v) {
     if (seq < 0 || seq >= n_seqs_) throw TurboError("append: seq " + std::to_string(seq) + " out of range");
     const int T = L_.block_tokens, D = L_.head_dim, H = L_.n_kv_heads;
     int& len = len_[(size_t)seq];
-    if (len >= L_.max_blocks * T)
+    // max_tokens, not max_blocks * T: a last block that never fills stays in the recent buffer
+    if (len >= max_tokens_)
         throw TurboError("append: sequence " + std::to_string(seq) + " is full (" + std::to_string(len) + " tokens)");
     const int slot = len % T, blk = len / T;
     for (int h = 0; h < H; ++h) {

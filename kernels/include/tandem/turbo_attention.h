@@ -162,6 +162,7 @@ private:
     TurboConfig cfg_;
     TurboCacheLayout L_;
     int n_seqs_;
+    int max_tokens_;  // per sequence (may end inside a block, which then never fills)
     std::vector<int> len_;
     std::vector<uint8_t> blocks_;
     std::vector<int8_t> rk_, rv_;
