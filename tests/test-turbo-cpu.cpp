@@ -1,5 +1,6 @@
-// TurboAttention CPU twins: cache formats (bit-exact integer parts), SAS error bounds,
-// head-wise mixed precision, bytes per token, and the reference decode vs float64.
+// TurboAttention on the CPU: cache formats (bit-exact integer parts) and capacity, SAS error
+// bounds and its table form (bit-exact), head-wise mixed precision, bytes per token, the reference
+// decode vs float64, and the engine's turbo_attend vs the reference decode.
 #include "tandem/turbo_attention.h"
 #include "tandem/quant_types.h"
 #include "tandem/thread_pool.h"
