@@ -19,7 +19,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <memory>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,10 +27,6 @@
 #include "tandem/cpu_matmul.h"
 #include "tandem/quant_types.h"
 #include "tandem/thread_pool.h"
-
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
 
 namespace tandem {
 
@@ -135,6 +131,11 @@ __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const
     auto qrow = [&](int i, int g) { return &w.qf[((size_t)i * group + g) * D]; };
     auto srow = [&](int i, int g) { return &w.s[((size_t)i * group + g) * stride]; };
     auto orow = [&](int i, int g) { return out + ((size_t)(r0 + i) * n_q_heads + (size_t)h * group + g) * D; };
+    auto each_reader = [&](int b, auto fn) {  // fn(i, g) for every row and query head that reads block b
+        for (int i = 0; i < rows; i++)
+            if (len_of(i) / T > b)
+                for (int g = 0; g < group; g++) fn(i, g);
+    };
     for (int i = 0; i < rows; i++)
         for (int g = 0; g < group; g++) {
             const float* src = q + ((size_t)(r0 + i) * n_q_heads + (size_t)h * group + g) * D;
@@ -147,9 +148,7 @@ __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const
         float ks;
         turbo_expand_keys(hv.L, hv.bits, hv.records + (size_t)b * hv.rec_bytes, w.x8.data(), &ks);
         keys_to_float<D, T>(w.x8.data(), &ks, false, w.kc.data());
-        for (int i = 0; i < rows; i++)
-            if (len_of(i) / T > b)
-                for (int g = 0; g < group; g++) scores<D, T>(qrow(i, g), w.kc.data(), srow(i, g) + (size_t)b * T);
+        each_reader(b, [&](int i, int g) { scores<D, T>(qrow(i, g), w.kc.data(), srow(i, g) + (size_t)b * T); });
     }
     bool recent = false;
     for (int i = 0; i < rows; i++) recent |= len_of(i) % T != 0;
@@ -177,9 +176,7 @@ __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const
         float vs;
         turbo_expand_values(hv.L, hv.bits, hv.records + (size_t)b * hv.rec_bytes, w.x8.data(), &vs);
         values_to_float<D, T>(w.x8.data(), &vs, false, w.vt.data());
-        for (int i = 0; i < rows; i++)
-            if (len_of(i) / T > b)
-                for (int g = 0; g < group; g++) weighted_sum<D, T>(srow(i, g) + (size_t)b * T, T, w.vt.data(), orow(i, g));
+        each_reader(b, [&](int i, int g) { weighted_sum<D, T>(srow(i, g) + (size_t)b * T, T, w.vt.data(), orow(i, g)); });
     }
     if (recent) values_to_float<D, T>(hv.rv, hv.rvs, true, w.vt.data());
     for (int i = 0; i < rows; i++) {
@@ -236,14 +233,9 @@ void turbo_attend(const TurboKvCache& cache, int seq, int pos0, int n, const flo
     if (n_q_heads < H || n_q_heads % H != 0) throw TurboError("n_q_heads must be a multiple of n_kv_heads");
     const TurboConfig& c = cache.config();
     // one table per (degree, threshold) in use; built on first use (about 15K evaluations)
-    thread_local std::vector<std::pair<std::pair<int, float>, std::shared_ptr<TurboSasTable>>> tables;
-    std::shared_ptr<TurboSasTable> sas;
-    for (auto& e : tables)
-        if (e.first == std::make_pair(c.poly_degree, c.threshold)) sas = e.second;
-    if (!sas) {
-        sas = std::make_shared<TurboSasTable>(c.poly_degree, c.threshold);
-        tables.push_back({{c.poly_degree, c.threshold}, sas});
-    }
+    thread_local std::map<std::pair<int, float>, TurboSasTable> tables;
+    const TurboSasTable& sas =
+        tables.try_emplace({c.poly_degree, c.threshold}, c.poly_degree, c.threshold).first->second;
     const TaskFn task_fn = pick_task(D, T);
     // rows per task: all of them (each block expanded once per KV head) unless the pool has
     // threads to spare beyond the KV heads
@@ -263,7 +255,7 @@ void turbo_attend(const TurboKvCache& cache, int seq, int pos0, int n, const flo
                               cache.recent_v().data() + row * D,
                               cache.recent_k_scale().data() + row,
                               cache.recent_v_scale().data() + row};
-            task_fn(hv, *sas, pos0, r0, r1, h, group, q, n_q_heads, out, w);
+            task_fn(hv, sas, pos0, r0, r1, h, group, q, n_q_heads, out, w);
         }
     };
     const int64_t n_tasks = (int64_t)H * ((n + rows - 1) / rows);

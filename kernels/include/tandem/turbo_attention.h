@@ -96,7 +96,7 @@ float turbo_sas_exp2(float x, int degree, float threshold);
 // Coefficients c0..c3 of 2^-f ~ c0 + c1 f + c2 f^2 + c3 f^3 on [0, 1) (c3 = 0 at degree 2).
 void turbo_sas_coeffs(int degree, float c[4]);
 // turbo_sas_exp2 for one (degree, threshold), the same bits: the polynomial of every FP16
-// fraction in [0, 1] is computed once (by turbo_sas_exp2 itself) and looked up.
+// fraction in [0, 1] is computed once (by the function turbo_sas_exp2 evaluates) and looked up.
 class TurboSasTable {
 public:
     TurboSasTable(int degree, float threshold);
