@@ -199,7 +199,7 @@ int main(int argc, char** argv) {
     int threads = 2;
     int64_t n_tokens = 512;
     std::vector<std::string> types = {"F16", "Q8_0", "Q4_0", "Q4_K"};
-    std::vector<std::string> paths = {"scalar", "avx2", "avx-vnni", "avx512-vnni", "amx"};
+    std::vector<std::string> paths = {"scalar", "avx2", "avx-vnni", "avx512-vnni", "amx", "amx-bf16"};
     for (int i = 1; i < argc; i++) {
         const std::string a = argv[i];
         auto next = [&]() -> std::string {
@@ -220,10 +220,10 @@ int main(int argc, char** argv) {
     if (g_cpu_time) threads = 1;
     ThreadPool pool(threads);
     const cpu::CpuFeatures& f = cpu::cpu_features();
-    std::printf("%sthreads %d; cpu avx2=%d fma=%d f16c=%d avx512f=%d avx512bw=%d avx512vl=%d avx512vnni=%d avx_vnni=%d "
-                "amx_int8=%d; best path %s\n",
-                g_cpu_time ? "times: this thread's CPU time; " : "", threads, f.avx2, f.fma, f.f16c, f.avx512f, f.avx512bw, f.avx512vl, f.avx512vnni, f.avx_vnni, f.amx_int8,
-                cpu::kernel_path_name());
+    std::printf("%sthreads %d; cpu avx2=%d fma=%d f16c=%d avx512f=%d avx512bw=%d avx512vl=%d avx512vnni=%d "
+                "avx512bf16=%d avx_vnni=%d amx_int8=%d amx_bf16=%d; best path %s\n",
+                g_cpu_time ? "times: this thread's CPU time; " : "", threads, f.avx2, f.fma, f.f16c, f.avx512f, f.avx512bw,
+                f.avx512vl, f.avx512vnni, f.avx512bf16, f.avx_vnni, f.amx_int8, f.amx_bf16, cpu::kernel_path_name());
     const double read_gbs = measure_read_gbs(pool);
     const double copy_gbs = measure_memcpy_gbs(pool);
     std::printf("memory: read %.1f GB/s, memcpy %.1f GB/s (read+write), %d threads\n\n", read_gbs, copy_gbs, threads);
@@ -235,8 +235,11 @@ int main(int argc, char** argv) {
         if (!cpu::kernel_path_supported(p.c_str())) continue;
         cpu::force_kernel_path(p.c_str());
         peaks.push_back({p, cpu::measure_compute_peak(pool, g_cpu_time)});
-        std::printf("peak %-12s int8 %7.1f GOP/s (%s), fp32 %6.1f GFLOP/s\n", p.c_str(), peaks.back().peak.int8_gops,
-                    peaks.back().peak.int8_instr, peaks.back().peak.fp32_gflops);
+        const cpu::ComputePeak& pk = peaks.back().peak;
+        std::printf("peak %-12s int8 %7.1f GOP/s (%s), fp32 %6.1f GFLOP/s", p.c_str(), pk.int8_gops, pk.int8_instr,
+                    pk.fp32_gflops);
+        if (pk.bf16_gflops > 0) std::printf(", bf16 %7.1f GFLOP/s (%s)", pk.bf16_gflops, pk.bf16_instr);
+        std::printf("\n");
     }
     cpu::force_kernel_path("best");
     std::printf("\n%-5s %-12s %9s %11s %9s %6s | %9s %9s %13s %8s\n", "type", "path", "MB/step", "decode ms", "GB/s",
@@ -269,6 +272,8 @@ int main(int argc, char** argv) {
             if (!slow && scalar_gflops > 0) std::snprintf(ratio, sizeof ratio, "%.1f/%.1f", gbs / scalar_gbs, gflops / scalar_gflops);
             const double peak = quant ? pp.peak.int8_gops : pp.peak.fp32_gflops;
             if (peak > 0) std::snprintf(roof, sizeof roof, "%.0f%% %s", 100 * gflops / peak, quant ? "int8" : "fp32");
+            if (quant && pp.peak.bf16_gflops > 0)  // amx-bf16: against the BF16 tiles' peak as well
+                std::snprintf(roof, sizeof roof, "%.0f%% int8 %.0f%% bf16", 100 * gflops / peak, 100 * gflops / pp.peak.bf16_gflops);
             std::printf("%-5s %-12s %9.1f %11.2f %9.2f %5.0f%% | %9.3f %9.1f %13s %8s%s\n", tn.c_str(), p.c_str(), m.bytes / 1e6,
                         dec * 1e3, gbs, 100 * gbs / read_gbs, pre, gflops, roof, ratio, slow ? "  (prefill: 64 tokens)" : "");
             std::fflush(stdout);
@@ -276,7 +281,8 @@ int main(int argc, char** argv) {
         cpu::force_kernel_path("best");
     }
     std::printf("\nparams %.1fM; decode = all 85 matrices once (median step); prefill = layer 0's 7 matrices x %lld tokens;\n"
-                "%% of peak = prefill GOP/s / the path's int8 (quantized types) or fp32 fma (float types) peak;\n"
+                "%% of peak = prefill GOP/s / the path's int8 (quantized types) or fp32 fma (float types) peak\n"
+                "(amx-bf16: also / its tdpbf16ps peak);\n"
                 "x scalar = decode GB/s ratio / prefill GOP/s ratio against the scalar path\n",
                 (double)params / 1e6, (long long)n_tokens);
     return 0;

@@ -2,10 +2,12 @@
 //
 // Reference: the weights are dequantized with the type table's to_float (the plain reference
 // in quant_types.cpp) and multiplied with the *unquantized* activations in double precision.
-// Every kernel path this CPU runs (scalar, avx2, avx-vnni, avx512-vnni, amx, amx-emulated) is
-// checked against it, and the SIMD paths (which repack the weights into panels) are also
-// checked against the scalar path (the GGUF rows) with a much tighter bound, on shapes whose
-// rows and tokens are not multiples of the 16-row panels or the token tiles.
+// Every kernel path this CPU runs (scalar, avx2, avx-vnni, avx512-vnni, amx, amx-bf16 and the
+// emulated amx paths) is checked against it, and the SIMD paths (which repack the weights into
+// panels) are also checked against the scalar path (the GGUF rows) with a much tighter bound, on
+// shapes whose rows and tokens are not multiples of the 16-row panels or the token tiles. The
+// amx-bf16 paths' prompts (BF16 tiles) are checked instead against a float64 product of the
+// BF16-rounded weights and activations, with the same tight bound (check_bf16).
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -59,7 +61,8 @@ static const TypeCase kTypes[] = {
     {GgmlType::Q6_K, kActHalfStep, kFloatRelTol},
 };
 
-static const char* kAllPaths[] = {"scalar", "avx2", "avx-vnni", "avx512-vnni", "amx", "amx-emulated"};
+static const char* kAllPaths[] = {"scalar", "avx2",         "avx-vnni", "avx512-vnni",
+                                  "amx",    "amx-emulated", "amx-bf16", "amx-bf16-emulated"};
 
 // ---- helpers ---------------------------------------------------------------------------------
 
@@ -126,6 +129,52 @@ static RefRow ref_row(const TypeCase& tc, const double* w, const float* x, int64
 
 // ---- kernel tests ----------------------------------------------------------------------------
 
+// Whether the current path runs this matmul on BF16 tiles (the amx-bf16 paths: quantized types,
+// 16 tokens or more), whose numerics are not the int8 paths'.
+static bool bf16_tiles(GgmlType t, int64_t n_tokens) {
+    const std::string p = cpu::kernel_path_name();
+    return (p == "amx-bf16" || p == "amx-bf16-emulated") && type_traits(t).is_quantized && n_tokens >= 16;
+}
+
+// x rounded to the nearest BF16 (ties to even), as a float: plain bit arithmetic, for finite x.
+static float round_bf16(float x) {
+    uint32_t u;
+    std::memcpy(&u, &x, 4);
+    u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000u;
+    float r;
+    std::memcpy(&r, &u, 4);
+    return r;
+}
+
+// The BF16 tiles compute with each weight (as to_float gives it) and each activation rounded to
+// BF16, summed in FP32: against that, in float64, only the sums' rounding remains (kSimdVsScalarRelTol
+// of sum |w x|). A weight whose float value the kernel computes one float ulp away from
+// to_float's (an fma where to_float multiplies and adds) may round to the neighbouring BF16
+// value: up to 2 such flips a row are allowed, each 2^-8 of that row's largest |w x|.
+static void check_bf16(GgmlType type, const Weights& w, const std::vector<float>& X, int64_t rows, int64_t cols,
+                       int64_t n_tokens, const std::vector<float>& Y) {
+    double worst = 0;
+    for (int64_t t = 0; t < n_tokens; t++)
+        for (int64_t r = 0; r < rows; r++) {
+            double ref = 0, absdot = 0, big = 0;
+            for (int64_t c = 0; c < cols; c++) {
+                const double p = (double)round_bf16((float)w.deq[(size_t)(r * cols + c)]) *
+                                 (double)round_bf16(X[(size_t)(t * cols + c)]);
+                ref += p;
+                absdot += std::fabs(p);
+                big = std::max(big, std::fabs(p));
+            }
+            const double err = std::fabs(Y[(size_t)(t * rows + r)] - ref);
+            worst = std::max(worst, err / (absdot + 1e-30));
+            CAPTURE(t);
+            CAPTURE(r);
+            CHECK(err <= kSimdVsScalarRelTol * absdot + 2 * std::ldexp(big, -8) + 1e-30);
+        }
+    MESSAGE(std::string(cpu::kernel_path_name()) << " " << std::string(type_traits(type).name)
+                                    << ": worst error against the BF16 reference "
+                                    << worst << " of sum |w x|");
+}
+
 // Runs matvec and matmul for one type on the current path; checks against float64; returns
 // the outputs (matvec rows then matmul tokens x rows) for cross-path comparison.
 static std::vector<float> check_type(const TypeCase& tc, int64_t rows, int64_t cols, int64_t n_tokens,
@@ -163,6 +212,10 @@ static std::vector<float> check_type(const TypeCase& tc, int64_t rows, int64_t c
             out.push_back(Y[(size_t)(t * rows + r)]);
             absdots->push_back(rr.absdot);
         }
+    if (bf16_tiles(tc.type, n_tokens)) {
+        check_bf16(tc.type, w, X, rows, cols, n_tokens, Y);
+        return out;
+    }
     // Token 0 of matmul is the same computation as matvec.
     for (int64_t r = 0; r < rows; r++)
         CHECK(std::fabs(Y[(size_t)r] - y[(size_t)r]) <= kSimdVsScalarRelTol * (*absdots)[(size_t)r]);
@@ -186,7 +239,9 @@ static void check_all_paths(const TypeCase& tc, int64_t rows, int64_t cols, int6
         const std::vector<float> got = check_type(tc, rows, cols, n_tokens, pool, &ad);
         REQUIRE(got.size() == ref.size());
         const std::string path_name = path;
-        for (size_t i = 0; i < got.size(); i++) {
+        // BF16 tiles: the matvec only (check_type compared the matmul with its BF16 reference)
+        const size_t n_cmp = bf16_tiles(tc.type, n_tokens) ? (size_t)rows : got.size();
+        for (size_t i = 0; i < n_cmp; i++) {
             CAPTURE(path_name);
             CAPTURE(type_traits(tc.type).name);
             CAPTURE(cols);
@@ -321,24 +376,57 @@ TEST_CASE("results do not depend on the thread count") {
         if (!cpu::kernel_path_supported(path)) continue;
         cpu::force_kernel_path(path);
         for (GgmlType t : {GgmlType::F16, GgmlType::Q4_0, GgmlType::Q4_K}) {
-            const int64_t rows = 131, cols = 512, ntok = 11;
-            const Weights w = make_weights(t, rows, cols, 5);
-            const std::vector<float> X = make_x(cols * ntok, 9);
-            const cpu::PackedWeights pw = cpu::pack_weights(t, w.bytes.data(), rows, cols, nullptr);
-            std::vector<float> y1((size_t)rows), Y1((size_t)(rows * ntok));
-            cpu::matvec(pw, X.data(), y1.data(), nullptr);
-            cpu::matmul(pw, X.data(), ntok, Y1.data(), nullptr);
-            for (int n : {1, 2, 3, 4}) {
-                ThreadPool pool(n);
-                std::vector<float> y((size_t)rows), Y((size_t)(rows * ntok));
-                cpu::matvec(pw, X.data(), y.data(), &pool);
-                cpu::matmul(pw, X.data(), ntok, Y.data(), &pool);
-                const std::string path_name = path;
-                CAPTURE(path_name);
-                CAPTURE(n);
-                CHECK(std::memcmp(y.data(), y1.data(), y.size() * 4) == 0);
-                CHECK(std::memcmp(Y.data(), Y1.data(), Y.size() * 4) == 0);
+            for (int64_t ntok : {11, 37}) {  // 37: the amx-bf16 paths' BF16 tiles
+                const int64_t rows = 131, cols = 512;
+                const Weights w = make_weights(t, rows, cols, 5);
+                const std::vector<float> X = make_x(cols * ntok, 9);
+                const cpu::PackedWeights pw = cpu::pack_weights(t, w.bytes.data(), rows, cols, nullptr);
+                std::vector<float> y1((size_t)rows), Y1((size_t)(rows * ntok));
+                cpu::matvec(pw, X.data(), y1.data(), nullptr);
+                cpu::matmul(pw, X.data(), ntok, Y1.data(), nullptr);
+                for (int n : {1, 2, 3, 4}) {
+                    ThreadPool pool(n);
+                    std::vector<float> y((size_t)rows), Y((size_t)(rows * ntok));
+                    cpu::matvec(pw, X.data(), y.data(), &pool);
+                    cpu::matmul(pw, X.data(), ntok, Y.data(), &pool);
+                    const std::string path_name = path;
+                    CAPTURE(path_name);
+                    CAPTURE(n);
+                    CHECK(std::memcmp(y.data(), y1.data(), y.size() * 4) == 0);
+                    CHECK(std::memcmp(Y.data(), Y1.data(), Y.size() * 4) == 0);
+                }
             }
+        }
+    }
+}
+
+// matmul_group (the engine's wq, wk, wv) gives each matrix what matmul gives it, bit for bit,
+// with the matrices' panels shared out over the pool together.
+TEST_CASE("matmul_group equals one matmul per matrix on every path") {
+    PathGuard guard;
+    ThreadPool pool(3);
+    for (const char* path : kAllPaths) {
+        if (!cpu::kernel_path_supported(path)) continue;
+        cpu::force_kernel_path(path);
+        for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_K}) {
+            const int64_t cols = 512, ntok = 37, rows[3] = {40, 8, 100};
+            const std::vector<float> X = make_x(cols * ntok, 3);
+            std::vector<cpu::PackedWeights> pw;
+            std::vector<std::vector<float>> one(3), grouped(3);
+            for (int m = 0; m < 3; m++) {
+                const Weights w = make_weights(t, rows[m], cols, (uint32_t)(17 + m));
+                pw.push_back(cpu::pack_weights(t, w.bytes.data(), rows[m], cols, &pool));
+                one[(size_t)m].resize((size_t)(rows[m] * ntok));
+                grouped[(size_t)m].assign((size_t)(rows[m] * ntok), NAN);
+                cpu::matmul(pw.back(), X.data(), ntok, one[(size_t)m].data(), &pool);
+            }
+            const cpu::PackedWeights* ws[3] = {&pw[0], &pw[1], &pw[2]};
+            float* ys[3] = {grouped[0].data(), grouped[1].data(), grouped[2].data()};
+            cpu::matmul_group(ws, ys, 3, X.data(), ntok, &pool);
+            const std::string path_name = path;
+            CAPTURE(path_name);
+            CAPTURE(type_traits(t).name);
+            for (int m = 0; m < 3; m++) CHECK(std::memcmp(one[(size_t)m].data(), grouped[(size_t)m].data(), one[(size_t)m].size() * 4) == 0);
         }
     }
 }
@@ -427,7 +515,8 @@ TEST_CASE("kernel paths: detection and forcing") {
     const cpu::CpuFeatures& f = cpu::cpu_features();
     MESSAGE("cpu: avx2=" << f.avx2 << " fma=" << f.fma << " f16c=" << f.f16c << " avx512f=" << f.avx512f
                          << " avx512bw=" << f.avx512bw << " avx512vl=" << f.avx512vl << " avx512vnni=" << f.avx512vnni
-                         << " avx_vnni=" << f.avx_vnni << " amx_int8=" << f.amx_int8
+                         << " avx512bf16=" << f.avx512bf16 << " avx_vnni=" << f.avx_vnni << " amx_int8=" << f.amx_int8
+                         << " amx_bf16=" << f.amx_bf16
                          << "; best path: " << std::string(cpu::kernel_path_name())
                          << "; avx-vnni encoding: " << std::string(cpu::avx_vnni_is_vex() ? "VEX" : "EVEX"));
     std::string here;  // the paths the kernel tests above ran on this CPU
@@ -437,6 +526,9 @@ TEST_CASE("kernel paths: detection and forcing") {
     CHECK(cpu::kernel_path_supported("scalar"));
     CHECK(cpu::kernel_path_supported("avx2") == (f.avx2 && f.fma && f.f16c));
     CHECK(cpu::kernel_path_supported("amx") == (cpu::kernel_path_supported("avx512-vnni") && f.amx_int8));
+    CHECK(cpu::kernel_path_supported("amx-bf16") ==
+          (cpu::kernel_path_supported("avx512-vnni") && f.amx_bf16 && f.avx512bf16));
+    CHECK(cpu::kernel_path_supported("amx-bf16-emulated") == cpu::kernel_path_supported("avx512-vnni"));
     // the automatic choice is the first supported of avx512-vnni, avx-vnni, avx2, scalar
     for (const char* p : {"avx512-vnni", "avx-vnni", "avx2", "scalar"})
         if (cpu::kernel_path_supported(p)) {

@@ -100,6 +100,7 @@ int cmd_bench(const Args& args) {
                             {"decode_tokens", n_decode}, {"decode_tokens_per_s", tg_med},
                             {"weight_bytes_per_token", per_token}, {"decode_weight_gb_per_s", gbs},
                             {"prompt_matmul_gops", prompt_gops}, {"peak_gops", peak_gops}, {"peak", peak_name},
+                            {"bf16_peak_gflops", peak.bf16_gflops},
                             {"runs", runs}, {"kv", cp.turbo_kv ? "turbo" : "f16"}, {"cpu_time", cpu_time}};
         std::printf("%s\n", j.dump(2).c_str());
     } else {
@@ -110,6 +111,9 @@ int cmd_bench(const Args& args) {
         std::printf("%-10s %8d %12.1f %16.2f\n", "decode", n_decode, tg_med, gbs);
         std::printf("prompt matmuls %.1f GOP/s = %.0f%% of the %s peak (%.1f GOP/s, same run)\n", prompt_gops,
                     peak_gops > 0 ? 100 * prompt_gops / peak_gops : 0.0, peak_name.c_str(), peak_gops);
+        if (quant && peak.bf16_gflops > 0)
+            std::printf("                     = %.0f%% of the bf16 %s peak (%.1f GFLOP/s, same run)\n",
+                        100 * prompt_gops / peak.bf16_gflops, peak.bf16_instr, peak.bf16_gflops);
     }
     return 0;
 }

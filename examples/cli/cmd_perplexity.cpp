@@ -14,6 +14,7 @@
 #include "progress.h"
 #include "tandem/backend.h"
 #include "tandem/context.h"
+#include "tandem/cpu_matmul.h"
 #include "tandem/tokenizer.h"
 
 namespace tandem::cli {
@@ -33,6 +34,7 @@ std::string help_perplexity() {
                   "                            layers, else the CPU with a warning (default: 0)\n"
                   "      --backend B           cpu, cuda or auto; the last of -ngl and --backend wins (default: cpu)\n"
                   "      --max-chunks N        score at most N windows; <= 0 = all (default: all)\n"
+                  "      --kernels PATH        CPU kernel path (avx2, avx512-vnni, amx-bf16, ...; default: the best)\n"
                   "      --kv f16|f32|turbo    KV cache type (default: f16)\n"
                   "      --turbo-2bit FRAC     with --kv turbo: this fraction of KV heads at 2 bits, calibrated on\n"
                   "                            the first window (default: MODEL.heads.json if present, else 0)\n"
@@ -63,6 +65,7 @@ int cmd_perplexity(const Args& args) {
             else if (k == "turbo") cp.turbo_kv = true;
             else throw UsageError{"--kv must be f16, f32 or turbo"};
         } else if (a == "--turbo-2bit") turbo_frac = (float)parse_double(flag_value(args, i), a);
+        else if (a == "--kernels") cpu::force_kernel_path(flag_value(args, i).c_str());
         else if (a == "--backend") {
             backend = flag_value(args, i);
             if (backend != "cpu" && backend != "auto" && backend != "cuda") throw UsageError{"--backend must be cpu, cuda or auto"};

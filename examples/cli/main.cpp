@@ -64,6 +64,7 @@ static const Command kCommands[] = {
      help_run},
     {"perplexity", cmd_perplexity,
      "tandem perplexity -m MODEL -f FILE [-c N] [-t N] [-ngl N] [--max-chunks N] [--kv f16|f32|turbo] [--turbo-2bit FRAC]"
+     " [--kernels PATH]"
      " [--backend cpu|cuda|auto]",
      help_perplexity},
     {"bench", cmd_bench, "tandem bench -m MODEL [--json] [-t N] [-p N] [-n N] [-r N] [--kv f16|turbo] [--kernels PATH] [--cpu-time]", help_bench},

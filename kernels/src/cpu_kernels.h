@@ -88,6 +88,25 @@ struct PanelTask {
 };
 using panel_fn = void (*)(const PanelTask& task);
 
+// Prompts on BF16 tiles (the amx-bf16 paths, cpu_gemm_amx_bf16.h): one call dequantizes
+// n_panels consecutive panels into b and computes their rows for every token.
+struct Bf16Task {
+    const uint8_t* w;     // the first panel
+    size_t panel_bytes;   // stride between panels
+    int64_t n_panels;
+    int64_t rows;         // valid rows from the first panel's row 0 on
+    int64_t n_recs;       // records per panel
+    const uint16_t* x;    // BF16 activations, n_tokens rows of ldx, zero rows up to a multiple of 16
+    int64_t ldx;          // elements between tokens in x (the matrix's cols)
+    int64_t n_tokens;
+    float* y;             // output of token 0 for the first panel's row 0
+    int64_t ldy;          // floats between tokens in y
+    uint16_t* b;          // scratch: n_panels * cols * 16 BF16 values
+};
+using bf16_panels_fn = void (*)(const Bf16Task& task);
+// n floats (a multiple of 32) to BF16, rounded to nearest even.
+using to_bf16_fn = void (*)(const float* x, uint16_t* y, int64_t n);
+
 enum class Layout { Rows, Panels };
 
 constexpr int kMaxTileSizes = 4;
@@ -100,12 +119,14 @@ struct TypeKernel {
     int corr_shift = -1;
     int tile_sizes[kMaxTileSizes] = {};  // Layout::Panels: the ascending token counts of its tiles
     int n_tile_sizes = 0;
+    bf16_panels_fn bf16 = nullptr;  // prompts of at least kBf16MinTokens on BF16 tiles; nullptr: panels
 };
 
 struct KernelSet {
     const char* name = nullptr;
     Layout layout = Layout::Rows;
     quantize_fn quantize = quantize_act;  // the activation quantizer
+    to_bf16_fn to_bf16 = nullptr;         // the activations' BF16 rounding, where a type has .bf16
     TypeKernel k[kGgmlTypeCount];  // .rows / .panels nullptr: this path does not do the type
 };
 
@@ -118,9 +139,16 @@ const KernelSet& kernels_avx512vl_vnni();  // the same 256-bit kernels, EVEX-enc
 const KernelSet& kernels_avx512();
 const KernelSet& kernels_amx();            // AMX-INT8 tiles, AVX-512 for the rest
 const KernelSet& kernels_amx_emulated();   // the same with the tile instructions done in software
+const KernelSet& kernels_amx_bf16();       // amx, and the quantized types' prompts on AMX-BF16 tiles
+const KernelSet& kernels_amx_bf16_emulated();
+
+// Tokens from which a prompt goes to a type's .bf16 kernel: one A tile.
+constexpr int64_t kBf16MinTokens = 16;
 
 // tdpbsud instructions executed by a register-only loop of `iters` iterations (tandem/cpu_peak.h);
 // only on a CPU where the amx path is supported.
 double amx_peak_loop(long iters);
+// tdpbf16ps instructions executed likewise; only where the amx-bf16 path is supported.
+double amx_bf16_peak_loop(long iters);
 
 }  // namespace tandem::cpu::detail

@@ -64,10 +64,12 @@ static CpuFeatures detect_features() {
     f.avx512vl = zmm_os && ((b >> 31) & 1);
     f.avx512vnni = zmm_os && ((c >> 11) & 1);
     const bool amx_cpu = ((d >> 24) & 1) && ((d >> 25) & 1);  // AMX-TILE, AMX-INT8
+    const bool amx_bf16_cpu = (d >> 22) & 1;                    // AMX-BF16
     __cpuid_count(7, 1, a, b, c, d);
     f.avx_vnni = avx && ((a >> 4) & 1);
     f.avx512bf16 = zmm_os && ((a >> 5) & 1);
     f.amx_int8 = amx_cpu && (xcr0 & 0x60000) == 0x60000 && request_tile_permission();
+    f.amx_bf16 = f.amx_int8 && amx_bf16_cpu;
     return f;
 }
 #else
@@ -115,14 +117,18 @@ static const KernelSet& kernels_avx_vnni_here() {
 
 // Best first. amx is not chosen automatically: on the two AMX CPUs measured (Xeons of model 207 and
 // model 143; bench/results/cpu-prompt.md, sections 11, 13 and 18) its prefill ran at 0.60-0.95x of
-// avx512-vnni's.
+// avx512-vnni's. Nor is amx-bf16, whose numerics differ from the other paths' (BF16 activations
+// and weights instead of 8-bit activations).
+static bool has_amx_bf16() { return has_avx512() && cpu_features().amx_bf16 && cpu_features().avx512bf16; }
 static const Path kPaths[] = {
+    {"amx-bf16", has_amx_bf16, kernels_amx_bf16, false, OpsIsa::Avx512},
     {"amx", [] { return has_avx512() && cpu_features().amx_int8; }, kernels_amx, false, OpsIsa::Avx512},
     {"avx512-vnni", has_avx512, kernels_avx512, true, OpsIsa::Avx512},
     {"avx-vnni", [] { return avx_vnni_is_vex() || has_avx512(); }, kernels_avx_vnni_here, true, OpsIsa::Avx2},
     {"avx2", has_avx2, kernels_avx2, true, OpsIsa::Avx2},
     {"scalar", [] { return true; }, kernels_scalar, true, OpsIsa::Scalar},
     {"amx-emulated", has_avx512, kernels_amx_emulated, false, OpsIsa::Avx512},
+    {"amx-bf16-emulated", has_avx512, kernels_amx_bf16_emulated, false, OpsIsa::Avx512},
 };
 
 static const Path* find_path(const char* name) {
@@ -370,6 +376,59 @@ static void matmul_panels(const KernelSet& ks, const PackedWeights* const w[], f
     });
 }
 
+// BF16 tiles (the type's .bf16 kernel): every token's activations rounded to BF16 once, then
+// each thread takes chunks of panels (about kBf16ChunkBytes once dequantized, which stay in its
+// L2), dequantizes them and runs every token against them.
+constexpr size_t kBf16ChunkBytes = 512 * 1024;
+
+static void matmul_bf16(const KernelSet& ks, const PackedWeights* const w[], float* const Y[], int n_mats,
+                        const uint8_t* const data[], const size_t panel_bytes[], const float* X, int64_t n_tokens,
+                        ThreadPool* pool) {
+    const TypeKernel& k = ks.k[(uint32_t)w[0]->type()];
+    const int64_t cols = w[0]->cols(), n_pad = (n_tokens + 15) / 16 * 16;
+    uint16_t* xb = (uint16_t*)scratch(0, (size_t)(n_pad * cols) * 2);
+    run(pool, n_pad, 16, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; t++) {
+            if (t < n_tokens) ks.to_bf16(X + t * cols, xb + t * cols, cols);
+            else std::memset(xb + t * cols, 0, (size_t)cols * 2);
+        }
+    });
+    const int threads = pool ? pool->size() : 1;
+    int64_t total_panels = 0;
+    for (int m = 0; m < n_mats; m++) total_panels += (w[m]->rows() + kPanelRows - 1) / kPanelRows;
+    const int64_t balance = std::max<int64_t>(2, (total_panels + 4 * threads - 1) / (4 * threads));
+    const int64_t b_panel = cols * kPanelRows * 2;  // bytes of one panel's B tiles
+    int64_t chunk = std::min<int64_t>(std::max<int64_t>(2, (int64_t)kBf16ChunkBytes / b_panel), balance);
+    chunk = (chunk + 1) / 2 * 2;  // whole pairs of the kernel's 2 panels
+    constexpr int kMaxMats = 8;
+    int64_t first_chunk[kMaxMats + 1] = {0};
+    for (int m = 0; m < n_mats; m++)
+        first_chunk[m + 1] = first_chunk[m] + ((w[m]->rows() + kPanelRows - 1) / kPanelRows + chunk - 1) / chunk;
+    const int64_t n_recs = cols / panel_format(w[0]->type())->rec_cols;
+    run(pool, first_chunk[n_mats], 1, [&](int64_t c0, int64_t c1) {
+        uint16_t* b = (uint16_t*)scratch(1, (size_t)(chunk * b_panel));
+        for (int64_t c = c0; c < c1; c++) {
+            int m = 0;
+            while (c >= first_chunk[m + 1]) m++;
+            const int64_t rows = w[m]->rows(), n_panels = (rows + kPanelRows - 1) / kPanelRows;
+            const int64_t p0 = (c - first_chunk[m]) * chunk, p1 = std::min(n_panels, p0 + chunk);
+            Bf16Task t;
+            t.w = data[m] + p0 * panel_bytes[m];
+            t.panel_bytes = panel_bytes[m];
+            t.n_panels = p1 - p0;
+            t.rows = rows - p0 * kPanelRows;
+            t.n_recs = n_recs;
+            t.x = xb;
+            t.ldx = cols;
+            t.n_tokens = n_tokens;
+            t.y = Y[m] + p0 * kPanelRows;
+            t.ldy = rows;
+            t.b = b;
+            k.bf16(t);
+        }
+    });
+}
+
 void matmul_group(const PackedWeights* const w[], float* const Y[], int n_mats, const float* X, int64_t n_tokens,
                   ThreadPool* pool) {
     constexpr int kMaxMats = 8;
@@ -395,7 +454,10 @@ void matmul_group(const PackedWeights* const w[], float* const Y[], int n_mats, 
         data[m] = w[m]->data_;
         pb[m] = w[m]->panel_bytes_;
     }
-    matmul_panels(ks, w, Y, n_mats, data, pb, X, n_tokens, pool);
+    if (ks.k[(uint32_t)w[0]->type()].bf16 && n_tokens >= kBf16MinTokens)
+        matmul_bf16(ks, w, Y, n_mats, data, pb, X, n_tokens, pool);
+    else
+        matmul_panels(ks, w, Y, n_mats, data, pb, X, n_tokens, pool);
 }
 
 void matmul(const PackedWeights& w, const float* X, int64_t n_tokens, float* Y, ThreadPool* pool) {

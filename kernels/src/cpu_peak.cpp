@@ -14,6 +14,7 @@
 
 namespace tandem::cpu {
 
+using detail::amx_bf16_peak_loop;
 using detail::amx_peak_loop;
 
 namespace {
@@ -119,6 +120,15 @@ ComputePeak measure_compute_peak(ThreadPool& pool, bool cpu_time) {
         p.int8_instr = path == "amx" ? "tdpbsud" : "vpdpbusd zmm (amx-emulated: no tiles here)";
         p.int8_gops = path == "amx" ? rate(amx_peak_loop, 2 * 16384.0) : rate(loop_vpdpbusd_zmm, 128);
         p.fp32_gflops = rate(loop_fma_zmm, 32);
+    } else if (path == "amx-bf16" || path == "amx-bf16-emulated") {
+        p.int8_instr = "vpdpbusd zmm";
+        p.int8_gops = rate(loop_vpdpbusd_zmm, 128);
+        p.fp32_gflops = rate(loop_fma_zmm, 32);
+        if (path == "amx-bf16") {
+            // tdpbf16ps: 16 x 16 fp32 outputs x 32 BF16 products each = 8192 multiply-adds
+            p.bf16_instr = "tdpbf16ps";
+            p.bf16_gflops = rate(amx_bf16_peak_loop, 2 * 8192.0);
+        }
     } else if (path == "avx512-vnni") {
         p.int8_instr = "vpdpbusd zmm";
         p.int8_gops = rate(loop_vpdpbusd_zmm, 128);

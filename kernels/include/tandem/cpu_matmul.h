@@ -29,7 +29,12 @@
 //   "amx"           AMX-INT8 tiles for 16-token tiles of the quantized types (Sapphire Rapids
 //                   and later, where the OS grants the tile state), avx512-vnni for the rest;
 //                   measured slower than avx512-vnni so far (bench/results/cpu-prompt.md)
-//   "amx-emulated"  the amx path's kernels with the tile instructions done in software: for
+//   "amx-bf16"      amx, except that prompts of 16 tokens or more of the quantized types run on
+//                   AMX-BF16 tiles: the weights dequantized to BF16 once per call, the
+//                   activations rounded to BF16, FP32 sums (other numerics than the int8 paths':
+//                   each weight and activation is off by at most 2^-9 of itself)
+//   "amx-emulated", "amx-bf16-emulated"
+//                   the amx paths' kernels with the tile instructions done in software: for
 //                   testing them on CPUs without AMX
 // The best supported path is used unless force_kernel_path() picks another.
 //
@@ -55,12 +60,12 @@ namespace cpu {
 
 // What the running CPU (and OS, via XCR0) supports. Detected once, on first use; thread-safe.
 // amx_int8: the CPU has AMX-TILE + AMX-INT8 and the OS granted this process the tile state
-// (arch_prctl(ARCH_REQ_XCOMP_PERM), asked for during detection).
+// (arch_prctl(ARCH_REQ_XCOMP_PERM), asked for during detection); amx_bf16: that, and AMX-BF16.
 struct CpuFeatures {
     bool avx2 = false, fma = false, f16c = false;
     bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false, avx512bf16 = false;
     bool avx_vnni = false;
-    bool amx_int8 = false;
+    bool amx_int8 = false, amx_bf16 = false;
 };
 const CpuFeatures& cpu_features();
 

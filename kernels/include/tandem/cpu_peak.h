@@ -15,9 +15,12 @@ struct ComputePeak {
     const char* int8_instr = "";  // the int8 dot instruction timed: "vpdpbusd zmm", "tdpbsud", ...
     double int8_gops = 0;         // u8 x i8 multiply-adds x 2 per second / 1e9
     double fp32_gflops = 0;       // fp32 fma x 2 per second / 1e9 ("vfmadd zmm" or "ymm")
+    const char* bf16_instr = "";  // amx-bf16: "tdpbf16ps"; "" where the path has no BF16 tiles
+    double bf16_gflops = 0;       // BF16 multiply-adds x 2 per second / 1e9
 };
 
-// The peak of the kernel path in use (kernel_path_name()): amx -> tdpbsud, avx512-vnni ->
+// The peak of the kernel path in use (kernel_path_name()): amx -> tdpbsud, amx-bf16 -> tdpbf16ps
+// (bf16_gflops) and vpdpbusd zmm (int8_gops: the avx512-vnni peak it is set against), avx512-vnni ->
 // vpdpbusd zmm, avx-vnni -> vpdpbusd ymm, avx2 -> vpmaddubsw + vpmaddwd + vpaddd ymm (the
 // avx2 kernels' 32 multiply-adds into int32; their 4-bit types sum a subblock in int16 with
 // vpmaddubsw + vpaddw instead, which runs faster than this), scalar -> 0. Takes about 1 s.
