@@ -425,8 +425,9 @@ TEST_CASE("turbo: the SAS table gives turbo_sas_exp2's bits") {
 }
 
 // The engine's Turbo attention: turbo_attend per segment against turbo_decode_ref after each
-// append, on two caches fed the same tokens, on the vector path and the portable one; and the
-// same bits however the rows are split over threads.
+// append, on two caches fed the same tokens, on the vector path and the portable one, with many
+// readers of each block (float tiles) and few (the stored layout); and the same bits however the
+// rows are split over threads.
 TEST_CASE("turbo: turbo_attend per segment matches the reference decode after each append") {
     std::mt19937 rng(21);
     std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -475,8 +476,9 @@ TEST_CASE("turbo: turbo_attend per segment matches the reference decode after ea
                         rows++;
                     }
             };
-            feed(prompt);
-            for (int i = 0; i < decode; ++i) feed(1);
+            feed(prompt);                                     // segments of T and 7 rows: float tiles
+            for (int i = 0; i < decode; ++i) feed(1);         // 3 readers a block: the stored layout
+            for (int i = 0; i < T / 5 + 1; ++i) feed(5);     // 15 readers, across a block's end: stored
             std::printf("turbo_attend D=%d T=%d: worst row relative error vs turbo_decode_ref %.2e (%d rows)\n", D, T,
                         worst, rows);
             // the scores are summed in another order (differences ~1e-6); where that moves a

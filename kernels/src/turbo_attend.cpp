@@ -9,6 +9,10 @@
 //   pass 2  p = SAS(s - max) by TurboSasTable (the reference's bits), then each block's values
 //           expanded to floats token-major, o += p_t v_t as D-wide multiply-adds; then the
 //           recent values; o /= sum_t p_t
+// With few readers of each block (a decode step: one row and its group of query heads), the
+// transposing conversions cost more than the dots they serve: each block is then converted to
+// floats in its stored layout (keys token-major, values channel-major), and the dots run along
+// it with horizontal sums (scores_rows, weighted_sum_cols).
 // turbo_decode_ref, its twin, expands the whole cache to floats for every query token; the
 // results differ by the order of the float sums (test-turbo-cpu bounds it). The loops are C++ on
 // 8-float vectors (GCC's vector extension), compiled twice, for AVX2 + FMA and for the baseline,
@@ -33,6 +37,10 @@ namespace tandem {
 namespace {
 
 constexpr float kLog2e = 1.4426950408889634f;
+// Up to this many (row, query head) readers of a block, turbo_attend reads each block converted
+// in its stored layout (scores_rows, weighted_sum_cols); above it, transposing each block into
+// float tiles once pays off.
+constexpr int kStoredLayoutReaders = 16;
 
 // What one task reads of the cache for its KV head.
 struct HeadView {
@@ -50,7 +58,7 @@ struct HeadView {
 // scores are T-wide multiply-adds over d) and its values token-major (vt: (T, D), so that P.V
 // is D-wide multiply-adds over t), each already times its scale.
 struct Work {
-    std::vector<float> qf, s, kc, vt, l;
+    std::vector<float> qf, s, kc, vt, l, pt;
     std::vector<int8_t> x8;
 };
 
@@ -112,11 +120,85 @@ __attribute__((always_inline)) inline void weighted_sum(const float* p, int n, c
     }
 }
 
-// Rows [r0, r1) of the call (positions pos0 + r), KV head h: out rows as documented.
+// The stored-layout path, for few readers (decode): each block converted to floats in its stored layout (keys
+// token-major, values channel-major: a contiguous conversion, which vectorizes), and each
+// reader's dots taken along it with horizontal sums, instead of the transposing conversion to
+// float tiles, whose cost only many readers amortize.
+template <int N>
+__attribute__((always_inline)) inline void codes_to_float(const int8_t* x8, float* xf) {
+    for (int i = 0; i < N; i++) xf[i] = (float)x8[i];
+}
+// r = the 8 horizontal sums of a[0..7] (lane k: the sum of a[k]'s lanes). (Vectors go out
+// through references: a v8f return value changes the portable build's ABI, and GCC warns.)
+__attribute__((always_inline)) inline void hsum8(const v8f (&a)[8], v8f& r) {
+    v8f b[4], c[2];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++)
+        b[k] = __builtin_shufflevector(a[2 * k], a[2 * k + 1], 0, 8, 2, 10, 4, 12, 6, 14) +
+               __builtin_shufflevector(a[2 * k], a[2 * k + 1], 1, 9, 3, 11, 5, 13, 7, 15);
+#pragma GCC unroll 2
+    for (int k = 0; k < 2; k++)
+        c[k] = __builtin_shufflevector(b[2 * k], b[2 * k + 1], 0, 1, 8, 9, 4, 5, 12, 13) +
+               __builtin_shufflevector(b[2 * k], b[2 * k + 1], 2, 3, 10, 11, 6, 7, 14, 15);
+    r = __builtin_shufflevector(c[0], c[1], 0, 1, 2, 3, 8, 9, 10, 11) +
+        __builtin_shufflevector(c[0], c[1], 4, 5, 6, 7, 12, 13, 14, 15);
+}
+// s[t] = scale_t * sum_d q[d] kf[t][d] for the T tokens of kf (token-major); scale_t is
+// scale[t] (per_token) or scale[0].
+template <int D, int T>
+__attribute__((always_inline)) inline void scores_rows(const float* q, const float* kf, const float* scale,
+                                                       bool per_token, float* s) {
+    for (int t0 = 0; t0 < T; t0 += 8) {
+        v8f acc[8] = {};
+        for (int d = 0; d < D; d += 8) {
+            v8f qd;
+            load8(qd, q + d);
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                v8f kd;
+                load8(kd, kf + (t0 + k) * D + d);
+                acc[k] += qd * kd;
+            }
+        }
+        v8f sc, r;
+        if (per_token) load8(sc, scale + t0);
+        else sc = v8f{} + scale[0];
+        hsum8(acc, r);
+        r *= sc;
+        std::memcpy(s + t0, &r, sizeof r);
+    }
+}
+// o[d] += scale * sum_t p[t] vf[d][t] for the T tokens of vf (channel-major); p is zero past
+// the tokens that count.
+template <int D, int T>
+__attribute__((always_inline)) inline void weighted_sum_cols(const float* p, const float* vf, float scale, float* o) {
+    for (int d0 = 0; d0 < D; d0 += 8) {
+        v8f acc[8] = {};
+        for (int t = 0; t < T; t += 8) {
+            v8f pt;
+            load8(pt, p + t);
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                v8f vd;
+                load8(vd, vf + (d0 + k) * T + t);
+                acc[k] += pt * vd;
+            }
+        }
+        v8f od, r;
+        load8(od, o + d0);
+        hsum8(acc, r);
+        od += r * scale;
+        std::memcpy(o + d0, &od, sizeof od);
+    }
+}
+
+// Rows [r0, r1) of the call (positions pos0 + r), KV head h: out rows as documented; with
+// `stored`, each block is converted in its stored layout and read by scores_rows and
+// weighted_sum_cols instead of float tiles.
 template <int D, int T>
 __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const TurboSasTable& sas, int pos0, int r0,
                                                        int r1, int h, int group, const float* q, int n_q_heads,
-                                                       float* out, Work& w) {
+                                                       float* out, bool stored, Work& w) {
     const int rows = r1 - r0, nq = rows * group;
     const int max_len = pos0 + r1;                  // the last row's length
     const size_t stride = (size_t)(max_len / T + 1) * T;  // a row's scores, whole blocks
@@ -127,6 +209,7 @@ __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const
     w.vt.resize((size_t)T * D);
     w.x8.resize((size_t)T * D);
     w.l.resize((size_t)nq);
+    w.pt.resize((size_t)T);
     auto len_of = [&](int i) { return pos0 + r0 + i + 1; };
     auto qrow = [&](int i, int g) { return &w.qf[((size_t)i * group + g) * D]; };
     auto srow = [&](int i, int g) { return &w.s[((size_t)i * group + g) * stride]; };
@@ -147,16 +230,28 @@ __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const
     for (int b = 0; b < n_blocks; b++) {
         float ks;
         turbo_expand_keys(hv.L, hv.bits, hv.records + (size_t)b * hv.rec_bytes, w.x8.data(), &ks);
+        if (stored) {
+            codes_to_float<D * T>(w.x8.data(), w.kc.data());
+            each_reader(b, [&](int i, int g) {
+                scores_rows<D, T>(qrow(i, g), w.kc.data(), &ks, false, srow(i, g) + (size_t)b * T);
+            });
+            continue;
+        }
         keys_to_float<D, T>(w.x8.data(), &ks, false, w.kc.data());
         each_reader(b, [&](int i, int g) { scores<D, T>(qrow(i, g), w.kc.data(), srow(i, g) + (size_t)b * T); });
     }
     bool recent = false;
     for (int i = 0; i < rows; i++) recent |= len_of(i) % T != 0;
     if (recent) {
-        keys_to_float<D, T>(hv.rk, hv.rks, true, w.kc.data());
+        if (stored) codes_to_float<D * T>(hv.rk, w.kc.data());
+        else keys_to_float<D, T>(hv.rk, hv.rks, true, w.kc.data());
         for (int i = 0; i < rows; i++)
             if (len_of(i) % T != 0)  // scores of slots past the row's length are computed, then ignored
-                for (int g = 0; g < group; g++) scores<D, T>(qrow(i, g), w.kc.data(), srow(i, g) + (size_t)(len_of(i) / T) * T);
+                for (int g = 0; g < group; g++) {
+                    float* s_recent = srow(i, g) + (size_t)(len_of(i) / T) * T;
+                    if (stored) scores_rows<D, T>(qrow(i, g), w.kc.data(), hv.rks, true, s_recent);
+                    else scores<D, T>(qrow(i, g), w.kc.data(), s_recent);
+                }
     }
 
     // max, probabilities (TurboSasTable::row: the reference's bits), their sums
@@ -167,6 +262,7 @@ __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const
             float m = -std::numeric_limits<float>::infinity();
             for (int t = 0; t < len; t++) m = std::max(m, sr[t]);
             w.l[(size_t)i * group + g] = sas.row(sr, len, m);
+            if (stored) std::fill(sr + len, sr + (len + T - 1) / T * T, 0.0f);  // weighted_sum_cols sums whole blocks
         }
 
     // pass 2: o = sum p v / l, accumulated in the output rows
@@ -175,34 +271,49 @@ __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const
     for (int b = 0; b < n_blocks; b++) {
         float vs;
         turbo_expand_values(hv.L, hv.bits, hv.records + (size_t)b * hv.rec_bytes, w.x8.data(), &vs);
+        if (stored) {
+            codes_to_float<D * T>(w.x8.data(), w.vt.data());
+            each_reader(b, [&](int i, int g) {
+                weighted_sum_cols<D, T>(srow(i, g) + (size_t)b * T, w.vt.data(), vs, orow(i, g));
+            });
+            continue;
+        }
         values_to_float<D, T>(w.x8.data(), &vs, false, w.vt.data());
         each_reader(b, [&](int i, int g) { weighted_sum<D, T>(srow(i, g) + (size_t)b * T, T, w.vt.data(), orow(i, g)); });
     }
-    if (recent) values_to_float<D, T>(hv.rv, hv.rvs, true, w.vt.data());
+    if (recent && stored) codes_to_float<D * T>(hv.rv, w.vt.data());
+    else if (recent) values_to_float<D, T>(hv.rv, hv.rvs, true, w.vt.data());
     for (int i = 0; i < rows; i++) {
         const int nb = len_of(i) / T, nr = len_of(i) % T;
         for (int g = 0; g < group; g++) {
-            if (nr > 0) weighted_sum<D, T>(srow(i, g) + (size_t)nb * T, nr, w.vt.data(), orow(i, g));
+            const float* p = srow(i, g) + (size_t)nb * T;
+            if (nr > 0 && stored) {  // the recent values' per-token scales go into p (zero past nr)
+                for (int t = 0; t < T; t++) w.pt[(size_t)t] = p[t] * hv.rvs[t];
+                weighted_sum_cols<D, T>(w.pt.data(), w.vt.data(), 1.0f, orow(i, g));
+            } else if (nr > 0) {
+                weighted_sum<D, T>(p, nr, w.vt.data(), orow(i, g));
+            }
             const float inv = 1.0f / w.l[(size_t)i * group + g];
             for (int d = 0; d < D; d++) orow(i, g)[d] *= inv;
         }
     }
 }
 
-using TaskFn = void (*)(const HeadView&, const TurboSasTable&, int, int, int, int, int, const float*, int, float*, Work&);
+using TaskFn = void (*)(const HeadView&, const TurboSasTable&, int, int, int, int, int, const float*, int, float*, bool,
+                        Work&);
 
 template <int D, int T>
 void task_portable(const HeadView& hv, const TurboSasTable& sas, int pos0, int r0, int r1, int h, int group,
-                   const float* q, int n_q_heads, float* out, Work& w) {
-    attend_task<D, T>(hv, sas, pos0, r0, r1, h, group, q, n_q_heads, out, w);
+                   const float* q, int n_q_heads, float* out, bool stored, Work& w) {
+    attend_task<D, T>(hv, sas, pos0, r0, r1, h, group, q, n_q_heads, out, stored, w);
 }
 
 #if defined(__x86_64__)
 template <int D, int T>
 __attribute__((target("avx2,fma"))) void task_avx2(const HeadView& hv, const TurboSasTable& sas, int pos0, int r0,
                                                    int r1, int h, int group, const float* q, int n_q_heads, float* out,
-                                                   Work& w) {
-    attend_task<D, T>(hv, sas, pos0, r0, r1, h, group, q, n_q_heads, out, w);
+                                                   bool stored, Work& w) {
+    attend_task<D, T>(hv, sas, pos0, r0, r1, h, group, q, n_q_heads, out, stored, w);
 }
 #endif
 
@@ -242,6 +353,10 @@ void turbo_attend(const TurboKvCache& cache, int seq, int pos0, int n, const flo
     const int threads = pool ? pool->size() : 1;
     const int chunks = std::max(1, std::min((n + 7) / 8, threads / H)), rows = (n + chunks - 1) / chunks;
     const int group = n_q_heads / H;
+    // Few readers of each block (decode: one row, its group of query heads): the stored layout.
+    // Chosen from the call alone, not from the split over threads, so results do not depend on
+    // the thread count.
+    const bool stored = n * group <= kStoredLayoutReaders;
     auto run = [&](int64_t begin, int64_t end) {
         thread_local Work w;
         for (int64_t task = begin; task < end; task++) {
@@ -255,7 +370,7 @@ void turbo_attend(const TurboKvCache& cache, int seq, int pos0, int n, const flo
                               cache.recent_v().data() + row * D,
                               cache.recent_k_scale().data() + row,
                               cache.recent_v_scale().data() + row};
-            task_fn(hv, sas, pos0, r0, r1, h, group, q, n_q_heads, out, w);
+            task_fn(hv, sas, pos0, r0, r1, h, group, q, n_q_heads, out, stored, w);
         }
     };
     const int64_t n_tasks = (int64_t)H * ((n + rows - 1) / rows);
