@@ -5,13 +5,15 @@
 // in the same run.
 //
 //   bench-cpu-matmul [--threads N] [--tokens N] [--types F16,Q8_0,...] [--paths scalar,avx2,...] [--cpu-time]
+//                    [--dim N --ffn N]
 //
 // --cpu-time: one thread, every time (bandwidth, peak loops, decode, prefill) taken from the
 // thread's own CPU time instead of the wall clock, so that the ratios hold on a machine other
 // processes share (memory bandwidth then is still shared).
 //
 // Model shape: dim 768, ffn 2048, 12 layers (wq wk wv wo: 768x768; w1 w3: 2048x768; w2: 768x2048)
-// plus the output matrix 32000x768: 109.6M weights. Every matrix is its own allocation, so a
+// plus the output matrix 32000x768: 109.6M weights. --dim / --ffn change the layers' width (the
+// 1B shapes' 2048 / 8192, say: 870M weights, a 8192-column w2). Every matrix is its own allocation, so a
 // decode step reads ~62 MB (Q4_0) to ~219 MB (F16): far more than the caches.
 // Each path packs the matrices first (cpu::pack_weights, not timed).
 // Decode: one step = all 85 matvecs in sequence (what a forward pass does); median of steps.
@@ -136,8 +138,10 @@ struct Model {
     int64_t params = 0;
 };
 
+static int64_t g_dim = 768, g_ffn = 2048;
+
 static Model make_model(GgmlType t) {
-    const int64_t dim = 768, ffn = 2048, layers = 12, vocab = 32000;
+    const int64_t dim = g_dim, ffn = g_ffn, layers = 12, vocab = 32000;
     std::mt19937 rng(42);
     Model m;
     for (int l = 0; l < layers; l++) {
@@ -180,7 +184,8 @@ static double time_decode(const std::vector<cpu::PackedWeights>& m, ThreadPool& 
 // Seconds for n_tokens through layer 0's 7 matrices (best of `reps`).
 static double time_prefill(const std::vector<cpu::PackedWeights>& m, ThreadPool& pool, int64_t n_tokens, int reps,
                            int64_t* flops) {
-    std::vector<float> X((size_t)(n_tokens * 2048)), Y((size_t)(n_tokens * 2048));
+    const int64_t width = std::max(g_dim, g_ffn);
+    std::vector<float> X((size_t)(n_tokens * width)), Y((size_t)(n_tokens * width));
     std::mt19937 rng(2);
     std::normal_distribution<float> nd(0, 1);
     for (auto& v : X) v = nd(rng);
@@ -211,12 +216,19 @@ int main(int argc, char** argv) {
         else if (a == "--types") types = split(next());
         else if (a == "--paths") paths = split(next());
         else if (a == "--cpu-time") g_cpu_time = true;
+        else if (a == "--dim") g_dim = std::atoll(next().c_str());
+        else if (a == "--ffn") g_ffn = std::atoll(next().c_str());
         else {
-            std::fprintf(stderr, "usage: %s [--threads N] [--tokens N] [--types F16,Q8_0,...] [--paths scalar,avx2,...] [--cpu-time]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--threads N] [--tokens N] [--types F16,Q8_0,...] [--paths scalar,avx2,...] [--cpu-time] "
+                                 "[--dim N --ffn N]\n", argv[0]);
             return 2;
         }
     }
     if (threads < 1 || n_tokens < 1) { std::fprintf(stderr, "--threads and --tokens must be >= 1\n"); return 2; }
+    if (g_dim < 256 || g_ffn < 256 || g_dim % 256 || g_ffn % 256 || g_dim > 16384 || g_ffn > 16384) {
+        std::fprintf(stderr, "--dim and --ffn must be multiples of 256 from 256 to 16384\n");
+        return 2;
+    }
     if (g_cpu_time) threads = 1;
     ThreadPool pool(threads);
     const cpu::CpuFeatures& f = cpu::cpu_features();
@@ -280,10 +292,10 @@ int main(int argc, char** argv) {
         }
         cpu::force_kernel_path("best");
     }
-    std::printf("\nparams %.1fM; decode = all 85 matrices once (median step); prefill = layer 0's 7 matrices x %lld tokens;\n"
+    std::printf("\nparams %.1fM (dim %lld, ffn %lld); decode = all 85 matrices once (median step); prefill = layer 0's 7 matrices x %lld tokens;\n"
                 "%% of peak = prefill GOP/s / the path's int8 (quantized types) or fp32 fma (float types) peak\n"
                 "(amx-bf16: also / its tdpbf16ps peak);\n"
                 "x scalar = decode GB/s ratio / prefill GOP/s ratio against the scalar path\n",
-                (double)params / 1e6, (long long)n_tokens);
+                (double)params / 1e6, (long long)g_dim, (long long)g_ffn, (long long)n_tokens);
     return 0;
 }
