@@ -257,9 +257,10 @@ TEST_CASE("matvec and matmul match the float64 reference on every type and path"
     struct Shape { int64_t rows, cols_blocks, n_tokens; };
     // rows: one partial panel, several panels plus a partial one, exact panels; tokens: one
     // tile, full tiles plus a padded one (8 + 1, 8 + 8 + 1), sizes between the tile sizes;
-    // {40, 9, 33}: two of amx's 16-token tiles over 3 panels, 9 subblocks (stages of 4, 4, 1)
-    const Shape shapes[] = {{1, 1, 1},   {7, 1, 3},   {33, 3, 5},  {67, 8, 9}, {16, 2, 4},
-                            {100, 2, 17}, {48, 1, 13}, {130, 1, 2}, {40, 9, 33}};
+    // {40, 9, 33}: two of amx's 16-token tiles over 3 panels, 9 subblocks (stages of 4, 4, 1);
+    // {20, 70, 20}: rows longer than amx-bf16's K pieces (kBf16PieceCols), 2 to 9 of them
+    const Shape shapes[] = {{1, 1, 1},    {7, 1, 3},   {33, 3, 5},  {67, 8, 9},  {16, 2, 4},
+                            {100, 2, 17}, {48, 1, 13}, {130, 1, 2}, {40, 9, 33}, {20, 70, 20}};
     for (const TypeCase& tc : kTypes) {
         const int64_t bs = type_traits(tc.type).block_size == QK_K ? QK_K : 32;
         for (const Shape& s : shapes) check_all_paths(tc, s.rows, s.cols_blocks * bs, s.n_tokens, &pool);

@@ -15,8 +15,9 @@
 //   B   per panel, cols / 32 tiles of 16 x 32: tile kb's row k holds (W[n][32kb + 2k],
 //       W[n][32kb + 2k + 1]) for the panel's rows n = 0..15 (the pairs tdpbf16ps multiplies)
 //   C   16 tokens x 16 rows, FP32
-// A task (a chunk of panels) dequantizes its panels into its B buffer, then runs 32 tokens x 2
-// panels at a time (tmm0-3 C, tmm4-5 A, tmm6-7 B: 4 products per 4 tile loads) over the row.
+// A task (a chunk of panels) takes the row in pieces of up to kBf16PieceCols columns: it
+// dequantizes the piece of its panels into its B buffer, then runs 32 tokens x 2 panels at a
+// time (tmm0-3 C, tmm4-5 A, tmm6-7 B: 4 products per 4 tile loads) over the piece.
 #pragma once
 
 #ifdef AMX_EMULATED
@@ -137,14 +138,22 @@ TGT_BF16 void panel_to_b(const uint8_t* panel, int64_t n_recs, uint16_t* b) {
 }
 
 // C tiles of NA x NB (A tiles of 16 tokens at a, lda bytes apart; B tiles of 16 rows at b0, b1)
-// over kblocks 32-column steps, stored to c[i][j] (16 x 16 floats each).
+// over kblocks 32-column steps, starting from cin[i][j] (nullptr: zero) and stored to
+// cout[i][j] (16 x 16 floats each, rows 64 bytes apart).
 template <int NA, int NB>
 TGT_BF16 void tile_block(const uint16_t* a, int64_t lda, const uint16_t* b0, const uint16_t* b1, int64_t kblocks,
-                         float (*c)[2][256]) {
-    TILE_ZERO(0);
-    if constexpr (NB == 2) TILE_ZERO(1);
-    if constexpr (NA == 2) TILE_ZERO(2);
-    if constexpr (NA == 2 && NB == 2) TILE_ZERO(3);
+                         float* const (&cin)[2][2], float* const (&cout)[2][2]) {
+    if (cin[0][0]) {
+        TILE_LOAD(0, cin[0][0], 64);
+        if constexpr (NB == 2) TILE_LOAD(1, cin[0][1], 64);
+        if constexpr (NA == 2) TILE_LOAD(2, cin[1][0], 64);
+        if constexpr (NA == 2 && NB == 2) TILE_LOAD(3, cin[1][1], 64);
+    } else {
+        TILE_ZERO(0);
+        if constexpr (NB == 2) TILE_ZERO(1);
+        if constexpr (NA == 2) TILE_ZERO(2);
+        if constexpr (NA == 2 && NB == 2) TILE_ZERO(3);
+    }
     const uint16_t* a1 = (const uint16_t*)((const uint8_t*)a + 16 * lda);
     for (int64_t kb = 0; kb < kblocks; kb++) {
         TILE_LOAD(4, a + 32 * kb, lda);
@@ -160,37 +169,56 @@ TGT_BF16 void tile_block(const uint16_t* a, int64_t lda, const uint16_t* b0, con
             if constexpr (NB == 2) TILE_DPBF16PS(3, 5, 7);
         }
     }
-    TILE_STORE(0, c[0][0], 64);
-    if constexpr (NB == 2) TILE_STORE(1, c[0][1], 64);
-    if constexpr (NA == 2) TILE_STORE(2, c[1][0], 64);
-    if constexpr (NA == 2 && NB == 2) TILE_STORE(3, c[1][1], 64);
+    TILE_STORE(0, cout[0][0], 64);
+    if constexpr (NB == 2) TILE_STORE(1, cout[0][1], 64);
+    if constexpr (NA == 2) TILE_STORE(2, cout[1][0], 64);
+    if constexpr (NA == 2 && NB == 2) TILE_STORE(3, cout[1][1], 64);
 }
 
-// The task's panels to B, then every 32 tokens x 2 panels on the tiles, stored into y.
+// The task's panels, one K piece (kBf16PieceCols columns) at a time: the piece's B tiles, then
+// every 32 tokens x 2 panels on the tiles over the piece. Between pieces the C tiles wait in
+// t.acc; after the last they are stored into y. Pieces keep a 32-token A block (128 KB) in L2
+// across a chunk's panel pairs however long the row (the FFN's 8192-column w2 of a 1B model).
 template <class P>
 TGT_BF16 void bf16_panels(const Bf16Task& t) {
-    const int64_t b_stride = t.n_recs * P::kSub * P::kSubs / 32 * kTileElems;  // one panel's B tiles
-    for (int64_t p = 0; p < t.n_panels; p++) panel_to_b<P>(t.w + p * t.panel_bytes, t.n_recs, t.b + p * b_stride);
+    constexpr int64_t kRecCols = P::kSub * P::kSubs, kPieceRecs = kBf16PieceCols / kRecCols;
+    static_assert(kBf16PieceCols % kRecCols == 0, "a piece holds whole records");
     tiles_configure(64);  // every tile 16 rows x 64 bytes
-    const int64_t kblocks = b_stride / kTileElems, lda = 2 * t.ldx;
+    const int64_t lda = 2 * t.ldx, acc_panels = (t.n_panels + 1) / 2 * 2;
     alignas(64) float c[2][2][256];
-    for (int64_t t0 = 0; t0 < t.n_tokens; t0 += 32) {
-        const int na = t.n_tokens - t0 > 16 ? 2 : 1;
-        const uint16_t* a = t.x + t0 * t.ldx;
-        for (int64_t p = 0; p < t.n_panels; p += 2) {
-            const int nb = t.n_panels - p > 1 ? 2 : 1;
-            const uint16_t* b0 = t.b + p * b_stride;
-            if (na == 2 && nb == 2) tile_block<2, 2>(a, lda, b0, b0 + b_stride, kblocks, c);
-            else if (na == 2) tile_block<2, 1>(a, lda, b0, b0, kblocks, c);
-            else if (nb == 2) tile_block<1, 2>(a, lda, b0, b0 + b_stride, kblocks, c);
-            else tile_block<1, 1>(a, lda, b0, b0, kblocks, c);
-            for (int i = 0; i < na; i++)
-                for (int j = 0; j < nb; j++) {
-                    const int64_t row0 = (p + j) * kPanelRows, tok0 = t0 + 16 * i;
-                    const int rows = (int)std::min<int64_t>(kPanelRows, t.rows - row0);
-                    const int toks = (int)std::min<int64_t>(16, t.n_tokens - tok0);
-                    for (int k = 0; k < toks; k++) V::store_n(t.y + (tok0 + k) * t.ldy + row0, V::load_f32(c[i][j] + 16 * k), rows);
-                }
+    for (int64_t r0 = 0; r0 < t.n_recs; r0 += kPieceRecs) {
+        const int64_t n_recs = std::min(kPieceRecs, t.n_recs - r0), kblocks = n_recs * kRecCols / 32;
+        const int64_t b_stride = kblocks * kTileElems;  // one panel's B tiles of the piece
+        for (int64_t p = 0; p < t.n_panels; p++)
+            panel_to_b<P>(t.w + p * t.panel_bytes + r0 * (int64_t)sizeof(typename P::Rec), n_recs, t.b + p * b_stride);
+        const bool first = r0 == 0, last = r0 + n_recs == t.n_recs;
+        for (int64_t t0 = 0; t0 < t.n_tokens; t0 += 32) {
+            const int na = t.n_tokens - t0 > 16 ? 2 : 1;
+            const uint16_t* a = t.x + t0 * t.ldx + r0 * kRecCols;
+            for (int64_t p = 0; p < t.n_panels; p += 2) {
+                const int nb = t.n_panels - p > 1 ? 2 : 1;
+                float* acc[2][2];  // this block's C tiles in t.acc
+                for (int i = 0; i < 2; i++)
+                    for (int j = 0; j < 2; j++) acc[i][j] = t.acc + ((t0 / 16 + i) * acc_panels + p + j) * 256;
+                float* const none[2][2] = {{nullptr, nullptr}, {nullptr, nullptr}};
+                float* const local[2][2] = {{c[0][0], c[0][1]}, {c[1][0], c[1][1]}};
+                auto& cin = first ? none : acc;
+                auto& cout = last ? local : acc;
+                const uint16_t* b0 = t.b + p * b_stride;
+                if (na == 2 && nb == 2) tile_block<2, 2>(a, lda, b0, b0 + b_stride, kblocks, cin, cout);
+                else if (na == 2) tile_block<2, 1>(a, lda, b0, b0, kblocks, cin, cout);
+                else if (nb == 2) tile_block<1, 2>(a, lda, b0, b0 + b_stride, kblocks, cin, cout);
+                else tile_block<1, 1>(a, lda, b0, b0, kblocks, cin, cout);
+                if (!last) continue;
+                for (int i = 0; i < na; i++)
+                    for (int j = 0; j < nb; j++) {
+                        const int64_t row0 = (p + j) * kPanelRows, tok0 = t0 + 16 * i;
+                        const int rows = (int)std::min<int64_t>(kPanelRows, t.rows - row0);
+                        const int toks = (int)std::min<int64_t>(16, t.n_tokens - tok0);
+                        for (int k = 0; k < toks; k++)
+                            V::store_n(t.y + (tok0 + k) * t.ldy + row0, V::load_f32(c[i][j] + 16 * k), rows);
+                    }
+            }
         }
     }
 }

@@ -101,7 +101,8 @@ struct Bf16Task {
     int64_t n_tokens;
     float* y;             // output of token 0 for the first panel's row 0
     int64_t ldy;          // floats between tokens in y
-    uint16_t* b;          // scratch: n_panels * cols * 16 BF16 values
+    uint16_t* b;          // scratch: n_panels * min(cols, kBf16PieceCols) * 16 BF16 values
+    float* acc;           // scratch, when cols > kBf16PieceCols: bf16_acc_floats(n_tokens, n_panels)
 };
 using bf16_panels_fn = void (*)(const Bf16Task& task);
 // n floats (a multiple of 32) to BF16, rounded to nearest even.
@@ -144,6 +145,13 @@ const KernelSet& kernels_amx_bf16_emulated();
 
 // Tokens from which a prompt goes to a type's .bf16 kernel: one A tile.
 constexpr int64_t kBf16MinTokens = 16;
+// Columns of the row the .bf16 kernels take at a time (a multiple of every record's columns).
+constexpr int64_t kBf16PieceCols = 2048;
+// Floats of Bf16Task::acc: the C tiles of every 16 tokens (in 32-token blocks) x every panel
+// (in pairs).
+constexpr int64_t bf16_acc_floats(int64_t n_tokens, int64_t n_panels) {
+    return (n_tokens + 31) / 32 * 2 * ((n_panels + 1) / 2 * 2) * 256;
+}
 
 // tdpbsud instructions executed by a register-only loop of `iters` iterations (tandem/cpu_peak.h);
 // only on a CPU where the amx path is supported.

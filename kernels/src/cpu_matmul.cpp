@@ -377,8 +377,8 @@ static void matmul_panels(const KernelSet& ks, const PackedWeights* const w[], f
 }
 
 // BF16 tiles (the type's .bf16 kernel): every token's activations rounded to BF16 once, then
-// each thread takes chunks of panels (about kBf16ChunkBytes once dequantized, which stay in its
-// L2), dequantizes them and runs every token against them.
+// each thread takes chunks of panels (about kBf16ChunkBytes of B tiles per K piece, which stay in
+// its L2), dequantizes them piece by piece and runs every token against them.
 constexpr size_t kBf16ChunkBytes = 512 * 1024;
 
 static void matmul_bf16(const KernelSet& ks, const PackedWeights* const w[], float* const Y[], int n_mats,
@@ -397,16 +397,19 @@ static void matmul_bf16(const KernelSet& ks, const PackedWeights* const w[], flo
     int64_t total_panels = 0;
     for (int m = 0; m < n_mats; m++) total_panels += (w[m]->rows() + kPanelRows - 1) / kPanelRows;
     const int64_t balance = std::max<int64_t>(2, (total_panels + 4 * threads - 1) / (4 * threads));
-    const int64_t b_panel = cols * kPanelRows * 2;  // bytes of one panel's B tiles
+    const int64_t b_panel = std::min(cols, kBf16PieceCols) * kPanelRows * 2;  // bytes of one panel's B tiles
     int64_t chunk = std::min<int64_t>(std::max<int64_t>(2, (int64_t)kBf16ChunkBytes / b_panel), balance);
     chunk = (chunk + 1) / 2 * 2;  // whole pairs of the kernel's 2 panels
+    const size_t acc_bytes = cols > kBf16PieceCols ? (size_t)bf16_acc_floats(n_tokens, chunk) * 4 : 0;
     constexpr int kMaxMats = 8;
     int64_t first_chunk[kMaxMats + 1] = {0};
     for (int m = 0; m < n_mats; m++)
         first_chunk[m + 1] = first_chunk[m] + ((w[m]->rows() + kPanelRows - 1) / kPanelRows + chunk - 1) / chunk;
     const int64_t n_recs = cols / panel_format(w[0]->type())->rec_cols;
     run(pool, first_chunk[n_mats], 1, [&](int64_t c0, int64_t c1) {
-        uint16_t* b = (uint16_t*)scratch(1, (size_t)(chunk * b_panel));
+        uint8_t* buf = scratch(1, (size_t)(chunk * b_panel) + acc_bytes);  // B tiles, then the C tiles between pieces
+        uint16_t* b = (uint16_t*)buf;
+        float* acc = acc_bytes ? (float*)(buf + chunk * b_panel) : nullptr;
         for (int64_t c = c0; c < c1; c++) {
             int m = 0;
             while (c >= first_chunk[m + 1]) m++;
@@ -424,6 +427,7 @@ static void matmul_bf16(const KernelSet& ks, const PackedWeights* const w[], flo
             t.y = Y[m] + p0 * kPanelRows;
             t.ldy = rows;
             t.b = b;
+            t.acc = acc;
             k.bf16(t);
         }
     });
