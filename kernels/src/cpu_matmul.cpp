@@ -306,6 +306,19 @@ static void matmul_rows(const TypeKernel& k, GgmlType type, const uint8_t* W, in
     });
 }
 
+// Chunk c of a call's panels, numbered across its matrices (matrix m's first is first_chunk[m],
+// of chunk[m] panels each): the matrix and its panels [p0, p1).
+struct ChunkSpan {
+    int m;
+    int64_t p0, p1;
+};
+static ChunkSpan chunk_span(int64_t c, const int64_t* first_chunk, const int64_t* chunk, const PackedWeights* const w[]) {
+    int m = 0;
+    while (c >= first_chunk[m + 1]) m++;
+    const int64_t n_panels = (w[m]->rows() + kPanelRows - 1) / kPanelRows, p0 = (c - first_chunk[m]) * chunk[m];
+    return {m, p0, std::min(n_panels, p0 + chunk[m])};
+}
+
 // Panels layout. Tokens go in tiles of the path's largest tile size (the last tile: the
 // smallest size that holds the rest); the tiles are filled once for all the matrices, then
 // each thread takes chunks of panels (about kChunkBytes of weights, which stay in its L2) and
@@ -354,10 +367,8 @@ static void matmul_panels(const KernelSet& ks, const PackedWeights* const w[], f
     const int64_t n_recs = cols / panel_format(type)->rec_cols;
     run(pool, first_chunk[n_mats], 1, [&](int64_t c0, int64_t c1) {
         for (int64_t c = c0; c < c1; c++) {
-            int m = 0;
-            while (c >= first_chunk[m + 1]) m++;
-            const int64_t rows = w[m]->rows(), n_panels = (rows + kPanelRows - 1) / kPanelRows;
-            const int64_t p0 = (c - first_chunk[m]) * chunk[m], p1 = std::min(n_panels, p0 + chunk[m]);
+            const auto [m, p0, p1] = chunk_span(c, first_chunk, chunk, w);
+            const int64_t rows = w[m]->rows();
             for (int64_t i = 0; i < n_tiles; i++) {
                 PanelTask t;
                 t.w = data[m] + p0 * panel_bytes[m];
@@ -402,19 +413,19 @@ static void matmul_bf16(const KernelSet& ks, const PackedWeights* const w[], flo
     chunk = (chunk + 1) / 2 * 2;  // whole pairs of the kernel's 2 panels
     const size_t acc_bytes = cols > kBf16PieceCols ? (size_t)bf16_acc_floats(n_tokens, chunk) * 4 : 0;
     constexpr int kMaxMats = 8;
-    int64_t first_chunk[kMaxMats + 1] = {0};
-    for (int m = 0; m < n_mats; m++)
+    int64_t first_chunk[kMaxMats + 1] = {0}, chunks[kMaxMats];
+    for (int m = 0; m < n_mats; m++) {
+        chunks[m] = chunk;
         first_chunk[m + 1] = first_chunk[m] + ((w[m]->rows() + kPanelRows - 1) / kPanelRows + chunk - 1) / chunk;
+    }
     const int64_t n_recs = cols / panel_format(w[0]->type())->rec_cols;
     run(pool, first_chunk[n_mats], 1, [&](int64_t c0, int64_t c1) {
         uint8_t* buf = scratch(1, (size_t)(chunk * b_panel) + acc_bytes);  // B tiles, then the C tiles between pieces
         uint16_t* b = (uint16_t*)buf;
         float* acc = acc_bytes ? (float*)(buf + chunk * b_panel) : nullptr;
         for (int64_t c = c0; c < c1; c++) {
-            int m = 0;
-            while (c >= first_chunk[m + 1]) m++;
-            const int64_t rows = w[m]->rows(), n_panels = (rows + kPanelRows - 1) / kPanelRows;
-            const int64_t p0 = (c - first_chunk[m]) * chunk, p1 = std::min(n_panels, p0 + chunk);
+            const auto [m, p0, p1] = chunk_span(c, first_chunk, chunks, w);
+            const int64_t rows = w[m]->rows();
             Bf16Task t;
             t.w = data[m] + p0 * panel_bytes[m];
             t.panel_bytes = panel_bytes[m];

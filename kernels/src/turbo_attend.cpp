@@ -143,27 +143,32 @@ __attribute__((always_inline)) inline void hsum8(const v8f (&a)[8], v8f& r) {
     r = __builtin_shufflevector(c[0], c[1], 0, 1, 2, 3, 8, 9, 10, 11) +
         __builtin_shufflevector(c[0], c[1], 4, 5, 6, 7, 12, 13, 14, 15);
 }
+// r[k] = sum_j x[j] m[k * N + j] for the 8 rows k of m (N floats each, N a multiple of 8).
+template <int N>
+__attribute__((always_inline)) inline void dot8_rows(const float* x, const float* m, v8f& r) {
+    v8f acc[8] = {};
+    for (int j = 0; j < N; j += 8) {
+        v8f xj;
+        load8(xj, x + j);
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) {
+            v8f mk;
+            load8(mk, m + k * N + j);
+            acc[k] += xj * mk;
+        }
+    }
+    hsum8(acc, r);
+}
 // s[t] = scale_t * sum_d q[d] kf[t][d] for the T tokens of kf (token-major); scale_t is
 // scale[t] (per_token) or scale[0].
 template <int D, int T>
 __attribute__((always_inline)) inline void scores_rows(const float* q, const float* kf, const float* scale,
                                                        bool per_token, float* s) {
     for (int t0 = 0; t0 < T; t0 += 8) {
-        v8f acc[8] = {};
-        for (int d = 0; d < D; d += 8) {
-            v8f qd;
-            load8(qd, q + d);
-#pragma GCC unroll 8
-            for (int k = 0; k < 8; k++) {
-                v8f kd;
-                load8(kd, kf + (t0 + k) * D + d);
-                acc[k] += qd * kd;
-            }
-        }
         v8f sc, r;
+        dot8_rows<D>(q, kf + t0 * D, r);
         if (per_token) load8(sc, scale + t0);
         else sc = v8f{} + scale[0];
-        hsum8(acc, r);
         r *= sc;
         std::memcpy(s + t0, &r, sizeof r);
     }
@@ -173,20 +178,9 @@ __attribute__((always_inline)) inline void scores_rows(const float* q, const flo
 template <int D, int T>
 __attribute__((always_inline)) inline void weighted_sum_cols(const float* p, const float* vf, float scale, float* o) {
     for (int d0 = 0; d0 < D; d0 += 8) {
-        v8f acc[8] = {};
-        for (int t = 0; t < T; t += 8) {
-            v8f pt;
-            load8(pt, p + t);
-#pragma GCC unroll 8
-            for (int k = 0; k < 8; k++) {
-                v8f vd;
-                load8(vd, vf + (d0 + k) * T + t);
-                acc[k] += pt * vd;
-            }
-        }
         v8f od, r;
+        dot8_rows<T>(p, vf + d0 * T, r);
         load8(od, o + d0);
-        hsum8(acc, r);
         od += r * scale;
         std::memcpy(o + d0, &od, sizeof od);
     }
