@@ -32,14 +32,37 @@ TGT static void causal_block(const float* q, const float* kbuf, const float* vbu
     const F s = W::first_or(n, W::mul(W::hsum(acc), W::set1(scale)), -INFINITY);
     const float m_new = std::max(st.m, W::hmax(s));
     const F p = W::first_or(n, W::exp_neg(W::sub(s, W::set1(m_new))), 0.0f);
-    const float c = st.m == -INFINITY ? 0.0f : std::exp(st.m - m_new);
     alignas(64) float pj[kLanes];
     W::store(pj, p);
-    st.l = st.l * c + W::reduce_add(p);
-    st.m = m_new;
-    const F cv = W::set1(c);
-    for (int i = 0; i < hd; i += kLanes) {
-        F o = W::mul(W::load(st.o + i), cv);
+    if (m_new != st.m) {  // a new maximum: the running sums shrink (most blocks after the first few keep it)
+        const float c = st.m == -INFINITY ? 0.0f : std::exp(st.m - m_new);
+        st.l *= c;
+        const F cv = W::set1(c);
+        for (int i = 0; i < hd; i += kLanes) W::store(st.o + i, W::mul(W::load(st.o + i), cv));
+        st.m = m_new;
+    }
+    st.l += W::reduce_add(p);
+    // o += sum_j p_j v_j, 4 vectors of channels at a time: 4 independent FMA chains (one chain
+    // of n FMAs per vector waits on the FMA latency)
+    int i = 0;
+    for (; i + 4 * kLanes <= hd; i += 4 * kLanes) {
+        F o0 = W::load(st.o + i), o1 = W::load(st.o + i + kLanes);
+        F o2 = W::load(st.o + i + 2 * kLanes), o3 = W::load(st.o + i + 3 * kLanes);
+        for (int j = 0; j < n; j++) {
+            const F pv = W::set1(pj[j]);
+            const float* v = vbuf + j * hd + i;
+            o0 = W::fmadd(pv, W::load(v), o0);
+            o1 = W::fmadd(pv, W::load(v + kLanes), o1);
+            o2 = W::fmadd(pv, W::load(v + 2 * kLanes), o2);
+            o3 = W::fmadd(pv, W::load(v + 3 * kLanes), o3);
+        }
+        W::store(st.o + i, o0);
+        W::store(st.o + i + kLanes, o1);
+        W::store(st.o + i + 2 * kLanes, o2);
+        W::store(st.o + i + 3 * kLanes, o3);
+    }
+    for (; i < hd; i += kLanes) {
+        F o = W::load(st.o + i);
         for (int j = 0; j < n; j++) o = W::fmadd(W::set1(pj[j]), W::load(vbuf + j * hd + i), o);
         W::store(st.o + i, o);
     }
