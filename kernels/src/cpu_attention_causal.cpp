@@ -37,19 +37,13 @@ struct W {
         return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)((const half_bits*)base + off)));
     }
     TGT static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+    TGT static F add(F a, F b) { return _mm256_add_ps(a, b); }
     TGT static F sub(F a, F b) { return _mm256_sub_ps(a, b); }
     TGT static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
     // Lanes [0, n) of v, the others `fill`.
     TGT static F first_or(int n, F v, float fill) {
         const __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
         return _mm256_blendv_ps(_mm256_set1_ps(fill), v, _mm256_cmp_ps(lane, _mm256_set1_ps((float)n), _CMP_LT_OQ));
-    }
-    // Lane j = the sum of a[j]'s lanes.
-    TGT static F hsum(const F (&a)[8]) {
-        const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
-        const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
-        const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
-        return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
     }
     TGT static float hmax(F v) {
         __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -84,25 +78,10 @@ struct W {
         return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)((const half_bits*)base + off)));
     }
     TGT static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
+    TGT static F add(F a, F b) { return _mm512_add_ps(a, b); }
     TGT static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
     TGT static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
     TGT static F first_or(int n, F v, float fill) { return _mm512_mask_blend_ps((__mmask16)((1u << n) - 1), _mm512_set1_ps(fill), v); }
-    // Lane j = the sum of a[j]'s lanes: per 128-bit lane, 4 inputs' partial sums side by side
-    // (unpack + add twice), then the 4 lanes of each group of 4 inputs summed (two 128-bit
-    // shuffles + add, twice).
-    TGT static F hsum(const F (&a)[16]) {
-        __m512 w[4];
-        for (int g = 0; g < 4; g++) {
-            const __m512 a0 = a[4 * g], a1 = a[4 * g + 1], a2 = a[4 * g + 2], a3 = a[4 * g + 3];
-            const __m512 s01 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
-            const __m512 s23 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
-            const __m512d d01 = _mm512_castps_pd(s01), d23 = _mm512_castps_pd(s23);
-            w[g] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(d01, d23)), _mm512_castpd_ps(_mm512_unpackhi_pd(d01, d23)));
-        }
-        const __m512 y01 = _mm512_add_ps(_mm512_shuffle_f32x4(w[0], w[1], 0x88), _mm512_shuffle_f32x4(w[0], w[1], 0xDD));
-        const __m512 y23 = _mm512_add_ps(_mm512_shuffle_f32x4(w[2], w[3], 0x88), _mm512_shuffle_f32x4(w[2], w[3], 0xDD));
-        return _mm512_add_ps(_mm512_shuffle_f32x4(y01, y23, 0x88), _mm512_shuffle_f32x4(y01, y23, 0xDD));
-    }
     TGT static float hmax(F v) { return _mm512_reduce_max_ps(v); }
     TGT static float reduce_add(F v) { return _mm512_reduce_add_ps(v); }
     TGT static F exp_neg(F x) { return cpu_ops::exp_neg(x); }

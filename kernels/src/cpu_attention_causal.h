@@ -4,10 +4,11 @@
 // once per vector width.
 //
 // Key blocks of kLanes keys are converted from the cache to f32 once for all the rows of the
-// call (n_q tokens x group heads); each row then takes the block in three vector steps:
-// kLanes scores (one dot per key, summed across lanes by W::hsum), the online-softmax update
-// (W::exp_neg on the scores less the running max), and the output's update with the block's
-// values. A row's running output lives in scratch (L1: rows x head_dim floats).
+// call (n_q tokens x group heads), the keys channel-major; the rows that see a block then take
+// it 4 at a time (causal_rows) in three vector steps: kLanes scores a row (FMAs over the
+// channels, a key per lane), the online-softmax update (W::exp_neg on the scores less the
+// running max), and the outputs' update with the block's values, each value vector loaded once
+// for the 4 rows. A row's running output lives in scratch (L1: rows x head_dim floats).
 
 constexpr int kLanes = W::kLanes;
 using F = W::F;
@@ -18,54 +19,66 @@ struct RowState {
     float m, l;
 };
 
-// Keys [kb, kb + kLanes) (kbuf, vbuf: f32 rows of hd, zero past the cache) for one query row q
-// that sees keys < n_vis.
-TGT static void causal_block(const float* q, const float* kbuf, const float* vbuf, int64_t kb, int64_t n_vis, int hd,
-                             float scale, RowState& st) {
-    F acc[kLanes];
-    for (int j = 0; j < kLanes; j++) acc[j] = W::zero();
-    for (int i = 0; i < hd; i += kLanes) {
-        const F qv = W::load(q + i);
-        for (int j = 0; j < kLanes; j++) acc[j] = W::fmadd(qv, W::load(kbuf + j * hd + i), acc[j]);
+// Keys [kb, kb + kLanes) for R query rows q[r], each seeing the block's first n[r] keys (>= 1):
+// kt holds the keys channel-major (kt[i * kLanes + j]: channel i of key j), so a row's kLanes
+// scores are FMAs over the channels (two chains a row); vbuf the values, f32 rows of hd. The R
+// rows' chains are independent, and each value vector loaded serves all of them.
+template <int R>
+TGT static void causal_rows(const float* const* q, const int* n, RowState* const* st, const float* kt,
+                            const float* vbuf, int hd, float scale) {
+    F a0[R], a1[R];
+    for (int r = 0; r < R; r++) a0[r] = a1[r] = W::zero();
+    for (int i = 0; i < hd; i += 2) {
+        const F k0 = W::load(kt + i * kLanes), k1 = W::load(kt + (i + 1) * kLanes);
+        for (int r = 0; r < R; r++) {
+            a0[r] = W::fmadd(W::set1(q[r][i]), k0, a0[r]);
+            a1[r] = W::fmadd(W::set1(q[r][i + 1]), k1, a1[r]);
+        }
     }
-    const int n = (int)std::min<int64_t>(kLanes, n_vis - kb);  // visible keys of the block, >= 1
-    const F s = W::first_or(n, W::mul(W::hsum(acc), W::set1(scale)), -INFINITY);
-    const float m_new = std::max(st.m, W::hmax(s));
-    const F p = W::first_or(n, W::exp_neg(W::sub(s, W::set1(m_new))), 0.0f);
-    alignas(64) float pj[kLanes];
-    W::store(pj, p);
-    if (m_new != st.m) {  // a new maximum: the running sums shrink (most blocks after the first few keep it)
-        const float c = st.m == -INFINITY ? 0.0f : std::exp(st.m - m_new);
-        st.l *= c;
-        const F cv = W::set1(c);
-        for (int i = 0; i < hd; i += kLanes) W::store(st.o + i, W::mul(W::load(st.o + i), cv));
-        st.m = m_new;
+    alignas(64) float pj[R][kLanes];
+    int n_max = 0;
+    for (int r = 0; r < R; r++) {
+        RowState& S = *st[r];
+        const F s = W::first_or(n[r], W::mul(W::add(a0[r], a1[r]), W::set1(scale)), -INFINITY);
+        const float m_new = std::max(S.m, W::hmax(s));
+        const F p = W::first_or(n[r], W::exp_neg(W::sub(s, W::set1(m_new))), 0.0f);
+        W::store(pj[r], p);
+        if (m_new != S.m) {  // a new maximum: the running sums shrink (most blocks after the first few keep it)
+            const float c = S.m == -INFINITY ? 0.0f : std::exp(S.m - m_new);
+            S.l *= c;
+            const F cv = W::set1(c);
+            for (int i = 0; i < hd; i += kLanes) W::store(S.o + i, W::mul(W::load(S.o + i), cv));
+            S.m = m_new;
+        }
+        S.l += W::reduce_add(p);
+        n_max = std::max(n_max, n[r]);
     }
-    st.l += W::reduce_add(p);
-    // o += sum_j p_j v_j, 4 vectors of channels at a time: 4 independent FMA chains (one chain
-    // of n FMAs per vector waits on the FMA latency)
+    // o_r += sum_j p_rj v_j, 4 vectors of channels at a time (p_rj = 0 past row r's keys)
     int i = 0;
     for (; i + 4 * kLanes <= hd; i += 4 * kLanes) {
-        F o0 = W::load(st.o + i), o1 = W::load(st.o + i + kLanes);
-        F o2 = W::load(st.o + i + 2 * kLanes), o3 = W::load(st.o + i + 3 * kLanes);
-        for (int j = 0; j < n; j++) {
-            const F pv = W::set1(pj[j]);
+        F o[R][4];
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < 4; c++) o[r][c] = W::load(st[r]->o + i + c * kLanes);
+        for (int j = 0; j < n_max; j++) {
             const float* v = vbuf + j * hd + i;
-            o0 = W::fmadd(pv, W::load(v), o0);
-            o1 = W::fmadd(pv, W::load(v + kLanes), o1);
-            o2 = W::fmadd(pv, W::load(v + 2 * kLanes), o2);
-            o3 = W::fmadd(pv, W::load(v + 3 * kLanes), o3);
+            const F v0 = W::load(v), v1 = W::load(v + kLanes), v2 = W::load(v + 2 * kLanes), v3 = W::load(v + 3 * kLanes);
+            for (int r = 0; r < R; r++) {
+                const F pv = W::set1(pj[r][j]);
+                o[r][0] = W::fmadd(pv, v0, o[r][0]);
+                o[r][1] = W::fmadd(pv, v1, o[r][1]);
+                o[r][2] = W::fmadd(pv, v2, o[r][2]);
+                o[r][3] = W::fmadd(pv, v3, o[r][3]);
+            }
         }
-        W::store(st.o + i, o0);
-        W::store(st.o + i + kLanes, o1);
-        W::store(st.o + i + 2 * kLanes, o2);
-        W::store(st.o + i + 3 * kLanes, o3);
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < 4; c++) W::store(st[r]->o + i + c * kLanes, o[r][c]);
     }
-    for (; i < hd; i += kLanes) {
-        F o = W::load(st.o + i);
-        for (int j = 0; j < n; j++) o = W::fmadd(W::set1(pj[j]), W::load(vbuf + j * hd + i), o);
-        W::store(st.o + i, o);
-    }
+    for (; i < hd; i += kLanes)
+        for (int r = 0; r < R; r++) {
+            F o = W::load(st[r]->o + i);
+            for (int j = 0; j < n_max; j++) o = W::fmadd(W::set1(pj[r][j]), W::load(vbuf + j * hd + i), o);
+            W::store(st[r]->o + i, o);
+        }
 }
 
 // attend_causal for head_dim % kLanes == 0, head_dim <= 256, n_q * group <= kMaxRows.
@@ -79,20 +92,38 @@ TGT static void attend_causal_w(const float* Q, int64_t q_stride, int n_q, int g
     std::fill(scratch.begin(), scratch.begin() + rows * hd, 0.0f);
     RowState st[kMaxRows];
     for (int r = 0; r < rows; r++) st[r] = RowState{scratch.data() + (size_t)r * hd, -INFINITY, 0.0f};
-    alignas(64) float kbuf[kLanes * 256], vbuf[kLanes * 256];
+    alignas(64) float kt[kLanes * 256], vbuf[kLanes * 256];
     const int64_t n_keys = pos0 + n_q;
+    constexpr int kR = 4;  // rows a causal_rows call takes
     for (int64_t kb = 0; kb < n_keys; kb += kLanes) {
-        for (int j = 0; j < kLanes; j++)
+        for (int j = 0; j < kLanes; j++) {
+            const bool in = kb + j < n_keys;
             for (int i = 0; i < hd; i += kLanes) {
-                const bool in = kb + j < n_keys;
-                W::store(kbuf + j * hd + i, in ? W::load_kv(K, (kb + j) * kv_stride + i, t) : W::zero());
                 W::store(vbuf + j * hd + i, in ? W::load_kv(V, (kb + j) * kv_stride + i, t) : W::zero());
+                alignas(64) float k[kLanes];
+                W::store(k, in ? W::load_kv(K, (kb + j) * kv_stride + i, t) : W::zero());
+                for (int c = 0; c < kLanes; c++) kt[(i + c) * kLanes + j] = k[c];
             }
-        for (int tq = 0; tq < n_q; tq++) {
-            const int64_t n_vis = pos0 + tq + 1;
-            if (kb >= n_vis) continue;
-            for (int g = 0; g < group; g++)
-                causal_block(Q + tq * q_stride + g * hd, kbuf, vbuf, kb, n_vis, hd, scale, st[tq * group + g]);
+        }
+        // the rows that see the block: those of tokens tq >= kb - pos0, in groups of kR
+        const int r0 = (int)std::max<int64_t>(0, kb - pos0) * group;
+        for (int r = r0; r < rows; r += kR) {
+            const int nr = std::min(kR, rows - r);
+            const float* q[kR];
+            int n[kR];
+            RowState* sp[kR];
+            for (int k = 0; k < nr; k++) {
+                const int tq = (r + k) / group, g = (r + k) % group;
+                q[k] = Q + tq * q_stride + g * hd;
+                n[k] = (int)std::min<int64_t>(kLanes, pos0 + tq + 1 - kb);
+                sp[k] = &st[r + k];
+            }
+            switch (nr) {
+                case 4: causal_rows<4>(q, n, sp, kt, vbuf, hd, scale); break;
+                case 3: causal_rows<3>(q, n, sp, kt, vbuf, hd, scale); break;
+                case 2: causal_rows<2>(q, n, sp, kt, vbuf, hd, scale); break;
+                default: causal_rows<1>(q, n, sp, kt, vbuf, hd, scale); break;
+            }
         }
     }
     for (int tq = 0; tq < n_q; tq++)
