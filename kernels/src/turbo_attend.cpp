@@ -186,6 +186,22 @@ __attribute__((always_inline)) inline void weighted_sum_cols(const float* p, con
     }
 }
 
+// The largest of s[0..n) (NaNs skipped, as std::max(m, x) skips them), 8 lanes at a time.
+__attribute__((always_inline)) inline float row_max(const float* s, int n) {
+    constexpr float kInf = std::numeric_limits<float>::infinity();
+    v8f m8 = {-kInf, -kInf, -kInf, -kInf, -kInf, -kInf, -kInf, -kInf};
+    int t = 0;
+    for (; t + 8 <= n; t += 8) {
+        v8f x;
+        load8(x, s + t);
+        m8 = x > m8 ? x : m8;
+    }
+    float m = -kInf;
+    for (int k = 0; k < 8; k++) m = std::max(m, m8[k]);
+    for (; t < n; t++) m = std::max(m, s[t]);
+    return m;
+}
+
 // Rows [r0, r1) of the call (positions pos0 + r), KV head h: out rows as documented; with
 // `stored`, each block is converted in its stored layout and read by scores_rows and
 // weighted_sum_cols instead of float tiles.
@@ -253,9 +269,7 @@ __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const
         for (int g = 0; g < group; g++) {
             float* sr = srow(i, g);
             const int len = len_of(i);
-            float m = -std::numeric_limits<float>::infinity();
-            for (int t = 0; t < len; t++) m = std::max(m, sr[t]);
-            w.l[(size_t)i * group + g] = sas.row(sr, len, m);
+            w.l[(size_t)i * group + g] = sas.row(sr, len, row_max(sr, len));
             if (stored) std::fill(sr + len, sr + (len + T - 1) / T * T, 0.0f);  // weighted_sum_cols sums whole blocks
         }
 
