@@ -12,8 +12,9 @@
 // Layouts (uint16 BF16 elements):
 //   A   the activations: n_tokens rows of cols, padded with zero rows to a multiple of 16 tokens;
 //       an A tile is 16 tokens x 32 columns, loaded with the row stride
-//   B   per panel, cols / 32 tiles of 16 x 32: tile kb's row k holds (W[n][32kb + 2k],
-//       W[n][32kb + 2k + 1]) for the panel's rows n = 0..15 (the pairs tdpbf16ps multiplies)
+//   B   per panel and K piece, one tile of 16 x 32 per 32 columns: tile kb's row k holds
+//       (W[n][32kb + 2k], W[n][32kb + 2k + 1]) for the panel's rows n = 0..15 (the pairs
+//       tdpbf16ps multiplies; columns counted from the piece's first)
 //   C   16 tokens x 16 rows, FP32
 // A task (a chunk of panels) takes the row in pieces of up to kBf16PieceCols columns: it
 // dequantizes the piece of its panels into its B buffer, then runs 32 tokens x 2 panels at a
@@ -97,7 +98,7 @@ TGT_BF16 inline void step_to_b(I step, int64_t col, const F (&d4)[4], const F (&
     _mm512_storeu_si512(dst + 32, _mm512_permutex2var_epi32(r07, odd, r815));
 }
 
-// A panel (n_recs records of P) to its cols / 32 B tiles at b, with the values of cpu_panels.h:
+// n_recs records of a panel (of P) to their B tiles at b, with the values of cpu_panels.h:
 // dw * (L - offset) [+ mw], computed as one fma of L with dw and mw - dw * offset.
 template <class P>
 TGT_BF16 void panel_to_b(const uint8_t* panel, int64_t n_recs, uint16_t* b) {
@@ -197,9 +198,10 @@ TGT_BF16 void bf16_panels(const Bf16Task& t) {
             const uint16_t* a = t.x + t0 * t.ldx + r0 * kRecCols;
             for (int64_t p = 0; p < t.n_panels; p += 2) {
                 const int nb = t.n_panels - p > 1 ? 2 : 1;
-                float* acc[2][2];  // this block's C tiles in t.acc
-                for (int i = 0; i < 2; i++)
-                    for (int j = 0; j < 2; j++) acc[i][j] = t.acc + ((t0 / 16 + i) * acc_panels + p + j) * 256;
+                float* acc[2][2] = {};  // this block's C tiles in t.acc (only with more than one piece)
+                if (!(first && last))
+                    for (int i = 0; i < 2; i++)
+                        for (int j = 0; j < 2; j++) acc[i][j] = t.acc + ((t0 / 16 + i) * acc_panels + p + j) * 256;
                 float* const none[2][2] = {{nullptr, nullptr}, {nullptr, nullptr}};
                 float* const local[2][2] = {{c[0][0], c[0][1]}, {c[1][0], c[1][1]}};
                 auto& cin = first ? none : acc;

@@ -88,8 +88,8 @@ struct PanelTask {
 };
 using panel_fn = void (*)(const PanelTask& task);
 
-// Prompts on BF16 tiles (the amx-bf16 paths, cpu_gemm_amx_bf16.h): one call dequantizes
-// n_panels consecutive panels into b and computes their rows for every token.
+// Prompts on BF16 tiles (the amx-bf16 paths, cpu_gemm_amx_bf16.h): one call computes the rows
+// of n_panels consecutive panels for every token, dequantizing them into b a K piece at a time.
 struct Bf16Task {
     const uint8_t* w;     // the first panel
     size_t panel_bytes;   // stride between panels
