@@ -147,10 +147,11 @@ static float round_bf16(float x) {
 }
 
 // The BF16 tiles compute with each weight (as to_float gives it) and each activation rounded to
-// BF16, summed in FP32: against that, in float64, only the sums' rounding remains (kSimdVsScalarRelTol
-// of sum |w x|). A weight whose float value the kernel computes one float ulp away from
-// to_float's (an fma where to_float multiplies and adds) may round to the neighbouring BF16
-// value: up to 2 such flips a row are allowed, each 2^-8 of that row's largest |w x|.
+// BF16, summed in FP32: against that, in float64, only the sums' rounding remains
+// (kSimdVsScalarRelTol of sum |w x|). A weight whose float value the kernel computes one float
+// ulp away from to_float's (an fma where to_float multiplies and adds) may round to the
+// neighbouring BF16 value: up to 2 such flips a row are allowed, each 2^-8 of that row's largest
+// |w x|.
 static void check_bf16(GgmlType type, const Weights& w, const std::vector<float>& X, int64_t rows, int64_t cols,
                        int64_t n_tokens, const std::vector<float>& Y) {
     double worst = 0;
@@ -171,8 +172,8 @@ static void check_bf16(GgmlType type, const Weights& w, const std::vector<float>
             CHECK(err <= kSimdVsScalarRelTol * absdot + 2 * std::ldexp(big, -8) + 1e-30);
         }
     MESSAGE(std::string(cpu::kernel_path_name()) << " " << std::string(type_traits(type).name)
-                                    << ": worst error against the BF16 reference "
-                                    << worst << " of sum |w x|");
+                                                 << ": worst error against the BF16 reference " << worst
+                                                 << " of sum |w x|");
 }
 
 // Runs matvec and matmul for one type on the current path; checks against float64; returns

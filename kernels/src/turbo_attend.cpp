@@ -56,7 +56,9 @@ struct HeadView {
 
 // The task's buffers: a block's keys as floats channel-major (kc: (D, T), so that a query's T
 // scores are T-wide multiply-adds over d) and its values token-major (vt: (T, D), so that P.V
-// is D-wide multiply-adds over t), each already times its scale.
+// is D-wide multiply-adds over t), each already times its scale; in the stored layout, kc and
+// vt hold the block as stored (keys (T, D), values (D, T)), unscaled, and pt a row's recent
+// probabilities times the recent values' scales.
 struct Work {
     std::vector<float> qf, s, kc, vt, l, pt;
     std::vector<int8_t> x8;
@@ -120,10 +122,10 @@ __attribute__((always_inline)) inline void weighted_sum(const float* p, int n, c
     }
 }
 
-// The stored-layout path, for few readers (decode): each block converted to floats in its stored layout (keys
-// token-major, values channel-major: a contiguous conversion, which vectorizes), and each
-// reader's dots taken along it with horizontal sums, instead of the transposing conversion to
-// float tiles, whose cost only many readers amortize.
+// The stored-layout path, for few readers (decode): each block converted to floats in its
+// stored layout (keys token-major, values channel-major: a contiguous conversion, which
+// vectorizes), and each reader's dots taken along it with horizontal sums, instead of the
+// transposing conversion to float tiles, whose cost only many readers amortize.
 template <int N>
 __attribute__((always_inline)) inline void codes_to_float(const int8_t* x8, float* xf) {
     for (int i = 0; i < N; i++) xf[i] = (float)x8[i];
