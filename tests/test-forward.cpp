@@ -87,6 +87,26 @@ TEST_CASE("synthetic models: GQA, QKV bias + NEOX, tied embeddings, llama3 rope,
     }
 }
 
+// Decode (one token at a time, n_batch 1) against the reference with 8 query heads on one KV head:
+// the CPU context splits the group into 2 tasks of 4 heads on its 2 threads (attend_causal per
+// part); with 4 KV heads, groups of 2 go head by head (attend).
+TEST_CASE("token-by-token decode matches the reference with grouped query heads") {
+    tandem_test::TempDir dir;
+    for (int64_t n_head_kv : {1, 4}) {
+        SyntheticModelSpec s;
+        s.n_embd = 256;
+        s.n_head = 8;
+        s.n_head_kv = n_head_kv;
+        s.n_ff = 512;
+        s.n_vocab = 320;
+        s.seed = 5;
+        const std::string path = dir.file("gqa-" + std::to_string(n_head_kv) + ".gguf");
+        write_synthetic_model(s, path);
+        INFO("n_head_kv " << n_head_kv);
+        CHECK(compare(path, some_tokens(20, 320, 3), GgmlType::F32, 1) < 1e-4);
+    }
+}
+
 TEST_CASE("incremental decode equals one batched prefill; truncate() recomputes identically") {
     auto model = Model::load(shared_path("models/stories260K.gguf"));
     ContextParams cp;

@@ -247,12 +247,16 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, bool all_
                                              (int)kvd, kv_type_);
                 }
             });
-            // attention: token t sees positions [0, n_past + t]. Decode: one task per head;
-            // prefill: one task per (KV head, tile of kAttnTile tokens), the tiles with the
-            // most keys first.
+            // attention: token t sees positions [0, n_past + t]. Decode, with 3 or more query
+            // heads a KV head: one task per (KV head, part of its group of query heads);
+            // attend_causal converts each key block once for the part's heads (which pays off
+            // from 3 heads on), so parts are at least kDecodeRows heads, and only as many as it
+            // takes to give every thread a task. Decode with groups of 1-2 heads: one task per
+            // head (attend). Prefill: one task per (KV head, tile of kAttnTile tokens), the
+            // tiles with the most keys first.
             const uint8_t* kc = k_cache_[l].data();
             const uint8_t* vc = v_cache_[l].data();
-            if (n == 1) {
+            if (n == 1 && group < 3) {
                 pool.parallel_for(n_head, [&](int64_t begin, int64_t end) {
                     for (int64_t h = begin; h < end; h++) {
                         const int64_t kvh = h / group;
@@ -261,6 +265,21 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, bool all_
                                               kv_type_, attn_.data() + h * hd);
                     }
                 });
+            } else if (n == 1) {
+                constexpr int64_t kDecodeRows = 4;
+                const int64_t want = (pool.size() + n_head_kv - 1) / n_head_kv;
+                const int64_t parts = std::max<int64_t>(1, std::min(want, group / kDecodeRows));
+                const int64_t rows = (group + parts - 1) / parts;
+                pool.parallel_for(n_head_kv * parts, [&](int64_t begin, int64_t end) {
+                    for (int64_t task = begin; task < end; task++) {
+                        const int64_t kvh = task / parts, g0 = task % parts * rows, g1 = std::min(group, g0 + rows);
+                        if (g0 >= g1) continue;
+                        const int64_t col = (kvh * group + g0) * hd;
+                        cpu_attention::attend_causal(q_.data() + col, d, 1, (int)(g1 - g0), n_past_,
+                                                     kc + (size_t)(kvh * hd) * kv_elem, vc + (size_t)(kvh * hd) * kv_elem,
+                                                     kvd, (int)hd, scale, kv_type_, attn_.data() + col, d);
+                    }
+                }, 1);
             } else {
                 constexpr int64_t kAttnTile = 8;
                 const int64_t tiles = (n + kAttnTile - 1) / kAttnTile;
