@@ -247,16 +247,16 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, bool all_
                                              (int)kvd, kv_type_);
                 }
             });
-            // attention: token t sees positions [0, n_past + t]. Decode, with 3 or more query
+            // attention: token t sees positions [0, n_past + t]. Decode, with 2 or more query
             // heads a KV head: one task per (KV head, part of its group of query heads);
             // attend_causal converts each key block once for the part's heads (which pays off
-            // from 3 heads on), so parts are at least kDecodeRows heads, and only as many as it
-            // takes to give every thread a task. Decode with groups of 1-2 heads: one task per
-            // head (attend). Prefill: one task per (KV head, tile of kAttnTile tokens), the
-            // tiles with the most keys first.
+            // from 2 heads on), so parts are at least kDecodeRows heads, and only as many as it
+            // takes to give every thread a task. Decode without grouped heads: one task per head
+            // (attend). Prefill: one task per (KV head, tile of kAttnTile tokens), the tiles with
+            // the most keys first.
             const uint8_t* kc = k_cache_[l].data();
             const uint8_t* vc = v_cache_[l].data();
-            if (n == 1 && group < 3) {
+            if (n == 1 && group < 2) {
                 pool.parallel_for(n_head, [&](int64_t begin, int64_t end) {
                     for (int64_t h = begin; h < end; h++) {
                         const int64_t kvh = h / group;

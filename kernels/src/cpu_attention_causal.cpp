@@ -45,6 +45,24 @@ struct W {
         const __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
         return _mm256_blendv_ps(_mm256_set1_ps(fill), v, _mm256_cmp_ps(lane, _mm256_set1_ps((float)n), _CMP_LT_OQ));
     }
+    // r[j] lane c -> r[c] lane j (an 8 x 8 transpose).
+    TGT static void transpose(F (&r)[8]) {
+        __m256 t[8], u[8];
+        for (int k = 0; k < 4; k++) {
+            t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+            t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+        }
+        for (int k = 0; k < 2; k++) {
+            u[4 * k] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], 0x44);
+            u[4 * k + 1] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], 0xEE);
+            u[4 * k + 2] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
+            u[4 * k + 3] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xEE);
+        }
+        for (int j = 0; j < 4; j++) {
+            r[j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
+            r[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
+        }
+    }
     TGT static float hmax(F v) {
         __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         m = _mm_max_ps(m, _mm_movehl_ps(m, m));
@@ -82,6 +100,32 @@ struct W {
     TGT static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
     TGT static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
     TGT static F first_or(int n, F v, float fill) { return _mm512_mask_blend_ps((__mmask16)((1u << n) - 1), _mm512_set1_ps(fill), v); }
+    // r[j] lane c -> r[c] lane j (a 16 x 16 transpose: pairs of floats, of doubles, then 128-bit
+    // lanes twice).
+    TGT static void transpose(F (&r)[16]) {
+        __m512 t[16], u[16], v[16];
+        for (int k = 0; k < 8; k++) {
+            t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+            t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+        }
+        for (int k = 0; k < 4; k++) {
+            const __m512d a = _mm512_castps_pd(t[4 * k]), b = _mm512_castps_pd(t[4 * k + 2]);
+            const __m512d c = _mm512_castps_pd(t[4 * k + 1]), d = _mm512_castps_pd(t[4 * k + 3]);
+            u[4 * k] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+            u[4 * k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+            u[4 * k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+            u[4 * k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+        }
+        for (int k = 0; k < 2; k++)
+            for (int j = 0; j < 4; j++) {
+                v[8 * k + j] = _mm512_shuffle_f32x4(u[8 * k + j], u[8 * k + 4 + j], 0x88);
+                v[8 * k + 4 + j] = _mm512_shuffle_f32x4(u[8 * k + j], u[8 * k + 4 + j], 0xdd);
+            }
+        for (int j = 0; j < 8; j++) {
+            r[j] = _mm512_shuffle_f32x4(v[j], v[8 + j], 0x88);
+            r[8 + j] = _mm512_shuffle_f32x4(v[j], v[8 + j], 0xdd);
+        }
+    }
     TGT static float hmax(F v) { return _mm512_reduce_max_ps(v); }
     TGT static float reduce_add(F v) { return _mm512_reduce_add_ps(v); }
     TGT static F exp_neg(F x) { return cpu_ops::exp_neg(x); }

@@ -96,14 +96,15 @@ TGT static void attend_causal_w(const float* Q, int64_t q_stride, int n_q, int g
     const int64_t n_keys = pos0 + n_q;
     constexpr int kR = 4;  // rows a causal_rows call takes
     for (int64_t kb = 0; kb < n_keys; kb += kLanes) {
-        for (int j = 0; j < kLanes; j++) {
-            const bool in = kb + j < n_keys;
-            for (int i = 0; i < hd; i += kLanes) {
+        for (int i = 0; i < hd; i += kLanes) {
+            F k[kLanes];  // keys kb.. as rows of kLanes channels, then (W::transpose) channels as rows of keys
+            for (int j = 0; j < kLanes; j++) {
+                const bool in = kb + j < n_keys;
+                k[j] = in ? W::load_kv(K, (kb + j) * kv_stride + i, t) : W::zero();
                 W::store(vbuf + j * hd + i, in ? W::load_kv(V, (kb + j) * kv_stride + i, t) : W::zero());
-                alignas(64) float k[kLanes];
-                W::store(k, in ? W::load_kv(K, (kb + j) * kv_stride + i, t) : W::zero());
-                for (int c = 0; c < kLanes; c++) kt[(i + c) * kLanes + j] = k[c];
             }
+            W::transpose(k);
+            for (int c = 0; c < kLanes; c++) W::store(kt + (i + c) * kLanes, k[c]);
         }
         // the rows that see the block: those of tokens tq >= kb - pos0, in groups of kR
         const int r0 = (int)std::max<int64_t>(0, kb - pos0) * group;
