@@ -3,7 +3,10 @@
 // (tandem/cpu_peak.h).
 //
 //   bench-cpu-attention [--hd N] [--group N] [--tokens N] [--pos0 N] [--isa avx2|avx512] [--reps N]
+//                       [--decode]
 //
+// --decode: one token (after --pos0 keys), its --group query heads, both ways the CPU context
+// can take them: attend once per head, and attend_causal once for the group.
 // One call: --tokens query tokens (default 100) x --group query heads sharing a KV head (5),
 // head size --hd (64), after --pos0 cached keys (924: 1,024 keys at the last token), F16 keys
 // and values; random inputs. FLOP = 4 hd per (row, visible key): Q.K and P.V. Best of --reps.
@@ -35,8 +38,13 @@ int main(int argc, char** argv) {
     int hd = 64, group = 5, n_q = 100, reps = 30;
     int64_t pos0 = 924;
     std::string isa;
+    bool decode = false;
     for (int i = 1; i < argc; i++) {
         const std::string a = argv[i];
+        if (a == "--decode") {
+            decode = true;
+            continue;
+        }
         if (i + 1 >= argc) { std::fprintf(stderr, "%s needs a value\n", a.c_str()); return 2; }
         const char* v = argv[++i];
         if (a == "--hd") hd = std::atoi(v);
@@ -46,7 +54,7 @@ int main(int argc, char** argv) {
         else if (a == "--reps") reps = std::atoi(v);
         else if (a == "--isa") isa = v;
         else {
-            std::fprintf(stderr, "usage: %s [--hd N] [--group N] [--tokens N] [--pos0 N] [--isa avx2|avx512] [--reps N]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--hd N] [--group N] [--tokens N] [--pos0 N] [--isa avx2|avx512] [--reps N] [--decode]\n", argv[0]);
             return 2;
         }
     }
@@ -60,6 +68,7 @@ int main(int argc, char** argv) {
     const char* used_name = used == cpu::OpsIsa::Avx512 ? "avx512" : used == cpu::OpsIsa::Avx2 ? "avx2" : "scalar";
     if (!isa.empty() && isa != used_name) std::printf("note: --isa %s asked, this CPU runs %s\n", isa.c_str(), used_name);
 
+    if (decode) n_q = 1;
     const int64_t n_keys = pos0 + n_q, stride = (int64_t)group * hd;
     std::mt19937 rng(1);
     std::normal_distribution<float> nd;
@@ -68,11 +77,32 @@ int main(int argc, char** argv) {
     for (auto& x : Q) x = nd(rng);
     for (auto& x : K) x = fp32_to_fp16(nd(rng));
     for (auto& x : V) x = fp32_to_fp16(nd(rng));
+    const float scale = 1.0f / std::sqrt((float)hd);
+    if (decode) {
+        std::vector<float> out1(out.size());
+        double per_head = 1e30, grouped = 1e30;
+        for (int r = 0; r < reps; r++) {
+            double t0 = cpu_s();
+            for (int g = 0; g < group; g++)
+                cpu_attention::attend(Q.data() + g * hd, K.data(), V.data(), n_keys, hd, hd, scale, GgmlType::F16,
+                                      out1.data() + g * hd);
+            per_head = std::min(per_head, cpu_s() - t0);
+            t0 = cpu_s();
+            cpu_attention::attend_causal(Q.data(), stride, 1, group, pos0, K.data(), V.data(), hd, hd, scale,
+                                         GgmlType::F16, out.data(), stride);
+            grouped = std::min(grouped, cpu_s() - t0);
+        }
+        std::printf("decode (%s): hd %d, group %d, %lld keys: attend per head %.1f us, attend_causal for the group "
+                    "%.1f us (%.2fx); out[7] %g / %g\n",
+                    used_name, hd, group, (long long)n_keys, per_head * 1e6, grouped * 1e6, per_head / grouped, out1[7],
+                    out[7]);
+        return 0;
+    }
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
         const double t0 = cpu_s();
-        cpu_attention::attend_causal(Q.data(), stride, n_q, group, pos0, K.data(), V.data(), hd, hd,
-                                     1.0f / std::sqrt((float)hd), GgmlType::F16, out.data(), stride);
+        cpu_attention::attend_causal(Q.data(), stride, n_q, group, pos0, K.data(), V.data(), hd, hd, scale,
+                                     GgmlType::F16, out.data(), stride);
         best = std::min(best, cpu_s() - t0);
     }
     const double flops = 4.0 * hd * group * ((double)n_q * (double)pos0 + n_q * (n_q + 1) / 2.0);
