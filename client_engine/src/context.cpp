@@ -249,11 +249,11 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, bool all_
             });
             // attention: token t sees positions [0, n_past + t]. Decode, with 2 or more query
             // heads a KV head: one task per (KV head, part of its group of query heads);
-            // attend_causal converts each key block once for the part's heads (which pays off
-            // from 2 heads on), so parts are at least kDecodeRows heads, and only as many as it
-            // takes to give every thread a task. Decode without grouped heads: one task per head
-            // (attend). Prefill: one task per (KV head, tile of kAttnTile tokens), the tiles with
-            // the most keys first.
+            // attend_causal converts each key block once for the part's heads, which pays off
+            // from 2 heads on. A group is split only to give every thread a task, into at most
+            // group / kDecodeRows parts. Decode without grouped heads: one task per head
+            // (attend). Prefill: one task per (KV head, tile of kAttnTile tokens), the tiles
+            // with the most keys first.
             const uint8_t* kc = k_cache_[l].data();
             const uint8_t* vc = v_cache_[l].data();
             if (n == 1 && group < 2) {
@@ -266,7 +266,7 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, bool all_
                     }
                 });
             } else if (n == 1) {
-                constexpr int64_t kDecodeRows = 4;
+                constexpr int64_t kDecodeRows = 2;
                 const int64_t want = (pool.size() + n_head_kv - 1) / n_head_kv;
                 const int64_t parts = std::max<int64_t>(1, std::min(want, group / kDecodeRows));
                 const int64_t rows = (group + parts - 1) / parts;
