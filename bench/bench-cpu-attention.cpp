@@ -10,8 +10,6 @@
 // One call: --tokens query tokens (default 100) x --group query heads sharing a KV head (5),
 // head size --hd (64), after --pos0 cached keys (924: 1,024 keys at the last token), F16 keys
 // and values; random inputs. FLOP = 4 hd per (row, visible key): Q.K and P.V. Best of --reps.
-#include <time.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -27,12 +25,6 @@
 #include "tandem/thread_pool.h"
 
 using namespace tandem;
-
-static double cpu_s() {
-    timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 int main(int argc, char** argv) {
     int hd = 64, group = 5, n_q = 100, reps = 30;
@@ -82,15 +74,15 @@ int main(int argc, char** argv) {
         std::vector<float> out1(out.size());
         double per_head = 1e30, grouped = 1e30;
         for (int r = 0; r < reps; r++) {
-            double t0 = cpu_s();
+            double t0 = cpu::thread_cpu_seconds();
             for (int g = 0; g < group; g++)
                 cpu_attention::attend(Q.data() + g * hd, K.data(), V.data(), n_keys, hd, hd, scale, GgmlType::F16,
                                       out1.data() + g * hd);
-            per_head = std::min(per_head, cpu_s() - t0);
-            t0 = cpu_s();
+            per_head = std::min(per_head, cpu::thread_cpu_seconds() - t0);
+            t0 = cpu::thread_cpu_seconds();
             cpu_attention::attend_causal(Q.data(), stride, 1, group, pos0, K.data(), V.data(), hd, hd, scale,
                                          GgmlType::F16, out.data(), stride);
-            grouped = std::min(grouped, cpu_s() - t0);
+            grouped = std::min(grouped, cpu::thread_cpu_seconds() - t0);
         }
         std::printf("decode (%s): hd %d, group %d, %lld keys: attend per head %.1f us, attend_causal for the group "
                     "%.1f us (%.2fx); out[7] %g / %g\n",
@@ -100,10 +92,10 @@ int main(int argc, char** argv) {
     }
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
-        const double t0 = cpu_s();
+        const double t0 = cpu::thread_cpu_seconds();
         cpu_attention::attend_causal(Q.data(), stride, n_q, group, pos0, K.data(), V.data(), hd, hd, scale,
                                      GgmlType::F16, out.data(), stride);
-        best = std::min(best, cpu_s() - t0);
+        best = std::min(best, cpu::thread_cpu_seconds() - t0);
     }
     const double flops = 4.0 * hd * group * ((double)n_q * (double)pos0 + n_q * (n_q + 1) / 2.0);
     ThreadPool pool(1);

@@ -19,7 +19,6 @@
 // Decode: one step = all 85 matvecs in sequence (what a forward pass does); median of steps.
 // Prefill: --tokens (512) tokens through one layer's 7 matrices with matmul; ops = 2*params*tokens,
 // reported against the path's int8 peak (quantized types) or fp32 fma peak (float types).
-#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -41,11 +40,7 @@ static bool g_cpu_time = false;  // --cpu-time
 
 // Seconds on the clock the measurements use: the wall clock, or (--cpu-time) this thread's CPU time.
 static double now_s() {
-    if (g_cpu_time) {
-        timespec ts;
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-        return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-    }
+    if (g_cpu_time) return cpu::thread_cpu_seconds();
     return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
 }
 

@@ -1,12 +1,12 @@
 // Engine speed measurement (see speed.h).
 #include "tandem/speed.h"
 
-#include <time.h>
-
 #include <algorithm>
 #include <chrono>
 #include <stdexcept>
 #include <vector>
+
+#include "tandem/cpu_peak.h"
 
 namespace tandem {
 
@@ -36,11 +36,7 @@ SpeedResult measure_speed(ComputeContext& ctx, int n_prompt, int n_decode, int r
     if (n_prompt < 1 || n_decode < 1 || runs < 1) throw std::invalid_argument("token counts and runs must be positive");
     if (ctx.n_ctx() < n_prompt + n_decode) throw std::invalid_argument("the context is shorter than prompt + decode tokens");
     auto now = [cpu_time] {
-        if (cpu_time) {
-            timespec ts;
-            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-            return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-        }
+        if (cpu_time) return cpu::thread_cpu_seconds();
         return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
     };
     auto secs = [&](double t) { return now() - t; };

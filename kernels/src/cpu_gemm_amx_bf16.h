@@ -17,7 +17,7 @@
 //       tdpbf16ps multiplies; columns counted from the piece's first)
 //   C   16 tokens x 16 rows, FP32
 // A task (a chunk of panels) takes the row in pieces of up to kBf16PieceCols columns: it
-// dequantizes the piece of its panels into its B buffer, then runs 32 tokens x 2 panels at a
+// dequantizes the piece of its panels into its B buffer, then takes 32 tokens x 2 panels at a
 // time (tmm0-3 C, tmm4-5 A, tmm6-7 B: 4 products per 4 tile loads) over the piece.
 #pragma once
 

@@ -14,6 +14,12 @@
 
 namespace tandem::cpu {
 
+double thread_cpu_seconds() {
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 using detail::amx_bf16_peak_loop;
 using detail::amx_peak_loop;
 
@@ -78,12 +84,6 @@ __attribute__((target("avx2,fma"))) double loop_fma_ymm(long iters) {
 #define OP(c) _mm256_fmadd_ps(c, a, b)
     PEAK_LOOP(__m256, _mm256_setzero_ps(), OP)
 #undef OP
-}
-
-double thread_cpu_seconds() {
-    timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 // ops/s of `loop` (ops_per_instr each) run on every thread at once, best of 3: instructions

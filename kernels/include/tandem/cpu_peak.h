@@ -26,4 +26,8 @@ struct ComputePeak {
 // vpmaddubsw + vpaddw instead, which runs faster than this), scalar -> 0. Takes about 1 s.
 ComputePeak measure_compute_peak(ThreadPool& pool, bool cpu_time = false);
 
+// Seconds of CPU time the calling thread has used (CLOCK_THREAD_CPUTIME_ID): the clock of every
+// "--cpu-time" measurement.
+double thread_cpu_seconds();
+
 }  // namespace tandem::cpu
