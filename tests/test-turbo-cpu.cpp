@@ -425,7 +425,7 @@ TEST_CASE("turbo: the SAS table gives turbo_sas_exp2's bits") {
 }
 
 // The engine's Turbo attention: turbo_attend per segment against turbo_decode_ref after each
-// append, on two caches fed the same tokens, on the vector path and the portable one, with many
+// append, on two caches fed the same tokens, on the vector paths and the portable one, with many
 // readers of each block (float tiles) and few (the stored layout); and the same bits however the
 // rows are split over threads.
 TEST_CASE("turbo: turbo_attend per segment matches the reference decode after each append") {
@@ -443,7 +443,7 @@ TEST_CASE("turbo: turbo_attend per segment matches the reference decode after ea
             int rows = 0;
             auto feed = [&](int n) {
                 std::vector<float> q((size_t)n * Hq * D), want((size_t)n * Hq * D), got((size_t)n * Hq * D, NAN),
-                    got1((size_t)n * Hq * D, NAN), got2((size_t)n * Hq * D, NAN);
+                    got1((size_t)n * Hq * D, NAN), got2((size_t)n * Hq * D, NAN), got3((size_t)n * Hq * D, NAN);
                 std::vector<float> ks((size_t)n * H * D), vs((size_t)n * H * D);
                 for (auto& e : q) e = 2.0f * nd(rng);
                 for (int t = 0; t < n; ++t) {
@@ -458,13 +458,18 @@ TEST_CASE("turbo: turbo_attend per segment matches the reference decode after ea
                     turbo_attend(fast, 0, pos0, seg, &q[(size_t)o * Hq * D], Hq, &got1[(size_t)o * Hq * D], nullptr);
                     cpu::cap_ops_isa(cpu::OpsIsa::Scalar);  // the portable path
                     turbo_attend(fast, 0, pos0, seg, &q[(size_t)o * Hq * D], Hq, &got2[(size_t)o * Hq * D], nullptr);
+                    cpu::cap_ops_isa(cpu::OpsIsa::Avx2);  // 8-float vectors, 2 readers a step
+                    turbo_attend(fast, 0, pos0, seg, &q[(size_t)o * Hq * D], Hq, &got3[(size_t)o * Hq * D], nullptr);
                     cpu::cap_ops_isa(cpu::OpsIsa::Avx512);
                     o += seg;
                 }
                 CHECK(std::memcmp(got.data(), got1.data(), got.size() * 4) == 0);  // same bits on 8 threads
+                // AVX2 and AVX-512 run the same FMAs per lane, R readers at a time: the same bits
+                if (cpu::ops_isa() == cpu::OpsIsa::Avx512)
+                    CHECK(std::memcmp(got.data(), got3.data(), got.size() * 4) == 0);
                 for (int t = 0; t < n; ++t)
                     for (int h = 0; h < Hq; ++h) {
-                        for (const std::vector<float>* g : {&got, &got2}) {
+                        for (const std::vector<float>* g : {&got, &got2, &got3}) {
                             double num = 0, den = 0;
                             for (int d = 0; d < D; ++d) {
                                 const size_t i = ((size_t)t * Hq + h) * D + d;

@@ -62,6 +62,7 @@ struct HeadView {
 struct Work {
     std::vector<float> qf, s, kc, vt, l, pt;
     std::vector<int8_t> x8;
+    std::vector<float*> qp, sp, op;  // each reader's query, score row and output row
 };
 
 template <int D, int T>
@@ -84,41 +85,57 @@ __attribute__((always_inline)) inline void values_to_float(const int8_t* v8c, co
 typedef float v8f __attribute__((vector_size(32)));
 __attribute__((always_inline)) inline void load8(v8f& v, const float* p) { std::memcpy(&v, p, sizeof v); }
 
-// s[t] = sum_d q[d] kc[d][t]
-template <int D, int T>
-__attribute__((always_inline)) inline void scores(const float* q, const float* kc, float* s) {
-    constexpr int N = T / 8;
-    v8f acc[N] = {};
-    for (int d = 0; d < D; d++) {
-        const float x = q[d];
-        const v8f qd = {x, x, x, x, x, x, x, x};
-#pragma GCC unroll 8
-        for (int j = 0; j < N; j++) {
-            v8f k;
-            load8(k, kc + d * T + 8 * j);
-            acc[j] += qd * k;
+// The float-tile path's dots, for R readers at once: out_r[off + j] (+)= sum_{k < K} a_r[k] *
+// M[k * ldm + j] for the NV * lanes(V) columns j of one chunk. Scores are this with a_r a query
+// and M a block's keys channel-major (K = D); P.V with a_r a row's probabilities and M the
+// values token-major (K = tokens). Each vector of M is loaded once for the R readers; each
+// reader's sums run over k in order, whatever R, so the bits do not depend on how readers
+// are grouped (or split over threads).
+template <typename V>
+constexpr int lanes() {
+    return (int)(sizeof(V) / sizeof(float));
+}
+template <typename V>
+__attribute__((always_inline)) inline void load(V& v, const float* p) {
+    std::memcpy(&v, p, sizeof v);
+}
+template <typename V, int NV, int R>
+__attribute__((always_inline)) inline void rows_by_matrix(float* const* a, int a_off, float* const* out, int out_off,
+                                                          int K, const float* M, int ldm, bool add) {
+    constexpr int L = lanes<V>();
+    V acc[R][NV];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; c++) {
+            if (add) load(acc[r][c], out[r] + out_off + c * L);
+            else acc[r][c] = V{};
+        }
+    for (int k = 0; k < K; k++) {
+        V m[NV];
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; c++) load(m[c], M + (size_t)k * ldm + c * L);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const V x = V{} + a[r][a_off + k];
+#pragma GCC unroll 4
+            for (int c = 0; c < NV; c++) acc[r][c] += x * m[c];
         }
     }
-    std::memcpy(s, acc, sizeof acc);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) std::memcpy(out[r] + out_off, acc[r], sizeof acc[r]);
 }
-// o[d] += sum_{t < n} p[t] vt[t][d], 64 columns at a time (8 accumulators)
-template <int D, int T>
-__attribute__((always_inline)) inline void weighted_sum(const float* p, int n, const float* vt, float* o) {
-    for (int d0 = 0; d0 < D; d0 += 64) {
-        v8f acc[8];
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) load8(acc[j], o + d0 + 8 * j);
-        for (int t = 0; t < n; t++) {
-            const float x = p[t];
-            const v8f pt = {x, x, x, x, x, x, x, x};
-#pragma GCC unroll 8
-            for (int j = 0; j < 8; j++) {
-                v8f v;
-                load8(v, vt + t * D + d0 + 8 * j);
-                acc[j] += pt * v;
-            }
-        }
-        std::memcpy(o + d0, acc, sizeof acc);
+// rows_by_matrix for n readers and C columns, R readers a step.
+template <typename V, int R, int C>
+__attribute__((always_inline)) inline void readers_by_matrix(float* const* a, int a_off, float* const* out,
+                                                             int out_off, int n, int K, const float* M, int ldm,
+                                                             bool add) {
+    constexpr int NV = std::min(4, C / lanes<V>()), W = NV * lanes<V>();
+    static_assert(C % W == 0, "C must be a multiple of the vector width");
+    for (int c0 = 0; c0 < C; c0 += W) {
+        int r = 0;
+        for (; r + R <= n; r += R) rows_by_matrix<V, NV, R>(a + r, a_off, out + r, out_off + c0, K, M + c0, ldm, add);
+        for (; r < n; r++) rows_by_matrix<V, NV, 1>(a + r, a_off, out + r, out_off + c0, K, M + c0, ldm, add);
     }
 }
 
@@ -204,10 +221,11 @@ __attribute__((always_inline)) inline float row_max(const float* s, int n) {
     return m;
 }
 
-// Rows [r0, r1) of the call (positions pos0 + r), KV head h: out rows as documented; with
-// `stored`, each block is converted in its stored layout and read by scores_rows and
-// weighted_sum_cols instead of float tiles.
-template <int D, int T>
+// Rows [r0, r1) of the call (positions pos0 + r), KV head h: out rows as documented. Float
+// tiles: the readers of a block are a run of rows' query heads (rows, and so lengths, ascend),
+// taken R at a time by readers_by_matrix over V vectors; with `stored`, each block is
+// converted in its stored layout and read by scores_rows and weighted_sum_cols instead.
+template <typename V, int R, int D, int T>
 __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const TurboSasTable& sas, int pos0, int r0,
                                                        int r1, int h, int group, const float* q, int n_q_heads,
                                                        float* out, bool stored, Work& w) {
@@ -222,114 +240,128 @@ __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const
     w.x8.resize((size_t)T * D);
     w.l.resize((size_t)nq);
     w.pt.resize((size_t)T);
+    w.qp.resize((size_t)nq);
+    w.sp.resize((size_t)nq);
+    w.op.resize((size_t)nq);
     auto len_of = [&](int i) { return pos0 + r0 + i + 1; };
-    auto qrow = [&](int i, int g) { return &w.qf[((size_t)i * group + g) * D]; };
-    auto srow = [&](int i, int g) { return &w.s[((size_t)i * group + g) * stride]; };
-    auto orow = [&](int i, int g) { return out + ((size_t)(r0 + i) * n_q_heads + (size_t)h * group + g) * D; };
-    auto each_reader = [&](int b, auto fn) {  // fn(i, g) for every row and query head that reads block b
-        for (int i = 0; i < rows; i++)
-            if (len_of(i) / T > b)
-                for (int g = 0; g < group; g++) fn(i, g);
-    };
+    // reader j = (row j / group, query head j % group)
     for (int i = 0; i < rows; i++)
         for (int g = 0; g < group; g++) {
+            const size_t j = (size_t)i * group + g;
+            w.qp[j] = &w.qf[j * D];
+            w.sp[j] = &w.s[j * stride];
+            w.op[j] = out + ((size_t)(r0 + i) * n_q_heads + (size_t)h * group + g) * D;
             const float* src = q + ((size_t)(r0 + i) * n_q_heads + (size_t)h * group + g) * D;
-            for (int d = 0; d < D; d++) qrow(i, g)[d] = src[d] * qscale;
+            for (int d = 0; d < D; d++) w.qp[j][d] = src[d] * qscale;
         }
+    // the first reader of block b: row max(0, (b + 1) T - pos0 - r0 - 1), its first head
+    auto first_reader = [&](int b) { return std::max(0, (b + 1) * T - pos0 - r0 - 1) * group; };
     const int n_blocks = max_len / T;               // blocks some row reads
+    // rows [0, rows_recent) also read the recent buffer (the last row does not if it ends a block)
+    const int rows_recent = len_of(rows - 1) % T != 0 ? rows : rows - 1;
+    const int recent_off = len_of(0) / T * T;       // their recent scores' offset in the score rows
 
-    // pass 1: scores, block by block, then the recent keys (rows of the last block only)
+    // pass 1: scores, block by block, then the recent keys
     for (int b = 0; b < n_blocks; b++) {
         float ks;
         turbo_expand_keys(hv.L, hv.bits, hv.records + (size_t)b * hv.rec_bytes, w.x8.data(), &ks);
         if (stored) {
             codes_to_float<D * T>(w.x8.data(), w.kc.data());
-            each_reader(b, [&](int i, int g) {
-                scores_rows<D, T>(qrow(i, g), w.kc.data(), &ks, false, srow(i, g) + (size_t)b * T);
-            });
+            for (int j = first_reader(b); j < nq; j++) scores_rows<D, T>(w.qp[j], w.kc.data(), &ks, false, w.sp[j] + (size_t)b * T);
             continue;
         }
         keys_to_float<D, T>(w.x8.data(), &ks, false, w.kc.data());
-        each_reader(b, [&](int i, int g) { scores<D, T>(qrow(i, g), w.kc.data(), srow(i, g) + (size_t)b * T); });
+        const int j0 = first_reader(b);
+        readers_by_matrix<V, R, T>(&w.qp[j0], 0, &w.sp[j0], b * T, nq - j0, D, w.kc.data(), T, false);
     }
-    bool recent = false;
-    for (int i = 0; i < rows; i++) recent |= len_of(i) % T != 0;
-    if (recent) {
-        if (stored) codes_to_float<D * T>(hv.rk, w.kc.data());
-        else keys_to_float<D, T>(hv.rk, hv.rks, true, w.kc.data());
-        for (int i = 0; i < rows; i++)
-            if (len_of(i) % T != 0)  // scores of slots past the row's length are computed, then ignored
-                for (int g = 0; g < group; g++) {
-                    float* s_recent = srow(i, g) + (size_t)(len_of(i) / T) * T;
-                    if (stored) scores_rows<D, T>(qrow(i, g), w.kc.data(), hv.rks, true, s_recent);
-                    else scores<D, T>(qrow(i, g), w.kc.data(), s_recent);
-                }
+    if (rows_recent > 0) {  // scores of slots past a row's length are computed, then ignored
+        const int nr = rows_recent * group;
+        if (stored) {
+            codes_to_float<D * T>(hv.rk, w.kc.data());
+            for (int j = 0; j < nr; j++) scores_rows<D, T>(w.qp[j], w.kc.data(), hv.rks, true, w.sp[j] + recent_off);
+        } else {
+            keys_to_float<D, T>(hv.rk, hv.rks, true, w.kc.data());
+            readers_by_matrix<V, R, T>(w.qp.data(), 0, w.sp.data(), recent_off, nr, D, w.kc.data(), T, false);
+        }
     }
 
-    // max, probabilities (TurboSasTable::row: the reference's bits), their sums
+    // max, probabilities (TurboSasTable::row: the reference's bits), their sums; zeros past
+    // each row's length to its block's end, which the recent P.V reads
     for (int i = 0; i < rows; i++)
         for (int g = 0; g < group; g++) {
-            float* sr = srow(i, g);
+            const size_t j = (size_t)i * group + g;
+            float* sr = w.sp[j];
             const int len = len_of(i);
-            w.l[(size_t)i * group + g] = sas.row(sr, len, row_max(sr, len));
-            if (stored) std::fill(sr + len, sr + (len + T - 1) / T * T, 0.0f);  // weighted_sum_cols sums whole blocks
+            w.l[j] = sas.row(sr, len, row_max(sr, len));
+            std::fill(sr + len, sr + (len + T - 1) / T * T, 0.0f);
         }
 
     // pass 2: o = sum p v / l, accumulated in the output rows
-    for (int i = 0; i < rows; i++)
-        for (int g = 0; g < group; g++) std::fill(orow(i, g), orow(i, g) + D, 0.0f);
+    for (int j = 0; j < nq; j++) std::fill(w.op[j], w.op[j] + D, 0.0f);
     for (int b = 0; b < n_blocks; b++) {
         float vs;
         turbo_expand_values(hv.L, hv.bits, hv.records + (size_t)b * hv.rec_bytes, w.x8.data(), &vs);
         if (stored) {
             codes_to_float<D * T>(w.x8.data(), w.vt.data());
-            each_reader(b, [&](int i, int g) {
-                weighted_sum_cols<D, T>(srow(i, g) + (size_t)b * T, w.vt.data(), vs, orow(i, g));
-            });
+            for (int j = first_reader(b); j < nq; j++) weighted_sum_cols<D, T>(w.sp[j] + (size_t)b * T, w.vt.data(), vs, w.op[j]);
             continue;
         }
         values_to_float<D, T>(w.x8.data(), &vs, false, w.vt.data());
-        each_reader(b, [&](int i, int g) { weighted_sum<D, T>(srow(i, g) + (size_t)b * T, T, w.vt.data(), orow(i, g)); });
+        const int j0 = first_reader(b);
+        readers_by_matrix<V, R, D>(&w.sp[j0], b * T, &w.op[j0], 0, nq - j0, T, w.vt.data(), D, true);
     }
-    if (recent && stored) codes_to_float<D * T>(hv.rv, w.vt.data());
-    else if (recent) values_to_float<D, T>(hv.rv, hv.rvs, true, w.vt.data());
-    for (int i = 0; i < rows; i++) {
-        const int nb = len_of(i) / T, nr = len_of(i) % T;
-        for (int g = 0; g < group; g++) {
-            const float* p = srow(i, g) + (size_t)nb * T;
-            if (nr > 0 && stored) {  // the recent values' per-token scales go into p (zero past nr)
-                for (int t = 0; t < T; t++) w.pt[(size_t)t] = p[t] * hv.rvs[t];
-                weighted_sum_cols<D, T>(w.pt.data(), w.vt.data(), 1.0f, orow(i, g));
-            } else if (nr > 0) {
-                weighted_sum<D, T>(p, nr, w.vt.data(), orow(i, g));
+    if (rows_recent > 0) {
+        const int nr = rows_recent * group;
+        if (stored) {  // the recent values' per-token scales go into p (zero past the row's length)
+            codes_to_float<D * T>(hv.rv, w.vt.data());
+            for (int j = 0; j < nr; j++) {
+                for (int t = 0; t < T; t++) w.pt[(size_t)t] = w.sp[j][recent_off + t] * hv.rvs[t];
+                weighted_sum_cols<D, T>(w.pt.data(), w.vt.data(), 1.0f, w.op[j]);
             }
-            const float inv = 1.0f / w.l[(size_t)i * group + g];
-            for (int d = 0; d < D; d++) orow(i, g)[d] *= inv;
+        } else {  // the last recent row's slots; the earlier rows' extra probabilities are zeros
+            values_to_float<D, T>(hv.rv, hv.rvs, true, w.vt.data());
+            readers_by_matrix<V, R, D>(w.sp.data(), recent_off, w.op.data(), 0, nr, len_of(rows_recent - 1) % T,
+                                       w.vt.data(), D, true);
         }
+    }
+    for (int j = 0; j < nq; j++) {
+        const float inv = 1.0f / w.l[(size_t)j];
+        for (int d = 0; d < D; d++) w.op[j][d] *= inv;
     }
 }
 
 using TaskFn = void (*)(const HeadView&, const TurboSasTable&, int, int, int, int, int, const float*, int, float*, bool,
                         Work&);
 
+// Compiled three times: 8-float vectors with the baseline ISA (one reader a step: 16 xmm
+// registers), with AVX2 + FMA (2 readers), and 16-float vectors with AVX-512 (4 readers).
 template <int D, int T>
 void task_portable(const HeadView& hv, const TurboSasTable& sas, int pos0, int r0, int r1, int h, int group,
                    const float* q, int n_q_heads, float* out, bool stored, Work& w) {
-    attend_task<D, T>(hv, sas, pos0, r0, r1, h, group, q, n_q_heads, out, stored, w);
+    attend_task<v8f, 1, D, T>(hv, sas, pos0, r0, r1, h, group, q, n_q_heads, out, stored, w);
 }
 
 #if defined(__x86_64__)
+typedef float v16f __attribute__((vector_size(64)));
 template <int D, int T>
 __attribute__((target("avx2,fma"))) void task_avx2(const HeadView& hv, const TurboSasTable& sas, int pos0, int r0,
                                                    int r1, int h, int group, const float* q, int n_q_heads, float* out,
                                                    bool stored, Work& w) {
-    attend_task<D, T>(hv, sas, pos0, r0, r1, h, group, q, n_q_heads, out, stored, w);
+    attend_task<v8f, 2, D, T>(hv, sas, pos0, r0, r1, h, group, q, n_q_heads, out, stored, w);
+}
+template <int D, int T>
+__attribute__((target("avx512f,avx512vl,avx2,fma"))) void task_avx512(const HeadView& hv, const TurboSasTable& sas,
+                                                                      int pos0, int r0, int r1, int h, int group,
+                                                                      const float* q, int n_q_heads, float* out,
+                                                                      bool stored, Work& w) {
+    attend_task<v16f, 4, D, T>(hv, sas, pos0, r0, r1, h, group, q, n_q_heads, out, stored, w);
 }
 #endif
 
 template <int D, int T>
 TaskFn pick_task() {
 #if defined(__x86_64__)
+    if (cpu::ops_isa() >= cpu::OpsIsa::Avx512) return task_avx512<D, T>;
     if (cpu::ops_isa() >= cpu::OpsIsa::Avx2) return task_avx2<D, T>;
 #endif
     return task_portable<D, T>;
