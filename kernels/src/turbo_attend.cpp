@@ -11,8 +11,9 @@
 //           recent values; o /= sum_t p_t
 // With few readers of each block (a decode step: one row and its group of query heads), the
 // transposing conversions cost more than the dots they serve: each block is then converted to
-// floats in its stored layout (keys token-major, values channel-major), and the dots run along
-// it with horizontal sums (scores_rows, weighted_sum_cols).
+// floats in its stored layout (keys token-major, values channel-major; 4-bit records straight
+// from their codes, keys4_to_float / values4_to_float), and the dots run along it with
+// horizontal sums (scores_rows, weighted_sum_cols).
 // turbo_decode_ref, its twin, expands the whole cache to floats for every query token; the
 // results differ by the order of the float sums (test-turbo-cpu bounds it). The loops are C++ on
 // 8-float vectors (GCC's vector extension), compiled twice, for AVX2 + FMA and for the baseline,
@@ -147,6 +148,62 @@ template <int N>
 __attribute__((always_inline)) inline void codes_to_float(const int8_t* x8, float* xf) {
     for (int i = 0; i < N; i++) xf[i] = (float)x8[i];
 }
+// A 4-bit record straight to floats in its stored layout, without the INT8 expansion
+// (turbo_expand_keys / turbo_expand_values, then codes_to_float): each float is code * sc + zp,
+// small integers, so exactly the floats of the INT8 path. Codes are two a byte, low nibble
+// first, so code j of a little-endian 32-bit word w is (w >> 4j) & 15: 8 lanes of w, each
+// shifted by its own count. out[i] = code_i * sc[i] + zp[i] for 32 codes.
+typedef int32_t v8i __attribute__((vector_size(32)));
+__attribute__((always_inline)) inline void nibbles_to_float(const uint8_t* codes, const float* sc, const float* zp,
+                                                            float* out) {
+    const v8i shift = {0, 4, 8, 12, 16, 20, 24, 28};
+    for (int k = 0; k < 4; k++) {
+        int32_t w;
+        std::memcpy(&w, codes + 4 * k, 4);
+        const v8i c = ((v8i{} + w) >> shift) & 15;
+        v8f s, z;
+        load8(s, sc + 8 * k);
+        load8(z, zp + 8 * k);
+        const v8f f = __builtin_convertvector(c, v8f) * s + z;
+        std::memcpy(out + 8 * k, &f, sizeof f);
+    }
+}
+// The keys of a 4-bit record, token-major (kf: (T, D)), unscaled; *ks their block scale. The
+// layout is turbo_expand_keys': scale, then per channel sc (u8) and zp (i8), codes from meta_bytes.
+template <int D, int T>
+__attribute__((always_inline)) inline void keys4_to_float(const TurboCacheLayout& L, const uint8_t* rec, float* kf,
+                                                          float* ks) {
+    std::memcpy(ks, rec, 4);
+    alignas(64) float sc[D], zp[D];
+    for (int d = 0; d < D; d++) {
+        sc[d] = (float)rec[8 + d];
+        zp[d] = (float)(int8_t)rec[8 + D + d];
+    }
+    const uint8_t* kq = rec + L.meta_bytes;
+    for (int t = 0; t < T; t++)
+        for (int d = 0; d < D; d += 32) nibbles_to_float(kq + t * D / 2 + d / 2, sc + d, zp + d, kf + t * D + d);
+}
+// The values of a 4-bit record, channel-major (vf: (D, T)), unscaled; *vs their block scale.
+// turbo_expand_values' layout: sc (u8) and zp (i8) per token and group of v_group channels.
+template <int D, int T>
+__attribute__((always_inline)) inline void values4_to_float(const TurboCacheLayout& L, const uint8_t* rec, float* vf,
+                                                            float* vs) {
+    const int G = L.v_group, ng = D / G;
+    std::memcpy(vs, rec + 4, 4);
+    const uint8_t* v_sc = rec + 8 + 2 * D;
+    const uint8_t* v_zp = v_sc + T * ng;
+    const uint8_t* vq = rec + L.meta_bytes + T * D / 2;
+    alignas(64) float sc[T], zp[T];
+    for (int d = 0; d < D; d++) {
+        if (d % G == 0)
+            for (int t = 0; t < T; t++) {
+                sc[t] = (float)v_sc[t * ng + d / G];
+                zp[t] = (float)(int8_t)v_zp[t * ng + d / G];
+            }
+        for (int t = 0; t < T; t += 32) nibbles_to_float(vq + d * T / 2 + t / 2, sc + t, zp + t, vf + d * T + t);
+    }
+}
+
 // r = the 8 horizontal sums of a[0..7] (lane k: the sum of a[k]'s lanes). (Vectors go out
 // through references: a v8f return value changes the portable build's ABI, and GCC warns.)
 __attribute__((always_inline)) inline void hsum8(const v8f (&a)[8], v8f& r) {
@@ -264,9 +321,11 @@ __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const
     // pass 1: scores, block by block, then the recent keys
     for (int b = 0; b < n_blocks; b++) {
         float ks;
-        turbo_expand_keys(hv.L, hv.bits, hv.records + (size_t)b * hv.rec_bytes, w.x8.data(), &ks);
+        const uint8_t* rec = hv.records + (size_t)b * hv.rec_bytes;
+        if (stored && hv.bits == 4) keys4_to_float<D, T>(hv.L, rec, w.kc.data(), &ks);
+        else turbo_expand_keys(hv.L, hv.bits, rec, w.x8.data(), &ks);
         if (stored) {
-            codes_to_float<D * T>(w.x8.data(), w.kc.data());
+            if (hv.bits != 4) codes_to_float<D * T>(w.x8.data(), w.kc.data());
             for (int j = first_reader(b); j < nq; j++) scores_rows<D, T>(w.qp[j], w.kc.data(), &ks, false, w.sp[j] + (size_t)b * T);
             continue;
         }
@@ -300,9 +359,11 @@ __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const
     for (int j = 0; j < nq; j++) std::fill(w.op[j], w.op[j] + D, 0.0f);
     for (int b = 0; b < n_blocks; b++) {
         float vs;
-        turbo_expand_values(hv.L, hv.bits, hv.records + (size_t)b * hv.rec_bytes, w.x8.data(), &vs);
+        const uint8_t* rec = hv.records + (size_t)b * hv.rec_bytes;
+        if (stored && hv.bits == 4) values4_to_float<D, T>(hv.L, rec, w.vt.data(), &vs);
+        else turbo_expand_values(hv.L, hv.bits, rec, w.x8.data(), &vs);
         if (stored) {
-            codes_to_float<D * T>(w.x8.data(), w.vt.data());
+            if (hv.bits != 4) codes_to_float<D * T>(w.x8.data(), w.vt.data());
             for (int j = first_reader(b); j < nq; j++) weighted_sum_cols<D, T>(w.sp[j] + (size_t)b * T, w.vt.data(), vs, w.op[j]);
             continue;
         }
