@@ -109,10 +109,11 @@ int cmd_bench(const Args& args) {
         std::printf("%-10s %8s %12s %16s\n", "test", "tokens", "tokens/s", "weights GB/s");
         std::printf("%-10s %8d %12.1f %16s\n", "prompt", n_prompt, pp_med, "-");
         std::printf("%-10s %8d %12.1f %16.2f\n", "decode", n_decode, tg_med, gbs);
-        std::printf("prompt matmuls %.1f GOP/s = %.0f%% of the %s peak (%.1f GOP/s, same run)\n", prompt_gops,
+        // the weight matmuls' ops over the whole prompt's time (attention and the rest included)
+        std::printf("prompt matmul ops / prompt time %.1f GOP/s = %.0f%% of the %s peak (%.1f GOP/s, same run)\n", prompt_gops,
                     peak_gops > 0 ? 100 * prompt_gops / peak_gops : 0.0, peak_name.c_str(), peak_gops);
         if (quant && peak.bf16_gflops > 0)
-            std::printf("                     = %.0f%% of the bf16 %s peak (%.1f GFLOP/s, same run)\n",
+            std::printf("                                      = %.0f%% of the bf16 %s peak (%.1f GFLOP/s, same run)\n",
                         100 * prompt_gops / peak.bf16_gflops, peak.bf16_instr, peak.bf16_gflops);
     }
     return 0;
