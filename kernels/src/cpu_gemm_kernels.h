@@ -64,9 +64,12 @@ TGT inline int32_t ld32(const uint8_t* p) {
 //   kRecDx    the activation scale is the same for all the record's subblocks (K-quants)
 //   kMaxLevel the largest level (bounds the int16 sums: sums16<P>())
 //   kPrefetch decode (T = 1) prefetches the record this many ahead, a slice per subblock: for
-//             Q5_K and Q6_K, whose subblocks read 3-4 places of a 2.9-3.4 KB record and which
-//             otherwise decoded from DRAM at 10 GB/s on one Zen 4 core against 15-26 with it
-//             (the other types measured as fast or faster without)
+//             the K-quants, whose subblocks read 3-4 places of a 2.4-3.4 KB record. Q5_K and
+//             Q6_K decoded from DRAM at 10 GB/s on one Zen 4 core without it, 15-26 with 2
+//             ahead; on a Zen 5 core Q4_K read 12-13 GB/s (avx2, avx-vnni) and 24 (avx512-vnni)
+//             without it, 37-48 with 4 ahead, and 4 ahead gave Q5_K and Q6_K up to 11% over 2
+//             (the 32-block types measured as fast or faster without, bench/results/cpu-prompt.md
+//             section 21)
 
 TGT inline I lo_nib(I v) { return V::and_(v, V::set1_8(0x0F)); }
 TGT inline I hi_nib(I v) { return V::and_(V::template srli16<4>(v), V::set1_8(0x0F)); }
@@ -159,7 +162,7 @@ struct P_Q8_0 : Q32<pq8_0, 7, false, 255> {
 struct P_Q4_K {
     using Rec = pq4_K;
     using Scale = K4Scale;
-    static constexpr int kSub = 32, kSubs = 8, kShift = -1, kPrefetch = 0, kMaxLevel = 15;
+    static constexpr int kSub = 32, kSubs = 8, kShift = -1, kPrefetch = 4, kMaxLevel = 15;
     static constexpr bool kMin = true, kRecDx = true;
     template <int CC> TGT static void levels(const Rec& r, int j, int l0, I& lo, I& hi) {
         nib_levels(r, 4 * j + CC, l0, lo, hi);
@@ -168,7 +171,7 @@ struct P_Q4_K {
 };
 struct P_Q5_K : P_Q4_K {
     using Rec = pq5_K;
-    static constexpr int kPrefetch = 2, kMaxLevel = 31;
+    static constexpr int kPrefetch = 4, kMaxLevel = 31;
     template <int CC> TGT static void levels(const Rec& r, int j, int l0, I& lo, I& hi) {
         nib_levels(r, 4 * j + CC, l0, lo, hi);
         add_hb1<CC>(r, j, l0, lo, hi);
@@ -182,7 +185,7 @@ struct P_Q6_K {
         F d;
         TGT void load(const Rec& r, int lane0) { d = V::cvt_f16(r.d + lane0); }
     };
-    static constexpr int kSub = 16, kSubs = 16, kShift = 5, kPrefetch = 2, kMaxLevel = 63;
+    static constexpr int kSub = 16, kSubs = 16, kShift = 5, kPrefetch = 4, kMaxLevel = 63;
     static constexpr bool kMin = false, kRecDx = true;
     template <int CC> TGT static void levels(const Rec& r, int g, int l0, I& lo, I& hi) {
         nib_levels(r, 2 * g + CC, l0, lo, hi);
