@@ -118,7 +118,9 @@ static const KernelSet& kernels_avx_vnni_here() {
 // Best first. amx is not chosen automatically: on the two AMX CPUs measured (Xeons of model 207 and
 // model 143; bench/results/cpu-prompt.md, sections 11, 13 and 18) its prefill ran at 0.60-0.95x of
 // avx512-vnni's. Nor is amx-bf16, whose numerics differ from the other paths' (BF16 activations
-// and weights instead of 8-bit activations).
+// and weights instead of 8-bit activations), and whose GEMM alone ran 1.43-1.58x avx512-vnni's
+// on a Sapphire Rapids core while the engine's prompt ran 0.95-1.02x: after AMX-BF16 work the
+// core ran all code about 1.5x slower (section 22).
 static bool has_amx_bf16() { return has_avx512() && cpu_features().amx_bf16 && cpu_features().avx512bf16; }
 static const Path kPaths[] = {
     {"amx-bf16", has_amx_bf16, kernels_amx_bf16, false, OpsIsa::Avx512},
