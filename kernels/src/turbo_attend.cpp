@@ -16,8 +16,9 @@
 // horizontal sums (scores_rows, weighted_sum_cols).
 // turbo_decode_ref, its twin, expands the whole cache to floats for every query token; the
 // results differ by the order of the float sums (test-turbo-cpu bounds it). The loops are C++ on
-// 8-float vectors (GCC's vector extension), compiled twice, for AVX2 + FMA and for the baseline,
-// and picked by cpu::ops_isa().
+// GCC's vector extension, compiled three times (task_portable, task_avx2, task_avx512: 8-float
+// vectors for the baseline and AVX2 + FMA, 16-float ones for AVX-512's float tiles) and picked
+// by cpu::ops_isa().
 #include "tandem/turbo_attention.h"
 
 #include <algorithm>
