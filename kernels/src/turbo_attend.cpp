@@ -85,7 +85,11 @@ __attribute__((always_inline)) inline void values_to_float(const int8_t* v8c, co
 // accumulators below are arrays of these indexed by unrolled constants, so they stay in registers
 // (plain float arrays were kept on the stack: a store and a load per multiply-add).
 typedef float v8f __attribute__((vector_size(32)));
-__attribute__((always_inline)) inline void load8(v8f& v, const float* p) { std::memcpy(&v, p, sizeof v); }
+// v = the vector of floats at p (any alignment), for v8f and the 16-float vectors alike
+template <typename V>
+__attribute__((always_inline)) inline void load(V& v, const float* p) {
+    std::memcpy(&v, p, sizeof v);
+}
 
 // The float-tile path's dots, for R readers at once: out_r[off + j] (+)= sum_{k < K} a_r[k] *
 // M[k * ldm + j] for the NV * lanes(V) columns j of one chunk. Scores are this with a_r a query
@@ -96,10 +100,6 @@ __attribute__((always_inline)) inline void load8(v8f& v, const float* p) { std::
 template <typename V>
 constexpr int lanes() {
     return (int)(sizeof(V) / sizeof(float));
-}
-template <typename V>
-__attribute__((always_inline)) inline void load(V& v, const float* p) {
-    std::memcpy(&v, p, sizeof v);
 }
 template <typename V, int NV, int R>
 __attribute__((always_inline)) inline void rows_by_matrix(float* const* a, int a_off, float* const* out, int out_off,
@@ -163,8 +163,8 @@ __attribute__((always_inline)) inline void nibbles_to_float(const uint8_t* codes
         std::memcpy(&w, codes + 4 * k, 4);
         const v8i c = ((v8i{} + w) >> shift) & 15;
         v8f s, z;
-        load8(s, sc + 8 * k);
-        load8(z, zp + 8 * k);
+        load(s, sc + 8 * k);
+        load(z, zp + 8 * k);
         const v8f f = __builtin_convertvector(c, v8f) * s + z;
         std::memcpy(out + 8 * k, &f, sizeof f);
     }
@@ -226,11 +226,11 @@ __attribute__((always_inline)) inline void dot8_rows(const float* x, const float
     v8f acc[8] = {};
     for (int j = 0; j < N; j += 8) {
         v8f xj;
-        load8(xj, x + j);
+        load(xj, x + j);
 #pragma GCC unroll 8
         for (int k = 0; k < 8; k++) {
             v8f mk;
-            load8(mk, m + k * N + j);
+            load(mk, m + k * N + j);
             acc[k] += xj * mk;
         }
     }
@@ -244,7 +244,7 @@ __attribute__((always_inline)) inline void scores_rows(const float* q, const flo
     for (int t0 = 0; t0 < T; t0 += 8) {
         v8f sc, r;
         dot8_rows<D>(q, kf + t0 * D, r);
-        if (per_token) load8(sc, scale + t0);
+        if (per_token) load(sc, scale + t0);
         else sc = v8f{} + scale[0];
         r *= sc;
         std::memcpy(s + t0, &r, sizeof r);
@@ -257,7 +257,7 @@ __attribute__((always_inline)) inline void weighted_sum_cols(const float* p, con
     for (int d0 = 0; d0 < D; d0 += 8) {
         v8f od, r;
         dot8_rows<T>(p, vf + d0 * T, r);
-        load8(od, o + d0);
+        load(od, o + d0);
         od += r * scale;
         std::memcpy(o + d0, &od, sizeof od);
     }
@@ -270,7 +270,7 @@ __attribute__((always_inline)) inline float row_max(const float* s, int n) {
     int t = 0;
     for (; t + 8 <= n; t += 8) {
         v8f x;
-        load8(x, s + t);
+        load(x, s + t);
         m8 = x > m8 ? x : m8;
     }
     float m = -kInf;
