@@ -26,6 +26,7 @@
 // the kernels module's internal header (its own test): the activation quantizers, the scalar
 // reference and its AVX2 twin
 #include "cpu_kernels.h"
+#include "cpu_panels.h"
 
 using namespace tandem;
 
@@ -325,11 +326,11 @@ TEST_CASE("largest levels against full-scale activations on every path") {
 
 // The float types have no block: any cols, so the SIMD tails (scalar in avx2, masked in
 // avx512) and the unrolled main loops are all exercised.
-// The panel paths quantize the activations with quantize_act_avx2, which must give the scalar
-// quantize_act's bytes exactly (so every path sees the same quantized values): blocks at many
-// scales (ties of the rounding come up at the small ones), all-zero blocks, one large value
-// among small ones, subnormals.
-TEST_CASE("the AVX2 activation quantizer matches the scalar one bit for bit") {
+// The panel paths quantize the activations into their tiles with act_tile_row_avx2, which must
+// write the reference act_tile_row's bytes exactly (so every path sees the same quantized
+// values): blocks at many scales (ties of the rounding come up at the small ones), all-zero
+// blocks, one large value among small ones, subnormals; every subblock size and tile layout.
+TEST_CASE("the AVX2 activation tile quantizer matches the reference bit for bit") {
     if (!cpu::cpu_features().avx2) {
         MESSAGE("skipped: this CPU has no AVX2");
         return;
@@ -338,6 +339,13 @@ TEST_CASE("the AVX2 activation quantizer matches the scalar one bit for bit") {
     const int64_t n = 8 * QK_K;
     std::mt19937 rng(11);
     std::normal_distribution<float> nd(0.0f, 1.0f);
+    struct Layout {
+        ActFormat f;
+        int S, corr_shift;
+    };
+    const Layout layouts[] = {{ActFormat::Q8A, 32, 7}, {ActFormat::Q8A, 32, -1}, {ActFormat::Q8K, 32, -1},
+                              {ActFormat::Q8K, 16, 5}};
+    std::vector<uint8_t> scratch(act_row_size(ActFormat::Q8A, n) + act_row_size(ActFormat::Q8K, n));
     for (int round = 0; round < 64; round++) {
         std::vector<float> x((size_t)n);
         for (int64_t j = 0; j < n; j++) {
@@ -351,15 +359,23 @@ TEST_CASE("the AVX2 activation quantizer matches the scalar one bit for bit") {
         if (round % 3 == 0)
             for (int j = 3 * QK_K; j < 4 * QK_K; j++) x[(size_t)j] = (float)(j % 64 - 32) * 1e-41f;  // and a 256-block
         if (round % 2) for (int j = 0; j < 32; j++) x[(size_t)(512 + j)] = (float)(j - 16) * 0.5f;  // ties
-        for (ActFormat f : {ActFormat::Q8A, ActFormat::Q8K}) {
-            const size_t bytes = act_row_size(f, n);
-            std::vector<uint8_t> ref(bytes, 0xAA), got(bytes, 0x55);
-            quantize_act(f, x.data(), ref.data(), n);
-            quantize_act_avx2(f, x.data(), got.data(), n);
-            CAPTURE(round);
-            CAPTURE((int)f);
-            CHECK(std::memcmp(ref.data(), got.data(), bytes) == 0);
-        }
+        // Q8A rows also of a length that ends inside the AVX2 code's 256-column group
+        const int64_t q8a_cols = n - 32 * (1 + round % 7);
+        for (const Layout& l : layouts)
+            for (int T : {1, 8, 16}) {
+                const int64_t cols = l.f == ActFormat::Q8A && round % 2 ? q8a_cols : n;
+                const int tt = round % T;
+                const size_t bytes = (size_t)(cols / l.S) * act_sub_bytes(l.S, T);
+                std::vector<uint8_t> ref(bytes, 0xAA), got(bytes, 0xAA);
+                act_tile_row(l.f, l.S, x.data(), cols, T, tt, l.corr_shift, ref.data(), scratch.data());
+                act_tile_row_avx2(l.f, l.S, x.data(), cols, T, tt, l.corr_shift, got.data(), nullptr);
+                CAPTURE(round);
+                CAPTURE((int)l.f);
+                CAPTURE(l.S);
+                CAPTURE(T);
+                CAPTURE(cols);
+                CHECK(std::memcmp(ref.data(), got.data(), bytes) == 0);
+            }
     }
 }
 

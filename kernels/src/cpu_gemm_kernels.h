@@ -518,7 +518,7 @@ KernelSet make_kernel_set(const char* name) {
     KernelSet k;
     k.name = name;
     k.layout = Layout::Panels;
-    k.quantize = quantize_act_avx2;  // every panel path has AVX2
+    k.act_row = act_tile_row_avx2;  // every panel path has AVX2
     k.k[(uint32_t)GgmlType::F32] = float_kernel<LoadF32>();
     k.k[(uint32_t)GgmlType::F16] = float_kernel<LoadF16>();
     k.k[(uint32_t)GgmlType::BF16] = float_kernel<LoadBF16>();

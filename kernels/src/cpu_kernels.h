@@ -36,13 +36,23 @@ ActFormat act_format(GgmlType t);
 // Bytes of one token's activation row of n elements in format f.
 size_t act_row_size(ActFormat f, int64_t n);
 
-// x (n) f32 -> activation row in format f. n is a multiple of that format's block.
-// quantize_act: plain scalar code, the reference (the scalar path's quantizer);
-// quantize_act_avx2: its AVX2 twin, bit for bit the same for finite x (the panel paths' one,
-// so that all paths see the same quantized values). Only call it where the CPU has AVX2.
+// x (n) f32 -> activation row in format f. n is a multiple of that format's block. Plain
+// scalar code: the scalar path's quantizer, and the reference for the panel paths' one.
 void quantize_act(ActFormat f, const float* x, void* dst, int64_t n);
-void quantize_act_avx2(ActFormat f, const float* x, void* dst, int64_t n);
-using quantize_fn = void (*)(ActFormat f, const float* x, void* dst, int64_t n);
+
+// Token tt of an activation tile (cpu_panels.h) of T tokens and S-column subblocks (S = 32, or
+// 16 for Q6_K): x (cols floats, a multiple of f's block) quantized in format f (Q8A or Q8K)
+// into the token's q, dx, sx, sg and ncorr slots.
+// act_tile_row: the reference, quantize_act into scratch (act_row_size bytes) and copied;
+// act_tile_row_avx2: its AVX2 twin, the same bytes for finite x, with no scratch (the panel
+// paths' one, so that all paths see the same quantized values). Only call it where the CPU
+// has AVX2.
+void act_tile_row(ActFormat f, int S, const float* x, int64_t cols, int T, int tt, int corr_shift, uint8_t* tile,
+                  void* scratch);
+void act_tile_row_avx2(ActFormat f, int S, const float* x, int64_t cols, int T, int tt, int corr_shift, uint8_t* tile,
+                       void* scratch);
+using act_row_fn = void (*)(ActFormat f, int S, const float* x, int64_t cols, int T, int tt, int corr_shift,
+                            uint8_t* tile, void* scratch);
 
 // ---- weight levels -------------------------------------------------------------------------
 //
@@ -126,7 +136,7 @@ struct TypeKernel {
 struct KernelSet {
     const char* name = nullptr;
     Layout layout = Layout::Rows;
-    quantize_fn quantize = quantize_act;  // the activation quantizer
+    act_row_fn act_row = act_tile_row;  // the activation tiles' quantizer (Layout::Panels)
     to_bf16_fn to_bf16 = nullptr;         // the activations' BF16 rounding, where a type has .bf16
     TypeKernel k[kGgmlTypeCount];  // .rows / .panels nullptr: this path does not do the type
 };

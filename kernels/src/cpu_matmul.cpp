@@ -350,7 +350,7 @@ static void matmul_panels(const KernelSet& ks, const PackedWeights* const w[], f
     run(pool, n_tiles, 1, [&](int64_t i0, int64_t i1) {
         void* row = scratch(1, row_bytes);
         for (int64_t i = i0; i < i1; i++)
-            act_tile_fill(type, cols, X + i * t_max * cols, cols, tile_nt(i), tile_T(i), k.corr_shift, ks.quantize,
+            act_tile_fill(type, cols, X + i * t_max * cols, cols, tile_nt(i), tile_T(i), k.corr_shift, ks.act_row,
                           tiles + i * full_bytes, row);
     });
 

@@ -230,8 +230,32 @@ size_t act_tile_bytes(GgmlType t, int64_t cols, int T) {
     return (size_t)(cols / f.sub_cols) * act_sub_bytes(f.sub_cols, T);
 }
 
+void act_tile_row(ActFormat f, int S, const float* x, int64_t cols, int T, int tt, int corr_shift, uint8_t* tile,
+                  void* scratch) {
+    quantize_act(f, x, scratch, cols);
+    const size_t rec_bytes = act_sub_bytes(S, T);
+    for (int64_t u = 0; u < cols / S; u++) {
+        const int8_t* q;
+        float d;
+        if (f == ActFormat::Q8A) {
+            const block_q8a& b = ((const block_q8a*)scratch)[u * S / 32];
+            q = b.qs + (u * S) % 32;
+            d = b.d;
+        } else {
+            const block_q8k& b = ((const block_q8k*)scratch)[u * S / QK_K];
+            q = b.qs + (u * S) % QK_K;
+            d = b.d;
+        }
+        uint8_t* rec = tile + u * rec_bytes;
+        int sigma = 0;
+        for (int k = 0; k < S; k++) sigma += q[k];
+        std::memcpy(rec + S * tt, q, (size_t)S);
+        act_tile_scales(rec, S, T, tt, d, sigma, corr_shift);
+    }
+}
+
 void act_tile_fill(GgmlType t, int64_t cols, const float* X, int64_t ldx, int nt, int T, int corr_shift,
-                   quantize_fn quantize, uint8_t* tile, void* scratch) {
+                   act_row_fn row, uint8_t* tile, void* scratch) {
     const PanelFormat& f = *panel_format(t);
     if (nt < T) std::memset(tile, 0, act_tile_bytes(t, cols, T));
     if (f.sub_cols == 0) {
@@ -240,34 +264,8 @@ void act_tile_fill(GgmlType t, int64_t cols, const float* X, int64_t ldx, int nt
             for (int64_t k = 0; k < cols; k++) x[k * T + tt] = X[tt * ldx + k];
         return;
     }
-    const int S = f.sub_cols;
-    const size_t rec_bytes = act_sub_bytes(S, T);
     const ActFormat af = act_format(t);
-    for (int tt = 0; tt < nt; tt++) {
-        quantize(af, X + tt * ldx, scratch, cols);
-        for (int64_t u = 0; u < cols / S; u++) {
-            const int8_t* q;
-            float d;
-            if (af == ActFormat::Q8A) {
-                const block_q8a& b = ((const block_q8a*)scratch)[u * S / 32];
-                q = b.qs + (u * S) % 32;
-                d = b.d;
-            } else {
-                const block_q8k& b = ((const block_q8k*)scratch)[u * S / QK_K];
-                q = b.qs + (u * S) % QK_K;
-                d = b.d;
-            }
-            uint8_t* rec = tile + u * rec_bytes;
-            int sigma = 0;
-            for (int k = 0; k < S; k++) sigma += q[k];
-            std::memcpy(rec + S * tt, q, (size_t)S);
-            float* dx = (float*)(rec + S * T);
-            dx[tt] = d;
-            dx[T + tt] = d * (float)sigma;
-            dx[2 * T + tt] = (float)sigma;
-            ((int32_t*)(dx + 3 * T))[tt] = corr_shift >= 0 ? -sigma * (1 << corr_shift) : 0;
-        }
-    }
+    for (int tt = 0; tt < nt; tt++) row(af, f.sub_cols, X + tt * ldx, cols, T, tt, corr_shift, tile, scratch);
 }
 
 }  // namespace tandem::cpu::detail

@@ -36,7 +36,7 @@
 //
 // ---- activation tiles ----------------------------------------------------------------------
 //
-// The activations of T tokens, quantized once per call (the path's KernelSet::quantize) and laid
+// The activations of T tokens, quantized once per call (the path's KernelSet::act_row) and laid
 // out for the kernels: one record per subblock (32 columns; 16 for Q6_K) along the row:
 //
 //   int8  q[T][S]            token t's S quantized activations (S = 32, or 16 for Q6_K): the
@@ -100,10 +100,19 @@ constexpr size_t act_sub_bytes(int S, int T) { return (size_t)(S * T + 16 * T); 
 // Bytes of the activation tile of T tokens for a row of `cols` columns of weight type t.
 size_t act_tile_bytes(GgmlType t, int64_t cols, int T);
 
+// Token tt's dx, sx, sg and ncorr in the subblock record rec of a tile of T tokens.
+inline void act_tile_scales(uint8_t* rec, int S, int T, int tt, float d, int sigma, int corr_shift) {
+    float* dx = (float*)(rec + S * T);
+    dx[tt] = d;
+    dx[T + tt] = d * (float)sigma;
+    dx[2 * T + tt] = (float)sigma;
+    ((int32_t*)(dx + 3 * T))[tt] = corr_shift >= 0 ? -sigma * (1 << corr_shift) : 0;
+}
+
 // Fills the tile of the nt tokens of X (rows of `cols` floats, ldx floats apart) for weight
-// type t, each row quantized by `quantize`; tokens nt..T-1 of the tile are zero. scratch:
+// type t, each row quantized by `row`; tokens nt..T-1 of the tile are zero. scratch:
 // act_row_size bytes for one row.
 void act_tile_fill(GgmlType t, int64_t cols, const float* X, int64_t ldx, int nt, int T, int corr_shift,
-                   quantize_fn quantize, uint8_t* tile, void* scratch);
+                   act_row_fn row, uint8_t* tile, void* scratch);
 
 }  // namespace tandem::cpu::detail
