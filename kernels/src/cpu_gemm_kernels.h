@@ -69,7 +69,8 @@ TGT inline int32_t ld32(const uint8_t* p) {
 //             ahead; on a Zen 5 core Q4_K read 12-13 GB/s (avx2, avx-vnni) and 24 (avx512-vnni)
 //             without it, 37-48 with 4 ahead, and 4 ahead gave Q5_K and Q6_K up to 11% over 2
 //             (the 32-block types measured as fast or faster without, bench/results/cpu-prompt.md
-//             section 21)
+//             section 21). Q6_K on zmm takes 2: an Emerald Rapids core decoded it at 24-26 GB/s
+//             with 2 ahead and 20-22 with 4, a Zen 5 core the same with either (section 23)
 
 TGT inline I lo_nib(I v) { return V::and_(v, V::set1_8(0x0F)); }
 TGT inline I hi_nib(I v) { return V::and_(V::template srli16<4>(v), V::set1_8(0x0F)); }
@@ -185,7 +186,7 @@ struct P_Q6_K {
         F d;
         TGT void load(const Rec& r, int lane0) { d = V::cvt_f16(r.d + lane0); }
     };
-    static constexpr int kSub = 16, kSubs = 16, kShift = 5, kPrefetch = 4, kMaxLevel = 63;
+    static constexpr int kSub = 16, kSubs = 16, kShift = 5, kPrefetch = kLanes == 16 ? 2 : 4, kMaxLevel = 63;
     static constexpr bool kMin = false, kRecDx = true;
     template <int CC> TGT static void levels(const Rec& r, int g, int l0, I& lo, I& hi) {
         nib_levels(r, 2 * g + CC, l0, lo, hi);
