@@ -1,10 +1,12 @@
 // Tests for the engine's CPU ops: the attention over the F16/F32 KV cache
 // (tandem/cpu_attention.h), the decode row (attend) and the causal prefill
-// (attend_causal), against the scalar double-precision reference twin (attend_ref); and the
-// SwiGLU gate (tandem/cpu_ops.h silu_mul) against the plain formula in double.
+// (attend_causal), against the scalar double-precision reference twin (attend_ref); the cache
+// rows' F16 store (store_row) against fp32_to_fp16; and the SwiGLU gate (tandem/cpu_ops.h
+// silu_mul) against the plain formula in double.
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -92,6 +94,41 @@ TEST_CASE("attend_causal matches the reference on every row, on every vector pat
             for (const Case& c : {Case{8, 1, 8, 0, t}, Case{8, 2, 8, 0, t}, Case{2, 2, 8, 8, t}, Case{5, 3, 64, 0, t}, Case{8, 3, 64, 37, t},
                                   Case{3, 4, 128, 100, t}, Case{1, 2, 64, 16, t}, Case{7, 2, 24, 9, t}, Case{8, 2, 80, 3, t}})
                 check_causal(c);
+    });
+}
+
+// Every float class the cache can be given: normal values at every F16 exponent and past its
+// range (overflow to infinity, the 65504/65520 boundary), F16 subnormal results and their
+// rounding ties, zeros of both signs, infinities and NaNs (alone and beside finite values in a
+// block of 8); lengths with a tail.
+TEST_CASE("store_row's F16 rows are fp32_to_fp16's bits, on every vector path") {
+    std::mt19937 rng(5);
+    std::vector<float> x;
+    for (int e = -30; e <= 17; e++)
+        for (int k = 0; k < 40; k++) {
+            const float m = std::uniform_real_distribution<float>(1.0f, 2.0f)(rng);
+            x.push_back((k % 2 ? -1.0f : 1.0f) * std::ldexp(m, e));
+        }
+    for (float v : {65504.0f, 65519.0f, 65520.0f, 65536.0f, 1e30f, 0.0f, -0.0f, INFINITY, -INFINITY})
+        x.push_back(v);
+    for (int k = 0; k < 64; k++) x.push_back(std::ldexp((float)k + 0.5f, -24));  // ties of the subnormal rounding
+    x.push_back(std::ldexp(1.0f, -25)), x.push_back(std::ldexp(1.0f, -26)), x.push_back(std::nextafter(std::ldexp(1.0f, -25), 1.0f));
+    for (uint32_t bits : {0x7fffffffu, 0xff812345u, 0x7f800001u}) {  // NaNs with payloads (F16C keeps their top bits)
+        float v;
+        std::memcpy(&v, &bits, 4);
+        x.push_back(v);
+    }
+    x.push_back(NAN), x.push_back(-NAN), x.push_back(1.5f);
+    for (int k = 0; k < 5; k++) x.push_back((float)k);
+    on_every_ops_isa([&] {
+        for (int n : {(int)x.size(), 1, 7, 8, 9, 17}) {
+            std::vector<half_bits> got((size_t)n, 0x5555);
+            cpu_attention::store_row(x.data(), got.data(), n, GgmlType::F16);
+            int diff = 0;
+            for (int i = 0; i < n; i++) diff += got[(size_t)i] != fp32_to_fp16(x[(size_t)i]);
+            CAPTURE(n);
+            CHECK(diff == 0);
+        }
     });
 }
 

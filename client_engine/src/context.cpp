@@ -70,6 +70,7 @@ InferenceContext::InferenceContext(std::shared_ptr<const Model> model, const Con
     logits_.resize((size_t)c.n_vocab);
 
     rope_inv_freq_ = model_->rope_inv_freq();
+    rope_cs_.resize((size_t)(n_batch_ * c.n_rot));
 }
 
 InferenceContext::~InferenceContext() = default;
@@ -148,13 +149,21 @@ static void add_bias(float* y, const WeightView& b, int64_t n_tok, int64_t n) {
         for (int64_t i = 0; i < n; i++) y[t * n + i] += bias[i];
 }
 
-// Rotates the first n_rot dims of each head of one token's q or k (n_heads x head_dim).
-static void rope(float* v, int64_t n_heads, int64_t hd, int64_t n_rot, int64_t pos, const float* inv_freq,
-                 RopeMode mode) {
+// The rotation of position pos: cs[2i], cs[2i + 1] = cos, sin of pos * inv_freq[i], i < n_rot / 2.
+static void rope_angles(int64_t pos, int64_t n_rot, const float* inv_freq, float* cs) {
+    for (int64_t i = 0; i < n_rot / 2; i++) {
+        const float theta = (float)pos * inv_freq[i];
+        cs[2 * i] = std::cos(theta);
+        cs[2 * i + 1] = std::sin(theta);
+    }
+}
+
+// Rotates the first n_rot dims of each head of one token's q or k (n_heads x head_dim) by the
+// angles cs of its position (rope_angles).
+static void rope(float* v, int64_t n_heads, int64_t hd, int64_t n_rot, const float* cs, RopeMode mode) {
     const int64_t half = n_rot / 2;
     for (int64_t i = 0; i < half; i++) {
-        const float theta = (float)pos * inv_freq[i];
-        const float c = std::cos(theta), s = std::sin(theta);
+        const float c = cs[2 * i], s = cs[2 * i + 1];
         for (int64_t h = 0; h < n_heads; h++) {
             float* p = v + h * hd;
             const int64_t a = mode == RopeMode::Normal ? 2 * i : i;
@@ -204,6 +213,11 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, bool all_
     for (int64_t t = 0; t < n; t++)
         et.to_float((const uint8_t*)m.token_embd.data + (size_t)tokens[t] * erow, x_.data() + t * d, d);
 
+    // the tokens' rotations, once for every layer's q and k
+    each_token(pool, n, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; t++) rope_angles(n_past_ + t, c.n_rot, rope_inv_freq_.data(), rope_cs_.data() + t * c.n_rot);
+    });
+
     for (size_t l = 0; l < m.layers.size(); l++) {
         const LayerWeights& L = m.layers[l];
         const CpuLayerWeights& W = weights_->layers[l];
@@ -221,8 +235,8 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, bool all_
         add_bias(v_.data(), L.bv, n, kvd);
         each_token(pool, n, [&](int64_t t0, int64_t t1) {
             for (int64_t t = t0; t < t1; t++) {
-                rope(q_.data() + t * d, n_head, hd, c.n_rot, n_past_ + t, rope_inv_freq_.data(), m.rope_mode());
-                rope(k_.data() + t * kvd, n_head_kv, hd, c.n_rot, n_past_ + t, rope_inv_freq_.data(), m.rope_mode());
+                rope(q_.data() + t * d, n_head, hd, c.n_rot, rope_cs_.data() + t * c.n_rot, m.rope_mode());
+                rope(k_.data() + t * kvd, n_head_kv, hd, c.n_rot, rope_cs_.data() + t * c.n_rot, m.rope_mode());
             }
         });
         if (!turbo_.empty()) {

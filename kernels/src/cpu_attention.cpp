@@ -102,6 +102,22 @@ __attribute__((target("avx2,fma,f16c"))) static void attend_avx2(const float* q,
     for (int i = 0; i < nv; i++) _mm256_storeu_ps(out + 8 * i, _mm256_mul_ps(acc[i], inv));
 }
 
+// The first n - n % 8 of n floats to F16 by vcvtps2ph, rounding to nearest even as
+// fp32_to_fp16 does (infinities, overflow to infinity and subnormal results alike). A block of 8
+// holding a NaN goes through fp32_to_fp16, whose NaN is sign | 0x7e00 where the instruction
+// keeps the payload's top bits. Returns the count done.
+__attribute__((target("avx2,fma,f16c"))) static int store_f16_avx2(const float* x, half_bits* y, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)))
+            for (int j = i; j < i + 8; j++) y[j] = fp32_to_fp16(x[j]);
+        else
+            _mm_storeu_si128((__m128i*)(y + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    }
+    return i;
+}
+
 #endif
 
 void attend(const float* q, const void* K, const void* V, int64_t n_kv, int64_t stride, int hd, float scale,
@@ -143,8 +159,13 @@ void attend_ref(const float* q, const void* K, const void* V, int64_t n_kv, int6
 }
 
 void store_row(const float* x, void* dst, int n, GgmlType t) {
-    if (t == GgmlType::F32) std::memcpy(dst, x, (size_t)n * 4);
-    else for (int i = 0; i < n; i++) ((half_bits*)dst)[i] = fp32_to_fp16(x[i]);
+    if (t == GgmlType::F32) return (void)std::memcpy(dst, x, (size_t)n * 4);
+    half_bits* y = (half_bits*)dst;
+    int i = 0;
+#if defined(__x86_64__)
+    if (cpu::ops_isa() >= cpu::OpsIsa::Avx2) i = store_f16_avx2(x, y, n);
+#endif
+    for (; i < n; i++) y[i] = fp32_to_fp16(x[i]);
 }
 
 }  // namespace tandem::cpu_attention

@@ -115,6 +115,7 @@ private:
     std::vector<float> kv_row_;     // (n_threads, 2 * head_dim) per-worker K/V row conversion
     std::vector<float> logits_;     // (n or 1, n_vocab)
     std::vector<float> rope_inv_freq_;  // (n_rot / 2)
+    std::vector<float> rope_cs_;        // (n_batch, n_rot) cos, sin of each token's rotation angles
 };
 
 // Per layer, the bits (4 or 2) of each KV head: the frac_2bit lowest-priority heads of each

@@ -28,7 +28,8 @@ void attend_causal(const float* Q, int64_t q_stride, int n_q, int group, int64_t
 void attend_ref(const float* q, const void* K, const void* V, int64_t n_kv, int64_t stride, int head_dim,
                 float scale, GgmlType kv_type, float* out);
 
-// Stores n floats into a cache row of kv_type.
+// Stores n floats into a cache row of kv_type: F16 as fp32_to_fp16 rounds, bit for bit (by
+// F16C where cpu::ops_isa() allows AVX2).
 void store_row(const float* x, void* dst, int n, GgmlType kv_type);
 
 }  // namespace tandem::cpu_attention
