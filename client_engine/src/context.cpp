@@ -135,11 +135,17 @@ void InferenceContext::eval(const int32_t* tokens, int64_t n, bool all_logits) {
 
 // ---- the pieces of a layer ------------------------------------------------------------------
 
+// The sum of squares in double (each square exact), in 8 interleaved partial sums: one chain of
+// dependent adds made the norms 3-4% of a prompt's time on one Zen 5 core.
 static void rmsnorm(const float* x, const float* w, float* y, int64_t n, double eps) {
-    double ss = 0;
-    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    double part[8] = {};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) part[k] += (double)x[i + k] * x[i + k];
+    for (; i < n; i++) part[0] += (double)x[i] * x[i];
+    const double ss = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
     const float s = (float)(1.0 / std::sqrt(ss / (double)n + eps));
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] * s * w[i];
+    for (i = 0; i < n; i++) y[i] = x[i] * s * w[i];
 }
 
 static void add_bias(float* y, const WeightView& b, int64_t n_tok, int64_t n) {
