@@ -73,6 +73,7 @@ struct W {
         s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
     }
+    TGT static bool any_gt(F v, float m) { return _mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_set1_ps(m), _CMP_GT_OQ)) != 0; }
     TGT static F exp_neg(F x) { return cpu_ops::exp_neg(x); }
 };
 #include "cpu_attention_causal.h"
@@ -128,6 +129,7 @@ struct W {
     }
     TGT static float hmax(F v) { return _mm512_reduce_max_ps(v); }
     TGT static float reduce_add(F v) { return _mm512_reduce_add_ps(v); }
+    TGT static bool any_gt(F v, float m) { return _mm512_cmp_ps_mask(v, _mm512_set1_ps(m), _CMP_GT_OQ) != 0; }
     TGT static F exp_neg(F x) { return cpu_ops::exp_neg(x); }
 };
 #include "cpu_attention_causal.h"

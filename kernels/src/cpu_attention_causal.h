@@ -13,10 +13,11 @@
 constexpr int kLanes = W::kLanes;
 using F = W::F;
 
-// One row's running state: o (head_dim floats, in scratch), max m, denominator l.
+// One row's running state: o (head_dim floats) and the denominator's kLanes partial sums l (a
+// lane per key position in a block; summed once at the end), both in scratch; the max m.
 struct RowState {
-    float* o;
-    float m, l;
+    float *o, *l;
+    float m;
 };
 
 // Keys [kb, kb + kLanes) for R query rows q[r], each seeing the block's first n[r] keys (>= 1):
@@ -40,17 +41,16 @@ TGT static void causal_rows(const float* const* q, const int* n, RowState* const
     for (int r = 0; r < R; r++) {
         RowState& S = *st[r];
         const F s = W::first_or(n[r], W::mul(W::add(a0[r], a1[r]), W::set1(scale)), -INFINITY);
-        const float m_new = std::max(S.m, W::hmax(s));
-        const F p = W::first_or(n[r], W::exp_neg(W::sub(s, W::set1(m_new))), 0.0f);
-        W::store(pj[r], p);
-        if (m_new != S.m) {  // a new maximum: the running sums shrink (most blocks after the first few keep it)
-            const float c = S.m == -INFINITY ? 0.0f : std::exp(S.m - m_new);
-            S.l *= c;
-            const F cv = W::set1(c);
+        if (W::any_gt(s, S.m)) {  // a new maximum: the running sums shrink (most blocks after the first few keep it)
+            const float m_new = W::hmax(s);
+            const F cv = W::set1(S.m == -INFINITY ? 0.0f : std::exp(S.m - m_new));
+            W::store(S.l, W::mul(W::load(S.l), cv));
             for (int i = 0; i < hd; i += kLanes) W::store(S.o + i, W::mul(W::load(S.o + i), cv));
             S.m = m_new;
         }
-        S.l += W::reduce_add(p);
+        const F p = W::first_or(n[r], W::exp_neg(W::sub(s, W::set1(S.m))), 0.0f);
+        W::store(pj[r], p);
+        W::store(S.l, W::add(W::load(S.l), p));
         n_max = std::max(n_max, n[r]);
     }
     // o_r += sum_j p_rj v_j, 4 vectors of channels at a time (p_rj = 0 past row r's keys)
@@ -86,12 +86,15 @@ constexpr int kMaxRows = 512;
 TGT static void attend_causal_w(const float* Q, int64_t q_stride, int n_q, int group, int64_t pos0, const void* K,
                                 const void* V, int64_t kv_stride, int hd, float scale, GgmlType t, float* out,
                                 int64_t out_stride) {
-    const int rows = n_q * group;
+    const int rows = n_q * group, row_floats = hd + kLanes;
     thread_local std::vector<float> scratch;
-    if (scratch.size() < (size_t)(rows * hd)) scratch.resize((size_t)(rows * hd));
-    std::fill(scratch.begin(), scratch.begin() + rows * hd, 0.0f);
+    if (scratch.size() < (size_t)(rows * row_floats)) scratch.resize((size_t)(rows * row_floats));
+    std::fill(scratch.begin(), scratch.begin() + rows * row_floats, 0.0f);
     RowState st[kMaxRows];
-    for (int r = 0; r < rows; r++) st[r] = RowState{scratch.data() + (size_t)r * hd, -INFINITY, 0.0f};
+    for (int r = 0; r < rows; r++) {
+        float* row = scratch.data() + (size_t)r * row_floats;
+        st[r] = RowState{row, row + hd, -INFINITY};
+    }
     alignas(64) float kt[kLanes * 256], vbuf[kLanes * 256];
     const int64_t n_keys = pos0 + n_q;
     constexpr int kR = 4;  // rows a causal_rows call takes
@@ -141,7 +144,7 @@ TGT static void attend_causal_w(const float* Q, int64_t q_stride, int n_q, int g
     for (int tq = 0; tq < n_q; tq++)
         for (int g = 0; g < group; g++) {
             const RowState& s = st[tq * group + g];
-            const F inv = W::set1(1.0f / s.l);
+            const F inv = W::set1(1.0f / W::reduce_add(W::load(s.l)));
             for (int i = 0; i < hd; i += kLanes) W::store(out + tq * out_stride + g * hd + i, W::mul(W::load(s.o + i), inv));
         }
 }
