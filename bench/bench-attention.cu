@@ -265,6 +265,7 @@ int main(int argc, char** argv) {
                 pp.kernel = PrefillKernel::Portable;
                 const float t_portable = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s); }, st);
                 float t_fp16 = -1.0f, t_fp16_plain = -1.0f, t_fp8 = -1.0f, t_sas = -1.0f;
+                float t_turbo_w2 = -1.0f, t_turbo_w3 = -1.0f, t_fp16_w2 = -1.0f, t_fp16_w3 = -1.0f;
                 if (hopper) {
                     pp.kernel = PrefillKernel::Hopper;
                     pp.exp = PrefillExp::Sas;  // A/B: the exponentials by SAS on the FMA pipe
@@ -283,6 +284,22 @@ int main(int argc, char** argv) {
                     h.q_head_stride = h.kv_head_stride = h.out_head_stride = (int64_t)L * D;
                     h.batch = B, h.n_q_heads = Hq, h.n_kv_heads = Hkv, h.head_dim = D, h.n_q = L, h.pipelined = false;
                     t_fp16_plain = time_graph([&](cudaStream_t s) { hopper_prefill_launch(h, s); }, st);
+                    if (D == 64) {  // A/B: two or three consumer warpgroups, alternating, best of two each
+                        h.pipelined = true;
+                        TurboPrefillLaunch how;
+                        how.quantize_q_in_attention = false;  // turbo_prefill_cuda's choice at D = 64
+                        pp.qk = PrefillQk::Int8;
+                        for (int round = 0; round < 2; ++round)
+                            for (int w : {2, 3}) {
+                                how.warpgroups = h.warpgroups = w;
+                                const float tt = time_graph([&](cudaStream_t s) { turbo_prefill_cuda(pp, s, how); }, st);
+                                const float tf16 = time_graph([&](cudaStream_t s) { hopper_prefill_launch(h, s); }, st);
+                                float& bt = w == 2 ? t_turbo_w2 : t_turbo_w3;
+                                float& bf = w == 2 ? t_fp16_w2 : t_fp16_w3;
+                                bt = bt < 0 ? tt : std::min(bt, tt);
+                                bf = bf < 0 ? tf16 : std::min(bf, tf16);
+                            }
+                    }
                 }
                 const double flops = 4.0 * B * Hq * (double)L * L * D / 2;  // causal
                 auto tf = [&](float ms) { return ms > 0 ? flops / (ms * 1e-3) / 1e12 : 0.0; };
@@ -291,10 +308,15 @@ int main(int argc, char** argv) {
                             "turbo FP8 %8.4f ms %5.0f  fp16 %8.4f ms %5.0f  fp16 plain loop %8.4f ms %5.0f\n",
                             D, B, L, hopper ? "hopper" : "portable", t_auto, tf(t_auto), t_q_in_attention, t_separate_q, t_serial, t_portable, tf(t_portable), t_sas, tf(t_sas),
                             t_fp8, tf(t_fp8), t_fp16, tf(t_fp16), t_fp16_plain, tf(t_fp16_plain));
+                if (t_turbo_w2 > 0)
+                    std::printf("prefill D=%3d B=%d L=%5d  consumer warpgroups 2 / 3: turbo %8.4f / %8.4f ms  fp16 %8.4f / %8.4f ms\n", D, B, L,
+                                t_turbo_w2, t_turbo_w3, t_fp16_w2, t_fp16_w3);
                 std::fprintf(f, "%s{\"D\": %d, \"batch\": %d, \"len\": %d, \"n_q_heads\": %d, \"n_kv_heads\": %d, "
-                             "\"kernel\": \"%s\", \"turbo_ms\": %.5f, \"turbo_q_in_attention_ms\": %.5f, \"turbo_separate_q_ms\": %.5f, \"turbo_serial_ms\": %.5f, \"turbo_portable_ms\": %.5f, \"turbo_sas_ms\": %s, \"turbo_fp8_ms\": %s, \"fp16_ms\": %s, \"fp16_plain_ms\": %s, \"flops\": %.0f}",
+                             "\"kernel\": \"%s\", \"turbo_ms\": %.5f, \"turbo_q_in_attention_ms\": %.5f, \"turbo_separate_q_ms\": %.5f, \"turbo_serial_ms\": %.5f, \"turbo_portable_ms\": %.5f, \"turbo_sas_ms\": %s, \"turbo_fp8_ms\": %s, \"fp16_ms\": %s, \"fp16_plain_ms\": %s, "
+                             "\"turbo_w2_ms\": %s, \"turbo_w3_ms\": %s, \"fp16_w2_ms\": %s, \"fp16_w3_ms\": %s, \"flops\": %.0f}",
                              first ? "" : ",\n", D, B, L, Hq, Hkv, hopper ? "hopper" : "portable", t_auto, t_q_in_attention, t_separate_q, t_serial, t_portable,
-                             ms_json(t_sas).c_str(), ms_json(t_fp8).c_str(), ms_json(t_fp16).c_str(), ms_json(t_fp16_plain).c_str(), flops);
+                             ms_json(t_sas).c_str(), ms_json(t_fp8).c_str(), ms_json(t_fp16).c_str(), ms_json(t_fp16_plain).c_str(),
+                             ms_json(t_turbo_w2).c_str(), ms_json(t_turbo_w3).c_str(), ms_json(t_fp16_w2).c_str(), ms_json(t_fp16_w3).c_str(), flops);
                 first = false;
                 TANDEM_CHECK_CUDA(cudaStreamSynchronize(st));
                 for (void* ptr : {(void*)q, (void*)k, (void*)v, (void*)out, ws}) TANDEM_CHECK_CUDA(cudaFree(ptr));

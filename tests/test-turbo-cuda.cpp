@@ -344,6 +344,26 @@ std::vector<float> run_prefill(const PrefillCase& c, size_t ws_bytes, Launch lau
     return out;
 }
 
+// The Hopper kernel with two and with three consumer warpgroups (D = 64), Q quantized apart and
+// in the kernel: each row sees the same tiles in the same order (a tile wholly masked for a
+// row leaves it as it was), so every run gives `out`'s bits.
+void check_warpgroups_same_bits(const PrefillCase& c, TurboPrefillParams p, const std::vector<float>& out, const char* what) {
+    for (int w : {2, 3})
+        for (bool q_in_attention : {false, true}) {
+            if (q_in_attention && p.qk != PrefillQk::Int8) continue;  // INT8 only
+            TurboPrefillLaunch how;
+            how.warpgroups = w, how.quantize_q_in_attention = q_in_attention;
+            const auto again = run_prefill(c, turbo_prefill_workspace_bytes(p), [&](auto q, auto k, auto v, float* o, void* ws) {
+                p.q = q, p.k = k, p.v = v, p.out = o, p.workspace = ws;
+                turbo_prefill_cuda(p, 0, how);
+            });
+            CAPTURE(what);
+            CAPTURE(w);
+            CAPTURE(q_in_attention);
+            CHECK(std::memcmp(again.data(), out.data(), out.size() * sizeof(float)) == 0);
+        }
+}
+
 TEST_CASE("cuda: turbo prefill (INT8 Q.K^T, SAS, causal) vs float64, portable and Hopper kernels" * doctest::skip(kNoGpu)) {
     std::mt19937 rng(fresh_seed());
     std::vector<PrefillKernel> kernels = {PrefillKernel::Portable};
@@ -390,6 +410,8 @@ TEST_CASE("cuda: turbo prefill (INT8 Q.K^T, SAS, causal) vs float64, portable an
                                 D, L, err, err_twin);
                     CHECK(err < (qk == PrefillQk::Fp8 ? 5e-2 : 2e-2));  // blockwise INT8 (FP8) Q and K, FP16 P, SAS
                     if (qk == PrefillQk::Int8) CHECK(err_twin < 2e-3);  // the twin's arithmetic, summed in another order
+                    if (kern == PrefillKernel::Hopper && D == 64)
+                        check_warpgroups_same_bits(c, p, out, qk == PrefillQk::Fp8 ? "FP8, SAS" : "INT8, SAS");
                 }
             // the exponentials on the SFU: the Hopper kernel's default (Auto), against the twin with
             // exact exp2; the portable kernel refuses it
@@ -428,6 +450,7 @@ TEST_CASE("cuda: turbo prefill (INT8 Q.K^T, SAS, causal) vs float64, portable an
                             CAPTURE(programmatic);
                             CHECK(std::memcmp(again.data(), out.data(), out.size() * sizeof(float)) == 0);
                         }
+                    if (D == 64) check_warpgroups_same_bits(c, p, out, "INT8, exp2 on the SFU");
                 }
         }
 }
@@ -451,9 +474,23 @@ TEST_CASE("cuda: fp16 prefill (Hopper kernel, exact softmax) vs float64" * docte
             const double err = rel(out, c.ref);
             std::printf("fp16 prefill D=%d L=%d: rel err vs float64 %.2e\n", D, L, err);
             CHECK(err < 4e-3);  // FP16 P and V on the tensor cores, FP32 sums
+            if (D == 64)  // two or three consumer warpgroups, pipelined: the same bits
+                for (int w : {2, 3}) {
+                    const auto again = run_prefill(c, 16, [&](auto q, auto k, auto v, float* o, void*) {
+                        HopperPrefillArgs h;
+                        h.q = q, h.k = k, h.v = v, h.out = o;
+                        h.q_row_stride = h.kv_row_stride = h.out_row_stride = D;
+                        h.q_head_stride = h.kv_head_stride = h.out_head_stride = (int64_t)L * D;
+                        h.batch = c.B, h.n_q_heads = c.Hq, h.n_kv_heads = c.Hkv, h.head_dim = D, h.n_q = L, h.warpgroups = w;
+                        hopper_prefill_launch(h, 0);
+                    });
+                    CAPTURE(L);
+                    CAPTURE(w);
+                    CHECK(std::memcmp(again.data(), out.data(), out.size() * sizeof(float)) == 0);
+                }
             if (L % 64 != 0) continue;
             // the kernel's plain loop (S, softmax, P.V in turn: bench-attention's baseline), FP16
-            // and INT8 Q.K^T
+            // and INT8 Q.K^T; at D = 64 with three consumer warpgroups too (the same bits as two)
             for (bool int8 : {false, true}) {
                 std::vector<int8_t> q8(c.q.size()), k8(c.k.size());
                 std::vector<float> qs(c.q.size() / D / 64), ks(c.k.size() / D / 64);
@@ -466,20 +503,28 @@ TEST_CASE("cuda: fp16 prefill (Hopper kernel, exact softmax) vs float64" * docte
                 };
                 quant(c.q, q8, qs);
                 quant(c.k, k8, ks);
-                const auto plain = run_prefill(c, 16, [&](auto q, auto k, auto v, float* o, void*) {
-                    HopperPrefillArgs h;
-                    h.q = int8 ? (const void*)upload(q8) : q, h.k = int8 ? (const void*)upload(k8) : k, h.v = v, h.out = o;
-                    h.q_row_stride = h.kv_row_stride = h.out_row_stride = D;
-                    h.q_head_stride = h.kv_head_stride = h.out_head_stride = (int64_t)L * D;
-                    if (int8) h.q_scales = upload(qs), h.k_scales = upload(ks);
-                    h.batch = c.B, h.n_q_heads = c.Hq, h.n_kv_heads = c.Hkv, h.head_dim = D, h.n_q = L;
-                    h.qk = int8 ? QkType::S8 : QkType::F16, h.pipelined = false;
-                    hopper_prefill_launch(h, 0);
-                    CK(cudaDeviceSynchronize());
-                    if (int8) {
-                        for (const void* ptr : {h.q, h.k, (const void*)h.q_scales, (const void*)h.k_scales}) CK(cudaFree((void*)ptr));
-                    }
-                });
+                auto plain_run = [&](int warpgroups) {
+                    return run_prefill(c, 16, [&](auto q, auto k, auto v, float* o, void*) {
+                        HopperPrefillArgs h;
+                        h.q = int8 ? (const void*)upload(q8) : q, h.k = int8 ? (const void*)upload(k8) : k, h.v = v, h.out = o;
+                        h.q_row_stride = h.kv_row_stride = h.out_row_stride = D;
+                        h.q_head_stride = h.kv_head_stride = h.out_head_stride = (int64_t)L * D;
+                        if (int8) h.q_scales = upload(qs), h.k_scales = upload(ks);
+                        h.batch = c.B, h.n_q_heads = c.Hq, h.n_kv_heads = c.Hkv, h.head_dim = D, h.n_q = L;
+                        h.qk = int8 ? QkType::S8 : QkType::F16, h.pipelined = false, h.warpgroups = warpgroups;
+                        hopper_prefill_launch(h, 0);
+                        CK(cudaDeviceSynchronize());
+                        if (int8) {
+                            for (const void* ptr : {h.q, h.k, (const void*)h.q_scales, (const void*)h.k_scales}) CK(cudaFree((void*)ptr));
+                        }
+                    });
+                };
+                const auto plain = plain_run(2);
+                if (D == 64) {
+                    const auto plain3 = plain_run(3);
+                    CAPTURE(int8);
+                    CHECK(std::memcmp(plain3.data(), plain.data(), plain.size() * sizeof(float)) == 0);
+                }
                 const double err_plain = rel(plain, c.ref);
                 std::printf("hopper prefill, plain loop, %s Q.K^T, D=%d L=%d: rel err vs float64 %.2e\n", int8 ? "INT8" : "FP16", D, L, err_plain);
                 CHECK(all_finite(plain));
@@ -520,9 +565,24 @@ TEST_CASE("cuda: hopper prefill of a chunk after cached tokens, engine layouts" 
             h.batch = 1, h.n_q_heads = Hq, h.n_kv_heads = Hkv, h.head_dim = D, h.n_q = n, h.q_pos0 = pos0;
             for (bool pipelined : {true, false}) {
                 h.pipelined = pipelined;
+                std::vector<float> out3;  // D = 64: three consumer warpgroups, the same bits as two
+                if (D == 64) {
+                    h.warpgroups = 3;
+                    hopper_prefill_launch(h, 0);
+                    CK(cudaDeviceSynchronize());
+                    out3.resize(out.size());
+                    CK(cudaMemcpy(out3.data(), h.out, out.size() * 4, cudaMemcpyDeviceToHost));
+                }
+                h.warpgroups = 2;
                 hopper_prefill_launch(h, 0);
                 CK(cudaDeviceSynchronize());
                 CK(cudaMemcpy(out.data(), h.out, out.size() * 4, cudaMemcpyDeviceToHost));
+                if (D == 64) {
+                    CAPTURE(pos0);
+                    CAPTURE(n);
+                    CAPTURE(pipelined);
+                    CHECK(std::memcmp(out3.data(), out.data(), out.size() * sizeof(float)) == 0);
+                }
                 std::vector<double> ref(out.size());
                 for (int hh = 0; hh < Hq; ++hh)
                     for (int r = 0; r < n; ++r)
@@ -622,4 +682,24 @@ TEST_CASE("cuda: hopper prefill refuses quantize_q without INT8 scores or with m
     CHECK_THROWS_WITH_AS(hopper_prefill_launch(h, 0), doctest::Contains("quantize_q"), TurboError);
     h.q = fake, h.k_scales = nullptr;  // INT8 scores still need K's block scales (Q's come from the kernel)
     CHECK_THROWS_WITH_AS(hopper_prefill_launch(h, 0), doctest::Contains("block scales"), TurboError);
+}
+
+// Three consumer warpgroups exist for head_dim 64 only; other counts are refused by name, before
+// the device is asked, so on machines without a GPU too.
+TEST_CASE("cuda: hopper prefill refuses a consumer warpgroup count it has no kernel for") {
+    alignas(16) static uint8_t fake[256];
+    HopperPrefillArgs h;
+    h.q = h.k = h.v = fake, h.out = (float*)fake;
+    h.batch = 1, h.n_q_heads = 8, h.n_kv_heads = 2, h.head_dim = 128, h.n_q = 64;
+    h.q_row_stride = h.kv_row_stride = h.out_row_stride = 128, h.q_head_stride = h.kv_head_stride = h.out_head_stride = 128 * 64;
+    h.warpgroups = 3;
+    CHECK_THROWS_WITH_AS(hopper_prefill_launch(h, 0), doctest::Contains("warpgroups 3 needs head_dim 64"), TurboError);
+    for (int w : {1, 4, -1}) {
+        h.warpgroups = w, h.head_dim = 64;
+        CHECK_THROWS_WITH_AS(hopper_prefill_launch(h, 0), doctest::Contains("warpgroups must be"), TurboError);
+    }
+    h.warpgroups = 0, h.head_dim = 128, h.n_q = 1 << 20;
+    CHECK(default_prefill_warpgroups(h) == 2);
+    h.head_dim = 64, h.n_q = 64;  // 8 CTAs: under four waves of any GPU
+    CHECK(default_prefill_warpgroups(h) == 2);
 }

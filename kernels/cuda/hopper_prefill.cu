@@ -1,14 +1,17 @@
 // Causal prefill attention for Hopper (sm_90a), built the way FlashAttention-3 is: TMA tile
 // loads into swizzled shared memory completing on mbarriers, a producer warpgroup that keeps
-// three stages of K and V in flight, and two consumer warpgroups that run both products on
-// wgmma and take turns issuing them.
+// three stages of K and V in flight, and two or three consumer warpgroups that run both products
+// on wgmma and take turns issuing them.
 //
-//   CTA = one (query block of 128 rows, query head, sequence); 384 threads:
-//     warps 0-3, 4-7  consumer warpgroups, 64 query rows each (240 registers a thread)
-//     warps 8-11      producer warpgroup (24 registers): one lane issues every TMA load (Q once,
-//                     then K_j and V_j per 128-key tile j into stage j % 3, once both consumer
-//                     warpgroups have released the tile that stage held). With quantize_q the
-//                     consumer warpgroups write the INT8 Q tile themselves from FP16 queries.
+//   CTA = one (query block of 64 NW rows, query head, sequence), NW = 2 or 3 consumer warpgroups
+//   (Shape<NW>); 128 (NW + 1) threads:
+//     warps 0 .. 4 NW - 1  consumer warpgroups, 64 query rows each (240 registers a thread with
+//                          NW = 2, 160 with NW = 3)
+//     the last 4 warps     producer warpgroup (24 registers): one lane issues every TMA load (Q
+//                          once, then K_j and V_j per 128-key tile j into stage j % 3, once every
+//                          consumer warpgroup has released the tile that stage held). With
+//                          quantize_q the consumer warpgroups write the INT8 Q tile themselves
+//                          from FP16 queries.
 //   per tile, in each consumer warpgroup:
 //     S = Q K_j^T    wgmma, A and B from shared memory: FP16 (k16), or Turbo's INT8 (k32, INT32
 //                    sums) or FP8 e4m3 (k32), times the two 64-key blocks' scales
@@ -16,13 +19,18 @@
 //                    for INT8/FP8 with HopperPrefillArgs::sas SAS's polynomial on the FMA pipe
 //     O += P V_j     wgmma, A = P as FP16 registers (the S accumulator layout is the register
 //                    A layout), B = V_j from shared memory
-//   S_j is issued together with P_{j-1} V_{j-1}, between two named barriers that make the
-//   warpgroups alternate: one's softmax runs on the CUDA cores while the other's products run.
+//   S_j is issued together with P_{j-1} V_{j-1}, between named barriers that make the warpgroups
+//   take turns in a ring: one's softmax runs on the CUDA cores while another's products run.
+//   NW = 3 (D = 64 only: 160 registers hold a D = 64 thread's O, S and P) shares each K/V tile
+//   among 192 query rows instead of 128, and gives each scheduler three softmax warps to switch
+//   between instead of two.
 //
 // Q and K tiles sit in shared memory K-major (rows along D, as stored), V tiles MN-major (rows
 // of D per key, as stored, read by wgmma transposed): both as TMA writes them with 128B (64B
 // for 8-bit rows of 64) swizzling, so no pre-pass reorders them. Queries may start at a position
-// q_pos0 > 0 (a prefill chunk after cached tokens): row r sees keys 0..q_pos0 + r.
+// q_pos0 > 0 (a prefill chunk after cached tokens): row r sees keys 0..q_pos0 + r. A block's
+// warpgroups all run its last row's tiles: with 192 rows a tile can be wholly masked for the
+// first warpgroup's rows, which leaves their max, sum and O as they were (p = 0, alpha = 1).
 // Query blocks run heaviest first, across all heads (the last block of the causal triangle has
 // the most tiles).
 #include "hopper_prefill.cuh"
@@ -44,18 +52,27 @@ namespace {
 
 using namespace hopper;
 
-constexpr int kBM = 128;        // query rows per CTA
 constexpr int kBN = 128;        // keys per tile
 constexpr int kStages = 3;      // K/V tiles in flight (FP16, D = 128: 224 KB of shared memory)
-constexpr int kConsumerWarps = 8;
-constexpr int kThreads = kConsumerWarps * 32 + 128;  // + the producer warpgroup
-// Registers per thread after setmaxnreg: 128 x 24 + 256 x 240 <= 65536. Without it every
-// thread gets 65536 / 384 = 168, and the pipelined loop spills.
-constexpr int kProducerRegs = 24, kConsumerRegs = 240;
+constexpr int kProducerRegs = 24;
 
-// Shared-memory plan for head size D and Q/K element size E (2: FP16, 1: INT8 or FP8).
-template <int D, int E>
+// The CTA for NW consumer warpgroups.
+template <int NW>
+struct Shape {
+    static_assert(NW == 2 || NW == 3, "two or three consumer warpgroups");
+    static constexpr int kBM = 64 * NW;  // query rows per CTA
+    static constexpr int kConsumerWarps = 4 * NW;
+    static constexpr int kThreads = kConsumerWarps * 32 + 128;  // + the producer warpgroup
+    // Registers per thread after setmaxnreg: 128 x 24 + 128 NW x kConsumerRegs <= 65536.
+    // Without it every thread of NW = 2 gets 65536 / 384 = 168, and the pipelined loop spills.
+    static constexpr int kConsumerRegs = NW == 2 ? 240 : 160;
+};
+
+// Shared-memory plan for head size D, Q/K element size E (2: FP16, 1: INT8 or FP8) and NW
+// consumer warpgroups.
+template <int D, int E, int NW>
 struct Plan {
+    static constexpr int kBM = Shape<NW>::kBM;
     static constexpr int row_bytes = D * E < 128 ? D * E : 128;  // one swizzled row of Q or K
     static constexpr int col_blocks = D * E / row_bytes;          // Q/K column blocks
     static constexpr int q_bytes = kBM * D * E;
@@ -65,7 +82,7 @@ struct Plan {
     static constexpr int v_off = k_off + kStages * k_bytes;
     static constexpr int bar_off = v_off + kStages * v_bytes;
     static constexpr int red_off = bar_off + 8 * (1 + 3 * kStages);  // quantize_q: a float per consumer warp
-    static constexpr int smem = red_off + 4 * kConsumerWarps + 1024;   // + alignment slack
+    static constexpr int smem = red_off + 4 * Shape<NW>::kConsumerWarps + 1024;  // + alignment slack
 };
 
 struct Args {
@@ -86,12 +103,13 @@ struct Args {
 
 // What one consumer thread holds: its two query rows' output accumulators, running max and
 // sum, the tile's scores and P, and the operand descriptors.
-template <int D, QkType QK, bool SAS>
+template <int D, QkType QK, bool SAS, int NW>
 struct Consumer {
     static constexpr bool kScaled = QK != QkType::F16;  // blockwise Q/K scales (Turbo)
     static_assert(kScaled || !SAS, "SAS runs with the Turbo (INT8/FP8) scores only");
     static constexpr int E = kScaled ? 1 : 2;
-    using P = Plan<D, E>;
+    using P = Plan<D, E, NW>;
+    static constexpr int kBM = P::kBM;
     float o[D / 2];                        // O rows r0 / r1 (layout: wgmma_ss)
     float sc[kBN / 2];                     // the tile's scores, then its probabilities
     int acc[QK == QkType::S8 ? kBN / 2 : 1];  // INT8: S in INT32 before scaling
@@ -139,7 +157,13 @@ struct Consumer {
             const int c = ks * 32 / P::row_bytes, off = ks * 32 % P::row_bytes;
             const uint64_t qd = q_desc + ((c * kBM * P::row_bytes + off) >> 4);
             const uint64_t kd = k_desc + ((c * kBN * P::row_bytes + off) >> 4);
-            if constexpr (QK == QkType::S8) wgmma_s8_ss<kBN>(acc, qd, kd, ks > 0);
+            if constexpr (QK == QkType::S8) {
+                // NW = 3: the first k-step's D as an output only, so that the INT32 sums are not
+                // kept through the softmax beside their float copies (with them the 160 registers
+                // spilled 88-112 bytes). NW = 2 has room; with it D = 128 at 16k read 1-2% slower.
+                if (NW == 3 && ks == 0) wgmma_s8_ss_first<kBN>(acc, qd, kd);
+                else wgmma_s8_ss<kBN>(acc, qd, kd, ks > 0);
+            }
             else if constexpr (QK == QkType::E4M3) wgmma_e4m3_ss<kBN>(sc, qd, kd, ks > 0);
             else wgmma_ss<kBN>(sc, qd, kd, ks > 0);
         }
@@ -255,7 +279,14 @@ struct Consumer {
 // 7+, the 64B or 128B swizzle of Plan's INT8 rows of D bytes). The arithmetic is
 // turbo_prefill.cu's quant_qk_kernel's (amax_half8, quantize_half8_s8; scale = amax / 127).
 // Returns the scale (0 for rows past n_q, which are zeros and not stored).
-template <int D>
+// Named barriers: 0 is __syncthreads', 1 .. NW the consumer warpgroups' turns (turn_bar),
+// NW + 1 .. 2 NW each warpgroup's own (own_bar: quantize_q).
+template <int NW>
+__device__ __forceinline__ int turn_bar(int wg) { return 1 + wg; }
+template <int NW>
+__device__ __forceinline__ int own_bar(int wg) { return 1 + NW + wg; }
+
+template <int D, int NW>
 __device__ __forceinline__ float quantize_q(const Args& a, int z, int row0, uint8_t* sq_wg, float* red, int warp, int lane) {
     constexpr int kRowChunks = D / 8;                // 16-byte chunks (8 halves) of a row
     constexpr int kPerThread = 64 * kRowChunks / 128;
@@ -272,7 +303,7 @@ __device__ __forceinline__ float quantize_q(const Args& a, int z, int row0, uint
     }
     amax = warp_max(amax);
     if (lane == 0) red[warp] = amax;
-    named_bar_sync(3 + wg, 128);
+    named_bar_sync(own_bar<NW>(wg), 128);
     amax = fmaxf(fmaxf(red[4 * wg], red[4 * wg + 1]), fmaxf(red[4 * wg + 2], red[4 * wg + 3]));
     const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
 #pragma unroll
@@ -282,15 +313,17 @@ __device__ __forceinline__ float quantize_q(const Args& a, int z, int row0, uint
         *(uint2*)(sq_wg + (off ^ (((off >> 7) & (D / 16 - 1)) << 4))) = quantize_half8_s8(v[i], inv);
     }
     fence_proxy_async_smem();
-    named_bar_sync(3 + wg, 128);
+    named_bar_sync(own_bar<NW>(wg), 128);
     return amax / 127.0f;
 }
 
-template <int D, QkType QK, bool SAS, bool QF>
-__global__ void __launch_bounds__(kThreads, 1) prefill_kernel(const __grid_constant__ Args a) {
+template <int D, QkType QK, bool SAS, bool QF, int NW>
+__global__ void __launch_bounds__(Shape<NW>::kThreads, 1) prefill_kernel(const __grid_constant__ Args a) {
     static_assert(!QF || QK == QkType::S8, "quantize_q: INT8 only");
+    static_assert(NW == 2 || D == 64, "three consumer warpgroups at D = 64 only");
     constexpr int E = QK == QkType::F16 ? 2 : 1;
-    using P = Plan<D, E>;
+    using P = Plan<D, E, NW>;
+    constexpr int kBM = P::kBM, kConsumerWarps = Shape<NW>::kConsumerWarps;
     extern __shared__ uint8_t smem_raw[];
     uint8_t* sm = (uint8_t*)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     uint8_t* sq = sm;
@@ -350,34 +383,35 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_kernel(const __grid_const
         return;
     }
 
-    // consumers: warpgroup wg owns query rows qb*128 + wg*64 + [0, 64); this thread rows r0, r0+8
-    setmaxnreg_inc<kConsumerRegs>();
+    // consumers: warpgroup wg owns query rows qb*kBM + wg*64 + [0, 64); this thread rows r0, r0+8
+    setmaxnreg_inc<Shape<NW>::kConsumerRegs>();
     const int wg_row0 = qb * kBM + (warp / 4) * 64;
     float q_block_scale = 1.0f;
     // quantize_q reads only the FP16 queries, which no earlier kernel writes: it runs before the wait
     if constexpr (QF)
-        q_block_scale = quantize_q<D>(a, b * a.n_q_heads + hq, wg_row0, sq + (warp / 4) * 64 * P::row_bytes,
+        q_block_scale = quantize_q<D, NW>(a, b * a.n_q_heads + hq, wg_row0, sq + (warp / 4) * 64 * P::row_bytes,
                                       (float*)(sm + P::red_off), warp, lane);
     grid_dependency_wait();
     if constexpr (QK != QkType::F16 && !QF) {  // (a warpgroup past the last row reads the last block; its rows are not stored)
         const int n_qblocks64 = (a.n_q + 63) / 64;
         q_block_scale = a.qs[(size_t)(b * a.n_q_heads + hq) * n_qblocks64 + min(wg_row0 / 64, n_qblocks64 - 1)];
     }
-    Consumer<D, QK, SAS> c;
+    Consumer<D, QK, SAS, NW> c;
     c.init(a, qb, hk, b, warp, lane, sm, q_block_scale);
     if constexpr (!QF) mbar_wait(q_full, 0);
     if (a.pipelined) {
-        // S_j = Q K_j^T is issued together with O += P_{j-1} V_{j-1}, and the two warpgroups take
-        // turns issuing (named barriers 1 and 2, "ping-pong"): one warpgroup's softmax runs on the
-        // CUDA cores while the other's products run on the tensor cores.
-        const int wg = warp / 4;
-        if (wg == 1) named_bar_arrive(1, 256);  // warpgroup 0 issues first
+        // S_j = Q K_j^T is issued together with O += P_{j-1} V_{j-1}, and the warpgroups take
+        // turns issuing, in a ring (warpgroup wg waits on its turn barrier, then opens the next
+        // one's): one warpgroup's softmax runs on the CUDA cores while another's products run
+        // on the tensor cores.
+        const int wg = warp / 4, mine = turn_bar<NW>(wg), next = turn_bar<NW>((wg + 1) % NW);
+        if (wg == NW - 1) named_bar_arrive(turn_bar<NW>(0), 256);  // warpgroup 0 issues first
         mbar_wait(&k_full[0], 0);
-        named_bar_sync(1 + wg, 256);
+        named_bar_sync(mine, 256);
         wgmma_fence();
         c.issue_qk(0);
         wgmma_commit();
-        named_bar_arrive(2 - wg, 256);
+        named_bar_arrive(next, 256);
         wgmma_wait<0>();
         c.softmax(0, n_tiles);
         c.pack_p();
@@ -385,13 +419,13 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_kernel(const __grid_const
             const int s = j % kStages, sp = (j - 1) % kStages;
             mbar_wait(&k_full[s], (j / kStages) & 1);
             mbar_wait(&v_full[sp], ((j - 1) / kStages) & 1);
-            named_bar_sync(1 + wg, 256);
+            named_bar_sync(mine, 256);
             wgmma_fence();
             c.issue_qk(s);
             wgmma_commit();
             c.issue_pv(sp);
             wgmma_commit();
-            named_bar_arrive(2 - wg, 256);
+            named_bar_arrive(next, 256);
             wgmma_wait<1>();  // S_j is done; P_{j-1} V_{j-1} may still run
             const float2 alpha = c.softmax(j, n_tiles);
             wgmma_wait<0>();
@@ -402,11 +436,11 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_kernel(const __grid_const
         }
         const int sl = (n_tiles - 1) % kStages;
         mbar_wait(&v_full[sl], ((n_tiles - 1) / kStages) & 1);
-        named_bar_sync(1 + wg, 256);
+        named_bar_sync(mine, 256);
         wgmma_fence();
         c.issue_pv(sl);
         wgmma_commit();
-        if (wg == 0) named_bar_arrive(2, 256);  // (warpgroup 1's last turn needs no answer)
+        if (wg != NW - 1) named_bar_arrive(next, 256);  // (the last warpgroup's last turn needs no answer)
         wgmma_wait<0>();
         fence_regs(c.o);
     } else {
@@ -466,10 +500,11 @@ CUtensorMap make_map(const void* base, int elt, uint64_t d0, uint64_t d1, uint64
     return m;
 }
 
-template <int D, QkType QK, bool SAS, bool QF>
+template <int D, QkType QK, bool SAS, bool QF, int NW>
 void launch(const HopperPrefillArgs& h, cudaStream_t st) {
     constexpr int E = QK == QkType::F16 ? 2 : 1;
-    using P = Plan<D, E>;
+    using P = Plan<D, E, NW>;
+    constexpr int kBM = P::kBM;
     const uint64_t n_keys = (uint64_t)h.q_pos0 + h.n_q;
     Args a;
     if constexpr (QF) {
@@ -496,11 +531,11 @@ void launch(const HopperPrefillArgs& h, cudaStream_t st) {
     a.c1 = c[1], a.c2 = c[2], a.c3 = c[3];
     a.pipelined = h.pipelined;
     static const cudaError_t attr =
-        cudaFuncSetAttribute(prefill_kernel<D, QK, SAS, QF>, cudaFuncAttributeMaxDynamicSharedMemorySize, P::smem);
+        cudaFuncSetAttribute(prefill_kernel<D, QK, SAS, QF, NW>, cudaFuncAttributeMaxDynamicSharedMemorySize, P::smem);
     TANDEM_CHECK_CUDA(attr);
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(h.n_q_heads, (h.n_q + kBM - 1) / kBM, h.batch);
-    cfg.blockDim = dim3(kThreads);
+    cfg.blockDim = dim3(Shape<NW>::kThreads);
     cfg.dynamicSmemBytes = P::smem;
     cfg.stream = st;
     cudaLaunchAttribute programmatic;
@@ -508,7 +543,7 @@ void launch(const HopperPrefillArgs& h, cudaStream_t st) {
     programmatic.val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = &programmatic;
     cfg.numAttrs = h.programmatic ? 1 : 0;
-    TANDEM_CHECK_CUDA(cudaLaunchKernelEx(&cfg, prefill_kernel<D, QK, SAS, QF>, a));
+    TANDEM_CHECK_CUDA(cudaLaunchKernelEx(&cfg, prefill_kernel<D, QK, SAS, QF, NW>, a));
 }
 
 }  // namespace
@@ -541,28 +576,50 @@ void hopper_prefill_launch(const HopperPrefillArgs& h, cudaStream_t stream) {
         fail("qk S8/E4M3 needs block scales, q_pos0 == 0 and n_q % 64 == 0");
     if (h.quantize_q && (h.qk != QkType::S8 || h.q_row_stride % 8 != 0 || h.q_head_stride % 8 != 0 || (uintptr_t)h.q % 16 != 0))
         fail("quantize_q needs qk S8 and FP16 queries with 16-byte aligned rows");
+    if (h.warpgroups != 0 && h.warpgroups != 2 && h.warpgroups != 3) fail("warpgroups must be 0 (the default), 2 or 3");
+    if (h.warpgroups == 3 && h.head_dim != 64) fail("warpgroups 3 needs head_dim 64");
     if (!hopper_prefill_available()) fail("needs an sm_90 GPU (H100/H200)");
     if (h.sas && !scaled) fail("sas needs qk S8 or E4M3");
-    auto run = [&](auto d) {
-        constexpr int D = decltype(d)::value;
+    const int nw = h.warpgroups != 0 ? h.warpgroups : default_prefill_warpgroups(h);
+    auto run = [&](auto d, auto w) {
+        constexpr int D = decltype(d)::value, NW = decltype(w)::value;
         auto scaled_launch = [&](auto qk) {
             constexpr QkType QK = decltype(qk)::value;
             if constexpr (QK == QkType::S8) {
                 if (h.quantize_q) {
-                    if (h.sas) launch<D, QK, true, true>(h, stream);
-                    else launch<D, QK, false, true>(h, stream);
+                    if (h.sas) launch<D, QK, true, true, NW>(h, stream);
+                    else launch<D, QK, false, true, NW>(h, stream);
                     return;
                 }
             }
-            if (h.sas) launch<D, QK, true, false>(h, stream);
-            else launch<D, QK, false, false>(h, stream);
+            if (h.sas) launch<D, QK, true, false, NW>(h, stream);
+            else launch<D, QK, false, false, NW>(h, stream);
         };
         if (h.qk == QkType::S8) scaled_launch(std::integral_constant<QkType, QkType::S8>{});
         else if (h.qk == QkType::E4M3) scaled_launch(std::integral_constant<QkType, QkType::E4M3>{});
-        else launch<D, QkType::F16, false, false>(h, stream);
+        else launch<D, QkType::F16, false, false, NW>(h, stream);
     };
-    if (h.head_dim == 128) run(std::integral_constant<int, 128>{});
-    else run(std::integral_constant<int, 64>{});
+    using Two = std::integral_constant<int, 2>;
+    if (h.head_dim == 128) run(std::integral_constant<int, 128>{}, Two{});
+    else if (nw == 3) run(std::integral_constant<int, 64>{}, std::integral_constant<int, 3>{});
+    else run(std::integral_constant<int, 64>{}, Two{});
+}
+
+int default_prefill_warpgroups(const HopperPrefillArgs& h) {
+    if (h.head_dim != 64) return 2;
+    // H100, 32 query heads, batch 1 (bench/results/attention-h100.md, session 18): three
+    // warpgroups ran 1.07-1.10x two at 4k and 16k tokens (704 and 2,816 CTAs of 192 rows on 132
+    // SMs) and 0.86x at 1k (192 CTAs: 1.5 waves, against 256 CTAs of 128 rows)
+    static std::atomic<int> sms[64] = {};  // per device: 0 not asked yet
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 2;
+    if (sms[dev].load() == 0) {
+        int n = 0;
+        if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n < 1) return 2;
+        sms[dev].store(n);
+    }
+    const int64_t ctas = (int64_t)h.batch * h.n_q_heads * ((h.n_q + 191) / 192);
+    return ctas >= 4 * (int64_t)sms[dev].load() ? 3 : 2;
 }
 
 void fp16_prefill_cuda(const Fp16PrefillParams& p, cudaStream_t stream) {

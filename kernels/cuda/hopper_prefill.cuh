@@ -52,7 +52,15 @@ struct HopperPrefillArgs {
     // unused). That launch then quantizes K alone: a fifth of the bytes with 32 query and 8 KV
     // heads.
     bool quantize_q = false;
+    // Consumer warpgroups of 64 query rows per CTA: 2, or 3 (head_dim 64 only; a K/V tile then
+    // serves 192 query rows); 0: default_prefill_warpgroups(*this). The result is the same bits
+    // either way.
+    int warpgroups = 0;
 };
+// The consumer warpgroups hopper_prefill_launch runs for h when h.warpgroups is 0: three at
+// head_dim 64 where the 192-row blocks still give the current device at least four waves of CTAs
+// (batch x query heads x blocks >= 4 x its SMs), else two. Two where no device answers.
+int default_prefill_warpgroups(const HopperPrefillArgs& h);
 // Throws TurboError naming the field on bad arguments or a non-sm_90 device; checks the launch.
 void hopper_prefill_launch(const HopperPrefillArgs& a, cudaStream_t stream);
 

@@ -252,6 +252,7 @@ void launch(const TurboPrefillParams& p, bool use_hopper, TurboPrefillLaunch how
         h.qk = fp8 ? QkType::E4M3 : QkType::S8, h.poly_degree = p.poly_degree, h.threshold = p.threshold;
         h.sas = p.exp == PrefillExp::Sas;
         h.programmatic = how.programmatic;
+        h.warpgroups = how.warpgroups;
         if (q_in_attention) h.q = p.q, h.q_scales = nullptr, h.quantize_q = true;
         hopper_prefill_launch(h, st);
         return;

@@ -30,6 +30,8 @@ struct TurboPrefillLaunch {
     // the Hopper kernel's blocks start and set up while the quantization launch finishes, and
     // wait for its results (HopperPrefillArgs::programmatic)
     bool programmatic = true;
+    // the Hopper kernel's consumer warpgroups (HopperPrefillArgs::warpgroups; 0: its default)
+    int warpgroups = 0;
 };
 void turbo_prefill_cuda(const TurboPrefillParams& p, cudaStream_t stream, TurboPrefillLaunch how);
 
