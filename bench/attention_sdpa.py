@@ -5,8 +5,8 @@ measured, in the same run on the same GPU. Merges both into JSON + a markdown ta
 
 usage: attention_sdpa.py OURS.json OUT.json OUT.md
 
-Each time is the median of 15 CUDA-graph replays of 10 calls (as bench-attention), so Python
-overhead is out of the numbers. GQA uses enable_gqa=True; where a backend refuses it, K/V are
+Each time is the median of 15 CUDA-graph replays of 10 calls after about 25 ms of replays (as
+bench-attention), so Python overhead and a cold start are out of the numbers. GQA uses enable_gqa=True; where a backend refuses it, K/V are
 expanded to all query heads and the row says so (that reads 4x the bytes)."""
 import json
 import sys
@@ -28,6 +28,14 @@ def time_graph(fn):
     with torch.cuda.graph(g):
         for _ in range(10):
             fn()
+    warm = 0.0  # replays for about 25 ms first, as bench-attention's time_graph
+    while warm < 25.0:
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        g.replay()
+        b.record()
+        b.synchronize()
+        warm += a.elapsed_time(b)
     ts = []
     for _ in range(15):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
