@@ -4,6 +4,7 @@
 // types carry the activation quantization error of the integer dot products (amax/254 per
 // block, see cpu_matmul.h), the F16 KV cache adds ~1e-3 relative.
 #include <cmath>
+#include <cstring>
 
 #include <doctest/doctest.h>
 
@@ -18,14 +19,15 @@ using namespace tandem;
 using tandem_test::shared_path;
 
 // Max |a - b| over all logits of all positions, relative to (max |ref| + 1).
+// logits_out: the context's logits of every position.
 static double compare(const std::string& path, const std::vector<int32_t>& toks, GgmlType kv = GgmlType::F32,
-                      int64_t n_batch = 256) {
+                      int64_t n_batch = 256, int n_threads = 2, std::vector<float>* logits_out = nullptr) {
     auto model = Model::load(path);
     ContextParams cp;
-    cp.n_ctx = 64;
+    cp.n_ctx = std::max<int64_t>(64, (int64_t)toks.size());
     cp.kv_type = kv;
     cp.n_batch = n_batch;
-    cp.n_threads = 2;
+    cp.n_threads = n_threads;
     InferenceContext ctx(model, cp);
     ctx.eval(toks.data(), (int64_t)toks.size(), true);
     tandem_test::ReferenceLlama ref(path);
@@ -38,6 +40,7 @@ static double compare(const std::string& path, const std::vector<int32_t>& toks,
             max_ref = std::max(max_ref, std::fabs(want[t][i]));
         }
     MESSAGE(path.substr(path.find_last_of('/') + 1) << " rel err " << max_err / (max_ref + 1.0) << " max_ref " << max_ref);
+    if (logits_out) logits_out->assign(ctx.logits(), ctx.logits() + toks.size() * nv);
     return max_err / (max_ref + 1.0);
 }
 
@@ -104,6 +107,32 @@ TEST_CASE("token-by-token decode matches the reference with grouped query heads"
         write_synthetic_model(s, path);
         INFO("n_head_kv " << n_head_kv);
         CHECK(compare(path, some_tokens(20, 320, 3), GgmlType::F32, 1) < 1e-4);
+    }
+}
+
+// A 100-token prompt with 4 query heads a KV head: the prefill attention takes tiles of 32 tokens
+// on 1 thread, 16 on 3 and 8 on 8 (a tile halves while it would give a thread fewer than 4
+// tasks). Every tile size must match the reference, and give the same bits: a row's arithmetic
+// does not depend on the rows it shares a tile with.
+TEST_CASE("a long prompt matches the reference with prefill attention tiles of 32, 16 and 8 tokens") {
+    tandem_test::TempDir dir;
+    SyntheticModelSpec s;
+    s.n_embd = 256;
+    s.n_head = 8;
+    s.n_head_kv = 2;
+    s.n_ff = 512;
+    s.n_vocab = 320;
+    s.seed = 7;
+    const std::string path = dir.file("long-prompt.gguf");
+    write_synthetic_model(s, path);
+    const auto toks = some_tokens(100, 320, 4);
+    std::vector<float> first;
+    for (int threads : {1, 3, 8}) {
+        std::vector<float> logits;
+        INFO("threads " << threads);
+        CHECK(compare(path, toks, GgmlType::F32, 256, threads, &logits) < 1e-4);
+        if (first.empty()) first = logits;
+        else CHECK(std::memcmp(first.data(), logits.data(), first.size() * sizeof(float)) == 0);
     }
 }
 
