@@ -344,24 +344,29 @@ std::vector<float> run_prefill(const PrefillCase& c, size_t ws_bytes, Launch lau
     return out;
 }
 
-// The Hopper kernel with two and with three consumer warpgroups (D = 64), Q quantized apart and
-// in the kernel: each row sees the same tiles in the same order (a tile wholly masked for a
-// row leaves it as it was), so every run gives `out`'s bits.
-void check_warpgroups_same_bits(const PrefillCase& c, TurboPrefillParams p, const std::vector<float>& out, const char* what) {
-    for (int w : {2, 3})
-        for (bool q_in_attention : {false, true}) {
-            if (q_in_attention && p.qk != PrefillQk::Int8) continue;  // INT8 only
-            TurboPrefillLaunch how;
-            how.warpgroups = w, how.quantize_q_in_attention = q_in_attention;
-            const auto again = run_prefill(c, turbo_prefill_workspace_bytes(p), [&](auto q, auto k, auto v, float* o, void* ws) {
-                p.q = q, p.k = k, p.v = v, p.out = o, p.workspace = ws;
-                turbo_prefill_cuda(p, 0, how);
-            });
-            CAPTURE(what);
-            CAPTURE(w);
-            CAPTURE(q_in_attention);
-            CHECK(std::memcmp(again.data(), out.data(), out.size() * sizeof(float)) == 0);
-        }
+// The launch choices change where Q is quantized (TurboPrefillLaunch::quantize_q_in_attention,
+// INT8 only), when the attention starts (programmatic) and, at D = 64, how many consumer
+// warpgroups share a CTA (two or three: each row sees the same tiles in the same order, and a
+// tile wholly masked for a row leaves it as it was), not the arithmetic: every launch gives
+// `out`'s bits.
+void check_launches_same_bits(const PrefillCase& c, TurboPrefillParams p, const std::vector<float>& out, const char* what) {
+    const std::vector<int> warpgroups = p.head_dim == 64 ? std::vector<int>{2, 3} : std::vector<int>{0};
+    for (int w : warpgroups)
+        for (bool q_in_attention : {false, true})
+            for (bool programmatic : {false, true}) {
+                if (q_in_attention && p.qk != PrefillQk::Int8) continue;
+                TurboPrefillLaunch how;
+                how.warpgroups = w, how.quantize_q_in_attention = q_in_attention, how.programmatic = programmatic;
+                const auto again = run_prefill(c, turbo_prefill_workspace_bytes(p), [&](auto q, auto k, auto v, float* o, void* ws) {
+                    p.q = q, p.k = k, p.v = v, p.out = o, p.workspace = ws;
+                    turbo_prefill_cuda(p, 0, how);
+                });
+                CAPTURE(what);
+                CAPTURE(w);
+                CAPTURE(q_in_attention);
+                CAPTURE(programmatic);
+                CHECK(std::memcmp(again.data(), out.data(), out.size() * sizeof(float)) == 0);
+            }
 }
 
 TEST_CASE("cuda: turbo prefill (INT8 Q.K^T, SAS, causal) vs float64, portable and Hopper kernels" * doctest::skip(kNoGpu)) {
@@ -410,8 +415,7 @@ TEST_CASE("cuda: turbo prefill (INT8 Q.K^T, SAS, causal) vs float64, portable an
                                 D, L, err, err_twin);
                     CHECK(err < (qk == PrefillQk::Fp8 ? 5e-2 : 2e-2));  // blockwise INT8 (FP8) Q and K, FP16 P, SAS
                     if (qk == PrefillQk::Int8) CHECK(err_twin < 2e-3);  // the twin's arithmetic, summed in another order
-                    if (kern == PrefillKernel::Hopper && D == 64)
-                        check_warpgroups_same_bits(c, p, out, qk == PrefillQk::Fp8 ? "FP8, SAS" : "INT8, SAS");
+                    if (kern == PrefillKernel::Hopper) check_launches_same_bits(c, p, out, qk == PrefillQk::Fp8 ? "FP8, SAS" : "INT8, SAS");
                 }
             // the exponentials on the SFU: the Hopper kernel's default (Auto), against the twin with
             // exact exp2; the portable kernel refuses it
@@ -435,22 +439,7 @@ TEST_CASE("cuda: turbo prefill (INT8 Q.K^T, SAS, causal) vs float64, portable an
                                 qk == PrefillQk::Fp8 ? "FP8" : "INT8", D, L, err, err_twin, err_sas);
                     CHECK(err < (qk == PrefillQk::Fp8 ? 5e-2 : 2e-2));
                     if (qk == PrefillQk::Int8) CHECK(err_twin < 2e-3);
-                    if (kern != PrefillKernel::Hopper || qk != PrefillQk::Int8) continue;
-                    // the launch choices (TurboPrefillLaunch) change where Q is quantized and when
-                    // the attention starts, not the arithmetic: the same bits
-                    for (bool q_in_attention : {false, true})
-                        for (bool programmatic : {false, true}) {
-                            TurboPrefillLaunch how;
-                            how.quantize_q_in_attention = q_in_attention, how.programmatic = programmatic;
-                            const auto again = run_prefill(c, turbo_prefill_workspace_bytes(p), [&](auto q, auto k, auto v, float* o, void* ws) {
-                                p.q = q, p.k = k, p.v = v, p.out = o, p.workspace = ws;
-                                turbo_prefill_cuda(p, 0, how);
-                            });
-                            CAPTURE(q_in_attention);
-                            CAPTURE(programmatic);
-                            CHECK(std::memcmp(again.data(), out.data(), out.size() * sizeof(float)) == 0);
-                        }
-                    if (D == 64) check_warpgroups_same_bits(c, p, out, "INT8, exp2 on the SFU");
+                    check_launches_same_bits(c, p, out, qk == PrefillQk::Fp8 ? "FP8, exp2 on the SFU" : "INT8, exp2 on the SFU");
                 }
         }
 }
@@ -662,16 +651,22 @@ TEST_CASE("cuda: bad parameters are refused with a message" * doctest::skip(kNoG
     CK(cudaFree(dummy));
 }
 
+// FP16 prefill arguments over a static buffer, for the refusals below (never launched).
+HopperPrefillArgs refusal_args(const uint8_t* fake) {
+    HopperPrefillArgs h;
+    h.q = h.k = h.v = fake, h.out = (float*)const_cast<uint8_t*>(fake);
+    h.batch = 1, h.n_q_heads = 8, h.n_kv_heads = 2, h.head_dim = 128, h.n_q = 64;
+    h.q_row_stride = h.kv_row_stride = h.out_row_stride = 128, h.q_head_stride = h.kv_head_stride = h.out_head_stride = 128 * 64;
+    return h;
+}
+
 // hopper_prefill_launch checks its arguments before it touches the device, so these refusals
 // hold on machines without a GPU too. quantize_q (Q quantized inside the kernel) reads FP16
 // queries and writes INT8 tiles: any other qk, or queries whose rows are not 16-byte aligned,
 // must be refused by name.
 TEST_CASE("cuda: hopper prefill refuses quantize_q without INT8 scores or with misaligned queries") {
     alignas(16) static uint8_t fake[256];
-    HopperPrefillArgs h;
-    h.q = h.k = h.v = fake, h.out = (float*)fake;
-    h.batch = 1, h.n_q_heads = 8, h.n_kv_heads = 2, h.head_dim = 128, h.n_q = 64;
-    h.q_row_stride = h.kv_row_stride = h.out_row_stride = 128, h.q_head_stride = h.kv_head_stride = h.out_head_stride = 128 * 64;
+    HopperPrefillArgs h = refusal_args(fake);
     h.k_scales = (const float*)fake;
     h.quantize_q = true;
     h.qk = QkType::F16;
@@ -688,10 +683,7 @@ TEST_CASE("cuda: hopper prefill refuses quantize_q without INT8 scores or with m
 // the device is asked, so on machines without a GPU too.
 TEST_CASE("cuda: hopper prefill refuses a consumer warpgroup count it has no kernel for") {
     alignas(16) static uint8_t fake[256];
-    HopperPrefillArgs h;
-    h.q = h.k = h.v = fake, h.out = (float*)fake;
-    h.batch = 1, h.n_q_heads = 8, h.n_kv_heads = 2, h.head_dim = 128, h.n_q = 64;
-    h.q_row_stride = h.kv_row_stride = h.out_row_stride = 128, h.q_head_stride = h.kv_head_stride = h.out_head_stride = 128 * 64;
+    HopperPrefillArgs h = refusal_args(fake);
     h.warpgroups = 3;
     CHECK_THROWS_WITH_AS(hopper_prefill_launch(h, 0), doctest::Contains("warpgroups 3 needs head_dim 64"), TurboError);
     for (int w : {1, 4, -1}) {
