@@ -36,22 +36,34 @@ TGT static void causal_rows(const float* const* q, const int* n, RowState* const
             a1[r] = W::fmadd(W::set1(q[r][i + 1]), k1, a1[r]);
         }
     }
+    // The rows' softmax steps in phases, each over all R rows (unrolled, so the rows' scores stay
+    // in registers and their exponentials run side by side): scores, the rare new maximum, the
+    // probabilities. Each row's arithmetic is the same as one row at a time.
     alignas(64) float pj[R][kLanes];
+    F s[R];
     int n_max = 0;
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        s[r] = W::first_or(n[r], W::mul(W::add(a0[r], a1[r]), W::set1(scale)), -INFINITY);
+        n_max = std::max(n_max, n[r]);
+    }
+#pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
         RowState& S = *st[r];
-        const F s = W::first_or(n[r], W::mul(W::add(a0[r], a1[r]), W::set1(scale)), -INFINITY);
-        if (W::any_gt(s, S.m)) {  // a new maximum: the running sums shrink (most blocks after the first few keep it)
-            const float m_new = W::hmax(s);
+        if (W::any_gt(s[r], S.m)) {  // a new maximum: the running sums shrink (most blocks after the first few keep it)
+            const float m_new = W::hmax(s[r]);
             const F cv = W::set1(S.m == -INFINITY ? 0.0f : std::exp(S.m - m_new));
             W::store(S.l, W::mul(W::load(S.l), cv));
             for (int i = 0; i < hd; i += kLanes) W::store(S.o + i, W::mul(W::load(S.o + i), cv));
             S.m = m_new;
         }
-        const F p = W::first_or(n[r], W::exp_neg(W::sub(s, W::set1(S.m))), 0.0f);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        RowState& S = *st[r];
+        const F p = W::first_or(n[r], W::exp_neg(W::sub(s[r], W::set1(S.m))), 0.0f);
         W::store(pj[r], p);
         W::store(S.l, W::add(W::load(S.l), p));
-        n_max = std::max(n_max, n[r]);
     }
     // o_r += sum_j p_rj v_j, 4 vectors of channels at a time (p_rj = 0 past row r's keys)
     int i = 0;
