@@ -273,19 +273,18 @@ struct Consumer {
     }
 };
 
+// Named barriers: 0 is __syncthreads', 1 .. NW the consumer warpgroups' turns (turn_bar),
+// NW + 1 .. 2 NW each warpgroup's own (own_bar: quantize_q).
+__device__ __forceinline__ int turn_bar(int wg) { return 1 + wg; }
+template <int NW>
+__device__ __forceinline__ int own_bar(int wg) { return 1 + NW + wg; }
+
 // HopperPrefillArgs::quantize_q: one consumer warpgroup's 64 query rows (from row0; all past
 // n_q or none, as n_q % 64 == 0) from FP16 in global memory to INT8 in its part of the Q tile
 // (sq_wg), laid out as the TMA writes a tile (16-byte chunks of a row XORed with address bits
 // 7+, the 64B or 128B swizzle of Plan's INT8 rows of D bytes). The arithmetic is
 // turbo_prefill.cu's quant_qk_kernel's (amax_half8, quantize_half8_s8; scale = amax / 127).
 // Returns the scale (0 for rows past n_q, which are zeros and not stored).
-// Named barriers: 0 is __syncthreads', 1 .. NW the consumer warpgroups' turns (turn_bar),
-// NW + 1 .. 2 NW each warpgroup's own (own_bar: quantize_q).
-template <int NW>
-__device__ __forceinline__ int turn_bar(int wg) { return 1 + wg; }
-template <int NW>
-__device__ __forceinline__ int own_bar(int wg) { return 1 + NW + wg; }
-
 template <int D, int NW>
 __device__ __forceinline__ float quantize_q(const Args& a, int z, int row0, uint8_t* sq_wg, float* red, int warp, int lane) {
     constexpr int kRowChunks = D / 8;                // 16-byte chunks (8 halves) of a row
@@ -404,8 +403,8 @@ __global__ void __launch_bounds__(Shape<NW>::kThreads, 1) prefill_kernel(const _
         // turns issuing, in a ring (warpgroup wg waits on its turn barrier, then opens the next
         // one's): one warpgroup's softmax runs on the CUDA cores while another's products run
         // on the tensor cores.
-        const int wg = warp / 4, mine = turn_bar<NW>(wg), next = turn_bar<NW>((wg + 1) % NW);
-        if (wg == NW - 1) named_bar_arrive(turn_bar<NW>(0), 256);  // warpgroup 0 issues first
+        const int wg = warp / 4, mine = turn_bar(wg), next = turn_bar((wg + 1) % NW);
+        if (wg == NW - 1) named_bar_arrive(turn_bar(0), 256);  // warpgroup 0 issues first
         mbar_wait(&k_full[0], 0);
         named_bar_sync(mine, 256);
         wgmma_fence();
