@@ -1,7 +1,8 @@
 // Decode attention benchmark: TurboAttention (INT4/INT2 cache + INT8 recent buffer, SAS) and
 // our FP16 path, at KV length 1k/4k/16k/32k, batch 1/8/32, head dim 128 and 64, GQA 4:1
 // (32 query heads, 8 KV heads). Each time is the median over CUDA-graph replays (10 launches
-// per graph), after 25 ms of replays. Rooflines: bytes of KV read / measured device-to-device copy bandwidth.
+// per graph), after 25 ms of replays. Rooflines: bytes of KV read / measured device-to-device
+// copy bandwidth.
 // Every decode shape also times the Turbo kernel at other split counts in the same run, as
 // A/B against the launcher's choice: t1 = one 64-token record per warp, t2 = two (an earlier
 // rule), t4 = four; "combine" = the split combine alone at the launcher's split count
