@@ -67,28 +67,77 @@ struct Work {
     std::vector<float*> qp, sp, op;  // each reader's query, score row and output row
 };
 
-template <int D, int T>
-__attribute__((always_inline)) inline void keys_to_float(const int8_t* k8, const float* scale, bool per_token, float* kc) {
-    for (int t = 0; t < T; t++) {
-        const float sc = per_token ? scale[t] : scale[0];
-        for (int d = 0; d < D; d++) kc[d * T + t] = sc * (float)k8[t * D + d];
-    }
-}
-template <int D, int T>
-__attribute__((always_inline)) inline void values_to_float(const int8_t* v8c, const float* scale, bool per_token, float* vt) {
-    for (int t = 0; t < T; t++) {
-        const float sc = per_token ? scale[t] : scale[0];
-        for (int d = 0; d < D; d++) vt[t * D + d] = sc * (float)v8c[d * T + t];
-    }
-}
 // Eight floats in one vector (GCC vector extension): one ymm under AVX2, two xmm otherwise. The
 // accumulators below are arrays of these indexed by unrolled constants, so they stay in registers
 // (plain float arrays were kept on the stack: a store and a load per multiply-add).
 typedef float v8f __attribute__((vector_size(32)));
+typedef int8_t v8i8 __attribute__((vector_size(8)));
 // v = the vector of floats at p (any alignment), for v8f and the 16-float vectors alike
 template <typename V>
 __attribute__((always_inline)) inline void load(V& v, const float* p) {
     std::memcpy(&v, p, sizeof v);
+}
+
+// a[i] lane k -> a[k] lane i: an 8 x 8 transpose (pairs, then pairs of pairs, then halves).
+__attribute__((always_inline)) inline void transpose8(v8f (&a)[8]) {
+    v8f b[8], c[8];
+#pragma GCC unroll 4
+    for (int k = 0; k < 8; k += 2) {
+        b[k] = __builtin_shufflevector(a[k], a[k + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        b[k + 1] = __builtin_shufflevector(a[k], a[k + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+#pragma GCC unroll 2
+    for (int k = 0; k < 8; k += 4) {
+        c[k] = __builtin_shufflevector(b[k], b[k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+        c[k + 1] = __builtin_shufflevector(b[k], b[k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        c[k + 2] = __builtin_shufflevector(b[k + 1], b[k + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+        c[k + 3] = __builtin_shufflevector(b[k + 1], b[k + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        a[k] = __builtin_shufflevector(c[k], c[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        a[k + 4] = __builtin_shufflevector(c[k], c[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+
+// Which scale an element of an INT8 tile takes: one for the whole tile, its row's, or its column's.
+enum class TileScale { One, PerRow, PerCol };
+
+// The INT8 tile m (Rows x Cols, row-major) times its scales, transposed into out (Cols x Rows):
+// out[c * Rows + r] = scale * (float)m[r * Cols + c], 8 x 8 at a time.
+template <int Rows, int Cols, TileScale S>
+__attribute__((always_inline)) inline void int8_to_float_transposed(const int8_t* m, const float* scale, float* out) {
+    static_assert(Rows % 8 == 0 && Cols % 8 == 0, "8 x 8 tiles");
+    for (int r0 = 0; r0 < Rows; r0 += 8)
+        for (int c0 = 0; c0 < Cols; c0 += 8) {
+            v8f col_scale = {};
+            if constexpr (S == TileScale::PerCol) load(col_scale, scale + c0);
+            v8f a[8];
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) {
+                v8i8 b;
+                std::memcpy(&b, m + (size_t)(r0 + i) * Cols + c0, sizeof b);
+                const v8f f = __builtin_convertvector(b, v8f);
+                if constexpr (S == TileScale::PerCol) a[i] = f * col_scale;
+                else a[i] = f * (S == TileScale::PerRow ? scale[r0 + i] : scale[0]);
+            }
+            transpose8(a);
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) std::memcpy(out + (size_t)(c0 + k) * Rows + r0, &a[k], sizeof a[k]);
+        }
+}
+
+// keys (T, D) token-major to kc (D, T) channel-major; values (D, T) channel-major to vt (T, D)
+// token-major; each times its scale (one per token, or one for the block).
+template <int D, int T>
+__attribute__((always_inline)) inline void keys_to_float(const int8_t* k8, const float* scale, bool per_token, float* kc) {
+    if (per_token) int8_to_float_transposed<T, D, TileScale::PerRow>(k8, scale, kc);
+    else int8_to_float_transposed<T, D, TileScale::One>(k8, scale, kc);
+}
+template <int D, int T>
+__attribute__((always_inline)) inline void values_to_float(const int8_t* v8c, const float* scale, bool per_token, float* vt) {
+    if (per_token) int8_to_float_transposed<D, T, TileScale::PerCol>(v8c, scale, vt);
+    else int8_to_float_transposed<D, T, TileScale::One>(v8c, scale, vt);
 }
 
 // The float-tile path's dots, for R readers at once: out_r[off + j] (+)= sum_{k < K} a_r[k] *
@@ -119,7 +168,7 @@ __attribute__((always_inline)) inline void rows_by_matrix(float* const* a, int a
         for (int c = 0; c < NV; c++) load(m[c], M + (size_t)k * ldm + c * L);
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
-            const V x = V{} + a[r][a_off + k];
+            const V x = a[r][a_off + k] - V{};  // a broadcast (x - 0 is x, -0 included: folded away)
 #pragma GCC unroll 4
             for (int c = 0; c < NV; c++) acc[r][c] += x * m[c];
         }
@@ -263,11 +312,22 @@ __attribute__((always_inline)) inline void weighted_sum_cols(const float* p, con
     }
 }
 
-// The largest of s[0..n) (NaNs skipped, as std::max(m, x) skips them), 8 lanes at a time.
+// The largest of s[0..n) (NaNs skipped, as std::max(m, x) skips them), 8 lanes at a time in four
+// independent maxima (one chain of compares ran at the compare's latency). The largest value is
+// the same in any order; only a zero's sign could differ, which the SAS of s - m does not see.
 __attribute__((always_inline)) inline float row_max(const float* s, int n) {
     constexpr float kInf = std::numeric_limits<float>::infinity();
-    v8f m8 = {-kInf, -kInf, -kInf, -kInf, -kInf, -kInf, -kInf, -kInf};
+    v8f m8 = {-kInf, -kInf, -kInf, -kInf, -kInf, -kInf, -kInf, -kInf}, m4[4] = {m8, m8, m8, m8};
     int t = 0;
+    for (; t + 32 <= n; t += 32)
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            v8f x;
+            load(x, s + t + 8 * k);
+            m4[k] = x > m4[k] ? x : m4[k];
+        }
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) m8 = m4[k] > m8 ? m4[k] : m8;
     for (; t + 8 <= n; t += 8) {
         v8f x;
         load(x, s + t);
