@@ -6,8 +6,9 @@ measured, in the same run on the same GPU. Merges both into JSON + a markdown ta
 usage: attention_sdpa.py OURS.json OUT.json OUT.md
 
 Each time is the median of 15 CUDA-graph replays of 10 calls after about 25 ms of replays (as
-bench-attention), so Python overhead and a cold start are out of the numbers. GQA uses enable_gqa=True; where a backend refuses it, K/V are
-expanded to all query heads and the row says so (that reads 4x the bytes)."""
+bench-attention), so Python overhead and a cold start are out of the numbers. GQA uses
+enable_gqa=True; where a backend refuses it, K/V are expanded to all query heads and the row
+says so (that reads 4x the bytes)."""
 import json
 import sys
 

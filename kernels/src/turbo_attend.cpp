@@ -312,9 +312,10 @@ __attribute__((always_inline)) inline void weighted_sum_cols(const float* p, con
     }
 }
 
-// The largest of s[0..n) (NaNs skipped, as std::max(m, x) skips them), 8 lanes at a time in four
-// independent maxima (one chain of compares ran at the compare's latency). The largest value is
-// the same in any order; only a zero's sign could differ, which the SAS of s - m does not see.
+// The largest of s[0..n) (NaNs skipped, as std::max(m, x) skips them), 8 lanes at a time in
+// four independent maxima (one chain of compares would run at the compare's latency). The
+// largest value is the same in any order; only a zero's sign could differ, which the SAS of
+// s - m does not see.
 __attribute__((always_inline)) inline float row_max(const float* s, int n) {
     constexpr float kInf = std::numeric_limits<float>::infinity();
     v8f m8 = {-kInf, -kInf, -kInf, -kInf, -kInf, -kInf, -kInf, -kInf}, m4[4] = {m8, m8, m8, m8};
