@@ -617,7 +617,8 @@ int default_prefill_warpgroups(const HopperPrefillArgs& h) {
         if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n < 1) return 2;
         sms[dev].store(n);
     }
-    const int64_t ctas = (int64_t)h.batch * h.n_q_heads * ((h.n_q + 191) / 192);
+    constexpr int kBM3 = Shape<3>::kBM;
+    const int64_t ctas = (int64_t)h.batch * h.n_q_heads * ((h.n_q + kBM3 - 1) / kBM3);
     return ctas >= 4 * (int64_t)sms[dev].load() ? 3 : 2;
 }
 

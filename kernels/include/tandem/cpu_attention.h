@@ -17,9 +17,10 @@ void attend(const float* q, const void* K, const void* V, int64_t n_kv, int64_t 
 // `group` query heads that share one KV head. Query token t, head i of the group is at
 // Q + t * q_stride + i * head_dim; it attends to cache rows [0, pos0 + t] (K, V as for attend)
 // and its output goes to out + t * out_stride + i * head_dim. The same as attend() on each
-// (token, head) up to float rounding: each block of 8 keys is converted from the cache once
-// for all the n_q * group rows, and the scores, softmax and sums take 8 keys at a time.
-// Scratch: n_q * group * head_dim floats (thread-local, grown as needed).
+// (token, head) up to float rounding: each block of 16 keys (AVX-512; 8 with AVX2) is converted
+// from the cache once for all the n_q * group rows, and the scores, softmax and sums take a
+// block at a time. Scratch: n_q * group * (head_dim + 16) floats at most (each row's output and
+// denominator lanes; thread-local, grown as needed).
 void attend_causal(const float* Q, int64_t q_stride, int n_q, int group, int64_t pos0, const void* K,
                    const void* V, int64_t kv_stride, int head_dim, float scale, GgmlType kv_type, float* out,
                    int64_t out_stride);
