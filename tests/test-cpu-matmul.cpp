@@ -181,10 +181,12 @@ static void check_bf16(GgmlType type, const Weights& w, const std::vector<float>
 // the outputs (matvec rows then matmul tokens x rows) for cross-path comparison.
 static std::vector<float> check_type(const TypeCase& tc, int64_t rows, int64_t cols, int64_t n_tokens,
                                      ThreadPool* pool, std::vector<double>* absdots) {
-    CAPTURE(type_traits(tc.type).name);
+    const std::string type_name = type_traits(tc.type).name;
+    CAPTURE(type_name);
     CAPTURE(rows);
     CAPTURE(cols);
-    CAPTURE(cpu::kernel_path_name());
+    const std::string path_name = cpu::kernel_path_name();
+    CAPTURE(path_name);
     const Weights w = make_weights(tc.type, rows, cols, (uint32_t)(rows * 131 + cols));
     const std::vector<float> X = make_x(cols * n_tokens, (uint32_t)(cols + 7));
     std::vector<float> out;
@@ -258,7 +260,8 @@ TEST_CASE("matvec and matmul match the float64 reference on every type and path"
     ThreadPool pool(2);
     struct Shape { int64_t rows, cols_blocks, n_tokens; };
     // rows: one partial panel, several panels plus a partial one, exact panels; tokens: one
-    // tile, full tiles plus a padded one (8 + 1, 8 + 8 + 1), sizes between the tile sizes;
+    // tile, full tiles plus a padded one (16 + 1, 16 + 16 + 1 on the zmm paths, 8 + 1 on the
+    // 256-bit ones), sizes between the tile sizes (5, 9, 13: the zmm paths' 8 and 16);
     // {40, 9, 33}: two of amx's 16-token tiles over 3 panels, 9 subblocks (stages of 4, 4, 1);
     // {20, 70, 20}: rows longer than amx-bf16's K pieces (kBf16PieceCols), 2 to 9 of them
     const Shape shapes[] = {{1, 1, 1},    {7, 1, 3},   {33, 3, 5},  {67, 8, 9},  {16, 2, 4},

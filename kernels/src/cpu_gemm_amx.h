@@ -44,19 +44,9 @@
 
 #include "cpu_v512.h"
 
-namespace tandem::cpu::detail {
-namespace {
-
-// The avx512-vnni kernels, with quantized tiles of 16 tokens: those go to the tiles (the
+// The avx512-vnni kernels, whose largest quantized tiles (16 tokens) go to the tiles here (the
 // vpdpbusd kernel at 16 is instantiated but not called).
-struct V512Amx : V512 {
-    static constexpr int kQuantTiles = 16;
-};
-
-}  // namespace
-}  // namespace tandem::cpu::detail
-
-using V = tandem::cpu::detail::V512Amx;
+using V = tandem::cpu::detail::V512;
 #include "cpu_gemm_kernels.h"
 
 namespace tandem::cpu::detail {

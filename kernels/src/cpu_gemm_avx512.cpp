@@ -1,7 +1,7 @@
 // The "avx512-vnni" path: the panel micro-kernels (cpu_gemm_kernels.h) on zmm registers with
 // AVX-512 F/BW/VL + VNNI, for Intel Ice Lake / Sapphire Rapids and AMD Zen 4 and later:
 // vpdpbusd for the quantized types (16 rows x 4 columns x 1 token per instruction), fma for
-// the float types. Prefill tiles of 8 tokens reuse each unpacked step 8 times; decode (T = 1)
+// the float types. Prefill tiles of 16 tokens reuse each unpacked step 16 times; decode (T = 1)
 // streams one panel at a time (cpu_v512.h).
 // Every function carries the target attribute; nothing here runs unless cpu_features() said so.
 

@@ -30,6 +30,7 @@
 
 #include "cpu_panels.h"
 
+
 #ifndef TGT
 #error "define TGT (the target attribute) and the vector type V before including cpu_gemm_kernels.h"
 #endif
@@ -373,6 +374,84 @@ TGT void tile_q(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8
     store_tile(acc, y, ldy, nt, rows);
 }
 
+// The zmm paths' prompt tile: one row group against T = 16 tokens, subblock by subblock. The
+// subblock's kSub / 4 steps of levels are unpacked once into registers, then the tokens take
+// them G at a time (G interleaved vpdpbusd chains), each token's sums scaled as soon as they are
+// done. No token's int32 sums outlive its group, so T is twice tile_q's and each unpacking
+// serves 16 tokens: on a core whose two 512-bit ports run the unpacking, the vpdpbusd and the
+// float work alike, that measured Q4_0 +8-11%, Q4_K +5-9%, Q6_K +10-15%, Q5_0 +15-20%, Q8_0
+// +2-7% (Emerald Rapids); on Zen 5, Q4_0/Q8_0/Q6_K +4-10%, Q4_K level
+// (bench/results/cpu-prompt.md, section 25). The per-subblock activation scale types accumulate
+// in registers; the K-quants keep the record's partial sums there and add them, times the
+// token's scale, to sums in memory once per record.
+template <class P, int T, int G>
+TGT void tile_qt(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8_t* act, float* y, int64_t ldy, int nt,
+                 int64_t rows) {
+    static_assert(V::kDotBroadcast && kLanes == kPanelRows && T % G == 0);
+    using Rec = typename P::Rec;
+    constexpr int kSteps = P::kSub / 4;
+    constexpr size_t kSubBytes = act_sub_bytes(P::kSub, T);
+    constexpr size_t kSlice = sizeof(Rec) / P::kSubs;  // prefetched per subblock
+    constexpr int kShift = corr_shift<P>();
+    constexpr int kAhead = 6;
+    const Rec* rec = (const Rec*)(w + g0 * pb);
+    F acc[1][T];  // the sums; the K-quants: the record's partial sums
+    alignas(64) float sums[P::kRecDx ? T * kLanes : 1];
+    if constexpr (P::kRecDx) std::memset(sums, 0, sizeof sums);
+#pragma GCC unroll 16
+    for (int t = 0; t < T; t++) acc[0][t] = V::zero();
+    for (int64_t b = 0; b < n_recs; b++, rec++) {
+        typename P::Scale scale;
+        scale.load(*rec, 0);
+        const float* dx = nullptr;
+        for (int j = 0; j < P::kSubs; j++, act += kSubBytes) {
+#pragma GCC unroll 8
+            for (size_t o = 0; o < kSlice; o += 64) _mm_prefetch((const char*)(rec + kAhead) + j * kSlice + o, _MM_HINT_T0);
+            I lv[kSteps];
+            P::template levels<0>(*rec, j, 0, lv[0], lv[1]);
+            P::template levels<1>(*rec, j, 0, lv[2], lv[3]);
+            if constexpr (kSteps == 8) {
+                P::template levels<2>(*rec, j, 0, lv[4], lv[5]);
+                P::template levels<3>(*rec, j, 0, lv[6], lv[7]);
+            }
+            F dw, mw = V::zero();
+            P::scales(*rec, scale, j, 0, dw, mw);
+            dx = (const float*)(act + P::kSub * T);
+            const float* sx = dx + T;  // the min term's factor: dx * sigma, or sigma for the K-quants
+            if constexpr (P::kRecDx) sx = dx + 2 * T;
+            const int32_t* ncorr = (const int32_t*)(dx + 3 * T);
+#pragma GCC unroll 16
+            for (int t0 = 0; t0 < T; t0 += G) {
+                // The min term first: it does not wait for the sums, and issued after them it cost
+                // Q4_K 5-8% on Zen 5 (level on Intel).
+                if constexpr (P::kMin)
+                    for (int g = 0; g < G; g++) acc[0][t0 + g] = V::fmadd(mw, V::set1(sx[t0 + g]), acc[0][t0 + g]);
+                I si[G];
+                for (int g = 0; g < G; g++) si[g] = kShift >= 0 ? V::set1_32(ncorr[t0 + g]) : V::izero();
+                for (int k = 0; k < kSteps; k++)
+                    for (int g = 0; g < G; g++) si[g] = V::dot_bcast(si[g], lv[k], act + P::kSub * (t0 + g) + 4 * k);
+                for (int g = 0; g < G; g++) {
+                    const F s = V::cvt_i32(si[g]);
+                    F& a = acc[0][t0 + g];
+                    a = V::fmadd(s, P::kRecDx ? dw : V::mul(dw, V::set1(dx[t0 + g])), a);
+                }
+            }
+        }
+        if constexpr (P::kRecDx)
+#pragma GCC unroll 16
+            for (int t = 0; t < T; t++) {
+                float* s = sums + t * kLanes;
+                __asm__("" : "+r"(s));  // kept in memory: GCC would otherwise carry all T sums through registers
+                V::store(s, V::fmadd(acc[0][t], V::set1(dx[t]), V::load_f32(s)));
+                acc[0][t] = V::zero();
+            }
+    }
+    if constexpr (P::kRecDx)
+#pragma GCC unroll 16
+        for (int t = 0; t < T; t++) acc[0][t] = V::load_f32(sums + t * kLanes);
+    store_tile(acc, y, ldy, nt, rows);
+}
+
 // ---- float micro-kernel --------------------------------------------------------------------
 
 struct LoadF32 {
@@ -473,7 +552,10 @@ template <class P, int T>
 struct Quant {
     // split8 keeps two sums per tile entry: one row group, or they would not fit the registers
     static constexpr int R = split8<P>() && T > 1 ? 1 : V::quant_groups(T);
-    TGT static void run(const PanelTask& a) { run_groups<R, tile_q<P, R, T>, tile_q<P, 1, T>>(a); }
+    TGT static void run(const PanelTask& a) {
+        if constexpr (T == 16 && kLanes == 16) run_groups<1, tile_qt<P, 16, 4>, tile_qt<P, 16, 4>>(a);
+        else run_groups<R, tile_q<P, R, T>, tile_q<P, 1, T>>(a);
+    }
 };
 
 template <class L, int T>
@@ -486,32 +568,42 @@ struct Float {
     }
 };
 
-// Tile sizes {1, 2, 4, TMax}: V::kQuantTiles for the quantized types (V::kSplit8Tiles where
-// split8), V::kFloatTiles for the float types (which, with one fma per weight and token, take
-// larger tiles).
+// Tile sizes {1, 2, 4, TMax}, and 8 where TMax is 16: V::kQuantTiles for the quantized types
+// (V::kSplit8Tiles where split8), V::kFloatTiles for the float types (which, with one fma per
+// weight and token, take larger tiles). A prompt's last tile takes the smallest that holds it.
 template <template <class, int> class K, class P, int TMax>
 TGT void dispatch(const PanelTask& a) {
     switch (a.T) {
         case 1: K<P, 1>::run(a); break;
         case 2: K<P, 2>::run(a); break;
         case 4: K<P, 4>::run(a); break;
+        case 8:
+            if constexpr (TMax > 8) {
+                K<P, 8>::run(a);
+                break;
+            }
+            [[fallthrough]];
         default: K<P, TMax>::run(a); break;
     }
 }
 
+template <template <class, int> class K, class P, int TMax>
+TypeKernel type_kernel(int corr_shift) {
+    TypeKernel k{nullptr, dispatch<K, P, TMax>, corr_shift};
+    int last = 0;
+    for (int t : {1, 2, 4, 8, TMax})
+        if (t > last && t <= TMax) k.tile_sizes[k.n_tile_sizes++] = last = t;
+    return k;
+}
+
 template <class P>
 TypeKernel quant_kernel() {
-    constexpr int kMax = split8<P>() ? V::kSplit8Tiles : V::kQuantTiles;
-    TypeKernel k{nullptr, dispatch<Quant, P, kMax>, corr_shift<P>()};
-    for (int t : {1, 2, 4, kMax}) k.tile_sizes[k.n_tile_sizes++] = t;
-    return k;
+    return type_kernel<Quant, P, split8<P>() ? V::kSplit8Tiles : V::kQuantTiles>(corr_shift<P>());
 }
 
 template <class L>
 TypeKernel float_kernel() {
-    TypeKernel k{nullptr, dispatch<Float, L, V::kFloatTiles>, -1};
-    for (int t : {1, 2, 4, V::kFloatTiles}) k.tile_sizes[k.n_tile_sizes++] = t;
-    return k;
+    return type_kernel<Float, L, V::kFloatTiles>(-1);
 }
 
 // The path's table: every type on these kernels.

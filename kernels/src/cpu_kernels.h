@@ -120,7 +120,7 @@ using to_bf16_fn = void (*)(const float* x, uint16_t* y, int64_t n);
 
 enum class Layout { Rows, Panels };
 
-constexpr int kMaxTileSizes = 4;
+constexpr int kMaxTileSizes = 5;
 
 struct TypeKernel {
     gemm_fn rows = nullptr;     // Layout::Rows
