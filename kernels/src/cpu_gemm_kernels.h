@@ -375,15 +375,15 @@ TGT void tile_q(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8
 }
 
 // The zmm paths' prompt tile: one row group against T = 16 tokens, subblock by subblock. The
-// subblock's kSub / 4 steps of levels are unpacked once into registers, then the tokens take
-// them G at a time (G interleaved vpdpbusd chains), each token's sums scaled as soon as they are
-// done. No token's int32 sums outlive its group, so T is twice tile_q's and each unpacking
-// serves 16 tokens: on a core whose two 512-bit ports run the unpacking, the vpdpbusd and the
-// float work alike, that measured Q4_0 +8-11%, Q4_K +5-9%, Q6_K +10-15%, Q5_0 +15-20%, Q8_0
-// +2-7% (Emerald Rapids); on Zen 5, Q4_0/Q8_0/Q6_K +4-10%, Q4_K level
-// (bench/results/cpu-prompt.md, section 25). The per-subblock activation scale types accumulate
-// in registers; the K-quants keep the record's partial sums there and add them, times the
-// token's scale, to sums in memory once per record.
+// subblock's kSub / 4 steps of levels are unpacked once into registers, then the tokens take them G
+// at a time (G interleaved vpdpbusd chains), each token's sums scaled as soon as they are done. No
+// token's int32 sums outlive its group, so T is twice tile_q's and each unpacking serves 16 tokens.
+// On an Emerald Rapids core, whose two 512-bit ports run the unpacking, the vpdpbusd and the float
+// work alike, that measured Q4_0 +8-12%, Q4_K +4-7%, Q6_K +9-17%, Q5_0 +16-19%, Q8_0 0.98-1.07x; on
+// Zen 5, Q8_0 +5-10%, Q4_0 +2-5%, Q6_K +3-10%, Q5_0 +8-10%, the min-term types level
+// (bench/results/cpu-prompt.md, section 25). The per-subblock activation scale types accumulate in
+// registers; the K-quants keep the record's partial sums there and add them, times the token's
+// scale, to sums in memory once per record.
 template <class P, int T, int G>
 TGT void tile_qt(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8_t* act, float* y, int64_t ldy, int nt,
                  int64_t rows) {
