@@ -30,7 +30,6 @@
 
 #include "cpu_panels.h"
 
-
 #ifndef TGT
 #error "define TGT (the target attribute) and the vector type V before including cpu_gemm_kernels.h"
 #endif
@@ -379,11 +378,11 @@ TGT void tile_q(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8
 // at a time (G interleaved vpdpbusd chains), each token's sums scaled as soon as they are done. No
 // token's int32 sums outlive its group, so T is twice tile_q's and each unpacking serves 16 tokens.
 // On an Emerald Rapids core, whose two 512-bit ports run the unpacking, the vpdpbusd and the float
-// work alike, that measured Q4_0 +8-12%, Q4_K +4-7%, Q6_K +9-17%, Q5_0 +16-19%, Q8_0 0.98-1.07x; on
-// Zen 5, Q8_0 +5-10%, Q4_0 +2-5%, Q6_K +3-10%, Q5_0 +8-10%, the min-term types level
-// (bench/results/cpu-prompt.md, section 25). The per-subblock activation scale types accumulate in
-// registers; the K-quants keep the record's partial sums there and add them, times the token's
-// scale, to sums in memory once per record.
+// work alike, that measured Q4_0 +6-13%, Q4_K +9% (median of four rounds), Q5_K and Q6_K +11-15%,
+// Q8_0 +1-13%; on Zen 5, Q8_0 +5-10%, Q4_0 +2-5%, Q6_K +3-10%, Q5_0 +8-10%, the min-term types
+// level (bench/results/cpu-prompt.md, section 25). The per-subblock activation scale types
+// accumulate in registers; the K-quants keep the record's partial sums there and add them, times
+// the token's scale, to sums in memory once per record.
 template <class P, int T, int G>
 TGT void tile_qt(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8_t* act, float* y, int64_t ldy, int nt,
                  int64_t rows) {
@@ -423,7 +422,7 @@ TGT void tile_qt(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint
 #pragma GCC unroll 16
             for (int t0 = 0; t0 < T; t0 += G) {
                 // The min term first: it does not wait for the sums, and issued after them it cost
-                // Q4_K 5-8% on Zen 5 (level on Intel).
+                // Q4_K 5-8% on Zen 5.
                 if constexpr (P::kMin)
                     for (int g = 0; g < G; g++) acc[0][t0 + g] = V::fmadd(mw, V::set1(sx[t0 + g]), acc[0][t0 + g]);
                 I si[G];

@@ -21,9 +21,9 @@ struct V512 {
     using F = __m512;
     static constexpr bool kUnsignedDot = true;
     // The largest token tiles, and the row groups (panels) per micro-kernel, within the 32 zmm
-    // registers: quantized T = 16 (tile_qt) keeps 16 sums + a subblock's 8 steps of levels + 4
-    // int sums, and T = 8 (tile_q, the prompt's last tile) 8 int sums + 8 sums + 8 K-quant
-    // partials + levels; float T = 16 one panel (one f16 -> f32 conversion per 16 fma: F16 prefill 106 GFLOP/s
+    // registers: quantized T = 16 (tile_qt) keeps 16 sums + a subblock's 8 steps of levels + 4 int
+    // sums, and T = 8 (tile_q, the prompt's last tile) 8 int sums + 8 sums + 8 K-quant partials +
+    // levels; float T = 16 one panel (one f16 -> f32 conversion per 16 fma: F16 prefill 106 GFLOP/s
     // against 91 with 8 tokens x 2 panels, one Zen 4 core). Quantized decode (T = 1) takes one
     // panel at a time, so the weights are one sequential stream: with 4 panels (4 streams) the
     // engine's single-thread Q4_K decode measured 1.2-1.5x slower.
