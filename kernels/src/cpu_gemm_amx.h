@@ -239,9 +239,9 @@ AMX_INLINE void stage_scale(const PanelTask& a, Stage st, int64_t subs, const ty
         scale.load(rec, 0);
         F dw, mw = V::zero();
         P::scales(rec, scale, (int)(k % P::kSubs), 0, dw, mw);
-        const float* dx = (const float*)(a.act + k * Amx<P>::kSubBytes + P::kSub * kAmxTokens);
-        const float* sx = dx + kAmxTokens;
-        const int32_t* ncorr = (const int32_t*)(dx + 3 * kAmxTokens);
+        const ActSubFields f = act_sub_fields(a.act + k * Amx<P>::kSubBytes, P::kSub, kAmxTokens);
+        const float *dx = f.dx, *sx = f.sx;
+        const int32_t* ncorr = f.ncorr;
 #pragma GCC unroll 16
         for (int t = 0; t < kAmxTokens; t++) {
             I s = _mm512_load_si512(c[i][t]);

@@ -288,6 +288,14 @@ TGT inline void store_tile(const F (&acc)[R][T], float* y, int64_t ldy, int nt, 
             for (int r = 0; r < R; r++) store_rows(y + t * ldy + kLanes * r, acc[r][t], rows - kLanes * r);
 }
 
+// Prefetches subblock j's share of the record at rec (its kSubs-th part, in 64-byte lines).
+template <class P>
+TGT inline void prefetch_slice(const typename P::Rec* rec, int j) {
+    constexpr size_t kSlice = sizeof(typename P::Rec) / P::kSubs;
+#pragma GCC unroll 8
+    for (size_t o = 0; o < kSlice; o += 64) _mm_prefetch((const char*)rec + j * kSlice + o, _MM_HINT_T0);
+}
+
 // R consecutive row groups from group g0 of the panels at w, against a tile of T tokens.
 template <class P, int R, int T>
 TGT void tile_q(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8_t* act, float* y, int64_t ldy, int nt,
@@ -321,14 +329,10 @@ TGT void tile_q(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8
                 for (int t = 0; t < T; t++) tmp[r][t] = V::zero();
         const float* dx = nullptr;
         for (int j = 0; j < P::kSubs; j++, act += kSubBytes) {
-            if constexpr (kAhead > 0)  // this slice of the record kAhead ahead
-                for (int r = 0; r < R; r++)
-                    for (size_t o = j * (sizeof(Rec) / P::kSubs); o < (j + 1) * (sizeof(Rec) / P::kSubs); o += 64)
-                        _mm_prefetch((const char*)(rec[r] + kAhead) + o, _MM_HINT_T0);
-            dx = (const float*)(act + P::kSub * T);
-            const float* sx = dx + T;
-            const float* sg = dx + 2 * T;
-            const int32_t* ncorr = (const int32_t*)(dx + 3 * T);
+            if constexpr (kAhead > 0)
+                for (int r = 0; r < R; r++) prefetch_slice<P>(rec[r] + kAhead, j);
+            const auto [dx_j, sx, sg, ncorr] = act_sub_fields(act, P::kSub, T);
+            dx = dx_j;
             constexpr bool k16 = sums16<P>() || split8<P>();
             I si[R][T];  // int32 sums from ncorr on, or (k16) int16 sums from 0
             I sh[R][T];  // split8: the int16 sums of the high halves
@@ -390,7 +394,6 @@ TGT void tile_qt(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint
     using Rec = typename P::Rec;
     constexpr int kSteps = P::kSub / 4;
     constexpr size_t kSubBytes = act_sub_bytes(P::kSub, T);
-    constexpr size_t kSlice = sizeof(Rec) / P::kSubs;  // prefetched per subblock
     constexpr int kShift = corr_shift<P>();
     constexpr int kAhead = 6;
     const Rec* rec = (const Rec*)(w + g0 * pb);
@@ -404,8 +407,7 @@ TGT void tile_qt(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint
         scale.load(*rec, 0);
         const float* dx = nullptr;
         for (int j = 0; j < P::kSubs; j++, act += kSubBytes) {
-#pragma GCC unroll 8
-            for (size_t o = 0; o < kSlice; o += 64) _mm_prefetch((const char*)(rec + kAhead) + j * kSlice + o, _MM_HINT_T0);
+            prefetch_slice<P>(rec + kAhead, j);
             I lv[kSteps];
             P::template levels<0>(*rec, j, 0, lv[0], lv[1]);
             P::template levels<1>(*rec, j, 0, lv[2], lv[3]);
@@ -415,10 +417,10 @@ TGT void tile_qt(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint
             }
             F dw, mw = V::zero();
             P::scales(*rec, scale, j, 0, dw, mw);
-            dx = (const float*)(act + P::kSub * T);
-            const float* sx = dx + T;  // the min term's factor: dx * sigma, or sigma for the K-quants
-            if constexpr (P::kRecDx) sx = dx + 2 * T;
-            const int32_t* ncorr = (const int32_t*)(dx + 3 * T);
+            const ActSubFields f = act_sub_fields(act, P::kSub, T);
+            dx = f.dx;
+            const float* sx = P::kRecDx ? f.sg : f.sx;  // the min term's factor: sigma for the K-quants
+            const int32_t* ncorr = f.ncorr;
 #pragma GCC unroll 16
             for (int t0 = 0; t0 < T; t0 += G) {
                 // The min term first: it does not wait for the sums, and issued after them it cost

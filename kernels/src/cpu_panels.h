@@ -100,6 +100,18 @@ constexpr size_t act_sub_bytes(int S, int T) { return (size_t)(S * T + 16 * T); 
 // Bytes of the activation tile of T tokens for a row of `cols` columns of weight type t.
 size_t act_tile_bytes(GgmlType t, int64_t cols, int T);
 
+// The per-token fields of the subblock record rec of a tile of T tokens (S columns), each T
+// long: the scale dx, dx * sigma, sigma (the sum of the token's S int8 values) and the level
+// offset's correction ncorr (act_tile_scales writes them).
+struct ActSubFields {
+    const float *dx, *sx, *sg;
+    const int32_t* ncorr;
+};
+inline ActSubFields act_sub_fields(const uint8_t* rec, int S, int T) {
+    const float* dx = (const float*)(rec + S * T);
+    return {dx, dx + T, dx + 2 * T, (const int32_t*)(dx + 3 * T)};
+}
+
 // Token tt's dx, sx, sg and ncorr in the subblock record rec of a tile of T tokens.
 inline void act_tile_scales(uint8_t* rec, int S, int T, int tt, float d, int sigma, int corr_shift) {
     float* dx = (float*)(rec + S * T);
