@@ -266,6 +266,22 @@ void act_tile_fill(GgmlType t, int64_t cols, const float* X, int64_t ldx, int nt
     }
     const ActFormat af = act_format(t);
     for (int tt = 0; tt < nt; tt++) row(af, f.sub_cols, X + tt * ldx, cols, T, tt, corr_shift, tile, scratch);
+    if (t == GgmlType::Q4_K || t == GgmlType::Q5_K) act_sigma_pairs(cols, nt, T, tile);
+}
+
+void act_sigma_pairs(int64_t cols, int nt, int T, uint8_t* tile) {
+    constexpr int S = 32, kSubs = QK_K / S;
+    const size_t rec_bytes = act_sub_bytes(S, T);
+    for (int64_t b = 0; b < cols / QK_K; b++) {
+        uint8_t* rec = tile + b * kSubs * rec_bytes;
+        for (int j = 0; j < kSubs / 2; j++) {
+            const float* lo = act_sub_fields(rec + 2 * j * rec_bytes, S, T).sg;
+            const float* hi = act_sub_fields(rec + (2 * j + 1) * rec_bytes, S, T).sg;
+            int32_t* pair = (int32_t*)act_sub_fields(rec + j * rec_bytes, S, T).ncorr;
+            for (int tt = 0; tt < nt; tt++)
+                pair[tt] = (int32_t)((uint32_t)(uint16_t)(int16_t)lo[tt] | (uint32_t)(int32_t)hi[tt] << 16);
+        }
+    }
 }
 
 }  // namespace tandem::cpu::detail

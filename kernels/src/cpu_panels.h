@@ -45,7 +45,10 @@
 //   float sx[T]              dx * sigma, sigma = the sum of token t's quantized subblock
 //   float sg[T]              sigma
 //   int32 ncorr[T]           -(sigma << corr_shift): the start of the kernel's integer sum, which
-//                            takes the weights' level offset back out; 0 when unused
+//                            takes the weights' level offset back out; 0 when unused. Q4_K and
+//                            Q5_K (no offset): in subblocks 0-3 of each 256-column record, the
+//                            int16 pair (sigma of subblock 2j, sigma of 2j + 1) (act_sigma_pairs),
+//                            for the kernels that sum the min term in integers
 //
 // Float weight types: one f32 x[cols][T] tile (column k of the T tokens contiguous).
 // Tokens past the real ones (a tile padded up to T) are zero.
@@ -120,6 +123,10 @@ inline void act_tile_scales(uint8_t* rec, int S, int T, int tt, float d, int sig
     dx[2 * T + tt] = (float)sigma;
     ((int32_t*)(dx + 3 * T))[tt] = corr_shift >= 0 ? -sigma * (1 << corr_shift) : 0;
 }
+
+// Subblocks 0-3 of each record of a Q4_K / Q5_K tile: ncorr[tt] = the int16 pair (sigma of
+// subblock 2j, sigma of 2j + 1) of token tt < nt, from the sg fields (|sigma| <= 32 * 127).
+void act_sigma_pairs(int64_t cols, int nt, int T, uint8_t* tile);
 
 // Fills the tile of the nt tokens of X (rows of `cols` floats, ldx floats apart) for weight
 // type t, each row quantized by `row`; tokens nt..T-1 of the tile are zero. scratch:

@@ -37,6 +37,8 @@ struct V256Base {
     static constexpr int kFloatDecodeSums = 4;  // tile_f1's sums per row group (0: tile_f)
     static constexpr bool kDotBroadcast = false;  // dot_bcast: V512 only
     static I dot_bcast(I acc, I w, const uint8_t* x);  // never called where !kDotBroadcast
+    static I dot_i16_bcast(I acc, I w, const int32_t* x);  // never called where !kDotBroadcast
+    static I u8_pairs(const uint8_t* a, const uint8_t* b);  // never called where !kDotBroadcast
     // int16 subblock sums (cpu_gemm_kernels.h sums16): only the avx2 path's V sets these
     static constexpr bool kSums16 = false;
     static I dot16(I acc16, I w, I x);  // never called where !kSums16

@@ -40,7 +40,18 @@ struct V512 {
     TGT static I or_and(I a, I b, I m) { return _mm512_ternarylogic_epi32(a, b, m, 0xF8); }  // a | (b & m)
     TGT static I set1_8(char v) { return _mm512_set1_epi8(v); }
     TGT static I set1_32(int32_t v) { return _mm512_set1_epi32(v); }
-    TGT static I izero() { return _mm512_setzero_si512(); }
+    // izero and zero: a zeroing idiom each time, which the register renamer executes. For
+    // _mm512_setzero GCC zeroes one register and copies it to every chain the zero starts (the
+    // K-quants' prompt tiles: 16 vmovdqa64 a subblock beside its 128 vpdpbusd), and a copy may
+    // take a slot of the two ports that an Intel core's 512-bit work shares. With both idioms and
+    // the integer min term (tile_qt), the prompt GEMM on an Emerald Rapids core read Q4_K, Q5_K
+    // and Q8_0 1.03x, Q4_0 and Q6_K level (medians of 5 alternating rounds; bench/results/
+    // cpu-prompt.md, section 26).
+    TGT static I izero() {
+        I z;
+        __asm__ volatile("vpxord %x0, %x0, %x0" : "=v"(z));
+        return z;
+    }
     template <int N> TGT static I srli16(I v) { return _mm512_srli_epi16(v, N); }
     template <int N> TGT static I slli16(I v) { return _mm512_slli_epi16(v, N); }
     TGT static I dot(I acc, I w, I x) { return _mm512_dpbusd_epi32(acc, w, x); }
@@ -52,12 +63,30 @@ struct V512 {
         __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const i32a*)x));
         return acc;
     }
+    // acc + per lane the sum of 2 products i16 w x i16 x (the 2 int16 at x broadcast): vpdpwssd
+    TGT static I dot_i16_bcast(I acc, I w, const int32_t* x) {
+        __asm__("vpdpwssd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*x));
+        return acc;
+    }
+    // 32-bit lane i: the u8 a[i] and b[i] (16 bytes each) as an int16 pair (a low, b high).
+    TGT static I u8_pairs(const uint8_t* a, const uint8_t* b) {
+        const __m512i v = _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_loadu_si128((const __m128i*)b),
+                                                                _mm_loadu_si128((const __m128i*)a)));
+        const __m512i idx = _mm512_setr_epi32(0x100000, 0x110001, 0x120002, 0x130003, 0x140004, 0x150005, 0x160006,
+                                              0x170007, 0x180008, 0x190009, 0x1A000A, 0x1B000B, 0x1C000C, 0x1D000D,
+                                              0x1E000E, 0x1F000F);  // word 2i: a[i] (word i), 2i + 1: b[i] (16 + i)
+        return _mm512_permutexvar_epi16(idx, v);
+    }
     static constexpr bool kSums16 = false;  // vpdpbusd sums in int32 at no extra cost
     static I dot16(I acc16, I w, I x);      // never called: !kSums16
     static I widen16(I acc16, I c);         // never called: !kSums16
     static I widen16x16(I acc16, I c);      // never called: !kSums16
 
-    TGT static F zero() { return _mm512_setzero_ps(); }
+    TGT static F zero() {
+        F z;
+        __asm__ volatile("vxorps %x0, %x0, %x0" : "=v"(z));
+        return z;
+    }
     TGT static F set1(float v) { return _mm512_set1_ps(v); }
     TGT static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
     TGT static F add(F a, F b) { return _mm512_add_ps(a, b); }
