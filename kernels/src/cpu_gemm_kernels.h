@@ -441,7 +441,7 @@ TGT void tile_qt(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint
                 for (int g = 0; g < G; g++) {
                     const F s = V::cvt_i32(si[g]);
                     F& a = acc[0][t0 + g];
-                    a = V::fmadd(P::kRecDx ? s : V::mul(s, V::set1(dx[t0 + g])), dw, a);
+                    a = V::fmadd(s, P::kRecDx ? dw : V::mul(dw, V::set1(dx[t0 + g])), a);
                 }
             }
         }
