@@ -386,9 +386,12 @@ TGT void tile_q(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8
 // Q8_0 +1-13%; on Zen 5, Q8_0 +5-10%, Q4_0 +2-5%, Q6_K +3-10%, Q5_0 +8-10%, the min-term types
 // level (bench/results/cpu-prompt.md, section 25). The per-subblock activation scale types
 // accumulate in registers; the K-quants keep the record's partial sums there and add them, times
-// the token's scale, to sums in memory once per record. Sums in memory for all tokens (tiles of
-// 32 tokens, each token's sums loaded and stored once a subblock) measured 0.88x these on both
-// cores (section 26).
+// the token's scale, to sums in memory once per record. Tiles of 32 tokens with every token's
+// sums in memory (loaded and stored once a subblock) measured 0.88-0.98x these on an Emerald
+// Rapids core and 0.85-0.90x on Zen 5 (section 26). GCC 12 leaves register copies in these
+// tiles (Q4_0: 15 vmovdqa64 a subblock beside 128 vpdpbusd); compiling with -fira-loop-pressure
+// -fsched-pressure -fschedule-insns removed them, and read level on Zen 5 but 5-8% slower on
+// Emerald Rapids (section 26), so the copies stay.
 template <class P, int T, int G>
 TGT void tile_qt(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8_t* act, float* y, int64_t ldy, int nt,
                  int64_t rows) {
@@ -399,8 +402,8 @@ TGT void tile_qt(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint
     constexpr int kShift = corr_shift<P>();
     constexpr int kAhead = 6;
     // Q4_K, Q5_K: the record's min term in integers, once per record (below): 4 vpdpwssd, a
-    // conversion and an fma a token where the float min term took 8 fma and 8 row-min
-    // conversions. Prompt GEMM, one core: Q4_K +3% on Zen 5, +1% on Emerald Rapids (the
+    // conversion and an fma a token, where the float min term took 8 fma a token and 8 row-min
+    // conversions a record. Prompt GEMM, one core: Q4_K +3% on Zen 5, +1% on Emerald Rapids (the
     // medians of 4-5 alternating rounds), Q5_K +3% on Zen 5, level on Emerald Rapids.
     constexpr bool kIntMins = P::kMin && P::kRecDx;
     const Rec* rec = (const Rec*)(w + g0 * pb);

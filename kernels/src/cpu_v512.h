@@ -45,8 +45,9 @@ struct V512 {
     // K-quants' prompt tiles: 16 vmovdqa64 a subblock beside its 128 vpdpbusd), and a copy may
     // take a slot of the two ports that an Intel core's 512-bit work shares. With both idioms and
     // the integer min term (tile_qt), the prompt GEMM on an Emerald Rapids core read Q4_K, Q5_K
-    // and Q8_0 1.03x, Q4_0 and Q6_K level (medians of 5 alternating rounds; bench/results/
-    // cpu-prompt.md, section 26).
+    // and Q8_0 1.03x, Q4_0 and Q6_K level (medians of 5 alternating rounds), and on a quiet
+    // Sapphire Rapids core Q8_0 1.02x, Q4_0 1.02x, Q4_K 1.03x, Q5_K 1.04x (4 rounds;
+    // bench/results/cpu-prompt.md, section 26).
     TGT static I izero() {
         I z;
         __asm__ volatile("vpxord %x0, %x0, %x0" : "=v"(z));
