@@ -425,7 +425,7 @@ TGT void tile_qt(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint
                 P::template levels<2>(*rec, j, 0, lv[4], lv[5]);
                 P::template levels<3>(*rec, j, 0, lv[6], lv[7]);
             }
-            F dw, mw = V::zero();
+            F dw, mw;  // mw: set and read only where P::kMin
             P::scales(*rec, scale, j, 0, dw, mw);
             const ActSubFields f = act_sub_fields(act, P::kSub, T);
             dx = f.dx;

@@ -159,8 +159,9 @@ struct FormatRow {
 static const FormatRow* format_table() {
     static const FormatRow* table = [] {
         static FormatRow t[kGgmlTypeCount];
-        auto set = [](GgmlType ty, int64_t rec_cols, size_t rec_bytes, int sub_cols, pack_rec_fn pack) {
-            t[(uint32_t)ty] = FormatRow{PanelFormat{rec_cols, rec_bytes, sub_cols}, pack};
+        auto set = [](GgmlType ty, int64_t rec_cols, size_t rec_bytes, int sub_cols, pack_rec_fn pack,
+                      bool sigma_pairs = false) {
+            t[(uint32_t)ty] = FormatRow{PanelFormat{rec_cols, rec_bytes, sub_cols, sigma_pairs}, pack};
         };
         set(GgmlType::F32, 1, 64, 0, nullptr);  // pack_float_panel
         set(GgmlType::F16, 1, 32, 0, nullptr);
@@ -170,8 +171,8 @@ static const FormatRow* format_table() {
         set(GgmlType::Q5_0, 32, sizeof(pq5_0), 32, pack_q5_0);
         set(GgmlType::Q5_1, 32, sizeof(pq5_1), 32, pack_q5_1);
         set(GgmlType::Q8_0, 32, sizeof(pq8_0), 32, pack_q8_0);
-        set(GgmlType::Q4_K, QK_K, sizeof(pq4_K), 32, pack_q4_K);
-        set(GgmlType::Q5_K, QK_K, sizeof(pq5_K), 32, pack_q5_K);
+        set(GgmlType::Q4_K, QK_K, sizeof(pq4_K), 32, pack_q4_K, true);
+        set(GgmlType::Q5_K, QK_K, sizeof(pq5_K), 32, pack_q5_K, true);
         set(GgmlType::Q6_K, QK_K, sizeof(pq6_K), 16, pack_q6_K);
         return t;
     }();
@@ -266,7 +267,7 @@ void act_tile_fill(GgmlType t, int64_t cols, const float* X, int64_t ldx, int nt
     }
     const ActFormat af = act_format(t);
     for (int tt = 0; tt < nt; tt++) row(af, f.sub_cols, X + tt * ldx, cols, T, tt, corr_shift, tile, scratch);
-    if (t == GgmlType::Q4_K || t == GgmlType::Q5_K) act_sigma_pairs(cols, nt, T, tile);
+    if (f.sigma_pairs) act_sigma_pairs(cols, nt, T, tile);
 }
 
 void act_sigma_pairs(int64_t cols, int nt, int T, uint8_t* tile) {

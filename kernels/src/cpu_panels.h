@@ -85,6 +85,7 @@ struct PanelFormat {
     int64_t rec_cols = 0;    // columns per record (the GGUF block; 1 for the float types)
     size_t rec_bytes = 0;    // bytes per record
     int sub_cols = 0;        // columns per activation subblock (32; 16 for Q6_K; 0: float tile)
+    bool sigma_pairs = false;  // its tiles carry act_sigma_pairs (Q4_K, Q5_K: mins, no offset)
 };
 
 // nullptr for types without a panel format.
