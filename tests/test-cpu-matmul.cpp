@@ -111,8 +111,11 @@ struct RefRow {
     double absdot; // sum |w_i x_i|
 };
 
-static RefRow ref_row(const TypeCase& tc, const double* w, const float* x, int64_t cols) {
-    const int64_t act_block = type_traits(tc.type).block_size == QK_K ? QK_K : 32;
+// n_tokens: of the call, which sets the activations' format (cpu::detail::act_format): a
+// prompt quantizes the 32-block types' activations with a scale per 256 columns (Q8AG), a single
+// token with one per 32.
+static RefRow ref_row(const TypeCase& tc, const double* w, const float* x, int64_t cols, int64_t n_tokens) {
+    const int64_t act_block = type_traits(tc.type).block_size == QK_K || n_tokens > 1 ? QK_K : 32;
     RefRow rr{0, 0, 0};
     double quant_err = 0;
     for (int64_t b = 0; b < cols; b += act_block) {
@@ -125,6 +128,34 @@ static RefRow ref_row(const TypeCase& tc, const double* w, const float* x, int64
         }
     }
     rr.bound = tc.act_half_step * quant_err + tc.float_rel_tol * rr.absdot + 1e-30;
+    return rr;
+}
+
+// The product of w with x as the kernels quantize it for a call of n_tokens tokens (the
+// reference quantizer, cpu::detail::quantize_act, then each value d * q), in float64. Every int8
+// path computes exactly that in integers and differs from it only by its float rounding
+// (kSimdVsScalarRelTol of sum |w x~|); a kernel that applied a wrong scale, or one token's
+// scale to another block, fails it.
+static RefRow quantized_ref(GgmlType t, const double* w, const float* x, int64_t cols, int64_t n_tokens) {
+    using namespace cpu::detail;
+    const ActFormat f = act_format(t, n_tokens);
+    std::vector<uint8_t> q(act_row_size(f, cols));
+    quantize_act(f, x, q.data(), cols);
+    std::vector<double> xq((size_t)cols);
+    for (int64_t i = 0; i < cols; i++)
+        if (f == ActFormat::Q8K) {
+            const block_q8k& b = ((const block_q8k*)q.data())[i / QK_K];
+            xq[(size_t)i] = (double)b.d * b.qs[i % QK_K];
+        } else {
+            const block_q8a& b = ((const block_q8a*)q.data())[i / 32];
+            xq[(size_t)i] = (double)b.d * b.qs[i % 32];
+        }
+    RefRow rr{0, 0, 0};
+    for (int64_t i = 0; i < cols; i++) {
+        rr.y += w[i] * xq[(size_t)i];
+        rr.absdot += std::fabs(w[i] * xq[(size_t)i]);
+    }
+    rr.bound = kSimdVsScalarRelTol * rr.absdot + 1e-30;
     return rr;
 }
 
@@ -196,33 +227,44 @@ static std::vector<float> check_type(const TypeCase& tc, int64_t rows, int64_t c
     REQUIRE(pw.rows() == rows);
     CHECK(std::string(pw.kernel_path()) == cpu::kernel_path_name());
     std::vector<float> y((size_t)rows, NAN);
+    const bool quantized = type_traits(tc.type).is_quantized;
     cpu::matvec(pw, X.data(), y.data(), pool);
     for (int64_t r = 0; r < rows; r++) {
-        const RefRow rr = ref_row(tc, &w.deq[(size_t)(r * cols)], X.data(), cols);
+        const RefRow rr = ref_row(tc, &w.deq[(size_t)(r * cols)], X.data(), cols, 1);
         CAPTURE(r);
         CHECK(std::fabs(y[(size_t)r] - rr.y) <= rr.bound);
+        if (quantized) {
+            const RefRow qr = quantized_ref(tc.type, &w.deq[(size_t)(r * cols)], X.data(), cols, 1);
+            CHECK(std::fabs(y[(size_t)r] - qr.y) <= qr.bound);
+        }
         out.push_back(y[(size_t)r]);
         absdots->push_back(rr.absdot);
     }
 
     std::vector<float> Y((size_t)(rows * n_tokens), NAN);
     cpu::matmul(pw, X.data(), n_tokens, Y.data(), pool);
+    const bool bf16 = bf16_tiles(tc.type, n_tokens);
     for (int64_t t = 0; t < n_tokens; t++)
         for (int64_t r = 0; r < rows; r++) {
-            const RefRow rr = ref_row(tc, &w.deq[(size_t)(r * cols)], &X[(size_t)(t * cols)], cols);
+            const RefRow rr = ref_row(tc, &w.deq[(size_t)(r * cols)], &X[(size_t)(t * cols)], cols, n_tokens);
             CAPTURE(t);
             CAPTURE(r);
             CHECK(std::fabs(Y[(size_t)(t * rows + r)] - rr.y) <= rr.bound);
+            if (quantized && !bf16) {
+                const RefRow qr = quantized_ref(tc.type, &w.deq[(size_t)(r * cols)], &X[(size_t)(t * cols)], cols, n_tokens);
+                CHECK(std::fabs(Y[(size_t)(t * rows + r)] - qr.y) <= qr.bound);
+            }
             out.push_back(Y[(size_t)(t * rows + r)]);
             absdots->push_back(rr.absdot);
         }
-    if (bf16_tiles(tc.type, n_tokens)) {
+    if (bf16) {
         check_bf16(tc.type, w, X, rows, cols, n_tokens, Y);
         return out;
     }
-    // Token 0 of matmul is the same computation as matvec.
-    for (int64_t r = 0; r < rows; r++)
-        CHECK(std::fabs(Y[(size_t)r] - y[(size_t)r]) <= kSimdVsScalarRelTol * (*absdots)[(size_t)r]);
+    // Token 0 of matmul is the same computation as matvec where both quantize x alike.
+    if (cpu::detail::act_format(tc.type, 1) == cpu::detail::act_format(tc.type, n_tokens))
+        for (int64_t r = 0; r < rows; r++)
+            CHECK(std::fabs(Y[(size_t)r] - y[(size_t)r]) <= kSimdVsScalarRelTol * (*absdots)[(size_t)r]);
     return out;
 }
 
@@ -318,7 +360,7 @@ TEST_CASE("largest levels against full-scale activations on every path") {
             CAPTURE(tt.name);
             for (int64_t t = 0; t < ntok; t++)
                 for (int64_t r = 0; r < rows; r++) {
-                    const RefRow rr = ref_row(tc, &deq[(size_t)(r * cols)], &X[(size_t)(t * cols)], cols);
+                    const RefRow rr = ref_row(tc, &deq[(size_t)(r * cols)], &X[(size_t)(t * cols)], cols, ntok);
                     CAPTURE(t);
                     CAPTURE(r);
                     CHECK(std::fabs(Y[(size_t)(t * rows + r)] - rr.y) <= rr.bound);
@@ -346,8 +388,8 @@ TEST_CASE("the AVX2 activation tile quantizer matches the reference bit for bit"
         ActFormat f;
         int S, corr_shift;
     };
-    const Layout layouts[] = {{ActFormat::Q8A, 32, 7}, {ActFormat::Q8A, 32, -1}, {ActFormat::Q8K, 32, -1},
-                              {ActFormat::Q8K, 16, 5}};
+    const Layout layouts[] = {{ActFormat::Q8A, 32, 7},  {ActFormat::Q8A, 32, -1}, {ActFormat::Q8AG, 32, 7},
+                              {ActFormat::Q8AG, 32, -1}, {ActFormat::Q8K, 32, -1}, {ActFormat::Q8K, 16, 5}};
     std::vector<uint8_t> scratch(act_row_size(ActFormat::Q8A, n) + act_row_size(ActFormat::Q8K, n));
     for (int round = 0; round < 64; round++) {
         std::vector<float> x((size_t)n);
@@ -362,11 +404,11 @@ TEST_CASE("the AVX2 activation tile quantizer matches the reference bit for bit"
         if (round % 3 == 0)
             for (int j = 3 * QK_K; j < 4 * QK_K; j++) x[(size_t)j] = (float)(j % 64 - 32) * 1e-41f;  // and a 256-block
         if (round % 2) for (int j = 0; j < 32; j++) x[(size_t)(512 + j)] = (float)(j - 16) * 0.5f;  // ties
-        // Q8A rows also of a length that ends inside the AVX2 code's 256-column group
+        // Q8A and Q8AG rows also of a length that ends inside the AVX2 code's 256-column group
         const int64_t q8a_cols = n - 32 * (1 + round % 7);
         for (const Layout& l : layouts)
             for (int T : {1, 8, 16}) {
-                const int64_t cols = l.f == ActFormat::Q8A && round % 2 ? q8a_cols : n;
+                const int64_t cols = l.f != ActFormat::Q8K && round % 2 ? q8a_cols : n;
                 const int tt = round % T;
                 const size_t bytes = (size_t)(cols / l.S) * act_sub_bytes(l.S, T);
                 std::vector<uint8_t> ref(bytes, 0xAA), got(bytes, 0xAA);

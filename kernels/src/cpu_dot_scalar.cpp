@@ -2,6 +2,7 @@
 // quantizers every path shares. Written for obviousness, not speed: each weight element is
 // decoded to its integer level exactly as the format table in quant_types.h describes, then
 // multiplied with the quantized activation in int32 arithmetic, one block at a time.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -34,17 +35,25 @@ static inline float abs_max(const float* x, int n) {
     return amax;
 }
 
-static void quantize_q8a(const float* x, block_q8a* y, int64_t n) {
-    for (int64_t i = 0; i < n / 32; i++, x += 32) {
-        const float d = abs_max(x, 32) / 127;
-        const float id = d ? 1.0f / d : 0.0f;
-        int sum = 0;
-        for (int j = 0; j < 32; j++) {
-            y[i].qs[j] = round_i8(x[j] * id);
-            sum += y[i].qs[j];
-        }
-        y[i].d = d;
-        y[i].s = d * (float)sum;
+// One block_q8a of the 32 values at x with scale d.
+static void put_q8a(const float* x, float d, block_q8a& y) {
+    const float id = d ? 1.0f / d : 0.0f;
+    int sum = 0;
+    for (int j = 0; j < 32; j++) {
+        y.qs[j] = round_i8(x[j] * id);
+        sum += y.qs[j];
+    }
+    y.d = d;
+    y.s = d * (float)sum;
+}
+
+// group_blocks = 1: Q8A; kActGroupBlocks: Q8AG (the last group of a row may be shorter).
+static void quantize_q8a(const float* x, block_q8a* y, int64_t n, int64_t group_blocks) {
+    const int64_t n_blocks = n / 32;
+    for (int64_t g = 0; g < n_blocks; g += group_blocks) {
+        const int64_t nb = std::min(group_blocks, n_blocks - g);
+        const float d = abs_max(x + 32 * g, (int)(32 * nb)) / 127;
+        for (int64_t i = g; i < g + nb; i++) put_q8a(x + 32 * i, d, y[i]);
     }
 }
 
@@ -65,7 +74,8 @@ static void quantize_q8k(const float* x, block_q8k* y, int64_t n) {
 void quantize_act(ActFormat f, const float* x, void* dst, int64_t n) {
     switch (f) {
         case ActFormat::F32: std::memcpy(dst, x, (size_t)n * sizeof(float)); break;
-        case ActFormat::Q8A: quantize_q8a(x, (block_q8a*)dst, n); break;
+        case ActFormat::Q8A: quantize_q8a(x, (block_q8a*)dst, n, 1); break;
+        case ActFormat::Q8AG: quantize_q8a(x, (block_q8a*)dst, n, kActGroupBlocks); break;
         case ActFormat::Q8K: quantize_q8k(x, (block_q8k*)dst, n); break;
     }
 }
@@ -73,7 +83,8 @@ void quantize_act(ActFormat f, const float* x, void* dst, int64_t n) {
 size_t act_row_size(ActFormat f, int64_t n) {
     switch (f) {
         case ActFormat::F32: return (size_t)n * sizeof(float);
-        case ActFormat::Q8A: return (size_t)(n / 32) * sizeof(block_q8a);
+        case ActFormat::Q8A:
+        case ActFormat::Q8AG: return (size_t)(n / 32) * sizeof(block_q8a);
         case ActFormat::Q8K: return (size_t)(n / QK_K) * sizeof(block_q8k);
     }
     return 0;

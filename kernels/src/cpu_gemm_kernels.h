@@ -379,17 +379,22 @@ TGT void tile_q(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8
 
 // The zmm paths' prompt tile: one row group against T = 16 tokens, subblock by subblock. The
 // subblock's kSub / 4 steps of levels are unpacked once into registers, then the tokens take them G
-// at a time (G interleaved vpdpbusd chains), each token's sums scaled as soon as they are done. No
-// token's int32 sums outlive its group, so T is twice tile_q's and each unpacking serves 16 tokens.
-// On an Emerald Rapids core, whose two 512-bit ports run the unpacking, the vpdpbusd and the float
-// work alike, that measured Q4_0 +6-13%, Q4_K +9% (median of four rounds), Q5_K and Q6_K +11-15%,
-// Q8_0 +1-13%; on Zen 5, Q8_0 +5-10%, Q4_0 +2-5%, Q6_K +3-10%, Q5_0 +8-10%, the min-term types
-// level (bench/results/cpu-prompt.md, section 25). The per-subblock activation scale types
-// accumulate in registers; the K-quants keep the record's partial sums there and add them, times
-// the token's scale, to sums in memory once per record. Tiles of 32 tokens with every token's
-// sums in memory (loaded and stored once a subblock) measured 0.88-0.98x these on an Emerald
-// Rapids core and 0.85-0.90x on Zen 5 (section 26). GCC 12 leaves register copies in these
-// tiles (Q4_0: 15 vmovdqa64 a subblock beside 128 vpdpbusd); compiling with -fira-loop-pressure
+// at a time (G interleaved vpdpbusd chains), each token's sums scaled by the row scales as soon as
+// they are done. No token's int32 sums outlive its group, so T is twice tile_q's and each
+// unpacking serves 16 tokens. On an Emerald Rapids core, whose two 512-bit ports run the
+// unpacking, the vpdpbusd and the float work alike, that measured Q4_0 +6-13%, Q4_K +9% (median
+// of four rounds), Q5_K and Q6_K +11-15%, Q8_0 +1-13%; on Zen 5, Q8_0 +5-10%, Q4_0 +2-5%, Q6_K
+// +3-10%, Q5_0 +8-10%, the min-term types level (bench/results/cpu-prompt.md, section 25).
+//
+// The token's activation scale dx is applied once per kDxRecs records: a K-quant record's
+// subblocks share it, and so do each Q8AG group's blocks (a tile of 16 tokens exists only in a
+// call of more than one token, whose 32-block types' tiles are Q8AG: act_format). The partial
+// sums of those records stay in registers and are added, times dx, to sums in memory. Against a
+// scale per block that saves one multiply per token and block (of 8 vpdpbusd and 3 float
+// instructions) for the 32-block types (section 27). Tiles of 32 tokens with every token's sums
+// in memory (loaded and stored once a subblock) measured 0.88-0.98x these on an Emerald Rapids
+// core and 0.85-0.90x on Zen 5 (section 26). GCC 12 leaves register copies in these tiles (Q4_0:
+// 15 vmovdqa64 a subblock beside 128 vpdpbusd); compiling with -fira-loop-pressure
 // -fsched-pressure -fschedule-insns removed them, and read level on Zen 5 but 5-8% slower on
 // Emerald Rapids (section 26), so the copies stay.
 template <class P, int T, int G>
@@ -401,17 +406,18 @@ TGT void tile_qt(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint
     constexpr size_t kSubBytes = act_sub_bytes(P::kSub, T);
     constexpr int kShift = corr_shift<P>();
     constexpr int kAhead = 6;
+    constexpr int kDxRecs = P::kRecDx ? 1 : kActGroupBlocks;
     // Q4_K, Q5_K: the record's min term in integers, once per record (below): 4 vpdpwssd, a
     // conversion and an fma a token, where the float min term took 8 fma a token and 8 row-min
     // conversions a record. Prompt GEMM, one core: Q4_K +3% on Zen 5, +1% on Emerald Rapids (the
     // medians of 4-5 alternating rounds), Q5_K +3% on Zen 5, level on Emerald Rapids.
     constexpr bool kIntMins = P::kMin && P::kRecDx;
     const Rec* rec = (const Rec*)(w + g0 * pb);
-    F acc[1][T];  // the sums; the K-quants: the record's partial sums
-    alignas(64) float sums[P::kRecDx ? T * kLanes : 1];
-    if constexpr (P::kRecDx) std::memset(sums, 0, sizeof sums);
+    F acc[1][T];  // the partial sums of the records since dx was last applied
+    alignas(64) float sums[T * kLanes] = {};
 #pragma GCC unroll 16
     for (int t = 0; t < T; t++) acc[0][t] = V::zero();
+    int dx_left = kDxRecs;  // records until dx is applied
     for (int64_t b = 0; b < n_recs; b++, rec++) {
         typename P::Scale scale;
         scale.load(*rec, 0);
@@ -429,23 +435,18 @@ TGT void tile_qt(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint
             P::scales(*rec, scale, j, 0, dw, mw);
             const ActSubFields f = act_sub_fields(act, P::kSub, T);
             dx = f.dx;
-            const float* sx = P::kRecDx ? f.sg : f.sx;  // the min term's factor: sigma for the K-quants
             const int32_t* ncorr = f.ncorr;
 #pragma GCC unroll 16
             for (int t0 = 0; t0 < T; t0 += G) {
-                // The min term first: it does not wait for the sums, and issued after them it cost
-                // Q4_K 5-8% on Zen 5.
+                // The min term (times sigma; dx comes later) first: it does not wait for the sums,
+                // and issued after them it cost Q4_K 5-8% on Zen 5.
                 if constexpr (P::kMin && !kIntMins)
-                    for (int g = 0; g < G; g++) acc[0][t0 + g] = V::fmadd(mw, V::set1(sx[t0 + g]), acc[0][t0 + g]);
+                    for (int g = 0; g < G; g++) acc[0][t0 + g] = V::fmadd(mw, V::set1(f.sg[t0 + g]), acc[0][t0 + g]);
                 I si[G];
                 for (int g = 0; g < G; g++) si[g] = kShift >= 0 ? V::set1_32(ncorr[t0 + g]) : V::izero();
                 for (int k = 0; k < kSteps; k++)
                     for (int g = 0; g < G; g++) si[g] = V::dot_bcast(si[g], lv[k], act + P::kSub * (t0 + g) + 4 * k);
-                for (int g = 0; g < G; g++) {
-                    const F s = V::cvt_i32(si[g]);
-                    F& a = acc[0][t0 + g];
-                    a = V::fmadd(s, P::kRecDx ? dw : V::mul(dw, V::set1(dx[t0 + g])), a);
-                }
+                for (int g = 0; g < G; g++) acc[0][t0 + g] = V::fmadd(V::cvt_i32(si[g]), dw, acc[0][t0 + g]);
             }
         }
         if constexpr (kIntMins) {
@@ -463,7 +464,8 @@ TGT void tile_qt(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint
                 acc[0][t] = V::fmadd(V::cvt_i32(m), scale.ndmin, acc[0][t]);
             }
         }
-        if constexpr (P::kRecDx)
+        if (P::kRecDx || --dx_left == 0 || b + 1 == n_recs) {
+            dx_left = kDxRecs;
 #pragma GCC unroll 16
             for (int t = 0; t < T; t++) {
                 float* s = sums + t * kLanes;
@@ -471,10 +473,10 @@ TGT void tile_qt(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint
                 V::store(s, V::fmadd(acc[0][t], V::set1(dx[t]), V::load_f32(s)));
                 acc[0][t] = V::zero();
             }
+        }
     }
-    if constexpr (P::kRecDx)
 #pragma GCC unroll 16
-        for (int t = 0; t < T; t++) acc[0][t] = V::load_f32(sums + t * kLanes);
+    for (int t = 0; t < T; t++) acc[0][t] = V::load_f32(sums + t * kLanes);
     store_tile(acc, y, ldy, nt, rows);
 }
 

@@ -28,10 +28,17 @@ struct block_q8k {
 };
 static_assert(sizeof(block_q8k) == 4 + QK_K + QK_K / 8, "block_q8k must stay packed");
 
-enum class ActFormat { F32, Q8A, Q8K };
+// Q8AG: block_q8a blocks whose scale is shared by each group of kActGroupBlocks consecutive
+// blocks (256 columns, the row's last group holding what is left): d = the group's largest |x|
+// / 127, as Q8K's per 256 columns. Prompts (more than one token) quantize the 32-block types'
+// activations so, so that the zmm prompt tiles apply each token's scale once per group instead
+// of once per block (tile_qt); a single token keeps Q8A's scale per block.
+enum class ActFormat { F32, Q8A, Q8AG, Q8K };
+constexpr int kActGroupBlocks = 8;
 
-// Which activation format a weight type's kernels take (only the types matmul supports).
-ActFormat act_format(GgmlType t);
+// Which activation format a weight type's kernels take for a call of n_tokens tokens (only the
+// types matmul supports).
+ActFormat act_format(GgmlType t, int64_t n_tokens);
 
 // Bytes of one token's activation row of n elements in format f.
 size_t act_row_size(ActFormat f, int64_t n);
@@ -41,7 +48,7 @@ size_t act_row_size(ActFormat f, int64_t n);
 void quantize_act(ActFormat f, const float* x, void* dst, int64_t n);
 
 // Token tt of an activation tile (cpu_panels.h) of T tokens and S-column subblocks (S = 32, or
-// 16 for Q6_K): x (cols floats, a multiple of f's block) quantized in format f (Q8A or Q8K)
+// 16 for Q6_K): x (cols floats, a multiple of f's block) quantized in format f (Q8A, Q8AG or Q8K)
 // into the token's q, dx, sx, sg and ncorr slots.
 // act_tile_row: the reference, quantize_act into scratch (act_row_size bytes) and copied;
 // act_tile_row_avx2: its AVX2 twin, the same bytes for finite x, with no scratch (the panel
@@ -78,7 +85,7 @@ inline void unpack_scales_k4(const uint8_t* q, uint8_t sc[8], uint8_t mn[8]) {
 // Y[t*ldy + r] = dot(W row r, activation row t) for r in [0, nr), t in [0, nt).
 //   n    elements per row (cols), a multiple of the block size
 //   W    nr rows of ldw bytes in the weight type's layout
-//   X    nt activation rows of ldx bytes in act_format(type)
+//   X    nt activation rows of ldx bytes in act_format(type, nt)
 using gemm_fn = void (*)(int64_t n, const void* W, size_t ldw, int64_t nr, const void* X, size_t ldx,
                          int64_t nt, float* Y, int64_t ldy);
 

@@ -182,10 +182,11 @@ void force_kernel_path(const char* name) {
 
 // ---- argument checks -----------------------------------------------------------------------
 
-ActFormat detail::act_format(GgmlType t) {
+ActFormat detail::act_format(GgmlType t, int64_t n_tokens) {
     const TypeTraits& tt = type_traits(t);
     if (!tt.is_quantized) return ActFormat::F32;
-    return tt.block_size == QK_K ? ActFormat::Q8K : ActFormat::Q8A;
+    if (tt.block_size == QK_K) return ActFormat::Q8K;
+    return n_tokens > 1 ? ActFormat::Q8AG : ActFormat::Q8A;
 }
 
 bool matmul_supports(GgmlType type) {
@@ -287,7 +288,7 @@ static void check_call(const char* fn, const PackedWeights& w, const float* X, c
 // Rows layout: quantize every token's row, then row tiles of 16 against every token.
 static void matmul_rows(const TypeKernel& k, GgmlType type, const uint8_t* W, int64_t rows, int64_t cols,
                         const float* X, int64_t n_tokens, float* Y, ThreadPool* pool) {
-    const ActFormat af = act_format(type);
+    const ActFormat af = act_format(type, n_tokens);
     const size_t ldw = row_size(type, cols);
     const size_t ldx = act_row_size(af, cols);
     const void* Xq = X;
@@ -346,11 +347,14 @@ static void matmul_panels(const KernelSet& ks, const PackedWeights* const w[], f
     uint8_t* tiles = scratch(0, full_bytes * (size_t)n_tiles);
     auto tile_T = [&](int64_t i) { return i == n_tiles - 1 ? t_last : t_max; };
     auto tile_nt = [&](int64_t i) { return (int)(i == n_tiles - 1 ? rest : t_max); };
-    const size_t row_bytes = act_row_size(act_format(type), cols);
+    // Q8AG for the 32-block types (n_tokens > 1 here whenever a tile of 16 exists): tile_qt
+    // relies on it
+    const ActFormat af = act_format(type, n_tokens);
+    const size_t row_bytes = act_row_size(af, cols);
     run(pool, n_tiles, 1, [&](int64_t i0, int64_t i1) {
         void* row = scratch(1, row_bytes);
         for (int64_t i = i0; i < i1; i++)
-            act_tile_fill(type, cols, X + i * t_max * cols, cols, tile_nt(i), tile_T(i), k.corr_shift, ks.act_row,
+            act_tile_fill(type, af, cols, X + i * t_max * cols, cols, tile_nt(i), tile_T(i), k.corr_shift, ks.act_row,
                           tiles + i * full_bytes, row);
     });
 

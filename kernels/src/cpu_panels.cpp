@@ -238,7 +238,7 @@ void act_tile_row(ActFormat f, int S, const float* x, int64_t cols, int T, int t
     for (int64_t u = 0; u < cols / S; u++) {
         const int8_t* q;
         float d;
-        if (f == ActFormat::Q8A) {
+        if (f == ActFormat::Q8A || f == ActFormat::Q8AG) {
             const block_q8a& b = ((const block_q8a*)scratch)[u * S / 32];
             q = b.qs + (u * S) % 32;
             d = b.d;
@@ -255,7 +255,7 @@ void act_tile_row(ActFormat f, int S, const float* x, int64_t cols, int T, int t
     }
 }
 
-void act_tile_fill(GgmlType t, int64_t cols, const float* X, int64_t ldx, int nt, int T, int corr_shift,
+void act_tile_fill(GgmlType t, ActFormat af, int64_t cols, const float* X, int64_t ldx, int nt, int T, int corr_shift,
                    act_row_fn row, uint8_t* tile, void* scratch) {
     const PanelFormat& f = *panel_format(t);
     if (nt < T) std::memset(tile, 0, act_tile_bytes(t, cols, T));
@@ -265,7 +265,6 @@ void act_tile_fill(GgmlType t, int64_t cols, const float* X, int64_t ldx, int nt
             for (int64_t k = 0; k < cols; k++) x[k * T + tt] = X[tt * ldx + k];
         return;
     }
-    const ActFormat af = act_format(t);
     for (int tt = 0; tt < nt; tt++) row(af, f.sub_cols, X + tt * ldx, cols, T, tt, corr_shift, tile, scratch);
     if (f.sigma_pairs) act_sigma_pairs(cols, nt, T, tile);
 }

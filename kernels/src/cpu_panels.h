@@ -41,7 +41,8 @@
 //
 //   int8  q[T][S]            token t's S quantized activations (S = 32, or 16 for Q6_K): the
 //                            kernels broadcast 4 of them at a time, AMX loads them as an A tile
-//   float dx[T]              the activation scale of token t's block
+//   float dx[T]              the activation scale of token t's block (in a Q8AG tile the same
+//                            over each group of kActGroupBlocks subblocks)
 //   float sx[T]              dx * sigma, sigma = the sum of token t's quantized subblock
 //   float sg[T]              sigma
 //   int32 ncorr[T]           -(sigma << corr_shift): the start of the kernel's integer sum, which
@@ -130,9 +131,9 @@ inline void act_tile_scales(uint8_t* rec, int S, int T, int tt, float d, int sig
 void act_sigma_pairs(int64_t cols, int nt, int T, uint8_t* tile);
 
 // Fills the tile of the nt tokens of X (rows of `cols` floats, ldx floats apart) for weight
-// type t, each row quantized by `row`; tokens nt..T-1 of the tile are zero. scratch:
-// act_row_size bytes for one row.
-void act_tile_fill(GgmlType t, int64_t cols, const float* X, int64_t ldx, int nt, int T, int corr_shift,
+// type t, each row quantized by `row` in format af (act_format(t, the call's tokens)); tokens
+// nt..T-1 of the tile are zero. scratch: act_row_size bytes for one row.
+void act_tile_fill(GgmlType t, ActFormat af, int64_t cols, const float* X, int64_t ldx, int nt, int T, int corr_shift,
                    act_row_fn row, uint8_t* tile, void* scratch);
 
 }  // namespace tandem::cpu::detail

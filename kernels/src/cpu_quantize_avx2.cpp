@@ -27,6 +27,7 @@ namespace tandem::cpu::detail {
 namespace {
 
 constexpr int kGroup = 256;  // columns a step: 8 chunks of 32
+static_assert(kGroup == 32 * kActGroupBlocks, "a Q8AG group is one step");
 
 // Lane c of the result is op over the 8 lanes of v[c] (op: max_ps or hadd-style add_epi32),
 // by pairwise steps across the 8 vectors.
@@ -126,8 +127,17 @@ TGT inline void tile_group(const float* x, __m256 d8, __m256 id8, int n_chunks, 
     put_group_scales<S>(rec, rec_bytes, T, tt, corr_shift, d8, sig, n_chunks);
 }
 
-// Q8A: a scale per 32-column chunk. A last group of fewer than 8 chunks is read from a
-// zero-padded copy (its padding chunks get d = 0 and are not written).
+// The maximum of m's 8 lanes, in every lane.
+TGT inline __m256 all_lanes_max(__m256 m) {
+    m = _mm256_max_ps(m, _mm256_permute2f128_ps(m, m, 0x01));
+    m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0x4E));
+    return _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0xB1));
+}
+
+// Q8A: a scale per 32-column chunk; Q8AG (Grouped): one per group. A last group of fewer than
+// 8 chunks is read from a zero-padded copy (its padding chunks are not written; their zeros
+// do not change a group's maximum).
+template <bool Grouped>
 TGT void tile_row_q8a(const float* x, int64_t cols, int T, int tt, int corr_shift, uint8_t* tile) {
     const size_t rec_bytes = act_sub_bytes(32, T);
     alignas(32) float pad[kGroup];
@@ -139,7 +149,9 @@ TGT void tile_row_q8a(const float* x, int64_t cols, int T, int tt, int corr_shif
             std::memcpy(pad, xg, (size_t)n_chunks * 32 * sizeof(float));
             xg = pad;
         }
-        const __m256 d = scale_of(chunk_abs_max(xg));
+        __m256 m = chunk_abs_max(xg);
+        if constexpr (Grouped) m = all_lanes_max(m);
+        const __m256 d = scale_of(m);
         tile_group<32>(xg, d, inverse_of(d), n_chunks, tile + (size_t)(g0 / 32) * rec_bytes, rec_bytes, T, tt, corr_shift);
     }
 }
@@ -149,11 +161,7 @@ template <int S>
 TGT void tile_row_q8k(const float* x, int64_t cols, int T, int tt, int corr_shift, uint8_t* tile) {
     const size_t rec_bytes = act_sub_bytes(S, T);
     for (int64_t g0 = 0; g0 < cols; g0 += kGroup) {
-        __m256 m = chunk_abs_max(x + g0);  // lane c: chunk c; their maximum, in every lane:
-        m = _mm256_max_ps(m, _mm256_permute2f128_ps(m, m, 0x01));
-        m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0x4E));
-        m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0xB1));
-        const __m256 d = scale_of(m);
+        const __m256 d = scale_of(all_lanes_max(chunk_abs_max(x + g0)));
         tile_group<S>(x + g0, d, inverse_of(d), 8, tile + (size_t)(g0 / S) * rec_bytes, rec_bytes, T, tt, corr_shift);
     }
 }
@@ -162,7 +170,8 @@ TGT void tile_row_q8k(const float* x, int64_t cols, int T, int tt, int corr_shif
 
 TGT void act_tile_row_avx2(ActFormat f, int S, const float* x, int64_t cols, int T, int tt, int corr_shift,
                            uint8_t* tile, void*) {
-    if (f == ActFormat::Q8A) tile_row_q8a(x, cols, T, tt, corr_shift, tile);
+    if (f == ActFormat::Q8A) tile_row_q8a<false>(x, cols, T, tt, corr_shift, tile);
+    else if (f == ActFormat::Q8AG) tile_row_q8a<true>(x, cols, T, tt, corr_shift, tile);
     else if (S == 32) tile_row_q8k<32>(x, cols, T, tt, corr_shift, tile);
     else tile_row_q8k<16>(x, cols, T, tt, corr_shift, tile);
 }
