@@ -325,7 +325,7 @@ static ChunkSpan chunk_span(int64_t c, const int64_t* first_chunk, const int64_t
 // Panels layout. Tokens go in tiles of the path's largest tile size (the last tile: the
 // smallest size that holds the rest); the tiles are filled once for all the matrices, then
 // each thread takes chunks of panels (about kChunkBytes of weights, which stay in its L2) and
-// runs every tile against them.
+// runs tiles against them.
 constexpr size_t kChunkBytes = 192 * 1024;
 
 static void matmul_panels(const KernelSet& ks, const PackedWeights* const w[], float* const Y[], int n_mats,
@@ -371,11 +371,17 @@ static void matmul_panels(const KernelSet& ks, const PackedWeights* const w[], f
         first_chunk[m + 1] = first_chunk[m] + (n_panels + c - 1) / c;
     }
     const int64_t n_recs = cols / panel_format(type)->rec_cols;
-    run(pool, first_chunk[n_mats], 1, [&](int64_t c0, int64_t c1) {
-        for (int64_t c = c0; c < c1; c++) {
-            const auto [m, p0, p1] = chunk_span(c, first_chunk, chunk, w);
+    // Each chunk's token tiles go in `parts` runs of consecutive tiles, so that matrices of few
+    // chunks still give every thread about 4 runs (a 768-row matrix makes 12 chunks: 1.5 per thread
+    // on 8 threads). A thread's consecutive runs are mostly of one chunk, whose weights stay in its L2.
+    const int64_t n_chunks = first_chunk[n_mats];
+    const int64_t parts = std::min<int64_t>(n_tiles, (4 * threads + n_chunks - 1) / n_chunks);
+    run(pool, n_chunks * parts, 1, [&](int64_t j0, int64_t j1) {
+        for (int64_t j = j0; j < j1; j++) {
+            const auto [m, p0, p1] = chunk_span(j / parts, first_chunk, chunk, w);
             const int64_t rows = w[m]->rows();
-            for (int64_t i = 0; i < n_tiles; i++) {
+            const int64_t part = j % parts;
+            for (int64_t i = part * n_tiles / parts; i < (part + 1) * n_tiles / parts; i++) {
                 PanelTask t;
                 t.w = data[m] + p0 * panel_bytes[m];
                 t.panel_bytes = panel_bytes[m];
