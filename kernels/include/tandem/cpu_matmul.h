@@ -13,11 +13,17 @@
 //   weight type                  activation format (internal)        inner product
 //   F32, F16, BF16               f32 (unchanged)                     float FMA
 //   Q4_0 Q4_1 Q5_0 Q5_1 Q8_0     32-blocks: f32 scale + i8[32]       u8 x i8 -> i32
+//                                (prompts: the scale shared by each
+//                                256 columns)
 //   Q4_K Q5_K Q6_K               256-blocks: f32 scale + i8[256]     u8 x i8 -> i32, the per-
 //                                + i16 sums of each 16               sub-block mins via the sums
 //
-// The activation scale is amax/127, so each activation is off by at most amax/254 of its block
-// (see the error bounds in tests/test-cpu-matmul.cpp).
+// The activation scale is amax/127, so each activation is off by at most amax/254 of its block.
+// A call of more than one token (a prompt) takes amax over 256 columns for the 32-block types
+// too, the granularity of the K-quants' activations here and in ggml, so that the prompt
+// kernels apply each token's scale once per 8 blocks; one token (decode) keeps one scale per 32.
+// On the demo pair that costs 0.03-0.07% of perplexity (bench/results/cpu-prompt.md, section
+// 27; the error bounds: tests/test-cpu-matmul.cpp).
 //
 // Kernel paths, chosen once at run time from cpuid/xgetbv (best first):
 //   "avx512-vnni"   AVX-512 F/BW/VL + VNNI: 512-bit vpdpbusd / fma micro-kernels
