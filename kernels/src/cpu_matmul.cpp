@@ -324,8 +324,8 @@ static ChunkSpan chunk_span(int64_t c, const int64_t* first_chunk, const int64_t
 
 // Panels layout. Tokens go in tiles of the path's largest tile size (the last tile: the
 // smallest size that holds the rest); the tiles are filled once for all the matrices, then
-// each thread takes chunks of panels (about kChunkBytes of weights, which stay in its L2) and
-// runs tiles against them.
+// the threads take runs of tiles against chunks of panels (about kChunkBytes of weights, which
+// stay in L2).
 constexpr size_t kChunkBytes = 192 * 1024;
 
 static void matmul_panels(const KernelSet& ks, const PackedWeights* const w[], float* const Y[], int n_mats,
@@ -371,9 +371,9 @@ static void matmul_panels(const KernelSet& ks, const PackedWeights* const w[], f
         first_chunk[m + 1] = first_chunk[m] + (n_panels + c - 1) / c;
     }
     const int64_t n_recs = cols / panel_format(type)->rec_cols;
-    // Each chunk's token tiles go in `parts` runs of consecutive tiles, so that matrices of few
-    // chunks still give every thread about 4 runs (a 768-row matrix makes 12 chunks: 1.5 per thread
-    // on 8 threads). A thread's consecutive runs are mostly of one chunk, whose weights stay in its L2.
+    // Each chunk's token tiles go in `parts` runs of consecutive tiles, numbered chunk by chunk,
+    // so that matrices of few chunks still make about 4 runs a thread (a 768-row matrix makes 12
+    // chunks: 1.5 per thread on 8 threads).
     const int64_t n_chunks = first_chunk[n_mats];
     const int64_t parts = std::min<int64_t>(n_tiles, (4 * threads + n_chunks - 1) / n_chunks);
     run(pool, n_chunks * parts, 1, [&](int64_t j0, int64_t j1) {
