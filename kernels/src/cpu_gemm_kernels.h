@@ -391,12 +391,12 @@ TGT void tile_q(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8
 // call of more than one token, whose 32-block types' tiles are Q8AG: act_format). The partial
 // sums of those records stay in registers and are added, times dx, to sums in memory. Against a
 // scale per block that saves one multiply per token and block (of 8 vpdpbusd and 3 float
-// instructions) for the 32-block types (section 27). Tiles of 32 tokens with every token's sums
-// in memory (loaded and stored once a subblock) measured 0.88-0.98x these on an Emerald Rapids
-// core and 0.85-0.90x on Zen 5 (section 26). GCC 12 leaves register copies in these tiles (Q4_0:
-// 15 vmovdqa64 a subblock beside 128 vpdpbusd); compiling with -fira-loop-pressure
-// -fsched-pressure -fschedule-insns removed them, and read level on Zen 5 but 5-8% slower on
-// Emerald Rapids (section 26), so the copies stay.
+// instructions) for the 32-block types (bench/results/cpu-prompt.md, section 27). Tiles of 32
+// tokens with every token's sums in memory (loaded and stored once a subblock) measured
+// 0.88-0.98x these on an Emerald Rapids core and 0.85-0.90x on Zen 5 (section 26). GCC 12 leaves
+// register copies in these tiles (Q4_0: 4 vmovdqa64 a subblock beside 128 vpdpbusd). Compiling
+// with -fira-loop-pressure -fsched-pressure -fschedule-insns, which removes them, read level on
+// Zen 5 but 5-8% slower on Emerald Rapids (section 26), so they stay.
 template <class P, int T, int G>
 TGT void tile_qt(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8_t* act, float* y, int64_t ldy, int nt,
                  int64_t rows) {
