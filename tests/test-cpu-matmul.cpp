@@ -115,7 +115,8 @@ struct RefRow {
 // prompt quantizes the 32-block types' activations with a scale per 256 columns (Q8AG), a single
 // token with one per 32.
 static RefRow ref_row(const TypeCase& tc, const double* w, const float* x, int64_t cols, int64_t n_tokens) {
-    const int64_t act_block = type_traits(tc.type).block_size == QK_K || n_tokens > 1 ? QK_K : 32;
+    using cpu::detail::ActFormat;
+    const int64_t act_block = cpu::detail::act_format(tc.type, n_tokens) == ActFormat::Q8A ? 32 : QK_K;
     RefRow rr{0, 0, 0};
     double quant_err = 0;
     for (int64_t b = 0; b < cols; b += act_block) {
@@ -131,12 +132,9 @@ static RefRow ref_row(const TypeCase& tc, const double* w, const float* x, int64
     return rr;
 }
 
-// The product of w with x as the kernels quantize it for a call of n_tokens tokens (the
-// reference quantizer, cpu::detail::quantize_act, then each value d * q), in float64. Every int8
-// path computes exactly that in integers and differs from it only by its float rounding
-// (kSimdVsScalarRelTol of sum |w x~|); a kernel that applied a wrong scale, or one token's
-// scale to another block, fails it.
-static RefRow quantized_ref(GgmlType t, const double* w, const float* x, int64_t cols, int64_t n_tokens) {
+// x as the kernels quantize it for a call of n_tokens tokens (the reference quantizer,
+// cpu::detail::quantize_act), each value d * q.
+static std::vector<double> quantized_x(GgmlType t, const float* x, int64_t cols, int64_t n_tokens) {
     using namespace cpu::detail;
     const ActFormat f = act_format(t, n_tokens);
     std::vector<uint8_t> q(act_row_size(f, cols));
@@ -150,10 +148,18 @@ static RefRow quantized_ref(GgmlType t, const double* w, const float* x, int64_t
             const block_q8a& b = ((const block_q8a*)q.data())[i / 32];
             xq[(size_t)i] = (double)b.d * b.qs[i % 32];
         }
+    return xq;
+}
+
+// The product of w with the quantized x~ (quantized_x) in float64. Every int8 path computes
+// exactly that in integers and differs from it only by its float rounding (kSimdVsScalarRelTol
+// of sum |w x~|); a kernel that applied a wrong scale, or one token's scale to another block,
+// fails it.
+static RefRow quantized_ref(const double* w, const std::vector<double>& xq) {
     RefRow rr{0, 0, 0};
-    for (int64_t i = 0; i < cols; i++) {
-        rr.y += w[i] * xq[(size_t)i];
-        rr.absdot += std::fabs(w[i] * xq[(size_t)i]);
+    for (size_t i = 0; i < xq.size(); i++) {
+        rr.y += w[i] * xq[i];
+        rr.absdot += std::fabs(w[i] * xq[i]);
     }
     rr.bound = kSimdVsScalarRelTol * rr.absdot + 1e-30;
     return rr;
@@ -229,12 +235,13 @@ static std::vector<float> check_type(const TypeCase& tc, int64_t rows, int64_t c
     std::vector<float> y((size_t)rows, NAN);
     const bool quantized = type_traits(tc.type).is_quantized;
     cpu::matvec(pw, X.data(), y.data(), pool);
+    const std::vector<double> xq1 = quantized ? quantized_x(tc.type, X.data(), cols, 1) : std::vector<double>();
     for (int64_t r = 0; r < rows; r++) {
         const RefRow rr = ref_row(tc, &w.deq[(size_t)(r * cols)], X.data(), cols, 1);
         CAPTURE(r);
         CHECK(std::fabs(y[(size_t)r] - rr.y) <= rr.bound);
         if (quantized) {
-            const RefRow qr = quantized_ref(tc.type, &w.deq[(size_t)(r * cols)], X.data(), cols, 1);
+            const RefRow qr = quantized_ref(&w.deq[(size_t)(r * cols)], xq1);
             CHECK(std::fabs(y[(size_t)r] - qr.y) <= qr.bound);
         }
         out.push_back(y[(size_t)r]);
@@ -244,19 +251,22 @@ static std::vector<float> check_type(const TypeCase& tc, int64_t rows, int64_t c
     std::vector<float> Y((size_t)(rows * n_tokens), NAN);
     cpu::matmul(pw, X.data(), n_tokens, Y.data(), pool);
     const bool bf16 = bf16_tiles(tc.type, n_tokens);
-    for (int64_t t = 0; t < n_tokens; t++)
+    for (int64_t t = 0; t < n_tokens; t++) {
+        const std::vector<double> xq =
+            quantized && !bf16 ? quantized_x(tc.type, &X[(size_t)(t * cols)], cols, n_tokens) : std::vector<double>();
         for (int64_t r = 0; r < rows; r++) {
             const RefRow rr = ref_row(tc, &w.deq[(size_t)(r * cols)], &X[(size_t)(t * cols)], cols, n_tokens);
             CAPTURE(t);
             CAPTURE(r);
             CHECK(std::fabs(Y[(size_t)(t * rows + r)] - rr.y) <= rr.bound);
-            if (quantized && !bf16) {
-                const RefRow qr = quantized_ref(tc.type, &w.deq[(size_t)(r * cols)], &X[(size_t)(t * cols)], cols, n_tokens);
+            if (!xq.empty()) {
+                const RefRow qr = quantized_ref(&w.deq[(size_t)(r * cols)], xq);
                 CHECK(std::fabs(Y[(size_t)(t * rows + r)] - qr.y) <= qr.bound);
             }
             out.push_back(Y[(size_t)(t * rows + r)]);
             absdots->push_back(rr.absdot);
         }
+    }
     if (bf16) {
         check_bf16(tc.type, w, X, rows, cols, n_tokens, Y);
         return out;
