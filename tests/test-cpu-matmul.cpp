@@ -434,6 +434,65 @@ TEST_CASE("the AVX2 activation tile quantizer matches the reference bit for bit"
     }
 }
 
+// The zmm paths fill their 16-token prompt tiles (Q8AG, Q8K) with act_tile_fill_avx512, a tile
+// at a time: the same bytes as the reference per token (act_tile_row, then act_sigma_pairs for
+// Q4_K / Q5_K), for every subblock size, level offset, token count and a row ending inside a
+// 256-column group.
+TEST_CASE("the AVX-512 tile quantizer matches the reference bit for bit") {
+    if (!cpu::cpu_features().avx512bw) {
+        MESSAGE("skipped: this CPU has no AVX-512 BW");
+        return;
+    }
+    using namespace cpu::detail;
+    constexpr int T = 16;
+    const int64_t n = 8 * QK_K, ldx = n + 48;
+    std::mt19937 rng(12);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    struct Layout {
+        ActFormat f;
+        int S, corr_shift;
+        bool sigma_pairs;
+    };
+    const Layout layouts[] = {{ActFormat::Q8AG, 32, 7, false}, {ActFormat::Q8AG, 32, 3, false}, {ActFormat::Q8AG, 32, 4, false},
+                              {ActFormat::Q8AG, 32, -1, false}, {ActFormat::Q8K, 32, -1, true}, {ActFormat::Q8K, 16, 5, false}};
+    std::vector<uint8_t> scratch(act_row_size(ActFormat::Q8K, n) + act_row_size(ActFormat::Q8A, n));
+    for (int round = 0; round < 24; round++) {
+        std::vector<float> X((size_t)(T * ldx));
+        for (int tt = 0; tt < T; tt++) {
+            float* x = X.data() + tt * ldx;
+            for (int64_t j = 0; j < n; j++)
+                x[j] = nd(rng) * std::ldexp(1.0f, (int)((j / 32 + tt) % 13) * 4 - 24 + round % 5);
+            for (int j = 32 * tt; j < 32 * tt + 32; j++) x[j] = 0;  // an all-zero block
+            x[100 + round + tt] = 1e6f;                          // one value far above its group
+            if ((round + tt) % 3 == 0)
+                for (int j = 3 * QK_K; j < 4 * QK_K; j++) x[j] = (float)(j % 64 - 32) * 1e-41f;  // a subnormal group
+            if ((round + tt) % 2)
+                for (int j = 0; j < 32; j++) x[512 + j] = (float)(j - 16) * 0.5f;  // ties
+        }
+        const int nt = 1 + (round * 5) % T;
+        const int64_t q8ag_cols = n - 32 * (1 + round % 7);
+        for (const Layout& l : layouts) {
+            const int64_t cols = l.f == ActFormat::Q8AG && round % 2 ? q8ag_cols : n;
+            const size_t bytes = (size_t)(cols / l.S) * act_sub_bytes(l.S, T);
+            std::vector<uint8_t> ref(bytes, 0), got(bytes, 0);
+            for (int tt = 0; tt < nt; tt++)
+                act_tile_row(l.f, l.S, X.data() + tt * ldx, cols, T, tt, l.corr_shift, ref.data(), scratch.data());
+            if (l.sigma_pairs) act_sigma_pairs(cols, nt, T, ref.data());
+            act_tile_fill_avx512(l.S, X.data(), ldx, cols, nt, l.corr_shift, l.sigma_pairs, got.data());
+            CAPTURE(round);
+            CAPTURE((int)l.f);
+            CAPTURE(l.S);
+            CAPTURE(l.corr_shift);
+            CAPTURE(nt);
+            CAPTURE(cols);
+            size_t first_diff = 0;
+            while (first_diff < bytes && ref[first_diff] == got[first_diff]) first_diff++;
+            CAPTURE(first_diff);
+            CHECK(first_diff == bytes);
+        }
+    }
+}
+
 TEST_CASE("float weight types with cols that are not a multiple of the SIMD width") {
     PathGuard guard;
     ThreadPool pool(2);

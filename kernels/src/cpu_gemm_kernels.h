@@ -640,6 +640,7 @@ KernelSet make_kernel_set(const char* name) {
     k.name = name;
     k.layout = Layout::Panels;
     k.act_row = act_tile_row_avx2;  // every panel path has AVX2
+    if constexpr (kLanes == 16) k.act_tile16 = act_tile_fill_avx512;  // and the zmm ones AVX-512 F/BW
     k.k[(uint32_t)GgmlType::F32] = float_kernel<LoadF32>();
     k.k[(uint32_t)GgmlType::F16] = float_kernel<LoadF16>();
     k.k[(uint32_t)GgmlType::BF16] = float_kernel<LoadBF16>();

@@ -61,6 +61,16 @@ void act_tile_row_avx2(ActFormat f, int S, const float* x, int64_t cols, int T, 
 using act_row_fn = void (*)(ActFormat f, int S, const float* x, int64_t cols, int T, int tt, int corr_shift,
                             uint8_t* tile, void* scratch);
 
+// A whole tile of 16 tokens (T = 16) of S-column subblocks in Q8AG or Q8K (one scale per 256
+// columns, the same arithmetic; Q8K rows are whole groups): token tt < nt is the row X + tt * ldx;
+// tokens nt..15 must be zero already. The bytes of act_tile_row for each token (and of
+// act_sigma_pairs where sigma_pairs) for finite x, on zmm registers. Only call it where the CPU
+// has AVX-512 F/BW.
+void act_tile_fill_avx512(int S, const float* X, int64_t ldx, int64_t cols, int nt, int corr_shift,
+                          bool sigma_pairs, uint8_t* tile);
+using act_tile_fn = void (*)(int S, const float* X, int64_t ldx, int64_t cols, int nt, int corr_shift,
+                             bool sigma_pairs, uint8_t* tile);
+
 // ---- weight levels -------------------------------------------------------------------------
 //
 // The unsigned integer level L of every element of one GGUF block, exactly as the format
@@ -144,6 +154,7 @@ struct KernelSet {
     const char* name = nullptr;
     Layout layout = Layout::Rows;
     act_row_fn act_row = act_tile_row;  // the activation tiles' quantizer (Layout::Panels)
+    act_tile_fn act_tile16 = nullptr;   // 16-token tiles of Q8AG / Q8K whole; nullptr: act_row per token
     to_bf16_fn to_bf16 = nullptr;         // the activations' BF16 rounding, where a type has .bf16
     TypeKernel k[kGgmlTypeCount];  // .rows / .panels nullptr: this path does not do the type
 };

@@ -355,7 +355,7 @@ static void matmul_panels(const KernelSet& ks, const PackedWeights* const w[], f
         void* row = scratch(1, row_bytes);
         for (int64_t i = i0; i < i1; i++)
             act_tile_fill(type, af, cols, X + i * t_max * cols, cols, tile_nt(i), tile_T(i), k.corr_shift, ks.act_row,
-                          tiles + i * full_bytes, row);
+                          ks.act_tile16, tiles + i * full_bytes, row);
     });
 
     // chunks of each matrix, numbered across the matrices

@@ -256,13 +256,17 @@ void act_tile_row(ActFormat f, int S, const float* x, int64_t cols, int T, int t
 }
 
 void act_tile_fill(GgmlType t, ActFormat af, int64_t cols, const float* X, int64_t ldx, int nt, int T, int corr_shift,
-                   act_row_fn row, uint8_t* tile, void* scratch) {
+                   act_row_fn row, act_tile_fn tile16, uint8_t* tile, void* scratch) {
     const PanelFormat& f = *panel_format(t);
     if (nt < T) std::memset(tile, 0, act_tile_bytes(t, cols, T));
     if (f.sub_cols == 0) {
         float* x = (float*)tile;
         for (int tt = 0; tt < nt; tt++)
             for (int64_t k = 0; k < cols; k++) x[k * T + tt] = X[tt * ldx + k];
+        return;
+    }
+    if (tile16 && T == 16 && (af == ActFormat::Q8AG || af == ActFormat::Q8K)) {
+        tile16(f.sub_cols, X, ldx, cols, nt, corr_shift, f.sigma_pairs, tile);
         return;
     }
     for (int tt = 0; tt < nt; tt++) row(af, f.sub_cols, X + tt * ldx, cols, T, tt, corr_shift, tile, scratch);

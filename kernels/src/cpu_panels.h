@@ -36,8 +36,9 @@
 //
 // ---- activation tiles ----------------------------------------------------------------------
 //
-// The activations of T tokens, quantized once per call (the path's KernelSet::act_row) and laid
-// out for the kernels: one record per subblock (32 columns; 16 for Q6_K) along the row:
+// The activations of T tokens, quantized once per call (the path's KernelSet::act_row, or its
+// act_tile16 for whole 16-token tiles) and laid out for the kernels: one record per subblock
+// (32 columns; 16 for Q6_K) along the row:
 //
 //   int8  q[T][S]            token t's S quantized activations (S = 32, or 16 for Q6_K): the
 //                            kernels broadcast 4 of them at a time, AMX loads them as an A tile
@@ -131,9 +132,10 @@ inline void act_tile_scales(uint8_t* rec, int S, int T, int tt, float d, int sig
 void act_sigma_pairs(int64_t cols, int nt, int T, uint8_t* tile);
 
 // Fills the tile of the nt tokens of X (rows of `cols` floats, ldx floats apart) for weight
-// type t, each row quantized by `row` in format af (act_format(t, the call's tokens)); tokens
-// nt..T-1 of the tile are zero. scratch: act_row_size bytes for one row.
+// type t in format af (act_format(t, the call's tokens)): with tile16 where T is 16, af has one
+// scale per 256 columns and tile16 is not null, else each row quantized by `row`; tokens nt..T-1
+// of the tile are zero. scratch: act_row_size bytes for one row.
 void act_tile_fill(GgmlType t, ActFormat af, int64_t cols, const float* X, int64_t ldx, int nt, int T, int corr_shift,
-                   act_row_fn row, uint8_t* tile, void* scratch);
+                   act_row_fn row, act_tile_fn tile16, uint8_t* tile, void* scratch);
 
 }  // namespace tandem::cpu::detail
