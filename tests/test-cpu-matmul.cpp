@@ -470,9 +470,10 @@ TEST_CASE("the AVX-512 tile quantizer matches the reference bit for bit") {
                 for (int j = 0; j < 32; j++) x[512 + j] = (float)(j - 16) * 0.5f;  // ties
         }
         const int nt = 1 + (round * 5) % T;
-        const int64_t q8ag_cols = n - 32 * (1 + round % 7);
+        // Q8AG rows may end inside a group, or be shorter than one
+        const int64_t q8ag_cols = round % 4 == 1 ? n - 32 * (1 + round % 7) : round % 4 == 3 ? 32 * (1 + round % 7) : n;
         for (const Layout& l : layouts) {
-            const int64_t cols = l.f == ActFormat::Q8AG && round % 2 ? q8ag_cols : n;
+            const int64_t cols = l.f == ActFormat::Q8AG ? q8ag_cols : n;
             const size_t bytes = (size_t)(cols / l.S) * act_sub_bytes(l.S, T);
             std::vector<uint8_t> ref(bytes, 0), got(bytes, 0);
             for (int tt = 0; tt < nt; tt++)
