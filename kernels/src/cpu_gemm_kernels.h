@@ -451,8 +451,8 @@ TGT void tile_qt(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint
         }
         if constexpr (kIntMins) {
             // The sum over the record's 8 subblocks of mn[j] * sigma_j (exact in int32: 8 x 63 x
-            // 4064), as 4 vpdpwssd on the int16 pairs of both (the tile's sigma pairs:
-            // act_sigma_pairs), then times -dmin
+            // 4064), as 4 vpdpwssd on the int16 pairs of both (the tile's sigma pairs, which the
+            // zmm paths' act_tile16 writes into every 16-token tile), then times -dmin
             I mp[4];
             for (int i = 0; i < 4; i++) mp[i] = V::u8_pairs(rec->mn[2 * i], rec->mn[2 * i + 1]);
             const uint8_t* rec_act = act - P::kSubs * kSubBytes;

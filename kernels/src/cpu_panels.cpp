@@ -270,7 +270,6 @@ void act_tile_fill(GgmlType t, ActFormat af, int64_t cols, const float* X, int64
         return;
     }
     for (int tt = 0; tt < nt; tt++) row(af, f.sub_cols, X + tt * ldx, cols, T, tt, corr_shift, tile, scratch);
-    if (f.sigma_pairs) act_sigma_pairs(cols, nt, T, tile);
 }
 
 void act_sigma_pairs(int64_t cols, int nt, int T, uint8_t* tile) {

@@ -48,9 +48,11 @@
 //   float sg[T]              sigma
 //   int32 ncorr[T]           -(sigma << corr_shift): the start of the kernel's integer sum, which
 //                            takes the weights' level offset back out; 0 when unused. Q4_K and
-//                            Q5_K (no offset): in subblocks 0-3 of each 256-column record, the
-//                            int16 pair (sigma of subblock 2j, sigma of 2j + 1) (act_sigma_pairs),
-//                            for the kernels that sum the min term in integers
+//                            Q5_K (no offset) in 16-token tiles: in subblocks 0-3 of each
+//                            256-column record, the int16 pair (sigma of subblock 2j, sigma of
+//                            2j + 1) (act_sigma_pairs), for the kernel that sums the min term in
+//                            integers (tile_qt, the only one that takes 16-token tiles); smaller
+//                            tiles hold 0 there
 //
 // Float weight types: one f32 x[cols][T] tile (column k of the T tokens contiguous).
 // Tokens past the real ones (a tile padded up to T) are zero.
@@ -128,13 +130,15 @@ inline void act_tile_scales(uint8_t* rec, int S, int T, int tt, float d, int sig
 }
 
 // Subblocks 0-3 of each record of a Q4_K / Q5_K tile: ncorr[tt] = the int16 pair (sigma of
-// subblock 2j, sigma of 2j + 1) of token tt < nt, from the sg fields (|sigma| <= 32 * 127).
+// subblock 2j, sigma of 2j + 1) of token tt < nt, from the sg fields (|sigma| <= 32 * 127). The
+// plain reference for the pairs act_tile_fill_avx512 writes into the 16-token tiles.
 void act_sigma_pairs(int64_t cols, int nt, int T, uint8_t* tile);
 
 // Fills the tile of the nt tokens of X (rows of `cols` floats, ldx floats apart) for weight
 // type t in format af (act_format(t, the call's tokens)): with tile16 where T is 16, af has one
-// scale per 256 columns and tile16 is not null, else each row quantized by `row`; tokens nt..T-1
-// of the tile are zero. scratch: act_row_size bytes for one row.
+// scale per 256 columns and tile16 is not null (every path whose tiles reach 16 tokens), else
+// each row quantized by `row`; tokens nt..T-1 of the tile are zero. scratch: act_row_size bytes
+// for one row.
 void act_tile_fill(GgmlType t, ActFormat af, int64_t cols, const float* X, int64_t ldx, int nt, int T, int corr_shift,
                    act_row_fn row, act_tile_fn tile16, uint8_t* tile, void* scratch);
 
