@@ -175,7 +175,7 @@ TGT void tile_row_q8a(const float* x, int64_t cols, int T, int tt, int corr_shif
 template <int S>
 TGT void tile_row_q8k(const float* x, int64_t cols, int T, int tt, int corr_shift, uint8_t* tile) {
     const size_t rec_bytes = act_sub_bytes(S, T);
-    __m256 m = all_lanes_max(chunk_abs_max(x));
+    __m256 m = cols > 0 ? all_lanes_max(chunk_abs_max(x)) : _mm256_setzero_ps();
     for (int64_t g0 = 0; g0 < cols; g0 += kGroup) {
         const __m256 d = scale_of(m);
         if (g0 + kGroup < cols) m = all_lanes_max(chunk_abs_max(x + g0 + kGroup));
