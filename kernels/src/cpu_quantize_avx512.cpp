@@ -95,8 +95,8 @@ TGT void act_tile_fill_avx512(int S, const float* X, int64_t ldx, int64_t cols, 
     alignas(64) float pad[kTokens][kGroup];
     std::memset(d, 0, sizeof d);  // tokens nt.. stay zero: their fields are zero
     std::memset(sums, 0, sizeof sums);
-    const __m512i token_rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                                  _mm512_set1_epi32(16));
+    // lane t: the start of token t's row of `sums`
+    const __m512i token_rows = _mm512_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240);
     for (int64_t g0 = 0; g0 < cols; g0 += kGroup) {
         // Q8AG rows may end inside a group (Q8K rows are whole groups): its padding reads as zeros,
         // which do not change the maximum, and its chunks are not stored
@@ -135,12 +135,12 @@ TGT void act_tile_fill_avx512(int S, const float* X, int64_t ldx, int64_t cols, 
             _mm512_storeu_ps(fields, dv);
             _mm512_storeu_ps(fields + kTokens, _mm512_mul_ps(dv, sf));
             _mm512_storeu_ps(fields + 2 * kTokens, sf);
-            const __m512i ncorr = corr_shift >= 0 ? _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_sll_epi32(s, _mm_cvtsi32_si128(corr_shift)))
-                                                  : _mm512_setzero_si512();
+            __m512i ncorr = _mm512_setzero_si512();
+            if (corr_shift >= 0) ncorr = _mm512_sub_epi32(ncorr, _mm512_sll_epi32(s, _mm_cvtsi32_si128(corr_shift)));
             _mm512_storeu_si512(fields + 3 * kTokens, ncorr);
         }
         // Q4_K / Q5_K (act_sigma_pairs): subblock j < 4's ncorr holds the int16 pair (sigma of
-        // subblock 2j, of 2j + 1)
+        // subblock 2j, of 2j + 1). Their rows (Q8K) are whole groups, so all 8 sig are set.
         if (sigma_pairs)
             for (int j = 0; j < 4; j++) {
                 const __m512i pair = _mm512_or_si512(_mm512_and_si512(sig[2 * j], _mm512_set1_epi32(0xFFFF)),
