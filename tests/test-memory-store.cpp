@@ -308,10 +308,14 @@ TEST_CASE("memory_store: bm25 ranking, recent first on ties, budget and max_item
                      item("strong", "climate finance for climate adaptation", 1),
                      item("other", "nuclear disarmament treaty", 1),
                      item("tie_old", "ocean acidification", 10),
-                     item("tie_new", "ocean acidification", 20)},
+                     item("tie_new", "acidification ocean", 20),
+                     item("copy_old", "coral reef bleaching in the Pacific", 30),
+                     item("copy_new", "coral reef bleaching in the Pacific", 40)},
                     "1");
     CHECK(ids_of(s.retrieve("Tell me about climate.", {})) == std::vector<std::string>{"strong", "weak"});
     CHECK(ids_of(s.retrieve("ocean", {})) == std::vector<std::string>{"tie_new", "tie_old"});
+    // The same text under two ids (the cloud made the note twice): once, the newer.
+    CHECK(ids_of(s.retrieve("coral", {})) == std::vector<std::string>{"copy_new"});
     CHECK(s.retrieve("volcanic glaciers", {}).empty());
 
     RetrieveParams one;

@@ -616,14 +616,17 @@ std::vector<MemoryItem> MemoryStore::retrieve(std::string_view window, const Ret
         return a.item.created_at > b.item.created_at;
     });
     std::vector<int64_t> rowids;
+    std::set<std::string> texts;  // a note whose text is already chosen (another id) adds nothing to a prompt
     size_t left = params.budget;
     for (Cand& c : cands) {
         if (out.size() >= params.max_items) break;
         if (c.item.id.empty()) continue;  // index row without its item: cannot happen in one transaction
+        if (texts.count(c.item.text)) continue;
         size_t cost = params.cost ? params.cost(c.item.text) : utf8_chars(c.item.text);
         if (cost > left) continue;
         left -= cost;
         rowids.push_back(c.rowid);
+        texts.insert(c.item.text);
         out.push_back(std::move(c.item));
     }
     if (rowids.empty()) return out;

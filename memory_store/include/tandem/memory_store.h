@@ -177,7 +177,8 @@ public:
     // The items that best match `window` (FTS5 bm25 over text and title, searching for the
     // window's rarest max_query_terms words that occur in the store; on equal scores the most
     // recently created first), fitted greedily in rank order into params.budget and at
-    // most params.max_items. Records their use: last_used_at = now, seen at once by get() and
+    // most params.max_items, each text once (a note with the text of one already chosen, under
+    // another id, is skipped). Records their use: last_used_at = now, seen at once by get() and
     // eviction, written to the file in batches (never waiting for a sync writer's lock). Any text is safe: the MATCH
     // query is built by fts5_match_query(), never from raw user syntax. Empty window or no
     // usable words: an empty result.
