@@ -576,10 +576,15 @@ TGT void run_groups(const PanelTask& a) {
     for (; g < n; g++) Tile1(a.w, a.panel_bytes, g, a.n_recs, a.act, a.y + kLanes * g, a.ldy, a.nt, a.rows - kLanes * g);
 }
 
+// Whether P's levels are unpacked from a second plane of high bits (hb1, hb2): the Q5 types and
+// Q6_K. Those take more registers per step, which bounds how many row groups a tile can hold.
+template <class P>
+constexpr bool high_bit_levels() { return P::kMaxLevel == 31 || P::kMaxLevel == 63; }
+
 template <class P, int T>
 struct Quant {
     // split8 keeps two sums per tile entry: one row group, or they would not fit the registers
-    static constexpr int R = split8<P>() && T > 1 ? 1 : V::quant_groups(T);
+    static constexpr int R = split8<P>() && T > 1 ? 1 : V::quant_groups(T, high_bit_levels<P>());
     TGT static void run(const PanelTask& a) {
         if constexpr (T == 16 && kLanes == 16) run_groups<1, tile_qt<P, 16, 4>, tile_qt<P, 16, 4>>(a);
         else run_groups<R, tile_q<P, R, T>, tile_q<P, 1, T>>(a);

@@ -32,7 +32,14 @@ struct V256Base {
     // sum per group (4 streams; 12 groups 12.7-13.4 ms: spills).
     // The float prompt tile, 2 x 6 (12 sums), ran F16 at 107 GFLOP/s against 92-95 for 1 x 8
     // (avx2 and the EVEX avx-vnni path alike).
-    static constexpr int quant_groups(int T) { return T == 1 ? 2 : 1; }
+    // The prompt's quantized tiles (vpdpbusd): 2 row groups x 4 tokens for the 4- and 8-bit types,
+    // so that each broadcast activation word serves 16 rows; GCC then keeps 4 of the 8 float sums
+    // in memory (one load and store a token a block). One Zen 5 core, VEX avx-vnni, prefill GOP/s
+    // against 1 x 4: Q8_0 +18%, Q4_0 +20%, Q4_1 +9%, Q4_K +10%; the types with a high-bit plane
+    // lost 4-12% (Q5_0, Q5_1, Q5_K, Q6_K: their unpacking spills too), so they keep 1 x 4.
+    static constexpr int quant_groups(int T, bool high_bit_levels) {
+        return T == 1 || (T == 4 && !high_bit_levels) ? 2 : 1;
+    }
     static constexpr int float_groups(int) { return 2; }
     static constexpr int kFloatDecodeSums = 4;  // tile_f1's sums per row group (0: tile_f)
     static constexpr bool kDotBroadcast = false;  // dot_bcast: V512 only

@@ -29,7 +29,7 @@ struct V512 {
     // engine's single-thread Q4_K decode measured 1.2-1.5x slower.
     static constexpr int kQuantTiles = 16, kFloatTiles = 16;
     static constexpr int kSplit8Tiles = 8;  // unused: vpdpbusd takes Q8_0 levels whole (no split8)
-    static constexpr int quant_groups(int T) { return T == 1 ? 1 : T <= 4 ? 2 : 1; }
+    static constexpr int quant_groups(int T, bool) { return T == 1 ? 1 : T <= 4 ? 2 : 1; }
     static constexpr int float_groups(int T) { return T == 1 ? 4 : T <= 4 ? 2 : 1; }
     // Float decode stays on tile_f over 4 panels: tile_f1 on one panel with 4 or 8 sums measured
     // within the noise of it (F16 GEMV 7.7-8.7 ms against 8.4-8.6, one Zen 4 core).
