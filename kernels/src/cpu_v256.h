@@ -32,11 +32,13 @@ struct V256Base {
     // sum per group (4 streams; 12 groups 12.7-13.4 ms: spills).
     // The float prompt tile, 2 x 6 (12 sums), ran F16 at 107 GFLOP/s against 92-95 for 1 x 8
     // (avx2 and the EVEX avx-vnni path alike).
-    // The prompt's quantized tiles (vpdpbusd): 2 row groups x 4 tokens for the 4- and 8-bit types,
-    // so that each broadcast activation word serves 16 rows; GCC then keeps 4 of the 8 float sums
-    // in memory (one load and store a token a block). One Zen 5 core, VEX avx-vnni, prefill GOP/s
-    // against 1 x 4: Q8_0 +18%, Q4_0 +20%, Q4_1 +9%, Q4_K +10%; the types with a high-bit plane
-    // lost 4-12% (Q5_0, Q5_1, Q5_K, Q6_K: their unpacking spills too), so they keep 1 x 4.
+    // The prompt's quantized tiles: 2 row groups x 4 tokens for the 4- and 8-bit types, so that
+    // each broadcast activation word serves 16 rows; GCC then keeps 4 of the 8 float sums in memory
+    // (one load and store a token a block). Prefill GOP/s against 1 x 4, one core: avx-vnni (VEX,
+    // Zen 5) Q8_0 +18%, Q4_0 +20%, Q4_1 +9%, Q4_K +10%; avx2 (Zen 4) Q4_0 222 against 174, Q4_K 217
+    // against 173. The types with a high-bit plane keep 1 x 4, where their unpacking does not
+    // spill: 2 x 4 measured avx-vnni Q5_0 -5%, Q5_1 -4%, Q5_K -12%, Q6_K -7%, and avx2 Q6_K -8%,
+    // Q5_0 -4%, Q5_1 and Q5_K level (Zen 5).
     static constexpr int quant_groups(int T, bool high_bit_levels) {
         return T == 1 || (T == 4 && !high_bit_levels) ? 2 : 1;
     }
