@@ -28,6 +28,10 @@ namespace avx2 {
 struct W {
     using F = __m256;
     static constexpr int kLanes = 8;
+    // Key blocks of 16 (two vectors): each broadcast query channel serves two key vectors, and a
+    // block's softmax steps cover 16 keys. One Zen 5 core, prefill attention 1.08-1.15x blocks of
+    // 8 (bench/results/engine-cpu.md, session 23).
+    static constexpr int kKeyVecs = 2;
     TGT static F zero() { return _mm256_setzero_ps(); }
     TGT static F set1(float v) { return _mm256_set1_ps(v); }
     TGT static F load(const float* p) { return _mm256_loadu_ps(p); }
@@ -40,6 +44,7 @@ struct W {
     TGT static F add(F a, F b) { return _mm256_add_ps(a, b); }
     TGT static F sub(F a, F b) { return _mm256_sub_ps(a, b); }
     TGT static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+    TGT static F max(F a, F b) { return _mm256_max_ps(a, b); }
     // Lanes [0, n) of v, the others `fill`.
     TGT static F first_or(int n, F v, float fill) {
         const __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
@@ -88,6 +93,7 @@ namespace avx512 {
 struct W {
     using F = __m512;
     static constexpr int kLanes = 16;
+    static constexpr int kKeyVecs = 1;
     TGT static F zero() { return _mm512_setzero_ps(); }
     TGT static F set1(float v) { return _mm512_set1_ps(v); }
     TGT static F load(const float* p) { return _mm512_loadu_ps(p); }
@@ -100,6 +106,7 @@ struct W {
     TGT static F add(F a, F b) { return _mm512_add_ps(a, b); }
     TGT static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
     TGT static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+    TGT static F max(F a, F b) { return _mm512_max_ps(a, b); }
     TGT static F first_or(int n, F v, float fill) { return _mm512_mask_blend_ps((__mmask16)((1u << n) - 1), _mm512_set1_ps(fill), v); }
     // r[j] lane c -> r[c] lane j (a 16 x 16 transpose: pairs of floats, of doubles, then 128-bit
     // lanes twice).

@@ -3,14 +3,17 @@
 // defines TGT (its target attribute) and W first, and includes this inside its own namespace,
 // once per vector width.
 //
-// Key blocks of kLanes keys are converted from the cache to f32 once for all the rows of the
-// call (n_q tokens x group heads), the keys channel-major; the rows that see a block then take
-// it 4 at a time (causal_rows) in three vector steps: kLanes scores a row (FMAs over the
-// channels, a key per lane), the online-softmax update (W::exp_neg on the scores less the
-// running max), and the outputs' update with the block's values, each value vector loaded once
-// for the 4 rows. A row's running output lives in scratch (L1: rows x head_dim floats).
+// Key blocks of kBlock keys (W::kKeyVecs vectors of kLanes) are converted from the cache to f32
+// once for all the rows of the call (n_q tokens x group heads), the keys channel-major; the rows
+// that see a block then take it 4 at a time (causal_rows) in three vector steps: kBlock scores a
+// row (FMAs over the channels, a key per lane), the online-softmax update (W::exp_neg on the
+// scores less the running max), and the outputs' update with the block's values, each value
+// vector loaded once for the 4 rows. A row's running output lives in scratch (L1: rows x
+// head_dim floats).
 
 constexpr int kLanes = W::kLanes;
+constexpr int kKeyVecs = W::kKeyVecs;
+constexpr int kBlock = kKeyVecs * kLanes;
 using F = W::F;
 
 // One row's running state: o (head_dim floats) and the denominator's kLanes partial sums l (a
@@ -20,38 +23,56 @@ struct RowState {
     float m;
 };
 
-// Keys [kb, kb + kLanes) for R query rows q[r], each seeing the block's first n[r] keys (>= 1):
-// kt holds the keys channel-major (kt[i * kLanes + j]: channel i of key j), so a row's kLanes
-// scores are FMAs over the channels (two chains a row); vbuf the values, f32 rows of hd. The R
-// rows' chains are independent, and each value vector loaded serves all of them.
+// Keys [kb, kb + kBlock) for R query rows q[r], each seeing the block's first n[r] keys (>= 1):
+// kt holds the keys channel-major (kt[i * kBlock + j]: channel i of key j), so a row's kBlock
+// scores are FMAs over the channels (one vector of keys: two chains a row, over the even and the
+// odd channels; two vectors: a chain each); vbuf the values, f32 rows of hd. The R rows' chains
+// are independent, and each value vector loaded serves all of them.
 template <int R>
 TGT static void causal_rows(const float* const* q, const int* n, RowState* const* st, const float* kt,
                             const float* vbuf, int hd, float scale) {
-    F a0[R], a1[R];
-    for (int r = 0; r < R; r++) a0[r] = a1[r] = W::zero();
-    for (int i = 0; i < hd; i += 2) {
-        const F k0 = W::load(kt + i * kLanes), k1 = W::load(kt + (i + 1) * kLanes);
-        for (int r = 0; r < R; r++) {
-            a0[r] = W::fmadd(W::set1(q[r][i]), k0, a0[r]);
-            a1[r] = W::fmadd(W::set1(q[r][i + 1]), k1, a1[r]);
+    F s[R][kKeyVecs];
+    if constexpr (kKeyVecs == 1) {
+        F a0[R], a1[R];
+        for (int r = 0; r < R; r++) a0[r] = a1[r] = W::zero();
+        for (int i = 0; i < hd; i += 2) {
+            const F k0 = W::load(kt + i * kLanes), k1 = W::load(kt + (i + 1) * kLanes);
+            for (int r = 0; r < R; r++) {
+                a0[r] = W::fmadd(W::set1(q[r][i]), k0, a0[r]);
+                a1[r] = W::fmadd(W::set1(q[r][i + 1]), k1, a1[r]);
+            }
+        }
+        for (int r = 0; r < R; r++) s[r][0] = W::add(a0[r], a1[r]);
+    } else {
+        for (int r = 0; r < R; r++)
+            for (int h = 0; h < kKeyVecs; h++) s[r][h] = W::zero();
+        for (int i = 0; i < hd; i++) {
+            F k[kKeyVecs];
+            for (int h = 0; h < kKeyVecs; h++) k[h] = W::load(kt + i * kBlock + h * kLanes);
+            for (int r = 0; r < R; r++) {
+                const F qi = W::set1(q[r][i]);
+                for (int h = 0; h < kKeyVecs; h++) s[r][h] = W::fmadd(qi, k[h], s[r][h]);
+            }
         }
     }
     // The rows' softmax steps in phases, each over all R rows (unrolled, so the rows' scores stay
     // in registers and their exponentials run side by side): scores, the rare new maximum, the
     // probabilities. Each row's arithmetic is the same as one row at a time.
-    alignas(64) float pj[R][kLanes];
-    F s[R];
+    alignas(64) float pj[R][kBlock];
     int n_max = 0;
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
-        s[r] = W::first_or(n[r], W::mul(W::add(a0[r], a1[r]), W::set1(scale)), -INFINITY);
+        for (int h = 0; h < kKeyVecs; h++)
+            s[r][h] = W::first_or(n[r] - h * kLanes, W::mul(s[r][h], W::set1(scale)), -INFINITY);
         n_max = std::max(n_max, n[r]);
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
         RowState& S = *st[r];
-        if (W::any_gt(s[r], S.m)) {  // a new maximum: the running sums shrink (most blocks after the first few keep it)
-            const float m_new = W::hmax(s[r]);
+        F smax = s[r][0];
+        for (int h = 1; h < kKeyVecs; h++) smax = W::max(smax, s[r][h]);
+        if (W::any_gt(smax, S.m)) {  // a new maximum: the running sums shrink (most blocks after the first few keep it)
+            const float m_new = W::hmax(smax);
             const F cv = W::set1(S.m == -INFINITY ? 0.0f : std::exp(S.m - m_new));
             W::store(S.l, W::mul(W::load(S.l), cv));
             for (int i = 0; i < hd; i += kLanes) W::store(S.o + i, W::mul(W::load(S.o + i), cv));
@@ -61,9 +82,13 @@ TGT static void causal_rows(const float* const* q, const int* n, RowState* const
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
         RowState& S = *st[r];
-        const F p = W::first_or(n[r], W::exp_neg(W::sub(s[r], W::set1(S.m))), 0.0f);
-        W::store(pj[r], p);
-        W::store(S.l, W::add(W::load(S.l), p));
+        F l = W::load(S.l);
+        for (int h = 0; h < kKeyVecs; h++) {
+            const F p = W::first_or(n[r] - h * kLanes, W::exp_neg(W::sub(s[r][h], W::set1(S.m))), 0.0f);
+            W::store(pj[r] + h * kLanes, p);
+            l = W::add(l, p);
+        }
+        W::store(S.l, l);
     }
     // o_r += sum_j p_rj v_j, 4 vectors of channels at a time (p_rj = 0 past row r's keys)
     int i = 0;
@@ -107,7 +132,7 @@ TGT static void attend_causal_w(const float* Q, int64_t q_stride, int n_q, int g
         float* row = scratch.data() + (size_t)r * row_floats;
         st[r] = RowState{row, row + hd, -INFINITY};
     }
-    alignas(64) float kt[kLanes * 256], vbuf[kLanes * 256];
+    alignas(64) float kt[kBlock * 256], vbuf[kBlock * 256];
     const int64_t n_keys = pos0 + n_q;
     constexpr int kR = 4;  // rows a causal_rows call takes
     const int elt = t == GgmlType::F32 ? 4 : 2;
@@ -116,22 +141,24 @@ TGT static void attend_causal_w(const float* Q, int64_t q_stride, int n_q, int g
     // block's keys and values (decode over 1,728 tokens, one Zen 5 core: demo cloud +12-15%,
     // demo client -5% to +9%, bench/results/engine-cpu.md).
     const bool prefetch = rows <= 16;
-    for (int64_t kb = 0; kb < n_keys; kb += kLanes) {
-        for (int64_t j = kb + kLanes; prefetch && j < std::min(n_keys, kb + 2 * kLanes); j++)
+    for (int64_t kb = 0; kb < n_keys; kb += kBlock) {
+        for (int64_t j = kb + kBlock; prefetch && j < std::min(n_keys, kb + 2 * kBlock); j++)
             for (int off = 0; off < hd * elt; off += 64) {
                 _mm_prefetch((const char*)K + (j * kv_stride) * elt + off, _MM_HINT_T0);
                 _mm_prefetch((const char*)V + (j * kv_stride) * elt + off, _MM_HINT_T0);
             }
-        for (int i = 0; i < hd; i += kLanes) {
-            F k[kLanes];  // keys kb.. as rows of kLanes channels, then (W::transpose) channels as rows of keys
-            for (int j = 0; j < kLanes; j++) {
-                const bool in = kb + j < n_keys;
-                k[j] = in ? W::load_kv(K, (kb + j) * kv_stride + i, t) : W::zero();
-                W::store(vbuf + j * hd + i, in ? W::load_kv(V, (kb + j) * kv_stride + i, t) : W::zero());
+        for (int h = 0; h < kKeyVecs; h++)
+            for (int i = 0; i < hd; i += kLanes) {
+                F k[kLanes];  // keys kb + h kLanes.. as rows of kLanes channels, then (W::transpose) channels as rows of keys
+                for (int j0 = 0; j0 < kLanes; j0++) {
+                    const int j = h * kLanes + j0;
+                    const bool in = kb + j < n_keys;
+                    k[j0] = in ? W::load_kv(K, (kb + j) * kv_stride + i, t) : W::zero();
+                    W::store(vbuf + j * hd + i, in ? W::load_kv(V, (kb + j) * kv_stride + i, t) : W::zero());
+                }
+                W::transpose(k);
+                for (int c = 0; c < kLanes; c++) W::store(kt + (i + c) * kBlock + h * kLanes, k[c]);
             }
-            W::transpose(k);
-            for (int c = 0; c < kLanes; c++) W::store(kt + (i + c) * kLanes, k[c]);
-        }
         // the rows that see the block: those of tokens tq >= kb - pos0, in groups of kR
         const int r0 = (int)std::max<int64_t>(0, kb - pos0) * group;
         for (int r = r0; r < rows; r += kR) {
@@ -142,7 +169,7 @@ TGT static void attend_causal_w(const float* Q, int64_t q_stride, int n_q, int g
             for (int k = 0; k < nr; k++) {
                 const int tq = (r + k) / group, g = (r + k) % group;
                 q[k] = Q + tq * q_stride + g * hd;
-                n[k] = (int)std::min<int64_t>(kLanes, pos0 + tq + 1 - kb);
+                n[k] = (int)std::min<int64_t>(kBlock, pos0 + tq + 1 - kb);
                 sp[k] = &st[r + k];
             }
             switch (nr) {
