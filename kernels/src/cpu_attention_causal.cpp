@@ -93,7 +93,10 @@ namespace avx512 {
 struct W {
     using F = __m512;
     static constexpr int kLanes = 16;
-    static constexpr int kKeyVecs = 1;
+    // Key blocks of 32 (two vectors), as on AVX2: one Zen 5 core, prefill attention 1.13-1.17x
+    // blocks of 16 at 924-1,968 cached keys, level at 100 and in decode (bench/results/engine-cpu.md,
+    // session 23).
+    static constexpr int kKeyVecs = 2;
     TGT static F zero() { return _mm512_setzero_ps(); }
     TGT static F set1(float v) { return _mm512_set1_ps(v); }
     TGT static F load(const float* p) { return _mm512_loadu_ps(p); }
@@ -107,7 +110,11 @@ struct W {
     TGT static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
     TGT static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
     TGT static F max(F a, F b) { return _mm512_max_ps(a, b); }
-    TGT static F first_or(int n, F v, float fill) { return _mm512_mask_blend_ps((__mmask16)((1u << n) - 1), _mm512_set1_ps(fill), v); }
+    // Lanes [0, n) of v, the others `fill` (n may be below 0 or above 16: a block's second vector).
+    TGT static F first_or(int n, F v, float fill) {
+        const __mmask16 m = n <= 0 ? 0 : n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
+        return _mm512_mask_blend_ps(m, _mm512_set1_ps(fill), v);
+    }
     // r[j] lane c -> r[c] lane j (a 16 x 16 transpose: pairs of floats, of doubles, then 128-bit
     // lanes twice).
     TGT static void transpose(F (&r)[16]) {
