@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "tandem/cpu_attention.h"
@@ -28,10 +29,11 @@ namespace avx2 {
 struct W {
     using F = __m256;
     static constexpr int kLanes = 8;
-    // Key blocks of 16 (two vectors): each broadcast query channel serves two key vectors, and a
-    // block's softmax steps cover 16 keys. One Zen 5 core, prefill attention 1.08-1.15x blocks of
-    // 8 (bench/results/engine-cpu.md, session 23).
-    static constexpr int kKeyVecs = 2;
+    // Key blocks of 24 (three vectors): each broadcast query channel serves three key vectors, and
+    // a block's softmax steps cover 24 keys. One Zen 5 core, prefill attention against blocks of
+    // 8: 1.08-1.16x with 16, another 1.03-1.05x with 24 (bench/results/engine-cpu.md, session 23).
+    // The 4 rows' 12 sums, 3 key vectors and a broadcast fill the 16 registers.
+    static constexpr int kKeyVecs = 3;
     TGT static F zero() { return _mm256_setzero_ps(); }
     TGT static F set1(float v) { return _mm256_set1_ps(v); }
     TGT static F load(const float* p) { return _mm256_loadu_ps(p); }
@@ -93,10 +95,10 @@ namespace avx512 {
 struct W {
     using F = __m512;
     static constexpr int kLanes = 16;
-    // Key blocks of 32 (two vectors), as on AVX2: one Zen 5 core, prefill attention 1.13-1.17x
-    // blocks of 16 at 924-1,968 cached keys, level at 100 and in decode (bench/results/engine-cpu.md,
-    // session 23).
-    static constexpr int kKeyVecs = 2;
+    // Key blocks of 64 (four vectors), as on AVX2: one Zen 5 core, prefill attention against
+    // blocks of 16: 1.13-1.15x with 32 at 924-1,968 cached keys, another 1.03-1.08x with 64; decode
+    // level (bench/results/engine-cpu.md, session 23).
+    static constexpr int kKeyVecs = 4;
     TGT static F zero() { return _mm512_setzero_ps(); }
     TGT static F set1(float v) { return _mm512_set1_ps(v); }
     TGT static F load(const float* p) { return _mm512_loadu_ps(p); }

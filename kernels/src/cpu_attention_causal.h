@@ -132,7 +132,12 @@ TGT static void attend_causal_w(const float* Q, int64_t q_stride, int n_q, int g
         float* row = scratch.data() + (size_t)r * row_floats;
         st[r] = RowState{row, row + hd, -INFINITY};
     }
-    alignas(64) float kt[kBlock * 256], vbuf[kBlock * 256];
+    // The block's keys and values as f32 (kBlock x head_dim each, up to 128 KB on zmm): on the
+    // heap, once per thread, 64-byte aligned; a caller's thread may have a small stack.
+    thread_local std::vector<float> kv_block;
+    if (kv_block.empty()) kv_block.resize(2 * kBlock * 256 + 16);
+    float* const kt = (float*)(((uintptr_t)kv_block.data() + 63) & ~(uintptr_t)63);
+    float* const vbuf = kt + kBlock * 256;
     const int64_t n_keys = pos0 + n_q;
     constexpr int kR = 4;  // rows a causal_rows call takes
     const int elt = t == GgmlType::F32 ? 4 : 2;
