@@ -25,34 +25,21 @@ struct RowState {
 
 // Keys [kb, kb + kBlock) for R query rows q[r], each seeing the block's first n[r] keys (>= 1):
 // kt holds the keys channel-major (kt[i * kBlock + j]: channel i of key j), so a row's kBlock
-// scores are FMAs over the channels (one vector of keys: two chains a row, over the even and the
-// odd channels; two vectors: a chain each); vbuf the values, f32 rows of hd. The R rows' chains
-// are independent, and each value vector loaded serves all of them.
+// scores are FMAs over the channels, a chain per vector of keys, each broadcast query channel
+// serving all of them; vbuf the values, f32 rows of hd. The R rows' chains are independent, and
+// each value vector loaded serves all of them.
 template <int R>
 TGT static void causal_rows(const float* const* q, const int* n, RowState* const* st, const float* kt,
                             const float* vbuf, int hd, float scale) {
     F s[R][kKeyVecs];
-    if constexpr (kKeyVecs == 1) {
-        F a0[R], a1[R];
-        for (int r = 0; r < R; r++) a0[r] = a1[r] = W::zero();
-        for (int i = 0; i < hd; i += 2) {
-            const F k0 = W::load(kt + i * kLanes), k1 = W::load(kt + (i + 1) * kLanes);
-            for (int r = 0; r < R; r++) {
-                a0[r] = W::fmadd(W::set1(q[r][i]), k0, a0[r]);
-                a1[r] = W::fmadd(W::set1(q[r][i + 1]), k1, a1[r]);
-            }
-        }
-        for (int r = 0; r < R; r++) s[r][0] = W::add(a0[r], a1[r]);
-    } else {
-        for (int r = 0; r < R; r++)
-            for (int h = 0; h < kKeyVecs; h++) s[r][h] = W::zero();
-        for (int i = 0; i < hd; i++) {
-            F k[kKeyVecs];
-            for (int h = 0; h < kKeyVecs; h++) k[h] = W::load(kt + i * kBlock + h * kLanes);
-            for (int r = 0; r < R; r++) {
-                const F qi = W::set1(q[r][i]);
-                for (int h = 0; h < kKeyVecs; h++) s[r][h] = W::fmadd(qi, k[h], s[r][h]);
-            }
+    for (int r = 0; r < R; r++)
+        for (int h = 0; h < kKeyVecs; h++) s[r][h] = W::zero();
+    for (int i = 0; i < hd; i++) {
+        F k[kKeyVecs];
+        for (int h = 0; h < kKeyVecs; h++) k[h] = W::load(kt + i * kBlock + h * kLanes);
+        for (int r = 0; r < R; r++) {
+            const F qi = W::set1(q[r][i]);
+            for (int h = 0; h < kKeyVecs; h++) s[r][h] = W::fmadd(qi, k[h], s[r][h]);
         }
     }
     // The rows' softmax steps in phases, each over all R rows (unrolled, so the rows' scores stay
