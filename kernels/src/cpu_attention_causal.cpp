@@ -95,7 +95,7 @@ namespace avx512 {
 struct W {
     using F = __m512;
     static constexpr int kLanes = 16;
-    // Key blocks of 64 (four vectors), as on AVX2: one Zen 5 core, prefill attention against
+    // Key blocks of 64 (four vectors; AVX2 takes three): one Zen 5 core, prefill attention against
     // blocks of 16: 1.13-1.15x with 32 at 924-1,968 cached keys, another 1.03-1.08x with 64; decode
     // level (bench/results/engine-cpu.md, session 23).
     static constexpr int kKeyVecs = 4;
