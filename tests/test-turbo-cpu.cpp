@@ -74,7 +74,9 @@ TEST_CASE("turbo: integer group quantization stays in INT8 and within one step")
             int8_t zp;
             turbo_quant_group(x, 64, 1, bits, codes, &sc, &zp);
             REQUIRE(sc >= 1);
+            const int cap = std::min((1 << bits) - 1, (127 - zp) / sc);
             for (int i = 0; i < 64; ++i) {
+                REQUIRE(codes[i] == std::min((x[i] - zp + sc / 2) / sc, cap));  // the documented rounding
                 REQUIRE(codes[i] < (1 << bits));
                 const int e = turbo_expand(codes[i], sc, zp);
                 REQUIRE(e >= -127);
@@ -315,6 +317,40 @@ TEST_CASE("turbo: truncate keeps what a fresh cache of the kept prefix holds") {
     CHECK_THROWS_WITH_AS(a.truncate(1, 0), doctest::Contains("seq 1 out of range"), TurboError);
 }
 
+TEST_CASE("turbo: append_tokens stores what one append per token stores") {
+    std::mt19937 rng(12);
+    TurboConfig c;
+    c.head_dim = 64;
+    const int H = 3, D = 64, N = 200;
+    std::vector<float> k((size_t)N * H * D), v(k.size());
+    for (int t = 0; t < N; ++t) random_kv(rng, H, D, &k[(size_t)t * H * D], &v[(size_t)t * H * D]);
+    TurboKvCache one(c, 2, H, 256, {4, 2, 4}), many(c, 2, H, 256, {4, 2, 4});
+    for (int t = 0; t < N; ++t) one.append(1, &k[(size_t)t * H * D], &v[(size_t)t * H * D]);
+    ThreadPool pool(2);
+    // runs within a block, across one and across several, and an empty one
+    const int runs[] = {5, 59, 1, 70, 0, 65};
+    int t = 0;
+    for (int n : runs) {
+        many.append_tokens(1, n, &k[(size_t)t * H * D], &v[(size_t)t * H * D], t % 2 ? &pool : nullptr);
+        t += n;
+    }
+    CHECK(t == N);
+    CHECK(many.length(1) == N);
+    CHECK(many.length(0) == 0);
+    CHECK(many.blocks() == one.blocks());
+    CHECK(many.recent_k() == one.recent_k());
+    CHECK(many.recent_v() == one.recent_v());
+    CHECK(many.recent_k_scale() == one.recent_k_scale());
+    CHECK(many.recent_v_scale() == one.recent_v_scale());
+    // a run that does not fit is refused whole
+    CHECK_THROWS_WITH_AS(many.append_tokens(1, 57, k.data(), v.data(), &pool),
+                         doctest::Contains("full (256 tokens)"), TurboError);
+    CHECK(many.length(1) == N);
+    CHECK(many.blocks() == one.blocks());
+    CHECK_NOTHROW(many.append_tokens(1, 56, k.data(), v.data(), &pool));
+    CHECK(many.length(1) == 256);
+}
+
 TEST_CASE("turbo: bad configurations and overflow give clear errors") {
     TurboConfig c;
     c.head_dim = 96;
@@ -401,25 +437,58 @@ TEST_CASE("turbo: the SAS table gives turbo_sas_exp2's bits") {
             check(NAN);
             INFO("degree " << degree << ", threshold " << threshold << ": " << mismatches << " of " << checked);
             CHECK(mismatches == 0);
-            // row(): the same bits on the vector path and the portable one (lengths not a
-            // multiple of 8), and the sum of what it wrote
-            std::vector<float> x(1003);
-            for (auto& e : x) e = ud(rng);
-            x[5] = NAN;
-            for (cpu::OpsIsa isa : {cpu::OpsIsa::Avx512, cpu::OpsIsa::Scalar}) {
-                cpu::cap_ops_isa(isa);
-                std::vector<float> r = x;
-                const float m = 0.75f, sum = sas.row(r.data(), (int)r.size(), m);
-                cpu::cap_ops_isa(cpu::OpsIsa::Avx512);
-                long bad = 0;
-                double want_sum = 0;
-                for (size_t i = 0; i < x.size(); ++i) {
-                    const float want = turbo_sas_exp2(x[i] - m, degree, threshold);
-                    bad += std::memcmp(&want, &r[i], 4) != 0;
-                    want_sum += want;
+            // row(): the same bits on the vector paths and the portable one (lengths not a
+            // multiple of 8 or 32), the sum of what it wrote, and the same sum on all three;
+            // once on random scores, once on every fraction's FP16 rounding boundary
+            std::vector<float> random(1003), boundaries;
+            for (auto& e : random) e = ud(rng);
+            random[5] = NAN;
+            for (int n = 0; n <= 17; ++n)
+                for (uint32_t hb = 0; hb <= 0x3C00; hb++) {
+                    const float f = fp16_to_fp32((half_bits)hb);
+                    for (float x : {-(n + f), std::nextafter(-(n + f), 0.0f), std::nextafter(-(n + f), -1.0f)})
+                        boundaries.push_back(x);
                 }
-                CHECK(bad == 0);
-                CHECK(std::fabs(sum - want_sum) <= 1e-5 * want_sum);
+            boundaries.resize(boundaries.size() / 32 * 32 + 29);
+            for (const auto& [x, m] : {std::make_pair(random, 0.75f), std::make_pair(boundaries, 0.0f)}) {
+                std::vector<float> sums;
+                for (cpu::OpsIsa isa : {cpu::OpsIsa::Avx512, cpu::OpsIsa::Avx2, cpu::OpsIsa::Scalar}) {
+                    cpu::cap_ops_isa(isa);
+                    std::vector<float> r = x;
+                    const float sum = sas.row(r.data(), (int)r.size(), m);
+                    cpu::cap_ops_isa(cpu::OpsIsa::Avx512);
+                    long bad = 0;
+                    double want_sum = 0;
+                    for (size_t i = 0; i < x.size(); ++i) {
+                        const float want = turbo_sas_exp2(x[i] - m, degree, threshold);
+                        bad += std::memcmp(&want, &r[i], 4) != 0;
+                        want_sum += want;
+                    }
+                    INFO("isa " << (int)isa << ", " << x.size() << " scores");
+                    CHECK(bad == 0);
+                    // a float sum of N terms in any order is within about N float epsilons
+                    CHECK(std::fabs(sum - want_sum) <= 1.2e-7 * (double)x.size() * want_sum);
+                    sums.push_back(sum);
+                }
+                CHECK(std::memcmp(&sums[0], &sums[1], 4) == 0);
+                CHECK(std::memcmp(&sums[0], &sums[2], 4) == 0);
+            }
+            // run() a block of 64 at a time, the last block padded: the row's bits, zeros past
+            // its end, and row()'s sum
+            std::vector<float> row_p = random;
+            const float row_sum = sas.row(row_p.data(), (int)row_p.size(), 0.75f);
+            for (cpu::OpsIsa isa : {cpu::OpsIsa::Avx512, cpu::OpsIsa::Avx2, cpu::OpsIsa::Scalar}) {
+                cpu::cap_ops_isa(isa);
+                std::vector<float> p(random.size() / 64 * 64 + 64, NAN);
+                float acc[32] = {};
+                for (size_t b = 0; b < p.size(); b += 64)
+                    sas.run(&random[b], (int)std::min<size_t>(64, random.size() - b), 64, 0.75f, &p[b], acc);
+                cpu::cap_ops_isa(cpu::OpsIsa::Avx512);
+                INFO("isa " << (int)isa);
+                CHECK(std::memcmp(p.data(), row_p.data(), row_p.size() * 4) == 0);
+                CHECK(std::count(p.begin() + (long)random.size(), p.end(), 0.0f) == (long)(p.size() - random.size()));
+                const float sum = TurboSasTable::total(acc);
+                CHECK(std::memcmp(&sum, &row_sum, 4) == 0);
             }
         }
 }

@@ -253,7 +253,7 @@ void InferenceContext::forward_batch(const int32_t* tokens, int64_t n, bool all_
             const int64_t T = tc.layout().block_tokens;
             for (int64_t o = 0; o < n;) {
                 const int64_t seg = std::min(n - o, T - (n_past_ + o) % T);
-                for (int64_t t = o; t < o + seg; t++) tc.append(0, k_.data() + t * kvd, v_.data() + t * kvd);
+                tc.append_tokens(0, (int)seg, k_.data() + o * kvd, v_.data() + o * kvd, &pool);
                 turbo_attend(tc, 0, (int)(n_past_ + o), (int)seg, q_.data() + o * d, (int)n_head, attn_.data() + o * d,
                              &pool);
                 o += seg;

@@ -62,7 +62,7 @@ struct HeadView {
 // vt hold the block as stored (keys (T, D), values (D, T)), unscaled, and pt a row's recent
 // probabilities times the recent values' scales.
 struct Work {
-    std::vector<float> qf, s, kc, vt, l, pt;
+    std::vector<float> qf, s, kc, vt, l, pt, mx, acc, pb;
     std::vector<int8_t> x8;
     std::vector<float*> qp, sp, op;  // each reader's query, score row and output row
 };
@@ -380,20 +380,31 @@ __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const
     const int rows_recent = len_of(rows - 1) % T != 0 ? rows : rows - 1;
     const int recent_off = len_of(0) / T * T;       // their recent scores' offset in the score rows
 
+    // the largest score of each reader, block by block as its scores are written (while they are
+    // in L1), over the positions within its length
+    w.mx.assign((size_t)nq, -std::numeric_limits<float>::infinity());
+    auto update_max = [&](int j0, int j1, int off) {
+        for (int j = j0; j < j1; j++) {
+            const int valid = std::min(T, len_of(j / group) - off);
+            w.mx[(size_t)j] = std::max(w.mx[(size_t)j], row_max(w.sp[(size_t)j] + off, valid));
+        }
+    };
+
     // pass 1: scores, block by block, then the recent keys
     for (int b = 0; b < n_blocks; b++) {
         float ks;
         const uint8_t* rec = hv.records + (size_t)b * hv.rec_bytes;
         if (stored && hv.bits == 4) keys4_to_float<D, T>(hv.L, rec, w.kc.data(), &ks);
         else turbo_expand_keys(hv.L, hv.bits, rec, w.x8.data(), &ks);
+        const int j0 = first_reader(b);
         if (stored) {
             if (hv.bits != 4) codes_to_float<D * T>(w.x8.data(), w.kc.data());
-            for (int j = first_reader(b); j < nq; j++) scores_rows<D, T>(w.qp[j], w.kc.data(), &ks, false, w.sp[j] + (size_t)b * T);
-            continue;
+            for (int j = j0; j < nq; j++) scores_rows<D, T>(w.qp[j], w.kc.data(), &ks, false, w.sp[j] + (size_t)b * T);
+        } else {
+            keys_to_float<D, T>(w.x8.data(), &ks, false, w.kc.data());
+            readers_by_matrix<V, R, T>(&w.qp[j0], 0, &w.sp[j0], b * T, nq - j0, D, w.kc.data(), T, false);
         }
-        keys_to_float<D, T>(w.x8.data(), &ks, false, w.kc.data());
-        const int j0 = first_reader(b);
-        readers_by_matrix<V, R, T>(&w.qp[j0], 0, &w.sp[j0], b * T, nq - j0, D, w.kc.data(), T, false);
+        update_max(j0, nq, b * T);
     }
     if (rows_recent > 0) {  // scores of slots past a row's length are computed, then ignored
         const int nr = rows_recent * group;
@@ -404,48 +415,72 @@ __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const
             keys_to_float<D, T>(hv.rk, hv.rks, true, w.kc.data());
             readers_by_matrix<V, R, T>(w.qp.data(), 0, w.sp.data(), recent_off, nr, D, w.kc.data(), T, false);
         }
+        update_max(0, nr, recent_off);
     }
-
-    // max, probabilities (TurboSasTable::row: the reference's bits), their sums; zeros past
-    // each row's length to its block's end, which the recent P.V reads
-    for (int i = 0; i < rows; i++)
-        for (int g = 0; g < group; g++) {
-            const size_t j = (size_t)i * group + g;
-            float* sr = w.sp[j];
-            const int len = len_of(i);
-            w.l[j] = sas.row(sr, len, row_max(sr, len));
-            std::fill(sr + len, sr + (len + T - 1) / T * T, 0.0f);
-        }
 
     // pass 2: o = sum p v / l, accumulated in the output rows
     for (int j = 0; j < nq; j++) std::fill(w.op[j], w.op[j] + D, 0.0f);
-    for (int b = 0; b < n_blocks; b++) {
-        float vs;
-        const uint8_t* rec = hv.records + (size_t)b * hv.rec_bytes;
-        if (stored && hv.bits == 4) values4_to_float<D, T>(hv.L, rec, w.vt.data(), &vs);
-        else turbo_expand_values(hv.L, hv.bits, rec, w.x8.data(), &vs);
-        if (stored) {
-            if (hv.bits != 4) codes_to_float<D * T>(w.x8.data(), w.vt.data());
-            for (int j = first_reader(b); j < nq; j++) weighted_sum_cols<D, T>(w.sp[j] + (size_t)b * T, w.vt.data(), vs, w.op[j]);
-            continue;
+    if (stored) {
+        // probabilities (TurboSasTable::row: the reference's bits) and their sums; zeros past each
+        // row's length to its block's end, which the recent P.V reads
+        for (int j = 0; j < nq; j++) {
+            float* sr = w.sp[(size_t)j];
+            const int len = len_of(j / group);
+            w.l[(size_t)j] = sas.row(sr, len, w.mx[(size_t)j]);
+            std::fill(sr + len, sr + (len + T - 1) / T * T, 0.0f);
         }
-        values_to_float<D, T>(w.x8.data(), &vs, false, w.vt.data());
-        const int j0 = first_reader(b);
-        readers_by_matrix<V, R, D>(&w.sp[j0], b * T, &w.op[j0], 0, nq - j0, T, w.vt.data(), D, true);
-    }
-    if (rows_recent > 0) {
-        const int nr = rows_recent * group;
-        if (stored) {  // the recent values' per-token scales go into p (zero past the row's length)
+        for (int b = 0; b < n_blocks; b++) {
+            float vs;
+            const uint8_t* rec = hv.records + (size_t)b * hv.rec_bytes;
+            if (hv.bits == 4) values4_to_float<D, T>(hv.L, rec, w.vt.data(), &vs);
+            else {
+                turbo_expand_values(hv.L, hv.bits, rec, w.x8.data(), &vs);
+                codes_to_float<D * T>(w.x8.data(), w.vt.data());
+            }
+            for (int j = first_reader(b); j < nq; j++) weighted_sum_cols<D, T>(w.sp[j] + (size_t)b * T, w.vt.data(), vs, w.op[j]);
+        }
+        if (rows_recent > 0) {  // the recent values' per-token scales go into p (zero past the row's length)
             codes_to_float<D * T>(hv.rv, w.vt.data());
-            for (int j = 0; j < nr; j++) {
+            for (int j = 0; j < rows_recent * group; j++) {
                 for (int t = 0; t < T; t++) w.pt[(size_t)t] = w.sp[j][recent_off + t] * hv.rvs[t];
                 weighted_sum_cols<D, T>(w.pt.data(), w.vt.data(), 1.0f, w.op[j]);
             }
-        } else {  // the last recent row's slots; the earlier rows' extra probabilities are zeros
-            values_to_float<D, T>(hv.rv, hv.rvs, true, w.vt.data());
-            readers_by_matrix<V, R, D>(w.sp.data(), recent_off, w.op.data(), 0, nr, len_of(rows_recent - 1) % T,
-                                       w.vt.data(), D, true);
         }
+    } else {
+        // Float tiles: each reader's probabilities of a block are computed (TurboSasTable::run: the
+        // reference's bits) just before its P.V, into pb, so that the score rows are read once
+        // here; their sums go into acc, a row's 32 partial sums.
+        w.acc.assign((size_t)nq * 32, 0.0f);
+        // readers [j0, j1) times the K x D values vt (token-major) of positions off .. off + K
+        auto pv = [&](int j0, int j1, int off, int K) {
+            constexpr int NV = std::min(4, D / lanes<V>()), W = NV * lanes<V>();
+            for (int j = j0; j < j1;) {
+                const int step = j1 - j >= R ? R : 1;
+                float* pp[R];
+                for (int r = 0; r < step; r++) {
+                    pp[r] = &w.pb[(size_t)r * T];
+                    const int valid = std::min(K, len_of((j + r) / group) - off);
+                    sas.run(w.sp[(size_t)(j + r)] + off, valid, K, w.mx[(size_t)(j + r)], pp[r], &w.acc[(size_t)(j + r) * 32]);
+                }
+                for (int c0 = 0; c0 < D; c0 += W) {
+                    if (step == R) rows_by_matrix<V, NV, R>(pp, 0, &w.op[(size_t)j], c0, K, w.vt.data() + c0, D, true);
+                    else rows_by_matrix<V, NV, 1>(pp, 0, &w.op[(size_t)j], c0, K, w.vt.data() + c0, D, true);
+                }
+                j += step;
+            }
+        };
+        w.pb.resize((size_t)R * T);
+        for (int b = 0; b < n_blocks; b++) {
+            float vs;
+            turbo_expand_values(hv.L, hv.bits, hv.records + (size_t)b * hv.rec_bytes, w.x8.data(), &vs);
+            values_to_float<D, T>(w.x8.data(), &vs, false, w.vt.data());
+            pv(first_reader(b), nq, b * T, T);
+        }
+        if (rows_recent > 0) {  // up to the last recent row's length; the earlier rows' p are 0 past theirs
+            values_to_float<D, T>(hv.rv, hv.rvs, true, w.vt.data());
+            pv(0, rows_recent * group, recent_off, len_of(rows_recent - 1) % T);
+        }
+        for (int j = 0; j < nq; j++) w.l[(size_t)j] = TurboSasTable::total(&w.acc[(size_t)j * 32]);
     }
     for (int j = 0; j < nq; j++) {
         const float inv = 1.0f / w.l[(size_t)j];

@@ -2,6 +2,7 @@
 // scales and zero points, the recent-token buffer, and the cache that owns the bytes.
 // These are the plain twins of what the CUDA kernels read (tandem/turbo_attention.h).
 #include "tandem/turbo_attention.h"
+#include "tandem/thread_pool.h"
 
 #include <algorithm>
 #include <cmath>
@@ -85,9 +86,13 @@ void turbo_quant_group(const int8_t* x, int n, int stride, int bits, uint8_t* co
     const int qmax = (1 << bits) - 1;
     const int sc = std::max(1, (mx - mn + qmax - 1) / qmax);    // ceil, >= 1, <= 254/3 < 256
     const int cap = std::min(qmax, (127 - mn) / sc);            // keeps code*sc+zp <= 127
+    // code = floor((x - mn + sc / 2) / sc), the numerator in [0, 381]: as (num * m) >> 20 with
+    // m = ceil(2^20 / sc), whose excess num (m sc - 2^20) / (sc 2^20) < 1 / sc never reaches the
+    // next integer (for num < 2^20 / 255); a multiply instead of a division per element.
+    const uint32_t m = ((1u << 20) + (uint32_t)sc - 1) / (uint32_t)sc;
     for (int i = 0; i < n; ++i) {
-        const int c = (x[i * stride] - mn + sc / 2) / sc;       // numerator >= 0: floor
-        codes[i] = (uint8_t)std::min(c, cap);
+        const uint32_t num = (uint32_t)(x[i * stride] - mn + sc / 2);
+        codes[i] = (uint8_t)std::min((int)((num * m) >> 20), cap);
     }
     *sc_out = (uint8_t)sc;
     *zp_out = (int8_t)mn;
@@ -212,30 +217,42 @@ TurboKvCache::TurboKvCache(const TurboConfig& c, int n_seqs, int n_kv_heads, int
     rvs_.assign(n_seqs * H * T, 0.0f);
 }
 
-void TurboKvCache::append(int seq, const float* k, const float* v) {
+void TurboKvCache::append(int seq, const float* k, const float* v) { append_tokens(seq, 1, k, v, nullptr); }
+
+void TurboKvCache::append_tokens(int seq, int n, const float* k, const float* v, ThreadPool* pool) {
     if (seq < 0 || seq >= n_seqs_) throw TurboError("append: seq " + std::to_string(seq) + " out of range");
     const int T = L_.block_tokens, D = L_.head_dim, H = L_.n_kv_heads;
     int& len = len_[(size_t)seq];
     // max_tokens, not max_blocks * T: a last block that never fills stays in the recent buffer
-    if (len >= max_tokens_)
-        throw TurboError("append: sequence " + std::to_string(seq) + " is full (" + std::to_string(len) + " tokens)");
-    const int slot = len % T, blk = len / T;
-    for (int h = 0; h < H; ++h) {
-        const size_t row = ((size_t)seq * H + h) * T;
-        rks_[row + slot] = turbo_quant_int8(k + (size_t)h * D, D, &rk_[(row + slot) * D]);
+    if (n < 0 || n > max_tokens_ - len)
+        throw TurboError("append: sequence " + std::to_string(seq) + " holds " + std::to_string(len) + " tokens; " +
+                         std::to_string(n) + " more would pass full (" + std::to_string(max_tokens_) + " tokens)");
+    auto heads = [&](int64_t h0, int64_t h1) {
         int8_t vq[128];
-        rvs_[row + slot] = turbo_quant_int8(v + (size_t)h * D, D, vq);
-        for (int d = 0; d < D; ++d) rv_[row * D + (size_t)d * T + slot] = vq[d];  // column `slot`
-        if (slot == T - 1) {
-            uint8_t* rec = blocks_.data() + (size_t)seq * L_.seq_bytes + L_.head_off[h] +
-                           (size_t)blk * L_.rec_bytes[h];
-            std::vector<int8_t> v8((size_t)T * D);  // back to token-major for the compressor
-            for (int t = 0; t < T; ++t)
-                for (int d = 0; d < D; ++d) v8[(size_t)t * D + d] = rv_[row * D + (size_t)d * T + t];
-            turbo_compress_block(L_, L_.bits[h], &rk_[row * D], &rks_[row], v8.data(), &rvs_[row], rec);
+        std::vector<int8_t> v8;
+        for (int h = (int)h0; h < (int)h1; ++h) {
+            const size_t row = ((size_t)seq * H + h) * T;
+            for (int i = 0; i < n; ++i) {
+                const int pos = len + i, slot = pos % T, blk = pos / T;
+                const float* kh = k + ((size_t)i * H + h) * D;
+                const float* vh = v + ((size_t)i * H + h) * D;
+                rks_[row + slot] = turbo_quant_int8(kh, D, &rk_[(row + slot) * D]);
+                rvs_[row + slot] = turbo_quant_int8(vh, D, vq);
+                for (int d = 0; d < D; ++d) rv_[row * D + (size_t)d * T + slot] = vq[d];  // column `slot`
+                if (slot == T - 1) {
+                    uint8_t* rec = blocks_.data() + (size_t)seq * L_.seq_bytes + L_.head_off[h] +
+                                   (size_t)blk * L_.rec_bytes[h];
+                    v8.resize((size_t)T * D);  // back to token-major for the compressor
+                    for (int t = 0; t < T; ++t)
+                        for (int d = 0; d < D; ++d) v8[(size_t)t * D + d] = rv_[row * D + (size_t)d * T + t];
+                    turbo_compress_block(L_, L_.bits[h], &rk_[row * D], &rks_[row], v8.data(), &rvs_[row], rec);
+                }
+            }
         }
-    }
-    ++len;
+    };
+    if (pool && n > 0) pool->parallel_for(H, heads, 1);
+    else heads(0, H);
+    len += n;
 }
 
 int TurboKvCache::truncate(int seq, int n) {

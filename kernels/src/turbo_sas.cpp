@@ -10,6 +10,12 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+// GCC 12 warns "__Y may be used uninitialized" inside avx512fintrin.h for intrinsics compiled
+// under a target attribute (its _mm512_undefined_* placeholders): a false positive.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 #endif
 
 namespace tandem {
@@ -57,7 +63,8 @@ float turbo_sas_exp2(float x, int degree, float threshold) {
     return std::ldexp(sas_poly(f, degree), -(int)n);
 }
 
-TurboSasTable::TurboSasTable(int degree, float threshold) : threshold_(threshold), poly_(0x3C01) {
+TurboSasTable::TurboSasTable(int degree, float threshold) : threshold_(threshold), degree_(degree), poly_(0x3C01) {
+    turbo_sas_coeffs(degree, coeffs_);
     for (uint32_t hb = 0; hb <= 0x3C00; ++hb) poly_[hb] = sas_poly(fp16_to_fp32((half_bits)hb), degree);
 }
 
@@ -74,44 +81,150 @@ float TurboSasTable::operator()(float x) const {
 }
 
 #if defined(__x86_64__)
-// row() on 8 lanes: the fraction's FP16 bits by vcvtps2ph (round to nearest even, as
-// fp32_to_fp16), the table gathered, 2^-n from the exponent bits.
-__attribute__((target("avx2,fma,f16c"))) static float sas_row_avx2(const float* poly, float th, float* s, int n,
-                                                                  float m, int* done) {
-    const __m256 vm = _mm256_set1_ps(m), vth = _mm256_set1_ps(th);
-    __m256 vsum = _mm256_setzero_ps();
+// run()'s vector paths, 8 lanes (AVX2) or 16 (AVX-512) a step; each adds p[t] into acc[t % 32],
+// as the portable loop does, so all three give the same sums.
+
+// On 8 lanes: the fraction's FP16 bits by vcvtps2ph (round to nearest even, as fp32_to_fp16),
+// the table gathered, 2^-n from the exponent bits; 0 where `valid` is not set.
+__attribute__((target("avx2,fma,f16c"))) static __m256 sas8_avx2(const float* poly, __m256 vth, __m256 vm, __m256 sc,
+                                                                  __m256 valid) {
+    const __m256 x = _mm256_sub_ps(sc, vm);
+    const __m256 keep = _mm256_and_ps(_mm256_cmp_ps(x, vth, _CMP_GE_OQ), valid);  // false for NaN
+    const __m256 y = _mm256_sub_ps(_mm256_setzero_ps(), _mm256_and_ps(x, keep));
+    const __m256 fl = _mm256_floor_ps(y);
+    const __m128i hb = _mm256_cvtps_ph(_mm256_sub_ps(y, fl), _MM_FROUND_TO_NEAREST_INT);
+    const __m256 r = _mm256_i32gather_ps(poly, _mm256_cvtepu16_epi32(hb), 4);
+    const __m256i e = _mm256_slli_epi32(_mm256_sub_epi32(_mm256_set1_epi32(127), _mm256_cvtps_epi32(fl)), 23);
+    return _mm256_and_ps(_mm256_mul_ps(r, _mm256_castsi256_ps(e)), keep);
+}
+// lanes i < k set
+__attribute__((target("avx2"))) static __m256i first_lanes8(int k) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+__attribute__((target("avx2,fma,f16c"))) static void sas_run_avx2(const float* poly, float th, const float* s, int n,
+                                                                 int n_pad, float m, float* p, float* acc) {
+    const __m256 vm = _mm256_set1_ps(m), vth = _mm256_set1_ps(th), all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    __m256 a[4];
+    for (int k = 0; k < 4; k++) a[k] = _mm256_loadu_ps(acc + 8 * k);
     int t = 0;
-    for (; t + 8 <= n; t += 8) {
-        const __m256 x = _mm256_sub_ps(_mm256_loadu_ps(s + t), vm);
-        const __m256 keep = _mm256_cmp_ps(x, vth, _CMP_GE_OQ);  // false for NaN, as the scalar test
-        const __m256 y = _mm256_sub_ps(_mm256_setzero_ps(), _mm256_and_ps(x, keep));
-        const __m256 fl = _mm256_floor_ps(y);
-        const __m128i hb = _mm256_cvtps_ph(_mm256_sub_ps(y, fl), _MM_FROUND_TO_NEAREST_INT);
-        const __m256 r = _mm256_i32gather_ps(poly, _mm256_cvtepu16_epi32(hb), 4);
-        const __m256i e = _mm256_slli_epi32(_mm256_sub_epi32(_mm256_set1_epi32(127), _mm256_cvtps_epi32(fl)), 23);
-        const __m256 p = _mm256_and_ps(_mm256_mul_ps(r, _mm256_castsi256_ps(e)), keep);
-        _mm256_storeu_ps(s + t, p);
-        vsum = _mm256_add_ps(vsum, p);
+    for (; t + 32 <= n; t += 32)
+        for (int k = 0; k < 4; k++) {
+            const __m256 pk = sas8_avx2(poly, vth, vm, _mm256_loadu_ps(s + t + 8 * k), all);
+            _mm256_storeu_ps(p + t + 8 * k, pk);
+            a[k] = _mm256_add_ps(a[k], pk);
+        }
+    for (; t < n_pad; t += 8) {  // up to the last valid score and the padding: masked
+        const __m256i valid = first_lanes8(n - t);
+        const __m256 pk = sas8_avx2(poly, vth, vm, _mm256_maskload_ps(s + t, valid), _mm256_castsi256_ps(valid));
+        _mm256_maskstore_ps(p + t, first_lanes8(n_pad - t), pk);
+        a[t / 8 % 4] = _mm256_add_ps(a[t / 8 % 4], pk);
     }
-    float b[8];
-    _mm256_storeu_ps(b, vsum);
-    *done = t;
-    return ((b[0] + b[4]) + (b[1] + b[5])) + ((b[2] + b[6]) + (b[3] + b[7]));
+    for (int k = 0; k < 4; k++) _mm256_storeu_ps(acc + 8 * k, a[k]);
+}
+
+// On 16 lanes without the table: the polynomial in FP16 as turbo_sas_exp2 evaluates it, each
+// Horner step rounded once to FP16. The step's exact value r f + c is rounded to float to odd
+// (of its round-down and round-up, the one whose last bit is 1; both are it when exact), then to
+// FP16 to nearest even: rounding to odd with at least two more bits than the target, then to
+// nearest, is rounding to nearest once (Boldo and Melquiond, 2008).
+__attribute__((target("avx512f,avx512vl,f16c"), always_inline)) static inline __m512 round_half_step(__m512 r, __m512 f, __m512 c) {
+    const __m512 lo = _mm512_fmadd_round_ps(r, f, c, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    const __m512 hi = _mm512_fmadd_round_ps(r, f, c, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+    const __mmask16 odd = _mm512_test_epi32_mask(_mm512_castps_si512(lo), _mm512_set1_epi32(1));
+    const __m512 r_odd = _mm512_mask_blend_ps(odd, hi, lo);
+    return _mm512_cvtph_ps(_mm512_cvtps_ph(r_odd, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+// p[i] for the 16 scores sc[i] of each of N vectors (0 where valid[i] is not set); the N are
+// taken a step at a time, since one alone is a long chain of dependent steps.
+template <int Degree, int N>
+__attribute__((target("avx512f,avx512vl,f16c"), always_inline)) static inline void sas16_avx512(const float* c, __m512 vth, __m512 vm,
+                                                                          const __m512 (&sc)[N],
+                                                                          const __mmask16 (&valid)[N], __m512 (&p)[N]) {
+    __m512 fl[N], f[N], r[N];
+    __mmask16 keep[N];
+#pragma GCC unroll 4
+    for (int i = 0; i < N; i++) {
+        const __m512 x = _mm512_sub_ps(sc[i], vm);
+        keep[i] = _mm512_mask_cmp_ps_mask(valid[i], x, vth, _CMP_GE_OQ);  // false for NaN
+        const __m512 y = _mm512_maskz_sub_ps(keep[i], _mm512_setzero_ps(), x);
+        fl[i] = _mm512_roundscale_ps(y, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+        f[i] = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_sub_ps(y, fl[i]), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        r[i] = _mm512_set1_ps(c[Degree]);
+    }
+#pragma GCC unroll 3
+    for (int k = Degree - 1; k >= 0; k--)
+#pragma GCC unroll 4
+        for (int i = 0; i < N; i++) r[i] = round_half_step(r[i], f[i], _mm512_set1_ps(c[k]));
+#pragma GCC unroll 4
+    for (int i = 0; i < N; i++) {
+        const __m512i e = _mm512_slli_epi32(_mm512_sub_epi32(_mm512_set1_epi32(127), _mm512_cvtps_epi32(fl[i])), 23);
+        p[i] = _mm512_maskz_mul_ps(keep[i], r[i], _mm512_castsi512_ps(e));
+    }
+}
+// lanes i < k set
+static __mmask16 first_lanes16(int k) { return k >= 16 ? 0xFFFF : k <= 0 ? 0 : (__mmask16)((1u << k) - 1); }
+template <int Degree>
+__attribute__((target("avx512f,avx512vl,f16c"))) static void sas_run_avx512(const float* c, float th, const float* s,
+                                                                           int n, int n_pad, float m, float* p,
+                                                                           float* acc) {
+    const __m512 vm = _mm512_set1_ps(m), vth = _mm512_set1_ps(th);
+    __m512 a01 = _mm512_loadu_ps(acc), a23 = _mm512_loadu_ps(acc + 16);  // acc[t % 32] of t % 32 < 16, >= 16
+    int t = 0;
+    for (; t + 64 <= n; t += 64) {
+        __m512 sc[4], pk[4];
+        const __mmask16 all[4] = {0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF};
+        for (int i = 0; i < 4; i++) sc[i] = _mm512_loadu_ps(s + t + 16 * i);
+        sas16_avx512<Degree, 4>(c, vth, vm, sc, all, pk);
+        for (int i = 0; i < 4; i++) _mm512_storeu_ps(p + t + 16 * i, pk[i]);
+        a01 = _mm512_add_ps(_mm512_add_ps(a01, pk[0]), pk[2]);
+        a23 = _mm512_add_ps(_mm512_add_ps(a23, pk[1]), pk[3]);
+    }
+    // up to the last valid score and the padding: masked (lanes past n_pad add +0.0, which
+    // leaves a sum of non-negative terms as it is)
+    for (; t < n_pad; t += 16) {
+        const __mmask16 valid[1] = {first_lanes16(n - t)};
+        const __m512 sc[1] = {_mm512_maskz_loadu_ps(valid[0], s + t)};
+        __m512 pk[1];
+        sas16_avx512<Degree, 1>(c, vth, vm, sc, valid, pk);
+        _mm512_mask_storeu_ps(p + t, first_lanes16(n_pad - t), pk[0]);
+        if (t % 32 == 0) a01 = _mm512_add_ps(a01, pk[0]);
+        else a23 = _mm512_add_ps(a23, pk[0]);
+    }
+    _mm512_storeu_ps(acc, a01);
+    _mm512_storeu_ps(acc + 16, a23);
 }
 #endif
 
-float TurboSasTable::row(float* s, int n, float m) const {
-    float sum = 0.0f;
-    int t = 0;
+void TurboSasTable::run(const float* s, int n, int n_pad, float m, float* p, float* acc) const {
+    if (n < 0 || n > n_pad) throw TurboError("SAS run: n must be in [0, n_pad]");
 #if defined(__x86_64__)
     // 2^-n is built from exponent bits: n <= 120 keeps it normal
-    if (threshold_ >= -120.0f && cpu::ops_isa() >= cpu::OpsIsa::Avx2) sum = sas_row_avx2(poly_.data(), threshold_, s, n, m, &t);
-#endif
-    for (; t < n; t++) {
-        s[t] = (*this)(s[t] - m);
-        sum += s[t];
+    if (threshold_ >= -120.0f && cpu::ops_isa() >= cpu::OpsIsa::Avx512) {
+        if (degree_ == 2) sas_run_avx512<2>(coeffs_, threshold_, s, n, n_pad, m, p, acc);
+        else sas_run_avx512<3>(coeffs_, threshold_, s, n, n_pad, m, p, acc);
+        return;
     }
-    return sum;
+    if (threshold_ >= -120.0f && cpu::ops_isa() >= cpu::OpsIsa::Avx2) {
+        sas_run_avx2(poly_.data(), threshold_, s, n, n_pad, m, p, acc);
+        return;
+    }
+#endif
+    for (int t = 0; t < n_pad; t++) {
+        p[t] = t < n ? (*this)(s[t] - m) : 0.0f;
+        acc[t % 32] += p[t];
+    }
+}
+
+float TurboSasTable::total(const float* acc) {
+    float b[8];
+    for (int i = 0; i < 8; i++) b[i] = (acc[i] + acc[16 + i]) + (acc[8 + i] + acc[24 + i]);
+    return ((b[0] + b[4]) + (b[1] + b[5])) + ((b[2] + b[6]) + (b[3] + b[7]));
+}
+
+float TurboSasTable::row(float* s, int n, float m) const {
+    float acc[32] = {};
+    run(s, n, n, m, s, acc);
+    return total(acc);
 }
 
 // ---- head-wise mixed precision -------------------------------------------------------------

@@ -101,12 +101,23 @@ class TurboSasTable {
 public:
     TurboSasTable(int degree, float threshold);
     float operator()(float x) const;
-    // s[t] = (*this)(s[t] - m) for t < n, the same bits, on 8 lanes where the CPU has AVX2 and
-    // F16C; returns the sum of the s[t] (in another order than one by one).
+    // A run of a row's scores, for rows taken a block at a time: p[t] = (*this)(s[t] - m) for
+    // t < n and 0 for n <= t < n_pad, and acc[t % 32] += p[t] in order of t. s and p may be the
+    // same. A row's runs start at multiples of 32 and share acc (32 floats, zeroed before the
+    // first); total(acc) is then the row's sum, the same bits on every path. Vector paths: 16
+    // lanes where the CPU has AVX-512 (the polynomial computed, not looked up), 8 where it has
+    // AVX2 and F16C (the table gathered).
+    void run(const float* s, int n, int n_pad, float m, float* p, float* acc) const;
+    // (a[i] + a[16 + i]) + (a[8 + i] + a[24 + i]) for the 8 lanes i, summed as
+    // ((b0 + b4) + (b1 + b5)) + ((b2 + b6) + (b3 + b7)).
+    static float total(const float* acc);
+    // run() of a whole row in place; returns total(acc).
     float row(float* s, int n, float m) const;
 
 private:
     float threshold_;
+    int degree_;
+    float coeffs_[4];          // turbo_sas_coeffs(degree)
     std::vector<float> poly_;  // indexed by the FP16 bits of the fraction, 0 .. 0x3C00 (1.0)
 };
 
@@ -119,6 +130,8 @@ double turbo_head_priority(const float* k, const float* v, size_t n);
 std::vector<uint8_t> turbo_choose_bits(const std::vector<double>& priority, float frac_2bit);
 
 // ---- the cache (CPU owner of the bytes) ----------------------------------------------------
+
+class ThreadPool;
 
 // Positions a Turbo cache (block_tokens T) holding n_past keeps when truncated to n <= n_past:
 // the records of whole blocks below n are exact, and the INT8 recent buffer still holds
@@ -140,6 +153,10 @@ public:
     // Appends one token: k, v (n_kv_heads, D). Compresses the recent buffer when it fills.
     // Throws TurboError when the sequence is full or seq is out of range.
     void append(int seq, const float* k, const float* v);
+    // Appends n tokens: k, v (n, n_kv_heads, D), the KV heads spread over the pool's threads
+    // (nullptr: the calling thread). The same bytes as n append() calls; throws, and appends
+    // none, when they do not all fit.
+    void append_tokens(int seq, int n, const float* k, const float* v, ThreadPool* pool);
     int length(int seq) const { return len_.at((size_t)seq); }
     // Forgets positions >= n of one sequence, keeping turbo_truncate_keep(n, length(seq), T);
     // returns the positions kept. Throws TurboError when seq is out of range.
@@ -171,7 +188,6 @@ private:
 
 // ---- attention on the cache (the engine's CPU path) ---------------------------------------
 
-class ThreadPool;
 // TurboAttention of n query tokens at positions pos0 .. pos0 + n - 1 of sequence seq, every one
 // already appended (pos0 + n == length(seq)) and all in one block (pos0 / T == (pos0 + n - 1) / T):
 // row i attends to positions 0 .. pos0 + i as the cache held them after its own append. That is
