@@ -150,16 +150,16 @@ template <typename V>
 constexpr int lanes() {
     return (int)(sizeof(V) / sizeof(float));
 }
-template <typename V, int NV, int R>
+template <typename V, int NV, int R, bool Add>
 __attribute__((always_inline)) inline void rows_by_matrix(float* const* a, int a_off, float* const* out, int out_off,
-                                                          int K, const float* M, int ldm, bool add) {
+                                                          int K, const float* M, int ldm) {
     constexpr int L = lanes<V>();
     V acc[R][NV];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int c = 0; c < NV; c++) {
-            if (add) load(acc[r][c], out[r] + out_off + c * L);
+            if constexpr (Add) load(acc[r][c], out[r] + out_off + c * L);
             else acc[r][c] = V{};
         }
     for (int k = 0; k < K; k++) {
@@ -173,20 +173,58 @@ __attribute__((always_inline)) inline void rows_by_matrix(float* const* a, int a
             for (int c = 0; c < NV; c++) acc[r][c] += x * m[c];
         }
     }
+    // one vector at a time: a copy of the whole acc[r] makes GCC keep acc in memory throughout
 #pragma GCC unroll 4
-    for (int r = 0; r < R; r++) std::memcpy(out[r] + out_off, acc[r], sizeof acc[r]);
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; c++) std::memcpy(out[r] + out_off + c * L, &acc[r][c], sizeof(V));
 }
-// rows_by_matrix for n readers and C columns, R readers a step.
-template <typename V, int R, int C>
+
+// The three paths the task is compiled for: 8-float vectors with the baseline ISA (one reader a
+// step: 16 xmm registers), with AVX2 + FMA (2 readers), and 16-float vectors with AVX-512 (4
+// readers). Each has its rows_by_matrix out of line, compiled for its ISA: inlined into the
+// task, GCC gave the AVX2 accumulators to the stack once the task grew (0.72x the prompt speed).
+#define TANDEM_ROWS_ARGS float *const *a, int a_off, float *const *out, int out_off, int K, const float *M, int ldm
+struct PathPortable {
+    using V = v8f;
+    static constexpr int R = 1;
+    template <int NV, int RR, bool Add>
+    __attribute__((noinline)) static void rows(TANDEM_ROWS_ARGS) {
+        rows_by_matrix<V, NV, RR, Add>(a, a_off, out, out_off, K, M, ldm);
+    }
+};
+#if defined(__x86_64__)
+typedef float v16f __attribute__((vector_size(64)));
+struct PathAvx2 {
+    using V = v8f;
+    static constexpr int R = 2;
+    template <int NV, int RR, bool Add>
+    __attribute__((target("avx2,fma"), noinline)) static void rows(TANDEM_ROWS_ARGS) {
+        rows_by_matrix<V, NV, RR, Add>(a, a_off, out, out_off, K, M, ldm);
+    }
+};
+struct PathAvx512 {
+    using V = v16f;
+    static constexpr int R = 4;
+    template <int NV, int RR, bool Add>
+    __attribute__((target("avx512f,avx512vl,avx2,fma"), noinline)) static void rows(TANDEM_ROWS_ARGS) {
+        rows_by_matrix<V, NV, RR, Add>(a, a_off, out, out_off, K, M, ldm);
+    }
+};
+#endif
+#undef TANDEM_ROWS_ARGS
+
+// rows_by_matrix for n readers and C columns, P::R readers a step.
+template <class P, int C, bool Add>
 __attribute__((always_inline)) inline void readers_by_matrix(float* const* a, int a_off, float* const* out,
-                                                             int out_off, int n, int K, const float* M, int ldm,
-                                                             bool add) {
-    constexpr int NV = std::min(4, C / lanes<V>()), W = NV * lanes<V>();
+                                                             int out_off, int n, int K, const float* M, int ldm) {
+    constexpr int NV = std::min(4, C / lanes<typename P::V>()), W = NV * lanes<typename P::V>();
     static_assert(C % W == 0, "C must be a multiple of the vector width");
     for (int c0 = 0; c0 < C; c0 += W) {
         int r = 0;
-        for (; r + R <= n; r += R) rows_by_matrix<V, NV, R>(a + r, a_off, out + r, out_off + c0, K, M + c0, ldm, add);
-        for (; r < n; r++) rows_by_matrix<V, NV, 1>(a + r, a_off, out + r, out_off + c0, K, M + c0, ldm, add);
+        for (; r + P::R <= n; r += P::R)
+            P::template rows<NV, P::R, Add>(a + r, a_off, out + r, out_off + c0, K, M + c0, ldm);
+        for (; r < n; r++) P::template rows<NV, 1, Add>(a + r, a_off, out + r, out_off + c0, K, M + c0, ldm);
     }
 }
 
@@ -344,7 +382,7 @@ __attribute__((always_inline)) inline float row_max(const float* s, int n) {
 // tiles: the readers of a block are a run of rows' query heads (rows, and so lengths, ascend),
 // taken R at a time by readers_by_matrix over V vectors; with `stored`, each block is
 // converted in its stored layout and read by scores_rows and weighted_sum_cols instead.
-template <typename V, int R, int D, int T>
+template <class P, int D, int T>
 __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const TurboSasTable& sas, int pos0, int r0,
                                                        int r1, int h, int group, const float* q, int n_q_heads,
                                                        float* out, bool stored, Work& w) {
@@ -402,7 +440,7 @@ __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const
             for (int j = j0; j < nq; j++) scores_rows<D, T>(w.qp[j], w.kc.data(), &ks, false, w.sp[j] + (size_t)b * T);
         } else {
             keys_to_float<D, T>(w.x8.data(), &ks, false, w.kc.data());
-            readers_by_matrix<V, R, T>(&w.qp[j0], 0, &w.sp[j0], b * T, nq - j0, D, w.kc.data(), T, false);
+            readers_by_matrix<P, T, false>(&w.qp[j0], 0, &w.sp[j0], b * T, nq - j0, D, w.kc.data(), T);
         }
         update_max(j0, nq, b * T);
     }
@@ -413,7 +451,7 @@ __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const
             for (int j = 0; j < nr; j++) scores_rows<D, T>(w.qp[j], w.kc.data(), hv.rks, true, w.sp[j] + recent_off);
         } else {
             keys_to_float<D, T>(hv.rk, hv.rks, true, w.kc.data());
-            readers_by_matrix<V, R, T>(w.qp.data(), 0, w.sp.data(), recent_off, nr, D, w.kc.data(), T, false);
+            readers_by_matrix<P, T, false>(w.qp.data(), 0, w.sp.data(), recent_off, nr, D, w.kc.data(), T);
         }
         update_max(0, nr, recent_off);
     }
@@ -453,7 +491,7 @@ __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const
         w.acc.assign((size_t)nq * 32, 0.0f);
         // readers [j0, j1) times the K x D values vt (token-major) of positions off .. off + K
         auto pv = [&](int j0, int j1, int off, int K) {
-            constexpr int NV = std::min(4, D / lanes<V>()), W = NV * lanes<V>();
+            constexpr int R = P::R, NV = std::min(4, D / lanes<typename P::V>()), W = NV * lanes<typename P::V>();
             for (int j = j0; j < j1;) {
                 const int step = j1 - j >= R ? R : 1;
                 float* pp[R];
@@ -463,13 +501,13 @@ __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const
                     sas.run(w.sp[(size_t)(j + r)] + off, valid, K, w.mx[(size_t)(j + r)], pp[r], &w.acc[(size_t)(j + r) * 32]);
                 }
                 for (int c0 = 0; c0 < D; c0 += W) {
-                    if (step == R) rows_by_matrix<V, NV, R>(pp, 0, &w.op[(size_t)j], c0, K, w.vt.data() + c0, D, true);
-                    else rows_by_matrix<V, NV, 1>(pp, 0, &w.op[(size_t)j], c0, K, w.vt.data() + c0, D, true);
+                    if (step == R) P::template rows<NV, R, true>(pp, 0, &w.op[(size_t)j], c0, K, w.vt.data() + c0, D);
+                    else P::template rows<NV, 1, true>(pp, 0, &w.op[(size_t)j], c0, K, w.vt.data() + c0, D);
                 }
                 j += step;
             }
         };
-        w.pb.resize((size_t)R * T);
+        w.pb.resize((size_t)P::R * T);
         for (int b = 0; b < n_blocks; b++) {
             float vs;
             turbo_expand_values(hv.L, hv.bits, hv.records + (size_t)b * hv.rec_bytes, w.x8.data(), &vs);
@@ -491,28 +529,25 @@ __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const
 using TaskFn = void (*)(const HeadView&, const TurboSasTable&, int, int, int, int, int, const float*, int, float*, bool,
                         Work&);
 
-// Compiled three times: 8-float vectors with the baseline ISA (one reader a step: 16 xmm
-// registers), with AVX2 + FMA (2 readers), and 16-float vectors with AVX-512 (4 readers).
 template <int D, int T>
 void task_portable(const HeadView& hv, const TurboSasTable& sas, int pos0, int r0, int r1, int h, int group,
                    const float* q, int n_q_heads, float* out, bool stored, Work& w) {
-    attend_task<v8f, 1, D, T>(hv, sas, pos0, r0, r1, h, group, q, n_q_heads, out, stored, w);
+    attend_task<PathPortable, D, T>(hv, sas, pos0, r0, r1, h, group, q, n_q_heads, out, stored, w);
 }
 
 #if defined(__x86_64__)
-typedef float v16f __attribute__((vector_size(64)));
 template <int D, int T>
 __attribute__((target("avx2,fma"))) void task_avx2(const HeadView& hv, const TurboSasTable& sas, int pos0, int r0,
                                                    int r1, int h, int group, const float* q, int n_q_heads, float* out,
                                                    bool stored, Work& w) {
-    attend_task<v8f, 2, D, T>(hv, sas, pos0, r0, r1, h, group, q, n_q_heads, out, stored, w);
+    attend_task<PathAvx2, D, T>(hv, sas, pos0, r0, r1, h, group, q, n_q_heads, out, stored, w);
 }
 template <int D, int T>
 __attribute__((target("avx512f,avx512vl,avx2,fma"))) void task_avx512(const HeadView& hv, const TurboSasTable& sas,
                                                                       int pos0, int r0, int r1, int h, int group,
                                                                       const float* q, int n_q_heads, float* out,
                                                                       bool stored, Work& w) {
-    attend_task<v16f, 4, D, T>(hv, sas, pos0, r0, r1, h, group, q, n_q_heads, out, stored, w);
+    attend_task<PathAvx512, D, T>(hv, sas, pos0, r0, r1, h, group, q, n_q_heads, out, stored, w);
 }
 #endif
 
