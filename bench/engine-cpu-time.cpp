@@ -69,8 +69,8 @@ int main(int argc, char** argv) {
             }
             best_d = std::min(best_d, cpu_seconds() - t0);
         }
-        std::printf("{\"model\": \"%s\", \"threads\": 1, \"kernel_path\": \"%s\", \"kv\": \"%s\", \"prompt_tokens\": %d, "
-                    "\"prompt_tokens_per_s\": %.2f, \"decode_tokens_per_s\": %.2f}\n",
+        std::printf("{\"model\": \"%s\", \"threads\": 1, \"kernel_path\": \"%s\", \"kv\": \"%s\", "
+                    "\"prompt_tokens\": %d, \"prompt_tokens_per_s\": %.2f, \"decode_tokens_per_s\": %.2f}\n",
                     argv[1], cpu::kernel_path_name(), kv.c_str(), n_prompt, n_prompt / best_p, n_decode / best_d);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "engine-cpu-time: %s\n", e.what());

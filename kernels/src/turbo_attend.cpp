@@ -5,10 +5,11 @@
 //           times the block's scale, channel-major, and each query's T scores are T-wide
 //           multiply-adds over the channels; then the recent buffer's keys, times their
 //           per-token scales. Queries are pre-multiplied by log2(e) / sqrt(D), as the reference.
-//   max     per row and query head over its causal length (SAS needs the global maximum)
-//   pass 2  p = SAS(s - max) by TurboSasTable (the reference's bits), then each block's values
-//           expanded to floats token-major, o += p_t v_t as D-wide multiply-adds; then the
-//           recent values; o /= sum_t p_t
+//           Each reader's maximum over its causal length (SAS needs the global one) is taken
+//           block by block as the scores are written.
+//   pass 2  each block's values expanded to floats token-major; per reader, the block's
+//           p = SAS(s - max) by TurboSasTable (the reference's bits), then o += p_t v_t as D-wide
+//           multiply-adds; then the recent values; o /= sum_t p_t
 // With few readers of each block (a decode step: one row and its group of query heads), the
 // transposing conversions cost more than the dots they serve: each block is then converted to
 // floats in its stored layout (keys token-major, values channel-major; 4-bit records straight
@@ -60,7 +61,9 @@ struct HeadView {
 // scores are T-wide multiply-adds over d) and its values token-major (vt: (T, D), so that P.V
 // is D-wide multiply-adds over t), each already times its scale; in the stored layout, kc and
 // vt hold the block as stored (keys (T, D), values (D, T)), unscaled, and pt a row's recent
-// probabilities times the recent values' scales.
+// probabilities times the recent values' scales. mx: each reader's largest score; acc: each
+// reader's 32 partial sums of its probabilities (TurboSasTable::run); pb: a block's
+// probabilities of the readers a step takes.
 struct Work {
     std::vector<float> qf, s, kc, vt, l, pt, mx, acc, pb;
     std::vector<int8_t> x8;
@@ -182,8 +185,9 @@ __attribute__((always_inline)) inline void rows_by_matrix(float* const* a, int a
 
 // The three paths the task is compiled for: 8-float vectors with the baseline ISA (one reader a
 // step: 16 xmm registers), with AVX2 + FMA (2 readers), and 16-float vectors with AVX-512 (4
-// readers). Each has its rows_by_matrix out of line, compiled for its ISA: inlined into the
-// task, GCC gave the AVX2 accumulators to the stack once the task grew (0.72x the prompt speed).
+// readers). Each has its rows_by_matrix out of line, compiled for its ISA, so that its
+// accumulators get registers whatever the task around it holds: inlined into the task, GCC kept
+// the AVX2 ones on the stack (a store and a load per multiply-add).
 #define TANDEM_ROWS_ARGS float *const *a, int a_off, float *const *out, int out_off, int K, const float *M, int ldm
 struct PathPortable {
     using V = v8f;
@@ -380,7 +384,7 @@ __attribute__((always_inline)) inline float row_max(const float* s, int n) {
 
 // Rows [r0, r1) of the call (positions pos0 + r), KV head h: out rows as documented. Float
 // tiles: the readers of a block are a run of rows' query heads (rows, and so lengths, ascend),
-// taken R at a time by readers_by_matrix over V vectors; with `stored`, each block is
+// taken P::R at a time by P::rows over P::V vectors; with `stored`, each block is
 // converted in its stored layout and read by scores_rows and weighted_sum_cols instead.
 template <class P, int D, int T>
 __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const TurboSasTable& sas, int pos0, int r0,
@@ -498,7 +502,8 @@ __attribute__((always_inline)) inline void attend_task(const HeadView& hv, const
                 for (int r = 0; r < step; r++) {
                     pp[r] = &w.pb[(size_t)r * T];
                     const int valid = std::min(K, len_of((j + r) / group) - off);
-                    sas.run(w.sp[(size_t)(j + r)] + off, valid, K, w.mx[(size_t)(j + r)], pp[r], &w.acc[(size_t)(j + r) * 32]);
+                    const size_t jr = (size_t)(j + r);
+                    sas.run(w.sp[jr] + off, valid, K, w.mx[jr], pp[r], &w.acc[jr * 32]);
                 }
                 for (int c0 = 0; c0 < D; c0 += W) {
                     if (step == R) P::template rows<NV, R, true>(pp, 0, &w.op[(size_t)j], c0, K, w.vt.data() + c0, D);

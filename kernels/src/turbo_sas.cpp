@@ -127,7 +127,8 @@ __attribute__((target("avx2,fma,f16c"))) static void sas_run_avx2(const float* p
 // (of its round-down and round-up, the one whose last bit is 1; both are it when exact), then to
 // FP16 to nearest even: rounding to odd with at least two more bits than the target, then to
 // nearest, is rounding to nearest once (Boldo and Melquiond, 2008).
-__attribute__((target("avx512f,avx512vl,f16c"), always_inline)) static inline __m512 round_half_step(__m512 r, __m512 f, __m512 c) {
+#define TANDEM_AVX512_INLINE __attribute__((target("avx512f,avx512vl,f16c"), always_inline)) static inline
+TANDEM_AVX512_INLINE __m512 round_half_step(__m512 r, __m512 f, __m512 c) {
     const __m512 lo = _mm512_fmadd_round_ps(r, f, c, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
     const __m512 hi = _mm512_fmadd_round_ps(r, f, c, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
     const __mmask16 odd = _mm512_test_epi32_mask(_mm512_castps_si512(lo), _mm512_set1_epi32(1));
@@ -137,9 +138,8 @@ __attribute__((target("avx512f,avx512vl,f16c"), always_inline)) static inline __
 // p[i] for the 16 scores sc[i] of each of N vectors (0 where valid[i] is not set); the N are
 // taken a step at a time, since one alone is a long chain of dependent steps.
 template <int Degree, int N>
-__attribute__((target("avx512f,avx512vl,f16c"), always_inline)) static inline void sas16_avx512(const float* c, __m512 vth, __m512 vm,
-                                                                          const __m512 (&sc)[N],
-                                                                          const __mmask16 (&valid)[N], __m512 (&p)[N]) {
+TANDEM_AVX512_INLINE void sas16_avx512(const float* c, __m512 vth, __m512 vm, const __m512 (&sc)[N],
+                                       const __mmask16 (&valid)[N], __m512 (&p)[N]) {
     __m512 fl[N], f[N], r[N];
     __mmask16 keep[N];
 #pragma GCC unroll 4
@@ -193,6 +193,7 @@ __attribute__((target("avx512f,avx512vl,f16c"))) static void sas_run_avx512(cons
     _mm512_storeu_ps(acc, a01);
     _mm512_storeu_ps(acc + 16, a23);
 }
+#undef TANDEM_AVX512_INLINE
 #endif
 
 void TurboSasTable::run(const float* s, int n, int n_pad, float m, float* p, float* acc) const {
