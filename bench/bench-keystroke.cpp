@@ -209,8 +209,9 @@ int main(int argc, char** argv) {
         std::printf("model %s; %d keystrokes per condition, one every %d ms, %d ms after a sentence end; suggestion 4 tokens;"
                     " document %zu characters\n\n", model.c_str(), o.keys, o.interval_ms, o.pause_ms, o.doc_chars);
         std::printf("| cloud | background re-eval | first-token p50 (ms) | p95 (ms) | max (ms) | first keystroke with new notes: n, max (ms) |"
-                    " prompt tokens | reused per keystroke | background runs / stopped | full window (ms) |\n"
-                    "|---|---|---|---|---|---|---|---|---|---|\n");
+                    " prompt tokens | reused per keystroke | background runs / stopped | background tokens, last run (ms) |"
+                    " full window (ms) |\n"
+                    "|---|---|---|---|---|---|---|---|---|---|---|\n");
         std::stringstream conds(o.conditions);
         for (std::string cond; std::getline(conds, cond, ',');) {
             const bool background = cond != "off";
@@ -223,12 +224,13 @@ int main(int argc, char** argv) {
             }
             tandem_test::ServerProcess cloud(o.cloud_bin, args);
             const Result r = run(o, model, text, cloud.url(), dir + "/mem-" + cond + ".db", background);
-            std::printf("| %s | %s | %.1f | %.1f | %.1f | %zu, %.1f | %.0f | %.0f | %lld / %lld | %.0f |\n",
+            std::printf("| %s | %s | %.1f | %.1f | %.1f | %zu, %.1f | %.0f | %.0f | %lld / %lld | %lld, %.0f | %.0f |\n",
                         delay ? "+500 ms per memory call" : "answers at once", background ? "on" : "off", pct(r.ms, 0.5),
                         pct(r.ms, 0.95), pct(r.ms, 1.0), r.swap_ms.size(), pct(r.swap_ms, 1.0), r.mean_prompt, r.mean_reused,
-                        (long long)r.usage.background_runs, (long long)r.usage.background_cancels, r.cold_ms);
+                        (long long)r.usage.background_runs, (long long)r.usage.background_cancels,
+                        (long long)r.usage.background_tokens, r.usage.last_background_ms, r.cold_ms);
             if (!r.after_ask_ms.empty())
-                std::printf("|   | after an ask (%zu asks) | %.1f | %.1f | %.1f | | %.0f | %.0f | | |\n", r.after_ask_ms.size(),
+                std::printf("|   | after an ask (%zu asks) | %.1f | %.1f | %.1f | | %.0f | %.0f | | | |\n", r.after_ask_ms.size(),
                             pct(r.after_ask_ms, 0.5), pct(r.after_ask_ms, 0.95), pct(r.after_ask_ms, 1.0), r.after_ask_prompt,
                             r.after_ask_reused);
             std::fflush(stdout);

@@ -28,6 +28,8 @@
 #include "tandem/tokenizer.h"
 #include "test_util.h"
 
+#include "chunk_schedule.h"
+
 using namespace tandem;
 using namespace std::chrono_literals;
 using tandem_test::shared_path;
@@ -408,6 +410,39 @@ TEST_CASE("memory: new notes are evaluated in the background, a keystroke cancel
     CHECK(swap_ms < cold_ms / 2);
     MESSAGE("keystroke that stopped the background: " << cut_ms << " ms; keystroke with the new notes: " << swap_ms << " ms ("
                                                       << r.stats.reused_tokens << "/" << r.stats.prompt_tokens << " tokens reused)");
+}
+
+// The background's chunks on a model of a chunk's cost, fixed + per token (the fixed part: the
+// weight reads, about a decode step): they never pass the budget (a keystroke shares the cores
+// with at most 120 ms of work, or 4 first chunks' worth where those cost more), and a
+// 1,100-token prompt costs little more than one prefill of it in chunks of 256 tokens.
+TEST_CASE("memory: the background's chunks grow to a bounded budget and near the bulk prefill's cost") {
+    struct Cost {
+        double fixed_ms, per_token_ms;
+    };
+    // a 1B model on two CPU cores (bench-keystroke: about 15 ms a decode step, 1.5 ms a token
+    // in bulk), a 100M one, a small model on a GPU, and slow CPUs
+    for (const Cost c : {Cost{15, 1.5}, Cost{2.5, 0.4}, Cost{0.3, 0.02}, Cost{40, 4}, Cost{100, 10}}) {
+        ChunkSchedule chunks;
+        const int64_t n = 1100;
+        double total = 0, worst = 0;
+        int n_chunks = 0;
+        for (int64_t done = 0; done < n; n_chunks++) {
+            const int64_t k = std::min(n - done, chunks.next());
+            const double ms = c.fixed_ms + c.per_token_ms * (double)k;
+            if (n_chunks > 0) worst = std::max(worst, ms);  // the first chunk is 8 tokens whatever they cost
+            total += ms;
+            chunks.done(k, ms);
+            done += k;
+        }
+        const double bulk = c.fixed_ms * std::ceil(n / 256.0) + c.per_token_ms * (double)n;
+        INFO("fixed " << c.fixed_ms << " ms, " << c.per_token_ms << " ms a token: " << n_chunks << " chunks, " << total
+                      << " ms against " << bulk << " in bulk, the longest chunk after the first " << worst << " ms");
+        const double first = c.fixed_ms + c.per_token_ms * (double)ChunkSchedule::kFirstTokens;
+        CHECK(chunks.max_ms() == std::max(ChunkSchedule::kMaxMs, ChunkSchedule::kMaxFirstChunks * first));
+        CHECK(worst <= chunks.max_ms());
+        CHECK(total <= 1.3 * bulk);
+    }
 }
 
 TEST_CASE("memory: without background_reeval no shadow context runs (the old sentence-end swap)") {

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "chunk_schedule.h"
+
 namespace tandem {
 
 namespace {
@@ -128,19 +130,21 @@ bool BackgroundReeval::evaluate_once() {
         emit_(EventKind::Error, std::string("background re-evaluation: ") + e.what());
         return true;
     }
-    // Chunks of ~15 ms, so that a keystroke shares the cores with at most one of them.
+    // In chunks of a growing time budget (chunk_schedule.h): a keystroke stops the work before
+    // the next chunk.
     size_t done = spare.cached_prefix(prompt);
     if (done == prompt.size()) done--;  // prefill evaluates at least the last token
     const auto t0 = Clock::now();
     double eval_ms = 0;
-    int64_t chunk = 8, evaluated = 0;
+    int64_t evaluated = 0;
+    ChunkSchedule chunks;
     usage_.add_background_start();
     while (done < prompt.size()) {
         if (activity_gen_ != gen) {
             usage_.add_background_cancel();
             return false;
         }
-        const size_t next = std::min(prompt.size(), done + (size_t)chunk);
+        const size_t next = std::min(prompt.size(), done + (size_t)chunks.next());
         const auto c0 = Clock::now();
         try {
             spare.prefill(std::vector<int32_t>(prompt.begin(), prompt.begin() + (long)next));
@@ -151,8 +155,7 @@ bool BackgroundReeval::evaluate_once() {
         const double ms = ms_since(c0);
         eval_ms += ms;
         evaluated += (int64_t)(next - done);
-        const double per_token = ms / (double)(next - done);
-        chunk = std::clamp<int64_t>((int64_t)(15.0 / std::max(per_token, 1e-3)), 4, 128);
+        chunks.done((int64_t)(next - done), ms);
         done = next;
     }
     const size_t n_notes = notes.size();
