@@ -5,7 +5,7 @@
 // cache. When notes are stale and the writer has been idle for background_idle_ms, a thread
 // retrieves the notes for the last keystroke's window and, if they differ from those in use,
 // evaluates the prompt they make on the spare context (local_engines.h) in chunks of ~15 ms of
-// work at first, growing to 120 ms while the writer stays idle (chunk_schedule.h).
+// work at first, growing while the writer stays idle (chunk_schedule.h).
 // interrupt() (every suggest/ask/cancel) stops it before the next chunk; the next idle moment
 // resumes from what the spare's KV cache holds. When the whole prompt is evaluated, a
 // MemoryApplied event fires and the next suggest() swaps the contexts (take_result()): its own

@@ -27,8 +27,9 @@
 // the prompt's head, so the window must be evaluated again. A second context (same weights:
 // mapped once on the CPU, a second copy on the GPU; its own KV cache) evaluates the new prompt
 // while the writer is idle (no suggest/ask for background_idle_ms), in chunks (about 15 ms of
-// work at first, growing to 120 ms while the writer stays idle) that the next suggest() or ask()
-// stops after the one running and a later idle moment resumes; when it is done the
+// work at first, growing to 120 ms, or to 4 times the first chunk on a slow machine, while the
+// writer stays idle) that the next suggest() or ask() stops after the one running and a later
+// idle moment resumes; when it is done the
 // contexts swap, and the next keystroke gets the new notes with its prefix reused. Without it,
 // notes are swapped in at sentence ends at the cost of one full re-evaluation inside
 // suggest(). The same context runs ask()'s local work (the router's model signals, local
