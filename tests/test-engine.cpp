@@ -151,6 +151,44 @@ TEST_CASE("cancellation from another thread stops within a token; a callback can
     CHECK(h.usage.completion_tokens == 5);
 }
 
+TEST_CASE("cancellation lands between the prompt's forward passes; the passes done are reused") {
+    EngineParams ep;
+    ep.context.n_ctx = 2048;
+    ep.context.n_threads = 2;
+    ep.context.n_batch = 8;  // 8 tokens a forward pass
+    auto e = Engine::load(shared_path("models/stories260K.gguf"), ep);
+    std::string text;
+    for (int i = 0; i < 120; i++) text += "Once upon a time there was a little girl. ";
+    const std::vector<int32_t> prompt = e->tokenizer().encode(text, true);
+    REQUIRE(prompt.size() > 1000);
+    REQUIRE((int64_t)prompt.size() < 2048 - 8);
+    // A canceller that keeps cancelling until the generation returns: whenever the generation
+    // reads its epoch, a later cancel() lands while its prompt is evaluated (over a hundred
+    // forward passes), not after.
+    std::atomic<bool> returned{false};
+    std::thread canceller([&] {
+        while (!returned.load()) {
+            e->cancel();
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+    });
+    const Generation g = e->generate_tokens(prompt, greedy(8));
+    returned = true;
+    canceller.join();
+    CHECK(g.finish == FinishReason::Cancelled);
+    CHECK(g.tokens.empty());
+    const size_t kept = e->cached_prefix(prompt);
+    INFO("prompt " << prompt.size() << " tokens, " << kept << " evaluated before the cancel");
+    CHECK(kept < prompt.size());
+    CHECK(kept % 8 == 0);  // whole passes
+    // the next call evaluates only the rest, and gives what a fresh engine gives
+    const Generation h = e->generate_tokens(prompt, greedy(8));
+    CHECK(h.finish == FinishReason::Length);
+    CHECK(h.usage.reused_tokens == (int64_t)kept);
+    auto fresh = Engine::load(shared_path("models/stories260K.gguf"), ep);
+    CHECK(fresh->generate_tokens(prompt, greedy(8)).tokens == h.tokens);
+}
+
 TEST_CASE("context overflow: long prompts are an error, full context stops generation") {
     auto e = stories(32);
     std::string longp;

@@ -61,7 +61,7 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineParams
 
 int64_t Engine::prefill(const std::vector<int32_t>& prompt) {
     std::lock_guard<std::mutex> lock(mu_);
-    return prefill_locked(prompt);
+    return prefill_locked(prompt).reused;
 }
 
 size_t Engine::cached_prefix(const std::vector<int32_t>& prompt) {
@@ -71,7 +71,7 @@ size_t Engine::cached_prefix(const std::vector<int32_t>& prompt) {
     return n;
 }
 
-int64_t Engine::prefill_locked(const std::vector<int32_t>& prompt) {
+Engine::Prefilled Engine::prefill_locked(const std::vector<int32_t>& prompt, const uint64_t* epoch) {
     if (prompt.empty()) throw std::invalid_argument("prompt is empty (no tokens to evaluate)");
     if ((int64_t)prompt.size() > ctx_->n_ctx())
         throw ContextFull("prompt of " + std::to_string(prompt.size()) + " tokens does not fit the context of " +
@@ -81,9 +81,17 @@ int64_t Engine::prefill_locked(const std::vector<int32_t>& prompt) {
     while (common < limit && cached_[common] == prompt[common]) common++;
     common = (size_t)ctx_->truncate((int64_t)common);  // the Turbo cache may keep fewer
     cached_.resize(common);
-    ctx_->eval(prompt.data() + common, (int64_t)(prompt.size() - common));
-    cached_ = prompt;
-    return (int64_t)common;
+    // one forward pass at a time (the context would split the run into the same passes), so
+    // that a cancel() lands between them
+    const size_t pass = (size_t)std::max<int64_t>(1, ctx_->n_batch());
+    for (size_t at = common; at < prompt.size();) {
+        if (epoch && cancel_epoch_.load() != *epoch) return {(int64_t)common, false};
+        const size_t end = std::min(prompt.size(), at + pass);
+        ctx_->eval(prompt.data() + at, (int64_t)(end - at));
+        cached_.insert(cached_.end(), prompt.begin() + (long)at, prompt.begin() + (long)end);
+        at = end;
+    }
+    return {(int64_t)common, true};
 }
 
 // log-softmax of one logits row at `target`, and the row's entropy, in double.
@@ -162,8 +170,13 @@ Generation Engine::generate_tokens(const std::vector<int32_t>& prompt, const Gen
     const auto t0 = Clock::now();
     Generation g;
     g.usage.prompt_tokens = (int64_t)prompt.size();
-    g.usage.reused_tokens = prefill_locked(prompt);
+    const Prefilled pre = prefill_locked(prompt, &epoch);
+    g.usage.reused_tokens = pre.reused;
     g.usage.prompt_ms = ms_since(t0);
+    if (!pre.complete) {  // cancelled while evaluating the prompt
+        g.finish = FinishReason::Cancelled;
+        return g;
+    }
 
     // The text continues the prompt's (an SPM first piece keeps its space) unless the prompt
     // holds only control tokens such as BOS.

@@ -51,6 +51,8 @@ public:
     virtual bool prefers_argmax() const { return false; }
     virtual int64_t n_past() const = 0;
     virtual int64_t n_ctx() const = 0;
+    // Tokens one forward pass takes: eval() splits a longer run into passes of this many.
+    virtual int64_t n_batch() const = 0;
     // Forgets every cached position >= n (prefix reuse keeps the first n tokens).
     virtual int64_t truncate(int64_t n) = 0;  // returns the positions kept
     virtual const Model& model() const = 0;
@@ -78,6 +80,7 @@ public:
 
     int64_t n_past() const override { return n_past_; }
     int64_t n_ctx() const override { return n_ctx_; }
+    int64_t n_batch() const override { return n_batch_; }
     // Forgets every cached position >= n (prefix reuse keeps the first n tokens). Returns how
     // many positions are kept: n (clamped to n_past()); with the Turbo cache, whose compressed
     // blocks cannot be cut, turbo_truncate_keep(n, n_past(), block_tokens) (as the GPU).

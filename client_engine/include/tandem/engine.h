@@ -2,7 +2,9 @@
 // reuse, streaming, stop strings and cancellation.
 //
 // Thread safety: generate()/prefill() calls are serialized by an internal mutex; cancel() may
-// be called from any thread at any time and stops the generation in progress within one token.
+// be called from any thread at any time and stops the generation in progress within one token,
+// or within one forward pass of the prompt (ComputeContext::n_batch tokens: 256 on the CPU,
+// 512 on the GPU by default) while it is still evaluating the prompt.
 // Context overflow policy: a prompt longer than n_ctx throws ContextFull; generation that
 // fills the context stops with FinishReason::ContextFull (no sliding, no garbage).
 #pragma once
@@ -110,7 +112,14 @@ public:
 
 private:
     Engine(std::shared_ptr<const Model> m, Tokenizer t, std::unique_ptr<ComputeContext> ctx);
-    int64_t prefill_locked(const std::vector<int32_t>& prompt);
+    // prefill() with mu_ held. With `epoch`, it stops before the next forward pass once
+    // cancel() has been called since that epoch was read: the cache then holds the passes
+    // evaluated (later calls reuse them) and `complete` is false.
+    struct Prefilled {
+        int64_t reused = 0;
+        bool complete = true;
+    };
+    Prefilled prefill_locked(const std::vector<int32_t>& prompt, const uint64_t* epoch = nullptr);
 
     std::shared_ptr<const Model> model_;
     Tokenizer tokenizer_;

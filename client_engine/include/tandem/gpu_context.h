@@ -105,6 +105,7 @@ public:
     bool prefers_argmax() const override { return true; }
     int64_t n_past() const override { return n_past_; }
     int64_t n_ctx() const override { return n_ctx_; }
+    int64_t n_batch() const override { return n_batch_; }
     // Turbo cache: keeps turbo_truncate_keep(n, n_past(), 64) positions.
     int64_t truncate(int64_t n) override;
     const Model& model() const override { return *model_; }
