@@ -195,7 +195,8 @@ public:
 
     // Continues `document` at byte offset `cursor` (text after the cursor is ignored).
     virtual SuggestResult suggest(std::string_view document, size_t cursor, const TextCallback& on_piece = {}) = 0;
-    // Stops the running suggest() (if any) within one token.
+    // Stops the running suggest() (if any) within one token, or within one forward pass of its
+    // prompt (tandem/engine.h) while the prompt is evaluated.
     virtual void cancel() = 0;
     virtual AskResult ask(std::string_view instruction, std::string_view selection, const AskOptions& options = {},
                           const TextCallback& on_piece = {}) = 0;

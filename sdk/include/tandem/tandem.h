@@ -126,7 +126,8 @@ TANDEM_API void tandem_assistant_free(tandem_assistant* a);
  * on_text. TANDEM_STATUS_CANCELLED when a newer call or tandem_assistant_cancel stopped it. */
 TANDEM_API tandem_status tandem_assistant_suggest(tandem_assistant* a, const char* document, size_t doc_len, size_t cursor,
                                                   tandem_text_cb on_text, void* user_data);
-/* METHOD. Stops the running suggestion within one token. Any thread. */
+/* METHOD. Stops the running suggestion within one token (or one forward pass of its prompt,
+   while the prompt is evaluated). Any thread. */
 TANDEM_API void tandem_assistant_cancel(tandem_assistant* a);
 
 /* METHOD. Answers an instruction about a selection, routed to the local model or the cloud.
