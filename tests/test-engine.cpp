@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <thread>
 
 #include <doctest/doctest.h>
@@ -187,6 +188,14 @@ TEST_CASE("cancellation lands between the prompt's forward passes; the passes do
     CHECK(h.usage.reused_tokens == (int64_t)kept);
     auto fresh = Engine::load(shared_path("models/stories260K.gguf"), ep);
     CHECK(fresh->generate_tokens(prompt, greedy(8)).tokens == h.tokens);
+    // prefill's passes (the output layer skipped on all but the last) leave the logits of one
+    // eval() of the whole prompt, bit for bit
+    auto a = Engine::load(shared_path("models/stories260K.gguf"), ep);
+    auto b = Engine::load(shared_path("models/stories260K.gguf"), ep);
+    a->prefill(prompt);
+    b->context().eval(prompt.data(), (int64_t)prompt.size());
+    const int64_t nv = a->model().config().n_vocab;
+    CHECK(std::memcmp(a->last_logits(), b->context().logits(), (size_t)nv * sizeof(float)) == 0);
 }
 
 TEST_CASE("context overflow: long prompts are an error, full context stops generation") {

@@ -81,13 +81,14 @@ Engine::Prefilled Engine::prefill_locked(const std::vector<int32_t>& prompt, con
     while (common < limit && cached_[common] == prompt[common]) common++;
     common = (size_t)ctx_->truncate((int64_t)common);  // the Turbo cache may keep fewer
     cached_.resize(common);
-    // one forward pass at a time (the context would split the run into the same passes), so
-    // that a cancel() lands between them
+    // one forward pass at a time (the context would split the run into the same passes, with the
+    // logits of the last only), so that a cancel() lands between them
     const size_t pass = (size_t)std::max<int64_t>(1, ctx_->n_batch());
     for (size_t at = common; at < prompt.size();) {
         if (epoch && cancel_epoch_.load() != *epoch) return {(int64_t)common, false};
         const size_t end = std::min(prompt.size(), at + pass);
-        ctx_->eval(prompt.data() + at, (int64_t)(end - at));
+        if (end == prompt.size()) ctx_->eval(prompt.data() + at, (int64_t)(end - at));
+        else ctx_->eval_no_logits(prompt.data() + at, (int64_t)(end - at));
         cached_.insert(cached_.end(), prompt.begin() + (long)at, prompt.begin() + (long)end);
         at = end;
     }

@@ -40,6 +40,10 @@ public:
     // all_logits. Throws ContextFull (cache unchanged) when n_past() + n > n_ctx(), and
     // std::invalid_argument for token ids outside the vocabulary.
     virtual void eval(const int32_t* tokens, int64_t n, bool all_logits = false) = 0;
+    // eval() of tokens whose logits nobody reads (a prompt's passes before its last): the context
+    // may skip the output layer, and logits() is then unspecified until the next eval(). By
+    // default, eval().
+    virtual void eval_no_logits(const int32_t* tokens, int64_t n) { eval(tokens, n); }
     // The logits of the last eval (owned by the context, valid until the next eval).
     virtual const float* logits() const = 0;
     // The lowest id of the largest logit of the last evaluated token (the last row after an
@@ -76,6 +80,8 @@ public:
     // all_logits. Throws ContextFull (cache unchanged) when n_past() + n > n_ctx(), and
     // std::invalid_argument for token ids outside the vocabulary.
     void eval(const int32_t* tokens, int64_t n, bool all_logits = false) override;
+    // Skips the output layer (norm and lm_head) of every pass.
+    void eval_no_logits(const int32_t* tokens, int64_t n) override;
     const float* logits() const override { return logits_.data(); }
 
     int64_t n_past() const override { return n_past_; }
