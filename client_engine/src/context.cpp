@@ -135,7 +135,8 @@ void InferenceContext::eval(const int32_t* tokens, int64_t n, bool all_logits) {
 
 void InferenceContext::eval_no_logits(const int32_t* tokens, int64_t n) {
     check_eval_args(tokens, n);
-    for (int64_t done = 0; done < n; done += n_batch_) forward_batch(tokens + done, std::min(n_batch_, n - done), false, nullptr);
+    for (int64_t done = 0; done < n; done += n_batch_)
+        forward_batch(tokens + done, std::min(n_batch_, n - done), false, nullptr);
 }
 
 // ---- the pieces of a layer ------------------------------------------------------------------

@@ -29,12 +29,12 @@
 // while the writer is idle (no suggest/ask for background_idle_ms), in chunks (about 15 ms of
 // work at first, growing to 120 ms, or to 4 times the first chunk on a slow machine, while the
 // writer stays idle) that the next suggest() or ask() stops after the one running and a later
-// idle moment resumes; when it is done the
-// contexts swap, and the next keystroke gets the new notes with its prefix reused. Without it,
-// notes are swapped in at sentence ends at the cost of one full re-evaluation inside
-// suggest(). The same context runs ask()'s local work (the router's model signals, local
-// answers), so an ask never costs the next suggestion its cached prefix; it is made whenever
-// background_reeval is on, with or without a memory store, and on the active backend only.
+// idle moment resumes; when it is done the contexts swap, and the next keystroke gets the new
+// notes with its prefix reused. Without it, notes are swapped in at sentence ends at the cost of
+// one full re-evaluation inside suggest(). The same context runs ask()'s local work (the
+// router's model signals, local answers), so an ask never costs the next suggestion its cached
+// prefix; it is made whenever background_reeval is on, with or without a memory store, and on
+// the active backend only.
 // When it does not fit there, an Error event says so and the Assistant runs as with
 // background_reeval = false (ask() then shares the suggestions' context, and the keystroke
 // after an ask evaluates its whole prompt again). docs/architecture.md maps the parts.
