@@ -29,6 +29,13 @@ void random_kv(std::mt19937& rng, int H, int D, float* k, float* v) {
         }
 }
 
+// n tokens of random_kv: k, v (n, H, D).
+void random_kv_tokens(std::mt19937& rng, int n, int H, int D, std::vector<float>& k, std::vector<float>& v) {
+    k.resize((size_t)n * H * D);
+    v.resize(k.size());
+    for (int t = 0; t < n; ++t) random_kv(rng, H, D, &k[(size_t)t * H * D], &v[(size_t)t * H * D]);
+}
+
 double rel_err(const std::vector<float>& a, const std::vector<double>& ref) {
     double num = 0, den = 0;
     for (size_t i = 0; i < a.size(); ++i) {
@@ -284,8 +291,8 @@ TEST_CASE("turbo: truncate keeps what a fresh cache of the kept prefix holds") {
     TurboConfig c;
     c.head_dim = 64;
     const int H = 2, D = 64, N = 200;
-    std::vector<float> k((size_t)N * H * D), v(k.size());
-    for (int t = 0; t < N; ++t) random_kv(rng, H, D, &k[(size_t)t * H * D], &v[(size_t)t * H * D]);
+    std::vector<float> k, v;
+    random_kv_tokens(rng, N, H, D, k, v);
     const std::vector<uint8_t> bits = {4, 2};
     auto filled = [&](int n) {
         TurboKvCache cache(c, 1, H, 256, bits);
@@ -322,8 +329,8 @@ TEST_CASE("turbo: append_tokens stores what one append per token stores") {
     TurboConfig c;
     c.head_dim = 64;
     const int H = 3, D = 64, N = 200;
-    std::vector<float> k((size_t)N * H * D), v(k.size());
-    for (int t = 0; t < N; ++t) random_kv(rng, H, D, &k[(size_t)t * H * D], &v[(size_t)t * H * D]);
+    std::vector<float> k, v;
+    random_kv_tokens(rng, N, H, D, k, v);
     TurboKvCache one(c, 2, H, 256, {4, 2, 4}), many(c, 2, H, 256, {4, 2, 4});
     for (int t = 0; t < N; ++t) one.append(1, &k[(size_t)t * H * D], &v[(size_t)t * H * D]);
     ThreadPool pool(2);
