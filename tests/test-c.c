@@ -1,4 +1,5 @@
-/* Drives the C ABI from C: create, suggest with a callback, cancel from the callback, ask,
+/* Drives the C ABI from C: create, suggest with a callback, cancel from the callback, ask (with
+ * the prompt's progress),
  * usage JSON with the size-query convention, errors and their status codes, the error message
  * a thread read staying its own, free(NULL), the version. Exit code 0 = pass. */
 #include <pthread.h>
@@ -34,6 +35,21 @@ static int on_text(const char* text, size_t len, void* ud) {
     }
     s->calls++;
     return s->stop_after == 0 || s->calls < s->stop_after;
+}
+
+struct progress {
+    int calls, stop_after;
+    int64_t first, last, total;
+};
+
+static int on_progress(int64_t done, int64_t total, void* ud) {
+    struct progress* g = (struct progress*)ud;
+    if (g->calls == 0) g->first = done;
+    CHECK(done > g->last && done <= total);
+    g->last = done;
+    g->total = total;
+    g->calls++;
+    return g->stop_after == 0 || g->calls < g->stop_after;
 }
 
 static int events = 0;
@@ -171,6 +187,26 @@ int main(void) {
     CHECK(tandem_assistant_ask(a, "Who is Lily?", "", 0, 6, on_text, &s, &who) == TANDEM_STATUS_OK);
     CHECK(who != NULL && strcmp(who, "local") == 0);
     CHECK(strcmp(tandem_assistant_last_reason(a), "no cloud configured") == 0);
+
+    /* A selection of two forward passes (256 tokens each; the context holds 512): progress after each, then
+     * stopped by the callback's 0 after the first pass of another selection. */
+    char selection[8192] = "";
+    for (int i = 0; i < 24; i++) strcat(selection, "Lily went to the park with her mom and saw a big dog. ");
+    struct progress pg;
+    memset(&pg, 0, sizeof pg);
+    CHECK(tandem_assistant_ask_with_progress(a, "Who is Lily?", selection, 0, 2, NULL, on_progress, &pg, NULL) ==
+          TANDEM_STATUS_OK);
+    if (pg.calls == 0) fprintf(stderr, "ask_with_progress: %s\n", tandem_errmsg(a)); /* why it failed */
+    CHECK(pg.calls >= 2);
+    CHECK(pg.first < pg.total);
+    CHECK(pg.last == pg.total);
+    memset(&pg, 0, sizeof pg);
+    pg.stop_after = 1;
+    selection[0] = 'M';
+    CHECK(tandem_assistant_ask_with_progress(a, "Who is Lily?", selection, 0, 2, NULL, on_progress, &pg, NULL) ==
+          TANDEM_STATUS_CANCELLED);
+    CHECK(pg.calls == 1);
+    CHECK(pg.last < pg.total);
 
     CHECK(tandem_assistant_set_router_threshold(a, 0.5) == TANDEM_STATUS_FAILED); /* no router */
     CHECK(strstr(tandem_errmsg(a), "router") != NULL);

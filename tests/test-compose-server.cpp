@@ -73,6 +73,10 @@ public:
         last_selection = std::string(selection);
         last_private = options.private_query;
         AskResult r;
+        if (options.private_query && options.on_prompt_progress) {  // a local answer's prompt, in two passes
+            options.on_prompt_progress(256, 300);
+            options.on_prompt_progress(300, 300);
+        }
         r.text = "Peace is the first condition.";
         if (on_piece) on_piece(r.text);
         r.answered_by = options.private_query ? "local" : "cloud";
@@ -310,7 +314,13 @@ TEST_CASE("compose server: ask streams and says who answered and why") {
     CHECK(ev[1].second["threshold"] == doctest::Approx(0.5));
     CHECK(r.fake.last_selection == "We the peoples");
     a = call(r.port, http::verb::post, "/api/ask", R"({"instruction": "Summarize", "private": true})", kToken);
-    CHECK(sse_events(a.body).back().second["answered_by"] == "local");
+    ev = sse_events(a.body);
+    REQUIRE(ev.size() == 4);  // the local model's progress through the prompt comes first
+    CHECK(ev[0].first == "progress");
+    CHECK(ev[0].second["done"] == 256);
+    CHECK(ev[0].second["total"] == 300);
+    CHECK(ev[1].second["done"] == 300);
+    CHECK(ev.back().second["answered_by"] == "local");
     CHECK(r.fake.last_private);
 }
 

@@ -220,6 +220,58 @@ TEST_CASE("cancellation lands between the prompt's forward passes; the passes do
     CHECK(std::memcmp(a->last_logits(), b->context().logits(), (size_t)nv * sizeof(float)) == 0);
 }
 
+TEST_CASE("prompt progress: one call a forward pass, and false stops the call there") {
+    EngineParams ep;
+    ep.context.n_ctx = 2048;
+    ep.context.n_threads = 2;
+    ep.context.n_batch = 8;
+    auto e = Engine::load(shared_path("models/stories260K.gguf"), ep);
+    std::string text;
+    for (int i = 0; i < 10; i++) text += "Once upon a time there was a little girl. ";
+    const std::vector<int32_t> prompt = e->tokenizer().encode(text, true);
+    const int64_t n = (int64_t)prompt.size();
+    REQUIRE(n > 40);
+    std::vector<std::pair<int64_t, int64_t>> calls;
+    GenerateParams gp = greedy(4);
+    gp.on_prompt_progress = [&](int64_t cached, int64_t total) {
+        calls.push_back({cached, total});
+        return true;
+    };
+    const Generation g = e->generate_tokens(prompt, gp);
+    CHECK(g.finish == FinishReason::Length);
+    REQUIRE(calls.size() == (size_t)((n + 7) / 8));  // one a pass of 8 tokens
+    for (size_t i = 0; i < calls.size(); i++) {
+        CHECK(calls[i].second == n);
+        CHECK(calls[i].first == std::min<int64_t>(8 * (int64_t)(i + 1), n));
+    }
+    // a prompt that extends the cached one: the first call counts the reused tokens
+    std::vector<int32_t> longer = prompt;
+    longer.insert(longer.end(), prompt.begin() + 1, prompt.begin() + 21);
+    calls.clear();
+    const Generation h = e->generate_tokens(longer, gp);
+    CHECK(h.usage.reused_tokens == n);
+    REQUIRE(!calls.empty());
+    CHECK(calls.front().first == std::min<int64_t>(n + 8, (int64_t)longer.size()));
+    CHECK(calls.back().first == (int64_t)longer.size());
+    // all but the last token reused: one pass of one token, no call
+    calls.clear();
+    e->generate_tokens(longer, gp);
+    CHECK(calls.empty());
+    // false after the second pass: Cancelled, nothing generated, the two passes kept
+    auto f = Engine::load(shared_path("models/stories260K.gguf"), ep);
+    int seen = 0;
+    gp.on_prompt_progress = [&](int64_t, int64_t) { return ++seen < 2; };
+    const Generation s = f->generate_tokens(prompt, gp);
+    CHECK(s.finish == FinishReason::Cancelled);
+    CHECK(s.tokens.empty());
+    CHECK(seen == 2);
+    CHECK(f->cached_prefix(prompt) == 16);
+    gp.on_prompt_progress = {};
+    const Generation t = f->generate_tokens(prompt, gp);
+    CHECK(t.usage.reused_tokens == 16);
+    CHECK(t.tokens == g.tokens);
+}
+
 TEST_CASE("context overflow: long prompts are an error, full context stops generation") {
     auto e = stories(32);
     std::string longp;

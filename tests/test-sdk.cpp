@@ -76,6 +76,12 @@ static AssistantConfig base_config() {
     return c;
 }
 
+static AskOptions ask_tokens(int max_tokens) {
+    AskOptions o;
+    o.max_tokens = max_tokens;
+    return o;
+}
+
 static const char* kDoc = "Once upon a time, there was a little girl named Lily. She loved to play outside";
 
 TEST_CASE("suggest streams a continuation and reuses the prompt prefix on the next keystroke") {
@@ -742,7 +748,7 @@ TEST_CASE("set_cloud: a cloud that moved to another port is followed; a cloud re
     a->set_cloud("", "");
     CHECK(a->cloud_url().empty());
     CHECK(!a->usage().online);
-    CHECK(a->ask("Who guards the castle?", "", AskOptions{false, 4}).reason == "no cloud configured");
+    CHECK(a->ask("Who guards the castle?", "", ask_tokens(4)).reason == "no cloud configured");
 }
 
 // Tight loops on both sides, so that ThreadSanitizer (-DTANDEM_SANITIZE=thread) sees set_cloud's
@@ -788,7 +794,7 @@ TEST_CASE("set_cloud while suggestions and asks run: each switch is quick, and t
         }
     });
     std::thread asker([&] {
-        while (!done) a->ask("Who guards the castle?", "", AskOptions{false, 2});
+        while (!done) a->ask("Who guards the castle?", "", ask_tokens(2));
     });
     auto second = start_story_cloud(dir);
     const auto t0 = std::chrono::steady_clock::now();

@@ -71,7 +71,8 @@ size_t Engine::cached_prefix(const std::vector<int32_t>& prompt) {
     return n;
 }
 
-Engine::Prefilled Engine::prefill_locked(const std::vector<int32_t>& prompt, const uint64_t* epoch) {
+Engine::Prefilled Engine::prefill_locked(const std::vector<int32_t>& prompt, const uint64_t* epoch,
+                                         const PromptProgress& progress) {
     if (prompt.empty()) throw std::invalid_argument("prompt is empty (no tokens to evaluate)");
     if ((int64_t)prompt.size() > ctx_->n_ctx())
         throw ContextFull("prompt of " + std::to_string(prompt.size()) + " tokens does not fit the context of " +
@@ -84,6 +85,7 @@ Engine::Prefilled Engine::prefill_locked(const std::vector<int32_t>& prompt, con
     // one forward pass at a time (the context would split the run into the same passes, with the
     // logits of the last only), so that a cancel() lands between them
     const size_t pass = (size_t)std::max<int64_t>(1, ctx_->n_batch());
+    const bool report = progress && prompt.size() - common > 1;
     for (size_t at = common; at < prompt.size();) {
         if (epoch && cancel_epoch_.load() != *epoch) return {(int64_t)common, false};
         const size_t end = std::min(prompt.size(), at + pass);
@@ -91,6 +93,7 @@ Engine::Prefilled Engine::prefill_locked(const std::vector<int32_t>& prompt, con
         else ctx_->eval_no_logits(prompt.data() + at, (int64_t)(end - at));
         cached_.insert(cached_.end(), prompt.begin() + (long)at, prompt.begin() + (long)end);
         at = end;
+        if (report && !progress((int64_t)end, (int64_t)prompt.size())) return {(int64_t)common, false};
     }
     return {(int64_t)common, true};
 }
@@ -171,7 +174,7 @@ Generation Engine::generate_tokens(const std::vector<int32_t>& prompt, const Gen
     const auto t0 = Clock::now();
     Generation g;
     g.usage.prompt_tokens = (int64_t)prompt.size();
-    const Prefilled pre = prefill_locked(prompt, &epoch);
+    const Prefilled pre = prefill_locked(prompt, &epoch, params.on_prompt_progress);
     g.usage.reused_tokens = pre.reused;
     g.usage.prompt_ms = ms_since(t0);
     if (!pre.complete) {  // cancelled while evaluating the prompt

@@ -105,6 +105,12 @@ int cmd_run(const Args& args) {
         std::fprintf(stderr, "tandem: %s on %s (CUDA), %.1f MiB on the device\n", engine->model().config().architecture.c_str(),
                      gpu_ctx->device_name().c_str(), (double)gpu_ctx->device_bytes() / (1 << 20));
 #endif
+    ProgressBar prompt_bar("prompt");  // a long prompt's forward passes, on a terminal after a second
+    gp.on_prompt_progress = [&](int64_t cached, int64_t total) {
+        prompt_bar.update((double)cached / (double)total);
+        if (cached == total) prompt_bar.done();
+        return true;
+    };
     const Generation g = engine->generate(prompt, gp, [](std::string_view piece) {
         std::fwrite(piece.data(), 1, piece.size(), stdout);
         std::fflush(stdout);

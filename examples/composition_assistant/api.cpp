@@ -201,6 +201,9 @@ void Api::ask(const json& body, Reply& reply) {
     std::string selection = get_string(body, "selection", false);
     AskOptions opt;
     opt.private_query = get_bool(body, "private", false);
+    opt.on_prompt_progress = [&](int64_t done, int64_t total) {  // a long selection on the local model
+        return !stopping_ && reply.sse_event("progress", {{"done", done}, {"total", total}});
+    };
     if (!reply.sse_begin()) return;
     AskResult r;
     try {

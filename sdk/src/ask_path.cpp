@@ -121,6 +121,7 @@ void AskPath::ask_local(const std::string& query, std::string_view selection, co
         GenerateParams gp;
         gp.max_tokens = opt.max_tokens;
         gp.sampling.temperature = 0.7f;
+        gp.on_prompt_progress = opt.on_prompt_progress;
         const Generation g = engine.generate_tokens(prompt, gp, [&](std::string_view p) { return !on_piece || on_piece(p); });
         r.text = g.text;
         r.answered_by = "local";

@@ -253,12 +253,21 @@ void tandem_assistant_cancel(tandem_assistant* a) {
 
 tandem_status tandem_assistant_ask(tandem_assistant* a, const char* instruction, const char* selection, int32_t private_query,
                                    int32_t max_tokens, tandem_text_cb on_text, void* ud, const char** answered_by) {
+    return tandem_assistant_ask_with_progress(a, instruction, selection, private_query, max_tokens, on_text, nullptr, ud,
+                                              answered_by);
+}
+
+tandem_status tandem_assistant_ask_with_progress(tandem_assistant* a, const char* instruction, const char* selection,
+                                                 int32_t private_query, int32_t max_tokens, tandem_text_cb on_text,
+                                                 tandem_progress_cb on_progress, void* ud, const char** answered_by) {
     if (!a) return TANDEM_STATUS_INVALID_ARGUMENT;
     if (!instruction) return fail(a, "instruction is NULL", TANDEM_STATUS_INVALID_ARGUMENT);
     return guarded(a, [&] {
         tandem::AskOptions o;
         o.private_query = private_query != 0;
         if (max_tokens > 0) o.max_tokens = max_tokens;
+        if (on_progress)
+            o.on_prompt_progress = [on_progress, ud](int64_t done, int64_t total) { return on_progress(done, total, ud) != 0; };
         const auto r = a->impl->ask(instruction, selection ? selection : "", o, wrap_text(on_text, ud));
         {
             std::lock_guard<std::mutex> lk(a->mu);

@@ -41,6 +41,13 @@ struct EngineParams {
 // on-device argmax.
 using LogitFilter = std::function<void(float* logits, int64_t n_vocab, const std::vector<int32_t>& generated)>;
 
+// Called on the generating thread after each forward pass of the prompt (n_batch tokens),
+// with the prompt tokens the KV cache holds so far (reused ones included) and the prompt's
+// length; the last call has cached == total. Not called when the whole prompt but its last
+// token was reused (one pass, nothing to wait for). Return false to stop: the call then ends
+// with FinishReason::Cancelled, and the passes done stay cached for the next call.
+using PromptProgress = std::function<bool(int64_t cached, int64_t total)>;
+
 struct GenerateParams {
     int max_tokens = 128;
     SamplerParams sampling;
@@ -48,6 +55,7 @@ struct GenerateParams {
     std::optional<bool> add_bos;     // default: the model's tokenizer.ggml.add_bos_token
     bool stop_at_eos = true;
     LogitFilter logit_filter;        // empty: none
+    PromptProgress on_prompt_progress;  // empty: none
 };
 
 enum class FinishReason { Length, Stop, EndOfText, Cancelled, ContextFull };
@@ -113,13 +121,14 @@ public:
 private:
     Engine(std::shared_ptr<const Model> m, Tokenizer t, std::unique_ptr<ComputeContext> ctx);
     // prefill() with mu_ held. With `epoch`, it stops before the next forward pass once
-    // cancel() has been called since that epoch was read: the cache then holds the passes
-    // evaluated (later calls reuse them) and `complete` is false.
+    // cancel() has been called since that epoch was read, or once `progress` returned false:
+    // the cache then holds the passes evaluated (later calls reuse them) and `complete` is false.
     struct Prefilled {
         int64_t reused = 0;
         bool complete = true;
     };
-    Prefilled prefill_locked(const std::vector<int32_t>& prompt, const uint64_t* epoch = nullptr);
+    Prefilled prefill_locked(const std::vector<int32_t>& prompt, const uint64_t* epoch = nullptr,
+                             const PromptProgress& progress = {});
 
     std::shared_ptr<const Model> model_;
     Tokenizer tokenizer_;

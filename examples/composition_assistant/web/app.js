@@ -381,7 +381,9 @@ $("ask-form").addEventListener("submit", async (e) => {
   try {
     await stream("/api/ask", { instruction, selection, private: $("ask-private").checked }, ctrl.signal,
       (name, data) => {
-        if (name === "piece") answer.textContent += data.text;
+        if (name === "progress")  // the local model reading a long prompt
+          who.textContent = data.done < data.total ? `reading: ${data.done} of ${data.total} prompt tokens` : "writing…";
+        else if (name === "piece") answer.textContent += data.text;
         else if (name === "error") who.textContent = "failed: " + data.message;
         else if (name === "done") {
           who.replaceChildren();

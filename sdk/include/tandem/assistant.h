@@ -144,9 +144,15 @@ struct SuggestResult {
     GenerationStats stats;
 };
 
+// The local model's progress through a prompt: called after each forward pass with the prompt
+// tokens evaluated or reused so far and the prompt's length (the same type as tandem/engine.h's
+// PromptProgress). Return false to stop the call (it ends cancelled).
+using PromptProgress = std::function<bool(int64_t cached, int64_t total)>;
+
 struct AskOptions {
     bool private_query = false;  // never sent to the cloud
     int max_tokens = 256;
+    PromptProgress on_prompt_progress;  // local answers only; empty: none
 };
 
 struct AskResult {

@@ -78,6 +78,9 @@ typedef enum tandem_event_kind {
  * Return 0 to stop the generation, non-zero to go on. */
 typedef int (*tandem_text_cb)(const char* text, size_t len, void* user_data);
 typedef void (*tandem_event_cb)(tandem_event_kind kind, const char* message, void* user_data);
+/* The local model's progress through a prompt, after each forward pass: `done` prompt tokens
+ * evaluated or reused of `total`. Return 0 to stop the call, non-zero to go on. */
+typedef int (*tandem_progress_cb)(int64_t done, int64_t total, void* user_data);
 
 typedef struct tandem_assistant_params {
     const char* model_path;      /* GGUF file (required) */
@@ -136,6 +139,13 @@ TANDEM_API void tandem_assistant_cancel(tandem_assistant* a);
 TANDEM_API tandem_status tandem_assistant_ask(tandem_assistant* a, const char* instruction, const char* selection,
                                               int32_t private_query, int32_t max_tokens, tandem_text_cb on_text,
                                               void* user_data, const char** answered_by);
+/* METHOD. tandem_assistant_ask, and on_progress (may be NULL) follows a local answer's prompt; it
+ * gets the same user_data as on_text. */
+TANDEM_API tandem_status tandem_assistant_ask_with_progress(tandem_assistant* a, const char* instruction,
+                                                            const char* selection, int32_t private_query,
+                                                            int32_t max_tokens, tandem_text_cb on_text,
+                                                            tandem_progress_cb on_progress, void* user_data,
+                                                            const char** answered_by);
 /* Why the last ask went where it did: a copy made for the calling thread, valid until this
  * thread's next call of this function ("" for NULL). */
 TANDEM_API const char* tandem_assistant_last_reason(tandem_assistant* a);
