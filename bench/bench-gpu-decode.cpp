@@ -18,6 +18,9 @@
 // tokens (n_batch 512, timed once), then 16 warm-up and `steps` timed decode steps as above,
 // with the CUDA graph; --kv picks fp16, turbo (all heads 4-bit and 2 of 8 KV heads per layer
 // at 2 bits) or both (default). The attention stage's device ms comes from one profiled step.
+// Turbo 4-bit runs twice: its prefill on turbo_cache_prefill_cuda (the default) and, as the
+// same-run baseline, on one decode launch per 64-token segment (GpuParams::turbo_prefill_kernel
+// off); their decode is the same code.
 //
 // Prefill (every model above, FP16 KV cache): prompts of --prefill lengths (default
 // 512,1200,4096,16384) in n_batch 512 chunks, timed with the quantized weights' GEMMs in each
@@ -265,11 +268,16 @@ void run_long(const std::shared_ptr<const Model>& m, const char* name, const Syn
     struct Mode {
         const char* name;
         bool turbo;
-        int n2;  // KV heads per layer at 2 bits
+        int n2;         // KV heads per layer at 2 bits
+        bool segments;  // prefill: the per-segment decode launches (GpuParams::turbo_prefill_kernel off)
     };
     std::vector<Mode> modes;
-    if (kv != "turbo") modes.push_back({"fp16", false, 0});
-    if (kv != "fp16") modes.push_back({"turbo 4-bit", true, 0}), modes.push_back({"turbo 2/8 heads 2-bit", true, 2});
+    if (kv != "turbo") modes.push_back({"fp16", false, 0, false});
+    if (kv != "fp16") {
+        modes.push_back({"turbo 4-bit", true, 0, false});
+        modes.push_back({"turbo 4-bit, segment prefill", true, 0, true});
+        modes.push_back({"turbo 2/8 heads 2-bit", true, 2, false});
+    }
     for (long len : lens)
         for (const Mode& mode : modes) {
             ContextParams cp;
@@ -283,7 +291,9 @@ void run_long(const std::shared_ptr<const Model>& m, const char* name, const Syn
             r.model = std::string(name) + " " + type_traits(spec.weight_type).name, r.kv = mode.name, r.ctx = len;
             uint64_t bytes = 0, dev = 0, kv_bytes = 0;
             std::vector<std::pair<std::string, double>> stages;
-            r.ms = time_decode(m, GpuParams{}, steps, &bytes, &stages, cp, len, &r.prefill_ms, &dev, &kv_bytes);
+            GpuParams gp;
+            gp.turbo_prefill_kernel = !mode.segments;
+            r.ms = time_decode(m, gp, steps, &bytes, &stages, cp, len, &r.prefill_ms, &dev, &kv_bytes);
             for (const auto& st : stages)
                 if (st.first == "attention" || st.first == "rope+kv") r.attn_ms += st.second;
             // KV bytes on the device: Turbo records + recent buffers (+ prefill copies and

@@ -5,6 +5,7 @@
 #include "fp16_decode.cuh"
 #include "hopper_prefill.cuh"
 #include "turbo_prefill.cuh"
+#include "turbo_cache_prefill.cuh"
 #include "turbo_decode.cuh"
 #include "tandem/quant_types.h"
 #include "tandem/turbo_attention.h"
@@ -189,6 +190,91 @@ TEST_CASE("cuda: turbo decode vs CPU twin and float64" * doctest::skip(kNoGpu)) 
         for (void* ptr : {(void*)p.q, (void*)p.blocks, (void*)p.recent_k, (void*)p.recent_v,
                           (void*)p.recent_ks, (void*)p.recent_vs, (void*)p.seq_len})
             CK(cudaFree(ptr));
+    }
+}
+
+// A prompt pass of n tokens from pos0 on a cache that already holds pos0 tokens: the kernel
+// against the engine's CPU path (turbo_attend per block of the pass, after that block's
+// appends), every row. The INT8 slots are the recent buffer after each block's last token of
+// the pass, as the GPU engine copies them.
+TEST_CASE("cuda: turbo cache prefill vs the CPU twin (turbo_attend)" * doctest::skip(kNoGpu)) {
+    std::mt19937 rng(fresh_seed());
+    struct Case { int D, Hkv, G; int64_t pos0; int n; float frac; int v_group; };
+    const Case cases[] = {
+        {128, 2, 4, 0, 200, 0.5f, 64},    // from position 0, two heads of two bit widths
+        {128, 2, 4, 70, 190, 0.0f, 64},   // after a cached prefix, across three block ends
+        {64, 4, 1, 10, 54, 0.25f, 32},    // one block's rest: its last token reads the record
+        {128, 1, 8, 64, 128, 1.0f, 128},  // 8 query heads a KV head, all 2-bit
+        {64, 2, 3, 5, 300, 0.5f, 64},     // 3 heads padded to 4 rows
+        {128, 2, 2, 127, 2, 0.0f, 32},    // a block's last token, then the next block's first
+        {64, 2, 7, 0, 64, 0.5f, 64},      // exactly one block
+        {128, 8, 4, 300, 1000, 0.25f, 64},  // the 1B shape's heads, a long pass
+    };
+    for (const Case& tc : cases) {
+        TurboConfig c;
+        c.head_dim = tc.D;
+        c.v_group = tc.v_group;
+        const int Hq = tc.Hkv * tc.G, D = tc.D, T = c.block_tokens;
+        const int64_t end = tc.pos0 + tc.n;
+        std::vector<double> pr(tc.Hkv);
+        for (auto& x : pr) x = std::uniform_real_distribution<double>(0, 1)(rng);
+        TurboKvCache cache(c, 1, tc.Hkv, (int)((end + T - 1) / T * T), turbo_choose_bits(pr, tc.frac));
+        std::vector<float> k((size_t)tc.Hkv * D), v(k.size());
+        for (int64_t t = 0; t < tc.pos0; ++t) {
+            token_kv(rng, tc.Hkv, D, k.data(), v.data());
+            cache.append(0, k.data(), v.data());
+        }
+        std::vector<float> q((size_t)tc.n * Hq * D), twin(q.size()), out(q.size(), NAN);
+        std::normal_distribution<float> nd;
+        for (auto& x : q) x = nd(rng);
+        const int slots = turbo_cache_prefill_slots(tc.pos0, tc.n, T);
+        const size_t slot_kv = (size_t)tc.Hkv * T * D, slot_sc = (size_t)tc.Hkv * T;
+        std::vector<int8_t> sk(slots * slot_kv), sv(sk.size());
+        std::vector<float> sks(slots * slot_sc), svs(sks.size());
+        for (int64_t a = tc.pos0; a < end;) {  // block by block, as the engine's CPU path
+            const int64_t e = std::min<int64_t>(end, (a / T + 1) * T);
+            for (int64_t t = a; t < e; ++t) {
+                token_kv(rng, tc.Hkv, D, k.data(), v.data());
+                cache.append(0, k.data(), v.data());
+            }
+            const size_t s = (size_t)(a / T - tc.pos0 / T);
+            std::copy(cache.recent_k().begin(), cache.recent_k().end(), sk.begin() + s * slot_kv);
+            std::copy(cache.recent_v().begin(), cache.recent_v().end(), sv.begin() + s * slot_kv);
+            std::copy(cache.recent_k_scale().begin(), cache.recent_k_scale().end(), sks.begin() + s * slot_sc);
+            std::copy(cache.recent_v_scale().begin(), cache.recent_v_scale().end(), svs.begin() + s * slot_sc);
+            const size_t at = (size_t)(a - tc.pos0) * Hq * D;
+            turbo_attend(cache, 0, (int)a, (int)(e - a), q.data() + at, Hq, twin.data() + at, nullptr);
+            a = e;
+        }
+        TurboCachePrefillParams p;
+        p.q = upload(q), p.out = upload(out), p.blocks = upload(cache.blocks());
+        p.block_int8 = {upload(sk), upload(sv), upload(sks), upload(svs)};
+        p.pos0 = tc.pos0, p.n = tc.n, p.n_q_heads = Hq, p.layout = cache.layout();
+        p.poly_degree = c.poly_degree, p.threshold = c.threshold;
+        CK(cudaDeviceSynchronize());
+        turbo_cache_prefill_cuda(p, nullptr);
+        CK(cudaDeviceSynchronize());
+        CK(cudaMemcpy(out.data(), p.out, out.size() * 4, cudaMemcpyDeviceToHost));
+        CHECK(all_finite(out));
+        double worst = 0;
+        int64_t worst_pos = -1;
+        for (int i = 0; i < tc.n; ++i)
+            for (int h = 0; h < Hq; ++h) {
+                const size_t o = ((size_t)i * Hq + h) * D;
+                std::vector<float> a(out.begin() + o, out.begin() + o + D);
+                const double r = rel(a, std::vector<double>(twin.begin() + o, twin.begin() + o + D));
+                if (r > worst) worst = r, worst_pos = tc.pos0 + i;
+            }
+        std::printf("turbo cache prefill D=%d Hkv=%d G=%d pos0=%lld n=%d frac=%.2f v_group=%d: worst row rel err vs "
+                    "turbo_attend %.2e (position %lld)\n",
+                    D, tc.Hkv, tc.G, (long long)tc.pos0, tc.n, tc.frac, tc.v_group, worst, (long long)worst_pos);
+        // FP16 operands (q, the keys' and values' real values, p) and the running maximum, as
+        // the decode kernel against the same twin (its bound, 1e-2). A wrong tile (another
+        // block's record, a missed mask, the INT8 copy for a block's last token) is O(1).
+        CHECK(worst < 1e-2);
+        for (const void* ptr : {(const void*)p.q, (const void*)p.out, (const void*)p.blocks, (const void*)p.block_int8.k,
+                                (const void*)p.block_int8.v, (const void*)p.block_int8.ks, (const void*)p.block_int8.vs})
+            CK(cudaFree((void*)ptr));
     }
 }
 

@@ -25,7 +25,9 @@
 // decode, the chunk's tokens as a causal batch (the plain kernel for other head sizes).
 // Turbo: RoPE fused with the INT8 store, a full recent buffer compressed on the device, decode
 // by turbo_decode_cuda (the graph reads the lengths from device memory: never re-captured);
-// prefill attends per recent-buffer segment with the same decode kernel (batch = tokens).
+// prefill stores and compresses per recent-buffer segment, copies each block's INT8 tokens
+// aside, then attends in one launch over the records and those copies on tensor cores
+// (kernels/cuda/turbo_cache_prefill.cu; GpuParams::turbo_prefill_kernel).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -65,6 +67,10 @@ struct GpuParams {
     // kernel (TMA + wgmma; kernels/cuda/hopper_prefill.cu) instead of the split-KV kernel's
     // causal mode. prefill_attention() says which one runs.
     bool hopper_prefill = true;
+    // Turbo cache (turbo_kv): prefill chunks attend in one launch over the records and each
+    // block's INT8 copy on tensor cores (kernels/cuda/turbo_cache_prefill.cu); false: one
+    // decode launch per 64-token segment of the recent buffer (bench-gpu-decode's baseline).
+    bool turbo_prefill_kernel = true;
     // Prefill GEMMs of quantized weights: weights dequantized and activations rounded to BF16
     // (8 significant bits) on tensor cores, or FP32 inputs rounded to TF32 (11 bits) on tensor
     // cores, or FP32 SGEMM; every mode sums in FP32. F32 and F16 weights always use FP32 SGEMM.
@@ -113,7 +119,8 @@ public:
 
     const std::string& device_name() const;
     // The attention kernel prefill chunks (n > 1) run on: "hopper" (sm_90 TMA + wgmma), "fp16
-    // split-KV causal", "plain" (other head sizes) or "turbo segments" (Turbo cache).
+    // split-KV causal", "plain" (other head sizes), "turbo cache prefill" or "turbo segments"
+    // (Turbo cache, GpuParams::turbo_prefill_kernel on or off).
     const char* prefill_attention() const;
     // The GEMM prefill chunks run for the quantized matrices: "hopper fused" (every one on the
     // Hopper dequantizing GEMM), "hopper fused + cublas bf16" (some on dequantized tiles +

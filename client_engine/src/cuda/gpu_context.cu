@@ -39,6 +39,7 @@
 #include "llama_ops.cuh"
 #include "tandem/model.h"
 #include "turbo_cache.cuh"
+#include "turbo_cache_prefill.cuh"
 #include "turbo_decode.cuh"
 
 namespace tandem {
@@ -331,6 +332,7 @@ struct GpuContext::Impl {
     void capture(const Model& m);
     void forward(const Model& m, int64_t n, bool all_logits, int64_t pos0_host);
     void turbo_attention(const Model& m, const LayerDev& L, int64_t n, int64_t pos0_host);
+    void turbo_prefill(const Model& m, const LayerDev& L, int64_t n, int64_t pos0_host);
 
     // Turbo KV cache (sz.turbo): fan-out copies of the recent buffer and their lengths for
     // prefill, the decode workspace, the packed rotated queries.
@@ -350,6 +352,7 @@ struct GpuContext::Impl {
 // segment's tokens, each reading a copy of the recent buffer and the shared records
 // (layout.seq_bytes = 0) up to its own causal length.
 void GpuContext::Impl::turbo_attention(const Model& m, const LayerDev& L, int64_t n, int64_t pos0_host) {
+    if (n > 1 && gp.turbo_prefill_kernel) return turbo_prefill(m, L, n, pos0_host);
     const ModelConfig& c = m.config();
     const int hd = (int)m.head_dim(), T = sz.tcfg.block_tokens, H = (int)c.n_head_kv;
     const int64_t d = sz.d, qd = sz.qkv;
@@ -384,6 +387,46 @@ void GpuContext::Impl::turbo_attention(const Model& m, const LayerDev& L, int64_
         }
         turbo_decode_cuda(dp, stream);
         o += seg;
+    }
+}
+
+// Prefill on the Turbo cache in one attention launch per span of blocks: per segment of the
+// recent buffer (tokens up to the next multiple of T) the store and the compression as in
+// turbo_attention, then the recent buffer copied into fan-out slot (block - first block); then
+// turbo_cache_prefill_cuda reads the records and those INT8 copies. Each token sees what the CPU
+// twin shows it. A span is at most kTurboFan - 1 blocks of tokens, so that its blocks fit the slots.
+void GpuContext::Impl::turbo_prefill(const Model& m, const LayerDev& L, int64_t n, int64_t pos0_host) {
+    const ModelConfig& c = m.config();
+    const int hd = (int)m.head_dim(), T = sz.tcfg.block_tokens, H = (int)c.n_head_kv;
+    const int64_t d = sz.d, qd = sz.qkv, span = (int64_t)(kTurboFan - 1) * T;
+    const TurboCacheLayout& lay = sz.layouts[(size_t)(&L - layers.data())];
+    for (int64_t c0 = 0; c0 < n; c0 += span) {
+        const int64_t cn = std::min(span, n - c0), first_block = (pos0_host + c0) / T;
+        for (int64_t o = c0; o < c0 + cn;) {
+            const int64_t seg = std::min<int64_t>(c0 + cn - o, T - (pos0_host + o) % T);
+            TurboStoreParams sp;
+            sp.qkv = qkv + o * qd, sp.q_out = qc + o * d, sp.n = seg, sp.pos0 = d_io, sp.offset = (int)o;
+            sp.n_head = (int)c.n_head, sp.n_head_kv = H, sp.head_dim = hd, sp.n_rot = (int)c.n_rot;
+            sp.inv_freq = inv_freq, sp.neox = m.rope_mode() == RopeMode::Neox, sp.block_tokens = T;
+            sp.recent = L.recent;
+            turbo_rope_store_cuda(sp, stream);
+            TurboCompressParams cp;
+            cp.pos0 = d_io, cp.end_offset = (int)(o + seg), cp.layout = lay, cp.recent = L.recent, cp.blocks = L.blocks;
+            turbo_compress_cuda(cp, stream);
+            const size_t slot = (size_t)((pos0_host + o) / T - first_block), kv = slot * H * T * hd, sc = slot * H * T;
+            TurboFanoutParams fp;
+            fp.src = L.recent, fp.dst = {fan.k + kv, fan.v + kv, fan.ks + sc, fan.vs + sc};
+            fp.seq_len = fan_len, fp.pos0 = d_io, fp.offset = (int)o, fp.n = 1;
+            fp.n_kv_heads = H, fp.block_tokens = T, fp.head_dim = hd;
+            turbo_fanout_cuda(fp, stream);
+            o += seg;
+        }
+        mark("rope+kv");
+        TurboCachePrefillParams tp;
+        tp.q = qc + c0 * d, tp.out = attn + c0 * d, tp.blocks = L.blocks, tp.block_int8 = fan;
+        tp.pos0 = pos0_host + c0, tp.n = (int)cn, tp.n_q_heads = (int)c.n_head, tp.layout = lay;
+        tp.poly_degree = sz.tcfg.poly_degree, tp.threshold = sz.tcfg.threshold;
+        turbo_cache_prefill_cuda(tp, stream);
     }
 }
 
@@ -937,7 +980,7 @@ GpuContext::~GpuContext() = default;
 const std::string& GpuContext::device_name() const { return impl_->device_name; }
 
 const char* GpuContext::prefill_attention() const {
-    if (impl_->sz.turbo) return "turbo segments";
+    if (impl_->sz.turbo) return impl_->gp.turbo_prefill_kernel ? "turbo cache prefill" : "turbo segments";
     if (impl_->hopper_prefill) return "hopper";
     return impl_->fp16_attn ? "fp16 split-KV causal" : "plain";
 }
