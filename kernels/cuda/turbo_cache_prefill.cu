@@ -2,7 +2,8 @@
 //
 // Grid (query tiles, KV heads). A CTA takes CT consecutive positions of one 64-token block
 // (CT divides 64) and the G query heads of its KV head: each warp holds TPW tokens x GP head
-// rows (GP = G rounded up to a power of two, TPW = 16 / GP) as the M = 16 rows of mma.sync.
+// rows (GP = G rounded up to a power of two, at least 2; TPW = 16 / GP) as the M = 16 rows of
+// mma.sync.
 // Per key tile of 64 tokens the CTA expands the keys and values into shared memory as FP16
 // real values (scale x q8, q8 = code x sc + zp for a record: the CPU twin's values rounded to
 // FP16), then each warp computes S = Q K^T, the online softmax (SAS against the running
@@ -27,10 +28,20 @@ struct Cfg {
     static constexpr int VS = kTile + 8;                       // tiles: no bank conflicts
 };
 
-// A record's keys (token-major) and values (channel-major) as FP16 real values.
-template <int D, int BITS>
+// Eight FP16 values as one 16-byte word (a shared-memory store).
+__device__ __forceinline__ uint4 pack8(const float (&f)[8]) {
+    return make_uint4(pack_h2(f[0], f[1]), pack_h2(f[2], f[3]), pack_h2(f[4], f[5]), pack_h2(f[6], f[7]));
+}
+
+// A record's keys (token-major) and values (channel-major) as FP16 real values, by NT threads.
+// The code words load in rounds of up to 4 a thread before any is used (compile-time trip
+// counts), the values' with the keys' when that is all of them, so that their L2 round trips
+// overlap; each 8 codes become one 16-byte store. More at once spilled registers.
+template <int D, int BITS, int NT>
 __device__ __forceinline__ void expand_record(const uint8_t* rec, const TurboCacheLayout& L, __half* Ks, __half* Vs) {
-    constexpr int T = kTile, PER = 32 / BITS, WORDS = T * D / PER, KS = D + 8, VS = T + 8;
+    constexpr int T = kTile, PER = 32 / BITS, WORDS = T * D / PER, IT = WORDS / NT, R = IT < 4 ? IT : 4;
+    constexpr int KS = D + 8, VS = T + 8;
+    static_assert(WORDS % NT == 0 && IT % R == 0, "whole rounds of words");
     constexpr uint32_t kMask = (1u << BITS) - 1;
     const float kscale = ((const float*)rec)[0], vscale = ((const float*)rec)[1];
     const uint8_t* ksc = rec + 8;
@@ -40,45 +51,91 @@ __device__ __forceinline__ void expand_record(const uint8_t* rec, const TurboCac
     const int8_t* vzp = (const int8_t*)(rec + 8 + 2 * D + T * ng);
     const uint32_t* kc = (const uint32_t*)(rec + L.meta_bytes);
     const uint32_t* vc = kc + WORDS;
-    for (int w = threadIdx.x; w < WORDS; w += blockDim.x) {
-        const uint32_t x = kc[w];
-        const int t = w * PER / D, c0 = w * PER % D;
+    uint32_t vx[R];
 #pragma unroll
-        for (int i = 0; i < PER; ++i) {
-            const int c = c0 + i;
-            const int q8 = (int)((x >> (BITS * i)) & kMask) * ksc[c] + kzp[c];
-            Ks[t * KS + c] = __float2half_rn(kscale * (float)q8);
+    for (int i0 = 0; i0 < IT; i0 += R) {
+        uint32_t kx[R];
+#pragma unroll
+        for (int i = 0; i < R; ++i) kx[i] = kc[threadIdx.x + (i0 + i) * NT];
+        if constexpr (IT == R)
+#pragma unroll
+            for (int i = 0; i < R; ++i) vx[i] = vc[threadIdx.x + i * NT];
+#pragma unroll
+        for (int i = 0; i < R; ++i) {
+            const int w = threadIdx.x + (i0 + i) * NT, t = w * PER / D, c0 = w * PER % D;
+#pragma unroll
+            for (int h8 = 0; h8 < PER / 8; ++h8) {
+                float f[8];
+#pragma unroll
+                for (int j = 0; j < 8; ++j) {
+                    const int c = c0 + 8 * h8 + j;
+                    f[j] = kscale * (float)((int)((kx[i] >> (BITS * (8 * h8 + j))) & kMask) * ksc[c] + kzp[c]);
+                }
+                *(uint4*)(Ks + t * KS + c0 + 8 * h8) = pack8(f);
+            }
         }
     }
-    for (int w = threadIdx.x; w < WORDS; w += blockDim.x) {
-        const uint32_t x = vc[w];
-        const int c = w * PER / T, t0 = w * PER % T, g = c / L.v_group;
 #pragma unroll
-        for (int i = 0; i < PER; ++i) {
-            const int t = t0 + i;
-            const int q8 = (int)((x >> (BITS * i)) & kMask) * vsc[t * ng + g] + vzp[t * ng + g];
-            Vs[c * VS + t] = __float2half_rn(vscale * (float)q8);
+    for (int i0 = 0; i0 < IT; i0 += R) {
+        if constexpr (IT != R)
+#pragma unroll
+            for (int i = 0; i < R; ++i) vx[i] = vc[threadIdx.x + (i0 + i) * NT];
+#pragma unroll
+        for (int i = 0; i < R; ++i) {
+            const int w = threadIdx.x + (i0 + i) * NT, c = w * PER / T, t0 = w * PER % T, g = c / L.v_group;
+#pragma unroll
+            for (int h8 = 0; h8 < PER / 8; ++h8) {
+                float f[8];
+#pragma unroll
+                for (int j = 0; j < 8; ++j) {
+                    const int t = t0 + 8 * h8 + j;
+                    f[j] = vscale * (float)((int)((vx[i] >> (BITS * (8 * h8 + j))) & kMask) * vsc[t * ng + g] + vzp[t * ng + g]);
+                }
+                *(uint4*)(Vs + c * VS + t0 + 8 * h8) = pack8(f);
+            }
         }
     }
 }
 
-// One KV head of an INT8 block copy: keys (T, D) with a scale per token, values (D, T).
-template <int D>
+// One KV head of an INT8 block copy: keys (T, D) with a scale per token, values (D, T); 8 bytes
+// a thread and round, in rounds as in expand_record.
+template <int D, int NT>
 __device__ __forceinline__ void expand_int8(const int8_t* k8, const float* ks, const int8_t* v8, const float* vs, __half* Ks,
                                             __half* Vs) {
-    constexpr int T = kTile, WORDS = T * D / 4, KS = D + 8, VS = T + 8;
-    for (int w = threadIdx.x; w < WORDS; w += blockDim.x) {
-        const uint32_t x = ((const uint32_t*)k8)[w];
-        const int t = 4 * w / D, c0 = 4 * w % D;
-        const float s = ks[t];
+    constexpr int T = kTile, WORDS = T * D / 8, IT = WORDS / NT, R = IT < 4 ? IT : 4, KS = D + 8, VS = T + 8;
+    static_assert(WORDS % NT == 0 && IT % R == 0, "whole rounds of words");
+    uint2 vx[R];
 #pragma unroll
-        for (int i = 0; i < 4; ++i) Ks[t * KS + c0 + i] = __float2half_rn(s * (float)(int8_t)(x >> (8 * i)));
+    for (int i0 = 0; i0 < IT; i0 += R) {
+        uint2 kx[R];
+#pragma unroll
+        for (int i = 0; i < R; ++i) kx[i] = ((const uint2*)k8)[threadIdx.x + (i0 + i) * NT];
+        if constexpr (IT == R)
+#pragma unroll
+            for (int i = 0; i < R; ++i) vx[i] = ((const uint2*)v8)[threadIdx.x + i * NT];
+#pragma unroll
+        for (int i = 0; i < R; ++i) {
+            const int w = threadIdx.x + (i0 + i) * NT, t = 8 * w / D, c0 = 8 * w % D;
+            const float s = ks[t];
+            float f[8];
+#pragma unroll
+            for (int j = 0; j < 8; ++j) f[j] = s * (float)(int8_t)((j < 4 ? kx[i].x : kx[i].y) >> (8 * (j % 4)));
+            *(uint4*)(Ks + t * KS + c0) = pack8(f);
+        }
     }
-    for (int w = threadIdx.x; w < WORDS; w += blockDim.x) {
-        const uint32_t x = ((const uint32_t*)v8)[w];
-        const int c = 4 * w / T, t0 = 4 * w % T;
 #pragma unroll
-        for (int i = 0; i < 4; ++i) Vs[c * VS + t0 + i] = __float2half_rn(vs[t0 + i] * (float)(int8_t)(x >> (8 * i)));
+    for (int i0 = 0; i0 < IT; i0 += R) {
+        if constexpr (IT != R)
+#pragma unroll
+            for (int i = 0; i < R; ++i) vx[i] = ((const uint2*)v8)[threadIdx.x + (i0 + i) * NT];
+#pragma unroll
+        for (int i = 0; i < R; ++i) {
+            const int w = threadIdx.x + (i0 + i) * NT, c = 8 * w / T, t0 = 8 * w % T;
+            float f[8];
+#pragma unroll
+            for (int j = 0; j < 8; ++j) f[j] = vs[t0 + j] * (float)(int8_t)((j < 4 ? vx[i].x : vx[i].y) >> (8 * (j % 4)));
+            *(uint4*)(Vs + c * VS + t0) = pack8(f);
+        }
     }
 }
 
@@ -86,7 +143,7 @@ template <int D, int GP>
 __global__ void __launch_bounds__(Cfg<D, GP>::WARPS * 32) turbo_cache_prefill_kernel(const TurboCachePrefillParams p,
                                                                                                 float c1f, float c2f, float c3f) {
     using C = Cfg<D, GP>;
-    constexpr int T = kTile;
+    constexpr int T = kTile, NT = C::WARPS * 32;
     __shared__ __align__(16) __half Ks[T * C::KS];
     __shared__ __align__(16) __half Vs[D * C::VS];
     const TurboCacheLayout& L = p.layout;
@@ -134,11 +191,11 @@ __global__ void __launch_bounds__(Cfg<D, GP>::WARPS * 32) turbo_cache_prefill_ke
         __syncthreads();  // every warp is done with the previous tile
         if (kind == 1) {
             const size_t kv = ((size_t)slot * H + h) * T * D, sc = ((size_t)slot * H + h) * T;
-            expand_int8<D>(p.block_int8.k + kv, p.block_int8.ks + sc, p.block_int8.v + kv, p.block_int8.vs + sc, Ks, Vs);
+            expand_int8<D, NT>(p.block_int8.k + kv, p.block_int8.ks + sc, p.block_int8.v + kv, p.block_int8.vs + sc, Ks, Vs);
         } else {
             const uint8_t* rec = p.blocks + L.head_off[h] + (size_t)(kind == 0 ? it : blk) * L.rec_bytes[h];
-            if (bits == 4) expand_record<D, 4>(rec, L, Ks, Vs);
-            else expand_record<D, 2>(rec, L, Ks, Vs);
+            if (bits == 4) expand_record<D, 4, NT>(rec, L, Ks, Vs);
+            else expand_record<D, 2, NT>(rec, L, Ks, Vs);
         }
         __syncthreads();
 
@@ -229,8 +286,7 @@ void launch(const TurboCachePrefillParams& p, const float (&c)[4], cudaStream_t 
 
 template <int D>
 void launch_d(const TurboCachePrefillParams& p, int gp, const float (&c)[4], cudaStream_t stream) {
-    if (gp == 1) launch<D, 1>(p, c, stream);
-    else if (gp == 2) launch<D, 2>(p, c, stream);
+    if (gp == 2) launch<D, 2>(p, c, stream);
     else if (gp == 4) launch<D, 4>(p, c, stream);
     else launch<D, 8>(p, c, stream);
 }
@@ -251,7 +307,9 @@ void turbo_cache_prefill_cuda(const TurboCachePrefillParams& p, cudaStream_t str
         throw CudaError("turbo_cache_prefill: a pointer is null");
     float c[4];
     turbo_sas_coeffs(p.poly_degree, c);
-    const int g = p.n_q_heads / L.n_kv_heads, gp = g <= 1 ? 1 : g <= 2 ? 2 : g <= 4 ? 4 : 8;
+    // rows per token: G rounded up to a power of two, at least 2 (one head a token, 16 tokens a
+    // warp, spilled registers at D = 128)
+    const int g = p.n_q_heads / L.n_kv_heads, gp = g <= 2 ? 2 : g <= 4 ? 4 : 8;
     if (L.head_dim == 128) launch_d<128>(p, gp, c, stream);
     else launch_d<64>(p, gp, c, stream);
     TANDEM_CHECK_CUDA(cudaGetLastError());
