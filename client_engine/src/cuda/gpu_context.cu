@@ -333,6 +333,7 @@ struct GpuContext::Impl {
     void forward(const Model& m, int64_t n, bool all_logits, int64_t pos0_host);
     void turbo_attention(const Model& m, const LayerDev& L, int64_t n, int64_t pos0_host);
     void turbo_prefill(const Model& m, const LayerDev& L, int64_t n, int64_t pos0_host);
+    void turbo_store(const Model& m, const LayerDev& L, int64_t o, int64_t seg);
 
     // Turbo KV cache (sz.turbo): fan-out copies of the recent buffer and their lengths for
     // prefill, the decode workspace, the packed rotated queries.
@@ -341,6 +342,22 @@ struct GpuContext::Impl {
     float* turbo_ws = nullptr;      // (sz.ws_floats)
     float* qc = nullptr;            // (n_batch, n_embd) rotated queries, packed
 };
+
+// Tokens o .. o + seg - 1 of this eval (one segment of the recent buffer) into layer L's Turbo
+// cache: RoPE and the INT8 store, then the compression when they complete a block.
+void GpuContext::Impl::turbo_store(const Model& m, const LayerDev& L, int64_t o, int64_t seg) {
+    const ModelConfig& c = m.config();
+    TurboStoreParams sp;
+    sp.qkv = qkv + o * sz.qkv, sp.q_out = qc + o * sz.d, sp.n = seg, sp.pos0 = d_io, sp.offset = (int)o;
+    sp.n_head = (int)c.n_head, sp.n_head_kv = (int)c.n_head_kv, sp.head_dim = (int)m.head_dim(), sp.n_rot = (int)c.n_rot;
+    sp.inv_freq = inv_freq, sp.neox = m.rope_mode() == RopeMode::Neox, sp.block_tokens = sz.tcfg.block_tokens;
+    sp.recent = L.recent;
+    turbo_rope_store_cuda(sp, stream);
+    TurboCompressParams cp;
+    cp.pos0 = d_io, cp.end_offset = (int)(o + seg), cp.layout = sz.layouts[(size_t)(&L - layers.data())];
+    cp.recent = L.recent, cp.blocks = L.blocks;
+    turbo_compress_cuda(cp, stream);
+}
 
 // Attention of n tokens at positions pos0 .. pos0+n-1 on the Turbo cache of layer L, as the
 // CPU twin orders it: each token joins the cache (a full recent buffer is compressed at
@@ -355,19 +372,11 @@ void GpuContext::Impl::turbo_attention(const Model& m, const LayerDev& L, int64_
     if (n > 1 && gp.turbo_prefill_kernel) return turbo_prefill(m, L, n, pos0_host);
     const ModelConfig& c = m.config();
     const int hd = (int)m.head_dim(), T = sz.tcfg.block_tokens, H = (int)c.n_head_kv;
-    const int64_t d = sz.d, qd = sz.qkv;
+    const int64_t d = sz.d;
     const TurboCacheLayout& lay = sz.layouts[(size_t)(&L - layers.data())];
     for (int64_t o = 0; o < n;) {
         const int64_t seg = n == 1 ? 1 : std::min<int64_t>(n - o, T - (pos0_host + o) % T);
-        TurboStoreParams sp;
-        sp.qkv = qkv + o * qd, sp.q_out = qc + o * d, sp.n = seg, sp.pos0 = d_io, sp.offset = (int)o;
-        sp.n_head = (int)c.n_head, sp.n_head_kv = H, sp.head_dim = hd, sp.n_rot = (int)c.n_rot;
-        sp.inv_freq = inv_freq, sp.neox = m.rope_mode() == RopeMode::Neox, sp.block_tokens = T;
-        sp.recent = L.recent;
-        turbo_rope_store_cuda(sp, stream);
-        TurboCompressParams cp;
-        cp.pos0 = d_io, cp.end_offset = (int)(o + seg), cp.layout = lay, cp.recent = L.recent, cp.blocks = L.blocks;
-        turbo_compress_cuda(cp, stream);
+        turbo_store(m, L, o, seg);
         mark("rope+kv");
         TurboDecodeParams dp;
         dp.q = qc + o * d, dp.out = attn + o * d, dp.blocks = L.blocks;
@@ -398,21 +407,13 @@ void GpuContext::Impl::turbo_attention(const Model& m, const LayerDev& L, int64_
 void GpuContext::Impl::turbo_prefill(const Model& m, const LayerDev& L, int64_t n, int64_t pos0_host) {
     const ModelConfig& c = m.config();
     const int hd = (int)m.head_dim(), T = sz.tcfg.block_tokens, H = (int)c.n_head_kv;
-    const int64_t d = sz.d, qd = sz.qkv, span = (int64_t)(kTurboFan - 1) * T;
+    const int64_t d = sz.d, span = (int64_t)(kTurboFan - 1) * T;
     const TurboCacheLayout& lay = sz.layouts[(size_t)(&L - layers.data())];
     for (int64_t c0 = 0; c0 < n; c0 += span) {
         const int64_t cn = std::min(span, n - c0), first_block = (pos0_host + c0) / T;
         for (int64_t o = c0; o < c0 + cn;) {
             const int64_t seg = std::min<int64_t>(c0 + cn - o, T - (pos0_host + o) % T);
-            TurboStoreParams sp;
-            sp.qkv = qkv + o * qd, sp.q_out = qc + o * d, sp.n = seg, sp.pos0 = d_io, sp.offset = (int)o;
-            sp.n_head = (int)c.n_head, sp.n_head_kv = H, sp.head_dim = hd, sp.n_rot = (int)c.n_rot;
-            sp.inv_freq = inv_freq, sp.neox = m.rope_mode() == RopeMode::Neox, sp.block_tokens = T;
-            sp.recent = L.recent;
-            turbo_rope_store_cuda(sp, stream);
-            TurboCompressParams cp;
-            cp.pos0 = d_io, cp.end_offset = (int)(o + seg), cp.layout = lay, cp.recent = L.recent, cp.blocks = L.blocks;
-            turbo_compress_cuda(cp, stream);
+            turbo_store(m, L, o, seg);
             const size_t slot = (size_t)((pos0_host + o) / T - first_block), kv = slot * H * T * hd, sc = slot * H * T;
             TurboFanoutParams fp;
             fp.src = L.recent, fp.dst = {fan.k + kv, fan.v + kv, fan.ks + sc, fan.vs + sc};
