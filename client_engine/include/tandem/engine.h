@@ -43,9 +43,9 @@ using LogitFilter = std::function<void(float* logits, int64_t n_vocab, const std
 
 // Called on the generating thread after each forward pass of the prompt (n_batch tokens),
 // with the prompt tokens the KV cache holds so far (reused ones included) and the prompt's
-// length; the last call has cached == total. Not called when the whole prompt but its last
-// token was reused (one pass, nothing to wait for). Return false to stop: the call then ends
-// with FinishReason::Cancelled, and the passes done stay cached for the next call.
+// length; the last call has cached == total. Not called when one token is all there is to
+// evaluate (a fully reused prompt's last token). Return false to stop: the call then ends with
+// FinishReason::Cancelled, and the passes done stay cached for the next call.
 using PromptProgress = std::function<bool(int64_t cached, int64_t total)>;
 
 struct GenerateParams {
