@@ -364,10 +364,10 @@ void GpuContext::Impl::turbo_store(const Model& m, const LayerDev& L, int64_t o,
 // once), then attends to the cache as it stands, itself included. n == 1 (decode, maybe in
 // the graph) reads the position from d_io only; the compression kernel decides on the
 // device whether a block is full, so the captured graph stays valid at every length.
-// n > 1 (prefill, pos0_host known) runs per segment of the recent buffer: store the
-// segment, compress if it completes a block, then one decode launch whose batch is the
-// segment's tokens, each reading a copy of the recent buffer and the shared records
-// (layout.seq_bytes = 0) up to its own causal length.
+// n > 1 (prefill, pos0_host known) runs turbo_prefill, or with GpuParams::turbo_prefill_kernel
+// off, per segment of the recent buffer: store the segment, compress if it completes a block,
+// then one decode launch whose batch is the segment's tokens, each reading a copy of the recent
+// buffer and the shared records (layout.seq_bytes = 0) up to its own causal length.
 void GpuContext::Impl::turbo_attention(const Model& m, const LayerDev& L, int64_t n, int64_t pos0_host) {
     if (n > 1 && gp.turbo_prefill_kernel) return turbo_prefill(m, L, n, pos0_host);
     const ModelConfig& c = m.config();
