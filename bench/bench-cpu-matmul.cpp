@@ -17,8 +17,10 @@
 // decode step reads ~62 MB (Q4_0) to ~219 MB (F16): far more than the caches.
 // Each path packs the matrices first (cpu::pack_weights, not timed).
 // Decode: one step = all 85 matvecs in sequence (what a forward pass does); median of steps.
-// Prefill: --tokens (512) tokens through one layer's 7 matrices with matmul; ops = 2*params*tokens,
-// reported against the path's int8 peak (quantized types) or fp32 fma peak (float types).
+// Prefill: --tokens (512) tokens through one layer's 7 matrices with matmul, the best of 12 such
+// calls (one lasts 5-12 ms; with the best of 3, two threads on a shared VM read 52-71% of their
+// peak from run to run); ops = 2*params*tokens, reported against the path's int8 peak
+// (quantized types) or fp32 fma peak (float types).
 
 #include <algorithm>
 #include <chrono>
@@ -272,7 +274,7 @@ int main(int argc, char** argv) {
             const double dec = time_decode(packed, pool, slow ? 3 : 20);
             int64_t flops = 0;
             const int64_t ntok = slow ? std::min<int64_t>(n_tokens, 64) : n_tokens;
-            const double pre = time_prefill(packed, pool, ntok, slow ? 1 : 3, &flops);
+            const double pre = time_prefill(packed, pool, ntok, slow ? 1 : 12, &flops);
             const double gbs = (double)m.bytes / dec / 1e9, gflops = (double)flops / pre / 1e9;
             if (slow) { scalar_gflops = gflops; scalar_gbs = gbs; }
             char ratio[32] = "-", roof[32] = "-";
