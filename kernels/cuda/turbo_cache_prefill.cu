@@ -22,8 +22,9 @@ namespace {
 template <int D, int GP>
 struct Cfg {
     static constexpr int TPW = 16 / GP;                       // tokens a warp
-    static constexpr int WARPS = 64 / TPW < 8 ? 64 / TPW : 8;
-    static constexpr int CT = WARPS * TPW;                     // tokens a CTA (divides 64)
+    static constexpr int WARPS = 8;
+    static constexpr int CT = WARPS * TPW;                     // tokens a CTA: 64, 32 or 16
+    static_assert(GP >= 2 && kTile % CT == 0, "a CTA's positions lie in one block");
     static constexpr int KS = D + 8;                           // row strides (halves) of the
     static constexpr int VS = kTile + 8;                       // tiles: no bank conflicts
 };
