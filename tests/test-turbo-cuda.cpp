@@ -248,6 +248,7 @@ TEST_CASE("cuda: turbo cache prefill vs the CPU twin (turbo_attend)" * doctest::
         }
         TurboCachePrefillParams p;
         p.q = upload(q), p.out = upload(out), p.blocks = upload(cache.blocks());
+        CK(cudaMalloc(&p.tiles, turbo_cache_prefill_scratch_bytes(tc.pos0, tc.n, cache.layout())));
         p.block_int8 = {upload(sk), upload(sv), upload(sks), upload(svs)};
         p.pos0 = tc.pos0, p.n = tc.n, p.n_q_heads = Hq, p.layout = cache.layout();
         p.poly_degree = c.poly_degree, p.threshold = c.threshold;
@@ -272,8 +273,9 @@ TEST_CASE("cuda: turbo cache prefill vs the CPU twin (turbo_attend)" * doctest::
         // the decode kernel against the same twin (its bound, 1e-2). A wrong tile (another
         // block's record, a missed mask, the INT8 copy for a block's last token) is O(1).
         CHECK(worst < 1e-2);
-        for (const void* ptr : {(const void*)p.q, (const void*)p.out, (const void*)p.blocks, (const void*)p.block_int8.k,
-                                (const void*)p.block_int8.v, (const void*)p.block_int8.ks, (const void*)p.block_int8.vs})
+        for (const void* ptr : {(const void*)p.q, (const void*)p.out, (const void*)p.tiles, (const void*)p.blocks,
+                                (const void*)p.block_int8.k, (const void*)p.block_int8.v, (const void*)p.block_int8.ks,
+                                (const void*)p.block_int8.vs})
             CK(cudaFree((void*)ptr));
     }
 }

@@ -1,16 +1,21 @@
-// turbo_cache_prefill_cuda (turbo_cache_prefill.cuh).
+// turbo_cache_prefill_cuda (turbo_cache_prefill.cuh): two launches a pass.
 //
-// Grid (query tiles, KV heads). A CTA takes CT consecutive positions of one 64-token block
-// (CT divides 64) and the G query heads of its KV head: each warp holds TPW tokens x GP head
-// rows (GP = G rounded up to a power of two, at least 2; TPW = 16 / GP) as the M = 16 rows of
-// mma.sync.
-// Per key tile of 64 tokens the CTA expands the keys and values into shared memory as FP16
-// real values (scale x q8, q8 = code x sc + zp for a record: the CPU twin's values rounded to
-// FP16), then each warp computes S = Q K^T, the online softmax (SAS against the running
-// maximum; exp2 rescales the sums when it moves) and O += P V (P rounded to FP16, as the decode
-// kernel's tensor-core P.V). Tiles: the records of the blocks before the CTA's block, the
-// block's INT8 copy (causal; not for its last token), then, where the CTA holds the block's
-// last token, the block's own record for that token alone.
+// 1. Expansion, grid (tiles, KV heads): each CTA writes one 64-token tile of one KV head into
+//    the FP16 scratch as real values (scale x q8, q8 = code x sc + zp for a record: the CPU
+//    twin's values rounded to FP16), keys token-major (T, D) then values channel-major (D, T).
+//    Tiles 0 .. n_rec - 1 are the records of the complete blocks, then one a block of the pass
+//    from its INT8 copy. Every tile is expanded once a pass instead of once by every CTA that
+//    reads it (16 CTAs a KV head in a pass of 512 tokens with 4 query heads a KV head).
+// 2. Attention, grid (query tiles, KV heads). A CTA takes CT consecutive positions of one
+//    64-token block (CT divides 64) and the G query heads of its KV head: each warp holds TPW
+//    tokens x GP head rows (GP = G rounded up to a power of two, at least 2; TPW = 16 / GP) as
+//    the M = 16 rows of mma.sync. The CTA streams its key tiles through shared memory with
+//    cp.async in two stages (the next tile's copy in flight while the warps compute on this
+//    one); each warp computes S = Q K^T, the online softmax (SAS against the running maximum;
+//    exp2 rescales the sums when it moves) and O += P V (P rounded to FP16, as the decode
+//    kernel's tensor-core P.V). Tiles: the records of the blocks before the CTA's block, the
+//    block's INT8 copy (causal; not for its last token), then, where the CTA holds the block's
+//    last token, the block's own record for that token alone.
 #include "cuda_common.cuh"
 #include "decode_common.cuh"
 #include "mma_fragments.cuh"
@@ -27,21 +32,32 @@ struct Cfg {
     static_assert(GP >= 2 && kTile % CT == 0, "a CTA's positions lie in one block");
     static constexpr int KS = D + 8;                           // row strides (halves) of the
     static constexpr int VS = kTile + 8;                       // tiles: no bank conflicts
+    static constexpr int STAGE = kTile * KS + D * VS;          // halves of one stage (K, V)
+    static constexpr size_t SMEM = 2 * STAGE * sizeof(__half);
 };
+
+// Asynchronous 16-byte copies global -> shared (cp.async, L2 only) and their groups.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+    const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
 // Eight FP16 values as one 16-byte word (a shared-memory store).
 __device__ __forceinline__ uint4 pack8(const float (&f)[8]) {
     return make_uint4(pack_h2(f[0], f[1]), pack_h2(f[2], f[3]), pack_h2(f[4], f[5]), pack_h2(f[6], f[7]));
 }
 
-// A record's keys (token-major) and values (channel-major) as FP16 real values, by NT threads.
-// The code words load in rounds of up to 4 a thread before any is used (compile-time trip
-// counts), the values' with the keys' when that is all of them, so that their L2 round trips
-// overlap; each 8 codes become one 16-byte store. More at once spilled registers.
+// A record's keys (token-major, (T, D)) and values (channel-major, (D, T)) as FP16 real values,
+// by NT threads. The code words load in rounds of up to 4 a thread before any is used
+// (compile-time trip counts), the values' with the keys' when that is all of them, so that
+// their round trips overlap; each 8 codes become one 16-byte store.
 template <int D, int BITS, int NT>
 __device__ __forceinline__ void expand_record(const uint8_t* rec, const TurboCacheLayout& L, __half* Ks, __half* Vs) {
     constexpr int T = kTile, PER = 32 / BITS, WORDS = T * D / PER, IT = WORDS / NT, R = IT < 4 ? IT : 4;
-    constexpr int KS = D + 8, VS = T + 8;
+    constexpr int KS = D, VS = T;
     static_assert(WORDS % NT == 0 && IT % R == 0, "whole rounds of words");
     constexpr uint32_t kMask = (1u << BITS) - 1;
     const float kscale = ((const float*)rec)[0], vscale = ((const float*)rec)[1];
@@ -98,12 +114,12 @@ __device__ __forceinline__ void expand_record(const uint8_t* rec, const TurboCac
     }
 }
 
-// One KV head of an INT8 block copy: keys (T, D) with a scale per token, values (D, T); 8 bytes
-// a thread and round, in rounds as in expand_record.
+// One KV head of an INT8 block copy (keys (T, D) with a scale per token, values (D, T)) as FP16
+// real values in the same layouts; 8 bytes a thread and round, in rounds as in expand_record.
 template <int D, int NT>
 __device__ __forceinline__ void expand_int8(const int8_t* k8, const float* ks, const int8_t* v8, const float* vs, __half* Ks,
                                             __half* Vs) {
-    constexpr int T = kTile, WORDS = T * D / 8, IT = WORDS / NT, R = IT < 4 ? IT : 4, KS = D + 8, VS = T + 8;
+    constexpr int T = kTile, WORDS = T * D / 8, IT = WORDS / NT, R = IT < 4 ? IT : 4, KS = D, VS = T;
     static_assert(WORDS % NT == 0 && IT % R == 0, "whole rounds of words");
     uint2 vx[R];
 #pragma unroll
@@ -140,16 +156,39 @@ __device__ __forceinline__ void expand_int8(const int8_t* k8, const float* ks, c
     }
 }
 
+// Where tile j of KV head h sits in the scratch: keys (T, D), then values (D, T).
+template <int D>
+__device__ __forceinline__ size_t tile_offset(int64_t j, int h, int H) {
+    return ((size_t)j * H + h) * 2 * kTile * D;
+}
+
+constexpr int kExpandThreads = 256;
+
+template <int D>
+__global__ void __launch_bounds__(kExpandThreads) turbo_cache_expand_kernel(const TurboCachePrefillParams p, int n_rec) {
+    const TurboCacheLayout& L = p.layout;
+    const int j = blockIdx.x, h = blockIdx.y, H = L.n_kv_heads, T = kTile;
+    __half* Kt = p.tiles + tile_offset<D>(j, h, H);
+    __half* Vt = Kt + T * D;
+    if (j < n_rec) {
+        const uint8_t* rec = p.blocks + L.head_off[h] + (size_t)j * L.rec_bytes[h];
+        if (L.bits[h] == 4) expand_record<D, 4, kExpandThreads>(rec, L, Kt, Vt);
+        else expand_record<D, 2, kExpandThreads>(rec, L, Kt, Vt);
+    } else {
+        const size_t slot = (size_t)(j - n_rec), kv = (slot * H + h) * T * D, sc = (slot * H + h) * T;
+        expand_int8<D, kExpandThreads>(p.block_int8.k + kv, p.block_int8.ks + sc, p.block_int8.v + kv, p.block_int8.vs + sc,
+                                       Kt, Vt);
+    }
+}
+
 template <int D, int GP>
 __global__ void __launch_bounds__(Cfg<D, GP>::WARPS * 32) turbo_cache_prefill_kernel(const TurboCachePrefillParams p,
                                                                                                 float c1f, float c2f, float c3f) {
     using C = Cfg<D, GP>;
     constexpr int T = kTile, NT = C::WARPS * 32;
-    __shared__ __align__(16) __half Ks[T * C::KS];
-    __shared__ __align__(16) __half Vs[D * C::VS];
-    const TurboCacheLayout& L = p.layout;
+    extern __shared__ __align__(16) __half smem[];  // two stages of (K (T, KS), V (D, VS))
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
-    const int h = blockIdx.y, H = L.n_kv_heads, G = p.n_q_heads / H, bits = L.bits[h];
+    const int h = blockIdx.y, H = p.layout.n_kv_heads, G = p.n_q_heads / H;
     const int64_t base = p.pos0 - p.pos0 % C::CT + (int64_t)blockIdx.x * C::CT;  // the CTA's first position
     const int64_t blk = base / T;
 
@@ -183,22 +222,33 @@ __global__ void __launch_bounds__(Cfg<D, GP>::WARPS * 32) turbo_cache_prefill_ke
     for (int nb = 0; nb < D / 8; ++nb) o[nb][0] = o[nb][1] = o[nb][2] = o[nb][3] = 0.0f;
     const __half2 c1 = __float2half2_rn(c1f), c2 = __float2half2_rn(c2f), c3 = __float2half2_rn(c3f);  // exact halves
 
-    const int slot = (int)(blk - p.pos0 / T);
+    const int64_t n_rec = (p.pos0 + p.n) / T, slot_tile = n_rec + (blk - p.pos0 / T);
     // the CTA holds the block's last position, and it is a query of this pass
     const bool has_last = base % T + C::CT == T && base + C::CT - 1 < p.pos0 + p.n;
     const int n_tiles = (int)blk + 1 + (has_last ? 1 : 0);
+    // tile it: a record before the block (it < blk), the block's INT8 copy, the block's record
+    auto load_tile = [&](int it) {
+        const __half* src = p.tiles + tile_offset<D>(it < blk ? it : it == blk ? slot_tile : blk, h, H);
+        __half* Ks = smem + (it & 1) * C::STAGE;
+        __half* Vs = Ks + T * C::KS;
+        static_assert(T * D / 8 % NT == 0, "whole rounds of 16-byte copies");
+#pragma unroll
+        for (int r = 0; r < T * D / 8 / NT; ++r) {
+            const int i = threadIdx.x + r * NT;
+            cp_async16(Ks + i / (D / 8) * C::KS + i % (D / 8) * 8, src + 8 * i);
+            cp_async16(Vs + i / (T / 8) * C::VS + i % (T / 8) * 8, src + T * D + 8 * i);
+        }
+    };
+    load_tile(0);
+    cp_async_commit();
     for (int it = 0; it < n_tiles; ++it) {
         const int kind = it < blk ? 0 : it == blk ? 1 : 2;  // 0 record before, 1 INT8 copy, 2 own record
-        __syncthreads();  // every warp is done with the previous tile
-        if (kind == 1) {
-            const size_t kv = ((size_t)slot * H + h) * T * D, sc = ((size_t)slot * H + h) * T;
-            expand_int8<D, NT>(p.block_int8.k + kv, p.block_int8.ks + sc, p.block_int8.v + kv, p.block_int8.vs + sc, Ks, Vs);
-        } else {
-            const uint8_t* rec = p.blocks + L.head_off[h] + (size_t)(kind == 0 ? it : blk) * L.rec_bytes[h];
-            if (bits == 4) expand_record<D, 4, NT>(rec, L, Ks, Vs);
-            else expand_record<D, 2, NT>(rec, L, Ks, Vs);
-        }
-        __syncthreads();
+        if (it + 1 < n_tiles) load_tile(it + 1);  // into the stage every warp left at the end of it - 1
+        cp_async_commit();
+        cp_async_wait<1>();  // this thread's copies of tile it have landed
+        __syncthreads();     // and every thread's
+        const __half* Ks = smem + (it & 1) * C::STAGE;
+        const __half* Vs = Ks + T * C::KS;
 
         // S = Q K^T: s[nb] holds keys nb * 8 + 2 tig + {0, 1} of rows gid (0, 1) and gid + 8 (2, 3)
         float s[8][4];
@@ -259,6 +309,7 @@ __global__ void __launch_bounds__(Cfg<D, GP>::WARPS * 32) turbo_cache_prefill_ke
                 mma16816(o[nb], a0, a1, a2, a3, *(const uint32_t*)vr, *(const uint32_t*)(vr + 8));
             }
         }
+        __syncthreads();  // every warp is done with this stage before tile it + 2 is copied into it
     }
 
     // out = O / (the quad's sum of l)
@@ -282,11 +333,19 @@ void launch(const TurboCachePrefillParams& p, const float (&c)[4], cudaStream_t 
     using C = Cfg<D, GP>;
     const int64_t first = p.pos0 - p.pos0 % C::CT;
     const unsigned tiles = (unsigned)((p.pos0 + p.n - first + C::CT - 1) / C::CT);
-    turbo_cache_prefill_kernel<D, GP><<<dim3(tiles, (unsigned)p.layout.n_kv_heads), C::WARPS * 32, 0, stream>>>(p, c[1], c[2], c[3]);
+    TANDEM_CHECK_CUDA(cudaFuncSetAttribute(turbo_cache_prefill_kernel<D, GP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           (int)C::SMEM));
+    turbo_cache_prefill_kernel<D, GP>
+        <<<dim3(tiles, (unsigned)p.layout.n_kv_heads), C::WARPS * 32, C::SMEM, stream>>>(p, c[1], c[2], c[3]);
 }
 
 template <int D>
 void launch_d(const TurboCachePrefillParams& p, int gp, const float (&c)[4], cudaStream_t stream) {
+    const int64_t n_rec = (p.pos0 + p.n) / kTile;
+    const int slots = turbo_cache_prefill_slots(p.pos0, p.n, kTile);
+    turbo_cache_expand_kernel<D><<<dim3((unsigned)(n_rec + slots), (unsigned)p.layout.n_kv_heads), kExpandThreads, 0, stream>>>(
+        p, (int)n_rec);
+    TANDEM_CHECK_CUDA(cudaGetLastError());
     if (gp == 2) launch<D, 2>(p, c, stream);
     else if (gp == 4) launch<D, 4>(p, c, stream);
     else launch<D, 8>(p, c, stream);
@@ -304,7 +363,7 @@ void turbo_cache_prefill_cuda(const TurboCachePrefillParams& p, cudaStream_t str
     for (int h = 0; h < L.n_kv_heads; ++h)
         if (L.bits[h] != 4 && L.bits[h] != 2) throw CudaError("turbo_cache_prefill: bits must be 4 or 2");
     if (p.n < 1 || p.pos0 < 0) throw CudaError("turbo_cache_prefill: n must be >= 1 and pos0 >= 0");
-    if (!p.q || !p.out || !p.blocks || !p.block_int8.k || !p.block_int8.v || !p.block_int8.ks || !p.block_int8.vs)
+    if (!p.q || !p.out || !p.tiles || !p.blocks || !p.block_int8.k || !p.block_int8.v || !p.block_int8.ks || !p.block_int8.vs)
         throw CudaError("turbo_cache_prefill: a pointer is null");
     float c[4];
     turbo_sas_coeffs(p.poly_degree, c);

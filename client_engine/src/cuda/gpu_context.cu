@@ -106,6 +106,7 @@ struct Sizes {
     std::vector<TurboCacheLayout> layouts;  // (n_layer)
     uint64_t recent_bytes = 0;              // one recent buffer: k, v (H, T, D) int8 + scales
     uint64_t ws_floats = 0;
+    uint64_t tiles_bytes = 0;               // turbo_cache_prefill's FP16 scratch (in scratch_bytes)
     uint64_t attn_ws_floats = 0;            // FP16 KV: the fp16_decode workspace (in scratch_bytes)
 };
 
@@ -186,6 +187,12 @@ Sizes sizes(const Model& m, const ContextParams& p) {
     const int64_t acts = s.turbo ? 4 : 3;  // x, xn, attn (+ Turbo's packed queries)
     const int64_t floats = s.n_batch * (acts * s.d + s.qkv + 2 * s.ff + s.nv) + s.deq + (s.xb + 1) / 2 + 2 * s.d;
     s.scratch_bytes = (uint64_t)(floats + 17 * 64) * 4 + 4096;
+    if (s.turbo && s.n_batch > 1) {  // turbo_cache_prefill's FP16 tiles: every record, the INT8 copies of a pass
+        const TurboCacheLayout& L = s.layouts[0];
+        const int64_t slots = std::min<int64_t>(kTurboFan, (s.n_batch - 1) / L.block_tokens + 2);
+        s.tiles_bytes = r256((uint64_t)(L.max_blocks + slots) * L.n_kv_heads * 2 * L.block_tokens * L.head_dim * 2);
+        s.scratch_bytes += s.tiles_bytes;
+    }
     const int hd = (int)m.head_dim();
     if (!s.turbo && (hd == 64 || hd == 128) && c.n_head / c.n_head_kv <= 8) {
         s.attn_ws_floats = fp16_ws_floats((int)c.n_head, (int)c.n_head_kv, hd, (int)s.n_ctx, s.n_batch);
@@ -341,6 +348,7 @@ struct GpuContext::Impl {
     int* fan_len = nullptr;         // (kTurboFan)
     float* turbo_ws = nullptr;      // (sz.ws_floats)
     float* qc = nullptr;            // (n_batch, n_embd) rotated queries, packed
+    __half* tiles = nullptr;        // (sz.tiles_bytes) turbo_cache_prefill's expanded records
 };
 
 // Tokens o .. o + seg - 1 of this eval (one segment of the recent buffer) into layer L's Turbo
@@ -399,11 +407,12 @@ void GpuContext::Impl::turbo_attention(const Model& m, const LayerDev& L, int64_
     }
 }
 
-// Prefill on the Turbo cache in one attention launch per span of blocks: per segment of the
-// recent buffer (tokens up to the next multiple of T) the store and the compression as in
-// turbo_attention, then the recent buffer copied into fan-out slot (block - first block); then
-// turbo_cache_prefill_cuda reads the records and those INT8 copies. Each token sees what the CPU
-// twin shows it. A span is at most kTurboFan - 1 blocks of tokens, so that its blocks fit the slots.
+// Prefill on the Turbo cache in one turbo_cache_prefill_cuda call per span of blocks: per
+// segment of the recent buffer (tokens up to the next multiple of T) the store and the
+// compression as in turbo_attention, then the recent buffer copied into fan-out slot (block -
+// first block); then the call expands the records and those INT8 copies into `tiles` and
+// attends to them. Each token sees what the CPU twin shows it. A span is at most kTurboFan - 1
+// blocks of tokens, so that its blocks fit the slots.
 void GpuContext::Impl::turbo_prefill(const Model& m, const LayerDev& L, int64_t n, int64_t pos0_host) {
     const ModelConfig& c = m.config();
     const int hd = (int)m.head_dim(), T = sz.tcfg.block_tokens, H = (int)c.n_head_kv;
@@ -424,9 +433,11 @@ void GpuContext::Impl::turbo_prefill(const Model& m, const LayerDev& L, int64_t 
         }
         mark("rope+kv");
         TurboCachePrefillParams tp;
-        tp.q = qc + c0 * d, tp.out = attn + c0 * d, tp.blocks = L.blocks, tp.block_int8 = fan;
+        tp.q = qc + c0 * d, tp.out = attn + c0 * d, tp.blocks = L.blocks, tp.block_int8 = fan, tp.tiles = tiles;
         tp.pos0 = pos0_host + c0, tp.n = (int)cn, tp.n_q_heads = (int)c.n_head, tp.layout = lay;
         tp.poly_degree = sz.tcfg.poly_degree, tp.threshold = sz.tcfg.threshold;
+        if (turbo_cache_prefill_scratch_bytes(tp.pos0, tp.n, lay) > sz.tiles_bytes)
+            throw GpuError("internal: turbo_cache_prefill's tiles outgrew their scratch");
         turbo_cache_prefill_cuda(tp, stream);
     }
 }
@@ -928,6 +939,7 @@ GpuContext::GpuContext(std::shared_ptr<const Model> model, const ContextParams& 
     I.logits = take(nb * I.sz.nv), I.deq = take(I.sz.deq);
     I.xb = (__nv_bfloat16*)take((I.sz.xb + 1) / 2);
     if (I.sz.turbo) I.qc = take(nb * I.sz.d);
+    I.tiles = (__half*)take((int64_t)(I.sz.tiles_bytes / 4));
     GPU_CHECK(cudaMalloc(&I.d_io, 64 + (size_t)nb * 4));
     I.d_argmax = (int32_t*)(I.d_io + 4);
     I.d_tok = (int32_t*)(I.d_io + 16);
