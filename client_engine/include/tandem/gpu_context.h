@@ -26,8 +26,8 @@
 // Turbo: RoPE fused with the INT8 store, a full recent buffer compressed on the device, decode
 // by turbo_decode_cuda (the graph reads the lengths from device memory: never re-captured);
 // prefill stores and compresses per recent-buffer segment, copies each block's INT8 tokens
-// aside, then attends in one launch over the records and those copies on tensor cores
-// (kernels/cuda/turbo_cache_prefill.cu; GpuParams::turbo_prefill_kernel).
+// aside, expands the records and those copies once into an FP16 scratch, then attends to it in
+// one launch on tensor cores (kernels/cuda/turbo_cache_prefill.cu; GpuParams::turbo_prefill_kernel).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -67,9 +67,10 @@ struct GpuParams {
     // kernel (TMA + wgmma; kernels/cuda/hopper_prefill.cu) instead of the split-KV kernel's
     // causal mode. prefill_attention() says which one runs.
     bool hopper_prefill = true;
-    // Turbo cache (turbo_kv): prefill chunks attend in one launch over the records and each
-    // block's INT8 copy on tensor cores (kernels/cuda/turbo_cache_prefill.cu); false: one
-    // decode launch per 64-token segment of the recent buffer (bench-gpu-decode's baseline).
+    // Turbo cache (turbo_kv): prefill chunks expand the records and each block's INT8 copy into
+    // an FP16 scratch (one layer's FP16 cache in size, allocated either way) and attend to it in
+    // one launch on tensor cores (kernels/cuda/turbo_cache_prefill.cu); false: one decode launch
+    // per 64-token segment of the recent buffer (bench-gpu-decode's baseline).
     bool turbo_prefill_kernel = true;
     // Prefill GEMMs of quantized weights: weights dequantized and activations rounded to BF16
     // (8 significant bits) on tensor cores, or FP32 inputs rounded to TF32 (11 bits) on tensor
