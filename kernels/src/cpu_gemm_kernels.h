@@ -179,7 +179,11 @@ struct P_Q5_K : P_Q4_K {
     }
     TGT static void scales(const Rec& r, const Scale& s, int j, int l0, F& dw, F& mw) { k4_scales(r, s, j, l0, dw, mw); }
 };
-// Subblock g = 16 columns = 4 steps = chunks 2g, 2g+1; its top bits are hb2[g].
+// Subblock g = 16 columns = 4 steps in l6[g][0..2]: steps 0-2 are their vectors' low 6 bits,
+// step 3 is the three vectors' top 2 bits, each masked before its 16-bit shift so that no bits
+// of the next byte come in. 10 instructions a subblock on zmm (11 on ymm) with one constant,
+// where a nibble plane and a 2-bit plane took 13 (17). Prompt GEMM, one Zen 5 core: +3-4% on
+// avx512-vnni, +8% on avx2, level on avx-vnni (bench/results/cpu-prompt.md, section 34).
 struct P_Q6_K {
     using Rec = pq6_K;
     struct Scale {
@@ -189,10 +193,17 @@ struct P_Q6_K {
     static constexpr int kSub = 16, kSubs = 16, kShift = 5, kPrefetch = kLanes == 16 ? 2 : 4, kMaxLevel = 63;
     static constexpr bool kMin = false, kRecDx = true;
     template <int CC> TGT static void levels(const Rec& r, int g, int l0, I& lo, I& hi) {
-        nib_levels(r, 2 * g + CC, l0, lo, hi);
-        const I h = V::load(r.hb2[g] + 4 * l0);
-        lo = or_high<4 * CC>(lo, h, 0x30);
-        hi = or_high<4 * CC + 2>(hi, h, 0x30);
+        const I m6 = V::set1_8(0x3F);
+        if constexpr (CC == 0) {
+            lo = V::and_(V::load(r.l6[g][0] + 4 * l0), m6);
+            hi = V::and_(V::load(r.l6[g][1] + 4 * l0), m6);
+        } else {
+            const I c = V::load(r.l6[g][2] + 4 * l0);
+            lo = V::and_(c, m6);
+            const I a = V::template srli16<6>(V::andnot_(m6, V::load(r.l6[g][0] + 4 * l0)));
+            const I b = V::template srli16<4>(V::andnot_(m6, V::load(r.l6[g][1] + 4 * l0)));
+            hi = V::or3(a, b, V::template srli16<2>(V::andnot_(m6, c)));
+        }
     }
     TGT static void scales(const Rec& r, const Scale& s, int g, int l0, F& dw, F&) { dw = V::mul(s.d, V::cvt_i8(r.sc[g] + l0)); }
 };
@@ -576,8 +587,9 @@ TGT void run_groups(const PanelTask& a) {
     for (; g < n; g++) Tile1(a.w, a.panel_bytes, g, a.n_recs, a.act, a.y + kLanes * g, a.ldy, a.nt, a.rows - kLanes * g);
 }
 
-// Whether P's levels are unpacked from a second plane of high bits (hb1, hb2): the Q5 types and
-// Q6_K. Those take more registers per step, which bounds how many row groups a tile can hold.
+// Whether P's levels are put together from more than one plane (hb1 beside nib, or Q6_K's l6):
+// the Q5 types and Q6_K. Those take more registers per step, which bounds how many row groups a
+// tile can hold.
 template <class P>
 constexpr bool high_bit_levels() { return P::kMaxLevel == 31 || P::kMaxLevel == 63; }
 

@@ -34,13 +34,13 @@ static void put_hb1(const RecLevels& lv, int cols, uint8_t (*hb)[64]) {
             }
 }
 
-static void put_hb2(const RecLevels& lv, int cols, uint8_t (*hb)[64]) {
+static void put_l6(const RecLevels& lv, int cols, uint8_t (*l6)[3][64]) {
     for (int g = 0; g < cols / 16; g++)  // steps 4g .. 4g + 3
         for (int r = 0; r < kPanelRows; r++)
             for (int j = 0; j < 4; j++) {
-                uint8_t b = 0;
-                for (int s = 0; s < 4; s++) b |= (uint8_t)(((lv.L[r][4 * (4 * g + s) + j] >> 4) & 3) << (2 * s));
-                hb[g][4 * r + j] = b;
+                const uint8_t top = lv.L[r][4 * (4 * g + 3) + j];
+                for (int s = 0; s < 3; s++)
+                    l6[g][s][4 * r + j] = (uint8_t)(lv.L[r][4 * (4 * g + s) + j] | (((top >> (2 * s)) & 3) << 6));
             }
 }
 
@@ -145,8 +145,7 @@ static void pack_q6_K(const void* const blk[kPanelRows], void* rec, RecLevels& l
             for (int g = 0; g < QK_K / 16; g++) o.sc[g][r] = b.scales[g];
             o.d[r] = b.d;
         }
-    put_nibbles(lv, QK_K, o.nib);
-    put_hb2(lv, QK_K, o.hb2);
+    put_l6(lv, QK_K, o.l6);
 }
 
 // ---- the format table ----------------------------------------------------------------------

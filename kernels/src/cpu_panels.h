@@ -13,7 +13,9 @@
 //             int32 per row; it is also one row of an AMX B tile.
 //   nib[c]    64 bytes: step 2c's levels in the low nibbles, step 2c+1's in the high nibbles.
 //   hb1[g]    64 bytes: bit j of byte i is bit 4 of byte i of step 8g+j (Q5 types).
-//   hb2[g]    64 bytes: bits 2j..2j+1 of byte i are bits 4..5 of byte i of step 4g+j (Q6_K).
+//   l6[g][j]  64 bytes (j < 3): byte i of step 4g+j (6 bits) in bits 0..5, and bits 2j..2j+1
+//             of byte i of step 4g+3 in bits 6..7 (Q6_K: a 16-column subblock's 4 steps in 3
+//             vectors, unpacked by 3 ands, 3 and-nots, 3 shifts and an or).
 //   lvl[s]    64 bytes: step s as u8, the int8 level + 128 (Q8_0).
 //
 //   type  record (per 16 rows x 1 block)                                  bytes  GGUF 16 blocks
@@ -24,7 +26,7 @@
 //   Q8_0  lvl[8]; f16 d[16]                                                 544   544
 //   Q4_K  nib[32]; f16 d[16], dmin[16]; u8 sc[8][16], mn[8][16]            2368  2304
 //   Q5_K  nib[32]; hb1[8]; f16 d[16], dmin[16]; u8 sc[8][16], mn[8][16]    2880  2816
-//   Q6_K  nib[32]; hb2[16]; i8 sc[16][16]; f16 d[16]                        3360  3360
+//   Q6_K  l6[16][3]; i8 sc[16][16]; f16 d[16]                               3360  3360
 //   F32   one column: f32[16]                                                 64    64
 //   F16   one column: f16[16]                                                 32    32
 //   BF16  one column: bf16[16]                                                32    32
@@ -73,7 +75,7 @@ struct pq5_1 { uint8_t nib[4][64]; uint8_t hb1[1][64]; half_bits d[16], m[16]; }
 struct pq8_0 { uint8_t lvl[8][64]; half_bits d[16]; };
 struct pq4_K { uint8_t nib[32][64]; half_bits d[16], dmin[16]; uint8_t sc[8][16], mn[8][16]; };
 struct pq5_K { uint8_t nib[32][64]; uint8_t hb1[8][64]; half_bits d[16], dmin[16]; uint8_t sc[8][16], mn[8][16]; };
-struct pq6_K { uint8_t nib[32][64]; uint8_t hb2[16][64]; int8_t sc[16][16]; half_bits d[16]; };
+struct pq6_K { uint8_t l6[16][3][64]; int8_t sc[16][16]; half_bits d[16]; };
 
 static_assert(sizeof(pq4_0) == 16 * sizeof(block_q4_0), "pq4_0 must match 16 GGUF blocks");
 static_assert(sizeof(pq4_1) == 16 * sizeof(block_q4_1), "pq4_1 must match 16 GGUF blocks");

@@ -57,6 +57,8 @@ struct V256Base {
     TGT static I load(const void* p) { return _mm256_loadu_si256((const __m256i*)p); }
     TGT static I and_(I a, I b) { return _mm256_and_si256(a, b); }
     TGT static I or_and(I a, I b, I m) { return _mm256_or_si256(a, _mm256_and_si256(b, m)); }
+    TGT static I andnot_(I m, I a) { return _mm256_andnot_si256(m, a); }  // a & ~m
+    TGT static I or3(I a, I b, I c) { return _mm256_or_si256(_mm256_or_si256(a, b), c); }
     TGT static I set1_8(char v) { return _mm256_set1_epi8(v); }
     TGT static I set1_32(int32_t v) { return _mm256_set1_epi32(v); }
     TGT static I izero() { return _mm256_setzero_si256(); }

@@ -38,6 +38,8 @@ struct V512 {
     TGT static I load(const void* p) { return _mm512_loadu_si512(p); }
     TGT static I and_(I a, I b) { return _mm512_and_si512(a, b); }
     TGT static I or_and(I a, I b, I m) { return _mm512_ternarylogic_epi32(a, b, m, 0xF8); }  // a | (b & m)
+    TGT static I andnot_(I m, I a) { return _mm512_andnot_si512(m, a); }  // a & ~m
+    TGT static I or3(I a, I b, I c) { return _mm512_ternarylogic_epi32(a, b, c, 0xFE); }
     TGT static I set1_8(char v) { return _mm512_set1_epi8(v); }
     TGT static I set1_32(int32_t v) { return _mm512_set1_epi32(v); }
     // izero and zero: a zeroing idiom each time, which the register renamer executes. For
