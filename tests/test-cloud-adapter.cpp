@@ -653,6 +653,49 @@ TEST_CASE("cloud: the change feed parses items, tombstones and cursors; the quer
     CHECK(srv.log()[1].target == "/v1/memory/changes?since=7&limit=50");
 }
 
+// A hostile or buggy cloud may send numbers that do not fit the fields: a double outside int64
+// (whose conversion would be undefined behaviour), an unsigned integer above INT64_MAX. They are
+// treated as absent; integer ids and cursors keep their exact decimal text.
+TEST_CASE("cloud: numbers that do not fit their fields are treated as absent") {
+    FaultServer srv([](const FaultRequest& r) {
+        if (r.target.rfind("/v1/memory/changes", 0) == 0)
+            return FaultReply{200, "application/json", {},
+                              R"({"items":[{"id":18446744073709551615,"text":"a","created_at":1e300},
+                                 {"id":"m2","text":"b","created_at":-1e300},
+                                 {"id":"m3","text":"c","created_at":1.7e12},
+                                 {"id":"m4","text":"d","created_at":18446744073709551615},
+                                 {"id":-5,"text":"e","created_at":-9223372036854775808}],
+                                 "next_cursor":18446744073709551615})"};
+        if (r.target.rfind("/v1/sources/", 0) == 0)
+            return FaultReply{200, "application/json", {},
+                              R"({"passage":"p","index":1e300,"count":18446744073709551615})"};
+        return FaultReply{200, "application/json", {},
+                          R"({"choices":[{"message":{"content":"hi"},"finish_reason":"stop"}],
+                             "usage":{"prompt_tokens":18446744073709551615,"completion_tokens":3.5e300}})"};
+    });
+    CloudClient cli(fast_config(srv.url()));
+    auto p = await<FeedPage>([&](auto cb) { cli.get_changes("0", 50, 0, cb); });
+    REQUIRE_MESSAGE(!p.ec, p.message);
+    REQUIRE(p.value.items.size() == 5);
+    CHECK(p.value.items[0].id == "18446744073709551615");
+    CHECK(p.value.items[0].created_at == 0);
+    CHECK(p.value.items[1].created_at == 0);
+    CHECK(p.value.items[2].created_at == 1700000000000);
+    CHECK(p.value.items[3].created_at == 0);
+    CHECK(p.value.items[4].id == "-5");
+    CHECK(p.value.items[4].created_at == INT64_MIN);
+    CHECK(p.value.next_cursor == "18446744073709551615");
+    auto s = await<SourcePassage>([&](auto cb) { cli.get_source("d", "", cb); });
+    REQUIRE_MESSAGE(!s.ec, s.message);
+    CHECK(s.value.index == 0);
+    CHECK(s.value.count == 0);
+    auto c = await<ChatResult>([&](auto cb) { cli.chat(hello(), cb); });
+    REQUIRE_MESSAGE(!c.ec, c.message);
+    CHECK(c.value.text == "hi");
+    CHECK(c.value.prompt_tokens == -1);
+    CHECK(c.value.completion_tokens == -1);
+}
+
 TEST_CASE("cloud: get_source escapes the doc id and the note, parses the passage; 404 is http_error") {
     FaultServer srv([](const FaultRequest& r) {
         if (r.target.rfind("/v1/sources/missing", 0) == 0)

@@ -3,12 +3,13 @@
 #include <nlohmann/json.hpp>
 
 #include "loop.h"
-#include "tandem/sse_parser.h"
+#include "responses.h"
 
 namespace tandem {
 
 using json = nlohmann::json;
 using detail::HttpSpec;
+using detail::StreamState;
 using detail::Session;
 using detail::SessionHooks;
 
@@ -67,180 +68,6 @@ json chat_body(const ChatRequest& req, bool stream) {
     return body;
 }
 
-// Reads an OpenAI "usage" object ({prompt_tokens, completion_tokens}) when j has one.
-void read_usage(const json& j, ChatResult& out) {
-    auto u = j.find("usage");
-    if (u == j.end() || !u->is_object()) return;
-    auto count = [&](const char* k) {
-        auto it = u->find(k);
-        return it != u->end() && it->is_number_integer() ? it->get<int64_t>() : int64_t(-1);
-    };
-    out.prompt_tokens = count("prompt_tokens");
-    out.completion_tokens = count("completion_tokens");
-}
-
-std::string str_field(const json& o, const char* key) {
-    auto it = o.find(key);
-    return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
-// Parses a whole (non-streamed) chat completion. Returns an error code and fills msg on bad shape.
-std::error_code parse_chat(const std::string& body, ChatResult& out, std::string& msg) {
-    json j = json::parse(body, nullptr, false);
-    if (j.is_discarded()) {
-        msg = "chat completion body is not JSON";
-        return make_error_code(cloud_errc::malformed_json);
-    }
-    if (!j.is_object() || !j.contains("choices") || !j["choices"].is_array() || j["choices"].empty() ||
-        !j["choices"][0].is_object()) {
-        msg = "chat completion has no choices[0]";
-        return make_error_code(cloud_errc::bad_response);
-    }
-    const json& c0 = j["choices"][0];
-    auto m = c0.find("message");
-    if (m == c0.end() || !m->is_object()) {
-        msg = "chat completion choices[0] has no message object";
-        return make_error_code(cloud_errc::bad_response);
-    }
-    auto content = m->find("content");
-    if (content != m->end() && !content->is_string() && !content->is_null()) {
-        msg = "chat completion message.content is not a string";
-        return make_error_code(cloud_errc::bad_response);
-    }
-    out.text = content != m->end() && content->is_string() ? content->get<std::string>() : "";
-    out.finish_reason = str_field(c0, "finish_reason");
-    out.model = str_field(j, "model");
-    read_usage(j, out);
-    return {};
-}
-
-// Parses one change-feed item or tombstone.
-bool parse_item(const json& j, FeedItem& it, std::string& msg) {
-    if (!j.is_object() || !j.contains("id") || !(j["id"].is_string() || j["id"].is_number_integer())) {
-        msg = "change item without a string id";
-        return false;
-    }
-    it.id = j["id"].is_string() ? j["id"].get<std::string>() : std::to_string(j["id"].get<int64_t>());
-    if (it.id.empty()) {
-        msg = "change item with an empty id";
-        return false;
-    }
-    it.deleted = j.contains("deleted") && j["deleted"].is_boolean() && j["deleted"].get<bool>();
-    if (it.deleted) return true;
-    if (!j.contains("text") || !j["text"].is_string()) {
-        msg = "change item '" + it.id + "' has no string text";
-        return false;
-    }
-    it.text = j["text"].get<std::string>();
-    it.request_id = str_field(j, "request_id");
-    it.document = str_field(j, "document");
-    if (j.contains("source") && j["source"].is_object()) {
-        it.doc_id = str_field(j["source"], "doc_id");
-        it.title = str_field(j["source"], "title");
-    }
-    if (j.contains("created_at")) {
-        const json& c = j["created_at"];
-        if (c.is_number_integer()) it.created_at = c.get<int64_t>();
-        else if (c.is_number()) it.created_at = int64_t(c.get<double>());
-    }
-    return true;
-}
-
-std::error_code parse_page(const std::string& body, FeedPage& page, std::string& msg) {
-    json j = json::parse(body, nullptr, false);
-    if (j.is_discarded()) {
-        msg = "change feed body is not JSON";
-        return make_error_code(cloud_errc::malformed_json);
-    }
-    if (!j.is_object() || !j.contains("items") || !j["items"].is_array()) {
-        msg = "change feed page has no items array";
-        return make_error_code(cloud_errc::bad_response);
-    }
-    auto nc = j.find("next_cursor");
-    if (nc == j.end() || !(nc->is_string() || nc->is_number_integer())) {
-        msg = "change feed page has no next_cursor";
-        return make_error_code(cloud_errc::bad_response);
-    }
-    page.next_cursor = nc->is_string() ? nc->get<std::string>() : std::to_string(nc->get<int64_t>());
-    page.epoch = str_field(j, "epoch");
-    auto reset = j.find("reset");
-    page.reset = reset != j.end() && reset->is_boolean() && reset->get<bool>();
-    page.items.clear();
-    for (const json& e : j["items"]) {
-        FeedItem it;
-        if (!parse_item(e, it, msg)) return make_error_code(cloud_errc::bad_response);
-        page.items.push_back(std::move(it));
-    }
-    return {};
-}
-
-std::error_code parse_source(const std::string& body, SourcePassage& out, std::string& msg) {
-    json j = json::parse(body, nullptr, false);
-    if (j.is_discarded()) {
-        msg = "source body is not JSON";
-        return make_error_code(cloud_errc::malformed_json);
-    }
-    if (!j.is_object() || !j.contains("passage") || !j["passage"].is_string()) {
-        msg = "source answer has no string passage";
-        return make_error_code(cloud_errc::bad_response);
-    }
-    out.doc_id = str_field(j, "doc_id");
-    out.title = str_field(j, "title");
-    out.passage = j["passage"].get<std::string>();
-    auto num = [&](const char* k) { return j.contains(k) && j[k].is_number_integer() ? j[k].get<int64_t>() : 0; };
-    out.index = num("index");
-    out.count = num("count");
-    return {};
-}
-
-// State of one streamed chat completion, shared by its hooks.
-struct StreamState {
-    CloudClient::DeltaFn on_delta;
-    std::unique_ptr<SseParser> parser;
-    bool sse = true;          // false: the server answered with plain JSON instead
-    std::string plain;        // that JSON
-    ChatResult result;
-    bool done_marker = false;  // saw data: [DONE]
-    bool delivered = false;    // some delta reached on_delta (no retry after that)
-    std::error_code err;
-    std::string err_msg;
-
-    void on_event(const SseEvent& ev) {
-        if (err || done_marker) return;
-        if (ev.data == "[DONE]") {
-            done_marker = true;
-            return;
-        }
-        json j = json::parse(ev.data, nullptr, false);
-        if (j.is_discarded() || !j.is_object()) {
-            err = make_error_code(cloud_errc::malformed_json);
-            err_msg = "SSE event data is not a JSON object";
-            return;
-        }
-        if (j.contains("error")) {
-            const json& e = j["error"];
-            err = make_error_code(cloud_errc::stream_error);
-            err_msg = e.is_string() ? e.get<std::string>() : e.is_object() ? str_field(e, "message") : "";
-            if (err_msg.empty()) err_msg = "error object without a message";
-            return;
-        }
-        if (result.model.empty()) result.model = str_field(j, "model");
-        read_usage(j, result);
-        if (!j.contains("choices") || !j["choices"].is_array() || j["choices"].empty()) return;  // e.g. usage
-        const json& c0 = j["choices"][0];
-        if (!c0.is_object()) return;
-        std::string fr = str_field(c0, "finish_reason");
-        if (!fr.empty()) result.finish_reason = fr;
-        auto d = c0.find("delta");
-        if (d == c0.end() || !d->is_object()) return;
-        std::string text = str_field(*d, "content");
-        if (text.empty()) return;
-        result.text += text;
-        delivered = true;
-        if (on_delta) on_delta(text);
-    }
-};
-
 }  // namespace
 
 // ---- CloudClient -------------------------------------------------------------------------
@@ -284,7 +111,7 @@ RequestHandle CloudClient::chat(const ChatRequest& req, ChatDone done) {
     auto out = std::make_shared<Outcome<ChatResult>>();
     SessionHooks hooks;
     hooks.on_complete = [out](const std::string& body, std::string& msg) {
-        return parse_chat(body, out->value, msg);
+        return detail::parse_chat(body, out->value, msg);
     };
     return launch<ChatResult>(*loop_, std::move(spec), std::move(hooks), out, std::move(done));
 }
@@ -328,7 +155,7 @@ RequestHandle CloudClient::chat_stream(const ChatRequest& req, DeltaFn on_delta,
     };
     hooks.on_complete = [st, out](const std::string&, std::string& msg) -> std::error_code {
         if (!st->sse) {  // the server ignored stream=true: one JSON answer, one delta
-            std::error_code ec = parse_chat(st->plain, st->result, msg);
+            std::error_code ec = detail::parse_chat(st->plain, st->result, msg);
             if (!ec && !st->result.text.empty() && st->on_delta) {
                 st->delivered = true;
                 st->on_delta(st->result.text);
@@ -392,7 +219,7 @@ RequestHandle CloudClient::get_changes(const std::string& since, int limit, int 
     HttpSpec spec{"GET /v1/memory/changes", "GET", url, "", cfg.request_timeout + Millis(int64_t(wait_s) * 1000),
                   Millis(0), false};
     SessionHooks hooks;
-    hooks.on_complete = [out](const std::string& body, std::string& msg) { return parse_page(body, out->value, msg); };
+    hooks.on_complete = [out](const std::string& body, std::string& msg) { return detail::parse_page(body, out->value, msg); };
     return launch<FeedPage>(*loop_, std::move(spec), std::move(hooks), out, std::move(done));
 }
 
@@ -411,15 +238,8 @@ RequestHandle CloudClient::forget_memory(ForgetScope scope, const std::string& i
                                                               : std::string("/v1/memory/items");
     HttpSpec spec{"DELETE " + path, "DELETE", cfg.base_url + path, "", cfg.request_timeout, Millis(0), false};
     SessionHooks hooks;
-    hooks.on_complete = [out, scope](const std::string& body, std::string& msg) -> std::error_code {
-        json j = json::parse(body, nullptr, false);
-        if (j.is_discarded() || !j.is_object()) {
-            msg = "forget answer is not a JSON object";
-            return make_error_code(cloud_errc::malformed_json);
-        }
-        auto n = j.find("deleted");
-        out->value = scope == ForgetScope::item ? 1 : n != j.end() && n->is_number_integer() ? n->get<int64_t>() : 0;
-        return {};
+    hooks.on_complete = [out, scope](const std::string& body, std::string& msg) {
+        return detail::parse_forget(body, scope, out->value, msg);
     };
     return launch<int64_t>(*loop_, std::move(spec), std::move(hooks), out, std::move(done));
 }
@@ -437,7 +257,7 @@ RequestHandle CloudClient::get_source(const std::string& doc_id, const std::stri
     std::string url = cfg.base_url + "/v1/sources/" + url_escape(doc_id) + "?note=" + url_escape(note);
     HttpSpec spec{"GET /v1/sources", "GET", url, "", cfg.request_timeout, Millis(0), false};
     SessionHooks hooks;
-    hooks.on_complete = [out](const std::string& body, std::string& msg) { return parse_source(body, out->value, msg); };
+    hooks.on_complete = [out](const std::string& body, std::string& msg) { return detail::parse_source(body, out->value, msg); };
     return launch<SourcePassage>(*loop_, std::move(spec), std::move(hooks), out, std::move(done));
 }
 
