@@ -431,6 +431,19 @@ TEST_CASE("tandem-cloud: a missing --model file, a bad corpus and bad flags fail
         REQUIRE(st >= 0);
         CHECK(WEXITSTATUS(st) == 2);
     }
+    // a speech whose year does not fit an int: the line and the field are named
+    tandem_test::write_file(tmp.file("big.jsonl"),
+                            R"({"id":"A_1_1946","country":"A","year":1946,"session":1,"text":"Peace."})" "\n"
+                            R"({"id":"B_1_1946","country":"B","year":4294967297,"session":1,"text":"War."})" "\n");
+    {
+        ServerProc p({"--port", "0", "--corpus", tmp.file("big.jsonl"), "--db", tmp.file("y.db")}, false, true);
+        const std::string out = p.read_all(10000);
+        INFO(out);
+        CHECK(out.find("big.jsonl: line 2: field 'year' is out of range (4294967297)") != std::string::npos);
+        int st = p.wait_exit(10000);
+        REQUIRE(st >= 0);
+        CHECK(WEXITSTATUS(st) == 1);
+    }
 }
 
 TEST_CASE("tandem-cloud: the UNGD corpus (.jsonl.xz) with --max-year") {

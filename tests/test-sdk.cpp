@@ -205,6 +205,23 @@ TEST_CASE("config files: fields, unknown fields and wrong types are errors namin
     CHECK_THROWS_WITH(AssistantConfig::from_json_file(dir.file("bad.json")), doctest::Contains("unknown field 'nctx'"));
     tandem_test::write_file(dir.file("type.json"), R"({"model_path": "m.gguf", "n_ctx": "big"})");
     CHECK_THROWS_WITH(AssistantConfig::from_json_file(dir.file("type.json")), doctest::Contains("field 'n_ctx' has the wrong type"));
+    // numbers are checked before they are converted: no truncation, no out-of-range conversion
+    const std::pair<const char*, const char*> bad_numbers[] = {
+        {R"("n_threads": 1e30)", "field 'n_threads' must be an integer from -2147483648 to 2147483647 (got 1e+30)"},
+        {R"("n_threads": 2.5)", "field 'n_threads' must be an integer from -2147483648 to 2147483647 (got 2.5)"},
+        {R"("n_threads": 4294967297)", "field 'n_threads' must be an integer from -2147483648 to 2147483647"},
+        {R"("n_ctx": 18446744073709551615)", "field 'n_ctx' must be an integer from -9223372036854775808 to"},
+        {R"("suggestion_seed": -1)", "field 'suggestion_seed' must be an integer from 0 to 18446744073709551615"},
+        {R"("suggestion_seed": 1.5)", "field 'suggestion_seed' must be an integer from 0"},
+        {R"("suggestion_top_p": "high")", "field 'suggestion_top_p' has the wrong type (string): must be a number"},
+    };
+    for (const auto& [field, message] : bad_numbers) {
+        CAPTURE(field);
+        tandem_test::write_file(dir.file("num.json"), std::string(R"({"model_path": "m.gguf", )") + field + "}");
+        CHECK_THROWS_WITH(AssistantConfig::from_json_file(dir.file("num.json")), doctest::Contains(message));
+    }
+    tandem_test::write_file(dir.file("seed.json"), R"({"model_path": "m.gguf", "suggestion_seed": 18446744073709551615})");
+    CHECK(AssistantConfig::from_json_file(dir.file("seed.json")).suggestion_seed == UINT64_MAX);
     auto cfg = base_config();
     cfg.backend = "tpu";
     CHECK_THROWS_WITH(Assistant::create(cfg), doctest::Contains("backend must be auto, cpu or cuda"));

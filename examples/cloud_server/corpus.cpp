@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -167,8 +169,12 @@ static bool parse_ungd_line(const std::string& path, size_t line_no, const std::
     if (j.is_discarded() || !j.is_object()) throw CorpusError(where + "not a JSON object");
     for (const char* k : {"id", "country", "text"})
         if (!j.contains(k) || !j[k].is_string()) throw CorpusError(where + "missing string field '" + k + "'");
-    for (const char* k : {"year", "session"})
+    for (const char* k : {"year", "session"}) {
         if (!j.contains(k) || !j[k].is_number_integer()) throw CorpusError(where + "missing integer field '" + k + "'");
+        if (j[k].is_number_unsigned() ? j[k].get<uint64_t>() > (uint64_t)INT_MAX
+                                      : j[k].get<int64_t>() < INT_MIN || j[k].get<int64_t>() > INT_MAX)
+            throw CorpusError(where + "field '" + k + "' is out of range (" + j[k].dump() + ")");
+    }
     out->year = j["year"].get<int>();
     if ((max_year > 0 && out->year > max_year) || (min_year > 0 && out->year < min_year)) return false;
     out->id = j["id"].get<std::string>();

@@ -1,5 +1,8 @@
 // AssistantConfig from a JSON file (every field optional except model_path; unknown fields
 // and wrong types are errors that name the file and the field), and UsageTotals as JSON.
+#include <climits>
+#include <cmath>
+#include <cstdint>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -10,6 +13,24 @@
 #include "tandem/assistant.h"
 
 namespace tandem {
+
+namespace {
+
+struct BadValue : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// A JSON integer within [lo, hi]; a float (even 3.0), a string or one out of range is refused.
+int64_t integer_in(const nlohmann::json& v, int64_t lo, int64_t hi) {
+    const std::string range = "an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
+    if (!v.is_number()) throw BadValue("has the wrong type (" + std::string(v.type_name()) + "): must be " + range);
+    if (!v.is_number_integer()) throw BadValue("must be " + range);
+    if (v.is_number_unsigned() ? v.get<uint64_t>() > (uint64_t)hi : v.get<int64_t>() < lo || v.get<int64_t>() > hi)
+        throw BadValue("must be " + range);
+    return v.get<int64_t>();
+}
+
+}  // namespace
 
 AssistantConfig AssistantConfig::from_json_file(const std::string& path) {
     std::ifstream in(path);
@@ -22,11 +43,22 @@ AssistantConfig AssistantConfig::from_json_file(const std::string& path) {
     }
     if (!j.is_object()) throw std::runtime_error(path + ": the config must be a JSON object");
     AssistantConfig c;
+    // A setter throws nlohmann's type_error for a value of the wrong JSON type, or BadValue with
+    // the reason. Numbers are checked before they are converted: nlohmann converts a float to an
+    // integer field by truncation, and one outside the field's range is undefined behaviour.
     using Setter = std::function<void(const nlohmann::json&)>;
     auto str = [](std::string& f) -> Setter { return [&f](const nlohmann::json& v) { f = v.get<std::string>(); }; };
-    auto i64 = [](int64_t& f) -> Setter { return [&f](const nlohmann::json& v) { f = v.get<int64_t>(); }; };
-    auto i32 = [](int& f) -> Setter { return [&f](const nlohmann::json& v) { f = v.get<int>(); }; };
-    auto dbl = [](double& f) -> Setter { return [&f](const nlohmann::json& v) { f = v.get<double>(); }; };
+    auto i64 = [](int64_t& f) -> Setter {
+        return [&f](const nlohmann::json& v) { f = integer_in(v, INT64_MIN, INT64_MAX); };
+    };
+    auto i32 = [](int& f) -> Setter { return [&f](const nlohmann::json& v) { f = (int)integer_in(v, INT_MIN, INT_MAX); }; };
+    auto dbl = [](double& f) -> Setter {
+        return [&f](const nlohmann::json& v) {
+            if (!v.is_number()) throw BadValue("has the wrong type (" + std::string(v.type_name()) + "): must be a number");
+            f = v.get<double>();
+            if (!std::isfinite(f)) throw BadValue("must be a finite number");
+        };
+    };
     auto bln = [](bool& f) -> Setter { return [&f](const nlohmann::json& v) { f = v.get<bool>(); }; };
     const std::map<std::string, Setter> fields = {
         {"model_path", str(c.model_path)}, {"backend", str(c.backend)}, {"n_threads", i32(c.n_threads)},
@@ -40,7 +72,13 @@ AssistantConfig AssistantConfig::from_json_file(const std::string& path) {
         {"suggestion_no_repeat_ngram", i32(c.suggestion_no_repeat_ngram)},
         {"suggestion_temperature", dbl(c.suggestion_temperature)}, {"suggestion_top_k", i32(c.suggestion_top_k)},
         {"suggestion_top_p", dbl(c.suggestion_top_p)},
-        {"suggestion_seed", [&c](const nlohmann::json& v) { c.suggestion_seed = v.get<uint64_t>(); }},
+        {"suggestion_seed",
+         [&c](const nlohmann::json& v) {
+             if (!v.is_number()) throw BadValue("has the wrong type (" + std::string(v.type_name()) + "): must be an integer");
+             if (!v.is_number_integer() || (!v.is_number_unsigned() && v.get<int64_t>() < 0))
+                 throw BadValue("must be an integer from 0 to 18446744073709551615");
+             c.suggestion_seed = v.get<uint64_t>();
+         }},
         {"suggestion_stop", [&c](const nlohmann::json& v) { c.suggestion_stop = v.get<std::vector<std::string>>(); }},
         {"memory_budget_tokens", i32(c.memory_budget_tokens)},
         {"memory_max_items", i32(c.memory_max_items)}, {"memory_edit_threshold", i32(c.memory_edit_threshold)},
@@ -54,6 +92,8 @@ AssistantConfig AssistantConfig::from_json_file(const std::string& path) {
             it->second(value);
         } catch (const nlohmann::json::exception&) {
             throw std::runtime_error(path + ": field '" + key + "' has the wrong type (" + value.type_name() + ")");
+        } catch (const BadValue& e) {
+            throw std::runtime_error(path + ": field '" + key + "' " + e.what() + " (got " + value.dump() + ")");
         }
     }
     if (c.model_path.empty()) throw std::runtime_error(path + ": field 'model_path' is required");
