@@ -230,6 +230,10 @@ TEST_CASE("OpenAI API: models, completion fields, token limits, stop, seed, n, c
     CHECK(broken.status == 400);
     check_error_shape(broken.j(), "");
     CHECK(broken.j()["error"]["message"].get<std::string>().find("malformed JSON") != std::string::npos);
+    tandem_test::Resp huge = tandem_test::http(port, "POST", "/v1/chat/completions",
+                                               R"({"messages": [{"role": "user", "content": "hi"}], "temperature": -1e999})");
+    CHECK(huge.status == 400);
+    check_error_shape(huge.j(), "");
     check_error_shape(tandem_test::http(port, "GET", "/v1/nope").j(), "");
     check_error_shape(tandem_test::http(port, "PUT", "/v1/chat/completions", "{}").j(), "");
 }

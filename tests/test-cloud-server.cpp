@@ -320,6 +320,11 @@ TEST_CASE("tandem-cloud: bearer auth, bad requests, size limit, unknown routes, 
     CHECK(bad.status == 400);
     CHECK(bad.j()["error"]["message"].get<std::string>().find("malformed JSON") != std::string::npos);
     CHECK(http(srv.port, "POST", "/v1/memory/requests", "[1,2]", "s3cret").status == 400);
+    // a number no double holds is the client's error (400), not the server's (500)
+    Resp huge = http(srv.port, "POST", "/v1/memory/requests", R"({"request_id": "h", "context": "x", "max_items": 1e999})",
+                     "s3cret");
+    CHECK(huge.status == 400);
+    CHECK(huge.j()["error"]["message"] == "malformed JSON: a number in the request body is too large for a double");
     CHECK(http(srv.port, "POST", "/v1/memory/requests", "{\"context\": \"x\"}", "s3cret").status == 400);
     CHECK(http(srv.port, "POST", "/v1/memory/requests", mem_request("x", "y", 0).dump(), "s3cret").status == 400);
     CHECK(http(srv.port, "GET", "/v1/memory/changes?since=abc", "", "s3cret").status == 400);

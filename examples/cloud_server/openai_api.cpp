@@ -29,6 +29,8 @@ json parse_json_object(const std::string& body) {
         if (e.byte > body.size())
             throw bad("", "malformed JSON: the request body ends in the middle of a value");
         throw bad("", "malformed JSON: the request body is not valid JSON (at byte " + std::to_string(e.byte) + ")");
+    } catch (const json::exception&) {  // out_of_range 406: a number beyond a double's range, e.g. 1e999
+        throw bad("", "malformed JSON: a number in the request body is too large for a double");
     }
     if (!j.is_object()) throw bad("", "the request body must be a JSON object");
     return j;
