@@ -182,8 +182,8 @@ struct P_Q5_K : P_Q4_K {
 // Subblock g = 16 columns = 4 steps in l6[g][0..2]: steps 0-2 are their vectors' low 6 bits,
 // step 3 is the three vectors' top 2 bits, each masked before its 16-bit shift so that no bits
 // of the next byte come in. 10 instructions a subblock on zmm (11 on ymm) with one constant,
-// where a nibble plane and a 2-bit plane took 13 (17). Prompt GEMM, one Zen 5 core: +3-4% on
-// avx512-vnni, +8% on avx2, level on avx-vnni (bench/results/cpu-prompt.md, section 34).
+// where a nibble plane and a 2-bit plane took 13 (17). Prompt GEMM, one Zen 5 core: +2-3% on
+// avx512-vnni, +7-8% on avx2, level on avx-vnni (bench/results/cpu-prompt.md, section 34).
 struct P_Q6_K {
     using Rec = pq6_K;
     struct Scale {
