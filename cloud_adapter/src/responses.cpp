@@ -3,9 +3,10 @@
 
 #include <cmath>
 #include <cstdint>
-#include <limits>
 
 #include <nlohmann/json.hpp>
+
+#include "tandem/json_int.h"
 
 namespace tandem::detail {
 
@@ -19,9 +20,7 @@ static std::string str_field(const json& o, const char* key) {
 // An integer field that fits int64 (a larger unsigned one does not), else `absent`.
 static int64_t int_field(const json& o, const char* key, int64_t absent) {
     auto it = o.find(key);
-    if (it == o.end() || !it->is_number_integer()) return absent;
-    if (it->is_number_unsigned() && it->get<uint64_t>() > (uint64_t)std::numeric_limits<int64_t>::max()) return absent;
-    return it->get<int64_t>();
+    return it == o.end() ? absent : json_int_in(*it, INT64_MIN, INT64_MAX).value_or(absent);
 }
 
 // Reads an OpenAI "usage" object ({prompt_tokens, completion_tokens}) when j has one.

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <climits>
-#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -14,6 +13,8 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
+
+#include "tandem/json_int.h"
 
 namespace tandem::cloud {
 
@@ -171,8 +172,7 @@ static bool parse_ungd_line(const std::string& path, size_t line_no, const std::
         if (!j.contains(k) || !j[k].is_string()) throw CorpusError(where + "missing string field '" + k + "'");
     for (const char* k : {"year", "session"}) {
         if (!j.contains(k) || !j[k].is_number_integer()) throw CorpusError(where + "missing integer field '" + k + "'");
-        if (j[k].is_number_unsigned() ? j[k].get<uint64_t>() > (uint64_t)INT_MAX
-                                      : j[k].get<int64_t>() < INT_MIN || j[k].get<int64_t>() > INT_MAX)
+        if (!json_int_in(j[k], INT_MIN, INT_MAX))
             throw CorpusError(where + "field '" + k + "' is out of range (" + j[k].dump() + ")");
     }
     out->year = j["year"].get<int>();

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tandem/assistant.h"
+#include "tandem/json_int.h"
 
 namespace tandem {
 
@@ -24,10 +25,9 @@ struct BadValue : std::runtime_error {
 int64_t integer_in(const nlohmann::json& v, int64_t lo, int64_t hi) {
     const std::string range = "an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
     if (!v.is_number()) throw BadValue("has the wrong type (" + std::string(v.type_name()) + "): must be " + range);
-    if (!v.is_number_integer()) throw BadValue("must be " + range);
-    if (v.is_number_unsigned() ? v.get<uint64_t>() > (uint64_t)hi : v.get<int64_t>() < lo || v.get<int64_t>() > hi)
-        throw BadValue("must be " + range);
-    return v.get<int64_t>();
+    const std::optional<int64_t> x = json_int_in(v, lo, hi);
+    if (!x) throw BadValue("must be " + range);
+    return *x;
 }
 
 }  // namespace

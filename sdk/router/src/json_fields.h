@@ -2,10 +2,12 @@
 // ("router.json: field 'features.hash_bits': expected an integer in [8, 20]"). Internal.
 #pragma once
 #include <cmath>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "tandem/json_int.h"
 #include "tandem/router_features.h"
 
 namespace tandem::detail {
@@ -41,13 +43,11 @@ inline int64_t get_int(const json& j, const char* key, const std::string& file,
                        const std::string& prefix, int64_t lo, int64_t hi) {
     const json& v = require(j, key, file, prefix);
     std::string field = prefix.empty() ? key : prefix + "." + key;
-    if (!v.is_number_integer())
-        field_error(file, field, "expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
-    int64_t x = v.is_number_unsigned() && v.get<uint64_t>() > (uint64_t)INT64_MAX ? INT64_MAX : v.get<int64_t>();
-    if (x < lo || x > hi)
-        field_error(file, field, "expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                                     "], got " + std::to_string(x));
-    return x;
+    const std::string range = "expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+    if (!v.is_number_integer()) field_error(file, field, range);
+    const std::optional<int64_t> x = json_int_in(v, lo, hi);
+    if (!x) field_error(file, field, range + ", got " + v.dump());
+    return *x;
 }
 
 inline std::string get_string(const json& j, const char* key, const std::string& file,
