@@ -16,6 +16,7 @@
 #include "server_process.h"
 #include "tandem/assistant.h"
 #include "tandem/cloud_adapter.h"
+#include "tandem/json_int.h"
 #include "tandem/memory_store.h"
 #include "tandem/memory_sync.h"
 #include "tandem/router.h"
@@ -83,6 +84,22 @@ static AskOptions ask_tokens(int max_tokens) {
 }
 
 static const char* kDoc = "Once upon a time, there was a little girl named Lily. She loved to play outside";
+
+TEST_CASE("json_int_in: a JSON integer within its bounds, nothing else") {
+    using nlohmann::json;
+    CHECK(tandem::json_int_in(json::parse("5"), 1, 10) == 5);
+    CHECK(tandem::json_int_in(json::parse("-5"), -10, 10) == -5);
+    CHECK_FALSE(tandem::json_int_in(json::parse("0"), 1, 10));    // below lo (stored unsigned)
+    CHECK_FALSE(tandem::json_int_in(json::parse("-11"), -10, 10));
+    CHECK_FALSE(tandem::json_int_in(json::parse("11"), 1, 10));
+    CHECK_FALSE(tandem::json_int_in(json::parse("3.0"), 1, 10));  // a float, even a whole one
+    CHECK_FALSE(tandem::json_int_in(json::parse("1e300"), INT64_MIN, INT64_MAX));
+    CHECK_FALSE(tandem::json_int_in(json::parse("\"5\""), 1, 10));
+    CHECK_FALSE(tandem::json_int_in(json::parse("18446744073709551615"), INT64_MIN, INT64_MAX));
+    CHECK(tandem::json_int_in(json::parse("9223372036854775807"), INT64_MIN, INT64_MAX) == INT64_MAX);
+    CHECK(tandem::json_int_in(json::parse("-9223372036854775808"), INT64_MIN, INT64_MAX) == INT64_MIN);
+    CHECK_FALSE(tandem::json_int_in(json::parse("1"), -10, -1));  // hi < 0
+}
 
 TEST_CASE("suggest streams a continuation and reuses the prompt prefix on the next keystroke") {
     Events ev;
