@@ -229,6 +229,12 @@ TEST_CASE("compose server: unknown paths, wrong methods and bad bodies") {
     a = call(r.port, http::verb::post, "/api/suggest", R"({"document": "abc", "cursor": 4})", kToken);
     CHECK(a.status == 400);
     CHECK(a.body.find("'cursor'") != std::string::npos);
+    for (const char* bad : {R"({"document": "abc", "cursor": 18446744073709551615})", R"({"document": "abc", "cursor": 1.5})",
+                            R"({"document": "abc", "cursor": -1})", R"({"document": "abc", "cursor": 1e999})"}) {
+        CAPTURE(bad);
+        a = call(r.port, http::verb::post, "/api/suggest", bad, kToken);
+        CHECK(a.status == 400);
+    }
     a = call(r.port, http::verb::post, "/api/ask", R"({"instruction": "  "})", kToken);
     CHECK(a.status == 400);
     a = call(r.port, http::verb::post, "/api/ask", R"({"instruction": "q", "private": "yes"})", kToken);

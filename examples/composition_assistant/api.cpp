@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <optional>
+
+#include "tandem/json_int.h"
 
 namespace tandem::compose {
 
@@ -155,10 +158,11 @@ void Api::suggest(const json& body, Reply& reply) {
     auto it = body.find("cursor");
     size_t cursor = doc.size();
     if (it != body.end()) {
-        if (!it->is_number_integer() || it->get<int64_t>() < 0 || it->get<int64_t>() > (int64_t)doc.size())
+        const std::optional<int64_t> c = json_int_in(*it, 0, (int64_t)doc.size());
+        if (!c)
             throw BadRequest{"field 'cursor' must be an integer byte offset in [0, " + std::to_string(doc.size()) +
                              "]"};
-        cursor = (size_t)it->get<int64_t>();
+        cursor = (size_t)*c;
     }
     if (body.contains("document_id")) {
         try {
