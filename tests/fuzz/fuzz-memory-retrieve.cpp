@@ -1,8 +1,8 @@
 // libFuzzer target for the memory store's search (MemoryStore::retrieve and coverage), which
 // takes whatever the writer's document holds: the header says any text is safe, since the FTS5
 // query is built by fts5_match_query and never from the text's own syntax. A store with notes
-// in several scripts is made once; each input's first byte picks the query term count (1-16)
-// and the budget, the rest is the window. retrieve must not throw and must keep to max_items
+// in several scripts is made once; each input's first byte picks the query term count (1-16),
+// max_items (1-5), the budget and whether a document is preferred; the rest is the window. retrieve must not throw and must keep to max_items
 // and the budget; coverage must not throw and is >= 0; every query term must be a quoted run
 // of word bytes.
 #include <unistd.h>
@@ -34,9 +34,8 @@ static MemoryStore& store() {
         g_path = "/tmp/fuzz-memory-retrieve-" + std::to_string(getpid()) + ".db";
         remove_store();
         std::atexit(remove_store);
-        const std::string path = g_path;
         MemoryStoreParams p;
-        p.path = path;
+        p.path = g_path;
         auto* st = new MemoryStore(p);
         const char* texts[] = {
             "Glaciers are melting faster than predicted.", "The oceans absorb a quarter of our emissions.",
