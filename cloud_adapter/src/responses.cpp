@@ -23,6 +23,14 @@ static int64_t int_field(const json& o, const char* key, int64_t absent) {
     return it == o.end() ? absent : json_int_in(*it, INT64_MIN, INT64_MAX).value_or(absent);
 }
 
+// body as JSON into j, or malformed_json with msg "<what> body is not JSON".
+static std::error_code parse_body(const std::string& body, const char* what, json& j, std::string& msg) {
+    j = json::parse(body, nullptr, false);
+    if (!j.is_discarded()) return {};
+    msg = std::string(what) + " body is not JSON";
+    return make_error_code(cloud_errc::malformed_json);
+}
+
 // Reads an OpenAI "usage" object ({prompt_tokens, completion_tokens}) when j has one.
 static void read_usage(const json& j, ChatResult& out) {
     auto u = j.find("usage");
@@ -33,11 +41,8 @@ static void read_usage(const json& j, ChatResult& out) {
 
 // Parses a whole (non-streamed) chat completion. Returns an error code and fills msg on bad shape.
 std::error_code parse_chat(const std::string& body, ChatResult& out, std::string& msg) {
-    json j = json::parse(body, nullptr, false);
-    if (j.is_discarded()) {
-        msg = "chat completion body is not JSON";
-        return make_error_code(cloud_errc::malformed_json);
-    }
+    json j;
+    if (std::error_code ec = parse_body(body, "chat completion", j, msg)) return ec;
     if (!j.is_object() || !j.contains("choices") || !j["choices"].is_array() || j["choices"].empty() ||
         !j["choices"][0].is_object()) {
         msg = "chat completion has no choices[0]";
@@ -99,11 +104,8 @@ static bool parse_item(const json& j, FeedItem& it, std::string& msg) {
 }
 
 std::error_code parse_page(const std::string& body, FeedPage& page, std::string& msg) {
-    json j = json::parse(body, nullptr, false);
-    if (j.is_discarded()) {
-        msg = "change feed body is not JSON";
-        return make_error_code(cloud_errc::malformed_json);
-    }
+    json j;
+    if (std::error_code ec = parse_body(body, "change feed", j, msg)) return ec;
     if (!j.is_object() || !j.contains("items") || !j["items"].is_array()) {
         msg = "change feed page has no items array";
         return make_error_code(cloud_errc::bad_response);
@@ -127,11 +129,8 @@ std::error_code parse_page(const std::string& body, FeedPage& page, std::string&
 }
 
 std::error_code parse_source(const std::string& body, SourcePassage& out, std::string& msg) {
-    json j = json::parse(body, nullptr, false);
-    if (j.is_discarded()) {
-        msg = "source body is not JSON";
-        return make_error_code(cloud_errc::malformed_json);
-    }
+    json j;
+    if (std::error_code ec = parse_body(body, "source", j, msg)) return ec;
     if (!j.is_object() || !j.contains("passage") || !j["passage"].is_string()) {
         msg = "source answer has no string passage";
         return make_error_code(cloud_errc::bad_response);
