@@ -7,7 +7,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
-#include <vector>
+#include <new>
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
@@ -200,12 +200,28 @@ bool matmul_supports(GgmlType type) {
     throw CpuKernelError(std::string(fn) + " (" + tname + "): " + why);
 }
 
-// A per-thread scratch buffer, grown as needed, never shrunk; `slot` tells the callers apart.
+// A per-thread scratch buffer, grown as needed, never shrunk, its contents not kept when it
+// grows; `slot` tells the callers apart. 64-byte aligned: the AMX kernels load their A and B
+// tiles from it in 64-byte rows, which at malloc's 16-byte alignment straddled two cache lines
+// each; the amx-bf16 prompt then ran at 0.68-0.71x of this on an AMX Xeon core (the engine,
+// bench/results/cpu-prompt.md section 35), and its speed hung on where malloc put the buffers.
+struct ScratchBuffer {
+    uint8_t* data = nullptr;
+    size_t bytes = 0;
+    ~ScratchBuffer() { std::free(data); }
+};
 static uint8_t* scratch(int slot, size_t bytes) {
-    thread_local std::vector<uint64_t> buf[2];
-    std::vector<uint64_t>& b = buf[slot];
-    if (b.size() * 8 < bytes) b.resize((bytes + 7) / 8);
-    return (uint8_t*)b.data();
+    thread_local ScratchBuffer buf[2];
+    ScratchBuffer& b = buf[slot];
+    if (b.bytes < bytes) {
+        const size_t n = (bytes + 63) / 64 * 64;
+        uint8_t* p = (uint8_t*)std::aligned_alloc(64, n);
+        if (!p) throw std::bad_alloc();
+        std::free(b.data);
+        b.data = p;
+        b.bytes = n;
+    }
+    return b.data;
 }
 
 // Runs fn over [0, n) on the pool, or inline when there is none.
