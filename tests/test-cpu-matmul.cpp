@@ -662,8 +662,8 @@ TEST_CASE("kernel paths: detection and forcing") {
     CHECK(cpu::kernel_path_supported("amx-bf16") ==
           (cpu::kernel_path_supported("avx512-vnni") && f.amx_bf16 && f.avx512bf16));
     CHECK(cpu::kernel_path_supported("amx-bf16-emulated") == cpu::kernel_path_supported("avx512-vnni"));
-    // the automatic choice is the first supported of avx512-vnni, avx-vnni, avx2, scalar
-    for (const char* p : {"avx512-vnni", "avx-vnni", "avx2", "scalar"})
+    // the automatic choice is the first supported of amx-bf16, avx512-vnni, avx-vnni, avx2, scalar
+    for (const char* p : {"amx-bf16", "avx512-vnni", "avx-vnni", "avx2", "scalar"})
         if (cpu::kernel_path_supported(p)) {
             CHECK(std::string(cpu::kernel_path_name()) == p);
             break;

@@ -115,15 +115,17 @@ static const KernelSet& kernels_avx_vnni_here() {
     return avx_vnni_is_vex() ? kernels_avx_vnni() : kernels_avx512vl_vnni();
 }
 
-// Best first. amx is not chosen automatically: on the two AMX CPUs measured (Xeons of model 207 and
-// model 143; bench/results/cpu-prompt.md, sections 11, 13 and 18) its prefill ran at 0.60-0.95x of
-// avx512-vnni's. Nor is amx-bf16, whose numerics differ from the other paths' (BF16 activations
-// and weights instead of 8-bit activations), and whose GEMM alone ran 1.43-1.58x avx512-vnni's
-// on a Sapphire Rapids core while the engine's prompt ran 0.95-1.02x: after AMX-BF16 work the
-// core ran all code about 1.5x slower (section 22).
+// Best first. amx-bf16 leads where the CPU has it: on an AMX Xeon core its prompts ran
+// 1.46-1.72x avx512-vnni's in the engine, and its numerics are nearer to the unquantized
+// computation than the int8 paths' (bench/results/cpu-prompt.md, section 35; an earlier
+// measurement that found its engine prompt no faster had scratch buffers that left every tile
+// row across two cache lines). amx is not chosen automatically: on the AMX CPUs measured (Xeons
+// of model 207 and model 143, and the one of section 35) its prefill ran at 0.60-1.04x of
+// avx512-vnni's: each 32-column block's C tile goes through memory to the vector units for its
+// scales, and on those cores the tile work and that vector work do not overlap.
 static bool has_amx_bf16() { return has_avx512() && cpu_features().amx_bf16 && cpu_features().avx512bf16; }
 static const Path kPaths[] = {
-    {"amx-bf16", has_amx_bf16, kernels_amx_bf16, false, OpsIsa::Avx512},
+    {"amx-bf16", has_amx_bf16, kernels_amx_bf16, true, OpsIsa::Avx512},
     {"amx", [] { return has_avx512() && cpu_features().amx_int8; }, kernels_amx, false, OpsIsa::Avx512},
     {"avx512-vnni", has_avx512, kernels_avx512, true, OpsIsa::Avx512},
     {"avx-vnni", [] { return avx_vnni_is_vex() || has_avx512(); }, kernels_avx_vnni_here, true, OpsIsa::Avx2},

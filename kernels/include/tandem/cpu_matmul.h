@@ -26,19 +26,23 @@
 // 27; the error bounds: tests/test-cpu-matmul.cpp).
 //
 // Kernel paths, chosen once at run time from cpuid/xgetbv (best first):
+//   "amx-bf16"      AMX-BF16 + AVX512-BF16 (Sapphire Rapids and later, where the OS grants the
+//                   tile state): prompts of 16 tokens or more of the quantized types on BF16
+//                   tiles, the weights dequantized to BF16 once per call, the activations rounded
+//                   to BF16, FP32 sums (other numerics than the int8 paths': each weight and
+//                   activation is off by at most 2^-9 of itself, where the int8 paths round each
+//                   activation to 1/254 of its block's largest); decode and shorter prompts as
+//                   avx512-vnni. The demo pair's perplexity on it equals that of the same
+//                   weights in F32 to 4 digits, the int8 paths' is 0.03-0.07% higher
+//                   (bench/results/cpu-prompt.md, section 35)
 //   "avx512-vnni"   AVX-512 F/BW/VL + VNNI: 512-bit vpdpbusd / fma micro-kernels
 //   "avx-vnni"      256-bit vpdpbusd micro-kernels: VEX-encoded on CPUs with AVX-VNNI (Alder
 //                   Lake, Zen 5), else the same kernels EVEX-encoded where AVX512-VL + VNNI exist
 //   "avx2"          AVX2 + FMA + F16C: 256-bit vpmaddubsw micro-kernels (fallback)
 //   "scalar"        plain C++ reference twins on the GGUF rows (always available)
-// and two that are never chosen automatically:
-//   "amx"           AMX-INT8 tiles for 16-token tiles of the quantized types (Sapphire Rapids
-//                   and later, where the OS grants the tile state), avx512-vnni for the rest;
-//                   measured slower than avx512-vnni so far (bench/results/cpu-prompt.md)
-//   "amx-bf16"      amx, except that prompts of 16 tokens or more of the quantized types run on
-//                   AMX-BF16 tiles: the weights dequantized to BF16 once per call, the
-//                   activations rounded to BF16, FP32 sums (other numerics than the int8 paths':
-//                   each weight and activation is off by at most 2^-9 of itself)
+// and three that are never chosen automatically:
+//   "amx"           AMX-INT8 tiles for 16-token tiles of the quantized types, avx512-vnni for
+//                   the rest; measured slower than avx512-vnni so far (bench/results/cpu-prompt.md)
 //   "amx-emulated", "amx-bf16-emulated"
 //                   the amx paths' kernels with the tile instructions done in software: for
 //                   testing them on CPUs without AMX
