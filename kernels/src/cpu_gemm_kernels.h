@@ -388,7 +388,8 @@ TGT void tile_q(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8
     store_tile(acc, y, ldy, nt, rows);
 }
 
-// The zmm paths' prompt tile: one row group against T = 16 tokens, subblock by subblock. The
+// The zmm paths' prompt tile, and the 256-bit vpdpbusd paths' for the types with a high-bit
+// plane (quant_tiles): one row group against T tokens (16 on zmm, 8 on ymm), subblock by subblock. The
 // subblock's kSub / 4 steps of levels are unpacked once into registers, then the tokens take them G
 // at a time (G interleaved vpdpbusd chains), each token's sums scaled by the row scales as soon as
 // they are done. No token's int32 sums outlive its group, so T is twice tile_q's and each
@@ -408,22 +409,30 @@ TGT void tile_q(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8
 // register copies in these tiles (Q4_0: 4 vmovdqa64 a subblock beside 128 vpdpbusd). Compiling
 // with -fira-loop-pressure -fsched-pressure -fschedule-insns, which removes them, read level on
 // Zen 5 but 5-8% slower on Emerald Rapids (section 26), so they stay.
+//
+// On ymm (a row group is half a panel; no embedded broadcast, so each activation word is
+// broadcast into a register; the min term in floats) 8 tokens, 2 at a time, serve each
+// unpacking where tile_q's 4 did. One core of an AMX Xeon (the VEX avx-vnni path): Q6_K +8-9% (its engine prompt +7%),
+// Q5_0 +6%, Q5_1 and Q5_K level; 4 tokens at a time, or prefetching records as on zmm, read
+// 1-4% slower (bench/results/cpu-prompt.md, section 35).
 template <class P, int T, int G>
 TGT void tile_qt(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8_t* act, float* y, int64_t ldy, int nt,
                  int64_t rows) {
-    static_assert(V::kDotBroadcast && kLanes == kPanelRows && T % G == 0);
+    static_assert(T % G == 0);
     using Rec = typename P::Rec;
     constexpr int kSteps = P::kSub / 4;
     constexpr size_t kSubBytes = act_sub_bytes(P::kSub, T);
     constexpr int kShift = corr_shift<P>();
-    constexpr int kAhead = 6;
+    constexpr int kAhead = kLanes == 16 ? 6 : 0;
     constexpr int kDxRecs = P::kRecDx ? 1 : kActGroupBlocks;
     // Q4_K, Q5_K: the record's min term in integers, once per record (below): 4 vpdpwssd, a
     // conversion and an fma a token, where the float min term took 8 fma a token and 8 row-min
     // conversions a record. Prompt GEMM, one core: Q4_K +3% on Zen 5, +1% on Emerald Rapids (the
     // medians of 4-5 alternating rounds), Q5_K +3% on Zen 5, level on Emerald Rapids.
-    constexpr bool kIntMins = P::kMin && P::kRecDx;
-    const Rec* rec = (const Rec*)(w + g0 * pb);
+    constexpr bool kIntMins = P::kMin && P::kRecDx && V::kDotBroadcast;
+    const Group gr = group(w, pb, g0);
+    const Rec* rec = (const Rec*)gr.panel;
+    const int l0 = gr.lane0;
     F acc[1][T];  // the partial sums of the records since dx was last applied
     alignas(64) float sums[T * kLanes] = {};
 #pragma GCC unroll 16
@@ -431,19 +440,19 @@ TGT void tile_qt(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint
     int dx_left = kDxRecs;  // records until dx is applied
     for (int64_t b = 0; b < n_recs; b++, rec++) {
         typename P::Scale scale;
-        scale.load(*rec, 0);
+        scale.load(*rec, l0);
         const float* dx = nullptr;
         for (int j = 0; j < P::kSubs; j++, act += kSubBytes) {
-            prefetch_slice<P>(rec + kAhead, j);
+            if constexpr (kAhead > 0) prefetch_slice<P>(rec + kAhead, j);
             I lv[kSteps];
-            P::template levels<0>(*rec, j, 0, lv[0], lv[1]);
-            P::template levels<1>(*rec, j, 0, lv[2], lv[3]);
+            P::template levels<0>(*rec, j, l0, lv[0], lv[1]);
+            P::template levels<1>(*rec, j, l0, lv[2], lv[3]);
             if constexpr (kSteps == 8) {
-                P::template levels<2>(*rec, j, 0, lv[4], lv[5]);
-                P::template levels<3>(*rec, j, 0, lv[6], lv[7]);
+                P::template levels<2>(*rec, j, l0, lv[4], lv[5]);
+                P::template levels<3>(*rec, j, l0, lv[6], lv[7]);
             }
             F dw, mw;  // mw: set and read only where P::kMin
-            P::scales(*rec, scale, j, 0, dw, mw);
+            P::scales(*rec, scale, j, l0, dw, mw);
             const ActSubFields f = act_sub_fields(act, P::kSub, T);
             dx = f.dx;
             const int32_t* ncorr = f.ncorr;
@@ -456,7 +465,11 @@ TGT void tile_qt(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint
                 I si[G];
                 for (int g = 0; g < G; g++) si[g] = kShift >= 0 ? V::set1_32(ncorr[t0 + g]) : V::izero();
                 for (int k = 0; k < kSteps; k++)
-                    for (int g = 0; g < G; g++) si[g] = V::dot_bcast(si[g], lv[k], act + P::kSub * (t0 + g) + 4 * k);
+                    for (int g = 0; g < G; g++) {
+                        const uint8_t* x = act + P::kSub * (t0 + g) + 4 * k;
+                        if constexpr (V::kDotBroadcast) si[g] = V::dot_bcast(si[g], lv[k], x);
+                        else si[g] = V::dot(si[g], lv[k], V::set1_32(ld32(x)));
+                    }
                 for (int g = 0; g < G; g++) acc[0][t0 + g] = V::fmadd(V::cvt_i32(si[g]), dw, acc[0][t0 + g]);
             }
         }
@@ -599,6 +612,7 @@ struct Quant {
     static constexpr int R = split8<P>() && T > 1 ? 1 : V::quant_groups(T, high_bit_levels<P>());
     TGT static void run(const PanelTask& a) {
         if constexpr (T == 16 && kLanes == 16) run_groups<1, tile_qt<P, 16, 4>, tile_qt<P, 16, 4>>(a);
+        else if constexpr (T == 8 && kLanes == 8) run_groups<1, tile_qt<P, 8, 2>, tile_qt<P, 8, 2>>(a);
         else run_groups<R, tile_q<P, R, T>, tile_q<P, 1, T>>(a);
     }
 };
@@ -641,9 +655,18 @@ TypeKernel type_kernel(int corr_shift) {
     return k;
 }
 
+// The largest token tile of P on this V: V::kSplit8Tiles where split8, 8 (tile_qt) for the types
+// with a high-bit plane on the 256-bit vpdpbusd paths, else V::kQuantTiles.
+template <class P>
+constexpr int quant_tiles() {
+    if constexpr (split8<P>()) return V::kSplit8Tiles;
+    if constexpr (kLanes == 8 && V::kUnsignedDot && high_bit_levels<P>()) return 8;
+    return V::kQuantTiles;
+}
+
 template <class P>
 TypeKernel quant_kernel() {
-    return type_kernel<Quant, P, split8<P>() ? V::kSplit8Tiles : V::kQuantTiles>(corr_shift<P>());
+    return type_kernel<Quant, P, quant_tiles<P>()>(corr_shift<P>());
 }
 
 template <class L>

@@ -38,7 +38,8 @@ struct V256Base {
     // Zen 5) Q8_0 +18%, Q4_0 +20%, Q4_1 +9%, Q4_K +10%; avx2 (Zen 4) Q4_0 222 against 174, Q4_K 217
     // against 173. The types with a high-bit plane keep 1 x 4, where their unpacking does not
     // spill: 2 x 4 measured avx-vnni Q5_0 -5%, Q5_1 -4%, Q5_K -12%, Q6_K -7%, and avx2 Q6_K -8%,
-    // Q5_0 -4%, Q5_1 and Q5_K level (Zen 5).
+    // Q5_0 -4%, Q5_1 and Q5_K level (Zen 5). On the vpdpbusd paths their full tiles are 8 tokens
+    // on tile_qt instead (cpu_gemm_kernels.h quant_tiles); these tiles take a prompt's last.
     static constexpr int quant_groups(int T, bool high_bit_levels) {
         return T == 1 || (T == 4 && !high_bit_levels) ? 2 : 1;
     }
