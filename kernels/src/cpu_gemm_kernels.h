@@ -412,9 +412,9 @@ TGT void tile_q(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8
 //
 // On ymm (a row group is half a panel; no embedded broadcast, so each activation word is
 // broadcast into a register; the min term in floats) 8 tokens, 2 at a time, serve each
-// unpacking where tile_q's 4 did. One core of an AMX Xeon (the VEX avx-vnni path): Q6_K +8-9% (its engine prompt +7%),
-// Q5_0 +6%, Q5_1 and Q5_K level; 4 tokens at a time, or prefetching records as on zmm, read
-// 1-4% slower (bench/results/cpu-prompt.md, section 35).
+// unpacking where tile_q's 4 did. One core of an AMX Xeon (the VEX avx-vnni path): Q6_K
+// +8-9% (its engine prompt +7%), Q5_0 +6%, Q5_1 and Q5_K level; 4 tokens at a time, or
+// prefetching records as on zmm, read 1-4% slower (bench/results/cpu-prompt.md, section 35).
 template <class P, int T, int G>
 TGT void tile_qt(const uint8_t* w, size_t pb, int g0, int64_t n_recs, const uint8_t* act, float* y, int64_t ldy, int nt,
                  int64_t rows) {
