@@ -16,6 +16,7 @@
 #include "server_process.h"
 #include "tandem/assistant.h"
 #include "tandem/cloud_adapter.h"
+#include "tandem/cpu_matmul.h"
 #include "tandem/json_int.h"
 #include "tandem/memory_store.h"
 #include "tandem/memory_sync.h"
@@ -61,6 +62,12 @@ struct Events {
             if (e.kind == k) return true;
         return false;
     }
+    std::string message_of(EventKind k) {
+        std::lock_guard<std::mutex> lk(mu);
+        for (auto& e : seen)
+            if (e.kind == k) return e.message;
+        return "";
+    }
     size_t size() {
         std::lock_guard<std::mutex> lk(mu);
         return seen.size();
@@ -105,6 +112,9 @@ TEST_CASE("suggest streams a continuation and reuses the prompt prefix on the ne
     Events ev;
     auto a = Assistant::create(base_config(), ev.callback());
     CHECK(ev.has(EventKind::ModelLoaded));
+    // on the CPU it names the matmul kernel path in use
+    CHECK(ev.message_of(EventKind::ModelLoaded).find(std::string("on the cpu (kernels ") + cpu::kernel_path_name() + ")") !=
+          std::string::npos);
     std::string streamed;
     const std::string doc = kDoc;
     const SuggestResult r1 = a->suggest(doc, doc.size(), [&](std::string_view p) { streamed += p; return true; });

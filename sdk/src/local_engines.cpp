@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "tandem/backend.h"
+#include "tandem/cpu_matmul.h"
 
 namespace tandem {
 
@@ -20,7 +21,9 @@ LocalEngines::LocalEngines(const AssistantConfig& cfg, const Emit& emit) {
     format_ = detect_chat_format(engines_[0]->model().file());
     model_name_ = engines_[0]->model().config().name;
     if (model_name_.empty()) model_name_ = cfg.model_path.substr(cfg.model_path.find_last_of('/') + 1);
-    emit(EventKind::ModelLoaded, engines_[0]->model().config().architecture + " model " + cfg.model_path + " on the " + backend_);
+    std::string where = backend_;
+    if (backend_ == "cpu") where += std::string(" (kernels ") + cpu::kernel_path_name() + ")";
+    emit(EventKind::ModelLoaded, engines_[0]->model().config().architecture + " model " + cfg.model_path + " on the " + where);
     if (!gpu_not_used.empty()) emit(EventKind::GpuNotUsed, gpu_not_used);
 }
 
