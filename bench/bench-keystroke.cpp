@@ -9,7 +9,7 @@
 // usage: bench-keystroke [--model GGUF | --synthetic 100m|llama-1b [--weights q8_0|q4_0]
 //                        [--tokenizer GGUF]] [--keys N] [--interval-ms T] [--pause-ms P]
 //                        [--doc-chars C] [--backend auto|cpu|cuda] [--shared DIR]
-//                        [--cloud-bin PATH] [--conditions LIST] [--ask-every K]
+//                        [--cloud-bin PATH] [--conditions LIST] [--ask-every K] [--kernels PATH]
 //
 // The document: the first --doc-chars characters of WikiText-2 (4,000: about 1k tokens), then
 // N typed characters from the text that follows, one suggest() every T ms (a typist at ~80
@@ -17,7 +17,8 @@
 // Keystroke -> first token = the suggest() call's wall time minus its decode time after the
 // first token (random-weight models may sample tokens that print nothing, so the first
 // streamed piece is not a reliable mark). Synthetic models are written to a temp dir with the
-// tokenizer of --tokenizer (default: the demo client model's 8k BPE vocabulary).
+// tokenizer of --tokenizer (default: the demo client model's 8k BPE vocabulary). --kernels picks
+// the CPU matmul path (cpu::force_kernel_path; default: the best this CPU has).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -32,6 +33,7 @@
 
 #include "../tests/server_process.h"
 #include "tandem/assistant.h"
+#include "tandem/cpu_matmul.h"
 #include "tandem/synthetic_model.h"
 
 using namespace tandem;
@@ -43,7 +45,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Options {
     std::string shared = "../shared", model, synthetic, weights = "q8_0", tokenizer, backend = "auto";
-    std::string cloud_bin = TANDEM_CLOUD_BIN, conditions = "0,500,off";
+    std::string cloud_bin = TANDEM_CLOUD_BIN, conditions = "0,500,off", kernels;
     int keys = 150, interval_ms = 120, pause_ms = 2000, ask_every = 0;
     size_t doc_chars = 4000;
 };
@@ -168,7 +170,7 @@ int main(int argc, char** argv) {
     const char* usage =
         "usage: bench-keystroke [--model GGUF | --synthetic 100m|llama-1b [--weights q8_0|q4_0] [--tokenizer GGUF]]\n"
         "       [--keys N] [--interval-ms T] [--pause-ms P] [--doc-chars C] [--backend auto|cpu|cuda] [--shared DIR]\n"
-        "       [--cloud-bin PATH] [--conditions 0,500,off] [--ask-every K]\n";
+        "       [--cloud-bin PATH] [--conditions 0,500,off] [--ask-every K] [--kernels PATH]\n";
     for (int i = 1; i < argc; i++) {
         const std::string a = argv[i];
         auto val = [&]() -> std::string {
@@ -189,7 +191,16 @@ int main(int argc, char** argv) {
         else if (a == "--cloud-bin") o.cloud_bin = val();
         else if (a == "--conditions") o.conditions = val();
         else if (a == "--ask-every") o.ask_every = std::atoi(val().c_str());
+        else if (a == "--kernels") o.kernels = val();
         else { std::fprintf(stderr, "%s", usage); return 2; }
+    }
+    if (!o.kernels.empty()) {
+        try {
+            cpu::force_kernel_path(o.kernels.c_str());
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "bench-keystroke: --kernels %s: %s\n", o.kernels.c_str(), e.what());
+            return 2;
+        }
     }
     std::ifstream in(o.shared + "/corpus/wikitext-2-test.raw");
     if (!in) { std::fprintf(stderr, "bench-keystroke: cannot read %s/corpus/wikitext-2-test.raw\n", o.shared.c_str()); return 1; }
