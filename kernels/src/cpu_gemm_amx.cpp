@@ -1,8 +1,8 @@
 // The "amx" path: AMX-INT8 tiles for the quantized types (cpu_gemm_amx.h), on CPUs with
 // AMX-TILE + AMX-INT8 whose OS granted the tile state (cpu_features().amx_int8); and the
-// "amx-bf16" path: the same, with prompts on AMX-BF16 tiles (cpu_gemm_amx_bf16.h), where the
-// CPU also has AMX-BF16 and AVX512-BF16. One file for both: they share the thread's tile
-// configuration. Every function carries a target attribute; nothing here runs unless
+// "amx-bf16" path: prompts of 16 tokens or more on AMX-BF16 tiles (cpu_gemm_amx_bf16.h), the
+// rest on the avx512-vnni kernels, where the CPU also has AMX-BF16 and AVX512-BF16. One file for
+// both: they share the thread's tile configuration. Every function carries a target attribute; nothing here runs unless
 // cpu_features() said so.
 #include "cpu_gemm_amx.h"
 #include "cpu_gemm_amx_bf16.h"

@@ -225,9 +225,12 @@ TGT_BF16 void bf16_panels(const Bf16Task& t) {
     }
 }
 
-// make_amx's table plus the BF16 tiles for the quantized types' prompts.
+// The avx512-vnni kernels plus the BF16 tiles for the quantized types' prompts of at least
+// kBf16MinTokens. Not make_amx's table: its AMX-INT8 tiles would take the prompts of 9-15 tokens
+// (one 16-token tile), which ran at 0.64-0.95x of the avx512-vnni kernels on an AMX Xeon core
+// (bench/results/cpu-prompt.md, section 35).
 KernelSet make_amx_bf16(const char* name) {
-    KernelSet k = make_amx(name);
+    KernelSet k = make_kernel_set(name);
     k.to_bf16 = rows_to_bf16;
     k.k[(uint32_t)GgmlType::Q4_0].bf16 = bf16_panels<P_Q4_0>;
     k.k[(uint32_t)GgmlType::Q4_1].bf16 = bf16_panels<P_Q4_1>;
