@@ -27,10 +27,15 @@ struct V512 {
     // against 91 with 8 tokens x 2 panels, one Zen 4 core). Quantized decode (T = 1) takes one
     // panel at a time, so the weights are one sequential stream: with 4 panels (4 streams) the
     // engine's single-thread Q4_K decode measured 1.2-1.5x slower.
-    static constexpr int kQuantTiles = 16, kFloatTiles = 16;
+    // The float prompt tile: 2 row groups x 8 tokens, each broadcast activation serving both
+    // groups. One core of an AMX Xeon: F16 prompt GEMM 141-142 GFLOP/s (66-67% of the fma peak)
+    // against 122-123 (57-58%) for 1 x 16, whose every fma broadcast its activation from memory;
+    // the engine's F16 prompt 1.11x (bench/results/cpu-prompt.md, section 35; not measured on
+    // an AMD core).
+    static constexpr int kQuantTiles = 16, kFloatTiles = 8;
     static constexpr int kSplit8Tiles = 8;  // unused: vpdpbusd takes Q8_0 levels whole (no split8)
     static constexpr int quant_groups(int T, bool) { return T == 1 ? 1 : T <= 4 ? 2 : 1; }
-    static constexpr int float_groups(int T) { return T == 1 ? 4 : T <= 4 ? 2 : 1; }
+    static constexpr int float_groups(int T) { return T == 1 ? 4 : 2; }
     // Float decode stays on tile_f over 4 panels: tile_f1 on one panel with 4 or 8 sums measured
     // within the noise of it (F16 GEMV 7.7-8.7 ms against 8.4-8.6, one Zen 4 core).
     static constexpr int kFloatDecodeSums = 0;
