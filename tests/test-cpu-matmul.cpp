@@ -649,7 +649,7 @@ TEST_CASE("kernel paths: detection and forcing") {
     MESSAGE("cpu: avx2=" << f.avx2 << " fma=" << f.fma << " f16c=" << f.f16c << " avx512f=" << f.avx512f
                          << " avx512bw=" << f.avx512bw << " avx512vl=" << f.avx512vl << " avx512vnni=" << f.avx512vnni
                          << " avx512bf16=" << f.avx512bf16 << " avx_vnni=" << f.avx_vnni << " amx_int8=" << f.amx_int8
-                         << " amx_bf16=" << f.amx_bf16
+                         << " amx_bf16=" << f.amx_bf16 << " amx_refused=" << f.amx_refused
                          << "; best path: " << std::string(cpu::kernel_path_name())
                          << "; avx-vnni encoding: " << std::string(cpu::avx_vnni_is_vex() ? "VEX" : "EVEX"));
     std::string here;  // the paths the kernel tests above ran on this CPU
@@ -662,6 +662,7 @@ TEST_CASE("kernel paths: detection and forcing") {
     CHECK(cpu::kernel_path_supported("amx-bf16") ==
           (cpu::kernel_path_supported("avx512-vnni") && f.amx_bf16 && f.avx512bf16));
     CHECK(cpu::kernel_path_supported("amx-bf16-emulated") == cpu::kernel_path_supported("avx512-vnni"));
+    CHECK_FALSE((f.amx_refused && f.amx_int8));  // refused means no amx path
     // the automatic choice is the first supported of amx-bf16, avx512-vnni, avx-vnni, avx2, scalar
     for (const char* p : {"amx-bf16", "avx512-vnni", "avx-vnni", "avx2", "scalar"})
         if (cpu::kernel_path_supported(p)) {

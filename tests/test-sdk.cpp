@@ -112,9 +112,10 @@ TEST_CASE("suggest streams a continuation and reuses the prompt prefix on the ne
     Events ev;
     auto a = Assistant::create(base_config(), ev.callback());
     CHECK(ev.has(EventKind::ModelLoaded));
-    // on the CPU it names the matmul kernel path in use
-    CHECK(ev.message_of(EventKind::ModelLoaded).find(std::string("on the cpu (kernels ") + cpu::kernel_path_name() + ")") !=
-          std::string::npos);
+    // on the CPU it names the matmul kernel path in use, and says when the OS kept the AMX tiles from it
+    const std::string loaded = ev.message_of(EventKind::ModelLoaded);
+    CHECK(loaded.find(std::string("on the cpu (kernels ") + cpu::kernel_path_name()) != std::string::npos);
+    CHECK((loaded.find("did not grant its tile state") != std::string::npos) == cpu::cpu_features().amx_refused);
     std::string streamed;
     const std::string doc = kDoc;
     const SuggestResult r1 = a->suggest(doc, doc.size(), [&](std::string_view p) { streamed += p; return true; });

@@ -69,6 +69,7 @@ static CpuFeatures detect_features() {
     f.avx_vnni = avx && ((a >> 4) & 1);
     f.avx512bf16 = zmm_os && ((a >> 5) & 1);
     f.amx_int8 = amx_cpu && (xcr0 & 0x60000) == 0x60000 && request_tile_permission();
+    f.amx_refused = amx_cpu && !f.amx_int8;
     f.amx_bf16 = f.amx_int8 && amx_bf16_cpu;
     return f;
 }

@@ -22,7 +22,11 @@ LocalEngines::LocalEngines(const AssistantConfig& cfg, const Emit& emit) {
     model_name_ = engines_[0]->model().config().name;
     if (model_name_.empty()) model_name_ = cfg.model_path.substr(cfg.model_path.find_last_of('/') + 1);
     std::string where = backend_;
-    if (backend_ == "cpu") where += std::string(" (kernels ") + cpu::kernel_path_name() + ")";
+    if (backend_ == "cpu") {
+        where += std::string(" (kernels ") + cpu::kernel_path_name();
+        if (cpu::cpu_features().amx_refused) where += "; the CPU has AMX, but the OS did not grant its tile state";
+        where += ")";
+    }
     emit(EventKind::ModelLoaded, engines_[0]->model().config().architecture + " model " + cfg.model_path + " on the " + where);
     if (!gpu_not_used.empty()) emit(EventKind::GpuNotUsed, gpu_not_used);
 }

@@ -76,6 +76,9 @@ struct CpuFeatures {
     bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false, avx512bf16 = false;
     bool avx_vnni = false;
     bool amx_int8 = false, amx_bf16 = false;
+    // The CPU has AMX-TILE + AMX-INT8 but the OS did not grant the tile state (XCR0, or the
+    // arch_prctl request refused): the amx paths are then unsupported.
+    bool amx_refused = false;
 };
 const CpuFeatures& cpu_features();
 
